@@ -1,0 +1,200 @@
+namespace Omega.Cells;
+
+public sealed partial class Cell
+{
+    // Per-transaction scratch, reused under _lock so a commit allocates nothing.
+    private int[] _touched = new int[16];
+    private int _touchedCount;
+    private UndoEntry[] _undo = new UndoEntry[16];
+    private int _undoCount;
+
+    private readonly record struct UndoEntry(bool WasBind, Allocation Allocation);
+
+    /// <summary>
+    /// Validates and applies a transaction against the live cell state (design.md §3), in this order:
+    /// (1) the fencing token is current and its lease live, else the whole transaction is rejected;
+    /// (2) a retry with a known idempotency key gets the original result;
+    /// then per claim: the node exists and is schedulable; the task is not bound; preemption victims are valid;
+    /// the node version is unchanged (coarse) and the resources fit; the tenant's quota holds.
+    /// </summary>
+    /// <remarks>
+    /// The returned result is the in-memory outcome. On an in-memory cell it is final. On a durable cell do not act on it
+    /// (push bindings, answer a client) before the durable acknowledgement; see docs/commit-protocol.md.
+    /// </remarks>
+    public CommitResult Commit(Transaction tx)
+    {
+        ArgumentNullException.ThrowIfNull(tx);
+        ReadOnlySpan<Claim> claims = tx.Claims;
+        ClaimStatus[] outcomes = tx.OutcomeBuffer;
+        int n = claims.Length;
+        lock (_lock)
+        {
+            var fence = CheckFencing(tx.Scheduler, tx.Token);
+            if (fence != TransactionStatus.Committed) return RejectWhole(outcomes, n, fence);
+            if (n == 0 || n > _options.MaxClaimsPerTransaction) return RejectWhole(outcomes, n, TransactionStatus.InvalidTransaction);
+
+            ulong hash = 0;
+            if (!tx.Key.IsNone)
+            {
+                hash = IdempotencyIndex.Hash(tx);
+                if (_idempotency.TryGet(tx.Key, out var rec))
+                {
+                    if (rec.TxHash != hash) return RejectWhole(outcomes, n, TransactionStatus.IdempotencyKeyReused);
+                    _counters.CountReplay();
+                    return IdempotencyIndex.ToResult(rec);
+                }
+            }
+
+            long newVersion = _version + 1;
+            bool gang = tx.Mode == CommitMode.AllOrNothing;
+            _touchedCount = 0;
+            _undoCount = 0;
+            int applied = 0, failedAt = -1;
+            for (int i = 0; i < n; i++)
+            {
+                var s = TryApply(in claims[i], tx.Detection, newVersion, gang);
+                outcomes[i] = s;
+                if (s == ClaimStatus.Applied) applied++;
+                else if (gang) { failedAt = i; break; }
+            }
+            if (failedAt >= 0)
+            {
+                // All-or-nothing: undo in reverse. Nothing was published, so readers never saw any of it.
+                Rollback();
+                for (int j = 0; j < failedAt; j++) outcomes[j] = ClaimStatus.Aborted;
+                for (int j = failedAt + 1; j < n; j++) outcomes[j] = ClaimStatus.NotEvaluated;
+                applied = 0;
+            }
+            for (int i = 0; i < n; i++) _counters.Count(outcomes[i]);
+
+            var status = applied == n ? TransactionStatus.Committed : applied == 0 ? TransactionStatus.Rejected : TransactionStatus.PartiallyCommitted;
+            long resultVersion = _version;
+            if (applied > 0)
+            {
+                // Publish every touched node at the new version, then the version itself: a snapshot either sees the
+                // whole transaction or none of it.
+                for (int t = 0; t < _touchedCount; t++)
+                {
+                    int idx = _touched[t];
+                    _slots[idx].Publish(newVersion, _live[idx]);
+                }
+                Volatile.Write(ref _version, newVersion);
+                resultVersion = newVersion;
+            }
+            if (!tx.Key.IsNone) _idempotency.Add(tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
+            _counters.Count(status);
+            return new CommitResult(status, resultVersion, applied, replayed: false, outcomes.AsMemory(0, n));
+        }
+    }
+
+    private CommitResult RejectWhole(ClaimStatus[] outcomes, int n, TransactionStatus status)
+    {
+        outcomes.AsSpan(0, n).Fill(ClaimStatus.NotEvaluated);
+        for (int i = 0; i < n; i++) _counters.Count(ClaimStatus.NotEvaluated);
+        _counters.Count(status);
+        return new CommitResult(status, _version, 0, replayed: false, outcomes.AsMemory(0, n));
+    }
+
+    private ClaimStatus TryApply(in Claim c, ConflictDetection detection, long newVersion, bool recordUndo)
+    {
+        if (!c.Resources.IsValidRequest || c.Tenant.Value < 0) return ClaimStatus.InvalidClaim;
+
+        // (2) node exists and is schedulable.
+        int idx = c.Node.Value;
+        if ((uint)idx >= (uint)_nodeCount) return ClaimStatus.NodeUnknown;
+        ref NodeLive live = ref _live[idx];
+        switch (live.Status)
+        {
+            case NodeStatus.Schedulable: break;
+            case NodeStatus.Fenced: return ClaimStatus.NodeFenced;
+            case NodeStatus.Draining: return ClaimStatus.NodeDraining;
+            case NodeStatus.Down: return ClaimStatus.NodeDown;
+            default: return ClaimStatus.NodeUnknown;
+        }
+
+        // (3) the task is not already bound (in the cell, or by an earlier claim of this transaction).
+        if (_allocations.ContainsKey(c.Task)) return ClaimStatus.TaskAlreadyBound;
+
+        // Preemption victims: bound on this node, strictly lower priority, listed once, not the task itself.
+        ResourceVector freed = default, freedSameTenant = default;
+        TaskId[]? victims = c.Victims;
+        if (victims is { Length: > 0 })
+        {
+            for (int v = 0; v < victims.Length; v++)
+            {
+                var vt = victims[v];
+                if (vt == c.Task) return ClaimStatus.InvalidClaim;
+                for (int w = 0; w < v; w++)
+                    if (victims[w] == vt) return ClaimStatus.InvalidClaim;
+                if (!_allocations.TryGetValue(vt, out var va) || va.Node != c.Node) return ClaimStatus.VictimNotFound;
+                if (va.Priority >= c.Priority) return ClaimStatus.VictimPriorityTooHigh;
+                freed += va.Resources;
+                if (va.Tenant == c.Tenant) freedSameTenant += va.Resources;
+            }
+        }
+
+        // (4) coarse: the node's version is the one the decision saw (compared with the version before this
+        // transaction, so several claims of one transaction may land on the same node); fine: it fits.
+        // Coarse mode checks the fit too: the no-overcommit invariant never depends on a scheduler's honesty.
+        if (detection == ConflictDetection.Coarse)
+        {
+            long baseVersion = live.TxnStamp == newVersion ? live.PreTxnVersion : live.Version;
+            if (baseVersion != c.ExpectedNodeVersion) return ClaimStatus.NodeVersionChanged;
+        }
+        if (!ResourceVector.Fits(live.Allocated - freed, c.Resources, live.Spec!.Capacity)) return ClaimStatus.InsufficientResources;
+
+        // (5) quota.
+        int t = c.Tenant.Value;
+        if (t < _tenantQuota.Length && _tenantQuota[t] is { } quota
+            && !ResourceVector.Fits(_tenantUsage[t] - freedSameTenant, c.Resources, quota))
+            return ClaimStatus.QuotaExceeded;
+
+        // Apply to the writer's live state; publication happens once per transaction.
+        if (live.TxnStamp != newVersion)
+        {
+            if (_touchedCount == _touched.Length) Array.Resize(ref _touched, _touched.Length * 2);
+            _touched[_touchedCount++] = idx;
+            live.PreTxnVersion = live.Version;
+            live.PreTxnStamp = live.TxnStamp;
+            live.TxnStamp = newVersion;
+            live.Version++;
+        }
+        if (victims is { Length: > 0 })
+        {
+            for (int v = 0; v < victims.Length; v++)
+            {
+                var va = _allocations[victims[v]];
+                RemoveBinding(va);
+                if (recordUndo) PushUndo(new UndoEntry(false, va));
+            }
+        }
+        var a = new Allocation(c.Task, c.Node, c.Resources, c.Tenant, c.Priority, newVersion);
+        AddBinding(a);
+        if (recordUndo) PushUndo(new UndoEntry(true, a));
+        return ClaimStatus.Applied;
+    }
+
+    private void PushUndo(in UndoEntry e)
+    {
+        if (_undoCount == _undo.Length) Array.Resize(ref _undo, _undo.Length * 2);
+        _undo[_undoCount++] = e;
+    }
+
+    private void Rollback()
+    {
+        for (int i = _undoCount - 1; i >= 0; i--)
+        {
+            ref readonly var e = ref _undo[i];
+            if (e.WasBind) RemoveBinding(e.Allocation);
+            else AddBinding(e.Allocation);
+        }
+        for (int t = 0; t < _touchedCount; t++)
+        {
+            ref NodeLive live = ref _live[_touched[t]];
+            live.Version = live.PreTxnVersion;
+            live.TxnStamp = live.PreTxnStamp;
+        }
+        _undoCount = 0;
+        _touchedCount = 0;
+    }
+}

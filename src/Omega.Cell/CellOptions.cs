@@ -1,0 +1,23 @@
+namespace Omega.Cells;
+
+/// <summary>Options for an in-memory <see cref="Cell"/>.</summary>
+public sealed class CellOptions
+{
+    /// <summary>A name for the cell, used as a metric tag.</summary>
+    public string Name { get; set; } = "default";
+
+    /// <summary>The clock for leases. Inject a fake one in tests. Defaults to <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
+    /// <summary>The number of node slots to reserve up front (the table grows as needed).</summary>
+    public int InitialNodeCapacity { get; set; } = 1024;
+
+    /// <summary>The largest number of claims one transaction may carry.</summary>
+    public int MaxClaimsPerTransaction { get; set; } = 100_000;
+
+    /// <summary>
+    /// How many idempotency keys are remembered (oldest forgotten first). A retry must arrive within this many keyed
+    /// commits of the original to be deduplicated.
+    /// </summary>
+    public int IdempotencyRetention { get; set; } = 1_000_000;
+}

@@ -1,0 +1,71 @@
+namespace Omega.Cells;
+
+/// <summary>
+/// Remembers the result of every keyed commit, so a retry with the same key gets the original result and binds nothing.
+/// Bounded: the oldest keys are forgotten first. Guarded by the cell's commit lock.
+/// </summary>
+internal sealed class IdempotencyIndex
+{
+    internal struct Record
+    {
+        public ulong TxHash;
+        public TransactionStatus Status;
+        public long CellVersion;
+        public int Applied;
+        public ClaimStatus Single;     // the common one-claim case is stored inline: no allocation
+        public ClaimStatus[]? Many;
+        public int ClaimCount;
+    }
+
+    private readonly Dictionary<IdempotencyKey, Record> _records = new();
+    private readonly Queue<IdempotencyKey> _order = new();
+    private readonly int _retention;
+
+    public IdempotencyIndex(int retention) => _retention = retention;
+
+    public int Count => _records.Count;
+
+    public bool TryGet(IdempotencyKey key, out Record record) => _records.TryGetValue(key, out record);
+
+    public void Add(IdempotencyKey key, ulong txHash, TransactionStatus status, long version, int applied, ReadOnlySpan<ClaimStatus> claims)
+    {
+        var r = new Record { TxHash = txHash, Status = status, CellVersion = version, Applied = applied, ClaimCount = claims.Length };
+        if (claims.Length == 1) r.Single = claims[0];
+        else r.Many = claims.ToArray();
+        if (_records.TryAdd(key, r))
+        {
+            _order.Enqueue(key);
+            while (_order.Count > _retention) _records.Remove(_order.Dequeue());
+        }
+    }
+
+    public static CommitResult ToResult(in Record r)
+    {
+        ReadOnlyMemory<ClaimStatus> claims = r.ClaimCount == 1 ? new[] { r.Single } : r.Many ?? Array.Empty<ClaimStatus>();
+        return new CommitResult(r.Status, r.CellVersion, r.Applied, replayed: true, claims);
+    }
+
+    /// <summary>A stable (process-independent) hash of what a transaction asks for, to detect a key reused for other claims.</summary>
+    public static ulong Hash(Transaction tx)
+    {
+        ulong h = 0xcbf29ce484222325UL ^ (ulong)tx.Mode ^ ((ulong)tx.Detection << 8);
+        foreach (ref readonly var c in tx.Claims)
+        {
+            h = Mix(h, (ulong)c.Task.Job.Value);
+            h = Mix(h, (ulong)(uint)c.Task.Index | ((ulong)(uint)c.Node.Value << 32));
+            h = Mix(h, (ulong)c.Resources.CpuMillis);
+            h = Mix(h, (ulong)c.Resources.MemoryBytes);
+            h = Mix(h, (ulong)c.Resources.Gpus ^ ((ulong)c.Resources.DiskBytes << 1));
+            if (c.Victims is { } v)
+                foreach (var t in v) h = Mix(h, (ulong)t.Job.Value ^ ((ulong)(uint)t.Index << 40));
+        }
+        return h;
+    }
+
+    private static ulong Mix(ulong h, ulong x)
+    {
+        h ^= x + 0x9e3779b97f4a7c15UL + (h << 6) + (h >> 2);
+        h *= 0xbf58476d1ce4e5b9UL;
+        return h ^ (h >> 31);
+    }
+}

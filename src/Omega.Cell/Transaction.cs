@@ -1,0 +1,108 @@
+namespace Omega.Cells;
+
+/// <summary>How a transaction's claims are applied.</summary>
+public enum CommitMode : byte
+{
+    /// <summary>Apply every claim that validates and reject the rest (the Omega paper's incremental transactions).</summary>
+    Incremental = 0,
+
+    /// <summary>Apply all claims atomically or none (gang scheduling). The first failing claim rolls the transaction back.</summary>
+    AllOrNothing = 1,
+}
+
+/// <summary>How conflicts with concurrent commits are detected.</summary>
+public enum ConflictDetection : byte
+{
+    /// <summary>Reject a claim only if the node would be overcommitted (resource-fit check against the live state).</summary>
+    Fine = 0,
+
+    /// <summary>Reject a claim if the node's version changed since the snapshot (<see cref="Claim.ExpectedNodeVersion"/>).</summary>
+    Coarse = 1,
+}
+
+/// <summary>
+/// A claim: bind <see cref="Task"/> to <see cref="Node"/> holding <see cref="Resources"/>, optionally evicting lower-priority
+/// <see cref="Victims"/> on the same node in the same atomic step (a preemption claim).
+/// </summary>
+/// <param name="Task">The task to bind.</param>
+/// <param name="Node">The node to bind it to.</param>
+/// <param name="Resources">The resources the binding holds.</param>
+/// <param name="ExpectedNodeVersion">The node's <see cref="NodeView.Version"/> in the snapshot the decision was made on (used by coarse detection).</param>
+/// <param name="Tenant">The tenant charged (quota).</param>
+/// <param name="Priority">The task's priority. Victims must have strictly lower priority.</param>
+/// <param name="Victims">Tasks on the same node to evict first; null or empty for an ordinary claim.</param>
+public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null)
+{
+    /// <summary>True when this claim preempts other tasks.</summary>
+    public bool IsPreemption => Victims is { Length: > 0 };
+}
+
+/// <summary>
+/// A transaction under construction: the scheduler's identity and fencing token, a mode, a conflict-detection setting,
+/// an idempotency key and a list of claims. Reusable: call <see cref="Reset"/> and fill it again, so a worker's hot
+/// loop allocates nothing. Not thread-safe; one owner at a time.
+/// </summary>
+public sealed class Transaction
+{
+    private Claim[] _claims;
+    private ClaimStatus[] _outcomes;
+    private int _count;
+
+    /// <summary>Creates an empty transaction for the holder of <paramref name="lease"/>.</summary>
+    public Transaction(SchedulerLease lease, CommitMode mode = CommitMode.Incremental, ConflictDetection detection = ConflictDetection.Fine, int initialCapacity = 4)
+    {
+        _claims = new Claim[Math.Max(1, initialCapacity)];
+        _outcomes = new ClaimStatus[_claims.Length];
+        Reset(lease, mode, detection);
+    }
+
+    /// <summary>The committing scheduler.</summary>
+    public SchedulerId Scheduler { get; set; }
+
+    /// <summary>The fencing token the scheduler holds.</summary>
+    public FencingToken Token { get; set; }
+
+    /// <summary>The commit mode.</summary>
+    public CommitMode Mode { get; set; }
+
+    /// <summary>The conflict detection setting.</summary>
+    public ConflictDetection Detection { get; set; }
+
+    /// <summary>The idempotency key; <see cref="IdempotencyKey.None"/> disables deduplication.</summary>
+    public IdempotencyKey Key { get; set; }
+
+    /// <summary>The claims added so far.</summary>
+    public ReadOnlySpan<Claim> Claims => _claims.AsSpan(0, _count);
+
+    /// <summary>The number of claims.</summary>
+    public int Count => _count;
+
+    /// <summary>Clears the claims and sets the header for the next use. Invalidates the claim statuses of earlier results.</summary>
+    public void Reset(SchedulerLease lease, CommitMode mode = CommitMode.Incremental, ConflictDetection detection = ConflictDetection.Fine, IdempotencyKey key = default)
+    {
+        Scheduler = lease.Id;
+        Token = lease.Token;
+        Mode = mode;
+        Detection = detection;
+        Key = key;
+        _count = 0;
+    }
+
+    /// <summary>Adds a claim.</summary>
+    public Transaction Add(in Claim claim)
+    {
+        if (_count == _claims.Length)
+        {
+            Array.Resize(ref _claims, _count * 2);
+            Array.Resize(ref _outcomes, _count * 2);
+        }
+        _claims[_count++] = claim;
+        return this;
+    }
+
+    /// <summary>Adds a claim binding <paramref name="task"/> to the node seen in <paramref name="node"/>, expecting its snapshot version.</summary>
+    public Transaction Add(TaskId task, in NodeView node, ResourceVector resources, TenantId tenant = default, int priority = 0)
+        => Add(new Claim(task, node.Id, resources, node.Version, tenant, priority));
+
+    internal ClaimStatus[] OutcomeBuffer => _outcomes;
+}

@@ -1,0 +1,89 @@
+namespace Omega;
+
+/// <summary>
+/// A job: a set of identical tasks submitted together by a tenant. Gang jobs must be placed all-or-nothing.
+/// </summary>
+public sealed class JobSpec
+{
+    /// <summary>Creates a job spec.</summary>
+    /// <param name="id">The job id, unique within the cell.</param>
+    /// <param name="tenant">The owning tenant (quota holder).</param>
+    /// <param name="priority">Higher numbers are more important; a task may preempt tasks of strictly lower priority.</param>
+    /// <param name="taskCount">The number of tasks (at least 1).</param>
+    /// <param name="perTask">The resources each task requests.</param>
+    /// <param name="gang">True when all tasks must be placed together or not at all.</param>
+    /// <param name="requiredLabels">Labels a node must carry with equal values; null means none.</param>
+    /// <param name="tolerations">Taints the tasks tolerate; null means none.</param>
+    /// <param name="name">A display name.</param>
+    public JobSpec(JobId id, TenantId tenant, int priority, int taskCount, ResourceVector perTask, bool gang = false,
+        IReadOnlyDictionary<string, string>? requiredLabels = null, IReadOnlyList<string>? tolerations = null, string? name = null)
+    {
+        Id = id;
+        Tenant = tenant;
+        Priority = priority;
+        TaskCount = taskCount;
+        PerTask = perTask;
+        Gang = gang;
+        RequiredLabels = requiredLabels ?? new Dictionary<string, string>();
+        Tolerations = tolerations ?? Array.Empty<string>();
+        Name = name ?? id.ToString();
+    }
+
+    /// <summary>The job id.</summary>
+    public JobId Id { get; }
+
+    /// <summary>The owning tenant.</summary>
+    public TenantId Tenant { get; }
+
+    /// <summary>The priority; higher is more important.</summary>
+    public int Priority { get; }
+
+    /// <summary>The number of tasks.</summary>
+    public int TaskCount { get; }
+
+    /// <summary>The per-task request.</summary>
+    public ResourceVector PerTask { get; }
+
+    /// <summary>True for an all-or-nothing (gang) job.</summary>
+    public bool Gang { get; }
+
+    /// <summary>Labels a node must carry.</summary>
+    public IReadOnlyDictionary<string, string> RequiredLabels { get; }
+
+    /// <summary>Taints tolerated.</summary>
+    public IReadOnlyList<string> Tolerations { get; }
+
+    /// <summary>A display name.</summary>
+    public string Name { get; }
+
+    /// <summary>The id of task <paramref name="index"/>.</summary>
+    public TaskId Task(int index) => new(Id, index);
+
+    /// <summary>
+    /// Checks the spec and returns null when it is valid, otherwise a one-line reason.
+    /// Expected errors are values, so submitters can reject bad input without exceptions.
+    /// </summary>
+    public string? Validate()
+    {
+        if (TaskCount < 1) return "taskCount must be at least 1";
+        if (TaskCount > 1_000_000) return "taskCount must be at most 1,000,000";
+        if (!PerTask.IsValidRequest) return "per-task resources must not be negative";
+        if (PerTask.IsZero) return "per-task resources must request something";
+        if (Tenant.Value < 0) return "tenant must not be negative";
+        return null;
+    }
+}
+
+/// <summary>
+/// A live binding of a task to a node, with the resources it holds.
+/// </summary>
+/// <param name="Task">The bound task.</param>
+/// <param name="Node">The node it is bound to.</param>
+/// <param name="Resources">The resources the binding holds on the node.</param>
+/// <param name="Tenant">The tenant charged for the resources.</param>
+/// <param name="Priority">The task's priority, used to decide preemption.</param>
+/// <param name="Generation">
+/// The cell version at which this binding was committed. A task bound again after a release gets a strictly larger
+/// generation, so agents can reject a stale binding older than the one they hold.
+/// </param>
+public readonly record struct Allocation(TaskId Task, NodeId Node, ResourceVector Resources, TenantId Tenant, int Priority, long Generation);
