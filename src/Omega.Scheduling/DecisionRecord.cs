@@ -1,0 +1,133 @@
+using Omega.Cells;
+using Omega.Scheduling.Pipeline;
+
+namespace Omega.Scheduling;
+
+/// <summary>What one decision did for one task.</summary>
+/// <param name="TaskIndex">The task's index in its job.</param>
+/// <param name="Node">The chosen node, or null when nothing feasible was found.</param>
+/// <param name="NodeName">The chosen node's name.</param>
+/// <param name="Score">The chosen node's combined score.</param>
+/// <param name="Claim">The commit's verdict on this task's claim, or null when no claim was made.</param>
+/// <param name="Victims">Tasks preempted for it, if any.</param>
+public readonly record struct TaskDecision(int TaskIndex, NodeId? Node, string? NodeName, double Score, ClaimStatus? Claim, TaskId[]? Victims);
+
+/// <summary>
+/// Everything needed to reconstruct one placement decision (design.md §4): which job and generation, which scheduler and
+/// token, how long it queued, which snapshot and policy, what was considered and filtered and why, the best scores, what
+/// was chosen, what the commit said and why, and which retry this was.
+/// </summary>
+public sealed record DecisionRecord(
+    JobId Job,
+    int JobGeneration,
+    int Attempt,
+    string Scheduler,
+    int Worker,
+    FencingToken Token,
+    TimeSpan QueueTime,
+    long SnapshotVersion,
+    int PolicyRevision,
+    int NodesConsidered,
+    int Feasible,
+    IReadOnlyDictionary<FilterStatus, int> FilteredByReason,
+    IReadOnlyList<(NodeId Node, double Score)> TopScores,
+    IReadOnlyList<TaskDecision> Tasks,
+    TransactionStatus? CommitStatus,
+    long CommitVersion,
+    TimeSpan DecisionTime,
+    TimeSpan CommitTime,
+    DateTimeOffset At,
+    string Outcome)
+{
+    /// <summary>This record's entry for one task, if the decision covered it.</summary>
+    public TaskDecision? ForTask(int index)
+    {
+        foreach (var t in Tasks)
+            if (t.TaskIndex == index) return t;
+        return null;
+    }
+
+    /// <summary>A multi-line, human-readable explanation (what <c>omega explain</c> prints).</summary>
+    public string Explain(int? taskIndex = null)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"job {Job} generation {JobGeneration}, attempt {Attempt}, scheduler {Scheduler} (worker {Worker}, token {Token})");
+        sb.AppendLine($"  queued {QueueTime.TotalMilliseconds:0.###} ms; decided on snapshot v{SnapshotVersion} with policy r{PolicyRevision} in {DecisionTime.TotalMilliseconds:0.###} ms");
+        sb.AppendLine($"  nodes considered {NodesConsidered}, feasible {Feasible}");
+        foreach (var (reason, count) in FilteredByReason)
+            sb.AppendLine($"    filtered {count} x {reason}");
+        foreach (var (node, score) in TopScores)
+            sb.AppendLine($"    candidate {node} score {score:0.0}");
+        if (taskIndex is { } i && ForTask(i) is { } td)
+            sb.AppendLine($"  task {i}: {(td.Node is { } n ? $"chose {n} ({td.NodeName}) score {td.Score:0.0}" : "no feasible node")}{(td.Victims is { Length: > 0 } v ? $", preempting {string.Join(", ", v)}" : "")} -> {td.Claim?.ToString() ?? "no claim"}");
+        sb.AppendLine($"  commit: {CommitStatus?.ToString() ?? "none"} at v{CommitVersion} in {CommitTime.TotalMilliseconds:0.###} ms; outcome: {Outcome}");
+        return sb.ToString();
+    }
+}
+
+/// <summary>
+/// A bounded ring of decision records, indexed by job. Successful decisions may be sampled (1 in N) when volume demands;
+/// decisions that conflicted, placed nothing or parked a job are always kept. Thread-safe; one short lock per record.
+/// </summary>
+public sealed class DecisionLog
+{
+    private readonly Lock _lock = new();
+    private readonly DecisionRecord?[] _ring;
+    private readonly Dictionary<JobId, DecisionRecord> _latestByJob = new();
+    private long _next;
+    private long _seen;
+
+    /// <summary>Creates a log keeping at most <paramref name="capacity"/> records.</summary>
+    public DecisionLog(int capacity = 65_536, int sampleEvery = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(sampleEvery, 1);
+        _ring = new DecisionRecord?[capacity];
+        SampleEvery = sampleEvery;
+    }
+
+    /// <summary>Keep 1 in N successful decisions (1 = keep all).</summary>
+    public int SampleEvery { get; }
+
+    /// <summary>Records kept so far (including ones since overwritten).</summary>
+    public long Recorded => Interlocked.Read(ref _next);
+
+    /// <summary>True if the next successful decision would be kept; lets a worker skip building a record it would drop.</summary>
+    public bool ShouldRecord(bool interesting) => interesting || SampleEvery == 1 || Interlocked.Increment(ref _seen) % SampleEvery == 0;
+
+    /// <summary>Adds a record.</summary>
+    public void Add(DecisionRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_lock)
+        {
+            long slot = _next++ % _ring.Length;
+            if (_ring[slot] is { } old && _latestByJob.TryGetValue(old.Job, out var latest) && ReferenceEquals(latest, old))
+                _latestByJob.Remove(old.Job);
+            _ring[slot] = record;
+            _latestByJob[record.Job] = record;
+        }
+    }
+
+    /// <summary>The latest kept record of a job.</summary>
+    public DecisionRecord? ForJob(JobId job)
+    {
+        lock (_lock) return _latestByJob.TryGetValue(job, out var r) ? r : null;
+    }
+
+    /// <summary>The latest kept record that covered <paramref name="task"/>, searching newest first.</summary>
+    public DecisionRecord? ForTask(TaskId task)
+    {
+        lock (_lock)
+        {
+            if (_latestByJob.TryGetValue(task.Job, out var r) && r.ForTask(task.Index) is not null) return r;
+            long count = Math.Min(_next, _ring.Length);
+            for (long i = 1; i <= count; i++)
+            {
+                var rec = _ring[(_next - i) % _ring.Length];
+                if (rec is not null && rec.Job == task.Job && rec.ForTask(task.Index) is not null) return rec;
+            }
+            return null;
+        }
+    }
+}

@@ -1,0 +1,253 @@
+using Omega.Cells;
+
+namespace Omega.Scheduling.Pipeline;
+
+/// <summary>Options for sampling-based selection.</summary>
+public sealed class SamplingOptions
+{
+    /// <summary>
+    /// Feasible candidates to collect before choosing (power-of-k choices). The cost of a decision depends on this, not on
+    /// the cell size. Default 8.
+    /// </summary>
+    public int FeasibleFloor { get; set; } = 8;
+
+    /// <summary>Upper bound on candidates kept for one job (its tasks share the pool: the job is one equivalence class).</summary>
+    public int MaxPool { get; set; } = 256;
+
+    /// <summary>Probes per wanted candidate before giving up on a mostly-full cell. Default 16.</summary>
+    public int ProbesPerCandidate { get; set; } = 16;
+
+    /// <summary>Minimum probes before a job is declared unplaceable on this snapshot. Default 128.</summary>
+    public int MinProbes { get; set; } = 128;
+}
+
+/// <summary>A task the pipeline placed (tentatively): the claim to commit.</summary>
+/// <param name="TaskIndex">The task's index in its job.</param>
+/// <param name="Node">The chosen node as seen in the snapshot.</param>
+/// <param name="Score">Its combined score.</param>
+/// <param name="Victims">Lower-priority tasks to preempt, or null.</param>
+public readonly record struct PlannedClaim(int TaskIndex, NodeView Node, double Score, TaskId[]? Victims);
+
+/// <summary>What the pipeline saw while planning one job, for decision records.</summary>
+public sealed class PlanStats
+{
+    /// <summary>Nodes read from the snapshot (probed).</summary>
+    public int NodesConsidered { get; internal set; }
+
+    /// <summary>Feasible candidates found.</summary>
+    public int Feasible { get; internal set; }
+
+    /// <summary>Rejections by filter reason, indexed by <see cref="FilterStatus"/>.</summary>
+    public int[] FilteredByReason { get; } = new int[Enum.GetValues<FilterStatus>().Length];
+
+    /// <summary>The best scores seen for the job's first task: (node, score), best first.</summary>
+    public List<(NodeId Node, double Score)> TopScores { get; } = new(3);
+
+    /// <summary>Tasks that found no feasible node (and no preemption).</summary>
+    public int Unplaceable { get; internal set; }
+
+    /// <summary>Claims that preempt other tasks.</summary>
+    public int Preemptions { get; internal set; }
+
+    internal void Reset()
+    {
+        NodesConsidered = 0;
+        Feasible = 0;
+        Unplaceable = 0;
+        Preemptions = 0;
+        Array.Clear(FilteredByReason);
+        TopScores.Clear();
+    }
+
+    /// <summary>The most common rejection reason, or <see cref="FilterStatus.Feasible"/> if none.</summary>
+    public FilterStatus DominantRejection
+    {
+        get
+        {
+            int best = 0;
+            for (int i = 1; i < FilteredByReason.Length; i++)
+                if (FilteredByReason[i] > FilteredByReason[best] || best == 0 && FilteredByReason[i] > 0) best = i;
+            return (FilterStatus)best;
+        }
+    }
+}
+
+/// <summary>
+/// The placement pipeline: sample nodes from a snapshot, run the filters, score the feasible ones, and choose. A job's
+/// tasks are identical (same request and constraints), so they form one equivalence class: the job samples one
+/// candidate pool and each task picks the best candidate that still fits after the tasks before it (tracked as
+/// tentative placements). One pipeline instance per worker; not thread-safe.
+/// </summary>
+public sealed class PlacementPipeline
+{
+    private readonly IFilter[] _filters;
+    private readonly IScorer[] _scorers;
+    private readonly double[] _weights;
+    private readonly SamplingOptions _sampling;
+    private readonly PlacementContext _context = new();
+    private NodeView[] _pool = new NodeView[64];
+    private int _poolCount;
+    private readonly HashSet<int> _seen = new();
+    private int _scanStart;
+
+    /// <summary>Creates a pipeline from filters, weighted scorers and sampling options.</summary>
+    public PlacementPipeline(IReadOnlyList<IFilter> filters, IReadOnlyList<(IScorer Scorer, double Weight)> scorers, SamplingOptions? sampling = null, int policyRevision = 1)
+    {
+        ArgumentNullException.ThrowIfNull(filters);
+        ArgumentNullException.ThrowIfNull(scorers);
+        _filters = filters.ToArray();
+        _scorers = new IScorer[scorers.Count];
+        _weights = new double[scorers.Count];
+        for (int i = 0; i < scorers.Count; i++) (_scorers[i], _weights[i]) = scorers[i];
+        _sampling = sampling ?? new SamplingOptions();
+        PolicyRevision = policyRevision;
+    }
+
+    /// <summary>The default pipeline: health, fit, labels, taints, quota; bin-packing (weight 1), spread (0.5), anti-affinity (0.5).</summary>
+    public static PlacementPipeline CreateDefault(SamplingOptions? sampling = null) => new(
+        [new NodeHealthFilter(), new ResourceFitFilter(), new RequiredLabelsFilter(), new TaintFilter(), new TenantQuotaFilter()],
+        [(new BinPackingScorer(), 1.0), (new FailureDomainSpreadScorer(), 0.5), (new JobAntiAffinityScorer(), 0.5)],
+        sampling);
+
+    /// <summary>A number identifying the policy configuration, recorded in decision records.</summary>
+    public int PolicyRevision { get; }
+
+    /// <summary>The filters, in order.</summary>
+    public IReadOnlyList<IFilter> Filters => _filters;
+
+    /// <summary>The scorers.</summary>
+    public IReadOnlyList<IScorer> Scorers => _scorers;
+
+    /// <summary>The context of the job being planned (valid during and right after <see cref="Plan"/>).</summary>
+    public PlacementContext Context => _context;
+
+    /// <summary>
+    /// Plans placements for the given tasks of <paramref name="job"/> on <paramref name="snapshot"/>. Appends one
+    /// <see cref="PlannedClaim"/> per placed task to <paramref name="output"/>; tasks for which nothing feasible was found are
+    /// left out (and counted in <paramref name="stats"/>). <paramref name="boundElsewhere"/> lists nodes holding this job's
+    /// already-bound tasks, so spread and anti-affinity account for them.
+    /// </summary>
+    public void Plan(JobSpec job, ReadOnlySpan<int> taskIndexes, CellSnapshot snapshot, (ResourceVector Usage, ResourceVector? Quota) tenant,
+        ReadOnlySpan<NodeId> boundElsewhere, Random rng, List<PlannedClaim> output, PlanStats stats, PreemptionPlanner? preemption = null)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        ArgumentNullException.ThrowIfNull(rng);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(stats);
+        stats.Reset();
+        _context.Reset(job);
+        _context.Tenant = tenant;
+        for (int i = 0; i < boundElsewhere.Length; i++)
+            if (snapshot.TryGetNode(boundElsewhere[i], out var bv) == SnapshotRead.Ok) _context.NoteJobTask(bv.Id, bv.Spec.FailureDomain);
+
+        int n = snapshot.NodeCount;
+        if (n == 0)
+        {
+            stats.Unplaceable = taskIndexes.Length;
+            return;
+        }
+        int wanted = Math.Min(_sampling.MaxPool, _sampling.FeasibleFloor + taskIndexes.Length / 4);
+        int probeBudget = Math.Max(_sampling.MinProbes, wanted * _sampling.ProbesPerCandidate);
+        _poolCount = 0;
+        _seen.Clear();
+        int probes = 0;
+        FillPool(snapshot, rng, wanted, ref probes, probeBudget, stats);
+
+        for (int t = 0; t < taskIndexes.Length; t++)
+        {
+            int best = -1;
+            double bestScore = double.NegativeInfinity;
+            for (int attempt = 0; attempt < 2 && best < 0; attempt++)
+            {
+                for (int c = 0; c < _poolCount; c++)
+                {
+                    ref readonly NodeView v = ref _pool[c];
+                    // Earlier tasks of this job may have used the node up: re-check fit and quota against tentative state.
+                    if (!ResourceVector.Fits(v.Allocated + _context.TentativeOn(v.Id), job.PerTask, v.Capacity)) continue;
+                    if (tenant.Quota is { } q && !ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, job.PerTask, q)) continue;
+                    double s = ScoreNode(v);
+                    if (t == 0) RecordTop(stats, v.Id, s);
+                    if (s > bestScore) { bestScore = s; best = c; }
+                }
+                // Pool exhausted by this job's own tasks: sample more before giving up.
+                if (best < 0 && attempt == 0 && probes < probeBudget) FillPool(snapshot, rng, _poolCount + wanted, ref probes, probeBudget, stats);
+            }
+            if (best >= 0)
+            {
+                var node = _pool[best];
+                _context.Place(node, job.PerTask);
+                output.Add(new PlannedClaim(taskIndexes[t], node, bestScore, null));
+                continue;
+            }
+            if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var pnode, out var victims))
+            {
+                _context.Place(pnode, job.PerTask);
+                output.Add(new PlannedClaim(taskIndexes[t], pnode, 0, victims));
+                stats.Preemptions++;
+                continue;
+            }
+            stats.Unplaceable++;
+        }
+        stats.NodesConsidered = probes;
+        stats.Feasible = _poolCount;
+    }
+
+    private void FillPool(CellSnapshot snapshot, Random rng, int wanted, ref int probes, int probeBudget, PlanStats stats)
+    {
+        int n = snapshot.NodeCount;
+        // Probe distinct nodes at random; with a small cell fall back to a full scan so no feasible node is missed.
+        int budget = Math.Min(probeBudget, n);
+        if (probes == 0) _scanStart = rng.Next(n);
+        while (_poolCount < wanted && probes < budget)
+        {
+            int id;
+            if (n <= probeBudget) id = (_scanStart + probes) % n; // small cell: scan every node once from a random start
+            else
+            {
+                id = rng.Next(n);
+                if (!_seen.Add(id)) { probes++; continue; }
+            }
+            probes++;
+            if (snapshot.TryGetNode(new NodeId(id), out var v) != SnapshotRead.Ok)
+            {
+                stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
+                continue;
+            }
+            var status = RunFilters(v);
+            if (status != FilterStatus.Feasible)
+            {
+                stats.FilteredByReason[(int)status]++;
+                continue;
+            }
+            if (_poolCount == _pool.Length) Array.Resize(ref _pool, _pool.Length * 2);
+            _pool[_poolCount++] = v;
+        }
+    }
+
+    private FilterStatus RunFilters(in NodeView v)
+    {
+        for (int f = 0; f < _filters.Length; f++)
+        {
+            var s = _filters[f].Filter(_context, v);
+            if (s != FilterStatus.Feasible) return s;
+        }
+        return FilterStatus.Feasible;
+    }
+
+    private double ScoreNode(in NodeView v)
+    {
+        double s = 0;
+        for (int i = 0; i < _scorers.Length; i++) s += _weights[i] * _scorers[i].Score(_context, v);
+        return s;
+    }
+
+    private static void RecordTop(PlanStats stats, NodeId node, double score)
+    {
+        var top = stats.TopScores;
+        int i = top.Count;
+        while (i > 0 && top[i - 1].Score < score) i--;
+        if (i >= 3) return;
+        top.Insert(i, (node, score));
+        if (top.Count > 3) top.RemoveAt(3);
+    }
+}

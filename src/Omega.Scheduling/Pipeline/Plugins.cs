@@ -1,0 +1,154 @@
+using Omega.Cells;
+
+namespace Omega.Scheduling.Pipeline;
+
+/// <summary>
+/// A feasibility filter: a pure function of the task's context and one node as seen in the snapshot.
+/// Filters run on every sampled node, so they must not allocate or lock.
+/// </summary>
+public interface IFilter
+{
+    /// <summary>A short name for decision records and docs.</summary>
+    string Name { get; }
+
+    /// <summary>Returns <see cref="FilterStatus.Feasible"/> or the reason the node is rejected.</summary>
+    FilterStatus Filter(PlacementContext context, in NodeView node);
+}
+
+/// <summary>
+/// A scorer: rates a feasible node for the task; higher is better. Scores are combined as a weighted sum, each scorer
+/// returning a value in [0, 100] so that weights mean what they say.
+/// </summary>
+public interface IScorer
+{
+    /// <summary>A short name for decision records and docs.</summary>
+    string Name { get; }
+
+    /// <summary>The score in [0, 100].</summary>
+    double Score(PlacementContext context, in NodeView node);
+}
+
+/// <summary>The node is schedulable (not draining, fenced, down or removed).</summary>
+public sealed class NodeHealthFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "node-health";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+        => node.IsSchedulable ? FilterStatus.Feasible : FilterStatus.NodeUnschedulable;
+}
+
+/// <summary>The task's request fits in the node's free resources minus this decision's tentative placements.</summary>
+public sealed class ResourceFitFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "resource-fit";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+        => ResourceVector.Fits(node.Allocated + context.TentativeOn(node.Id), context.Job.PerTask, node.Capacity)
+            ? FilterStatus.Feasible : FilterStatus.InsufficientResources;
+}
+
+/// <summary>The node carries every label the job requires, with the same value.</summary>
+public sealed class RequiredLabelsFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "required-labels";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+    {
+        var required = context.Job.RequiredLabels;
+        if (required.Count == 0) return FilterStatus.Feasible;
+        var labels = node.Spec.Labels;
+        foreach (var kv in required)
+            if (!labels.TryGetValue(kv.Key, out var value) || !string.Equals(value, kv.Value, StringComparison.Ordinal))
+                return FilterStatus.LabelMismatch;
+        return FilterStatus.Feasible;
+    }
+}
+
+/// <summary>The job tolerates every taint on the node.</summary>
+public sealed class TaintFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "taints";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+    {
+        var taints = node.Spec.Taints;
+        if (taints.Count == 0) return FilterStatus.Feasible;
+        var tolerated = context.Job.Tolerations;
+        for (int i = 0; i < taints.Count; i++)
+        {
+            bool ok = false;
+            for (int j = 0; j < tolerated.Count && !ok; j++) ok = string.Equals(taints[i], tolerated[j], StringComparison.Ordinal);
+            if (!ok) return FilterStatus.TaintNotTolerated;
+        }
+        return FilterStatus.Feasible;
+    }
+}
+
+/// <summary>
+/// The tenant's quota admits one more task on top of its usage at decision start and this decision's tentative placements.
+/// This is an early, advisory check so a decision does not waste a commit; the cell enforces the quota at commit, so two
+/// workers cannot jointly exceed it.
+/// </summary>
+public sealed class TenantQuotaFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "tenant-quota";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+    {
+        var (usage, quota) = context.Tenant;
+        if (quota is not { } q) return FilterStatus.Feasible;
+        return ResourceVector.Fits(usage + context.TentativeTenantUse, context.Job.PerTask, q) ? FilterStatus.Feasible : FilterStatus.QuotaExceeded;
+    }
+}
+
+/// <summary>
+/// Bin-packing: prefers nodes that will be fuller after the placement (dominant share of CPU and memory), leaving
+/// whole nodes free for large tasks.
+/// </summary>
+public sealed class BinPackingScorer : IScorer
+{
+    /// <inheritdoc />
+    public string Name => "bin-packing";
+
+    /// <inheritdoc />
+    public double Score(PlacementContext context, in NodeView node)
+    {
+        var after = node.Allocated + context.TentativeOn(node.Id) + context.Job.PerTask;
+        var cap = node.Capacity;
+        double cpu = cap.CpuMillis > 0 ? (double)after.CpuMillis / cap.CpuMillis : 1;
+        double mem = cap.MemoryBytes > 0 ? (double)after.MemoryBytes / cap.MemoryBytes : 1;
+        return 100 * Math.Clamp(Math.Max(cpu, mem), 0, 1);
+    }
+}
+
+/// <summary>Spread: prefers failure domains holding fewer of this job's tasks.</summary>
+public sealed class FailureDomainSpreadScorer : IScorer
+{
+    /// <inheritdoc />
+    public string Name => "domain-spread";
+
+    /// <inheritdoc />
+    public double Score(PlacementContext context, in NodeView node)
+        => 100.0 / (1 + context.JobTasksIn(node.Spec.FailureDomain));
+}
+
+/// <summary>Anti-affinity: prefers nodes holding none of this job's own tasks.</summary>
+public sealed class JobAntiAffinityScorer : IScorer
+{
+    /// <inheritdoc />
+    public string Name => "job-anti-affinity";
+
+    /// <inheritdoc />
+    public double Score(PlacementContext context, in NodeView node)
+        => context.JobTasksOn(node.Id) == 0 ? 100 : 100.0 / (2 + context.JobTasksOn(node.Id));
+}

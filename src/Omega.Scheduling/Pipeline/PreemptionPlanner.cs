@@ -1,0 +1,123 @@
+using Omega.Cells;
+
+namespace Omega.Scheduling.Pipeline;
+
+/// <summary>
+/// Finds lower-priority tasks to evict when a task fits nowhere. Victims are chosen to minimise disruption: on each
+/// candidate node the lowest-priority tasks go first (largest first among equals, so fewer are needed), and the node
+/// whose victim set has the lowest top priority, then the fewest victims, wins. A tenant's guaranteed quota is never
+/// crossed: a victim of a protected tenant is taken only if the tenant stays at or above its guarantee afterwards.
+/// The eviction is committed in the same transaction as the placement (a preemption claim), so it happens only if the
+/// placement does.
+/// </summary>
+public sealed class PreemptionPlanner
+{
+    private readonly Func<NodeId, IReadOnlyList<Allocation>> _allocationsOn;
+    private readonly Func<TenantId, ResourceVector> _tenantUsage;
+    private readonly IReadOnlyDictionary<TenantId, ResourceVector> _guarantees;
+    private readonly IFilter[] _placementFilters;
+    private readonly HashSet<TaskId> _chosen = new();
+    private readonly Dictionary<TenantId, ResourceVector> _taken = new();
+    private readonly List<Allocation> _scratch = new();
+
+    /// <summary>Creates a planner.</summary>
+    /// <param name="allocationsOn">Reads the live bindings on a node (the cell's <see cref="Cell.GetAllocationsOnNode"/>).</param>
+    /// <param name="tenantUsage">Reads a tenant's current usage.</param>
+    /// <param name="guarantees">Protected tenants and their guaranteed resources.</param>
+    /// <param name="maxCandidates">Nodes examined per preemption attempt.</param>
+    public PreemptionPlanner(Func<NodeId, IReadOnlyList<Allocation>> allocationsOn, Func<TenantId, ResourceVector> tenantUsage,
+        IReadOnlyDictionary<TenantId, ResourceVector>? guarantees = null, int maxCandidates = 16)
+    {
+        _allocationsOn = allocationsOn ?? throw new ArgumentNullException(nameof(allocationsOn));
+        _tenantUsage = tenantUsage ?? throw new ArgumentNullException(nameof(tenantUsage));
+        _guarantees = guarantees ?? new Dictionary<TenantId, ResourceVector>();
+        MaxCandidates = maxCandidates;
+        // Everything but resources: a node that fails health, labels or taints cannot host the task whatever is evicted.
+        _placementFilters = [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter()];
+    }
+
+    /// <summary>Nodes examined per attempt.</summary>
+    public int MaxCandidates { get; }
+
+    /// <summary>Forgets victims chosen for the previous job.</summary>
+    public void BeginJob()
+    {
+        _chosen.Clear();
+        _taken.Clear();
+    }
+
+    /// <summary>Tries to find a node and victims for one task of <paramref name="job"/>.</summary>
+    public bool TryPlan(JobSpec job, CellSnapshot snapshot, PlacementContext context, Random rng, out NodeView node, out TaskId[] victims)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(rng);
+        node = default;
+        victims = Array.Empty<TaskId>();
+        int n = snapshot.NodeCount;
+        if (n == 0 || job.Priority <= int.MinValue) return false;
+        int bestTop = int.MaxValue, bestCount = int.MaxValue;
+        List<Allocation>? bestVictims = null;
+        int examined = 0;
+        int probes = Math.Min(n, MaxCandidates * 8);
+        int start = rng.Next(n);
+        for (int p = 0; p < probes && examined < MaxCandidates; p++)
+        {
+            int id = n <= MaxCandidates * 8 ? (start + p) % n : rng.Next(n);
+            if (snapshot.TryGetNode(new NodeId(id), out var v) != SnapshotRead.Ok) continue;
+            if (!job.PerTask.FitsWithin(v.Capacity)) continue;
+            bool ok = true;
+            for (int f = 0; f < _placementFilters.Length && ok; f++) ok = _placementFilters[f].Filter(context, v) == FilterStatus.Feasible;
+            if (!ok) continue;
+            examined++;
+            if (!TryChooseVictims(job, v, context, out int top)) continue;
+            if (top < bestTop || top == bestTop && _scratch.Count < bestCount)
+            {
+                bestTop = top;
+                bestCount = _scratch.Count;
+                bestVictims = new List<Allocation>(_scratch);
+                node = v;
+            }
+        }
+        if (bestVictims is null) return false;
+        victims = new TaskId[bestVictims.Count];
+        for (int i = 0; i < victims.Length; i++)
+        {
+            var a = bestVictims[i];
+            victims[i] = a.Task;
+            _chosen.Add(a.Task);
+            _taken[a.Tenant] = (_taken.TryGetValue(a.Tenant, out var t) ? t : default) + a.Resources;
+        }
+        return true;
+    }
+
+    private bool TryChooseVictims(JobSpec job, in NodeView v, PlacementContext context, out int topPriority)
+    {
+        _scratch.Clear();
+        topPriority = int.MinValue;
+        var candidates = new List<Allocation>();
+        foreach (var a in _allocationsOn(v.Id))
+            if (a.Priority < job.Priority && !_chosen.Contains(a.Task)) candidates.Add(a);
+        // Lowest priority first; among equals the largest first, so fewer victims are needed.
+        candidates.Sort(static (x, y) => x.Priority != y.Priority ? x.Priority.CompareTo(y.Priority) : y.Resources.CpuMillis.CompareTo(x.Resources.CpuMillis));
+        var used = v.Allocated + context.TentativeOn(v.Id);
+        ResourceVector freed = default;
+        var takenHere = new Dictionary<TenantId, ResourceVector>();
+        foreach (var a in candidates)
+        {
+            if (ResourceVector.Fits(used - freed, job.PerTask, v.Capacity)) break;
+            if (_guarantees.TryGetValue(a.Tenant, out var guarantee))
+            {
+                var already = (_taken.TryGetValue(a.Tenant, out var t1) ? t1 : default) + (takenHere.TryGetValue(a.Tenant, out var t2) ? t2 : default);
+                var after = _tenantUsage(a.Tenant) - already - a.Resources;
+                // Protected: the tenant must keep at least its guarantee in every dimension it is guaranteed.
+                if (!guarantee.FitsWithin(ResourceVector.Max(after, default))) continue;
+            }
+            _scratch.Add(a);
+            freed += a.Resources;
+            takenHere[a.Tenant] = (takenHere.TryGetValue(a.Tenant, out var t) ? t : default) + a.Resources;
+            topPriority = Math.Max(topPriority, a.Priority);
+        }
+        return _scratch.Count > 0 && ResourceVector.Fits(used - freed, job.PerTask, v.Capacity);
+    }
+}

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using Omega.Cells;
+using Omega.Scheduling.Pipeline;
+
+namespace Omega.Scheduling;
+
+/// <summary>What one call to <see cref="SchedulerWorker.Step"/> did.</summary>
+public enum StepOutcome : byte
+{
+    /// <summary>No job was ready.</summary>
+    Idle = 0,
+
+    /// <summary>The job is fully placed.</summary>
+    Placed = 1,
+
+    /// <summary>Some tasks are still unplaced; the job was requeued for another attempt.</summary>
+    Requeued = 2,
+
+    /// <summary>The job reached its attempt limit and was parked with its reason.</summary>
+    Parked = 3,
+
+    /// <summary>The worker's lease was lost; it re-acquired one and requeued the job without counting the attempt.</summary>
+    LeaseLost = 4,
+}
+
+/// <summary>
+/// One scheduler worker: takes a job from its kind's queue, snapshots the cell, runs the pipeline, commits one
+/// transaction, and requeues, parks or finishes the job. <see cref="Step"/> does one job synchronously (tests, embedding
+/// in a caller's own loop); <see cref="SchedulingEngine.Start"/> runs workers on dedicated threads.
+/// </summary>
+public sealed class SchedulerWorker
+{
+    private readonly SchedulingEngine _engine;
+    private readonly SchedulerKindOptions _kind;
+    private readonly JobQueue _queue;
+    private readonly PlacementPipeline _pipeline;
+    private readonly PreemptionPlanner? _preemption;
+    private readonly Random _rng;
+    private readonly List<PlannedClaim> _planned = new();
+    private readonly PlanStats _stats = new();
+    private readonly List<int> _unplaced = new();
+    private readonly List<NodeId> _boundNodes = new();
+    private readonly string _leaseName;
+    private SchedulerLease _lease;
+    private Transaction? _tx;
+
+    // Busyness (Omega paper §4): ticks spent deciding, split by whether the resulting commit conflicted.
+    private long _usefulTicks, _wastedTicks;
+    private readonly long _startedAt = Stopwatch.GetTimestamp();
+
+    internal SchedulerWorker(SchedulingEngine engine, SchedulerKindOptions kind, JobQueue queue, int index, int seed)
+    {
+        _engine = engine;
+        _kind = kind;
+        _queue = queue;
+        Index = index;
+        _pipeline = kind.Pipeline();
+        _rng = new Random(seed);
+        _leaseName = $"{kind.Name}/{index}";
+        if (kind.Preemption)
+            _preemption = new PreemptionPlanner(engine.Cell.GetAllocationsOnNode, t => engine.Cell.GetTenantUsage(t).Usage, engine.Guarantees);
+    }
+
+    /// <summary>The scheduler kind.</summary>
+    public string Kind => _kind.Name;
+
+    /// <summary>The worker's index within its kind.</summary>
+    public int Index { get; }
+
+    /// <summary>The worker's current lease (its fencing token).</summary>
+    public SchedulerLease Lease => _lease;
+
+    /// <summary>Seconds spent deciding on attempts whose commit had no conflict.</summary>
+    public double UsefulSeconds => Interlocked.Read(ref _usefulTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>Seconds spent deciding on attempts whose commit conflicted (work thrown away).</summary>
+    public double WastedSeconds => Interlocked.Read(ref _wastedTicks) / (double)Stopwatch.Frequency;
+
+    /// <summary>Seconds since the worker was created.</summary>
+    public double WallSeconds => (Stopwatch.GetTimestamp() - _startedAt) / (double)Stopwatch.Frequency;
+
+    /// <summary>Schedules at most one job. Returns what happened.</summary>
+    public StepOutcome Step()
+    {
+        if (!_queue.TryDequeue(out var job, out var waited)) return StepOutcome.Idle;
+        if (!EnsureLease())
+        {
+            _queue.Enqueue(job);
+            return StepOutcome.LeaseLost;
+        }
+
+        var spec = job.Spec;
+        int attempt, generation;
+        _unplaced.Clear();
+        _boundNodes.Clear();
+        lock (job.Sync)
+        {
+            job.Phase = JobPhase.Scheduling;
+            attempt = ++job.Attempts;
+            generation = job.Generation;
+            for (int i = 0; i < job.Tasks.Length; i++)
+            {
+                if (job.Tasks[i] == TaskPhase.Pending) _unplaced.Add(i);
+                else if (job.Tasks[i] == TaskPhase.Bound) _boundNodes.Add(job.Nodes[i]);
+            }
+        }
+        if (_unplaced.Count == 0) return Finish(job, StepOutcome.Placed, null);
+
+        long t0 = Stopwatch.GetTimestamp();
+        var snapshot = _engine.Cell.Snapshot();
+        var tenant = _engine.Cell.GetTenantUsage(spec.Tenant);
+        _planned.Clear();
+        _preemption?.BeginJob();
+        bool mayPreempt = _preemption is not null && spec.Priority > 0;
+        _pipeline.Plan(spec, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_unplaced), snapshot, tenant,
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_boundNodes), _rng, _planned, _stats, mayPreempt ? _preemption : null);
+        long t1 = Stopwatch.GetTimestamp();
+
+        CommitResult result = default;
+        bool committed = _planned.Count > 0;
+        bool conflicted = false;
+        var mode = spec.Gang ? CommitMode.AllOrNothing : _kind.Mode;
+        if (spec.Gang && _stats.Unplaceable > 0) committed = false; // a gang that cannot be fully placed commits nothing
+        if (committed)
+        {
+            _tx ??= new Transaction(_lease, mode, _kind.Detection, _planned.Count);
+            // No idempotency key: in-process commits return synchronously, so there is no timeout to retry after.
+            _tx.Reset(_lease, mode, _kind.Detection);
+            foreach (var p in _planned)
+                _tx.Add(new Claim(spec.Task(p.TaskIndex), p.Node.Id, spec.PerTask, p.Node.Version, spec.Tenant, spec.Priority, p.Victims));
+            result = _engine.Cell.Commit(_tx);
+        }
+        long t2 = Stopwatch.GetTimestamp();
+
+        if (committed && result.Status.IsFencingFailure())
+        {
+            // Our lease lapsed between the check and the commit; nothing was applied. Not the job's fault: retry it.
+            _lease = default;
+            lock (job.Sync) { job.Attempts--; job.Phase = JobPhase.Queued; }
+            _queue.Enqueue(job);
+            return StepOutcome.LeaseLost;
+        }
+
+        int placed = 0;
+        ClaimStatus firstConflict = ClaimStatus.Applied;
+        if (committed)
+        {
+            var statuses = result.ClaimStatuses.Span;
+            lock (job.Sync)
+            {
+                for (int i = 0; i < _planned.Count; i++)
+                {
+                    var s = statuses[i];
+                    if (s == ClaimStatus.Applied)
+                    {
+                        int ti = _planned[i].TaskIndex;
+                        job.Tasks[ti] = TaskPhase.Bound;
+                        job.Generations[ti] = result.Generation;
+                        job.Nodes[ti] = _planned[i].Node.Id;
+                        placed++;
+                    }
+                    else if (s is not ClaimStatus.Aborted and not ClaimStatus.NotEvaluated)
+                    {
+                        conflicted = true;
+                        if (firstConflict == ClaimStatus.Applied) firstConflict = s;
+                        _engine.Metrics.Conflict(_kind.Name, s);
+                    }
+                }
+            }
+            for (int i = 0; i < _planned.Count; i++)
+                if (statuses[i] == ClaimStatus.Applied && _planned[i].Victims is { Length: > 0 } victims)
+                {
+                    _engine.OnPreempted(victims);
+                    _engine.Metrics.Preempted(_kind.Name, victims.Length);
+                }
+        }
+        if (conflicted) Interlocked.Add(ref _wastedTicks, t1 - t0);
+        else Interlocked.Add(ref _usefulTicks, t1 - t0);
+        _engine.Metrics.Attempt(_kind.Name, SchedulingMetrics.Seconds(t0, t1), committed ? SchedulingMetrics.Seconds(t1, t2) : 0, placed, _stats.Unplaceable);
+
+        // Decide the job's fate.
+        StepOutcome outcome;
+        string? parkReason = null;
+        int stillPending;
+        lock (job.Sync)
+        {
+            stillPending = 0;
+            foreach (var t in job.Tasks) if (t == TaskPhase.Pending) stillPending++;
+        }
+        if (stillPending == 0) outcome = StepOutcome.Placed;
+        else if (attempt >= _kind.MaxAttempts)
+        {
+            outcome = StepOutcome.Parked;
+            parkReason = ParkReason(attempt, stillPending, firstConflict);
+        }
+        else outcome = StepOutcome.Requeued;
+
+        bool interesting = conflicted || outcome != StepOutcome.Placed || _stats.Unplaceable > 0;
+        if (_engine.Decisions.ShouldRecord(interesting))
+            _engine.Decisions.Add(BuildRecord(spec, generation, attempt, waited, snapshot.Version, committed ? result : (CommitResult?)null,
+                t0, t1, t2, outcome, parkReason, firstConflict));
+
+        if (outcome == StepOutcome.Requeued)
+        {
+            // Conflicts mean our snapshot was stale: retry at once on a fresh one. Nothing feasible: back off exponentially.
+            long notBefore = 0;
+            if (!conflicted)
+            {
+                var backoff = TimeSpan.FromTicks(Math.Min(_kind.MaxBackoff.Ticks, _kind.Backoff.Ticks << Math.Min(attempt - 1, 20)));
+                notBefore = _engine.Time.GetTimestamp() + (long)(backoff.TotalSeconds * _engine.Time.TimestampFrequency);
+            }
+            lock (job.Sync) job.Phase = JobPhase.Queued;
+            _engine.Metrics.Retry(_kind.Name);
+            if (_queue.Enqueue(job, notBefore) != EnqueueStatus.Accepted)
+            {
+                outcome = StepOutcome.Parked;
+                parkReason = "queue full on retry";
+            }
+            else return outcome;
+        }
+        return Finish(job, outcome, parkReason);
+    }
+
+    private StepOutcome Finish(JobState job, StepOutcome outcome, string? parkReason)
+    {
+        lock (job.Sync)
+        {
+            if (outcome == StepOutcome.Parked)
+            {
+                job.Phase = JobPhase.Parked;
+                job.ParkedReason = parkReason;
+            }
+            else job.Phase = JobPhase.Placed;
+        }
+        if (outcome == StepOutcome.Parked) _engine.Metrics.Parked(_kind.Name, _stats.DominantRejection);
+        return outcome;
+    }
+
+    private string ParkReason(int attempts, int pending, ClaimStatus lastConflict)
+    {
+        var dominant = _stats.DominantRejection;
+        string why = _stats.Unplaceable > 0
+            ? $"no feasible node for {_stats.Unplaceable} task(s) on the last attempt: {_stats.FilteredByReason[(int)dominant]} of {_stats.NodesConsidered} nodes considered rejected for {dominant}"
+            : lastConflict != ClaimStatus.Applied ? $"commit conflicts, last: {lastConflict}" : "gang could not be placed whole";
+        return $"{pending} task(s) unplaced after {attempts} attempts; {why}";
+    }
+
+    private DecisionRecord BuildRecord(JobSpec spec, int generation, int attempt, TimeSpan waited, long snapshotVersion, CommitResult? result,
+        long t0, long t1, long t2, StepOutcome outcome, string? parkReason, ClaimStatus firstConflict)
+    {
+        var filtered = new Dictionary<FilterStatus, int>();
+        for (int i = 1; i < _stats.FilteredByReason.Length; i++)
+            if (_stats.FilteredByReason[i] > 0) filtered[(FilterStatus)i] = _stats.FilteredByReason[i];
+        var tasks = new List<TaskDecision>(_unplaced.Count);
+        ReadOnlySpan<ClaimStatus> statuses = result is { } r ? r.ClaimStatuses.Span : default;
+        var plannedIndex = new Dictionary<int, int>(_planned.Count);
+        for (int i = 0; i < _planned.Count; i++) plannedIndex[_planned[i].TaskIndex] = i;
+        foreach (int ti in _unplaced)
+        {
+            if (plannedIndex.TryGetValue(ti, out int pi))
+            {
+                var p = _planned[pi];
+                tasks.Add(new TaskDecision(ti, p.Node.Id, p.Node.Spec.Name, p.Score, result is null ? null : statuses[pi], p.Victims));
+            }
+            else tasks.Add(new TaskDecision(ti, null, null, 0, null, null));
+        }
+        string text = outcome switch
+        {
+            StepOutcome.Placed => "placed",
+            StepOutcome.Parked => $"parked: {parkReason}",
+            _ => firstConflict != ClaimStatus.Applied ? $"requeued after conflict {firstConflict}" : "requeued: not all tasks placed",
+        };
+        return new DecisionRecord(spec.Id, generation, attempt, _kind.Name, Index, _lease.Token, waited, snapshotVersion, _pipeline.PolicyRevision,
+            _stats.NodesConsidered, _stats.Feasible, filtered, _stats.TopScores.ToArray(), tasks, result?.Status, result?.CellVersion ?? snapshotVersion,
+            TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t0, t1)), TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t1, t2)), _engine.Time.GetUtcNow(), text);
+    }
+
+    private bool EnsureLease()
+    {
+        var now = _engine.Time.GetUtcNow();
+        if (_lease.Token.Value != 0 && _lease.ExpiresAt - now > _kind.LeaseDuration / 2) return true;
+        if (_lease.Token.Value != 0)
+        {
+            var renewed = _engine.Cell.RenewLease(_lease, _kind.LeaseDuration);
+            if (renewed.Succeeded) { _lease = renewed.Lease; return true; }
+        }
+        var acquired = _engine.Cell.AcquireLease(_leaseName, _kind.LeaseDuration);
+        if (!acquired.Succeeded) return false;
+        _lease = acquired.Lease;
+        return true;
+    }
+}

@@ -1,0 +1,268 @@
+using System.Diagnostics.Metrics;
+using Omega.Cells;
+
+namespace Omega.Scheduling;
+
+/// <summary>
+/// Runs scheduler kinds side by side on one cell, as in the Omega paper: each kind has its own queue, workers, policy,
+/// commit mode and detection, and each worker its own lease and fencing token. Jobs are submitted to a kind; workers place
+/// them through optimistic commits and retry on conflict; jobs that cannot be placed are parked with a reason.
+/// </summary>
+/// <remarks>
+/// No hidden threads: the engine does nothing until a caller either drives <see cref="SchedulerWorker.Step"/> itself or
+/// calls <see cref="Start"/>, which starts one dedicated thread per worker; <see cref="DisposeAsync"/> stops and joins them.
+/// </remarks>
+public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
+{
+    private readonly Dictionary<string, (SchedulerKindOptions Options, JobQueue Queue, List<SchedulerWorker> Workers)> _kinds = new(StringComparer.Ordinal);
+    private readonly List<SchedulerWorker> _workers = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<JobId, JobState> _jobs = new();
+    private readonly string _defaultKind;
+    private CancellationTokenSource? _stop;
+    private Thread[]? _threads;
+
+    /// <summary>Creates an engine over <paramref name="cell"/>.</summary>
+    public SchedulingEngine(Cell cell, SchedulingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Cell = cell ?? throw new ArgumentNullException(nameof(cell));
+        if (options.Kinds.Count == 0) throw new ArgumentException("at least one scheduler kind is required", nameof(options));
+        Time = options.Time;
+        Guarantees = new Dictionary<TenantId, ResourceVector>(options.Guarantees);
+        Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery);
+        Seed = options.Seed ?? Random.Shared.Next();
+        _defaultKind = options.Kinds[0].Name;
+        int w = 0;
+        foreach (var k in options.Kinds)
+        {
+            if (k.Workers < 1) throw new ArgumentException($"kind {k.Name}: at least one worker", nameof(options));
+            var queue = new JobQueue(k.QueueCapacity, Time);
+            var list = new List<SchedulerWorker>(k.Workers);
+            for (int i = 0; i < k.Workers; i++)
+            {
+                var worker = new SchedulerWorker(this, k, queue, i, Seed + w++);
+                list.Add(worker);
+                _workers.Add(worker);
+            }
+            if (!_kinds.TryAdd(k.Name, (k, queue, list))) throw new ArgumentException($"duplicate scheduler kind {k.Name}", nameof(options));
+        }
+        Metrics = new SchedulingMetrics(this);
+    }
+
+    /// <summary>The cell.</summary>
+    public Cell Cell { get; }
+
+    /// <summary>The clock.</summary>
+    public TimeProvider Time { get; }
+
+    /// <summary>The workers' base random seed (worker i of all kinds uses seed + i).</summary>
+    public int Seed { get; }
+
+    /// <summary>Every worker of every kind.</summary>
+    public IReadOnlyList<SchedulerWorker> Workers => _workers;
+
+    /// <summary>The decision records.</summary>
+    public DecisionLog Decisions { get; }
+
+    /// <summary>The metrics.</summary>
+    public SchedulingMetrics Metrics { get; }
+
+    internal IReadOnlyDictionary<TenantId, ResourceVector> Guarantees { get; }
+
+    /// <summary>Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind).</summary>
+    public EnqueueResult Submit(JobSpec job, string? scheduler = null)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
+        var kindName = scheduler ?? _defaultKind;
+        if (!_kinds.TryGetValue(kindName, out var kind)) return new EnqueueResult(EnqueueStatus.UnknownScheduler, $"no scheduler kind '{kindName}'");
+        var state = new JobState(job, kindName, Time.GetTimestamp());
+        if (!_jobs.TryAdd(job.Id, state)) return new EnqueueResult(EnqueueStatus.DuplicateJob, $"job {job.Id} already submitted");
+        var s = kind.Queue.Enqueue(state);
+        if (s != EnqueueStatus.Accepted)
+        {
+            _jobs.TryRemove(job.Id, out _);
+            return new EnqueueResult(s, $"queue of '{kindName}' is full ({kind.Queue.Capacity} jobs)");
+        }
+        return new EnqueueResult(EnqueueStatus.Accepted);
+    }
+
+    /// <summary>Reads a job's state.</summary>
+    public bool TryGetJob(JobId id, out JobStatus status)
+    {
+        if (_jobs.TryGetValue(id, out var s)) { status = s.Snapshot(); return true; }
+        status = default;
+        return false;
+    }
+
+    /// <summary>The decision record that last covered a task, for <c>omega explain</c>.</summary>
+    public DecisionRecord? Explain(TaskId task) => Decisions.ForTask(task);
+
+    /// <summary>
+    /// Reports a task finished: releases its binding (only the binding this engine made, by generation) and marks it
+    /// completed. A job whose tasks are all completed is completed.
+    /// </summary>
+    public ReleaseStatus CompleteTask(TaskId task)
+    {
+        if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.Tasks.Length) return Cell.Release(task);
+        long generation;
+        lock (job.Sync) generation = job.Generations[task.Index];
+        var r = Cell.Release(task, generation);
+        if (r == ReleaseStatus.Released)
+        {
+            lock (job.Sync)
+            {
+                job.Tasks[task.Index] = TaskPhase.Completed;
+                bool all = true;
+                foreach (var t in job.Tasks) all &= t == TaskPhase.Completed;
+                if (all) job.Phase = JobPhase.Completed;
+            }
+        }
+        return r;
+    }
+
+    /// <summary>Sets a tenant's hard quota (enforced by the cell at commit).</summary>
+    public void SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
+
+    /// <summary>
+    /// Runs every worker's <see cref="SchedulerWorker.Step"/> in turn until no worker has a ready job or
+    /// <paramref name="maxSteps"/> is reached. Deterministic for a seed when used single-threaded. Returns the steps that did work.
+    /// </summary>
+    public int RunUntilIdle(int maxSteps = int.MaxValue)
+    {
+        int steps = 0;
+        bool any = true;
+        while (any && steps < maxSteps)
+        {
+            any = false;
+            foreach (var w in _workers)
+            {
+                if (steps >= maxSteps) break;
+                var o = w.Step();
+                if (o is StepOutcome.Idle or StepOutcome.LeaseLost) continue;
+                any = true;
+                steps++;
+            }
+        }
+        return steps;
+    }
+
+    /// <summary>Starts one dedicated thread per worker. Call <see cref="DisposeAsync"/> (or <see cref="Dispose"/>) to stop them.</summary>
+    public void Start()
+    {
+        if (_threads is not null) throw new InvalidOperationException("already started");
+        _stop = new CancellationTokenSource();
+        var token = _stop.Token;
+        _threads = new Thread[_workers.Count];
+        for (int i = 0; i < _workers.Count; i++)
+        {
+            var w = _workers[i];
+            _threads[i] = new Thread(() => Loop(w, token)) { IsBackground = true, Name = $"omega-{w.Kind}-{w.Index}" };
+            _threads[i].Start();
+        }
+    }
+
+    private static void Loop(SchedulerWorker worker, CancellationToken stop)
+    {
+        int idle = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            var o = worker.Step();
+            if (o is StepOutcome.Idle or StepOutcome.LeaseLost)
+            {
+                // Back off while idle: spin briefly, then yield, then sleep, so an idle engine costs no CPU.
+                if (++idle < 50) Thread.SpinWait(20);
+                else if (idle < 100) Thread.Yield();
+                else stop.WaitHandle.WaitOne(1);
+            }
+            else idle = 0;
+        }
+    }
+
+    /// <summary>Re-queues jobs whose tasks were preempted, with a new job generation.</summary>
+    internal void OnPreempted(TaskId[] victims)
+    {
+        foreach (var v in victims)
+        {
+            if (!_jobs.TryGetValue(v.Job, out var job) || (uint)v.Index >= (uint)job.Tasks.Length) continue;
+            bool enqueue = false;
+            lock (job.Sync)
+            {
+                if (job.Tasks[v.Index] != TaskPhase.Bound) continue;
+                job.Tasks[v.Index] = TaskPhase.Pending;
+                job.Generations[v.Index] = 0;
+                if (job.Phase is JobPhase.Placed or JobPhase.Parked)
+                {
+                    job.Phase = JobPhase.Queued;
+                    job.Generation++;
+                    job.Attempts = 0;
+                    job.ParkedReason = null;
+                    enqueue = true;
+                }
+                // A job being scheduled right now sees the pending task when its worker re-checks, and requeues itself.
+            }
+            if (enqueue) _kinds[job.Scheduler].Queue.Enqueue(job);
+        }
+    }
+
+    internal IEnumerable<Measurement<long>> ObserveQueueDepths()
+    {
+        foreach (var (name, k) in _kinds)
+        {
+            var (ready, delayed) = k.Queue.Depths();
+            for (int b = 0; b < ready.Length; b++)
+                yield return new Measurement<long>(ready[b], new KeyValuePair<string, object?>("scheduler", name), new KeyValuePair<string, object?>("band", b));
+            yield return new Measurement<long>(delayed, new KeyValuePair<string, object?>("scheduler", name), new KeyValuePair<string, object?>("band", "delayed"));
+        }
+    }
+
+    internal IEnumerable<Measurement<double>> ObserveQueueAges()
+    {
+        foreach (var (name, k) in _kinds)
+        {
+            var ages = k.Queue.OldestAgeByBand();
+            for (int b = 0; b < ages.Length; b++)
+                yield return new Measurement<double>(ages[b].TotalSeconds, new KeyValuePair<string, object?>("scheduler", name), new KeyValuePair<string, object?>("band", b));
+        }
+    }
+
+    internal IEnumerable<Measurement<double>> ObserveBusyness()
+    {
+        foreach (var (name, k) in _kinds)
+        {
+            var (useful, wasted) = Busyness(name);
+            yield return new Measurement<double>(useful, new KeyValuePair<string, object?>("scheduler", name), new KeyValuePair<string, object?>("kind", "useful"));
+            yield return new Measurement<double>(wasted, new KeyValuePair<string, object?>("scheduler", name), new KeyValuePair<string, object?>("kind", "wasted"));
+        }
+    }
+
+    /// <summary>Busyness of a scheduler kind, averaged over its workers: (useful, wasted) fractions of wall time spent deciding.</summary>
+    public (double Useful, double Wasted) Busyness(string kind)
+    {
+        if (!_kinds.TryGetValue(kind, out var k)) return (0, 0);
+        double useful = 0, wasted = 0, wall = 0;
+        foreach (var w in k.Workers) { useful += w.UsefulSeconds; wasted += w.WastedSeconds; wall += w.WallSeconds; }
+        return wall <= 0 ? (0, 0) : (useful / wall, wasted / wall);
+    }
+
+    /// <summary>Queue depth of a scheduler kind (ready and delayed).</summary>
+    public int QueueDepth(string kind) => _kinds.TryGetValue(kind, out var k) ? k.Queue.Count : 0;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop is not null)
+        {
+            await _stop.CancelAsync().ConfigureAwait(false);
+            foreach (var t in _threads!) t.Join();
+            _stop.Dispose();
+            _stop = null;
+        }
+        foreach (var w in _workers)
+            if (w.Lease.Token.Value != 0) Cell.ReleaseLease(w.Lease);
+        Metrics.Dispose();
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+}

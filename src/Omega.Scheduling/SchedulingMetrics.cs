@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Omega.Scheduling.Pipeline;
+
+namespace Omega.Scheduling;
+
+/// <summary>
+/// Scheduler metrics on the <c>Omega.Scheduling</c> meter: attempts, placements, conflicts by reason and scheduler,
+/// retries, parked jobs, preemptions, queue depth and age, decision and commit latency, and busyness as the Omega paper
+/// defines it (time deciding / wall time, split into useful and wasted — wasted being decisions whose commit conflicted).
+/// Per-job counting only; nothing here runs per node probed.
+/// </summary>
+public sealed class SchedulingMetrics : IDisposable
+{
+    /// <summary>The meter name.</summary>
+    public const string MeterName = "Omega.Scheduling";
+
+    private static readonly string[] ClaimNames = Enum.GetNames<Omega.ClaimStatus>();
+    private readonly Meter _meter = new(MeterName);
+    private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable;
+    private readonly Histogram<double> _decision, _commit;
+
+    internal SchedulingMetrics(SchedulingEngine engine)
+    {
+        _attempts = _meter.CreateCounter<long>("omega.sched.attempts", "{attempt}", "Scheduling attempts (one per job per decision)");
+        _placements = _meter.CreateCounter<long>("omega.sched.placements", "{task}", "Tasks bound");
+        _conflicts = _meter.CreateCounter<long>("omega.sched.conflicts", "{claim}", "Claims rejected at commit, by reason");
+        _retries = _meter.CreateCounter<long>("omega.sched.retries", "{attempt}", "Jobs requeued for another attempt");
+        _parked = _meter.CreateCounter<long>("omega.sched.parked", "{job}", "Jobs parked after the attempt limit");
+        _preemptions = _meter.CreateCounter<long>("omega.sched.preemptions", "{task}", "Tasks preempted");
+        _unplaceable = _meter.CreateCounter<long>("omega.sched.unplaceable", "{task}", "Tasks for which a decision found no feasible node");
+        _decision = _meter.CreateHistogram<double>("omega.sched.decision.duration", "s", "Time to decide one job (snapshot to claims)");
+        _commit = _meter.CreateHistogram<double>("omega.sched.commit.duration", "s", "Time to commit one transaction");
+        _meter.CreateObservableGauge("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");
+        _meter.CreateObservableGauge("omega.sched.queue.oldest_age", () => engine.ObserveQueueAges(), "s", "Age of the oldest ready job by scheduler and band");
+        _meter.CreateObservableGauge("omega.sched.busyness", () => engine.ObserveBusyness(), "1", "Fraction of wall time deciding, by scheduler and useful/wasted");
+    }
+
+    internal void Attempt(string scheduler, double decisionSeconds, double commitSeconds, int placed, int unplaceable)
+    {
+        var tag = new KeyValuePair<string, object?>("scheduler", scheduler);
+        _attempts.Add(1, tag);
+        if (placed > 0) _placements.Add(placed, tag);
+        if (unplaceable > 0) _unplaceable.Add(unplaceable, tag);
+        _decision.Record(decisionSeconds, tag);
+        if (commitSeconds > 0) _commit.Record(commitSeconds, tag);
+    }
+
+    internal void Conflict(string scheduler, Omega.ClaimStatus reason)
+        => _conflicts.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler), new KeyValuePair<string, object?>("reason", ClaimNames[(int)reason]));
+
+    internal void Retry(string scheduler) => _retries.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler));
+
+    internal void Parked(string scheduler, FilterStatus reason)
+        => _parked.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler), new KeyValuePair<string, object?>("reason", reason.ToString()));
+
+    internal void Preempted(string scheduler, int count) => _preemptions.Add(count, new KeyValuePair<string, object?>("scheduler", scheduler));
+
+    internal static double Seconds(long startTimestamp, long endTimestamp) => (endTimestamp - startTimestamp) / (double)Stopwatch.Frequency;
+
+    /// <inheritdoc />
+    public void Dispose() => _meter.Dispose();
+}
