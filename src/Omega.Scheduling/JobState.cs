@@ -55,6 +55,12 @@ public sealed class JobState
     internal readonly long[] Generations;
     internal readonly NodeId[] Nodes;
 
+    /// <summary>
+    /// Set when a task was preempted after its worker's commit bound it but before the worker recorded the binding
+    /// (the task still looked Pending): the worker must then leave it Pending instead of marking it Bound.
+    /// </summary>
+    internal readonly bool[] EvictedBeforeRecorded;
+
     internal JobState(JobSpec spec, string scheduler, long submittedAt)
     {
         Spec = spec;
@@ -63,6 +69,7 @@ public sealed class JobState
         Tasks = new TaskPhase[spec.TaskCount];
         Generations = new long[spec.TaskCount];
         Nodes = new NodeId[spec.TaskCount];
+        EvictedBeforeRecorded = new bool[spec.TaskCount];
     }
 
     /// <summary>The job spec.</summary>

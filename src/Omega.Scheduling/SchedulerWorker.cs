@@ -154,6 +154,12 @@ public sealed class SchedulerWorker
                     if (s == ClaimStatus.Applied)
                     {
                         int ti = _planned[i].TaskIndex;
+                        if (job.EvictedBeforeRecorded[ti])
+                        {
+                            // Preempted by another worker between our commit and this line: the binding is already gone.
+                            job.EvictedBeforeRecorded[ti] = false;
+                            continue;
+                        }
                         job.Tasks[ti] = TaskPhase.Bound;
                         job.Generations[ti] = result.Generation;
                         job.Nodes[ti] = _planned[i].Node.Id;
@@ -223,14 +229,28 @@ public sealed class SchedulerWorker
 
     private StepOutcome Finish(JobState job, StepOutcome outcome, string? parkReason)
     {
+        bool requeue = false;
         lock (job.Sync)
         {
-            if (outcome == StepOutcome.Parked)
+            // A task preempted while this worker held the job (after it counted pending tasks) is Pending again, and
+            // OnPreempted left the requeue to us: a job with pending tasks must not be marked Placed.
+            if (outcome == StepOutcome.Placed && Array.IndexOf(job.Tasks, TaskPhase.Pending) >= 0)
+            {
+                job.Phase = JobPhase.Queued;
+                requeue = true;
+            }
+            else if (outcome == StepOutcome.Parked)
             {
                 job.Phase = JobPhase.Parked;
                 job.ParkedReason = parkReason;
             }
             else job.Phase = JobPhase.Placed;
+        }
+        if (requeue)
+        {
+            _engine.Metrics.Retry(_kind.Name);
+            if (_queue.Enqueue(job) == EnqueueStatus.Accepted) return StepOutcome.Requeued;
+            return Finish(job, StepOutcome.Parked, "queue full on retry after a preemption");
         }
         if (outcome == StepOutcome.Parked) _engine.Metrics.Parked(_kind.Name, _stats.DominantRejection);
         return outcome;

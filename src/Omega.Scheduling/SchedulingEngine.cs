@@ -107,6 +107,9 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.Tasks.Length) return Cell.Release(task);
         long generation;
         lock (job.Sync) generation = job.Generations[task.Index];
+        // Generation 0: this engine holds no binding for the task (pending, completed, or its bind not yet recorded).
+        // Release(task, 0) would free whatever binding the task has, which is not this engine's to free.
+        if (generation == 0) return ReleaseStatus.NotBound;
         var r = Cell.Release(task, generation);
         if (r == ReleaseStatus.Released)
         {
@@ -188,13 +191,22 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             bool enqueue = false;
             lock (job.Sync)
             {
-                if (job.Tasks[v.Index] != TaskPhase.Bound) continue;
+                if (job.Tasks[v.Index] != TaskPhase.Bound)
+                {
+                    // The victim's own worker committed this binding and has not recorded it yet: tell it the binding is gone.
+                    if (job.Tasks[v.Index] == TaskPhase.Pending && job.Phase == JobPhase.Scheduling)
+                    {
+                        job.EvictedBeforeRecorded[v.Index] = true;
+                        job.Generation++;
+                    }
+                    continue;
+                }
                 job.Tasks[v.Index] = TaskPhase.Pending;
                 job.Generations[v.Index] = 0;
+                job.Generation++;
                 if (job.Phase is JobPhase.Placed or JobPhase.Parked)
                 {
                     job.Phase = JobPhase.Queued;
-                    job.Generation++;
                     job.Attempts = 0;
                     job.ParkedReason = null;
                     enqueue = true;

@@ -156,3 +156,33 @@ public sealed class PreemptionTests
         Assert.Equal(4, t.Status(low).Bound);
     }
 }
+
+/// <summary>CompleteTask releases only bindings this engine made.</summary>
+public sealed class CompletionTests
+{
+    [Fact]
+    public void CompleteTask_releases_only_the_binding_the_engine_made()
+    {
+        using var t = new TestEngine(o => o.Kinds.Add(new SchedulerKindOptions { Name = "batch", MaxAttempts = 1 }));
+        var n0 = t.Add(Node("n0", cores: 4));
+        var job = t.Submit(Job(5, tasks: 2, cores: 3));
+        t.Settle();
+        Assert.Equal(JobPhase.Parked, t.Status(job).Phase);  // one task placed, the other found no room
+        Assert.Equal(1, t.Status(job).Bound);
+        var bound = t.Cell.GetAllocations().Single().Task;
+        var pending = new TaskId(5, 1 - bound.Index);
+
+        // Another scheduler binds the pending task's id on its own; completing it through the engine must not free that.
+        var other = t.Cell.AcquireLease("other", TimeSpan.FromHours(1)).Lease;
+        var n1 = t.Add(Node("n1", cores: 4));
+        Assert.True(CommitDirect(t.Cell, other, pending, n1, R(1, 1)).IsCommitted);
+        Assert.Equal(ReleaseStatus.NotBound, t.Engine.CompleteTask(pending));
+        Assert.True(t.Cell.TryGetAllocation(pending, out _));
+
+        Assert.Equal(ReleaseStatus.Released, t.Engine.CompleteTask(bound));
+        Assert.Equal(ReleaseStatus.NotBound, t.Engine.CompleteTask(bound)); // twice is harmless
+        Assert.Equal(1, t.Status(job).Completed);
+        Assert.Empty(t.Cell.Audit());
+        _ = n0;
+    }
+}

@@ -138,6 +138,6 @@ public sealed class PropertyTests(ITestOutputHelper output)
             engine.Dispose(); // stops and joins the worker threads before the checks
             Assert.True(settled, $"[seed {s.Seed}] not settled: {Describe(engine, jobs)}");
             Check(s, cell, engine, jobs);
-        }, seed: Environment.GetEnvironmentVariable("OMEGA_PROPERTY_SEED"), iter: 25, threads: 1, writeLine: output.WriteLine, print: s => s.ToString());
+        }, seed: Environment.GetEnvironmentVariable("OMEGA_PROPERTY_SEED"), iter: 60, threads: 1, writeLine: output.WriteLine, print: s => s.ToString());
     }
 }
