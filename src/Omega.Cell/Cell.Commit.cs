@@ -98,6 +98,17 @@ public sealed partial class Cell
     private ClaimStatus TryApply(in Claim c, ConflictDetection detection, long newVersion, bool recordUndo)
     {
         if (!c.Resources.IsValidRequest || c.Tenant.Value < 0) return ClaimStatus.InvalidClaim;
+        // (0) a victim may not be the claimed task itself or be listed twice: a malformed claim, whatever the node.
+        TaskId[]? victims = c.Victims;
+        if (victims is { Length: > 0 })
+        {
+            for (int v = 0; v < victims.Length; v++)
+            {
+                if (victims[v] == c.Task) return ClaimStatus.InvalidClaim;
+                for (int w = 0; w < v; w++)
+                    if (victims[w] == victims[v]) return ClaimStatus.InvalidClaim;
+            }
+        }
 
         // (2) node exists and is schedulable.
         int idx = c.Node.Value;
@@ -115,17 +126,13 @@ public sealed partial class Cell
         // (3) the task is not already bound (in the cell, or by an earlier claim of this transaction).
         if (_allocations.ContainsKey(c.Task)) return ClaimStatus.TaskAlreadyBound;
 
-        // Preemption victims: bound on this node, strictly lower priority, listed once, not the task itself.
+        // Preemption victims: bound on this node, strictly lower priority.
         ResourceVector freed = default, freedSameTenant = default;
-        TaskId[]? victims = c.Victims;
         if (victims is { Length: > 0 })
         {
             for (int v = 0; v < victims.Length; v++)
             {
                 var vt = victims[v];
-                if (vt == c.Task) return ClaimStatus.InvalidClaim;
-                for (int w = 0; w < v; w++)
-                    if (victims[w] == vt) return ClaimStatus.InvalidClaim;
                 if (!_allocations.TryGetValue(vt, out var va) || va.Node != c.Node) return ClaimStatus.VictimNotFound;
                 if (va.Priority >= c.Priority) return ClaimStatus.VictimPriorityTooHigh;
                 freed += va.Resources;

@@ -56,6 +56,8 @@ internal sealed class IdempotencyIndex
             h = Mix(h, (ulong)c.Resources.CpuMillis);
             h = Mix(h, (ulong)c.Resources.MemoryBytes);
             h = Mix(h, (ulong)c.Resources.Gpus ^ ((ulong)c.Resources.DiskBytes << 1));
+            h = Mix(h, (ulong)c.ExpectedNodeVersion);
+            h = Mix(h, (ulong)(uint)c.Tenant.Value | ((ulong)(uint)c.Priority << 32));
             if (c.Victims is { } v)
                 foreach (var t in v) h = Mix(h, (ulong)t.Job.Value ^ ((ulong)(uint)t.Index << 40));
         }

@@ -73,7 +73,10 @@ public enum TransactionStatus : byte
     /// <summary>The scheduler id was never granted a lease in this cell.</summary>
     UnknownScheduler = 5,
 
-    /// <summary>The transaction is malformed: no claims, too many claims, or the same task claimed twice.</summary>
+    /// <summary>
+    /// The transaction is malformed: no claims, or more than the cell's limit of claims per transaction. (A task claimed
+    /// twice is not malformed: the later claim gets <see cref="ClaimStatus.TaskAlreadyBound"/>.)
+    /// </summary>
     InvalidTransaction = 6,
 
     /// <summary>The idempotency key was already used by a different transaction (different claims). Nothing was applied.</summary>

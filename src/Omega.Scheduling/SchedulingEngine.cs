@@ -213,7 +213,15 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
                 }
                 // A job being scheduled right now sees the pending task when its worker re-checks, and requeues itself.
             }
-            if (enqueue) _kinds[job.Scheduler].Queue.Enqueue(job);
+            if (enqueue && _kinds[job.Scheduler].Queue.Enqueue(job) != EnqueueStatus.Accepted)
+            {
+                // Never silently dropped: a victim whose queue is full is parked with the reason.
+                lock (job.Sync)
+                {
+                    job.Phase = JobPhase.Parked;
+                    job.ParkedReason = $"task {v} preempted, and the queue of '{job.Scheduler}' was full when requeueing the job";
+                }
+            }
         }
     }
 

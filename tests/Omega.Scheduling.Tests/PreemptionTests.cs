@@ -186,3 +186,33 @@ public sealed class CompletionTests
         _ = n0;
     }
 }
+
+public sealed class PreemptionQueueFullTests
+{
+    [Fact]
+    public void A_victim_whose_queue_is_full_is_parked_with_a_reason_not_lost()
+    {
+        var hook = new HookFilter();
+        using var t = new TestEngine(o => o.Kinds.Add(new SchedulerKindOptions
+        {
+            Name = "batch", QueueCapacity = 2, Pipeline = () => DecisionRecordTests.PipelineWith(hook),
+        }));
+        t.Add(Node("n0", cores: 4));
+        var low = t.Submit(Job(1, cores: 4, priority: 1));
+        t.Settle();
+        var high = t.Submit(Job(2, cores: 4, priority: 9));
+        var filler = t.Submit(Job(3, cores: 1, priority: 0));
+        // While the high job is being decided, the queue fills up to its bound.
+        hook.OnFirstCall = () => t.Submit(Job(4, cores: 1, priority: 0));
+
+        Assert.Equal(StepOutcome.Placed, t.Worker("batch").Step());
+
+        Assert.True(t.Cell.TryGetAllocation(new TaskId(2, 0), out _));
+        var s = t.Status(low);
+        Assert.Equal(JobPhase.Parked, s.Phase);
+        Assert.Contains("queue", s.ParkedReason, StringComparison.Ordinal);
+        Assert.Equal(1, s.Pending);
+        Assert.Equal(1, s.Generation);
+        _ = (high, filler);
+    }
+}
