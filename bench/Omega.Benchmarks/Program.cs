@@ -5,9 +5,11 @@ using Omega.Benchmarks.Throughput;
 // Three entry points in one program, so one build serves a whole perf report:
 //   throughput [...]  embedded commit throughput with the same-run FASTER baseline (ThroughputRunner)
 //   alloc [...]       bytes per operation on each commit-path step (AllocationProbe)
+//   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
+    : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
     : RunBenchmarks(args);
 
 static int RunBenchmarks(string[] args)
