@@ -51,3 +51,42 @@ public sealed class LoadgenTests
         Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
     }
 }
+
+public sealed class MetricsExportTests
+{
+    [Fact]
+    public async Task Loadgen_serves_the_engine_meters_on_a_prometheus_endpoint_when_asked()
+    {
+        int port = FreePort();
+        var run = OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--nodes", "200", "--seconds", "8", "--load", "0.1", "--seed", "5",
+            "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        string? body = null;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline && !run.IsCompleted)
+        {
+            try
+            {
+                body = await http.GetStringAsync(new Uri($"http://localhost:{port}/metrics"));
+                if (body.Contains("omega_sched_placements", StringComparison.Ordinal)) break;
+            }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            await Task.Delay(200);
+        }
+        var r = await run;
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        Assert.NotNull(body);
+        Assert.Contains("omega_sched_placements", body, StringComparison.Ordinal);
+        Assert.Contains("omega_cell_transactions", body, StringComparison.Ordinal);
+    }
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+}

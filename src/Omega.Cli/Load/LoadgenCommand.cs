@@ -23,9 +23,10 @@ internal static class LoadgenCommand
         var seed = new Option<int?>("--seed") { Description = "Random seed of the workload and the workers (printed; default: random)." };
         var report = new Option<string?>("--report") { Description = "Write a report folder (README.md with the figures, samples.csv) to this directory." };
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines even on a terminal." };
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics while running (opt-in)." };
         var cmd = new Command("loadgen", "Drive an Omega-paper style batch/service workload through the embedded engine and report throughput, latency and conflicts.")
         {
-            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain,
+            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort,
         };
         cmd.SetAction(r =>
         {
@@ -34,7 +35,8 @@ internal static class LoadgenCommand
                 r.GetValue(seconds) is <= 0 or > 86_400 ? "--seconds must be positive and at most 86400" :
                 r.GetValue(batchWorkers) is < 1 or > 256 ? "--batch-workers must be between 1 and 256" :
                 r.GetValue(serviceWorkers) is < 1 or > 256 ? "--service-workers must be between 1 and 256" :
-                r.GetValue(load) is <= 0 or > 1000 ? "--load must be positive and at most 1000" : null;
+                r.GetValue(load) is <= 0 or > 1000 ? "--load must be positive and at most 1000" :
+                r.GetValue(metricsPort) is < 1 or > 65535 ? "--metrics-port must be between 1 and 65535" : null;
             if (error is not null)
             {
                 Console.Error.WriteLine($"omega loadgen: {error}");
@@ -44,6 +46,7 @@ internal static class LoadgenCommand
             var o = new LoadOptions(r.GetValue(nodes), r.GetValue(seconds), r.GetValue(batchWorkers), r.GetValue(serviceWorkers),
                 r.GetValue(batchDetection), r.GetValue(serviceDetection), r.GetValue(load), s, "omega " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
             var workload = new SyntheticWorkload(LoadRun.DefaultMix(o.Load), s);
+            using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
             return Execute(o, workload, r.GetValue(report), r.GetValue(plain));
         });
         return cmd;
