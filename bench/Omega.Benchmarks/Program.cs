@@ -17,7 +17,7 @@ static int RunBenchmarks(string[] args)
 {
     // The benchmark child process is built per job; on a shared 2-core machine that build can take longer than
     // BenchmarkDotNet's default 2-minute timeout (seen here while other builds ran), so allow 10 minutes.
-    var config = DefaultConfig.Instance.WithBuildTimeout(TimeSpan.FromMinutes(10));
+    var config = ManualConfig.Create(DefaultConfig.Instance).WithBuildTimeout(TimeSpan.FromMinutes(10));
     var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchCell).Assembly).Run(args, config);
     return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;
 }
