@@ -176,7 +176,7 @@ public sealed class Simulator : IDisposable
             int remaining = pool.Length;
             while (found < want && remaining > 0)
             {
-                int node = PickFit(snapshot, rng, pool, ref remaining, p.TaskResources);
+                int node = PickFit(snapshot, rng, pool, ref remaining, p.TaskResources, out _);
                 if (node < 0) break;
                 tx.Add(new Claim(new TaskId(job, (int)(placed + found)), new NodeId(node), p.TaskResources, 0));
                 found++;
@@ -272,10 +272,9 @@ public sealed class Simulator : IDisposable
         var jobId = new JobId(job.Number);
         for (int i = 0; i < unplaced && remaining > 0; i++)
         {
-            int node = PickFit(snapshot, s.Rng, pool, ref remaining, req);
+            int node = PickFit(snapshot, s.Rng, pool, ref remaining, req, out long version);
             if (node < 0) break;
-            snapshot.TryGetNode(new NodeId(node), out var view);
-            tx.Add(new Claim(new TaskId(jobId, job.Unplaced[i]), view.Id, req, view.Version));
+            tx.Add(new Claim(new TaskId(jobId, job.Unplaced[i]), new NodeId(node), req, version));
         }
         ResetOverlay();
         // A gang that does not fit on the private copy is not submitted: committing part of it would break the gang.
@@ -288,15 +287,18 @@ public sealed class Simulator : IDisposable
     /// a machine with room takes the task and stays a candidate, one without room leaves the candidate range.
     /// Returns the machine, or -1 when no candidate is left.
     /// </summary>
-    private int PickFit(in CellSnapshot snapshot, SimRandom rng, int[] pool, ref int remaining, ResourceVector req)
+    private int PickFit(in CellSnapshot snapshot, SimRandom rng, int[] pool, ref int remaining, ResourceVector req, out long version)
     {
+        // All machines share one capacity (the config's), so the spec object is not dereferenced per candidate.
+        var capacity = _config.MachineCapacity;
         while (remaining > 0)
         {
             int k = rng.NextInt(remaining);
             int node = pool[k];
             if (snapshot.TryGetNode(new NodeId(node), out var view) == SnapshotRead.Ok && view.IsSchedulable
-                && ResourceVector.Fits(view.Allocated + _extra[node], req, view.Spec.Capacity))
+                && ResourceVector.Fits(view.Allocated + _extra[node], req, capacity))
             {
+                version = view.Version;
                 if (!_extraMarked[node])
                 {
                     _extraMarked[node] = true;
@@ -309,6 +311,7 @@ public sealed class Simulator : IDisposable
             pool[remaining - 1] = node;
             remaining--;
         }
+        version = 0;
         return -1;
     }
 
