@@ -147,9 +147,12 @@ public static class Presets
         ArgumentNullException.ThrowIfNull(points);
         var results = new PresetPointResult[points.Count];
         var gate = new object();
-        // Longest points first (high batch rates, slow service schedulers), so the tail of the run stays parallel.
-        var order = Enumerable.Range(0, points.Count).OrderByDescending(i => points[i].BatchRateFactor).ThenByDescending(i => points[i].ServiceJobTime).ToArray();
-        Parallel.ForEach(order, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism) }, i =>
+        // Longest points first (high batch rates and many batch schedulers place the most tasks), handed out one at a
+        // time (no range partitioning), so the tail of the run stays parallel.
+        var order = Enumerable.Range(0, points.Count).OrderByDescending(i => points[i].BatchRateFactor)
+            .ThenByDescending(i => points[i].BatchSchedulers).ThenByDescending(i => points[i].ServiceJobTime).ToArray();
+        var source = System.Collections.Concurrent.Partitioner.Create(order, System.Collections.Concurrent.EnumerablePartitionerOptions.NoBuffering);
+        Parallel.ForEach(source, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism) }, i =>
         {
             var sw = Stopwatch.StartNew();
             var r = Simulator.Run(points[i].Config);
