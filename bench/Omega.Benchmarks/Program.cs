@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Running;
 using Omega.Benchmarks;
 using Omega.Benchmarks.Throughput;
@@ -14,6 +15,9 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
 
 static int RunBenchmarks(string[] args)
 {
-    var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchCell).Assembly).Run(args);
+    // The benchmark child process is built per job; on a shared 2-core machine that build can take longer than
+    // BenchmarkDotNet's default 2-minute timeout (seen here while other builds ran), so allow 10 minutes.
+    var config = ManualConfig.Create(DefaultConfig.Instance).WithBuildTimeout(TimeSpan.FromMinutes(10));
+    var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchCell).Assembly).Run(args, config);
     return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;
 }
