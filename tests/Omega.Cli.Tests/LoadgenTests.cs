@@ -20,6 +20,12 @@ public sealed class LoadgenTests
             string readme = await File.ReadAllTextAsync(Path.Combine(dir, "README.md"));
             Assert.Contains("loadgen --nodes 500", readme, StringComparison.Ordinal);
             Assert.Contains("logical cores", readme, StringComparison.Ordinal);
+            foreach (var png in new[] { "throughput.png", "latency.png", "conflicts.png" })
+            {
+                var bytes = await File.ReadAllBytesAsync(Path.Combine(dir, png));
+                Assert.True(bytes.Length > 1000 && bytes[1] == (byte)'P' && bytes[2] == (byte)'N' && bytes[3] == (byte)'G', $"{png} is not a PNG");
+                Assert.Contains($"({png})", readme, StringComparison.Ordinal);
+            }
             var rows = (await File.ReadAllLinesAsync(Path.Combine(dir, "samples.csv"))).Skip(1).ToArray();
             Assert.True(rows.Length >= 2, $"expected a sample per second, got {rows.Length}");
             // Work was actually placed: some second shows a non-zero placement rate.

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using Omega.Reporting;
 
 namespace Omega.Cli.Load;
 
@@ -27,6 +28,8 @@ internal static class LoadReport
             csv.AppendLine();
         }
         File.WriteAllText(Path.Combine(directory, "samples.csv"), csv.ToString());
+
+        WriteCharts(directory, s, schedulers);
 
         var md = new StringBuilder();
         md.AppendLine(ci, $"# omega loadgen — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
@@ -69,11 +72,33 @@ internal static class LoadReport
         md.AppendLine("Conflict fraction is the Omega paper's (§5): transactions with at least one conflicted claim ÷ transactions with none.");
         md.AppendLine("Busyness is the fraction of wall time the scheduler's workers spent deciding, split into useful and wasted (decisions whose commit conflicted).");
         md.AppendLine();
+        md.AppendLine("## Charts");
+        md.AppendLine();
+        md.AppendLine("![placements per second over time](throughput.png)");
+        md.AppendLine();
+        md.AppendLine("![latency distribution](latency.png)");
+        md.AppendLine();
+        md.AppendLine("![conflict fraction per scheduler over time](conflicts.png)");
+        md.AppendLine();
         md.AppendLine("## Time series");
         md.AppendLine();
         md.AppendLine("One row per second in [samples.csv](samples.csv).");
         File.WriteAllText(Path.Combine(directory, "README.md"), md.ToString());
         return Path.GetFullPath(directory);
+    }
+
+    private static void WriteCharts(string directory, LoadSummary s, string[] schedulers)
+    {
+        var t = s.Samples.Select(x => x.T).ToArray();
+        Charts.WriteLineChart(Path.Combine(directory, "throughput.png"), "Placements per second", "time (s)", "placements/s",
+            [new Series("placements/s", t, s.Samples.Select(x => x.PlacementsPerSecond).ToArray())]);
+        Charts.WriteLineChart(Path.Combine(directory, "conflicts.png"), "Conflict fraction per scheduler (per second)", "time (s)", "conflicted / clean transactions",
+            schedulers.Select(k => new Series(k, t, s.Samples.Select(x => x.ConflictFraction.GetValueOrDefault(k)).ToArray())).ToArray());
+        var pct = LatencySummary.CurvePercentiles;
+        var lines = new List<Series> { new("commit", pct, s.Commit.Curve.Select(v => v / 1000).ToArray()) };
+        foreach (var k in s.Schedulers)
+            lines.Add(new Series($"{k.Name}: submit to placed", pct, k.PlacementLatency.Curve.Select(v => v / 1000).ToArray()));
+        Charts.WriteLineChart(Path.Combine(directory, "latency.png"), "Latency distribution", "percentile", "milliseconds", lines);
     }
 
     private static double MemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024);

@@ -25,12 +25,15 @@ internal sealed record LoadSummary(
 internal sealed record SchedulerSummary(string Name, int Workers, string Policy, long Placements, long CleanTransactions, long ConflictedTransactions,
     double ConflictFraction, double BusyUseful, double BusyWasted, LatencySummary PlacementLatency);
 
-/// <summary>Latency percentiles in microseconds.</summary>
-internal sealed record LatencySummary(long Count, double P50, double P99, double P999, double Max)
+/// <summary>Latency percentiles in microseconds, and the distribution at <see cref="CurvePercentiles"/> for charts.</summary>
+internal sealed record LatencySummary(long Count, double P50, double P99, double P999, double Max, IReadOnlyList<double> Curve)
 {
+    public static readonly double[] CurvePercentiles = [10, 25, 50, 75, 90, 95, 99, 99.5, 99.9];
+
     public static LatencySummary From(HdrHistogram.HistogramBase h) => h.TotalCount == 0
-        ? new LatencySummary(0, double.NaN, double.NaN, double.NaN, double.NaN)
-        : new LatencySummary(h.TotalCount, h.GetValueAtPercentile(50), h.GetValueAtPercentile(99), h.GetValueAtPercentile(99.9), h.GetValueAtPercentile(100));
+        ? new LatencySummary(0, double.NaN, double.NaN, double.NaN, double.NaN, CurvePercentiles.Select(_ => double.NaN).ToArray())
+        : new LatencySummary(h.TotalCount, h.GetValueAtPercentile(50), h.GetValueAtPercentile(99), h.GetValueAtPercentile(99.9), h.GetValueAtPercentile(100),
+            CurvePercentiles.Select(p => (double)h.GetValueAtPercentile(p)).ToArray());
 }
 
 /// <summary>
