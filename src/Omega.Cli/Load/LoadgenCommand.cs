@@ -23,10 +23,12 @@ internal static class LoadgenCommand
         var seed = new Option<int?>("--seed") { Description = "Random seed of the workload and the workers (printed; default: random)." };
         var report = new Option<string?>("--report") { Description = "Write a report folder (README.md with the figures, samples.csv) to this directory." };
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines even on a terminal." };
+        var trace = new Option<string?>("--trace") { Description = "Replay a job trace CSV (the format of ../shared/traces) instead of the synthetic mix." };
+        var speedup = new Option<double>("--speedup") { Description = "With --trace: replay this many times faster than recorded.", DefaultValueFactory = _ => 100 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics while running (opt-in)." };
         var cmd = new Command("loadgen", "Drive an Omega-paper style batch/service workload through the embedded engine and report throughput, latency and conflicts.")
         {
-            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort,
+            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort, trace, speedup,
         };
         cmd.SetAction(r =>
         {
@@ -36,7 +38,8 @@ internal static class LoadgenCommand
                 r.GetValue(batchWorkers) is < 1 or > 256 ? "--batch-workers must be between 1 and 256" :
                 r.GetValue(serviceWorkers) is < 1 or > 256 ? "--service-workers must be between 1 and 256" :
                 r.GetValue(load) is <= 0 or > 1000 ? "--load must be positive and at most 1000" :
-                r.GetValue(metricsPort) is < 1 or > 65535 ? "--metrics-port must be between 1 and 65535" : null;
+                r.GetValue(metricsPort) is < 1 or > 65535 ? "--metrics-port must be between 1 and 65535" :
+                r.GetValue(speedup) is <= 0 or > 1_000_000 ? "--speedup must be positive and at most 1,000,000" : null;
             if (error is not null)
             {
                 Console.Error.WriteLine($"omega loadgen: {error}");
@@ -45,7 +48,22 @@ internal static class LoadgenCommand
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             var o = new LoadOptions(r.GetValue(nodes), r.GetValue(seconds), r.GetValue(batchWorkers), r.GetValue(serviceWorkers),
                 r.GetValue(batchDetection), r.GetValue(serviceDetection), r.GetValue(load), s, "omega " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
-            var workload = new SyntheticWorkload(LoadRun.DefaultMix(o.Load), s);
+            IWorkload workload;
+            if (r.GetValue(trace) is { } path)
+            {
+                if (!File.Exists(path))
+                {
+                    Console.Error.WriteLine($"omega loadgen: trace file not found: {path}");
+                    return 2;
+                }
+                if (!Omega.Simulation.TraceReader.TryReadFile(path, out var jobs, out var traceError))
+                {
+                    Console.Error.WriteLine($"omega loadgen: {path}: {traceError}");
+                    return 2;
+                }
+                workload = new TraceWorkload(path, jobs, r.GetValue(speedup), LoadRun.NodeShape);
+            }
+            else workload = new SyntheticWorkload(LoadRun.DefaultMix(o.Load), s);
             using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
             return Execute(o, workload, r.GetValue(report), r.GetValue(plain));
         });

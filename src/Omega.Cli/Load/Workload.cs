@@ -56,3 +56,47 @@ internal sealed class SyntheticWorkload : IWorkload
     // Inverse-CDF sampling; 1 - NextDouble() is in (0, 1], so the log is finite.
     private double Exp(double mean) => -mean * Math.Log(1 - _rng.NextDouble());
 }
+
+/// <summary>
+/// Replays a job trace (the format of ../shared/traces, read by <see cref="Omega.Simulation.TraceReader"/>) in real time,
+/// compressed by <c>speedup</c>: submit times and durations are divided by it. Production priorities (9-11) go to the
+/// service scheduler, the rest to batch. Normalized requests scale the node shape (1.0 = a whole node); a zero request
+/// (the trace has some) becomes the smallest schedulable one, one millicore and one MiB, because a job must request
+/// something. A job with no recorded duration runs to the end of the run.
+/// </summary>
+internal sealed class TraceWorkload : IWorkload
+{
+    private readonly IReadOnlyList<Omega.Simulation.TraceJob> _jobs;
+    private readonly double _speedup;
+    private readonly ResourceVector _node;
+    private readonly string _describe;
+    private int _next;
+
+    public TraceWorkload(string path, IReadOnlyList<Omega.Simulation.TraceJob> jobs, double speedup, ResourceVector node)
+    {
+        _jobs = jobs;
+        _speedup = speedup;
+        _node = node;
+        double span = jobs.Count == 0 ? 0 : jobs[^1].SubmitTime - jobs[0].SubmitTime;
+        _describe = FormattableString.Invariant($"trace {Path.GetFileName(path)}: {jobs.Count:N0} jobs over {span / 3600:0.0} h, replayed {speedup:0.##}x faster");
+    }
+
+    public string Describe => _describe;
+
+    public bool TryNext(out JobArrival arrival)
+    {
+        while (_next < _jobs.Count)
+        {
+            var t = _jobs[_next++];
+            if (t.Tasks < 1) continue;
+            long cpu = Math.Max(1, (long)Math.Round(t.CpuPerTask * _node.CpuMillis));
+            long mem = Math.Max(1L << 20, (long)Math.Round(t.MemPerTask * _node.MemoryBytes));
+            double start = _jobs[0].SubmitTime;
+            arrival = new JobArrival((t.SubmitTime - start) / _speedup, t.Priority >= 9 ? "service" : "batch", t.Tasks,
+                new ResourceVector(cpu, mem), t.Duration is { } d ? Math.Max(d, 0.001) / _speedup : double.PositiveInfinity, t.Priority, (int)(t.JobId % 8), Gang: false);
+            return true;
+        }
+        arrival = default;
+        return false;
+    }
+}
