@@ -130,7 +130,7 @@ public sealed class HostileInputTests : IAsyncLifetime
         await c.SendAsync([0xFF, 0xFF, 0xFF, 0xFF]);
         Assert.Equal(ErrorCode.FrameTooLarge, (await c.ReadErrorAsync())?.Code);
         Assert.True(await c.WaitClosedAsync());
-        Assert.True(_fx.Server.TransportMetrics.Disconnects(DisconnectReason.FrameTooLarge) >= 1);
+        await Wait.UntilAsync(() => _fx.Server.TransportMetrics.Disconnects(DisconnectReason.FrameTooLarge) == 1, "oversized-frame disconnect counted");
         await AssertUnharmedAsync();
     }
 
