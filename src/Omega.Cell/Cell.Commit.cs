@@ -61,6 +61,7 @@ public sealed partial class Cell
             {
                 // All-or-nothing: undo in reverse. Nothing was published, so readers never saw any of it.
                 Rollback();
+                FlushFeed(0, published: false);
                 for (int j = 0; j < failedAt; j++) outcomes[j] = ClaimStatus.Aborted;
                 for (int j = failedAt + 1; j < n; j++) outcomes[j] = ClaimStatus.NotEvaluated;
                 applied = 0;
@@ -79,6 +80,7 @@ public sealed partial class Cell
                     _slots[idx].Publish(newVersion, _live[idx]);
                 }
                 Volatile.Write(ref _version, newVersion);
+                FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;
             }
             if (!tx.Key.IsNone) _idempotency.Add(tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
@@ -172,11 +174,13 @@ public sealed partial class Cell
             {
                 var va = _allocations[victims[v]];
                 RemoveBinding(va);
+                FeedBinding(BindingChange.Unbound, va);
                 if (recordUndo) PushUndo(new UndoEntry(false, va));
             }
         }
         var a = new Allocation(c.Task, c.Node, c.Resources, c.Tenant, c.Priority, newVersion);
         AddBinding(a);
+        FeedBinding(BindingChange.Bound, a);
         if (recordUndo) PushUndo(new UndoEntry(true, a));
         return ClaimStatus.Applied;
     }

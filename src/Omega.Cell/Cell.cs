@@ -162,7 +162,7 @@ public sealed partial class Cell : IDisposable
             {
                 var list = new List<Allocation>(set.Count);
                 foreach (var t in set) list.Add(_allocations[t]);
-                foreach (var a in list) RemoveBinding(a);
+                foreach (var a in list) { RemoveBinding(a); FeedBinding(BindingChange.Unbound, a); }
                 released = list;
             }
             ref NodeLive live = ref _live[id.Value];
@@ -170,6 +170,7 @@ public sealed partial class Cell : IDisposable
             live.Version++;
             _nodeByName.Remove(live.Spec!.Name);
             PublishSingle(id.Value);
+            FlushFeed(_version, published: true);
             return NodeOpStatus.Ok;
         }
     }
@@ -188,7 +189,9 @@ public sealed partial class Cell : IDisposable
             if (!_allocations.TryGetValue(task, out var a)) return _counters.Count(ReleaseStatus.NotBound);
             if (expectedGeneration != 0 && a.Generation != expectedGeneration) return _counters.Count(ReleaseStatus.GenerationMismatch);
             RemoveBinding(a);
+            FeedBinding(BindingChange.Unbound, a);
             PublishSingle(a.Node.Value);
+            FlushFeed(_version, published: true);
             return _counters.Count(ReleaseStatus.Released);
         }
     }

@@ -196,6 +196,17 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>
+    /// Re-queues tasks whose bindings were released from outside the engine (their node was declared lost and the
+    /// caller already released them in the cell): each goes back to pending and its job is queued again, so the task is
+    /// bound anew at a higher generation. Tasks the engine does not know, or does not hold as bound, are ignored.
+    /// </summary>
+    public void RequeueReleased(IReadOnlyList<TaskId> tasks)
+    {
+        ArgumentNullException.ThrowIfNull(tasks);
+        if (tasks.Count > 0) OnPreempted([.. tasks]);
+    }
+
     /// <summary>Re-queues jobs whose tasks were preempted, with a new job generation.</summary>
     internal void OnPreempted(TaskId[] victims)
     {

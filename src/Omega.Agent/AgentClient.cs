@@ -1,0 +1,302 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Omega.Protocol;
+using Omega.Transport;
+
+namespace Omega.Agent;
+
+/// <summary>Why an agent request failed: the server's typed error, or the connection went away.</summary>
+public sealed class AgentRequestException(ErrorCode code, string message) : Exception(message)
+{
+    /// <summary>The server's error code (<see cref="ErrorCode.None"/> when the connection closed before a reply).</summary>
+    public ErrorCode Code { get; } = code;
+}
+
+/// <summary>
+/// A node agent speaking the Omega protocol. It registers its node (getting a lease), heartbeats with jitter, receives
+/// the node's binding stream in version order and resumes it after a reconnect from the last version it processed, so
+/// no binding is lost or seen twice. Each task's highest generation is remembered and an older binding is rejected.
+/// Reconnects use exponential back-off with full jitter.
+/// </summary>
+public sealed class AgentClient : IFrameHandler, IAsyncDisposable
+{
+    private readonly AgentOptions _options;
+    private readonly TransportMetrics _metrics;
+    private readonly Random _random;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
+    private readonly Dictionary<TaskId, long> _highest = new();
+    private readonly Dictionary<TaskId, long> _running = new();
+    private readonly Lock _stateLock = new();
+    private readonly Channel<AgentBinding> _bindings = Channel.CreateUnbounded<AgentBinding>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
+    private readonly TaskCompletionSource _firstRegistration = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private FrameConnection? _connection;
+    private Task? _run;
+    private uint _nextRid;
+    private long _lastVersion;
+    private int _heartbeatMs = 1000;
+    private long _reconnects, _stale, _duplicates, _registrations;
+
+    /// <summary>Creates an agent; <see cref="StartAsync"/> connects it.</summary>
+    public AgentClient(AgentOptions options, TransportMetrics? metrics = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _metrics = metrics ?? new TransportMetrics("agent");
+        int seed = options.Seed ?? Random.Shared.Next();
+        Seed = seed;
+        _random = new Random(seed);
+    }
+
+    /// <summary>Seed of the jitter source.</summary>
+    public int Seed { get; }
+
+    /// <summary>The node id granted at registration (-1 before).</summary>
+    public int NodeId { get; private set; } = -1;
+
+    /// <summary>The last binding version fully processed; a reconnect resumes after it.</summary>
+    public long LastVersion => Volatile.Read(ref _lastVersion);
+
+    /// <summary>Accepted bindings, in order (when <see cref="AgentOptions.OnBinding"/> is null).</summary>
+    public ChannelReader<AgentBinding> Bindings => _bindings.Reader;
+
+    /// <summary>Reconnections made after the first connection.</summary>
+    public long Reconnects => Volatile.Read(ref _reconnects);
+
+    /// <summary>Successful registrations (first and after each reconnect).</summary>
+    public long Registrations => Volatile.Read(ref _registrations);
+
+    /// <summary>Binding entries rejected because the agent holds a newer generation of the task.</summary>
+    public long RejectedStale => Volatile.Read(ref _stale);
+
+    /// <summary>Binding frames ignored because their version was already processed (should stay 0).</summary>
+    public long Duplicates => Volatile.Read(ref _duplicates);
+
+    /// <summary>True while connected and registered.</summary>
+    public bool IsConnected => _connection is { IsClosing: false } && NodeId >= 0;
+
+    /// <summary>Tasks the agent currently runs, with their generations.</summary>
+    public IReadOnlyDictionary<TaskId, long> RunningTasks
+    {
+        get { lock (_stateLock) return new Dictionary<TaskId, long>(_running); }
+    }
+
+    /// <summary>Connects, registers, and keeps reconnecting in the background until disposed. Completes at the first registration.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        _run ??= Task.Run(RunAsync, CancellationToken.None);
+        return _firstRegistration.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Drops the current connection (as a network fault would); the agent reconnects and resumes.</summary>
+    public void DropConnection() => _connection?.Abort(DisconnectReason.LocalClose);
+
+    /// <summary>Reports a task's state and waits for the server's answer.</summary>
+    public async Task<TaskReportStatus> ReportAsync(TaskId task, long generation, TaskState state, string reason = "")
+    {
+        var (type, body) = await RequestAsync(new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = reason }).ConfigureAwait(false);
+        var ack = Expect<TaskReportAck>(type, body);
+        if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
+        return (TaskReportStatus)ack.Body.Value;
+    }
+
+    /// <summary>Reports a task's state without waiting for the answer (the bind-path benchmark acks this way). Returns false if not connected.</summary>
+    public bool Report(TaskId task, long generation, TaskState state)
+    {
+        var c = _connection;
+        if (c is null) return false;
+        uint rid = NextRid();
+        bool ok = c.Send(rid, new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = "" });
+        if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
+        return ok;
+    }
+
+    /// <summary>Flushes frames written by <see cref="Report"/>.</summary>
+    public void Flush() => _connection?.Flush();
+
+    /// <summary>Asks the server to drain this node (no new bindings).</summary>
+    public async Task<int> DrainAsync()
+    {
+        var (type, body) = await RequestAsync(new Drain { Body = new StatusOnly { Value = NodeId } }).ConfigureAwait(false);
+        return Expect<DrainAck>(type, body).Body.Value;
+    }
+
+    /// <summary>Sends one heartbeat now and waits for its answer; returns the node status the server reports.</summary>
+    public async Task<NodeStatus> HeartbeatAsync()
+    {
+        var (type, body) = await RequestAsync(new Heartbeat { NodeId = NodeId, LastVersion = LastVersion }).ConfigureAwait(false);
+        return Expect<HeartbeatAck>(type, body).Status;
+    }
+
+    private uint NextRid()
+    {
+        uint r = Interlocked.Increment(ref _nextRid);
+        return r == 0 ? Interlocked.Increment(ref _nextRid) : r;
+    }
+
+    private async Task<(MessageType, byte[])> RequestAsync<T>(T message) where T : IWireMessage<T>
+    {
+        var c = _connection ?? throw new AgentRequestException(ErrorCode.None, "not connected");
+        uint rid = NextRid();
+        var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[rid] = tcs;
+        if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        c.Flush();
+        return await tcs.Task.ConfigureAwait(false);
+    }
+
+    private static T Expect<T>(MessageType type, byte[] body) where T : IWireMessage<T>
+    {
+        if (type == MessageType.Error)
+        {
+            Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
+            throw new AgentRequestException(err.Code, err.Message ?? "");
+        }
+        if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out var e))
+            throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");
+        return m!;
+    }
+
+    // ------------------------------------------------------------------ connection management
+
+    private async Task RunAsync()
+    {
+        var ct = _stop.Token;
+        int attempt = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            FrameConnection? c = null;
+            try
+            {
+                c = await FrameClient.ConnectAsync(_options.Server, this, _options.Transport, _metrics, ct).ConfigureAwait(false);
+                _connection = c;
+                var (wt, wb) = await RequestOn(c, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = _options.NodeName }).ConfigureAwait(false);
+                Expect<Welcome>(wt, wb);
+                var (rt, rb) = await RequestOn(c, new Register
+                {
+                    Node = _options.NodeName,
+                    Capacity = _options.Capacity,
+                    Labels = _options.Labels is null ? null : new Dictionary<string, string>(_options.Labels),
+                    FailureDomain = _options.FailureDomain,
+                    ResumeFrom = LastVersion,
+                }).ConfigureAwait(false);
+                var reg = Expect<Registered>(rt, rb);
+                NodeId = reg.NodeId;
+                _heartbeatMs = Math.Max(10, reg.HeartbeatMs);
+                Interlocked.Increment(ref _registrations);
+                attempt = 0;
+                _firstRegistration.TrySetResult();
+                if (_options.SendHeartbeats) await HeartbeatLoopAsync(c, ct).ConfigureAwait(false);
+                else await c.Closed.WaitAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AgentRequestException or OperationCanceledException or IOException)
+            {
+                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest)
+                {
+                    _firstRegistration.TrySetException(ex);
+                    return;
+                }
+            }
+            c?.Abort(DisconnectReason.LocalClose);
+            if (ct.IsCancellationRequested) break;
+            Interlocked.Increment(ref _reconnects);
+            // Exponential back-off with full jitter, so a fleet that lost the server does not reconnect in lock-step.
+            double cap = Math.Min(_options.ReconnectMax.TotalMilliseconds, _options.ReconnectBase.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
+            double delay;
+            lock (_random) delay = cap * (0.5 + 0.5 * _random.NextDouble());
+            attempt++;
+            try { await Task.Delay(TimeSpan.FromMilliseconds(delay), _options.Time, ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { break; }
+        }
+    }
+
+    private async Task<(MessageType, byte[])> RequestOn<T>(FrameConnection c, T message) where T : IWireMessage<T>
+    {
+        uint rid = NextRid();
+        var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[rid] = tcs;
+        if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        c.Flush();
+        var closed = c.Closed;
+        var done = await Task.WhenAny(tcs.Task, closed).ConfigureAwait(false);
+        if (done != tcs.Task) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        return await tcs.Task.ConfigureAwait(false);
+    }
+
+    private async Task HeartbeatLoopAsync(FrameConnection c, CancellationToken ct)
+    {
+        while (!c.IsClosing && !ct.IsCancellationRequested)
+        {
+            double factor;
+            lock (_random) factor = 1 + _options.HeartbeatJitter * (2 * _random.NextDouble() - 1);
+            var wait = Task.Delay(TimeSpan.FromMilliseconds(_heartbeatMs * factor), _options.Time, ct);
+            var done = await Task.WhenAny(wait, c.Closed).ConfigureAwait(false);
+            if (done == c.Closed || ct.IsCancellationRequested) return;
+            // Fire and forget: the reply is matched to no pending request and dropped.
+            c.Send(NextRid(), new Heartbeat { NodeId = NodeId, LastVersion = LastVersion });
+            c.Flush();
+        }
+    }
+
+    // ------------------------------------------------------------------ IFrameHandler (connection's processing loop)
+
+    void IFrameHandler.OnConnected(FrameConnection connection) => connection.HandshakeCompleted = true;
+
+    void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
+    {
+        if (frame.Type == MessageType.Bindings && frame.RequestId == 0)
+        {
+            if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
+            return;
+        }
+        if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+    }
+
+    void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)
+    {
+        if (_connection == connection) _connection = null;
+        foreach (var (rid, tcs) in _pending)
+            if (_pending.TryRemove(rid, out _)) tcs.TrySetException(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
+    }
+
+    private void Apply(in Bindings b)
+    {
+        // The stream is in version order; a version at or below the last processed one was already applied.
+        if (b.Version <= LastVersion) { Interlocked.Increment(ref _duplicates); return; }
+        foreach (ref readonly var e in b.Entries.Span)
+        {
+            bool accept;
+            lock (_stateLock)
+            {
+                _highest.TryGetValue(e.Task, out long high);
+                if (e.Kind == BindingKind.Run)
+                {
+                    accept = e.Generation > high;
+                    if (accept) { _highest[e.Task] = e.Generation; _running[e.Task] = e.Generation; }
+                }
+                else
+                {
+                    // A stop applies to the generation it names; a stop for an older generation than one held is stale.
+                    accept = e.Generation >= high;
+                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); }
+                }
+            }
+            if (!accept) { Interlocked.Increment(ref _stale); continue; }
+            var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version);
+            if (_options.OnBinding is { } cb) cb(this, ab);
+            else _bindings.Writer.TryWrite(ab);
+        }
+        Volatile.Write(ref _lastVersion, b.Version);
+    }
+
+    /// <summary>Stops reconnecting and closes the connection.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _connection?.Abort(DisconnectReason.Shutdown);
+        if (_run is not null) await _run.ConfigureAwait(false);
+        _bindings.Writer.TryComplete();
+        _firstRegistration.TrySetCanceled();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,53 @@
+using System.Net;
+using Omega.Transport;
+
+namespace Omega.Agent;
+
+/// <summary>A binding the agent accepted: run or stop one task at one generation, at a cell version.</summary>
+public readonly record struct AgentBinding(Protocol.BindingKind Kind, TaskId Task, long Generation, ResourceVector Resources, long Version);
+
+/// <summary>Configuration of an <see cref="AgentClient"/>.</summary>
+public sealed class AgentOptions
+{
+    /// <summary>The server to connect to.</summary>
+    public required IPEndPoint Server { get; init; }
+
+    /// <summary>The node's unique name.</summary>
+    public required string NodeName { get; init; }
+
+    /// <summary>The node's capacity.</summary>
+    public ResourceVector Capacity { get; init; }
+
+    /// <summary>Node labels (matched by jobs' required labels).</summary>
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+
+    /// <summary>The node's failure domain (rack, zone).</summary>
+    public string FailureDomain { get; init; } = "";
+
+    /// <summary>First reconnect delay; doubles per failed attempt up to <see cref="ReconnectMax"/>, with full jitter.</summary>
+    public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Largest reconnect delay.</summary>
+    public TimeSpan ReconnectMax { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Heartbeat jitter: each interval is the server's interval times a factor in [1 - j, 1 + j]. Default 0.2.</summary>
+    public double HeartbeatJitter { get; init; } = 0.2;
+
+    /// <summary>Clock for heartbeats and reconnect delays.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Seed of the jitter random source (printed by tests); null picks one.</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>Transport limits for the client connection.</summary>
+    public TransportOptions Transport { get; init; } = new();
+
+    /// <summary>
+    /// Called for every accepted binding, in version order, on the connection's processing loop (do not block). When
+    /// null, accepted bindings are queued to <see cref="AgentClient.Bindings"/> instead.
+    /// </summary>
+    public Action<AgentClient, AgentBinding>? OnBinding { get; init; }
+
+    /// <summary>Send heartbeats (tests of lease expiry turn them off).</summary>
+    public bool SendHeartbeats { get; init; } = true;
+}

@@ -1,0 +1,71 @@
+namespace Omega.Protocol;
+
+/// <summary>
+/// Typed errors carried by <see cref="MessageType.Error"/> frames. Each code says whether the server closes the
+/// connection after sending it (see docs/protocol.md, "Errors"). Every error sent is counted in the transport meter.
+/// </summary>
+public enum ErrorCode : ushort
+{
+    /// <summary>No error.</summary>
+    None = 0,
+
+    /// <summary>The length prefix is above the server's maximum frame size (or ≥ 2^31). The connection is closed.</summary>
+    FrameTooLarge = 1,
+
+    /// <summary>The length prefix is below 5 (no room for type and request id). The connection is closed.</summary>
+    FrameTooSmall = 2,
+
+    /// <summary>The body is not valid MessagePack for its message type (bad bytes, wrong types, too deep, trailing bytes). The connection stays open.</summary>
+    MalformedBody = 3,
+
+    /// <summary>The message type is not defined, or is a server-to-client type. The connection stays open.</summary>
+    UnknownMessageType = 4,
+
+    /// <summary>The Hello's protocol version is not supported. The connection is closed.</summary>
+    UnsupportedVersion = 5,
+
+    /// <summary>A request arrived before the handshake. The connection is closed.</summary>
+    HandshakeRequired = 6,
+
+    /// <summary>A second Hello on a connection that already completed its handshake. The connection stays open.</summary>
+    AlreadyHandshaken = 7,
+
+    /// <summary>The message is not allowed for the role declared in the Hello. The connection stays open.</summary>
+    WrongRole = 8,
+
+    /// <summary>An agent message that needs a registered node arrived before Register succeeded. The connection stays open.</summary>
+    NotRegistered = 9,
+
+    /// <summary>The message names a node other than the one this connection registered. The connection stays open.</summary>
+    NodeMismatch = 10,
+
+    /// <summary>The connection already has the maximum number of requests in flight. The connection stays open.</summary>
+    TooManyRequestsInFlight = 11,
+
+    /// <summary>No Hello within the handshake timeout. Sent best-effort, then the connection is closed.</summary>
+    HandshakeTimeout = 12,
+
+    /// <summary>Nothing received within the idle timeout. Sent best-effort, then the connection is closed.</summary>
+    IdleTimeout = 13,
+
+    /// <summary>The server is at its maximum number of connections. Sent, then the connection is closed.</summary>
+    ServerBusy = 14,
+
+    /// <summary>The request is well-formed but its values are invalid (negative capacity, empty name, ...). The connection stays open.</summary>
+    InvalidRequest = 15,
+
+    /// <summary>Register named a node whose lease is held by another live connection. The connection stays open.</summary>
+    NodeBusy = 16,
+
+    /// <summary>The server is shutting down. The connection is closed.</summary>
+    ShuttingDown = 17,
+}
+
+/// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
+public static class ErrorCodeExtensions
+{
+    /// <summary>True when the server closes the connection after sending this error.</summary>
+    public static bool ClosesConnection(this ErrorCode code)
+        => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
+            or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown;
+}

@@ -1,0 +1,84 @@
+namespace Omega.Protocol;
+
+/// <summary>The one-byte message type of a frame. Values are fixed by docs/protocol.md and never reused.</summary>
+public enum MessageType : byte
+{
+    /// <summary>Client to server, first frame of every connection: protocol version and role.</summary>
+    Hello = 0x01,
+
+    /// <summary>Server to client: the handshake succeeded; carries the server's limits.</summary>
+    Welcome = 0x02,
+
+    /// <summary>Server to client: a typed error (<see cref="ErrorCode"/>), echoing the offending request id.</summary>
+    Error = 0x03,
+
+    /// <summary>Agent: register a node (capacity, labels, failure domain) and optionally resume a binding stream.</summary>
+    Register = 0x10,
+
+    /// <summary>Server: the node is registered and holds a lease.</summary>
+    Registered = 0x11,
+
+    /// <summary>Agent: renew the node lease, reporting the last binding version seen.</summary>
+    Heartbeat = 0x12,
+
+    /// <summary>Server: heartbeat accepted.</summary>
+    HeartbeatAck = 0x13,
+
+    /// <summary>Server push (request id 0): every binding change of one cell version for this node.</summary>
+    Bindings = 0x14,
+
+    /// <summary>Agent: a task's state changed (accepted, running, failed, completed, rejected).</summary>
+    TaskReport = 0x15,
+
+    /// <summary>Server: the task report was processed.</summary>
+    TaskReportAck = 0x16,
+
+    /// <summary>Agent: stop sending new work to this node.</summary>
+    Drain = 0x17,
+
+    /// <summary>Server: the node is draining.</summary>
+    DrainAck = 0x18,
+
+    /// <summary>Scheduler: acquire a scheduler lease and fencing token.</summary>
+    AcquireLease = 0x20,
+
+    /// <summary>Server: result of an acquire or renew.</summary>
+    LeaseReply = 0x21,
+
+    /// <summary>Scheduler: renew a lease.</summary>
+    RenewLease = 0x22,
+
+    /// <summary>Scheduler: read cell state, in full or the nodes changed since a version.</summary>
+    Sync = 0x23,
+
+    /// <summary>Server: a page of node records.</summary>
+    SyncReply = 0x24,
+
+    /// <summary>Scheduler: commit a transaction of claims.</summary>
+    Commit = 0x25,
+
+    /// <summary>Server: the transaction's result.</summary>
+    CommitReply = 0x26,
+
+    /// <summary>Scheduler or client: submit a job to the engine's own scheduler workers.</summary>
+    SubmitJob = 0x27,
+
+    /// <summary>Server: whether the job was queued.</summary>
+    SubmitJobReply = 0x28,
+
+    /// <summary>Scheduler or client: query a submitted job's state.</summary>
+    QueryJob = 0x29,
+
+    /// <summary>Server: the job's state.</summary>
+    JobStatusReply = 0x2A,
+}
+
+/// <summary>The role a connection declares in its <see cref="MessageType.Hello"/>.</summary>
+public enum PeerRole : byte
+{
+    /// <summary>A node agent: may register one node and exchange agent messages.</summary>
+    Agent = 0,
+
+    /// <summary>An external scheduler or client: lease, sync, commit, submit and query messages.</summary>
+    Scheduler = 1,
+}

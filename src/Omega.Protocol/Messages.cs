@@ -1,0 +1,475 @@
+using MessagePack;
+
+namespace Omega.Protocol;
+
+// Message bodies. Each is one MessagePack map; the integer keys are the field numbers of docs/protocol.md.
+// Unknown keys are skipped (forward compatibility); missing keys keep their defaults.
+
+internal struct Hello : IWireMessage<Hello>
+{
+    public int Version;
+    public PeerRole Role;
+    public string Name;
+
+    public static MessageType Type => MessageType.Hello;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(3);
+        w.Write(0); w.Write(Version);
+        w.Write(1); w.Write((byte)Role);
+        w.Write(2); w.Write(Name ?? "");
+    }
+
+    public static Hello Read(ref MessagePackReader r)
+    {
+        var m = new Hello { Name = "", Version = -1 };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Version = r.ReadInt32(); break;
+                case 1: m.Role = (PeerRole)r.ReadByte(); break;
+                case 2: m.Name = Codec.ReadString(ref r); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct Welcome : IWireMessage<Welcome>
+{
+    public int Version;
+    public string Server;
+    public int MaxFrameLength;
+    public int MaxInFlight;
+    public int IdleTimeoutMs;
+    public long CellVersion;
+
+    public static MessageType Type => MessageType.Welcome;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(6);
+        w.Write(0); w.Write(Version);
+        w.Write(1); w.Write(Server ?? "");
+        w.Write(2); w.Write(MaxFrameLength);
+        w.Write(3); w.Write(MaxInFlight);
+        w.Write(4); w.Write(IdleTimeoutMs);
+        w.Write(5); w.Write(CellVersion);
+    }
+
+    public static Welcome Read(ref MessagePackReader r)
+    {
+        var m = new Welcome { Server = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Version = r.ReadInt32(); break;
+                case 1: m.Server = Codec.ReadString(ref r); break;
+                case 2: m.MaxFrameLength = r.ReadInt32(); break;
+                case 3: m.MaxInFlight = r.ReadInt32(); break;
+                case 4: m.IdleTimeoutMs = r.ReadInt32(); break;
+                case 5: m.CellVersion = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct ErrorMessage : IWireMessage<ErrorMessage>
+{
+    public ErrorCode Code;
+    public string Message;
+
+    public static MessageType Type => MessageType.Error;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write((ushort)Code);
+        w.Write(1); w.Write(Message ?? "");
+    }
+
+    public static ErrorMessage Read(ref MessagePackReader r)
+    {
+        var m = new ErrorMessage { Message = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Code = (ErrorCode)r.ReadUInt16(); break;
+                case 1: m.Message = Codec.ReadString(ref r, 4096); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct Register : IWireMessage<Register>
+{
+    public string Node;
+    public ResourceVector Capacity;
+    public Dictionary<string, string>? Labels;
+    public string FailureDomain;
+    public long ResumeFrom;
+
+    public static MessageType Type => MessageType.Register;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(5);
+        w.Write(0); w.Write(Node ?? "");
+        w.Write(1); Codec.WriteResources(ref w, Capacity);
+        w.Write(2); Codec.WriteLabels(ref w, Labels);
+        w.Write(3); w.Write(FailureDomain ?? "");
+        w.Write(4); w.Write(ResumeFrom);
+    }
+
+    public static Register Read(ref MessagePackReader r)
+    {
+        var m = new Register { Node = "", FailureDomain = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Node = Codec.ReadString(ref r); break;
+                case 1: m.Capacity = Codec.ReadResources(ref r); break;
+                case 2: m.Labels = Codec.ReadLabels(ref r); break;
+                case 3: m.FailureDomain = Codec.ReadString(ref r); break;
+                case 4: m.ResumeFrom = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct Registered : IWireMessage<Registered>
+{
+    public int NodeId;
+    public int LeaseMs;
+    public int HeartbeatMs;
+    public long ResumeFrom;
+    public long CellVersion;
+
+    public static MessageType Type => MessageType.Registered;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(5);
+        w.Write(0); w.Write(NodeId);
+        w.Write(1); w.Write(LeaseMs);
+        w.Write(2); w.Write(HeartbeatMs);
+        w.Write(3); w.Write(ResumeFrom);
+        w.Write(4); w.Write(CellVersion);
+    }
+
+    public static Registered Read(ref MessagePackReader r)
+    {
+        var m = default(Registered);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.NodeId = r.ReadInt32(); break;
+                case 1: m.LeaseMs = r.ReadInt32(); break;
+                case 2: m.HeartbeatMs = r.ReadInt32(); break;
+                case 3: m.ResumeFrom = r.ReadInt64(); break;
+                case 4: m.CellVersion = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct Heartbeat : IWireMessage<Heartbeat>
+{
+    public int NodeId;
+    public long LastVersion;
+
+    public static MessageType Type => MessageType.Heartbeat;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(NodeId);
+        w.Write(1); w.Write(LastVersion);
+    }
+
+    public static Heartbeat Read(ref MessagePackReader r)
+    {
+        var m = new Heartbeat { NodeId = -1 };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.NodeId = r.ReadInt32(); break;
+                case 1: m.LastVersion = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct HeartbeatAck : IWireMessage<HeartbeatAck>
+{
+    public int LeaseMs;
+    public NodeStatus Status;
+
+    public static MessageType Type => MessageType.HeartbeatAck;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(LeaseMs);
+        w.Write(1); w.Write((byte)Status);
+    }
+
+    public static HeartbeatAck Read(ref MessagePackReader r)
+    {
+        var m = default(HeartbeatAck);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.LeaseMs = r.ReadInt32(); break;
+                case 1: m.Status = (NodeStatus)r.ReadByte(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>One entry of a Bindings push.</summary>
+internal readonly record struct BindingEntry(BindingKind Kind, TaskId Task, long Generation, ResourceVector Resources, int Tenant, int Priority);
+
+internal struct Bindings : IWireMessage<Bindings>
+{
+    public const int MaxEntries = 100_000;
+
+    public int NodeId;
+    public long Version;
+    public ReadOnlyMemory<BindingEntry> Entries;
+
+    public static MessageType Type => MessageType.Bindings;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(3);
+        w.Write(0); w.Write(NodeId);
+        w.Write(1); w.Write(Version);
+        w.Write(2);
+        var span = Entries.Span;
+        w.WriteArrayHeader(span.Length);
+        foreach (ref readonly var e in span)
+        {
+            w.WriteMapHeader(6);
+            w.Write(0); w.Write((byte)e.Kind);
+            w.Write(1); Codec.WriteTask(ref w, e.Task);
+            w.Write(2); w.Write(e.Generation);
+            w.Write(3); Codec.WriteResources(ref w, e.Resources);
+            w.Write(4); w.Write(e.Tenant);
+            w.Write(5); w.Write(e.Priority);
+        }
+    }
+
+    public static Bindings Read(ref MessagePackReader r)
+    {
+        var m = default(Bindings);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.NodeId = r.ReadInt32(); break;
+                case 1: m.Version = r.ReadInt64(); break;
+                case 2:
+                {
+                    int c = Codec.ReadArray(ref r, MaxEntries);
+                    var list = new BindingEntry[c];
+                    for (int j = 0; j < c; j++)
+                    {
+                        BindingKind kind = default; TaskId task = default; long gen = 0; ResourceVector res = default; int tenant = 0, prio = 0;
+                        int f = Codec.ReadMap(ref r);
+                        for (int k = 0; k < f; k++)
+                        {
+                            switch (Codec.ReadKey(ref r))
+                            {
+                                case 0: kind = (BindingKind)r.ReadByte(); break;
+                                case 1: task = Codec.ReadTask(ref r); break;
+                                case 2: gen = r.ReadInt64(); break;
+                                case 3: res = Codec.ReadResources(ref r); break;
+                                case 4: tenant = r.ReadInt32(); break;
+                                case 5: prio = r.ReadInt32(); break;
+                                default: Codec.Skip(ref r); break;
+                            }
+                        }
+                        Codec.EndContainer(ref r);
+                        list[j] = new BindingEntry(kind, task, gen, res, tenant, prio);
+                    }
+                    Codec.EndContainer(ref r);
+                    m.Entries = list;
+                    break;
+                }
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct TaskReport : IWireMessage<TaskReport>
+{
+    public int NodeId;
+    public TaskId Task;
+    public long Generation;
+    public TaskState State;
+    public string Reason;
+
+    public static MessageType Type => MessageType.TaskReport;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(5);
+        w.Write(0); w.Write(NodeId);
+        w.Write(1); Codec.WriteTask(ref w, Task);
+        w.Write(2); w.Write(Generation);
+        w.Write(3); w.Write((byte)State);
+        w.Write(4); w.Write(Reason ?? "");
+    }
+
+    public static TaskReport Read(ref MessagePackReader r)
+    {
+        var m = new TaskReport { NodeId = -1, Reason = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.NodeId = r.ReadInt32(); break;
+                case 1: m.Task = Codec.ReadTask(ref r); break;
+                case 2: m.Generation = r.ReadInt64(); break;
+                case 3: m.State = (TaskState)r.ReadByte(); break;
+                case 4: m.Reason = Codec.ReadString(ref r, 1024); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>A body with a single integer status (TaskReportAck, DrainAck) or a single node id (Drain).</summary>
+internal struct StatusOnly : IWireMessage<StatusOnly>
+{
+    public int Value;
+
+    public static MessageType Type => MessageType.TaskReportAck;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(1);
+        w.Write(0); w.Write(Value);
+    }
+
+    public static StatusOnly Read(ref MessagePackReader r)
+    {
+        var m = new StatusOnly { Value = -1 };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Value = r.ReadInt32(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct TaskReportAck : IWireMessage<TaskReportAck>
+{
+    public StatusOnly Body;
+
+    public static MessageType Type => MessageType.TaskReportAck;
+
+    public readonly void Write(ref MessagePackWriter w) => Body.Write(ref w);
+
+    public static TaskReportAck Read(ref MessagePackReader r) => new() { Body = StatusOnly.Read(ref r) };
+}
+
+internal struct Drain : IWireMessage<Drain>
+{
+    public StatusOnly Body;
+
+    public static MessageType Type => MessageType.Drain;
+
+    public readonly void Write(ref MessagePackWriter w) => Body.Write(ref w);
+
+    public static Drain Read(ref MessagePackReader r) => new() { Body = StatusOnly.Read(ref r) };
+}
+
+internal struct DrainAck : IWireMessage<DrainAck>
+{
+    public StatusOnly Body;
+
+    public static MessageType Type => MessageType.DrainAck;
+
+    public readonly void Write(ref MessagePackWriter w) => Body.Write(ref w);
+
+    public static DrainAck Read(ref MessagePackReader r) => new() { Body = StatusOnly.Read(ref r) };
+}
+
+internal struct QueryJob : IWireMessage<QueryJob>
+{
+    public long JobId;
+
+    public static MessageType Type => MessageType.QueryJob;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(1);
+        w.Write(0); w.Write(JobId);
+    }
+
+    public static QueryJob Read(ref MessagePackReader r)
+    {
+        var m = default(QueryJob);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.JobId = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}

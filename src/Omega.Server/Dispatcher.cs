@@ -1,0 +1,145 @@
+using Omega.Cells;
+using Omega.Protocol;
+using Omega.Transport;
+
+namespace Omega.Server;
+
+/// <summary>
+/// The bind path: moves binding changes from the feed to node outboxes, up to the publishable version, and pushes them
+/// to connected agents. One pass writes every pending frame of every touched connection and then flushes each
+/// connection once, so a burst of placements costs one socket write per agent, not one per binding.
+/// Commit replies that wait for durability are released here too.
+/// </summary>
+internal sealed class Dispatcher : IAsyncDisposable
+{
+    private readonly BindingFeed _feed;
+    private readonly IPublishableVersion _publisher;
+    private readonly NodeRegistry _nodes;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<NodeState> _dirty = new();
+    private readonly HashSet<FrameConnection> _flush = new();
+    private readonly BindingEntry[] _scratch = new BindingEntry[256];
+    private readonly Lock _heldLock = new();
+    private List<HeldReply> _held = new();
+    private List<HeldReply> _heldSpare = new();
+    private readonly Task _loop;
+
+    internal readonly record struct HeldReply(FrameConnection Connection, uint RequestId, CommitReply Reply);
+
+    public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes)
+    {
+        _feed = feed;
+        _publisher = publisher;
+        _nodes = nodes;
+        _loop = Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>Bindings pushed (entries) in total.</summary>
+    public long EntriesRouted;
+
+    /// <summary>Replies a commit once its version is publishable; returns true if sent now.</summary>
+    public bool ReplyWhenPublishable(FrameConnection c, uint rid, in CommitReply reply)
+    {
+        if (reply.Version <= _publisher.PublishableVersion) return true;
+        lock (_heldLock) _held.Add(new HeldReply(c, rid, reply));
+        _feed.Signal();
+        return false;
+    }
+
+    private async Task LoopAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            try { await _feed.WaitAsync(TimeSpan.FromMilliseconds(2), ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { break; }
+            Pump();
+        }
+    }
+
+    /// <summary>One pass of the bind path (also called by tests and benchmarks that drive it directly).</summary>
+    public void Pump()
+    {
+        long publishable = _publisher.PublishableVersion;
+        long limit = Math.Min(publishable, _feed.CompleteVersion);
+        while (_feed.TryTake(limit, out var e))
+        {
+            var node = _nodes.Get(e.Allocation.Node);
+            var a = e.Allocation;
+            var entry = new BindingEntry(e.Change == BindingChange.Bound ? BindingKind.Run : BindingKind.Stop, a.Task, a.Generation, a.Resources, a.Tenant.Value, a.Priority);
+            lock (node.Sync)
+            {
+                node.Append(entry, e.Version);
+                if (!node.Dirty) { node.Dirty = true; _dirty.Add(node); }
+            }
+            EntriesRouted++;
+        }
+        foreach (var node in _dirty)
+        {
+            lock (node.Sync)
+            {
+                node.Dirty = false;
+                if (node.SendPending(_scratch) > 0 && node.Connection is { } c) _flush.Add(c);
+            }
+        }
+        _dirty.Clear();
+        if (_held.Count > 0) ReleaseHeld(publishable);
+        foreach (var c in _flush) c.Flush();
+        _flush.Clear();
+    }
+
+    private void ReleaseHeld(long publishable)
+    {
+        List<HeldReply> list;
+        lock (_heldLock)
+        {
+            list = _held;
+            _held = _heldSpare;
+            _heldSpare = list;
+        }
+        foreach (var h in list)
+        {
+            if (h.Reply.Version <= publishable)
+            {
+                h.Connection.Send(h.RequestId, h.Reply);
+                h.Connection.EndRequest();
+                _flush.Add(h.Connection);
+            }
+            else lock (_heldLock) _held.Add(h);
+        }
+        list.Clear();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}
+
+/// <summary>Node states indexed by node id, created on first use.</summary>
+internal sealed class NodeRegistry
+{
+    private readonly Lock _grow = new();
+    private NodeState?[] _nodes = new NodeState?[1024];
+
+    public NodeState Get(NodeId id)
+    {
+        var arr = Volatile.Read(ref _nodes);
+        if ((uint)id.Value < (uint)arr.Length && arr[id.Value] is { } s) return s;
+        lock (_grow)
+        {
+            arr = _nodes;
+            if ((uint)id.Value >= (uint)arr.Length)
+            {
+                int cap = arr.Length;
+                while (cap <= id.Value) cap *= 2;
+                var next = new NodeState?[cap];
+                Array.Copy(arr, next, arr.Length);
+                Volatile.Write(ref _nodes, arr = next);
+            }
+            return arr[id.Value] ??= new NodeState(id);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+using System.Net;
+using Omega.Cells;
+using Omega.Scheduling;
+using Omega.Transport;
+
+namespace Omega.Server;
+
+/// <summary>
+/// The network face of an Omega engine: a TCP server speaking the protocol of docs/protocol.md to node agents and
+/// external schedulers, the bind path that pushes committed (and publishable) bindings to agents, and the node
+/// lifecycle controller. Sockets stay inside the transport; this type only wires the parts together.
+/// </summary>
+public sealed class OmegaServer : IAsyncDisposable
+{
+    private readonly BindingFeed _feed = new();
+    private readonly NodeRegistry _nodes = new();
+    private readonly Dispatcher _dispatcher;
+    private readonly ProtocolHandler _handler;
+    private readonly FrameServer _server;
+
+    /// <summary>Creates the server on <paramref name="endpoint"/> (port 0 picks a free port). Call <see cref="Start"/>.</summary>
+    public OmegaServer(Cell cell, SchedulingEngine? engine, IPEndPoint endpoint, ServerOptions? options = null)
+    {
+        Cell = cell ?? throw new ArgumentNullException(nameof(cell));
+        Engine = engine;
+        Options = options ?? new ServerOptions();
+        cell.AddBindingListener(_feed);
+        var publisher = Options.Publisher ?? new CellVersionPublisher(cell);
+        _dispatcher = new Dispatcher(_feed, publisher, _nodes);
+        Lifecycle = new NodeLifecycleController(cell, engine, Options);
+        _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle);
+        _server = new FrameServer(endpoint, _handler, Options.Transport, Options.Name);
+    }
+
+    /// <summary>The cell served.</summary>
+    public Cell Cell { get; }
+
+    /// <summary>The engine whose workers schedule submitted jobs (may be null: agents and external schedulers only).</summary>
+    public SchedulingEngine? Engine { get; }
+
+    /// <summary>The options in force.</summary>
+    public ServerOptions Options { get; }
+
+    /// <summary>The node lease controller.</summary>
+    public NodeLifecycleController Lifecycle { get; }
+
+    /// <summary>The listening address.</summary>
+    public IPEndPoint EndPoint => _server.EndPoint;
+
+    /// <summary>Transport counters (connections, frames, errors by code, disconnects by reason).</summary>
+    public TransportMetrics TransportMetrics => _server.Metrics;
+
+    /// <summary>Open connections.</summary>
+    public int ConnectionCount => _server.ConnectionCount;
+
+    /// <summary>Binding changes routed to node outboxes so far.</summary>
+    public long BindingsRouted => Volatile.Read(ref _dispatcher.EntriesRouted);
+
+    /// <summary>Task reports accepted, by state.</summary>
+    public long TaskReports(Protocol.TaskState state) => _handler.TaskReportsByState(state);
+
+    /// <summary>Starts accepting connections.</summary>
+    public void Start() => _server.Start();
+
+    /// <summary>Runs the handshake/idle timeout sweep now (after advancing a fake clock).</summary>
+    public void SweepConnections() => _server.SweepNow();
+
+    /// <summary>Runs one pass of the bind path now (normally a background loop does it).</summary>
+    public void PumpBindings() => _feed.Signal();
+
+    /// <summary>Stops the server: closes connections, the bind path and the lifecycle timer.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync().ConfigureAwait(false);
+        await _dispatcher.DisposeAsync().ConfigureAwait(false);
+        Cell.RemoveBindingListener(_feed);
+        Lifecycle.Dispose();
+        _handler.Dispose();
+        _feed.Dispose();
+    }
+}

@@ -1,0 +1,376 @@
+using System.Diagnostics.Metrics;
+using Omega.Cells;
+using Omega.Protocol;
+using Omega.Scheduling;
+using Omega.Transport;
+
+namespace Omega.Server;
+
+/// <summary>Per-connection protocol state.</summary>
+internal sealed class Session
+{
+    public PeerRole Role;
+    public NodeState? Node;
+}
+
+/// <summary>
+/// Decodes frames and executes them against the cell and the engine. Every decode failure is caught per frame and
+/// answered with a typed error; nothing a peer sends can change committed state except a valid request it is allowed to make.
+/// </summary>
+internal sealed class ProtocolHandler : IFrameHandler, IDisposable
+{
+    private readonly Cell _cell;
+    private readonly SchedulingEngine? _engine;
+    private readonly ServerOptions _options;
+    private readonly NodeRegistry _nodes;
+    private readonly Dispatcher _dispatcher;
+    private readonly NodeLifecycleController _lifecycle;
+    private readonly Meter _meter = new("Omega.Server");
+    private readonly Counter<long> _taskReports, _requests;
+
+    public ProtocolHandler(Cell cell, SchedulingEngine? engine, ServerOptions options, NodeRegistry nodes, Dispatcher dispatcher, NodeLifecycleController lifecycle)
+    {
+        _cell = cell;
+        _engine = engine;
+        _options = options;
+        _nodes = nodes;
+        _dispatcher = dispatcher;
+        _lifecycle = lifecycle;
+        _taskReports = _meter.CreateCounter<long>("omega.server.task_reports");
+        _requests = _meter.CreateCounter<long>("omega.server.requests");
+    }
+
+    public long TaskReportsByState(TaskState s) => Volatile.Read(ref _reportCounts[(int)s]);
+
+    private readonly long[] _reportCounts = new long[8];
+
+    public void OnConnected(FrameConnection connection) => connection.State = new Session();
+
+    public void OnDisconnected(FrameConnection connection, DisconnectReason reason)
+    {
+        if (connection.State is Session { Node: { } node })
+            lock (node.Sync)
+                if (node.Connection == connection) node.Connection = null;
+    }
+
+    public void OnFrame(FrameConnection c, in Frame frame)
+    {
+        var session = (Session)c.State!;
+        uint rid = frame.RequestId;
+        if (frame.Type == MessageType.Hello)
+        {
+            HandleHello(c, session, frame);
+            return;
+        }
+        if (!c.HandshakeCompleted)
+        {
+            c.SendError(rid, ErrorCode.HandshakeRequired, "the first frame must be Hello");
+            return;
+        }
+        if (!c.TryBeginRequest())
+        {
+            c.SendError(rid, ErrorCode.TooManyRequestsInFlight, "too many requests in flight on this connection");
+            return;
+        }
+        _requests.Add(1);
+        bool ended = true;
+        switch (frame.Type)
+        {
+            case MessageType.Register when session.Role == PeerRole.Agent: HandleRegister(c, session, rid, frame); break;
+            case MessageType.Heartbeat when session.Role == PeerRole.Agent: HandleHeartbeat(c, session, rid, frame); break;
+            case MessageType.TaskReport when session.Role == PeerRole.Agent: HandleTaskReport(c, session, rid, frame); break;
+            case MessageType.Drain when session.Role == PeerRole.Agent: HandleDrain(c, session, rid, frame); break;
+            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: HandleAcquire(c, rid, frame); break;
+            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: HandleRenew(c, rid, frame); break;
+            case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
+            case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
+            case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, rid, frame); break;
+            case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, rid, frame); break;
+            case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain
+                or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
+                or MessageType.SubmitJob or MessageType.QueryJob:
+                c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
+                break;
+            default:
+                c.SendError(rid, ErrorCode.UnknownMessageType, $"message type 0x{(byte)frame.Type:x2} is not a request");
+                break;
+        }
+        if (ended) c.EndRequest();
+    }
+
+    private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>
+    {
+        if (Codec.TryDecode<T>(frame.Body, out var m, out var error))
+        {
+            msg = m!;
+            return true;
+        }
+        c.SendError(rid, ErrorCode.MalformedBody, $"{T.Type}: {error}");
+        msg = default!;
+        return false;
+    }
+
+    private void HandleHello(FrameConnection c, Session s, in Frame frame)
+    {
+        uint rid = frame.RequestId;
+        if (c.HandshakeCompleted)
+        {
+            c.SendError(rid, ErrorCode.AlreadyHandshaken, "the handshake is already complete");
+            return;
+        }
+        if (!Codec.TryDecode<Hello>(frame.Body, out var hello, out var error))
+        {
+            // A Hello we cannot read cannot establish a version: fatal, like a request before the handshake.
+            c.SendError(rid, ErrorCode.HandshakeRequired, $"unreadable Hello: {error}");
+            return;
+        }
+        if (hello.Version != Frame.ProtocolVersion)
+        {
+            c.SendError(rid, ErrorCode.UnsupportedVersion, $"protocol version {hello.Version} is not supported; this server speaks {Frame.ProtocolVersion}");
+            return;
+        }
+        if (hello.Role is not (PeerRole.Agent or PeerRole.Scheduler))
+        {
+            c.SendError(rid, ErrorCode.UnsupportedVersion, $"unknown role {(byte)hello.Role}");
+            return;
+        }
+        s.Role = hello.Role;
+        c.HandshakeCompleted = true;
+        var t = _options.Transport;
+        c.Send(rid, new Welcome
+        {
+            Version = Frame.ProtocolVersion,
+            Server = _options.Name,
+            MaxFrameLength = t.MaxFrameLength,
+            MaxInFlight = t.MaxRequestsInFlight,
+            IdleTimeoutMs = (int)Math.Min(int.MaxValue, t.IdleTimeout.TotalMilliseconds),
+            CellVersion = _cell.Version,
+        });
+    }
+
+    // ------------------------------------------------------------------ agent
+
+    private void HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<Register>(c, rid, frame, out var m)) return;
+        if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsNonNegative || m.ResumeFrom < 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "register needs a node name, non-negative capacity and resume version");
+            return;
+        }
+        if (s.Node is { } already && !string.Equals(NameOf(already.Id), m.Node, StringComparison.Ordinal))
+        {
+            c.SendError(rid, ErrorCode.NodeMismatch, "this connection already registered another node");
+            return;
+        }
+        NodeId id;
+        if (_cell.TryGetNodeId(m.Node, out id))
+        {
+            var snap = _cell.Snapshot();
+            if (snap.TryGetNode(id, out var view) == SnapshotRead.Ok && view.Capacity != m.Capacity)
+                _cell.UpdateNode(id, new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels));
+        }
+        else
+        {
+            var st = _cell.AddNode(new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels), out id);
+            if (st != NodeOpStatus.Ok && !_cell.TryGetNodeId(m.Node, out id))
+            {
+                c.SendError(rid, ErrorCode.InvalidRequest, $"node could not be added: {st}");
+                return;
+            }
+        }
+        _lifecycle.Renew(id);
+        var node = _nodes.Get(id);
+        s.Node = node;
+        // Pump first so the outbox holds every publishable change before the resume point is applied.
+        lock (node.Sync)
+        {
+            var old = node.Connection;
+            if (old is not null && old != c) old.Close(DisconnectReason.LocalClose);
+            node.Connection = c;
+            node.Trim(m.ResumeFrom);
+            node.SentUpTo = m.ResumeFrom;
+            c.Send(rid, new Registered
+            {
+                NodeId = id.Value,
+                LeaseMs = _lifecycle.LeaseMilliseconds,
+                HeartbeatMs = (int)_options.EffectiveHeartbeat.TotalMilliseconds,
+                ResumeFrom = m.ResumeFrom,
+                CellVersion = _cell.Version,
+            });
+            node.SendPending(new BindingEntry[64]);
+        }
+    }
+
+    private string NameOf(NodeId id)
+        => _cell.Snapshot().TryGetNode(id, out var v) == SnapshotRead.Ok ? v.Spec.Name : "";
+
+    private static bool OwnNode(FrameConnection c, Session s, uint rid, int nodeId, out NodeState node)
+    {
+        node = s.Node!;
+        if (s.Node is null)
+        {
+            c.SendError(rid, ErrorCode.NotRegistered, "register first");
+            return false;
+        }
+        if (s.Node.Id.Value != nodeId)
+        {
+            c.SendError(rid, ErrorCode.NodeMismatch, $"this connection is node {s.Node.Id.Value}, not {nodeId}");
+            return false;
+        }
+        return true;
+    }
+
+    private void HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<Heartbeat>(c, rid, frame, out var m)) return;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        _lifecycle.Renew(node.Id);
+        lock (node.Sync) node.Trim(m.LastVersion);
+        var status = _cell.Snapshot().TryGetNode(node.Id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
+        c.Send(rid, new HeartbeatAck { LeaseMs = _lifecycle.LeaseMilliseconds, Status = status });
+    }
+
+    private void HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<TaskReport>(c, rid, frame, out var m)) return;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        TaskReportStatus status;
+        if (m.State is < TaskState.Accepted or > TaskState.Rejected) status = TaskReportStatus.InvalidState;
+        else if (!_cell.TryGetAllocation(m.Task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
+        else if (a.Generation != m.Generation) status = TaskReportStatus.GenerationMismatch;
+        else
+        {
+            status = TaskReportStatus.Ok;
+            if (m.State is TaskState.Completed or TaskState.Failed)
+            {
+                // The engine releases bindings it made (and marks the task done); others are released directly.
+                var r = _engine is not null && _engine.TryGetJob(m.Task.Job, out _) ? _engine.CompleteTask(m.Task) : ReleaseStatus.NotBound;
+                if (r != ReleaseStatus.Released) r = _cell.Release(m.Task, m.Generation);
+                if (r == ReleaseStatus.GenerationMismatch) status = TaskReportStatus.GenerationMismatch;
+            }
+        }
+        if (status == TaskReportStatus.Ok)
+        {
+            Interlocked.Increment(ref _reportCounts[(int)m.State]);
+            _taskReports.Add(1, new KeyValuePair<string, object?>("state", m.State.ToString()));
+        }
+        c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+    }
+
+    private void HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<Drain>(c, rid, frame, out var m)) return;
+        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return;
+        var st = _cell.SetNodeStatus(node.Id, NodeStatus.Draining);
+        c.Send(rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
+    }
+
+    // ------------------------------------------------------------------ scheduler
+
+    private static long UnixMs(DateTimeOffset t) => t == default ? 0 : t.ToUnixTimeMilliseconds();
+
+    private void HandleAcquire(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<AcquireLease>(c, rid, frame, out var m)) return;
+        var r = m.DurationMs <= 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.AcquireLease(m.Name, TimeSpan.FromMilliseconds(m.DurationMs));
+        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
+    }
+
+    private void HandleRenew(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<RenewLease>(c, rid, frame, out var m)) return;
+        var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), m.Name, new FencingToken(m.Token), default);
+        var r = m.DurationMs <= 0 || m.SchedulerId < 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.RenewLease(lease, TimeSpan.FromMilliseconds(m.DurationMs));
+        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
+    }
+
+    private void HandleSync(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<Sync>(c, rid, frame, out var m)) return;
+        if (m.Since < 0 || m.StartNode < 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "since and start must not be negative");
+            return;
+        }
+        // A page must fit in a frame the client accepts: about 160 bytes per record at most.
+        int pageMax = Math.Max(1, (_options.Transport.MaxFrameLength - 64) / 192);
+        int max = m.MaxNodes <= 0 ? pageMax : Math.Min(m.MaxNodes, pageMax);
+        var snap = _cell.Snapshot();
+        var list = new List<NodeRecord>(Math.Min(max, snap.NodeCount));
+        int next = -1;
+        for (int i = m.StartNode; i < snap.NodeCount; i++)
+        {
+            if (list.Count == max) { next = i; break; }
+            var id = new NodeId(i);
+            if (_cell.TryGetNodeChange(id, snap.Version, out long changedAt, out var status) != SnapshotRead.Ok) continue;
+            if (m.Since > 0 && changedAt <= m.Since) continue;
+            if (status == NodeStatus.Removed)
+            {
+                list.Add(new NodeRecord(i, "", NodeStatus.Removed, 0, default, default, 0, "", changedAt));
+                continue;
+            }
+            if (snap.TryGetNode(id, out var v) != SnapshotRead.Ok) continue;
+            list.Add(new NodeRecord(i, v.Spec.Name, v.Status, v.Version, v.Capacity, v.Allocated, v.TaskCount, v.Spec.FailureDomain, changedAt));
+        }
+        c.Send(rid, new SyncReply { Version = snap.Version, Full = m.Since == 0, NextNode = next, Nodes = list });
+    }
+
+    private bool HandleCommit(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<Commit>(c, rid, frame, out var m)) return true;
+        if (m.Mode > 1 || m.Detection > 1 || m.SchedulerId < 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "mode and detection are 0 or 1; scheduler id is not negative");
+            return true;
+        }
+        var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), "", new FencingToken(m.Token), default);
+        var tx = new Transaction(lease, (CommitMode)m.Mode, (ConflictDetection)m.Detection, Math.Max(1, m.Claims.Count))
+        {
+            Key = new IdempotencyKey(m.KeyHigh, m.KeyLow),
+        };
+        foreach (var w in m.Claims)
+            tx.Add(new Claim(w.Task, new NodeId(w.Node), w.Resources, w.ExpectedNodeVersion, new TenantId(w.Tenant), w.Priority, w.Victims));
+        var result = _cell.Commit(tx);
+        var reply = new CommitReply { Status = result.Status, Version = result.CellVersion, Applied = result.AppliedCount, Replayed = result.Replayed, ClaimStatuses = result.ClaimStatuses.ToArray() };
+        // Durability: the result goes back only once its version is publishable (durable); the request stays in flight until then.
+        if (!_dispatcher.ReplyWhenPublishable(c, rid, reply)) return false;
+        c.Send(rid, reply);
+        return true;
+    }
+
+    private void HandleSubmit(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<SubmitJob>(c, rid, frame, out var m)) return;
+        if (_engine is null)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "this server runs no scheduling engine");
+            return;
+        }
+        if (!m.PerTask.IsValidRequest || m.TaskCount < 1 || m.Tenant < 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "invalid job");
+            return;
+        }
+        var spec = new JobSpec(new JobId(m.JobId), new TenantId(m.Tenant), m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        var r = _engine.Submit(spec, string.IsNullOrEmpty(m.Scheduler) ? null : m.Scheduler);
+        c.Send(rid, new SubmitJobReply { Status = (int)r.Status, Reason = r.Reason ?? "" });
+    }
+
+    private void HandleQuery(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<QueryJob>(c, rid, frame, out var m)) return;
+        if (_engine is null || !_engine.TryGetJob(new JobId(m.JobId), out var st))
+        {
+            c.Send(rid, new JobStatusReply { Found = false, Reason = "" });
+            return;
+        }
+        c.Send(rid, new JobStatusReply
+        {
+            Found = true, Phase = (int)st.Phase, Pending = st.Pending, Bound = st.Bound, Completed = st.Completed,
+            Attempts = st.Attempts, Generation = st.Generation, Reason = st.ParkedReason ?? "",
+        });
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,36 @@
+using Omega.Transport;
+
+namespace Omega.Server;
+
+/// <summary>Configuration of an <see cref="OmegaServer"/>.</summary>
+public sealed class ServerOptions
+{
+    /// <summary>Name sent in the Welcome frame and used as the metrics tag.</summary>
+    public string Name { get; set; } = "omega";
+
+    /// <summary>Transport limits (frame size, in-flight requests, outbound cap, timeouts, connections).</summary>
+    public TransportOptions Transport { get; set; } = new();
+
+    /// <summary>Node lease: an agent that does not heartbeat for this long is declared lost. Default 10 s.</summary>
+    public TimeSpan NodeLease { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Heartbeat interval told to agents (they add jitter). Default a third of the lease.</summary>
+    public TimeSpan? HeartbeatInterval { get; set; }
+
+    /// <summary>Node evictions allowed per second (token bucket, burst of the same size). Default 10.</summary>
+    public double EvictionsPerSecond { get; set; } = 10;
+
+    /// <summary>If more than this fraction of tracked nodes is silent at once, nothing is evicted (a network problem, not node failures). Default 0.5.</summary>
+    public double MassSilenceFraction { get; set; } = 0.5;
+
+    /// <summary>Publishable (durable) version source; defaults to the cell's own version (in-memory cell).</summary>
+    public IPublishableVersion? Publisher { get; set; }
+
+    /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
+    /// <summary>Run the lifecycle controller on a timer of this period; null leaves it to explicit <see cref="NodeLifecycleController.Tick"/> calls.</summary>
+    public TimeSpan? LifecyclePeriod { get; set; } = TimeSpan.FromSeconds(1);
+
+    internal TimeSpan EffectiveHeartbeat => HeartbeatInterval ?? NodeLease / 3;
+}

@@ -1,0 +1,338 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Omega.Protocol;
+
+namespace Omega.Transport;
+
+/// <summary>
+/// One TCP connection carrying Omega frames. Three loops run per connection: receive (socket to input pipe, paused by
+/// the pipe's thresholds), process (input pipe to <see cref="IFrameHandler"/>, one frame at a time) and send (output
+/// pipe to socket, every frame buffered since the last send goes out in one gathered write). Writers from any thread
+/// append frames under a short lock; <see cref="Flush"/> wakes the send loop once per batch.
+/// </summary>
+public sealed class FrameConnection
+{
+    private readonly Socket _socket;
+    private readonly Pipe _input;
+    private readonly Pipe _output;
+    private readonly IFrameHandler _handler;
+    private readonly TransportOptions _options;
+    private readonly TransportMetrics _metrics;
+    private readonly Lock _writeLock = new();
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _unsent;
+    private int _framesUnflushed;
+    private int _inFlight;
+    private int _closing;
+    private DisconnectReason _reason;
+    private bool _outputCompleted;
+    private long _lastFrameAt;
+
+    internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics)
+    {
+        Id = id;
+        _socket = socket;
+        _handler = handler;
+        _options = options;
+        _metrics = metrics;
+        int pause = options.InputPauseThreshold ?? Math.Max(64 * 1024, 2 * options.MaxFrameLength);
+        int resume = options.InputResumeThreshold ?? pause / 2;
+        _input = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: resume, useSynchronizationContext: false));
+        // The outbound cap is enforced by disconnecting, not by pausing writers: a paused writer would stall the binding
+        // dispatcher for every node. The pipe's pause threshold sits above the cap so it is never the first to trigger.
+        long outPause = (long)options.MaxOutboundBytes * 2 + options.MaxFrameLength;
+        _output = new Pipe(new PipeOptions(pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
+        ConnectedAt = options.Time.GetTimestamp();
+        _lastFrameAt = ConnectedAt;
+        try { RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? ""; }
+        catch (SocketException) { RemoteEndPoint = ""; }
+    }
+
+    /// <summary>Connection number, unique within its server or client.</summary>
+    public long Id { get; }
+
+    /// <summary>The peer's address, for logs.</summary>
+    public string RemoteEndPoint { get; }
+
+    /// <summary>Whatever the protocol layer keeps per connection.</summary>
+    public object? State { get; set; }
+
+    /// <summary>Set by the protocol layer once the handshake succeeded; until then the handshake timeout applies.</summary>
+    public bool HandshakeCompleted { get; set; }
+
+    /// <summary>Timestamp (of the options' clock) when the connection was accepted.</summary>
+    public long ConnectedAt { get; }
+
+    /// <summary>Timestamp of the last complete frame received.</summary>
+    public long LastFrameAt => Volatile.Read(ref _lastFrameAt);
+
+    /// <summary>True once the connection started closing.</summary>
+    public bool IsClosing => Volatile.Read(ref _closing) != 0;
+
+    /// <summary>Bytes written but not yet accepted by the socket.</summary>
+    public long UnsentBytes => Volatile.Read(ref _unsent);
+
+    /// <summary>Requests in flight (see <see cref="TryBeginRequest"/>).</summary>
+    public int RequestsInFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Completes when the connection has closed, with the reason.</summary>
+    public Task Closed => _closed.Task;
+
+    /// <summary>Why the connection closed (valid once <see cref="Closed"/> completed).</summary>
+    public DisconnectReason Reason => _reason;
+
+    /// <summary>Counts a request as in flight; false (and nothing counted) when the per-connection limit is reached.</summary>
+    public bool TryBeginRequest()
+    {
+        if (Interlocked.Increment(ref _inFlight) > _options.MaxRequestsInFlight)
+        {
+            Interlocked.Decrement(ref _inFlight);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Ends a request counted by <see cref="TryBeginRequest"/> (after its reply was written).</summary>
+    public void EndRequest() => Interlocked.Decrement(ref _inFlight);
+
+    /// <summary>
+    /// Appends one frame to the outbound buffer. Returns false if the connection is closing, or if the frame would take
+    /// the unsent bytes above the cap, in which case the connection is closed as a slow consumer. Call <see cref="Flush"/> after a batch.
+    /// </summary>
+    internal bool Send<T>(uint requestId, in T message) where T : IWireMessage<T>
+    {
+        if (IsClosing) return false;
+        lock (_writeLock)
+        {
+            if (_outputCompleted) return false;
+            int n = Codec.WriteFrame(_output.Writer, requestId, message);
+            _framesUnflushed++;
+            if (Interlocked.Add(ref _unsent, n) > _options.MaxOutboundBytes)
+            {
+                Abort(DisconnectReason.SlowConsumer);
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Appends an error frame, counted by code; if the code closes connections, closes after it is sent.</summary>
+    public void SendError(uint requestId, ErrorCode code, string message)
+    {
+        _metrics.Error(code);
+        Send(requestId, new ErrorMessage { Code = code, Message = message });
+        if (code.ClosesConnection()) Close(code switch
+        {
+            ErrorCode.FrameTooLarge => DisconnectReason.FrameTooLarge,
+            ErrorCode.FrameTooSmall => DisconnectReason.FrameTooSmall,
+            ErrorCode.HandshakeTimeout => DisconnectReason.HandshakeTimeout,
+            ErrorCode.IdleTimeout => DisconnectReason.IdleTimeout,
+            ErrorCode.ServerBusy => DisconnectReason.ServerBusy,
+            ErrorCode.ShuttingDown => DisconnectReason.Shutdown,
+            _ => DisconnectReason.ProtocolError,
+        });
+        else Flush();
+    }
+
+    /// <summary>Hands every frame appended since the last flush to the send loop (one gathered socket write).</summary>
+    public void Flush()
+    {
+        lock (_writeLock)
+        {
+            if (_outputCompleted || _framesUnflushed == 0) return;
+            _metrics.FramesOut(_framesUnflushed);
+            _framesUnflushed = 0;
+            var t = _output.Writer.FlushAsync();
+            // The output pipe's pause threshold is above the cap enforced in Send, so this completes synchronously.
+            if (!t.IsCompleted) Abort(DisconnectReason.SlowConsumer);
+        }
+    }
+
+    /// <summary>Closes gracefully: frames already written are sent, then the socket is shut down.</summary>
+    public void Close(DisconnectReason reason)
+    {
+        if (Interlocked.CompareExchange(ref _closing, 1, 0) != 0) return;
+        _reason = reason;
+        lock (_writeLock)
+        {
+            if (_framesUnflushed > 0) { _metrics.FramesOut(_framesUnflushed); _framesUnflushed = 0; }
+            _outputCompleted = true;
+            _output.Writer.Complete();
+        }
+        _input.Reader.CancelPendingRead();
+    }
+
+    /// <summary>Closes at once, dropping unsent frames (slow consumers, shutdown).</summary>
+    public void Abort(DisconnectReason reason)
+    {
+        bool first = Interlocked.CompareExchange(ref _closing, 1, 0) == 0;
+        if (first) _reason = reason;
+        lock (_writeLock)
+        {
+            if (!_outputCompleted) { _outputCompleted = true; _output.Writer.Complete(); }
+        }
+        _output.Reader.CancelPendingRead();
+        _input.Reader.CancelPendingRead();
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Dispose();
+    }
+
+    internal void Start()
+    {
+        _metrics.Opened();
+        _handler.OnConnected(this);
+        var receive = Task.Run(ReceiveLoopAsync);
+        var send = Task.Run(SendLoopAsync);
+        var process = Task.Run(ProcessLoopAsync);
+        _ = FinishAsync(receive, send, process);
+    }
+
+    private async Task FinishAsync(Task receive, Task send, Task process)
+    {
+        await process.ConfigureAwait(false);
+        await send.ConfigureAwait(false);
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Dispose();
+        await receive.ConfigureAwait(false);
+        _metrics.Closed(_reason);
+        try { _handler.OnDisconnected(this, _reason); }
+        finally { _closed.TrySetResult(); }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var writer = _input.Writer;
+        try
+        {
+            while (true)
+            {
+                var mem = writer.GetMemory(8192);
+                int n = await _socket.ReceiveAsync(mem, SocketFlags.None).ConfigureAwait(false);
+                if (n == 0) break;
+                writer.Advance(n);
+                // Back-pressure: this await does not complete while the unprocessed input is above the pause threshold.
+                var fr = await writer.FlushAsync().ConfigureAwait(false);
+                if (fr.IsCompleted || fr.IsCanceled) break;
+            }
+            await writer.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException)
+        {
+            await writer.CompleteAsync(ex is SocketException ? ex : null).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ProcessLoopAsync()
+    {
+        var reader = _input.Reader;
+        var reason = DisconnectReason.PeerClosed;
+        try
+        {
+            while (!IsClosing)
+            {
+                ReadResult rr;
+                try { rr = await reader.ReadAsync().ConfigureAwait(false); }
+                catch (SocketException) { reason = DisconnectReason.SocketError; break; }
+                if (rr.IsCanceled) break;
+                var buffer = rr.Buffer;
+                FrameReadStatus status;
+                int frames = 0;
+                while ((status = Frame.TryRead(ref buffer, _options.MaxFrameLength, out var frame)) == FrameReadStatus.Ok)
+                {
+                    frames++;
+                    Volatile.Write(ref _lastFrameAt, _options.Time.GetTimestamp());
+                    _metrics.FrameIn();
+                    _handler.OnFrame(this, frame);
+                    if (IsClosing) break;
+                }
+                if (status == FrameReadStatus.TooLarge)
+                    SendError(0, ErrorCode.FrameTooLarge, $"length prefix above the maximum frame length {_options.MaxFrameLength}");
+                else if (status == FrameReadStatus.TooSmall)
+                    SendError(0, ErrorCode.FrameTooSmall, $"length prefix below {Frame.MinLength}");
+                // Replies to every frame of this read go out in one flush (pipelined requests, batched replies).
+                if (frames > 0) Flush();
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (rr.IsCompleted)
+                {
+                    if (!buffer.IsEmpty && !IsClosing) reason = DisconnectReason.TruncatedFrame;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+            Close(reason);
+        }
+    }
+
+    private async Task SendLoopAsync()
+    {
+        var reader = _output.Reader;
+        var segments = new List<ArraySegment<byte>>(16);
+        try
+        {
+            while (true)
+            {
+                var rr = await reader.ReadAsync().ConfigureAwait(false);
+                if (rr.IsCanceled) break;
+                var buffer = rr.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    long len = buffer.Length;
+                    if (buffer.IsSingleSegment) await SendAllAsync(buffer.First).ConfigureAwait(false);
+                    else
+                    {
+                        segments.Clear();
+                        foreach (var m in buffer)
+                        {
+                            if (!MemoryMarshal.TryGetArray(m, out var seg)) seg = new ArraySegment<byte>(m.ToArray());
+                            segments.Add(seg);
+                        }
+                        int sent = 0;
+                        while (sent < len)
+                        {
+                            int n = await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
+                            sent += n;
+                            if (sent < len) TrimSegments(segments, n);
+                        }
+                    }
+                    Interlocked.Add(ref _unsent, -len);
+                }
+                reader.AdvanceTo(buffer.End);
+                if (rr.IsCompleted) break;
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException)
+        {
+            if (Interlocked.CompareExchange(ref _closing, 1, 0) == 0) _reason = DisconnectReason.SocketError;
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+            _input.Reader.CancelPendingRead();
+            try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        }
+    }
+
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            int n = await _socket.SendAsync(data, SocketFlags.None).ConfigureAwait(false);
+            data = data[n..];
+        }
+    }
+
+    private static void TrimSegments(List<ArraySegment<byte>> segments, int sent)
+    {
+        while (sent > 0 && segments.Count > 0)
+        {
+            var s = segments[0];
+            if (sent >= s.Count) { sent -= s.Count; segments.RemoveAt(0); }
+            else { segments[0] = s.Slice(sent); sent = 0; }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using System.Diagnostics.Metrics;
+using Omega.Protocol;
+
+namespace Omega.Transport;
+
+/// <summary>
+/// Counters of the transport, in the meter "Omega.Transport": connections, frames, bytes, errors sent by code,
+/// disconnects by reason and limit breaches by limit. Plain fields mirror the counters so tests can read them directly.
+/// </summary>
+public sealed class TransportMetrics : IDisposable
+{
+    /// <summary>The meter name.</summary>
+    public const string MeterName = "Omega.Transport";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _accepted, _disconnects, _framesIn, _framesOut, _errors, _breaches;
+    private readonly long[] _byReason = new long[16];
+    private readonly long[] _byError = new long[32];
+    private long _framesInCount, _framesOutCount, _acceptedCount, _active;
+
+    /// <summary>Creates the meter (one per server or client fleet).</summary>
+    public TransportMetrics(string name)
+    {
+        _meter = new Meter(MeterName);
+        var tag = new KeyValuePair<string, object?>("endpoint", name);
+        _accepted = _meter.CreateCounter<long>("omega.transport.connections.accepted");
+        _disconnects = _meter.CreateCounter<long>("omega.transport.disconnects");
+        _framesIn = _meter.CreateCounter<long>("omega.transport.frames.received");
+        _framesOut = _meter.CreateCounter<long>("omega.transport.frames.sent");
+        _errors = _meter.CreateCounter<long>("omega.transport.errors.sent");
+        _breaches = _meter.CreateCounter<long>("omega.transport.limit.breaches");
+        _meter.CreateObservableGauge("omega.transport.connections.active", () => new Measurement<long>(Volatile.Read(ref _active), tag));
+    }
+
+    /// <summary>Connections currently open.</summary>
+    public long Active => Volatile.Read(ref _active);
+
+    /// <summary>Connections accepted in total.</summary>
+    public long Accepted => Volatile.Read(ref _acceptedCount);
+
+    /// <summary>Frames received in total.</summary>
+    public long FramesReceived => Volatile.Read(ref _framesInCount);
+
+    /// <summary>Frames sent in total.</summary>
+    public long FramesSent => Volatile.Read(ref _framesOutCount);
+
+    /// <summary>Disconnects for one reason.</summary>
+    public long Disconnects(DisconnectReason reason) => Volatile.Read(ref _byReason[(int)reason]);
+
+    /// <summary>Error frames sent with one code.</summary>
+    public long ErrorsSent(ErrorCode code) => (int)code < _byError.Length ? Volatile.Read(ref _byError[(int)code]) : 0;
+
+    internal void Opened()
+    {
+        Interlocked.Increment(ref _active);
+        Interlocked.Increment(ref _acceptedCount);
+        _accepted.Add(1);
+    }
+
+    internal void Closed(DisconnectReason reason)
+    {
+        Interlocked.Decrement(ref _active);
+        Interlocked.Increment(ref _byReason[(int)reason]);
+        _disconnects.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString()));
+        if (reason is DisconnectReason.FrameTooLarge or DisconnectReason.FrameTooSmall or DisconnectReason.HandshakeTimeout
+            or DisconnectReason.IdleTimeout or DisconnectReason.SlowConsumer or DisconnectReason.ServerBusy or DisconnectReason.TruncatedFrame)
+            _breaches.Add(1, new KeyValuePair<string, object?>("limit", reason.ToString()));
+    }
+
+    internal void Rejected()
+    {
+        Interlocked.Increment(ref _byReason[(int)DisconnectReason.ServerBusy]);
+        _disconnects.Add(1, new KeyValuePair<string, object?>("reason", nameof(DisconnectReason.ServerBusy)));
+        _breaches.Add(1, new KeyValuePair<string, object?>("limit", "MaxConnections"));
+    }
+
+    internal void FrameIn() { Interlocked.Increment(ref _framesInCount); _framesIn.Add(1); }
+
+    internal void FramesOut(int n) { Interlocked.Add(ref _framesOutCount, n); _framesOut.Add(n); }
+
+    internal void Error(ErrorCode code)
+    {
+        if ((int)code < _byError.Length) Interlocked.Increment(ref _byError[(int)code]);
+        _errors.Add(1, new KeyValuePair<string, object?>("code", code.ToString()));
+        if (code == ErrorCode.TooManyRequestsInFlight) _breaches.Add(1, new KeyValuePair<string, object?>("limit", "MaxRequestsInFlight"));
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _meter.Dispose();
+}

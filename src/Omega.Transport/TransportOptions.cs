@@ -1,0 +1,98 @@
+namespace Omega.Transport;
+
+/// <summary>Limits and buffer sizes of a <see cref="FrameServer"/>. Every limit is enforced; each breach is counted in <see cref="TransportMetrics"/>.</summary>
+public sealed class TransportOptions
+{
+    /// <summary>Largest accepted length prefix (type + request id + body), in bytes. Larger frames close the connection. Default 1 MiB.</summary>
+    public int MaxFrameLength { get; set; } = 1 << 20;
+
+    /// <summary>Requests a connection may have in flight (received, reply not yet sent). Beyond it: TooManyRequestsInFlight. Default 256.</summary>
+    public int MaxRequestsInFlight { get; set; } = 256;
+
+    /// <summary>Bytes queued for a connection but not yet accepted by its socket. Beyond it the peer is a slow consumer and is disconnected. Default 8 MiB.</summary>
+    public int MaxOutboundBytes { get; set; } = 8 << 20;
+
+    /// <summary>Time from accept to a completed handshake. Default 10 s.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Longest time without a complete frame from the peer (partial frames do not count, which stops slowloris). Default 60 s.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Maximum open connections; further ones get ServerBusy and are closed. Default 20,000.</summary>
+    public int MaxConnections { get; set; } = 20_000;
+
+    /// <summary>Receive pipe: the receive loop pauses reading the socket above this many unprocessed bytes. Default 2 × max frame.</summary>
+    public int? InputPauseThreshold { get; set; }
+
+    /// <summary>Receive pipe: reading resumes below this many bytes. Default half the pause threshold.</summary>
+    public int? InputResumeThreshold { get; set; }
+
+    /// <summary>Socket send and receive buffer sizes (0 keeps the operating system's). Small values make slow-consumer tests fast.</summary>
+    public int SocketBufferSize { get; set; }
+
+    /// <summary>Clock for handshake and idle timeouts, so tests can advance time instead of sleeping.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
+    /// <summary>How often timeouts are checked. Default a quarter of the smaller timeout, at most 1 s.</summary>
+    public TimeSpan? SweepInterval { get; set; }
+
+    internal void Validate()
+    {
+        if (MaxFrameLength < 64) throw new ArgumentOutOfRangeException(nameof(MaxFrameLength), "at least 64 bytes");
+        if (MaxRequestsInFlight < 1) throw new ArgumentOutOfRangeException(nameof(MaxRequestsInFlight));
+        if (MaxOutboundBytes < MaxFrameLength) throw new ArgumentOutOfRangeException(nameof(MaxOutboundBytes), "must hold at least one maximal frame");
+        if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections));
+        if (HandshakeTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout));
+    }
+
+    internal TimeSpan EffectiveSweep
+    {
+        get
+        {
+            if (SweepInterval is { } s) return s;
+            var min = HandshakeTimeout < IdleTimeout ? HandshakeTimeout : IdleTimeout;
+            var q = min / 4;
+            return q > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : q;
+        }
+    }
+}
+
+/// <summary>Why a connection ended (a tag on the disconnect counter).</summary>
+public enum DisconnectReason : byte
+{
+    /// <summary>The peer closed its side.</summary>
+    PeerClosed = 0,
+
+    /// <summary>The peer closed in the middle of a frame.</summary>
+    TruncatedFrame = 1,
+
+    /// <summary>The length prefix exceeded the maximum frame size.</summary>
+    FrameTooLarge = 2,
+
+    /// <summary>The length prefix was below the minimum.</summary>
+    FrameTooSmall = 3,
+
+    /// <summary>No handshake within the handshake timeout.</summary>
+    HandshakeTimeout = 4,
+
+    /// <summary>No complete frame within the idle timeout.</summary>
+    IdleTimeout = 5,
+
+    /// <summary>The outbound buffer cap was exceeded: the peer does not read fast enough.</summary>
+    SlowConsumer = 6,
+
+    /// <summary>The protocol layer closed the connection after a fatal error (wrong version, request before handshake).</summary>
+    ProtocolError = 7,
+
+    /// <summary>The server was at its connection limit.</summary>
+    ServerBusy = 8,
+
+    /// <summary>The server or client is shutting down.</summary>
+    Shutdown = 9,
+
+    /// <summary>A socket error.</summary>
+    SocketError = 10,
+
+    /// <summary>The local side chose to close (for example an agent library reconnecting).</summary>
+    LocalClose = 11,
+}
