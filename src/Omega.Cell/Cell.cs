@@ -93,6 +93,7 @@ public sealed partial class Cell : IDisposable
             _slots[index].Publish(v, live);
             Volatile.Write(ref _nodeCount, index + 1);
             Volatile.Write(ref _version, v);
+            JournalNode(CellRecordKind.NodeAdded, index, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -127,6 +128,7 @@ public sealed partial class Cell : IDisposable
             live.Spec = spec;
             live.Version++;
             PublishSingle(id.Value);
+            JournalNode(CellRecordKind.NodeUpdated, id.Value, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -143,6 +145,7 @@ public sealed partial class Cell : IDisposable
             live.Status = status;
             live.Version++;
             PublishSingle(id.Value);
+            JournalNode(CellRecordKind.NodeStatusChanged, id.Value, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -170,6 +173,7 @@ public sealed partial class Cell : IDisposable
             live.Version++;
             _nodeByName.Remove(live.Spec!.Name);
             PublishSingle(id.Value);
+            JournalNode(CellRecordKind.NodeRemoved, id.Value, released);
             return NodeOpStatus.Ok;
         }
     }
@@ -189,6 +193,7 @@ public sealed partial class Cell : IDisposable
             if (expectedGeneration != 0 && a.Generation != expectedGeneration) return _counters.Count(ReleaseStatus.GenerationMismatch);
             RemoveBinding(a);
             PublishSingle(a.Node.Value);
+            JournalRelease(task);
             return _counters.Count(ReleaseStatus.Released);
         }
     }
@@ -233,6 +238,7 @@ public sealed partial class Cell : IDisposable
         {
             EnsureTenant(tenant.Value);
             _tenantQuota[tenant.Value] = limit;
+            JournalQuota(tenant.Value);
         }
     }
 
