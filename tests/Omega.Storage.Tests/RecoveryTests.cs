@@ -111,6 +111,52 @@ public sealed class RecoveryTests
     }
 
     [Fact]
+    public async Task Concurrent_durable_commits_with_background_checkpoints_reopen_identical()
+    {
+        using var tmp = new TempStore();
+        string before;
+        long acked = 0;
+        using (var store = tmp.Open(o => { o.CheckpointInterval = TimeSpan.FromMilliseconds(20); o.CheckpointOnDispose = false; }))
+        {
+            var cell = store.Cell;
+            var nodes = Enumerable.Range(0, 16).Select(i => cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(50_000, 1L << 40)))).ToArray();
+            var lease = cell.AcquireLease("a", TimeSpan.FromMinutes(5)).Lease;
+            var workers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+            {
+                var rng = new Random(w);
+                var tx = new Transaction(lease);
+                var mine = new List<TaskId>();
+                for (int i = 0; i < 400; i++)
+                {
+                    if (mine.Count > 0 && rng.Next(3) == 0)
+                    {
+                        cell.Release(mine[^1]);
+                        mine.RemoveAt(mine.Count - 1);
+                        continue;
+                    }
+                    tx.Reset(lease, key: new IdempotencyKey((ulong)w + 1, (ulong)i + 1));
+                    var task = new TaskId(w * 1_000_000 + i, 0);
+                    tx.Add(new Claim(task, nodes[rng.Next(nodes.Length)], new ResourceVector(rng.Next(10, 500), 1 << 20), 0));
+                    var r = await store.CommitDurableAsync(tx);
+                    Assert.True(store.DurableVersion >= r.CellVersion);
+                    if (r.AppliedCount == 1) mine.Add(task);
+                    Interlocked.Increment(ref acked);
+                }
+            })).ToArray();
+            await Task.WhenAll(workers);
+            await store.WaitForDurableAsync(cell.JournalSequence);
+            Assert.True(store.Metrics.Checkpoints > 0, "background checkpoints ran while committing");
+            before = CellDump.Of(cell);
+        }
+        using (var store = tmp.Open())
+        {
+            Assert.Equal(before, CellDump.Of(store.Cell));
+            Assert.Empty(store.Cell.Audit());
+        }
+        Assert.True(acked > 1000);
+    }
+
+    [Fact]
     public async Task Durable_acknowledgement_and_watermark()
     {
         using var tmp = new TempStore();
