@@ -2,6 +2,9 @@ using System.CommandLine;
 using Omega.Cli;
 
 var root = new RootCommand("Omega: a shared-state, optimistic cluster scheduler engine.");
+root.Subcommands.Add(Omega.Cli.Run.RunCommand.Create());
+root.Subcommands.Add(Omega.Cli.Run.ServeCommand.Create());
+root.Subcommands.Add(Omega.Cli.Run.ServeCommand.CreateAgents());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
