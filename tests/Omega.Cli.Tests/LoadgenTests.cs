@@ -20,6 +20,8 @@ public sealed class LoadgenTests
             string readme = await File.ReadAllTextAsync(Path.Combine(dir, "README.md"));
             Assert.Contains("loadgen --nodes 500", readme, StringComparison.Ordinal);
             Assert.Contains("logical cores", readme, StringComparison.Ordinal);
+            Assert.Contains("Same-run baseline", readme, StringComparison.Ordinal);
+            Assert.Matches(@"\| FASTER RMW \| 2 \| [\d,]+ \|", readme);
             foreach (var png in new[] { "throughput.png", "latency.png", "conflicts.png" })
             {
                 var bytes = await File.ReadAllBytesAsync(Path.Combine(dir, png));

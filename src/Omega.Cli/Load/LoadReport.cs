@@ -9,9 +9,12 @@ namespace Omega.Cli.Load;
 /// Writes a load run's report folder: README.md (command, machine, configuration, figures, time series) and
 /// samples.csv (one row per second), in the layout perf-reports/ uses.
 /// </summary>
+/// <summary>The same-run FASTER RMW baseline.</summary>
+internal sealed record BaselineFigures(string Describe, double Rmw1, double Rmw2);
+
 internal static class LoadReport
 {
-    public static string Write(string directory, LoadSummary s)
+    public static string Write(string directory, LoadSummary s, BaselineFigures? baseline = null)
     {
         Directory.CreateDirectory(directory);
         var ci = CultureInfo.InvariantCulture;
@@ -69,6 +72,20 @@ internal static class LoadReport
         foreach (var k in s.Schedulers)
             md.AppendLine(ci, $"| {k.Name} | {k.Workers} | {k.Policy} | {k.Placements:N0} | {k.ConflictFraction:0.0000} | {k.ConflictedTransactions:N0} / {k.CleanTransactions:N0} | {k.BusyUseful:P1} + {k.BusyWasted:P1} | {k.PlacementLatency.P50:N0} / {k.PlacementLatency.P99:N0} |");
         md.AppendLine();
+        if (baseline is not null)
+        {
+            md.AppendLine("## Same-run baseline");
+            md.AppendLine();
+            md.AppendLine(ci, $"Measured in the same process right after the run: {baseline.Describe}.");
+            md.AppendLine();
+            md.AppendLine("| baseline | threads | RMW/s | placements/s ÷ RMW/s |");
+            md.AppendLine("|---|---:|---:|---:|");
+            md.AppendLine(ci, $"| FASTER RMW | 1 | {baseline.Rmw1:N0} | {s.PlacementsPerSecond / baseline.Rmw1:0.000} |");
+            md.AppendLine(ci, $"| FASTER RMW | 2 | {baseline.Rmw2:N0} | {s.PlacementsPerSecond / baseline.Rmw2:0.000} |");
+            md.AppendLine();
+            md.AppendLine("The workload is paced (arrivals in real time), so placements/s measures the offered load the engine kept up with, not its ceiling, unless the queue grew during the run (see the queue column of samples.csv).");
+            md.AppendLine();
+        }
         md.AppendLine("Conflict fraction is the Omega paper's (§5): transactions with at least one conflicted claim ÷ transactions with none.");
         md.AppendLine("Busyness is the fraction of wall time the scheduler's workers spent deciding, split into useful and wasted (decisions whose commit conflicted).");
         md.AppendLine();

@@ -108,7 +108,14 @@ internal static class LoadgenCommand
         PrintSummary(console, summary);
         if (reportDir is not null)
         {
-            string path = LoadReport.Write(reportDir, summary);
+            // The same-run baseline of design.md §7: raw FASTER RMW/s on this machine, measured right after the run.
+            Console.WriteLine("measuring the same-run baseline (raw FASTER RMW, 1 and 2 threads, 3 s each)...");
+            using var faster = new Omega.Storage.Baseline.FasterRmwBaseline();
+            var baseline = new BaselineFigures(Omega.Storage.Baseline.FasterRmwBaseline.Describe,
+                faster.Run(1, TimeSpan.FromSeconds(3), o.Seed), faster.Run(2, TimeSpan.FromSeconds(3), o.Seed));
+            Console.WriteLine(FormattableString.Invariant(
+                $"baseline: {baseline.Rmw1:N0} RMW/s (1 thread), {baseline.Rmw2:N0} RMW/s (2 threads); placements/s ÷ 2-thread RMW/s = {summary.PlacementsPerSecond / baseline.Rmw2:0.000}"));
+            string path = LoadReport.Write(reportDir, summary, baseline);
             Console.WriteLine($"report written to {path}");
         }
         return summary.AuditProblems.Count == 0 ? 0 : 3;
