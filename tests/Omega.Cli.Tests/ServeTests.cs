@@ -93,6 +93,86 @@ public sealed class ServeTests
     }
 
     [Fact]
+    public async Task Operator_commands_against_a_running_server_submit_explain_inspect_stats_drain_checkpoint()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-ops-" + Guid.NewGuid().ToString("N"));
+        string endpoint = $"127.0.0.1:{FreePort()}";
+        try
+        {
+            using var serve = new Running("serve", "--listen", endpoint, "--data", data);
+            await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+            using var agents = new Running("agents", "--connect", endpoint, "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
+            await agents.WaitForAsync("5 registered", TimeSpan.FromSeconds(60));
+
+            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tasks", "2", "--cores", "1");
+            Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+            // A task larger than any node can never be placed: its record says why.
+            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--cores", "64");
+            Assert.True(big.ExitCode == 0, big.Stdout + big.Stderr);
+
+            // The placed task's decision record names the node it chose.
+            OmegaProcess.Result placed = null!;
+            for (int i = 0; i < 50; i++)
+            {
+                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint);
+                if (placed.ExitCode == 0 && placed.Stdout.Contains("agent-", StringComparison.Ordinal)) break;
+                await Task.Delay(200);
+            }
+            Assert.True(placed.ExitCode == 0, placed.Stdout + placed.Stderr);
+            Assert.Contains("agent-", placed.Stdout, StringComparison.Ordinal);
+
+            var unplaced = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint);
+            Assert.True(unplaced.ExitCode == 0, unplaced.Stdout + unplaced.Stderr);
+            Assert.Contains("Resources", unplaced.Stdout, StringComparison.OrdinalIgnoreCase); // filtered for resources
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint);
+            Assert.Equal(1, unknown.ExitCode);
+            Assert.Contains("no decision record", unknown.Stderr, StringComparison.Ordinal);
+
+            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            Assert.True(nodes.ExitCode == 0, nodes.Stderr);
+            Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
+            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint);
+            Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint);
+            Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
+            Assert.Contains("claims Applied=", stats.Stdout, StringComparison.Ordinal);
+
+            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint);
+            Assert.True(drain.ExitCode == 0, drain.Stderr);
+            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            Assert.Contains(after.Stdout.Split('\n'), l => l.StartsWith("agent-000003", StringComparison.Ordinal) && l.Contains("Draining", StringComparison.Ordinal));
+            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint);
+            Assert.Equal(1, drainUnknown.ExitCode);
+            Assert.Contains("UnknownNode", drainUnknown.Stderr, StringComparison.Ordinal);
+
+            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint);
+            Assert.True(checkpoint.ExitCode == 0, checkpoint.Stderr);
+            Assert.Contains("checkpoint taken", checkpoint.Stdout, StringComparison.Ordinal);
+            Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("explain", "j1/0")]
+    [InlineData("stats", null)]
+    [InlineData("checkpoint", null)]
+    [InlineData("drain", "n1")]
+    public async Task Operator_commands_against_an_unreachable_server_give_one_clear_line(string command, string? argument)
+    {
+        var args = new List<string> { command };
+        if (argument is not null) args.Add(argument);
+        args.AddRange(["--connect", $"127.0.0.1:{FreePort()}"]);
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), args.ToArray());
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("cannot reach the server", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Agents_against_an_unreachable_server_give_one_clear_line()
     {
         var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "agents", "--connect", $"127.0.0.1:{FreePort()}", "--count", "2");

@@ -66,7 +66,7 @@ internal static class ServeCommand
                 OmegaServer server;
                 try
                 {
-                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store) });
+                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct) });
                     server.Start();
                 }
                 catch (System.Net.Sockets.SocketException e)
