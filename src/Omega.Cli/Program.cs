@@ -11,4 +11,8 @@ root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
 
 // Expected user errors (bad options) are reported by System.CommandLine as one clear line with a non-zero exit code.
-return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+// On Ctrl+C or SIGTERM, System.CommandLine cancels the action's token and, after ProcessTerminationTimeout, kills the
+// process (exit 130/143). Its default of 2 s is shorter than a clean shutdown under load (stop the server and workers,
+// checkpoint the FASTER store), which was seen cut off in tests; allow a minute.
+var invocation = new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromMinutes(1) };
+return await root.Parse(args).InvokeAsync(invocation).ConfigureAwait(false);

@@ -45,7 +45,7 @@ public sealed class SchedulerWorker
     private Transaction? _tx;
 
     // Busyness (Omega paper §4): ticks spent deciding, split by whether the resulting commit conflicted.
-    private long _usefulTicks, _wastedTicks;
+    private long _usefulTicks, _wastedTicks, _placements, _cleanTransactions, _conflictedTransactions;
     private readonly long _startedAt = Stopwatch.GetTimestamp();
 
     internal SchedulerWorker(SchedulingEngine engine, SchedulerKindOptions kind, JobQueue queue, int index, int seed)
@@ -71,6 +71,16 @@ public sealed class SchedulerWorker
     public SchedulerLease Lease => _lease;
 
     /// <summary>Seconds spent deciding on attempts whose commit had no conflict.</summary>
+    /// <summary>Tasks this worker bound.</summary>
+    public long Placements => Interlocked.Read(ref _placements);
+
+    /// <summary>Transactions this worker committed with no conflicted claim.</summary>
+    public long CleanTransactions => Interlocked.Read(ref _cleanTransactions);
+
+    /// <summary>Transactions this worker committed with at least one conflicted claim.</summary>
+    public long ConflictedTransactions => Interlocked.Read(ref _conflictedTransactions);
+
+    /// <summary>Seconds spent deciding on attempts whose commit did not conflict.</summary>
     public double UsefulSeconds => Interlocked.Read(ref _usefulTicks) / (double)Stopwatch.Frequency;
 
     /// <summary>Seconds spent deciding on attempts whose commit conflicted (work thrown away).</summary>
@@ -180,7 +190,12 @@ public sealed class SchedulerWorker
                     _engine.Metrics.Preempted(_kind.Name, victims.Length);
                 }
         }
-        if (committed) _engine.Metrics.Transaction(_kind.Name, conflicted);
+        if (committed)
+        {
+            _engine.Metrics.Transaction(_kind.Name, conflicted);
+            Interlocked.Increment(ref conflicted ? ref _conflictedTransactions : ref _cleanTransactions);
+            if (placed > 0) Interlocked.Add(ref _placements, placed);
+        }
         if (conflicted) Interlocked.Add(ref _wastedTicks, t1 - t0);
         else Interlocked.Add(ref _usefulTicks, t1 - t0);
         _engine.Metrics.Attempt(_kind.Name, SchedulingMetrics.Seconds(t0, t1), committed ? SchedulingMetrics.Seconds(t1, t2) : 0, placed, _stats.Unplaceable);

@@ -22,6 +22,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     private readonly System.Collections.Concurrent.ConcurrentQueue<JobId> _completed = new();
     private readonly int _completedRetention;
     private readonly string _defaultKind;
+    private readonly List<string> _kindNames = new();
     private CancellationTokenSource? _stop;
     private Thread[]? _threads;
 
@@ -50,6 +51,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
                 _workers.Add(worker);
             }
             if (!_kinds.TryAdd(k.Name, (k, queue, list))) throw new ArgumentException($"duplicate scheduler kind {k.Name}", nameof(options));
+            _kindNames.Add(k.Name);
         }
         Metrics = new SchedulingMetrics(this);
     }
@@ -289,6 +291,18 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         foreach (var w in k.Workers) { useful += w.UsefulSeconds; wasted += w.WastedSeconds; wall += w.WallSeconds; }
         return wall <= 0 ? (0, 0) : (useful / wall, wasted / wall);
     }
+
+    /// <summary>Totals of a scheduler kind over its workers: tasks bound, and transactions without and with a conflict.</summary>
+    public (long Placements, long CleanTransactions, long ConflictedTransactions) Totals(string kind)
+    {
+        if (!_kinds.TryGetValue(kind, out var k)) return default;
+        long p = 0, clean = 0, conflicted = 0;
+        foreach (var w in k.Workers) { p += w.Placements; clean += w.CleanTransactions; conflicted += w.ConflictedTransactions; }
+        return (p, clean, conflicted);
+    }
+
+    /// <summary>The scheduler kinds' names, in configuration order.</summary>
+    public IReadOnlyList<string> Kinds => _kindNames;
 
     /// <summary>Queue depth of a scheduler kind (ready and delayed).</summary>
     public int QueueDepth(string kind) => _kinds.TryGetValue(kind, out var k) ? k.Queue.Count : 0;

@@ -152,10 +152,11 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                 foreach (var st in Enum.GetValues<ClaimStatus>())
                     if (k.Claims(st) > 0) lines.Add(string.Create(ci, $"claims {st}={k.Claims(st)}"));
                 if (_engine is not null)
-                    foreach (var w in _engine.Workers.Select(w => w.Kind).Distinct(StringComparer.Ordinal))
+                    foreach (var w in _engine.Kinds)
                     {
                         var (useful, wasted) = _engine.Busyness(w);
-                        lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000}"));
+                        var (placed, clean, conflicted) = _engine.Totals(w);
+                        lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000} placements={placed} clean={clean} conflicted={conflicted}"));
                     }
                 total = lines.Count;
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);

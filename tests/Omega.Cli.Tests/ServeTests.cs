@@ -156,11 +156,40 @@ public sealed class ServeTests
         }
     }
 
+    [Fact]
+    public async Task Serve_agents_and_loadgen_connect_end_to_end_on_loopback()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-e2e-" + Guid.NewGuid().ToString("N"));
+        string endpoint = $"127.0.0.1:{FreePort()}";
+        try
+        {
+            using var serve = new Running("serve", "--listen", endpoint, "--data", data);
+            await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+            using var agents = new Running("agents", "--connect", endpoint, "--count", "50", "--seconds", "120", "--task-seconds", "1");
+            await agents.WaitForAsync("50 registered", TimeSpan.FromSeconds(60));
+            var load = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--connect", endpoint, "--seconds", "4", "--load", "0.02", "--seed", "4");
+            Assert.True(load.ExitCode == 0, load.Stdout + load.Stderr);
+            var m = System.Text.RegularExpressions.Regex.Match(load.Stdout, @"placements/s ([\d,]+) \(([\d,]+) placements");
+            Assert.True(m.Success, load.Stdout);
+            Assert.True(long.Parse(m.Groups[2].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0, load.Stdout);
+            Assert.Contains("[batch] placements", load.Stdout, StringComparison.Ordinal);
+            // The agents received the bindings and completed tasks (1 s mean run time).
+            await agents.WaitForAsync("completed", TimeSpan.FromSeconds(30));
+            int code = await serve.TerminateAsync(TimeSpan.FromSeconds(60));
+            Assert.True(code == 0, $"serve exited {code}:\n{serve.Output}");
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("explain", "j1/0")]
     [InlineData("stats", null)]
     [InlineData("checkpoint", null)]
     [InlineData("drain", "n1")]
+    [InlineData("loadgen", "--seconds=2")]
     public async Task Operator_commands_against_an_unreachable_server_give_one_clear_line(string command, string? argument)
     {
         var args = new List<string> { command };

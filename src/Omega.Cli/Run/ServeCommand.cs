@@ -59,6 +59,10 @@ internal static class ServeCommand
                 Console.WriteLine(store.IsPersistent
                     ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
                     : "omega serve: in-memory cell");
+                // Signals first: a service manager may stop us the moment we say we are listening.
+                var stopped = new TaskCompletionSource();
+                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
+                using var reg = cancel.Register(() => stopped.TrySetResult()); // Ctrl+C: System.CommandLine cancels the action
                 var options = new SchedulingOptions();
                 options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = r.GetValue(batchWorkers), QueueCapacity = 1_000_000 });
                 options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = r.GetValue(serviceWorkers), QueueCapacity = 100_000 });
@@ -78,9 +82,6 @@ internal static class ServeCommand
                 engine.Start();
                 Console.WriteLine($"omega serve: listening on {server.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
 
-                var stopped = new TaskCompletionSource();
-                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
-                using var reg = cancel.Register(() => stopped.TrySetResult()); // Ctrl+C: System.CommandLine cancels the action
                 await stopped.Task.ConfigureAwait(false);
 
                 Console.WriteLine("omega serve: stopping");

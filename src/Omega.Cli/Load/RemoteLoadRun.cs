@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using Omega.Agent;
+using Omega.Protocol;
+
+namespace Omega.Cli.Load;
+
+/// <summary>
+/// <c>omega loadgen --connect</c>: the same workload, submitted to a running server over the wire (SubmitJob), with the
+/// server's own statistics (Inspect Stats) sampled once a second for throughput, conflicts and busyness per scheduler.
+/// Task completion is the agents' job (run <c>omega agents</c> against the same server).
+/// </summary>
+internal static partial class RemoteLoadRun
+{
+    [GeneratedRegex(@"^scheduler (?<name>\S+) queue=(?<queue>\d+) busyness useful=(?<useful>[\d.]+) wasted=(?<wasted>[\d.]+) placements=(?<placed>\d+) clean=(?<clean>\d+) conflicted=(?<conflicted>\d+)$", RegexOptions.CultureInvariant)]
+    private static partial Regex SchedulerLine();
+
+    private readonly record struct Kind(string Name, int Queue, double Useful, double Wasted, long Placed, long Clean, long Conflicted);
+
+    private static async Task<Dictionary<string, Kind>> ReadStatsAsync(ControlClient client)
+    {
+        var (_, lines) = await client.InspectAsync(InspectTarget.Stats, 10_000).ConfigureAwait(false);
+        var kinds = new Dictionary<string, Kind>(StringComparer.Ordinal);
+        var ci = CultureInfo.InvariantCulture;
+        foreach (var l in lines)
+        {
+            var m = SchedulerLine().Match(l);
+            if (!m.Success) continue;
+            kinds[m.Groups["name"].Value] = new Kind(m.Groups["name"].Value, int.Parse(m.Groups["queue"].Value, ci),
+                double.Parse(m.Groups["useful"].Value, ci), double.Parse(m.Groups["wasted"].Value, ci),
+                long.Parse(m.Groups["placed"].Value, ci), long.Parse(m.Groups["clean"].Value, ci), long.Parse(m.Groups["conflicted"].Value, ci));
+        }
+        return kinds;
+    }
+
+    public static async Task<int> RunAsync(IPEndPoint server, double seconds, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
+    {
+        ControlClient client;
+        try
+        {
+            client = await ControlClient.ConnectAsync(server, "omega-loadgen", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
+        {
+            Console.Error.WriteLine($"omega loadgen: cannot reach the server at {server}: {e.Message}");
+            return 1;
+        }
+        await using (client)
+        {
+            Console.WriteLine(FormattableString.Invariant($"omega loadgen: against {server} over TCP, {seconds:0.#} s, seed {seed}"));
+            Console.WriteLine($"  workload: {workload.Describe}");
+            var start = await ReadStatsAsync(client).ConfigureAwait(false);
+            var last = start;
+            long submitted = 0, rejected = 0, nextJob = firstJobId;
+            var clock = Stopwatch.StartNew();
+            double nextSample = 1;
+            bool have = workload.TryNext(out var next);
+            try
+            {
+                while (!cancel.IsCancellationRequested && clock.Elapsed.TotalSeconds < seconds)
+                {
+                    double now = clock.Elapsed.TotalSeconds;
+                    while (have && next.At <= now)
+                    {
+                        var spec = new JobSpec(new JobId(nextJob++), new TenantId(next.Tenant), next.Priority, next.Tasks, next.PerTask, next.Gang);
+                        var (status, _) = await client.SubmitJobAsync(spec, next.Scheduler).ConfigureAwait(false);
+                        if (status == 0) submitted++; else rejected++;
+                        have = workload.TryNext(out next);
+                    }
+                    if (now >= nextSample)
+                    {
+                        var cur = await ReadStatsAsync(client).ConfigureAwait(false);
+                        long placed = 0, before = 0;
+                        var parts = new List<string>();
+                        foreach (var (name, k) in cur)
+                        {
+                            placed += k.Placed;
+                            var prev = last.GetValueOrDefault(name);
+                            before += prev.Placed;
+                            long dClean = k.Clean - prev.Clean, dConf = k.Conflicted - prev.Conflicted;
+                            parts.Add(FormattableString.Invariant($"{name} {(dClean == 0 ? 0 : (double)dConf / dClean):0.000}"));
+                        }
+                        Console.WriteLine(FormattableString.Invariant(
+                            $"  t={now,5:0.0}s placements/s={placed - before,10:N0} queue={cur.Values.Sum(k => k.Queue),7:N0} conflict fraction: {string.Join(' ', parts)}"));
+                        last = cur;
+                        nextSample += 1;
+                    }
+                    double wait = Math.Min(have ? next.At : double.MaxValue, nextSample) - clock.Elapsed.TotalSeconds;
+                    if (wait > 0) await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5, wait * 1000)), cancel).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested) { }
+            catch (AgentRequestException e)
+            {
+                Console.Error.WriteLine($"omega loadgen: lost the server: {e.Message}");
+                return 1;
+            }
+            double elapsed = clock.Elapsed.TotalSeconds;
+            var end = await ReadStatsAsync(client).ConfigureAwait(false);
+            long total = 0;
+            Console.WriteLine();
+            Console.WriteLine(FormattableString.Invariant($"jobs submitted {submitted:N0}, rejected {rejected:N0}"));
+            foreach (var (name, k) in end)
+            {
+                var s0 = start.GetValueOrDefault(name);
+                long p = k.Placed - s0.Placed, clean = k.Clean - s0.Clean, conf = k.Conflicted - s0.Conflicted;
+                total += p;
+                Console.WriteLine(FormattableString.Invariant(
+                    $"[{name}] placements {p:N0}  conflict fraction {(clean == 0 ? 0 : (double)conf / clean):0.0000} ({conf:N0} conflicted / {clean:N0} clean)  busyness {k.Useful + k.Wasted:P1} (wasted {k.Wasted:P1})"));
+            }
+            Console.WriteLine(FormattableString.Invariant($"placements/s {total / elapsed:N0} ({total:N0} placements in {elapsed:0.0} s, measured by the server)"));
+            return 0;
+        }
+    }
+}
