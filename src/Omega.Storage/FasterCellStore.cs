@@ -131,6 +131,7 @@ internal sealed class FasterCellStore : ICellStore
                 metrics.TornTail();
             }
             Cell cell;
+            var rebuildClock = Stopwatch.StartNew();
             try
             {
                 cell = restorer.Complete();
@@ -153,6 +154,7 @@ internal sealed class FasterCellStore : ICellStore
                 Sequence = cell.JournalSequence,
                 CheckpointLoadTime = loadTime,
                 ReplayTime = replayTime,
+                RebuildTime = rebuildClock.Elapsed,
                 TotalTime = total.Elapsed,
                 Warnings = reader.Warnings.ToArray(),
                 ReplayFromAddress = position.ReplayAddress,
