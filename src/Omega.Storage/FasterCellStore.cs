@@ -61,6 +61,9 @@ internal sealed class FasterCellStore : ICellStore
 
     public StorageMetrics Metrics { get; }
 
+    /// <summary>Bytes the journal's group buffer allocated growing (for the allocation test).</summary>
+    internal long JournalGrowthBytes => _journal.GrowthBytes;
+
     /// <summary>The data directory.</summary>
     public string DataDirectory => _options.ResolveDataDirectory();
 

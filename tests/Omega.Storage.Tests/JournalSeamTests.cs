@@ -114,11 +114,15 @@ public sealed class JournalCostTests
         Run(50_000, 0);
         await store.WaitForDurableAsync(cell.JournalSequence);
         const int Ops = 100_000;
+        var faster = Assert.IsType<FasterCellStore>(store);
+        long growthBefore = faster.JournalGrowthBytes;
         long before = GC.GetAllocatedBytesForCurrentThread();
         Run(Ops, 1_000_000);
         long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
-        // A per-operation allocation would be at least 24 bytes/op; occasional growth of the group buffer is amortized.
-        Assert.True(bytes / (double)Ops < 16, $"{bytes / (double)Ops:F1} bytes per commit+release");
+        // When the committer lags (a loaded machine), the group buffer grows once to the new working size and is kept;
+        // that growth is counted apart. Anything per operation would be at least 24 bytes/op.
+        long growth = faster.JournalGrowthBytes - growthBefore;
+        Assert.True((bytes - growth) / (double)Ops < 1, $"{(bytes - growth) / (double)Ops:F2} bytes per commit+release besides {growth} bytes of buffer growth");
         await store.WaitForDurableAsync(cell.JournalSequence);
     }
 }
