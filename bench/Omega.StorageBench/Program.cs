@@ -335,7 +335,7 @@ internal static class Recovery
         {
             open.Stop();
             var r = store.Recovery;
-            Console.WriteLine($"| {allocations:N0} | {(noCheckpoint ? "journal only" : "checkpoint + tail")} | {r.TotalTime.TotalSeconds:F2} | {r.CheckpointLoadTime.TotalSeconds:F2} | {r.ReplayTime.TotalSeconds:F2} | {r.CheckpointEntries:N0} | {r.RecordsReplayed:N0} | {store.Cell.AllocationCount:N0} | {Environment.WorkingSet / (1 << 20):N0} MiB |");
+            Console.WriteLine($"| {allocations:N0} | {(noCheckpoint ? "journal only" : "checkpoint + tail")} | {r.TotalTime.TotalSeconds:F2} | {r.CheckpointLoadTime.TotalSeconds:F2} | {r.ReplayTime.TotalSeconds:F2} | {r.RebuildTime.TotalSeconds:F2} | {r.CheckpointEntries:N0} | {r.RecordsReplayed:N0} | {store.Cell.AllocationCount:N0} | {Environment.WorkingSet / (1 << 20):N0} MiB |");
             if (store.Cell.AllocationCount != allocations) throw new InvalidOperationException("recovered cell lost allocations");
             var audit = store.Cell.Audit();
             if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);

@@ -61,6 +61,9 @@ internal sealed class FasterCellStore : ICellStore
 
     public StorageMetrics Metrics { get; }
 
+    /// <summary>Bytes the journal's group buffer allocated growing (for the allocation test).</summary>
+    internal long JournalGrowthBytes => _journal.GrowthBytes;
+
     /// <summary>The data directory.</summary>
     public string DataDirectory => _options.ResolveDataDirectory();
 
@@ -131,6 +134,7 @@ internal sealed class FasterCellStore : ICellStore
                 metrics.TornTail();
             }
             Cell cell;
+            var rebuildClock = Stopwatch.StartNew();
             try
             {
                 cell = restorer.Complete();
@@ -153,6 +157,7 @@ internal sealed class FasterCellStore : ICellStore
                 Sequence = cell.JournalSequence,
                 CheckpointLoadTime = loadTime,
                 ReplayTime = replayTime,
+                RebuildTime = rebuildClock.Elapsed,
                 TotalTime = total.Elapsed,
                 Warnings = reader.Warnings.ToArray(),
                 ReplayFromAddress = position.ReplayAddress,

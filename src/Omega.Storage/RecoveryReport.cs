@@ -30,6 +30,9 @@ public sealed class RecoveryReport
     /// <summary>Time spent replaying the journal tail.</summary>
     public TimeSpan ReplayTime { get; init; }
 
+    /// <summary>Time spent rebuilding derived state (per-node sums and task sets, tenant usage, indexes) and publishing nodes.</summary>
+    public TimeSpan RebuildTime { get; init; }
+
     /// <summary>Total open time.</summary>
     public TimeSpan TotalTime { get; init; }
 

@@ -210,3 +210,76 @@ public sealed class RecoveryTests
         Assert.ThrowsAny<IOException>(() => tmp.Open());
     }
 }
+
+/// <summary>Smaller behaviours of a reopened store: bounded idempotency memory and the journal's fixed geometry.</summary>
+public sealed class ReopenDetailTests
+{
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task The_idempotency_window_survives_a_reopen_with_the_same_bound(bool checkpoint)
+    {
+        using var tmp = new TempStore();
+        const int Retention = 10, Keys = 40;
+        void Opts(StorageOptions o)
+        {
+            o.Cell.IdempotencyRetention = Retention;
+            o.CheckpointOnDispose = checkpoint;
+        }
+        var txs = new List<(Transaction Tx, CommitResult Result)>();
+        using (var store = tmp.Open(Opts))
+        {
+            var node = store.Cell.AddNode(new NodeSpec("n", new ResourceVector(1_000_000, 1L << 40)));
+            var lease = store.Cell.AcquireLease("a", TimeSpan.FromMinutes(5)).Lease;
+            for (int i = 0; i < Keys; i++)
+            {
+                var tx = new Transaction(lease) { Key = new IdempotencyKey(7, (ulong)i + 1) };
+                tx.Add(new Claim(new TaskId(i, 0), node, new ResourceVector(1, 1), 0));
+                txs.Add((tx, await store.CommitDurableAsync(tx)));
+            }
+            if (checkpoint) await store.CheckpointAsync();
+        }
+        using (var store = tmp.Open(Opts))
+        {
+            // The remembered ones first: a retry of a forgotten key is a new keyed commit and would push them out.
+            foreach (int i in Enumerable.Range(Keys - Retention, Retention).Concat(Enumerable.Range(0, Keys - Retention)))
+            {
+                var (tx, original) = txs[i];
+                tx.Token = store.Cell.GetCurrentToken("a")!.Value;
+                var again = store.Cell.Commit(tx);
+                if (i >= Keys - Retention)
+                {
+                    // Remembered: the original result, nothing new.
+                    Assert.True(again.Replayed, $"key {i} should be remembered");
+                    Assert.Equal(original.CellVersion, again.CellVersion);
+                }
+                else
+                {
+                    // Forgotten, as the cell before the restart would have: the task is still bound, so the retry is rejected.
+                    Assert.False(again.Replayed, $"key {i} should have been forgotten");
+                    Assert.Equal(ClaimStatus.TaskAlreadyBound, again[0]);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Reopening_with_other_journal_sizes_uses_the_recorded_geometry()
+    {
+        using var tmp = new TempStore();
+        var work = new Workload(9);
+        string before;
+        using (var store = tmp.Open(o => { o.CheckpointOnDispose = false; o.JournalSegmentSizeBits = 18; o.JournalPageSizeBits = 14; o.JournalMemorySizeBits = 17; }))
+        {
+            work.Setup(store.Cell);
+            work.Run(store.Cell, 3000);
+            await store.WaitForDurableAsync(store.Cell.JournalSequence);
+            before = CellDump.Of(store.Cell);
+        }
+        using (var store = tmp.Open()) // default test geometry differs: the recorded one is used, with a warning
+        {
+            Assert.Equal(before, CellDump.Of(store.Cell));
+        }
+        Assert.Contains(tmp.Warnings, w => w.Contains("the journal was created with", StringComparison.Ordinal));
+    }
+}

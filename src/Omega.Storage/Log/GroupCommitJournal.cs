@@ -69,6 +69,9 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     /// <summary>The cell version of the last durable record.</summary>
     public long DurableVersion => Volatile.Read(ref _durableVersion);
 
+    /// <summary>Bytes allocated by growing the group buffer (under the commit lock); tests separate it from per-commit cost.</summary>
+    public long GrowthBytes { get; private set; }
+
     /// <summary>The next chunk sequence number (for tests and the checkpointer).</summary>
     public long NextChunkSequence => Volatile.Read(ref _nextChunkSeq);
 
@@ -82,7 +85,13 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
         lock (_bufLock)
         {
             int need = _pendingLength + 4 + record.Length;
-            if (need > _pending.Length) Array.Resize(ref _pending, Math.Max(_pending.Length * 2, need));
+            if (need > _pending.Length)
+            {
+                // Growth only: when the committer lags, the group buffer grows and is kept (both buffers end up this big).
+                int size = Math.Max(_pending.Length * 2, need);
+                Array.Resize(ref _pending, size);
+                GrowthBytes += size + 32;
+            }
             BinaryPrimitives.WriteInt32LittleEndian(_pending.AsSpan(_pendingLength), record.Length);
             record.CopyTo(_pending.AsSpan(_pendingLength + 4));
             _pendingLength = need;
