@@ -188,8 +188,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             var old = node.Connection;
             if (old is not null && old != c) old.Close(DisconnectReason.LocalClose);
             node.Connection = c;
-            node.Trim(m.ResumeFrom);
-            node.SentUpTo = m.ResumeFrom;
+            node.ResumeAfter(m.ResumeFrom);
             c.Send(rid, new Registered
             {
                 NodeId = id.Value,
