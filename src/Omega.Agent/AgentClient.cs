@@ -100,13 +100,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         return (TaskReportStatus)ack.Body.Value;
     }
 
-    /// <summary>Reports a task's state without waiting for the answer (the bind-path benchmark acks this way). Returns false if not connected.</summary>
+    /// <summary>Reports a task's state without a reply (request id 0; the bind-path benchmark acks this way). Returns false if not connected.</summary>
     public bool Report(TaskId task, long generation, TaskState state)
     {
         var c = _connection;
         if (c is null) return false;
-        uint rid = NextRid();
-        bool ok = c.Send(rid, new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = "" });
+        // Request id 0: the server sends no TaskReportAck (half the frames on the bind path).
+        bool ok = c.Send(0, new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = "" });
         if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
         return ok;
     }

@@ -254,7 +254,8 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             Interlocked.Increment(ref _reportCounts[(int)m.State]);
             _taskReports.Add(1, new KeyValuePair<string, object?>("state", m.State.ToString()));
         }
-        c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+        // Request id 0: fire-and-forget (the bind path's acks); no reply frame.
+        if (rid != 0) c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
     }
 
     private void HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)

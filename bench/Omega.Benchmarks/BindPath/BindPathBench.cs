@@ -14,8 +14,8 @@ namespace Omega.Benchmarks.BindPath;
 /// (one process could not hold 2 × 10,000 sockets under the 20,000 file-descriptor limit here).
 ///   bindpath run --agents N --depth P --seconds S [--batch B]   server + committer, spawns the fleet
 ///   bindpath fleet --port X --agents N                           the fleet (child)
-/// The committer keeps at most N × P placements committed but not yet acknowledged: the analogue of redis-benchmark's
-/// N clients with pipeline depth P. Latency is commit → agent receipt (same monotonic clock in both processes: the job id
+/// The committer keeps at most N × P placements committed but not yet acknowledged, and each transaction places P tasks
+/// on each node it touches: the analogue of redis-benchmark's N clients with pipeline depth P (P commands per write). Latency is commit → agent receipt (same monotonic clock in both processes: the job id
 /// of each transaction carries its commit timestamp).
 /// </summary>
 internal static class BindPathBench
@@ -28,7 +28,7 @@ internal static class BindPathBench
         int Get(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
         return mode switch
         {
-            "run" => RunServer(Get("agents", 1000), Get("depth", 16), Get("seconds", 10), Get("batch", 64)),
+            "run" => RunServer(Get("agents", 1000), Get("depth", 16), Get("seconds", 10), Get("batch", 256)),
             "fleet" => RunFleet(Get("port", 0), Get("agents", 1000)).GetAwaiter().GetResult(),
             _ => Usage(),
         };
@@ -80,8 +80,13 @@ internal static class BindPathBench
             if (committed - acked + batch > window) { Thread.Sleep(1); continue; }
             tx.Reset(lease);
             long job = Stopwatch.GetTimestamp();
-            for (int k = 0; k < batch; k++)
-                tx.Add(new Claim(new TaskId(job, index++), new NodeId(rng.Next(agents)), res, 0));
+            // Pipeline depth P: each transaction places P tasks on each node it touches, so one Bindings frame (one
+            // version) carries P placements, as one redis-benchmark write carries P commands.
+            for (int k = 0; k < batch; k += depth)
+            {
+                var node = new NodeId(rng.Next(agents));
+                for (int d = 0; d < depth; d++) tx.Add(new Claim(new TaskId(job, index++), node, res, 0));
+            }
             var r = cell.Commit(tx);
             committed += r.AppliedCount;
         }
