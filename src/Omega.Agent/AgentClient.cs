@@ -29,6 +29,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private readonly Dictionary<TaskId, long> _highest = new();
     private readonly Dictionary<TaskId, long> _running = new();
     private readonly Lock _stateLock = new();
+    private readonly Lock _reportLock = new();
+    private readonly List<ReportEntry> _reportBuffer = new();
     private readonly Channel<AgentBinding> _bindings = Channel.CreateUnbounded<AgentBinding>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
     private readonly TaskCompletionSource _firstRegistration = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private FrameConnection? _connection;
@@ -100,19 +102,37 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         return (TaskReportStatus)ack.Body.Value;
     }
 
-    /// <summary>Reports a task's state without a reply (request id 0; the bind-path benchmark acks this way). Returns false if not connected.</summary>
-    public bool Report(TaskId task, long generation, TaskState state)
+    /// <summary>
+    /// Queues a task report without a reply. Reports queued while a binding frame is being handled (from
+    /// <see cref="AgentOptions.OnBinding"/>) leave together as one TaskReports frame (request id 0, no ack) right after
+    /// it; others leave at the next <see cref="Flush"/>. Returns false if not connected.
+    /// </summary>
+    public bool Report(TaskId task, long generation, TaskState state, string reason = "")
     {
-        var c = _connection;
-        if (c is null) return false;
-        // Request id 0: the server sends no TaskReportAck (half the frames on the bind path).
-        bool ok = c.Send(0, new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = "" });
+        if (_connection is null) return false;
+        lock (_reportLock) _reportBuffer.Add(new ReportEntry(task, generation, state, reason));
         if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
-        return ok;
+        return true;
     }
 
-    /// <summary>Flushes frames written by <see cref="Report"/>.</summary>
-    public void Flush() => _connection?.Flush();
+    /// <summary>Sends the queued reports of <see cref="Report"/> now.</summary>
+    public void Flush()
+    {
+        var c = _connection;
+        if (c is null) return;
+        SendQueuedReports(c);
+        c.Flush();
+    }
+
+    private void SendQueuedReports(FrameConnection c)
+    {
+        lock (_reportLock)
+        {
+            if (_reportBuffer.Count == 0) return;
+            c.Send(0, new TaskReports { NodeId = NodeId, Reports = _reportBuffer.ToArray() });
+            _reportBuffer.Clear();
+        }
+    }
 
     /// <summary>Asks the server to drain this node (no new bindings).</summary>
     public async Task<int> DrainAsync()
@@ -247,6 +267,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (frame.Type == MessageType.Bindings && frame.RequestId == 0)
         {
             if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
+            // Acks made by the binding callback leave as one frame; the processing loop flushes after this read.
+            SendQueuedReports(connection);
             return;
         }
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
