@@ -220,14 +220,31 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             c?.Abort(DisconnectReason.LocalClose);
             if (ct.IsCancellationRequested) break;
             Interlocked.Increment(ref _reconnects);
-            // Exponential back-off with full jitter, so a fleet that lost the server does not reconnect in lock-step.
-            double cap = Math.Min(_options.ReconnectMax.TotalMilliseconds, _options.ReconnectBase.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
-            double delay;
-            lock (_random) delay = cap * (0.5 + 0.5 * _random.NextDouble());
+            var delay = NextReconnectDelay(attempt);
             attempt++;
-            try { await Task.Delay(TimeSpan.FromMilliseconds(delay), _options.Time, ct).ConfigureAwait(false); }
+            try { await Task.Delay(delay, _options.Time, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { break; }
         }
+    }
+
+    /// <summary>
+    /// Exponential back-off with full jitter: attempt k waits a uniform time in [d/2, d], d = min(max, base × 2^k), so a
+    /// fleet that lost the server does not reconnect in lock-step.
+    /// </summary>
+    internal TimeSpan NextReconnectDelay(int attempt)
+    {
+        double cap = Math.Min(_options.ReconnectMax.TotalMilliseconds, _options.ReconnectBase.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
+        double u;
+        lock (_random) u = _random.NextDouble();
+        return TimeSpan.FromMilliseconds(cap * (0.5 + 0.5 * u));
+    }
+
+    /// <summary>The server's heartbeat interval times a uniform factor in [1 - jitter, 1 + jitter].</summary>
+    internal TimeSpan NextHeartbeatDelay()
+    {
+        double u;
+        lock (_random) u = _random.NextDouble();
+        return TimeSpan.FromMilliseconds(_heartbeatMs * (1 + _options.HeartbeatJitter * (2 * u - 1)));
     }
 
     private async Task<(MessageType, byte[])> RequestOn<T>(FrameConnection c, T message) where T : IWireMessage<T>
@@ -247,9 +264,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         while (!c.IsClosing && !ct.IsCancellationRequested)
         {
-            double factor;
-            lock (_random) factor = 1 + _options.HeartbeatJitter * (2 * _random.NextDouble() - 1);
-            var wait = Task.Delay(TimeSpan.FromMilliseconds(_heartbeatMs * factor), _options.Time, ct);
+            var wait = Task.Delay(NextHeartbeatDelay(), _options.Time, ct);
             var done = await Task.WhenAny(wait, c.Closed).ConfigureAwait(false);
             if (done == c.Closed || ct.IsCancellationRequested) return;
             // Fire and forget: the reply is matched to no pending request and dropped.
