@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Running;
 using Omega.Benchmarks;
 using Omega.Benchmarks.Throughput;
@@ -6,14 +7,19 @@ using Omega.Benchmarks.Throughput;
 //   throughput [...]  embedded commit throughput with the same-run FASTER baseline (ThroughputRunner)
 //   alloc [...]       bytes per operation on each commit-path step (AllocationProbe)
 //   bindpath [...]    bind path over loopback with a simulated agent fleet (BindPathBench)
+//   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
+    : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
     : RunBenchmarks(args);
 
 static int RunBenchmarks(string[] args)
 {
-    var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchCell).Assembly).Run(args);
+    // The benchmark child process is built per job; on a shared 2-core machine that build can take longer than
+    // BenchmarkDotNet's default 2-minute timeout (seen here while other builds ran), so allow 10 minutes.
+    var config = ManualConfig.Create(DefaultConfig.Instance).WithBuildTimeout(TimeSpan.FromMinutes(10));
+    var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchCell).Assembly).Run(args, config);
     return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;
 }

@@ -84,6 +84,7 @@ public sealed partial class Cell
                 resultVersion = newVersion;
             }
             if (!tx.Key.IsNone) _idempotency.Add(tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
+            if (_journal is not null && (applied > 0 || !tx.Key.IsNone)) JournalCommit(tx, outcomes.AsSpan(0, n), status, resultVersion, applied, hash);
             _counters.Count(status);
             return new CommitResult(status, resultVersion, applied, replayed: false, outcomes.AsMemory(0, n));
         }

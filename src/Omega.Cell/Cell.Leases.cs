@@ -42,6 +42,7 @@ public sealed partial class Cell
             s.Released = false;
             // A token change is a state change, so it gets a cell version (durability records it in version order).
             Volatile.Write(ref _version, _version + 1);
+            JournalLease(id);
             return new LeaseResult(LeaseStatus.Granted, new SchedulerLease(id, name, s.Token, ToWallClock(s.ExpiresAtTimestamp)), default);
         }
     }
@@ -58,6 +59,7 @@ public sealed partial class Cell
             long now = Now();
             if (s.Released || s.ExpiresAtTimestamp <= now) return new LeaseResult(LeaseStatus.Expired, default, default);
             s.ExpiresAtTimestamp = now + TicksFor(duration);
+            JournalLease(lease.Id);
             return new LeaseResult(LeaseStatus.Renewed, lease with { ExpiresAt = ToWallClock(s.ExpiresAtTimestamp) }, default);
         }
     }
@@ -71,6 +73,7 @@ public sealed partial class Cell
             ref LeaseState s = ref _leases[lease.Id.Value];
             if (s.Token != lease.Token) return LeaseStatus.Superseded;
             s.Released = true;
+            JournalLease(lease.Id);
             return LeaseStatus.Renewed;
         }
     }

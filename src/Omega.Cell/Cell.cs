@@ -93,6 +93,7 @@ public sealed partial class Cell : IDisposable
             _slots[index].Publish(v, live);
             Volatile.Write(ref _nodeCount, index + 1);
             Volatile.Write(ref _version, v);
+            JournalNode(CellRecordKind.NodeAdded, index, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -127,6 +128,7 @@ public sealed partial class Cell : IDisposable
             live.Spec = spec;
             live.Version++;
             PublishSingle(id.Value);
+            JournalNode(CellRecordKind.NodeUpdated, id.Value, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -143,6 +145,7 @@ public sealed partial class Cell : IDisposable
             live.Status = status;
             live.Version++;
             PublishSingle(id.Value);
+            JournalNode(CellRecordKind.NodeStatusChanged, id.Value, null);
             return NodeOpStatus.Ok;
         }
     }
@@ -171,6 +174,7 @@ public sealed partial class Cell : IDisposable
             _nodeByName.Remove(live.Spec!.Name);
             PublishSingle(id.Value);
             FlushFeed(_version, published: true);
+            JournalNode(CellRecordKind.NodeRemoved, id.Value, released);
             return NodeOpStatus.Ok;
         }
     }
@@ -192,6 +196,7 @@ public sealed partial class Cell : IDisposable
             FeedBinding(BindingChange.Unbound, a);
             PublishSingle(a.Node.Value);
             FlushFeed(_version, published: true);
+            JournalRelease(task);
             return _counters.Count(ReleaseStatus.Released);
         }
     }
@@ -236,6 +241,7 @@ public sealed partial class Cell : IDisposable
         {
             EnsureTenant(tenant.Value);
             _tenantQuota[tenant.Value] = limit;
+            JournalQuota(tenant.Value);
         }
     }
 

@@ -77,6 +77,24 @@ public enum MessageType : byte
 
     /// <summary>Server: the job's state.</summary>
     JobStatusReply = 0x2A,
+
+    /// <summary>Operator (scheduler role): the decision record that last covered a task.</summary>
+    Explain = 0x30,
+
+    /// <summary>Server: the decision record as text, if one is kept.</summary>
+    ExplainReply = 0x31,
+
+    /// <summary>Operator (scheduler role): read nodes, allocations or scheduler statistics as text lines.</summary>
+    Inspect = 0x32,
+
+    /// <summary>Server: the lines asked for.</summary>
+    InspectReply = 0x33,
+
+    /// <summary>Operator (scheduler role): checkpoint the store, or drain a node by name.</summary>
+    Operate = 0x34,
+
+    /// <summary>Server: the operation's outcome.</summary>
+    OperateReply = 0x35,
 }
 
 /// <summary>The role a connection declares in its <see cref="MessageType.Hello"/>.</summary>

@@ -180,6 +180,7 @@ public sealed class SchedulerWorker
                     _engine.Metrics.Preempted(_kind.Name, victims.Length);
                 }
         }
+        if (committed) _engine.Metrics.Transaction(_kind.Name, conflicted);
         if (conflicted) Interlocked.Add(ref _wastedTicks, t1 - t0);
         else Interlocked.Add(ref _usefulTicks, t1 - t0);
         _engine.Metrics.Attempt(_kind.Name, SchedulingMetrics.Seconds(t0, t1), committed ? SchedulingMetrics.Seconds(t1, t2) : 0, placed, _stats.Unplaceable);
@@ -246,6 +247,8 @@ public sealed class SchedulerWorker
             }
             else job.Phase = JobPhase.Placed;
         }
+        if (outcome == StepOutcome.Placed && !requeue)
+            _engine.Metrics.JobPlaced(_kind.Name, (_engine.Time.GetTimestamp() - job.SubmittedAt) / (double)_engine.Time.TimestampFrequency);
         if (requeue)
         {
             _engine.Metrics.Retry(_kind.Name);

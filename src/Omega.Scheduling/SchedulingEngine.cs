@@ -17,6 +17,10 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     private readonly Dictionary<string, (SchedulerKindOptions Options, JobQueue Queue, List<SchedulerWorker> Workers)> _kinds = new(StringComparer.Ordinal);
     private readonly List<SchedulerWorker> _workers = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<JobId, JobState> _jobs = new();
+    // Completed jobs in completion order, so the oldest can be forgotten: without a bound, a long-running engine would
+    // keep every job it ever ran. Failed or parked jobs are kept until completed (an operator still needs to see them).
+    private readonly System.Collections.Concurrent.ConcurrentQueue<JobId> _completed = new();
+    private readonly int _completedRetention;
     private readonly string _defaultKind;
     private CancellationTokenSource? _stop;
     private Thread[]? _threads;
@@ -31,6 +35,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         Guarantees = new Dictionary<TenantId, ResourceVector>(options.Guarantees);
         Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery);
         Seed = options.Seed ?? Random.Shared.Next();
+        _completedRetention = Math.Max(0, options.CompletedJobRetention);
         _defaultKind = options.Kinds[0].Name;
         int w = 0;
         foreach (var k in options.Kinds)
@@ -113,15 +118,24 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         var r = Cell.Release(task, generation);
         if (r == ReleaseStatus.Released)
         {
+            bool all = true;
             lock (job.Sync)
             {
                 job.Tasks[task.Index] = TaskPhase.Completed;
-                bool all = true;
                 foreach (var t in job.Tasks) all &= t == TaskPhase.Completed;
                 if (all) job.Phase = JobPhase.Completed;
             }
+            if (all) ForgetOldCompleted(task.Job);
         }
         return r;
+    }
+
+    private void ForgetOldCompleted(JobId justCompleted)
+    {
+        _completed.Enqueue(justCompleted);
+        // Racing completers may each evict one; the bound is approximate by at most the number of racing threads.
+        while (_completed.Count > _completedRetention && _completed.TryDequeue(out var old))
+            _jobs.TryRemove(old, out _);
     }
 
     /// <summary>Sets a tenant's hard quota (enforced by the cell at commit).</summary>

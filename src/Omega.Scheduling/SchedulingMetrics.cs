@@ -17,8 +17,8 @@ public sealed class SchedulingMetrics : IDisposable
 
     private static readonly string[] ClaimNames = Enum.GetNames<Omega.ClaimStatus>();
     private readonly Meter _meter = new(MeterName);
-    private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable;
-    private readonly Histogram<double> _decision, _commit;
+    private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable, _transactions;
+    private readonly Histogram<double> _decision, _commit, _placed;
 
     internal SchedulingMetrics(SchedulingEngine engine)
     {
@@ -31,6 +31,9 @@ public sealed class SchedulingMetrics : IDisposable
         _unplaceable = _meter.CreateCounter<long>("omega.sched.unplaceable", "{task}", "Tasks for which a decision found no feasible node");
         _decision = _meter.CreateHistogram<double>("omega.sched.decision.duration", "s", "Time to decide one job (snapshot to claims)");
         _commit = _meter.CreateHistogram<double>("omega.sched.commit.duration", "s", "Time to commit one transaction");
+        _transactions = _meter.CreateCounter<long>("omega.sched.transactions", "{transaction}",
+            "Transactions committed by scheduler and outcome (clean: no claim conflicted; conflicted: at least one did). The Omega paper's conflict fraction is conflicted / clean");
+        _placed = _meter.CreateHistogram<double>("omega.sched.job.placement_latency", "s", "Time from a job's submission until all its tasks are bound");
         _meter.CreateObservableGauge("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.queue.oldest_age", () => engine.ObserveQueueAges(), "s", "Age of the oldest ready job by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.busyness", () => engine.ObserveBusyness(), "1", "Fraction of wall time deciding, by scheduler and useful/wasted");
@@ -45,6 +48,11 @@ public sealed class SchedulingMetrics : IDisposable
         _decision.Record(decisionSeconds, tag);
         if (commitSeconds > 0) _commit.Record(commitSeconds, tag);
     }
+
+    internal void Transaction(string scheduler, bool conflicted)
+        => _transactions.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler), new KeyValuePair<string, object?>("outcome", conflicted ? "conflicted" : "clean"));
+
+    internal void JobPlaced(string scheduler, double secondsSinceSubmit) => _placed.Record(secondsSinceSubmit, new KeyValuePair<string, object?>("scheduler", scheduler));
 
     internal void Conflict(string scheduler, Omega.ClaimStatus reason)
         => _conflicts.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler), new KeyValuePair<string, object?>("reason", ClaimNames[(int)reason]));

@@ -58,6 +58,12 @@ public sealed class SchedulingOptions
     /// <summary>Keep 1 in N successful decision records (conflicts, failures and parks are always kept).</summary>
     public int DecisionSampleEvery { get; set; } = 1;
 
+    /// <summary>
+    /// Completed jobs whose status stays queryable (<see cref="SchedulingEngine.TryGetJob"/>); older ones are forgotten, and
+    /// their ids may be submitted again. Jobs that are queued, placed or parked are never forgotten.
+    /// </summary>
+    public int CompletedJobRetention { get; set; } = 100_000;
+
     /// <summary>A seed for the workers' random sampling (worker i uses seed + i); null = random. Printed by callers for replay.</summary>
     public int? Seed { get; set; }
 }

@@ -87,9 +87,12 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
             case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, rid, frame); break;
             case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, rid, frame); break;
+            case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
+            case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
+            case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
-                or MessageType.SubmitJob or MessageType.QueryJob:
+                or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
                 break;
             default:
@@ -97,6 +100,113 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                 break;
         }
         if (ended) c.EndRequest();
+    }
+
+    // ------------------------------------------------------------------ operator requests (docs/protocol.md, "Operator messages")
+
+    private void HandleExplain(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<Explain>(c, rid, frame, out var m)) return;
+        var record = _engine?.Explain(m.Task);
+        c.Send(rid, record is null
+            ? new ExplainReply { Found = false, Text = _engine is null ? "this server runs no scheduling engine" : $"no decision record is kept for {m.Task}" }
+            : new ExplainReply { Found = true, Text = record.Explain(m.Task.Index) });
+    }
+
+    private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<Inspect>(c, rid, frame, out var m)) return;
+        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Target > InspectTarget.Stats)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-2 and limit 1-{InspectReply.MaxLines}");
+            return;
+        }
+        var lines = new List<string>();
+        int total = 0;
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        switch (m.Target)
+        {
+            case InspectTarget.Nodes:
+                var snap = _cell.Snapshot();
+                for (int i = 0; i < snap.NodeCount; i++)
+                {
+                    if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.Status == NodeStatus.Removed) continue;
+                    total++;
+                    if (lines.Count < m.Limit)
+                        lines.Add(string.Create(ci, $"{v.Spec.Name} {v.Id} {v.Status} domain={v.Spec.FailureDomain} allocated={v.Allocated} capacity={v.Capacity} tasks={v.TaskCount} version={v.Version}"));
+                }
+                break;
+            case InspectTarget.Allocations:
+                var all = _cell.GetAllocations();
+                total = all.Count;
+                for (int i = 0; i < all.Count && lines.Count < m.Limit; i++)
+                {
+                    var a = all[i];
+                    lines.Add(string.Create(ci, $"{a.Task} {a.Node} {a.Resources} tenant={a.Tenant} priority={a.Priority} generation={a.Generation}"));
+                }
+                break;
+            case InspectTarget.Stats:
+                var k = _cell.Counters;
+                lines.Add(string.Create(ci, $"cell version={_cell.Version} nodes={_cell.NodeCount} bindings={_cell.AllocationCount}"));
+                foreach (var st in Enum.GetValues<TransactionStatus>())
+                    if (k.Transactions(st) > 0) lines.Add(string.Create(ci, $"transactions {st}={k.Transactions(st)}"));
+                foreach (var st in Enum.GetValues<ClaimStatus>())
+                    if (k.Claims(st) > 0) lines.Add(string.Create(ci, $"claims {st}={k.Claims(st)}"));
+                if (_engine is not null)
+                    foreach (var w in _engine.Workers.Select(w => w.Kind).Distinct(StringComparer.Ordinal))
+                    {
+                        var (useful, wasted) = _engine.Busyness(w);
+                        lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000}"));
+                    }
+                total = lines.Count;
+                if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
+                break;
+        }
+        c.Send(rid, new InspectReply { Total = total, Lines = lines });
+    }
+
+    /// <returns>False when the reply is sent later (a checkpoint runs in the background), so the request stays in flight.</returns>
+    private bool HandleOperate(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<Operate>(c, rid, frame, out var m)) return true;
+        switch (m.Kind)
+        {
+            case OperateKind.DrainNode:
+                if (!_cell.TryGetNodeId(m.Target, out var id))
+                {
+                    c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{m.Target}'" });
+                    return true;
+                }
+                var s = _cell.SetNodeStatus(id, NodeStatus.Draining);
+                c.Send(rid, s == NodeOpStatus.Ok
+                    ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{m.Target}' ({id}) is draining" }
+                    : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
+                return true;
+            case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
+                _ = Task.Run(async () =>
+                {
+                    OperateReply reply;
+                    try
+                    {
+                        await checkpoint(CancellationToken.None).ConfigureAwait(false);
+                        reply = new OperateReply { Status = OperateStatus.Ok, Message = $"checkpoint taken at cell version {_cell.Version}" };
+                    }
+                    catch (IOException e)
+                    {
+                        reply = new OperateReply { Status = OperateStatus.Failed, Message = e.Message };
+                    }
+                    c.Send(rid, reply);
+                    c.Flush();
+                    c.EndRequest();
+                });
+                return false;
+            case OperateKind.Checkpoint:
+                c.Send(rid, new OperateReply { Status = OperateStatus.Unsupported, Message = "this server has no durable store" });
+                return true;
+            default:
+                c.SendError(rid, ErrorCode.InvalidRequest, $"operate: unknown kind {(byte)m.Kind}");
+                return true;
+        }
     }
 
     private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>

@@ -26,6 +26,9 @@ public sealed class ServerOptions
     /// <summary>Publishable (durable) version source; defaults to the cell's own version (in-memory cell).</summary>
     public IPublishableVersion? Publisher { get; set; }
 
+    /// <summary>Takes a checkpoint of the durable store (the operator's <c>Operate Checkpoint</c>); null when there is none.</summary>
+    public Func<CancellationToken, ValueTask>? Checkpoint { get; set; }
+
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 

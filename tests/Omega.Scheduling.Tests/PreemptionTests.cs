@@ -216,3 +216,32 @@ public sealed class PreemptionQueueFullTests
         _ = (high, filler);
     }
 }
+
+public sealed class CompletedRetentionTests
+{
+    [Fact]
+    public void Completed_jobs_beyond_the_retention_are_forgotten_and_live_ones_never_are()
+    {
+        using var t = new TestEngine(o =>
+        {
+            o.Kinds.Add(new SchedulerKindOptions { Name = "batch" });
+            o.CompletedJobRetention = 2;
+        });
+        t.Add(Node("n0", cores: 8));
+        var jobs = Enumerable.Range(1, 4).Select(i => t.Submit(Job(i, cores: 1))).ToList();
+        var live = t.Submit(Job(99, cores: 1));
+        t.Settle();
+        foreach (var j in jobs) Assert.Equal(ReleaseStatus.Released, t.Engine.CompleteTask(j.Task(0)));
+
+        // The two oldest completions are forgotten; the two newest and the placed job stay queryable.
+        Assert.False(t.Engine.TryGetJob(jobs[0].Id, out _));
+        Assert.False(t.Engine.TryGetJob(jobs[1].Id, out _));
+        Assert.True(t.Engine.TryGetJob(jobs[2].Id, out var s2));
+        Assert.Equal(JobPhase.Completed, s2.Phase);
+        Assert.True(t.Engine.TryGetJob(jobs[3].Id, out _));
+        Assert.True(t.Engine.TryGetJob(live.Id, out var sl));
+        Assert.Equal(JobPhase.Placed, sl.Phase);
+        // A forgotten id may be submitted again.
+        Assert.Equal(EnqueueStatus.Accepted, t.Engine.Submit(Job(1, cores: 1)).Status);
+    }
+}

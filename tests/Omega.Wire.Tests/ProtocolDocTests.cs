@@ -36,6 +36,9 @@ public sealed partial class ProtocolDocTests
         ("submit-job-reply", Codec.FrameBytes(5, new SubmitJobReply { Status = 0, Reason = "" })),
         ("query-job", Codec.FrameBytes(6, new QueryJob { JobId = 502 })),
         ("job-status-reply", Codec.FrameBytes(6, new JobStatusReply { Found = true, Phase = 2, Pending = 0, Bound = 3, Completed = 0, Attempts = 1, Generation = 0, Reason = "" })),
+        ("explain", Codec.FrameBytes(7, new Explain { Task = new TaskId(42, 0) })),
+        ("inspect", Codec.FrameBytes(8, new Inspect { Target = InspectTarget.Nodes, Limit = 100 })),
+        ("operate-drain", Codec.FrameBytes(9, new Operate { Kind = OperateKind.DrainNode, Target = "node-17" })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
     ];
 

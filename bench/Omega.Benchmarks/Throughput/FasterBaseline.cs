@@ -1,154 +1,23 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
-using FASTER.core;
+using Omega.Storage.Baseline;
 
 namespace Omega.Benchmarks.Throughput;
 
 /// <summary>
-/// The same-run baseline of design.md §7: raw FASTER read-modify-write operations per second, in memory, with 16-byte
-/// keys and 32-byte values chosen at random over a 1M key space, one session per thread.
+/// The same-run FASTER RMW baseline (design.md §7), adapted to the runners' <see cref="RunResult"/>. The store itself is
+/// <see cref="FasterRmwBaseline"/> in Omega.Storage, the one project that may reference FASTER; load reports use the same
+/// one, so every report's baseline is the same measurement.
 /// </summary>
-/// <remarks>
-/// The store is built once and preloaded with every key, so the timed RMWs are in-place updates of existing records
-/// (FASTER's fast path), which is the number the engine is compared with. The log is sized to hold every record in its
-/// mutable region (1M records × 56 B ≈ 56 MiB in a 128 MiB log; MemorySize is set because it defaults to 16 GiB), and
-/// the device is a null device: nothing is ever flushed, so this measures the in-memory store alone.
-/// </remarks>
 internal sealed class FasterBaseline : IDisposable
 {
-    public const int KeySpace = 1 << 20;
+    private readonly FasterRmwBaseline _store = new();
 
-    private readonly IDevice _device;
-    private readonly FasterKV<Key16, Value32> _store;
-    private readonly AddFunctions _functions = new();
+    public static string Describe => FasterRmwBaseline.Describe;
 
-    public FasterBaseline()
-    {
-        _device = new NullDevice();
-        _store = new FasterKV<Key16, Value32>(
-            size: 1L << 18, // hash buckets (64 B each, 7 entries): 1.8M entries for 1M keys, few overflow buckets
-            logSettings: new LogSettings { LogDevice = _device, PageSizeBits = 20, MemorySizeBits = 27 },
-            comparer: new Key16Comparer());
-        Preload();
-    }
-
-    public static string Describe =>
-        $"FasterKV<Key{Unsafe.SizeOf<Key16>()}B,Value{Unsafe.SizeOf<Value32>()}B> 2.6.5, index 2^18 buckets, log page 1 MiB, MemorySize 128 MiB, NullDevice, default concurrency control; "
-        + "key space 2^20, preloaded; RMW adds to the value in place";
-
-    /// <summary>Runs RMWs on <paramref name="threads"/> threads for <paramref name="duration"/> and returns ops/s.</summary>
     public RunResult Run(int threads, TimeSpan duration, int seed)
     {
-        var counts = new long[threads];
-        var elapsed = new long[threads];
-        using var ready = new Barrier(threads + 1);
-        var stop = new StopFlag();
-        var workers = new Thread[threads];
-        for (int t = 0; t < threads; t++)
-        {
-            int me = t;
-            workers[t] = new Thread(() =>
-            {
-                // A FASTER session belongs to one thread; it is created and used only here.
-                using var session = _store.For(_functions).NewSession<AddFunctions>();
-                var rng = new XorShift(seed * 7919 + me + 1);
-                // Warm the session and the JIT on this thread before the clock starts.
-                for (int i = 0; i < 100_000; i++) Rmw(session, ref rng);
-                ready.SignalAndWait();
-                long n = 0, start = Stopwatch.GetTimestamp();
-                while (!stop.IsSet)
-                {
-                    // Check the flag every 64 ops: a volatile read per op is cheap, but not free at ~500 ns per op.
-                    for (int i = 0; i < 64; i++) Rmw(session, ref rng);
-                    n += 64;
-                }
-                elapsed[me] = Stopwatch.GetTimestamp() - start;
-                counts[me] = n;
-                session.CompletePending(wait: true);
-            }) { IsBackground = true, Name = $"faster-{me}" };
-            workers[t].Start();
-        }
-        ready.SignalAndWait();
-        Thread.Sleep(duration);
-        stop.Set();
-        foreach (var w in workers) w.Join();
-        return RunResult.From(counts, elapsed, unitsPerOp: 1, rejected: 0);
+        double rate = _store.Run(threads, duration, seed);
+        return new RunResult(rate, rate, 0, (long)(rate * duration.TotalSeconds));
     }
 
-    private static void Rmw(ClientSession<Key16, Value32, long, Value32, Empty, AddFunctions> session, ref XorShift rng)
-    {
-        long k = (long)rng.NextBelow(KeySpace);
-        var key = new Key16(k, ~k);
-        long input = 1;
-        Value32 output = default;
-        session.RMW(ref key, ref input, ref output);
-    }
-
-    private void Preload()
-    {
-        using var session = _store.For(_functions).NewSession<AddFunctions>();
-        for (long k = 0; k < KeySpace; k++)
-        {
-            var key = new Key16(k, ~k);
-            long input = 1;
-            Value32 output = default;
-            session.RMW(ref key, ref input, ref output);
-        }
-        session.CompletePending(wait: true);
-    }
-
-    public void Dispose()
-    {
-        _store.Dispose();
-        _device.Dispose();
-    }
-
-    /// <summary>A 16-byte blittable key.</summary>
-    internal readonly record struct Key16(long A, long B);
-
-    /// <summary>A 32-byte blittable value.</summary>
-    internal struct Value32
-    {
-        public long Count;
-        public long Sum;
-        public long Last;
-        public long Touches; // fills the value to 32 bytes; updated too, so all four words are live
-    }
-
-    private sealed class Key16Comparer : IFasterEqualityComparer<Key16>
-    {
-        // Both halves feed the hash, as a real 16-byte key would.
-        public long GetHashCode64(ref Key16 k) => Utility.GetHashCode(k.A) ^ (Utility.GetHashCode(k.B) * 31);
-
-        public bool Equals(ref Key16 k1, ref Key16 k2) => k1.A == k2.A && k1.B == k2.B;
-    }
-
-    /// <summary>RMW = add the input to the value: create on first touch, update in place afterwards.</summary>
-    internal sealed class AddFunctions : FunctionsBase<Key16, Value32, long, Value32, Empty>
-    {
-        public override bool InitialUpdater(ref Key16 key, ref long input, ref Value32 value, ref Value32 output, ref RMWInfo rmwInfo)
-        {
-            value = new Value32 { Count = 1, Sum = input, Last = input, Touches = 1 };
-            return true;
-        }
-
-        public override bool InPlaceUpdater(ref Key16 key, ref long input, ref Value32 value, ref Value32 output, ref RMWInfo rmwInfo)
-        {
-            value.Count++;
-            value.Sum += input;
-            value.Last = input;
-            value.Touches++;
-            return true;
-        }
-
-        public override bool CopyUpdater(ref Key16 key, ref long input, ref Value32 oldValue, ref Value32 newValue, ref Value32 output, ref RMWInfo rmwInfo)
-        {
-            newValue = oldValue;
-            newValue.Count++;
-            newValue.Sum += input;
-            newValue.Last = input;
-            newValue.Touches++;
-            return true;
-        }
-    }
+    public void Dispose() => _store.Dispose();
 }

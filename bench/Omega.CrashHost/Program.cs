@@ -1,0 +1,33 @@
+using System.Globalization;
+using Omega.CrashHost;
+
+// Omega crash harness.
+//   host  --dir D --acks F --cycle N --seed S --checkpoint-ms M   the process that gets killed
+//   drive [--cycles N] [--seed S] [--dir D]                        runs N kill/restart/verify cycles and prints a summary
+var opts = new Dictionary<string, string>(StringComparer.Ordinal);
+for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
+string Get(string k, string d) => opts.TryGetValue(k, out var v) ? v : d;
+int GetInt(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
+
+switch (args.FirstOrDefault())
+{
+    case "host":
+        return await HostRun.RunAsync(Get("dir", ""), Get("acks", ""), GetInt("cycle", 1), GetInt("seed", 1), GetInt("workers", 4), GetInt("checkpoint-ms", 100), GetInt("ack-early", 0) == 1);
+    case "drive":
+    {
+        int seed = GetInt("seed", Random.Shared.Next());
+        int cycles = GetInt("cycles", 200);
+        string dir = Get("dir", Path.Combine(Path.GetTempPath(), "omega-crash", seed.ToString(CultureInfo.InvariantCulture)));
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        string self = Environment.ProcessPath is { } p && !Path.GetFileNameWithoutExtension(p).Equals("dotnet", StringComparison.Ordinal)
+            ? p : typeof(CrashDriver).Assembly.Location;
+        Console.WriteLine($"omega crash harness: seed {seed}, {cycles} cycles, data in {dir} (replay: drive --seed {seed} --cycles {cycles})");
+        var driver = new CrashDriver(self, dir, Console.WriteLine);
+        var summary = await driver.RunAsync(cycles, seed, TimeSpan.FromMinutes(2));
+        Console.WriteLine(summary);
+        return summary.Ok ? 0 : 1;
+    }
+    default:
+        Console.Error.WriteLine("usage: Omega.CrashHost drive [--cycles N] [--seed S] [--dir D] | host --dir D --acks F --cycle N --seed S --checkpoint-ms M");
+        return 2;
+}

@@ -1,0 +1,345 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using FASTER.core;
+using Omega;
+using Omega.Cells;
+using Omega.Storage;
+
+// Durability benchmarks, all in one run so the ratios compare like with like:
+//   throughput  — claims/s on the in-memory path, on the journaled path (commit returns, durability not awaited),
+//                 acknowledged after durability (pipelined submitters + an ack observer: ack latency p50/p99),
+//                 and raw FasterLog enqueue+commit of same-sized entries;
+//   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
+// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1]
+var opts = new Dictionary<string, string>(StringComparer.Ordinal);
+for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
+string dir = opts.TryGetValue("dir", out var d) ? d : Path.Combine(Path.GetTempPath(), "omega-storage-bench");
+double seconds = opts.TryGetValue("seconds", out var s) ? double.Parse(s, CultureInfo.InvariantCulture) : 5;
+int repeats = opts.TryGetValue("repeats", out var rp) ? int.Parse(rp, CultureInfo.InvariantCulture) : 3;
+
+switch (args.FirstOrDefault())
+{
+    case "throughput":
+        Throughput.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
+        return 0;
+    case "recovery":
+        Recovery.Run(dir, long.Parse(opts["allocations"], CultureInfo.InvariantCulture), opts.TryGetValue("no-checkpoint", out var nc) && nc == "1");
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1]");
+        return 2;
+}
+
+internal static class Setup
+{
+    public const int Nodes = 10_000;
+
+    public static void AddNodes(Cell cell, long cpuPerNode)
+    {
+        for (int i = 0; i < Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(cpuPerNode, long.MaxValue / 4), $"r{i % 16}"));
+    }
+
+    public static StorageOptions Options(string dir) => new()
+    {
+        DataDirectory = dir,
+        CheckpointInterval = null,
+        CheckpointOnDispose = false,
+        StoreIndexBuckets = 1L << 21,
+    };
+
+    public static void Clean(string dir)
+    {
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    }
+}
+
+internal static class Throughput
+{
+    public static void Run(string root, TimeSpan duration, int repeats)
+    {
+        var rows = new Dictionary<string, List<double>>();
+        void Add(string name, double v)
+        {
+            if (!rows.TryGetValue(name, out var l)) rows[name] = l = new List<double>();
+            l.Add(v);
+        }
+        var p50s = new List<double>();
+        var p99s = new List<double>();
+        for (int r = 0; r < repeats; r++)
+        {
+            Add("in-memory commit (no journal), claims/s", InMemory(duration));
+            string dir = Path.Combine(root, "tp");
+            Setup.Clean(dir);
+            var (journaled, _, _) = Durable(dir, duration, awaitDurability: false);
+            Add("journaled commit, durability not awaited, claims/s", journaled);
+            Setup.Clean(dir);
+            var (durable, _, _) = Durable(dir, duration, awaitDurability: true);
+            Add("durable, pipelined: claims acknowledged after group commit, claims/s", durable);
+            Setup.Clean(dir);
+            var (closed, p50, p99) = ClosedLoop(dir, duration, Submitters);
+            Add($"durable, closed loop: {Submitters} async submitters awaiting CommitDurableAsync, claims/s", closed);
+            p50s.Add(p50);
+            p99s.Add(p99);
+            Setup.Clean(dir);
+            Add("raw FasterLog enqueue(88 B)+commit every 4096, entries/s", RawFasterLog(Path.Combine(root, "raw"), duration));
+            Setup.Clean(Path.Combine(root, "raw"));
+        }
+        Console.WriteLine();
+        Console.WriteLine($"| measurement ({repeats} runs of {duration.TotalSeconds:F0} s, median) | value | runs |");
+        Console.WriteLine("|---|---:|---|");
+        foreach (var (name, values) in rows)
+            Console.WriteLine($"| {name} | {Median(values):N0} | {string.Join(" / ", values.Select(v => v.ToString("N0", CultureInfo.InvariantCulture)))} |");
+        Console.WriteLine($"| ack latency p50 (closed loop), ms | {Median(p50s):F2} | {string.Join(" / ", p50s.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
+        Console.WriteLine($"| ack latency p99 (closed loop), ms | {Median(p99s):F2} | {string.Join(" / ", p99s.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
+        double durableMed = Median(rows["durable, pipelined: claims acknowledged after group commit, claims/s"]);
+        Console.WriteLine();
+        Console.WriteLine($"durable / in-memory = {durableMed / Median(rows["in-memory commit (no journal), claims/s"]):F3}");
+        Console.WriteLine($"durable / journaled-not-awaited = {durableMed / Median(rows["journaled commit, durability not awaited, claims/s"]):F3}");
+        Console.WriteLine($"durable claims / raw FasterLog entries = {durableMed / Median(rows["raw FasterLog enqueue(88 B)+commit every 4096, entries/s"]):F3}");
+    }
+
+    private static double Median(List<double> v)
+    {
+        var s = v.OrderBy(x => x).ToList();
+        return s[s.Count / 2];
+    }
+
+    private const int Workers = 2;
+    private const int Submitters = 256;
+
+    /// <summary>
+    /// What a client sees: <paramref name="submitters"/> concurrent async submitters, each committing one claim and awaiting
+    /// its durable acknowledgement before the next. Latency = submit to acknowledgement.
+    /// </summary>
+    private static (double, double, double) ClosedLoop(string dir, TimeSpan duration, int submitters)
+    {
+        using var store = CellStore.Open(Setup.Options(dir));
+        var cell = store.Cell;
+        Setup.AddNodes(cell, 1_000_000);
+        var lease = cell.AcquireLease("bench", TimeSpan.FromHours(1)).Lease;
+        long stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var latencies = new List<double>[submitters];
+        long start = Stopwatch.GetTimestamp();
+        var tasks = new Task[submitters];
+        for (int w = 0; w < submitters; w++)
+        {
+            int me = w;
+            latencies[me] = new List<double>(1 << 14);
+            tasks[w] = Task.Run(async () =>
+            {
+                var rng = new Random(me + 1);
+                var tx = new Transaction(lease);
+                long job = (long)me << 40;
+                var live = new Queue<TaskId>();
+                while (Stopwatch.GetTimestamp() < stopAt)
+                {
+                    tx.Reset(lease);
+                    var task = new TaskId(job++, 0);
+                    tx.Add(new Claim(task, new NodeId(rng.Next(Setup.Nodes)), new ResourceVector(10, 1 << 20), 0));
+                    long t0 = Stopwatch.GetTimestamp();
+                    var r = await store.CommitDurableAsync(tx);
+                    latencies[me].Add((Stopwatch.GetTimestamp() - t0) * 1000.0 / Stopwatch.Frequency);
+                    if (r.AppliedCount == 1)
+                    {
+                        live.Enqueue(task);
+                        if (live.Count > 200) cell.Release(live.Dequeue());
+                    }
+                }
+            });
+        }
+        Task.WaitAll(tasks);
+        double secs = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+        var all = latencies.SelectMany(l => l).OrderBy(x => x).ToList();
+        return (all.Count / secs, all[all.Count / 2], all[(int)(all.Count * 0.99)]);
+    }
+
+    /// <summary>Two workers, single-claim Fine transactions on random nodes, releasing to keep the cell from filling.</summary>
+    private static double InMemory(TimeSpan duration)
+    {
+        using var cell = new Cell();
+        Setup.AddNodes(cell, 1_000_000);
+        return Drive(cell, null, duration, null).ClaimsPerSecond;
+    }
+
+    private static (double, double, double) Durable(string dir, TimeSpan duration, bool awaitDurability)
+    {
+        using var store = CellStore.Open(Setup.Options(dir));
+        Setup.AddNodes(store.Cell, 1_000_000);
+        store.WaitForDurableAsync(store.Cell.JournalSequence).AsTask().Wait();
+        var acks = awaitDurability ? new AckObserver(store) : null;
+        var result = Drive(store.Cell, acks, duration, store);
+        return (acks is null ? result.ClaimsPerSecond : result.AckedPerSecond, 0, 0);
+    }
+
+    private readonly record struct DriveResult(double ClaimsPerSecond, double AckedPerSecond);
+
+    private static DriveResult Drive(Cell cell, AckObserver? acks, TimeSpan duration, ICellStore? store)
+    {
+        var lease = cell.AcquireLease("bench", TimeSpan.FromHours(1)).Lease;
+        long stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var counts = new long[Workers];
+        var threads = new Thread[Workers];
+        long start = Stopwatch.GetTimestamp();
+        for (int w = 0; w < Workers; w++)
+        {
+            int me = w;
+            threads[w] = new Thread(() =>
+            {
+                var rng = new Random(me + 1);
+                var tx = new Transaction(lease);
+                long job = (long)me << 40, n = 0;
+                var live = new Queue<TaskId>();
+                while (true)
+                {
+                    for (int i = 0; i < 256; i++)
+                    {
+                        tx.Reset(lease);
+                        var task = new TaskId(job++, 0);
+                        tx.Add(new Claim(task, new NodeId(rng.Next(Setup.Nodes)), new ResourceVector(10, 1 << 20), 0));
+                        long t0 = Stopwatch.GetTimestamp();
+                        var r = cell.Commit(tx);
+                        if (r.AppliedCount == 1)
+                        {
+                            n++;
+                            acks?.Submitted(cell.JournalSequence, t0);
+                            live.Enqueue(task);
+                            if (live.Count > 50_000) cell.Release(live.Dequeue());
+                        }
+                    }
+                    if (Stopwatch.GetTimestamp() >= stopAt) break;
+                }
+                counts[me] = n;
+            }) { IsBackground = true };
+            threads[w].Start();
+        }
+        foreach (var t in threads) t.Join();
+        double secs = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+        long total = counts.Sum();
+        if (acks is null) return new DriveResult(total / secs, 0);
+        // Acknowledged throughput: claims whose acknowledgement (durability) arrived, over the time until the last one did.
+        acks.Finish();
+        double ackSecs = (acks.LastAckTimestamp - start) / (double)Stopwatch.Frequency;
+        return new DriveResult(total / secs, acks.Acked / ackSecs);
+    }
+
+    /// <summary>
+    /// Observes acknowledgements: submitters hand over (journal sequence, submit time); one thread waits for the durable
+    /// watermark and records, for each commit it covers, the latency from submit to the moment its ack was available.
+    /// </summary>
+    private sealed class AckObserver
+    {
+        private readonly ICellStore _store;
+        private readonly ConcurrentQueue<(long Seq, long T0)> _pending = new();
+        private readonly Thread _thread;
+        private volatile bool _finishing;
+        public long Acked;
+        public long LastAckTimestamp;
+
+        public AckObserver(ICellStore store)
+        {
+            _store = store;
+            _thread = new Thread(Loop) { IsBackground = true };
+            _thread.Start();
+        }
+
+        public void Submitted(long seq, long t0) => _pending.Enqueue((seq, t0));
+
+        private void Loop()
+        {
+            while (true)
+            {
+                if (!_pending.TryPeek(out var head))
+                {
+                    if (_finishing) return;
+                    Thread.Yield();
+                    continue;
+                }
+                _store.WaitForDurableAsync(head.Seq).AsTask().Wait();
+                long now = Stopwatch.GetTimestamp();
+                long durable = _store.DurableSequence;
+                while (_pending.TryPeek(out var e) && e.Seq <= durable)
+                {
+                    _pending.TryDequeue(out _);
+                    Acked++;
+                }
+                LastAckTimestamp = now;
+            }
+        }
+
+        public void Finish()
+        {
+            _finishing = true;
+            _thread.Join();
+        }
+    }
+
+    /// <summary>Raw FasterLog: one thread enqueues 88-byte entries and issues a commit every 4096 (design.md §11).</summary>
+    private static double RawFasterLog(string dir, TimeSpan duration)
+    {
+        Setup.Clean(dir);
+        Directory.CreateDirectory(dir);
+        using var device = Devices.CreateLogDevice(Path.Combine(dir, "raw.log"), preallocateFile: false, deleteOnClose: true);
+        using var log = new FasterLog(new FasterLogSettings { LogDevice = device, PageSizeBits = 22, MemorySizeBits = 26, SegmentSizeBits = 30, LogCommitDir = Path.Combine(dir, "commits") });
+        var entry = new byte[88];
+        long stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        long start = Stopwatch.GetTimestamp(), n = 0;
+        while (Stopwatch.GetTimestamp() < stopAt)
+        {
+            for (int i = 0; i < 4096; i++) log.Enqueue(entry);
+            n += 4096;
+            log.Commit(spinWait: false);
+        }
+        log.Commit(spinWait: true);
+        double secs = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+        return n / secs;
+    }
+}
+
+internal static class Recovery
+{
+    public static void Run(string root, long allocations, bool noCheckpoint)
+    {
+        string dir = Path.Combine(root, "recovery-" + allocations.ToString(CultureInfo.InvariantCulture));
+        Setup.Clean(dir);
+        const int ClaimsPerTx = 64;
+        var build = Stopwatch.StartNew();
+        using (var store = CellStore.Open(Setup.Options(dir)))
+        {
+            var cell = store.Cell;
+            Setup.AddNodes(cell, 100_000_000);
+            var lease = cell.AcquireLease("loader", TimeSpan.FromHours(1)).Lease;
+            var tx = new Transaction(lease, initialCapacity: ClaimsPerTx);
+            var rng = new Random(1);
+            long job = 0;
+            while (job < allocations)
+            {
+                tx.Reset(lease);
+                for (int i = 0; i < ClaimsPerTx && job < allocations; i++)
+                    tx.Add(new Claim(new TaskId(job++, 0), new NodeId(rng.Next(Setup.Nodes)), new ResourceVector(100, 1L << 28), 0, new TenantId(rng.Next(4)), rng.Next(3)));
+                var r = cell.Commit(tx);
+                if (r.AppliedCount != tx.Count) throw new InvalidOperationException($"load commit failed: {r}");
+            }
+            store.WaitForDurableAsync(cell.JournalSequence).AsTask().Wait();
+            Console.WriteLine($"built {cell.AllocationCount:N0} allocations in {build.Elapsed.TotalSeconds:F1} s (journal durable)");
+            if (!noCheckpoint)
+            {
+                var cp = Stopwatch.StartNew();
+                store.CheckpointAsync().AsTask().Wait();
+                Console.WriteLine($"checkpoint (apply journal to FasterKV + snapshot) {cp.Elapsed.TotalSeconds:F1} s");
+            }
+        }
+        GC.Collect();
+        var open = Stopwatch.StartNew();
+        using (var store = CellStore.Open(Setup.Options(dir)))
+        {
+            open.Stop();
+            var r = store.Recovery;
+            Console.WriteLine($"| {allocations:N0} | {(noCheckpoint ? "journal only" : "checkpoint + tail")} | {r.TotalTime.TotalSeconds:F2} | {r.CheckpointLoadTime.TotalSeconds:F2} | {r.ReplayTime.TotalSeconds:F2} | {r.CheckpointEntries:N0} | {r.RecordsReplayed:N0} | {store.Cell.AllocationCount:N0} | {Environment.WorkingSet / (1 << 20):N0} MiB |");
+            if (store.Cell.AllocationCount != allocations) throw new InvalidOperationException("recovered cell lost allocations");
+            var audit = store.Cell.Audit();
+            if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);
+        }
+        Setup.Clean(dir);
+    }
+}

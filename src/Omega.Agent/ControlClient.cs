@@ -1,0 +1,130 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using Omega.Protocol;
+using Omega.Transport;
+
+namespace Omega.Agent;
+
+/// <summary>A job's state as the server reports it (<see cref="ControlClient.QueryJobAsync"/>).</summary>
+/// <param name="Found">The server knows the job.</param>
+/// <param name="Phase">The job phase: 0 queued, 1 scheduling, 2 placed, 3 parked, 4 completed.</param>
+/// <param name="Pending">Tasks waiting to be placed.</param>
+/// <param name="Bound">Tasks bound.</param>
+/// <param name="Completed">Tasks completed.</param>
+/// <param name="Reason">Why it is parked, when it is.</param>
+public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending, int Bound, int Completed, string Reason);
+
+/// <summary>
+/// An operator's or tool's connection to an Omega server (role Scheduler, docs/protocol.md): submit and query jobs,
+/// explain a task's placement decision, inspect nodes, bindings and statistics, drain a node, take a checkpoint. One
+/// connection, no reconnect: a tool that loses the server reports it and exits.
+/// </summary>
+public sealed class ControlClient : IFrameHandler, IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
+    private FrameConnection? _connection;
+    private uint _nextRid;
+
+    private ControlClient() { }
+
+    /// <summary>Connects and completes the handshake. Throws <see cref="System.Net.Sockets.SocketException"/> if nothing listens there.</summary>
+    public static async Task<ControlClient> ConnectAsync(IPEndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
+    {
+        var client = new ControlClient();
+        client._connection = await FrameClient.ConnectAsync(server, client, new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
+        var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name }).ConfigureAwait(false);
+        Expect<Welcome>(t, b);
+        return client;
+    }
+
+    /// <summary>Submits a job to the server's own scheduler workers. Returns the enqueue status code and reason.</summary>
+    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        var (t, b) = await RequestAsync(new SubmitJob
+        {
+            JobId = job.Id.Value, Tenant = job.Tenant.Value, Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
+            Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
+        }).ConfigureAwait(false);
+        var r = Expect<SubmitJobReply>(t, b);
+        return (r.Status, r.Reason);
+    }
+
+    /// <summary>Reads a job's state.</summary>
+    public async Task<RemoteJobStatus> QueryJobAsync(JobId job)
+    {
+        var (t, b) = await RequestAsync(new QueryJob { JobId = job.Value }).ConfigureAwait(false);
+        var r = Expect<JobStatusReply>(t, b);
+        return new RemoteJobStatus(r.Found, r.Phase, r.Pending, r.Bound, r.Completed, r.Reason);
+    }
+
+    /// <summary>The decision record that last covered <paramref name="task"/>, as text; null when none is kept.</summary>
+    public async Task<string?> ExplainAsync(TaskId task)
+    {
+        var (t, b) = await RequestAsync(new Explain { Task = task }).ConfigureAwait(false);
+        var r = Expect<ExplainReply>(t, b);
+        return r.Found ? r.Text : null;
+    }
+
+    /// <summary>Lines describing nodes, bindings or statistics, and how many exist in all.</summary>
+    public async Task<(int Total, IReadOnlyList<string> Lines)> InspectAsync(InspectTarget target, int limit = 1000)
+    {
+        var (t, b) = await RequestAsync(new Inspect { Target = target, Limit = limit }).ConfigureAwait(false);
+        var r = Expect<InspectReply>(t, b);
+        return (r.Total, r.Lines);
+    }
+
+    /// <summary>Drains a node by name, or takes a checkpoint.</summary>
+    public async Task<(OperateStatus Status, string Message)> OperateAsync(OperateKind kind, string target = "")
+    {
+        var (t, b) = await RequestAsync(new Operate { Kind = kind, Target = target }).ConfigureAwait(false);
+        var r = Expect<OperateReply>(t, b);
+        return (r.Status, r.Message);
+    }
+
+    private async Task<(MessageType, byte[])> RequestAsync<T>(T message) where T : IWireMessage<T>
+    {
+        var c = _connection ?? throw new AgentRequestException(ErrorCode.None, "not connected");
+        uint rid = Interlocked.Increment(ref _nextRid);
+        var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[rid] = tcs;
+        if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        c.Flush();
+        var done = await Task.WhenAny(tcs.Task, c.Closed).ConfigureAwait(false);
+        if (done != tcs.Task) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        return await tcs.Task.ConfigureAwait(false);
+    }
+
+    private static T Expect<T>(MessageType type, byte[] body) where T : IWireMessage<T>
+    {
+        if (type == MessageType.Error)
+        {
+            Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
+            throw new AgentRequestException(err.Code, err.Message ?? "");
+        }
+        if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out _))
+            throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");
+        return m!;
+    }
+
+    void IFrameHandler.OnConnected(FrameConnection connection) => connection.HandshakeCompleted = true;
+
+    void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
+    {
+        if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+    }
+
+    void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)
+    {
+        foreach (var (rid, tcs) in _pending)
+            if (_pending.TryRemove(rid, out _)) tcs.TrySetException(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
+    }
+
+    /// <summary>Closes the connection.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _connection?.Abort(DisconnectReason.LocalClose);
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,152 @@
+namespace Omega.Cells;
+
+// The durability seam (issue 3): every applied mutation is encoded into a compact record under the commit lock and
+// handed to the journal, which copies it into a buffer; group commit in Omega.Storage makes it durable.
+public sealed partial class Cell
+{
+    private ICellJournal? _journal;
+    private long _journalSeq;
+    private RecordWriter? _records;
+
+    /// <summary>Opens an empty cell whose every mutation is appended to <paramref name="journal"/> (see <see cref="ICellJournal"/>).</summary>
+    public Cell(CellOptions? options, ICellJournal journal) : this(options)
+    {
+        AttachJournal(journal);
+    }
+
+    /// <summary>
+    /// The sequence number of the last journal record appended (0 when none). A result obtained from this cell is covered
+    /// by every record up to the value read after it returns: once that record is durable, the result is durable.
+    /// </summary>
+    public long JournalSequence => Volatile.Read(ref _journalSeq);
+
+    /// <summary>True when a journal is attached.</summary>
+    public bool IsJournaled => Volatile.Read(ref _journal) is not null;
+
+    /// <summary>
+    /// Attaches a journal to a cell that has none (a recovered cell, before it is shared). Every later mutation is
+    /// appended to it, numbered from <see cref="JournalSequence"/> + 1.
+    /// </summary>
+    public void AttachJournal(ICellJournal journal)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        lock (_lock)
+        {
+            if (_journal is not null) throw new InvalidOperationException("the cell already has a journal");
+            _records = new RecordWriter();
+            _journal = journal;
+        }
+    }
+
+    // ---------------------------------------------------------------- encoding (caller holds _lock, _journal != null)
+
+    private RecordWriter BeginRecord(CellRecordKind kind, long cellVersion)
+    {
+        var w = _records!;
+        w.Start(kind, _journalSeq + 1, cellVersion);
+        return w;
+    }
+
+    private void EndRecord(long cellVersion)
+    {
+        long seq = _journalSeq + 1;
+        _journal!.Append(seq, cellVersion, _records!.Written);
+        Volatile.Write(ref _journalSeq, seq);
+    }
+
+    private void JournalCommit(Transaction tx, ReadOnlySpan<ClaimStatus> outcomes, TransactionStatus status, long resultVersion, int applied, ulong hash)
+    {
+        var w = BeginRecord(CellRecordKind.Commit, resultVersion);
+        bool keyed = !tx.Key.IsNone;
+        w.U8(keyed ? (byte)1 : (byte)0);
+        if (keyed)
+        {
+            w.U64(tx.Key.High);
+            w.U64(tx.Key.Low);
+            w.U64(hash);
+            w.U8((byte)status);
+            w.I32(applied);
+            w.I32(outcomes.Length);
+            for (int i = 0; i < outcomes.Length; i++) w.U8((byte)outcomes[i]);
+        }
+        if (applied == 0)
+        {
+            w.I32(0);
+            w.I32(0);
+        }
+        else
+        {
+            w.I32(_touchedCount);
+            for (int t = 0; t < _touchedCount; t++)
+            {
+                int idx = _touched[t];
+                w.I32(idx);
+                w.I64(_live[idx].Version);
+            }
+            w.I32(applied);
+            ReadOnlySpan<Claim> claims = tx.Claims;
+            for (int i = 0; i < claims.Length; i++)
+            {
+                if (outcomes[i] != ClaimStatus.Applied) continue;
+                ref readonly Claim c = ref claims[i];
+                w.Task(c.Task);
+                w.I32(c.Node.Value);
+                w.Resources(c.Resources);
+                w.I32(c.Tenant.Value);
+                w.I32(c.Priority);
+                var victims = c.Victims;
+                int nv = victims?.Length ?? 0;
+                w.I32(nv);
+                for (int v = 0; v < nv; v++) w.Task(victims![v]);
+            }
+        }
+        EndRecord(resultVersion);
+    }
+
+    private void JournalRelease(TaskId task)
+    {
+        if (_journal is null) return;
+        var w = BeginRecord(CellRecordKind.Release, _version);
+        w.Task(task);
+        EndRecord(_version);
+    }
+
+    private void JournalNode(CellRecordKind kind, int index, IReadOnlyList<Allocation>? released)
+    {
+        if (_journal is null) return;
+        ref NodeLive live = ref _live[index];
+        var w = BeginRecord(kind, _version);
+        w.I32(index);
+        w.U8((byte)live.Status);
+        w.I64(live.Version);
+        int n = released?.Count ?? 0;
+        w.I32(n);
+        for (int i = 0; i < n; i++) w.Task(released![i].Task);
+        w.Spec(live.Spec!);
+        EndRecord(_version);
+    }
+
+    private void JournalLease(SchedulerId id)
+    {
+        if (_journal is null) return;
+        ref LeaseState s = ref _leases[id.Value];
+        var w = BeginRecord(CellRecordKind.Lease, _version);
+        w.I32(id.Value);
+        w.I64(s.Token.Value);
+        w.I64(ToWallClock(s.ExpiresAtTimestamp).UtcTicks);
+        w.U8(s.Released ? (byte)1 : (byte)0);
+        w.String(s.Name);
+        EndRecord(_version);
+    }
+
+    private void JournalQuota(int tenant)
+    {
+        if (_journal is null) return;
+        var w = BeginRecord(CellRecordKind.Quota, _version);
+        w.I32(tenant);
+        var q = _tenantQuota[tenant];
+        w.U8(q.HasValue ? (byte)1 : (byte)0);
+        w.Resources(q ?? default);
+        EndRecord(_version);
+    }
+}

@@ -1,0 +1,29 @@
+namespace Omega.Cells;
+
+/// <summary>The kind of a journal record (the first byte of every record).</summary>
+public enum CellRecordKind : byte
+{
+    /// <summary>A transaction: its applied claims (with evicted victims), the touched nodes' new versions and, when keyed, its idempotency entry.</summary>
+    Commit = 1,
+
+    /// <summary>A task's binding was released.</summary>
+    Release = 2,
+
+    /// <summary>A node was added.</summary>
+    NodeAdded = 3,
+
+    /// <summary>A node's spec was replaced.</summary>
+    NodeUpdated = 4,
+
+    /// <summary>A node's status changed.</summary>
+    NodeStatusChanged = 5,
+
+    /// <summary>A node was removed; its bindings were released.</summary>
+    NodeRemoved = 6,
+
+    /// <summary>A scheduler lease was granted, renewed or released (the record carries the lease's full state).</summary>
+    Lease = 7,
+
+    /// <summary>A tenant's quota was set or cleared.</summary>
+    Quota = 8,
+}

@@ -1,0 +1,159 @@
+namespace Omega.Cells;
+
+/// <summary>
+/// Rebuilds a <see cref="Cell"/> from stored state: first the materialized state of a checkpoint (fed through the
+/// <see cref="ICellRecordVisitor"/> callbacks, in any order, with upsert semantics), then the journal records written
+/// after it (<see cref="Replay"/>, in sequence order), then <see cref="Complete"/>. Nothing is re-validated: the records
+/// describe what the cell already decided. Derived state (per-node sums, task indexes, tenant usage, name indexes) is
+/// recomputed once at the end, and <see cref="Cell.Audit"/> can check it.
+/// </summary>
+/// <remarks>Single-threaded. The restorer can build one cell only.</remarks>
+public sealed class CellRestorer : ICellRecordVisitor, IDisposable
+{
+    private readonly Cell _cell;
+    private readonly Dictionary<TaskId, Allocation> _allocations;
+    private readonly List<RestoredNode> _nodes = new();
+    private readonly List<RestoredLease?> _leases = new();
+    private readonly Dictionary<int, ResourceVector?> _quotas = new();
+    private readonly Dictionary<IdempotencyKey, RestoredOutcome> _outcomes = new();
+    private long _version;
+    private long _sequence;
+    private long _currentSequence;
+    private bool _completed;
+
+    /// <summary>Starts restoring a cell with the given options (its clock converts stored lease expiries back).</summary>
+    public CellRestorer(CellOptions? options = null)
+    {
+        _cell = new Cell(options);
+        _allocations = _cell.RawAllocations;
+    }
+
+    /// <summary>The cell version restored so far.</summary>
+    public long CellVersion => _version;
+
+    /// <summary>The journal sequence restored so far: records up to it are included.</summary>
+    public long Sequence => _sequence;
+
+    /// <summary>The number of bindings restored so far.</summary>
+    public int AllocationCount => _allocations.Count;
+
+    /// <summary>Sets the cell version and journal sequence a checkpoint covers.</summary>
+    public void SetCheckpointPosition(long cellVersion, long sequence)
+    {
+        _version = cellVersion;
+        _sequence = sequence;
+    }
+
+    /// <summary>Restores a remembered idempotency outcome from a checkpoint; <paramref name="order"/> is the sequence of the record that created it.</summary>
+    public void RestoreOutcome(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims, long order)
+        => _outcomes[key] = new RestoredOutcome(transactionHash, status, resultVersion, applied, claims.ToArray(), order);
+
+    /// <summary>Forgets a remembered idempotency outcome (the store evicted it after the retention window).</summary>
+    public void ForgetOutcome(IdempotencyKey key) => _outcomes.Remove(key);
+
+    /// <summary>
+    /// Applies one journal record. Records at or below <see cref="Sequence"/> are already included and are skipped
+    /// (returns false); a record that is not the next one is a gap in the journal and throws <see cref="InvalidDataException"/>.
+    /// </summary>
+    public bool Replay(ReadOnlySpan<byte> record)
+    {
+        var (_, seq, _) = CellRecord.ReadHeader(record);
+        if (seq <= _sequence) return false;
+        if (seq != _sequence + 1) throw new InvalidDataException($"journal gap: expected record {_sequence + 1}, found {seq}");
+        CellRecord.Decode(record, this);
+        return true;
+    }
+
+    /// <summary>Finishes the restore: recomputes derived state, publishes every node at the restored version and returns the cell.</summary>
+    public Cell Complete()
+    {
+        if (_completed) throw new InvalidOperationException("already completed");
+        _completed = true;
+        var nodes = new (NodeSpec, NodeStatus, long)[_nodes.Count];
+        for (int i = 0; i < nodes.Length; i++)
+        {
+            var n = _nodes[i];
+            if (n.Spec is null) throw new InvalidDataException($"stored state names node n{i} but holds no spec for it");
+            nodes[i] = (n.Spec, n.Status, n.Version);
+        }
+        var leases = new (string, FencingToken, DateTimeOffset, bool)[_leases.Count];
+        for (int i = 0; i < leases.Length; i++)
+        {
+            var l = _leases[i] ?? throw new InvalidDataException($"stored state names scheduler s{i} but holds no lease for it");
+            leases[i] = (l.Name, l.Token, l.ExpiresAt, l.Released);
+        }
+        var outcomes = new List<KeyValuePair<IdempotencyKey, RestoredOutcome>>(_outcomes);
+        outcomes.Sort(static (a, b) => a.Value.Order.CompareTo(b.Value.Order));
+        _cell.CompleteRestore(nodes, leases, _quotas, outcomes, _version, _sequence);
+        return _cell;
+    }
+
+    /// <summary>Disposes the cell under construction unless <see cref="Complete"/> handed it out.</summary>
+    public void Dispose()
+    {
+        if (!_completed) _cell.Dispose();
+        _completed = true;
+    }
+
+    /// <inheritdoc />
+    public void Begin(CellRecordKind kind, long sequence, long cellVersion)
+    {
+        _currentSequence = sequence;
+        _sequence = sequence;
+        _version = cellVersion;
+    }
+
+    /// <inheritdoc />
+    public void Bind(in Allocation allocation) => _allocations[allocation.Task] = allocation;
+
+    /// <inheritdoc />
+    public void Unbind(TaskId task) => _allocations.Remove(task);
+
+    /// <inheritdoc />
+    public void NodeVersion(NodeId node, long nodeVersion)
+    {
+        var n = NodeAt(node.Value);
+        n.Version = Math.Max(n.Version, nodeVersion);
+    }
+
+    /// <inheritdoc />
+    public void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion)
+    {
+        var n = NodeAt(node.Value);
+        n.Spec = spec;
+        n.Status = status;
+        n.Version = Math.Max(n.Version, nodeVersion);
+    }
+
+    /// <inheritdoc />
+    public void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
+        => RestoreOutcome(key, transactionHash, status, resultVersion, applied, claims, _currentSequence);
+
+    /// <inheritdoc />
+    public void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released)
+    {
+        while (_leases.Count <= id.Value) _leases.Add(null);
+        _leases[id.Value] = new RestoredLease(name, token, expiresAt, released);
+    }
+
+    /// <inheritdoc />
+    public void Quota(TenantId tenant, ResourceVector? limit) => _quotas[tenant.Value] = limit;
+
+    private RestoredNode NodeAt(int index)
+    {
+        if (index < 0) throw new InvalidDataException($"negative node id {index}");
+        while (_nodes.Count <= index) _nodes.Add(new RestoredNode());
+        return _nodes[index];
+    }
+
+    private sealed class RestoredNode
+    {
+        public NodeSpec? Spec;
+        public NodeStatus Status;
+        public long Version;
+    }
+
+    private sealed record RestoredLease(string Name, FencingToken Token, DateTimeOffset ExpiresAt, bool Released);
+
+    internal sealed record RestoredOutcome(ulong Hash, TransactionStatus Status, long Version, int Applied, ClaimStatus[] Claims, long Order);
+}

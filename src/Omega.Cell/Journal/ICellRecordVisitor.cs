@@ -1,0 +1,33 @@
+namespace Omega.Cells;
+
+/// <summary>
+/// Receives the decoded parts of a journal record (<see cref="CellRecord.Decode"/>), in the order they must be applied.
+/// Every callback describes the state after the mutation, so applying them needs no validation and no reads: a binding
+/// to upsert, a task to unbind, a node's full state, a lease's full state.
+/// </summary>
+public interface ICellRecordVisitor
+{
+    /// <summary>The start of a record.</summary>
+    void Begin(CellRecordKind kind, long sequence, long cellVersion);
+
+    /// <summary>A task is now bound (its generation is the record's cell version).</summary>
+    void Bind(in Allocation allocation);
+
+    /// <summary>A task's binding is gone (released, evicted by a preemption claim, or its node was removed).</summary>
+    void Unbind(TaskId task);
+
+    /// <summary>A node's version changed to <paramref name="nodeVersion"/> (placements bump it).</summary>
+    void NodeVersion(NodeId node, long nodeVersion);
+
+    /// <summary>A node's full spec, status and version (added, updated, status changed or removed).</summary>
+    void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion);
+
+    /// <summary>A keyed transaction's original result, kept for retries.</summary>
+    void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
+
+    /// <summary>A scheduler lease's full state.</summary>
+    void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released);
+
+    /// <summary>A tenant's quota (null: no quota).</summary>
+    void Quota(TenantId tenant, ResourceVector? limit);
+}

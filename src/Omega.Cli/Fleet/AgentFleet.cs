@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Net;
+using HdrHistogram;
+using Omega.Agent;
+using Omega.Protocol;
+
+namespace Omega.Cli.Fleet;
+
+/// <summary>What a simulated fleet looks like.</summary>
+/// <param name="Server">The Omega server.</param>
+/// <param name="Count">Agents (one node and one TCP connection each).</param>
+/// <param name="Capacity">Each node's capacity.</param>
+/// <param name="Racks">Failure domains the nodes are spread over.</param>
+/// <param name="MeanTaskSeconds">Mean task run time (exponential) when the driver gives none for a job.</param>
+/// <param name="Seed">Seeds the run times and each agent's jitter.</param>
+/// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
+internal sealed record FleetOptions(IPEndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent");
+
+/// <summary>
+/// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
+/// register, heartbeat, receive bindings, report running, and report completion after the task's run time. A task's run
+/// time comes from <see cref="DurationOf"/> when the driver knows it (the in-process main job) or is drawn from an
+/// exponential with <see cref="FleetOptions.MeanTaskSeconds"/>.
+/// </summary>
+/// <remarks>
+/// Binding callbacks run on each connection's processing loop and must not block, so they only report Running and put
+/// the completion into a shared timer heap; one completer thread reports completions when due.
+/// </remarks>
+internal sealed class AgentFleet : IAsyncDisposable
+{
+    private readonly FleetOptions _options;
+    private readonly List<AgentClient> _agents = new();
+    private readonly PriorityQueue<(AgentClient Agent, TaskId Task, long Generation), long> _due = new();
+    private readonly Lock _dueLock = new();
+    private readonly Random _rng;
+    private readonly CancellationTokenSource _stop = new();
+    private Thread? _completer;
+    private long _received, _stops, _completed;
+
+    public AgentFleet(FleetOptions options)
+    {
+        _options = options;
+        _rng = new Random(options.Seed);
+    }
+
+    /// <summary>Optional: the run time of a job's tasks in seconds, if the driver knows it.</summary>
+    public Func<JobId, double?>? DurationOf { get; init; }
+
+    /// <summary>Optional: called with each Run binding's version when it arrives (the bind-latency probe).</summary>
+    public Action<long>? OnRunBinding { get; init; }
+
+    /// <summary>Run bindings received.</summary>
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>Stop bindings received (preemptions, node fencing).</summary>
+    public long Stops => Interlocked.Read(ref _stops);
+
+    /// <summary>Completions reported.</summary>
+    public long Completed => Interlocked.Read(ref _completed);
+
+    /// <summary>Agents registered now.</summary>
+    public int Connected
+    {
+        get
+        {
+            int n = 0;
+            foreach (var a in _agents) if (a.IsConnected) n++;
+            return n;
+        }
+    }
+
+    /// <summary>Starts every agent and waits until all have registered (or <paramref name="cancel"/> fires).</summary>
+    public async Task StartAsync(CancellationToken cancel)
+    {
+        var o = _options;
+        for (int i = 0; i < o.Count; i++)
+        {
+            var agent = new AgentClient(new AgentOptions
+            {
+                Server = o.Server,
+                NodeName = $"{o.NamePrefix}-{i:D6}",
+                Capacity = o.Capacity,
+                FailureDomain = $"rack-{i % Math.Max(1, o.Racks)}",
+                Seed = o.Seed + i,
+                OnBinding = OnBinding,
+            });
+            _agents.Add(agent);
+        }
+        _completer = new Thread(CompleteLoop) { IsBackground = true, Name = "omega-fleet-completer" };
+        _completer.Start();
+        // Register in waves so the server's accept queue is not flooded by thousands of simultaneous handshakes.
+        const int wave = 256;
+        for (int i = 0; i < _agents.Count; i += wave)
+        {
+            var starts = new List<Task>(wave);
+            for (int j = i; j < Math.Min(_agents.Count, i + wave); j++) starts.Add(_agents[j].StartAsync(cancel));
+            await Task.WhenAll(starts).ConfigureAwait(false);
+        }
+    }
+
+    private void OnBinding(AgentClient agent, AgentBinding b)
+    {
+        if (b.Kind == BindingKind.Stop)
+        {
+            Interlocked.Increment(ref _stops);
+            return;
+        }
+        Interlocked.Increment(ref _received);
+        OnRunBinding?.Invoke(b.Version);
+        agent.Report(b.Task, b.Generation, TaskState.Running);
+        double seconds;
+        lock (_dueLock)
+        {
+            seconds = DurationOf?.Invoke(b.Task.Job) ?? -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble());
+            if (double.IsFinite(seconds))
+                _due.Enqueue((agent, b.Task, b.Generation), Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency));
+        }
+    }
+
+    private void CompleteLoop()
+    {
+        var touched = new HashSet<AgentClient>();
+        while (!_stop.IsCancellationRequested)
+        {
+            long now = Stopwatch.GetTimestamp();
+            touched.Clear();
+            while (true)
+            {
+                (AgentClient Agent, TaskId Task, long Generation) item;
+                lock (_dueLock)
+                {
+                    if (!_due.TryPeek(out item, out long due) || due > now) break;
+                    _due.Dequeue();
+                }
+                if (item.Agent.Report(item.Task, item.Generation, TaskState.Completed))
+                {
+                    Interlocked.Increment(ref _completed);
+                    touched.Add(item.Agent);
+                }
+            }
+            foreach (var a in touched) a.Flush();
+            _stop.Token.WaitHandle.WaitOne(5);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _completer?.Join();
+        foreach (var a in _agents) await a.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// Bind latency without per-binding allocation: the cell's binding listener stamps each committed version's time in a
+/// ring indexed by version; the agent side looks the stamp up when the binding arrives. A version overwritten in the
+/// ring (more than <see cref="RingSize"/> versions ago) is not measured.
+/// </summary>
+internal sealed class BindLatencyProbe : Omega.Cells.IBindingListener
+{
+    private const int RingSize = 1 << 20;
+    private readonly long[] _version = new long[RingSize];
+    private readonly long[] _stamp = new long[RingSize];
+
+    /// <summary>Commit-to-agent latency in microseconds.</summary>
+    public LongConcurrentHistogram Latency { get; } = new(1, 60_000_000, 3);
+
+    public void OnBindingChanged(Omega.Cells.BindingChange change, in Allocation allocation, long version) { }
+
+    public void OnVersionComplete(long version)
+    {
+        int i = (int)(version & (RingSize - 1));
+        // Invalidate, stamp, publish: a reader that sees the same version before and after reading the stamp read a
+        // stamp of that version.
+        Volatile.Write(ref _version[i], 0);
+        Volatile.Write(ref _stamp[i], Stopwatch.GetTimestamp());
+        Volatile.Write(ref _version[i], version);
+    }
+
+    public void Arrived(long version)
+    {
+        int i = (int)(version & (RingSize - 1));
+        if (Volatile.Read(ref _version[i]) != version) return;
+        long stamp = Volatile.Read(ref _stamp[i]);
+        if (Volatile.Read(ref _version[i]) != version) return;
+        long us = (Stopwatch.GetTimestamp() - stamp) * 1_000_000 / Stopwatch.Frequency;
+        Latency.RecordValue(Math.Clamp(us, 1, Latency.HighestTrackableValue));
+    }
+}

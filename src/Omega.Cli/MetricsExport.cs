@@ -1,0 +1,28 @@
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace Omega.Cli;
+
+/// <summary>
+/// Production metrics export: an OpenTelemetry meter provider over Omega's meters with a Prometheus scrape endpoint.
+/// The same meters are readable without any of this by <c>dotnet-counters monitor -n omega --counters Omega.Scheduling,Omega.Cell</c>
+/// (System.Diagnostics.Metrics publishes them through EventPipe).
+/// </summary>
+internal static class MetricsExport
+{
+    /// <summary>Every meter Omega's assemblies publish.</summary>
+    public static readonly string[] Meters = ["Omega.Cell", "Omega.Scheduling", "Omega.Transport", "Omega.Server", "Omega.Storage"];
+
+    /// <summary>
+    /// Starts a Prometheus endpoint at <c>http://{host}:{port}/metrics</c>; null when <paramref name="port"/> is null
+    /// (opt-in). Loopback by default: exposing it wider is a deployment decision.
+    /// </summary>
+    public static MeterProvider? StartPrometheus(int? port, string host = "localhost")
+    {
+        if (port is null) return null;
+        return Sdk.CreateMeterProviderBuilder()
+            .AddMeter(Meters)
+            .AddPrometheusHttpListener(o => { o.Host = host; o.Port = port.Value; })
+            .Build();
+    }
+}

@@ -1,0 +1,188 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using Omega.Agent;
+using Omega.Protocol;
+
+namespace Omega.Cli.Run;
+
+/// <summary>
+/// Operator commands against a running server (<c>omega serve</c>): submit, explain, inspect, stats, drain, checkpoint.
+/// Each opens one connection in the scheduler role; an unreachable server is one line on stderr and exit code 1.
+/// </summary>
+internal static class ControlCommands
+{
+    public static IEnumerable<Command> Create()
+    {
+        yield return Submit();
+        yield return Explain();
+        yield return Inspect();
+        yield return Stats();
+        yield return Drain();
+        yield return Checkpoint();
+    }
+
+    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+
+    /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
+    private static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
+    {
+        if (!IPEndPoint.TryParse(connect, out var endpoint))
+        {
+            Console.Error.WriteLine($"omega {command}: --connect must be ADDRESS:PORT, not '{connect}'");
+            return 2;
+        }
+        ControlClient client;
+        try
+        {
+            client = await ControlClient.ConnectAsync(endpoint, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
+        {
+            Console.Error.WriteLine($"omega {command}: cannot reach the server at {endpoint}: {e.Message}");
+            return 1;
+        }
+        await using (client)
+        {
+            try
+            {
+                return await body(client).ConfigureAwait(false);
+            }
+            catch (AgentRequestException e)
+            {
+                Console.Error.WriteLine($"omega {command}: the server refused: {e.Code}: {e.Message}");
+                return 1;
+            }
+        }
+    }
+
+    private static Command Submit()
+    {
+        var connect = ConnectOption();
+        var job = new Option<long>("--job") { Description = "Job id (unique in the cell).", Required = true };
+        var tasks = new Option<int>("--tasks") { Description = "Tasks.", DefaultValueFactory = _ => 1 };
+        var cores = new Option<double>("--cores") { Description = "Cores per task.", DefaultValueFactory = _ => 1 };
+        var memory = new Option<double>("--memory-gib") { Description = "Memory per task, GiB.", DefaultValueFactory = _ => 1 };
+        var priority = new Option<int>("--priority") { Description = "Priority (higher preempts lower).", DefaultValueFactory = _ => 0 };
+        var tenant = new Option<int>("--tenant") { Description = "Tenant.", DefaultValueFactory = _ => 0 };
+        var gang = new Option<bool>("--gang") { Description = "All-or-nothing." };
+        var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
+        var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
+        cmd.SetAction((r, cancel) => WithClientAsync("submit", r.GetValue(connect)!, async c =>
+        {
+            var spec = new JobSpec(new JobId(r.GetValue(job)), new TenantId(r.GetValue(tenant)), r.GetValue(priority), r.GetValue(tasks),
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(gang));
+            if (spec.Validate() is { } invalid)
+            {
+                Console.Error.WriteLine($"omega submit: invalid job: {invalid}");
+                return 2;
+            }
+            var (status, reason) = await c.SubmitJobAsync(spec, r.GetValue(scheduler)).ConfigureAwait(false);
+            if (status != 0)
+            {
+                Console.Error.WriteLine($"omega submit: rejected ({status}): {reason}");
+                return 1;
+            }
+            Console.WriteLine($"submitted {spec.Id}: {spec.TaskCount} task(s) of {spec.PerTask}");
+            return 0;
+        }, cancel));
+        return cmd;
+    }
+
+    private static Command Explain()
+    {
+        var connect = ConnectOption();
+        var task = new Argument<string>("task") { Description = "The task, as j{job}/{index} (for example j42/0) or {job}/{index}." };
+        var cmd = new Command("explain", "Show the decision record of a task's placement (or why it is not placed) from a running server.") { connect, task };
+        cmd.SetAction((r, cancel) =>
+        {
+            if (!TaskId.TryParse(r.GetValue(task), out var id))
+            {
+                Console.Error.WriteLine($"omega explain: '{r.GetValue(task)}' is not a task id (j{{job}}/{{index}})");
+                return Task.FromResult(2);
+            }
+            return WithClientAsync("explain", r.GetValue(connect)!, async c =>
+            {
+                var text = await c.ExplainAsync(id).ConfigureAwait(false);
+                if (text is null)
+                {
+                    Console.Error.WriteLine($"omega explain: no decision record is kept for {id} (never scheduled here, or aged out of the ring)");
+                    return 1;
+                }
+                Console.WriteLine(text);
+                return 0;
+            }, cancel);
+        });
+        return cmd;
+    }
+
+    private static Command Inspect()
+    {
+        var connect = ConnectOption();
+        var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations or Stats." };
+        var limit = new Option<int>("--limit") { Description = "At most this many lines.", DefaultValueFactory = _ => 100 };
+        var cmd = new Command("inspect", "List nodes, live bindings or statistics of a running server.") { connect, what, limit };
+        cmd.SetAction((r, cancel) =>
+        {
+            if (r.GetValue(limit) is < 1 or > 10_000)
+            {
+                Console.Error.WriteLine("omega inspect: --limit must be between 1 and 10,000");
+                return Task.FromResult(2);
+            }
+            return WithClientAsync("inspect", r.GetValue(connect)!, async c =>
+            {
+                var (total, lines) = await c.InspectAsync(r.GetValue(what), r.GetValue(limit)).ConfigureAwait(false);
+                foreach (var l in lines) Console.WriteLine(l);
+                if (total > lines.Count) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"... {total - lines.Count:N0} more"));
+                return 0;
+            }, cancel);
+        });
+        return cmd;
+    }
+
+    private static Command Stats()
+    {
+        var connect = ConnectOption();
+        var watch = new Option<int>("--watch") { Description = "Repeat every second this many times (0: once).", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("stats", "Live scheduler and cell statistics from a running server: outcome counters, queue depth, busyness.") { connect, watch };
+        cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, async c =>
+        {
+            for (int i = 0; ; i++)
+            {
+                var (_, lines) = await c.InspectAsync(InspectTarget.Stats, 10_000).ConfigureAwait(false);
+                Console.WriteLine($"--- {DateTime.UtcNow:HH:mm:ss} UTC");
+                foreach (var l in lines) Console.WriteLine(l);
+                if (i >= r.GetValue(watch) || cancel.IsCancellationRequested) return 0;
+                await Task.Delay(1000, cancel).ConfigureAwait(false);
+            }
+        }, cancel));
+        return cmd;
+    }
+
+    private static Command Drain()
+    {
+        var connect = ConnectOption();
+        var node = new Argument<string>("node") { Description = "The node's name." };
+        var cmd = new Command("drain", "Drain a node of a running server: no new bindings; running tasks stay.") { connect, node };
+        cmd.SetAction((r, cancel) => WithClientAsync("drain", r.GetValue(connect)!, async c =>
+        {
+            var (status, message) = await c.OperateAsync(OperateKind.DrainNode, r.GetValue(node)!).ConfigureAwait(false);
+            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega drain: {status}: {message}");
+            return status == OperateStatus.Ok ? 0 : 1;
+        }, cancel));
+        return cmd;
+    }
+
+    private static Command Checkpoint()
+    {
+        var connect = ConnectOption();
+        var cmd = new Command("checkpoint", "Ask a running server to checkpoint its FASTER store now (and truncate its journal).") { connect };
+        cmd.SetAction((r, cancel) => WithClientAsync("checkpoint", r.GetValue(connect)!, async c =>
+        {
+            var (status, message) = await c.OperateAsync(OperateKind.Checkpoint).ConfigureAwait(false);
+            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega checkpoint: {status}: {message}");
+            return status == OperateStatus.Ok ? 0 : 1;
+        }, cancel));
+        return cmd;
+    }
+}

@@ -1,0 +1,184 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using Omega.Cells;
+using Omega.Cli.Fleet;
+using Omega.Cli.Load;
+using Omega.Scheduling;
+using Omega.Server;
+using Omega.Storage;
+using Spectre.Console;
+
+namespace Omega.Cli.Run;
+
+/// <summary>The server's durable watermark: bindings are pushed, and commit replies sent, only up to what FASTER has made durable.</summary>
+internal sealed class DurablePublisher(ICellStore store) : IPublishableVersion
+{
+    public long PublishableVersion => store.DurableVersion;
+}
+
+/// <summary>
+/// <c>omega run</c>, Omega's main job on its embedded default: an engine whose cell is durable in FASTER (a default
+/// directory), the TCP server on loopback, a simulated agent fleet connecting to it over real sockets, and an
+/// Omega-paper batch/service workload, for a bounded time. It prints what a scheduler's user wants to see: placements/s,
+/// bind latency (commit to agent), the conflict fraction and busyness per scheduler, utilization and an invariant audit.
+/// </summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var agents = new Option<int>("--agents") { Description = "Simulated node agents (one TCP connection and one node each).", DefaultValueFactory = _ => 1_000 };
+        var seconds = new Option<double>("--seconds") { Description = "How long to drive the workload.", DefaultValueFactory = _ => 30 };
+        var load = new Option<double>("--load") { Description = "Arrival-rate multiplier of the default mix (1 = about 20,000 task arrivals/s).", DefaultValueFactory = _ => 0.1 };
+        var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
+        var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
+        var data = new Option<string?>("--data") { Description = "Data directory of this run's cell (default: the user's local data folder, omega/run). It is emptied first: the run starts from a fresh cell." };
+        var seed = new Option<int?>("--seed") { Description = "Random seed (printed; default: random)." };
+        var cmd = new Command("run", "Omega's main job: a FASTER-durable engine, the TCP server, a simulated agent fleet over loopback and an Omega-paper workload.")
+        {
+            agents, seconds, load, batchWorkers, serviceWorkers, data, seed,
+        };
+        cmd.SetAction(async (r, cancel) =>
+        {
+            string? error =
+                r.GetValue(agents) is < 1 or > 20_000 ? "--agents must be between 1 and 20,000" :
+                r.GetValue(seconds) is <= 0 or > 86_400 ? "--seconds must be positive and at most 86400" :
+                r.GetValue(load) is <= 0 or > 1000 ? "--load must be positive and at most 1000" :
+                r.GetValue(batchWorkers) is < 1 or > 256 ? "--batch-workers must be between 1 and 256" :
+                r.GetValue(serviceWorkers) is < 1 or > 256 ? "--service-workers must be between 1 and 256" : null;
+            if (error is not null)
+            {
+                Console.Error.WriteLine($"omega run: {error}");
+                return 2;
+            }
+            string dir = r.GetValue(data) ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", "run");
+            int s = r.GetValue(seed) ?? Random.Shared.Next();
+            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, cancel)
+                .ConfigureAwait(false);
+        });
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, CancellationToken cancel)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        Console.WriteLine(FormattableString.Invariant(
+            $"omega run: {agentCount:N0} agents over loopback TCP, batch {batchWorkers} workers + service {serviceWorkers}, load {load}, {seconds:0.#} s, seed {seed}"));
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        Console.WriteLine($"  data: {dir} (FASTER journal, store and checkpoints; emptied at start)");
+
+        var totalClock = Stopwatch.StartNew();
+        using var store = CellStore.Open(new StorageOptions
+        {
+            DataDirectory = dir,
+            Cell = new CellOptions { Name = "omega-run", InitialNodeCapacity = agentCount },
+        });
+        var options = new SchedulingOptions { Seed = seed, DecisionSampleEvery = 16 };
+        options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = batchWorkers, QueueCapacity = 1_000_000 });
+        options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = serviceWorkers, QueueCapacity = 100_000 });
+        using var recorder = new LoadRecorder();
+        var engine = new SchedulingEngine(store.Cell, options);
+        var server = new OmegaServer(store.Cell, engine, new IPEndPoint(IPAddress.Loopback, 0), new ServerOptions { Publisher = new DurablePublisher(store) });
+        var probe = new BindLatencyProbe();
+        store.Cell.AddBindingListener(probe);
+        var durations = new System.Collections.Concurrent.ConcurrentDictionary<JobId, double>();
+        var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed))
+        {
+            DurationOf = job => durations.TryGetValue(job, out var d) ? d : null,
+            OnRunBinding = probe.Arrived,
+        };
+        int exit;
+        try
+        {
+            server.Start();
+            Console.WriteLine($"  server: {server.EndPoint}; registering {agentCount:N0} agents...");
+            await fleet.StartAsync(cancel).ConfigureAwait(false);
+            Console.WriteLine(FormattableString.Invariant($"  {fleet.Connected:N0} agents registered in {totalClock.Elapsed.TotalSeconds:0.0} s; cell holds {store.Cell.NodeCount:N0} nodes"));
+            engine.Start();
+
+            var workload = new SyntheticWorkload(LoadRun.DefaultMix(load), seed);
+            Console.WriteLine($"  workload: {workload.Describe}");
+            var clock = Stopwatch.StartNew();
+            long submitted = 0, nextJob = 1, lastPlacements = 0, lastReceived = 0;
+            double nextSample = 1;
+            bool have = workload.TryNext(out var next);
+            while (!cancel.IsCancellationRequested && clock.Elapsed.TotalSeconds < seconds)
+            {
+                double now = clock.Elapsed.TotalSeconds;
+                while (have && next.At <= now)
+                {
+                    var spec = new JobSpec(new JobId(nextJob++), new TenantId(next.Tenant), next.Priority, next.Tasks, next.PerTask, next.Gang);
+                    durations[spec.Id] = next.Duration;
+                    if (engine.Submit(spec, next.Scheduler).Accepted) submitted++;
+                    have = workload.TryNext(out next);
+                }
+                if (now >= nextSample)
+                {
+                    long p = recorder.TotalPlacements, rcv = fleet.Received;
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"  t={now,5:0.0}s  placements/s={p - lastPlacements,9:N0}  bindings delivered/s={rcv - lastReceived,9:N0}  durable v{store.DurableVersion:N0} of v{store.Cell.Version:N0}  queue={engine.QueueDepth("batch") + engine.QueueDepth("service"):N0}"));
+                    lastPlacements = p;
+                    lastReceived = rcv;
+                    nextSample += 1;
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Clamp(((have ? next.At : nextSample) - clock.Elapsed.TotalSeconds) * 1000, 0, 5)), CancellationToken.None).ConfigureAwait(false);
+            }
+            double elapsed = clock.Elapsed.TotalSeconds;
+            await engine.DisposeAsync().ConfigureAwait(false);
+            // Let the bind path deliver what was committed before the end (bounded wait).
+            var settle = Stopwatch.StartNew();
+            while (fleet.Received < recorder.TotalPlacements && settle.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
+
+            var bind = LatencySummary.From(probe.Latency);
+            var commit = LatencySummary.From(recorder.Commit);
+            var (util, live) = Utilization(store.Cell);
+            var audit = store.Cell.Audit();
+            string Ms(double us) => double.IsNaN(us) ? "-" : (us / 1000).ToString("0.00", ci) + " ms";
+
+            var t = new Table().Title("omega run").AddColumn("figure").AddColumn(new TableColumn("value").RightAligned()).AddColumn("note");
+            t.AddRow("placements/s", FormattableString.Invariant($"{recorder.TotalPlacements / elapsed:N0}"), FormattableString.Invariant($"{recorder.TotalPlacements:N0} placements in {elapsed:0.0} s, {submitted:N0} jobs submitted"));
+            t.AddRow("bindings delivered to agents", FormattableString.Invariant($"{fleet.Received:N0}"), FormattableString.Invariant($"over loopback TCP, after durability; {fleet.Completed:N0} tasks completed by agents"));
+            t.AddRow("bind latency p50 / p99 / p99.9", $"{Ms(bind.P50)} / {Ms(bind.P99)} / {Ms(bind.P999)}", "commit to agent (includes the FASTER group commit)");
+            t.AddRow("commit latency p50 / p99", $"{Ms(commit.P50)} / {Ms(commit.P99)}", "in-memory commit of a scheduler transaction");
+            foreach (var k in options.Kinds)
+            {
+                var tally = recorder.Schedulers.GetValueOrDefault(k.Name) ?? new SchedulerTally();
+                var (useful, wasted) = engine.Busyness(k.Name);
+                t.AddRow(Markup.Escape($"[{k.Name}] conflict fraction"), FormattableString.Invariant($"{tally.ConflictFraction:0.0000}"),
+                    FormattableString.Invariant($"{tally.Conflicted:N0} conflicted / {tally.Clean:N0} clean transactions; busyness {useful + wasted:P1} ({wasted:P1} wasted)"));
+            }
+            t.AddRow("cpu utilization", FormattableString.Invariant($"{util:P1}"), FormattableString.Invariant($"{live:N0} live bindings on {agentCount:N0} nodes"));
+            t.AddRow("durability", FormattableString.Invariant($"v{store.DurableVersion:N0}"), FormattableString.Invariant($"of cell v{store.Cell.Version:N0} durable in {dir}"));
+            t.AddRow("invariants", audit.Count == 0 ? "ok" : "VIOLATED",
+                Markup.Escape(audit.Count == 0 ? "no node over capacity, no task bound twice" : string.Join("; ", audit.Take(3))));
+            if (Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = 140;
+            AnsiConsole.Write(t);
+            exit = audit.Count == 0 ? 0 : 3;
+        }
+        finally
+        {
+            await fleet.DisposeAsync().ConfigureAwait(false);
+            await server.DisposeAsync().ConfigureAwait(false);
+            store.Cell.RemoveBindingListener(probe);
+            await engine.DisposeAsync().ConfigureAwait(false);
+            engine.Dispose();
+        }
+        return exit;
+    }
+
+    private static (double Cpu, int Live) Utilization(Cell cell)
+    {
+        var snap = cell.Snapshot();
+        double used = 0, cap = 0;
+        int live = 0;
+        for (int i = 0; i < snap.NodeCount; i++)
+        {
+            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
+            used += v.Allocated.CpuMillis;
+            cap += v.Capacity.CpuMillis;
+            live += v.TaskCount;
+        }
+        return (cap == 0 ? 0 : used / cap, live);
+    }
+}

@@ -1,0 +1,152 @@
+using System.CommandLine;
+using System.Net;
+using System.Runtime.InteropServices;
+using Omega.Cells;
+using Omega.Cli.Fleet;
+using Omega.Cli.Load;
+using Omega.Scheduling;
+using Omega.Server;
+using Omega.Storage;
+
+namespace Omega.Cli.Run;
+
+/// <summary>
+/// <c>omega serve</c>: the engine with its TCP server and a FASTER store, until Ctrl+C or SIGTERM; then a clean
+/// shutdown (stop accepting, stop the workers, checkpoint, close). And <c>omega agents</c>: a simulated fleet against a
+/// running server.
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen") { Description = "Address and port to listen on.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var data = new Option<string?>("--data") { Description = "Data directory (default: the user's local data folder, omega/default)." };
+        var inMemory = new Option<bool>("--in-memory") { Description = "Keep the cell in memory only (nothing survives a restart)." };
+        var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
+        var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
+        {
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort,
+        };
+        cmd.SetAction(async (r, cancel) =>
+        {
+            if (!IPEndPoint.TryParse(r.GetValue(listen)!, out var endpoint))
+            {
+                Console.Error.WriteLine($"omega serve: --listen must be ADDRESS:PORT, not '{r.GetValue(listen)}'");
+                return 2;
+            }
+            if (r.GetValue(batchWorkers) is < 1 or > 256 || r.GetValue(serviceWorkers) is < 1 or > 256)
+            {
+                Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
+                return 2;
+            }
+            using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
+            ICellStore store;
+            try
+            {
+                store = r.GetValue(inMemory) ? CellStore.InMemory(new CellOptions { Name = "default" })
+                    : CellStore.Open(new StorageOptions { DataDirectory = r.GetValue(data) });
+            }
+            catch (StorageCorruptionException e)
+            {
+                Console.Error.WriteLine($"omega serve: recovery refused: {e.Message} (see docs/storage.md, 'when recovery refuses a file')");
+                return 4;
+            }
+            using (store)
+            {
+                var rec = store.Recovery;
+                Console.WriteLine(store.IsPersistent
+                    ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
+                    : "omega serve: in-memory cell");
+                var options = new SchedulingOptions();
+                options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = r.GetValue(batchWorkers), QueueCapacity = 1_000_000 });
+                options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = r.GetValue(serviceWorkers), QueueCapacity = 100_000 });
+                var engine = new SchedulingEngine(store.Cell, options);
+                OmegaServer server;
+                try
+                {
+                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct) });
+                    server.Start();
+                }
+                catch (System.Net.Sockets.SocketException e)
+                {
+                    Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
+                    await engine.DisposeAsync().ConfigureAwait(false);
+                    return 1;
+                }
+                engine.Start();
+                Console.WriteLine($"omega serve: listening on {server.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
+
+                var stopped = new TaskCompletionSource();
+                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
+                using var reg = cancel.Register(() => stopped.TrySetResult()); // Ctrl+C: System.CommandLine cancels the action
+                await stopped.Task.ConfigureAwait(false);
+
+                Console.WriteLine("omega serve: stopping");
+                await server.DisposeAsync().ConfigureAwait(false);
+                await engine.DisposeAsync().ConfigureAwait(false);
+                await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
+                Console.WriteLine($"omega serve: checkpointed at cell v{store.Cell.Version:N0}; closed");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    public static Command CreateAgents()
+    {
+        var connect = new Option<string>("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var count = new Option<int>("--count") { Description = "Agents to run (one node and one connection each).", DefaultValueFactory = _ => 100 };
+        var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 32 };
+        var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 128 };
+        var racks = new Option<int>("--racks") { Description = "Failure domains the nodes are spread over.", DefaultValueFactory = _ => 10 };
+        var taskSeconds = new Option<double>("--task-seconds") { Description = "Mean task run time (exponential).", DefaultValueFactory = _ => 10 };
+        var seconds = new Option<double?>("--seconds") { Description = "Stop after this long (default: until Ctrl+C)." };
+        var prefix = new Option<string>("--name-prefix") { Description = "Node names are PREFIX-NNNNNN.", DefaultValueFactory = _ => "agent" };
+        var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
+        var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
+        {
+            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed,
+        };
+        cmd.SetAction(async (r, cancel) =>
+        {
+            if (!IPEndPoint.TryParse(r.GetValue(connect)!, out var endpoint))
+            {
+                Console.Error.WriteLine($"omega agents: --connect must be ADDRESS:PORT, not '{r.GetValue(connect)}'");
+                return 2;
+            }
+            if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
+            {
+                Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
+                return 2;
+            }
+            // Fail fast with one line when nothing listens there, instead of agents retrying forever.
+            try
+            {
+                using var probe = new System.Net.Sockets.TcpClient();
+                await probe.ConnectAsync(endpoint, cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
+            {
+                Console.Error.WriteLine($"omega agents: cannot reach the server at {endpoint}: {e.Message}");
+                return 1;
+            }
+            int s = r.GetValue(seed) ?? Random.Shared.Next();
+            await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!));
+            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {endpoint}, seed {s}");
+            await fleet.StartAsync(cancel).ConfigureAwait(false);
+            Console.WriteLine($"omega agents: {fleet.Connected:N0} registered");
+            var until = r.GetValue(seconds) is { } sec ? DateTime.UtcNow.AddSeconds(sec) : DateTime.MaxValue;
+            while (!cancel.IsCancellationRequested && DateTime.UtcNow < until)
+            {
+                try { await Task.Delay(1000, cancel).ConfigureAwait(false); }
+                catch (OperationCanceledException) { break; }
+                Console.WriteLine($"  connected {fleet.Connected:N0}  bindings {fleet.Received:N0}  stops {fleet.Stops:N0}  completed {fleet.Completed:N0}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

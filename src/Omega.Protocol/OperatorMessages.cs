@@ -1,0 +1,248 @@
+using MessagePack;
+
+namespace Omega.Protocol;
+
+/// <summary>What an <see cref="MessageType.Inspect"/> request reads.</summary>
+public enum InspectTarget : byte
+{
+    /// <summary>One line per node: name, status, allocated and capacity, task count.</summary>
+    Nodes = 0,
+
+    /// <summary>One line per live binding: task, node, resources, generation.</summary>
+    Allocations = 1,
+
+    /// <summary>Scheduler and cell statistics: outcome counters, queue depth, busyness per scheduler kind.</summary>
+    Stats = 2,
+}
+
+/// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>
+public enum OperateKind : byte
+{
+    /// <summary>Apply the journal to the store and take a checkpoint (a no-op on an in-memory cell).</summary>
+    Checkpoint = 0,
+
+    /// <summary>Set the node named by the target to draining: no new bindings; its tasks keep running.</summary>
+    DrainNode = 1,
+}
+
+/// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>
+public enum OperateStatus : byte
+{
+    /// <summary>Done.</summary>
+    Ok = 0,
+
+    /// <summary>No node of that name.</summary>
+    UnknownNode = 1,
+
+    /// <summary>This server cannot do it (for example no store to checkpoint).</summary>
+    Unsupported = 2,
+
+    /// <summary>It was tried and failed; the message says why.</summary>
+    Failed = 3,
+}
+
+/// <summary>Explain: key 0 task id [job, index].</summary>
+internal struct Explain : IWireMessage<Explain>
+{
+    public TaskId Task;
+
+    public static MessageType Type => MessageType.Explain;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(1);
+        w.Write(0); Codec.WriteTask(ref w, Task);
+    }
+
+    public static Explain Read(ref MessagePackReader r)
+    {
+        var m = default(Explain);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Task = Codec.ReadTask(ref r); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>ExplainReply: key 0 found (bool), key 1 text (the decision record, multi-line).</summary>
+internal struct ExplainReply : IWireMessage<ExplainReply>
+{
+    public bool Found;
+    public string Text;
+
+    public static MessageType Type => MessageType.ExplainReply;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(Found);
+        w.Write(1); w.Write(Text ?? "");
+    }
+
+    public static ExplainReply Read(ref MessagePackReader r)
+    {
+        var m = new ExplainReply { Text = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Found = r.ReadBoolean(); break;
+                case 1: m.Text = Codec.ReadString(ref r, 64 * 1024); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>Inspect: key 0 target (<see cref="InspectTarget"/>), key 1 maximum lines (1-10,000).</summary>
+internal struct Inspect : IWireMessage<Inspect>
+{
+    public InspectTarget Target;
+    public int Limit;
+
+    public static MessageType Type => MessageType.Inspect;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write((byte)Target);
+        w.Write(1); w.Write(Limit);
+    }
+
+    public static Inspect Read(ref MessagePackReader r)
+    {
+        var m = default(Inspect);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Target = (InspectTarget)r.ReadByte(); break;
+                case 1: m.Limit = r.ReadInt32(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>InspectReply: key 0 total (how many lines exist), key 1 lines (array of strings, at most the limit).</summary>
+internal struct InspectReply : IWireMessage<InspectReply>
+{
+    /// <summary>Most lines a reply carries, whatever the limit asked (bounds the reply frame).</summary>
+    public const int MaxLines = 10_000;
+
+    public int Total;
+    public IReadOnlyList<string> Lines;
+
+    public static MessageType Type => MessageType.InspectReply;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(Total);
+        var lines = Lines ?? Array.Empty<string>();
+        w.Write(1); w.WriteArrayHeader(lines.Count);
+        foreach (var l in lines) w.Write(l);
+    }
+
+    public static InspectReply Read(ref MessagePackReader r)
+    {
+        var m = new InspectReply { Lines = Array.Empty<string>() };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Total = r.ReadInt32(); break;
+                case 1:
+                    int count = Codec.ReadArray(ref r, MaxLines);
+                    var lines = new string[count];
+                    for (int j = 0; j < count; j++) lines[j] = Codec.ReadString(ref r, 4096);
+                    Codec.EndContainer(ref r);
+                    m.Lines = lines;
+                    break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode; empty otherwise).</summary>
+internal struct Operate : IWireMessage<Operate>
+{
+    public OperateKind Kind;
+    public string Target;
+
+    public static MessageType Type => MessageType.Operate;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write((byte)Kind);
+        w.Write(1); w.Write(Target ?? "");
+    }
+
+    public static Operate Read(ref MessagePackReader r)
+    {
+        var m = new Operate { Target = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Kind = (OperateKind)r.ReadByte(); break;
+                case 1: m.Target = Codec.ReadString(ref r, 256); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>OperateReply: key 0 status (<see cref="OperateStatus"/>), key 1 message.</summary>
+internal struct OperateReply : IWireMessage<OperateReply>
+{
+    public OperateStatus Status;
+    public string Message;
+
+    public static MessageType Type => MessageType.OperateReply;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write((byte)Status);
+        w.Write(1); w.Write(Message ?? "");
+    }
+
+    public static OperateReply Read(ref MessagePackReader r)
+    {
+        var m = new OperateReply { Message = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Status = (OperateStatus)r.ReadByte(); break;
+                case 1: m.Message = Codec.ReadString(ref r, 4096); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}

@@ -1,0 +1,17 @@
+using Omega.Cells;
+
+namespace Omega.Storage;
+
+/// <summary>Opens cell stores.</summary>
+public static class CellStore
+{
+    /// <summary>
+    /// Opens (creating it if needed) the durable store in <see cref="StorageOptions.DataDirectory"/> and recovers the cell:
+    /// the current checkpoint, then the journal after it. Throws <see cref="StorageCorruptionException"/> naming the file
+    /// when a checkpoint or the middle of the journal is damaged; a torn final journal chunk is discarded with a warning.
+    /// </summary>
+    public static ICellStore Open(StorageOptions? options = null) => FasterCellStore.Open(options ?? new StorageOptions());
+
+    /// <summary>An in-memory store behind the same interface: nothing persists, everything is durable at once.</summary>
+    public static ICellStore InMemory(CellOptions? options = null) => new InMemoryCellStore(options);
+}

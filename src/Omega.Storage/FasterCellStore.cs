@@ -1,0 +1,282 @@
+using System.Diagnostics;
+using FASTER.core;
+using Omega.Cells;
+using Omega.Storage.Log;
+using Omega.Storage.State;
+
+namespace Omega.Storage;
+
+/// <summary>
+/// The durable cell store on FASTER. Layout of the data directory:
+/// <c>LOCK</c> (one process at a time), <c>journal/journal.log.N</c> (FasterLog segments) with <c>journal/commits/</c>
+/// (FasterLog commit metadata), <c>store/store.log.N</c> (FasterKV log) and <c>checkpoints/</c> (FasterKV checkpoints,
+/// Omega manifests, <c>CURRENT</c>).
+/// </summary>
+internal sealed class FasterCellStore : ICellStore
+{
+    private readonly StorageOptions _options;
+    private readonly FileStream _lockFile;
+    private readonly IDevice _logDevice;
+    private readonly FasterLog _log;
+    private readonly StateStore _state;
+    private readonly GroupCommitJournal _journal;
+    private readonly JournalReader _applyReader;
+    private readonly Lock _checkpointLock = new();
+    private readonly ManualResetEventSlim _stop = new(false);
+    private Thread? _checkpointer;
+    private long _appliedAddress;
+    private long _appliedChunkSeq;
+    private long _appliedSeq;
+    private long _appliedVersion;
+    private bool _disposed;
+
+    private FasterCellStore(StorageOptions options, FileStream lockFile, IDevice logDevice, FasterLog log, StateStore state, GroupCommitJournal journal,
+        JournalReader applyReader, Cell cell, RecoveryReport report, StorageMetrics metrics, CheckpointPosition applied)
+    {
+        _options = options;
+        _lockFile = lockFile;
+        _logDevice = logDevice;
+        _log = log;
+        _state = state;
+        _journal = journal;
+        _applyReader = applyReader;
+        Cell = cell;
+        Recovery = report;
+        Metrics = metrics;
+        _appliedAddress = applied.ReplayAddress;
+        _appliedChunkSeq = applied.LastChunkSequence;
+        _appliedSeq = applied.Sequence;
+        _appliedVersion = applied.CellVersion;
+    }
+
+    public Cell Cell { get; }
+
+    public bool IsPersistent => true;
+
+    public long DurableSequence => _journal.DurableSequence;
+
+    public long DurableVersion => _journal.DurableVersion;
+
+    public RecoveryReport Recovery { get; }
+
+    public StorageMetrics Metrics { get; }
+
+    /// <summary>The data directory.</summary>
+    public string DataDirectory => _options.ResolveDataDirectory();
+
+    public static FasterCellStore Open(StorageOptions options)
+    {
+        var total = Stopwatch.StartNew();
+        string dir = options.ResolveDataDirectory();
+        string journalDir = Path.Combine(dir, "journal");
+        string storeDir = Path.Combine(dir, "store");
+        string checkpointDir = Path.Combine(dir, "checkpoints");
+        Directory.CreateDirectory(journalDir);
+        Directory.CreateDirectory(storeDir);
+        Directory.CreateDirectory(checkpointDir);
+        // One process per data directory: two writers would interleave journals. The lock dies with the process.
+        var lockFile = new FileStream(Path.Combine(dir, "LOCK"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        IDevice? logDevice = null;
+        FasterLog? log = null;
+        StateStore? state = null;
+        var metrics = new StorageMetrics(options.Cell.Name);
+        try
+        {
+            string logBase = Path.Combine(journalDir, "journal.log");
+            JournalGeometry.Apply(journalDir, options);
+            logDevice = Devices.CreateLogDevice(logBase, preallocateFile: false, deleteOnClose: false, recoverDevice: true);
+            string commitDir = Path.Combine(journalDir, "commits");
+            try
+            {
+                log = new FasterLog(new FasterLogSettings
+                {
+                    LogDevice = logDevice,
+                    PageSizeBits = options.JournalPageSizeBits,
+                    MemorySizeBits = options.JournalMemorySizeBits,
+                    SegmentSizeBits = options.JournalSegmentSizeBits,
+                    LogCommitDir = commitDir,
+                    TryRecoverLatest = true,
+                });
+            }
+            catch (Exception e) when (e is FasterException or IOException or InvalidOperationException or ArgumentException or FormatException)
+            {
+                throw new StorageCorruptionException($"journal commit metadata in {commitDir} could not be recovered: {e.Message}", commitDir, e);
+            }
+            state = new StateStore(options, storeDir, checkpointDir);
+            using var restorer = new CellRestorer(options.Cell);
+            var loadClock = Stopwatch.StartNew();
+            var loaded = state.LoadInto(restorer);
+            var loadTime = loadClock.Elapsed;
+            var position = loaded?.Position ?? new CheckpointPosition(0, 0, log.BeginAddress, 0);
+            if (position.ReplayAddress < log.BeginAddress)
+                throw new StorageCorruptionException($"the journal {logBase} begins at address {log.BeginAddress}, after the checkpoint's replay address {position.ReplayAddress}: records are missing", logBase);
+            var reader = new JournalReader(log, logBase, options.JournalSegmentSizeBits);
+            var replayClock = Stopwatch.StartNew();
+            long replayed = 0;
+            try
+            {
+                reader.Read(position.ReplayAddress, log.CommittedUntilAddress, position.LastChunkSequence, rec =>
+                {
+                    if (restorer.Replay(rec)) replayed++;
+                });
+            }
+            catch (Exception e) when (e is InvalidDataException or FormatException)
+            {
+                throw new StorageCorruptionException($"journal {logBase}: {e.Message}", logBase, e);
+            }
+            var replayTime = replayClock.Elapsed;
+            foreach (var w in reader.Warnings)
+            {
+                options.Warning(w);
+                metrics.TornTail();
+            }
+            Cell cell;
+            try
+            {
+                cell = restorer.Complete();
+            }
+            catch (InvalidDataException e)
+            {
+                throw new StorageCorruptionException($"stored state in {dir} is inconsistent: {e.Message}", dir, e);
+            }
+            var journal = new GroupCommitJournal(log, options, reader.LastChunkSequence + 1, cell.JournalSequence, cell.Version, metrics);
+            cell.AttachJournal(journal);
+            journal.Start();
+            var report = new RecoveryReport
+            {
+                FromCheckpoint = loaded is not null,
+                CheckpointToken = loaded?.Token ?? Guid.Empty,
+                CheckpointEntries = loaded?.Entries ?? 0,
+                RecordsReplayed = replayed,
+                Allocations = cell.AllocationCount,
+                CellVersion = cell.Version,
+                Sequence = cell.JournalSequence,
+                CheckpointLoadTime = loadTime,
+                ReplayTime = replayTime,
+                TotalTime = total.Elapsed,
+                Warnings = reader.Warnings.ToArray(),
+                ReplayFromAddress = position.ReplayAddress,
+                JournalBeginAddress = log.BeginAddress,
+                JournalCommittedAddress = log.CommittedUntilAddress,
+            };
+            var store = new FasterCellStore(options, lockFile, logDevice, log, state, journal,
+                new JournalReader(log, logBase, options.JournalSegmentSizeBits), cell, report, metrics, position);
+            store.StartCheckpointer();
+            return store;
+        }
+        catch
+        {
+            state?.Dispose();
+            log?.Dispose();
+            logDevice?.Dispose();
+            lockFile.Dispose();
+            metrics.Dispose();
+            throw;
+        }
+    }
+
+    private void StartCheckpointer()
+    {
+        if (_options.CheckpointInterval is not { } interval || interval <= TimeSpan.Zero) return;
+        _checkpointer = new Thread(() =>
+        {
+            while (!_stop.Wait(interval))
+            {
+                try
+                {
+                    CheckpointNow();
+                }
+#pragma warning disable CA1031 // a failed periodic checkpoint is reported and retried; the journal still holds everything
+                catch (Exception e)
+#pragma warning restore CA1031
+                {
+                    _options.Warning($"checkpoint failed: {e.Message}");
+                }
+            }
+        }) { IsBackground = true, Name = "omega-checkpointer" };
+        _checkpointer.Start();
+    }
+
+    /// <summary>Applies the committed journal tail to the store, checkpoints it, and truncates the journal up to it.</summary>
+    internal void CheckpointNow()
+    {
+        lock (_checkpointLock)
+        {
+            if (_disposed) return;
+            long until = _log.CommittedUntilAddress;
+            _applyReader.Read(_appliedAddress, until, _appliedChunkSeq, rec =>
+            {
+                var (_, seq, version) = CellRecord.ReadHeader(rec);
+                if (seq <= _appliedSeq) return;
+                _state.Apply(rec);
+                _appliedSeq = seq;
+                _appliedVersion = version;
+            });
+            if (until > _appliedAddress) _appliedChunkSeq = _applyReader.LastChunkSequence;
+            _appliedAddress = Math.Max(_appliedAddress, until);
+            _state.Checkpoint(new CheckpointPosition(_appliedVersion, _appliedSeq, _appliedAddress, _appliedChunkSeq));
+            // Only what a completed checkpoint covers may go: everything before the replay address is in the store now.
+            // Page-aligned: truncating into the middle of a page made FasterLog 2.6.5 recover that page as empty (a lost tail).
+            _log.TruncateUntilPageStart(_appliedAddress);
+            Metrics.CheckpointCompleted();
+        }
+    }
+
+    public ValueTask WaitForDurableAsync(long sequence, CancellationToken cancellationToken = default)
+        => _journal.WaitForSequenceAsync(sequence, cancellationToken);
+
+    public ValueTask WaitForVersionAsync(long cellVersion, CancellationToken cancellationToken = default)
+    {
+        if (cellVersion <= _journal.DurableVersion) return ValueTask.CompletedTask;
+        if (cellVersion > Cell.Version) throw new ArgumentOutOfRangeException(nameof(cellVersion), $"the cell has not reached version {cellVersion} (it is at {Cell.Version})");
+        // Every record up to the current sequence covers every version up to the current one.
+        return _journal.WaitForSequenceAsync(Cell.JournalSequence, cancellationToken);
+    }
+
+    public ValueTask<CommitResult> CommitDurableAsync(Transaction transaction, CancellationToken cancellationToken = default)
+    {
+        var result = Cell.Commit(transaction).Detach();
+        var wait = _journal.WaitForSequenceAsync(Cell.JournalSequence, cancellationToken);
+        if (wait.IsCompletedSuccessfully) return ValueTask.FromResult(result);
+        return Await(wait, result);
+
+        static async ValueTask<CommitResult> Await(ValueTask wait, CommitResult result)
+        {
+            await wait.ConfigureAwait(false);
+            return result;
+        }
+    }
+
+    public ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
+        => new(Task.Run(CheckpointNow, cancellationToken));
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _stop.Set();
+        _checkpointer?.Join();
+        _journal.Stop();
+        if (_options.CheckpointOnDispose)
+        {
+            try
+            {
+                CheckpointNow();
+            }
+#pragma warning disable CA1031 // the journal holds everything; a failed final checkpoint only makes the next open replay more
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _options.Warning($"final checkpoint failed: {e.Message}");
+            }
+        }
+        lock (_checkpointLock) _disposed = true;
+        _journal.Dispose();
+        _state.Dispose();
+        _log.Dispose();
+        _logDevice.Dispose();
+        _lockFile.Dispose();
+        _stop.Dispose();
+        Cell.Dispose();
+        Metrics.Dispose();
+    }
+}

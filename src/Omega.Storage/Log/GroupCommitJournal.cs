@@ -1,0 +1,215 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using FASTER.core;
+using Omega.Cells;
+
+namespace Omega.Storage.Log;
+
+/// <summary>
+/// The cell's journal on FasterLog with group commit. <see cref="Append"/> (under the cell's commit lock) only copies the
+/// record into the pending buffer; one committer thread swaps that buffer out every group-commit window (or sooner when
+/// the batch fills), writes it to FasterLog as checksummed chunks, commits, and then advances the durable watermark and
+/// completes the waiters of that group. While one group commits the next one fills.
+/// </summary>
+internal sealed class GroupCommitJournal : ICellJournal, IDisposable
+{
+    private readonly FasterLog _log;
+    private readonly StorageOptions _options;
+    private readonly int _maxChunkPayload;
+    private readonly Lock _bufLock = new();
+    private readonly ManualResetEventSlim _wake = new(false);
+    private readonly Thread _committer;
+    private readonly StorageMetrics _metrics;
+
+    // Pending group (guarded by _bufLock).
+    private byte[] _pending;
+    private int _pendingLength;
+    private int _pendingRecords;
+    private long _pendingLastSeq;
+    private long _pendingLastVersion;
+    private TaskCompletionSource _nextGroup = NewGroup();
+
+    // The group being committed (guarded by _bufLock for readers; written by the committer).
+    private long _inflightLastSeq;
+    private TaskCompletionSource? _inflightGroup;
+
+    private byte[] _spare;
+    private byte[] _chunk;
+    private long _nextChunkSeq;
+    private long _durableSeq;
+    private long _durableVersion;
+    private volatile int _pendingBytesVolatile;
+    private volatile bool _stopping;
+    private Exception? _failure;
+
+    public GroupCommitJournal(FasterLog log, StorageOptions options, long nextChunkSeq, long durableSeq, long durableVersion, StorageMetrics metrics)
+    {
+        _log = log;
+        _options = options;
+        _metrics = metrics;
+        _maxChunkPayload = Math.Max(4096, (1 << options.JournalPageSizeBits) / 2 - ChunkFormat.HeaderSize - 64);
+        int initial = Math.Max(64 * 1024, Math.Min(options.GroupCommitMaxBytes * 2, 16 << 20));
+        _pending = new byte[initial];
+        _spare = new byte[initial];
+        _chunk = new byte[ChunkFormat.HeaderSize + _maxChunkPayload];
+        _nextChunkSeq = nextChunkSeq;
+        _durableSeq = durableSeq;
+        _durableVersion = durableVersion;
+        _pendingLastSeq = durableSeq;
+        _pendingLastVersion = durableVersion;
+        _inflightLastSeq = durableSeq;
+        _committer = new Thread(CommitLoop) { IsBackground = true, Name = "omega-group-commit" };
+    }
+
+    public void Start() => _committer.Start();
+
+    /// <summary>The highest journal sequence known durable.</summary>
+    public long DurableSequence => Volatile.Read(ref _durableSeq);
+
+    /// <summary>The cell version of the last durable record.</summary>
+    public long DurableVersion => Volatile.Read(ref _durableVersion);
+
+    /// <summary>The next chunk sequence number (for tests and the checkpointer).</summary>
+    public long NextChunkSequence => Volatile.Read(ref _nextChunkSeq);
+
+    /// <inheritdoc />
+    public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record)
+    {
+        // Back-pressure: if the committer has fallen far behind, hold the cell's commit lock until it catches up.
+        // The committer never takes the cell lock, so this cannot deadlock.
+        if (_pendingBytesVolatile > _options.MaxPendingBytes) WaitForRoom();
+        bool signal;
+        lock (_bufLock)
+        {
+            int need = _pendingLength + 4 + record.Length;
+            if (need > _pending.Length) Array.Resize(ref _pending, Math.Max(_pending.Length * 2, need));
+            BinaryPrimitives.WriteInt32LittleEndian(_pending.AsSpan(_pendingLength), record.Length);
+            record.CopyTo(_pending.AsSpan(_pendingLength + 4));
+            _pendingLength = need;
+            _pendingRecords++;
+            _pendingLastSeq = sequence;
+            _pendingLastVersion = cellVersion;
+            _pendingBytesVolatile = need;
+            signal = _pendingRecords == _options.GroupCommitMaxRecords || (need >= _options.GroupCommitMaxBytes && need - 4 - record.Length < _options.GroupCommitMaxBytes);
+        }
+        if (signal) _wake.Set();
+    }
+
+    private void WaitForRoom()
+    {
+        _wake.Set();
+        var spin = new SpinWait();
+        while (_pendingBytesVolatile > _options.MaxPendingBytes && !_stopping && _failure is null) spin.SpinOnce();
+    }
+
+    /// <summary>Completes when every record up to <paramref name="sequence"/> is durable.</summary>
+    public ValueTask WaitForSequenceAsync(long sequence, CancellationToken cancellationToken)
+    {
+        if (sequence <= Volatile.Read(ref _durableSeq)) return ValueTask.CompletedTask;
+        Task t;
+        lock (_bufLock)
+        {
+            if (_failure is not null) return ValueTask.FromException(new IOException("the journal failed; nothing after its last commit is durable", _failure));
+            if (sequence <= Volatile.Read(ref _durableSeq)) return ValueTask.CompletedTask;
+            if (sequence > _pendingLastSeq) throw new ArgumentOutOfRangeException(nameof(sequence), $"sequence {sequence} was never appended (last {_pendingLastSeq})");
+            t = sequence <= _inflightLastSeq && _inflightGroup is not null ? _inflightGroup.Task : _nextGroup.Task;
+        }
+        if (!cancellationToken.CanBeCanceled) return new ValueTask(t);
+        return new ValueTask(t.WaitAsync(cancellationToken));
+    }
+
+    private static TaskCompletionSource NewGroup() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private void CommitLoop()
+    {
+        try
+        {
+            while (true)
+            {
+                _wake.Wait(_options.GroupCommitWindow);
+                _wake.Reset();
+                byte[] buf;
+                int len;
+                long lastSeq, lastVersion;
+                int records;
+                TaskCompletionSource group;
+                lock (_bufLock)
+                {
+                    if (_pendingLength == 0)
+                    {
+                        if (_stopping) return;
+                        continue;
+                    }
+                    buf = _pending;
+                    len = _pendingLength;
+                    records = _pendingRecords;
+                    lastSeq = _pendingLastSeq;
+                    lastVersion = _pendingLastVersion;
+                    group = _nextGroup;
+                    _pending = _spare;
+                    _pendingLength = 0;
+                    _pendingRecords = 0;
+                    _pendingBytesVolatile = 0;
+                    _inflightGroup = group;
+                    _inflightLastSeq = lastSeq;
+                    _nextGroup = NewGroup();
+                }
+                long start = Stopwatch.GetTimestamp();
+                WriteGroup(buf.AsSpan(0, len));
+                _log.Commit(spinWait: true);
+                _metrics.GroupCommitted(records, len, Stopwatch.GetElapsedTime(start));
+                lock (_bufLock)
+                {
+                    Volatile.Write(ref _durableVersion, lastVersion);
+                    Volatile.Write(ref _durableSeq, lastSeq);
+                    _inflightGroup = null;
+                }
+                group.TrySetResult();
+                _spare = buf;
+            }
+        }
+#pragma warning disable CA1031 // the committer thread must report any failure to the waiters instead of crashing the process
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            lock (_bufLock)
+            {
+                _failure = e;
+                _inflightGroup?.TrySetException(new IOException("journal commit failed", e));
+                _nextGroup.TrySetException(new IOException("journal commit failed", e));
+            }
+            _options.Warning($"journal committer stopped: {e}");
+        }
+    }
+
+    private void WriteGroup(ReadOnlySpan<byte> stream)
+    {
+        int offset = 0;
+        while (offset < stream.Length)
+        {
+            int n = Math.Min(_maxChunkPayload, stream.Length - offset);
+            bool last = offset + n == stream.Length;
+            var chunk = _chunk.AsSpan(0, ChunkFormat.HeaderSize + n);
+            stream.Slice(offset, n).CopyTo(chunk[ChunkFormat.HeaderSize..]);
+            ChunkFormat.WriteHeader(chunk, _nextChunkSeq, n, last ? ChunkFormat.LastInGroup : 0);
+            _log.Enqueue(chunk);
+            Volatile.Write(ref _nextChunkSeq, _nextChunkSeq + 1);
+            offset += n;
+        }
+    }
+
+    /// <summary>Flushes the last group and stops the committer.</summary>
+    public void Stop()
+    {
+        if (_stopping) return;
+        _stopping = true;
+        _wake.Set();
+        if (_committer.IsAlive) _committer.Join();
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        _wake.Dispose();
+    }
+}

@@ -1,0 +1,47 @@
+namespace Omega.Storage;
+
+/// <summary>What opening a store found and did.</summary>
+public sealed class RecoveryReport
+{
+    /// <summary>True when a checkpoint was loaded.</summary>
+    public bool FromCheckpoint { get; init; }
+
+    /// <summary>The checkpoint's token, when one was loaded.</summary>
+    public Guid CheckpointToken { get; init; }
+
+    /// <summary>Records loaded from the checkpoint's store (bindings, nodes, leases, quotas, idempotency entries).</summary>
+    public long CheckpointEntries { get; init; }
+
+    /// <summary>Journal records replayed after the checkpoint.</summary>
+    public long RecordsReplayed { get; init; }
+
+    /// <summary>Bindings in the recovered cell.</summary>
+    public int Allocations { get; init; }
+
+    /// <summary>The recovered cell version.</summary>
+    public long CellVersion { get; init; }
+
+    /// <summary>The recovered journal sequence.</summary>
+    public long Sequence { get; init; }
+
+    /// <summary>Time spent loading the checkpoint.</summary>
+    public TimeSpan CheckpointLoadTime { get; init; }
+
+    /// <summary>Time spent replaying the journal tail.</summary>
+    public TimeSpan ReplayTime { get; init; }
+
+    /// <summary>Total open time.</summary>
+    public TimeSpan TotalTime { get; init; }
+
+    /// <summary>The journal address replay started from (the checkpoint's replay address, or the journal's start).</summary>
+    public long ReplayFromAddress { get; init; }
+
+    /// <summary>The journal's first address on open.</summary>
+    public long JournalBeginAddress { get; init; }
+
+    /// <summary>The journal's committed end on open.</summary>
+    public long JournalCommittedAddress { get; init; }
+
+    /// <summary>Warnings (for example a torn final journal chunk that was discarded).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
+}

@@ -1,0 +1,50 @@
+using System.Buffers.Binary;
+
+namespace Omega.Storage.State;
+
+/// <summary>The kinds of entries in the materialized store; the first byte of every key.</summary>
+internal enum EntryKind : byte
+{
+    Meta = 0,
+    Node = 1,
+    NodeVersion = 2,
+    Allocation = 3,
+    Lease = 4,
+    Quota = 5,
+    Outcome = 6,
+}
+
+/// <summary>Key layouts (little-endian): kind:u8 followed by the entity's id.</summary>
+internal static class StateKeys
+{
+    public const int MaxKeySize = 17;
+
+    public static int Meta(Span<byte> k)
+    {
+        k[0] = (byte)EntryKind.Meta;
+        return 1;
+    }
+
+    public static int ById(Span<byte> k, EntryKind kind, int id)
+    {
+        k[0] = (byte)kind;
+        BinaryPrimitives.WriteInt32LittleEndian(k[1..], id);
+        return 5;
+    }
+
+    public static int Allocation(Span<byte> k, TaskId task)
+    {
+        k[0] = (byte)EntryKind.Allocation;
+        BinaryPrimitives.WriteInt64LittleEndian(k[1..], task.Job.Value);
+        BinaryPrimitives.WriteInt32LittleEndian(k[9..], task.Index);
+        return 13;
+    }
+
+    public static int Outcome(Span<byte> k, IdempotencyKey key)
+    {
+        k[0] = (byte)EntryKind.Outcome;
+        BinaryPrimitives.WriteUInt64LittleEndian(k[1..], key.High);
+        BinaryPrimitives.WriteUInt64LittleEndian(k[9..], key.Low);
+        return 17;
+    }
+}

@@ -1,0 +1,363 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using FASTER.core;
+using Omega.Cells;
+using Omega.Storage.Log;
+
+namespace Omega.Storage.State;
+
+/// <summary>Where a checkpoint stands in the journal.</summary>
+internal readonly record struct CheckpointPosition(long CellVersion, long Sequence, long ReplayAddress, long LastChunkSequence);
+
+/// <summary>
+/// The materialized store of record: a FasterKV holding nodes, node versions, bindings by task, scheduler leases and
+/// tokens, tenant quotas and idempotency outcomes, one entry each (see docs/storage.md for the layouts). It is fed
+/// journal records (it is an <see cref="ICellRecordVisitor"/>) by the checkpointer, never on the commit path, and is
+/// checkpointed with a manifest of file checksums so a damaged checkpoint is refused by name.
+/// </summary>
+/// <remarks>Single-threaded: the caller serializes every use (open, then the checkpointer thread).</remarks>
+internal sealed class StateStore : ICellRecordVisitor, IDisposable
+{
+    private const string CurrentFile = "CURRENT";
+
+    private readonly IDevice _device;
+    private readonly FasterKV<SpanByte, SpanByte> _store;
+    private readonly string _checkpointDir;
+    private readonly int _retention;
+    private readonly Queue<IdempotencyKey> _outcomeOrder = new();
+    private ClientSession<SpanByte, SpanByte, SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>>? _session;
+    private byte[] _value = GC.AllocateArray<byte>(4096, pinned: true);
+    private readonly byte[] _key = GC.AllocateArray<byte>(StateKeys.MaxKeySize, pinned: true);
+    private long _currentSequence;
+
+    public StateStore(StorageOptions options, string stateDir, string checkpointDir)
+    {
+        _checkpointDir = checkpointDir;
+        _retention = Math.Max(1, options.Cell.IdempotencyRetention);
+        _device = Devices.CreateLogDevice(Path.Combine(stateDir, "store.log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
+        _store = new FasterKV<SpanByte, SpanByte>(
+            options.StoreIndexBuckets,
+            new LogSettings
+            {
+                LogDevice = _device,
+                PageSizeBits = options.StorePageSizeBits,
+                MemorySizeBits = options.StoreMemorySizeBits,
+                SegmentSizeBits = options.StoreSegmentSizeBits,
+            },
+            new CheckpointSettings { CheckpointDir = checkpointDir, RemoveOutdated = false });
+    }
+
+    private ClientSession<SpanByte, SpanByte, SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>> Session
+        => _session ??= _store.For(new SpanByteFunctions<Empty>()).NewSession<SpanByteFunctions<Empty>>();
+
+    // ---------------------------------------------------------------- open
+
+    /// <summary>
+    /// Loads the current checkpoint (if any) into <paramref name="restorer"/> after verifying every checkpoint file
+    /// against its manifest. Returns the checkpoint's position, or null when there is none.
+    /// </summary>
+    public (CheckpointPosition Position, Guid Token, long Entries)? LoadInto(CellRestorer restorer)
+    {
+        string current = Path.Combine(_checkpointDir, CurrentFile);
+        if (!File.Exists(current)) return null;
+        string tokenText = File.ReadAllText(current).Trim();
+        if (!Guid.TryParse(tokenText, out var token)) throw new StorageCorruptionException($"checkpoint pointer {current} does not hold a checkpoint token", current);
+        var (position, files) = ReadManifest(token);
+        foreach (var (rel, length, crc) in files)
+        {
+            string path = Path.Combine(_checkpointDir, rel);
+            if (!File.Exists(path)) throw new StorageCorruptionException($"checkpoint file {path} is missing (listed in the manifest of checkpoint {token})", path);
+            var bytes = File.ReadAllBytes(path);
+            if (bytes.LongLength != length) throw new StorageCorruptionException($"checkpoint file {path} has {bytes.LongLength} bytes, its manifest says {length}", path);
+            if (Crc32C.Compute(bytes) != crc) throw new StorageCorruptionException($"checkpoint file {path} fails its checksum (manifest of checkpoint {token})", path);
+        }
+        try
+        {
+            _store.Recover(token);
+        }
+        catch (Exception e) when (e is FasterException or IOException or InvalidOperationException or ArgumentException or FormatException)
+        {
+            throw new StorageCorruptionException($"checkpoint {token} in {_checkpointDir} could not be recovered: {e.Message}", _checkpointDir, e);
+        }
+        restorer.SetCheckpointPosition(position.CellVersion, position.Sequence);
+        long entries = ScanInto(restorer);
+        return (position, token, entries);
+    }
+
+    private long ScanInto(CellRestorer restorer)
+    {
+        var order = new List<(long Order, IdempotencyKey Key)>();
+        var forgotten = new HashSet<IdempotencyKey>();
+        long n = 0;
+        using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
+        {
+            while (it.GetNext(out RecordInfo info))
+            {
+                if (info.Invalid) continue;
+                n++;
+                var k = it.GetKey().AsReadOnlySpan();
+                bool deleted = info.Tombstone;
+                var v = deleted ? default : it.GetValue().AsReadOnlySpan();
+                switch ((EntryKind)k[0])
+                {
+                    case EntryKind.Allocation:
+                    {
+                        var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
+                        if (deleted) restorer.Unbind(task);
+                        else restorer.Bind(DecodeAllocation(task, v));
+                        break;
+                    }
+                    case EntryKind.Node when !deleted:
+                        restorer.Node(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), CellRecord.DecodeSpec(v[9..]), (NodeStatus)v[0], BinaryPrimitives.ReadInt64LittleEndian(v[1..]));
+                        break;
+                    case EntryKind.NodeVersion when !deleted:
+                        restorer.NodeVersion(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), BinaryPrimitives.ReadInt64LittleEndian(v));
+                        break;
+                    case EntryKind.Lease when !deleted:
+                        restorer.Lease(new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v[17..]),
+                            new FencingToken(BinaryPrimitives.ReadInt64LittleEndian(v)), new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[8..]), TimeSpan.Zero), v[16] != 0);
+                        break;
+                    case EntryKind.Quota when !deleted:
+                        restorer.Quota(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
+                        break;
+                    case EntryKind.Outcome:
+                    {
+                        var key = new IdempotencyKey(BinaryPrimitives.ReadUInt64LittleEndian(k[1..]), BinaryPrimitives.ReadUInt64LittleEndian(k[9..]));
+                        if (deleted)
+                        {
+                            restorer.ForgetOutcome(key);
+                            forgotten.Add(key);
+                            break;
+                        }
+                        long ord = BinaryPrimitives.ReadInt64LittleEndian(v[21..]);
+                        int count = BinaryPrimitives.ReadInt32LittleEndian(v[29..]);
+                        restorer.RestoreOutcome(key, BinaryPrimitives.ReadUInt64LittleEndian(v), (TransactionStatus)v[8], BinaryPrimitives.ReadInt64LittleEndian(v[9..]),
+                            BinaryPrimitives.ReadInt32LittleEndian(v[17..]), MemoryMarshal.Cast<byte, ClaimStatus>(v.Slice(33, count)), ord);
+                        forgotten.Remove(key);
+                        order.Add((ord, key));
+                        break;
+                    }
+                    default:
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome)
+                            throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
+                        break;
+                }
+            }
+        }
+        // Rebuild the eviction order of the outcomes still remembered (oldest first), as the cell's index holds them.
+        order.Sort(static (a, b) => a.Order.CompareTo(b.Order));
+        var seen = new HashSet<IdempotencyKey>();
+        for (int i = order.Count - 1; i >= 0; i--)
+            if (forgotten.Contains(order[i].Key) || !seen.Add(order[i].Key)) order.RemoveAt(i);
+        foreach (var (_, key) in order) _outcomeOrder.Enqueue(key);
+        return n;
+    }
+
+    private static Allocation DecodeAllocation(TaskId task, ReadOnlySpan<byte> v)
+        => new(task, new NodeId(BinaryPrimitives.ReadInt32LittleEndian(v)), ReadResources(v[4..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(v[36..])),
+            BinaryPrimitives.ReadInt32LittleEndian(v[40..]), BinaryPrimitives.ReadInt64LittleEndian(v[44..]));
+
+    private static ResourceVector ReadResources(ReadOnlySpan<byte> v)
+        => new(BinaryPrimitives.ReadInt64LittleEndian(v), BinaryPrimitives.ReadInt64LittleEndian(v[8..]), BinaryPrimitives.ReadInt64LittleEndian(v[16..]), BinaryPrimitives.ReadInt64LittleEndian(v[24..]));
+
+    private static void WriteResources(Span<byte> s, ResourceVector r)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(s, r.CpuMillis);
+        BinaryPrimitives.WriteInt64LittleEndian(s[8..], r.MemoryBytes);
+        BinaryPrimitives.WriteInt64LittleEndian(s[16..], r.Gpus);
+        BinaryPrimitives.WriteInt64LittleEndian(s[24..], r.DiskBytes);
+    }
+
+    // ---------------------------------------------------------------- apply (ICellRecordVisitor)
+
+    /// <summary>Applies one journal record to the store.</summary>
+    public void Apply(ReadOnlySpan<byte> record) => CellRecord.Decode(record, this);
+
+    public void Begin(CellRecordKind kind, long sequence, long cellVersion) => _currentSequence = sequence;
+
+    public void Bind(in Allocation a)
+    {
+        var v = Value(52);
+        BinaryPrimitives.WriteInt32LittleEndian(v, a.Node.Value);
+        WriteResources(v[4..], a.Resources);
+        BinaryPrimitives.WriteInt32LittleEndian(v[36..], a.Tenant.Value);
+        BinaryPrimitives.WriteInt32LittleEndian(v[40..], a.Priority);
+        BinaryPrimitives.WriteInt64LittleEndian(v[44..], a.Generation);
+        Upsert(StateKeys.Allocation(_key, a.Task), 52);
+    }
+
+    public void Unbind(TaskId task) => Delete(StateKeys.Allocation(_key, task));
+
+    public void NodeVersion(NodeId node, long nodeVersion)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(Value(8), nodeVersion);
+        Upsert(StateKeys.ById(_key, EntryKind.NodeVersion, node.Value), 8);
+    }
+
+    public void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion)
+    {
+        var specBytes = CellRecord.EncodeSpec(spec);
+        var v = Value(9 + specBytes.Length);
+        v[0] = (byte)status;
+        BinaryPrimitives.WriteInt64LittleEndian(v[1..], nodeVersion);
+        specBytes.CopyTo(v[9..]);
+        Upsert(StateKeys.ById(_key, EntryKind.Node, node.Value), 9 + specBytes.Length);
+        NodeVersion(node, nodeVersion);
+    }
+
+    public void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
+    {
+        int len = 33 + claims.Length;
+        var v = Value(len);
+        BinaryPrimitives.WriteUInt64LittleEndian(v, transactionHash);
+        v[8] = (byte)status;
+        BinaryPrimitives.WriteInt64LittleEndian(v[9..], resultVersion);
+        BinaryPrimitives.WriteInt32LittleEndian(v[17..], applied);
+        BinaryPrimitives.WriteInt64LittleEndian(v[21..], _currentSequence);
+        BinaryPrimitives.WriteInt32LittleEndian(v[29..], claims.Length);
+        MemoryMarshal.AsBytes(claims).CopyTo(v[33..]);
+        Upsert(StateKeys.Outcome(_key, key), len);
+        // Mirror the cell's bounded index: forget the oldest outcome once more than the retention are remembered.
+        _outcomeOrder.Enqueue(key);
+        while (_outcomeOrder.Count > _retention) Delete(StateKeys.Outcome(_key, _outcomeOrder.Dequeue()));
+    }
+
+    public void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released)
+    {
+        int nameLen = Encoding.UTF8.GetByteCount(name);
+        var v = Value(17 + nameLen);
+        BinaryPrimitives.WriteInt64LittleEndian(v, token.Value);
+        BinaryPrimitives.WriteInt64LittleEndian(v[8..], expiresAt.UtcTicks);
+        v[16] = released ? (byte)1 : (byte)0;
+        Encoding.UTF8.GetBytes(name, v[17..]);
+        Upsert(StateKeys.ById(_key, EntryKind.Lease, id.Value), 17 + nameLen);
+    }
+
+    public void Quota(TenantId tenant, ResourceVector? limit)
+    {
+        var v = Value(33);
+        v[0] = limit.HasValue ? (byte)1 : (byte)0;
+        WriteResources(v[1..], limit ?? default);
+        Upsert(StateKeys.ById(_key, EntryKind.Quota, tenant.Value), 33);
+    }
+
+    private Span<byte> Value(int n)
+    {
+        if (_value.Length < n) _value = GC.AllocateArray<byte>(Math.Max(n, _value.Length * 2), pinned: true);
+        return _value.AsSpan(0, n);
+    }
+
+    private void Upsert(int keyLength, int valueLength)
+    {
+        // Both buffers are pinned arrays, so SpanByte may point at them.
+        var key = SpanByte.FromFixedSpan(_key.AsSpan(0, keyLength));
+        var value = SpanByte.FromFixedSpan(_value.AsSpan(0, valueLength));
+        Session.Upsert(ref key, ref value);
+    }
+
+    private void Delete(int keyLength)
+    {
+        var key = SpanByte.FromFixedSpan(_key.AsSpan(0, keyLength));
+        Session.Delete(ref key);
+    }
+
+    // ---------------------------------------------------------------- checkpoint
+
+    /// <summary>
+    /// Takes a snapshot checkpoint of everything applied so far, writes its manifest (position + file checksums) and
+    /// points CURRENT at it (write-then-rename, so a crash leaves the previous checkpoint current), then deletes older
+    /// checkpoints. Returns the token.
+    /// </summary>
+    public Guid Checkpoint(CheckpointPosition position)
+    {
+        // No session may sit idle inside FASTER's epoch while the checkpoint state machine runs.
+        _session?.CompletePending(wait: true);
+        _session?.Dispose();
+        _session = null;
+        var (ok, token) = _store.TakeFullCheckpointAsync(CheckpointType.Snapshot).AsTask().GetAwaiter().GetResult();
+        if (!ok) throw new IOException("FASTER refused to start a checkpoint (another one is running)");
+        var files = new List<(string, long, uint)>();
+        string tokenText = token.ToString();
+        foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
+        {
+            string rel = Path.GetRelativePath(_checkpointDir, path);
+            if (!rel.Contains(tokenText, StringComparison.OrdinalIgnoreCase)) continue;
+            var bytes = File.ReadAllBytes(path);
+            files.Add((rel, bytes.LongLength, Crc32C.Compute(bytes)));
+        }
+        if (files.Count == 0) throw new IOException($"checkpoint {token} wrote no files under {_checkpointDir}");
+        WriteManifest(token, position, files);
+        string current = Path.Combine(_checkpointDir, CurrentFile);
+        File.WriteAllText(current + ".tmp", tokenText);
+        File.Move(current + ".tmp", current, overwrite: true);
+        DeleteOlderThan(token);
+        return token;
+    }
+
+    private string ManifestPath(Guid token) => Path.Combine(_checkpointDir, $"omega-checkpoint.{token}.manifest");
+
+    private void WriteManifest(Guid token, CheckpointPosition p, List<(string Rel, long Length, uint Crc)> files)
+    {
+        var sb = new StringBuilder();
+        sb.Append("omega-checkpoint 1\n");
+        sb.Append(CultureInfo.InvariantCulture, $"token {token}\nversion {p.CellVersion}\nsequence {p.Sequence}\nreplay {p.ReplayAddress}\nchunk {p.LastChunkSequence}\n");
+        foreach (var (rel, len, crc) in files) sb.Append(CultureInfo.InvariantCulture, $"file {len} {crc:x8} {rel}\n");
+        string path = ManifestPath(token);
+        File.WriteAllText(path + ".tmp", sb.ToString());
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+
+    private (CheckpointPosition, List<(string, long, uint)>) ReadManifest(Guid token)
+    {
+        string path = ManifestPath(token);
+        if (!File.Exists(path)) throw new StorageCorruptionException($"checkpoint manifest {path} is missing", path);
+        var lines = File.ReadAllLines(path);
+        try
+        {
+            if (lines.Length < 6 || lines[0] != "omega-checkpoint 1") throw new FormatException("bad header");
+            long Field(int i, string name)
+            {
+                var parts = lines[i].Split(' ', 2);
+                if (parts[0] != name) throw new FormatException($"line {i + 1}: expected {name}");
+                return long.Parse(parts[1], CultureInfo.InvariantCulture);
+            }
+            var pos = new CheckpointPosition(Field(2, "version"), Field(3, "sequence"), Field(4, "replay"), Field(5, "chunk"));
+            var files = new List<(string, long, uint)>();
+            for (int i = 6; i < lines.Length; i++)
+            {
+                if (lines[i].Length == 0) continue;
+                var parts = lines[i].Split(' ', 4);
+                if (parts.Length != 4 || parts[0] != "file") throw new FormatException($"line {i + 1}: expected a file entry");
+                files.Add((parts[3], long.Parse(parts[1], CultureInfo.InvariantCulture), uint.Parse(parts[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture)));
+            }
+            return (pos, files);
+        }
+        catch (FormatException e)
+        {
+            throw new StorageCorruptionException($"checkpoint manifest {path} is malformed: {e.Message}", path, e);
+        }
+    }
+
+    private void DeleteOlderThan(Guid keep)
+    {
+        string keepText = keep.ToString();
+        foreach (var dir in Directory.EnumerateDirectories(_checkpointDir, "*", SearchOption.AllDirectories).ToList())
+        {
+            string name = Path.GetFileName(dir);
+            if (Guid.TryParse(name, out _) && !string.Equals(name, keepText, StringComparison.OrdinalIgnoreCase) && Directory.Exists(dir))
+                Directory.Delete(dir, recursive: true);
+        }
+        foreach (var file in Directory.EnumerateFiles(_checkpointDir, "omega-checkpoint.*.manifest"))
+            if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase)) File.Delete(file);
+    }
+
+    public void Dispose()
+    {
+        _session?.Dispose();
+        _session = null;
+        _store.Dispose();
+        _device.Dispose();
+    }
+}

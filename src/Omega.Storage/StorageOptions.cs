@@ -1,0 +1,69 @@
+using Omega.Cells;
+
+namespace Omega.Storage;
+
+/// <summary>
+/// Configuration of a durable cell store. Every FASTER memory size is set explicitly here, because FASTER's own default
+/// log memory is 16 GiB. The defaults suit an embedded engine with up to a few million bindings.
+/// </summary>
+public sealed class StorageOptions
+{
+    /// <summary>
+    /// The data directory (journal, store, checkpoints). Defaults to <c>$LocalApplicationData/omega/&lt;cell name&gt;</c>
+    /// (on Linux <c>~/.local/share/omega/default</c>), so the embedded default works with no configuration.
+    /// </summary>
+    public string? DataDirectory { get; set; }
+
+    /// <summary>Options of the cell itself (name, clock, limits).</summary>
+    public CellOptions Cell { get; set; } = new();
+
+    /// <summary>
+    /// The group-commit window: how long the committer waits for more records after the previous group before it commits.
+    /// An acknowledgement waits about this long plus one log commit (about 0.8 ms here). Default 1 ms.
+    /// </summary>
+    public TimeSpan GroupCommitWindow { get; set; } = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>Commit a group early once it holds this many records. Default 4096 (design.md §11: ~2.8M entries/s).</summary>
+    public int GroupCommitMaxRecords { get; set; } = 4096;
+
+    /// <summary>Commit a group early once it holds this many bytes. Default 1 MiB.</summary>
+    public int GroupCommitMaxBytes { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// Appends wait (back-pressure under the commit lock) once this many bytes are waiting for the committer. Default 64 MiB.
+    /// </summary>
+    public int MaxPendingBytes { get; set; } = 64 << 20;
+
+    /// <summary>How often the journal tail is applied to the store and a checkpoint taken; null disables the timer. Default 1 minute.</summary>
+    public TimeSpan? CheckpointInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Take a checkpoint when the store is disposed cleanly, so the next open replays nothing. Default true.</summary>
+    public bool CheckpointOnDispose { get; set; } = true;
+
+    /// <summary>Journal (FasterLog) page size, as a power of two. Default 2^22 = 4 MiB; a journal chunk never exceeds half a page.</summary>
+    public int JournalPageSizeBits { get; set; } = 22;
+
+    /// <summary>Journal (FasterLog) in-memory buffer, as a power of two. Default 2^26 = 64 MiB.</summary>
+    public int JournalMemorySizeBits { get; set; } = 26;
+
+    /// <summary>Journal segment file size, as a power of two. Default 2^30 = 1 GiB.</summary>
+    public int JournalSegmentSizeBits { get; set; } = 30;
+
+    /// <summary>Store (FasterKV) hash index buckets (64 bytes each, 7 entries). Default 2^20 = 64 MiB.</summary>
+    public long StoreIndexBuckets { get; set; } = 1L << 20;
+
+    /// <summary>Store (FasterKV) log page size, as a power of two. Default 2^22 = 4 MiB.</summary>
+    public int StorePageSizeBits { get; set; } = 22;
+
+    /// <summary>Store (FasterKV) in-memory log, as a power of two. Default 2^28 = 256 MiB; older records live on disk.</summary>
+    public int StoreMemorySizeBits { get; set; } = 28;
+
+    /// <summary>Store segment file size, as a power of two. Default 2^30 = 1 GiB.</summary>
+    public int StoreSegmentSizeBits { get; set; } = 30;
+
+    /// <summary>Receives warnings (a torn journal tail discarded on open, and the like). Defaults to standard error.</summary>
+    public Action<string> Warning { get; set; } = static m => Console.Error.WriteLine("omega.storage warning: " + m);
+
+    internal string ResolveDataDirectory()
+        => DataDirectory ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", Cell.Name);
+}

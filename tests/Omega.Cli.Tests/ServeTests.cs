@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Omega.Cli.Tests;
+
+public sealed class ServeTests
+{
+    /// <summary>A long-running omega child process whose output lines are collected as they arrive.</summary>
+    private sealed class Running : IDisposable
+    {
+        private readonly Process _p;
+        private readonly List<string> _lines = new();
+
+        public Running(params string[] args)
+        {
+            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            psi.ArgumentList.Add(OmegaProcess.Dll);
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            _p = Process.Start(psi)!;
+            _p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_lines) _lines.Add(e.Data); };
+            _p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_lines) _lines.Add("stderr: " + e.Data); };
+            _p.BeginOutputReadLine();
+            _p.BeginErrorReadLine();
+        }
+
+        public string Output { get { lock (_lines) return string.Join('\n', _lines); } }
+
+        public async Task WaitForAsync(string text, TimeSpan timeout)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            while (!Output.Contains(text, StringComparison.Ordinal))
+            {
+                if (_p.HasExited) throw new InvalidOperationException($"exited ({_p.ExitCode}) before printing '{text}':\n{Output}");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"no '{text}' within {timeout}:\n{Output}");
+                await Task.Delay(100);
+            }
+        }
+
+        /// <summary>Sends SIGTERM (a service manager's stop) and waits for the exit code.</summary>
+        public async Task<int> TerminateAsync(TimeSpan timeout)
+        {
+            using (var kill = Process.Start("kill", ["-TERM", _p.Id.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync();
+            using var cts = new CancellationTokenSource(timeout);
+            await _p.WaitForExitAsync(cts.Token);
+            return _p.ExitCode;
+        }
+
+        public void Dispose()
+        {
+            if (!_p.HasExited) _p.Kill(entireProcessTree: true);
+            _p.Dispose();
+        }
+    }
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    [Fact]
+    public async Task Serve_and_agents_end_to_end_then_a_clean_stop_checkpoints_and_a_restart_recovers()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-serve-" + Guid.NewGuid().ToString("N"));
+        string endpoint = $"127.0.0.1:{FreePort()}";
+        try
+        {
+            using (var serve = new Running("serve", "--listen", endpoint, "--data", data))
+            {
+                await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+                var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", endpoint, "--count", "20", "--seconds", "2", "--seed", "3");
+                Assert.True(agents.ExitCode == 0, agents.Stdout + agents.Stderr);
+                Assert.Contains("20 registered", agents.Stdout, StringComparison.Ordinal);
+                Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
+                Assert.Contains("checkpointed", serve.Output, StringComparison.Ordinal);
+            }
+            // The 20 registered nodes are part of the durable cell: a restart recovers a non-empty cell from the checkpoint.
+            using (var again = new Running("serve", "--listen", endpoint, "--data", data))
+            {
+                await again.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+                Assert.Contains("checkpoint: True", again.Output, StringComparison.Ordinal);
+                Assert.DoesNotContain("recovered cell v0 ", again.Output, StringComparison.Ordinal);
+                Assert.Equal(0, await again.TerminateAsync(TimeSpan.FromSeconds(60)));
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Operator_commands_against_a_running_server_submit_explain_inspect_stats_drain_checkpoint()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-ops-" + Guid.NewGuid().ToString("N"));
+        string endpoint = $"127.0.0.1:{FreePort()}";
+        try
+        {
+            using var serve = new Running("serve", "--listen", endpoint, "--data", data);
+            await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+            using var agents = new Running("agents", "--connect", endpoint, "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
+            await agents.WaitForAsync("5 registered", TimeSpan.FromSeconds(60));
+
+            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tasks", "2", "--cores", "1");
+            Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+            // A task larger than any node can never be placed: its record says why.
+            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--cores", "64");
+            Assert.True(big.ExitCode == 0, big.Stdout + big.Stderr);
+
+            // The placed task's decision record names the node it chose.
+            OmegaProcess.Result placed = null!;
+            for (int i = 0; i < 50; i++)
+            {
+                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint);
+                if (placed.ExitCode == 0 && placed.Stdout.Contains("agent-", StringComparison.Ordinal)) break;
+                await Task.Delay(200);
+            }
+            Assert.True(placed.ExitCode == 0, placed.Stdout + placed.Stderr);
+            Assert.Contains("agent-", placed.Stdout, StringComparison.Ordinal);
+
+            var unplaced = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint);
+            Assert.True(unplaced.ExitCode == 0, unplaced.Stdout + unplaced.Stderr);
+            Assert.Contains("Resources", unplaced.Stdout, StringComparison.OrdinalIgnoreCase); // filtered for resources
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint);
+            Assert.Equal(1, unknown.ExitCode);
+            Assert.Contains("no decision record", unknown.Stderr, StringComparison.Ordinal);
+
+            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            Assert.True(nodes.ExitCode == 0, nodes.Stderr);
+            Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
+            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint);
+            Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint);
+            Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
+            Assert.Contains("claims Applied=", stats.Stdout, StringComparison.Ordinal);
+
+            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint);
+            Assert.True(drain.ExitCode == 0, drain.Stderr);
+            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            Assert.Contains(after.Stdout.Split('\n'), l => l.StartsWith("agent-000003", StringComparison.Ordinal) && l.Contains("Draining", StringComparison.Ordinal));
+            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint);
+            Assert.Equal(1, drainUnknown.ExitCode);
+            Assert.Contains("UnknownNode", drainUnknown.Stderr, StringComparison.Ordinal);
+
+            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint);
+            Assert.True(checkpoint.ExitCode == 0, checkpoint.Stderr);
+            Assert.Contains("checkpoint taken", checkpoint.Stdout, StringComparison.Ordinal);
+            Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("explain", "j1/0")]
+    [InlineData("stats", null)]
+    [InlineData("checkpoint", null)]
+    [InlineData("drain", "n1")]
+    public async Task Operator_commands_against_an_unreachable_server_give_one_clear_line(string command, string? argument)
+    {
+        var args = new List<string> { command };
+        if (argument is not null) args.Add(argument);
+        args.AddRange(["--connect", $"127.0.0.1:{FreePort()}"]);
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), args.ToArray());
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("cannot reach the server", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Agents_against_an_unreachable_server_give_one_clear_line()
+    {
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "agents", "--connect", $"127.0.0.1:{FreePort()}", "--count", "2");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("cannot reach the server", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Serve_with_a_bad_listen_address_is_a_usage_error()
+    {
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "serve", "--listen", "not-an-address");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--listen must be", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_main_job_runs_durable_engine_server_and_agent_fleet_end_to_end()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-run-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(3), "run", "--seconds", "4", "--agents", "60", "--seed", "2", "--data", data);
+            Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+            Assert.Contains("60 agents registered", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("bind latency", r.Stdout, StringComparison.Ordinal);
+            Assert.Contains("conflict fraction", r.Stdout, StringComparison.Ordinal);
+            Assert.Matches(@"invariants\s*│\s*ok", r.Stdout);
+            // Bindings were delivered over TCP: the delivered count is a positive number.
+            var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"bindings delivered to agents\s*│\s*([\d,]+)");
+            Assert.True(m.Success && long.Parse(m.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0, r.Stdout);
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+}
