@@ -6,9 +6,11 @@ using Omega.Benchmarks.Throughput;
 // Three entry points in one program, so one build serves a whole perf report:
 //   throughput [...]  embedded commit throughput with the same-run FASTER baseline (ThroughputRunner)
 //   alloc [...]       bytes per operation on each commit-path step (AllocationProbe)
+//   bindpath [...]    bind path over loopback with a simulated agent fleet (BindPathBench)
 //   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
+    : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
     : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
     : RunBenchmarks(args);

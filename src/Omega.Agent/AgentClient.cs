@@ -29,6 +29,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private readonly Dictionary<TaskId, long> _highest = new();
     private readonly Dictionary<TaskId, long> _running = new();
     private readonly Lock _stateLock = new();
+    private readonly Lock _reportLock = new();
+    private readonly List<ReportEntry> _reportBuffer = new();
     private readonly Channel<AgentBinding> _bindings = Channel.CreateUnbounded<AgentBinding>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
     private readonly TaskCompletionSource _firstRegistration = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private FrameConnection? _connection;
@@ -100,19 +102,37 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         return (TaskReportStatus)ack.Body.Value;
     }
 
-    /// <summary>Reports a task's state without waiting for the answer (the bind-path benchmark acks this way). Returns false if not connected.</summary>
-    public bool Report(TaskId task, long generation, TaskState state)
+    /// <summary>
+    /// Queues a task report without a reply. Reports queued while a binding frame is being handled (from
+    /// <see cref="AgentOptions.OnBinding"/>) leave together as one TaskReports frame (request id 0, no ack) right after
+    /// it; others leave at the next <see cref="Flush"/>. Returns false if not connected.
+    /// </summary>
+    public bool Report(TaskId task, long generation, TaskState state, string reason = "")
     {
-        var c = _connection;
-        if (c is null) return false;
-        uint rid = NextRid();
-        bool ok = c.Send(rid, new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = "" });
+        if (_connection is null) return false;
+        lock (_reportLock) _reportBuffer.Add(new ReportEntry(task, generation, state, reason));
         if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
-        return ok;
+        return true;
     }
 
-    /// <summary>Flushes frames written by <see cref="Report"/>.</summary>
-    public void Flush() => _connection?.Flush();
+    /// <summary>Sends the queued reports of <see cref="Report"/> now.</summary>
+    public void Flush()
+    {
+        var c = _connection;
+        if (c is null) return;
+        SendQueuedReports(c);
+        c.Flush();
+    }
+
+    private void SendQueuedReports(FrameConnection c)
+    {
+        lock (_reportLock)
+        {
+            if (_reportBuffer.Count == 0) return;
+            c.Send(0, new TaskReports { NodeId = NodeId, Reports = _reportBuffer.ToArray() });
+            _reportBuffer.Clear();
+        }
+    }
 
     /// <summary>Asks the server to drain this node (no new bindings).</summary>
     public async Task<int> DrainAsync()
@@ -200,14 +220,31 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             c?.Abort(DisconnectReason.LocalClose);
             if (ct.IsCancellationRequested) break;
             Interlocked.Increment(ref _reconnects);
-            // Exponential back-off with full jitter, so a fleet that lost the server does not reconnect in lock-step.
-            double cap = Math.Min(_options.ReconnectMax.TotalMilliseconds, _options.ReconnectBase.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
-            double delay;
-            lock (_random) delay = cap * (0.5 + 0.5 * _random.NextDouble());
+            var delay = NextReconnectDelay(attempt);
             attempt++;
-            try { await Task.Delay(TimeSpan.FromMilliseconds(delay), _options.Time, ct).ConfigureAwait(false); }
+            try { await Task.Delay(delay, _options.Time, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { break; }
         }
+    }
+
+    /// <summary>
+    /// Exponential back-off with full jitter: attempt k waits a uniform time in [d/2, d], d = min(max, base × 2^k), so a
+    /// fleet that lost the server does not reconnect in lock-step.
+    /// </summary>
+    internal TimeSpan NextReconnectDelay(int attempt)
+    {
+        double cap = Math.Min(_options.ReconnectMax.TotalMilliseconds, _options.ReconnectBase.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
+        double u;
+        lock (_random) u = _random.NextDouble();
+        return TimeSpan.FromMilliseconds(cap * (0.5 + 0.5 * u));
+    }
+
+    /// <summary>The server's heartbeat interval times a uniform factor in [1 - jitter, 1 + jitter].</summary>
+    internal TimeSpan NextHeartbeatDelay()
+    {
+        double u;
+        lock (_random) u = _random.NextDouble();
+        return TimeSpan.FromMilliseconds(_heartbeatMs * (1 + _options.HeartbeatJitter * (2 * u - 1)));
     }
 
     private async Task<(MessageType, byte[])> RequestOn<T>(FrameConnection c, T message) where T : IWireMessage<T>
@@ -227,9 +264,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         while (!c.IsClosing && !ct.IsCancellationRequested)
         {
-            double factor;
-            lock (_random) factor = 1 + _options.HeartbeatJitter * (2 * _random.NextDouble() - 1);
-            var wait = Task.Delay(TimeSpan.FromMilliseconds(_heartbeatMs * factor), _options.Time, ct);
+            var wait = Task.Delay(NextHeartbeatDelay(), _options.Time, ct);
             var done = await Task.WhenAny(wait, c.Closed).ConfigureAwait(false);
             if (done == c.Closed || ct.IsCancellationRequested) return;
             // Fire and forget: the reply is matched to no pending request and dropped.
@@ -247,6 +282,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (frame.Type == MessageType.Bindings && frame.RequestId == 0)
         {
             if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
+            // Acks made by the binding callback leave as one frame; the processing loop flushes after this read.
+            SendQueuedReports(connection);
             return;
         }
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));

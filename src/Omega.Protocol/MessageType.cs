@@ -39,6 +39,12 @@ public enum MessageType : byte
     /// <summary>Server: the node is draining.</summary>
     DrainAck = 0x18,
 
+    /// <summary>Agent: several task reports in one frame (the bind path's batched acknowledgements).</summary>
+    TaskReports = 0x19,
+
+    /// <summary>Server: one status per report of a TaskReports frame.</summary>
+    TaskReportsAck = 0x1A,
+
     /// <summary>Scheduler: acquire a scheduler lease and fencing token.</summary>
     AcquireLease = 0x20,
 

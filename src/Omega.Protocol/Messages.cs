@@ -382,6 +382,119 @@ internal struct TaskReport : IWireMessage<TaskReport>
     }
 }
 
+/// <summary>One report inside a TaskReports frame.</summary>
+internal readonly record struct ReportEntry(TaskId Task, long Generation, TaskState State, string Reason);
+
+internal struct TaskReports : IWireMessage<TaskReports>
+{
+    public const int MaxReports = 65_536;
+
+    public int NodeId;
+    public ReadOnlyMemory<ReportEntry> Reports;
+
+    public static MessageType Type => MessageType.TaskReports;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(NodeId);
+        w.Write(1);
+        var span = Reports.Span;
+        w.WriteArrayHeader(span.Length);
+        foreach (ref readonly var e in span)
+        {
+            bool reason = !string.IsNullOrEmpty(e.Reason);
+            w.WriteMapHeader(reason ? 4 : 3);
+            w.Write(0); Codec.WriteTask(ref w, e.Task);
+            w.Write(1); w.Write(e.Generation);
+            w.Write(2); w.Write((byte)e.State);
+            if (reason) { w.Write(3); w.Write(e.Reason); }
+        }
+    }
+
+    public static TaskReports Read(ref MessagePackReader r)
+    {
+        var m = new TaskReports { NodeId = -1 };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.NodeId = r.ReadInt32(); break;
+                case 1:
+                {
+                    int c = Codec.ReadArray(ref r, MaxReports);
+                    var list = new ReportEntry[c];
+                    for (int j = 0; j < c; j++)
+                    {
+                        TaskId task = default; long gen = 0; TaskState st = default; string reason = "";
+                        int f = Codec.ReadMap(ref r);
+                        for (int k = 0; k < f; k++)
+                        {
+                            switch (Codec.ReadKey(ref r))
+                            {
+                                case 0: task = Codec.ReadTask(ref r); break;
+                                case 1: gen = r.ReadInt64(); break;
+                                case 2: st = (TaskState)r.ReadByte(); break;
+                                case 3: reason = Codec.ReadString(ref r, 1024); break;
+                                default: Codec.Skip(ref r); break;
+                            }
+                        }
+                        Codec.EndContainer(ref r);
+                        list[j] = new ReportEntry(task, gen, st, reason);
+                    }
+                    Codec.EndContainer(ref r);
+                    m.Reports = list;
+                    break;
+                }
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+internal struct TaskReportsAck : IWireMessage<TaskReportsAck>
+{
+    public ReadOnlyMemory<TaskReportStatus> Statuses;
+
+    public static MessageType Type => MessageType.TaskReportsAck;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(1);
+        w.Write(0);
+        var s = Statuses.Span;
+        w.WriteArrayHeader(s.Length);
+        foreach (var x in s) w.Write((byte)x);
+    }
+
+    public static TaskReportsAck Read(ref MessagePackReader r)
+    {
+        var m = default(TaskReportsAck);
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0:
+                {
+                    int c = Codec.ReadArray(ref r, TaskReports.MaxReports);
+                    var a = new TaskReportStatus[c];
+                    for (int j = 0; j < c; j++) a[j] = (TaskReportStatus)r.ReadByte();
+                    Codec.EndContainer(ref r);
+                    m.Statuses = a;
+                    break;
+                }
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
 /// <summary>A body with a single integer status (TaskReportAck, DrainAck) or a single node id (Drain).</summary>
 internal struct StatusOnly : IWireMessage<StatusOnly>
 {

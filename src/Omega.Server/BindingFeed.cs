@@ -42,7 +42,7 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
     private Chunk _head;
     private int _headIndex;
     private long _completeVersion;
-    private readonly SemaphoreSlim _signal = new(0, 1);
+    private readonly SemaphoreSlim _signal = new(0);
     private int _signalled;
 
     public BindingFeed()
@@ -83,7 +83,9 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
     public async ValueTask<bool> WaitAsync(TimeSpan timeout, CancellationToken ct)
     {
         bool got = await _signal.WaitAsync(timeout, ct).ConfigureAwait(false);
-        Volatile.Write(ref _signalled, 0);
+        // Only the wake-up that consumed the release clears the flag: flag set <=> one release outstanding, so the
+        // producer (under the commit lock) never releases twice and never throws.
+        if (got) Volatile.Write(ref _signalled, 0);
         return got;
     }
 

@@ -22,6 +22,9 @@ internal sealed class NodeState(NodeId id)
     private readonly List<long> _versions = new();
     private int _start;
 
+    // Index of the first entry above SentUpTo: sending resumes here instead of rescanning the outbox.
+    private int _cursor;
+
     /// <summary>Highest version sent on the current connection (entries up to it are not sent again on it).</summary>
     public long SentUpTo;
 
@@ -42,13 +45,24 @@ internal sealed class NodeState(NodeId id)
     {
         if (version > AckedUpTo) AckedUpTo = version;
         while (_start < _entries.Count && _versions[_start] <= version) _start++;
+        if (_cursor < _start) _cursor = _start;
         // Compact once the dead prefix dominates, so trimming stays amortised O(1).
         if (_start > 1024 && _start * 2 > _entries.Count)
         {
             _entries.RemoveRange(0, _start);
             _versions.RemoveRange(0, _start);
+            _cursor -= _start;
             _start = 0;
         }
+    }
+
+    /// <summary>Caller holds Sync. A (re)connected agent resumes after <paramref name="version"/>: rewind or advance the send cursor.</summary>
+    public void ResumeAfter(long version)
+    {
+        Trim(version);
+        SentUpTo = version;
+        _cursor = _start;
+        while (_cursor < _entries.Count && _versions[_cursor] <= version) _cursor++;
     }
 
     /// <summary>
@@ -60,9 +74,10 @@ internal sealed class NodeState(NodeId id)
         var c = Connection;
         if (c is null || c.IsClosing) return 0;
         int frames = 0;
-        int i = _start;
-        // Skip what this connection already has.
+        int i = _cursor;
+        // Entries routed late at or below the resume point were already seen by the agent: skip them.
         while (i < _entries.Count && _versions[i] <= SentUpTo) i++;
+        _cursor = i;
         while (i < _entries.Count)
         {
             long v = _versions[i];
@@ -75,6 +90,7 @@ internal sealed class NodeState(NodeId id)
             SentUpTo = v;
             frames++;
             i = j;
+            _cursor = i;
         }
         return frames;
     }

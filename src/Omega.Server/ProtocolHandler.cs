@@ -80,6 +80,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Heartbeat when session.Role == PeerRole.Agent: HandleHeartbeat(c, session, rid, frame); break;
             case MessageType.TaskReport when session.Role == PeerRole.Agent: HandleTaskReport(c, session, rid, frame); break;
             case MessageType.Drain when session.Role == PeerRole.Agent: HandleDrain(c, session, rid, frame); break;
+            case MessageType.TaskReports when session.Role == PeerRole.Agent: HandleTaskReports(c, session, rid, frame); break;
             case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: HandleAcquire(c, rid, frame); break;
             case MessageType.RenewLease when session.Role == PeerRole.Scheduler: HandleRenew(c, rid, frame); break;
             case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
@@ -89,7 +90,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
             case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
-            case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain
+            case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
@@ -299,8 +300,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             var old = node.Connection;
             if (old is not null && old != c) old.Close(DisconnectReason.LocalClose);
             node.Connection = c;
-            node.Trim(m.ResumeFrom);
-            node.SentUpTo = m.ResumeFrom;
+            node.ResumeAfter(m.ResumeFrom);
             c.Send(rid, new Registered
             {
                 NodeId = id.Value,
@@ -346,27 +346,50 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     {
         if (!Decode<TaskReport>(c, rid, frame, out var m)) return;
         if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        var status = ApplyReport(node, m.Task, m.Generation, m.State);
+        // Request id 0: fire-and-forget (the bind path's acks); no reply frame.
+        if (rid != 0) c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+    }
+
+    private TaskReportStatus ApplyReport(NodeState node, TaskId task, long generation, TaskState state)
+    {
         TaskReportStatus status;
-        if (m.State is < TaskState.Accepted or > TaskState.Rejected) status = TaskReportStatus.InvalidState;
-        else if (!_cell.TryGetAllocation(m.Task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
-        else if (a.Generation != m.Generation) status = TaskReportStatus.GenerationMismatch;
+        if (state is < TaskState.Accepted or > TaskState.Rejected) status = TaskReportStatus.InvalidState;
+        else if (!_cell.TryGetAllocation(task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
+        else if (a.Generation != generation) status = TaskReportStatus.GenerationMismatch;
         else
         {
             status = TaskReportStatus.Ok;
-            if (m.State is TaskState.Completed or TaskState.Failed)
+            if (state is TaskState.Completed or TaskState.Failed)
             {
                 // The engine releases bindings it made (and marks the task done); others are released directly.
-                var r = _engine is not null && _engine.TryGetJob(m.Task.Job, out _) ? _engine.CompleteTask(m.Task) : ReleaseStatus.NotBound;
-                if (r != ReleaseStatus.Released) r = _cell.Release(m.Task, m.Generation);
+                var r = _engine is not null && _engine.TryGetJob(task.Job, out _) ? _engine.CompleteTask(task) : ReleaseStatus.NotBound;
+                if (r != ReleaseStatus.Released) r = _cell.Release(task, generation);
                 if (r == ReleaseStatus.GenerationMismatch) status = TaskReportStatus.GenerationMismatch;
             }
         }
         if (status == TaskReportStatus.Ok)
         {
-            Interlocked.Increment(ref _reportCounts[(int)m.State]);
-            _taskReports.Add(1, new KeyValuePair<string, object?>("state", m.State.ToString()));
+            Interlocked.Increment(ref _reportCounts[(int)state]);
+            _taskReports.Add(1, new KeyValuePair<string, object?>("state", StateNames[(int)state]));
         }
-        c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+        return status;
+    }
+
+    private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "6", "7"];
+
+    private void HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<TaskReports>(c, rid, frame, out var m)) return;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        var reports = m.Reports.Span;
+        var statuses = rid == 0 ? null : new TaskReportStatus[reports.Length];
+        for (int i = 0; i < reports.Length; i++)
+        {
+            var st = ApplyReport(node, reports[i].Task, reports[i].Generation, reports[i].State);
+            if (statuses is not null) statuses[i] = st;
+        }
+        if (statuses is not null) c.Send(rid, new TaskReportsAck { Statuses = statuses });
     }
 
     private void HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)

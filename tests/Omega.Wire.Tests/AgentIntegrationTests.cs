@@ -134,6 +134,19 @@ public sealed class AgentIntegrationTests
     }
 
     [Fact]
+    public async Task Acks_made_in_the_binding_callback_reach_the_server_batched()
+    {
+        await using var fx = ServerFixture.Start(engine: true);
+        await using var agent = NewAgent(fx, "acker", cpu: 1_000_000, onBinding: (a, b) => a.Report(b.Task, b.Generation, TaskState.Running));
+        await agent.StartAsync();
+        await SubmitOverWireAsync(fx, 900, 50, 100);
+        await Wait.UntilAsync(() => fx.Server.TaskReports(TaskState.Running) == 50, "50 running acks");
+        // Fewer ack frames than acks: the agent batches the acks of one binding frame.
+        Assert.True(fx.Server.TransportMetrics.FramesReceived < 50 + 10, $"frames received {fx.Server.TransportMetrics.FramesReceived}");
+        Assert.Equal(50, fx.Cell.AllocationCount);
+    }
+
+    [Fact]
     public async Task Drain_stops_new_bindings_to_the_node()
     {
         await using var fx = ServerFixture.Start(engine: true);

@@ -21,6 +21,8 @@ public sealed partial class ProtocolDocTests
         ("bindings", Codec.FrameBytes(0, new Bindings { NodeId = 17, Version = 58, Entries = new[] { new BindingEntry(BindingKind.Run, new TaskId(500, 0), 58, new ResourceVector(1000, 256L << 20), 0, 1) } })),
         ("task-report", Codec.FrameBytes(4, new TaskReport { NodeId = 17, Task = new TaskId(500, 0), Generation = 58, State = TaskState.Running, Reason = "" })),
         ("task-report-ack", Codec.FrameBytes(4, new TaskReportAck { Body = new StatusOnly { Value = 0 } })),
+        ("task-reports", Codec.FrameBytes(0, new TaskReports { NodeId = 17, Reports = new[] { new ReportEntry(new TaskId(500, 0), 58, TaskState.Running, ""), new ReportEntry(new TaskId(500, 1), 58, TaskState.Failed, "exit 1") } })),
+        ("task-reports-ack", Codec.FrameBytes(8, new TaskReportsAck { Statuses = new[] { TaskReportStatus.Ok, TaskReportStatus.Ok } })),
         ("drain", Codec.FrameBytes(5, new Drain { Body = new StatusOnly { Value = 17 } })),
         ("drain-ack", Codec.FrameBytes(5, new DrainAck { Body = new StatusOnly { Value = 0 } })),
         ("acquire-lease", Codec.FrameBytes(1, new AcquireLease { Name = "batch-2", DurationMs = 15_000 })),
