@@ -301,6 +301,15 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         return (p, clean, conflicted);
     }
 
+    /// <summary>Age of the oldest ready job of a scheduler kind, over all priority bands (zero when none is ready).</summary>
+    public TimeSpan OldestQueuedAge(string kind)
+    {
+        if (!_kinds.TryGetValue(kind, out var k)) return TimeSpan.Zero;
+        var oldest = TimeSpan.Zero;
+        foreach (var age in k.Queue.OldestAgeByBand()) if (age > oldest) oldest = age;
+        return oldest;
+    }
+
     /// <summary>The scheduler kinds' names, in configuration order.</summary>
     public IReadOnlyList<string> Kinds => _kindNames;
 

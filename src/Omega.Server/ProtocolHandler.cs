@@ -157,7 +157,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     {
                         var (useful, wasted) = _engine.Busyness(w);
                         var (placed, clean, conflicted) = _engine.Totals(w);
-                        lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000} placements={placed} clean={clean} conflicted={conflicted}"));
+                        lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000} placements={placed} clean={clean} conflicted={conflicted} oldest_queued_s={_engine.OldestQueuedAge(w).TotalSeconds:0.000}"));
                     }
                 total = lines.Count;
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);

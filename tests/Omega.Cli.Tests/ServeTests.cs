@@ -141,8 +141,10 @@ public sealed class ServeTests
             Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
             var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint);
             Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
-            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint);
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--watch", "1");
             Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
+            Assert.Contains("oldest_queued_s=", stats.Stdout, StringComparison.Ordinal);
+            Assert.Matches(@"rate batch placements/s=\d+ conflict_fraction=", stats.Stdout);
             Assert.Contains("claims Applied=", stats.Stdout, StringComparison.Ordinal);
 
             var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint);
@@ -232,7 +234,8 @@ public sealed class ServeTests
         string data = Path.Combine(Path.GetTempPath(), "omega-run-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(3), "run", "--seconds", "4", "--agents", "60", "--seed", "2", "--data", data);
+            string report = Path.Combine(data, "report");
+            var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(3), "run", "--seconds", "4", "--agents", "60", "--seed", "2", "--data", data, "--report", report);
             Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
             Assert.Contains("60 agents registered", r.Stdout, StringComparison.Ordinal);
             Assert.Contains("bind latency", r.Stdout, StringComparison.Ordinal);
@@ -241,6 +244,12 @@ public sealed class ServeTests
             // Bindings were delivered over TCP: the delivered count is a positive number.
             var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"bindings delivered to agents\s*│\s*([\d,]+)");
             Assert.True(m.Success && long.Parse(m.Groups[1].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0, r.Stdout);
+            // The report: figures with the bind latency, and the charts (bind and commit latency distribution among them).
+            string readme = await File.ReadAllTextAsync(Path.Combine(report, "README.md"));
+            Assert.Contains("bind latency p50", readme, StringComparison.Ordinal);
+            Assert.Contains("Same-run baseline", readme, StringComparison.Ordinal);
+            foreach (var png in new[] { "throughput.png", "latency.png", "conflicts.png" })
+                Assert.True(new FileInfo(Path.Combine(report, png)).Length > 1000, png);
         }
         finally
         {

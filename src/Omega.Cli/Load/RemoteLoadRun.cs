@@ -14,12 +14,12 @@ namespace Omega.Cli.Load;
 /// </summary>
 internal static partial class RemoteLoadRun
 {
-    [GeneratedRegex(@"^scheduler (?<name>\S+) queue=(?<queue>\d+) busyness useful=(?<useful>[\d.]+) wasted=(?<wasted>[\d.]+) placements=(?<placed>\d+) clean=(?<clean>\d+) conflicted=(?<conflicted>\d+)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^scheduler (?<name>\S+) queue=(?<queue>\d+) busyness useful=(?<useful>[\d.]+) wasted=(?<wasted>[\d.]+) placements=(?<placed>\d+) clean=(?<clean>\d+) conflicted=(?<conflicted>\d+)( .*)?$", RegexOptions.CultureInvariant)]
     private static partial Regex SchedulerLine();
 
-    private readonly record struct Kind(string Name, int Queue, double Useful, double Wasted, long Placed, long Clean, long Conflicted);
+    internal readonly record struct Kind(string Name, int Queue, double Useful, double Wasted, long Placed, long Clean, long Conflicted);
 
-    private static async Task<Dictionary<string, Kind>> ReadStatsAsync(ControlClient client)
+    internal static async Task<Dictionary<string, Kind>> ReadStatsAsync(ControlClient client)
     {
         var (_, lines) = await client.InspectAsync(InspectTarget.Stats, 10_000).ConfigureAwait(false);
         var kinds = new Dictionary<string, Kind>(StringComparer.Ordinal);

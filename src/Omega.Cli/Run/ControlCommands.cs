@@ -147,11 +147,27 @@ internal static class ControlCommands
         var cmd = new Command("stats", "Live scheduler and cell statistics from a running server: outcome counters, queue depth, busyness.") { connect, watch };
         cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, async c =>
         {
+            Dictionary<string, Omega.Cli.Load.RemoteLoadRun.Kind>? previous = null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double previousAt = 0;
             for (int i = 0; ; i++)
             {
                 var (_, lines) = await c.InspectAsync(InspectTarget.Stats, 10_000).ConfigureAwait(false);
+                var kinds = await Omega.Cli.Load.RemoteLoadRun.ReadStatsAsync(c).ConfigureAwait(false);
+                double now = clock.Elapsed.TotalSeconds;
                 Console.WriteLine($"--- {DateTime.UtcNow:HH:mm:ss} UTC");
                 foreach (var l in lines) Console.WriteLine(l);
+                // Rates need two readings: with --watch, each reading after the first shows the last interval's rates.
+                if (previous is not null)
+                    foreach (var (name, k) in kinds)
+                    {
+                        var p = previous.GetValueOrDefault(name);
+                        long dClean = k.Clean - p.Clean, dConflicted = k.Conflicted - p.Conflicted;
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"rate {name} placements/s={(k.Placed - p.Placed) / (now - previousAt):0} conflict_fraction={(dClean == 0 ? 0 : (double)dConflicted / dClean):0.0000}"));
+                    }
+                previous = kinds;
+                previousAt = now;
                 if (i >= r.GetValue(watch) || cancel.IsCancellationRequested) return 0;
                 await Task.Delay(1000, cancel).ConfigureAwait(false);
             }

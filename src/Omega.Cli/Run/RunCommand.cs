@@ -35,9 +35,10 @@ internal static class RunCommand
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var data = new Option<string?>("--data") { Description = "Data directory of this run's cell (default: the user's local data folder, omega/run). It is emptied first: the run starts from a fresh cell." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed; default: random)." };
+        var report = new Option<string?>("--report") { Description = "Write a report folder (README.md, samples.csv, PNG charts incl. the bind latency distribution) to this directory." };
         var cmd = new Command("run", "Omega's main job: a FASTER-durable engine, the TCP server, a simulated agent fleet over loopback and an Omega-paper workload.")
         {
-            agents, seconds, load, batchWorkers, serviceWorkers, data, seed,
+            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -54,13 +55,13 @@ internal static class RunCommand
             }
             string dir = r.GetValue(data) ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", "run");
             int s = r.GetValue(seed) ?? Random.Shared.Next();
-            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, cancel)
+            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), cancel)
                 .ConfigureAwait(false);
         });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, CancellationToken cancel)
+    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, CancellationToken cancel)
     {
         var ci = CultureInfo.InvariantCulture;
         Console.WriteLine(FormattableString.Invariant(
@@ -101,6 +102,8 @@ internal static class RunCommand
             Console.WriteLine($"  workload: {workload.Describe}");
             var clock = Stopwatch.StartNew();
             long submitted = 0, nextJob = 1, lastPlacements = 0, lastReceived = 0;
+            var samples = new List<(double T, double Placements, double Delivered, Dictionary<string, double> Conflicts)>();
+            var lastTally = new Dictionary<string, (long Clean, long Conflicted)>(StringComparer.Ordinal);
             double nextSample = 1;
             bool have = workload.TryNext(out var next);
             while (!cancel.IsCancellationRequested && clock.Elapsed.TotalSeconds < seconds)
@@ -118,6 +121,15 @@ internal static class RunCommand
                     long p = recorder.TotalPlacements, rcv = fleet.Received;
                     Console.WriteLine(FormattableString.Invariant(
                         $"  t={now,5:0.0}s  placements/s={p - lastPlacements,9:N0}  bindings delivered/s={rcv - lastReceived,9:N0}  durable v{store.DurableVersion:N0} of v{store.Cell.Version:N0}  queue={engine.QueueDepth("batch") + engine.QueueDepth("service"):N0}"));
+                    var fractions = new Dictionary<string, double>(StringComparer.Ordinal);
+                    foreach (var (name, tally) in recorder.Schedulers)
+                    {
+                        long clean = Volatile.Read(ref tally.Clean), conflicted = Volatile.Read(ref tally.Conflicted);
+                        lastTally.TryGetValue(name, out var before);
+                        fractions[name] = clean == before.Clean ? 0 : (double)(conflicted - before.Conflicted) / (clean - before.Clean);
+                        lastTally[name] = (clean, conflicted);
+                    }
+                    samples.Add((now, p - lastPlacements, rcv - lastReceived, fractions));
                     lastPlacements = p;
                     lastReceived = rcv;
                     nextSample += 1;
@@ -155,6 +167,48 @@ internal static class RunCommand
             if (Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = 140;
             AnsiConsole.Write(t);
             exit = audit.Count == 0 ? 0 : 3;
+            if (reportDir is not null)
+            {
+                Console.WriteLine("measuring the same-run baseline (raw FASTER RMW, 2 threads, 3 s)...");
+                double rmw;
+                using (var faster = new Omega.Storage.Baseline.FasterRmwBaseline()) rmw = faster.Run(2, TimeSpan.FromSeconds(3), seed);
+                var kinds = options.Kinds.Select(k =>
+                {
+                    var tally = recorder.Schedulers.GetValueOrDefault(k.Name) ?? new SchedulerTally();
+                    var (useful, wasted) = engine.Busyness(k.Name);
+                    return (k.Name, k.Workers, tally.Clean, tally.Conflicted, tally.ConflictFraction, useful, wasted);
+                }).ToList();
+                Directory.CreateDirectory(reportDir);
+                var tt = samples.Select(x => x.T).ToArray();
+                Omega.Reporting.Charts.WriteLineChart(Path.Combine(reportDir, "throughput.png"), "Placements and bindings delivered per second", "time (s)", "per second",
+                    [new("placements/s", tt, samples.Select(x => x.Placements).ToArray()), new("bindings delivered to agents/s", tt, samples.Select(x => x.Delivered).ToArray())]);
+                var pct = LatencySummary.CurvePercentiles;
+                Omega.Reporting.Charts.WriteLineChart(Path.Combine(reportDir, "latency.png"), "Latency distribution", "percentile", "milliseconds",
+                    [new("bind: commit to agent", pct, bind.Curve.Select(v => v / 1000).ToArray()), new("commit (in memory)", pct, commit.Curve.Select(v => v / 1000).ToArray())]);
+                Omega.Reporting.Charts.WriteLineChart(Path.Combine(reportDir, "conflicts.png"), "Conflict fraction per scheduler (per second)", "time (s)", "conflicted / clean transactions",
+                    kinds.Select(k => new Omega.Reporting.Series(k.Name, tt, samples.Select(x => x.Conflicts.GetValueOrDefault(k.Name)).ToArray())).ToArray());
+                var md = new System.Text.StringBuilder();
+                md.AppendLine(ci, $"# omega run — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC").AppendLine();
+                md.AppendLine("## Command").AppendLine().AppendLine("```bash").AppendLine("omega " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))).AppendLine("```").AppendLine();
+                md.AppendLine("## Machine").AppendLine();
+                md.AppendLine(ci, $"{Environment.ProcessorCount} logical cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}.").AppendLine();
+                md.AppendLine("## Configuration").AppendLine();
+                md.AppendLine(ci, $"FASTER-durable cell in `{dir}`; TCP server on loopback; {agentCount:N0} simulated agents (one connection each) of {LoadRun.NodeShape}; workload: {workload.Describe}; {elapsed:0.0} s; seed {seed}.").AppendLine();
+                md.AppendLine("## Figures").AppendLine().AppendLine("| figure | value |").AppendLine("|---|---:|");
+                md.AppendLine(ci, $"| placements/s | {recorder.TotalPlacements / elapsed:N0} |");
+                md.AppendLine(ci, $"| bindings delivered to agents | {fleet.Received:N0} |");
+                md.AppendLine(ci, $"| bind latency p50 / p99 / p99.9 (commit to agent, ms) | {bind.P50 / 1000:0.00} / {bind.P99 / 1000:0.00} / {bind.P999 / 1000:0.00} |");
+                md.AppendLine(ci, $"| commit latency p50 / p99 (ms) | {commit.P50 / 1000:0.00} / {commit.P99 / 1000:0.00} |");
+                foreach (var k in kinds)
+                    md.AppendLine(ci, $"| [{k.Name}] conflict fraction ({k.Workers} workers) | {k.ConflictFraction:0.0000} ({k.Conflicted:N0} / {k.Clean:N0}); busyness {k.useful + k.wasted:P1} |");
+                md.AppendLine(ci, $"| CPU utilization | {util:P1} |");
+                md.AppendLine(ci, $"| invariants | {(audit.Count == 0 ? "ok" : "VIOLATED")} |").AppendLine();
+                md.AppendLine("## Same-run baseline").AppendLine();
+                md.AppendLine(ci, $"Raw FASTER RMW on 2 threads right after the run: {rmw:N0}/s; placements/s ÷ RMW/s = {recorder.TotalPlacements / elapsed / rmw:0.000}. The workload is paced, so placements/s is the offered load the engine kept up with. For the bind path against Redis see perf-reports/2026-12-01-bind-path.").AppendLine();
+                md.AppendLine("## Charts").AppendLine().AppendLine("![throughput](throughput.png)").AppendLine().AppendLine("![latency](latency.png)").AppendLine().AppendLine("![conflicts](conflicts.png)");
+                File.WriteAllText(Path.Combine(reportDir, "README.md"), md.ToString());
+                Console.WriteLine($"report written to {Path.GetFullPath(reportDir)}");
+            }
         }
         finally
         {
