@@ -13,6 +13,9 @@ public enum InspectTarget : byte
 
     /// <summary>Scheduler and cell statistics: outcome counters, queue depth, busyness per scheduler kind.</summary>
     Stats = 2,
+
+    /// <summary>One line per job the engine knows: id, scheduler, phase, task counts, attempts, parked reason.</summary>
+    Jobs = 3,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>

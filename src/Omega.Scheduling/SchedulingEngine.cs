@@ -102,6 +102,24 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         return false;
     }
 
+    /// <summary>Jobs the engine knows (queued, scheduling, placed, parked, and recently completed).</summary>
+    public int JobCount => _jobs.Count;
+
+    /// <summary>
+    /// Up to <paramref name="limit"/> job states, in no particular order (an O(jobs) control-plane read for inspection,
+    /// never on the scheduling path).
+    /// </summary>
+    public IReadOnlyList<JobStatus> ListJobs(int limit)
+    {
+        var list = new List<JobStatus>(Math.Min(Math.Max(0, limit), 1024));
+        foreach (var (_, s) in _jobs)
+        {
+            if (list.Count >= limit) break;
+            list.Add(s.Snapshot());
+        }
+        return list;
+    }
+
     /// <summary>The decision record that last covered a task, for <c>omega explain</c>.</summary>
     public DecisionRecord? Explain(TaskId task) => Decisions.ForTask(task);
 

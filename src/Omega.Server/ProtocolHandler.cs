@@ -116,9 +116,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Target > InspectTarget.Stats)
+        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Target > InspectTarget.Jobs)
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-2 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         var lines = new List<string>();
@@ -143,6 +143,14 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                 {
                     var a = all[i];
                     lines.Add(string.Create(ci, $"{a.Task} {a.Node} {a.Resources} tenant={a.Tenant} priority={a.Priority} generation={a.Generation}"));
+                }
+                break;
+            case InspectTarget.Jobs:
+                if (_engine is not null)
+                {
+                    total = _engine.JobCount;
+                    foreach (var j in _engine.ListJobs(m.Limit))
+                        lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
                 }
                 break;
             case InspectTarget.Stats:

@@ -141,6 +141,9 @@ public sealed class ServeTests
             Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
             var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint);
             Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
+            var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint);
+            Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j1 ", StringComparison.Ordinal) && l.Contains("phase=Placed", StringComparison.Ordinal));
+            Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j2 ", StringComparison.Ordinal) && l.Contains("phase=Parked", StringComparison.Ordinal));
             var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--watch", "1");
             Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
             Assert.Contains("oldest_queued_s=", stats.Stdout, StringComparison.Ordinal);

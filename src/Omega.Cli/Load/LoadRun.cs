@@ -137,7 +137,7 @@ internal static class LoadRun
     }
 
     /// <summary>CPU utilization and live bindings from a snapshot (an O(nodes) read, once a second).</summary>
-    private static (double Cpu, int Live) Utilization(Cell cell)
+    internal static (double Cpu, int Live) Utilization(Cell cell)
     {
         var snap = cell.Snapshot();
         double used = 0, cap = 0;

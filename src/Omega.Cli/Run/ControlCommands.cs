@@ -119,9 +119,9 @@ internal static class ControlCommands
     private static Command Inspect()
     {
         var connect = ConnectOption();
-        var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations or Stats." };
+        var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations, Jobs or Stats." };
         var limit = new Option<int>("--limit") { Description = "At most this many lines.", DefaultValueFactory = _ => 100 };
-        var cmd = new Command("inspect", "List nodes, live bindings or statistics of a running server.") { connect, what, limit };
+        var cmd = new Command("inspect", "List nodes, live bindings, jobs or statistics of a running server.") { connect, what, limit };
         cmd.SetAction((r, cancel) =>
         {
             if (r.GetValue(limit) is < 1 or > 10_000)

@@ -144,7 +144,7 @@ internal static class RunCommand
 
             var bind = LatencySummary.From(probe.Latency);
             var commit = LatencySummary.From(recorder.Commit);
-            var (util, live) = Utilization(store.Cell);
+            var (util, live) = LoadRun.Utilization(store.Cell);
             var audit = store.Cell.Audit();
             string Ms(double us) => double.IsNaN(us) ? "-" : (us / 1000).ToString("0.00", ci) + " ms";
 
@@ -219,20 +219,5 @@ internal static class RunCommand
             engine.Dispose();
         }
         return exit;
-    }
-
-    private static (double Cpu, int Live) Utilization(Cell cell)
-    {
-        var snap = cell.Snapshot();
-        double used = 0, cap = 0;
-        int live = 0;
-        for (int i = 0; i < snap.NodeCount; i++)
-        {
-            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
-            used += v.Allocated.CpuMillis;
-            cap += v.Capacity.CpuMillis;
-            live += v.TaskCount;
-        }
-        return (cap == 0 ? 0 : used / cap, live);
     }
 }
