@@ -215,6 +215,26 @@ public sealed class ServeTests
     }
 
     [Fact]
+    public async Task The_main_job_refuses_to_empty_a_data_directory_that_is_not_an_omega_store()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "omega-not-a-store-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        string precious = Path.Combine(dir, "precious.txt");
+        await File.WriteAllTextAsync(precious, "keep me");
+        try
+        {
+            var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "run", "--data", dir, "--seconds", "1", "--agents", "1");
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("not an Omega data directory", r.Stderr, StringComparison.Ordinal);
+            Assert.True(File.Exists(precious));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Agents_against_an_unreachable_server_give_one_clear_line()
     {
         var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "agents", "--connect", $"127.0.0.1:{FreePort()}", "--count", "2");

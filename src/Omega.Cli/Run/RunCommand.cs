@@ -66,7 +66,16 @@ internal static class RunCommand
         var ci = CultureInfo.InvariantCulture;
         Console.WriteLine(FormattableString.Invariant(
             $"omega run: {agentCount:N0} agents over loopback TCP, batch {batchWorkers} workers + service {serviceWorkers}, load {load}, {seconds:0.#} s, seed {seed}"));
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
+        {
+            // Only ever empty a directory that is an Omega store: a mistyped --data must not delete someone's files.
+            if (!Directory.Exists(Path.Combine(dir, "journal")) || !File.Exists(Path.Combine(dir, "LOCK")))
+            {
+                Console.Error.WriteLine($"omega run: {dir} is not empty and is not an Omega data directory; choose another --data");
+                return 2;
+            }
+            Directory.Delete(dir, recursive: true);
+        }
         Console.WriteLine($"  data: {dir} (FASTER journal, store and checkpoints; emptied at start)");
 
         var totalClock = Stopwatch.StartNew();
