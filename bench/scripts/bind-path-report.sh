@@ -16,16 +16,8 @@ baseline="$root/../shared/tools/redis-baseline"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "source commit: ${OMEGA_SOURCE_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
-  echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "dotnet: $(dotnet --version)"
-  echo "ulimit -n: $(ulimit -n)"
-  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  free -g
-} | tee "$out/machine.txt"
+. "$root/bench/scripts/machine-facts.sh"
+machine_facts "$root" | tee "$out/machine.txt"
 
 dotnet build -c Release "$project" -v quiet -nologo
 dll="$project/bin/Release/net10.0/Omega.Benchmarks.dll"

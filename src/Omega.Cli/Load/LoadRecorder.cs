@@ -14,7 +14,10 @@ internal sealed class SchedulerTally
     public readonly LongConcurrentHistogram PlacementLatency = new(1, 3_600_000_000, 3);
 
     /// <summary>The Omega paper's conflict fraction (§5): transactions with a conflict ÷ transactions without.</summary>
-    public double ConflictFraction => Volatile.Read(ref Clean) == 0 ? 0 : (double)Volatile.Read(ref Conflicted) / Volatile.Read(ref Clean);
+    public double ConflictFraction => Fraction(Volatile.Read(ref Clean), Volatile.Read(ref Conflicted));
+
+    /// <summary>Conflicted ÷ clean transactions; 0 when there is no clean one (nothing to compare against yet).</summary>
+    public static double Fraction(long clean, long conflicted) => clean == 0 ? 0 : (double)conflicted / clean;
 }
 
 /// <summary>
@@ -83,6 +86,23 @@ internal sealed class LoadRecorder : IDisposable
                 h.RecordValue(Math.Min(us, h.HighestTrackableValue));
                 break;
         }
+    }
+
+    /// <summary>
+    /// The conflict fraction of each scheduler since the previous call with the same <paramref name="last"/> (which it
+    /// updates): the per-second figure of the live views and the reports' time series.
+    /// </summary>
+    public Dictionary<string, double> IntervalConflictFractions(Dictionary<string, (long Clean, long Conflicted)> last)
+    {
+        var fractions = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var (name, t) in Schedulers)
+        {
+            long clean = Volatile.Read(ref t.Clean), conflicted = Volatile.Read(ref t.Conflicted);
+            last.TryGetValue(name, out var before);
+            fractions[name] = SchedulerTally.Fraction(clean - before.Clean, conflicted - before.Conflicted);
+            last[name] = (clean, conflicted);
+        }
+        return fractions;
     }
 
     public long TotalPlacements

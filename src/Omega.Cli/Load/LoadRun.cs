@@ -91,15 +91,7 @@ internal static class LoadRun
                 if (now >= nextSample)
                 {
                     long p = recorder.TotalPlacements;
-                    var fractions = new Dictionary<string, double>(StringComparer.Ordinal);
-                    foreach (var (name, t) in recorder.Schedulers)
-                    {
-                        long clean = Volatile.Read(ref t.Clean), conflicted = Volatile.Read(ref t.Conflicted);
-                        lastTally.TryGetValue(name, out var before);
-                        long dClean = clean - before.Clean, dConf = conflicted - before.Conflicted;
-                        fractions[name] = dClean == 0 ? 0 : (double)dConf / dClean;
-                        lastTally[name] = (clean, conflicted);
-                    }
+                    var fractions = recorder.IntervalConflictFractions(lastTally);
                     var (util, live) = Utilization(cell);
                     var sample = new LoadSample(now, (p - lastPlacements) / (now - (nextSample - 1)), fractions,
                         engine.QueueDepth("batch") + engine.QueueDepth("service"), util, live);

@@ -80,7 +80,7 @@ internal static partial class RemoteLoadRun
                             var prev = last.GetValueOrDefault(name);
                             before += prev.Placed;
                             long dClean = k.Clean - prev.Clean, dConf = k.Conflicted - prev.Conflicted;
-                            parts.Add(FormattableString.Invariant($"{name} {(dClean == 0 ? 0 : (double)dConf / dClean):0.000}"));
+                            parts.Add(FormattableString.Invariant($"{name} {SchedulerTally.Fraction(dClean, dConf):0.000}"));
                         }
                         Console.WriteLine(FormattableString.Invariant(
                             $"  t={now,5:0.0}s placements/s={placed - before,10:N0} queue={cur.Values.Sum(k => k.Queue),7:N0} conflict fraction: {string.Join(' ', parts)}"));
@@ -108,7 +108,7 @@ internal static partial class RemoteLoadRun
                 long p = k.Placed - s0.Placed, clean = k.Clean - s0.Clean, conf = k.Conflicted - s0.Conflicted;
                 total += p;
                 Console.WriteLine(FormattableString.Invariant(
-                    $"[{name}] placements {p:N0}  conflict fraction {(clean == 0 ? 0 : (double)conf / clean):0.0000} ({conf:N0} conflicted / {clean:N0} clean)  busyness {k.Useful + k.Wasted:P1} (wasted {k.Wasted:P1})"));
+                    $"[{name}] placements {p:N0}  conflict fraction {SchedulerTally.Fraction(clean, conf):0.0000} ({conf:N0} conflicted / {clean:N0} clean)  busyness {k.Useful + k.Wasted:P1} (wasted {k.Wasted:P1})"));
             }
             Console.WriteLine(FormattableString.Invariant($"placements/s {total / elapsed:N0} ({total:N0} placements in {elapsed:0.0} s, measured by the server)"));
             return 0;

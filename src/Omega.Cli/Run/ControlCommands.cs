@@ -164,7 +164,7 @@ internal static class ControlCommands
                         var p = previous.GetValueOrDefault(name);
                         long dClean = k.Clean - p.Clean, dConflicted = k.Conflicted - p.Conflicted;
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                            $"rate {name} placements/s={(k.Placed - p.Placed) / (now - previousAt):0} conflict_fraction={(dClean == 0 ? 0 : (double)dConflicted / dClean):0.0000}"));
+                            $"rate {name} placements/s={(k.Placed - p.Placed) / (now - previousAt):0} conflict_fraction={Omega.Cli.Load.SchedulerTally.Fraction(dClean, dConflicted):0.0000}"));
                     }
                 previous = kinds;
                 previousAt = now;

@@ -130,14 +130,7 @@ internal static class RunCommand
                     long p = recorder.TotalPlacements, rcv = fleet.Received;
                     Console.WriteLine(FormattableString.Invariant(
                         $"  t={now,5:0.0}s  placements/s={p - lastPlacements,9:N0}  bindings delivered/s={rcv - lastReceived,9:N0}  durable v{store.DurableVersion:N0} of v{store.Cell.Version:N0}  queue={engine.QueueDepth("batch") + engine.QueueDepth("service"):N0}"));
-                    var fractions = new Dictionary<string, double>(StringComparer.Ordinal);
-                    foreach (var (name, tally) in recorder.Schedulers)
-                    {
-                        long clean = Volatile.Read(ref tally.Clean), conflicted = Volatile.Read(ref tally.Conflicted);
-                        lastTally.TryGetValue(name, out var before);
-                        fractions[name] = clean == before.Clean ? 0 : (double)(conflicted - before.Conflicted) / (clean - before.Clean);
-                        lastTally[name] = (clean, conflicted);
-                    }
+                    var fractions = recorder.IntervalConflictFractions(lastTally);
                     samples.Add((now, p - lastPlacements, rcv - lastReceived, fractions));
                     lastPlacements = p;
                     lastReceived = rcv;
