@@ -23,6 +23,12 @@ public enum InspectTarget : byte
     /// overdue) or was declared lost.
     /// </summary>
     Liveness = 5,
+
+    /// <summary>
+    /// Protocol version 2: the cell's invariant audit, run now (an O(cell) read under the commit lock): first line
+    /// <c>ok</c> or <c>violations=N</c>, then one line per violation.
+    /// </summary>
+    Audit = 6,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>

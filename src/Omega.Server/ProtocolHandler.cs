@@ -116,9 +116,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target != InspectTarget.Liveness))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3 or 5 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5 or 6 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         var lines = new List<string>();
@@ -170,6 +170,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                 // Liveness summary (version 2): evictions by reason and what the mass-silence brake holds back.
                 var live = _lifecycle.Describe(2, out _);
                 foreach (var l in live) lines.Add("lifecycle " + l);
+                total = lines.Count;
+                if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
+                break;
+            case InspectTarget.Audit:
+                var problems = _cell.Audit();
+                lines.Add(problems.Count == 0 ? "ok" : string.Create(ci, $"violations={problems.Count}"));
+                foreach (var p in problems) lines.Add(p);
                 total = lines.Count;
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
                 break;
