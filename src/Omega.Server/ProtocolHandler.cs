@@ -169,7 +169,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     }
                 // Liveness summary (version 2): evictions by reason and what the mass-silence brake holds back.
                 var live = _lifecycle.Describe(2, out _);
-                foreach (var l in live) lines.Add("lifecycle " + l);
+                for (int i = 0; i < 2 && i < live.Count; i++) lines.Add("lifecycle " + live[i]);
                 total = lines.Count;
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
                 break;
