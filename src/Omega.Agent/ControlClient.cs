@@ -13,7 +13,9 @@ namespace Omega.Agent;
 /// <param name="Bound">Tasks bound.</param>
 /// <param name="Completed">Tasks completed.</param>
 /// <param name="Reason">Why it is parked, when it is.</param>
-public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending, int Bound, int Completed, string Reason);
+/// <param name="Unreachable">Bound tasks whose node cannot be reached (lease overdue, fenced, down or removed); protocol version 2.</param>
+/// <param name="Degraded">True when <paramref name="Unreachable"/> is above 0: the job is not healthy whatever its phase says.</param>
+public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending, int Bound, int Completed, string Reason, int Unreachable = 0, bool Degraded = false);
 
 /// <summary>
 /// An operator's or tool's connection to an Omega server (role Scheduler, docs/protocol.md): submit and query jobs,
@@ -56,7 +58,7 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     {
         var (t, b) = await RequestAsync(new QueryJob { JobId = job.Value }).ConfigureAwait(false);
         var r = Expect<JobStatusReply>(t, b);
-        return new RemoteJobStatus(r.Found, r.Phase, r.Pending, r.Bound, r.Completed, r.Reason);
+        return new RemoteJobStatus(r.Found, r.Phase, r.Pending, r.Bound, r.Completed, r.Reason, r.Unreachable, r.Degraded);
     }
 
     /// <summary>The decision record that last covered <paramref name="task"/>, as text; null when none is kept.</summary>
@@ -75,10 +77,13 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         return (r.Total, r.Lines);
     }
 
-    /// <summary>Drains a node by name, or takes a checkpoint.</summary>
-    public async Task<(OperateStatus Status, string Message)> OperateAsync(OperateKind kind, string target = "")
+    /// <summary>
+    /// Drains a node by name, takes a checkpoint, or confirms (withdraws) a failure domain's loss with a reason and an
+    /// author. Typed refusals arrive as <see cref="AgentRequestException"/> with the server's error code.
+    /// </summary>
+    public async Task<(OperateStatus Status, string Message)> OperateAsync(OperateKind kind, string target = "", string reason = "", string author = "")
     {
-        var (t, b) = await RequestAsync(new Operate { Kind = kind, Target = target }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new Operate { Kind = kind, Target = target, Reason = reason, Author = author }).ConfigureAwait(false);
         var r = Expect<OperateReply>(t, b);
         return (r.Status, r.Message);
     }

@@ -59,6 +59,12 @@ public enum ErrorCode : ushort
 
     /// <summary>The server is shutting down. The connection is closed.</summary>
     ShuttingDown = 17,
+
+    /// <summary>Version 2: a domain-loss confirmation or withdrawal named a failure domain no live node has. The connection stays open.</summary>
+    UnknownFailureDomain = 36,
+
+    /// <summary>Version 2: a domain-loss confirmation or withdrawal without a reason or author, or with one too long. The connection stays open.</summary>
+    InvalidConfirmation = 37,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

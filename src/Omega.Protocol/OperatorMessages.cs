@@ -16,6 +16,19 @@ public enum InspectTarget : byte
 
     /// <summary>One line per job the engine knows: id, scheduler, phase, task counts, attempts, parked reason.</summary>
     Jobs = 3,
+
+    /// <summary>
+    /// Node liveness (protocol version 2): the lease, whether the mass-silence brake is engaged and what it holds back,
+    /// evictions by reason, the domain-loss confirmations in effect, then one line per node that is suspect (lease
+    /// overdue) or was declared lost.
+    /// </summary>
+    Liveness = 5,
+
+    /// <summary>
+    /// Protocol version 2: the cell's invariant audit, run now (an O(cell) read under the commit lock): first line
+    /// <c>ok</c> or <c>violations=N</c>, then one line per violation.
+    /// </summary>
+    Audit = 6,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>
@@ -26,6 +39,15 @@ public enum OperateKind : byte
 
     /// <summary>Set the node named by the target to draining: no new bindings; its tasks keep running.</summary>
     DrainNode = 1,
+
+    /// <summary>
+    /// Protocol version 2: confirm that the failure domain named by the target is lost, so its silent nodes are evicted
+    /// even while the mass-silence brake holds (reason required, author recorded). Acknowledged once durable.
+    /// </summary>
+    ConfirmDomainLost = 5,
+
+    /// <summary>Protocol version 2: withdraw a domain-loss confirmation (reason required, author recorded). Acknowledged once durable.</summary>
+    WithdrawDomainLoss = 6,
 }
 
 /// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>
@@ -184,24 +206,33 @@ internal struct InspectReply : IWireMessage<InspectReply>
     }
 }
 
-/// <summary>Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode; empty otherwise).</summary>
+/// <summary>
+/// Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode, a failure domain for the
+/// domain-loss kinds; empty otherwise), key 2 reason and key 3 author (version 2; the domain-loss kinds). Keys 2 and 3
+/// are written only when set, so older requests encode byte for byte as before.
+/// </summary>
 internal struct Operate : IWireMessage<Operate>
 {
     public OperateKind Kind;
     public string Target;
+    public string Reason;
+    public string Author;
 
     public static MessageType Type => MessageType.Operate;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        bool reason = !string.IsNullOrEmpty(Reason), author = !string.IsNullOrEmpty(Author);
+        w.WriteMapHeader(2 + (reason ? 1 : 0) + (author ? 1 : 0));
         w.Write(0); w.Write((byte)Kind);
         w.Write(1); w.Write(Target ?? "");
+        if (reason) { w.Write(2); w.Write(Reason); }
+        if (author) { w.Write(3); w.Write(Author); }
     }
 
     public static Operate Read(ref MessagePackReader r)
     {
-        var m = new Operate { Target = "" };
+        var m = new Operate { Target = "", Reason = "", Author = "" };
         int n = Codec.ReadMap(ref r);
         for (int i = 0; i < n; i++)
         {
@@ -209,6 +240,8 @@ internal struct Operate : IWireMessage<Operate>
             {
                 case 0: m.Kind = (OperateKind)r.ReadByte(); break;
                 case 1: m.Target = Codec.ReadString(ref r, 256); break;
+                case 2: m.Reason = Codec.ReadString(ref r, 1024); break;
+                case 3: m.Author = Codec.ReadString(ref r, 256); break;
                 default: Codec.Skip(ref r); break;
             }
         }

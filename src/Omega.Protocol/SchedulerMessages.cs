@@ -488,11 +488,17 @@ internal struct JobStatusReply : IWireMessage<JobStatusReply>
     public int Generation;
     public string Reason;
 
+    /// <summary>Version 2: bound tasks whose node is unreachable (lease overdue, fenced, down or removed).</summary>
+    public int Unreachable;
+
+    /// <summary>Version 2: true when <see cref="Unreachable"/> is above 0: the job is not healthy, whatever its phase says.</summary>
+    public bool Degraded;
+
     public static MessageType Type => MessageType.JobStatusReply;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(8);
+        w.WriteMapHeader(10);
         w.Write(0); w.Write(Found);
         w.Write(1); w.Write(Phase);
         w.Write(2); w.Write(Pending);
@@ -501,6 +507,8 @@ internal struct JobStatusReply : IWireMessage<JobStatusReply>
         w.Write(5); w.Write(Attempts);
         w.Write(6); w.Write(Generation);
         w.Write(7); w.Write(Reason ?? "");
+        w.Write(8); w.Write(Unreachable);
+        w.Write(9); w.Write(Degraded);
     }
 
     public static JobStatusReply Read(ref MessagePackReader r)
@@ -519,6 +527,8 @@ internal struct JobStatusReply : IWireMessage<JobStatusReply>
                 case 5: m.Attempts = r.ReadInt32(); break;
                 case 6: m.Generation = r.ReadInt32(); break;
                 case 7: m.Reason = Codec.ReadString(ref r, 4096); break;
+                case 8: m.Unreachable = r.ReadInt32(); break;
+                case 9: m.Degraded = r.ReadBoolean(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

@@ -24,7 +24,9 @@ internal sealed class Dispatcher : IAsyncDisposable
     private List<HeldReply> _heldSpare = new();
     private readonly Task _loop;
 
-    internal readonly record struct HeldReply(FrameConnection Connection, uint RequestId, CommitReply Reply);
+    // Version is what must be publishable (durable) before the reply leaves; Operate is set for operator replies that
+    // acknowledge a durable record (a domain-loss confirmation), otherwise Reply is a commit's.
+    internal readonly record struct HeldReply(FrameConnection Connection, uint RequestId, CommitReply Reply, long Version, OperateReply? Operate = null);
 
     public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes)
     {
@@ -41,7 +43,20 @@ internal sealed class Dispatcher : IAsyncDisposable
     public bool ReplyWhenPublishable(FrameConnection c, uint rid, in CommitReply reply)
     {
         if (reply.Version <= _publisher.PublishableVersion) return true;
-        lock (_heldLock) _held.Add(new HeldReply(c, rid, reply));
+        lock (_heldLock) _held.Add(new HeldReply(c, rid, reply, reply.Version));
+        _feed.Signal();
+        return false;
+    }
+
+    /// <summary>Replies to an operator request once <paramref name="version"/> is publishable; returns true if sent now.</summary>
+    public bool ReplyWhenPublishable(FrameConnection c, uint rid, in OperateReply reply, long version)
+    {
+        if (version <= _publisher.PublishableVersion)
+        {
+            c.Send(rid, reply);
+            return true;
+        }
+        lock (_heldLock) _held.Add(new HeldReply(c, rid, default, version, reply));
         _feed.Signal();
         return false;
     }
@@ -99,9 +114,10 @@ internal sealed class Dispatcher : IAsyncDisposable
         }
         foreach (var h in list)
         {
-            if (h.Reply.Version <= publishable)
+            if (h.Version <= publishable)
             {
-                h.Connection.Send(h.RequestId, h.Reply);
+                if (h.Operate is { } op) h.Connection.Send(h.RequestId, op);
+                else h.Connection.Send(h.RequestId, h.Reply);
                 h.Connection.EndRequest();
                 _flush.Add(h.Connection);
             }
@@ -123,6 +139,13 @@ internal sealed class NodeRegistry
 {
     private readonly Lock _grow = new();
     private NodeState?[] _nodes = new NodeState?[1024];
+
+    /// <summary>The node's state if it was ever created (a node that never registered has none).</summary>
+    public NodeState? TryGet(NodeId id)
+    {
+        var arr = Volatile.Read(ref _nodes);
+        return (uint)id.Value < (uint)arr.Length ? Volatile.Read(ref arr[id.Value]) : null;
+    }
 
     public NodeState Get(NodeId id)
     {

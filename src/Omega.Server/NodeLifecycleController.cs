@@ -5,15 +5,37 @@ using Omega.Scheduling;
 namespace Omega.Server;
 
 /// <summary>Outcome of one <see cref="NodeLifecycleController.Tick"/>.</summary>
-public readonly record struct LifecycleTick(int Expired, int Evicted, int Deferred, bool InGrace, bool MassSilence);
+/// <param name="Expired">Nodes found silent for a lease (after the receive-time check).</param>
+/// <param name="Evicted">Nodes declared lost by this tick.</param>
+/// <param name="Deferred">Expired nodes not evicted (rate limit or brake).</param>
+/// <param name="InGrace">The restart grace (or a stall grace) was in force: nothing was judged.</param>
+/// <param name="MassSilence">More than the mass-silence fraction was silent: the brake was engaged.</param>
+/// <param name="HeldBack">Silent nodes the brake held back (not in a domain confirmed lost).</param>
+/// <param name="Stalled">The controller's own timer ran late by more than half a lease (a starved host): nothing was judged.</param>
+public readonly record struct LifecycleTick(int Expired, int Evicted, int Deferred, bool InGrace, bool MassSilence, int HeldBack = 0, bool Stalled = false);
+
+/// <summary>Why a node was declared lost.</summary>
+public enum EvictionReason : byte
+{
+    /// <summary>Its lease expired: neither a heartbeat nor any other frame arrived from its agent for a lease.</summary>
+    LeaseExpired = 0,
+
+    /// <summary>Its lease expired while the mass-silence brake was engaged, and an operator had confirmed its failure domain lost.</summary>
+    DomainConfirmedLost = 1,
+}
 
 /// <summary>
-/// Node leases. An agent's register and heartbeats renew its node's lease; a node whose lease has expired is fenced (no
-/// new claims validate on it), its bindings are released (the agent is told to stop them when it comes back) and its
-/// tasks go back to their queues, to be bound again at a higher generation. Three brakes keep a network problem from
-/// becoming a mass eviction: nothing is declared dead during one lease period after the controller starts (restart
-/// grace); evictions are rate-limited by a token bucket; and if more than <see cref="ServerOptions.MassSilenceFraction"/>
-/// of the tracked nodes are silent at once, nothing is evicted at all. Time comes from the injected <see cref="TimeProvider"/>.
+/// Node leases. An agent's register and heartbeats renew its node's lease, and so does anything else its registered
+/// connection receives (judged by the transport's receive time, so frames queued behind a busy server count). A node
+/// whose lease has expired is first marked <see cref="NodeStatus.Down"/> (suspect: no new placements, bindings kept)
+/// and then, as the brakes allow, fenced (no claim validates on it), its bindings released (the agent is told to stop
+/// them when it comes back) and its tasks requeued at a higher generation. Brakes that keep a network problem or an
+/// overloaded host from becoming a mass eviction: nothing is judged during one lease period after the controller starts
+/// (restart grace); the expiry is stretched by how late the controller's own timer runs, and a tick more than half a
+/// lease late judges nothing (a starved process cannot tell silence from its own backlog); evictions are rate-limited by
+/// a token bucket; and if more than <see cref="ServerOptions.MassSilenceFraction"/> of the tracked nodes are silent at
+/// once, only nodes of failure domains an operator confirmed lost (<see cref="Cell.ConfirmDomainLost"/>) are evicted.
+/// Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 public sealed class NodeLifecycleController : IDisposable
 {
@@ -24,14 +46,22 @@ public sealed class NodeLifecycleController : IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<NodeId, long> _lastSeen = new();
     private readonly HashSet<NodeId> _dead = new();
-    private readonly long _graceEnds;
+    // Nodes this controller marked Down (suspect); only those are made schedulable again when they are heard from.
+    private readonly HashSet<NodeId> _suspect = new();
+    private long _graceEnds;
     private readonly long _leaseTicks;
+    private readonly long _periodTicks;
+    private long _lastTickAt;
+    private long _lagAllowance;
     private double _tokens;
     private long _lastRefill;
     private readonly ITimer? _timer;
     private readonly Meter _meter = new("Omega.Server.Lifecycle");
-    private readonly Counter<long> _evictions, _deferred, _massSilence, _returned;
-    private long _evictedCount, _massSilenceCount, _returnedCount;
+    private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
+    private readonly long[] _evictedByReason = new long[2];
+    private long _massSilenceCount, _returnedCount, _stallCount, _heardByReceiveCount;
+    private int _heldBack, _suspectCount;
+    private bool _brakeEngaged;
 
     /// <summary>
     /// Creates the controller. Every node already in the cell is tracked as if it had just heartbeated, so after an
@@ -45,25 +75,59 @@ public sealed class NodeLifecycleController : IDisposable
         _time = options.Time;
         long now = _time.GetTimestamp();
         _leaseTicks = (long)(options.NodeLease.TotalSeconds * _time.TimestampFrequency);
+        _periodTicks = options.LifecyclePeriod is { } per ? (long)(per.TotalSeconds * _time.TimestampFrequency) : 0;
         _graceEnds = now + _leaseTicks;
         _lastRefill = now;
         _tokens = Math.Max(1, options.EvictionsPerSecond);
         var snap = cell.Snapshot();
         for (int i = 0; i < snap.NodeCount; i++)
-            if (snap.TryGetNode(new NodeId(i), out var v) == SnapshotRead.Ok && v.Status is NodeStatus.Schedulable or NodeStatus.Draining)
-                _lastSeen[new NodeId(i)] = now;
-        _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions");
+        {
+            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
+            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down) _lastSeen[new NodeId(i)] = now;
+            // Down is what this controller marks suspect nodes with; after a restart they are still ours to restore.
+            if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
+        }
+        _suspectCount = _suspect.Count;
+        _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions", "{node}", "Nodes declared lost, by reason");
         _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred");
         _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence");
         _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned");
+        _stalls = _meter.CreateCounter<long>("omega.lifecycle.stalls", "{tick}", "Ticks that ran more than half a lease late and judged nothing");
+        _heardByReceive = _meter.CreateCounter<long>("omega.lifecycle.heard_by_receive", "{node}", "Leases renewed by frames received but not yet processed");
+        _meter.CreateObservableGauge("omega.lifecycle.brake.held_back", () => Volatile.Read(ref _heldBack), "{node}", "Silent nodes the mass-silence brake is holding back from eviction");
+        _meter.CreateObservableGauge("omega.lifecycle.suspect", () => Volatile.Read(ref _suspectCount), "{node}", "Nodes whose lease is overdue but that are not evicted (marked Down)");
         if (options.LifecyclePeriod is { } p) _timer = _time.CreateTimer(_ => Tick(), null, p, p);
     }
 
-    /// <summary>Nodes evicted (declared lost) so far.</summary>
-    public long EvictedCount => Volatile.Read(ref _evictedCount);
+    /// <summary>
+    /// Server wiring: how long ago the node's registered connection last received bytes (null: no open connection).
+    /// Read by <see cref="Tick"/> for nodes whose processed heartbeats are a lease old.
+    /// </summary>
+    internal Func<NodeId, TimeSpan?>? InboundProbe { get; set; }
 
-    /// <summary>Ticks that found most nodes silent and evicted nothing.</summary>
+    /// <summary>Nodes evicted (declared lost) so far.</summary>
+    public long EvictedCount => Volatile.Read(ref _evictedByReason[0]) + Volatile.Read(ref _evictedByReason[1]);
+
+    /// <summary>Nodes evicted so far for <paramref name="reason"/>.</summary>
+    public long EvictedFor(EvictionReason reason) => Volatile.Read(ref _evictedByReason[(int)reason]);
+
+    /// <summary>Ticks that found most nodes silent (the brake engaged).</summary>
     public long MassSilenceCount => Volatile.Read(ref _massSilenceCount);
+
+    /// <summary>Silent nodes the brake held back at the last tick (0 when it is not engaged).</summary>
+    public int HeldBack => Volatile.Read(ref _heldBack);
+
+    /// <summary>True if the last tick found most nodes silent.</summary>
+    public bool BrakeEngaged => Volatile.Read(ref _brakeEngaged);
+
+    /// <summary>Nodes marked suspect (Down: lease overdue, not evicted).</summary>
+    public int SuspectCount => Volatile.Read(ref _suspectCount);
+
+    /// <summary>Ticks that ran more than half a lease late and judged nothing.</summary>
+    public long StallCount => Volatile.Read(ref _stallCount);
+
+    /// <summary>Times a lease was renewed by bytes its connection received although no heartbeat had been processed for a lease.</summary>
+    public long HeardByReceiveCount => Volatile.Read(ref _heardByReceiveCount);
 
     /// <summary>Nodes that came back after being declared lost.</summary>
     public long ReturnedCount => Volatile.Read(ref _returnedCount);
@@ -77,85 +141,231 @@ public sealed class NodeLifecycleController : IDisposable
         lock (_lock) return _dead.Contains(node);
     }
 
+    /// <summary>True if the node's lease is overdue but it was not evicted (it is marked Down).</summary>
+    public bool IsSuspect(NodeId node)
+    {
+        lock (_lock) return _suspect.Contains(node);
+    }
+
     /// <summary>
-    /// Register or heartbeat: renews the node's lease. A node that was declared lost is made schedulable again
-    /// (its superseded tasks were already released; the agent learns to stop them from its binding stream).
+    /// How long since the node was last heard from (a processed register or heartbeat, or bytes received on its
+    /// registered connection), or null if it is not tracked (declared lost, or never registered).
+    /// </summary>
+    public TimeSpan? SinceLastHeard(NodeId node)
+    {
+        long seen;
+        lock (_lock)
+            if (!_lastSeen.TryGetValue(node, out seen)) return null;
+        var since = TimeSpan.FromSeconds((_time.GetTimestamp() - seen) / (double)_time.TimestampFrequency);
+        if (InboundProbe?.Invoke(node) is { } inbound && inbound < since) since = inbound;
+        return since;
+    }
+
+    /// <summary>
+    /// Register or heartbeat: renews the node's lease. A node that was declared lost, or marked suspect, is made
+    /// schedulable again (a lost node's superseded tasks were already released; the agent learns to stop them from its
+    /// binding stream). A node of a domain confirmed lost that comes back withdraws that confirmation: the domain is
+    /// evidently not gone, and a stale confirmation must not disarm the brake for a later incident.
     /// </summary>
     public void Renew(NodeId node)
     {
-        bool returned;
+        bool returned, unsuspected = false;
         lock (_lock)
         {
             _lastSeen[node] = _time.GetTimestamp();
             returned = _dead.Remove(node);
+            if (!returned && _suspect.Count > 0 && _suspect.Remove(node))
+            {
+                unsuspected = true;
+                _suspectCount = _suspect.Count;
+            }
+            // Status changes happen under this lock, so an eviction deciding concurrently cannot fence a node that has
+            // just been heard from (it re-checks the lease under the same lock).
+            if (returned || unsuspected) _cell.SetNodeStatus(node, NodeStatus.Schedulable);
         }
         if (returned)
         {
-            _cell.SetNodeStatus(node, NodeStatus.Schedulable);
             Interlocked.Increment(ref _returnedCount);
             _returned.Add(1);
         }
+        if ((returned || unsuspected) && _cell.DomainLosses.Count > 0
+            && _cell.Snapshot().TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLoss(v.Spec.FailureDomain) is { } loss)
+            _cell.WithdrawDomainLoss(loss.Domain, "omega-lifecycle", $"node {v.Spec.Name} of the domain was heard from again", out _);
     }
 
     /// <summary>Stops tracking a node (removed by an operator).</summary>
     public void Forget(NodeId node)
     {
-        lock (_lock) { _lastSeen.Remove(node); _dead.Remove(node); }
+        lock (_lock)
+        {
+            _lastSeen.Remove(node);
+            _dead.Remove(node);
+            if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
+        }
     }
 
     /// <summary>Checks every lease once; evicts what the brakes allow. Called by the timer, or by tests after advancing time.</summary>
     public LifecycleTick Tick()
     {
         long now = _time.GetTimestamp();
-        List<NodeId> expired = new();
-        int tracked;
+        List<NodeId> candidates = new();
+        long expiry;
         lock (_lock)
         {
+            if (_periodTicks > 0 && _lastTickAt != 0)
+            {
+                // How late this tick runs is how starved this process is (timer callbacks share the thread pool with the
+                // connections' receive and processing loops). Stretch the expiry by the recent lateness; a tick more
+                // than half a lease late cannot tell an agent's silence from its own backlog, so it judges nothing and
+                // gives the backlog one heartbeat interval to drain.
+                long lag = now - _lastTickAt - _periodTicks;
+                _lagAllowance = Math.Min(_leaseTicks, Math.Max(lag, _lagAllowance * 9 / 10));
+                if (lag > _leaseTicks / 2)
+                {
+                    _lastTickAt = now;
+                    _graceEnds = Math.Max(_graceEnds, now + (long)(_options.EffectiveHeartbeat.TotalSeconds * _time.TimestampFrequency));
+                    Interlocked.Increment(ref _stallCount);
+                    _stalls.Add(1);
+                    return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false, Stalled: true);
+                }
+            }
+            _lastTickAt = now;
             if (now < _graceEnds) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
-            tracked = _lastSeen.Count;
+            expiry = _leaseTicks + Math.Max(0, _lagAllowance);
             foreach (var (node, seen) in _lastSeen)
-                if (now - seen >= _leaseTicks) expired.Add(node);
+                if (now - seen >= expiry) candidates.Add(node);
             double elapsed = (now - _lastRefill) / (double)_time.TimestampFrequency;
             _lastRefill = now;
             double cap = Math.Max(1, _options.EvictionsPerSecond);
             _tokens = Math.Min(cap, _tokens + elapsed * _options.EvictionsPerSecond);
         }
-        if (expired.Count == 0) return default;
-        if (tracked > 1 && expired.Count > _options.MassSilenceFraction * tracked)
+        // Receive time: an agent whose frames reached the socket but wait behind a slow processing loop is not silent.
+        var expired = new List<NodeId>(candidates.Count);
+        var probe = InboundProbe;
+        foreach (var node in candidates)
+        {
+            if (probe?.Invoke(node) is { } since && since.TotalSeconds * _time.TimestampFrequency < expiry)
+            {
+                long heardAt = now - (long)(since.TotalSeconds * _time.TimestampFrequency);
+                lock (_lock)
+                    if (_lastSeen.TryGetValue(node, out long seen) && seen < heardAt) _lastSeen[node] = heardAt;
+                Interlocked.Increment(ref _heardByReceiveCount);
+                _heardByReceive.Add(1);
+                continue;
+            }
+            expired.Add(node);
+        }
+        int tracked;
+        lock (_lock) tracked = _lastSeen.Count;
+        if (expired.Count == 0)
+        {
+            Volatile.Write(ref _heldBack, 0);
+            Volatile.Write(ref _brakeEngaged, false);
+            return default;
+        }
+        expired.Sort((a, b) => a.Value.CompareTo(b.Value));
+        bool brake = tracked > 1 && expired.Count > _options.MassSilenceFraction * tracked;
+        int heldBack = 0;
+        var evictable = expired;
+        if (brake)
         {
             Interlocked.Increment(ref _massSilenceCount);
             _massSilence.Add(1);
-            return new LifecycleTick(expired.Count, 0, expired.Count, InGrace: false, MassSilence: true);
+            // Only nodes of domains an operator confirmed lost get past the brake.
+            evictable = new List<NodeId>();
+            var losses = _cell.DomainLosses;
+            if (losses.Count > 0)
+            {
+                var snap = _cell.Snapshot();
+                foreach (var node in expired)
+                    if (snap.TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLoss(v.Spec.FailureDomain) is not null) evictable.Add(node);
+            }
+            heldBack = expired.Count - evictable.Count;
         }
-        expired.Sort((a, b) => a.Value.CompareTo(b.Value));
-        int evicted = 0;
-        foreach (var node in expired)
+        Volatile.Write(ref _heldBack, heldBack);
+        Volatile.Write(ref _brakeEngaged, brake);
+        var reason = brake ? EvictionReason.DomainConfirmedLost : EvictionReason.LeaseExpired;
+        var evictedSet = new HashSet<NodeId>();
+        foreach (var node in evictable)
         {
             lock (_lock)
             {
                 if (_tokens < 1) break;
+                // Re-check under the lock that orders it against Renew: a heartbeat processed since the scan wins.
+                if (!_lastSeen.TryGetValue(node, out long seen) || now - seen < expiry) continue;
                 _tokens -= 1;
                 _lastSeen.Remove(node);
                 _dead.Add(node);
+                if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
+                // Fence first, under the lock: from here no claim validates on the node, and a concurrent Renew waits
+                // for this and then finds the node dead (and returns it) instead of being overwritten by the fence.
+                _cell.SetNodeStatus(node, NodeStatus.Fenced);
             }
-            Evict(node);
-            evicted++;
+            ReleaseAndRequeue(node);
+            evictedSet.Add(node);
+            Interlocked.Increment(ref _evictedByReason[(int)reason]);
+            _evictions.Add(1, new KeyValuePair<string, object?>("reason", reason == EvictionReason.LeaseExpired ? "lease_expired" : "domain_confirmed_lost"));
         }
-        int deferred = expired.Count - evicted;
+        // Whatever is overdue but not evicted (brake, rate limit) is suspect: no new placements land there meanwhile.
+        lock (_lock)
+        {
+            foreach (var node in expired)
+            {
+                if (evictedSet.Contains(node) || _suspect.Contains(node) || !_lastSeen.TryGetValue(node, out long seen) || now - seen < expiry) continue;
+                if (_cell.Snapshot().TryGetNode(node, out var v) != SnapshotRead.Ok || v.Status != NodeStatus.Schedulable) continue;
+                _cell.SetNodeStatus(node, NodeStatus.Down);
+                _suspect.Add(node);
+            }
+            _suspectCount = _suspect.Count;
+        }
+        int deferred = expired.Count - evictedSet.Count;
         if (deferred > 0) _deferred.Add(deferred);
-        return new LifecycleTick(expired.Count, evicted, deferred, InGrace: false, MassSilence: false);
+        return new LifecycleTick(expired.Count, evictedSet.Count, deferred, InGrace: false, MassSilence: brake, HeldBack: heldBack);
     }
 
-    private void Evict(NodeId node)
+    private void ReleaseAndRequeue(NodeId node)
     {
-        // Fence first: from here no claim validates on the node, so nothing new lands while its tasks are released.
-        _cell.SetNodeStatus(node, NodeStatus.Fenced);
         var released = new List<TaskId>();
         foreach (var a in _cell.GetAllocationsOnNode(node))
             if (_cell.Release(a.Task, a.Generation) == ReleaseStatus.Released) released.Add(a.Task);
         _engine?.RequeueReleased(released);
-        Interlocked.Increment(ref _evictedCount);
-        _evictions.Add(1);
+    }
+
+    /// <summary>
+    /// The liveness report of <c>Inspect Liveness</c> and <c>omega stats</c>: a summary (lease, brake, held back,
+    /// evictions by reason), the confirmations in effect, then up to <paramref name="nodeLimit"/> nodes that are suspect or lost.
+    /// </summary>
+    public List<string> Describe(int nodeLimit, out int total)
+    {
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        var lines = new List<string>
+        {
+            string.Create(ci, $"lease_ms={LeaseMilliseconds} tracked={TrackedCount} brake={(BrakeEngaged ? "engaged" : "off")} held_back={HeldBack} suspect={SuspectCount} mass_silence_ticks={MassSilenceCount} stalls={StallCount} heard_by_receive={HeardByReceiveCount} returned={ReturnedCount}"),
+            string.Create(ci, $"evictions lease_expired={EvictedFor(EvictionReason.LeaseExpired)} domain_confirmed_lost={EvictedFor(EvictionReason.DomainConfirmedLost)}"),
+        };
+        foreach (var d in _cell.DomainLosses)
+            lines.Add(string.Create(ci, $"domain-lost {d.Domain} by={d.Author} at={d.At:O} version={d.Version} reason={d.Reason}"));
+        List<(NodeId Node, bool Dead)> nodes = new();
+        lock (_lock)
+        {
+            foreach (var n in _suspect) nodes.Add((n, false));
+            foreach (var n in _dead) nodes.Add((n, true));
+        }
+        nodes.Sort((a, b) => a.Node.Value.CompareTo(b.Node.Value));
+        total = lines.Count + nodes.Count;
+        var snap = _cell.Snapshot();
+        foreach (var (n, dead) in nodes)
+        {
+            if (lines.Count >= nodeLimit) break;
+            bool ok = snap.TryGetNode(n, out var v) == SnapshotRead.Ok;
+            lines.Add(string.Create(ci, $"node {(ok ? v.Spec.Name : "?")} {n} {(dead ? "lost" : "suspect")} domain={(ok ? v.Spec.FailureDomain : "")} status={(ok ? v.Status : NodeStatus.Removed)}"));
+        }
+        return lines;
+    }
+
+    private int TrackedCount
+    {
+        get { lock (_lock) return _lastSeen.Count; }
     }
 
     /// <inheritdoc />

@@ -28,8 +28,18 @@ public sealed class OmegaServer : IAsyncDisposable
         var publisher = Options.Publisher ?? new CellVersionPublisher(cell);
         _dispatcher = new Dispatcher(_feed, publisher, _nodes);
         Lifecycle = new NodeLifecycleController(cell, engine, Options);
+        Lifecycle.InboundProbe = SinceLastReceived;
         _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle);
         _server = new FrameServer(endpoint, _handler, Options.Transport, Options.Name);
+    }
+
+    // Liveness by receive time: how long since the node's registered connection took bytes off its socket. Each clock
+    // measures its own elapsed time, so the transport's and the lifecycle's clocks need not be the same object.
+    private TimeSpan? SinceLastReceived(NodeId id)
+    {
+        var c = _nodes.TryGet(id)?.Connection;
+        if (c is null || c.IsClosing) return null;
+        return c.Clock.GetElapsedTime(c.LastReceivedAt);
     }
 
     /// <summary>The cell served.</summary>

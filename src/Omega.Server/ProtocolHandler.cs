@@ -116,9 +116,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Target > InspectTarget.Jobs)
+        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5 or 6 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         var lines = new List<string>();
@@ -167,7 +167,21 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                         var (placed, clean, conflicted) = _engine.Totals(w);
                         lines.Add(string.Create(ci, $"scheduler {w} queue={_engine.QueueDepth(w)} busyness useful={useful:0.0000} wasted={wasted:0.0000} placements={placed} clean={clean} conflicted={conflicted} oldest_queued_s={_engine.OldestQueuedAge(w).TotalSeconds:0.000}"));
                     }
+                // Liveness summary (version 2): evictions by reason and what the mass-silence brake holds back.
+                var live = _lifecycle.Describe(2, out _);
+                for (int i = 0; i < 2 && i < live.Count; i++) lines.Add("lifecycle " + live[i]);
                 total = lines.Count;
+                if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
+                break;
+            case InspectTarget.Audit:
+                var problems = _cell.Audit();
+                lines.Add(problems.Count == 0 ? "ok" : string.Create(ci, $"violations={problems.Count}"));
+                foreach (var p in problems) lines.Add(p);
+                total = lines.Count;
+                if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
+                break;
+            case InspectTarget.Liveness:
+                lines = _lifecycle.Describe(m.Limit, out total);
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
                 break;
         }
@@ -212,10 +226,56 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case OperateKind.Checkpoint:
                 c.Send(rid, new OperateReply { Status = OperateStatus.Unsupported, Message = "this server has no durable store" });
                 return true;
+            case OperateKind.ConfirmDomainLost:
+            case OperateKind.WithdrawDomainLoss:
+                return HandleDomainLoss(c, rid, m);
             default:
                 c.SendError(rid, ErrorCode.InvalidRequest, $"operate: unknown kind {(byte)m.Kind}");
                 return true;
         }
+    }
+
+    /// <returns>False when the reply waits for the record to be durable (the request stays in flight until then).</returns>
+    private bool HandleDomainLoss(FrameConnection c, uint rid, in Operate m)
+    {
+        string author = string.IsNullOrWhiteSpace(m.Author) ? "" : m.Author.Trim();
+        if (string.IsNullOrWhiteSpace(m.Target) || string.IsNullOrWhiteSpace(m.Reason) || author.Length == 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidConfirmation, "a domain-loss confirmation or withdrawal needs a failure domain (target), a reason and an author");
+            return true;
+        }
+        bool confirm = m.Kind == OperateKind.ConfirmDomainLost;
+        long version;
+        string text;
+        DomainLossStatus st;
+        if (confirm)
+        {
+            st = _cell.ConfirmDomainLost(m.Target, author, m.Reason, out var conf);
+            version = conf?.Version ?? 0;
+            text = st == DomainLossStatus.AlreadyConfirmed
+                ? $"domain '{m.Target}' was already confirmed lost by {conf!.Author} at {conf.At:O}: {conf.Reason}"
+                : $"domain '{m.Target}' confirmed lost by {author} at cell version {version}: its silent nodes are evicted despite the mass-silence brake";
+        }
+        else
+        {
+            st = _cell.WithdrawDomainLoss(m.Target, author, m.Reason, out version);
+            text = st == DomainLossStatus.NotConfirmed
+                ? $"domain '{m.Target}' had no confirmation in effect"
+                : $"confirmation of domain '{m.Target}' withdrawn by {author} at cell version {version}: the brake applies to it again";
+        }
+        switch (st)
+        {
+            case DomainLossStatus.Invalid:
+                c.SendError(rid, ErrorCode.InvalidConfirmation, $"domain and author at most {Cell.MaxDomainLossNameLength} characters, reason at most {Cell.MaxDomainLossReasonLength}, none empty");
+                return true;
+            case DomainLossStatus.UnknownDomain:
+                c.SendError(rid, ErrorCode.UnknownFailureDomain, $"no live node has failure domain '{m.Target}'");
+                return true;
+        }
+        var reply = new OperateReply { Status = OperateStatus.Ok, Message = text };
+        // Acknowledged only once durable: an already-confirmed (or not-confirmed) answer refers to an earlier record,
+        // which must be durable too before it is reported as standing.
+        return _dispatcher.ReplyWhenPublishable(c, rid, reply, st == DomainLossStatus.Recorded ? version : Math.Max(version, _cell.Version));
     }
 
     private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>
@@ -507,11 +567,32 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             c.Send(rid, new JobStatusReply { Found = false, Reason = "" });
             return;
         }
+        int unreachable = CountUnreachable(st.Job);
         c.Send(rid, new JobStatusReply
         {
             Found = true, Phase = (int)st.Phase, Pending = st.Pending, Bound = st.Bound, Completed = st.Completed,
             Attempts = st.Attempts, Generation = st.Generation, Reason = st.ParkedReason ?? "",
+            Unreachable = unreachable, Degraded = unreachable > 0,
         });
+    }
+
+    /// <summary>
+    /// Bound tasks of the job whose node cannot be reached: lease overdue (suspect), declared lost, or not schedulable
+    /// for a liveness reason (fenced, down, removed). O(tasks) control-plane read per query, never on the placement path.
+    /// </summary>
+    private int CountUnreachable(JobSpec job)
+    {
+        int n = 0;
+        var snap = _cell.Snapshot();
+        for (int i = 0; i < job.TaskCount; i++)
+        {
+            if (!_cell.TryGetAllocation(job.Task(i), out var a)) continue;
+            var read = snap.TryGetNode(a.Node, out var v);
+            if (read == SnapshotRead.NotFound || (read == SnapshotRead.Ok && v.Status is NodeStatus.Fenced or NodeStatus.Down or NodeStatus.Removed)
+                || _lifecycle.IsSuspect(a.Node) || _lifecycle.IsDead(a.Node))
+                n++;
+        }
+        return n;
     }
 
     public void Dispose() => _meter.Dispose();

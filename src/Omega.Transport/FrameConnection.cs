@@ -29,6 +29,7 @@ public sealed class FrameConnection
     private DisconnectReason _reason;
     private bool _outputCompleted;
     private long _lastFrameAt;
+    private long _lastReceivedAt;
 
     internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics)
     {
@@ -46,6 +47,7 @@ public sealed class FrameConnection
         _output = new Pipe(new PipeOptions(pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
         ConnectedAt = options.Time.GetTimestamp();
         _lastFrameAt = ConnectedAt;
+        _lastReceivedAt = ConnectedAt;
         try { RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? ""; }
         catch (SocketException) { RemoteEndPoint = ""; }
     }
@@ -67,6 +69,17 @@ public sealed class FrameConnection
 
     /// <summary>Timestamp of the last complete frame received.</summary>
     public long LastFrameAt => Volatile.Read(ref _lastFrameAt);
+
+    /// <summary>
+    /// Timestamp (of the options' clock) at which the receive loop last took bytes off the socket. Unlike
+    /// <see cref="LastFrameAt"/> it does not wait for the processing loop: frames that arrived but are queued behind
+    /// slow requests of the same connection already count. The node lifecycle judges an agent's silence by it, so a busy
+    /// server cannot mistake its own backlog for a silent agent.
+    /// </summary>
+    public long LastReceivedAt => Volatile.Read(ref _lastReceivedAt);
+
+    /// <summary>The clock of <see cref="ConnectedAt"/>, <see cref="LastFrameAt"/> and <see cref="LastReceivedAt"/>.</summary>
+    public TimeProvider Clock => _options.Time;
 
     /// <summary>True once the connection started closing.</summary>
     public bool IsClosing => Volatile.Read(ref _closing) != 0;
@@ -211,6 +224,8 @@ public sealed class FrameConnection
                 var mem = writer.GetMemory(8192);
                 int n = await _socket.ReceiveAsync(mem, SocketFlags.None).ConfigureAwait(false);
                 if (n == 0) break;
+                // Stamped before the bytes are handed on: receipt, not processing, is what proves the peer is alive.
+                Volatile.Write(ref _lastReceivedAt, _options.Time.GetTimestamp());
                 writer.Advance(n);
                 // Back-pressure: this await does not complete while the unprocessed input is above the pause threshold.
                 var fr = await writer.FlushAsync().ConfigureAwait(false);

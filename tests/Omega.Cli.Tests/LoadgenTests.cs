@@ -39,6 +39,32 @@ public sealed class LoadgenTests
         }
     }
 
+    [Fact]
+    public async Task A_trace_replays_to_its_end_without_seconds_and_says_so_when_seconds_cut_it()
+    {
+        // Six jobs over 600 recorded seconds: 3 s at --speedup 200.
+        string trace = Path.Combine(Path.GetTempPath(), "omega-trace-" + Guid.NewGuid().ToString("N") + ".csv");
+        var rows = new List<string> { "job_id,submit_time_s,tasks,cpu_per_task,mem_per_task,priority,scheduling_class,different_machine_constraint,duration_s,finished,killed,failed,evicted,lost" };
+        for (int i = 0; i < 6; i++) rows.Add(FormattableString.Invariant($"{100 + i},{i * 120},2,0.01,0.01,0,1,0,30,1,0,0,0,0"));
+        await File.WriteAllLinesAsync(trace, rows);
+        try
+        {
+            var full = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--nodes", "50", "--trace", trace, "--speedup", "200", "--plain", "--seed", "3");
+            Assert.True(full.ExitCode == 0, full.Stdout + full.Stderr);
+            Assert.Contains("until the trace ends", full.Stdout, StringComparison.Ordinal);
+            Assert.Matches(@"jobs submitted / placed / parked\s*│\s*6 / 6 / 0", full.Stdout);
+            Assert.DoesNotContain("cut at", full.Stdout, StringComparison.Ordinal);
+
+            var cut = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--nodes", "50", "--trace", trace, "--speedup", "200", "--plain", "--seconds", "1", "--seed", "3");
+            Assert.True(cut.ExitCode == 0, cut.Stdout + cut.Stderr);
+            Assert.Matches(@"trace replay cut at --seconds 1: [1-5] trace jobs were not submitted", cut.Stdout);
+        }
+        finally
+        {
+            File.Delete(trace);
+        }
+    }
+
     [Theory]
     [InlineData("--nodes", "0", "--nodes must be")]
     [InlineData("--load", "-1", "--load must be")]

@@ -186,6 +186,23 @@ public sealed class ServeTests
             Assert.True(m.Success, load.Stdout);
             Assert.True(long.Parse(m.Groups[2].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0, load.Stdout);
             Assert.Contains("[batch] placements", load.Stdout, StringComparison.Ordinal);
+            // Over TCP the summary reports, as the embedded one does, the jobs by phase and the invariant audit (the server's).
+            Assert.Matches(@"jobs submitted / placed / parked / queued: [\d,]+ / [\d,]+ / [\d,]+ / [\d,]+", load.Stdout);
+            Assert.Contains("invariants ok", load.Stdout, StringComparison.Ordinal);
+            // Liveness over the wire: stats shows evictions by reason and the brake; confirm-lost needs a known domain.
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint);
+            Assert.Contains("lifecycle evictions lease_expired=0 domain_confirmed_lost=0", stats.Stdout, StringComparison.Ordinal);
+            Assert.Contains("brake=off", stats.Stdout, StringComparison.Ordinal);
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--domain", "rack-nope", "--reason", "test");
+            Assert.Equal(1, unknown.ExitCode);
+            Assert.Contains("UnknownFailureDomain", unknown.Stderr, StringComparison.Ordinal);
+            var confirm = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--domain", "rack-3", "--reason", "test of the record", "--author", "ci");
+            Assert.True(confirm.ExitCode == 0, confirm.Stdout + confirm.Stderr);
+            Assert.Contains("confirmed lost by ci", confirm.Stdout, StringComparison.Ordinal);
+            var liveness = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Liveness", "--connect", endpoint);
+            Assert.Contains("domain-lost rack-3 by=ci", liveness.Stdout, StringComparison.Ordinal);
+            var withdraw = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--withdraw", "--connect", endpoint, "--domain", "rack-3", "--reason", "done", "--author", "ci");
+            Assert.True(withdraw.ExitCode == 0, withdraw.Stdout + withdraw.Stderr);
             // The agents received the bindings and completed tasks (1 s mean run time).
             await agents.WaitForAsync("completed", TimeSpan.FromSeconds(30));
             int code = await serve.TerminateAsync(TimeSpan.FromSeconds(60));

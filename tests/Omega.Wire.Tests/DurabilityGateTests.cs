@@ -46,4 +46,36 @@ public sealed class DurabilityGateTests
         Assert.Equal(new TaskId(1, 0), e.Task);
         Assert.Equal(BindingKind.Run, e.Kind);
     }
+
+    [Fact]
+    public async Task A_domain_loss_confirmation_is_acknowledged_only_once_its_record_is_durable()
+    {
+        using var cell = new Cell();
+        cell.AddNode(new NodeSpec("n0", new ResourceVector(4000, 1 << 30), failureDomain: "rack-1"));
+        var mark = new Watermark(cell) { Held = cell.Version }; // everything so far is durable; the confirmation will not be
+        await using var server = new OmegaServer(cell, null, new IPEndPoint(IPAddress.Loopback, 0), new ServerOptions { Publisher = mark });
+        server.Start();
+        using var op = await RawClient.ConnectAsync(server.EndPoint);
+        await op.HandshakeAsync(PeerRole.Scheduler, "operator");
+        await op.SendAsync(5, new Operate { Kind = OperateKind.ConfirmDomainLost, Target = "rack-1", Reason = "flooded", Author = "alice" });
+        var conf = await WaitForConfirmation(cell);
+        // Round trips on the same connection while the record is not durable: their replies come, the confirmation's does not.
+        for (uint i = 0; i < 10; i++)
+        {
+            await op.SendAsync(10 + i, new QueryJob { JobId = 0 });
+            var f = await op.ReadFrameAsync();
+            Assert.Equal(MessageType.JobStatusReply, f!.Value.Type);
+            Assert.Equal(10 + i, f.Value.Rid);
+            server.PumpBindings();
+        }
+        Volatile.Write(ref mark.Held, conf.Version); // the journal reports it durable
+        var f2 = await op.ReadFrameAsync();
+        Assert.Equal((MessageType.OperateReply, 5u), (f2!.Value.Type, f2.Value.Rid));
+    }
+
+    private static async Task<DomainLossConfirmation> WaitForConfirmation(Cell cell)
+    {
+        await Wait.UntilAsync(() => cell.DomainLosses.Count == 1, "the server applies the confirmation");
+        return cell.DomainLosses[0];
+    }
 }

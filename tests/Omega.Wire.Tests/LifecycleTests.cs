@@ -115,8 +115,9 @@ public sealed class LifecycleTests
         Assert.Equal(10, t.Expired);
         Assert.Equal(0, t.Evicted);
         Assert.Equal(1, lc.MassSilenceCount);
-        for (int i = 0; i < 10; i++) Assert.Equal(NodeStatus.Schedulable, StatusOf(fx.Cell, new NodeId(i)));
-        // The network heals for eight of them: the two really silent ones are evicted.
+        // Not evicted (no stops, no fencing), only suspect: marked Down so that nothing new is placed there meanwhile.
+        for (int i = 0; i < 10; i++) Assert.Equal(NodeStatus.Down, StatusOf(fx.Cell, new NodeId(i)));
+        // The network heals for eight of them: they are schedulable again, and the two really silent ones are evicted.
         var clients = new List<RawClient>();
         for (int i = 0; i < 8; i++)
         {
@@ -124,6 +125,7 @@ public sealed class LifecycleTests
             await c.RegisterAsync($"n{i}", new ResourceVector(4000, 16L << 30));
             clients.Add(c);
         }
+        for (int i = 0; i < 8; i++) Assert.Equal(NodeStatus.Schedulable, StatusOf(fx.Cell, new NodeId(i)));
         var t2 = lc.Tick();
         Assert.False(t2.MassSilence);
         Assert.Equal(2, t2.Evicted);

@@ -39,6 +39,7 @@ public sealed partial class ProtocolDocTests
         ("explain", Codec.FrameBytes(7, new Explain { Task = new TaskId(42, 0) })),
         ("inspect", Codec.FrameBytes(8, new Inspect { Target = InspectTarget.Nodes, Limit = 100 })),
         ("operate-drain", Codec.FrameBytes(9, new Operate { Kind = OperateKind.DrainNode, Target = "node-17" })),
+        ("operate-confirm-lost", Codec.FrameBytes(10, new Operate { Kind = OperateKind.ConfirmDomainLost, Target = "rack-3", Reason = "PDU failed", Author = "alice" })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
     ];
 

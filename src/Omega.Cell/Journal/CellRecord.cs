@@ -67,6 +67,16 @@ public static class CellRecord
                 visitor.Quota(tenant, has ? limit : null);
                 break;
             }
+            case CellRecordKind.DomainLossConfirmed:
+            case CellRecordKind.DomainLossWithdrawn:
+            {
+                string domain = r.String();
+                string author = r.String();
+                string reason = r.String();
+                var at = new DateTimeOffset(r.I64(), TimeSpan.Zero);
+                visitor.DomainLoss(domain, author, reason, at, withdrawn: kind == CellRecordKind.DomainLossWithdrawn);
+                break;
+            }
             default: throw new FormatException($"unknown journal record kind {(byte)kind} at sequence {seq}");
         }
         if (!r.AtEnd) throw new FormatException($"journal record {seq} ({kind}) has {r.Remaining} trailing bytes");

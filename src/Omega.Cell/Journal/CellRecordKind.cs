@@ -26,4 +26,10 @@ public enum CellRecordKind : byte
 
     /// <summary>A tenant's quota was set or cleared.</summary>
     Quota = 8,
+
+    /// <summary>An operator confirmed a failure domain lost (domain, author, reason, time): the mass-silence brake no longer holds its nodes.</summary>
+    DomainLossConfirmed = 13,
+
+    /// <summary>A domain-loss confirmation was withdrawn (domain, author, reason, time).</summary>
+    DomainLossWithdrawn = 14,
 }

@@ -16,6 +16,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly List<RestoredLease?> _leases = new();
     private readonly Dictionary<int, ResourceVector?> _quotas = new();
     private readonly Dictionary<IdempotencyKey, RestoredOutcome> _outcomes = new();
+    private readonly List<DomainLossConfirmation> _domainLosses = new();
     private long _version;
     private long _sequence;
     private long _currentSequence;
@@ -85,6 +86,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         var outcomes = new List<KeyValuePair<IdempotencyKey, RestoredOutcome>>(_outcomes);
         outcomes.Sort(static (a, b) => a.Value.Order.CompareTo(b.Value.Order));
         _cell.CompleteRestore(nodes, leases, _quotas, outcomes, _version, _sequence);
+        _cell.RestoreDomainLosses(_domainLosses.ToArray());
         return _cell;
     }
 
@@ -138,6 +140,20 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
 
     /// <inheritdoc />
     public void Quota(TenantId tenant, ResourceVector? limit) => _quotas[tenant.Value] = limit;
+
+    /// <inheritdoc />
+    public void DomainLoss(string domain, string author, string reason, DateTimeOffset at, bool withdrawn)
+        => RestoreDomainLoss(domain, author, reason, at, _version, withdrawn);
+
+    /// <summary>
+    /// Restores (or, withdrawn, removes) a domain-loss confirmation with the cell version of the record that made it
+    /// (a checkpoint keeps that version; journal replay takes it from the record header).
+    /// </summary>
+    public void RestoreDomainLoss(string domain, string author, string reason, DateTimeOffset at, long version, bool withdrawn)
+    {
+        _domainLosses.RemoveAll(d => string.Equals(d.Domain, domain, StringComparison.Ordinal));
+        if (!withdrawn) _domainLosses.Add(new DomainLossConfirmation(domain, author, reason, at, version));
+    }
 
     private RestoredNode NodeAt(int index)
     {

@@ -30,4 +30,10 @@ public interface ICellRecordVisitor
 
     /// <summary>A tenant's quota (null: no quota).</summary>
     void Quota(TenantId tenant, ResourceVector? limit);
+
+    /// <summary>
+    /// A failure domain was confirmed lost by an operator (<paramref name="withdrawn"/> false) or the confirmation was
+    /// withdrawn (true); the confirmation's version is the record's cell version.
+    /// </summary>
+    void DomainLoss(string domain, string author, string reason, DateTimeOffset at, bool withdrawn);
 }

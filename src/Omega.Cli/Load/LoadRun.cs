@@ -7,7 +7,14 @@ namespace Omega.Cli.Load;
 /// <summary>What a load run is asked to do.</summary>
 internal sealed record LoadOptions(
     int Nodes, double Seconds, int BatchWorkers, int ServiceWorkers, ConflictDetection BatchDetection, ConflictDetection ServiceDetection,
-    double Load, int Seed, string CommandLine);
+    double Load, int Seed, string CommandLine)
+{
+    /// <summary>
+    /// Run until the workload is exhausted and every submitted job is placed or parked, instead of for <see cref="Seconds"/>
+    /// (a trace replay without an explicit --seconds; <see cref="Seconds"/> is then only the progress estimate).
+    /// </summary>
+    public bool UntilEnd { get; init; }
+}
 
 /// <summary>One second of a run, for the live view, the report's time series and its charts.</summary>
 internal sealed record LoadSample(double T, double PlacementsPerSecond, IReadOnlyDictionary<string, double> ConflictFraction, int QueueDepth, double CpuUtilization, int LiveBindings);
@@ -77,7 +84,7 @@ internal static class LoadRun
             while (!cancel.IsCancellationRequested)
             {
                 double now = clock.Elapsed.TotalSeconds;
-                if (now >= o.Seconds) break;
+                if (o.UntilEnd ? !have && tracker.Waiting == 0 : now >= o.Seconds) break;
                 // Arrivals that are due (a burst is submitted at once: the generator never falls behind silently).
                 while (have && next.At <= now)
                 {
@@ -100,7 +107,7 @@ internal static class LoadRun
                     lastPlacements = p;
                     nextSample += 1;
                 }
-                double wait = Math.Min(have ? next.At : double.MaxValue, Math.Min(nextSample, o.Seconds)) - clock.Elapsed.TotalSeconds;
+                double wait = Math.Min(have ? next.At : double.MaxValue, Math.Min(nextSample, o.UntilEnd ? double.MaxValue : o.Seconds)) - clock.Elapsed.TotalSeconds;
                 // The driver's own pacing: at most 5 ms so completions stay timely; the engine itself has no timers.
                 if (wait > 0) Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(5, wait * 1000)));
             }
@@ -160,6 +167,9 @@ internal static class LoadRun
         public long JobsPlaced { get; private set; }
 
         public long JobsParked { get; private set; }
+
+        /// <summary>Submitted jobs neither placed nor parked yet.</summary>
+        public int Waiting => _waiting.Count;
 
         public void Track(JobSpec job, double duration) => _waiting.Add((job, duration));
 

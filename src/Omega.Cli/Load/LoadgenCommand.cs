@@ -14,7 +14,7 @@ internal static class LoadgenCommand
     public static Command Create()
     {
         var nodes = new Option<int>("--nodes") { Description = "Nodes in the cell (32 cores / 128 GiB each).", DefaultValueFactory = _ => 10_000 };
-        var seconds = new Option<double>("--seconds") { Description = "How long to run.", DefaultValueFactory = _ => 30 };
+        var seconds = new Option<double?>("--seconds") { Description = "How long to run (default 30 s; with --trace, to the end of the trace unless given)." };
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var batchDetection = new Option<ConflictDetection>("--batch-detection") { Description = "Conflict detection of the batch kind: Fine or Coarse.", DefaultValueFactory = _ => ConflictDetection.Fine };
@@ -48,7 +48,7 @@ internal static class LoadgenCommand
                 return 2;
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
-            var o = new LoadOptions(r.GetValue(nodes), r.GetValue(seconds), r.GetValue(batchWorkers), r.GetValue(serviceWorkers),
+            var o = new LoadOptions(r.GetValue(nodes), r.GetValue(seconds) ?? 30, r.GetValue(batchWorkers), r.GetValue(serviceWorkers),
                 r.GetValue(batchDetection), r.GetValue(serviceDetection), r.GetValue(load), s, "omega " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
             IWorkload workload;
             if (r.GetValue(trace) is { } path)
@@ -64,6 +64,8 @@ internal static class LoadgenCommand
                     return 2;
                 }
                 workload = new TraceWorkload(path, jobs, r.GetValue(speedup), LoadRun.NodeShape);
+                // A replay is not silently cut at a default duration: without an explicit --seconds it runs to the end.
+                if (r.GetValue(seconds) is null) o = o with { Seconds = Math.Max(1, workload.Span ?? 30), UntilEnd = true };
             }
             else workload = new SyntheticWorkload(LoadRun.DefaultMix(o.Load), s);
             if (r.GetValue(connect) is { } remote)
@@ -73,7 +75,7 @@ internal static class LoadgenCommand
                     Console.Error.WriteLine($"omega loadgen: --connect must be ADDRESS:PORT, not '{remote}'");
                     return 2;
                 }
-                return await RemoteLoadRun.RunAsync(endpoint, o.Seconds, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
+                return await RemoteLoadRun.RunAsync(endpoint, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
             }
             using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
             return Execute(o, workload, r.GetValue(report), r.GetValue(plain));
@@ -88,7 +90,7 @@ internal static class LoadgenCommand
         // Redirected output has no terminal width; Spectre would wrap the summary at 80 columns.
         if (Console.IsOutputRedirected) console.Profile.Width = 140;
         Console.WriteLine(FormattableString.Invariant(
-            $"omega loadgen: embedded engine, {o.Nodes:N0} nodes, batch {o.BatchWorkers} workers ({o.BatchDetection}), service {o.ServiceWorkers} ({o.ServiceDetection}), {o.Seconds:0.#} s, seed {o.Seed}"));
+            $"omega loadgen: embedded engine, {o.Nodes:N0} nodes, batch {o.BatchWorkers} workers ({o.BatchDetection}), service {o.ServiceWorkers} ({o.ServiceDetection}), {(o.UntilEnd ? "until the trace ends" : FormattableString.Invariant($"{o.Seconds:0.#} s"))}, seed {o.Seed}"));
         Console.WriteLine($"  workload: {workload.Describe}");
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
@@ -117,6 +119,9 @@ internal static class LoadgenCommand
         }
 
         PrintSummary(console, summary);
+        if (workload.Remaining is > 0)
+            Console.WriteLine(FormattableString.Invariant(
+                $"trace replay cut at --seconds {o.Seconds:0.#}: {workload.Remaining:N0} trace jobs were not submitted (omit --seconds to replay to the end)"));
         if (reportDir is not null)
         {
             // The same-run baseline of design.md §7: raw FASTER RMW/s on this machine, measured right after the run.

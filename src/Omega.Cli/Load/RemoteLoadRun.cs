@@ -35,7 +35,7 @@ internal static partial class RemoteLoadRun
         return kinds;
     }
 
-    public static async Task<int> RunAsync(IPEndPoint server, double seconds, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
+    public static async Task<int> RunAsync(IPEndPoint server, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
     {
         ControlClient client;
         try
@@ -49,17 +49,19 @@ internal static partial class RemoteLoadRun
         }
         await using (client)
         {
-            Console.WriteLine(FormattableString.Invariant($"omega loadgen: against {server} over TCP, {seconds:0.#} s, seed {seed}"));
+            Console.WriteLine(FormattableString.Invariant($"omega loadgen: against {server} over TCP, {(untilEnd ? "until the trace ends" : FormattableString.Invariant($"{seconds:0.#} s"))}, seed {seed}"));
             Console.WriteLine($"  workload: {workload.Describe}");
             var start = await ReadStatsAsync(client).ConfigureAwait(false);
             var last = start;
             long submitted = 0, rejected = 0, nextJob = firstJobId;
             var clock = Stopwatch.StartNew();
+            int queued = 0;
             double nextSample = 1;
             bool have = workload.TryNext(out var next);
             try
             {
-                while (!cancel.IsCancellationRequested && clock.Elapsed.TotalSeconds < seconds)
+                // Until the end: every arrival submitted and the server's queues empty (each job placed or parked).
+                while (!cancel.IsCancellationRequested && (untilEnd ? have || queued > 0 : clock.Elapsed.TotalSeconds < seconds))
                 {
                     double now = clock.Elapsed.TotalSeconds;
                     while (have && next.At <= now)
@@ -67,6 +69,7 @@ internal static partial class RemoteLoadRun
                         var spec = new JobSpec(new JobId(nextJob++), new TenantId(next.Tenant), next.Priority, next.Tasks, next.PerTask, next.Gang);
                         var (status, _) = await client.SubmitJobAsync(spec, next.Scheduler).ConfigureAwait(false);
                         if (status == 0) submitted++; else rejected++;
+                        queued = int.MaxValue; // not drained until a reading taken after this submission says so
                         have = workload.TryNext(out next);
                     }
                     if (now >= nextSample)
@@ -85,6 +88,7 @@ internal static partial class RemoteLoadRun
                         Console.WriteLine(FormattableString.Invariant(
                             $"  t={now,5:0.0}s placements/s={placed - before,10:N0} queue={cur.Values.Sum(k => k.Queue),7:N0} conflict fraction: {string.Join(' ', parts)}"));
                         last = cur;
+                        queued = cur.Values.Sum(k => k.Queue);
                         nextSample += 1;
                     }
                     double wait = Math.Min(have ? next.At : double.MaxValue, nextSample) - clock.Elapsed.TotalSeconds;
@@ -111,7 +115,29 @@ internal static partial class RemoteLoadRun
                     $"[{name}] placements {p:N0}  conflict fraction {SchedulerTally.Fraction(clean, conf):0.0000} ({conf:N0} conflicted / {clean:N0} clean)  busyness {k.Useful + k.Wasted:P1} (wasted {k.Wasted:P1})"));
             }
             Console.WriteLine(FormattableString.Invariant($"placements/s {total / elapsed:N0} ({total:N0} placements in {elapsed:0.0} s, measured by the server)"));
-            return 0;
+            // The jobs this run submitted, by phase as the server reports them (pipelined queries, at most 256 in flight).
+            var phases = new long[5];
+            long degraded = 0;
+            for (long id = firstJobId; id < nextJob; id += 256)
+            {
+                var batch = new List<Task<RemoteJobStatus>>(256);
+                for (long j = id; j < Math.Min(nextJob, id + 256); j++) batch.Add(client.QueryJobAsync(new JobId(j)));
+                foreach (var st in await Task.WhenAll(batch).ConfigureAwait(false))
+                {
+                    if (st.Found && st.Phase is >= 0 and < 5) phases[st.Phase]++;
+                    if (st.Degraded) degraded++;
+                }
+            }
+            Console.WriteLine(FormattableString.Invariant(
+                $"jobs submitted / placed / parked / queued: {submitted:N0} / {phases[2] + phases[4]:N0} / {phases[3]:N0} / {phases[0] + phases[1]:N0}{(degraded > 0 ? $"  ({degraded:N0} degraded: bound on unreachable nodes)" : "")}"));
+            if (workload.Remaining is > 0)
+                Console.WriteLine(FormattableString.Invariant(
+                    $"trace replay cut at --seconds {seconds:0.#}: {workload.Remaining:N0} trace jobs were not submitted (omit --seconds to replay to the end)"));
+            var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100).ConfigureAwait(false);
+            bool ok = audit.Count > 0 && audit[0].StartsWith("ok", StringComparison.Ordinal);
+            Console.WriteLine(ok ? "invariants ok: no node over capacity, no task bound twice (audited by the server)"
+                : $"invariants VIOLATED: {string.Join("; ", audit.Take(4))}");
+            return ok ? 0 : 3;
         }
     }
 }

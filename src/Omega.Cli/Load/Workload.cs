@@ -17,6 +17,12 @@ internal interface IWorkload
 
     /// <summary>The next arrival, or false when the workload is exhausted.</summary>
     bool TryNext(out JobArrival arrival);
+
+    /// <summary>Arrivals not yet taken, or null for an endless source.</summary>
+    int? Remaining { get; }
+
+    /// <summary>Seconds from the first to the last arrival (after any speed-up), or null for an endless source.</summary>
+    double? Span { get; }
 }
 
 /// <summary>
@@ -37,6 +43,10 @@ internal sealed class SyntheticWorkload : IWorkload
         _next = new double[_kinds.Length];
         for (int i = 0; i < _kinds.Length; i++) _next[i] = Exp(_kinds[i].MeanInterarrival);
     }
+
+    public int? Remaining => null;
+
+    public double? Span => null;
 
     public string Describe => string.Join("; ", _kinds.Select(k =>
         FormattableString.Invariant($"{k.Scheduler}: a job every {k.MeanInterarrival * 1000:0.##} ms, {k.MeanTasks:0.#} tasks, {k.MeanDuration:0.#} s, {k.PerTask} per task{(k.Gang ? ", gang" : "")}")));
@@ -82,6 +92,10 @@ internal sealed class TraceWorkload : IWorkload
     }
 
     public string Describe => _describe;
+
+    public int? Remaining => _jobs.Count - _next;
+
+    public double? Span => _jobs.Count == 0 ? 0 : (_jobs[^1].SubmitTime - _jobs[0].SubmitTime) / _speedup;
 
     public bool TryNext(out JobArrival arrival)
     {

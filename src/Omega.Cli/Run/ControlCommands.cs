@@ -25,7 +25,7 @@ internal static class ControlCommands
     private static Option<string> ConnectOption() => new("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
 
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
-    private static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
+    internal static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
         if (!IPEndPoint.TryParse(connect, out var endpoint))
         {
@@ -119,7 +119,7 @@ internal static class ControlCommands
     private static Command Inspect()
     {
         var connect = ConnectOption();
-        var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations, Jobs or Stats." };
+        var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations, Jobs, Stats or Liveness." };
         var limit = new Option<int>("--limit") { Description = "At most this many lines.", DefaultValueFactory = _ => 100 };
         var cmd = new Command("inspect", "List nodes, live bindings, jobs or statistics of a running server.") { connect, what, limit };
         cmd.SetAction((r, cancel) =>

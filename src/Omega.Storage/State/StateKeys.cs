@@ -12,6 +12,10 @@ internal enum EntryKind : byte
     Lease = 4,
     Quota = 5,
     Outcome = 6,
+
+    // 13 matches the journal record kind (liveness range): one entry, key (13, 0), holding every domain-loss
+    // confirmation in effect. Few domains are ever confirmed, so rewriting the whole list keeps restore trivial.
+    DomainLosses = 13,
 }
 
 /// <summary>Key layouts (little-endian): kind:u8 followed by the entity's id.</summary>

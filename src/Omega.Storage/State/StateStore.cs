@@ -31,6 +31,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private byte[] _value = GC.AllocateArray<byte>(4096, pinned: true);
     private readonly byte[] _key = GC.AllocateArray<byte>(StateKeys.MaxKeySize, pinned: true);
     private long _currentSequence;
+    private long _currentVersion;
+    private readonly List<DomainLossConfirmation> _domainLosses = new();
 
     public StateStore(StorageOptions options, string stateDir, string checkpointDir)
     {
@@ -88,6 +90,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
 
     private long ScanInto(CellRestorer restorer)
     {
+        byte[]? domainLosses = null;
         var order = new List<(long Order, IdempotencyKey Key)>();
         var forgotten = new HashSet<IdempotencyKey>();
         long n = 0;
@@ -139,11 +142,23 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                         order.Add((ord, key));
                         break;
                     }
+                    case EntryKind.DomainLosses when !deleted:
+                        // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
+                        domainLosses = v.ToArray();
+                        break;
                     default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome)
+                        if (!deleted && (EntryKind)k[0] is > EntryKind.Outcome and not EntryKind.DomainLosses)
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
+            }
+        }
+        if (domainLosses is not null)
+        {
+            foreach (var d in DecodeDomainLosses(domainLosses))
+            {
+                _domainLosses.Add(d);
+                restorer.RestoreDomainLoss(d.Domain, d.Author, d.Reason, d.At, d.Version, withdrawn: false);
             }
         }
         // Rebuild the eviction order of the outcomes still remembered (oldest first), as the cell's index holds them.
@@ -175,7 +190,72 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     /// <summary>Applies one journal record to the store.</summary>
     public void Apply(ReadOnlySpan<byte> record) => CellRecord.Decode(record, this);
 
-    public void Begin(CellRecordKind kind, long sequence, long cellVersion) => _currentSequence = sequence;
+    public void Begin(CellRecordKind kind, long sequence, long cellVersion)
+    {
+        _currentSequence = sequence;
+        _currentVersion = cellVersion;
+    }
+
+    public void DomainLoss(string domain, string author, string reason, DateTimeOffset at, bool withdrawn)
+    {
+        _domainLosses.RemoveAll(d => string.Equals(d.Domain, domain, StringComparison.Ordinal));
+        if (!withdrawn) _domainLosses.Add(new DomainLossConfirmation(domain, author, reason, at, _currentVersion));
+        // Layout: count:i32, then per confirmation domain, author, reason (each len:i32 + UTF-8), at:i64 (UTC ticks), version:i64.
+        int len = 4;
+        foreach (var d in _domainLosses)
+            len += 12 + Encoding.UTF8.GetByteCount(d.Domain) + Encoding.UTF8.GetByteCount(d.Author) + Encoding.UTF8.GetByteCount(d.Reason) + 16;
+        var v = Value(len);
+        int pos = 0;
+        BinaryPrimitives.WriteInt32LittleEndian(v, _domainLosses.Count);
+        pos += 4;
+        foreach (var d in _domainLosses)
+        {
+            pos += WriteString(v[pos..], d.Domain);
+            pos += WriteString(v[pos..], d.Author);
+            pos += WriteString(v[pos..], d.Reason);
+            BinaryPrimitives.WriteInt64LittleEndian(v[pos..], d.At.UtcTicks);
+            BinaryPrimitives.WriteInt64LittleEndian(v[(pos + 8)..], d.Version);
+            pos += 16;
+        }
+        Upsert(StateKeys.ById(_key, EntryKind.DomainLosses, 0), len);
+    }
+
+    private static int WriteString(Span<byte> s, string text)
+    {
+        int n = Encoding.UTF8.GetBytes(text, s[4..]);
+        BinaryPrimitives.WriteInt32LittleEndian(s, n);
+        return 4 + n;
+    }
+
+    private static List<DomainLossConfirmation> DecodeDomainLosses(ReadOnlySpan<byte> v)
+    {
+        var list = new List<DomainLossConfirmation>();
+        try
+        {
+            int count = BinaryPrimitives.ReadInt32LittleEndian(v);
+            int pos = 4;
+            string Str(ReadOnlySpan<byte> s, ref int p)
+            {
+                int n = BinaryPrimitives.ReadInt32LittleEndian(s[p..]);
+                string t = Encoding.UTF8.GetString(s.Slice(p + 4, n));
+                p += 4 + n;
+                return t;
+            }
+            for (int i = 0; i < count; i++)
+            {
+                string domain = Str(v, ref pos), author = Str(v, ref pos), reason = Str(v, ref pos);
+                var at = new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[pos..]), TimeSpan.Zero);
+                long version = BinaryPrimitives.ReadInt64LittleEndian(v[(pos + 8)..]);
+                pos += 16;
+                list.Add(new DomainLossConfirmation(domain, author, reason, at, version));
+            }
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new StorageCorruptionException($"the domain-loss entry of the store is truncated: {e.Message}", "store", e);
+        }
+        return list;
+    }
 
     public void Bind(in Allocation a)
     {

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using Omega.Protocol;
+
+namespace Omega.Cli.Run;
+
+/// <summary>
+/// <c>omega node ...</c>: operator commands about node liveness against a running server. <c>confirm-lost</c> tells the
+/// lifecycle controller that a failure domain's capacity is really gone, so its silent nodes are evicted even while the
+/// mass-silence brake holds evictions back; <c>--withdraw</c> takes the confirmation back. Both are recorded durably
+/// with author, reason and time, and acknowledged only once durable.
+/// </summary>
+internal static class NodeCommands
+{
+    public static Command Create()
+    {
+        var node = new Command("node", "Node liveness operations on a running server (confirm a failure domain lost).");
+        node.Subcommands.Add(ConfirmLost());
+        return node;
+    }
+
+    private static Command ConfirmLost()
+    {
+        var connect = new Option<string>("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var domain = new Option<string>("--domain") { Description = "The failure domain (rack, zone) whose nodes are lost.", Required = true };
+        var reason = new Option<string>("--reason") { Description = "Why (recorded with the confirmation).", Required = true };
+        var author = new Option<string?>("--author") { Description = "Who confirms (recorded; default: the user name)." };
+        var withdraw = new Option<bool>("--withdraw") { Description = "Withdraw the confirmation: the mass-silence brake applies to the domain again." };
+        var cmd = new Command("confirm-lost", "Confirm a failure domain lost: its silent nodes are evicted despite the mass-silence brake (recorded durably).")
+        {
+            connect, domain, reason, author, withdraw,
+        };
+        cmd.SetAction((r, cancel) =>
+        {
+            string d = r.GetValue(domain)!.Trim(), why = r.GetValue(reason)!.Trim();
+            string who = (r.GetValue(author) ?? Environment.UserName).Trim();
+            if (d.Length is 0 or > 256 || why.Length is 0 or > 1024 || who.Length is 0 or > 256)
+            {
+                Console.Error.WriteLine("omega node confirm-lost: --domain and --author must be 1-256 characters, --reason 1-1,024");
+                return Task.FromResult(2);
+            }
+            return ControlCommands.WithClientAsync("node confirm-lost", r.GetValue(connect)!, async c =>
+            {
+                var kind = r.GetValue(withdraw) ? OperateKind.WithdrawDomainLoss : OperateKind.ConfirmDomainLost;
+                var (status, message) = await c.OperateAsync(kind, d, why, who).ConfigureAwait(false);
+                (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node confirm-lost: {status}: {message}");
+                return status == OperateStatus.Ok ? 0 : 1;
+            }, cancel);
+        });
+        return cmd;
+    }
+}
