@@ -63,7 +63,8 @@ public sealed class TransportMetrics : IDisposable
         Interlocked.Increment(ref _byReason[(int)reason]);
         _disconnects.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString()));
         if (reason is DisconnectReason.FrameTooLarge or DisconnectReason.FrameTooSmall or DisconnectReason.HandshakeTimeout
-            or DisconnectReason.IdleTimeout or DisconnectReason.SlowConsumer or DisconnectReason.ServerBusy or DisconnectReason.TruncatedFrame)
+            or DisconnectReason.IdleTimeout or DisconnectReason.SlowConsumer or DisconnectReason.ServerBusy or DisconnectReason.TruncatedFrame
+            or DisconnectReason.IncompleteFrameBudget)
             _breaches.Add(1, new KeyValuePair<string, object?>("limit", reason.ToString()));
     }
 
