@@ -93,10 +93,10 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     public EnqueueResult Submit(JobSpec job, string? scheduler = null)
     {
         ArgumentNullException.ThrowIfNull(job);
-        // Budgets first: a job over the per-job budget is refused before anything is built for it.
+        if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
+        // Budgets before anything is built for the job.
         if (job.TaskCount > _maxTasksPerJob)
             return new EnqueueResult(EnqueueStatus.JobTooLarge, $"job {job.Id} asks for {job.TaskCount} tasks; the tasks-per-job budget is {_maxTasksPerJob}");
-        if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
         var kindName = scheduler ?? _defaultKind;
         if (!_kinds.TryGetValue(kindName, out var kind)) return new EnqueueResult(EnqueueStatus.UnknownScheduler, $"no scheduler kind '{kindName}'");
         if (TryTakeQueued(job.Tenant, job.TaskCount) is { } over) return new EnqueueResult(EnqueueStatus.ResourceExhausted, over);

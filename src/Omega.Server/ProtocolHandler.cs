@@ -501,8 +501,8 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             return;
         }
         var spec = new JobSpec(new JobId(m.JobId), new TenantId(m.Tenant), m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
-        // The per-job budget is checked first so that a too-large job always gets the permanent error (JobTooLarge),
-        // never the retry-later one.
+        // A job above the per-job budget skips the connection's budget so that it gets the permanent error
+        // (JobTooLarge) from the engine, never the retry-later one.
         if (m.TaskCount <= _engine.MaxTasksPerJob && !WithinConnectionBudget(s, m.TaskCount))
         {
             c.SendError(rid, ErrorCode.ResourceExhausted, $"this connection's queued-task budget ({_options.MaxQueuedTasksPerConnection}) is spent; retry when its queued tasks were placed");
