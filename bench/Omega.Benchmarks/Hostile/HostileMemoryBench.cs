@@ -199,6 +199,13 @@ internal static class HostileMemoryBench
             (_schedulerId, _token) = (lease.SchedulerId, lease.Token);
         }
 
+        private void Fail(string what, byte[] body)
+        {
+            if (Failures++ >= 5) return;
+            string detail = Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var e, out _) ? $" ({e.Code}: {e.Message})" : "";
+            Console.WriteLine($"  good client failure: {what}{detail}");
+        }
+
         private async Task<(Socket, FrameReader)> ConnectAsync(PeerRole role)
         {
             var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -216,16 +223,17 @@ internal static class HostileMemoryBench
             {
                 var sw = Stopwatch.StartNew();
                 await _agent.SendAsync(Codec.FrameBytes(++rid, new Heartbeat { NodeId = _nodeId }), SocketFlags.None);
-                var (type, _) = await _agentReader.NextAsync();
-                if (type == MessageType.HeartbeatAck) Heartbeats++; else Failures++;
+                var (type, hb) = await _agentReader.NextAsync();
+                if (type == MessageType.HeartbeatAck) Heartbeats++; else Fail($"heartbeat answered {type}", hb);
                 await _sched.SendAsync(Codec.FrameBytes(++rid, new Commit
                 {
                     SchedulerId = _schedulerId, Token = _token,
                     Claims = [new WireClaim(new TaskId(4_000_000_000 + Commits, 0), reserved.Value, new ResourceVector(1, 1), 0, 0, 0, null)],
                 }), SocketFlags.None);
                 var (ct, cb) = await _schedReader.NextAsync();
-                if (ct == MessageType.CommitReply && Codec.TryDecode<CommitReply>(new ReadOnlySequence<byte>(cb), out var cr, out _) && cr.Status == TransactionStatus.Committed) Commits++;
-                else Failures++;
+                bool decoded = Codec.TryDecode<CommitReply>(new ReadOnlySequence<byte>(cb), out var cr, out _);
+                if (ct == MessageType.CommitReply && decoded && cr.Status == TransactionStatus.Committed) Commits++;
+                else Fail($"commit answered {ct} {(ct == MessageType.CommitReply && decoded ? cr.Status + " " + string.Join(",", cr.ClaimStatuses.ToArray()) : "")}", cb);
                 SlowestMs = Math.Max(SlowestMs, sw.Elapsed.TotalMilliseconds);
                 try { await Task.Delay(5, stop); } catch (OperationCanceledException) { }
             }
