@@ -40,7 +40,11 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         return client;
     }
 
-    /// <summary>Submits a job to the server's own scheduler workers. Returns the enqueue status code and reason.</summary>
+    /// <summary>
+    /// Submits a job to the server's own scheduler workers. Returns the enqueue status code and reason; a refusal for a
+    /// budget (error JobTooLarge or ResourceExhausted) is returned as that error's code (24 or 25, the numbers
+    /// <c>EnqueueStatus</c> uses for the same refusals), not thrown: it is an answer about the job, not a broken connection.
+    /// </summary>
     public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null)
     {
         ArgumentNullException.ThrowIfNull(job);
@@ -49,6 +53,9 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
             JobId = job.Id.Value, Tenant = job.Tenant.Value, Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
             Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
         }).ConfigureAwait(false);
+        if (t == MessageType.Error && Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(b), out var e, out _)
+            && e.Code is ErrorCode.JobTooLarge or ErrorCode.ResourceExhausted)
+            return ((int)e.Code, e.Message);
         var r = Expect<SubmitJobReply>(t, b);
         return (r.Status, r.Reason);
     }

@@ -65,6 +65,25 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: a domain-loss confirmation or withdrawal without a reason or author, or with one too long. The connection stays open.</summary>
     InvalidConfirmation = 37,
+    // 18-23: admission; 24-29: resource budgets (docs/protocol.md, "Budgets"); 30-35: durability; 36-41: liveness.
+
+    /// <summary>
+    /// SubmitJob asked for more tasks than the server's tasks-per-job budget. Permanent for that job: split it. The
+    /// connection stays open and nothing changed.
+    /// </summary>
+    JobTooLarge = 24,
+
+    /// <summary>
+    /// Accepting the request would take a budget of queued tasks (per connection, per tenant or in total) above its
+    /// limit. Retry once queued tasks were placed. The connection stays open and nothing changed.
+    /// </summary>
+    ResourceExhausted = 25,
+
+    /// <summary>
+    /// The server-wide budget of bytes held for incomplete frames is spent, and this connection's partial frame would
+    /// take it further. Sent, then the connection is closed (its buffered bytes are released).
+    /// </summary>
+    IncompleteFrameBudget = 26,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
@@ -73,5 +92,6 @@ public static class ErrorCodeExtensions
     /// <summary>True when the server closes the connection after sending this error.</summary>
     public static bool ClosesConnection(this ErrorCode code)
         => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
-            or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown;
+            or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown
+            or ErrorCode.IncompleteFrameBudget;
 }

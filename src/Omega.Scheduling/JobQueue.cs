@@ -17,6 +17,14 @@ public enum EnqueueStatus : byte
 
     /// <summary>No scheduler kind of that name is configured.</summary>
     UnknownScheduler = 4,
+
+    // 24-29 mirror the wire's budget error codes (docs/protocol.md, "Budgets"); the server answers them with an Error frame.
+
+    /// <summary>The job asks for more tasks than <see cref="SchedulingOptions.MaxTasksPerJob"/>. Permanent for this spec.</summary>
+    JobTooLarge = 24,
+
+    /// <summary>Queuing the job would exceed a queued-task budget (total or the tenant's). Retry once queued tasks were placed.</summary>
+    ResourceExhausted = 25,
 }
 
 /// <summary>The result of submitting a job.</summary>

@@ -11,6 +11,12 @@ internal sealed class Session
 {
     public PeerRole Role;
     public NodeState? Node;
+
+    // Jobs submitted on this connection that may still hold queued tasks, and an upper bound of those tasks (their
+    // counts at submission). Recounted exactly from the engine only when the bound would cross the budget, so a
+    // submit costs O(1) until the budget is near.
+    public List<JobId>? Jobs;
+    public long QueuedUpperBound;
 }
 
 /// <summary>
@@ -85,7 +91,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.RenewLease when session.Role == PeerRole.Scheduler: HandleRenew(c, rid, frame); break;
             case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
             case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
-            case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, rid, frame); break;
+            case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, session, rid, frame); break;
             case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, rid, frame); break;
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
@@ -541,7 +547,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return true;
     }
 
-    private void HandleSubmit(FrameConnection c, uint rid, in Frame frame)
+    private void HandleSubmit(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<SubmitJob>(c, rid, frame, out var m)) return;
         if (_engine is null)
@@ -555,8 +561,50 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             return;
         }
         var spec = new JobSpec(new JobId(m.JobId), new TenantId(m.Tenant), m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        // A job above the per-job budget skips the connection's budget so that it gets the permanent error
+        // (JobTooLarge) from the engine, never the retry-later one.
+        if (m.TaskCount <= _engine.MaxTasksPerJob && !WithinConnectionBudget(s, m.TaskCount))
+        {
+            c.SendError(rid, ErrorCode.ResourceExhausted, $"this connection's queued-task budget ({_options.MaxQueuedTasksPerConnection}) is spent; retry when its queued tasks were placed");
+            return;
+        }
         var r = _engine.Submit(spec, string.IsNullOrEmpty(m.Scheduler) ? null : m.Scheduler);
+        switch (r.Status)
+        {
+            // Budget refusals are errors, not SubmitJob statuses (docs/protocol.md, "Budgets"): typed, counted in the
+            // transport meter, and nothing was created.
+            case EnqueueStatus.JobTooLarge: c.SendError(rid, ErrorCode.JobTooLarge, r.Reason ?? "job too large"); return;
+            case EnqueueStatus.ResourceExhausted: c.SendError(rid, ErrorCode.ResourceExhausted, r.Reason ?? "queued-task budget spent"); return;
+            case EnqueueStatus.Accepted:
+                (s.Jobs ??= []).Add(spec.Id);
+                s.QueuedUpperBound += m.TaskCount;
+                break;
+        }
         c.Send(rid, new SubmitJobReply { Status = (int)r.Status, Reason = r.Reason ?? "" });
+    }
+
+    /// <summary>
+    /// True when <paramref name="tasks"/> more queued tasks fit this connection's budget. Only when the cheap upper
+    /// bound says no are the connection's jobs recounted from the engine (jobs with nothing queued any more are
+    /// dropped from the list, so the recount stays proportional to what is really held).
+    /// </summary>
+    private bool WithinConnectionBudget(Session s, int tasks)
+    {
+        long budget = _options.MaxQueuedTasksPerConnection;
+        if (tasks > budget) return false;
+        if (s.QueuedUpperBound + tasks <= budget) return true;
+        long held = 0;
+        var jobs = s.Jobs!;
+        int kept = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            if (!_engine!.TryGetJob(jobs[i], out var st) || st.Pending == 0) continue;
+            held += st.Pending;
+            jobs[kept++] = jobs[i];
+        }
+        jobs.RemoveRange(kept, jobs.Count - kept);
+        s.QueuedUpperBound = held;
+        return held + tasks <= budget;
     }
 
     private void HandleQuery(FrameConnection c, uint rid, in Frame frame)

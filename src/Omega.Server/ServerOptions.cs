@@ -11,6 +11,14 @@ public sealed class ServerOptions
     /// <summary>Transport limits (frame size, in-flight requests, outbound cap, timeouts, connections).</summary>
     public TransportOptions Transport { get; set; } = new();
 
+    /// <summary>
+    /// Budget: queued tasks (neither bound nor completed) of the jobs submitted on one connection. A SubmitJob that would
+    /// exceed it gets error ResourceExhausted (connection open). It ends with the connection, which is why the engine's
+    /// per-tenant and total budgets (<c>SchedulingOptions.MaxQueuedTasksPerTenant</c>, <c>MaxQueuedTasks</c>) exist too.
+    /// Default 500,000.
+    /// </summary>
+    public long MaxQueuedTasksPerConnection { get; set; } = 500_000;
+
     /// <summary>Node lease: an agent that does not heartbeat for this long is declared lost. Default 10 s.</summary>
     public TimeSpan NodeLease { get; set; } = TimeSpan.FromSeconds(10);
 
