@@ -74,6 +74,16 @@ internal static class RunCommand
                 Console.Error.WriteLine($"omega run: {dir} is not empty and is not an Omega data directory; choose another --data");
                 return 2;
             }
+            // Never empty a store another process has open (an omega serve on the same --data): its LOCK says so.
+            try
+            {
+                using (new FileStream(Path.Combine(dir, "LOCK"), FileMode.Open, FileAccess.ReadWrite, FileShare.None)) { }
+            }
+            catch (IOException)
+            {
+                Console.Error.WriteLine($"omega run: the data directory {dir} is in use by another process (its LOCK is held); stop it or choose another --data");
+                return 1;
+            }
             Directory.Delete(dir, recursive: true);
         }
         Console.WriteLine($"  data: {dir} (FASTER journal, store and checkpoints; emptied at start)");

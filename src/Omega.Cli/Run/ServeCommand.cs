@@ -41,7 +41,13 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
                 return 2;
             }
-            using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
+            if (r.GetValue(metricsPort) is < 1 or > 65535)
+            {
+                Console.Error.WriteLine("omega serve: --metrics-port must be between 1 and 65535");
+                return 2;
+            }
+            if (!MetricsExport.TryStartPrometheus("serve", r.GetValue(metricsPort), out var exporter)) return 1;
+            using var metrics = exporter;
             ICellStore store;
             try
             {
@@ -52,6 +58,11 @@ internal static class ServeCommand
             {
                 Console.Error.WriteLine($"omega serve: recovery refused: {e.Message} (see docs/storage.md, 'when recovery refuses a file')");
                 return 4;
+            }
+            catch (StorageLockedException e)
+            {
+                Console.Error.WriteLine($"omega serve: {e.Message}; stop it or choose another --data");
+                return 1;
             }
             using (store)
             {
@@ -87,8 +98,12 @@ internal static class ServeCommand
                 Console.WriteLine("omega serve: stopping");
                 await server.DisposeAsync().ConfigureAwait(false);
                 await engine.DisposeAsync().ConfigureAwait(false);
-                await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
-                Console.WriteLine($"omega serve: checkpointed at cell v{store.Cell.Version:N0}; closed");
+                if (store.IsPersistent)
+                {
+                    await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
+                    Console.WriteLine($"omega serve: checkpointed at cell v{store.Cell.Version:N0}; closed");
+                }
+                else Console.WriteLine($"omega serve: closed at cell v{store.Cell.Version:N0} (in-memory: nothing kept)");
             }
             return 0;
         });
@@ -97,7 +112,7 @@ internal static class ServeCommand
 
     public static Command CreateAgents()
     {
-        var connect = new Option<string>("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var connect = new Option<string>("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
         var count = new Option<int>("--count") { Description = "Agents to run (one node and one connection each).", DefaultValueFactory = _ => 100 };
         var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 32 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 128 };
@@ -112,11 +127,12 @@ internal static class ServeCommand
         };
         cmd.SetAction(async (r, cancel) =>
         {
-            if (!IPEndPoint.TryParse(r.GetValue(connect)!, out var endpoint))
+            if (!Omega.Transport.FrameClient.TryParseEndPoint(r.GetValue(connect), out var parsed))
             {
-                Console.Error.WriteLine($"omega agents: --connect must be ADDRESS:PORT, not '{r.GetValue(connect)}'");
+                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT, not '{r.GetValue(connect)}'");
                 return 2;
             }
+            var endpoint = parsed!;
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
@@ -125,18 +141,17 @@ internal static class ServeCommand
             // Fail fast with one line when nothing listens there, instead of agents retrying forever.
             try
             {
-                using var probe = new System.Net.Sockets.TcpClient();
-                await probe.ConnectAsync(endpoint, cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                await Omega.Transport.FrameClient.ProbeAsync(endpoint, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
             {
-                Console.Error.WriteLine($"omega agents: cannot reach the server at {endpoint}: {e.Message}");
+                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {e.Message}");
                 return 1;
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!));
-            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {endpoint}, seed {s}");
+            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}, seed {s}");
             await fleet.StartAsync(cancel).ConfigureAwait(false);
             Console.WriteLine($"omega agents: {fleet.Connected:N0} registered");
             var until = r.GetValue(seconds) is { } sec ? DateTime.UtcNow.AddSeconds(sec) : DateTime.MaxValue;
