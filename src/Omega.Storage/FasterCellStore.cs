@@ -92,7 +92,7 @@ internal sealed class FasterCellStore : ICellStore
         IDevice? logDevice = null;
         FasterLog? log = null;
         StateStore? state = null;
-        var metrics = new StorageMetrics(options.Cell.Name);
+        var metrics = new StorageMetrics(options.Cell.Name, options.Cell.MeterFactory);
         try
         {
             string logBase = Path.Combine(journalDir, "journal.log");

@@ -1,11 +1,10 @@
 using System.CommandLine;
 using System.Net;
-using System.Runtime.InteropServices;
-using Omega.Cells;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Omega.Cli.Fleet;
 using Omega.Cli.Load;
-using Omega.Scheduling;
-using Omega.Server;
+using Omega.Hosting;
 using Omega.Storage;
 
 namespace Omega.Cli.Run;
@@ -48,11 +47,20 @@ internal static class ServeCommand
             }
             if (!MetricsExport.TryStartPrometheus("serve", r.GetValue(metricsPort), out var exporter)) return 1;
             using var metrics = exporter;
-            ICellStore store;
+            // The store, engine and server are composed by Omega.Hosting (AddOmega); this command is its shell: flags in,
+            // its own lines out.
+            using var host = CliHost.Build(o =>
+            {
+                o.Listen = r.GetValue(listen)!;
+                o.InMemory = r.GetValue(inMemory);
+                o.DataDirectory = r.GetValue(data);
+                o.BatchWorkers = r.GetValue(batchWorkers);
+                o.ServiceWorkers = r.GetValue(serviceWorkers);
+            });
+            var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
             {
-                store = r.GetValue(inMemory) ? CellStore.InMemory(new CellOptions { Name = "default" })
-                    : CellStore.Open(new StorageOptions { DataDirectory = r.GetValue(data) });
+                await host.StartAsync(CancellationToken.None).ConfigureAwait(false);
             }
             catch (StorageCorruptionException e)
             {
@@ -64,47 +72,30 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega serve: {e.Message}; stop it or choose another --data");
                 return 1;
             }
-            using (store)
+            catch (System.Net.Sockets.SocketException e)
             {
-                var rec = store.Recovery;
-                Console.WriteLine(store.IsPersistent
-                    ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
-                    : "omega serve: in-memory cell");
-                // Signals first: a service manager may stop us the moment we say we are listening.
-                var stopped = new TaskCompletionSource();
-                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
-                using var reg = cancel.Register(() => stopped.TrySetResult()); // Ctrl+C: System.CommandLine cancels the action
-                var options = new SchedulingOptions();
-                options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = r.GetValue(batchWorkers), QueueCapacity = 1_000_000 });
-                options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = r.GetValue(serviceWorkers), QueueCapacity = 100_000 });
-                var engine = new SchedulingEngine(store.Cell, options);
-                OmegaServer server;
-                try
-                {
-                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct) });
-                    server.Start();
-                }
-                catch (System.Net.Sockets.SocketException e)
-                {
-                    Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
-                    await engine.DisposeAsync().ConfigureAwait(false);
-                    return 1;
-                }
-                engine.Start();
-                Console.WriteLine($"omega serve: listening on {server.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
-
-                await stopped.Task.ConfigureAwait(false);
-
-                Console.WriteLine("omega serve: stopping");
-                await server.DisposeAsync().ConfigureAwait(false);
-                await engine.DisposeAsync().ConfigureAwait(false);
-                if (store.IsPersistent)
-                {
-                    await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
-                    Console.WriteLine($"omega serve: checkpointed at cell v{store.Cell.Version:N0}; closed");
-                }
-                else Console.WriteLine($"omega serve: closed at cell v{store.Cell.Version:N0} (in-memory: nothing kept)");
+                Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
+                return 1;
             }
+            var store = runtime.Store;
+            var rec = store.Recovery;
+            Console.WriteLine(store.IsPersistent
+                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
+                : "omega serve: in-memory cell");
+            // Signals were registered by the host's console lifetime as it started (SIGTERM, SIGINT: it stops the
+            // application) and by System.CommandLine (Ctrl+C: it cancels the action), before we say we are listening: a
+            // service manager may stop us the moment we do.
+            var stopped = new TaskCompletionSource();
+            using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
+            using var reg = cancel.Register(() => stopped.TrySetResult());
+            Console.WriteLine($"omega serve: listening on {runtime.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
+
+            await stopped.Task.ConfigureAwait(false);
+
+            Console.WriteLine("omega serve: stopping");
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            if (runtime.CheckpointedVersion is { } version) Console.WriteLine($"omega serve: checkpointed at cell v{version:N0}; closed");
+            else Console.WriteLine($"omega serve: closed at cell v{store.Cell.Version:N0} (in-memory: nothing kept)");
             return 0;
         });
         return cmd;
