@@ -35,7 +35,7 @@ public sealed class CliErrorTests
     [Fact]
     public async Task A_metrics_port_out_of_range_is_a_usage_error()
     {
-        var r = await OmegaProcess.RunAsync(Timeout, "serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaServer.FreePort()}", "--metrics-port", "70000");
+        var r = await OmegaProcess.RunAsync(Timeout, "serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaChild.FreePort()}", "--metrics-port", "70000");
         AssertOneLine(r, 2, "--metrics-port must be between 1 and 65535");
     }
 
@@ -48,7 +48,7 @@ public sealed class CliErrorTests
         taken.Start();
         string port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture);
         string[] args = command == "serve"
-            ? ["serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaServer.FreePort()}", "--metrics-port", port]
+            ? ["serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaChild.FreePort()}", "--metrics-port", port]
             : ["loadgen", "--nodes", "10", "--seconds", "1", "--metrics-port", port];
         var r = await OmegaProcess.RunAsync(Timeout, args);
         AssertOneLine(r, 1, $"cannot serve metrics on port {port}");
@@ -60,10 +60,10 @@ public sealed class CliErrorTests
         string data = Path.Combine(Path.GetTempPath(), "omega-locked-" + Guid.NewGuid().ToString("N"));
         try
         {
-            using var first = new OmegaServer("serve", "--data", data, "--listen", $"127.0.0.1:{OmegaServer.FreePort()}");
+            using var first = new OmegaChild("serve", "--data", data, "--listen", $"127.0.0.1:{OmegaChild.FreePort()}");
             await first.WaitForAsync("listening on", Timeout);
 
-            var second = await OmegaProcess.RunAsync(Timeout, "serve", "--data", data, "--listen", $"127.0.0.1:{OmegaServer.FreePort()}");
+            var second = await OmegaProcess.RunAsync(Timeout, "serve", "--data", data, "--listen", $"127.0.0.1:{OmegaChild.FreePort()}");
             AssertOneLine(second, 1, "is in use by another process");
 
             // omega run empties its --data first: never a store another process has open.
@@ -83,8 +83,8 @@ public sealed class CliErrorTests
     [Fact]
     public async Task Connect_takes_a_host_name_resolved_through_dns()
     {
-        int port = OmegaServer.FreePort();
-        using var serve = new OmegaServer("serve", "--in-memory", "--listen", $"127.0.0.1:{port}");
+        int port = OmegaChild.FreePort();
+        using var serve = new OmegaChild("serve", "--in-memory", "--listen", $"127.0.0.1:{port}");
         await serve.WaitForAsync("listening on", Timeout);
         // localhost resolves to ::1 and 127.0.0.1 here; the server listens on the IPv4 one only, so this also proves each
         // resolved address is tried in turn.
@@ -110,7 +110,7 @@ public sealed class CliErrorTests
     [Fact]
     public async Task Serve_in_memory_does_not_claim_a_checkpoint_on_exit()
     {
-        using var serve = new OmegaServer("serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaServer.FreePort()}");
+        using var serve = new OmegaChild("serve", "--in-memory", "--listen", $"127.0.0.1:{OmegaChild.FreePort()}");
         await serve.WaitForAsync("listening on", Timeout);
         Assert.Equal(0, await serve.StopAsync(Timeout));
         Assert.Contains("in-memory: nothing kept", serve.Output, StringComparison.Ordinal);
@@ -121,7 +121,7 @@ public sealed class CliErrorTests
     public async Task A_negative_job_id_is_a_usage_error_before_connecting()
     {
         // Nothing listens at the endpoint: a usage error must be found first, whether or not a server is reachable.
-        var r = await OmegaProcess.RunAsync(Timeout, "submit", "--job", "-5", "--connect", $"127.0.0.1:{OmegaServer.FreePort()}");
+        var r = await OmegaProcess.RunAsync(Timeout, "submit", "--job", "-5", "--connect", $"127.0.0.1:{OmegaChild.FreePort()}");
         AssertOneLine(r, 2, "--job must not be negative");
         // The ids a submit accepts are the ids explain can name: j5/0 parses, j-5/0 is not an id.
         AssertOneLine(await OmegaProcess.RunAsync(Timeout, "explain", "j-5/0"), 2, "is not a task id");

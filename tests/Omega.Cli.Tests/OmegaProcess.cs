@@ -36,12 +36,12 @@ internal static class OmegaProcess
 /// A long-running <c>omega</c> child process (a server) whose stdout and stderr lines are gathered as they arrive, so a
 /// test can wait for a line, run other commands against it, then stop it as a service manager would.
 /// </summary>
-internal sealed class OmegaServer : IDisposable
+internal sealed class OmegaChild : IDisposable
 {
     private readonly Process _process;
     private readonly System.Text.StringBuilder _out = new();
 
-    public OmegaServer(params string[] args)
+    public OmegaChild(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(OmegaProcess.Dll);
