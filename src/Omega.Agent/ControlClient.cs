@@ -30,8 +30,12 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
 
     private ControlClient() { }
 
-    /// <summary>Connects and completes the handshake. Throws <see cref="System.Net.Sockets.SocketException"/> if nothing listens there.</summary>
-    public static async Task<ControlClient> ConnectAsync(IPEndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Connects and completes the handshake. <paramref name="server"/> is an <see cref="IPEndPoint"/> or a
+    /// <see cref="DnsEndPoint"/> (resolved through DNS; see <see cref="FrameClient.TryParseEndPoint"/>). Throws
+    /// <see cref="System.Net.Sockets.SocketException"/> if the name does not resolve or nothing listens there.
+    /// </summary>
+    public static async Task<ControlClient> ConnectAsync(EndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
     {
         var client = new ControlClient();
         client._connection = await FrameClient.ConnectAsync(server, client, new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);

@@ -44,7 +44,7 @@ public sealed partial class Cell : IDisposable
         _live = new NodeLive[cap];
         _tasksOnNode = new HashSet<TaskId>?[cap];
         _idempotency = new IdempotencyIndex(Math.Max(1, _options.IdempotencyRetention));
-        _counters = new CellCounters(_options.Name);
+        _counters = new CellCounters(_options.Name, _options.MeterFactory);
     }
 
     /// <summary>The cell's name.</summary>

@@ -9,6 +9,13 @@ public sealed class CellOptions
     /// <summary>The clock for leases. Inject a fake one in tests. Defaults to <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Creates the cell's <c>Omega.Cell</c> meter (a host passes the one from dependency injection, so the meter's lifetime
+    /// and scope are the host's). Null: the cell creates its own meter. Either way the meter carries a <c>cell</c> tag
+    /// with <see cref="Name"/>, so two cells in one process are told apart.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
     /// <summary>The number of node slots to reserve up front (the table grows as needed).</summary>
     public int InitialNodeCapacity { get; set; } = 1024;
 

@@ -65,6 +65,9 @@ public sealed class JobSpec
     /// </summary>
     public string? Validate()
     {
+        // Ids are printed and parsed as j{job}/{index} with unsigned digits (TaskId.TryParse), so a negative job id would be
+        // accepted here and then be unnameable by explain and inspect.
+        if (Id.Value < 0) return "job id must not be negative";
         if (TaskCount < 1) return "taskCount must be at least 1";
         if (TaskCount > 1_000_000) return "taskCount must be at most 1,000,000";
         if (!PerTask.IsValidRequest) return "per-task resources must not be negative";

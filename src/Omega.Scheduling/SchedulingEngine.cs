@@ -66,7 +66,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             if (!_kinds.TryAdd(k.Name, (k, queue, list))) throw new ArgumentException($"duplicate scheduler kind {k.Name}", nameof(options));
             _kindNames.Add(k.Name);
         }
-        Metrics = new SchedulingMetrics(this);
+        Metrics = new SchedulingMetrics(this, options.MeterFactory);
     }
 
     /// <summary>The cell.</summary>

@@ -16,12 +16,13 @@ public sealed class SchedulingMetrics : IDisposable
     public const string MeterName = "Omega.Scheduling";
 
     private static readonly string[] ClaimNames = Enum.GetNames<Omega.ClaimStatus>();
-    private readonly Meter _meter = new(MeterName);
+    private readonly Meter _meter;
     private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable, _transactions;
     private readonly Histogram<double> _decision, _commit, _placed;
 
-    internal SchedulingMetrics(SchedulingEngine engine)
+    internal SchedulingMetrics(SchedulingEngine engine, IMeterFactory? meterFactory = null)
     {
+        _meter = Omega.Cells.CellCounters.CreateMeter(MeterName, engine.Cell.Name, meterFactory);
         _attempts = _meter.CreateCounter<long>("omega.sched.attempts", "{attempt}", "Scheduling attempts (one per job per decision)");
         _placements = _meter.CreateCounter<long>("omega.sched.placements", "{task}", "Tasks bound");
         _conflicts = _meter.CreateCounter<long>("omega.sched.conflicts", "{claim}", "Claims rejected at commit, by reason");

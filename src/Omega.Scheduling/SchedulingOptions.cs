@@ -87,4 +87,11 @@ public sealed class SchedulingOptions
 
     /// <summary>A seed for the workers' random sampling (worker i uses seed + i); null = random. Printed by callers for replay.</summary>
     public int? Seed { get; set; }
+
+    /// <summary>
+    /// Creates the engine's <c>Omega.Scheduling</c> meter (a host passes the one from dependency injection). Null: the
+    /// engine creates its own. Either way the meter is tagged <c>cell</c> with the cell's name, so two engines in one
+    /// process are told apart.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using Omega.Agent;
 using Omega.Protocol;
+using Omega.Transport;
 
 namespace Omega.Cli.Run;
 
@@ -22,24 +23,31 @@ internal static class ControlCommands
         yield return Checkpoint();
     }
 
-    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+
+    /// <summary>A usage error found before connecting: one line on stderr and exit code 2, whether or not a server is reachable.</summary>
+    private static Task<int> UsageAsync(string command, string message)
+    {
+        Console.Error.WriteLine($"omega {command}: {message}");
+        return Task.FromResult(2);
+    }
 
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
     internal static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
-        if (!IPEndPoint.TryParse(connect, out var endpoint))
+        if (!FrameClient.TryParseEndPoint(connect, out var endpoint))
         {
-            Console.Error.WriteLine($"omega {command}: --connect must be ADDRESS:PORT, not '{connect}'");
+            Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
             return 2;
         }
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(endpoint!, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega {command}: cannot reach the server at {endpoint}: {e.Message}");
+            Console.Error.WriteLine($"omega {command}: cannot reach the server at {connect}: {e.Message}");
             return 1;
         }
         await using (client)
@@ -68,7 +76,8 @@ internal static class ControlCommands
         var gang = new Option<bool>("--gang") { Description = "All-or-nothing." };
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
         var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
-        cmd.SetAction((r, cancel) => WithClientAsync("submit", r.GetValue(connect)!, async c =>
+        // Task ids are written j{job}/{index} with unsigned digits: a negative job id could never be named by explain.
+        cmd.SetAction((r, cancel) => r.GetValue(job) < 0 ? UsageAsync("submit", $"--job must not be negative, not {r.GetValue(job)}") : WithClientAsync("submit", r.GetValue(connect)!, async c =>
         {
             var spec = new JobSpec(new JobId(r.GetValue(job)), new TenantId(r.GetValue(tenant)), r.GetValue(priority), r.GetValue(tasks),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(gang));
