@@ -26,4 +26,7 @@ public enum CellRecordKind : byte
 
     /// <summary>A tenant's quota was set or cleared.</summary>
     Quota = 8,
+
+    /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
+    TenantCreated = 9,
 }

@@ -22,12 +22,15 @@ public interface ICellRecordVisitor
     /// <summary>A node's full spec, status and version (added, updated, status changed or removed).</summary>
     void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion);
 
-    /// <summary>A keyed transaction's original result, kept for retries.</summary>
-    void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
+    /// <summary>A keyed transaction's original result, kept for retries of the same scheduler identity (keys are scoped to it).</summary>
+    void Idempotency(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
 
     /// <summary>A scheduler lease's full state.</summary>
     void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released);
 
     /// <summary>A tenant's quota (null: no quota).</summary>
     void Quota(TenantId tenant, ResourceVector? limit);
+
+    /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
+    void Tenant(TenantId tenant, string name);
 }
