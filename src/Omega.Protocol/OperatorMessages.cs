@@ -16,6 +16,9 @@ public enum InspectTarget : byte
 
     /// <summary>One line per job the engine knows: id, scheduler, phase, task counts, attempts, parked reason.</summary>
     Jobs = 3,
+
+    /// <summary>One line per tenant in id order: name, id, quota, usage.</summary>
+    Tenants = 10,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>
@@ -26,6 +29,9 @@ public enum OperateKind : byte
 
     /// <summary>Set the node named by the target to draining: no new bindings; its tasks keep running.</summary>
     DrainNode = 1,
+
+    /// <summary>Create the tenant named by the target, with the optional quota; acknowledged once durable.</summary>
+    CreateTenant = 10,
 }
 
 /// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>
@@ -184,19 +190,24 @@ internal struct InspectReply : IWireMessage<InspectReply>
     }
 }
 
-/// <summary>Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode; empty otherwise).</summary>
+/// <summary>
+/// Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode, a tenant name for
+/// CreateTenant; empty otherwise), key 2 quota (resources; CreateTenant only, absent = no quota).
+/// </summary>
 internal struct Operate : IWireMessage<Operate>
 {
     public OperateKind Kind;
     public string Target;
+    public ResourceVector? Quota;
 
     public static MessageType Type => MessageType.Operate;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(Quota.HasValue ? 3 : 2);
         w.Write(0); w.Write((byte)Kind);
         w.Write(1); w.Write(Target ?? "");
+        if (Quota is { } q) { w.Write(2); Codec.WriteResources(ref w, q); }
     }
 
     public static Operate Read(ref MessagePackReader r)
@@ -209,6 +220,7 @@ internal struct Operate : IWireMessage<Operate>
             {
                 case 0: m.Kind = (OperateKind)r.ReadByte(); break;
                 case 1: m.Target = Codec.ReadString(ref r, 256); break;
+                case 2: m.Quota = Codec.ReadResources(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -217,19 +229,21 @@ internal struct Operate : IWireMessage<Operate>
     }
 }
 
-/// <summary>OperateReply: key 0 status (<see cref="OperateStatus"/>), key 1 message.</summary>
+/// <summary>OperateReply: key 0 status (<see cref="OperateStatus"/>), key 1 message, key 2 tenant id (CreateTenant only).</summary>
 internal struct OperateReply : IWireMessage<OperateReply>
 {
     public OperateStatus Status;
     public string Message;
+    public int? TenantId;
 
     public static MessageType Type => MessageType.OperateReply;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(TenantId.HasValue ? 3 : 2);
         w.Write(0); w.Write((byte)Status);
         w.Write(1); w.Write(Message ?? "");
+        if (TenantId is { } t) { w.Write(2); w.Write(t); }
     }
 
     public static OperateReply Read(ref MessagePackReader r)
@@ -242,6 +256,7 @@ internal struct OperateReply : IWireMessage<OperateReply>
             {
                 case 0: m.Status = (OperateStatus)r.ReadByte(); break;
                 case 1: m.Message = Codec.ReadString(ref r, 4096); break;
+                case 2: m.TenantId = r.ReadInt32(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

@@ -25,9 +25,10 @@ internal static class ServeCommand
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -41,6 +42,12 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
                 return 2;
             }
+            foreach (var t in r.GetValue(tenants) ?? [])
+                if (!Cell.IsValidTenantName(t))
+                {
+                    Console.Error.WriteLine($"omega serve: --tenant must be 1-{Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
+                    return 2;
+                }
             using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
             ICellStore store;
             try
@@ -59,6 +66,18 @@ internal static class ServeCommand
                 Console.WriteLine(store.IsPersistent
                     ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
                     : "omega serve: in-memory cell");
+                // Tenants configured at start: created (durably) if missing, before anything can submit to them.
+                foreach (var t in r.GetValue(tenants) ?? [])
+                {
+                    var ts = store.Cell.CreateTenant(t, null, out var tid);
+                    if (ts == TenantOpStatus.LimitReached)
+                    {
+                        Console.Error.WriteLine($"omega serve: cannot create tenant '{t}': the cell holds its maximum of {store.Cell.TenantCount} tenants");
+                        return 2;
+                    }
+                    if (ts == TenantOpStatus.Ok) Console.WriteLine($"omega serve: created tenant '{t}' as {tid}");
+                }
+                await store.WaitForDurableAsync(store.Cell.JournalSequence, cancel).ConfigureAwait(false);
                 // Signals first: a service manager may stop us the moment we say we are listening.
                 var stopped = new TaskCompletionSource();
                 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
