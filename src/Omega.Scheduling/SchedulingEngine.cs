@@ -85,6 +85,13 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     /// </summary>
     public EnqueueResult Submit(JobSpec job, string? scheduler = null)
     {
+        var r = SubmitCore(job, scheduler);
+        if (!r.Accepted) Metrics.Rejected(r.Status);
+        return r;
+    }
+
+    private EnqueueResult SubmitCore(JobSpec job, string? scheduler)
+    {
         ArgumentNullException.ThrowIfNull(job);
         if (job.ResourcesProblem() is { } resources) return new EnqueueResult(EnqueueStatus.InvalidResources, resources);
         if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
