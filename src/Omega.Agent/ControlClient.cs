@@ -45,16 +45,19 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     }
 
     /// <summary>
-    /// Submits a job to the server's own scheduler workers. Returns the enqueue status code and reason; a refusal for a
-    /// budget (error JobTooLarge or ResourceExhausted) is returned as that error's code (24 or 25, the numbers
-    /// <c>EnqueueStatus</c> uses for the same refusals), not thrown: it is an answer about the job, not a broken connection.
+    /// Submits a job to the server's own scheduler workers, charged to the tenant named <paramref name="tenant"/>
+    /// (null: the <c>default</c> tenant; <see cref="JobSpec.Tenant"/> is not sent, the server resolves the name).
+    /// Returns the enqueue status code and reason. A refusal for a budget (error JobTooLarge or ResourceExhausted) is
+    /// returned as that error's code (24 or 25, the numbers <c>EnqueueStatus</c> uses for the same refusals), not thrown:
+    /// it is an answer about the job, not a broken connection. Admission refusals with their own error code
+    /// (InvalidResources, RequestExceedsLargestNode, UnknownTenant) throw <see cref="AgentRequestException"/> with that code.
     /// </summary>
-    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null)
+    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null, string? tenant = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         var (t, b) = await RequestAsync(new SubmitJob
         {
-            JobId = job.Id.Value, Tenant = job.Tenant.Value, Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
+            JobId = job.Id.Value, Tenant = tenant ?? "", Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
             Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
         }).ConfigureAwait(false);
         if (t == MessageType.Error && Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(b), out var e, out _)
@@ -86,6 +89,18 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         var (t, b) = await RequestAsync(new Inspect { Target = target, Limit = limit }).ConfigureAwait(false);
         var r = Expect<InspectReply>(t, b);
         return (r.Total, r.Lines);
+    }
+
+    /// <summary>
+    /// Creates a tenant (with an optional hard quota). Returns its id once the server has made the creation durable.
+    /// Throws <see cref="AgentRequestException"/> with TenantExists, TenantLimitReached or InvalidRequest when refused.
+    /// </summary>
+    public async Task<int> CreateTenantAsync(string name, ResourceVector? quota = null)
+    {
+        var (t, b) = await RequestAsync(new Operate { Kind = OperateKind.CreateTenant, Target = name ?? "", Quota = quota }).ConfigureAwait(false);
+        var r = Expect<OperateReply>(t, b);
+        if (r.Status != OperateStatus.Ok || r.TenantId is not { } id) throw new AgentRequestException(ErrorCode.None, $"{r.Status}: {r.Message}");
+        return id;
     }
 
     /// <summary>

@@ -27,4 +27,11 @@ public sealed class CellOptions
     /// commits of the original to be deduplicated.
     /// </summary>
     public int IdempotencyRetention { get; set; } = 1_000_000;
+
+    /// <summary>
+    /// The most tenants the cell holds, the default tenant included (default 1,024). Tenants are created explicitly
+    /// (<see cref="Cell.CreateTenant(string, ResourceVector?, out TenantId)"/>) and per-tenant state is dense by id, so
+    /// this bounds what tenant state can cost; a creation beyond it is refused with <see cref="TenantOpStatus.LimitReached"/>.
+    /// </summary>
+    public int MaxTenants { get; set; } = 1024;
 }

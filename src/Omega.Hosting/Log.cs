@@ -40,4 +40,8 @@ internal static partial class Log
         Message = "Stopped cell {CellName} at v{CellVersion}")]
     public static partial void Stopped(ILogger logger, string cellName, long cellVersion);
 
+
+    [LoggerMessage(EventId = 1008, EventName = "TenantCreated", Level = LogLevel.Information,
+        Message = "Created tenant {TenantName} as id {TenantId} in cell {CellName}")]
+    public static partial void TenantCreated(ILogger logger, string cellName, string tenantName, int tenantId);
 }

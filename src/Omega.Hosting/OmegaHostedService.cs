@@ -4,6 +4,7 @@ using System.Net;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Omega.Cells;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
@@ -59,6 +60,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             cancellationToken.ThrowIfCancellationRequested();
             _store = OpenStore(o);
             cancellationToken.ThrowIfCancellationRequested();
+            await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
 
             var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
             scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000 });
@@ -88,6 +90,20 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             await CloseAsync(checkpoint: false).ConfigureAwait(false);
             throw;
         }
+    }
+
+    // Tenants named in the options are created before anything can submit to them, and durably: a job accepted for a
+    // tenant must never outlive the tenant across kill -9.
+    private async Task CreateConfiguredTenantsAsync(ICellStore store, OmegaOptions o, CancellationToken cancellationToken)
+    {
+        foreach (var t in o.Tenants)
+        {
+            var status = store.Cell.CreateTenant(t, null, out var id);
+            if (status == TenantOpStatus.LimitReached)
+                throw new InvalidOperationException($"cannot create tenant '{t}': the cell holds its maximum of {store.Cell.TenantCount} tenants");
+            if (status == TenantOpStatus.Ok) Log.TenantCreated(_logger, o.CellName, t, id.Value);
+        }
+        await store.WaitForDurableAsync(store.Cell.JournalSequence, cancellationToken).ConfigureAwait(false);
     }
 
     private ICellStore OpenStore(OmegaOptions o)

@@ -37,6 +37,13 @@ public sealed class OmegaOptions
     /// <summary>Workers of the <c>batch</c> scheduler kind (the engine's first kind: jobs submitted without a kind go there). 1-256, default 2.</summary>
     public int BatchWorkers { get; set; } = 2;
 
+    /// <summary>
+    /// Tenants created at start unless they exist (names: 1-64 letters, digits, '.', '_' or '-'); others are created
+    /// by an operator over the wire. The <c>default</c> tenant always exists. Their creation is durable before the
+    /// server accepts a connection.
+    /// </summary>
+    public IList<string> Tenants { get; } = new List<string>();
+
     /// <summary>Workers of the <c>service</c> scheduler kind. 1-256, default 1.</summary>
     public int ServiceWorkers { get; set; } = 1;
 

@@ -39,6 +39,9 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
             if (options.Storage.Cell is null) failures.Add("Omega:Storage:Cell must not be null");
             else if (options.Storage.Cell.InitialNodeCapacity < 1) failures.Add($"Omega:Storage:Cell:InitialNodeCapacity must be at least 1, not {options.Storage.Cell.InitialNodeCapacity}");
         }
+        foreach (var t in options.Tenants)
+            if (!Omega.Cells.Cell.IsValidTenantName(t))
+                failures.Add($"Omega:Tenants: a tenant name is 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

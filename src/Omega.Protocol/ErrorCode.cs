@@ -84,6 +84,20 @@ public enum ErrorCode : ushort
     /// take it further. Sent, then the connection is closed (its buffered bytes are released).
     /// </summary>
     IncompleteFrameBudget = 26,
+    /// <summary>SubmitJob: the per-task request has an element negative or above 2^53, or requests nothing. The connection stays open.</summary>
+    InvalidResources = 18,
+
+    /// <summary>SubmitJob: the per-task request exceeds, in some dimension, the largest capacity of any node. The connection stays open.</summary>
+    RequestExceedsLargestNode = 19,
+
+    /// <summary>SubmitJob names a tenant that was never created. The connection stays open.</summary>
+    UnknownTenant = 20,
+
+    /// <summary>CreateTenant with a name that already exists; nothing changed. The connection stays open.</summary>
+    TenantExists = 21,
+
+    /// <summary>CreateTenant when the cell holds its maximum number of tenants. The connection stays open.</summary>
+    TenantLimitReached = 22,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -25,6 +25,20 @@ public enum EnqueueStatus : byte
 
     /// <summary>Queuing the job would exceed a queued-task budget (total or the tenant's). Retry once queued tasks were placed.</summary>
     ResourceExhausted = 25,
+    /// <summary>
+    /// The per-task request is not a valid resource vector: a negative quantity, one above
+    /// <see cref="ResourceVector.MaxQuantity"/>, or nothing requested at all.
+    /// </summary>
+    InvalidResources = 5,
+
+    /// <summary>
+    /// The per-task request exceeds, in some dimension, the largest capacity any node of the cell has: no node could ever
+    /// hold one task. Refused at admission instead of parking forever. (Not checked while the cell has no node yet.)
+    /// </summary>
+    RequestExceedsLargestNode = 6,
+
+    /// <summary>The job's tenant does not exist in the cell (tenants are created before use).</summary>
+    UnknownTenant = 7,
 }
 
 /// <summary>The result of submitting a job.</summary>

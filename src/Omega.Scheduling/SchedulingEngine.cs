@@ -89,11 +89,28 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
 
     internal IReadOnlyDictionary<TenantId, ResourceVector> Guarantees { get; }
 
-    /// <summary>Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind).</summary>
+    /// <summary>
+    /// Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind). Admission checks, each with
+    /// its typed status: the request is a valid vector (<see cref="EnqueueStatus.InvalidResources"/>), the rest of the
+    /// spec (<see cref="EnqueueStatus.InvalidJob"/>), the tenant exists (<see cref="EnqueueStatus.UnknownTenant"/>), some
+    /// node could hold one task (<see cref="EnqueueStatus.RequestExceedsLargestNode"/>), the kind exists, the id is new,
+    /// the queue has room. Never throws for bad input.
+    /// </summary>
     public EnqueueResult Submit(JobSpec job, string? scheduler = null)
     {
+        var r = SubmitCore(job, scheduler);
+        if (!r.Accepted) Metrics.Rejected(r.Status);
+        return r;
+    }
+
+    private EnqueueResult SubmitCore(JobSpec job, string? scheduler)
+    {
         ArgumentNullException.ThrowIfNull(job);
+        if (job.ResourcesProblem() is { } resources) return new EnqueueResult(EnqueueStatus.InvalidResources, resources);
         if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
+        if (!Cell.TenantExists(job.Tenant)) return new EnqueueResult(EnqueueStatus.UnknownTenant, $"no tenant {job.Tenant} in the cell");
+        if (Cell.LargestNodeCapacity is { } largest && !job.PerTask.FitsWithin(largest))
+            return new EnqueueResult(EnqueueStatus.RequestExceedsLargestNode, $"per-task request {job.PerTask} exceeds the largest node capacity {largest} in some dimension");
         // Budgets before anything is built for the job.
         if (job.TaskCount > _maxTasksPerJob)
             return new EnqueueResult(EnqueueStatus.JobTooLarge, $"job {job.Id} asks for {job.TaskCount} tasks; the tasks-per-job budget is {_maxTasksPerJob}");
@@ -215,8 +232,8 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             _jobs.TryRemove(old, out _);
     }
 
-    /// <summary>Sets a tenant's hard quota (enforced by the cell at commit).</summary>
-    public void SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
+    /// <summary>Sets a tenant's hard quota (enforced by the cell at commit); the tenant must exist.</summary>
+    public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
 
     /// <summary>
     /// Runs every worker's <see cref="SchedulerWorker.Step"/> in turn until no worker has a ready job or

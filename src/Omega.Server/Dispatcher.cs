@@ -22,6 +22,7 @@ internal sealed class Dispatcher : IAsyncDisposable
     private readonly Lock _heldLock = new();
     private List<HeldReply> _held = new();
     private List<HeldReply> _heldSpare = new();
+    private List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)> _heldActions = new();
     private readonly Task _loop;
 
     // Version is what must be publishable (durable) before the reply leaves; Operate is set for operator replies that
@@ -59,6 +60,39 @@ internal sealed class Dispatcher : IAsyncDisposable
         lock (_heldLock) _held.Add(new HeldReply(c, rid, default, version, reply));
         _feed.Signal();
         return false;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="send"/> (which sends a reply and ends its request) once <paramref name="version"/> is
+    /// publishable, that is durable: for control-plane acknowledgements such as a tenant's creation. Returns true
+    /// when it is publishable already (the caller replies itself).
+    /// </summary>
+    public bool RunWhenPublishable(FrameConnection c, long version, Action<FrameConnection> send)
+    {
+        if (version <= _publisher.PublishableVersion) return true;
+        lock (_heldLock) _heldActions.Add((version, send, c));
+        _feed.Signal();
+        return false;
+    }
+
+    private void ReleaseHeldActions(long publishable)
+    {
+        List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)>? due = null;
+        lock (_heldLock)
+        {
+            for (int i = _heldActions.Count - 1; i >= 0; i--)
+            {
+                if (_heldActions[i].Version > publishable) continue;
+                (due ??= new()).Add(_heldActions[i]);
+                _heldActions.RemoveAt(i);
+            }
+        }
+        if (due is null) return;
+        foreach (var (_, send, c) in due)
+        {
+            send(c);
+            _flush.Add(c);
+        }
     }
 
     private async Task LoopAsync()
@@ -99,6 +133,7 @@ internal sealed class Dispatcher : IAsyncDisposable
         }
         _dirty.Clear();
         if (_held.Count > 0) ReleaseHeld(publishable);
+        if (_heldActions.Count > 0) ReleaseHeldActions(publishable);
         foreach (var c in _flush) c.Flush();
         _flush.Clear();
     }

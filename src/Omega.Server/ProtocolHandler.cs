@@ -122,9 +122,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit)))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5 or 6 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         var lines = new List<string>();
@@ -157,6 +157,15 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     total = _engine.JobCount;
                     foreach (var j in _engine.ListJobs(m.Limit))
                         lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
+                }
+                break;
+            case InspectTarget.Tenants:
+                var tenants = _cell.GetTenants();
+                total = tenants.Count;
+                for (int i = 0; i < tenants.Count && lines.Count < m.Limit; i++)
+                {
+                    var t = tenants[i];
+                    lines.Add(string.Create(ci, $"{t.Name} {t.Id} quota={(t.Quota is { } q ? q.ToString() : "none")} usage={t.Usage}"));
                 }
                 break;
             case InspectTarget.Stats:
@@ -211,6 +220,8 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{m.Target}' ({id}) is draining" }
                     : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
                 return true;
+            case OperateKind.CreateTenant:
+                return CreateTenant(c, rid, m);
             case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
                 _ = Task.Run(async () =>
                 {
@@ -284,6 +295,37 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return _dispatcher.ReplyWhenPublishable(c, rid, reply, st == DomainLossStatus.Recorded ? version : Math.Max(version, _cell.Version));
     }
 
+    /// <returns>False when the reply waits for durability (the request stays in flight until the dispatcher sends it).</returns>
+    private bool CreateTenant(FrameConnection c, uint rid, in Operate m)
+    {
+        var s = _cell.CreateTenant(m.Target, m.Quota, out var id);
+        switch (s)
+        {
+            case TenantOpStatus.Ok: break;
+            case TenantOpStatus.DuplicateName:
+                c.SendError(rid, ErrorCode.TenantExists, $"tenant '{m.Target}' already exists ({id})");
+                return true;
+            case TenantOpStatus.LimitReached:
+                c.SendError(rid, ErrorCode.TenantLimitReached, $"the cell already holds its maximum of {_cell.TenantCount} tenants");
+                return true;
+            case TenantOpStatus.InvalidQuota:
+                c.SendError(rid, ErrorCode.InvalidRequest, $"tenant quota must have every element between 0 and {ResourceVector.MaxQuantity}");
+                return true;
+            default:
+                c.SendError(rid, ErrorCode.InvalidRequest, $"tenant name must be 1-{Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{m.Target}'");
+                return true;
+        }
+        // The creation has its own cell version; acknowledge it only once that version is durable (defect 4's rule:
+        // an acknowledged tenant must survive kill -9).
+        var reply = new OperateReply { Status = OperateStatus.Ok, Message = $"tenant '{m.Target}' created as {id}", TenantId = id.Value };
+        if (_dispatcher.RunWhenPublishable(c, _cell.Version, conn => { conn.Send(rid, reply); conn.EndRequest(); }))
+        {
+            c.Send(rid, reply);
+            return true;
+        }
+        return false;
+    }
+
     private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>
     {
         if (Codec.TryDecode<T>(frame.Body, out var m, out var error))
@@ -339,9 +381,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Register>(c, rid, frame, out var m)) return;
-        if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsNonNegative || m.ResumeFrom < 0)
+        if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsValidRequest || m.ResumeFrom < 0)
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, "register needs a node name, non-negative capacity and resume version");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"register needs a node name, a capacity with every element between 0 and {ResourceVector.MaxQuantity}, and a non-negative resume version");
             return;
         }
         if (s.Node is { } already && !string.Equals(NameOf(already.Id), m.Node, StringComparison.Ordinal))
@@ -555,12 +597,14 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, "this server runs no scheduling engine");
             return;
         }
-        if (!m.PerTask.IsValidRequest || m.TaskCount < 1 || m.Tenant < 0)
+        // Tenants are named on the wire and resolved here: an unknown name is a typed error, never a new tenant.
+        string tenantName = string.IsNullOrEmpty(m.Tenant) ? Cell.DefaultTenantName : m.Tenant;
+        if (!_cell.TryGetTenant(tenantName, out var tenant))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, "invalid job");
+            c.SendError(rid, ErrorCode.UnknownTenant, $"no tenant named '{tenantName}' (create it first: omega tenant create)");
             return;
         }
-        var spec = new JobSpec(new JobId(m.JobId), new TenantId(m.Tenant), m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        var spec = new JobSpec(new JobId(m.JobId), tenant, m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
         // A job above the per-job budget skips the connection's budget so that it gets the permanent error
         // (JobTooLarge) from the engine, never the retry-later one.
         if (m.TaskCount <= _engine.MaxTasksPerJob && !WithinConnectionBudget(s, m.TaskCount))
@@ -571,10 +615,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         var r = _engine.Submit(spec, string.IsNullOrEmpty(m.Scheduler) ? null : m.Scheduler);
         switch (r.Status)
         {
-            // Budget refusals are errors, not SubmitJob statuses (docs/protocol.md, "Budgets"): typed, counted in the
-            // transport meter, and nothing was created.
+            // Budget and admission refusals are errors, not SubmitJob statuses (docs/protocol.md, section 5 and
+            // "Budgets"): typed, counted in the transport meter, and nothing was created.
             case EnqueueStatus.JobTooLarge: c.SendError(rid, ErrorCode.JobTooLarge, r.Reason ?? "job too large"); return;
             case EnqueueStatus.ResourceExhausted: c.SendError(rid, ErrorCode.ResourceExhausted, r.Reason ?? "queued-task budget spent"); return;
+            case EnqueueStatus.InvalidResources: c.SendError(rid, ErrorCode.InvalidResources, r.Reason ?? "invalid resources"); return;
+            case EnqueueStatus.RequestExceedsLargestNode: c.SendError(rid, ErrorCode.RequestExceedsLargestNode, r.Reason ?? "request exceeds the largest node"); return;
+            case EnqueueStatus.UnknownTenant: c.SendError(rid, ErrorCode.UnknownTenant, r.Reason ?? "unknown tenant"); return;
             case EnqueueStatus.Accepted:
                 (s.Jobs ??= []).Add(spec.Id);
                 s.QueuedUpperBound += m.TaskCount;

@@ -31,7 +31,7 @@ public sealed class BudgetTests(ITestOutputHelper output)
     }
 
     private static SubmitJob Job(long id, int tasks, int tenant = 0)
-        => new() { JobId = id, Tenant = tenant, Priority = 1, TaskCount = tasks, PerTask = new ResourceVector(1000, 1 << 20), Scheduler = "" };
+        => new() { JobId = id, Tenant = tenant == 0 ? "default" : $"t{tenant}", Priority = 1, TaskCount = tasks, PerTask = new ResourceVector(1000, 1 << 20), Scheduler = "" };
 
     [Fact]
     public async Task Twenty_SubmitJobs_of_a_million_tasks_get_JobTooLarge_and_jobs_within_budget_hold_no_per_task_state()
@@ -78,7 +78,9 @@ public sealed class BudgetTests(ITestOutputHelper output)
     [Fact]
     public async Task Queued_task_budgets_per_tenant_and_in_total_hold_across_connections()
     {
-        await using var fx = ServerFixture.Start(engine: true, scheduling: o => { o.MaxQueuedTasksPerTenant = 250_000; o.MaxQueuedTasks = 400_000; });
+        // Tenants exist before use: t1 and t2 get ids 1 and 2.
+        await using var fx = ServerFixture.Start(engine: true, seed: c => { c.CreateTenant("t1", null, out _); c.CreateTenant("t2", null, out _); },
+            scheduling: o => { o.MaxQueuedTasksPerTenant = 250_000; o.MaxQueuedTasks = 400_000; });
         async Task<ErrorCode> Submit(RawClient c, long id, int tenant)
         {
             await c.SendAsync((uint)id, Job(id, 100_000, tenant));

@@ -96,11 +96,14 @@ internal sealed class HostileFrames(Random rng)
         return f;
     }
 
+    // "default" exists everywhere; the others are unknown unless a test created them (UnknownTenant is hostile input too).
+    private static readonly string[] TenantNames = ["default", "t1", "t2", "no-such-tenant"];
+
     private byte[] SchedulerFrame(uint rid) => rng.Next(8) switch
     {
         0 or 1 => Codec.FrameBytes(rid, new SubmitJob
         {
-            JobId = rng.NextInt64(1, long.MaxValue), Tenant = rng.Next(4), Priority = rng.Next(12),
+            JobId = rng.NextInt64(1, long.MaxValue), Tenant = TenantNames[rng.Next(TenantNames.Length)], Priority = rng.Next(12),
             TaskCount = TaskCounts[rng.Next(TaskCounts.Length)], PerTask = new ResourceVector(1000, 1 << 20), Gang = rng.Next(8) == 0, Scheduler = "",
         }),
         2 => Codec.FrameBytes(rid, new QueryJob { JobId = rng.NextInt64(0, 1000) }),

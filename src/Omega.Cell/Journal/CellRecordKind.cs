@@ -32,4 +32,6 @@ public enum CellRecordKind : byte
 
     /// <summary>A domain-loss confirmation was withdrawn (domain, author, reason, time).</summary>
     DomainLossWithdrawn = 14,
+    /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
+    TenantCreated = 9,
 }

@@ -22,8 +22,8 @@ public interface ICellRecordVisitor
     /// <summary>A node's full spec, status and version (added, updated, status changed or removed).</summary>
     void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion);
 
-    /// <summary>A keyed transaction's original result, kept for retries.</summary>
-    void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
+    /// <summary>A keyed transaction's original result, kept for retries of the same scheduler identity (keys are scoped to it).</summary>
+    void Idempotency(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
 
     /// <summary>A scheduler lease's full state.</summary>
     void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released);
@@ -36,4 +36,6 @@ public interface ICellRecordVisitor
     /// withdrawn (true); the confirmation's version is the record's cell version.
     /// </summary>
     void DomainLoss(string domain, string author, string reason, DateTimeOffset at, bool withdrawn);
+    /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
+    void Tenant(TenantId tenant, string name);
 }

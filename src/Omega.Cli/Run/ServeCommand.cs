@@ -24,9 +24,10 @@ internal static class ServeCommand
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -40,6 +41,12 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
                 return 2;
             }
+            foreach (var t in r.GetValue(tenants) ?? [])
+                if (!Omega.Cells.Cell.IsValidTenantName(t))
+                {
+                    Console.Error.WriteLine($"omega serve: --tenant must be 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
+                    return 2;
+                }
             if (r.GetValue(metricsPort) is < 1 or > 65535)
             {
                 Console.Error.WriteLine("omega serve: --metrics-port must be between 1 and 65535");
@@ -56,6 +63,7 @@ internal static class ServeCommand
                 o.DataDirectory = r.GetValue(data);
                 o.BatchWorkers = r.GetValue(batchWorkers);
                 o.ServiceWorkers = r.GetValue(serviceWorkers);
+                foreach (var t in r.GetValue(tenants) ?? []) o.Tenants.Add(t);
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
@@ -76,6 +84,11 @@ internal static class ServeCommand
             {
                 Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
                 return 1;
+            }
+            catch (InvalidOperationException e) when (e.Message.StartsWith("cannot create tenant", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"omega serve: {e.Message}");
+                return 2;
             }
             var store = runtime.Store;
             var rec = store.Recovery;

@@ -16,12 +16,14 @@ internal enum EntryKind : byte
     // 13 matches the journal record kind (liveness range): one entry, key (13, 0), holding every domain-loss
     // confirmation in effect. Few domains are ever confirmed, so rewriting the whole list keeps restore trivial.
     DomainLosses = 13,
+    // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
+    Tenant = 9,
 }
 
 /// <summary>Key layouts (little-endian): kind:u8 followed by the entity's id.</summary>
 internal static class StateKeys
 {
-    public const int MaxKeySize = 17;
+    public const int MaxKeySize = 21;
 
     public static int Meta(Span<byte> k)
     {
@@ -44,11 +46,17 @@ internal static class StateKeys
         return 13;
     }
 
-    public static int Outcome(Span<byte> k, IdempotencyKey key)
+    /// <summary>
+    /// An idempotency outcome: <c>6 keyHigh:u64 keyLow:u64 scheduler:i32</c> (21 bytes). Keys are scoped to the
+    /// scheduler that used them; a 17-byte key without the scheduler was written before that and restores under the
+    /// legacy scope.
+    /// </summary>
+    public static int Outcome(Span<byte> k, SchedulerId scheduler, IdempotencyKey key)
     {
         k[0] = (byte)EntryKind.Outcome;
         BinaryPrimitives.WriteUInt64LittleEndian(k[1..], key.High);
         BinaryPrimitives.WriteUInt64LittleEndian(k[9..], key.Low);
-        return 17;
+        BinaryPrimitives.WriteInt32LittleEndian(k[17..], scheduler.Value);
+        return 21;
     }
 }
