@@ -59,6 +59,13 @@ public enum ErrorCode : ushort
 
     /// <summary>The server is shutting down. The connection is closed.</summary>
     ShuttingDown = 17,
+
+    /// <summary>
+    /// A Register that would add a new node while the server already holds its maximum of registered nodes that have not
+    /// yet sent a heartbeat (<c>ServerOptions.MaxPendingRegistrations</c>). Nothing changed; the connection stays open.
+    /// Retry after back-off (existing nodes re-register without limit).
+    /// </summary>
+    TooManyPendingRegistrations = 30,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -26,6 +26,12 @@ public enum OperateKind : byte
 
     /// <summary>Set the node named by the target to draining: no new bindings; its tasks keep running.</summary>
     DrainNode = 1,
+
+    /// <summary>
+    /// Remove the node named by the target: its bindings are released (their tasks requeued) and the node id is never
+    /// reused; the reply comes once the removal is durable. An agent still running re-registers as a new node.
+    /// </summary>
+    RemoveNode = 2,
 }
 
 /// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>

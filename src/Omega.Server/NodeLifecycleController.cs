@@ -24,6 +24,13 @@ public sealed class NodeLifecycleController : IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<NodeId, long> _lastSeen = new();
     private readonly HashSet<NodeId> _dead = new();
+    // Registered by this process and not heard from since (no heartbeat yet), with the registration time. Kept out of
+    // _lastSeen on purpose: a pending node is neither evicted (fenced) nor counted by the mass-silence brake, so junk
+    // registrations cannot trip the brake; it is removed outright if no heartbeat comes within the registration timeout.
+    private readonly Dictionary<NodeId, long> _pending = new();
+    private int _pendingReserved;
+    private readonly long _registrationTicks;
+    private long _expiredRegistrations;
     private readonly long _graceEnds;
     private readonly long _leaseTicks;
     private double _tokens;
@@ -46,12 +53,19 @@ public sealed class NodeLifecycleController : IDisposable
         long now = _time.GetTimestamp();
         _leaseTicks = (long)(options.NodeLease.TotalSeconds * _time.TimestampFrequency);
         _graceEnds = now + _leaseTicks;
+        _registrationTicks = (long)((options.RegistrationTimeout ?? options.NodeLease).TotalSeconds * _time.TimestampFrequency);
         _lastRefill = now;
         _tokens = Math.Max(1, options.EvictionsPerSecond);
         var snap = cell.Snapshot();
         for (int i = 0; i < snap.NodeCount; i++)
-            if (snap.TryGetNode(new NodeId(i), out var v) == SnapshotRead.Ok && v.Status is NodeStatus.Schedulable or NodeStatus.Draining)
-                _lastSeen[new NodeId(i)] = now;
+        {
+            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
+            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining) _lastSeen[new NodeId(i)] = now;
+            // Recovered from the durable cell: a node that is Fenced was declared lost before the restart (eviction is
+            // the only thing that fences). Remembering it as dead is what lets its returning agent un-fence it, exactly
+            // as without a restart; kept only in memory, it would stay fenced forever (issue 10, defect 5).
+            else if (v.Status == NodeStatus.Fenced) _dead.Add(new NodeId(i));
+        }
         _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions");
         _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred");
         _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence");
@@ -67,6 +81,55 @@ public sealed class NodeLifecycleController : IDisposable
 
     /// <summary>Nodes that came back after being declared lost.</summary>
     public long ReturnedCount => Volatile.Read(ref _returnedCount);
+
+    /// <summary>Registrations removed because no heartbeat followed within the registration timeout.</summary>
+    public long ExpiredRegistrationCount => Volatile.Read(ref _expiredRegistrations);
+
+    /// <summary>Nodes registered by this process that have not heartbeated yet (plus registrations being admitted).</summary>
+    public int PendingRegistrationCount
+    {
+        get { lock (_lock) return _pending.Count + _pendingReserved; }
+    }
+
+    /// <summary>
+    /// Reserves room for a registration that adds a new node; false when <see cref="ServerOptions.MaxPendingRegistrations"/>
+    /// never-heartbeated registrations are already pending. Follow with <see cref="Registered"/> or <see cref="CancelRegistration"/>.
+    /// </summary>
+    public bool TryReserveRegistration()
+    {
+        lock (_lock)
+        {
+            if (_pending.Count + _pendingReserved >= _options.MaxPendingRegistrations) return false;
+            _pendingReserved++;
+            return true;
+        }
+    }
+
+    /// <summary>Gives back a reservation whose registration did not add a node.</summary>
+    public void CancelRegistration()
+    {
+        lock (_lock) _pendingReserved--;
+    }
+
+    /// <summary>
+    /// A Register: a node it added (after <see cref="TryReserveRegistration"/>) is pending until its first heartbeat; an
+    /// existing node renews its lease as a heartbeat does, unless it is itself still pending (re-registering does not
+    /// prove an agent works: only a heartbeat does, so re-registering cannot keep a junk node alive).
+    /// </summary>
+    public void Registered(NodeId node, bool added)
+    {
+        lock (_lock)
+        {
+            if (added)
+            {
+                _pendingReserved--;
+                _pending[node] = _time.GetTimestamp();
+                return;
+            }
+            if (_pending.ContainsKey(node)) return;
+        }
+        Renew(node);
+    }
 
     /// <summary>The lease length in milliseconds, as told to agents.</summary>
     public int LeaseMilliseconds => (int)_options.NodeLease.TotalMilliseconds;
@@ -86,6 +149,8 @@ public sealed class NodeLifecycleController : IDisposable
         bool returned;
         lock (_lock)
         {
+            // A heartbeat about a node removed meanwhile (an expired registration, an operator's removal) tracks nothing.
+            if (!_pending.Remove(node) && !_lastSeen.ContainsKey(node) && !_dead.Contains(node) && !IsLive(node)) return;
             _lastSeen[node] = _time.GetTimestamp();
             returned = _dead.Remove(node);
         }
@@ -100,11 +165,66 @@ public sealed class NodeLifecycleController : IDisposable
     /// <summary>Stops tracking a node (removed by an operator).</summary>
     public void Forget(NodeId node)
     {
-        lock (_lock) { _lastSeen.Remove(node); _dead.Remove(node); }
+        lock (_lock) { _lastSeen.Remove(node); _dead.Remove(node); _pending.Remove(node); }
     }
 
-    /// <summary>Checks every lease once; evicts what the brakes allow. Called by the timer, or by tests after advancing time.</summary>
+    private bool IsLive(NodeId node)
+        => _cell.Snapshot().TryGetNode(node, out var v) == SnapshotRead.Ok && v.Status != NodeStatus.Removed;
+
+    /// <summary>
+    /// Ends registrations that never heartbeated within the registration timeout: a node with nothing bound is removed
+    /// (junk: nothing ran there, so nothing needs stopping); a node that holds bindings is evicted like any lost node
+    /// (fenced, bindings released and requeued), because removing it would leave its agent, should it come back under
+    /// a new node id, running tasks nobody tells it to stop. No grace or brake applies: a pending node was registered
+    /// by this process (the restart grace does not concern it) and never proved an agent behind it, and pending nodes
+    /// are not counted by the mass-silence brake. Returns the number of evictions.
+    /// </summary>
+    private int ExpireRegistrations(long now)
+    {
+        List<NodeId>? expired = null;
+        lock (_lock)
+        {
+            if (_pending.Count == 0) return 0;
+            foreach (var (node, at) in _pending)
+                if (now - at >= _registrationTicks) (expired ??= new()).Add(node);
+            if (expired is null) return 0;
+            foreach (var node in expired) _pending.Remove(node);
+        }
+        int evicted = 0;
+        foreach (var node in expired)
+        {
+            if (_cell.GetAllocationsOnNode(node).Count == 0 && _cell.RemoveNode(node, out var released) == NodeOpStatus.Ok)
+            {
+                // A binding may have landed between the check and the removal: it was released with the node.
+                if (released.Count > 0)
+                {
+                    var tasks = new List<TaskId>(released.Count);
+                    foreach (var a in released) tasks.Add(a.Task);
+                    _engine?.RequeueReleased(tasks);
+                }
+                Interlocked.Increment(ref _expiredRegistrations);
+                continue;
+            }
+            if (!IsLive(node)) continue;
+            lock (_lock) _dead.Add(node);
+            Evict(node);
+            evicted++;
+        }
+        return evicted;
+    }
+
+    /// <summary>
+    /// Checks every lease once; evicts what the brakes allow; ends registrations that never heartbeated (their evictions
+    /// are counted in <see cref="LifecycleTick.Evicted"/>). Called by the timer, or by tests after advancing time.
+    /// </summary>
     public LifecycleTick Tick()
+    {
+        int registrationEvictions = ExpireRegistrations(_time.GetTimestamp());
+        var t = TickLeases();
+        return registrationEvictions == 0 ? t : t with { Expired = t.Expired + registrationEvictions, Evicted = t.Evicted + registrationEvictions };
+    }
+
+    private LifecycleTick TickLeases()
     {
         long now = _time.GetTimestamp();
         List<NodeId> expired = new();

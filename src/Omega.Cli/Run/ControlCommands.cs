@@ -20,6 +20,7 @@ internal static class ControlCommands
         yield return Stats();
         yield return Drain();
         yield return Checkpoint();
+        yield return Node();
     }
 
     private static Option<string> ConnectOption() => new("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
@@ -187,6 +188,21 @@ internal static class ControlCommands
             return status == OperateStatus.Ok ? 0 : 1;
         }, cancel));
         return cmd;
+    }
+
+    /// <summary><c>omega node remove NAME</c>: the operator's way to drop a node for good (junk registrations, retired hosts).</summary>
+    private static Command Node()
+    {
+        var connect = ConnectOption();
+        var node = new Argument<string>("name") { Description = "The node's name." };
+        var remove = new Command("remove", "Remove a node from a running server: its bindings are released and their tasks requeued; acknowledged once durable. Stop its agent first, or it registers again as a new node.") { connect, node };
+        remove.SetAction((r, cancel) => WithClientAsync("node remove", r.GetValue(connect)!, async c =>
+        {
+            var (status, message) = await c.OperateAsync(OperateKind.RemoveNode, r.GetValue(node)!).ConfigureAwait(false);
+            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node remove: {status}: {message}");
+            return status == OperateStatus.Ok ? 0 : 1;
+        }, cancel));
+        return new Command("node", "Operate on one node of a running server.") { remove };
     }
 
     private static Command Checkpoint()

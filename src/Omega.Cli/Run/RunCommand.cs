@@ -16,6 +16,8 @@ namespace Omega.Cli.Run;
 internal sealed class DurablePublisher(ICellStore store) : IPublishableVersion
 {
     public long PublishableVersion => store.DurableVersion;
+
+    public long PublishableSequence => store.DurableSequence;
 }
 
 /// <summary>

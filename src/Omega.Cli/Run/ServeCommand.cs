@@ -25,9 +25,10 @@ internal static class ServeCommand
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, nodeLease,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -39,6 +40,11 @@ internal static class ServeCommand
             if (r.GetValue(batchWorkers) is < 1 or > 256 || r.GetValue(serviceWorkers) is < 1 or > 256)
             {
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
+                return 2;
+            }
+            if (r.GetValue(nodeLease) is not (>= 0.1 and <= 3600))
+            {
+                Console.Error.WriteLine("omega serve: --node-lease must be between 0.1 and 3600 seconds");
                 return 2;
             }
             using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
@@ -70,7 +76,7 @@ internal static class ServeCommand
                 OmegaServer server;
                 try
                 {
-                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct) });
+                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct), NodeLease = TimeSpan.FromSeconds(r.GetValue(nodeLease)) });
                     server.Start();
                 }
                 catch (System.Net.Sockets.SocketException e)
