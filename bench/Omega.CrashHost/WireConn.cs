@@ -82,7 +82,8 @@ internal sealed class WireConn : IAsyncDisposable
             Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
             throw new WireErrorException(err.Code, err.Message ?? "");
         }
-        if (type != TReply.Type || !Codec.TryDecode<TReply>(new ReadOnlySequence<byte>(body), out var reply, out var error))
+        string? error = null;
+        if (type != TReply.Type || !Codec.TryDecode<TReply>(new ReadOnlySequence<byte>(body), out var reply, out error))
             throw new InvalidDataException($"{TRequest.Type}: unexpected reply {type} ({error})");
         return reply!;
     }
