@@ -177,7 +177,8 @@ internal sealed class ServerCrashDriver
         var sched = await ConnectAsync(st, PeerRole.Scheduler, "crash-driver");
 
         // Every agent comes back: its acknowledged registration must still be there (same id), and a node fenced before
-        // the restart must be schedulable again once its agent heartbeats (defect 5).
+        // the restart must be schedulable again once its agent heartbeats (defect 5). Each agent heartbeats from the moment
+        // it is registered (stable ones throughout; some mortal ones go silent after a while and are then evicted).
         foreach (var name in Stable.Concat(Mortal))
         {
             var conn = await ConnectAsync(st, PeerRole.Agent, name);
@@ -198,24 +199,22 @@ internal sealed class ServerCrashDriver
             if (!_registered.ContainsKey(name)) s.Registrations++;
             _registered[name] = reg.NodeId;
             st.Agents[name] = conn;
+            TimeSpan? silentAfter = name.StartsWith("mortal", StringComparison.Ordinal) && rng.Next(2) == 0 ? TimeSpan.FromMilliseconds(rng.Next(0, 1500)) : null;
+            st.Loops.Add(HeartbeatLoopAsync(conn, reg.NodeId, silentAfter));
         }
-        // A scheduler's view agrees: no node whose agent is back is fenced.
+        // A scheduler's view: a node fenced now whose agent is back (a starved heartbeat can get a node evicted again on a
+        // loaded machine) must be un-fenced by that agent's next heartbeat.
         var sync = await sched.RequestAsync<Sync, SyncReply>(new Sync { Since = 0, StartNode = 0, MaxNodes = 0 }, Rpc);
         foreach (var n in sync.Nodes)
-            if (n.Status == NodeStatus.Fenced && st.Agents.ContainsKey(n.Name))
+            if (n.Status == NodeStatus.Fenced && st.Agents.TryGetValue(n.Name, out var back) && !back.IsClosed)
             {
-                s.FencedAfterReturn++;
-                s.Failures.Add($"cycle {cycle}: Sync shows {n.Name} fenced after its agent returned");
+                var ack = await back.RequestAsync<Heartbeat, HeartbeatAck>(new Heartbeat { NodeId = n.Id, LastVersion = 0 }, Rpc);
+                if (ack.Status != NodeStatus.Schedulable)
+                {
+                    s.FencedAfterReturn++;
+                    s.Failures.Add($"cycle {cycle}: {n.Name} stays {ack.Status} although its agent is back and heartbeats");
+                }
             }
-
-        // Heartbeats: stable agents throughout; some mortal agents go silent after a while (and are then evicted).
-        foreach (var name in Stable.Concat(Mortal))
-        {
-            var conn = st.Agents[name];
-            int id = _registered[name];
-            TimeSpan? silentAfter = name.StartsWith("mortal", StringComparison.Ordinal) && rng.Next(2) == 0 ? TimeSpan.FromMilliseconds(rng.Next(0, 1500)) : null;
-            st.Loops.Add(HeartbeatLoopAsync(conn, id, silentAfter));
-        }
 
         // Junk: registrations that never heartbeat; an operator removes one now and then.
         int junk = rng.Next(0, 3);

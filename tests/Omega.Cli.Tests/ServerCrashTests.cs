@@ -82,14 +82,20 @@ public sealed class ServerCrashTests
     {
         string dir = TempDir();
         string data = Path.Combine(dir, "data");
-        var names = new[] { "n-0", "n-1", "n-2" };
+        var names = new[] { "n-0", "n-1" };
         try
         {
             using (var serve = await ServeProcess.StartAsync(OmegaProcess.Dll, data, TimeSpan.FromSeconds(90), "--node-lease", "1"))
             {
-                await using var keeper = await WireConn.ConnectAsync(serve.EndPoint, PeerRole.Agent, "keeper", Rpc);
-                var k = await keeper.RequestAsync<Register, Registered>(new Register { Node = "keeper", Capacity = new ResourceVector(4000, 8L << 30), FailureDomain = "r" }, Rpc);
-                // Three agents register, heartbeat once, and go silent: after the restart grace and a lease they are evicted.
+                // Three keepers stay alive, so the mass-silence brake (more than half of the nodes silent) holds nothing back.
+                var keepers = new List<(WireConn Conn, int Id)>();
+                for (int i = 0; i < 3; i++)
+                {
+                    var kc = await WireConn.ConnectAsync(serve.EndPoint, PeerRole.Agent, $"keeper-{i}", Rpc);
+                    var kr = await kc.RequestAsync<Register, Registered>(new Register { Node = $"keeper-{i}", Capacity = new ResourceVector(4000, 8L << 30), FailureDomain = "r" }, Rpc);
+                    keepers.Add((kc, kr.NodeId));
+                }
+                // Two agents register, heartbeat once, and go silent: after the restart grace and a lease they are evicted.
                 foreach (var n in names)
                 {
                     await using var a = await WireConn.ConnectAsync(serve.EndPoint, PeerRole.Agent, n, Rpc);
@@ -100,14 +106,16 @@ public sealed class ServerCrashTests
                 var deadline = DateTime.UtcNow.AddSeconds(60);
                 while (true)
                 {
-                    // The keeper keeps one node alive, so the mass-silence brake (more than half silent) does not hold evictions back.
-                    await keeper.RequestAsync<Heartbeat, HeartbeatAck>(new Heartbeat { NodeId = k.NodeId }, Rpc);
+                    foreach (var (kc, kid) in keepers) await kc.RequestAsync<Heartbeat, HeartbeatAck>(new Heartbeat { NodeId = kid }, Rpc);
                     var sync = await sched.RequestAsync<Sync, SyncReply>(new Sync(), Rpc);
                     if (sync.Nodes.Count(x => names.Contains(x.Name) && x.Status == NodeStatus.Fenced) == names.Length) break;
                     Assert.True(DateTime.UtcNow < deadline, "the silent nodes were never evicted");
                     await Task.Delay(100);
                 }
+                // Any durable acknowledgement covers every journal record before it, including the evictions: then kill -9.
+                Assert.Equal((byte)0, (await AcquireAsync(sched, "barrier", 1000)).Status);
                 await serve.KillAsync();
+                foreach (var (kc, _) in keepers) await kc.DisposeAsync();
             }
             // After the restart the agents come back: each is schedulable again at once, as without a restart.
             using var again = await ServeProcess.StartAsync(OmegaProcess.Dll, data, TimeSpan.FromSeconds(90), "--node-lease", "1");
