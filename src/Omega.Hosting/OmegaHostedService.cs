@@ -184,5 +184,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private sealed class DurablePublisher(ICellStore store) : IPublishableVersion
     {
         public long PublishableVersion => store.DurableVersion;
+
+        public long PublishableSequence => store.DurableSequence;
     }
 }

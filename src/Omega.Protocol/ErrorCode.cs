@@ -98,6 +98,13 @@ public enum ErrorCode : ushort
 
     /// <summary>CreateTenant when the cell holds its maximum number of tenants. The connection stays open.</summary>
     TenantLimitReached = 22,
+
+    /// <summary>
+    /// A Register that would add a new node while the server already holds its maximum of registered nodes that have not
+    /// yet sent a heartbeat (<c>ServerOptions.MaxPendingRegistrations</c>). Nothing changed; the connection stays open.
+    /// Retry after back-off (existing nodes re-register without limit).
+    /// </summary>
+    TooManyPendingRegistrations = 30,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -44,6 +44,12 @@ public enum OperateKind : byte
     DrainNode = 1,
 
     /// <summary>
+    /// Remove the node named by the target: its bindings are released (their tasks requeued) and the node id is never
+    /// reused; the reply comes once the removal is durable. An agent still running re-registers as a new node.
+    /// </summary>
+    RemoveNode = 2,
+
+    /// <summary>
     /// Protocol version 2: confirm that the failure domain named by the target is lost, so its silent nodes are evicted
     /// even while the mass-silence brake holds (reason required, author recorded). Acknowledged once durable.
     /// </summary>

@@ -29,6 +29,13 @@ internal sealed class Dispatcher : IAsyncDisposable
     // acknowledge a durable record (a domain-loss confirmation), otherwise Reply is a commit's.
     internal readonly record struct HeldReply(FrameConnection Connection, uint RequestId, CommitReply Reply, long Version, OperateReply? Operate = null);
 
+    // Replies gated on the journal sequence rather than the cell version (lease grants and renewals, registrations,
+    // drains, node removals, acknowledged releases). They are rare next to commits, so a delegate per held reply is fine.
+    internal readonly record struct HeldAction(FrameConnection Connection, long Sequence, Action Send);
+
+    private List<HeldAction> _heldSeq = new();
+    private List<HeldAction> _heldSeqSpare = new();
+
     public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes)
     {
         _feed = feed;
@@ -95,6 +102,19 @@ internal sealed class Dispatcher : IAsyncDisposable
         }
     }
 
+    /// <summary>True when every journal record up to <paramref name="sequence"/> is publishable (durable).</summary>
+    public bool IsPublishable(long sequence) => sequence <= _publisher.PublishableSequence;
+
+    /// <summary>
+    /// Runs <paramref name="send"/> on the dispatcher once journal <paramref name="sequence"/> is publishable, then ends
+    /// the connection's request and flushes it. The caller has found it not publishable yet and keeps the request in flight.
+    /// </summary>
+    public void RunWhenPublishable(FrameConnection c, long sequence, Action send)
+    {
+        lock (_heldLock) _heldSeq.Add(new HeldAction(c, sequence, send));
+        _feed.Signal();
+    }
+
     private async Task LoopAsync()
     {
         var ct = _stop.Token;
@@ -134,6 +154,7 @@ internal sealed class Dispatcher : IAsyncDisposable
         _dirty.Clear();
         if (_held.Count > 0) ReleaseHeld(publishable);
         if (_heldActions.Count > 0) ReleaseHeldActions(publishable);
+        if (_heldSeq.Count > 0) ReleaseHeldSequence(_publisher.PublishableSequence);
         foreach (var c in _flush) c.Flush();
         _flush.Clear();
     }
@@ -157,6 +178,28 @@ internal sealed class Dispatcher : IAsyncDisposable
                 _flush.Add(h.Connection);
             }
             else lock (_heldLock) _held.Add(h);
+        }
+        list.Clear();
+    }
+
+    private void ReleaseHeldSequence(long publishable)
+    {
+        List<HeldAction> list;
+        lock (_heldLock)
+        {
+            list = _heldSeq;
+            _heldSeq = _heldSeqSpare;
+            _heldSeqSpare = list;
+        }
+        foreach (var h in list)
+        {
+            if (h.Sequence <= publishable)
+            {
+                if (!h.Connection.IsClosing) h.Send();
+                h.Connection.EndRequest();
+                _flush.Add(h.Connection);
+            }
+            else lock (_heldLock) _heldSeq.Add(h);
         }
         list.Clear();
     }

@@ -82,13 +82,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         bool ended = true;
         switch (frame.Type)
         {
-            case MessageType.Register when session.Role == PeerRole.Agent: HandleRegister(c, session, rid, frame); break;
-            case MessageType.Heartbeat when session.Role == PeerRole.Agent: HandleHeartbeat(c, session, rid, frame); break;
-            case MessageType.TaskReport when session.Role == PeerRole.Agent: HandleTaskReport(c, session, rid, frame); break;
-            case MessageType.Drain when session.Role == PeerRole.Agent: HandleDrain(c, session, rid, frame); break;
-            case MessageType.TaskReports when session.Role == PeerRole.Agent: HandleTaskReports(c, session, rid, frame); break;
-            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: HandleAcquire(c, rid, frame); break;
-            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: HandleRenew(c, rid, frame); break;
+            case MessageType.Register when session.Role == PeerRole.Agent: ended = HandleRegister(c, session, rid, frame); break;
+            case MessageType.Heartbeat when session.Role == PeerRole.Agent: ended = HandleHeartbeat(c, session, rid, frame); break;
+            case MessageType.TaskReport when session.Role == PeerRole.Agent: ended = HandleTaskReport(c, session, rid, frame); break;
+            case MessageType.Drain when session.Role == PeerRole.Agent: ended = HandleDrain(c, session, rid, frame); break;
+            case MessageType.TaskReports when session.Role == PeerRole.Agent: ended = HandleTaskReports(c, session, rid, frame); break;
+            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: ended = HandleAcquire(c, rid, frame); break;
+            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: ended = HandleRenew(c, rid, frame); break;
             case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
             case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
             case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, session, rid, frame); break;
@@ -216,12 +216,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     return true;
                 }
                 var s = _cell.SetNodeStatus(id, NodeStatus.Draining);
-                c.Send(rid, s == NodeOpStatus.Ok
+                return ReplyWhenDurable(c, rid, s == NodeOpStatus.Ok
                     ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{m.Target}' ({id}) is draining" }
                     : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
-                return true;
             case OperateKind.CreateTenant:
                 return CreateTenant(c, rid, m);
+            case OperateKind.RemoveNode:
+                return HandleRemoveNode(c, rid, m.Target);
             case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
                 _ = Task.Run(async () =>
                 {
@@ -326,6 +327,47 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return false;
     }
 
+    /// <summary>
+    /// <c>omega node remove</c>: removes the node (its bindings are released and their tasks requeued, as an eviction
+    /// would) and stops tracking its lease. The reply waits until the NodeRemoved record is durable.
+    /// </summary>
+    private bool HandleRemoveNode(FrameConnection c, uint rid, string name)
+    {
+        if (string.IsNullOrEmpty(name) || !_cell.TryGetNodeId(name, out var id))
+        {
+            c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{name}'" });
+            return true;
+        }
+        var st = _cell.RemoveNode(id, out var released);
+        if (st != NodeOpStatus.Ok) return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Failed, Message = st.ToString() });
+        _lifecycle.Forget(id);
+        if (released.Count > 0 && _engine is not null)
+        {
+            var tasks = new List<TaskId>(released.Count);
+            foreach (var a in released) tasks.Add(a.Task);
+            _engine.RequeueReleased(tasks);
+        }
+        return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Ok, Message = $"node '{name}' ({id}) removed; {released.Count} binding(s) released" });
+    }
+
+    /// <summary>
+    /// The durable-replies rule (docs/network-server.md): a reply that acknowledges a change, or reports state a change
+    /// produced, leaves only once the journal record covering it is durable. The sequence read here, after the change,
+    /// covers it (and possibly others' later records: waiting for those too is harmless). Returns false when the reply is
+    /// held: the request stays in flight and the dispatcher sends it, ends the request and flushes.
+    /// </summary>
+    private bool ReplyWhenDurable<T>(FrameConnection c, uint rid, T message) where T : IWireMessage<T>
+    {
+        long seq = _cell.JournalSequence;
+        if (_dispatcher.IsPublishable(seq))
+        {
+            c.Send(rid, message);
+            return true;
+        }
+        _dispatcher.RunWhenPublishable(c, seq, () => c.Send(rid, message));
+        return false;
+    }
+
     private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>
     {
         if (Codec.TryDecode<T>(frame.Body, out var m, out var error))
@@ -378,20 +420,21 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
 
     // ------------------------------------------------------------------ agent
 
-    private void HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Register>(c, rid, frame, out var m)) return;
+        if (!Decode<Register>(c, rid, frame, out var m)) return true;
         if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsValidRequest || m.ResumeFrom < 0)
         {
             c.SendError(rid, ErrorCode.InvalidRequest, $"register needs a node name, a capacity with every element between 0 and {ResourceVector.MaxQuantity}, and a non-negative resume version");
-            return;
+            return true;
         }
         if (s.Node is { } already && !string.Equals(NameOf(already.Id), m.Node, StringComparison.Ordinal))
         {
             c.SendError(rid, ErrorCode.NodeMismatch, "this connection already registered another node");
-            return;
+            return true;
         }
         NodeId id;
+        bool added = false;
         if (_cell.TryGetNodeId(m.Node, out id))
         {
             var snap = _cell.Snapshot();
@@ -400,29 +443,53 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         }
         else
         {
+            // A new node: bounded, and pending until its first heartbeat (issue 10, defect 8).
+            if (!_lifecycle.TryReserveRegistration())
+            {
+                c.SendError(rid, ErrorCode.TooManyPendingRegistrations, "too many registered nodes have not sent a heartbeat yet; retry later");
+                return true;
+            }
             var st = _cell.AddNode(new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels), out id);
-            if (st != NodeOpStatus.Ok && !_cell.TryGetNodeId(m.Node, out id))
+            added = st == NodeOpStatus.Ok;
+            if (!added) _lifecycle.CancelRegistration();
+            if (!added && !_cell.TryGetNodeId(m.Node, out id))
             {
                 c.SendError(rid, ErrorCode.InvalidRequest, $"node could not be added: {st}");
-                return;
+                return true;
             }
         }
-        _lifecycle.Renew(id);
+        _lifecycle.Registered(id, added);
+        // Registered acknowledges the node's existence (and an un-fencing): it leaves once the records are durable, and the
+        // connection is attached to the node only then, so no binding is pushed ahead of the Registered reply.
+        long seq = _cell.JournalSequence;
+        long resume = m.ResumeFrom;
+        if (_dispatcher.IsPublishable(seq))
+        {
+            CompleteRegister(c, s, rid, id, resume);
+            return true;
+        }
+        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume));
+        return false;
+    }
+
+    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom)
+    {
         var node = _nodes.Get(id);
-        s.Node = node;
-        // Pump first so the outbox holds every publishable change before the resume point is applied.
         lock (node.Sync)
         {
+            s.Node = node;
+            // Closed while the reply waited for durability: OnDisconnected may already have run, so do not attach.
+            if (c.IsClosing) return;
             var old = node.Connection;
             if (old is not null && old != c) old.Close(DisconnectReason.LocalClose);
             node.Connection = c;
-            node.ResumeAfter(m.ResumeFrom);
+            node.ResumeAfter(resumeFrom);
             c.Send(rid, new Registered
             {
                 NodeId = id.Value,
                 LeaseMs = _lifecycle.LeaseMilliseconds,
                 HeartbeatMs = (int)_options.EffectiveHeartbeat.TotalMilliseconds,
-                ResumeFrom = m.ResumeFrom,
+                ResumeFrom = resumeFrom,
                 CellVersion = _cell.Version,
             });
             node.SendPending(new BindingEntry[64]);
@@ -448,23 +515,33 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return true;
     }
 
-    private void HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Heartbeat>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<Heartbeat>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
+        long before = _cell.JournalSequence;
         _lifecycle.Renew(node.Id);
         lock (node.Sync) node.Trim(m.LastVersion);
         var status = _cell.Snapshot().TryGetNode(node.Id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
-        c.Send(rid, new HeartbeatAck { LeaseMs = _lifecycle.LeaseMilliseconds, Status = status });
+        var ack = new HeartbeatAck { LeaseMs = _lifecycle.LeaseMilliseconds, Status = status };
+        // Only a heartbeat that changed something (a lost node coming back) waits for durability; the common one does not
+        // (its status was read from state that may still be in flight, but it acknowledges nothing the agent acts on).
+        if (_cell.JournalSequence == before)
+        {
+            c.Send(rid, ack);
+            return true;
+        }
+        return ReplyWhenDurable(c, rid, ack);
     }
 
-    private void HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<TaskReport>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<TaskReport>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
         var status = ApplyReport(node, m.Task, m.Generation, m.State);
-        // Request id 0: fire-and-forget (the bind path's acks); no reply frame.
-        if (rid != 0) c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+        // Request id 0: fire-and-forget (the bind path's acks); no reply frame. An ack of a completion says the binding
+        // is released: it waits for durability.
+        return rid == 0 || ReplyWhenDurable(c, rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
     }
 
     private TaskReportStatus ApplyReport(NodeState node, TaskId task, long generation, TaskState state)
@@ -494,10 +571,10 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
 
     private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "6", "7"];
 
-    private void HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<TaskReports>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<TaskReports>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
         var reports = m.Reports.Span;
         var statuses = rid == 0 ? null : new TaskReportStatus[reports.Length];
         for (int i = 0; i < reports.Length; i++)
@@ -505,34 +582,36 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             var st = ApplyReport(node, reports[i].Task, reports[i].Generation, reports[i].State);
             if (statuses is not null) statuses[i] = st;
         }
-        if (statuses is not null) c.Send(rid, new TaskReportsAck { Statuses = statuses });
+        return statuses is null || ReplyWhenDurable(c, rid, new TaskReportsAck { Statuses = statuses });
     }
 
-    private void HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Drain>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return;
+        if (!Decode<Drain>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return true;
         var st = _cell.SetNodeStatus(node.Id, NodeStatus.Draining);
-        c.Send(rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
+        return ReplyWhenDurable(c, rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
     }
 
     // ------------------------------------------------------------------ scheduler
 
     private static long UnixMs(DateTimeOffset t) => t == default ? 0 : t.ToUnixTimeMilliseconds();
 
-    private void HandleAcquire(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleAcquire(FrameConnection c, uint rid, in Frame frame)
     {
-        if (!Decode<AcquireLease>(c, rid, frame, out var m)) return;
+        if (!Decode<AcquireLease>(c, rid, frame, out var m)) return true;
         var r = m.DurationMs <= 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.AcquireLease(m.Name, TimeSpan.FromMilliseconds(m.DurationMs));
-        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
+        // Defect 4 of issue 10: a grant acknowledged before its Lease record was durable could be handed out again, same
+        // scheduler id and token, to another name after a crash. The reply waits for durability, as a commit's does.
+        return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
     }
 
-    private void HandleRenew(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleRenew(FrameConnection c, uint rid, in Frame frame)
     {
-        if (!Decode<RenewLease>(c, rid, frame, out var m)) return;
+        if (!Decode<RenewLease>(c, rid, frame, out var m)) return true;
         var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), m.Name, new FencingToken(m.Token), default);
         var r = m.DurationMs <= 0 || m.SchedulerId < 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.RenewLease(lease, TimeSpan.FromMilliseconds(m.DurationMs));
-        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
+        return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
     }
 
     private void HandleSync(FrameConnection c, uint rid, in Frame frame)

@@ -22,6 +22,19 @@ public sealed class ServerOptions
     /// <summary>Node lease: an agent that does not heartbeat for this long is declared lost. Default 10 s.</summary>
     public TimeSpan NodeLease { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// A node added by a Register must send its first heartbeat within this long, or it is removed (its bindings
+    /// released): an unauthenticated Register cannot add a node for good. Default (null): the node lease.
+    /// </summary>
+    public TimeSpan? RegistrationTimeout { get; set; }
+
+    /// <summary>
+    /// At most this many nodes added by Register may be waiting for their first heartbeat; a Register that would add one
+    /// more gets <c>TooManyPendingRegistrations</c>. Default 20,000 (the default connection limit: a whole fleet may
+    /// register at once after a restart of the agents).
+    /// </summary>
+    public int MaxPendingRegistrations { get; set; } = 20_000;
+
     /// <summary>Heartbeat interval told to agents (they add jitter). Default a third of the lease.</summary>
     public TimeSpan? HeartbeatInterval { get; set; }
 

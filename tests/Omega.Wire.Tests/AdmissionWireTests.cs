@@ -156,5 +156,8 @@ public sealed class AdmissionWireTests
         public long Version;
 
         public long PublishableVersion => Volatile.Read(ref Version);
+
+        // The tests here hold back only the version gate (tenant creation); sequence-gated replies go at once.
+        public long PublishableSequence => long.MaxValue;
     }
 }

@@ -217,6 +217,21 @@ internal static class ControlCommands
         return cmd;
     }
 
+    /// <summary><c>omega node remove NAME</c>: the operator's way to drop a node for good (junk registrations, retired hosts).</summary>
+    internal static Command NodeRemove()
+    {
+        var connect = ConnectOption();
+        var node = new Argument<string>("name") { Description = "The node's name." };
+        var remove = new Command("remove", "Remove a node from a running server: its bindings are released and their tasks requeued; acknowledged once durable. Stop its agent first, or it registers again as a new node.") { connect, node };
+        remove.SetAction((r, cancel) => WithClientAsync("node remove", r.GetValue(connect)!, async c =>
+        {
+            var (status, message) = await c.OperateAsync(OperateKind.RemoveNode, r.GetValue(node)!).ConfigureAwait(false);
+            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node remove: {status}: {message}");
+            return status == OperateStatus.Ok ? 0 : 1;
+        }, cancel));
+        return remove;
+    }
+
     private static Command Checkpoint()
     {
         var connect = ConnectOption();

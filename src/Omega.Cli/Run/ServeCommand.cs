@@ -25,9 +25,10 @@ internal static class ServeCommand
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
         var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
+        var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -39,6 +40,11 @@ internal static class ServeCommand
             if (r.GetValue(batchWorkers) is < 1 or > 256 || r.GetValue(serviceWorkers) is < 1 or > 256)
             {
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
+                return 2;
+            }
+            if (r.GetValue(nodeLease) is not (>= 0.1 and <= 3600))
+            {
+                Console.Error.WriteLine("omega serve: --node-lease must be between 0.1 and 3600 seconds");
                 return 2;
             }
             foreach (var t in r.GetValue(tenants) ?? [])
@@ -63,6 +69,7 @@ internal static class ServeCommand
                 o.DataDirectory = r.GetValue(data);
                 o.BatchWorkers = r.GetValue(batchWorkers);
                 o.ServiceWorkers = r.GetValue(serviceWorkers);
+                o.Server.NodeLease = TimeSpan.FromSeconds(r.GetValue(nodeLease));
                 foreach (var t in r.GetValue(tenants) ?? []) o.Tenants.Add(t);
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
