@@ -40,14 +40,15 @@ public sealed class JobBudgetTests
     [Fact]
     public void Unplaceable_jobs_at_the_budget_allocate_memory_independent_of_their_task_count()
     {
-        // No node fits: every job goes through all its attempts and parks, writing a decision record per attempt.
+        // No node fits (the only node lacks the label every job requires; a request larger than every node is refused at
+        // admission instead): every job goes through all its attempts and parks, writing a decision record per attempt.
         using var t = new TestEngine(o => o.Kinds.Add(new SchedulerKindOptions { Name = "batch", MaxAttempts = 10 }));
         t.Add(Node("tiny", cores: 0.5));
         // Warm up the worker's scratch lists with one job, then measure five more.
-        t.Submit(Job(1, tasks: 100_000, cores: 1));
+        t.Submit(Job(1, tasks: 100_000, cores: 0.1, labels: Labels(("pool", "gpu"))));
         t.Settle();
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 2; i <= 6; i++) t.Submit(Job(i, tasks: 100_000, cores: 1));
+        for (int i = 2; i <= 6; i++) t.Submit(Job(i, tasks: 100_000, cores: 0.1, labels: Labels(("pool", "gpu"))));
         t.Settle();
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.All(Enumerable.Range(2, 5), i => Assert.True(t.Engine.TryGetJob(new JobId(i), out var s) && s.Phase == JobPhase.Parked && s.Pending == 100_000));

@@ -65,6 +65,13 @@ public sealed class LivenessTests
         var rb = await b.RegisterAsync("b", Shape);
         var rc = await c.RegisterAsync("c", Shape);
         var victimId = new NodeId(rv.NodeId);
+        // A first heartbeat ends each registration's pending state (a node that never heartbeats is a junk registration,
+        // removed by its own deadline; this test is about agents that do heartbeat).
+        foreach (var (client, id) in new[] { (victim, rv.NodeId), (b, rb.NodeId), (c, rc.NodeId) })
+        {
+            await client.SendAsync(2, new Heartbeat { NodeId = id });
+            await client.ExpectAsync<HeartbeatAck>();
+        }
 
         fx.Fake!.Advance(TimeSpan.FromSeconds(9));
         await b.SendAsync(3, new Heartbeat { NodeId = rb.NodeId });
@@ -172,6 +179,8 @@ public sealed class LivenessTests
         {
             var a = new AgentClient(new AgentOptions { Server = fx.EndPoint, NodeName = $"a{i}", Capacity = Shape, SendHeartbeats = false, Seed = i });
             await a.StartAsync();
+            // One heartbeat ends the registration's pending state: these agents were heard from, then go silent.
+            await a.HeartbeatAsync();
             agents.Add(a);
         }
         try
