@@ -77,6 +77,17 @@ public static class CellRecord
                 visitor.DomainLoss(domain, author, reason, at, withdrawn: kind == CellRecordKind.DomainLossWithdrawn);
                 break;
             }
+            case CellRecordKind.ObjectPut:
+            {
+                string key = r.String();
+                long created = r.I64();
+                int n = r.I32();
+                visitor.ObjectPut(key, created, r.Bytes(n));
+                break;
+            }
+            case CellRecordKind.ObjectDelete:
+                visitor.ObjectDeleted(r.String());
+                break;
             default: throw new FormatException($"unknown journal record kind {(byte)kind} at sequence {seq}");
         }
         if (!r.AtEnd) throw new FormatException($"journal record {seq} ({kind}) has {r.Remaining} trailing bytes");
