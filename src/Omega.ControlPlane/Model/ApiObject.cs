@@ -17,7 +17,10 @@ public abstract class ApiObject
 
     /// <summary>The kind, for example <c>Workload</c>.</summary>
     [JsonPropertyOrder(-2)]
-    public abstract string Kind { get; }
+    public string Kind => KindOf();
+
+    /// <summary>The kind name of the concrete type (a method, so serializers keep <see cref="Kind"/> in its place).</summary>
+    protected abstract string KindOf();
 
     /// <summary>The metadata.</summary>
     [JsonPropertyOrder(-1)]

@@ -33,7 +33,7 @@ public sealed class SchedulingRequest : ApiObject<SchedulingRequestSpec, Schedul
     public const string KindName = "SchedulingRequest";
 
     /// <inheritdoc />
-    public override string Kind => KindName;
+    protected override string KindOf() => KindName;
 
     /// <inheritdoc />
     public override string? ValidateSpec()
@@ -73,7 +73,7 @@ public sealed class Reservation : ApiObject<ReservationSpec, ReservationStatus>
     public const string KindName = "Reservation";
 
     /// <inheritdoc />
-    public override string Kind => KindName;
+    protected override string KindOf() => KindName;
 
     /// <inheritdoc />
     public override string? ValidateSpec()
@@ -118,7 +118,7 @@ public sealed class SchedulerPolicy : ApiObject<SchedulerPolicySpec, SchedulerPo
     public const string KindName = "SchedulerPolicy";
 
     /// <inheritdoc />
-    public override string Kind => KindName;
+    protected override string KindOf() => KindName;
 
     /// <inheritdoc />
     public override bool ClusterScoped => true;
@@ -161,7 +161,7 @@ public sealed class Quota : ApiObject<QuotaSpec, QuotaStatus>
     public const string KindName = "Quota";
 
     /// <inheritdoc />
-    public override string Kind => KindName;
+    protected override string KindOf() => KindName;
 
     /// <inheritdoc />
     public override string? ValidateSpec()

@@ -137,7 +137,7 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
     public const string BindingsFinalizer = "omega.io/workload-bindings";
 
     /// <inheritdoc />
-    public override string Kind => KindName;
+    protected override string KindOf() => KindName;
 
     /// <inheritdoc />
     public override string? ValidateSpec()
