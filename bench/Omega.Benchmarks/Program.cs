@@ -8,11 +8,13 @@ using Omega.Benchmarks.Throughput;
 //   alloc [...]       bytes per operation on each commit-path step (AllocationProbe)
 //   bindpath [...]    bind path over loopback with a simulated agent fleet (BindPathBench)
 //   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
+//   hostile [...]     memory under hostile input: partial frames, million-task jobs, 1M mutated frames (HostileMemoryBench)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
     : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
+    : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : RunBenchmarks(args);
 
 static int RunBenchmarks(string[] args)

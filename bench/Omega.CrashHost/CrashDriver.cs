@@ -140,16 +140,22 @@ internal sealed class CrashDriver
         var transactions = new List<AckedTransaction>();
         var intents = new HashSet<(long, int)>();
         long acksThisCycle = 0;
+        var cycleOf = new List<int>();   // the host cycle (and so the scheduler identity) that committed each transaction
         for (int c = 1; c <= cycle; c++)
         {
             int before = transactions.Count;
             AckLog.Read(Path.Combine(_workDir, string.Create(CultureInfo.InvariantCulture, $"acks-{c}.log")), transactions, intents);
             if (c == cycle) acksThisCycle = transactions.Count - before;
+            while (cycleOf.Count < transactions.Count) cycleOf.Add(c);
         }
         s.AckedTransactions += acksThisCycle;
         var options = HostRun.Options(DataDir);
         options.Warning = w => { if (w.Contains("torn", StringComparison.Ordinal)) s.TornTailWarnings++; };
         options.CheckpointOnDispose = false;
+        // Idempotency keys are scoped to the scheduler identity (issue 10), so a retry must come from the identity that
+        // committed: the killed host's. Its lease is still unexpired in real time; a clock a day ahead sees it expired,
+        // so the verifier can take the identity over (same scheduler id, new token) as a restarted host would.
+        options.Cell.Time = new AheadClock(TimeSpan.FromDays(1));
         var clock = Stopwatch.StartNew();
         using var store = CellStore.Open(options);
         s.RecoveryMs.Add(clock.Elapsed.TotalMilliseconds);
@@ -189,13 +195,23 @@ internal sealed class CrashDriver
             }
         }
         // Every acknowledged idempotency key, retried, returns its original result (all of this cycle's, a sample of older ones).
-        var lease = cell.AcquireLease(string.Create(CultureInfo.InvariantCulture, $"crash-verify-{cycle}"), TimeSpan.FromMinutes(1)).Lease;
-        var tx = new Transaction(lease);
+        var leases = new Dictionary<int, SchedulerLease>();
+        var tx = new Transaction(default(SchedulerLease));
         for (int i = 0; i < transactions.Count; i++)
         {
             bool thisCycle = i >= transactions.Count - acksThisCycle;
             if (!thisCycle && rng.Next(20) != 0) continue;
             var t = transactions[i];
+            if (!leases.TryGetValue(cycleOf[i], out var lease))
+            {
+                var granted = cell.AcquireLease(string.Create(CultureInfo.InvariantCulture, $"crash-host-{cycleOf[i]}"), TimeSpan.FromMinutes(1));
+                if (!granted.Succeeded)
+                {
+                    s.Failures.Add($"cycle {cycle}: could not take over scheduler crash-host-{cycleOf[i]} to retry its keys: {granted.Status}");
+                    continue;
+                }
+                leases[cycleOf[i]] = lease = granted.Lease;
+            }
             var mode = CommitMode.Incremental;
             // The mode is part of the transaction's identity; the host used both. Try the recorded outcome's shape.
             tx.Reset(lease, mode, ConflictDetection.Fine, new IdempotencyKey(t.KeyHigh, t.KeyLow));
@@ -215,6 +231,12 @@ internal sealed class CrashDriver
                 s.Failures.Add($"cycle {cycle}: retry of key {t.KeyHigh:x}/{t.KeyLow:x} gave {r}, acknowledged {(TransactionStatus)t.Status} v{t.Version}");
             }
         }
-        cell.ReleaseLease(lease);
+        foreach (var l in leases.Values) cell.ReleaseLease(l);
+    }
+
+    /// <summary>The system clock shifted forward, so leases granted by a killed host look expired.</summary>
+    private sealed class AheadClock(TimeSpan ahead) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + ahead;
     }
 }

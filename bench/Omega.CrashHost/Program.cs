@@ -4,6 +4,7 @@ using Omega.CrashHost;
 // Omega crash harness.
 //   host  --dir D --acks F --cycle N --seed S --checkpoint-ms M   the process that gets killed
 //   drive [--cycles N] [--seed S] [--dir D]                        runs N kill/restart/verify cycles and prints a summary
+//   drive-server [--cycles N] [--seed S] [--dir D] [--omega DLL]   the same against a real `omega serve` over the wire
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
 string Get(string k, string d) => opts.TryGetValue(k, out var v) ? v : d;
@@ -27,7 +28,27 @@ switch (args.FirstOrDefault())
         Console.WriteLine(summary);
         return summary.Ok ? 0 : 1;
     }
+    case "drive-server":
+    {
+        int seed = GetInt("seed", Random.Shared.Next());
+        int cycles = GetInt("cycles", 500);
+        string dir = Get("dir", Path.Combine(Path.GetTempPath(), "omega-server-crash", seed.ToString(CultureInfo.InvariantCulture)));
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        // Default: the omega.dll built next to this host (same configuration and TFM).
+        string omega = Get("omega", Path.Combine(AppContext.BaseDirectory.Replace(Path.Combine("bench", "Omega.CrashHost"), Path.Combine("src", "Omega.Cli"), StringComparison.Ordinal), "omega.dll"));
+        if (!File.Exists(omega))
+        {
+            Console.Error.WriteLine($"omega.dll not found at {omega}: build src/Omega.Cli in the same configuration, or pass --omega");
+            return 2;
+        }
+        Console.WriteLine($"omega server crash driver: seed {seed}, {cycles} cycles, omega {omega}, data in {dir} (replay: drive-server --seed {seed} --cycles {cycles})");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var summary = await new ServerCrashDriver(omega, dir, Console.WriteLine).RunAsync(cycles, seed);
+        Console.WriteLine(summary);
+        Console.WriteLine($"elapsed {clock.Elapsed.TotalMinutes:F1} min");
+        return summary.Ok ? 0 : 1;
+    }
     default:
-        Console.Error.WriteLine("usage: Omega.CrashHost drive [--cycles N] [--seed S] [--dir D] | host --dir D --acks F --cycle N --seed S --checkpoint-ms M");
+        Console.Error.WriteLine("usage: Omega.CrashHost drive [--cycles N] [--seed S] [--dir D] | drive-server [--cycles N] [--seed S] [--dir D] [--omega DLL] | host --dir D --acks F --cycle N --seed S --checkpoint-ms M");
         return 2;
 }

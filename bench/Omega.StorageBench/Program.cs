@@ -37,7 +37,10 @@ internal static class Setup
 
     public static void AddNodes(Cell cell, long cpuPerNode)
     {
-        for (int i = 0; i < Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(cpuPerNode, long.MaxValue / 4), $"r{i % 16}"));
+        // Memory at the largest valid quantity (2^53): effectively unbounded here, and valid (a vector above it is refused).
+        for (int i = 0; i < Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(cpuPerNode, ResourceVector.MaxQuantity), $"r{i % 16}"));
+        // Tenants exist only once created; the workloads charge tenants 0-3.
+        for (int t = 1; t <= 3; t++) cell.CreateTenant($"t{t}", null, out _);
     }
 
     public static StorageOptions Options(string dir) => new()

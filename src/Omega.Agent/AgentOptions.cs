@@ -9,8 +9,8 @@ public readonly record struct AgentBinding(Protocol.BindingKind Kind, TaskId Tas
 /// <summary>Configuration of an <see cref="AgentClient"/>.</summary>
 public sealed class AgentOptions
 {
-    /// <summary>The server to connect to.</summary>
-    public required IPEndPoint Server { get; init; }
+    /// <summary>The server to connect to: an <see cref="IPEndPoint"/>, or a <see cref="DnsEndPoint"/> resolved on every (re)connect.</summary>
+    public required EndPoint Server { get; init; }
 
     /// <summary>The node's unique name.</summary>
     public required string NodeName { get; init; }

@@ -30,8 +30,12 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
 
     private ControlClient() { }
 
-    /// <summary>Connects and completes the handshake. Throws <see cref="System.Net.Sockets.SocketException"/> if nothing listens there.</summary>
-    public static async Task<ControlClient> ConnectAsync(IPEndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Connects and completes the handshake. <paramref name="server"/> is an <see cref="IPEndPoint"/> or a
+    /// <see cref="DnsEndPoint"/> (resolved through DNS; see <see cref="FrameClient.TryParseEndPoint"/>). Throws
+    /// <see cref="System.Net.Sockets.SocketException"/> if the name does not resolve or nothing listens there.
+    /// </summary>
+    public static async Task<ControlClient> ConnectAsync(EndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
     {
         var client = new ControlClient();
         client._connection = await FrameClient.ConnectAsync(server, client, new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
@@ -40,15 +44,25 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         return client;
     }
 
-    /// <summary>Submits a job to the server's own scheduler workers. Returns the enqueue status code and reason.</summary>
-    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null)
+    /// <summary>
+    /// Submits a job to the server's own scheduler workers, charged to the tenant named <paramref name="tenant"/>
+    /// (null: the <c>default</c> tenant; <see cref="JobSpec.Tenant"/> is not sent, the server resolves the name).
+    /// Returns the enqueue status code and reason. A refusal for a budget (error JobTooLarge or ResourceExhausted) is
+    /// returned as that error's code (24 or 25, the numbers <c>EnqueueStatus</c> uses for the same refusals), not thrown:
+    /// it is an answer about the job, not a broken connection. Admission refusals with their own error code
+    /// (InvalidResources, RequestExceedsLargestNode, UnknownTenant) throw <see cref="AgentRequestException"/> with that code.
+    /// </summary>
+    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null, string? tenant = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         var (t, b) = await RequestAsync(new SubmitJob
         {
-            JobId = job.Id.Value, Tenant = job.Tenant.Value, Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
+            JobId = job.Id.Value, Tenant = tenant ?? "", Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
             Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
         }).ConfigureAwait(false);
+        if (t == MessageType.Error && Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(b), out var e, out _)
+            && e.Code is ErrorCode.JobTooLarge or ErrorCode.ResourceExhausted)
+            return ((int)e.Code, e.Message);
         var r = Expect<SubmitJobReply>(t, b);
         return (r.Status, r.Reason);
     }
@@ -75,6 +89,18 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         var (t, b) = await RequestAsync(new Inspect { Target = target, Limit = limit }).ConfigureAwait(false);
         var r = Expect<InspectReply>(t, b);
         return (r.Total, r.Lines);
+    }
+
+    /// <summary>
+    /// Creates a tenant (with an optional hard quota). Returns its id once the server has made the creation durable.
+    /// Throws <see cref="AgentRequestException"/> with TenantExists, TenantLimitReached or InvalidRequest when refused.
+    /// </summary>
+    public async Task<int> CreateTenantAsync(string name, ResourceVector? quota = null)
+    {
+        var (t, b) = await RequestAsync(new Operate { Kind = OperateKind.CreateTenant, Target = name ?? "", Quota = quota }).ConfigureAwait(false);
+        var r = Expect<OperateReply>(t, b);
+        if (r.Status != OperateStatus.Ok || r.TenantId is not { } id) throw new AgentRequestException(ErrorCode.None, $"{r.Status}: {r.Message}");
+        return id;
     }
 
     /// <summary>

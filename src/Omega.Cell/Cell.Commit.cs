@@ -37,7 +37,7 @@ public sealed partial class Cell
             if (!tx.Key.IsNone)
             {
                 hash = IdempotencyIndex.Hash(tx);
-                if (_idempotency.TryGet(tx.Key, out var rec))
+                if (_idempotency.TryGet(tx.Scheduler, tx.Key, out var rec))
                 {
                     if (rec.TxHash != hash) return RejectWhole(outcomes, n, TransactionStatus.IdempotencyKeyReused);
                     _counters.CountReplay();
@@ -83,7 +83,7 @@ public sealed partial class Cell
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;
             }
-            if (!tx.Key.IsNone) _idempotency.Add(tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
+            if (!tx.Key.IsNone) _idempotency.Add(tx.Scheduler, tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
             if (_journal is not null && (applied > 0 || !tx.Key.IsNone)) JournalCommit(tx, outcomes.AsSpan(0, n), status, resultVersion, applied, hash);
             _counters.Count(status);
             return new CommitResult(status, resultVersion, applied, replayed: false, outcomes.AsMemory(0, n));
@@ -100,7 +100,10 @@ public sealed partial class Cell
 
     private ClaimStatus TryApply(in Claim c, ConflictDetection detection, long newVersion, bool recordUndo)
     {
-        if (!c.Resources.IsValidRequest || c.Tenant.Value < 0) return ClaimStatus.InvalidClaim;
+        // (0) resources within [0, MaxQuantity] in every dimension: with that bound and the overflow-safe fit below, no
+        // request can wrap a sum into a "fit". The tenant must exist: per-tenant state is indexed by it.
+        if (!c.Resources.IsValidRequest) return ClaimStatus.InvalidClaim;
+        if ((uint)c.Tenant.Value >= (uint)_tenantCount) return ClaimStatus.UnknownTenant;
         // (0) a victim may not be the claimed task itself or be listed twice: a malformed claim, whatever the node.
         TaskId[]? victims = c.Victims;
         if (victims is { Length: > 0 })
@@ -155,7 +158,7 @@ public sealed partial class Cell
 
         // (5) quota.
         int t = c.Tenant.Value;
-        if (t < _tenantQuota.Length && _tenantQuota[t] is { } quota
+        if (_tenantQuota[t] is { } quota
             && !ResourceVector.Fits(_tenantUsage[t] - freedSameTenant, c.Resources, quota))
             return ClaimStatus.QuotaExceeded;
 

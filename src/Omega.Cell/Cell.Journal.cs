@@ -58,9 +58,10 @@ public sealed partial class Cell
     {
         var w = BeginRecord(CellRecordKind.Commit, resultVersion);
         bool keyed = !tx.Key.IsNone;
-        w.U8(keyed ? (byte)1 : (byte)0);
+        w.U8(keyed ? (byte)3 : (byte)0);   // bit 0 keyed, bit 1 scoped to the scheduler id that follows
         if (keyed)
         {
+            w.I32(tx.Scheduler.Value);
             w.U64(tx.Key.High);
             w.U64(tx.Key.Low);
             w.U64(hash);

@@ -8,8 +8,9 @@ public sealed partial class Cell
     internal void CompleteRestore(
         (NodeSpec Spec, NodeStatus Status, long Version)[] nodes,
         (string Name, FencingToken Token, DateTimeOffset ExpiresAt, bool Released)[] leases,
+        Dictionary<int, string> tenants,
         Dictionary<int, ResourceVector?> quotas,
-        List<KeyValuePair<IdempotencyKey, CellRestorer.RestoredOutcome>> outcomes,
+        List<KeyValuePair<IdempotencyIndex.ScopedKey, CellRestorer.RestoredOutcome>> outcomes,
         long version,
         long sequence)
     {
@@ -23,22 +24,17 @@ public sealed partial class Cell
                 if (status != NodeStatus.Removed && !_nodeByName.TryAdd(spec.Name, new NodeId(i)))
                     throw new InvalidDataException($"stored state holds two live nodes named '{spec.Name}'");
             }
+            RestoreTenants(tenants, quotas);
             foreach (var a in _allocations.Values)
             {
                 int idx = a.Node.Value;
                 if ((uint)idx >= (uint)nodes.Length) throw new InvalidDataException($"binding of {a.Task} names unknown node {a.Node}");
-                if (a.Tenant.Value < 0) throw new InvalidDataException($"binding of {a.Task} names negative tenant {a.Tenant}");
+                if ((uint)a.Tenant.Value >= (uint)_tenantCount) throw new InvalidDataException($"binding of {a.Task} names unknown tenant {a.Tenant}");
                 ref NodeLive live = ref _live[idx];
                 live.Allocated += a.Resources;
                 live.TaskCount++;
                 (_tasksOnNode[idx] ??= new HashSet<TaskId>()).Add(a.Task);
-                EnsureTenant(a.Tenant.Value);
                 _tenantUsage[a.Tenant.Value] += a.Resources;
-            }
-            foreach (var (t, q) in quotas)
-            {
-                EnsureTenant(t);
-                _tenantQuota[t] = q;
             }
             long now = Now();
             var utcNow = _time.GetUtcNow();
@@ -52,11 +48,41 @@ public sealed partial class Cell
                 _lastToken = Math.Max(_lastToken, token.Value);
             }
             _schedulerCount = leases.Length;
-            foreach (var (key, o) in outcomes) _idempotency.Add(key, o.Hash, o.Status, o.Version, o.Applied, o.Claims);
+            foreach (var (key, o) in outcomes) _idempotency.Add(key.Scheduler, key.Key, o.Hash, o.Status, o.Version, o.Applied, o.Claims);
+            for (int i = 0; i < nodes.Length; i++)
+                if (nodes[i].Status != NodeStatus.Removed) NoteCapacity(nodes[i].Spec.Capacity);
             for (int i = 0; i < nodes.Length; i++) _slots[i].Publish(Math.Max(1, version), _live[i]);
             Volatile.Write(ref _nodeCount, nodes.Length);
             Volatile.Write(ref _version, version);
             Volatile.Write(ref _journalSeq, sequence);
         }
+    }
+
+    /// <summary>
+    /// Rebuilds the tenant registry from TenantCreated records. Ids must be dense and below <see cref="CellOptions.MaxTenants"/>:
+    /// a store naming tenant 2,000,000,000 is refused as corrupt, never allocated. A quota or binding naming a tenant
+    /// with no creation record comes from a store written before the registry existed (tenants were implicit then); such
+    /// a tenant is registered as "tenant-N" so the store still opens, as long as N is within the bound.
+    /// </summary>
+    private void RestoreTenants(Dictionary<int, string> tenants, Dictionary<int, ResourceVector?> quotas)
+    {
+        int max = 0;
+        foreach (var t in tenants.Keys) max = Math.Max(max, t);
+        foreach (var t in quotas.Keys) max = Math.Max(max, t);
+        foreach (var a in _allocations.Values) max = Math.Max(max, a.Tenant.Value);
+        foreach (var t in tenants.Keys) if (t <= 0) throw new InvalidDataException($"stored state creates tenant {t}; ids start at 1");
+        foreach (var t in quotas.Keys) if (t < 0) throw new InvalidDataException($"stored state holds a quota of negative tenant {t}");
+        foreach (var a in _allocations.Values) if (a.Tenant.Value < 0) throw new InvalidDataException($"binding of {a.Task} names negative tenant {a.Tenant}");
+        if (max >= _options.MaxTenants)
+            throw new InvalidDataException($"stored state names tenant {max}, beyond the limit of {_options.MaxTenants} tenants (CellOptions.MaxTenants)");
+        for (int t = 1; t <= max; t++)
+        {
+            EnsureTenant(t);
+            string name = tenants.TryGetValue(t, out var n) ? n : $"tenant-{t}";
+            if (!_tenantByName.TryAdd(name, new TenantId(t))) throw new InvalidDataException($"stored state holds two tenants named '{name}'");
+            _tenantNames[t] = name;
+        }
+        _tenantCount = max + 1;
+        foreach (var (t, q) in quotas) _tenantQuota[t] = q;
     }
 }

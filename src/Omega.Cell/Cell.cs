@@ -44,7 +44,8 @@ public sealed partial class Cell : IDisposable
         _live = new NodeLive[cap];
         _tasksOnNode = new HashSet<TaskId>?[cap];
         _idempotency = new IdempotencyIndex(Math.Max(1, _options.IdempotencyRetention));
-        _counters = new CellCounters(_options.Name);
+        _counters = new CellCounters(_options.Name, _options.MeterFactory);
+        InitTenants();
     }
 
     /// <summary>The cell's name.</summary>
@@ -79,10 +80,11 @@ public sealed partial class Cell : IDisposable
     {
         ArgumentNullException.ThrowIfNull(spec);
         id = default;
-        if (!spec.Capacity.IsNonNegative || status == NodeStatus.Removed) return NodeOpStatus.Invalid;
+        if (!spec.Capacity.IsValidRequest || status == NodeStatus.Removed) return NodeOpStatus.Invalid;
         lock (_lock)
         {
             if (_nodeByName.ContainsKey(spec.Name)) return NodeOpStatus.DuplicateName;
+            NoteCapacity(spec.Capacity);
             int index = _nodeCount;
             if (index == _slots.Length) Grow();
             id = new NodeId(index);
@@ -118,13 +120,14 @@ public sealed partial class Cell : IDisposable
     public NodeOpStatus UpdateNode(NodeId id, NodeSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        if (!spec.Capacity.IsNonNegative) return NodeOpStatus.Invalid;
+        if (!spec.Capacity.IsValidRequest) return NodeOpStatus.Invalid;
         lock (_lock)
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
             if (!string.Equals(live.Spec!.Name, spec.Name, StringComparison.Ordinal)) return NodeOpStatus.Invalid;
             if (!live.Allocated.FitsWithin(spec.Capacity)) return NodeOpStatus.CapacityBelowAllocated;
+            NoteCapacity(spec.Capacity);
             live.Spec = spec;
             live.Version++;
             PublishSingle(id.Value);
@@ -233,15 +236,19 @@ public sealed partial class Cell : IDisposable
 
     // ---------------------------------------------------------------- quotas
 
-    /// <summary>Sets (or, with null, clears) a tenant's hard quota, enforced at commit.</summary>
-    public void SetTenantQuota(TenantId tenant, ResourceVector? limit)
+    /// <summary>
+    /// Sets (or, with null, clears) a tenant's hard quota, enforced at commit. The tenant must exist
+    /// (<see cref="CreateTenant(string, ResourceVector?, out TenantId)"/>); an unknown one is refused, never allocated.
+    /// </summary>
+    public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? limit)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(tenant.Value);
+        if (limit is { } q && !q.IsValidRequest) return TenantOpStatus.InvalidQuota;
         lock (_lock)
         {
-            EnsureTenant(tenant.Value);
+            if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             _tenantQuota[tenant.Value] = limit;
             JournalQuota(tenant.Value);
+            return TenantOpStatus.Ok;
         }
     }
 
@@ -250,7 +257,7 @@ public sealed partial class Cell : IDisposable
     {
         lock (_lock)
         {
-            if ((uint)tenant.Value >= (uint)_tenantUsage.Length) return (default, null);
+            if ((uint)tenant.Value >= (uint)_tenantCount) return (default, null);
             return (_tenantUsage[tenant.Value], _tenantQuota[tenant.Value]);
         }
     }
@@ -277,6 +284,7 @@ public sealed partial class Cell : IDisposable
                 sums[a.Node.Value] += a.Resources;
                 counts[a.Node.Value]++;
                 if (_tasksOnNode[a.Node.Value]?.Contains(task) != true) problems.Add($"{task} missing from node index of {a.Node}");
+                if ((uint)a.Tenant.Value >= (uint)_tenantCount) { problems.Add($"{task} charged to unknown tenant {a.Tenant}"); continue; }
                 tenants[a.Tenant.Value] += a.Resources;
             }
             for (int i = 0; i < _nodeCount; i++)
@@ -288,7 +296,7 @@ public sealed partial class Cell : IDisposable
                 if (!live.Allocated.IsNonNegative) problems.Add($"node n{i} negative allocation {live.Allocated}");
                 if ((_tasksOnNode[i]?.Count ?? 0) != counts[i]) problems.Add($"node n{i} index holds {_tasksOnNode[i]?.Count ?? 0} tasks, bindings {counts[i]}");
             }
-            for (int t = 0; t < _tenantUsage.Length; t++)
+            for (int t = 0; t < _tenantCount; t++)
             {
                 if (_tenantUsage[t] != tenants[t]) problems.Add($"tenant t{t} usage {_tenantUsage[t]} but bindings sum to {tenants[t]}");
                 if (_tenantQuota[t] is { } q && !_tenantUsage[t].FitsWithin(q)) problems.Add($"tenant t{t} over quota: {_tenantUsage[t]} > {q}");
@@ -315,13 +323,40 @@ public sealed partial class Cell : IDisposable
         Volatile.Write(ref _slots, slots);
     }
 
+    /// <summary>Grows the per-tenant arrays to hold id <paramref name="t"/>. Only ever called for an id the registry is
+    /// creating (or restoring), which is below <see cref="CellOptions.MaxTenants"/>: never sized by untrusted input.</summary>
     private void EnsureTenant(int t)
     {
         if (t < _tenantUsage.Length) return;
-        int cap = Math.Max(t + 1, _tenantUsage.Length * 2);
+        int cap = Math.Min(Math.Max(t + 1, _tenantUsage.Length * 2), Math.Max(t + 1, _options.MaxTenants));
         Array.Resize(ref _tenantUsage, cap);
         Array.Resize(ref _tenantQuota, cap);
+        Array.Resize(ref _tenantNames, cap);
     }
+
+    // The element-wise largest capacity any node has had: admission refuses a request above it (RequestExceedsLargestNode).
+    // Only grows (a removed or shrunk node leaves it high), which errs towards accepting: such a job parks instead.
+    private ResourceVector _largestCapacity;
+    private volatile StrongBoxVector? _largestPublished;
+
+    private sealed class StrongBoxVector(ResourceVector value)
+    {
+        public readonly ResourceVector Value = value;
+    }
+
+    private void NoteCapacity(ResourceVector capacity)
+    {
+        var max = ResourceVector.Max(_largestCapacity, capacity);
+        if (max == _largestCapacity && _largestPublished is not null) return;
+        _largestCapacity = max;
+        _largestPublished = new StrongBoxVector(max);
+    }
+
+    /// <summary>
+    /// The element-wise largest capacity of any node the cell has held, or null before the first node. A request above it
+    /// in some dimension fits no node; admission refuses it rather than parking it forever. Lock-free.
+    /// </summary>
+    public ResourceVector? LargestNodeCapacity => _largestPublished?.Value;
 
     /// <summary>Publishes one node's live state as a new cell version (for single-node changes outside a transaction).</summary>
     private void PublishSingle(int index)
@@ -338,7 +373,6 @@ public sealed partial class Cell : IDisposable
         live.Allocated += a.Resources;
         live.TaskCount++;
         (_tasksOnNode[a.Node.Value] ??= new HashSet<TaskId>()).Add(a.Task);
-        EnsureTenant(a.Tenant.Value);
         _tenantUsage[a.Tenant.Value] += a.Resources;
     }
 

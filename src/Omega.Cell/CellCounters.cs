@@ -18,14 +18,25 @@ public sealed class CellCounters : IDisposable
     private long _replays;
     private readonly Meter _meter;
 
-    internal CellCounters(string cellName)
+    internal CellCounters(string cellName, IMeterFactory? meterFactory = null)
     {
-        _meter = new Meter(MeterName);
+        _meter = CreateMeter(MeterName, cellName, meterFactory);
         var cellTag = new KeyValuePair<string, object?>("cell", cellName);
         _meter.CreateObservableCounter("omega.cell.claims", () => Observe(_claims, Enum.GetNames<ClaimStatus>(), cellTag), "{claim}", "Claims by outcome code");
         _meter.CreateObservableCounter("omega.cell.transactions", () => Observe(_transactions, Enum.GetNames<TransactionStatus>(), cellTag), "{transaction}", "Transactions by outcome code");
         _meter.CreateObservableCounter("omega.cell.releases", () => Observe(_releases, Enum.GetNames<ReleaseStatus>(), cellTag), "{release}", "Releases by outcome code");
         _meter.CreateObservableCounter("omega.cell.idempotent_replays", () => new Measurement<long>(Volatile.Read(ref _replays), cellTag), "{transaction}", "Retries answered from the idempotency index");
+    }
+
+    /// <summary>
+    /// Creates a meter tagged <c>cell</c> = <paramref name="cellName"/> (a meter-level tag, so listeners and exporters
+    /// that read meter tags tell two cells or engines in one process apart), from <paramref name="factory"/> when a host
+    /// provides one.
+    /// </summary>
+    public static Meter CreateMeter(string meterName, string cellName, IMeterFactory? factory)
+    {
+        var options = new MeterOptions(meterName) { Tags = [new KeyValuePair<string, object?>("cell", cellName)] };
+        return factory?.Create(options) ?? new Meter(options);
     }
 
     /// <summary>The number of claims that ended with <paramref name="status"/>.</summary>

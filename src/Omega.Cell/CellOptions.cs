@@ -9,6 +9,13 @@ public sealed class CellOptions
     /// <summary>The clock for leases. Inject a fake one in tests. Defaults to <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Creates the cell's <c>Omega.Cell</c> meter (a host passes the one from dependency injection, so the meter's lifetime
+    /// and scope are the host's). Null: the cell creates its own meter. Either way the meter carries a <c>cell</c> tag
+    /// with <see cref="Name"/>, so two cells in one process are told apart.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
     /// <summary>The number of node slots to reserve up front (the table grows as needed).</summary>
     public int InitialNodeCapacity { get; set; } = 1024;
 
@@ -20,4 +27,11 @@ public sealed class CellOptions
     /// commits of the original to be deduplicated.
     /// </summary>
     public int IdempotencyRetention { get; set; } = 1_000_000;
+
+    /// <summary>
+    /// The most tenants the cell holds, the default tenant included (default 1,024). Tenants are created explicitly
+    /// (<see cref="Cell.CreateTenant(string, ResourceVector?, out TenantId)"/>) and per-tenant state is dense by id, so
+    /// this bounds what tenant state can cost; a creation beyond it is refused with <see cref="TenantOpStatus.LimitReached"/>.
+    /// </summary>
+    public int MaxTenants { get; set; } = 1024;
 }

@@ -1,11 +1,23 @@
 namespace Omega.Cells;
 
+/// <summary>Scopes of idempotency keys.</summary>
+internal static class IdempotencyScope
+{
+    /// <summary>The owner of keys restored from records written before keys were scoped: no scheduler has this id.</summary>
+    public static readonly SchedulerId Legacy = new(-1);
+}
+
 /// <summary>
 /// Remembers the result of every keyed commit, so a retry with the same key gets the original result and binds nothing.
-/// Bounded: the oldest keys are forgotten first. Guarded by the cell's commit lock.
+/// Keys are scoped to the scheduler identity that used them (issue 10, defect 6): the index is keyed by
+/// (scheduler id, key), so scheduler B sending A's key is a new transaction for B, never A's result replayed to B.
+/// The scheduler id is what a fencing token is checked against, so only a holder of that identity's current lease
+/// reaches the lookup. Bounded: the oldest keys are forgotten first. Guarded by the cell's commit lock.
 /// </summary>
 internal sealed class IdempotencyIndex
 {
+    internal readonly record struct ScopedKey(SchedulerId Scheduler, IdempotencyKey Key);
+
     internal struct Record
     {
         public ulong TxHash;
@@ -17,24 +29,25 @@ internal sealed class IdempotencyIndex
         public int ClaimCount;
     }
 
-    private readonly Dictionary<IdempotencyKey, Record> _records = new();
-    private readonly Queue<IdempotencyKey> _order = new();
+    private readonly Dictionary<ScopedKey, Record> _records = new();
+    private readonly Queue<ScopedKey> _order = new();
     private readonly int _retention;
 
     public IdempotencyIndex(int retention) => _retention = retention;
 
     public int Count => _records.Count;
 
-    public bool TryGet(IdempotencyKey key, out Record record) => _records.TryGetValue(key, out record);
+    public bool TryGet(SchedulerId scheduler, IdempotencyKey key, out Record record) => _records.TryGetValue(new ScopedKey(scheduler, key), out record);
 
-    public void Add(IdempotencyKey key, ulong txHash, TransactionStatus status, long version, int applied, ReadOnlySpan<ClaimStatus> claims)
+    public void Add(SchedulerId scheduler, IdempotencyKey key, ulong txHash, TransactionStatus status, long version, int applied, ReadOnlySpan<ClaimStatus> claims)
     {
         var r = new Record { TxHash = txHash, Status = status, CellVersion = version, Applied = applied, ClaimCount = claims.Length };
         if (claims.Length == 1) r.Single = claims[0];
         else r.Many = claims.ToArray();
-        if (_records.TryAdd(key, r))
+        var scoped = new ScopedKey(scheduler, key);
+        if (_records.TryAdd(scoped, r))
         {
-            _order.Enqueue(key);
+            _order.Enqueue(scoped);
             while (_order.Count > _retention) _records.Remove(_order.Dequeue());
         }
     }

@@ -25,4 +25,25 @@ internal static class MetricsExport
             .AddPrometheusHttpListener(o => { o.Host = host; o.Port = port.Value; })
             .Build();
     }
+
+    /// <summary>
+    /// <see cref="StartPrometheus"/> for a command: a port that cannot be listened on (in use, not permitted) is one line
+    /// on stderr naming <paramref name="command"/> and the port, and false (the caller exits 1); the range is checked by
+    /// the caller as a usage error before this.
+    /// </summary>
+    public static bool TryStartPrometheus(string command, int? port, out MeterProvider? provider)
+    {
+        try
+        {
+            provider = StartPrometheus(port);
+            return true;
+        }
+        // The exporter wraps the listener's failure (HttpListenerException: address in use, access denied).
+        catch (InvalidOperationException e)
+        {
+            Console.Error.WriteLine($"omega {command}: cannot serve metrics on port {port}: {(e.InnerException ?? e).Message}");
+            provider = null;
+            return false;
+        }
+    }
 }

@@ -60,15 +60,29 @@ public sealed class JobSpec
     public TaskId Task(int index) => new(Id, index);
 
     /// <summary>
+    /// Checks only the per-task request: null when valid, otherwise a one-line reason. Invalid means a negative quantity,
+    /// a quantity above <see cref="ResourceVector.MaxQuantity"/>, or nothing requested at all. Admission reports these as
+    /// their own typed reason (InvalidResources), apart from other spec errors.
+    /// </summary>
+    public string? ResourcesProblem()
+    {
+        if (!PerTask.IsValidRequest) return $"per-task resources must be between 0 and {ResourceVector.MaxQuantity} in every dimension ({PerTask.CpuMillis}m cpu, {PerTask.MemoryBytes} B memory, {PerTask.Gpus} gpu, {PerTask.DiskBytes} B disk)";
+        if (PerTask.IsZero) return "per-task resources must request something";
+        return null;
+    }
+
+    /// <summary>
     /// Checks the spec and returns null when it is valid, otherwise a one-line reason.
     /// Expected errors are values, so submitters can reject bad input without exceptions.
     /// </summary>
     public string? Validate()
     {
+        // Ids are printed and parsed as j{job}/{index} with unsigned digits (TaskId.TryParse), so a negative job id would be
+        // accepted here and then be unnameable by explain and inspect.
+        if (Id.Value < 0) return "job id must not be negative";
         if (TaskCount < 1) return "taskCount must be at least 1";
         if (TaskCount > 1_000_000) return "taskCount must be at most 1,000,000";
-        if (!PerTask.IsValidRequest) return "per-task resources must not be negative";
-        if (PerTask.IsZero) return "per-task resources must request something";
+        if (ResourcesProblem() is { } resources) return resources;
         if (Tenant.Value < 0) return "tenant must not be negative";
         return null;
     }

@@ -46,8 +46,14 @@ public enum ClaimStatus : byte
     /// <summary>A preemption victim's priority is not strictly lower than the claim's priority.</summary>
     VictimPriorityTooHigh = 12,
 
-    /// <summary>The claim itself is malformed (negative resources, a victim listed twice or naming the claimed task).</summary>
+    /// <summary>
+    /// The claim itself is malformed: resources negative or above <see cref="ResourceVector.MaxQuantity"/> in some
+    /// dimension, or a victim listed twice or naming the claimed task.
+    /// </summary>
     InvalidClaim = 13,
+
+    /// <summary>The claim charges a tenant that does not exist in the cell (tenants are created before use).</summary>
+    UnknownTenant = 14,
 }
 
 /// <summary>

@@ -65,6 +65,46 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: a domain-loss confirmation or withdrawal without a reason or author, or with one too long. The connection stays open.</summary>
     InvalidConfirmation = 37,
+    // 18-23: admission; 24-29: resource budgets (docs/protocol.md, "Budgets"); 30-35: durability; 36-41: liveness.
+
+    /// <summary>
+    /// SubmitJob asked for more tasks than the server's tasks-per-job budget. Permanent for that job: split it. The
+    /// connection stays open and nothing changed.
+    /// </summary>
+    JobTooLarge = 24,
+
+    /// <summary>
+    /// Accepting the request would take a budget of queued tasks (per connection, per tenant or in total) above its
+    /// limit. Retry once queued tasks were placed. The connection stays open and nothing changed.
+    /// </summary>
+    ResourceExhausted = 25,
+
+    /// <summary>
+    /// The server-wide budget of bytes held for incomplete frames is spent, and this connection's partial frame would
+    /// take it further. Sent, then the connection is closed (its buffered bytes are released).
+    /// </summary>
+    IncompleteFrameBudget = 26,
+    /// <summary>SubmitJob: the per-task request has an element negative or above 2^53, or requests nothing. The connection stays open.</summary>
+    InvalidResources = 18,
+
+    /// <summary>SubmitJob: the per-task request exceeds, in some dimension, the largest capacity of any node. The connection stays open.</summary>
+    RequestExceedsLargestNode = 19,
+
+    /// <summary>SubmitJob names a tenant that was never created. The connection stays open.</summary>
+    UnknownTenant = 20,
+
+    /// <summary>CreateTenant with a name that already exists; nothing changed. The connection stays open.</summary>
+    TenantExists = 21,
+
+    /// <summary>CreateTenant when the cell holds its maximum number of tenants. The connection stays open.</summary>
+    TenantLimitReached = 22,
+
+    /// <summary>
+    /// A Register that would add a new node while the server already holds its maximum of registered nodes that have not
+    /// yet sent a heartbeat (<c>ServerOptions.MaxPendingRegistrations</c>). Nothing changed; the connection stays open.
+    /// Retry after back-off (existing nodes re-register without limit).
+    /// </summary>
+    TooManyPendingRegistrations = 30,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
@@ -73,5 +113,6 @@ public static class ErrorCodeExtensions
     /// <summary>True when the server closes the connection after sending this error.</summary>
     public static bool ClosesConnection(this ErrorCode code)
         => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
-            or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown;
+            or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown
+            or ErrorCode.IncompleteFrameBudget;
 }

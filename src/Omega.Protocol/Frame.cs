@@ -32,7 +32,7 @@ public readonly struct Frame
     public const int MinLength = HeaderLength;
 
     /// <summary>Protocol version spoken by this implementation (sent in Hello and Welcome).</summary>
-    public const int ProtocolVersion = 1;
+    public const int ProtocolVersion = 2;
 
     /// <summary>Creates a frame view.</summary>
     public Frame(MessageType type, uint requestId, ReadOnlySequence<byte> body)

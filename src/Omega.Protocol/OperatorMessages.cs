@@ -29,6 +29,9 @@ public enum InspectTarget : byte
     /// <c>ok</c> or <c>violations=N</c>, then one line per violation.
     /// </summary>
     Audit = 6,
+
+    /// <summary>One line per tenant in id order: name, id, quota, usage.</summary>
+    Tenants = 10,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>
@@ -41,6 +44,12 @@ public enum OperateKind : byte
     DrainNode = 1,
 
     /// <summary>
+    /// Remove the node named by the target: its bindings are released (their tasks requeued) and the node id is never
+    /// reused; the reply comes once the removal is durable. An agent still running re-registers as a new node.
+    /// </summary>
+    RemoveNode = 2,
+
+    /// <summary>
     /// Protocol version 2: confirm that the failure domain named by the target is lost, so its silent nodes are evicted
     /// even while the mass-silence brake holds (reason required, author recorded). Acknowledged once durable.
     /// </summary>
@@ -48,6 +57,9 @@ public enum OperateKind : byte
 
     /// <summary>Protocol version 2: withdraw a domain-loss confirmation (reason required, author recorded). Acknowledged once durable.</summary>
     WithdrawDomainLoss = 6,
+
+    /// <summary>Create the tenant named by the target, with the optional quota; acknowledged once durable.</summary>
+    CreateTenant = 10,
 }
 
 /// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>
@@ -208,8 +220,9 @@ internal struct InspectReply : IWireMessage<InspectReply>
 
 /// <summary>
 /// Operate: key 0 kind (<see cref="OperateKind"/>), key 1 target (a node name for DrainNode, a failure domain for the
-/// domain-loss kinds; empty otherwise), key 2 reason and key 3 author (version 2; the domain-loss kinds). Keys 2 and 3
-/// are written only when set, so older requests encode byte for byte as before.
+/// domain-loss kinds, a tenant name for CreateTenant; empty otherwise), key 2 reason and key 3 author (the domain-loss
+/// kinds), key 4 quota (resources; CreateTenant only, absent = no quota). Keys 2-4 are written only when set, so older
+/// requests encode byte for byte as before.
 /// </summary>
 internal struct Operate : IWireMessage<Operate>
 {
@@ -217,17 +230,19 @@ internal struct Operate : IWireMessage<Operate>
     public string Target;
     public string Reason;
     public string Author;
+    public ResourceVector? Quota;
 
     public static MessageType Type => MessageType.Operate;
 
     public readonly void Write(ref MessagePackWriter w)
     {
         bool reason = !string.IsNullOrEmpty(Reason), author = !string.IsNullOrEmpty(Author);
-        w.WriteMapHeader(2 + (reason ? 1 : 0) + (author ? 1 : 0));
+        w.WriteMapHeader(2 + (reason ? 1 : 0) + (author ? 1 : 0) + (Quota.HasValue ? 1 : 0));
         w.Write(0); w.Write((byte)Kind);
         w.Write(1); w.Write(Target ?? "");
         if (reason) { w.Write(2); w.Write(Reason); }
         if (author) { w.Write(3); w.Write(Author); }
+        if (Quota is { } q) { w.Write(4); Codec.WriteResources(ref w, q); }
     }
 
     public static Operate Read(ref MessagePackReader r)
@@ -242,6 +257,7 @@ internal struct Operate : IWireMessage<Operate>
                 case 1: m.Target = Codec.ReadString(ref r, 256); break;
                 case 2: m.Reason = Codec.ReadString(ref r, 1024); break;
                 case 3: m.Author = Codec.ReadString(ref r, 256); break;
+                case 4: m.Quota = Codec.ReadResources(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -250,19 +266,21 @@ internal struct Operate : IWireMessage<Operate>
     }
 }
 
-/// <summary>OperateReply: key 0 status (<see cref="OperateStatus"/>), key 1 message.</summary>
+/// <summary>OperateReply: key 0 status (<see cref="OperateStatus"/>), key 1 message, key 2 tenant id (CreateTenant only).</summary>
 internal struct OperateReply : IWireMessage<OperateReply>
 {
     public OperateStatus Status;
     public string Message;
+    public int? TenantId;
 
     public static MessageType Type => MessageType.OperateReply;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(TenantId.HasValue ? 3 : 2);
         w.Write(0); w.Write((byte)Status);
         w.Write(1); w.Write(Message ?? "");
+        if (TenantId is { } t) { w.Write(2); w.Write(t); }
     }
 
     public static OperateReply Read(ref MessagePackReader r)
@@ -275,6 +293,7 @@ internal struct OperateReply : IWireMessage<OperateReply>
             {
                 case 0: m.Status = (OperateStatus)r.ReadByte(); break;
                 case 1: m.Message = Codec.ReadString(ref r, 4096); break;
+                case 2: m.TenantId = r.ReadInt32(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

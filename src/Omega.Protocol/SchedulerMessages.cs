@@ -398,7 +398,7 @@ internal struct CommitReply : IWireMessage<CommitReply>
 internal struct SubmitJob : IWireMessage<SubmitJob>
 {
     public long JobId;
-    public int Tenant;
+    public string Tenant;   // the tenant's name (version 2); empty = "default"
     public int Priority;
     public int TaskCount;
     public ResourceVector PerTask;
@@ -412,7 +412,7 @@ internal struct SubmitJob : IWireMessage<SubmitJob>
     {
         w.WriteMapHeader(8);
         w.Write(0); w.Write(JobId);
-        w.Write(1); w.Write(Tenant);
+        w.Write(1); w.Write(Tenant ?? "");
         w.Write(2); w.Write(Priority);
         w.Write(3); w.Write(TaskCount);
         w.Write(4); Codec.WriteResources(ref w, PerTask);
@@ -423,14 +423,14 @@ internal struct SubmitJob : IWireMessage<SubmitJob>
 
     public static SubmitJob Read(ref MessagePackReader r)
     {
-        var m = new SubmitJob { Scheduler = "" };
+        var m = new SubmitJob { Scheduler = "", Tenant = "" };
         int n = Codec.ReadMap(ref r);
         for (int i = 0; i < n; i++)
         {
             switch (Codec.ReadKey(ref r))
             {
                 case 0: m.JobId = r.ReadInt64(); break;
-                case 1: m.Tenant = r.ReadInt32(); break;
+                case 1: m.Tenant = Codec.ReadString(ref r, 256); break;
                 case 2: m.Priority = r.ReadInt32(); break;
                 case 3: m.TaskCount = r.ReadInt32(); break;
                 case 4: m.PerTask = Codec.ReadResources(ref r); break;

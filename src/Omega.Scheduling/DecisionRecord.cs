@@ -39,11 +39,24 @@ public sealed record DecisionRecord(
     DateTimeOffset At,
     string Outcome)
 {
+    /// <summary>
+    /// Tasks the decision covered but made no claim for (nothing feasible), as half-open index ranges
+    /// <c>[start0, end0, start1, end1, ...]</c>; they have no entry in <see cref="Tasks"/>, so a record's size follows
+    /// the claims it made, not the job's task count.
+    /// </summary>
+    public int[]? UnclaimedRanges { get; init; }
+
+    /// <summary>Entries this record holds (what it costs in the log's budget).</summary>
+    internal int Cost => Tasks.Count + (UnclaimedRanges?.Length ?? 0) / 2 + 1;
+
     /// <summary>This record's entry for one task, if the decision covered it.</summary>
     public TaskDecision? ForTask(int index)
     {
         foreach (var t in Tasks)
             if (t.TaskIndex == index) return t;
+        if (UnclaimedRanges is { } r)
+            for (int i = 0; i + 1 < r.Length; i += 2)
+                if (index >= r[i] && index < r[i + 1]) return new TaskDecision(index, null, null, 0, null, null);
         return null;
     }
 
@@ -74,16 +87,29 @@ public sealed class DecisionLog
     private readonly Lock _lock = new();
     private readonly DecisionRecord?[] _ring;
     private readonly Dictionary<JobId, DecisionRecord> _latestByJob = new();
-    private long _next;
+    private readonly long _maxEntries;
+    private long _next, _oldest, _entries;
     private long _seen;
 
-    /// <summary>Creates a log keeping at most <paramref name="capacity"/> records.</summary>
-    public DecisionLog(int capacity = 65_536, int sampleEvery = 1)
+    /// <summary>
+    /// Creates a log keeping at most <paramref name="capacity"/> records and at most <paramref name="maxTaskEntries"/>
+    /// task entries over all records (the oldest records are dropped first), so its memory has a bound whatever the
+    /// size of the jobs.
+    /// </summary>
+    public DecisionLog(int capacity = 65_536, int sampleEvery = 1, long maxTaskEntries = 1_000_000)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(sampleEvery, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxTaskEntries, 1);
         _ring = new DecisionRecord?[capacity];
         SampleEvery = sampleEvery;
+        _maxEntries = maxTaskEntries;
+    }
+
+    /// <summary>Task entries held now (bounded by the constructor's <c>maxTaskEntries</c>, except a single larger record).</summary>
+    public long TaskEntries
+    {
+        get { lock (_lock) return _entries; }
     }
 
     /// <summary>Keep 1 in N successful decisions (1 = keep all).</summary>
@@ -99,12 +125,23 @@ public sealed class DecisionLog
     public void Add(DecisionRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
+        int cost = record.Cost;
         lock (_lock)
         {
-            long slot = _next++ % _ring.Length;
-            if (_ring[slot] is { } old && _latestByJob.TryGetValue(old.Job, out var latest) && ReferenceEquals(latest, old))
-                _latestByJob.Remove(old.Job);
-            _ring[slot] = record;
+            // Drop the oldest records while the ring is full or the entry budget would be exceeded (the newest record
+            // is always kept, even alone above the budget: it is bounded by the job's planned claims).
+            while (_oldest < _next && (_next - _oldest >= _ring.Length || _entries + cost > _maxEntries))
+            {
+                long slot0 = _oldest++ % _ring.Length;
+                if (_ring[slot0] is { } old)
+                {
+                    _entries -= old.Cost;
+                    if (_latestByJob.TryGetValue(old.Job, out var latest) && ReferenceEquals(latest, old)) _latestByJob.Remove(old.Job);
+                    _ring[slot0] = null;
+                }
+            }
+            _ring[_next++ % _ring.Length] = record;
+            _entries += cost;
             _latestByJob[record.Job] = record;
         }
     }
@@ -121,7 +158,7 @@ public sealed class DecisionLog
         lock (_lock)
         {
             if (_latestByJob.TryGetValue(task.Job, out var r) && r.ForTask(task.Index) is not null) return r;
-            long count = Math.Min(_next, _ring.Length);
+            long count = _next - _oldest;
             for (long i = 1; i <= count; i++)
             {
                 var rec = _ring[(_next - i) % _ring.Length];

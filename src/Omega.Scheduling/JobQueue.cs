@@ -17,6 +17,28 @@ public enum EnqueueStatus : byte
 
     /// <summary>No scheduler kind of that name is configured.</summary>
     UnknownScheduler = 4,
+
+    // 24-29 mirror the wire's budget error codes (docs/protocol.md, "Budgets"); the server answers them with an Error frame.
+
+    /// <summary>The job asks for more tasks than <see cref="SchedulingOptions.MaxTasksPerJob"/>. Permanent for this spec.</summary>
+    JobTooLarge = 24,
+
+    /// <summary>Queuing the job would exceed a queued-task budget (total or the tenant's). Retry once queued tasks were placed.</summary>
+    ResourceExhausted = 25,
+    /// <summary>
+    /// The per-task request is not a valid resource vector: a negative quantity, one above
+    /// <see cref="ResourceVector.MaxQuantity"/>, or nothing requested at all.
+    /// </summary>
+    InvalidResources = 5,
+
+    /// <summary>
+    /// The per-task request exceeds, in some dimension, the largest capacity any node of the cell has: no node could ever
+    /// hold one task. Refused at admission instead of parking forever. (Not checked while the cell has no node yet.)
+    /// </summary>
+    RequestExceedsLargestNode = 6,
+
+    /// <summary>The job's tenant does not exist in the cell (tenants are created before use).</summary>
+    UnknownTenant = 7,
 }
 
 /// <summary>The result of submitting a job.</summary>

@@ -108,11 +108,7 @@ public sealed class SchedulerWorker
             job.Phase = JobPhase.Scheduling;
             attempt = ++job.Attempts;
             generation = job.Generation;
-            for (int i = 0; i < job.Tasks.Length; i++)
-            {
-                if (job.Tasks[i] == TaskPhase.Pending) _unplaced.Add(i);
-                else if (job.Tasks[i] == TaskPhase.Bound) _boundNodes.Add(job.Nodes[i]);
-            }
+            job.CollectTasks(_unplaced, _boundNodes);
         }
         if (_unplaced.Count == 0) return Finish(job, StepOutcome.Placed, null);
 
@@ -164,15 +160,13 @@ public sealed class SchedulerWorker
                     if (s == ClaimStatus.Applied)
                     {
                         int ti = _planned[i].TaskIndex;
-                        if (job.EvictedBeforeRecorded[ti])
+                        if (job.EvictedBeforeRecorded(ti))
                         {
                             // Preempted by another worker between our commit and this line: the binding is already gone.
-                            job.EvictedBeforeRecorded[ti] = false;
+                            job.MarkEvictedBeforeRecorded(ti, false);
                             continue;
                         }
-                        job.Tasks[ti] = TaskPhase.Bound;
-                        job.Generations[ti] = result.Generation;
-                        job.Nodes[ti] = _planned[i].Node.Id;
+                        job.SetBound(ti, result.Generation, _planned[i].Node.Id);
                         placed++;
                     }
                     else if (s is not ClaimStatus.Aborted and not ClaimStatus.NotEvaluated)
@@ -190,6 +184,8 @@ public sealed class SchedulerWorker
                     _engine.Metrics.Preempted(_kind.Name, victims.Length);
                 }
         }
+        // Queued-task budgets: one update per attempt, not per placement.
+        if (placed > 0) _engine.QueuedTasksChanged(spec.Tenant, -placed);
         if (committed)
         {
             _engine.Metrics.Transaction(_kind.Name, conflicted);
@@ -206,8 +202,7 @@ public sealed class SchedulerWorker
         int stillPending;
         lock (job.Sync)
         {
-            stillPending = 0;
-            foreach (var t in job.Tasks) if (t == TaskPhase.Pending) stillPending++;
+            stillPending = job.PendingCount;
         }
         if (stillPending == 0) outcome = StepOutcome.Placed;
         else if (attempt >= _kind.MaxAttempts)
@@ -250,7 +245,7 @@ public sealed class SchedulerWorker
         {
             // A task preempted while this worker held the job (after it counted pending tasks) is Pending again, and
             // OnPreempted left the requeue to us: a job with pending tasks must not be marked Placed.
-            if (outcome == StepOutcome.Placed && Array.IndexOf(job.Tasks, TaskPhase.Pending) >= 0)
+            if (outcome == StepOutcome.Placed && job.PendingCount > 0)
             {
                 job.Phase = JobPhase.Queued;
                 requeue = true;
@@ -289,18 +284,23 @@ public sealed class SchedulerWorker
         var filtered = new Dictionary<FilterStatus, int>();
         for (int i = 1; i < _stats.FilteredByReason.Length; i++)
             if (_stats.FilteredByReason[i] > 0) filtered[(FilterStatus)i] = _stats.FilteredByReason[i];
-        var tasks = new List<TaskDecision>(_unplaced.Count);
+        // One entry per planned task; the tasks the attempt covered without a claim are kept as ranges of indexes, not
+        // one entry each: an unplaceable job of 100,000 tasks would otherwise cost ~5 MB per attempt in the log.
+        var tasks = new List<TaskDecision>(_planned.Count);
         ReadOnlySpan<ClaimStatus> statuses = result is { } r ? r.ClaimStatuses.Span : default;
-        var plannedIndex = new Dictionary<int, int>(_planned.Count);
-        for (int i = 0; i < _planned.Count; i++) plannedIndex[_planned[i].TaskIndex] = i;
+        var plannedIndex = new HashSet<int>(_planned.Count);
+        for (int i = 0; i < _planned.Count; i++)
+        {
+            var p = _planned[i];
+            plannedIndex.Add(p.TaskIndex);
+            tasks.Add(new TaskDecision(p.TaskIndex, p.Node.Id, p.Node.Spec.Name, p.Score, result is null ? null : statuses[i], p.Victims));
+        }
+        var ranges = new List<int>();
         foreach (int ti in _unplaced)
         {
-            if (plannedIndex.TryGetValue(ti, out int pi))
-            {
-                var p = _planned[pi];
-                tasks.Add(new TaskDecision(ti, p.Node.Id, p.Node.Spec.Name, p.Score, result is null ? null : statuses[pi], p.Victims));
-            }
-            else tasks.Add(new TaskDecision(ti, null, null, 0, null, null));
+            if (plannedIndex.Contains(ti)) continue;
+            if (ranges.Count > 0 && ranges[^1] == ti) ranges[^1] = ti + 1;
+            else { ranges.Add(ti); ranges.Add(ti + 1); }
         }
         string text = outcome switch
         {
@@ -310,7 +310,10 @@ public sealed class SchedulerWorker
         };
         return new DecisionRecord(spec.Id, generation, attempt, _kind.Name, Index, _lease.Token, waited, snapshotVersion, _pipeline.PolicyRevision,
             _stats.NodesConsidered, _stats.Feasible, filtered, _stats.TopScores.ToArray(), tasks, result?.Status, result?.CellVersion ?? snapshotVersion,
-            TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t0, t1)), TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t1, t2)), _engine.Time.GetUtcNow(), text);
+            TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t0, t1)), TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t1, t2)), _engine.Time.GetUtcNow(), text)
+        {
+            UnclaimedRanges = ranges.Count == 0 ? null : ranges.ToArray(),
+        };
     }
 
     private bool EnsureLease()

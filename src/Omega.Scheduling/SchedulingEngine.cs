@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 using Omega.Cells;
 
 namespace Omega.Scheduling;
@@ -23,6 +24,12 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     private readonly int _completedRetention;
     private readonly string _defaultKind;
     private readonly List<string> _kindNames = new();
+    // Queued-task budgets (docs/protocol.md, "Budgets"): tasks of held jobs that are neither bound nor completed,
+    // in total and per tenant. Updated once per submit, per attempt and per preempted task, never per placement probe.
+    private readonly int _maxTasksPerJob;
+    private readonly long _maxQueuedTasks, _maxQueuedTasksPerTenant;
+    private long _queuedTasks;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<TenantId, StrongBox<long>> _queuedByTenant = new();
     private CancellationTokenSource? _stop;
     private Thread[]? _threads;
 
@@ -34,9 +41,15 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         if (options.Kinds.Count == 0) throw new ArgumentException("at least one scheduler kind is required", nameof(options));
         Time = options.Time;
         Guarantees = new Dictionary<TenantId, ResourceVector>(options.Guarantees);
-        Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery);
+        Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery, options.DecisionLogTaskEntries);
         Seed = options.Seed ?? Random.Shared.Next();
         _completedRetention = Math.Max(0, options.CompletedJobRetention);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxTasksPerJob, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxQueuedTasks, options.MaxTasksPerJob);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxQueuedTasksPerTenant, options.MaxTasksPerJob);
+        _maxTasksPerJob = options.MaxTasksPerJob;
+        _maxQueuedTasks = options.MaxQueuedTasks;
+        _maxQueuedTasksPerTenant = options.MaxQueuedTasksPerTenant;
         _defaultKind = options.Kinds[0].Name;
         int w = 0;
         foreach (var k in options.Kinds)
@@ -53,7 +66,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             if (!_kinds.TryAdd(k.Name, (k, queue, list))) throw new ArgumentException($"duplicate scheduler kind {k.Name}", nameof(options));
             _kindNames.Add(k.Name);
         }
-        Metrics = new SchedulingMetrics(this);
+        Metrics = new SchedulingMetrics(this, options.MeterFactory);
     }
 
     /// <summary>The cell.</summary>
@@ -76,22 +89,84 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
 
     internal IReadOnlyDictionary<TenantId, ResourceVector> Guarantees { get; }
 
-    /// <summary>Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind).</summary>
+    /// <summary>
+    /// Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind). Admission checks, each with
+    /// its typed status: the request is a valid vector (<see cref="EnqueueStatus.InvalidResources"/>), the rest of the
+    /// spec (<see cref="EnqueueStatus.InvalidJob"/>), the tenant exists (<see cref="EnqueueStatus.UnknownTenant"/>), some
+    /// node could hold one task (<see cref="EnqueueStatus.RequestExceedsLargestNode"/>), the kind exists, the id is new,
+    /// the queue has room. Never throws for bad input.
+    /// </summary>
     public EnqueueResult Submit(JobSpec job, string? scheduler = null)
     {
+        var r = SubmitCore(job, scheduler);
+        if (!r.Accepted) Metrics.Rejected(r.Status);
+        return r;
+    }
+
+    private EnqueueResult SubmitCore(JobSpec job, string? scheduler)
+    {
         ArgumentNullException.ThrowIfNull(job);
+        if (job.ResourcesProblem() is { } resources) return new EnqueueResult(EnqueueStatus.InvalidResources, resources);
         if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
+        if (!Cell.TenantExists(job.Tenant)) return new EnqueueResult(EnqueueStatus.UnknownTenant, $"no tenant {job.Tenant} in the cell");
+        if (Cell.LargestNodeCapacity is { } largest && !job.PerTask.FitsWithin(largest))
+            return new EnqueueResult(EnqueueStatus.RequestExceedsLargestNode, $"per-task request {job.PerTask} exceeds the largest node capacity {largest} in some dimension");
+        // Budgets before anything is built for the job.
+        if (job.TaskCount > _maxTasksPerJob)
+            return new EnqueueResult(EnqueueStatus.JobTooLarge, $"job {job.Id} asks for {job.TaskCount} tasks; the tasks-per-job budget is {_maxTasksPerJob}");
         var kindName = scheduler ?? _defaultKind;
         if (!_kinds.TryGetValue(kindName, out var kind)) return new EnqueueResult(EnqueueStatus.UnknownScheduler, $"no scheduler kind '{kindName}'");
+        if (TryTakeQueued(job.Tenant, job.TaskCount) is { } over) return new EnqueueResult(EnqueueStatus.ResourceExhausted, over);
         var state = new JobState(job, kindName, Time.GetTimestamp());
-        if (!_jobs.TryAdd(job.Id, state)) return new EnqueueResult(EnqueueStatus.DuplicateJob, $"job {job.Id} already submitted");
+        if (!_jobs.TryAdd(job.Id, state))
+        {
+            QueuedTasksChanged(job.Tenant, -job.TaskCount);
+            return new EnqueueResult(EnqueueStatus.DuplicateJob, $"job {job.Id} already submitted");
+        }
         var s = kind.Queue.Enqueue(state);
         if (s != EnqueueStatus.Accepted)
         {
             _jobs.TryRemove(job.Id, out _);
+            QueuedTasksChanged(job.Tenant, -job.TaskCount);
             return new EnqueueResult(s, $"queue of '{kindName}' is full ({kind.Queue.Capacity} jobs)");
         }
         return new EnqueueResult(EnqueueStatus.Accepted);
+    }
+
+    /// <summary>The tasks-per-job budget (<see cref="SchedulingOptions.MaxTasksPerJob"/>).</summary>
+    public int MaxTasksPerJob => _maxTasksPerJob;
+
+    /// <summary>Tasks of held jobs that are neither bound nor completed (queued, being scheduled or parked), over all tenants.</summary>
+    public long QueuedTasks => Interlocked.Read(ref _queuedTasks);
+
+    /// <summary>Queued tasks of one tenant (see <see cref="QueuedTasks"/>).</summary>
+    public long QueuedTasksOf(TenantId tenant) => _queuedByTenant.TryGetValue(tenant, out var b) ? Interlocked.Read(ref b.Value) : 0;
+
+    // Takes n tasks from the total and the tenant's budget, or nothing and returns why. Add-then-check-then-undo keeps
+    // the bound exact under concurrent submitters (a racing submitter may be refused spuriously, never admitted over).
+    private string? TryTakeQueued(TenantId tenant, int n)
+    {
+        if (Interlocked.Add(ref _queuedTasks, n) > _maxQueuedTasks)
+        {
+            Interlocked.Add(ref _queuedTasks, -n);
+            return $"the engine's queued-task budget ({_maxQueuedTasks}) is spent; retry when queued tasks were placed";
+        }
+        var box = _queuedByTenant.GetOrAdd(tenant, static _ => new StrongBox<long>());
+        if (Interlocked.Add(ref box.Value, n) > _maxQueuedTasksPerTenant)
+        {
+            Interlocked.Add(ref box.Value, -n);
+            Interlocked.Add(ref _queuedTasks, -n);
+            return $"tenant {tenant.Value}'s queued-task budget ({_maxQueuedTasksPerTenant}) is spent; retry when its queued tasks were placed";
+        }
+        return null;
+    }
+
+    /// <summary>Moves the queued-task counts (negative when tasks were bound, positive when bound tasks went back to pending).</summary>
+    internal void QueuedTasksChanged(TenantId tenant, int delta)
+    {
+        Interlocked.Add(ref _queuedTasks, delta);
+        var box = _queuedByTenant.GetOrAdd(tenant, static _ => new StrongBox<long>());
+        Interlocked.Add(ref box.Value, delta);
     }
 
     /// <summary>Reads a job's state.</summary>
@@ -129,20 +204,19 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     /// </summary>
     public ReleaseStatus CompleteTask(TaskId task)
     {
-        if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.Tasks.Length) return Cell.Release(task);
+        if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.TaskCount) return Cell.Release(task);
         long generation;
-        lock (job.Sync) generation = job.Generations[task.Index];
+        lock (job.Sync) generation = job.GenerationOf(task.Index);
         // Generation 0: this engine holds no binding for the task (pending, completed, or its bind not yet recorded).
         // Release(task, 0) would free whatever binding the task has, which is not this engine's to free.
         if (generation == 0) return ReleaseStatus.NotBound;
         var r = Cell.Release(task, generation);
         if (r == ReleaseStatus.Released)
         {
-            bool all = true;
+            bool all;
             lock (job.Sync)
             {
-                job.Tasks[task.Index] = TaskPhase.Completed;
-                foreach (var t in job.Tasks) all &= t == TaskPhase.Completed;
+                all = job.SetCompleted(task.Index);
                 if (all) job.Phase = JobPhase.Completed;
             }
             if (all) ForgetOldCompleted(task.Job);
@@ -158,8 +232,8 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             _jobs.TryRemove(old, out _);
     }
 
-    /// <summary>Sets a tenant's hard quota (enforced by the cell at commit).</summary>
-    public void SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
+    /// <summary>Sets a tenant's hard quota (enforced by the cell at commit); the tenant must exist.</summary>
+    public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
 
     /// <summary>
     /// Runs every worker's <see cref="SchedulerWorker.Step"/> in turn until no worker has a ready job or
@@ -232,22 +306,22 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     {
         foreach (var v in victims)
         {
-            if (!_jobs.TryGetValue(v.Job, out var job) || (uint)v.Index >= (uint)job.Tasks.Length) continue;
+            if (!_jobs.TryGetValue(v.Job, out var job) || (uint)v.Index >= (uint)job.TaskCount) continue;
             bool enqueue = false;
             lock (job.Sync)
             {
-                if (job.Tasks[v.Index] != TaskPhase.Bound)
+                var phase = job.PhaseOf(v.Index);
+                if (phase != TaskPhase.Bound)
                 {
                     // The victim's own worker committed this binding and has not recorded it yet: tell it the binding is gone.
-                    if (job.Tasks[v.Index] == TaskPhase.Pending && job.Phase == JobPhase.Scheduling)
+                    if (phase == TaskPhase.Pending && job.Phase == JobPhase.Scheduling)
                     {
-                        job.EvictedBeforeRecorded[v.Index] = true;
+                        job.MarkEvictedBeforeRecorded(v.Index, true);
                         job.Generation++;
                     }
                     continue;
                 }
-                job.Tasks[v.Index] = TaskPhase.Pending;
-                job.Generations[v.Index] = 0;
+                job.SetPending(v.Index);
                 job.Generation++;
                 if (job.Phase is JobPhase.Placed or JobPhase.Parked)
                 {
@@ -258,6 +332,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
                 }
                 // A job being scheduled right now sees the pending task when its worker re-checks, and requeues itself.
             }
+            QueuedTasksChanged(job.Spec.Tenant, 1);
             if (enqueue && _kinds[job.Scheduler].Queue.Enqueue(job) != EnqueueStatus.Accepted)
             {
                 // Never silently dropped: a victim whose queue is full is parked with the reason.

@@ -16,18 +16,20 @@ public sealed class SchedulingMetrics : IDisposable
     public const string MeterName = "Omega.Scheduling";
 
     private static readonly string[] ClaimNames = Enum.GetNames<Omega.ClaimStatus>();
-    private readonly Meter _meter = new(MeterName);
-    private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable, _transactions;
+    private readonly Meter _meter;
+    private readonly Counter<long> _attempts, _placements, _conflicts, _retries, _parked, _preemptions, _unplaceable, _transactions, _rejected;
     private readonly Histogram<double> _decision, _commit, _placed;
 
-    internal SchedulingMetrics(SchedulingEngine engine)
+    internal SchedulingMetrics(SchedulingEngine engine, IMeterFactory? meterFactory = null)
     {
+        _meter = Omega.Cells.CellCounters.CreateMeter(MeterName, engine.Cell.Name, meterFactory);
         _attempts = _meter.CreateCounter<long>("omega.sched.attempts", "{attempt}", "Scheduling attempts (one per job per decision)");
         _placements = _meter.CreateCounter<long>("omega.sched.placements", "{task}", "Tasks bound");
         _conflicts = _meter.CreateCounter<long>("omega.sched.conflicts", "{claim}", "Claims rejected at commit, by reason");
         _retries = _meter.CreateCounter<long>("omega.sched.retries", "{attempt}", "Jobs requeued for another attempt");
         _parked = _meter.CreateCounter<long>("omega.sched.parked", "{job}", "Jobs parked after the attempt limit");
         _preemptions = _meter.CreateCounter<long>("omega.sched.preemptions", "{task}", "Tasks preempted");
+        _rejected = _meter.CreateCounter<long>("omega.sched.admission.rejected", "{job}", "Jobs refused at submission, by reason (EnqueueStatus)");
         _unplaceable = _meter.CreateCounter<long>("omega.sched.unplaceable", "{task}", "Tasks for which a decision found no feasible node");
         _decision = _meter.CreateHistogram<double>("omega.sched.decision.duration", "s", "Time to decide one job (snapshot to claims)");
         _commit = _meter.CreateHistogram<double>("omega.sched.commit.duration", "s", "Time to commit one transaction");
@@ -56,6 +58,8 @@ public sealed class SchedulingMetrics : IDisposable
 
     internal void Conflict(string scheduler, Omega.ClaimStatus reason)
         => _conflicts.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler), new KeyValuePair<string, object?>("reason", ClaimNames[(int)reason]));
+
+    internal void Rejected(EnqueueStatus reason) => _rejected.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString()));
 
     internal void Retry(string scheduler) => _retries.Add(1, new KeyValuePair<string, object?>("scheduler", scheduler));
 

@@ -55,6 +55,12 @@ public sealed class SchedulingOptions
     /// <summary>Decision records kept.</summary>
     public int DecisionLogCapacity { get; set; } = 65_536;
 
+    /// <summary>
+    /// Budget: task entries kept over all decision records (the oldest records are dropped first). Bounds the log's memory
+    /// whatever the jobs' sizes (about 50 bytes per entry). Default 1,000,000.
+    /// </summary>
+    public long DecisionLogTaskEntries { get; set; } = 1_000_000;
+
     /// <summary>Keep 1 in N successful decision records (conflicts, failures and parks are always kept).</summary>
     public int DecisionSampleEvery { get; set; } = 1;
 
@@ -64,6 +70,28 @@ public sealed class SchedulingOptions
     /// </summary>
     public int CompletedJobRetention { get; set; } = 100_000;
 
+    /// <summary>
+    /// Budget: the most tasks one job may ask for; a larger job is refused with <see cref="EnqueueStatus.JobTooLarge"/>
+    /// (on the wire: error JobTooLarge). Default 100,000.
+    /// </summary>
+    public int MaxTasksPerJob { get; set; } = 100_000;
+
+    /// <summary>
+    /// Budget: queued tasks (of held jobs, neither bound nor completed: queued, being scheduled or parked) over all
+    /// tenants; a job that would exceed it is refused with <see cref="EnqueueStatus.ResourceExhausted"/>. Default 2,000,000.
+    /// </summary>
+    public long MaxQueuedTasks { get; set; } = 2_000_000;
+
+    /// <summary>Budget: queued tasks of one tenant (as <see cref="MaxQueuedTasks"/>). Default 1,000,000.</summary>
+    public long MaxQueuedTasksPerTenant { get; set; } = 1_000_000;
+
     /// <summary>A seed for the workers' random sampling (worker i uses seed + i); null = random. Printed by callers for replay.</summary>
     public int? Seed { get; set; }
+
+    /// <summary>
+    /// Creates the engine's <c>Omega.Scheduling</c> meter (a host passes the one from dependency injection). Null: the
+    /// engine creates its own. Either way the meter is tagged <c>cell</c> with the cell's name, so two engines in one
+    /// process are told apart.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
 }

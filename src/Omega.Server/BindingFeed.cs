@@ -11,6 +11,14 @@ public interface IPublishableVersion
 {
     /// <summary>The highest publishable cell version. Must never decrease.</summary>
     long PublishableVersion { get; }
+
+    /// <summary>
+    /// The highest publishable journal sequence (<see cref="Cell.JournalSequence"/>): a reply that reports a mutation
+    /// which does not change the cell version (a lease renewal or release, a node status change read back) is sent
+    /// only once the sequence read after the mutation is at or below this value. With durability this is the durable
+    /// sequence; for an in-memory cell it is the cell's own sequence. Must never decrease.
+    /// </summary>
+    long PublishableSequence { get; }
 }
 
 /// <summary>In-memory cells: every committed version is publishable at once.</summary>
@@ -18,6 +26,9 @@ public sealed class CellVersionPublisher(Cell cell) : IPublishableVersion
 {
     /// <inheritdoc />
     public long PublishableVersion => cell.Version;
+
+    /// <inheritdoc />
+    public long PublishableSequence => cell.JournalSequence;
 }
 
 /// <summary>One binding change captured from the cell.</summary>

@@ -22,11 +22,19 @@ internal sealed class Dispatcher : IAsyncDisposable
     private readonly Lock _heldLock = new();
     private List<HeldReply> _held = new();
     private List<HeldReply> _heldSpare = new();
+    private List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)> _heldActions = new();
     private readonly Task _loop;
 
     // Version is what must be publishable (durable) before the reply leaves; Operate is set for operator replies that
     // acknowledge a durable record (a domain-loss confirmation), otherwise Reply is a commit's.
     internal readonly record struct HeldReply(FrameConnection Connection, uint RequestId, CommitReply Reply, long Version, OperateReply? Operate = null);
+
+    // Replies gated on the journal sequence rather than the cell version (lease grants and renewals, registrations,
+    // drains, node removals, acknowledged releases). They are rare next to commits, so a delegate per held reply is fine.
+    internal readonly record struct HeldAction(FrameConnection Connection, long Sequence, Action Send);
+
+    private List<HeldAction> _heldSeq = new();
+    private List<HeldAction> _heldSeqSpare = new();
 
     public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes)
     {
@@ -59,6 +67,52 @@ internal sealed class Dispatcher : IAsyncDisposable
         lock (_heldLock) _held.Add(new HeldReply(c, rid, default, version, reply));
         _feed.Signal();
         return false;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="send"/> (which sends a reply and ends its request) once <paramref name="version"/> is
+    /// publishable, that is durable: for control-plane acknowledgements such as a tenant's creation. Returns true
+    /// when it is publishable already (the caller replies itself).
+    /// </summary>
+    public bool RunWhenPublishable(FrameConnection c, long version, Action<FrameConnection> send)
+    {
+        if (version <= _publisher.PublishableVersion) return true;
+        lock (_heldLock) _heldActions.Add((version, send, c));
+        _feed.Signal();
+        return false;
+    }
+
+    private void ReleaseHeldActions(long publishable)
+    {
+        List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)>? due = null;
+        lock (_heldLock)
+        {
+            for (int i = _heldActions.Count - 1; i >= 0; i--)
+            {
+                if (_heldActions[i].Version > publishable) continue;
+                (due ??= new()).Add(_heldActions[i]);
+                _heldActions.RemoveAt(i);
+            }
+        }
+        if (due is null) return;
+        foreach (var (_, send, c) in due)
+        {
+            send(c);
+            _flush.Add(c);
+        }
+    }
+
+    /// <summary>True when every journal record up to <paramref name="sequence"/> is publishable (durable).</summary>
+    public bool IsPublishable(long sequence) => sequence <= _publisher.PublishableSequence;
+
+    /// <summary>
+    /// Runs <paramref name="send"/> on the dispatcher once journal <paramref name="sequence"/> is publishable, then ends
+    /// the connection's request and flushes it. The caller has found it not publishable yet and keeps the request in flight.
+    /// </summary>
+    public void RunWhenPublishable(FrameConnection c, long sequence, Action send)
+    {
+        lock (_heldLock) _heldSeq.Add(new HeldAction(c, sequence, send));
+        _feed.Signal();
     }
 
     private async Task LoopAsync()
@@ -99,6 +153,8 @@ internal sealed class Dispatcher : IAsyncDisposable
         }
         _dirty.Clear();
         if (_held.Count > 0) ReleaseHeld(publishable);
+        if (_heldActions.Count > 0) ReleaseHeldActions(publishable);
+        if (_heldSeq.Count > 0) ReleaseHeldSequence(_publisher.PublishableSequence);
         foreach (var c in _flush) c.Flush();
         _flush.Clear();
     }
@@ -122,6 +178,28 @@ internal sealed class Dispatcher : IAsyncDisposable
                 _flush.Add(h.Connection);
             }
             else lock (_heldLock) _held.Add(h);
+        }
+        list.Clear();
+    }
+
+    private void ReleaseHeldSequence(long publishable)
+    {
+        List<HeldAction> list;
+        lock (_heldLock)
+        {
+            list = _heldSeq;
+            _heldSeq = _heldSeqSpare;
+            _heldSeqSpare = list;
+        }
+        foreach (var h in list)
+        {
+            if (h.Sequence <= publishable)
+            {
+                if (!h.Connection.IsClosing) h.Send();
+                h.Connection.EndRequest();
+                _flush.Add(h.Connection);
+            }
+            else lock (_heldLock) _heldSeq.Add(h);
         }
         list.Clear();
     }

@@ -22,6 +22,9 @@ public enum EvictionReason : byte
 
     /// <summary>Its lease expired while the mass-silence brake was engaged, and an operator had confirmed its failure domain lost.</summary>
     DomainConfirmedLost = 1,
+
+    /// <summary>It was registered, never sent a heartbeat within the registration timeout, and already held bindings (so it is fenced, not removed).</summary>
+    RegistrationExpired = 2,
 }
 
 /// <summary>
@@ -49,6 +52,13 @@ public sealed class NodeLifecycleController : IDisposable
     // Nodes this controller marked Down (suspect); only those are made schedulable again when they are heard from.
     private readonly HashSet<NodeId> _suspect = new();
     private long _graceEnds;
+    // Registered by this process and not heard from since (no heartbeat yet), with the registration time. Kept out of
+    // _lastSeen on purpose: a pending node is neither evicted (fenced) nor counted by the mass-silence brake, so junk
+    // registrations cannot trip the brake; it is removed outright if no heartbeat comes within the registration timeout.
+    private readonly Dictionary<NodeId, long> _pending = new();
+    private int _pendingReserved;
+    private readonly long _registrationTicks;
+    private long _expiredRegistrations;
     private readonly long _leaseTicks;
     private readonly long _periodTicks;
     private long _lastTickAt;
@@ -58,7 +68,7 @@ public sealed class NodeLifecycleController : IDisposable
     private readonly ITimer? _timer;
     private readonly Meter _meter = new("Omega.Server.Lifecycle");
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
-    private readonly long[] _evictedByReason = new long[2];
+    private readonly long[] _evictedByReason = new long[3];
     private long _massSilenceCount, _returnedCount, _stallCount, _heardByReceiveCount;
     private int _heldBack, _suspectCount;
     private bool _brakeEngaged;
@@ -77,6 +87,7 @@ public sealed class NodeLifecycleController : IDisposable
         _leaseTicks = (long)(options.NodeLease.TotalSeconds * _time.TimestampFrequency);
         _periodTicks = options.LifecyclePeriod is { } per ? (long)(per.TotalSeconds * _time.TimestampFrequency) : 0;
         _graceEnds = now + _leaseTicks;
+        _registrationTicks = (long)((options.RegistrationTimeout ?? options.NodeLease).TotalSeconds * _time.TimestampFrequency);
         _lastRefill = now;
         _tokens = Math.Max(1, options.EvictionsPerSecond);
         var snap = cell.Snapshot();
@@ -84,6 +95,10 @@ public sealed class NodeLifecycleController : IDisposable
         {
             if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
             if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down) _lastSeen[new NodeId(i)] = now;
+            // Recovered from the durable cell: a node that is Fenced was declared lost before the restart (eviction is
+            // the only thing that fences). Remembering it as dead is what lets its returning agent un-fence it, exactly
+            // as without a restart; kept only in memory, it would stay fenced forever (issue 10, defect 5).
+            else if (v.Status == NodeStatus.Fenced) _dead.Add(new NodeId(i));
             // Down is what this controller marks suspect nodes with; after a restart they are still ours to restore.
             if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
         }
@@ -132,6 +147,55 @@ public sealed class NodeLifecycleController : IDisposable
     /// <summary>Nodes that came back after being declared lost.</summary>
     public long ReturnedCount => Volatile.Read(ref _returnedCount);
 
+    /// <summary>Registrations removed because no heartbeat followed within the registration timeout.</summary>
+    public long ExpiredRegistrationCount => Volatile.Read(ref _expiredRegistrations);
+
+    /// <summary>Nodes registered by this process that have not heartbeated yet (plus registrations being admitted).</summary>
+    public int PendingRegistrationCount
+    {
+        get { lock (_lock) return _pending.Count + _pendingReserved; }
+    }
+
+    /// <summary>
+    /// Reserves room for a registration that adds a new node; false when <see cref="ServerOptions.MaxPendingRegistrations"/>
+    /// never-heartbeated registrations are already pending. Follow with <see cref="Registered"/> or <see cref="CancelRegistration"/>.
+    /// </summary>
+    public bool TryReserveRegistration()
+    {
+        lock (_lock)
+        {
+            if (_pending.Count + _pendingReserved >= _options.MaxPendingRegistrations) return false;
+            _pendingReserved++;
+            return true;
+        }
+    }
+
+    /// <summary>Gives back a reservation whose registration did not add a node.</summary>
+    public void CancelRegistration()
+    {
+        lock (_lock) _pendingReserved--;
+    }
+
+    /// <summary>
+    /// A Register: a node it added (after <see cref="TryReserveRegistration"/>) is pending until its first heartbeat; an
+    /// existing node renews its lease as a heartbeat does, unless it is itself still pending (re-registering does not
+    /// prove an agent works: only a heartbeat does, so re-registering cannot keep a junk node alive).
+    /// </summary>
+    public void Registered(NodeId node, bool added)
+    {
+        lock (_lock)
+        {
+            if (added)
+            {
+                _pendingReserved--;
+                _pending[node] = _time.GetTimestamp();
+                return;
+            }
+            if (_pending.ContainsKey(node)) return;
+        }
+        Renew(node);
+    }
+
     /// <summary>The lease length in milliseconds, as told to agents.</summary>
     public int LeaseMilliseconds => (int)_options.NodeLease.TotalMilliseconds;
 
@@ -172,6 +236,8 @@ public sealed class NodeLifecycleController : IDisposable
         bool returned, unsuspected = false;
         lock (_lock)
         {
+            // A heartbeat about a node removed meanwhile (an expired registration, an operator's removal) tracks nothing.
+            if (!_pending.Remove(node) && !_lastSeen.ContainsKey(node) && !_dead.Contains(node) && !IsLive(node)) return;
             _lastSeen[node] = _time.GetTimestamp();
             returned = _dead.Remove(node);
             if (!returned && _suspect.Count > 0 && _suspect.Remove(node))
@@ -200,12 +266,75 @@ public sealed class NodeLifecycleController : IDisposable
         {
             _lastSeen.Remove(node);
             _dead.Remove(node);
+            _pending.Remove(node);
             if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
         }
     }
 
-    /// <summary>Checks every lease once; evicts what the brakes allow. Called by the timer, or by tests after advancing time.</summary>
+    private bool IsLive(NodeId node)
+        => _cell.Snapshot().TryGetNode(node, out var v) == SnapshotRead.Ok && v.Status != NodeStatus.Removed;
+
+    /// <summary>
+    /// Ends registrations that never heartbeated within the registration timeout: a node with nothing bound is removed
+    /// (junk: nothing ran there, so nothing needs stopping); a node that holds bindings is evicted like any lost node
+    /// (fenced, bindings released and requeued), because removing it would leave its agent, should it come back under
+    /// a new node id, running tasks nobody tells it to stop. No grace or brake applies: a pending node was registered
+    /// by this process (the restart grace does not concern it) and never proved an agent behind it, and pending nodes
+    /// are not counted by the mass-silence brake. Returns the number of evictions.
+    /// </summary>
+    private int ExpireRegistrations(long now)
+    {
+        List<NodeId>? expired = null;
+        lock (_lock)
+        {
+            if (_pending.Count == 0) return 0;
+            foreach (var (node, at) in _pending)
+                if (now - at >= _registrationTicks) (expired ??= new()).Add(node);
+            if (expired is null) return 0;
+            foreach (var node in expired) _pending.Remove(node);
+        }
+        int evicted = 0;
+        foreach (var node in expired)
+        {
+            if (_cell.GetAllocationsOnNode(node).Count == 0 && _cell.RemoveNode(node, out var released) == NodeOpStatus.Ok)
+            {
+                // A binding may have landed between the check and the removal: it was released with the node.
+                if (released.Count > 0)
+                {
+                    var tasks = new List<TaskId>(released.Count);
+                    foreach (var a in released) tasks.Add(a.Task);
+                    _engine?.RequeueReleased(tasks);
+                }
+                Interlocked.Increment(ref _expiredRegistrations);
+                continue;
+            }
+            if (!IsLive(node)) continue;
+            lock (_lock)
+            {
+                _dead.Add(node);
+                // Fence first: from here no claim validates on the node, so nothing new lands while its tasks are released.
+                _cell.SetNodeStatus(node, NodeStatus.Fenced);
+            }
+            ReleaseAndRequeue(node);
+            Interlocked.Increment(ref _evictedByReason[(int)EvictionReason.RegistrationExpired]);
+            _evictions.Add(1, new KeyValuePair<string, object?>("reason", "registration_expired"));
+            evicted++;
+        }
+        return evicted;
+    }
+
+    /// <summary>
+    /// Checks every lease once; evicts what the brakes allow; ends registrations that never heartbeated (their evictions
+    /// are counted in <see cref="LifecycleTick.Evicted"/>). Called by the timer, or by tests after advancing time.
+    /// </summary>
     public LifecycleTick Tick()
+    {
+        int registrationEvictions = ExpireRegistrations(_time.GetTimestamp());
+        var t = TickLeases();
+        return registrationEvictions == 0 ? t : t with { Expired = t.Expired + registrationEvictions, Evicted = t.Evicted + registrationEvictions };
+    }
+
+    private LifecycleTick TickLeases()
     {
         long now = _time.GetTimestamp();
         List<NodeId> candidates = new();
@@ -341,7 +470,7 @@ public sealed class NodeLifecycleController : IDisposable
         var lines = new List<string>
         {
             string.Create(ci, $"lease_ms={LeaseMilliseconds} tracked={TrackedCount} brake={(BrakeEngaged ? "engaged" : "off")} held_back={HeldBack} suspect={SuspectCount} mass_silence_ticks={MassSilenceCount} stalls={StallCount} heard_by_receive={HeardByReceiveCount} returned={ReturnedCount}"),
-            string.Create(ci, $"evictions lease_expired={EvictedFor(EvictionReason.LeaseExpired)} domain_confirmed_lost={EvictedFor(EvictionReason.DomainConfirmedLost)}"),
+            string.Create(ci, $"evictions lease_expired={EvictedFor(EvictionReason.LeaseExpired)} domain_confirmed_lost={EvictedFor(EvictionReason.DomainConfirmedLost)} registration_expired={EvictedFor(EvictionReason.RegistrationExpired)}"),
         };
         foreach (var d in _cell.DomainLosses)
             lines.Add(string.Create(ci, $"domain-lost {d.Domain} by={d.Author} at={d.At:O} version={d.Version} reason={d.Reason}"));

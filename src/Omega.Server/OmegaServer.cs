@@ -63,6 +63,9 @@ public sealed class OmegaServer : IAsyncDisposable
     /// <summary>Open connections.</summary>
     public int ConnectionCount => _server.ConnectionCount;
 
+    /// <summary>Bytes held now for incomplete frames over all connections (bounded by <c>TransportOptions.MaxIncompleteFrameBytes</c>).</summary>
+    public long IncompleteFrameBytes => _server.IncompleteFrameBytes;
+
     /// <summary>Binding changes routed to node outboxes so far.</summary>
     public long BindingsRouted => Volatile.Read(ref _dispatcher.EntriesRouted);
 

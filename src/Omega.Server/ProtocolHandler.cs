@@ -11,6 +11,12 @@ internal sealed class Session
 {
     public PeerRole Role;
     public NodeState? Node;
+
+    // Jobs submitted on this connection that may still hold queued tasks, and an upper bound of those tasks (their
+    // counts at submission). Recounted exactly from the engine only when the bound would cross the budget, so a
+    // submit costs O(1) until the budget is near.
+    public List<JobId>? Jobs;
+    public long QueuedUpperBound;
 }
 
 /// <summary>
@@ -76,16 +82,16 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         bool ended = true;
         switch (frame.Type)
         {
-            case MessageType.Register when session.Role == PeerRole.Agent: HandleRegister(c, session, rid, frame); break;
-            case MessageType.Heartbeat when session.Role == PeerRole.Agent: HandleHeartbeat(c, session, rid, frame); break;
-            case MessageType.TaskReport when session.Role == PeerRole.Agent: HandleTaskReport(c, session, rid, frame); break;
-            case MessageType.Drain when session.Role == PeerRole.Agent: HandleDrain(c, session, rid, frame); break;
-            case MessageType.TaskReports when session.Role == PeerRole.Agent: HandleTaskReports(c, session, rid, frame); break;
-            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: HandleAcquire(c, rid, frame); break;
-            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: HandleRenew(c, rid, frame); break;
+            case MessageType.Register when session.Role == PeerRole.Agent: ended = HandleRegister(c, session, rid, frame); break;
+            case MessageType.Heartbeat when session.Role == PeerRole.Agent: ended = HandleHeartbeat(c, session, rid, frame); break;
+            case MessageType.TaskReport when session.Role == PeerRole.Agent: ended = HandleTaskReport(c, session, rid, frame); break;
+            case MessageType.Drain when session.Role == PeerRole.Agent: ended = HandleDrain(c, session, rid, frame); break;
+            case MessageType.TaskReports when session.Role == PeerRole.Agent: ended = HandleTaskReports(c, session, rid, frame); break;
+            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: ended = HandleAcquire(c, rid, frame); break;
+            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: ended = HandleRenew(c, rid, frame); break;
             case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
             case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
-            case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, rid, frame); break;
+            case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, session, rid, frame); break;
             case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, rid, frame); break;
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
@@ -116,9 +122,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit)))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5 or 6 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         var lines = new List<string>();
@@ -151,6 +157,15 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     total = _engine.JobCount;
                     foreach (var j in _engine.ListJobs(m.Limit))
                         lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
+                }
+                break;
+            case InspectTarget.Tenants:
+                var tenants = _cell.GetTenants();
+                total = tenants.Count;
+                for (int i = 0; i < tenants.Count && lines.Count < m.Limit; i++)
+                {
+                    var t = tenants[i];
+                    lines.Add(string.Create(ci, $"{t.Name} {t.Id} quota={(t.Quota is { } q ? q.ToString() : "none")} usage={t.Usage}"));
                 }
                 break;
             case InspectTarget.Stats:
@@ -201,10 +216,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     return true;
                 }
                 var s = _cell.SetNodeStatus(id, NodeStatus.Draining);
-                c.Send(rid, s == NodeOpStatus.Ok
+                return ReplyWhenDurable(c, rid, s == NodeOpStatus.Ok
                     ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{m.Target}' ({id}) is draining" }
                     : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
-                return true;
+            case OperateKind.CreateTenant:
+                return CreateTenant(c, rid, m);
+            case OperateKind.RemoveNode:
+                return HandleRemoveNode(c, rid, m.Target);
             case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
                 _ = Task.Run(async () =>
                 {
@@ -278,6 +296,78 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return _dispatcher.ReplyWhenPublishable(c, rid, reply, st == DomainLossStatus.Recorded ? version : Math.Max(version, _cell.Version));
     }
 
+    /// <returns>False when the reply waits for durability (the request stays in flight until the dispatcher sends it).</returns>
+    private bool CreateTenant(FrameConnection c, uint rid, in Operate m)
+    {
+        var s = _cell.CreateTenant(m.Target, m.Quota, out var id);
+        switch (s)
+        {
+            case TenantOpStatus.Ok: break;
+            case TenantOpStatus.DuplicateName:
+                c.SendError(rid, ErrorCode.TenantExists, $"tenant '{m.Target}' already exists ({id})");
+                return true;
+            case TenantOpStatus.LimitReached:
+                c.SendError(rid, ErrorCode.TenantLimitReached, $"the cell already holds its maximum of {_cell.TenantCount} tenants");
+                return true;
+            case TenantOpStatus.InvalidQuota:
+                c.SendError(rid, ErrorCode.InvalidRequest, $"tenant quota must have every element between 0 and {ResourceVector.MaxQuantity}");
+                return true;
+            default:
+                c.SendError(rid, ErrorCode.InvalidRequest, $"tenant name must be 1-{Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{m.Target}'");
+                return true;
+        }
+        // The creation has its own cell version; acknowledge it only once that version is durable (defect 4's rule:
+        // an acknowledged tenant must survive kill -9).
+        var reply = new OperateReply { Status = OperateStatus.Ok, Message = $"tenant '{m.Target}' created as {id}", TenantId = id.Value };
+        if (_dispatcher.RunWhenPublishable(c, _cell.Version, conn => { conn.Send(rid, reply); conn.EndRequest(); }))
+        {
+            c.Send(rid, reply);
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// <c>omega node remove</c>: removes the node (its bindings are released and their tasks requeued, as an eviction
+    /// would) and stops tracking its lease. The reply waits until the NodeRemoved record is durable.
+    /// </summary>
+    private bool HandleRemoveNode(FrameConnection c, uint rid, string name)
+    {
+        if (string.IsNullOrEmpty(name) || !_cell.TryGetNodeId(name, out var id))
+        {
+            c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{name}'" });
+            return true;
+        }
+        var st = _cell.RemoveNode(id, out var released);
+        if (st != NodeOpStatus.Ok) return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Failed, Message = st.ToString() });
+        _lifecycle.Forget(id);
+        if (released.Count > 0 && _engine is not null)
+        {
+            var tasks = new List<TaskId>(released.Count);
+            foreach (var a in released) tasks.Add(a.Task);
+            _engine.RequeueReleased(tasks);
+        }
+        return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Ok, Message = $"node '{name}' ({id}) removed; {released.Count} binding(s) released" });
+    }
+
+    /// <summary>
+    /// The durable-replies rule (docs/network-server.md): a reply that acknowledges a change, or reports state a change
+    /// produced, leaves only once the journal record covering it is durable. The sequence read here, after the change,
+    /// covers it (and possibly others' later records: waiting for those too is harmless). Returns false when the reply is
+    /// held: the request stays in flight and the dispatcher sends it, ends the request and flushes.
+    /// </summary>
+    private bool ReplyWhenDurable<T>(FrameConnection c, uint rid, T message) where T : IWireMessage<T>
+    {
+        long seq = _cell.JournalSequence;
+        if (_dispatcher.IsPublishable(seq))
+        {
+            c.Send(rid, message);
+            return true;
+        }
+        _dispatcher.RunWhenPublishable(c, seq, () => c.Send(rid, message));
+        return false;
+    }
+
     private static bool Decode<T>(FrameConnection c, uint rid, in Frame frame, out T msg) where T : IWireMessage<T>
     {
         if (Codec.TryDecode<T>(frame.Body, out var m, out var error))
@@ -330,20 +420,21 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
 
     // ------------------------------------------------------------------ agent
 
-    private void HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleRegister(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Register>(c, rid, frame, out var m)) return;
-        if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsNonNegative || m.ResumeFrom < 0)
+        if (!Decode<Register>(c, rid, frame, out var m)) return true;
+        if (string.IsNullOrWhiteSpace(m.Node) || !m.Capacity.IsValidRequest || m.ResumeFrom < 0)
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, "register needs a node name, non-negative capacity and resume version");
-            return;
+            c.SendError(rid, ErrorCode.InvalidRequest, $"register needs a node name, a capacity with every element between 0 and {ResourceVector.MaxQuantity}, and a non-negative resume version");
+            return true;
         }
         if (s.Node is { } already && !string.Equals(NameOf(already.Id), m.Node, StringComparison.Ordinal))
         {
             c.SendError(rid, ErrorCode.NodeMismatch, "this connection already registered another node");
-            return;
+            return true;
         }
         NodeId id;
+        bool added = false;
         if (_cell.TryGetNodeId(m.Node, out id))
         {
             var snap = _cell.Snapshot();
@@ -352,29 +443,53 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         }
         else
         {
+            // A new node: bounded, and pending until its first heartbeat (issue 10, defect 8).
+            if (!_lifecycle.TryReserveRegistration())
+            {
+                c.SendError(rid, ErrorCode.TooManyPendingRegistrations, "too many registered nodes have not sent a heartbeat yet; retry later");
+                return true;
+            }
             var st = _cell.AddNode(new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels), out id);
-            if (st != NodeOpStatus.Ok && !_cell.TryGetNodeId(m.Node, out id))
+            added = st == NodeOpStatus.Ok;
+            if (!added) _lifecycle.CancelRegistration();
+            if (!added && !_cell.TryGetNodeId(m.Node, out id))
             {
                 c.SendError(rid, ErrorCode.InvalidRequest, $"node could not be added: {st}");
-                return;
+                return true;
             }
         }
-        _lifecycle.Renew(id);
+        _lifecycle.Registered(id, added);
+        // Registered acknowledges the node's existence (and an un-fencing): it leaves once the records are durable, and the
+        // connection is attached to the node only then, so no binding is pushed ahead of the Registered reply.
+        long seq = _cell.JournalSequence;
+        long resume = m.ResumeFrom;
+        if (_dispatcher.IsPublishable(seq))
+        {
+            CompleteRegister(c, s, rid, id, resume);
+            return true;
+        }
+        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume));
+        return false;
+    }
+
+    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom)
+    {
         var node = _nodes.Get(id);
-        s.Node = node;
-        // Pump first so the outbox holds every publishable change before the resume point is applied.
         lock (node.Sync)
         {
+            s.Node = node;
+            // Closed while the reply waited for durability: OnDisconnected may already have run, so do not attach.
+            if (c.IsClosing) return;
             var old = node.Connection;
             if (old is not null && old != c) old.Close(DisconnectReason.LocalClose);
             node.Connection = c;
-            node.ResumeAfter(m.ResumeFrom);
+            node.ResumeAfter(resumeFrom);
             c.Send(rid, new Registered
             {
                 NodeId = id.Value,
                 LeaseMs = _lifecycle.LeaseMilliseconds,
                 HeartbeatMs = (int)_options.EffectiveHeartbeat.TotalMilliseconds,
-                ResumeFrom = m.ResumeFrom,
+                ResumeFrom = resumeFrom,
                 CellVersion = _cell.Version,
             });
             node.SendPending(new BindingEntry[64]);
@@ -400,23 +515,33 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return true;
     }
 
-    private void HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Heartbeat>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<Heartbeat>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
+        long before = _cell.JournalSequence;
         _lifecycle.Renew(node.Id);
         lock (node.Sync) node.Trim(m.LastVersion);
         var status = _cell.Snapshot().TryGetNode(node.Id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
-        c.Send(rid, new HeartbeatAck { LeaseMs = _lifecycle.LeaseMilliseconds, Status = status });
+        var ack = new HeartbeatAck { LeaseMs = _lifecycle.LeaseMilliseconds, Status = status };
+        // Only a heartbeat that changed something (a lost node coming back) waits for durability; the common one does not
+        // (its status was read from state that may still be in flight, but it acknowledges nothing the agent acts on).
+        if (_cell.JournalSequence == before)
+        {
+            c.Send(rid, ack);
+            return true;
+        }
+        return ReplyWhenDurable(c, rid, ack);
     }
 
-    private void HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<TaskReport>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<TaskReport>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
         var status = ApplyReport(node, m.Task, m.Generation, m.State);
-        // Request id 0: fire-and-forget (the bind path's acks); no reply frame.
-        if (rid != 0) c.Send(rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
+        // Request id 0: fire-and-forget (the bind path's acks); no reply frame. An ack of a completion says the binding
+        // is released: it waits for durability.
+        return rid == 0 || ReplyWhenDurable(c, rid, new TaskReportAck { Body = new StatusOnly { Value = (int)status } });
     }
 
     private TaskReportStatus ApplyReport(NodeState node, TaskId task, long generation, TaskState state)
@@ -446,10 +571,10 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
 
     private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "6", "7"];
 
-    private void HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<TaskReports>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return;
+        if (!Decode<TaskReports>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
         var reports = m.Reports.Span;
         var statuses = rid == 0 ? null : new TaskReportStatus[reports.Length];
         for (int i = 0; i < reports.Length; i++)
@@ -457,34 +582,36 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             var st = ApplyReport(node, reports[i].Task, reports[i].Generation, reports[i].State);
             if (statuses is not null) statuses[i] = st;
         }
-        if (statuses is not null) c.Send(rid, new TaskReportsAck { Statuses = statuses });
+        return statuses is null || ReplyWhenDurable(c, rid, new TaskReportsAck { Statuses = statuses });
     }
 
-    private void HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
+    private bool HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<Drain>(c, rid, frame, out var m)) return;
-        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return;
+        if (!Decode<Drain>(c, rid, frame, out var m)) return true;
+        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return true;
         var st = _cell.SetNodeStatus(node.Id, NodeStatus.Draining);
-        c.Send(rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
+        return ReplyWhenDurable(c, rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
     }
 
     // ------------------------------------------------------------------ scheduler
 
     private static long UnixMs(DateTimeOffset t) => t == default ? 0 : t.ToUnixTimeMilliseconds();
 
-    private void HandleAcquire(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleAcquire(FrameConnection c, uint rid, in Frame frame)
     {
-        if (!Decode<AcquireLease>(c, rid, frame, out var m)) return;
+        if (!Decode<AcquireLease>(c, rid, frame, out var m)) return true;
         var r = m.DurationMs <= 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.AcquireLease(m.Name, TimeSpan.FromMilliseconds(m.DurationMs));
-        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
+        // Defect 4 of issue 10: a grant acknowledged before its Lease record was durable could be handed out again, same
+        // scheduler id and token, to another name after a crash. The reply waits for durability, as a commit's does.
+        return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
     }
 
-    private void HandleRenew(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleRenew(FrameConnection c, uint rid, in Frame frame)
     {
-        if (!Decode<RenewLease>(c, rid, frame, out var m)) return;
+        if (!Decode<RenewLease>(c, rid, frame, out var m)) return true;
         var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), m.Name, new FencingToken(m.Token), default);
         var r = m.DurationMs <= 0 || m.SchedulerId < 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.RenewLease(lease, TimeSpan.FromMilliseconds(m.DurationMs));
-        c.Send(rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
+        return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
     }
 
     private void HandleSync(FrameConnection c, uint rid, in Frame frame)
@@ -541,7 +668,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return true;
     }
 
-    private void HandleSubmit(FrameConnection c, uint rid, in Frame frame)
+    private void HandleSubmit(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<SubmitJob>(c, rid, frame, out var m)) return;
         if (_engine is null)
@@ -549,14 +676,61 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, "this server runs no scheduling engine");
             return;
         }
-        if (!m.PerTask.IsValidRequest || m.TaskCount < 1 || m.Tenant < 0)
+        // Tenants are named on the wire and resolved here: an unknown name is a typed error, never a new tenant.
+        string tenantName = string.IsNullOrEmpty(m.Tenant) ? Cell.DefaultTenantName : m.Tenant;
+        if (!_cell.TryGetTenant(tenantName, out var tenant))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, "invalid job");
+            c.SendError(rid, ErrorCode.UnknownTenant, $"no tenant named '{tenantName}' (create it first: omega tenant create)");
             return;
         }
-        var spec = new JobSpec(new JobId(m.JobId), new TenantId(m.Tenant), m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        var spec = new JobSpec(new JobId(m.JobId), tenant, m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        // A job above the per-job budget skips the connection's budget so that it gets the permanent error
+        // (JobTooLarge) from the engine, never the retry-later one.
+        if (m.TaskCount <= _engine.MaxTasksPerJob && !WithinConnectionBudget(s, m.TaskCount))
+        {
+            c.SendError(rid, ErrorCode.ResourceExhausted, $"this connection's queued-task budget ({_options.MaxQueuedTasksPerConnection}) is spent; retry when its queued tasks were placed");
+            return;
+        }
         var r = _engine.Submit(spec, string.IsNullOrEmpty(m.Scheduler) ? null : m.Scheduler);
+        switch (r.Status)
+        {
+            // Budget and admission refusals are errors, not SubmitJob statuses (docs/protocol.md, section 5 and
+            // "Budgets"): typed, counted in the transport meter, and nothing was created.
+            case EnqueueStatus.JobTooLarge: c.SendError(rid, ErrorCode.JobTooLarge, r.Reason ?? "job too large"); return;
+            case EnqueueStatus.ResourceExhausted: c.SendError(rid, ErrorCode.ResourceExhausted, r.Reason ?? "queued-task budget spent"); return;
+            case EnqueueStatus.InvalidResources: c.SendError(rid, ErrorCode.InvalidResources, r.Reason ?? "invalid resources"); return;
+            case EnqueueStatus.RequestExceedsLargestNode: c.SendError(rid, ErrorCode.RequestExceedsLargestNode, r.Reason ?? "request exceeds the largest node"); return;
+            case EnqueueStatus.UnknownTenant: c.SendError(rid, ErrorCode.UnknownTenant, r.Reason ?? "unknown tenant"); return;
+            case EnqueueStatus.Accepted:
+                (s.Jobs ??= []).Add(spec.Id);
+                s.QueuedUpperBound += m.TaskCount;
+                break;
+        }
         c.Send(rid, new SubmitJobReply { Status = (int)r.Status, Reason = r.Reason ?? "" });
+    }
+
+    /// <summary>
+    /// True when <paramref name="tasks"/> more queued tasks fit this connection's budget. Only when the cheap upper
+    /// bound says no are the connection's jobs recounted from the engine (jobs with nothing queued any more are
+    /// dropped from the list, so the recount stays proportional to what is really held).
+    /// </summary>
+    private bool WithinConnectionBudget(Session s, int tasks)
+    {
+        long budget = _options.MaxQueuedTasksPerConnection;
+        if (tasks > budget) return false;
+        if (s.QueuedUpperBound + tasks <= budget) return true;
+        long held = 0;
+        var jobs = s.Jobs!;
+        int kept = 0;
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            if (!_engine!.TryGetJob(jobs[i], out var st) || st.Pending == 0) continue;
+            held += st.Pending;
+            jobs[kept++] = jobs[i];
+        }
+        jobs.RemoveRange(kept, jobs.Count - kept);
+        s.QueuedUpperBound = held;
+        return held + tasks <= budget;
     }
 
     private void HandleQuery(FrameConnection c, uint rid, in Frame frame)

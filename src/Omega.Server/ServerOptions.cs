@@ -11,8 +11,29 @@ public sealed class ServerOptions
     /// <summary>Transport limits (frame size, in-flight requests, outbound cap, timeouts, connections).</summary>
     public TransportOptions Transport { get; set; } = new();
 
+    /// <summary>
+    /// Budget: queued tasks (neither bound nor completed) of the jobs submitted on one connection. A SubmitJob that would
+    /// exceed it gets error ResourceExhausted (connection open). It ends with the connection, which is why the engine's
+    /// per-tenant and total budgets (<c>SchedulingOptions.MaxQueuedTasksPerTenant</c>, <c>MaxQueuedTasks</c>) exist too.
+    /// Default 500,000.
+    /// </summary>
+    public long MaxQueuedTasksPerConnection { get; set; } = 500_000;
+
     /// <summary>Node lease: an agent that does not heartbeat for this long is declared lost. Default 10 s.</summary>
     public TimeSpan NodeLease { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A node added by a Register must send its first heartbeat within this long, or it is removed (its bindings
+    /// released): an unauthenticated Register cannot add a node for good. Default (null): the node lease.
+    /// </summary>
+    public TimeSpan? RegistrationTimeout { get; set; }
+
+    /// <summary>
+    /// At most this many nodes added by Register may be waiting for their first heartbeat; a Register that would add one
+    /// more gets <c>TooManyPendingRegistrations</c>. Default 20,000 (the default connection limit: a whole fleet may
+    /// register at once after a restart of the agents).
+    /// </summary>
+    public int MaxPendingRegistrations { get; set; } = 20_000;
 
     /// <summary>Heartbeat interval told to agents (they add jitter). Default a third of the lease.</summary>
     public TimeSpan? HeartbeatInterval { get; set; }

@@ -9,6 +9,7 @@ public static class CellStore
     /// Opens (creating it if needed) the durable store in <see cref="StorageOptions.DataDirectory"/> and recovers the cell:
     /// the current checkpoint, then the journal after it. Throws <see cref="StorageCorruptionException"/> naming the file
     /// when a checkpoint or the middle of the journal is damaged; a torn final journal chunk is discarded with a warning.
+    /// Throws <see cref="StorageLockedException"/> when another process has the directory open.
     /// </summary>
     public static ICellStore Open(StorageOptions? options = null) => FasterCellStore.Open(options ?? new StorageOptions());
 

@@ -78,11 +78,21 @@ internal sealed class FasterCellStore : ICellStore
         Directory.CreateDirectory(storeDir);
         Directory.CreateDirectory(checkpointDir);
         // One process per data directory: two writers would interleave journals. The lock dies with the process.
-        var lockFile = new FileStream(Path.Combine(dir, "LOCK"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        FileStream lockFile;
+        try
+        {
+            lockFile = new FileStream(Path.Combine(dir, "LOCK"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        // .NET reports a held lock (FileShare.None is flock on Unix, a sharing violation on Windows) as a plain
+        // IOException; the file itself exists (or was just created) in a directory we created, so "in use" is the cause.
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw new StorageLockedException($"the data directory {dir} is in use by another process (its LOCK is held)", dir, e);
+        }
         IDevice? logDevice = null;
         FasterLog? log = null;
         StateStore? state = null;
-        var metrics = new StorageMetrics(options.Cell.Name);
+        var metrics = new StorageMetrics(options.Cell.Name, options.Cell.MeterFactory);
         try
         {
             string logBase = Path.Combine(journalDir, "journal.log");

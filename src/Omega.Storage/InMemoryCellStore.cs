@@ -11,7 +11,7 @@ internal sealed class InMemoryCellStore : ICellStore
     public InMemoryCellStore(CellOptions? options)
     {
         Cell = new Cell(options);
-        Metrics = new StorageMetrics(Cell.Name);
+        Metrics = new StorageMetrics(Cell.Name, options?.MeterFactory);
     }
 
     public Cell Cell { get; }

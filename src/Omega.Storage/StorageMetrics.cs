@@ -22,9 +22,9 @@ public sealed class StorageMetrics : IDisposable
     private long _recordCount;
     private long _checkpointCount;
 
-    internal StorageMetrics(string cellName)
+    internal StorageMetrics(string cellName, IMeterFactory? meterFactory = null)
     {
-        _meter = new Meter(MeterName);
+        _meter = Omega.Cells.CellCounters.CreateMeter(MeterName, cellName, meterFactory);
         var tag = new KeyValuePair<string, object?>("cell", cellName);
         _groups = _meter.CreateCounter<long>("omega.storage.groups", "{group}", "Journal groups committed");
         _records = _meter.CreateCounter<long>("omega.storage.records", "{record}", "Journal records made durable");

@@ -61,7 +61,11 @@ public sealed class StorageOptions
     /// <summary>Store segment file size, as a power of two. Default 2^30 = 1 GiB.</summary>
     public int StoreSegmentSizeBits { get; set; } = 30;
 
-    /// <summary>Receives warnings (a torn journal tail discarded on open, and the like). Defaults to standard error.</summary>
+    /// <summary>
+    /// Receives warnings (a torn journal tail discarded on open, a failed periodic checkpoint). A host routes them to its
+    /// logger (Omega.Hosting does: event 1002 <c>StorageWarning</c>), which keeps this project free of logging
+    /// dependencies. The default, for a store opened without a host, writes them to standard error.
+    /// </summary>
     public Action<string> Warning { get; set; } = static m => Console.Error.WriteLine("omega.storage warning: " + m);
 
     internal string ResolveDataDirectory()

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
@@ -8,24 +9,100 @@ public static class FrameClient
 {
     private static long s_nextId;
 
-    /// <summary>Connects and starts the connection's loops. Throws <see cref="SocketException"/> if the server is unreachable.</summary>
-    public static async Task<FrameConnection> ConnectAsync(IPEndPoint server, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Connects and starts the connection's loops. <paramref name="server"/> is an <see cref="IPEndPoint"/> or a
+    /// <see cref="DnsEndPoint"/> (a host name, resolved here through DNS; each resolved address is tried in order until
+    /// one accepts). Throws <see cref="SocketException"/> if the name does not resolve or no address is reachable.
+    /// </summary>
+    public static async Task<FrameConnection> ConnectAsync(EndPoint server, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(options);
-        var s = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var s = await ConnectSocketAsync(server, options, cancellationToken).ConfigureAwait(false);
+        var c = new FrameConnection(Interlocked.Increment(ref s_nextId), s, handler, options, metrics);
+        c.Start();
+        return c;
+    }
+
+    /// <summary>
+    /// Opens and closes one TCP connection to <paramref name="server"/> (resolving a host name as
+    /// <see cref="ConnectAsync"/> does): a tool's fail-fast reachability check before it starts clients that would retry
+    /// forever. Throws <see cref="SocketException"/> when nothing is reachable there.
+    /// </summary>
+    public static async Task ProbeAsync(EndPoint server, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        using var s = await ConnectSocketAsync(server, new TransportOptions(), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<Socket> ConnectSocketAsync(EndPoint server, TransportOptions options, CancellationToken cancellationToken)
+    {
+        if (server is not DnsEndPoint dns) return await ConnectOneAsync(server, server.AddressFamily, options, cancellationToken).ConfigureAwait(false);
+        // Resolve ourselves rather than hand the DnsEndPoint to Socket: a socket is created per address family, so a name
+        // that resolves to both ::1 and 127.0.0.1 (localhost) works whether or not the host has IPv6 enabled.
+        var addresses = await Dns.GetHostAddressesAsync(dns.Host, cancellationToken).ConfigureAwait(false);
+        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
+        SocketException? last = null;
+        foreach (var address in addresses)
+        {
+            try
+            {
+                return await ConnectOneAsync(new IPEndPoint(address, dns.Port), address.AddressFamily, options, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                last = e;
+            }
+        }
+        throw last!;
+    }
+
+    private static async Task<Socket> ConnectOneAsync(EndPoint server, AddressFamily family, TransportOptions options, CancellationToken cancellationToken)
+    {
+        var s = new Socket(family, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             if (options.SocketBufferSize > 0) { s.SendBufferSize = options.SocketBufferSize; s.ReceiveBufferSize = options.SocketBufferSize; }
             await s.ConnectAsync(server, cancellationToken).ConfigureAwait(false);
+            return s;
         }
         catch
         {
             s.Dispose();
             throw;
         }
-        var c = new FrameConnection(Interlocked.Increment(ref s_nextId), s, handler, options, metrics);
-        c.Start();
-        return c;
+    }
+
+    /// <summary>
+    /// Parses a server address as an operator writes it: <c>ADDRESS:PORT</c> (<c>127.0.0.1:7077</c>, <c>[::1]:7077</c>),
+    /// giving an <see cref="IPEndPoint"/>, or <c>HOST:PORT</c> (<c>localhost:7077</c>, <c>omega.example.org:7077</c>),
+    /// giving a <see cref="DnsEndPoint"/> that <see cref="ConnectAsync"/> resolves. The port is required and must be
+    /// 1-65535. No I/O happens here: an unknown host is found out on connect.
+    /// </summary>
+    public static bool TryParseEndPoint(string? text, out EndPoint? endpoint)
+    {
+        endpoint = null;
+        if (string.IsNullOrWhiteSpace(text)) return false;
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || colon == text.Length - 1) return false;
+        if (!int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535) return false;
+        string host = text[..colon];
+        if (host.StartsWith('[') && host.EndsWith(']')) host = host[1..^1];
+        if (IPAddress.TryParse(host, out var address))
+        {
+            endpoint = new IPEndPoint(address, port);
+            return true;
+        }
+        // A host name: letters, digits, '-', '.' (what Uri accepts as a DNS name); anything else is a typo, not a name.
+        if (host.Contains(':', StringComparison.Ordinal) || Uri.CheckHostName(host) != UriHostNameType.Dns) return false;
+        endpoint = new DnsEndPoint(host, port);
+        return true;
+    }
+
+    /// <summary>An endpoint as an operator wrote it: <c>host:port</c> for a <see cref="DnsEndPoint"/> (its own ToString prefixes the address family).</summary>
+    public static string Describe(EndPoint endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        return endpoint is DnsEndPoint d ? string.Create(CultureInfo.InvariantCulture, $"{d.Host}:{d.Port}") : endpoint.ToString() ?? "";
     }
 }

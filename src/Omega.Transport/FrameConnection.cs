@@ -30,9 +30,13 @@ public sealed class FrameConnection
     private bool _outputCompleted;
     private long _lastFrameAt;
     private long _lastReceivedAt;
+    // Bytes of this connection's incomplete frame currently counted in the server-wide budget (processing loop only).
+    private readonly ByteBudget? _incompleteBudget;
+    private long _incompleteHeld;
 
-    internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics)
+    internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, ByteBudget? incompleteBudget = null)
     {
+        _incompleteBudget = incompleteBudget;
         Id = id;
         _socket = socket;
         _handler = handler;
@@ -144,6 +148,7 @@ public sealed class FrameConnection
             ErrorCode.IdleTimeout => DisconnectReason.IdleTimeout,
             ErrorCode.ServerBusy => DisconnectReason.ServerBusy,
             ErrorCode.ShuttingDown => DisconnectReason.Shutdown,
+            ErrorCode.IncompleteFrameBudget => DisconnectReason.IncompleteFrameBudget,
             _ => DisconnectReason.ProtocolError,
         });
         else Flush();
@@ -254,7 +259,9 @@ public sealed class FrameConnection
                 var buffer = rr.Buffer;
                 FrameReadStatus status;
                 int frames = 0;
-                while ((status = Frame.TryRead(ref buffer, _options.MaxFrameLength, out var frame)) == FrameReadStatus.Ok)
+                // Before the handshake only a small frame is accepted: an anonymous peer cannot make the server hold a
+                // maximal frame. The limit is re-read per frame because the handshake completes inside OnFrame.
+                while ((status = Frame.TryRead(ref buffer, FrameLimit, out var frame)) == FrameReadStatus.Ok)
                 {
                     frames++;
                     Volatile.Write(ref _lastFrameAt, _options.Time.GetTimestamp());
@@ -263,7 +270,10 @@ public sealed class FrameConnection
                     if (IsClosing) break;
                 }
                 if (status == FrameReadStatus.TooLarge)
-                    SendError(0, ErrorCode.FrameTooLarge, $"length prefix above the maximum frame length {_options.MaxFrameLength}");
+                    SendError(0, ErrorCode.FrameTooLarge, HandshakeCompleted
+                        ? $"length prefix above the maximum frame length {_options.MaxFrameLength}"
+                        : $"length prefix above the pre-handshake frame length {FrameLimit}");
+                else if (status == FrameReadStatus.Incomplete && !IsClosing) HoldIncomplete(buffer.Length);
                 else if (status == FrameReadStatus.TooSmall)
                     SendError(0, ErrorCode.FrameTooSmall, $"length prefix below {Frame.MinLength}");
                 // Replies to every frame of this read go out in one flush (pipelined requests, batched replies).
@@ -279,8 +289,30 @@ public sealed class FrameConnection
         finally
         {
             await reader.CompleteAsync().ConfigureAwait(false);
+            _incompleteBudget?.Release(_incompleteHeld);
+            _incompleteHeld = 0;
             Close(reason);
         }
+    }
+
+    private int FrameLimit => HandshakeCompleted ? _options.MaxFrameLength : _options.EffectivePreHandshakeFrameLength;
+
+    /// <summary>
+    /// Accounts the bytes left after the last whole frame (a partial frame) in the server-wide budget. Only growth can
+    /// be refused: the connection that would cross the limit is closed with IncompleteFrameBudget, so an attacker's
+    /// many half-sent frames cost at most the budget, not connections × frame length.
+    /// </summary>
+    private void HoldIncomplete(long tail)
+    {
+        if (_incompleteBudget is null || tail == _incompleteHeld) return;
+        long delta = tail - _incompleteHeld;
+        if (delta < 0 || _incompleteBudget.TryTake(delta))
+        {
+            if (delta < 0) _incompleteBudget.Release(-delta);
+            _incompleteHeld = tail;
+            return;
+        }
+        SendError(0, ErrorCode.IncompleteFrameBudget, $"the server's budget of {_incompleteBudget.Limit} bytes for incomplete frames is spent");
     }
 
     private async Task SendLoopAsync()

@@ -17,6 +17,7 @@ public sealed class FrameServer : IAsyncDisposable
     private readonly ConcurrentDictionary<long, FrameConnection> _connections = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ITimer _sweep;
+    private readonly ByteBudget _incomplete;
     private Task? _acceptLoop;
     private long _nextId;
 
@@ -28,6 +29,7 @@ public sealed class FrameServer : IAsyncDisposable
         _options.Validate();
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
         Metrics = new TransportMetrics(name);
+        _incomplete = new ByteBudget(_options.MaxIncompleteFrameBytes);
         _listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _listener.Bind(endpoint);
         _listener.Listen(4096);
@@ -47,6 +49,9 @@ public sealed class FrameServer : IAsyncDisposable
 
     /// <summary>Open connections.</summary>
     public int ConnectionCount => _connections.Count;
+
+    /// <summary>Bytes now held for incomplete frames over all connections (bounded by <see cref="TransportOptions.MaxIncompleteFrameBytes"/>).</summary>
+    public long IncompleteFrameBytes => _incomplete.Used;
 
     /// <summary>Starts accepting connections.</summary>
     public void Start() => _acceptLoop ??= Task.Run(AcceptLoopAsync);
@@ -69,7 +74,7 @@ public sealed class FrameServer : IAsyncDisposable
                 _ = RejectAsync(s);
                 continue;
             }
-            var c = new FrameConnection(Interlocked.Increment(ref _nextId), s, new Tracking(this, _handler), _options, Metrics);
+            var c = new FrameConnection(Interlocked.Increment(ref _nextId), s, new Tracking(this, _handler), _options, Metrics, _incomplete);
             _connections[c.Id] = c;
             c.Start();
         }

@@ -15,7 +15,10 @@ public sealed class TransportMetrics : IDisposable
     private readonly Meter _meter;
     private readonly Counter<long> _accepted, _disconnects, _framesIn, _framesOut, _errors, _breaches;
     private readonly long[] _byReason = new long[16];
-    private readonly long[] _byError = new long[32];
+    private readonly long[] _byError = new long[ErrorCodeSlots];
+
+    // Error codes are small and dense (docs/protocol.md, section 5); one slot each, no hashing on the error path.
+    private const int ErrorCodeSlots = 128;
     private long _framesInCount, _framesOutCount, _acceptedCount, _active;
 
     /// <summary>Creates the meter (one per server or client fleet).</summary>
@@ -63,7 +66,8 @@ public sealed class TransportMetrics : IDisposable
         Interlocked.Increment(ref _byReason[(int)reason]);
         _disconnects.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString()));
         if (reason is DisconnectReason.FrameTooLarge or DisconnectReason.FrameTooSmall or DisconnectReason.HandshakeTimeout
-            or DisconnectReason.IdleTimeout or DisconnectReason.SlowConsumer or DisconnectReason.ServerBusy or DisconnectReason.TruncatedFrame)
+            or DisconnectReason.IdleTimeout or DisconnectReason.SlowConsumer or DisconnectReason.ServerBusy or DisconnectReason.TruncatedFrame
+            or DisconnectReason.IncompleteFrameBudget)
             _breaches.Add(1, new KeyValuePair<string, object?>("limit", reason.ToString()));
     }
 

@@ -6,6 +6,22 @@ public sealed class TransportOptions
     /// <summary>Largest accepted length prefix (type + request id + body), in bytes. Larger frames close the connection. Default 1 MiB.</summary>
     public int MaxFrameLength { get; set; } = 1 << 20;
 
+    /// <summary>
+    /// Largest accepted length prefix before the handshake completed (the first frame must be a small Hello). A peer
+    /// that has not said who it is cannot make the server buffer more than this per connection; a larger prefix gets
+    /// FrameTooLarge and the connection is closed. A future TLS handshake must fit the same budget. Default 4 KiB (capped
+    /// at <see cref="MaxFrameLength"/>).
+    /// </summary>
+    public int MaxPreHandshakeFrameLength { get; set; } = 4 << 10;
+
+    /// <summary>
+    /// Server-wide budget of bytes held for incomplete frames (a length prefix read, its body not yet complete), summed
+    /// over all connections. A connection whose partial frame would take the total above it gets IncompleteFrameBudget
+    /// and is closed, which releases its bytes. Per connection the bound is the frame length in force (pre-handshake or
+    /// maximum). Default 64 MiB.
+    /// </summary>
+    public long MaxIncompleteFrameBytes { get; set; } = 64L << 20;
+
     /// <summary>Requests a connection may have in flight (received, reply not yet sent). Beyond it: TooManyRequestsInFlight. Default 256.</summary>
     public int MaxRequestsInFlight { get; set; } = 256;
 
@@ -39,11 +55,17 @@ public sealed class TransportOptions
     internal void Validate()
     {
         if (MaxFrameLength < 64) throw new ArgumentOutOfRangeException(nameof(MaxFrameLength), "at least 64 bytes");
+        if (MaxPreHandshakeFrameLength < 64) throw new ArgumentOutOfRangeException(nameof(MaxPreHandshakeFrameLength), "at least 64 bytes");
+        if (MaxIncompleteFrameBytes < MaxFrameLength + Protocol.Frame.PrefixLength)
+            throw new ArgumentOutOfRangeException(nameof(MaxIncompleteFrameBytes), "must hold at least one maximal frame");
         if (MaxRequestsInFlight < 1) throw new ArgumentOutOfRangeException(nameof(MaxRequestsInFlight));
         if (MaxOutboundBytes < MaxFrameLength) throw new ArgumentOutOfRangeException(nameof(MaxOutboundBytes), "must hold at least one maximal frame");
         if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections));
         if (HandshakeTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout));
     }
+
+    /// <summary>The pre-handshake limit in force: never above the maximum frame length.</summary>
+    internal int EffectivePreHandshakeFrameLength => Math.Min(MaxPreHandshakeFrameLength, MaxFrameLength);
 
     internal TimeSpan EffectiveSweep
     {
@@ -95,4 +117,7 @@ public enum DisconnectReason : byte
 
     /// <summary>The local side chose to close (for example an agent library reconnecting).</summary>
     LocalClose = 11,
+
+    /// <summary>The server-wide budget of bytes held for incomplete frames was spent (<see cref="TransportOptions.MaxIncompleteFrameBytes"/>).</summary>
+    IncompleteFrameBudget = 12,
 }

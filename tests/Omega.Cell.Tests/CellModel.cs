@@ -39,8 +39,9 @@ internal sealed class CellModel
     }
 
     private readonly List<Lease> _leases = new();
-    private readonly Dictionary<IdempotencyKey, (string Signature, Outcome Result)> _keys = new();
-    private readonly Queue<IdempotencyKey> _keyOrder = new();
+    // Keys are scoped to the scheduler identity that used them.
+    private readonly Dictionary<(int, IdempotencyKey), (string Signature, Outcome Result)> _keys = new();
+    private readonly Queue<(int, IdempotencyKey)> _keyOrder = new();
     private readonly int _retention;
     private readonly int _maxClaims;
     private long _lastToken;
@@ -58,13 +59,23 @@ internal sealed class CellModel
     public Dictionary<int, ResourceVector> TenantQuota { get; } = new();
     public long Version { get; private set; }
 
+    /// <summary>Tenants that exist: ids 0 (default) to this minus one.</summary>
+    public int TenantCount { get; private set; } = 1;
+
+    /// <summary>Creates the next tenant (a state change with its own cell version, as in the cell).</summary>
+    public int CreateTenant()
+    {
+        Version++;
+        return TenantCount++;
+    }
+
     // ------------------------------------------------------------------ nodes
 
     public bool IsLive(NodeId id) => id.Value >= 0 && id.Value < Nodes.Count && Nodes[id.Value].Status != NodeStatus.Removed;
 
     public (NodeOpStatus Status, NodeId Id) AddNode(NodeSpec spec, NodeStatus status = NodeStatus.Schedulable)
     {
-        if (!spec.Capacity.IsNonNegative || status == NodeStatus.Removed) return (NodeOpStatus.Invalid, default);
+        if (!spec.Capacity.IsValidRequest || status == NodeStatus.Removed) return (NodeOpStatus.Invalid, default);
         foreach (var n in Nodes)
             if (n.Status != NodeStatus.Removed && n.Spec.Name == spec.Name) return (NodeOpStatus.DuplicateName, default);
         Nodes.Add(new Node { Spec = spec, Status = status, Version = 1 });
@@ -74,7 +85,7 @@ internal sealed class CellModel
 
     public NodeOpStatus UpdateNode(NodeId id, NodeSpec spec)
     {
-        if (!spec.Capacity.IsNonNegative) return NodeOpStatus.Invalid;
+        if (!spec.Capacity.IsValidRequest) return NodeOpStatus.Invalid;
         if (!IsLive(id)) return NodeOpStatus.UnknownNode;
         var n = Nodes[id.Value];
         if (n.Spec.Name != spec.Name) return NodeOpStatus.Invalid;
@@ -124,6 +135,7 @@ internal sealed class CellModel
 
     public void SetTenantQuota(int tenant, ResourceVector? limit)
     {
+        if (tenant < 0 || tenant >= TenantCount) return;
         if (limit is { } l) TenantQuota[tenant] = l;
         else TenantQuota.Remove(tenant);
     }
@@ -219,7 +231,7 @@ internal sealed class CellModel
         if (n == 0 || n > _maxClaims) return Whole(TransactionStatus.InvalidTransaction);
         // Idempotency.
         string signature = Signature(mode, detection, claims);
-        if (!key.IsNone && _keys.TryGetValue(key, out var known))
+        if (!key.IsNone && _keys.TryGetValue((scheduler.Value, key), out var known))
         {
             if (known.Signature != signature) return Whole(TransactionStatus.IdempotencyKeyReused);
             return known.Result with { Replayed = true };
@@ -254,8 +266,8 @@ internal sealed class CellModel
         var outcome = Outcome.Of(status, Version, applied, false, statuses);
         if (!key.IsNone)
         {
-            _keys[key] = (signature, outcome);
-            _keyOrder.Enqueue(key);
+            _keys[(scheduler.Value, key)] = (signature, outcome);
+            _keyOrder.Enqueue((scheduler.Value, key));
             while (_keyOrder.Count > _retention) _keys.Remove(_keyOrder.Dequeue());
         }
         return outcome;
@@ -264,7 +276,8 @@ internal sealed class CellModel
     private ClaimStatus Evaluate(Claim c, ConflictDetection detection, long newVersion, Dictionary<int, long> before)
     {
         // (0) malformed claims.
-        if (!c.Resources.IsNonNegative || c.Tenant.Value < 0) return ClaimStatus.InvalidClaim;
+        if (!c.Resources.IsValidRequest) return ClaimStatus.InvalidClaim;
+        if (c.Tenant.Value < 0 || c.Tenant.Value >= TenantCount) return ClaimStatus.UnknownTenant;
         var victims = c.Victims ?? Array.Empty<TaskId>();
         for (int v = 0; v < victims.Length; v++)
         {

@@ -28,6 +28,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
 
         var time = new FakeTimeProvider();   // never advanced: leases end only when a writer rotates its own
         using var cell = new Cell(new CellOptions { Time = time, IdempotencyRetention = 4096 });
+        for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");
         for (int i = 0; i < NodeCount; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
 
         var failures = new ConcurrentQueue<string>();

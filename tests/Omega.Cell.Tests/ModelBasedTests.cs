@@ -165,6 +165,12 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
                 new AcquireLeaseOp(1, 60),
             };
             foreach (var op in setup) Step(cell, op, -1);
+            // Tenants 1 and 2 exist; claims also name -1 and 3 (unknown) now and then.
+            for (int t = 1; t <= 2; t++)
+            {
+                Assert.Equal(new TenantId(_model.CreateTenant()), cell.CreateTenant($"t{t}"));
+                if (ModelComparison.Difference(cell, _model, tenants: 3) is { } diff) throw new Xunit.Sdk.XunitException($"after creating tenant {t}\n{diff}");
+            }
             for (int i = 0; i < ops.Length; i++) Step(cell, ops[i], i);
         }
 

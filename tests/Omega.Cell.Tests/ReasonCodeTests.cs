@@ -31,6 +31,7 @@ public sealed class ReasonCodeTests
             return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1), priority: 3, victims: [T(5)]));
         },
         [ClaimStatus.InvalidClaim] = t => t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(-1, 1))),
+        [ClaimStatus.UnknownTenant] = t => t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1), tenant: 2_000_000_000)),
     };
 
     private static readonly Dictionary<TransactionStatus, Func<TestCell, CommitResult>> TransactionScenarios = new()
@@ -141,7 +142,8 @@ public sealed class ReasonCodeTests
         using var t = new TestCell();
         t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1)));
         Assert.Equal([ClaimStatus.InvalidClaim], Statuses(t.Commit(new Claim(T(1), new NodeId(9), R(1, -1), 1))));
-        Assert.Equal([ClaimStatus.InvalidClaim], Statuses(t.Commit(new Claim(T(1), new NodeId(9), R(1, 1), 1, new TenantId(-1)))));
+        Assert.Equal([ClaimStatus.InvalidClaim], Statuses(t.Commit(new Claim(T(1), new NodeId(9), new ResourceVector(1, long.MaxValue), 1, new TenantId(-1)))));
+        Assert.Equal([ClaimStatus.UnknownTenant], Statuses(t.Commit(new Claim(T(1), new NodeId(9), R(1, 1), 1, new TenantId(-1)))));
         Assert.Equal([ClaimStatus.InvalidClaim], Statuses(t.Commit(new Claim(T(2), new NodeId(9), R(1, 1), 1, default, 3, [T(1), T(1)]))));
     }
 

@@ -16,6 +16,8 @@ internal sealed class TestCell : IDisposable
         var options = new CellOptions { Time = Time };
         configure?.Invoke(options);
         Cell = new Cell(options);
+        // Tenants exist only once created: tests charge claims to tenants 1-3 (ids are dense, so these are t1..t3).
+        for (int t = 1; t <= 3; t++) Assert.Equal(new TenantId(t), Cell.CreateTenant($"t{t}"));
         var cap = capacity ?? DefaultCapacity;
         Nodes = new NodeId[nodes];
         for (int i = 0; i < nodes; i++) Nodes[i] = Cell.AddNode(new NodeSpec($"node-{i}", cap, failureDomain: $"rack-{i % 2}"));

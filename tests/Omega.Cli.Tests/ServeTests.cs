@@ -25,6 +25,8 @@ public sealed class ServeTests
 
         public string Output { get { lock (_lines) return string.Join('\n', _lines); } }
 
+        public bool HasExited => _p.HasExited;
+
         public async Task WaitForAsync(string text, TimeSpan timeout)
         {
             var deadline = DateTime.UtcNow + timeout;
@@ -106,8 +108,13 @@ public sealed class ServeTests
 
             var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tasks", "2", "--cores", "1");
             Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
-            // A task larger than any node can never be placed: its record says why.
-            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--cores", "64");
+            // A task larger than any node is refused at admission, with its typed reason, in one line.
+            var huge = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "3", "--cores", "64");
+            Assert.Equal(1, huge.ExitCode);
+            Assert.Contains("RequestExceedsLargestNode", huge.Stderr, StringComparison.Ordinal);
+            Assert.Single(huge.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            // A gang larger than the cell's free capacity can never be placed: its record says why.
+            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--tasks", "6", "--cores", "4", "--gang");
             Assert.True(big.ExitCode == 0, big.Stdout + big.Stderr);
 
             // The placed task's decision record names the node it chose.
@@ -290,6 +297,66 @@ public sealed class ServeTests
             Assert.Contains("Same-run baseline", readme, StringComparison.Ordinal);
             foreach (var png in new[] { "throughput.png", "latency.png", "conflicts.png" })
                 Assert.True(new FileInfo(Path.Combine(report, png)).Length > 1000, png);
+        }
+        finally
+        {
+            if (Directory.Exists(data)) Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("--cores", "NaN")]
+    [InlineData("--cores", "-1")]
+    [InlineData("--cores", "Infinity")]
+    [InlineData("--memory-gib", "1e12")]
+    public async Task Submit_with_resources_that_have_no_valid_vector_is_a_one_line_usage_error(string option, string value)
+    {
+        // Validated before connecting (nothing listens on the port): before the fix NaN became 0 and 1e12 GiB wrapped.
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", $"127.0.0.1:{FreePort()}", "--job", "1", option, value);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("--cores and --memory-gib must be", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Tenants_must_exist_an_unknown_one_is_a_typed_error_the_server_lives_on_and_a_created_one_survives_kill_9()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "omega-tenants-" + Guid.NewGuid().ToString("N"));
+        string endpoint = $"127.0.0.1:{FreePort()}";
+        try
+        {
+            using (var serve = new Running("serve", "--listen", endpoint, "--data", data, "--tenant", "preset"))
+            {
+                await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+                // Before the fix this made the server allocate arrays sized by the number and die of out-of-memory.
+                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tenant", "2000000000");
+                Assert.Equal(1, unknown.ExitCode);
+                Assert.Contains("UnknownTenant", unknown.Stderr, StringComparison.Ordinal);
+                Assert.DoesNotContain("   at ", unknown.Stderr, StringComparison.Ordinal);
+
+                var created = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--quota-cores", "2", "--quota-memory-gib", "4", "--connect", endpoint);
+                Assert.True(created.ExitCode == 0, created.Stdout + created.Stderr);
+                Assert.Contains("created as t2", created.Stdout, StringComparison.Ordinal);   // t1 is the preset from --tenant
+                var again = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--connect", endpoint);
+                Assert.Equal(1, again.ExitCode);
+                Assert.Contains("TenantExists", again.Stderr, StringComparison.Ordinal);
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--tenant", "batch-team");
+                Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+                Assert.False(serve.HasExited, serve.Output);
+            } // Dispose kills the server (SIGKILL): no clean shutdown, no checkpoint; the acknowledged creation must be in the journal.
+
+            using (var serve = new Running("serve", "--listen", endpoint, "--data", data))
+            {
+                await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+                var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "list", "--connect", endpoint);
+                Assert.True(list.ExitCode == 0, list.Stderr);
+                var lines = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                Assert.Contains(lines, l => l.StartsWith("default t0", StringComparison.Ordinal));
+                Assert.Contains(lines, l => l.StartsWith("preset t1", StringComparison.Ordinal));
+                Assert.Contains(lines, l => l.StartsWith("batch-team t2", StringComparison.Ordinal) && l.Contains("quota=cpu=2000m", StringComparison.Ordinal));
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "3", "--tenant", "batch-team");
+                Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+            }
         }
         finally
         {

@@ -14,9 +14,10 @@ public sealed class QueueAndParkingTests
         {
             Name = "batch", MaxAttempts = 3, Backoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromSeconds(1),
         }));
+        // Submitted before the nodes exist (once they do, admission refuses a job larger than every node outright).
+        var job = t.Submit(Job(1, cores: 8));
         t.Add(Node("n0", cores: 4));
         t.Add(Node("n1", cores: 4));
-        var job = t.Submit(Job(1, cores: 8));
         var w = t.Worker("batch");
 
         Assert.Equal(StepOutcome.Requeued, w.Step());
@@ -72,11 +73,20 @@ public sealed class QueueAndParkingTests
             new JobSpec(new JobId(3), default, 0, 1, new ResourceVector(-1, 0)),
             new JobSpec(new JobId(4), default, 0, 1, ResourceVector.Zero),
             new JobSpec(new JobId(5), new TenantId(-1), 0, 1, R(1)),
+            new JobSpec(new JobId(6), default, 0, 1, new ResourceVector(1, long.MaxValue)),
+            new JobSpec(new JobId(7), new TenantId(2_000_000_000), 0, 1, R(1)),
+            new JobSpec(new JobId(8), default, 0, 1, R(1000)),
         };
-        foreach (var j in bad)
+        var expected = new[]
         {
+            EnqueueStatus.InvalidJob, EnqueueStatus.InvalidJob, EnqueueStatus.InvalidResources, EnqueueStatus.InvalidResources,
+            EnqueueStatus.InvalidJob, EnqueueStatus.InvalidResources, EnqueueStatus.UnknownTenant, EnqueueStatus.RequestExceedsLargestNode,
+        };
+        for (int i = 0; i < bad.Length; i++)
+        {
+            var j = bad[i];
             var r = t.Engine.Submit(j);
-            Assert.Equal(EnqueueStatus.InvalidJob, r.Status);
+            Assert.Equal(expected[i], r.Status);
             Assert.False(string.IsNullOrWhiteSpace(r.Reason));
             Assert.False(t.Engine.TryGetJob(j.Id, out _));
         }

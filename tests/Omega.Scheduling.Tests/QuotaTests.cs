@@ -46,7 +46,7 @@ public sealed class QuotaTests(ITestOutputHelper output)
         int seed = Environment.GetEnvironmentVariable("OMEGA_TEST_SEED") is { } s ? int.Parse(s) : Random.Shared.Next();
         output.WriteLine($"seed {seed} (OMEGA_TEST_SEED={seed} to replay the job mix; thread interleaving is not replayable)");
         var rng = new Random(seed);
-        var cell = new Cell(new CellOptions { InitialNodeCapacity = 64 });
+        var cell = new Cell(new CellOptions { InitialNodeCapacity = 64 }).WithTenants();
         for (int i = 0; i < 40; i++) cell.AddNode(Node($"n{i}", cores: 8, memGiB: 64, domain: $"rack-{i % 8}"));
         var tenant = new TenantId(1);
         var quota = R(50, 1000);

@@ -22,6 +22,13 @@ internal static class TestKit
 
     public static Dictionary<string, string> Labels(params (string Key, string Value)[] kv) => kv.ToDictionary(p => p.Key, p => p.Value);
 
+    /// <summary>Creates tenants t1..t<paramref name="count"/> (ids 1..count): tenants exist only once created.</summary>
+    public static Cell WithTenants(this Cell cell, int count = 8)
+    {
+        for (int t = 1; t <= count; t++) Assert.Equal(new TenantId(t), cell.CreateTenant($"t{t}"));
+        return cell;
+    }
+
     public static NodeView View(Cell cell, NodeId id)
     {
         Assert.Equal(SnapshotRead.Ok, cell.Snapshot().TryGetNode(id, out var v));
@@ -116,7 +123,7 @@ internal sealed class TestEngine : IDisposable
 {
     public TestEngine(Action<SchedulingOptions> configure, int seed = 1)
     {
-        Cell = new Cell(new CellOptions { Time = Time });
+        Cell = new Cell(new CellOptions { Time = Time }).WithTenants();
         var options = new SchedulingOptions { Time = Time, Seed = seed };
         configure(options);
         Options = options;

@@ -78,6 +78,7 @@ internal static class CellDump
             sb.AppendLine();
         }
         foreach (var a in cell.GetAllocations().OrderBy(a => a.Task.Job.Value).ThenBy(a => a.Task.Index)) sb.Append(a).AppendLine();
+        foreach (var ti in cell.GetTenants()) sb.Append("tenant ").Append(ti.Id).Append(" named ").Append(ti.Name).AppendLine();
         for (int t = 0; t < 8; t++)
         {
             var (usage, quota) = cell.GetTenantUsage(new TenantId(t));

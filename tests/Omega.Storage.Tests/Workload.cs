@@ -22,6 +22,8 @@ internal sealed class Workload
     public void Setup(Cell cell)
     {
         for (int i = 0; i < 6; i++) AddNode(cell);
+        // Tenants exist only once created (journaled, so recovery must bring them back): the workload charges 0-2.
+        for (int t = 1; t <= 2; t++) Assert.Equal(new TenantId(t), cell.CreateTenant($"t{t}"));
         cell.SetTenantQuota(new TenantId(1), new ResourceVector(20_000, 64L << 30));
     }
 

@@ -26,7 +26,7 @@ public sealed class AgentIntegrationTests
     {
         using var s = await RawClient.ConnectAsync(fx.EndPoint);
         await s.HandshakeAsync(PeerRole.Scheduler, "submitter");
-        await s.SendAsync(2, new SubmitJob { JobId = jobId, Tenant = 0, Priority = 1, TaskCount = tasks, PerTask = new ResourceVector(cpu, 1 << 20), Scheduler = "" });
+        await s.SendAsync(2, new SubmitJob { JobId = jobId, Priority = 1, TaskCount = tasks, PerTask = new ResourceVector(cpu, 1 << 20), Scheduler = "" });
         var r = await s.ExpectAsync<SubmitJobReply>();
         Assert.Equal((int)EnqueueStatus.Accepted, r.Status);
     }

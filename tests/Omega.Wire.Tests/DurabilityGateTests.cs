@@ -13,6 +13,8 @@ public sealed class DurabilityGateTests
         public long Held;
 
         public long PublishableVersion => Math.Min(Volatile.Read(ref Held), cell.Version);
+
+        public long PublishableSequence => cell.JournalSequence;
     }
 
     [Fact]

@@ -85,6 +85,8 @@ public sealed class LimitTests
         public long Held = long.MaxValue;
 
         public long PublishableVersion => Math.Min(Held, cell.Version);
+
+        public long PublishableSequence => cell.JournalSequence;
     }
 
     [Fact]

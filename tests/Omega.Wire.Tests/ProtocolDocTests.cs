@@ -12,8 +12,8 @@ public sealed partial class ProtocolDocTests
 {
     internal static readonly (string Name, byte[] Bytes)[] Examples =
     [
-        ("hello", Codec.FrameBytes(1, new Hello { Version = 1, Role = PeerRole.Agent, Name = "node-17" })),
-        ("welcome", Codec.FrameBytes(1, new Welcome { Version = 1, Server = "omega", MaxFrameLength = 1 << 20, MaxInFlight = 256, IdleTimeoutMs = 60_000, CellVersion = 42 })),
+        ("hello", Codec.FrameBytes(1, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = "node-17" })),
+        ("welcome", Codec.FrameBytes(1, new Welcome { Version = Frame.ProtocolVersion, Server = "omega", MaxFrameLength = 1 << 20, MaxInFlight = 256, IdleTimeoutMs = 60_000, CellVersion = 42 })),
         ("register", Codec.FrameBytes(2, new Register { Node = "node-17", Capacity = new ResourceVector(4000, 8L << 30), Labels = new() { ["zone"] = "a" }, FailureDomain = "rack-3", ResumeFrom = 0 })),
         ("registered", Codec.FrameBytes(2, new Registered { NodeId = 17, LeaseMs = 10_000, HeartbeatMs = 3_333, ResumeFrom = 0, CellVersion = 42 })),
         ("heartbeat", Codec.FrameBytes(3, new Heartbeat { NodeId = 17, LastVersion = 57 })),
@@ -32,7 +32,7 @@ public sealed partial class ProtocolDocTests
         ("sync-reply", Codec.FrameBytes(3, new SyncReply { Version = 58, Full = false, NextNode = -1, Nodes = [new NodeRecord(17, "node-17", NodeStatus.Schedulable, 5, new ResourceVector(4000, 8L << 30), new ResourceVector(1000, 256L << 20), 1, "rack-3", 58)] })),
         ("commit", Codec.FrameBytes(4, new Commit { SchedulerId = 3, Token = 9, Mode = 0, Detection = 0, KeyHigh = 0, KeyLow = 7, Claims = [new WireClaim(new TaskId(501, 0), 17, new ResourceVector(500, 128L << 20), 5, 0, 1, null)] })),
         ("commit-reply", Codec.FrameBytes(4, new CommitReply { Status = TransactionStatus.Committed, Version = 59, Applied = 1, Replayed = false, ClaimStatuses = new[] { ClaimStatus.Applied } })),
-        ("submit-job", Codec.FrameBytes(5, new SubmitJob { JobId = 502, Tenant = 0, Priority = 1, TaskCount = 3, PerTask = new ResourceVector(250, 64L << 20), Gang = false, Scheduler = "" })),
+        ("submit-job", Codec.FrameBytes(5, new SubmitJob { JobId = 502, Tenant = "batch-team", Priority = 1, TaskCount = 3, PerTask = new ResourceVector(250, 64L << 20), Gang = false, Scheduler = "" })),
         ("submit-job-reply", Codec.FrameBytes(5, new SubmitJobReply { Status = 0, Reason = "" })),
         ("query-job", Codec.FrameBytes(6, new QueryJob { JobId = 502 })),
         ("job-status-reply", Codec.FrameBytes(6, new JobStatusReply { Found = true, Phase = 2, Pending = 0, Bound = 3, Completed = 0, Attempts = 1, Generation = 0, Reason = "" })),
@@ -40,6 +40,8 @@ public sealed partial class ProtocolDocTests
         ("inspect", Codec.FrameBytes(8, new Inspect { Target = InspectTarget.Nodes, Limit = 100 })),
         ("operate-drain", Codec.FrameBytes(9, new Operate { Kind = OperateKind.DrainNode, Target = "node-17" })),
         ("operate-confirm-lost", Codec.FrameBytes(10, new Operate { Kind = OperateKind.ConfirmDomainLost, Target = "rack-3", Reason = "PDU failed", Author = "alice" })),
+        ("operate-create-tenant", Codec.FrameBytes(10, new Operate { Kind = OperateKind.CreateTenant, Target = "batch-team", Quota = new ResourceVector(64_000, 256L << 30) })),
+        ("operate-create-tenant-reply", Codec.FrameBytes(10, new OperateReply { Status = OperateStatus.Ok, Message = "", TenantId = 3 })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
     ];
 

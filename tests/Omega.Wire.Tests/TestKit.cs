@@ -21,7 +21,7 @@ internal sealed class ServerFixture : IAsyncDisposable
 
     public IPEndPoint EndPoint => Server.EndPoint;
 
-    public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null)
+    public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null, Action<SchedulingOptions>? scheduling = null)
     {
         var fx = new ServerFixture();
         var time = fakeTime ? (fx.Fake = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero))) : (TimeProvider)TimeProvider.System;
@@ -31,6 +31,7 @@ internal sealed class ServerFixture : IAsyncDisposable
         {
             var so = new SchedulingOptions { Time = time, Seed = 42 };
             so.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = 1, Backoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(5) });
+            scheduling?.Invoke(so);
             fx.Engine = new SchedulingEngine(fx.Cell, so);
             if (startWorkers) fx.Engine.Start();
         }

@@ -137,6 +137,7 @@ internal static class SchedulingThroughput
         for (int i = 0; i < nodes; i++)
             cell.AddNode(new NodeSpec($"node-{i:D6}", capacity, failureDomain: $"rack-{i / 40}"));
         Prefill(cell, nodes, prefill, seed);
+        for (int t = 1; t < 8; t++) cell.CreateTenant($"t{t}");   // jobs are spread over tenants 0-7, which must exist
 
         var options = new SchedulingOptions { Seed = seed, DecisionSampleEvery = 64 };
         options.Kinds.Add(new SchedulerKindOptions

@@ -88,6 +88,16 @@ public static class CellRecord
             case CellRecordKind.ObjectDelete:
                 visitor.ObjectDeleted(r.String());
                 break;
+            case CellRecordKind.TenantCreated:
+            {
+                var tenant = new TenantId(r.I32());
+                string name = r.String();
+                bool has = r.U8() != 0;
+                var limit = r.Resources();
+                visitor.Tenant(tenant, name);
+                visitor.Quota(tenant, has ? limit : null);
+                break;
+            }
             default: throw new FormatException($"unknown journal record kind {(byte)kind} at sequence {seq}");
         }
         if (!r.AtEnd) throw new FormatException($"journal record {seq} ({kind}) has {r.Remaining} trailing bytes");
@@ -98,13 +108,16 @@ public static class CellRecord
         byte flags = r.U8();
         if ((flags & 1) != 0)
         {
+            // Bit 1: the key is scoped to the scheduler id that follows. Records written before keys were scoped have no
+            // owner; they restore under LegacyScope, which no scheduler matches (a retry of one is simply not deduplicated).
+            var scheduler = (flags & 2) != 0 ? new SchedulerId(r.I32()) : IdempotencyScope.Legacy;
             var key = new IdempotencyKey(r.U64(), r.U64());
             ulong hash = r.U64();
             var status = (TransactionStatus)r.U8();
             int applied = r.I32();
             int n = r.I32();
             var claims = r.Bytes(n);
-            visitor.Idempotency(key, hash, status, version, applied, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ClaimStatus>(claims));
+            visitor.Idempotency(scheduler, key, hash, status, version, applied, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ClaimStatus>(claims));
         }
         int touched = r.I32();
         for (int i = 0; i < touched; i++) visitor.NodeVersion(new NodeId(r.I32()), r.I64());

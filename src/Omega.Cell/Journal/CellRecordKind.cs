@@ -38,4 +38,6 @@ public enum CellRecordKind : byte
 
     /// <summary>A control-plane object was deleted (key); the deletion's resourceVersion is the record's cell version.</summary>
     ObjectDelete = 16,
+    /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
+    TenantCreated = 9,
 }

@@ -15,9 +15,10 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly List<RestoredNode> _nodes = new();
     private readonly List<RestoredLease?> _leases = new();
     private readonly Dictionary<int, ResourceVector?> _quotas = new();
-    private readonly Dictionary<IdempotencyKey, RestoredOutcome> _outcomes = new();
     private readonly List<DomainLossConfirmation> _domainLosses = new();
     private readonly Dictionary<string, StoredObject> _objects = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, string> _tenants = new();
+    private readonly Dictionary<IdempotencyIndex.ScopedKey, RestoredOutcome> _outcomes = new();
     private long _version;
     private long _sequence;
     private long _currentSequence;
@@ -46,12 +47,18 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         _sequence = sequence;
     }
 
-    /// <summary>Restores a remembered idempotency outcome from a checkpoint; <paramref name="order"/> is the sequence of the record that created it.</summary>
-    public void RestoreOutcome(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims, long order)
-        => _outcomes[key] = new RestoredOutcome(transactionHash, status, resultVersion, applied, claims.ToArray(), order);
+    /// <summary>
+    /// Restores a remembered idempotency outcome of scheduler <paramref name="scheduler"/> from a checkpoint;
+    /// <paramref name="order"/> is the sequence of the record that created it.
+    /// </summary>
+    public void RestoreOutcome(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims, long order)
+        => _outcomes[new IdempotencyIndex.ScopedKey(scheduler, key)] = new RestoredOutcome(transactionHash, status, resultVersion, applied, claims.ToArray(), order);
 
     /// <summary>Forgets a remembered idempotency outcome (the store evicted it after the retention window).</summary>
-    public void ForgetOutcome(IdempotencyKey key) => _outcomes.Remove(key);
+    public void ForgetOutcome(SchedulerId scheduler, IdempotencyKey key) => _outcomes.Remove(new IdempotencyIndex.ScopedKey(scheduler, key));
+
+    /// <summary>The scope under which outcomes stored before keys were scoped to schedulers are restored (no scheduler matches it).</summary>
+    public static SchedulerId LegacyScope => IdempotencyScope.Legacy;
 
     /// <summary>
     /// Applies one journal record. Records at or below <see cref="Sequence"/> are already included and are skipped
@@ -84,9 +91,9 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
             var l = _leases[i] ?? throw new InvalidDataException($"stored state names scheduler s{i} but holds no lease for it");
             leases[i] = (l.Name, l.Token, l.ExpiresAt, l.Released);
         }
-        var outcomes = new List<KeyValuePair<IdempotencyKey, RestoredOutcome>>(_outcomes);
+        var outcomes = new List<KeyValuePair<IdempotencyIndex.ScopedKey, RestoredOutcome>>(_outcomes);
         outcomes.Sort(static (a, b) => a.Value.Order.CompareTo(b.Value.Order));
-        _cell.CompleteRestore(nodes, leases, _quotas, outcomes, _version, _sequence);
+        _cell.CompleteRestore(nodes, leases, _tenants, _quotas, outcomes, _version, _sequence);
         _cell.RestoreDomainLosses(_domainLosses.ToArray());
         _cell.RestoreObjects(_objects);
         return _cell;
@@ -130,8 +137,8 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     }
 
     /// <inheritdoc />
-    public void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
-        => RestoreOutcome(key, transactionHash, status, resultVersion, applied, claims, _currentSequence);
+    public void Idempotency(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
+        => RestoreOutcome(scheduler, key, transactionHash, status, resultVersion, applied, claims, _currentSequence);
 
     /// <inheritdoc />
     public void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released)
@@ -169,6 +176,9 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     /// </summary>
     public void RestoreObject(string key, ReadOnlySpan<byte> value, long version, long created)
         => _objects[key] = new StoredObject(key, value.ToArray(), version, created);
+
+    /// <inheritdoc />
+    public void Tenant(TenantId tenant, string name) => _tenants[tenant.Value] = name;
 
     private RestoredNode NodeAt(int index)
     {

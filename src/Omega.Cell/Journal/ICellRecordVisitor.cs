@@ -22,8 +22,8 @@ public interface ICellRecordVisitor
     /// <summary>A node's full spec, status and version (added, updated, status changed or removed).</summary>
     void Node(NodeId node, NodeSpec spec, NodeStatus status, long nodeVersion);
 
-    /// <summary>A keyed transaction's original result, kept for retries.</summary>
-    void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
+    /// <summary>A keyed transaction's original result, kept for retries of the same scheduler identity (keys are scoped to it).</summary>
+    void Idempotency(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims);
 
     /// <summary>A scheduler lease's full state.</summary>
     void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released);
@@ -46,4 +46,6 @@ public interface ICellRecordVisitor
 
     /// <summary>A control-plane object was deleted (<see cref="CellRecordKind.ObjectDelete"/>). The default ignores it.</summary>
     void ObjectDeleted(string key) { }
+    /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
+    void Tenant(TenantId tenant, string name);
 }

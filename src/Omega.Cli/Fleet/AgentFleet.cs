@@ -14,7 +14,7 @@ namespace Omega.Cli.Fleet;
 /// <param name="MeanTaskSeconds">Mean task run time (exponential) when the driver gives none for a job.</param>
 /// <param name="Seed">Seeds the run times and each agent's jitter.</param>
 /// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
-internal sealed record FleetOptions(IPEndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent");
+internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent");
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:

@@ -25,7 +25,7 @@ internal static class LoadgenCommand
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines even on a terminal." };
         var trace = new Option<string?>("--trace") { Description = "Replay a job trace CSV (the format of ../shared/traces) instead of the synthetic mix." };
         var speedup = new Option<double>("--speedup") { Description = "With --trace: replay this many times faster than recorded.", DefaultValueFactory = _ => 100 };
-        var connect = new Option<string?>("--connect") { Description = "Submit the workload to a running server (ADDRESS:PORT) over TCP instead of an embedded engine; run omega agents against it too." };
+        var connect = new Option<string?>("--connect") { Description = "Submit the workload to a running server (HOST:PORT or ADDRESS:PORT) over TCP instead of an embedded engine; run omega agents against it too." };
         var firstJob = new Option<long>("--first-job-id") { Description = "With --connect: the first job id to submit (ids must be new to the server).", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics while running (opt-in)." };
         var cmd = new Command("loadgen", "Drive an Omega-paper style batch/service workload through the embedded engine and report throughput, latency and conflicts.")
@@ -70,14 +70,15 @@ internal static class LoadgenCommand
             else workload = new SyntheticWorkload(LoadRun.DefaultMix(o.Load), s);
             if (r.GetValue(connect) is { } remote)
             {
-                if (!System.Net.IPEndPoint.TryParse(remote, out var endpoint))
+                if (!Omega.Transport.FrameClient.TryParseEndPoint(remote, out var endpoint))
                 {
-                    Console.Error.WriteLine($"omega loadgen: --connect must be ADDRESS:PORT, not '{remote}'");
+                    Console.Error.WriteLine($"omega loadgen: --connect must be HOST:PORT or ADDRESS:PORT, not '{remote}'");
                     return 2;
                 }
-                return await RemoteLoadRun.RunAsync(endpoint, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
+                return await RemoteLoadRun.RunAsync(endpoint!, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
             }
-            using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
+            if (!MetricsExport.TryStartPrometheus("loadgen", r.GetValue(metricsPort), out var metrics)) return 1;
+            using var exporter = metrics;
             return Execute(o, workload, r.GetValue(report), r.GetValue(plain));
         });
         return cmd;

@@ -35,7 +35,7 @@ internal static partial class RemoteLoadRun
         return kinds;
     }
 
-    public static async Task<int> RunAsync(IPEndPoint server, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
+    public static async Task<int> RunAsync(EndPoint server, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
     {
         ControlClient client;
         try
@@ -44,12 +44,12 @@ internal static partial class RemoteLoadRun
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega loadgen: cannot reach the server at {server}: {e.Message}");
+            Console.Error.WriteLine($"omega loadgen: cannot reach the server at {Omega.Transport.FrameClient.Describe(server)}: {e.Message}");
             return 1;
         }
         await using (client)
         {
-            Console.WriteLine(FormattableString.Invariant($"omega loadgen: against {server} over TCP, {(untilEnd ? "until the trace ends" : FormattableString.Invariant($"{seconds:0.#} s"))}, seed {seed}"));
+            Console.WriteLine(FormattableString.Invariant($"omega loadgen: against {Omega.Transport.FrameClient.Describe(server)} over TCP, {(untilEnd ? "until the trace ends" : FormattableString.Invariant($"{seconds:0.#} s"))}, seed {seed}"));
             Console.WriteLine($"  workload: {workload.Describe}");
             var start = await ReadStatsAsync(client).ConfigureAwait(false);
             var last = start;

@@ -1,6 +1,10 @@
 namespace Omega.Cli.Load;
 
-/// <summary>One job the load generator submits: when (seconds from the start), to which scheduler kind, and its shape.</summary>
+/// <summary>
+/// One job the load generator submits: when (seconds from the start), to which scheduler kind, and its shape. Tenant is
+/// always 0, the <c>default</c> tenant every cell has: tenants must be created before use, and a load generator must run
+/// against any server without setting tenants up first.
+/// </summary>
 internal readonly record struct JobArrival(double At, string Scheduler, int Tasks, ResourceVector PerTask, double Duration, int Priority, int Tenant, bool Gang);
 
 /// <summary>
@@ -34,7 +38,6 @@ internal sealed class SyntheticWorkload : IWorkload
     private readonly JobKind[] _kinds;
     private readonly double[] _next;
     private readonly Random _rng;
-    private int _tenant;
 
     public SyntheticWorkload(IReadOnlyList<JobKind> kinds, int seed)
     {
@@ -59,7 +62,7 @@ internal sealed class SyntheticWorkload : IWorkload
         double at = _next[k];
         _next[k] = at + Exp(kind.MeanInterarrival);
         int tasks = Math.Max(1, (int)Math.Ceiling(Exp(kind.MeanTasks)));
-        arrival = new JobArrival(at, kind.Scheduler, tasks, kind.PerTask, Exp(kind.MeanDuration), kind.Priority, _tenant++ % 8, kind.Gang);
+        arrival = new JobArrival(at, kind.Scheduler, tasks, kind.PerTask, Exp(kind.MeanDuration), kind.Priority, Tenant: 0, kind.Gang);
         return true;
     }
 
@@ -107,7 +110,7 @@ internal sealed class TraceWorkload : IWorkload
             long mem = Math.Max(1L << 20, (long)Math.Round(t.MemPerTask * _node.MemoryBytes));
             double start = _jobs[0].SubmitTime;
             arrival = new JobArrival((t.SubmitTime - start) / _speedup, t.Priority >= 9 ? "service" : "batch", t.Tasks,
-                new ResourceVector(cpu, mem), t.Duration is { } d ? Math.Max(d, 0.001) / _speedup : double.PositiveInfinity, t.Priority, (int)(t.JobId % 8), Gang: false);
+                new ResourceVector(cpu, mem), t.Duration is { } d ? Math.Max(d, 0.001) / _speedup : double.PositiveInfinity, t.Priority, Tenant: 0, Gang: false);
             return true;
         }
         arrival = default;

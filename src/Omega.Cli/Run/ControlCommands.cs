@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using Omega.Agent;
 using Omega.Protocol;
+using Omega.Transport;
 
 namespace Omega.Cli.Run;
 
@@ -20,26 +21,34 @@ internal static class ControlCommands
         yield return Stats();
         yield return Drain();
         yield return Checkpoint();
+        yield return Tenant();
     }
 
-    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+
+    /// <summary>A usage error found before connecting: one line on stderr and exit code 2, whether or not a server is reachable.</summary>
+    private static Task<int> UsageAsync(string command, string message)
+    {
+        Console.Error.WriteLine($"omega {command}: {message}");
+        return Task.FromResult(2);
+    }
 
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
     internal static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
-        if (!IPEndPoint.TryParse(connect, out var endpoint))
+        if (!FrameClient.TryParseEndPoint(connect, out var endpoint))
         {
-            Console.Error.WriteLine($"omega {command}: --connect must be ADDRESS:PORT, not '{connect}'");
+            Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
             return 2;
         }
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(endpoint!, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega {command}: cannot reach the server at {endpoint}: {e.Message}");
+            Console.Error.WriteLine($"omega {command}: cannot reach the server at {connect}: {e.Message}");
             return 1;
         }
         await using (client)
@@ -64,29 +73,48 @@ internal static class ControlCommands
         var cores = new Option<double>("--cores") { Description = "Cores per task.", DefaultValueFactory = _ => 1 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per task, GiB.", DefaultValueFactory = _ => 1 };
         var priority = new Option<int>("--priority") { Description = "Priority (higher preempts lower).", DefaultValueFactory = _ => 0 };
-        var tenant = new Option<int>("--tenant") { Description = "Tenant.", DefaultValueFactory = _ => 0 };
+        var tenant = new Option<string>("--tenant") { Description = "The tenant's name (created with 'omega tenant create').", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
         var gang = new Option<bool>("--gang") { Description = "All-or-nothing." };
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
         var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
-        cmd.SetAction((r, cancel) => WithClientAsync("submit", r.GetValue(connect)!, async c =>
+        cmd.SetAction((r, cancel) =>
         {
-            var spec = new JobSpec(new JobId(r.GetValue(job)), new TenantId(r.GetValue(tenant)), r.GetValue(priority), r.GetValue(tasks),
-                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(gang));
+            // Task ids are written j{job}/{index} with unsigned digits: a negative job id could never be named by explain.
+            if (r.GetValue(job) < 0) return UsageAsync("submit", $"--job must not be negative, not {r.GetValue(job)}");
+            // Usage errors are found before connecting: one line, exit 2 (docs/cli.md). NaN, infinities, negative values
+            // and values beyond 2^53 units have no resource vector; a plain cast would have turned NaN into 0.
+            if (!ResourceVector.TryFromCoresAndGiB(r.GetValue(cores), r.GetValue(memory), out var perTask))
+            {
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"omega submit: --cores and --memory-gib must be finite, not negative, and at most {ResourceVector.MaxQuantity / 1000:N0} cores / {ResourceVector.MaxQuantity >> 30:N0} GiB (got {r.GetValue(cores)}, {r.GetValue(memory)})"));
+                return Task.FromResult(2);
+            }
+            var spec = new JobSpec(new JobId(r.GetValue(job)), default, r.GetValue(priority), r.GetValue(tasks), perTask, r.GetValue(gang));
             if (spec.Validate() is { } invalid)
             {
                 Console.Error.WriteLine($"omega submit: invalid job: {invalid}");
-                return 2;
+                return Task.FromResult(2);
             }
-            var (status, reason) = await c.SubmitJobAsync(spec, r.GetValue(scheduler)).ConfigureAwait(false);
-            if (status != 0)
+            if (!Omega.Cells.Cell.IsValidTenantName(r.GetValue(tenant)))
             {
-                Console.Error.WriteLine($"omega submit: rejected ({status}): {reason}");
-                return 1;
+                Console.Error.WriteLine($"omega submit: --tenant must be 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{r.GetValue(tenant)}'");
+                return Task.FromResult(2);
             }
-            Console.WriteLine($"submitted {spec.Id}: {spec.TaskCount} task(s) of {spec.PerTask}");
-            return 0;
-        }, cancel));
+            return WithClientAsync("submit", r.GetValue(connect)!, c => SubmitAsync(c, spec, r.GetValue(scheduler), r.GetValue(tenant)!), cancel);
+        });
         return cmd;
+    }
+
+    private static async Task<int> SubmitAsync(ControlClient c, JobSpec spec, string? scheduler, string tenant)
+    {
+        var (status, reason) = await c.SubmitJobAsync(spec, scheduler, tenant).ConfigureAwait(false);
+        if (status != 0)
+        {
+            Console.Error.WriteLine($"omega submit: rejected ({status}): {reason}");
+            return 1;
+        }
+        Console.WriteLine($"submitted {spec.Id}: {spec.TaskCount} task(s) of {spec.PerTask}, tenant {tenant}");
+        return 0;
     }
 
     private static Command Explain()
@@ -189,6 +217,21 @@ internal static class ControlCommands
         return cmd;
     }
 
+    /// <summary><c>omega node remove NAME</c>: the operator's way to drop a node for good (junk registrations, retired hosts).</summary>
+    internal static Command NodeRemove()
+    {
+        var connect = ConnectOption();
+        var node = new Argument<string>("name") { Description = "The node's name." };
+        var remove = new Command("remove", "Remove a node from a running server: its bindings are released and their tasks requeued; acknowledged once durable. Stop its agent first, or it registers again as a new node.") { connect, node };
+        remove.SetAction((r, cancel) => WithClientAsync("node remove", r.GetValue(connect)!, async c =>
+        {
+            var (status, message) = await c.OperateAsync(OperateKind.RemoveNode, r.GetValue(node)!).ConfigureAwait(false);
+            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node remove: {status}: {message}");
+            return status == OperateStatus.Ok ? 0 : 1;
+        }, cancel));
+        return remove;
+    }
+
     private static Command Checkpoint()
     {
         var connect = ConnectOption();
@@ -199,6 +242,57 @@ internal static class ControlCommands
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega checkpoint: {status}: {message}");
             return status == OperateStatus.Ok ? 0 : 1;
         }, cancel));
+        return cmd;
+    }
+
+    private static Command Tenant()
+    {
+        var cmd = new Command("tenant", "Create and list tenants (quota holders) of a running server. Jobs name their tenant; an unknown one is refused.");
+        {
+            var connect = ConnectOption();
+            var name = new Argument<string>("name") { Description = "The tenant's name: 1-64 letters, digits, '.', '_' or '-'." };
+            var quotaCores = new Option<double?>("--quota-cores") { Description = "Hard quota: cores (with --quota-memory-gib)." };
+            var quotaMemory = new Option<double?>("--quota-memory-gib") { Description = "Hard quota: memory, GiB (with --quota-cores)." };
+            var create = new Command("create", "Create a tenant, optionally with a hard quota; answered once the creation is durable.") { connect, name, quotaCores, quotaMemory };
+            create.SetAction((r, cancel) =>
+            {
+                string n = r.GetValue(name)!;
+                if (!Omega.Cells.Cell.IsValidTenantName(n))
+                {
+                    Console.Error.WriteLine($"omega tenant create: the name must be 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{n}'");
+                    return Task.FromResult(2);
+                }
+                ResourceVector? quota = null;
+                if (r.GetValue(quotaCores) is not null || r.GetValue(quotaMemory) is not null)
+                {
+                    if (r.GetValue(quotaCores) is not { } qc || r.GetValue(quotaMemory) is not { } qm || !ResourceVector.TryFromCoresAndGiB(qc, qm, out var q))
+                    {
+                        Console.Error.WriteLine("omega tenant create: a quota needs both --quota-cores and --quota-memory-gib, finite and not negative");
+                        return Task.FromResult(2);
+                    }
+                    quota = q;
+                }
+                return WithClientAsync("tenant create", r.GetValue(connect)!, async c =>
+                {
+                    int id = await c.CreateTenantAsync(n, quota).ConfigureAwait(false);
+                    Console.WriteLine($"tenant '{n}' created as t{id}{(quota is { } q2 ? $" with quota {q2}" : "")}");
+                    return 0;
+                }, cancel);
+            });
+            cmd.Subcommands.Add(create);
+        }
+        {
+            var connect = ConnectOption();
+            var list = new Command("list", "List the tenants: name, id, quota and usage.") { connect };
+            list.SetAction((r, cancel) => WithClientAsync("tenant list", r.GetValue(connect)!, async c =>
+            {
+                var (total, lines) = await c.InspectAsync(InspectTarget.Tenants, 10_000).ConfigureAwait(false);
+                foreach (var l in lines) Console.WriteLine(l);
+                if (total > lines.Count) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"... {total - lines.Count:N0} more"));
+                return 0;
+            }, cancel));
+            cmd.Subcommands.Add(list);
+        }
         return cmd;
     }
 }

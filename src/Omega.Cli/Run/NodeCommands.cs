@@ -4,7 +4,7 @@ using Omega.Protocol;
 namespace Omega.Cli.Run;
 
 /// <summary>
-/// <c>omega node ...</c>: operator commands about node liveness against a running server. <c>confirm-lost</c> tells the
+/// <c>omega node ...</c>: operator commands about nodes against a running server (<c>remove</c> is in ControlCommands). <c>confirm-lost</c> tells the
 /// lifecycle controller that a failure domain's capacity is really gone, so its silent nodes are evicted even while the
 /// mass-silence brake holds evictions back; <c>--withdraw</c> takes the confirmation back. Both are recorded durably
 /// with author, reason and time, and acknowledged only once durable.
@@ -13,8 +13,9 @@ internal static class NodeCommands
 {
     public static Command Create()
     {
-        var node = new Command("node", "Node liveness operations on a running server (confirm a failure domain lost).");
+        var node = new Command("node", "Operate on the nodes of a running server: confirm a failure domain lost, remove a node.");
         node.Subcommands.Add(ConfirmLost());
+        node.Subcommands.Add(ControlCommands.NodeRemove());
         return node;
     }
 

@@ -1,22 +1,16 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using Omega.Cells;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Omega.Cli.Fleet;
 using Omega.Cli.Load;
+using Omega.Hosting;
 using Omega.Scheduling;
-using Omega.Server;
 using Omega.Storage;
 using Spectre.Console;
 
 namespace Omega.Cli.Run;
-
-/// <summary>The server's durable watermark: bindings are pushed, and commit replies sent, only up to what FASTER has made durable.</summary>
-internal sealed class DurablePublisher(ICellStore store) : IPublishableVersion
-{
-    public long PublishableVersion => store.DurableVersion;
-}
 
 /// <summary>
 /// <c>omega run</c>, Omega's main job on its embedded default: an engine whose cell is durable in FASTER (a default
@@ -74,22 +68,50 @@ internal static class RunCommand
                 Console.Error.WriteLine($"omega run: {dir} is not empty and is not an Omega data directory; choose another --data");
                 return 2;
             }
+            // Never empty a store another process has open (an omega serve on the same --data): its LOCK says so.
+            try
+            {
+                using (new FileStream(Path.Combine(dir, "LOCK"), FileMode.Open, FileAccess.ReadWrite, FileShare.None)) { }
+            }
+            catch (IOException)
+            {
+                Console.Error.WriteLine($"omega run: the data directory {dir} is in use by another process (its LOCK is held); stop it or choose another --data");
+                return 1;
+            }
             Directory.Delete(dir, recursive: true);
         }
         Console.WriteLine($"  data: {dir} (FASTER journal, store and checkpoints; emptied at start)");
 
         var totalClock = Stopwatch.StartNew();
-        using var store = CellStore.Open(new StorageOptions
+        // The store, the engine and the server (durable-gated on the store) are composed by Omega.Hosting; the workers
+        // start only once the agents have registered (below), so the first jobs see the whole fleet.
+        using var host = CliHost.Build(o =>
         {
-            DataDirectory = dir,
-            Cell = new CellOptions { Name = "omega-run", InitialNodeCapacity = agentCount },
+            o.CellName = "omega-run";
+            o.DataDirectory = dir;
+            o.Storage.Cell.InitialNodeCapacity = agentCount;
+            o.Listen = "127.0.0.1:0";
+            o.Seed = seed;
+            o.DecisionSampleEvery = 16;
+            o.BatchWorkers = batchWorkers;
+            o.ServiceWorkers = serviceWorkers;
+            o.StartScheduling = false;
         });
-        var options = new SchedulingOptions { Seed = seed, DecisionSampleEvery = 16 };
-        options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = batchWorkers, QueueCapacity = 1_000_000 });
-        options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = serviceWorkers, QueueCapacity = 100_000 });
+        try
+        {
+            await host.StartAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (StorageLockedException e)
+        {
+            Console.Error.WriteLine($"omega run: {e.Message}; stop it or choose another --data");
+            return 1;
+        }
+        var runtime = host.Services.GetRequiredService<OmegaRuntime>();
+        var store = runtime.Store;
+        var engine = runtime.Engine;
+        var server = runtime.Server;
+        SchedulerKindOptions[] kindOptions = [new() { Name = "batch", Workers = batchWorkers }, new() { Name = "service", Workers = serviceWorkers }];
         using var recorder = new LoadRecorder();
-        var engine = new SchedulingEngine(store.Cell, options);
-        var server = new OmegaServer(store.Cell, engine, new IPEndPoint(IPAddress.Loopback, 0), new ServerOptions { Publisher = new DurablePublisher(store) });
         var probe = new BindLatencyProbe();
         store.Cell.AddBindingListener(probe);
         var durations = new System.Collections.Concurrent.ConcurrentDictionary<JobId, double>();
@@ -101,7 +123,6 @@ internal static class RunCommand
         int exit;
         try
         {
-            server.Start();
             Console.WriteLine($"  server: {server.EndPoint}; registering {agentCount:N0} agents...");
             await fleet.StartAsync(cancel).ConfigureAwait(false);
             Console.WriteLine(FormattableString.Invariant($"  {fleet.Connected:N0} agents registered in {totalClock.Elapsed.TotalSeconds:0.0} s; cell holds {store.Cell.NodeCount:N0} nodes"));
@@ -155,7 +176,7 @@ internal static class RunCommand
             t.AddRow("bindings delivered to agents", FormattableString.Invariant($"{fleet.Received:N0}"), FormattableString.Invariant($"over loopback TCP, after durability; {fleet.Completed:N0} tasks completed by agents"));
             t.AddRow("bind latency p50 / p99 / p99.9", $"{Ms(bind.P50)} / {Ms(bind.P99)} / {Ms(bind.P999)}", "commit to agent (includes the FASTER group commit)");
             t.AddRow("commit latency p50 / p99", $"{Ms(commit.P50)} / {Ms(commit.P99)}", "in-memory commit of a scheduler transaction");
-            foreach (var k in options.Kinds)
+            foreach (var k in kindOptions)
             {
                 var tally = recorder.Schedulers.GetValueOrDefault(k.Name) ?? new SchedulerTally();
                 var (useful, wasted) = engine.Busyness(k.Name);
@@ -174,7 +195,7 @@ internal static class RunCommand
                 Console.WriteLine("measuring the same-run baseline (raw FASTER RMW, 2 threads, 3 s)...");
                 double rmw;
                 using (var faster = new Omega.Storage.Baseline.FasterRmwBaseline()) rmw = faster.Run(2, TimeSpan.FromSeconds(3), seed);
-                var kinds = options.Kinds.Select(k =>
+                var kinds = kindOptions.Select(k =>
                 {
                     var tally = recorder.Schedulers.GetValueOrDefault(k.Name) ?? new SchedulerTally();
                     var (useful, wasted) = engine.Busyness(k.Name);
@@ -215,10 +236,9 @@ internal static class RunCommand
         finally
         {
             await fleet.DisposeAsync().ConfigureAwait(false);
-            await server.DisposeAsync().ConfigureAwait(false);
             store.Cell.RemoveBindingListener(probe);
-            await engine.DisposeAsync().ConfigureAwait(false);
-            engine.Dispose();
+            // Stops the server, then the engine, then checkpoints and closes the store (Omega.Hosting).
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
         return exit;
     }

@@ -1,11 +1,10 @@
 using System.CommandLine;
 using System.Net;
-using System.Runtime.InteropServices;
-using Omega.Cells;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Omega.Cli.Fleet;
 using Omega.Cli.Load;
-using Omega.Scheduling;
-using Omega.Server;
+using Omega.Hosting;
 using Omega.Storage;
 
 namespace Omega.Cli.Run;
@@ -25,9 +24,11 @@ internal static class ServeCommand
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
+        var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -41,55 +42,80 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega serve: --batch-workers and --service-workers must be between 1 and 256");
                 return 2;
             }
-            using var metrics = MetricsExport.StartPrometheus(r.GetValue(metricsPort));
-            ICellStore store;
+            if (r.GetValue(nodeLease) is not (>= 0.1 and <= 3600))
+            {
+                Console.Error.WriteLine("omega serve: --node-lease must be between 0.1 and 3600 seconds");
+                return 2;
+            }
+            foreach (var t in r.GetValue(tenants) ?? [])
+                if (!Omega.Cells.Cell.IsValidTenantName(t))
+                {
+                    Console.Error.WriteLine($"omega serve: --tenant must be 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
+                    return 2;
+                }
+            if (r.GetValue(metricsPort) is < 1 or > 65535)
+            {
+                Console.Error.WriteLine("omega serve: --metrics-port must be between 1 and 65535");
+                return 2;
+            }
+            if (!MetricsExport.TryStartPrometheus("serve", r.GetValue(metricsPort), out var exporter)) return 1;
+            using var metrics = exporter;
+            // The store, engine and server are composed by Omega.Hosting (AddOmega); this command is its shell: flags in,
+            // its own lines out.
+            using var host = CliHost.Build(o =>
+            {
+                o.Listen = r.GetValue(listen)!;
+                o.InMemory = r.GetValue(inMemory);
+                o.DataDirectory = r.GetValue(data);
+                o.BatchWorkers = r.GetValue(batchWorkers);
+                o.ServiceWorkers = r.GetValue(serviceWorkers);
+                o.Server.NodeLease = TimeSpan.FromSeconds(r.GetValue(nodeLease));
+                foreach (var t in r.GetValue(tenants) ?? []) o.Tenants.Add(t);
+            });
+            var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
             {
-                store = r.GetValue(inMemory) ? CellStore.InMemory(new CellOptions { Name = "default" })
-                    : CellStore.Open(new StorageOptions { DataDirectory = r.GetValue(data) });
+                await host.StartAsync(CancellationToken.None).ConfigureAwait(false);
             }
             catch (StorageCorruptionException e)
             {
                 Console.Error.WriteLine($"omega serve: recovery refused: {e.Message} (see docs/storage.md, 'when recovery refuses a file')");
                 return 4;
             }
-            using (store)
+            catch (StorageLockedException e)
             {
-                var rec = store.Recovery;
-                Console.WriteLine(store.IsPersistent
-                    ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
-                    : "omega serve: in-memory cell");
-                // Signals first: a service manager may stop us the moment we say we are listening.
-                var stopped = new TaskCompletionSource();
-                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.TrySetResult(); });
-                using var reg = cancel.Register(() => stopped.TrySetResult()); // Ctrl+C: System.CommandLine cancels the action
-                var options = new SchedulingOptions();
-                options.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = r.GetValue(batchWorkers), QueueCapacity = 1_000_000 });
-                options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = r.GetValue(serviceWorkers), QueueCapacity = 100_000 });
-                var engine = new SchedulingEngine(store.Cell, options);
-                OmegaServer server;
-                try
-                {
-                    server = new OmegaServer(store.Cell, engine, endpoint, new ServerOptions { Publisher = new DurablePublisher(store), Checkpoint = ct => store.CheckpointAsync(ct) });
-                    server.Start();
-                }
-                catch (System.Net.Sockets.SocketException e)
-                {
-                    Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
-                    await engine.DisposeAsync().ConfigureAwait(false);
-                    return 1;
-                }
-                engine.Start();
-                Console.WriteLine($"omega serve: listening on {server.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
-
-                await stopped.Task.ConfigureAwait(false);
-
-                Console.WriteLine("omega serve: stopping");
-                await server.DisposeAsync().ConfigureAwait(false);
-                await engine.DisposeAsync().ConfigureAwait(false);
-                await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
-                Console.WriteLine($"omega serve: checkpointed at cell v{store.Cell.Version:N0}; closed");
+                Console.Error.WriteLine($"omega serve: {e.Message}; stop it or choose another --data");
+                return 1;
             }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
+                return 1;
+            }
+            catch (InvalidOperationException e) when (e.Message.StartsWith("cannot create tenant", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"omega serve: {e.Message}");
+                return 2;
+            }
+            var store = runtime.Store;
+            var rec = store.Recovery;
+            Console.WriteLine(store.IsPersistent
+                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
+                : "omega serve: in-memory cell");
+            // Signals were registered by the host's console lifetime as it started (SIGTERM, SIGINT: it stops the
+            // application) and by System.CommandLine (Ctrl+C: it cancels the action), before we say we are listening: a
+            // service manager may stop us the moment we do.
+            var stopped = new TaskCompletionSource();
+            using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
+            using var reg = cancel.Register(() => stopped.TrySetResult());
+            Console.WriteLine($"omega serve: listening on {runtime.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
+
+            await stopped.Task.ConfigureAwait(false);
+
+            Console.WriteLine("omega serve: stopping");
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            if (runtime.CheckpointedVersion is { } version) Console.WriteLine($"omega serve: checkpointed at cell v{version:N0}; closed");
+            else Console.WriteLine($"omega serve: closed at cell v{store.Cell.Version:N0} (in-memory: nothing kept)");
             return 0;
         });
         return cmd;
@@ -97,7 +123,7 @@ internal static class ServeCommand
 
     public static Command CreateAgents()
     {
-        var connect = new Option<string>("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var connect = new Option<string>("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
         var count = new Option<int>("--count") { Description = "Agents to run (one node and one connection each).", DefaultValueFactory = _ => 100 };
         var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 32 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 128 };
@@ -112,11 +138,12 @@ internal static class ServeCommand
         };
         cmd.SetAction(async (r, cancel) =>
         {
-            if (!IPEndPoint.TryParse(r.GetValue(connect)!, out var endpoint))
+            if (!Omega.Transport.FrameClient.TryParseEndPoint(r.GetValue(connect), out var parsed))
             {
-                Console.Error.WriteLine($"omega agents: --connect must be ADDRESS:PORT, not '{r.GetValue(connect)}'");
+                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT, not '{r.GetValue(connect)}'");
                 return 2;
             }
+            var endpoint = parsed!;
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
@@ -125,18 +152,17 @@ internal static class ServeCommand
             // Fail fast with one line when nothing listens there, instead of agents retrying forever.
             try
             {
-                using var probe = new System.Net.Sockets.TcpClient();
-                await probe.ConnectAsync(endpoint, cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                await Omega.Transport.FrameClient.ProbeAsync(endpoint, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
             {
-                Console.Error.WriteLine($"omega agents: cannot reach the server at {endpoint}: {e.Message}");
+                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {e.Message}");
                 return 1;
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!));
-            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {endpoint}, seed {s}");
+            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}, seed {s}");
             await fleet.StartAsync(cancel).ConfigureAwait(false);
             Console.WriteLine($"omega agents: {fleet.Connected:N0} registered");
             var until = r.GetValue(seconds) is { } sec ? DateTime.UtcNow.AddSeconds(sec) : DateTime.MaxValue;

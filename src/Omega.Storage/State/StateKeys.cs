@@ -20,12 +20,14 @@ internal enum EntryKind : byte
     // 15 matches the journal record kind ObjectPut (issue 12): key = 15 | UTF-8 object key (variable length, up to
     // Cell.MaxObjectKeyLength characters), value = version:i64 created:i64 encoded object. A delete is a tombstone.
     Object = 15,
+    // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
+    Tenant = 9,
 }
 
 /// <summary>Key layouts (little-endian): kind:u8 followed by the entity's id.</summary>
 internal static class StateKeys
 {
-    public const int MaxKeySize = 17;
+    public const int MaxKeySize = 21;
 
     public static int Meta(Span<byte> k)
     {
@@ -48,11 +50,17 @@ internal static class StateKeys
         return 13;
     }
 
-    public static int Outcome(Span<byte> k, IdempotencyKey key)
+    /// <summary>
+    /// An idempotency outcome: <c>6 keyHigh:u64 keyLow:u64 scheduler:i32</c> (21 bytes). Keys are scoped to the
+    /// scheduler that used them; a 17-byte key without the scheduler was written before that and restores under the
+    /// legacy scope.
+    /// </summary>
+    public static int Outcome(Span<byte> k, SchedulerId scheduler, IdempotencyKey key)
     {
         k[0] = (byte)EntryKind.Outcome;
         BinaryPrimitives.WriteUInt64LittleEndian(k[1..], key.High);
         BinaryPrimitives.WriteUInt64LittleEndian(k[9..], key.Low);
-        return 17;
+        BinaryPrimitives.WriteInt32LittleEndian(k[17..], scheduler.Value);
+        return 21;
     }
 }

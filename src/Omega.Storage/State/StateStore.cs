@@ -26,7 +26,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private readonly FasterKV<SpanByte, SpanByte> _store;
     private readonly string _checkpointDir;
     private readonly int _retention;
-    private readonly Queue<IdempotencyKey> _outcomeOrder = new();
+    private readonly Queue<(SchedulerId Scheduler, IdempotencyKey Key)> _outcomeOrder = new();
     private ClientSession<SpanByte, SpanByte, SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>>? _session;
     private byte[] _value = GC.AllocateArray<byte>(4096, pinned: true);
     private readonly byte[] _key = GC.AllocateArray<byte>(StateKeys.MaxKeySize, pinned: true);
@@ -93,8 +93,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private long ScanInto(CellRestorer restorer)
     {
         byte[]? domainLosses = null;
-        var order = new List<(long Order, IdempotencyKey Key)>();
-        var forgotten = new HashSet<IdempotencyKey>();
+        var order = new List<(long Order, (SchedulerId, IdempotencyKey) Key)>();
+        var forgotten = new HashSet<(SchedulerId, IdempotencyKey)>();
         long n = 0;
         using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
         {
@@ -127,21 +127,25 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                     case EntryKind.Quota when !deleted:
                         restorer.Quota(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
                         break;
+                    case EntryKind.Tenant when !deleted:
+                        restorer.Tenant(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v));
+                        break;
                     case EntryKind.Outcome:
                     {
                         var key = new IdempotencyKey(BinaryPrimitives.ReadUInt64LittleEndian(k[1..]), BinaryPrimitives.ReadUInt64LittleEndian(k[9..]));
+                        var scheduler = k.Length >= 21 ? new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[17..])) : CellRestorer.LegacyScope;
                         if (deleted)
                         {
-                            restorer.ForgetOutcome(key);
-                            forgotten.Add(key);
+                            restorer.ForgetOutcome(scheduler, key);
+                            forgotten.Add((scheduler, key));
                             break;
                         }
                         long ord = BinaryPrimitives.ReadInt64LittleEndian(v[21..]);
                         int count = BinaryPrimitives.ReadInt32LittleEndian(v[29..]);
-                        restorer.RestoreOutcome(key, BinaryPrimitives.ReadUInt64LittleEndian(v), (TransactionStatus)v[8], BinaryPrimitives.ReadInt64LittleEndian(v[9..]),
+                        restorer.RestoreOutcome(scheduler, key, BinaryPrimitives.ReadUInt64LittleEndian(v), (TransactionStatus)v[8], BinaryPrimitives.ReadInt64LittleEndian(v[9..]),
                             BinaryPrimitives.ReadInt32LittleEndian(v[17..]), MemoryMarshal.Cast<byte, ClaimStatus>(v.Slice(33, count)), ord);
-                        forgotten.Remove(key);
-                        order.Add((ord, key));
+                        forgotten.Remove((scheduler, key));
+                        order.Add((ord, (scheduler, key)));
                         break;
                     }
                     case EntryKind.Object:
@@ -156,7 +160,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                         domainLosses = v.ToArray();
                         break;
                     default:
-                        if (!deleted && (EntryKind)k[0] is > EntryKind.Outcome and not EntryKind.DomainLosses and not EntryKind.Object)
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] != EntryKind.Tenant && (EntryKind)k[0] != EntryKind.DomainLosses && (EntryKind)k[0] != EntryKind.Object)
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
@@ -172,7 +176,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         }
         // Rebuild the eviction order of the outcomes still remembered (oldest first), as the cell's index holds them.
         order.Sort(static (a, b) => a.Order.CompareTo(b.Order));
-        var seen = new HashSet<IdempotencyKey>();
+        var seen = new HashSet<(SchedulerId, IdempotencyKey)>();
         for (int i = order.Count - 1; i >= 0; i--)
             if (forgotten.Contains(order[i].Key) || !seen.Add(order[i].Key)) order.RemoveAt(i);
         foreach (var (_, key) in order) _outcomeOrder.Enqueue(key);
@@ -319,7 +323,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         NodeVersion(node, nodeVersion);
     }
 
-    public void Idempotency(IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
+    public void Idempotency(SchedulerId scheduler, IdempotencyKey key, ulong transactionHash, TransactionStatus status, long resultVersion, int applied, ReadOnlySpan<ClaimStatus> claims)
     {
         int len = 33 + claims.Length;
         var v = Value(len);
@@ -330,10 +334,14 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         BinaryPrimitives.WriteInt64LittleEndian(v[21..], _currentSequence);
         BinaryPrimitives.WriteInt32LittleEndian(v[29..], claims.Length);
         MemoryMarshal.AsBytes(claims).CopyTo(v[33..]);
-        Upsert(StateKeys.Outcome(_key, key), len);
+        Upsert(StateKeys.Outcome(_key, scheduler, key), len);
         // Mirror the cell's bounded index: forget the oldest outcome once more than the retention are remembered.
-        _outcomeOrder.Enqueue(key);
-        while (_outcomeOrder.Count > _retention) Delete(StateKeys.Outcome(_key, _outcomeOrder.Dequeue()));
+        _outcomeOrder.Enqueue((scheduler, key));
+        while (_outcomeOrder.Count > _retention)
+        {
+            var (oldScheduler, oldKey) = _outcomeOrder.Dequeue();
+            Delete(StateKeys.Outcome(_key, oldScheduler, oldKey));
+        }
     }
 
     public void Lease(SchedulerId id, string name, FencingToken token, DateTimeOffset expiresAt, bool released)
@@ -345,6 +353,14 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         v[16] = released ? (byte)1 : (byte)0;
         Encoding.UTF8.GetBytes(name, v[17..]);
         Upsert(StateKeys.ById(_key, EntryKind.Lease, id.Value), 17 + nameLen);
+    }
+
+    public void Tenant(TenantId tenant, string name)
+    {
+        int len = Encoding.UTF8.GetByteCount(name);
+        var v = Value(len);
+        Encoding.UTF8.GetBytes(name, v);
+        Upsert(StateKeys.ById(_key, EntryKind.Tenant, tenant.Value), len);
     }
 
     public void Quota(TenantId tenant, ResourceVector? limit)

@@ -1,0 +1,47 @@
+using Microsoft.Extensions.Logging;
+
+namespace Omega.Hosting;
+
+/// <summary>
+/// The hosting layer's log events (source-generated: no allocation or formatting unless the level is enabled). Event ids
+/// are stable (1000-1099 belong to Omega.Hosting) so operators can filter and alert on them.
+/// </summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1000, EventName = "StoreRecovered", Level = LogLevel.Information,
+        Message = "Recovered cell {CellName} v{CellVersion} from {DataDirectory}: {Allocations} bindings, from checkpoint {FromCheckpoint}, {RecordsReplayed} journal records replayed in {ElapsedMs:0.0} ms")]
+    public static partial void StoreRecovered(ILogger logger, string cellName, long cellVersion, string dataDirectory, long allocations, bool fromCheckpoint, long recordsReplayed, double elapsedMs);
+
+    [LoggerMessage(EventId = 1001, EventName = "InMemoryCell", Level = LogLevel.Information,
+        Message = "Cell {CellName} is in memory only: nothing survives a restart")]
+    public static partial void InMemoryCell(ILogger logger, string cellName);
+
+    [LoggerMessage(EventId = 1002, EventName = "StorageWarning", Level = LogLevel.Warning,
+        Message = "Storage warning for cell {CellName}: {Warning}")]
+    public static partial void StorageWarning(ILogger logger, string cellName, string warning);
+
+    [LoggerMessage(EventId = 1003, EventName = "SchedulingStarted", Level = LogLevel.Information,
+        Message = "Scheduling started: {BatchWorkers} batch and {ServiceWorkers} service workers, seed {Seed}")]
+    public static partial void SchedulingStarted(ILogger logger, int batchWorkers, int serviceWorkers, int seed);
+
+    [LoggerMessage(EventId = 1004, EventName = "Listening", Level = LogLevel.Information,
+        Message = "Omega server listening on {EndPoint}")]
+    public static partial void Listening(ILogger logger, System.Net.IPEndPoint endPoint);
+
+    [LoggerMessage(EventId = 1005, EventName = "Stopping", Level = LogLevel.Information,
+        Message = "Stopping: the server stops accepting, then the schedulers stop, then the store checkpoints and closes")]
+    public static partial void Stopping(ILogger logger);
+
+    [LoggerMessage(EventId = 1006, EventName = "Checkpointed", Level = LogLevel.Information,
+        Message = "Checkpointed cell {CellName} at v{CellVersion} in {DataDirectory}")]
+    public static partial void Checkpointed(ILogger logger, string cellName, long cellVersion, string dataDirectory);
+
+    [LoggerMessage(EventId = 1007, EventName = "Stopped", Level = LogLevel.Information,
+        Message = "Stopped cell {CellName} at v{CellVersion}")]
+    public static partial void Stopped(ILogger logger, string cellName, long cellVersion);
+
+
+    [LoggerMessage(EventId = 1008, EventName = "TenantCreated", Level = LogLevel.Information,
+        Message = "Created tenant {TenantName} as id {TenantId} in cell {CellName}")]
+    public static partial void TenantCreated(ILogger logger, string cellName, string tenantName, int tenantId);
+}

@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Net;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Omega.Cells;
+using Omega.Scheduling;
+using Omega.Server;
+using Omega.Storage;
+
+namespace Omega.Hosting;
+
+/// <summary>
+/// Runs Omega inside a generic host. Start: open the store (FASTER-durable, recovering checkpoint and journal tail, or in
+/// memory), build the scheduling engine and the TCP server (which binds its port), start the engine's workers, then
+/// start accepting connections. Stop, in reverse: stop accepting and close connections, stop the workers (releasing
+/// their leases), checkpoint the store and close it. The published pieces are on <see cref="OmegaRuntime"/>.
+/// </summary>
+/// <remarks>
+/// The durable gating lives here: the server pushes bindings to agents and acknowledges commits only up to the store's
+/// durable watermark (<see cref="IPublishableVersion"/> over <see cref="ICellStore.DurableVersion"/>), so nothing a
+/// client is told can be lost by a crash. The server itself does not know the store (it does not depend on Storage).
+/// Failures to start (a corrupt store: <see cref="StorageCorruptionException"/>; a data directory in use:
+/// <see cref="StorageLockedException"/>; a port in use: <see cref="System.Net.Sockets.SocketException"/>) propagate out
+/// of the host's StartAsync after whatever was opened is closed again.
+/// </remarks>
+public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
+{
+    private readonly IOptions<OmegaOptions> _options;
+    private readonly OmegaRuntime _runtime;
+    private readonly ILogger<OmegaHostedService> _logger;
+    private readonly TimeProvider _time;
+    private readonly IMeterFactory? _meters;
+    private ICellStore? _store;
+    private SchedulingEngine? _engine;
+    private OmegaServer? _server;
+
+    /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
+    /// <param name="options">The validated options.</param>
+    /// <param name="runtime">Where the running pieces are published.</param>
+    /// <param name="logger">The hosting log (event ids 1000-1099).</param>
+    /// <param name="time">The clock for the cell's leases, the engine and the server's node lifecycle.</param>
+    /// <param name="meters">Creates the cell's, the engine's and the store's meters (null: each creates its own).</param>
+    public OmegaHostedService(IOptions<OmegaOptions> options, OmegaRuntime runtime, ILogger<OmegaHostedService> logger, TimeProvider time, IMeterFactory? meters = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _runtime = runtime ?? throw new ArgumentNullException(nameof(runtime));
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        _time = time ?? throw new ArgumentNullException(nameof(time));
+        _meters = meters;
+    }
+
+    /// <inheritdoc />
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var o = _options.Value;
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            _store = OpenStore(o);
+            cancellationToken.ThrowIfCancellationRequested();
+            await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
+
+            var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000 });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000 });
+            o.ConfigureScheduling?.Invoke(scheduling);
+            _engine = new SchedulingEngine(_store.Cell, scheduling);
+
+            var store = _store;
+            o.Server.Publisher = new DurablePublisher(store);
+            o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
+            o.Server.Time = _time;
+            // Binds the port: a port in use fails here, before any worker runs.
+            _server = new OmegaServer(_store.Cell, _engine, IPEndPoint.Parse(o.Listen), o.Server);
+
+            if (o.StartScheduling)
+            {
+                _engine.Start();
+                Log.SchedulingStarted(_logger, o.BatchWorkers, o.ServiceWorkers, _engine.Seed);
+            }
+            _server.Start();
+            Log.Listening(_logger, _server.EndPoint);
+            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null);
+        }
+        catch (Exception e)
+        {
+            _runtime.SetFailed(e);
+            await CloseAsync(checkpoint: false).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    // Tenants named in the options are created before anything can submit to them, and durably: a job accepted for a
+    // tenant must never outlive the tenant across kill -9.
+    private async Task CreateConfiguredTenantsAsync(ICellStore store, OmegaOptions o, CancellationToken cancellationToken)
+    {
+        foreach (var t in o.Tenants)
+        {
+            var status = store.Cell.CreateTenant(t, null, out var id);
+            if (status == TenantOpStatus.LimitReached)
+                throw new InvalidOperationException($"cannot create tenant '{t}': the cell holds its maximum of {store.Cell.TenantCount} tenants");
+            if (status == TenantOpStatus.Ok) Log.TenantCreated(_logger, o.CellName, t, id.Value);
+        }
+        await store.WaitForDurableAsync(store.Cell.JournalSequence, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ICellStore OpenStore(OmegaOptions o)
+    {
+        var cell = o.Storage.Cell;
+        cell.Name = o.CellName;
+        cell.Time = _time;
+        cell.MeterFactory = _meters;
+        if (o.InMemory)
+        {
+            var memory = CellStore.InMemory(cell);
+            Log.InMemoryCell(_logger, o.CellName);
+            return memory;
+        }
+        var storage = o.Storage;
+        storage.DataDirectory = o.DataDirectory;
+        // Storage reports through a callback so that it carries no logging dependency; here the callback is the log.
+        string cellName = o.CellName;
+        storage.Warning = message => Log.StorageWarning(_logger, cellName, message);
+        var clock = Stopwatch.StartNew();
+        var store = CellStore.Open(storage);
+        var r = store.Recovery;
+        double elapsedMs = clock.Elapsed.TotalMilliseconds;
+        string dir = DataDirectoryOf(o);
+        Log.StoreRecovered(_logger, o.CellName, r.CellVersion, dir, r.Allocations, r.FromCheckpoint, r.RecordsReplayed, elapsedMs);
+        return store;
+    }
+
+    private static string DataDirectoryOf(OmegaOptions o)
+        => o.DataDirectory ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", o.CellName);
+
+    /// <inheritdoc />
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_store is null) return;
+        Log.Stopping(_logger);
+        long? checkpointed = await CloseAsync(checkpoint: true).ConfigureAwait(false);
+        _runtime.SetStopped(checkpointed);
+    }
+
+    /// <summary>Stops what was started, in reverse order; checkpoints a durable store first when asked. Idempotent.</summary>
+    private async Task<long?> CloseAsync(bool checkpoint)
+    {
+        if (_server is { } server)
+        {
+            _server = null;
+            await server.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_engine is { } engine)
+        {
+            _engine = null;
+            await engine.DisposeAsync().ConfigureAwait(false);
+        }
+        long? checkpointed = null;
+        if (_store is { } store)
+        {
+            _store = null;
+            string cellName = store.Cell.Name;
+            if (checkpoint && store.IsPersistent)
+            {
+                // Not cancellable on purpose: a checkpoint cut short leaves the journal to replay (safe, but slower to
+                // open); the host's shutdown timeout bounds how long the whole stop may take.
+                await store.CheckpointAsync(CancellationToken.None).ConfigureAwait(false);
+                checkpointed = store.Cell.Version;
+                string dir = DataDirectoryOf(_options.Value);
+                Log.Checkpointed(_logger, cellName, checkpointed.Value, dir);
+            }
+            store.Dispose();
+            if (checkpoint) Log.Stopped(_logger, cellName, store.Cell.Version);
+        }
+        return checkpointed;
+    }
+
+    /// <summary>Closes whatever is still open when the host is disposed without a stop (a failed start elsewhere).</summary>
+    public async ValueTask DisposeAsync() => await CloseAsync(checkpoint: false).ConfigureAwait(false);
+
+    /// <summary>The server's durable watermark: bindings are pushed, and commit replies sent, only up to what the store has made durable.</summary>
+    private sealed class DurablePublisher(ICellStore store) : IPublishableVersion
+    {
+        public long PublishableVersion => store.DurableVersion;
+
+        public long PublishableSequence => store.DurableSequence;
+    }
+}

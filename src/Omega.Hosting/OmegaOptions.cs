@@ -1,0 +1,81 @@
+using Omega.Scheduling;
+using Omega.Server;
+using Omega.Storage;
+
+namespace Omega.Hosting;
+
+/// <summary>
+/// What <see cref="OmegaServiceCollectionExtensions.AddOmega"/> runs: the store (FASTER-durable or in memory), the
+/// scheduling engine's two scheduler kinds and the TCP server. Bound from the configuration section
+/// <see cref="SectionName"/> (for example <c>Omega:Listen</c>, <c>Omega:DataDirectory</c>, <c>Omega:Server:NodeLease</c>,
+/// <c>Omega:Storage:GroupCommitWindow</c>), then changed by the code's configure delegate, then validated when the host
+/// starts (<see cref="OmegaOptionsValidator"/>): invalid options stop the host before anything is opened.
+/// </summary>
+public sealed class OmegaOptions
+{
+    /// <summary>The configuration section the options are bound from: <c>Omega</c>.</summary>
+    public const string SectionName = "Omega";
+
+    /// <summary>
+    /// The cell's name: a metric tag (<c>cell</c>) that tells two engines in one process apart, and the default data
+    /// directory's last part. Default <c>default</c>.
+    /// </summary>
+    public string CellName { get; set; } = "default";
+
+    /// <summary>Keep the cell in memory only: nothing survives a restart, and there is nothing to checkpoint. Default false.</summary>
+    public bool InMemory { get; set; }
+
+    /// <summary>
+    /// The FASTER data directory (journal, store, checkpoints). Null: the user's local data folder, <c>omega/{CellName}</c>
+    /// (on Linux <c>~/.local/share/omega/default</c>). Ignored when <see cref="InMemory"/>.
+    /// </summary>
+    public string? DataDirectory { get; set; }
+
+    /// <summary>The TCP server's address, <c>ADDRESS:PORT</c>; port 0 picks a free port (read it from <see cref="OmegaRuntime.EndPoint"/>). Default <c>127.0.0.1:7077</c>.</summary>
+    public string Listen { get; set; } = "127.0.0.1:7077";
+
+    /// <summary>Workers of the <c>batch</c> scheduler kind (the engine's first kind: jobs submitted without a kind go there). 1-256, default 2.</summary>
+    public int BatchWorkers { get; set; } = 2;
+
+    /// <summary>
+    /// Tenants created at start unless they exist (names: 1-64 letters, digits, '.', '_' or '-'); others are created
+    /// by an operator over the wire. The <c>default</c> tenant always exists. Their creation is durable before the
+    /// server accepts a connection.
+    /// </summary>
+    public IList<string> Tenants { get; } = new List<string>();
+
+    /// <summary>Workers of the <c>service</c> scheduler kind. 1-256, default 1.</summary>
+    public int ServiceWorkers { get; set; } = 1;
+
+    /// <summary>Seed of the schedulers' sampling (null: random, readable afterwards from <see cref="SchedulingEngine.Seed"/>).</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>Keep a decision record for one placement decision in this many (1: every one). Default 1.</summary>
+    public int DecisionSampleEvery { get; set; } = 1;
+
+    /// <summary>
+    /// Start the scheduler workers when the host starts. Default true. A host that wants its nodes registered before any
+    /// job is scheduled (<c>omega run</c> registers its agent fleet first) sets false and calls
+    /// <see cref="SchedulingEngine.Start"/> on <see cref="OmegaRuntime.Engine"/> itself; stopping the host stops it.
+    /// </summary>
+    public bool StartScheduling { get; set; } = true;
+
+    /// <summary>
+    /// Server options (node lease, eviction rate, transport limits). The host sets the parts it owns: the durable
+    /// publisher, the checkpoint callback and the clock.
+    /// </summary>
+    public ServerOptions Server { get; set; } = new();
+
+    /// <summary>
+    /// Storage options (group commit, checkpoint interval, FASTER memory sizes) and, in <see cref="StorageOptions.Cell"/>,
+    /// the cell's limits. The host sets the parts it owns: the data directory, the cell's name, clock and meter factory,
+    /// and the warning callback (storage warnings go to the host's logger).
+    /// </summary>
+    public StorageOptions Storage { get; set; } = new();
+
+    /// <summary>
+    /// Called last on the engine's options, after the two kinds are added from <see cref="BatchWorkers"/> and
+    /// <see cref="ServiceWorkers"/>: the place for what configuration does not carry (pipelines, guarantees, more kinds).
+    /// </summary>
+    public Action<SchedulingOptions>? ConfigureScheduling { get; set; }
+}

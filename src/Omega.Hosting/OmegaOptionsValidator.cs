@@ -1,0 +1,47 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace Omega.Hosting;
+
+/// <summary>
+/// Validates <see cref="OmegaOptions"/> when the host starts (registered with <c>ValidateOnStart</c>), so a bad value is
+/// one <see cref="OptionsValidationException"/> naming every problem, before a store is opened or a port bound.
+/// </summary>
+public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
+{
+    /// <inheritdoc />
+    public ValidateOptionsResult Validate(string? name, OmegaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        if (string.IsNullOrWhiteSpace(options.CellName)) failures.Add("Omega:CellName must not be empty");
+        if (!IPEndPoint.TryParse(options.Listen ?? "", out var endpoint) || !(options.Listen ?? "").Contains(':', StringComparison.Ordinal))
+            failures.Add($"Omega:Listen must be ADDRESS:PORT (port 0 picks a free one), not '{options.Listen}'");
+        else if (endpoint.Port is < 0 or > 65535) failures.Add($"Omega:Listen port must be 0-65535, not {endpoint.Port}");
+        if (options.BatchWorkers is < 1 or > 256) failures.Add($"Omega:BatchWorkers must be between 1 and 256, not {options.BatchWorkers}");
+        if (options.ServiceWorkers is < 1 or > 256) failures.Add($"Omega:ServiceWorkers must be between 1 and 256, not {options.ServiceWorkers}");
+        if (options.DecisionSampleEvery < 1) failures.Add($"Omega:DecisionSampleEvery must be at least 1, not {options.DecisionSampleEvery}");
+        if (options.Server is null) failures.Add("Omega:Server must not be null");
+        else
+        {
+            if (options.Server.NodeLease <= TimeSpan.Zero) failures.Add($"Omega:Server:NodeLease must be positive, not {options.Server.NodeLease}");
+            if (options.Server.EvictionsPerSecond <= 0 || double.IsNaN(options.Server.EvictionsPerSecond))
+                failures.Add($"Omega:Server:EvictionsPerSecond must be positive, not {options.Server.EvictionsPerSecond}");
+            if (options.Server.MassSilenceFraction is <= 0 or > 1 || double.IsNaN(options.Server.MassSilenceFraction))
+                failures.Add($"Omega:Server:MassSilenceFraction must be in (0, 1], not {options.Server.MassSilenceFraction}");
+        }
+        if (options.Storage is null) failures.Add("Omega:Storage must not be null");
+        else
+        {
+            if (options.Storage.CheckpointInterval is { } interval && interval <= TimeSpan.Zero)
+                failures.Add($"Omega:Storage:CheckpointInterval must be positive (or unset to disable), not {interval}");
+            if (options.Storage.GroupCommitWindow < TimeSpan.Zero) failures.Add($"Omega:Storage:GroupCommitWindow must not be negative, not {options.Storage.GroupCommitWindow}");
+            if (options.Storage.Cell is null) failures.Add("Omega:Storage:Cell must not be null");
+            else if (options.Storage.Cell.InitialNodeCapacity < 1) failures.Add($"Omega:Storage:Cell:InitialNodeCapacity must be at least 1, not {options.Storage.Cell.InitialNodeCapacity}");
+        }
+        foreach (var t in options.Tenants)
+            if (!Omega.Cells.Cell.IsValidTenantName(t))
+                failures.Add($"Omega:Tenants: a tenant name is 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

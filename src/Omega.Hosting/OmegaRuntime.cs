@@ -1,0 +1,71 @@
+using System.Net;
+using Omega.Cells;
+using Omega.Scheduling;
+using Omega.Server;
+using Omega.Storage;
+
+namespace Omega.Hosting;
+
+/// <summary>
+/// The running pieces of an Omega host, injectable (a singleton registered by
+/// <see cref="OmegaServiceCollectionExtensions.AddOmega"/>): the store and its cell, the scheduling engine and the TCP
+/// server. Filled in by <see cref="OmegaHostedService"/> when the host starts; reading a piece before that throws
+/// <see cref="InvalidOperationException"/>. After the host stops, the pieces are disposed (the cell stays readable).
+/// </summary>
+public sealed class OmegaRuntime
+{
+    private ICellStore? _store;
+    private SchedulingEngine? _engine;
+    private OmegaServer? _server;
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>True once the store is open, the engine built and the server listening.</summary>
+    public bool IsRunning { get; private set; }
+
+    /// <summary>Completes when the host has started Omega (faults if starting failed).</summary>
+    public Task Started => _started.Task;
+
+    /// <summary>The store: the authoritative cell plus its durable watermark (FASTER, or in memory).</summary>
+    public ICellStore Store => _store ?? throw NotStarted();
+
+    /// <summary>The authoritative cell.</summary>
+    public Cell Cell => Store.Cell;
+
+    /// <summary>The scheduling engine (its workers run unless <see cref="OmegaOptions.StartScheduling"/> was false).</summary>
+    public SchedulingEngine Engine => _engine ?? throw NotStarted();
+
+    /// <summary>The TCP server (node agents, external schedulers, operator commands).</summary>
+    public OmegaServer Server => _server ?? throw NotStarted();
+
+    /// <summary>The address the server listens on (the real port when <see cref="OmegaOptions.Listen"/> asked for port 0).</summary>
+    public IPEndPoint EndPoint => Server.EndPoint;
+
+    /// <summary>What opening the store found: the checkpoint, the journal records replayed, warnings.</summary>
+    public RecoveryReport Recovery => Store.Recovery;
+
+    /// <summary>The FASTER data directory in use; null for an in-memory cell.</summary>
+    public string? DataDirectory { get; private set; }
+
+    /// <summary>The cell version of the checkpoint taken when the host stopped; null until then, and always for an in-memory cell.</summary>
+    public long? CheckpointedVersion { get; private set; }
+
+    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory)
+    {
+        _store = store;
+        _engine = engine;
+        _server = server;
+        DataDirectory = dataDirectory;
+        IsRunning = true;
+        _started.TrySetResult();
+    }
+
+    internal void SetFailed(Exception e) => _started.TrySetException(e);
+
+    internal void SetStopped(long? checkpointedVersion)
+    {
+        CheckpointedVersion = checkpointedVersion;
+        IsRunning = false;
+    }
+
+    private static InvalidOperationException NotStarted() => new("Omega is not running: start the host (AddOmega's hosted service opens the store and starts the engine and server)");
+}
