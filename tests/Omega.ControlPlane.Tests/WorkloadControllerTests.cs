@@ -15,6 +15,8 @@ internal sealed class Plane : IDisposable
         _durable = durability is not null;
         Cell = cell;
         Time = time;
+        // Tenants exist before use; a reopened cell already has them.
+        if (!cell.TryGetTenant("t1", out _)) cell.CreateTenant("t1", null, out _);
         if (addNodes)
             for (int i = 0; i < 8; i++) cell.AddNode(new NodeSpec($"n{i}", ResourceVector.FromCoresAndGiB(4, 16), $"rack-{i % 2}"));
         Store = new ObjectStore(cell, new ObjectStoreOptions { Time = time }, durability);

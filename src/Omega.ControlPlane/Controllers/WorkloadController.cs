@@ -30,8 +30,11 @@ public sealed class WorkloadControllerOptions
     /// <summary>Decides readiness of bound replicas.</summary>
     public IReplicaObserver Observer { get; set; } = ReplicaObserver.BoundIsRunning;
 
-    /// <summary>Maps <c>metadata.tenant</c> to an engine tenant; null when unknown. Default: <c>t7</c> or <c>7</c> → 7.</summary>
-    public Func<string, TenantId?> TenantResolver { get; set; } = DefaultTenant;
+    /// <summary>
+    /// Maps <c>metadata.tenant</c> to an engine tenant; null when unknown. Default (null): the cell's tenant registry by
+    /// name, so a workload can only run for a tenant an operator created.
+    /// </summary>
+    public Func<string, TenantId?>? TenantResolver { get; set; }
 
     /// <summary>How soon to look again while converging (pending placements, retiring replicas).</summary>
     public TimeSpan ProgressRequeue { get; set; } = TimeSpan.FromMilliseconds(200);
@@ -42,13 +45,6 @@ public sealed class WorkloadControllerOptions
     /// <summary>How long a replica the engine parked (unplaceable) waits before it is retried under a new serial.</summary>
     public TimeSpan ParkedRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>The default tenant resolver.</summary>
-    public static TenantId? DefaultTenant(string tenant)
-    {
-        var s = tenant.AsSpan();
-        if (s.Length > 1 && s[0] == 't') s = s[1..];
-        return int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out int id) ? new TenantId(id) : null;
-    }
 }
 
 /// <summary>
@@ -114,7 +110,7 @@ public sealed class WorkloadController : IReconciler
         var spec = w.Spec;
         var status = w.Status;
         long gen = w.Metadata.Generation;
-        var tenant = _options.TenantResolver(w.Metadata.Tenant);
+        var tenant = _options.TenantResolver is { } resolve ? resolve(w.Metadata.Tenant) : (_engine.Cell.TryGetTenant(w.Metadata.Tenant, out var known) ? known : null);
         if (tenant is null || uid >= 1L << (62 - SerialBits))
         {
             string why = tenant is null ? "UnknownTenant" : "InvalidSpec";
