@@ -77,6 +77,17 @@ public static class CellRecord
                 visitor.DomainLoss(domain, author, reason, at, withdrawn: kind == CellRecordKind.DomainLossWithdrawn);
                 break;
             }
+            case CellRecordKind.ObjectPut:
+            {
+                string key = r.String();
+                long created = r.I64();
+                int n = r.I32();
+                visitor.ObjectPut(key, created, r.Bytes(n));
+                break;
+            }
+            case CellRecordKind.ObjectDelete:
+                visitor.ObjectDeleted(r.String());
+                break;
             case CellRecordKind.TenantCreated:
             {
                 var tenant = new TenantId(r.I32());

@@ -32,6 +32,12 @@ public enum CellRecordKind : byte
 
     /// <summary>A domain-loss confirmation was withdrawn (domain, author, reason, time).</summary>
     DomainLossWithdrawn = 14,
+
+    /// <summary>A control-plane object was created or replaced (key, creation version, encoded value); its resourceVersion is the record's cell version.</summary>
+    ObjectPut = 15,
+
+    /// <summary>A control-plane object was deleted (key); the deletion's resourceVersion is the record's cell version.</summary>
+    ObjectDelete = 16,
     /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
     TenantCreated = 9,
 }

@@ -16,6 +16,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly List<RestoredLease?> _leases = new();
     private readonly Dictionary<int, ResourceVector?> _quotas = new();
     private readonly List<DomainLossConfirmation> _domainLosses = new();
+    private readonly Dictionary<string, StoredObject> _objects = new(StringComparer.Ordinal);
     private readonly Dictionary<int, string> _tenants = new();
     private readonly Dictionary<IdempotencyIndex.ScopedKey, RestoredOutcome> _outcomes = new();
     private long _version;
@@ -94,6 +95,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         outcomes.Sort(static (a, b) => a.Value.Order.CompareTo(b.Value.Order));
         _cell.CompleteRestore(nodes, leases, _tenants, _quotas, outcomes, _version, _sequence);
         _cell.RestoreDomainLosses(_domainLosses.ToArray());
+        _cell.RestoreObjects(_objects);
         return _cell;
     }
 
@@ -161,6 +163,19 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         _domainLosses.RemoveAll(d => string.Equals(d.Domain, domain, StringComparison.Ordinal));
         if (!withdrawn) _domainLosses.Add(new DomainLossConfirmation(domain, author, reason, at, version));
     }
+
+    /// <inheritdoc />
+    public void ObjectPut(string key, long created, ReadOnlySpan<byte> value) => RestoreObject(key, value, _version, created);
+
+    /// <inheritdoc />
+    public void ObjectDeleted(string key) => _objects.Remove(key);
+
+    /// <summary>
+    /// Restores a control-plane object with the version of its last write and its creation version (a checkpoint keeps
+    /// both; journal replay takes the version from the record header).
+    /// </summary>
+    public void RestoreObject(string key, ReadOnlySpan<byte> value, long version, long created)
+        => _objects[key] = new StoredObject(key, value.ToArray(), version, created);
 
     /// <inheritdoc />
     public void Tenant(TenantId tenant, string name) => _tenants[tenant.Value] = name;

@@ -36,6 +36,16 @@ public interface ICellRecordVisitor
     /// withdrawn (true); the confirmation's version is the record's cell version.
     /// </summary>
     void DomainLoss(string domain, string author, string reason, DateTimeOffset at, bool withdrawn);
+
+    /// <summary>
+    /// A control-plane object was written (<see cref="CellRecordKind.ObjectPut"/>): its key, the version of the write that
+    /// created it and its encoded value; its version is the record's cell version. The default ignores it (a visitor
+    /// that does not keep objects).
+    /// </summary>
+    void ObjectPut(string key, long created, ReadOnlySpan<byte> value) { }
+
+    /// <summary>A control-plane object was deleted (<see cref="CellRecordKind.ObjectDelete"/>). The default ignores it.</summary>
+    void ObjectDeleted(string key) { }
     /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
     void Tenant(TenantId tenant, string name);
 }

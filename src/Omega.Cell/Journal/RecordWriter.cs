@@ -50,6 +50,8 @@ internal sealed class RecordWriter
 
     public void PatchI32(int at, int v) => BinaryPrimitives.WriteInt32LittleEndian(_buf.AsSpan(at, 4), v);
 
+    public void Bytes(ReadOnlySpan<byte> bytes) => bytes.CopyTo(Take(bytes.Length));
+
     public void Resources(ResourceVector r)
     {
         var s = Take(32);

@@ -16,6 +16,10 @@ internal enum EntryKind : byte
     // 13 matches the journal record kind (liveness range): one entry, key (13, 0), holding every domain-loss
     // confirmation in effect. Few domains are ever confirmed, so rewriting the whole list keeps restore trivial.
     DomainLosses = 13,
+
+    // 15 matches the journal record kind ObjectPut (issue 12): key = 15 | UTF-8 object key (variable length, up to
+    // Cell.MaxObjectKeyLength characters), value = version:i64 created:i64 encoded object. A delete is a tombstone.
+    Object = 15,
     // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
     Tenant = 9,
 }

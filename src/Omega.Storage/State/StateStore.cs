@@ -30,6 +30,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private ClientSession<SpanByte, SpanByte, SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>>? _session;
     private byte[] _value = GC.AllocateArray<byte>(4096, pinned: true);
     private readonly byte[] _key = GC.AllocateArray<byte>(StateKeys.MaxKeySize, pinned: true);
+    // Object keys are variable length (1 + up to 3 UTF-8 bytes per character); a pinned buffer of their own.
+    private readonly byte[] _objectKey = GC.AllocateArray<byte>(1 + 3 * Cell.MaxObjectKeyLength, pinned: true);
     private long _currentSequence;
     private long _currentVersion;
     private readonly List<DomainLossConfirmation> _domainLosses = new();
@@ -146,12 +148,19 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                         order.Add((ord, (scheduler, key)));
                         break;
                     }
+                    case EntryKind.Object:
+                    {
+                        string key = Encoding.UTF8.GetString(k[1..]);
+                        if (deleted) restorer.ObjectDeleted(key);
+                        else restorer.RestoreObject(key, v[16..], BinaryPrimitives.ReadInt64LittleEndian(v), BinaryPrimitives.ReadInt64LittleEndian(v[8..]));
+                        break;
+                    }
                     case EntryKind.DomainLosses when !deleted:
                         // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
                         domainLosses = v.ToArray();
                         break;
                     default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] != EntryKind.Tenant && (EntryKind)k[0] != EntryKind.DomainLosses)
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] != EntryKind.Tenant && (EntryKind)k[0] != EntryKind.DomainLosses && (EntryKind)k[0] != EntryKind.Object)
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
@@ -222,6 +231,29 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
             pos += 16;
         }
         Upsert(StateKeys.ById(_key, EntryKind.DomainLosses, 0), len);
+    }
+
+    public void ObjectPut(string key, long created, ReadOnlySpan<byte> value)
+    {
+        var v = Value(16 + value.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(v, _currentVersion);
+        BinaryPrimitives.WriteInt64LittleEndian(v[8..], created);
+        value.CopyTo(v[16..]);
+        var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, ObjectKey(key)));
+        var val = SpanByte.FromFixedSpan(_value.AsSpan(0, 16 + value.Length));
+        Session.Upsert(ref key2, ref val);
+    }
+
+    public void ObjectDeleted(string key)
+    {
+        var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, ObjectKey(key)));
+        Session.Delete(ref key2);
+    }
+
+    private int ObjectKey(string key)
+    {
+        _objectKey[0] = (byte)EntryKind.Object;
+        return 1 + Encoding.UTF8.GetBytes(key, _objectKey.AsSpan(1));
     }
 
     private static int WriteString(Span<byte> s, string text)

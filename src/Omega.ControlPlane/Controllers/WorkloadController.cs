@@ -1,0 +1,366 @@
+using System.Globalization;
+using System.Text;
+using Omega.Cells;
+using Omega.Scheduling;
+
+namespace Omega.ControlPlane.Controllers;
+
+/// <summary>Tells the workload controller whether a bound replica runs (until agents report readiness).</summary>
+public interface IReplicaObserver
+{
+    /// <summary>True when the agent reported the binding of <paramref name="task"/> at <paramref name="generation"/> running.</summary>
+    bool IsRunning(TaskId task, long generation);
+}
+
+/// <summary>Ready-made replica observers.</summary>
+public static class ReplicaObserver
+{
+    /// <summary>Treats every bound replica as running (the default until agents report readiness).</summary>
+    public static IReplicaObserver BoundIsRunning { get; } = new Bound();
+
+    private sealed class Bound : IReplicaObserver
+    {
+        public bool IsRunning(TaskId task, long generation) => true;
+    }
+}
+
+/// <summary>Settings of the <see cref="WorkloadController"/>.</summary>
+public sealed class WorkloadControllerOptions
+{
+    /// <summary>Decides readiness of bound replicas.</summary>
+    public IReplicaObserver Observer { get; set; } = ReplicaObserver.BoundIsRunning;
+
+    /// <summary>
+    /// Maps <c>metadata.tenant</c> to an engine tenant; null when unknown. Default (null): the cell's tenant registry by
+    /// name, so a workload can only run for a tenant an operator created.
+    /// </summary>
+    public Func<string, TenantId?>? TenantResolver { get; set; }
+
+    /// <summary>How soon to look again while converging (pending placements, retiring replicas).</summary>
+    public TimeSpan ProgressRequeue { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The pause between scale-down steps of at most maxUnavailable ready replicas.</summary>
+    public TimeSpan ScaleDownPause { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>How long a replica the engine parked (unplaceable) waits before it is retried under a new serial.</summary>
+    public TimeSpan ParkedRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+}
+
+/// <summary>
+/// The workload controller (docs/control-plane.md, "The workload controller"): brings each <see cref="Workload"/>'s
+/// bindings to its spec through the scheduling engine and writes its status. Level-triggered and idempotent: every
+/// job id it submits is recorded in the status (write-ahead) and derived from the workload's uid and a serial, so a
+/// restart at any point converges with no duplicate binding.
+/// </summary>
+public sealed class WorkloadController : IReconciler
+{
+    /// <summary>The bit that marks control-plane job ids (kept clear of ids submitted directly to the engine).</summary>
+    public const long JobIdSpace = 1L << 62;
+
+    /// <summary>Bits of the per-workload serial in a job id.</summary>
+    public const int SerialBits = 20;
+
+    private readonly ObjectStore _store;
+    private readonly SchedulingEngine _engine;
+    private readonly WorkloadControllerOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Dictionary<string, DateTimeOffset> _parkedSince = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+
+    /// <summary>Creates the controller over a store and an engine (whose cell holds the bindings).</summary>
+    public WorkloadController(ObjectStore store, SchedulingEngine engine, TimeProvider? time = null, WorkloadControllerOptions? options = null)
+    {
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _engine = engine ?? throw new ArgumentNullException(nameof(engine));
+        _options = options ?? new WorkloadControllerOptions();
+        _time = time ?? engine.Time;
+    }
+
+    /// <summary>Which objects the controller watches.</summary>
+    public static ObjectFilter Filter => new(Workload.KindName);
+
+    /// <summary>The engine job id backing serial <paramref name="serial"/> of the workload with uid <paramref name="uid"/>.</summary>
+    public static JobId JobFor(long uid, int serial) => new(JobIdSpace | (uid << SerialBits) | (uint)serial);
+
+    /// <summary>The task backing serial <paramref name="serial"/> of the workload with uid <paramref name="uid"/>.</summary>
+    public static TaskId TaskFor(long uid, int serial) => new(JobFor(uid, serial), 0);
+
+    /// <summary>Creates a runner for this controller.</summary>
+    public ControllerRunner CreateRunner(IControllerScheduler scheduler, ControllerRunnerOptions? options = null)
+        => new(_store, this, Filter, scheduler, options);
+
+    /// <inheritdoc />
+    public async ValueTask<ReconcileResult> ReconcileAsync(ObjectKey key, CancellationToken cancellationToken)
+    {
+        if (_store.Get(key).Object is not Workload w) return ReconcileResult.Done;
+        var now = _time.GetUtcNow();
+        long uid = w.Metadata.Uid;
+        var cell = _engine.Cell;
+
+        if (w.Metadata.DeletionTimestamp is not null) return await FinalizeAsync(w, uid, cancellationToken).ConfigureAwait(false);
+        if (!w.Metadata.Finalizers.Contains(Workload.BindingsFinalizer))
+        {
+            // Before anything can be bound, make sure deletion will wait for the bindings' release.
+            w.Metadata.Finalizers.Add(Workload.BindingsFinalizer);
+            var r = await _store.UpdateAsync(w, cancellationToken).ConfigureAwait(false);
+            return r.IsOk ? ReconcileResult.After(TimeSpan.FromTicks(1)) : ReconcileResult.Retry;
+        }
+
+        var spec = w.Spec;
+        var status = w.Status;
+        long gen = w.Metadata.Generation;
+        var tenant = _options.TenantResolver is { } resolve ? resolve(w.Metadata.Tenant) : (_engine.Cell.TryGetTenant(w.Metadata.Tenant, out var known) ? known : null);
+        if (tenant is null || uid >= 1L << (62 - SerialBits))
+        {
+            string why = tenant is null ? "UnknownTenant" : "InvalidSpec";
+            string msg = tenant is null ? $"tenant '{w.Metadata.Tenant}' does not map to an engine tenant" : "the workload's uid exceeds the job id space";
+            Conditions.Set(status.Conditions, "Degraded", ConditionStatus.True, why, msg, gen, now);
+            Conditions.Set(status.Conditions, "Progressing", ConditionStatus.False, why, msg, gen, now);
+            status.ObservedGeneration = gen;
+            var r = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
+            return r.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
+        }
+
+        // ------------------------------------------------------------ observe
+        var completed = SlotSet.Parse(status.CompletedSlots);
+        bool batch = spec.Type == WorkloadType.Batch;
+        bool changed = false; // the write-ahead part of the status (assignments, serials, retired, completed)
+        var assignments = new List<ReplicaAssignment>(status.Replicas);
+        var retired = new List<int>(status.Retired);
+        var bySlot = new Dictionary<int, ReplicaAssignment>();
+        string? pendingReason = null;
+        for (int i = assignments.Count - 1; i >= 0; i--)
+        {
+            var a = assignments[i];
+            if (!bySlot.TryAdd(a.Slot, a))
+            {
+                // Two serials for one slot (cannot happen through this code; repair it anyway): retire the extra.
+                retired.Add(a.Serial);
+                assignments.RemoveAt(i);
+                changed = true;
+            }
+        }
+        var toReplace = new List<ReplicaAssignment>();
+        foreach (var a in assignments)
+        {
+            var task = TaskFor(uid, a.Serial);
+            if (cell.TryGetAllocation(task, out _)) continue;
+            if (!_engine.TryGetJob(task.Job, out var js)) continue; // resubmitted below
+            if (js.Phase == JobPhase.Completed)
+            {
+                if (batch)
+                {
+                    completed.Add(a.Slot);
+                    toReplace.Add(a); // removed, not replaced: batch slots run once
+                }
+                else toReplace.Add(a);
+            }
+            else if (js.Phase == JobPhase.Parked)
+            {
+                pendingReason ??= js.ParkedReason;
+                string pk = $"{uid}/{a.Serial}";
+                lock (_lock)
+                {
+                    if (!_parkedSince.TryGetValue(pk, out var since)) _parkedSince[pk] = now;
+                    else if (now - since >= _options.ParkedRetryDelay)
+                    {
+                        _parkedSince.Remove(pk);
+                        toReplace.Add(a);
+                    }
+                }
+            }
+        }
+        foreach (var a in toReplace)
+        {
+            assignments.Remove(a);
+            bySlot.Remove(a.Slot);
+            retired.Add(a.Serial);
+            changed = true;
+        }
+
+        // ------------------------------------------------------------ plan: scale up (new serials), scale down (retire)
+        int replicas = spec.Replicas;
+        for (int slot = 0; slot < replicas; slot++)
+        {
+            if (bySlot.ContainsKey(slot) || (batch && completed.Contains(slot))) continue;
+            if (status.NextSerial >= 1 << SerialBits) break; // serial space exhausted: Degraded below
+            var a = new ReplicaAssignment(slot, status.NextSerial++);
+            assignments.Add(a);
+            bySlot[slot] = a;
+            changed = true;
+        }
+        bool scaleDownLeft = false;
+        var excess = new List<(ReplicaAssignment A, bool Ready)>();
+        foreach (var a in assignments)
+        {
+            if (a.Slot < replicas) continue;
+            var task = TaskFor(uid, a.Serial);
+            bool ready = cell.TryGetAllocation(task, out var al) && _options.Observer.IsRunning(task, al.Generation);
+            excess.Add((a, ready));
+        }
+        if (excess.Count > 0)
+        {
+            // Unready first, then highest slot first; ready replicas at most maxUnavailable per step (disruption budget).
+            excess.Sort(static (x, y) => x.Ready != y.Ready ? x.Ready.CompareTo(y.Ready) : y.A.Slot.CompareTo(x.A.Slot));
+            int readyBudget = spec.MaxUnavailable;
+            foreach (var (a, ready) in excess)
+            {
+                if (ready && readyBudget-- <= 0) { scaleDownLeft = true; continue; }
+                assignments.Remove(a);
+                bySlot.Remove(a.Slot);
+                retired.Add(a.Serial);
+                changed = true;
+            }
+        }
+        if (batch)
+        {
+            string cs = completed.ToString();
+            if (!string.Equals(cs, status.CompletedSlots, StringComparison.Ordinal)) { status.CompletedSlots = cs; changed = true; }
+        }
+
+        if (changed)
+        {
+            // Write-ahead: every serial is durable in the status before its job is submitted or released.
+            assignments.Sort(static (x, y) => x.Slot.CompareTo(y.Slot));
+            status.Replicas = assignments;
+            status.Retired = retired;
+            var r = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
+            if (!r.IsOk) return ReconcileResult.Retry; // a conflict: someone changed the workload; look again
+            w = (Workload)r.Object!;
+            status = w.Status;
+        }
+
+        // ------------------------------------------------------------ act
+        bool progressing = scaleDownLeft;
+        for (int i = status.Retired.Count - 1; i >= 0; i--)
+        {
+            if (ReleaseSerial(uid, status.Retired[i])) status.Retired.RemoveAt(i);
+            else progressing = true;
+        }
+        var jobTemplate = (Spec: spec, Tenant: tenant.Value);
+        int bound = 0, ready2 = 0;
+        foreach (var a in status.Replicas)
+        {
+            var task = TaskFor(uid, a.Serial);
+            if (cell.TryGetAllocation(task, out var al))
+            {
+                bound++;
+                if (_options.Observer.IsRunning(task, al.Generation)) ready2++;
+                continue;
+            }
+            progressing = true;
+            if (_engine.TryGetJob(task.Job, out var js))
+            {
+                // The engine believes it bound the task but the cell says no (released from outside: node lost).
+                if (js.Phase == JobPhase.Placed) _engine.RequeueReleased([task]);
+                continue;
+            }
+            var job = new JobSpec(task.Job, jobTemplate.Tenant, spec.Priority, 1, spec.Resources.ToVector(), gang: false,
+                spec.NodeSelector, spec.Tolerations, $"{w.Metadata.Tenant}/{w.Metadata.Name}#{a.Slot}");
+            var er = _engine.Submit(job, spec.Scheduler);
+            if (er.Status is not (EnqueueStatus.Accepted or EnqueueStatus.DuplicateJob)) pendingReason ??= er.Reason ?? er.Status.ToString();
+        }
+
+        // ------------------------------------------------------------ status
+        int desired = replicas;
+        status.ObservedGeneration = gen;
+        status.Desired = desired;
+        status.Bound = bound;
+        status.Ready = ready2;
+        status.Serving = ready2;
+        status.Succeeded = batch ? completed.Count : 0;
+        status.PendingReason = pendingReason;
+        bool available = batch ? completed.Count >= replicas : ready2 >= Math.Max(0, replicas - spec.MaxUnavailable);
+        Conditions.Set(status.Conditions, "Available", available ? ConditionStatus.True : ConditionStatus.False,
+            batch && available ? "Completed" : available ? "MinimumReplicasAvailable" : "ReplicasUnavailable",
+            $"{ready2} of {replicas} replicas ready", gen, now);
+        bool exhausted = status.NextSerial >= 1 << SerialBits;
+        bool unschedulable = pendingReason is not null;
+        Conditions.Set(status.Conditions, "Progressing", progressing ? ConditionStatus.True : ConditionStatus.False,
+            unschedulable ? "Unschedulable" : progressing ? "Converging" : "Converged",
+            unschedulable ? pendingReason! : $"{bound} bound, {ready2} ready of {replicas}", gen, now);
+        Conditions.Set(status.Conditions, "Degraded", unschedulable || exhausted ? ConditionStatus.True : ConditionStatus.False,
+            exhausted ? "InvalidSpec" : unschedulable ? "Unschedulable" : "AsExpected",
+            exhausted ? "the workload's job serials are exhausted" : pendingReason ?? "", gen, now);
+        var sr = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
+        if (!sr.IsOk) return ReconcileResult.Retry;
+        if (scaleDownLeft) return ReconcileResult.After(_options.ScaleDownPause);
+        return progressing ? ReconcileResult.After(_options.ProgressRequeue) : ReconcileResult.Done;
+    }
+
+    // Releases a retired serial's binding. True when nothing of it is left (unbound and not pending in the engine).
+    private bool ReleaseSerial(long uid, int serial)
+    {
+        var task = TaskFor(uid, serial);
+        bool known = _engine.TryGetJob(task.Job, out var js);
+        if (_engine.Cell.TryGetAllocation(task, out _))
+        {
+            // Through the engine when it holds the binding, so its job state stays true; else straight in the cell.
+            if (!known || _engine.CompleteTask(task) != ReleaseStatus.Released) _engine.Cell.Release(task);
+        }
+        if (_engine.Cell.TryGetAllocation(task, out _)) return false;
+        // Still queued in the engine: it may bind later (the engine has no cancel); keep it retired and look again.
+        return !known || js.Phase is JobPhase.Completed or JobPhase.Parked or JobPhase.Placed;
+    }
+
+    private async ValueTask<ReconcileResult> FinalizeAsync(Workload w, long uid, CancellationToken cancellationToken)
+    {
+        if (!w.Metadata.Finalizers.Contains(Workload.BindingsFinalizer)) return ReconcileResult.Done;
+        bool clean = true;
+        foreach (var a in w.Status.Replicas) clean &= ReleaseSerial(uid, a.Serial);
+        foreach (int s in w.Status.Retired) clean &= ReleaseSerial(uid, s);
+        if (!clean) return ReconcileResult.After(_options.ProgressRequeue);
+        w.Metadata.Finalizers.Remove(Workload.BindingsFinalizer);
+        var r = await _store.UpdateAsync(w, cancellationToken).ConfigureAwait(false);
+        return r.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
+    }
+}
+
+/// <summary>A set of slots with a compact range encoding (<c>0-9,12</c>), for batch completions in status.</summary>
+internal sealed class SlotSet
+{
+    private readonly SortedSet<int> _slots = new();
+
+    public int Count => _slots.Count;
+
+    public bool Contains(int slot) => _slots.Contains(slot);
+
+    public void Add(int slot) => _slots.Add(slot);
+
+    public static SlotSet Parse(string? text)
+    {
+        var set = new SlotSet();
+        if (string.IsNullOrEmpty(text)) return set;
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int dash = part.IndexOf('-', StringComparison.Ordinal);
+            if (dash < 0) { if (int.TryParse(part, CultureInfo.InvariantCulture, out int s)) set._slots.Add(s); continue; }
+            if (int.TryParse(part.AsSpan(0, dash), CultureInfo.InvariantCulture, out int a) && int.TryParse(part.AsSpan(dash + 1), CultureInfo.InvariantCulture, out int b))
+                for (int i = a; i <= b && i - a <= WorkloadSpec.MaxReplicas; i++) set._slots.Add(i);
+        }
+        return set;
+    }
+
+    public override string ToString()
+    {
+        var sb = new StringBuilder();
+        int start = -1, prev = -2;
+        foreach (int s in _slots)
+        {
+            if (s == prev + 1) { prev = s; continue; }
+            Flush();
+            start = prev = s;
+        }
+        Flush();
+        return sb.ToString();
+
+        void Flush()
+        {
+            if (start < 0) return;
+            if (sb.Length > 0) sb.Append(',');
+            sb.Append(start.ToString(CultureInfo.InvariantCulture));
+            if (prev > start) sb.Append('-').Append(prev.ToString(CultureInfo.InvariantCulture));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+namespace Omega.ControlPlane;
+
+/// <summary>The queue item for replicas that need placement (spec written by the workload controller).</summary>
+public sealed class SchedulingRequestSpec
+{
+    /// <summary>The workload the request is for (also in the owner reference).</summary>
+    public string Workload { get; set; } = "";
+
+    /// <summary>The workload generation that asked for it.</summary>
+    public long WorkloadGeneration { get; set; }
+
+    /// <summary>The replica slots to place.</summary>
+    public List<int> Slots { get; set; } = new();
+}
+
+/// <summary>A scheduling request's observed state.</summary>
+public sealed class SchedulingRequestStatus
+{
+    /// <summary>Slots placed so far.</summary>
+    public int Placed { get; set; }
+
+    /// <summary>Why the rest cannot be placed (what an autoscaler reads), or null.</summary>
+    public string? PendingReason { get; set; }
+
+    /// <summary>Conditions.</summary>
+    public List<Condition> Conditions { get; set; } = new();
+}
+
+/// <summary>A queue item for placement (its scheduler-worker consumer comes later; see docs/control-plane.md).</summary>
+public sealed class SchedulingRequest : ApiObject<SchedulingRequestSpec, SchedulingRequestStatus>
+{
+    /// <summary>The kind name.</summary>
+    public const string KindName = "SchedulingRequest";
+
+    /// <inheritdoc />
+    protected override string KindOf() => KindName;
+
+    /// <inheritdoc />
+    public override string? ValidateSpec()
+        => string.IsNullOrEmpty(Spec?.Workload) ? "spec.workload is required" : Spec.Slots is null ? "spec.slots must not be null" : null;
+}
+
+/// <summary>Capacity held on a node before binding.</summary>
+public sealed class ReservationSpec
+{
+    /// <summary>The node name.</summary>
+    public string Node { get; set; } = "";
+
+    /// <summary>The capacity held.</summary>
+    public ResourceRequest Resources { get; set; } = new();
+
+    /// <summary>When the hold lapses (the reservation controller releases it).</summary>
+    public DateTimeOffset ExpiresAt { get; set; }
+
+    /// <summary>What it is held for (a workload name, a gang), free text.</summary>
+    public string Purpose { get; set; } = "";
+}
+
+/// <summary>A reservation's observed state.</summary>
+public sealed class ReservationStatus
+{
+    /// <summary>Reserved, Bound, Expired or Released.</summary>
+    public string Phase { get; set; } = "";
+
+    /// <summary>Conditions.</summary>
+    public List<Condition> Conditions { get; set; } = new();
+}
+
+/// <summary>Capacity held on a node with a TTL (the reserve → bind path comes later).</summary>
+public sealed class Reservation : ApiObject<ReservationSpec, ReservationStatus>
+{
+    /// <summary>The kind name.</summary>
+    public const string KindName = "Reservation";
+
+    /// <inheritdoc />
+    protected override string KindOf() => KindName;
+
+    /// <inheritdoc />
+    public override string? ValidateSpec()
+    {
+        if (string.IsNullOrEmpty(Spec?.Node)) return "spec.node is required";
+        if (Spec.Resources is null || !Spec.Resources.ToVector().IsValidRequest || Spec.Resources.ToVector().IsZero) return "spec.resources must request something";
+        if (Spec.ExpiresAt == default) return "spec.expiresAt is required";
+        return null;
+    }
+}
+
+/// <summary>A revision of scheduler policy: weights, switches and parameters over the fixed plugins.</summary>
+public sealed class SchedulerPolicySpec
+{
+    /// <summary>Scorer weights by plugin name.</summary>
+    public Dictionary<string, double> Weights { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Filter switches by plugin name.</summary>
+    public Dictionary<string, bool> Filters { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Free parameters by name.</summary>
+    public Dictionary<string, string> Parameters { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>The revision this spec is (set by the writer; promotion and rollback come later).</summary>
+    public int Revision { get; set; }
+}
+
+/// <summary>A scheduler policy's observed state.</summary>
+public sealed class SchedulerPolicyStatus
+{
+    /// <summary>The revision in effect.</summary>
+    public int ActiveRevision { get; set; }
+
+    /// <summary>Conditions.</summary>
+    public List<Condition> Conditions { get; set; } = new();
+}
+
+/// <summary>Scheduler policy as data (cluster-scoped).</summary>
+public sealed class SchedulerPolicy : ApiObject<SchedulerPolicySpec, SchedulerPolicyStatus>
+{
+    /// <summary>The kind name.</summary>
+    public const string KindName = "SchedulerPolicy";
+
+    /// <inheritdoc />
+    protected override string KindOf() => KindName;
+
+    /// <inheritdoc />
+    public override bool ClusterScoped => true;
+
+    /// <inheritdoc />
+    public override string? ValidateSpec()
+    {
+        if (Spec is null || Spec.Weights is null || Spec.Filters is null || Spec.Parameters is null) return "spec maps must not be null";
+        if (Spec.Revision < 0) return "spec.revision must not be negative";
+        foreach (var (k, w) in Spec.Weights)
+            if (double.IsNaN(w) || double.IsInfinity(w) || w < 0) return $"spec.weights.{k} must be a finite non-negative number";
+        return null;
+    }
+}
+
+/// <summary>A tenant's capacity budget.</summary>
+public sealed class QuotaSpec
+{
+    /// <summary>The hard limit on the tenant's bound resources.</summary>
+    public ResourceRequest Limit { get; set; } = new();
+
+    /// <summary>Protected capacity (guaranteed share).</summary>
+    public ResourceRequest Protected { get; set; } = new();
+}
+
+/// <summary>A quota's observed state.</summary>
+public sealed class QuotaStatus
+{
+    /// <summary>The tenant's bound resources when last observed.</summary>
+    public ResourceRequest Used { get; set; } = new();
+
+    /// <summary>Conditions.</summary>
+    public List<Condition> Conditions { get; set; } = new();
+}
+
+/// <summary>A tenant quota (its controller, which applies it to the cell, comes later).</summary>
+public sealed class Quota : ApiObject<QuotaSpec, QuotaStatus>
+{
+    /// <summary>The kind name.</summary>
+    public const string KindName = "Quota";
+
+    /// <inheritdoc />
+    protected override string KindOf() => KindName;
+
+    /// <inheritdoc />
+    public override string? ValidateSpec()
+    {
+        if (Spec?.Limit is null || Spec.Protected is null) return "spec.limit and spec.protected are required";
+        if (!Spec.Limit.ToVector().IsValidRequest || !Spec.Protected.ToVector().IsValidRequest) return "spec resources must not be negative";
+        return null;
+    }
+}

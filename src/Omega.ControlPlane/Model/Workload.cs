@@ -1,0 +1,158 @@
+using System.Text.Json.Serialization;
+
+namespace Omega.ControlPlane;
+
+/// <summary>What a workload runs.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<WorkloadType>))]
+public enum WorkloadType : byte
+{
+    /// <summary>N long-running replicas with a readiness notion; a replica that exits is replaced.</summary>
+    Service = 0,
+
+    /// <summary>M tasks run to completion; a completed task is not run again.</summary>
+    Batch = 1,
+}
+
+/// <summary>Hard anti-affinity between a workload's replicas.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AntiAffinity>))]
+public enum AntiAffinity : byte
+{
+    /// <summary>No constraint.</summary>
+    None = 0,
+
+    /// <summary>No two replicas on one node.</summary>
+    Node = 1,
+
+    /// <summary>No two replicas in one failure domain.</summary>
+    FailureDomain = 2,
+}
+
+/// <summary>Per-replica resources, in the engine's units.</summary>
+public sealed class ResourceRequest
+{
+    /// <summary>CPU in thousandths of a core.</summary>
+    public long CpuMillis { get; set; }
+
+    /// <summary>Memory in bytes.</summary>
+    public long MemoryBytes { get; set; }
+
+    /// <summary>GPUs.</summary>
+    public long Gpus { get; set; }
+
+    /// <summary>Disk in bytes.</summary>
+    public long DiskBytes { get; set; }
+
+    /// <summary>As an engine resource vector.</summary>
+    public ResourceVector ToVector() => new(CpuMillis, MemoryBytes, Gpus, DiskBytes);
+}
+
+/// <summary>A workload's desired state.</summary>
+public sealed class WorkloadSpec
+{
+    /// <summary>The most replicas one workload may ask for.</summary>
+    public const int MaxReplicas = 100_000;
+
+    /// <summary>Service (long-running replicas) or batch (tasks to completion).</summary>
+    public WorkloadType Type { get; set; }
+
+    /// <summary>Service: the number of replicas; batch: the number of tasks to complete.</summary>
+    public int Replicas { get; set; }
+
+    /// <summary>The priority (higher preempts lower).</summary>
+    public int Priority { get; set; }
+
+    /// <summary>Resources per replica.</summary>
+    public ResourceRequest Resources { get; set; } = new();
+
+    /// <summary>Labels a node must carry (label selector).</summary>
+    public Dictionary<string, string> NodeSelector { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Node taints tolerated.</summary>
+    public List<string> Tolerations { get; set; } = new();
+
+    /// <summary>Hard anti-affinity (spread) across nodes or failure domains. Recorded; enforced by the engine later.</summary>
+    public AntiAffinity AntiAffinity { get; set; }
+
+    /// <summary>Disruption budget: at most this many ready replicas are taken away at once by scale-down (at least 1).</summary>
+    public int MaxUnavailable { get; set; } = 1;
+
+    /// <summary>The engine scheduler kind to place with (null: the engine's default).</summary>
+    public string? Scheduler { get; set; }
+}
+
+/// <summary>One replica slot and the serial of the engine job backing it.</summary>
+/// <param name="Slot">The replica slot (0..replicas-1).</param>
+/// <param name="Serial">The per-workload job serial (recorded before the job is submitted).</param>
+public sealed record ReplicaAssignment(int Slot, int Serial);
+
+/// <summary>A workload's observed state, written by the workload controller.</summary>
+public sealed class WorkloadStatus
+{
+    /// <summary>The generation the controller last reconciled.</summary>
+    public long ObservedGeneration { get; set; }
+
+    /// <summary>The replicas the reconciled spec asks for.</summary>
+    public int Desired { get; set; }
+
+    /// <summary>Replicas whose task has a binding in the cell.</summary>
+    public int Bound { get; set; }
+
+    /// <summary>Bound replicas reported running (see docs/control-plane.md, Readiness).</summary>
+    public int Ready { get; set; }
+
+    /// <summary>Ready replicas that serve (today: equal to ready).</summary>
+    public int Serving { get; set; }
+
+    /// <summary>Batch: tasks completed.</summary>
+    public int Succeeded { get; set; }
+
+    /// <summary>The next job serial to hand out (write-ahead: recorded before use).</summary>
+    public int NextSerial { get; set; }
+
+    /// <summary>The live slot → serial mapping.</summary>
+    public List<ReplicaAssignment> Replicas { get; set; } = new();
+
+    /// <summary>Serials retired (scale-down, replacement) whose binding may still need releasing.</summary>
+    public List<int> Retired { get; set; } = new();
+
+    /// <summary>Batch: completed slots as ranges, for example <c>0-9,12</c>.</summary>
+    public string CompletedSlots { get; set; } = "";
+
+    /// <summary>Why a replica cannot be placed (the engine's parked reason), or null.</summary>
+    public string? PendingReason { get; set; }
+
+    /// <summary>Conditions: Available, Progressing, Degraded.</summary>
+    public List<Condition> Conditions { get; set; } = new();
+}
+
+/// <summary>
+/// A workload: a service of N replicas or a batch of M tasks, reconciled by the workload controller (<c>Omega.ControlPlane.Controllers.WorkloadController</c>).
+/// </summary>
+public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
+{
+    /// <summary>The kind name.</summary>
+    public const string KindName = "Workload";
+
+    /// <summary>The finalizer the workload controller adds so that a deleted workload's bindings are released first.</summary>
+    public const string BindingsFinalizer = "omega.io/workload-bindings";
+
+    /// <inheritdoc />
+    protected override string KindOf() => KindName;
+
+    /// <inheritdoc />
+    public override string? ValidateSpec()
+    {
+        var s = Spec;
+        if (s is null) return "spec is required";
+        if (s.Replicas < 0 || s.Replicas > WorkloadSpec.MaxReplicas) return $"spec.replicas must be 0..{WorkloadSpec.MaxReplicas}";
+        if (s.Resources is null) return "spec.resources is required";
+        var r = s.Resources.ToVector();
+        if (!r.IsValidRequest) return "spec.resources must not be negative";
+        if (r.IsZero) return "spec.resources must request something";
+        if (s.MaxUnavailable < 1) return "spec.maxUnavailable must be at least 1";
+        if (s.NodeSelector is null || s.Tolerations is null) return "spec.nodeSelector and spec.tolerations must not be null";
+        if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
+        if (!Enum.IsDefined(s.AntiAffinity)) return "spec.antiAffinity must be None, Node or FailureDomain";
+        return null;
+    }
+}
