@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
+using Omega.Transport;
 
 namespace Omega.Hosting;
 
@@ -70,6 +72,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             o.Server.Publisher = new DurablePublisher(store);
             o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
             o.Server.Time = _time;
+            var tls = ConfigureTls(o);
             // Binds the port: a port in use fails here, before any worker runs.
             _server = new OmegaServer(_store.Cell, _engine, IPEndPoint.Parse(o.Listen), o.Server);
 
@@ -80,7 +83,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             _server.Start();
             Log.Listening(_logger, _server.EndPoint);
-            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null);
+            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, tls);
         }
         catch (Exception e)
         {
@@ -114,6 +117,58 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         string dir = DataDirectoryOf(o);
         Log.StoreRecovered(_logger, o.CellName, r.CellVersion, dir, r.Allocations, r.FromCheckpoint, r.RecordsReplayed, elapsedMs);
         return store;
+    }
+
+    /// <summary>
+    /// Sets the server's TLS from <see cref="OmegaOptions.Tls"/>: loads the certificate files, or makes (once) and then
+    /// reuses the self-signed certificate, and loads the client CA for mTLS. A certificate that cannot be loaded fails the
+    /// start (CryptographicException), before the port is bound.
+    /// </summary>
+    private TlsInfo? ConfigureTls(OmegaOptions o)
+    {
+        var t = o.Tls;
+        if (t.Mode == OmegaTlsMode.Plaintext)
+        {
+            o.Server.Transport.ServerTls = null;
+            Log.Plaintext(_logger);
+            return null;
+        }
+        string certFile, keyFile;
+        X509Certificate2 certificate;
+        bool created = false;
+        if (t.Mode == OmegaTlsMode.Certificate)
+        {
+            certFile = t.CertificateFile!;
+            keyFile = t.KeyFile!;
+            certificate = TlsCertificates.LoadPemCertificate(certFile, keyFile);
+        }
+        else
+        {
+            string dir = t.SelfSignedDirectory ?? (o.InMemory ? Path.Combine(Path.GetTempPath(), "omega-tls", o.CellName) : Path.Combine(DataDirectoryOf(o), "tls"));
+            Directory.CreateDirectory(dir);
+            certFile = Path.Combine(dir, "server.crt");
+            keyFile = Path.Combine(dir, "server.key");
+            // Made once and kept: clients that pinned it, or were given the file, keep trusting a restarted server.
+            if (File.Exists(certFile) && File.Exists(keyFile)) certificate = TlsCertificates.LoadPemCertificate(certFile, keyFile);
+            else
+            {
+                var listen = IPEndPoint.Parse(o.Listen).Address;
+                certificate = TlsCertificates.CreateSelfSignedForHost(listen);
+                TlsCertificates.WritePem(certificate, certFile, keyFile);
+                created = true;
+            }
+        }
+        var clientAuthorities = t.ClientCaFile is null ? null : TlsCertificates.LoadAuthorities(t.ClientCaFile);
+        o.Server.Transport.ServerTls = new TlsServerOptions
+        {
+            Certificate = certificate,
+            ClientCertificateAuthorities = clientAuthorities,
+            MaxConcurrentHandshakes = t.MaxConcurrentHandshakes,
+        };
+        string pin = TlsCertificates.PublicKeyPin(certificate);
+        if (created) Log.SelfSignedCertificateCreated(_logger, certFile, pin);
+        Log.TlsOn(_logger, certificate.Subject, pin, certFile, clientAuthorities is not null);
+        return new TlsInfo(Path.GetFullPath(certFile), pin, certificate.NotAfter, clientAuthorities is not null, created);
     }
 
     private static string DataDirectoryOf(OmegaOptions o)

@@ -33,21 +33,26 @@ internal static class ControlCommands
     }
 
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
-    internal static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
+    internal static async Task<int> WithClientAsync(string command, string connect, ClientTls tls, ParseResult r, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
         if (!FrameClient.TryParseEndPoint(connect, out var endpoint))
         {
             Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
             return 2;
         }
+        if (!tls.TryResolve(r, out var transport, out var tlsError))
+        {
+            Console.Error.WriteLine($"omega {command}: {tlsError}");
+            return 2;
+        }
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint!, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(endpoint!, transport, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega {command}: cannot reach the server at {connect}: {e.Message}");
+            Console.Error.WriteLine($"omega {command}: {ClientTls.Explain(e, connect)}");
             return 1;
         }
         await using (client)
@@ -77,7 +82,8 @@ internal static class ControlCommands
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
         var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
         // Task ids are written j{job}/{index} with unsigned digits: a negative job id could never be named by explain.
-        cmd.SetAction((r, cancel) => r.GetValue(job) < 0 ? UsageAsync("submit", $"--job must not be negative, not {r.GetValue(job)}") : WithClientAsync("submit", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => r.GetValue(job) < 0 ? UsageAsync("submit", $"--job must not be negative, not {r.GetValue(job)}") : WithClientAsync("submit", r.GetValue(connect)!, tls, r, async c =>
         {
             var spec = new JobSpec(new JobId(r.GetValue(job)), new TenantId(r.GetValue(tenant)), r.GetValue(priority), r.GetValue(tasks),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(gang));
@@ -103,6 +109,7 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var task = new Argument<string>("task") { Description = "The task, as j{job}/{index} (for example j42/0) or {job}/{index}." };
         var cmd = new Command("explain", "Show the decision record of a task's placement (or why it is not placed) from a running server.") { connect, task };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             if (!TaskId.TryParse(r.GetValue(task), out var id))
@@ -110,7 +117,7 @@ internal static class ControlCommands
                 Console.Error.WriteLine($"omega explain: '{r.GetValue(task)}' is not a task id (j{{job}}/{{index}})");
                 return Task.FromResult(2);
             }
-            return WithClientAsync("explain", r.GetValue(connect)!, async c =>
+            return WithClientAsync("explain", r.GetValue(connect)!, tls, r, async c =>
             {
                 var text = await c.ExplainAsync(id).ConfigureAwait(false);
                 if (text is null)
@@ -131,6 +138,7 @@ internal static class ControlCommands
         var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations, Jobs, Stats or Liveness." };
         var limit = new Option<int>("--limit") { Description = "At most this many lines.", DefaultValueFactory = _ => 100 };
         var cmd = new Command("inspect", "List nodes, live bindings, jobs or statistics of a running server.") { connect, what, limit };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             if (r.GetValue(limit) is < 1 or > 10_000)
@@ -138,7 +146,7 @@ internal static class ControlCommands
                 Console.Error.WriteLine("omega inspect: --limit must be between 1 and 10,000");
                 return Task.FromResult(2);
             }
-            return WithClientAsync("inspect", r.GetValue(connect)!, async c =>
+            return WithClientAsync("inspect", r.GetValue(connect)!, tls, r, async c =>
             {
                 var (total, lines) = await c.InspectAsync(r.GetValue(what), r.GetValue(limit)).ConfigureAwait(false);
                 foreach (var l in lines) Console.WriteLine(l);
@@ -154,7 +162,8 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var watch = new Option<int>("--watch") { Description = "Repeat every second this many times (0: once).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("stats", "Live scheduler and cell statistics from a running server: outcome counters, queue depth, busyness.") { connect, watch };
-        cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, tls, r, async c =>
         {
             Dictionary<string, Omega.Cli.Load.RemoteLoadRun.Kind>? previous = null;
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -189,7 +198,8 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var node = new Argument<string>("node") { Description = "The node's name." };
         var cmd = new Command("drain", "Drain a node of a running server: no new bindings; running tasks stay.") { connect, node };
-        cmd.SetAction((r, cancel) => WithClientAsync("drain", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("drain", r.GetValue(connect)!, tls, r, async c =>
         {
             var (status, message) = await c.OperateAsync(OperateKind.DrainNode, r.GetValue(node)!).ConfigureAwait(false);
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega drain: {status}: {message}");
@@ -202,7 +212,8 @@ internal static class ControlCommands
     {
         var connect = ConnectOption();
         var cmd = new Command("checkpoint", "Ask a running server to checkpoint its FASTER store now (and truncate its journal).") { connect };
-        cmd.SetAction((r, cancel) => WithClientAsync("checkpoint", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("checkpoint", r.GetValue(connect)!, tls, r, async c =>
         {
             var (status, message) = await c.OperateAsync(OperateKind.Checkpoint).ConfigureAwait(false);
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega checkpoint: {status}: {message}");
