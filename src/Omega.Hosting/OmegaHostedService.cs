@@ -144,7 +144,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         }
         else
         {
-            string dir = t.SelfSignedDirectory ?? (o.InMemory ? Path.Combine(Path.GetTempPath(), "omega-tls", o.CellName) : Path.Combine(DataDirectoryOf(o), "tls"));
+            // In memory there is no data directory: a temporary folder per cell name and port, so that two in-memory
+            // servers on one machine never share (or race to write) one certificate.
+            var listenAt = IPEndPoint.Parse(o.Listen);
+            string dir = t.SelfSignedDirectory ?? (o.InMemory
+                ? Path.Combine(Path.GetTempPath(), "omega-tls", listenAt.Port == 0 ? $"{o.CellName}-pid{Environment.ProcessId}" : $"{o.CellName}-{listenAt.Port}")
+                : Path.Combine(DataDirectoryOf(o), "tls"));
             Directory.CreateDirectory(dir);
             certFile = Path.Combine(dir, "server.crt");
             keyFile = Path.Combine(dir, "server.key");
@@ -152,8 +157,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             if (File.Exists(certFile) && File.Exists(keyFile)) certificate = TlsCertificates.LoadPemCertificate(certFile, keyFile);
             else
             {
-                var listen = IPEndPoint.Parse(o.Listen).Address;
-                certificate = TlsCertificates.CreateSelfSignedForHost(listen);
+                certificate = TlsCertificates.CreateSelfSignedForHost(listenAt.Address);
                 TlsCertificates.WritePem(certificate, certFile, keyFile);
                 created = true;
             }

@@ -43,7 +43,7 @@ public sealed class OmegaTlsOptions
 
     /// <summary>
     /// Where <see cref="OmegaTlsMode.SelfSigned"/> keeps its certificate. Null: the <c>tls</c> folder of the data
-    /// directory, or for an in-memory cell <c>omega-tls/{CellName}</c> under the temporary folder.
+    /// directory, or for an in-memory cell <c>omega-tls/{CellName}-{port}</c> under the temporary folder.
     /// </summary>
     public string? SelfSignedDirectory { get; set; }
 

@@ -89,10 +89,10 @@ public static class TlsCertificates
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         // Key first and to a temporary name: a crash never leaves a certificate whose key file is missing or partial.
-        string keyTemp = keyFile + ".tmp";
+        string keyTemp = $"{keyFile}.{Guid.NewGuid():N}.tmp";
         using (var w = new StreamWriter(new FileStream(keyTemp, options), new UTF8Encoding(false))) w.Write(keyPem);
         File.Move(keyTemp, keyFile, overwrite: true);
-        string certTemp = certificateFile + ".tmp";
+        string certTemp = $"{certificateFile}.{Guid.NewGuid():N}.tmp";
         File.WriteAllText(certTemp, certificate.ExportCertificatePem() + "\n");
         File.Move(certTemp, certificateFile, overwrite: true);
     }
