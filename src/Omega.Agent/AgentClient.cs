@@ -211,7 +211,15 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             }
             catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AgentRequestException or OperationCanceledException or IOException)
             {
-                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest)
+                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired)
+                {
+                    _firstRegistration.TrySetException(ex);
+                    return;
+                }
+                // A server we do not trust (or that speaks no TLS) will not become trustworthy by retrying: the first
+                // start fails with the typed reason. After a registration the agent keeps retrying instead (a server
+                // restarting with a rotated certificate is not a reason for a node to give up).
+                if (ex is TransportSecurityException { Failure: not TlsFailure.Timeout } && !_firstRegistration.Task.IsCompleted)
                 {
                     _firstRegistration.TrySetException(ex);
                     return;
@@ -287,6 +295,19 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             return;
         }
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+        else if (frame.RequestId == 0 && frame.Type == MessageType.Error) FailPendingWith(frame);
+    }
+
+    /// <summary>
+    /// An error the server sent on its own (request id 0) just before closing, such as TlsRequired to a plaintext
+    /// client, ServerBusy or HandshakeTimeout: the requests waiting on this connection fail with its code, so the
+    /// caller sees why and not only "connection closed".
+    /// </summary>
+    private void FailPendingWith(in Frame frame)
+    {
+        if (!Codec.TryDecode<ErrorMessage>(frame.Body, out var e, out _) || !e.Code.ClosesConnection()) return;
+        foreach (var (rid, pending) in _pending)
+            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? ""));
     }
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)

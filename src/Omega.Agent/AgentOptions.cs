@@ -39,7 +39,10 @@ public sealed class AgentOptions
     /// <summary>Seed of the jitter random source (printed by tests); null picks one.</summary>
     public int? Seed { get; init; }
 
-    /// <summary>Transport limits for the client connection.</summary>
+    /// <summary>
+    /// Transport limits for the client connection, and its TLS settings (<see cref="TransportOptions.ClientTls"/>: how the
+    /// server is verified, and the client certificate for mTLS). Plaintext when <see cref="TransportOptions.ClientTls"/> is null.
+    /// </summary>
     public TransportOptions Transport { get; init; } = new();
 
     /// <summary>

@@ -30,15 +30,22 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
 
     private ControlClient() { }
 
+    /// <summary>Connects in plaintext and completes the handshake (see the overload with <see cref="TransportOptions"/> for TLS).</summary>
+    public static Task<ControlClient> ConnectAsync(EndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
+        => ConnectAsync(server, null, name, cancellationToken);
+
     /// <summary>
     /// Connects and completes the handshake. <paramref name="server"/> is an <see cref="IPEndPoint"/> or a
     /// <see cref="DnsEndPoint"/> (resolved through DNS; see <see cref="FrameClient.TryParseEndPoint"/>). Throws
-    /// <see cref="System.Net.Sockets.SocketException"/> if the name does not resolve or nothing listens there.
+    /// <see cref="System.Net.Sockets.SocketException"/> if the name does not resolve or nothing listens there. With TLS
+    /// (<paramref name="transport"/>'s <see cref="TransportOptions.ClientTls"/>) the server is verified first; a failed
+    /// check throws <see cref="TransportSecurityException"/>. Without <paramref name="transport"/> (or with its
+    /// ClientTls null) the connection is plaintext.
     /// </summary>
-    public static async Task<ControlClient> ConnectAsync(EndPoint server, string name = "omega-cli", CancellationToken cancellationToken = default)
+    public static async Task<ControlClient> ConnectAsync(EndPoint server, TransportOptions? transport, string name = "omega-cli", CancellationToken cancellationToken = default)
     {
         var client = new ControlClient();
-        client._connection = await FrameClient.ConnectAsync(server, client, new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
+        client._connection = await FrameClient.ConnectAsync(server, client, transport ?? new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
         var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name }).ConfigureAwait(false);
         Expect<Welcome>(t, b);
         return client;
@@ -144,6 +151,19 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
     {
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+        else if (frame.RequestId == 0 && frame.Type == MessageType.Error) FailPendingWith(frame);
+    }
+
+    /// <summary>
+    /// An error the server sent on its own (request id 0) just before closing, such as TlsRequired to a plaintext
+    /// client, ServerBusy or HandshakeTimeout: the requests waiting on this connection fail with its code, so the
+    /// caller sees why and not only "connection closed".
+    /// </summary>
+    private void FailPendingWith(in Frame frame)
+    {
+        if (!Codec.TryDecode<ErrorMessage>(frame.Body, out var e, out _) || !e.Code.ClosesConnection()) return;
+        foreach (var (rid, pending) in _pending)
+            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? ""));
     }
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)

@@ -44,4 +44,18 @@ internal static partial class Log
     [LoggerMessage(EventId = 1008, EventName = "TenantCreated", Level = LogLevel.Information,
         Message = "Created tenant {TenantName} as id {TenantId} in cell {CellName}")]
     public static partial void TenantCreated(ILogger logger, string cellName, string tenantName, int tenantId);
+
+    // 1090-1094: transport security (the tls change; kept apart from the ids above so concurrent additions do not collide).
+    [LoggerMessage(EventId = 1090, EventName = "TlsOn", Level = LogLevel.Information,
+        Message = "TLS 1.3 on the listener: certificate {Subject} (SPKI SHA-256 pin {Pin}) from {CertificateFile}; client certificates required: {ClientCertificatesRequired}")]
+    public static partial void TlsOn(ILogger logger, string subject, string pin, string certificateFile, bool clientCertificatesRequired);
+
+    [LoggerMessage(EventId = 1091, EventName = "SelfSignedCertificateCreated", Level = LogLevel.Information,
+        Message = "Created a self-signed server certificate {CertificateFile} (pin {Pin})")]
+    public static partial void SelfSignedCertificateCreated(ILogger logger, string certificateFile, string pin);
+
+    [LoggerMessage(EventId = 1092, EventName = "Plaintext", Level = LogLevel.Information,
+        Message = "The listener is plaintext (Omega:Tls:Mode Plaintext): traffic can be read and forged on the network path")]
+    public static partial void Plaintext(ILogger logger);
+
 }

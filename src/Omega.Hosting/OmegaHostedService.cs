@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -8,6 +9,7 @@ using Omega.Cells;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
+using Omega.Transport;
 
 namespace Omega.Hosting;
 
@@ -72,6 +74,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             o.Server.Publisher = new DurablePublisher(store);
             o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
             o.Server.Time = _time;
+            var tls = ConfigureTls(o);
             // Binds the port: a port in use fails here, before any worker runs.
             _server = new OmegaServer(_store.Cell, _engine, IPEndPoint.Parse(o.Listen), o.Server);
 
@@ -82,7 +85,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             _server.Start();
             Log.Listening(_logger, _server.EndPoint);
-            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null);
+            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, tls);
         }
         catch (Exception e)
         {
@@ -130,6 +133,62 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         string dir = DataDirectoryOf(o);
         Log.StoreRecovered(_logger, o.CellName, r.CellVersion, dir, r.Allocations, r.FromCheckpoint, r.RecordsReplayed, elapsedMs);
         return store;
+    }
+
+    /// <summary>
+    /// Sets the server's TLS from <see cref="OmegaOptions.Tls"/>: loads the certificate files, or makes (once) and then
+    /// reuses the self-signed certificate, and loads the client CA for mTLS. A certificate that cannot be loaded fails the
+    /// start (CryptographicException), before the port is bound.
+    /// </summary>
+    private TlsInfo? ConfigureTls(OmegaOptions o)
+    {
+        var t = o.Tls;
+        if (t.Mode == OmegaTlsMode.Plaintext)
+        {
+            o.Server.Transport.ServerTls = null;
+            Log.Plaintext(_logger);
+            return null;
+        }
+        string certFile, keyFile;
+        X509Certificate2 certificate;
+        bool created = false;
+        if (t.Mode == OmegaTlsMode.Certificate)
+        {
+            certFile = t.CertificateFile!;
+            keyFile = t.KeyFile!;
+            certificate = TlsCertificates.LoadPemCertificate(certFile, keyFile);
+        }
+        else
+        {
+            // In memory there is no data directory: a temporary folder per cell name and port, so that two in-memory
+            // servers on one machine never share (or race to write) one certificate.
+            var listenAt = IPEndPoint.Parse(o.Listen);
+            string dir = t.SelfSignedDirectory ?? (o.InMemory
+                ? Path.Combine(Path.GetTempPath(), "omega-tls", listenAt.Port == 0 ? $"{o.CellName}-pid{Environment.ProcessId}" : $"{o.CellName}-{listenAt.Port}")
+                : Path.Combine(DataDirectoryOf(o), "tls"));
+            Directory.CreateDirectory(dir);
+            certFile = Path.Combine(dir, "server.crt");
+            keyFile = Path.Combine(dir, "server.key");
+            // Made once and kept: clients that pinned it, or were given the file, keep trusting a restarted server.
+            if (File.Exists(certFile) && File.Exists(keyFile)) certificate = TlsCertificates.LoadPemCertificate(certFile, keyFile);
+            else
+            {
+                certificate = TlsCertificates.CreateSelfSignedForHost(listenAt.Address);
+                TlsCertificates.WritePem(certificate, certFile, keyFile);
+                created = true;
+            }
+        }
+        var clientAuthorities = t.ClientCaFile is null ? null : TlsCertificates.LoadAuthorities(t.ClientCaFile);
+        o.Server.Transport.ServerTls = new TlsServerOptions
+        {
+            Certificate = certificate,
+            ClientCertificateAuthorities = clientAuthorities,
+            MaxConcurrentHandshakes = t.MaxConcurrentHandshakes,
+        };
+        string pin = TlsCertificates.PublicKeyPin(certificate);
+        if (created) Log.SelfSignedCertificateCreated(_logger, certFile, pin);
+        Log.TlsOn(_logger, certificate.Subject, pin, certFile, clientAuthorities is not null);
+        return new TlsInfo(Path.GetFullPath(certFile), pin, certificate.NotAfter, clientAuthorities is not null, created);
     }
 
     private static string DataDirectoryOf(OmegaOptions o)

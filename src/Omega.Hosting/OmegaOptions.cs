@@ -34,6 +34,12 @@ public sealed class OmegaOptions
     /// <summary>The TCP server's address, <c>ADDRESS:PORT</c>; port 0 picks a free port (read it from <see cref="OmegaRuntime.EndPoint"/>). Default <c>127.0.0.1:7077</c>.</summary>
     public string Listen { get; set; } = "127.0.0.1:7077";
 
+    /// <summary>
+    /// TLS on the listener (section <c>Omega:Tls</c>). <b>The library default is <see cref="OmegaTlsMode.Plaintext"/></b>;
+    /// <c>omega serve</c> and <c>omega run</c> default to TLS (docs/security.md).
+    /// </summary>
+    public OmegaTlsOptions Tls { get; set; } = new();
+
     /// <summary>Workers of the <c>batch</c> scheduler kind (the engine's first kind: jobs submitted without a kind go there). 1-256, default 2.</summary>
     public int BatchWorkers { get; set; } = 2;
 

@@ -30,6 +30,7 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
             if (options.Server.MassSilenceFraction is <= 0 or > 1 || double.IsNaN(options.Server.MassSilenceFraction))
                 failures.Add($"Omega:Server:MassSilenceFraction must be in (0, 1], not {options.Server.MassSilenceFraction}");
         }
+        ValidateTls(options.Tls, failures);
         if (options.Storage is null) failures.Add("Omega:Storage must not be null");
         else
         {
@@ -43,5 +44,30 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
             if (!Omega.Cells.Cell.IsValidTenantName(t))
                 failures.Add($"Omega:Tenants: a tenant name is 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{t}'");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateTls(OmegaTlsOptions? tls, List<string> failures)
+    {
+        if (tls is null)
+        {
+            failures.Add("Omega:Tls must not be null");
+            return;
+        }
+        if (!Enum.IsDefined(tls.Mode)) failures.Add($"Omega:Tls:Mode must be Plaintext, Certificate or SelfSigned, not {tls.Mode}");
+        if (tls.Mode == OmegaTlsMode.Certificate)
+        {
+            if (string.IsNullOrWhiteSpace(tls.CertificateFile) || string.IsNullOrWhiteSpace(tls.KeyFile))
+                failures.Add("Omega:Tls:Mode Certificate needs both Omega:Tls:CertificateFile and Omega:Tls:KeyFile");
+            foreach (var (name, file) in new[] { ("CertificateFile", tls.CertificateFile), ("KeyFile", tls.KeyFile) })
+                if (!string.IsNullOrWhiteSpace(file) && !File.Exists(file)) failures.Add($"Omega:Tls:{name} '{file}' does not exist");
+        }
+        else if (tls.CertificateFile is not null || tls.KeyFile is not null)
+            failures.Add($"Omega:Tls:CertificateFile and KeyFile are used only with Mode Certificate (Mode is {tls.Mode})");
+        if (tls.ClientCaFile is not null)
+        {
+            if (tls.Mode == OmegaTlsMode.Plaintext) failures.Add("Omega:Tls:ClientCaFile (mTLS) needs TLS on: Mode Certificate or SelfSigned");
+            else if (!File.Exists(tls.ClientCaFile)) failures.Add($"Omega:Tls:ClientCaFile '{tls.ClientCaFile}' does not exist");
+        }
+        if (tls.MaxConcurrentHandshakes < 1) failures.Add($"Omega:Tls:MaxConcurrentHandshakes must be at least 1, not {tls.MaxConcurrentHandshakes}");
     }
 }

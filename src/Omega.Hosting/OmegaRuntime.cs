@@ -49,8 +49,29 @@ public sealed class OmegaRuntime
     /// <summary>The cell version of the checkpoint taken when the host stopped; null until then, and always for an in-memory cell.</summary>
     public long? CheckpointedVersion { get; private set; }
 
-    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory)
+    /// <summary>True when the listener speaks TLS (<see cref="OmegaOptions.Tls"/> not Plaintext).</summary>
+    public bool IsTls => Tls is not null;
+
+    /// <summary>The server certificate's file (absolute path): what a client passes as its CA file (<c>--ca</c>) for a self-signed certificate. Null when plaintext.</summary>
+    public string? TlsCertificatePath => Tls?.CertificatePath;
+
+    /// <summary>The server certificate's public-key pin (SHA-256 of its SubjectPublicKeyInfo, 64 hex digits): what a client passes as <c>--pin</c>. Null when plaintext.</summary>
+    public string? TlsCertificatePin => Tls?.Pin;
+
+    /// <summary>When the server certificate expires. Null when plaintext.</summary>
+    public DateTime? TlsCertificateNotAfter => Tls?.NotAfter;
+
+    /// <summary>True when clients must present a certificate (mTLS).</summary>
+    public bool ClientCertificatesRequired => Tls?.ClientCertificatesRequired ?? false;
+
+    /// <summary>True when this start made the self-signed certificate (false when it reused one, or was given one).</summary>
+    public bool TlsCertificateCreated => Tls?.Created ?? false;
+
+    private TlsInfo? Tls { get; set; }
+
+    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, TlsInfo? tls = null)
     {
+        Tls = tls;
         _store = store;
         _engine = engine;
         _server = server;
@@ -69,3 +90,6 @@ public sealed class OmegaRuntime
 
     private static InvalidOperationException NotStarted() => new("Omega is not running: start the host (AddOmega's hosted service opens the store and starts the engine and server)");
 }
+
+/// <summary>What the host's TLS start-up settled on (published on <see cref="OmegaRuntime"/>).</summary>
+internal sealed record TlsInfo(string CertificatePath, string Pin, DateTime NotAfter, bool ClientCertificatesRequired, bool Created);

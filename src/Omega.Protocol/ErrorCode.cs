@@ -105,6 +105,12 @@ public enum ErrorCode : ushort
     /// Retry after back-off (existing nodes re-register without limit).
     /// </summary>
     TooManyPendingRegistrations = 30,
+
+    /// <summary>
+    /// Version 2: the listener speaks TLS and the peer's first bytes were not a TLS handshake (a plaintext client against
+    /// a TLS server). Sent in plaintext, then the connection is closed. Reconnect with TLS.
+    /// </summary>
+    TlsRequired = 60,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
@@ -114,5 +120,5 @@ public static class ErrorCodeExtensions
     public static bool ClosesConnection(this ErrorCode code)
         => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
             or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown
-            or ErrorCode.IncompleteFrameBudget;
+            or ErrorCode.IncompleteFrameBudget or ErrorCode.TlsRequired;
 }

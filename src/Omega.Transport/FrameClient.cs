@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 
 namespace Omega.Transport;
 
@@ -13,15 +16,111 @@ public static class FrameClient
     /// Connects and starts the connection's loops. <paramref name="server"/> is an <see cref="IPEndPoint"/> or a
     /// <see cref="DnsEndPoint"/> (a host name, resolved here through DNS; each resolved address is tried in order until
     /// one accepts). Throws <see cref="SocketException"/> if the name does not resolve or no address is reachable.
+    /// With <see cref="TransportOptions.ClientTls"/> set, the TLS handshake completes and the server is verified before
+    /// this returns (within <see cref="TransportOptions.HandshakeTimeout"/>); a server that fails verification, or a
+    /// failed handshake, throws <see cref="TransportSecurityException"/> and nothing was sent over the connection.
     /// </summary>
     public static async Task<FrameConnection> ConnectAsync(EndPoint server, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(server);
         ArgumentNullException.ThrowIfNull(options);
         var s = await ConnectSocketAsync(server, options, cancellationToken).ConfigureAwait(false);
-        var c = new FrameConnection(Interlocked.Increment(ref s_nextId), s, handler, options, metrics);
+        SslStream? ssl = null;
+        if (options.ClientTls is { } tls)
+        {
+            try { ssl = await AuthenticateAsync(s, server, tls, options, cancellationToken).ConfigureAwait(false); }
+            catch
+            {
+                s.Dispose();
+                throw;
+            }
+        }
+        var c = new FrameConnection(Interlocked.Increment(ref s_nextId), s, handler, options, metrics, stream: ssl);
         c.Start();
         return c;
+    }
+
+    /// <summary>The client's side of the TLS handshake: TLS 1.3, ALPN, SNI, and the server check <see cref="TlsClientOptions"/> chose.</summary>
+    private static async Task<SslStream> AuthenticateAsync(Socket socket, EndPoint server, TlsClientOptions tls, TransportOptions options, CancellationToken cancellationToken)
+    {
+        string host = tls.TargetHost ?? server switch
+        {
+            DnsEndPoint d => d.Host,
+            IPEndPoint ip => ip.Address.ToString(),
+            _ => "",
+        };
+        var check = new ServerCheck(tls);
+        var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        var authentication = new SslClientAuthenticationOptions
+        {
+            TargetHost = host,
+            EnabledSslProtocols = SslProtocols.Tls13,
+            ApplicationProtocols = TlsProtocol.ApplicationProtocols,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            AllowRenegotiation = false,
+            RemoteCertificateValidationCallback = check.Validate,
+            ClientCertificateContext = tls.ClientCertificate is { } mine ? SslStreamCertificateContext.Create(mine, additionalCertificates: null, offline: true) : null,
+        };
+        using var timeout = new CancellationTokenSource(options.HandshakeTimeout, options.Time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(authentication, linked.Token).ConfigureAwait(false);
+            return ssl;
+        }
+        catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or OperationCanceledException or System.ComponentModel.Win32Exception)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            if (ex is OperationCanceledException && cancellationToken.IsCancellationRequested) throw;
+            string where = Describe(server);
+            if (check.Failure is { } f) throw new TransportSecurityException(f, $"{where}: {check.Detail}", ex);
+            if (ex is OperationCanceledException)
+                throw new TransportSecurityException(TlsFailure.Timeout, $"{where}: no TLS handshake within {options.HandshakeTimeout.TotalSeconds:0.#} s", ex);
+            throw new TransportSecurityException(TlsFailure.HandshakeFailed,
+                $"{where}: TLS handshake failed ({ex.Message}); is the server plaintext (then connect without TLS), or does it require a client certificate?", ex);
+        }
+    }
+
+    /// <summary>One connection's server check; remembers why it refused, for the typed exception.</summary>
+    private sealed class ServerCheck(TlsClientOptions tls)
+    {
+        public TlsFailure? Failure { get; private set; }
+
+        public string Detail { get; private set; } = "";
+
+        public bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+        {
+            if (tls.SkipVerification) return true;
+            if (certificate is null) return Refuse(TlsFailure.UntrustedCertificate, "the server sent no certificate");
+            if (tls.PinnedPublicKeySha256 is { } pinText)
+            {
+                using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+                string actual = TlsCertificates.PublicKeyPin(leaf);
+                return TlsCertificates.TryParsePin(pinText, out var pin) && string.Equals(pin, actual, StringComparison.Ordinal)
+                    || Refuse(TlsFailure.PinMismatch, $"the server's public key {actual} does not match the pin {pinText}");
+            }
+            if (tls.TrustedAuthorities is { } authorities)
+            {
+                if (!TlsValidation.ChainsTo(certificate, authorities, clientAuth: false))
+                    return Refuse(TlsFailure.UntrustedCertificate, $"the server's certificate ({certificate.Subject}) does not chain to the given CA");
+                // The chain is ours to judge (custom roots); the name check is the platform's, against the target host.
+                if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                    return Refuse(TlsFailure.NameMismatch, $"the server's certificate does not name the host connected to");
+                return true;
+            }
+            if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                return Refuse(TlsFailure.NameMismatch, "the server's certificate does not name the host connected to");
+            if (errors != SslPolicyErrors.None)
+                return Refuse(TlsFailure.UntrustedCertificate, $"the server's certificate ({certificate.Subject}) is not trusted by this system ({errors}); pass its CA or pin it");
+            return true;
+        }
+
+        private bool Refuse(TlsFailure failure, string detail)
+        {
+            Failure = failure;
+            Detail = detail;
+            return false;
+        }
     }
 
     /// <summary>

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Runtime.InteropServices;
 using Omega.Protocol;
 
@@ -10,7 +12,10 @@ namespace Omega.Transport;
 /// One TCP connection carrying Omega frames. Three loops run per connection: receive (socket to input pipe, paused by
 /// the pipe's thresholds), process (input pipe to <see cref="IFrameHandler"/>, one frame at a time) and send (output
 /// pipe to socket, every frame buffered since the last send goes out in one gathered write). Writers from any thread
-/// append frames under a short lock; <see cref="Flush"/> wakes the send loop once per batch.
+/// append frames under a short lock; <see cref="Flush"/> wakes the send loop once per batch. With TLS the receive and
+/// send loops read and write the TLS stream instead of the socket (SslStream allows one read and one write at a time,
+/// which is exactly one receive and one send loop); on a server the TLS handshake runs first, under the handshake
+/// timeout, and the loops start only once it succeeded.
 /// </summary>
 public sealed class FrameConnection
 {
@@ -33,10 +38,19 @@ public sealed class FrameConnection
     // Bytes of this connection's incomplete frame currently counted in the server-wide budget (processing loop only).
     private readonly ByteBudget? _incompleteBudget;
     private long _incompleteHeld;
+    // TLS: the authenticated stream the loops use (null: plaintext socket I/O); on a server, the acceptor that runs the
+    // handshake before the loops start, and the source that cancels it when the connection is closed meanwhile.
+    private Stream? _stream;
+    private readonly TlsAcceptor? _acceptor;
+    private CancellationTokenSource? _tlsCancel;
 
-    internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, ByteBudget? incompleteBudget = null)
+    internal FrameConnection(long id, Socket socket, IFrameHandler handler, TransportOptions options, TransportMetrics metrics, ByteBudget? incompleteBudget = null,
+        Stream? stream = null, TlsAcceptor? acceptor = null)
     {
         _incompleteBudget = incompleteBudget;
+        _stream = stream;
+        _acceptor = acceptor;
+        IsTls = stream is not null || acceptor is not null;
         Id = id;
         _socket = socket;
         _handler = handler;
@@ -55,6 +69,9 @@ public sealed class FrameConnection
         try { RemoteEndPoint = socket.RemoteEndPoint?.ToString() ?? ""; }
         catch (SocketException) { RemoteEndPoint = ""; }
     }
+
+    /// <summary>True when the connection is (or, on a server still in the TLS handshake, will be) encrypted with TLS.</summary>
+    public bool IsTls { get; }
 
     /// <summary>Connection number, unique within its server or client.</summary>
     public long Id { get; }
@@ -173,6 +190,7 @@ public sealed class FrameConnection
     {
         if (Interlocked.CompareExchange(ref _closing, 1, 0) != 0) return;
         _reason = reason;
+        CancelTlsHandshake();
         lock (_writeLock)
         {
             if (_framesUnflushed > 0) { _metrics.FramesOut(_framesUnflushed); _framesUnflushed = 0; }
@@ -187,6 +205,7 @@ public sealed class FrameConnection
     {
         bool first = Interlocked.CompareExchange(ref _closing, 1, 0) == 0;
         if (first) _reason = reason;
+        CancelTlsHandshake();
         lock (_writeLock)
         {
             if (!_outputCompleted) { _outputCompleted = true; _output.Writer.Complete(); }
@@ -201,6 +220,43 @@ public sealed class FrameConnection
     {
         _metrics.Opened();
         _handler.OnConnected(this);
+        if (_acceptor is null) StartLoops();
+        else _ = EstablishTlsAsync(_acceptor);
+    }
+
+    // The source is never disposed: a Close racing the end of the handshake may still cancel it (harmlessly).
+    private void CancelTlsHandshake() => Volatile.Read(ref _tlsCancel)?.Cancel();
+
+    /// <summary>
+    /// Server side: the TLS handshake, then the loops. A handshake that fails, or that the sweep cuts short at the
+    /// handshake timeout (Close cancels it), ends the connection here: no loop ran, no frame was read or sent, and the
+    /// disconnect is counted with its reason (TlsHandshakeFailed, TlsRequired, HandshakeTimeout, PeerClosed).
+    /// </summary>
+    private async Task EstablishTlsAsync(TlsAcceptor acceptor)
+    {
+        var cancel = new CancellationTokenSource();
+        Volatile.Write(ref _tlsCancel, cancel);
+        if (IsClosing) cancel.Cancel();
+        var (stream, failure) = await acceptor.AcceptAsync(_socket, _metrics, _options.Time, cancel.Token).ConfigureAwait(false);
+        if (stream is not null && !IsClosing)
+        {
+            _stream = stream;
+            StartLoops();
+            // A Close between the check and StartLoops completed the output pipe and cancelled the input read: the
+            // loops see it and end normally.
+            return;
+        }
+        if (Interlocked.CompareExchange(ref _closing, 1, 0) == 0) _reason = failure;
+        if (stream is not null) await stream.DisposeAsync().ConfigureAwait(false);
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Dispose();
+        _metrics.Closed(_reason);
+        try { _handler.OnDisconnected(this, _reason); }
+        finally { _closed.TrySetResult(); }
+    }
+
+    private void StartLoops()
+    {
         var receive = Task.Run(ReceiveLoopAsync);
         var send = Task.Run(SendLoopAsync);
         var process = Task.Run(ProcessLoopAsync);
@@ -214,6 +270,11 @@ public sealed class FrameConnection
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         _socket.Dispose();
         await receive.ConfigureAwait(false);
+        if (_stream is { } stream)
+        {
+            try { await stream.DisposeAsync().ConfigureAwait(false); }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException) { }
+        }
         _metrics.Closed(_reason);
         try { _handler.OnDisconnected(this, _reason); }
         finally { _closed.TrySetResult(); }
@@ -227,7 +288,9 @@ public sealed class FrameConnection
             while (true)
             {
                 var mem = writer.GetMemory(8192);
-                int n = await _socket.ReceiveAsync(mem, SocketFlags.None).ConfigureAwait(false);
+                int n = _stream is null
+                    ? await _socket.ReceiveAsync(mem, SocketFlags.None).ConfigureAwait(false)
+                    : await _stream.ReadAsync(mem).ConfigureAwait(false);
                 if (n == 0) break;
                 // Stamped before the bytes are handed on: receipt, not processing, is what proves the peer is alive.
                 Volatile.Write(ref _lastReceivedAt, _options.Time.GetTimestamp());
@@ -238,7 +301,7 @@ public sealed class FrameConnection
             }
             await writer.CompleteAsync().ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException or AuthenticationException)
         {
             await writer.CompleteAsync(ex is SocketException ? ex : null).ConfigureAwait(false);
         }
@@ -329,7 +392,8 @@ public sealed class FrameConnection
                 if (!buffer.IsEmpty)
                 {
                     long len = buffer.Length;
-                    if (buffer.IsSingleSegment) await SendAllAsync(buffer.First).ConfigureAwait(false);
+                    if (_stream is not null) await WriteTlsAsync(_stream, buffer).ConfigureAwait(false);
+                    else if (buffer.IsSingleSegment) await SendAllAsync(buffer.First).ConfigureAwait(false);
                     else
                     {
                         segments.Clear();
@@ -352,7 +416,7 @@ public sealed class FrameConnection
                 if (rr.IsCompleted) break;
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException or AuthenticationException)
         {
             if (Interlocked.CompareExchange(ref _closing, 1, 0) == 0) _reason = DisconnectReason.SocketError;
         }
@@ -360,7 +424,54 @@ public sealed class FrameConnection
         {
             await reader.CompleteAsync().ConfigureAwait(false);
             _input.Reader.CancelPendingRead();
+            // TLS: say close_notify first, so the peer can tell our close from a truncation.
+            if (_stream is SslStream ssl)
+            {
+                try { await ssl.ShutdownAsync().ConfigureAwait(false); }
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or InvalidOperationException or AuthenticationException) { }
+            }
             try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        }
+    }
+
+    /// <summary>
+    /// Writes a batch to the TLS stream. SslStream has no gathered write and makes one record (and one socket write) per
+    /// call, so the pipe's segments (a few KiB each) are packed into chunks of one full record (16 KiB) first: a batch of
+    /// many small frames costs a few records, not one per segment. The chunk buffer is pooled, held only for the write.
+    /// </summary>
+    private static async ValueTask WriteTlsAsync(Stream stream, ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.IsSingleSegment)
+        {
+            await stream.WriteAsync(buffer.First).ConfigureAwait(false);
+            return;
+        }
+        const int RecordPayload = 16 * 1024;
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(RecordPayload);
+        try
+        {
+            int used = 0;
+            foreach (var segment in buffer)
+            {
+                var rest = segment;
+                while (!rest.IsEmpty)
+                {
+                    int n = Math.Min(rest.Length, RecordPayload - used);
+                    rest[..n].CopyTo(chunk.AsMemory(used));
+                    used += n;
+                    rest = rest[n..];
+                    if (used == RecordPayload)
+                    {
+                        await stream.WriteAsync(chunk.AsMemory(0, used)).ConfigureAwait(false);
+                        used = 0;
+                    }
+                }
+            }
+            if (used > 0) await stream.WriteAsync(chunk.AsMemory(0, used)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
         }
     }
 

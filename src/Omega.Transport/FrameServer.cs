@@ -7,7 +7,9 @@ namespace Omega.Transport;
 
 /// <summary>
 /// A TCP listener that hands frames to an <see cref="IFrameHandler"/>. It enforces the connection limit on accept and the
-/// handshake and idle timeouts with a sweep driven by <see cref="TransportOptions.Time"/>.
+/// handshake and idle timeouts with a sweep driven by <see cref="TransportOptions.Time"/>. With
+/// <see cref="TransportOptions.ServerTls"/> set, every connection is TLS 1.3 (the handshake counts against the handshake
+/// timeout); without it the listener is plaintext.
 /// </summary>
 public sealed class FrameServer : IAsyncDisposable
 {
@@ -18,6 +20,7 @@ public sealed class FrameServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ITimer _sweep;
     private readonly ByteBudget _incomplete;
+    private readonly TlsAcceptor? _tls;
     private Task? _acceptLoop;
     private long _nextId;
 
@@ -30,6 +33,7 @@ public sealed class FrameServer : IAsyncDisposable
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
         Metrics = new TransportMetrics(name);
         _incomplete = new ByteBudget(_options.MaxIncompleteFrameBytes);
+        _tls = _options.ServerTls is { } tls ? new TlsAcceptor(tls) : null;
         _listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _listener.Bind(endpoint);
         _listener.Listen(4096);
@@ -46,6 +50,9 @@ public sealed class FrameServer : IAsyncDisposable
 
     /// <summary>The options in force.</summary>
     public TransportOptions Options => _options;
+
+    /// <summary>True when the listener speaks TLS (<see cref="TransportOptions.ServerTls"/>).</summary>
+    public bool IsTls => _tls is not null;
 
     /// <summary>Open connections.</summary>
     public int ConnectionCount => _connections.Count;
@@ -74,7 +81,7 @@ public sealed class FrameServer : IAsyncDisposable
                 _ = RejectAsync(s);
                 continue;
             }
-            var c = new FrameConnection(Interlocked.Increment(ref _nextId), s, new Tracking(this, _handler), _options, Metrics, _incomplete);
+            var c = new FrameConnection(Interlocked.Increment(ref _nextId), s, new Tracking(this, _handler), _options, Metrics, _incomplete, acceptor: _tls);
             _connections[c.Id] = c;
             c.Start();
         }
@@ -119,6 +126,7 @@ public sealed class FrameServer : IAsyncDisposable
         var closing = new List<Task>();
         foreach (var (_, c) in _connections) { c.Abort(DisconnectReason.Shutdown); closing.Add(c.Closed); }
         await Task.WhenAll(closing).ConfigureAwait(false);
+        _tls?.Dispose();
         Metrics.Dispose();
         _stop.Dispose();
     }

@@ -9,8 +9,10 @@ public sealed class TransportOptions
     /// <summary>
     /// Largest accepted length prefix before the handshake completed (the first frame must be a small Hello). A peer
     /// that has not said who it is cannot make the server buffer more than this per connection; a larger prefix gets
-    /// FrameTooLarge and the connection is closed. A future TLS handshake must fit the same budget. Default 4 KiB (capped
-    /// at <see cref="MaxFrameLength"/>).
+    /// FrameTooLarge and the connection is closed. With TLS it applies to the decrypted frames: TLS records are read by
+    /// the TLS layer below framing, whose own per-connection buffer is one record (at most 16 KiB + 261 bytes) and whose
+    /// handshakes in progress are bounded by <see cref="TlsServerOptions.MaxConcurrentHandshakes"/>. Default 4 KiB
+    /// (capped at <see cref="MaxFrameLength"/>).
     /// </summary>
     public int MaxPreHandshakeFrameLength { get; set; } = 4 << 10;
 
@@ -28,7 +30,7 @@ public sealed class TransportOptions
     /// <summary>Bytes queued for a connection but not yet accepted by its socket. Beyond it the peer is a slow consumer and is disconnected. Default 8 MiB.</summary>
     public int MaxOutboundBytes { get; set; } = 8 << 20;
 
-    /// <summary>Time from accept to a completed handshake. Default 10 s.</summary>
+    /// <summary>Time from accept to a completed handshake: the TLS handshake (when TLS is on) and the Hello/Welcome exchange together. Default 10 s.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Longest time without a complete frame from the peer (partial frames do not count, which stops slowloris). Default 60 s.</summary>
@@ -49,6 +51,18 @@ public sealed class TransportOptions
     /// <summary>Clock for handshake and idle timeouts, so tests can advance time instead of sleeping.</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// TLS on a server's listener (<see cref="FrameServer"/>). <b>Null, the default of this library type, is a
+    /// plaintext listener</b>: the <c>omega</c> command never runs one unless asked with <c>--insecure</c>.
+    /// </summary>
+    public TlsServerOptions? ServerTls { get; set; }
+
+    /// <summary>
+    /// TLS for a client's connection (<see cref="FrameClient"/>): how the server is verified. <b>Null, the default of
+    /// this library type, speaks plaintext</b> and works only against a plaintext listener.
+    /// </summary>
+    public TlsClientOptions? ClientTls { get; set; }
+
     /// <summary>How often timeouts are checked. Default a quarter of the smaller timeout, at most 1 s.</summary>
     public TimeSpan? SweepInterval { get; set; }
 
@@ -62,6 +76,11 @@ public sealed class TransportOptions
         if (MaxOutboundBytes < MaxFrameLength) throw new ArgumentOutOfRangeException(nameof(MaxOutboundBytes), "must hold at least one maximal frame");
         if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections));
         if (HandshakeTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout));
+        if (ServerTls is { } tls)
+        {
+            if (!tls.Certificate.HasPrivateKey) throw new ArgumentException("the server certificate has no private key", nameof(ServerTls));
+            if (tls.MaxConcurrentHandshakes < 1) throw new ArgumentOutOfRangeException(nameof(ServerTls), "MaxConcurrentHandshakes must be at least 1");
+        }
     }
 
     /// <summary>The pre-handshake limit in force: never above the maximum frame length.</summary>
@@ -120,4 +139,10 @@ public enum DisconnectReason : byte
 
     /// <summary>The server-wide budget of bytes held for incomplete frames was spent (<see cref="TransportOptions.MaxIncompleteFrameBytes"/>).</summary>
     IncompleteFrameBudget = 12,
+
+    /// <summary>The TLS handshake failed: no TLS 1.3 in common, a bad record, or (mTLS) no client certificate or one from another authority.</summary>
+    TlsHandshakeFailed = 13,
+
+    /// <summary>The listener speaks TLS and the peer sent plaintext (it was answered with the TlsRequired error).</summary>
+    TlsRequired = 14,
 }

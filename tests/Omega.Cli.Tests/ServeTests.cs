@@ -54,6 +54,22 @@ public sealed class ServeTests
         }
     }
 
+    /// <summary>The pin <c>omega serve</c> printed for its TLS certificate (the line "certificate pin sha256:...").</summary>
+    internal static string PinOf(string output)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(output, "certificate pin sha256:([0-9a-f]{64})");
+        Assert.True(m.Success, output);
+        return m.Groups[1].Value;
+    }
+
+    /// <summary>The certificate file <c>omega serve</c> printed (the clients' <c>--ca</c>).</summary>
+    internal static string CertificateOf(string output)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(output, @"--ca (\S+server\.crt)");
+        Assert.True(m.Success, output);
+        return m.Groups[1].Value;
+    }
+
     private static int FreePort()
     {
         var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
@@ -70,10 +86,13 @@ public sealed class ServeTests
         string endpoint = $"127.0.0.1:{FreePort()}";
         try
         {
+            string pin;
             using (var serve = new Running("serve", "--listen", endpoint, "--data", data))
             {
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
-                var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", endpoint, "--count", "20", "--seconds", "2", "--seed", "3");
+                pin = PinOf(serve.Output);
+                Assert.Contains("self-signed certificate, created", serve.Output, StringComparison.Ordinal);
+                var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", endpoint, "--count", "20", "--seconds", "2", "--seed", "3", "--pin", pin);
                 Assert.True(agents.ExitCode == 0, agents.Stdout + agents.Stderr);
                 Assert.Contains("20 registered", agents.Stdout, StringComparison.Ordinal);
                 Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
@@ -84,6 +103,8 @@ public sealed class ServeTests
             {
                 await again.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
                 Assert.Contains("checkpoint: True", again.Output, StringComparison.Ordinal);
+                // The self-signed certificate was made once and kept in the data directory: pinned clients still trust it.
+                Assert.Equal(pin, PinOf(again.Output));
                 Assert.DoesNotContain("recovered cell v0 ", again.Output, StringComparison.Ordinal);
                 Assert.Equal(0, await again.TerminateAsync(TimeSpan.FromSeconds(60)));
             }
@@ -103,25 +124,26 @@ public sealed class ServeTests
         {
             using var serve = new Running("serve", "--listen", endpoint, "--data", data);
             await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
-            using var agents = new Running("agents", "--connect", endpoint, "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
+            string pin = PinOf(serve.Output);
+            using var agents = new Running("agents", "--connect", endpoint, "--pin", pin, "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
             await agents.WaitForAsync("5 registered", TimeSpan.FromSeconds(60));
 
-            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tasks", "2", "--cores", "1");
+            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "1", "--tasks", "2", "--cores", "1");
             Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
             // A task larger than any node is refused at admission, with its typed reason, in one line.
-            var huge = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "3", "--cores", "64");
+            var huge = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "3", "--cores", "64");
             Assert.Equal(1, huge.ExitCode);
             Assert.Contains("RequestExceedsLargestNode", huge.Stderr, StringComparison.Ordinal);
             Assert.Single(huge.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
             // A gang larger than the cell's free capacity can never be placed: its record says why.
-            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--tasks", "6", "--cores", "4", "--gang");
+            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "2", "--tasks", "6", "--cores", "4", "--gang");
             Assert.True(big.ExitCode == 0, big.Stdout + big.Stderr);
 
             // The placed task's decision record names the node it chose.
             OmegaProcess.Result placed = null!;
             for (int i = 0; i < 50; i++)
             {
-                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint);
+                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint, "--pin", pin);
                 if (placed.ExitCode == 0 && placed.Stdout.Contains("agent-", StringComparison.Ordinal)) break;
                 await Task.Delay(200);
             }
@@ -132,40 +154,40 @@ public sealed class ServeTests
             OmegaProcess.Result parked = null!;
             for (int i = 0; i < 100; i++)
             {
-                parked = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint);
+                parked = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint, "--pin", pin);
                 if (parked.ExitCode == 0 && parked.Stdout.Contains("parked", StringComparison.Ordinal)) break;
                 await Task.Delay(300);
             }
             Assert.True(parked.ExitCode == 0, parked.Stdout + parked.Stderr);
             Assert.Contains("parked", parked.Stdout, StringComparison.Ordinal);
             Assert.Contains("Resources", parked.Stdout, StringComparison.OrdinalIgnoreCase); // filtered for resources
-            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint);
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint, "--pin", pin);
             Assert.Equal(1, unknown.ExitCode);
             Assert.Contains("no decision record", unknown.Stderr, StringComparison.Ordinal);
 
-            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin);
             Assert.True(nodes.ExitCode == 0, nodes.Stderr);
             Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
-            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint);
+            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint, "--pin", pin);
             Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
-            var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint);
+            var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint, "--pin", pin);
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j1 ", StringComparison.Ordinal) && l.Contains("phase=Placed", StringComparison.Ordinal));
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j2 ", StringComparison.Ordinal) && l.Contains("phase=Parked", StringComparison.Ordinal));
-            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--watch", "1");
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--pin", pin, "--watch", "1");
             Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
             Assert.Contains("oldest_queued_s=", stats.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"rate batch placements/s=\d+ conflict_fraction=", stats.Stdout);
             Assert.Contains("claims Applied=", stats.Stdout, StringComparison.Ordinal);
 
-            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint);
+            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint, "--pin", pin);
             Assert.True(drain.ExitCode == 0, drain.Stderr);
-            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint);
+            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin);
             Assert.Contains(after.Stdout.Split('\n'), l => l.StartsWith("agent-000003", StringComparison.Ordinal) && l.Contains("Draining", StringComparison.Ordinal));
-            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint);
+            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint, "--pin", pin);
             Assert.Equal(1, drainUnknown.ExitCode);
             Assert.Contains("UnknownNode", drainUnknown.Stderr, StringComparison.Ordinal);
 
-            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint);
+            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint, "--pin", pin);
             Assert.True(checkpoint.ExitCode == 0, checkpoint.Stderr);
             Assert.Contains("checkpoint taken", checkpoint.Stdout, StringComparison.Ordinal);
             Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
@@ -185,9 +207,10 @@ public sealed class ServeTests
         {
             using var serve = new Running("serve", "--listen", endpoint, "--data", data);
             await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
-            using var agents = new Running("agents", "--connect", endpoint, "--count", "50", "--seconds", "120", "--task-seconds", "1");
+            string ca = CertificateOf(serve.Output);
+            using var agents = new Running("agents", "--connect", endpoint, "--ca", ca, "--count", "50", "--seconds", "120", "--task-seconds", "1");
             await agents.WaitForAsync("50 registered", TimeSpan.FromSeconds(60));
-            var load = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--connect", endpoint, "--seconds", "4", "--load", "0.02", "--seed", "4");
+            var load = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--connect", endpoint, "--ca", ca, "--seconds", "4", "--load", "0.02", "--seed", "4");
             Assert.True(load.ExitCode == 0, load.Stdout + load.Stderr);
             var m = System.Text.RegularExpressions.Regex.Match(load.Stdout, @"placements/s ([\d,]+) \(([\d,]+) placements");
             Assert.True(m.Success, load.Stdout);
@@ -197,18 +220,18 @@ public sealed class ServeTests
             Assert.Matches(@"jobs submitted / placed / parked / queued: [\d,]+ / [\d,]+ / [\d,]+ / [\d,]+", load.Stdout);
             Assert.Contains("invariants ok", load.Stdout, StringComparison.Ordinal);
             // Liveness over the wire: stats shows evictions by reason and the brake; confirm-lost needs a known domain.
-            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint);
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--ca", ca);
             Assert.Contains("lifecycle evictions lease_expired=0 domain_confirmed_lost=0", stats.Stdout, StringComparison.Ordinal);
             Assert.Contains("brake=off", stats.Stdout, StringComparison.Ordinal);
-            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--domain", "rack-nope", "--reason", "test");
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--domain", "rack-nope", "--reason", "test");
             Assert.Equal(1, unknown.ExitCode);
             Assert.Contains("UnknownFailureDomain", unknown.Stderr, StringComparison.Ordinal);
-            var confirm = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--domain", "rack-3", "--reason", "test of the record", "--author", "ci");
+            var confirm = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--domain", "rack-3", "--reason", "test of the record", "--author", "ci");
             Assert.True(confirm.ExitCode == 0, confirm.Stdout + confirm.Stderr);
             Assert.Contains("confirmed lost by ci", confirm.Stdout, StringComparison.Ordinal);
-            var liveness = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Liveness", "--connect", endpoint);
+            var liveness = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Liveness", "--connect", endpoint, "--ca", ca);
             Assert.Contains("domain-lost rack-3 by=ci", liveness.Stdout, StringComparison.Ordinal);
-            var withdraw = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--withdraw", "--connect", endpoint, "--domain", "rack-3", "--reason", "done", "--author", "ci");
+            var withdraw = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--withdraw", "--connect", endpoint, "--ca", ca, "--domain", "rack-3", "--reason", "done", "--author", "ci");
             Assert.True(withdraw.ExitCode == 0, withdraw.Stdout + withdraw.Stderr);
             // The agents received the bindings and completed tasks (1 s mean run time).
             await agents.WaitForAsync("completed", TimeSpan.FromSeconds(30));

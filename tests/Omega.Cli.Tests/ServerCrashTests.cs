@@ -161,19 +161,19 @@ public sealed class ServerCrashTests
                 await a.RequestAsync<Heartbeat, HeartbeatAck>(new Heartbeat { NodeId = r.NodeId }, Rpc);
                 string ep = serve.EndPoint.ToString();
 
-                var removed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "remove", "junk-1", "--connect", ep);
+                var removed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "remove", "junk-1", "--connect", ep, "--insecure");
                 Assert.True(removed.ExitCode == 0, removed.Stdout + removed.Stderr);
                 Assert.Contains("junk-1", removed.Stdout, StringComparison.Ordinal);
-                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "remove", "no-such-node", "--connect", ep);
+                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "remove", "no-such-node", "--connect", ep, "--insecure");
                 Assert.Equal(1, unknown.ExitCode);
                 Assert.Contains("UnknownNode", unknown.Stderr, StringComparison.Ordinal);
-                var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "nodes", "--connect", ep);
+                var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "nodes", "--connect", ep, "--insecure");
                 Assert.DoesNotContain("junk-1", nodes.Stdout, StringComparison.Ordinal);
                 // The reply came once the removal was durable: a kill -9 now does not bring the node back.
                 await serve.KillAsync();
             }
             using var again = await ServeProcess.StartAsync(OmegaProcess.Dll, data, TimeSpan.FromSeconds(90));
-            var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "nodes", "--connect", again.EndPoint.ToString());
+            var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "nodes", "--connect", again.EndPoint.ToString(), "--insecure");
             Assert.True(list.ExitCode == 0, list.Stdout + list.Stderr);
             Assert.DoesNotContain("junk-1", list.Stdout, StringComparison.Ordinal);
         }

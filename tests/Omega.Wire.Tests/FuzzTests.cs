@@ -80,13 +80,16 @@ public sealed class FuzzTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public async Task Mutated_frames_over_loopback_never_harm_the_server()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Mutated_frames_over_loopback_never_harm_the_server(bool tls)
     {
         int seed = Environment.GetEnvironmentVariable("OMEGA_FUZZ_SEED") is { } s ? int.Parse(s) : Random.Shared.Next();
         output.WriteLine($"fuzz seed {seed} (rerun with OMEGA_FUZZ_SEED={seed})");
         var rng = new Random(seed);
-        await using var fx = ServerFixture.Start(o => o.Transport.MaxFrameLength = 16 * 1024);
+        await using var fx = ServerFixture.Start(o => o.Transport.MaxFrameLength = 16 * 1024, tls: tls);
+        output.WriteLine(tls ? "over TLS 1.3" : "plaintext");
         var n = fx.Cell.AddNode(new NodeSpec("fuzz-node", new ResourceVector(100_000, 1L << 40)));
         using var good = await RawClient.ConnectAsync(fx.EndPoint);
         var reg = await good.RegisterAsync("good", new ResourceVector(1000, 1 << 20));
@@ -102,7 +105,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
             for (int k = 0; k < 20; k++) stream.AddRange(rng.Next(3) == 0 ? pool[rng.Next(pool.Length)] : Mutate(rng, pool[rng.Next(pool.Length)]));
             try { await c.SendAsync(stream.ToArray()); }
             catch (System.Net.Sockets.SocketException) { }
-            c.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await c.ShutdownSendAsync();
             Assert.True(await c.WaitClosedAsync());
             // After every connection: the server still serves the good agent and the cell is consistent.
             await good.SendAsync((uint)(100 + conn), new Heartbeat { NodeId = reg.NodeId, LastVersion = 0 });

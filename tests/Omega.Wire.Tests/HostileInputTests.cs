@@ -10,8 +10,11 @@ namespace Omega.Wire.Tests;
 /// Each hostile case over a real loopback socket. For every case: the offender gets its typed error or is disconnected,
 /// a well-behaved agent on another connection is still served, and committed cell state is unchanged.
 /// </summary>
-public sealed class HostileInputTests : IAsyncLifetime
+public class HostileInputTests : IAsyncLifetime
 {
+    /// <summary>Run every case over TLS (<see cref="HostileInputOverTlsTests"/>): the hostile bytes arrive inside TLS records.</summary>
+    protected virtual bool Tls => false;
+
     private const int MaxFrame = 64 * 1024;
     private ServerFixture _fx = null!;
     private RawClient _good = null!;
@@ -26,7 +29,7 @@ public sealed class HostileInputTests : IAsyncLifetime
         {
             o.Transport.MaxFrameLength = MaxFrame;
             o.Transport.MaxOutboundBytes = 4 * MaxFrame;
-        });
+        }, tls: Tls);
         // Committed state to protect: a node with a binding made by an in-process scheduler.
         var cell = _fx.Cell;
         var n = cell.AddNode(new NodeSpec("seeded", new ResourceVector(4000, 1 << 30)));
@@ -77,7 +80,7 @@ public sealed class HostileInputTests : IAsyncLifetime
         using var c = await OffenderAsync();
         var full = Codec.FrameBytes(5, new Heartbeat { NodeId = _goodNode, LastVersion = 1 });
         await c.SendAsync(full[..(full.Length - 3)]);
-        c.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        await c.ShutdownSendAsync();
         Assert.True(await c.WaitClosedAsync());
         await Wait.UntilAsync(() => _fx.Server.TransportMetrics.Disconnects(DisconnectReason.TruncatedFrame) == 1, "truncated-frame disconnect counted");
         await AssertUnharmedAsync();
@@ -289,4 +292,10 @@ public sealed class HostileInputTests : IAsyncLifetime
         await Wait.UntilAsync(() => metrics.Disconnects(DisconnectReason.SlowConsumer) == 1, "slow consumer disconnected");
         await AssertUnharmedAsync();
     }
+}
+
+/// <summary>Every hostile-input case again, against a TLS 1.3 listener: the limits and typed errors hold below and above TLS alike.</summary>
+public sealed class HostileInputOverTlsTests : HostileInputTests
+{
+    protected override bool Tls => true;
 }

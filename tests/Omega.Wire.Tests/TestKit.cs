@@ -1,7 +1,11 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Time.Testing;
 using Omega.Cells;
 using Omega.Protocol;
@@ -21,7 +25,17 @@ internal sealed class ServerFixture : IAsyncDisposable
 
     public IPEndPoint EndPoint => Server.EndPoint;
 
-    public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null, Action<SchedulingOptions>? scheduling = null)
+    /// <summary>Endpoints of running fixtures that speak TLS: <see cref="RawClient.ConnectAsync"/> speaks TLS to them unless told otherwise.</summary>
+    internal static readonly ConcurrentDictionary<IPEndPoint, bool> TlsEndPoints = new();
+
+    public bool Tls { get; private set; }
+
+    /// <summary>
+    /// Starts a server; with <paramref name="tls"/> its listener speaks TLS 1.3 with <see cref="TestTls.Server"/> (and
+    /// <paramref name="mtls"/> requires client certificates of <see cref="TestTls.Ca"/>).
+    /// </summary>
+    public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null, Action<SchedulingOptions>? scheduling = null,
+        bool tls = false, bool mtls = false)
     {
         var fx = new ServerFixture();
         var time = fakeTime ? (fx.Fake = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero))) : (TimeProvider)TimeProvider.System;
@@ -43,43 +57,131 @@ internal sealed class ServerFixture : IAsyncDisposable
             options.Transport.SweepInterval = TimeSpan.FromDays(1);
             options.LifecyclePeriod = null;
         }
+        if (tls || mtls) options.Transport.ServerTls = new TlsServerOptions { Certificate = TestTls.Server, ClientCertificateAuthorities = mtls ? [TestTls.Ca] : null };
         configure?.Invoke(options);
         fx.Server = new OmegaServer(fx.Cell, fx.Engine, new IPEndPoint(IPAddress.Loopback, 0), options);
+        fx.Tls = options.Transport.ServerTls is not null;
+        if (fx.Tls) TlsEndPoints[fx.Server.EndPoint] = true;
         fx.Server.Start();
         return fx;
     }
 
+    /// <summary>Client transport options that verify this fixture's server (by <see cref="TestTls.Ca"/>) when it speaks TLS.</summary>
+    public TransportOptions ClientTransport(X509Certificate2? clientCertificate = null)
+        => new() { ClientTls = Tls ? new TlsClientOptions { TrustedAuthorities = [TestTls.Ca], ClientCertificate = clientCertificate } : null };
+
     public async ValueTask DisposeAsync()
     {
+        TlsEndPoints.TryRemove(Server.EndPoint, out _);
         await Server.DisposeAsync();
         if (Engine is not null) await Engine.DisposeAsync();
         Cell.Dispose();
     }
 }
 
-/// <summary>A raw loopback socket for hostile input: sends any bytes, reads frames, detects the server closing.</summary>
+/// <summary>
+/// Certificates made once per test process (ECDSA P-256, by the same code paths as production): a CA, a server
+/// certificate it issued for localhost/127.0.0.1, a client certificate it issued, and a second, unrelated CA with its own
+/// server and client certificates (the "wrong" ones).
+/// </summary>
+internal static class TestTls
+{
+    private static readonly Lazy<(X509Certificate2 Ca, X509Certificate2 Server, X509Certificate2 Client)> s_good = new(() => Issue("omega-test-ca"));
+    private static readonly Lazy<(X509Certificate2 Ca, X509Certificate2 Server, X509Certificate2 Client)> s_other = new(() => Issue("other-ca"));
+
+    public static X509Certificate2 Ca => s_good.Value.Ca;
+    public static X509Certificate2 Server => s_good.Value.Server;
+    public static X509Certificate2 Client => s_good.Value.Client;
+    public static X509Certificate2 OtherCa => s_other.Value.Ca;
+    public static X509Certificate2 OtherServer => s_other.Value.Server;
+    public static X509Certificate2 OtherClient => s_other.Value.Client;
+
+    private static (X509Certificate2, X509Certificate2, X509Certificate2) Issue(string caName)
+    {
+        using var caKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var caReq = new CertificateRequest("CN=" + caName, caKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        caReq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caReq.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        caReq.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(caReq.PublicKey, false));
+        var now = DateTimeOffset.UtcNow;
+        using var caWithKey = caReq.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(2));
+        var ca = X509CertificateLoader.LoadCertificate(caWithKey.RawData);
+        return (ca, Leaf(caWithKey, "localhost", server: true), Leaf(caWithKey, "node-client", server: false));
+    }
+
+    private static X509Certificate2 Leaf(X509Certificate2 ca, string name, bool server)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("CN=" + name, key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName(name);
+        if (server) { san.AddIpAddress(IPAddress.Loopback); san.AddIpAddress(IPAddress.IPv6Loopback); }
+        req.CertificateExtensions.Add(san.Build());
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid(server ? "1.3.6.1.5.5.7.3.1" : "1.3.6.1.5.5.7.3.2")], false));
+        var now = DateTimeOffset.UtcNow;
+        using var pub = req.Create(ca, now.AddMinutes(-5), now.AddDays(1), System.Security.Cryptography.RandomNumberGenerator.GetBytes(12));
+        using var withKey = pub.CopyWithPrivateKey(key);
+        return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+    }
+}
+
+/// <summary>
+/// A raw loopback connection for hostile input: sends any bytes, reads frames, detects the server closing. Against a
+/// fixture that speaks TLS it speaks TLS too (verifying the server by <see cref="TestTls.Ca"/>), unless <c>tls: false</c>
+/// forces plaintext: the hostile bytes then travel inside TLS records, as an attacker who completed TLS would send them.
+/// </summary>
 internal sealed class RawClient : IDisposable
 {
     private readonly Socket _s;
+    private readonly Stream? _tls;
     private byte[] _buf = new byte[1 << 16];
     private int _len;
 
-    private RawClient(Socket s) => _s = s;
+    private RawClient(Socket s, Stream? tls)
+    {
+        _s = s;
+        _tls = tls;
+    }
 
     public Socket Socket => _s;
 
-    public static async Task<RawClient> ConnectAsync(IPEndPoint ep, int receiveBuffer = 0)
+    public static async Task<RawClient> ConnectAsync(IPEndPoint ep, int receiveBuffer = 0, bool? tls = null, X509Certificate2? clientCertificate = null)
     {
         var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         if (receiveBuffer > 0) s.ReceiveBufferSize = receiveBuffer;
         await s.ConnectAsync(ep);
-        return new RawClient(s);
+        if (!(tls ?? ServerFixture.TlsEndPoints.ContainsKey(ep))) return new RawClient(s, null);
+        var ssl = new SslStream(new NetworkStream(s, ownsSocket: false));
+        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            EnabledSslProtocols = SslProtocols.Tls13,
+            RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && TlsValidation.ChainsTo(cert, [TestTls.Ca], clientAuth: false),
+            ClientCertificateContext = clientCertificate is null ? null : SslStreamCertificateContext.Create(clientCertificate, null, offline: true),
+        });
+        return new RawClient(s, ssl);
     }
 
     public async Task SendAsync(byte[] bytes)
     {
+        if (_tls is not null)
+        {
+            try { await _tls.WriteAsync(bytes); }
+            catch (IOException e) { throw new SocketException((int)SocketError.ConnectionReset, e.Message); }
+            return;
+        }
         int sent = 0;
         while (sent < bytes.Length) sent += await _s.SendAsync(bytes.AsMemory(sent), SocketFlags.None);
+    }
+
+    /// <summary>Ends the sending direction (TLS: close_notify first) and keeps reading.</summary>
+    public async Task ShutdownSendAsync()
+    {
+        if (_tls is SslStream ssl)
+        {
+            try { await ssl.ShutdownAsync(); } catch (IOException) { }
+        }
+        try { _s.Shutdown(SocketShutdown.Send); } catch (SocketException) { }
     }
 
     public Task SendAsync<T>(uint rid, T msg) where T : IWireMessage<T> => SendAsync(Codec.FrameBytes(rid, msg));
@@ -105,8 +207,9 @@ internal sealed class RawClient : IDisposable
                 if (4 + length > _buf.Length) Array.Resize(ref _buf, (int)(4 + length));
             }
             int n;
-            try { n = await _s.ReceiveAsync(_buf.AsMemory(_len), SocketFlags.None, cts.Token); }
+            try { n = _tls is null ? await _s.ReceiveAsync(_buf.AsMemory(_len), SocketFlags.None, cts.Token) : await _tls.ReadAsync(_buf.AsMemory(_len), cts.Token); }
             catch (SocketException) { return null; }
+            catch (IOException) { return null; }
             catch (OperationCanceledException) { throw new TimeoutException("no frame from the server within the timeout"); }
             if (n == 0) return null;
             _len += n;
@@ -165,7 +268,11 @@ internal sealed class RawClient : IDisposable
         return await ExpectAsync<Registered>();
     }
 
-    public void Dispose() => _s.Dispose();
+    public void Dispose()
+    {
+        _tls?.Dispose();
+        _s.Dispose();
+    }
 
     public static byte[] Frame(byte type, uint rid, ReadOnlySpan<byte> body)
     {

@@ -12,8 +12,10 @@ namespace Omega.Benchmarks.BindPath;
 /// Bind-path throughput over loopback: committed placements delivered to agents and acknowledged (TaskReport running),
 /// per second. The server (cell + bind path) runs in this process; the simulated agent fleet runs in a child process
 /// (one process could not hold 2 × 10,000 sockets under the 20,000 file-descriptor limit here).
-///   bindpath run --agents N --depth P --seconds S [--batch B]   server + committer, spawns the fleet
-///   bindpath fleet --port X --agents N                           the fleet (child)
+///   bindpath run --agents N --depth P --seconds S [--batch B] [--tls]   server + committer, spawns the fleet
+///   bindpath fleet --port X --agents N [--pin SHA256]                    the fleet (child)
+/// With --tls the server listens with TLS 1.3 (a self-signed ECDSA P-256 certificate made in memory) and the fleet
+/// verifies it by its pin: the same run with and without --tls is the TLS-against-plaintext comparison.
 /// The committer keeps at most N × P placements committed but not yet acknowledged, and each transaction places P tasks
 /// on each node it touches: the analogue of redis-benchmark's N clients with pipeline depth P (P commands per write). Latency is commit → agent receipt (same monotonic clock in both processes: the job id
 /// of each transaction carries its commit timestamp).
@@ -23,33 +25,43 @@ internal static class BindPathBench
     public static int Run(string[] args)
     {
         string mode = args.Length > 0 ? args[0] : "";
+        bool tls = args.Contains("--tls");
+        args = args.Where(a => a != "--tls").ToArray();
         var opts = new Dictionary<string, string>();
         for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
         int Get(string k, int d) => opts.TryGetValue(k, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : d;
         return mode switch
         {
-            "run" => RunServer(Get("agents", 1000), Get("depth", 16), Get("seconds", 10), Get("batch", 256)),
-            "fleet" => RunFleet(Get("port", 0), Get("agents", 1000)).GetAwaiter().GetResult(),
+            "run" => RunServer(Get("agents", 1000), Get("depth", 16), Get("seconds", 10), Get("batch", 256), tls),
+            "fleet" => RunFleet(Get("port", 0), Get("agents", 1000), opts.GetValueOrDefault("pin")).GetAwaiter().GetResult(),
             _ => Usage(),
         };
     }
 
     private static int Usage()
     {
-        Console.Error.WriteLine("bindpath run --agents N --depth P --seconds S [--batch B] | bindpath fleet --port X --agents N");
+        Console.Error.WriteLine("bindpath run --agents N --depth P --seconds S [--batch B] [--tls] | bindpath fleet --port X --agents N [--pin SHA256]");
         return 2;
     }
 
-    private static int RunServer(int agents, int depth, int seconds, int batch)
+    private static int RunServer(int agents, int depth, int seconds, int batch, bool tls)
     {
         using var cell = new Cell(new CellOptions { InitialNodeCapacity = agents + 16, Name = "bindpath" });
         var options = new ServerOptions { Name = "bindpath", NodeLease = TimeSpan.FromMinutes(5), LifecyclePeriod = null };
         options.Transport.MaxConnections = agents + 100;
         options.Transport.HandshakeTimeout = TimeSpan.FromMinutes(2);
+        string pinArg = "";
+        if (tls)
+        {
+            var certificate = Omega.Transport.TlsCertificates.CreateSelfSignedForHost();
+            options.Transport.ServerTls = new Omega.Transport.TlsServerOptions { Certificate = certificate };
+            pinArg = " --pin " + Omega.Transport.TlsCertificates.PublicKeyPin(certificate);
+        }
+        Console.WriteLine(tls ? "transport: TLS 1.3 (self-signed, pinned by the fleet)" : "transport: plaintext");
         var server = new OmegaServer(cell, null, new IPEndPoint(IPAddress.Loopback, 0), options);
         server.Start();
         var self = typeof(BindPathBench).Assembly.Location;
-        var psi = new ProcessStartInfo("dotnet", $"\"{self}\" bindpath fleet --port {server.EndPoint.Port} --agents {agents}")
+        var psi = new ProcessStartInfo("dotnet", $"\"{self}\" bindpath fleet --port {server.EndPoint.Port} --agents {agents}{pinArg}")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -108,8 +120,9 @@ internal static class BindPathBench
         return ackedTotal == committed ? 0 : 1;
     }
 
-    private static async Task<int> RunFleet(int port, int agents)
+    private static async Task<int> RunFleet(int port, int agents, string? pin)
     {
+        var clientTls = pin is null ? null : new Omega.Transport.TlsClientOptions { PinnedPublicKeySha256 = pin };
         var metrics = new Omega.Transport.TransportMetrics("fleet");
         var samples = new long[4_000_000];
         long count = 0;
@@ -133,7 +146,7 @@ internal static class BindPathBench
                 FailureDomain = $"rack-{i % 40}",
                 OnBinding = OnBinding,
                 Seed = i,
-                Transport = new Omega.Transport.TransportOptions { MaxFrameLength = 1 << 20, MaxOutboundBytes = 8 << 20 },
+                Transport = new Omega.Transport.TransportOptions { MaxFrameLength = 1 << 20, MaxOutboundBytes = 8 << 20, ClientTls = clientTls },
             }, metrics);
         }
         // Connect in waves so the listen backlog is not overrun.

@@ -14,7 +14,9 @@ namespace Omega.Cli.Fleet;
 /// <param name="MeanTaskSeconds">Mean task run time (exponential) when the driver gives none for a job.</param>
 /// <param name="Seed">Seeds the run times and each agent's jitter.</param>
 /// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
-internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent");
+/// <param name="Transport">The agents' transport options, TLS included (null: plaintext defaults).</param>
+internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
+    Omega.Transport.TransportOptions? Transport = null);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
@@ -83,6 +85,7 @@ internal sealed class AgentFleet : IAsyncDisposable
                 FailureDomain = $"rack-{i % Math.Max(1, o.Racks)}",
                 Seed = o.Seed + i,
                 OnBinding = OnBinding,
+                Transport = o.Transport ?? new Omega.Transport.TransportOptions(),
             });
             _agents.Add(agent);
         }

@@ -32,6 +32,7 @@ internal static class LoadgenCommand
         {
             nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort, trace, speedup, connect, firstJob,
         };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
         {
             string? error =
@@ -75,7 +76,12 @@ internal static class LoadgenCommand
                     Console.Error.WriteLine($"omega loadgen: --connect must be HOST:PORT or ADDRESS:PORT, not '{remote}'");
                     return 2;
                 }
-                return await RemoteLoadRun.RunAsync(endpoint!, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
+                if (!tls.TryResolve(r, out var transport, out var tlsError))
+                {
+                    Console.Error.WriteLine($"omega loadgen: {tlsError}");
+                    return 2;
+                }
+                return await RemoteLoadRun.RunAsync(endpoint!, transport, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
             }
             if (!MetricsExport.TryStartPrometheus("loadgen", r.GetValue(metricsPort), out var metrics)) return 1;
             using var exporter = metrics;

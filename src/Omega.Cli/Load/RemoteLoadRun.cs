@@ -35,16 +35,16 @@ internal static partial class RemoteLoadRun
         return kinds;
     }
 
-    public static async Task<int> RunAsync(EndPoint server, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
+    public static async Task<int> RunAsync(EndPoint server, Omega.Transport.TransportOptions transport, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
     {
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(server, "omega-loadgen", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(server, transport, "omega-loadgen", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega loadgen: cannot reach the server at {Omega.Transport.FrameClient.Describe(server)}: {e.Message}");
+            Console.Error.WriteLine($"omega loadgen: {ClientTls.Explain(e, Omega.Transport.FrameClient.Describe(server))}");
             return 1;
         }
         await using (client)

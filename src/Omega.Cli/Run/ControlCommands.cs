@@ -34,21 +34,26 @@ internal static class ControlCommands
     }
 
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
-    internal static async Task<int> WithClientAsync(string command, string connect, Func<ControlClient, Task<int>> body, CancellationToken cancel)
+    internal static async Task<int> WithClientAsync(string command, string connect, ClientTls tls, ParseResult r, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
         if (!FrameClient.TryParseEndPoint(connect, out var endpoint))
         {
             Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
             return 2;
         }
+        if (!tls.TryResolve(r, out var transport, out var tlsError))
+        {
+            Console.Error.WriteLine($"omega {command}: {tlsError}");
+            return 2;
+        }
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint!, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(endpoint!, transport, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
-            Console.Error.WriteLine($"omega {command}: cannot reach the server at {connect}: {e.Message}");
+            Console.Error.WriteLine($"omega {command}: {ClientTls.Explain(e, connect)}");
             return 1;
         }
         await using (client)
@@ -77,6 +82,7 @@ internal static class ControlCommands
         var gang = new Option<bool>("--gang") { Description = "All-or-nothing." };
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
         var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             // Task ids are written j{job}/{index} with unsigned digits: a negative job id could never be named by explain.
@@ -100,7 +106,7 @@ internal static class ControlCommands
                 Console.Error.WriteLine($"omega submit: --tenant must be 1-{Omega.Cells.Cell.MaxTenantNameLength} letters, digits, '.', '_' or '-', not '{r.GetValue(tenant)}'");
                 return Task.FromResult(2);
             }
-            return WithClientAsync("submit", r.GetValue(connect)!, c => SubmitAsync(c, spec, r.GetValue(scheduler), r.GetValue(tenant)!), cancel);
+            return WithClientAsync("submit", r.GetValue(connect)!, tls, r, c => SubmitAsync(c, spec, r.GetValue(scheduler), r.GetValue(tenant)!), cancel);
         });
         return cmd;
     }
@@ -122,6 +128,7 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var task = new Argument<string>("task") { Description = "The task, as j{job}/{index} (for example j42/0) or {job}/{index}." };
         var cmd = new Command("explain", "Show the decision record of a task's placement (or why it is not placed) from a running server.") { connect, task };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             if (!TaskId.TryParse(r.GetValue(task), out var id))
@@ -129,7 +136,7 @@ internal static class ControlCommands
                 Console.Error.WriteLine($"omega explain: '{r.GetValue(task)}' is not a task id (j{{job}}/{{index}})");
                 return Task.FromResult(2);
             }
-            return WithClientAsync("explain", r.GetValue(connect)!, async c =>
+            return WithClientAsync("explain", r.GetValue(connect)!, tls, r, async c =>
             {
                 var text = await c.ExplainAsync(id).ConfigureAwait(false);
                 if (text is null)
@@ -150,6 +157,7 @@ internal static class ControlCommands
         var what = new Argument<InspectTarget>("what") { Description = "Nodes, Allocations, Jobs, Stats or Liveness." };
         var limit = new Option<int>("--limit") { Description = "At most this many lines.", DefaultValueFactory = _ => 100 };
         var cmd = new Command("inspect", "List nodes, live bindings, jobs or statistics of a running server.") { connect, what, limit };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             if (r.GetValue(limit) is < 1 or > 10_000)
@@ -157,7 +165,7 @@ internal static class ControlCommands
                 Console.Error.WriteLine("omega inspect: --limit must be between 1 and 10,000");
                 return Task.FromResult(2);
             }
-            return WithClientAsync("inspect", r.GetValue(connect)!, async c =>
+            return WithClientAsync("inspect", r.GetValue(connect)!, tls, r, async c =>
             {
                 var (total, lines) = await c.InspectAsync(r.GetValue(what), r.GetValue(limit)).ConfigureAwait(false);
                 foreach (var l in lines) Console.WriteLine(l);
@@ -173,7 +181,8 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var watch = new Option<int>("--watch") { Description = "Repeat every second this many times (0: once).", DefaultValueFactory = _ => 0 };
         var cmd = new Command("stats", "Live scheduler and cell statistics from a running server: outcome counters, queue depth, busyness.") { connect, watch };
-        cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("stats", r.GetValue(connect)!, tls, r, async c =>
         {
             Dictionary<string, Omega.Cli.Load.RemoteLoadRun.Kind>? previous = null;
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -208,7 +217,8 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var node = new Argument<string>("node") { Description = "The node's name." };
         var cmd = new Command("drain", "Drain a node of a running server: no new bindings; running tasks stay.") { connect, node };
-        cmd.SetAction((r, cancel) => WithClientAsync("drain", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("drain", r.GetValue(connect)!, tls, r, async c =>
         {
             var (status, message) = await c.OperateAsync(OperateKind.DrainNode, r.GetValue(node)!).ConfigureAwait(false);
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega drain: {status}: {message}");
@@ -223,7 +233,8 @@ internal static class ControlCommands
         var connect = ConnectOption();
         var node = new Argument<string>("name") { Description = "The node's name." };
         var remove = new Command("remove", "Remove a node from a running server: its bindings are released and their tasks requeued; acknowledged once durable. Stop its agent first, or it registers again as a new node.") { connect, node };
-        remove.SetAction((r, cancel) => WithClientAsync("node remove", r.GetValue(connect)!, async c =>
+        var removeTls = ClientTls.AddTo(remove);
+        remove.SetAction((r, cancel) => WithClientAsync("node remove", r.GetValue(connect)!, removeTls, r, async c =>
         {
             var (status, message) = await c.OperateAsync(OperateKind.RemoveNode, r.GetValue(node)!).ConfigureAwait(false);
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node remove: {status}: {message}");
@@ -236,7 +247,8 @@ internal static class ControlCommands
     {
         var connect = ConnectOption();
         var cmd = new Command("checkpoint", "Ask a running server to checkpoint its FASTER store now (and truncate its journal).") { connect };
-        cmd.SetAction((r, cancel) => WithClientAsync("checkpoint", r.GetValue(connect)!, async c =>
+        var tls = ClientTls.AddTo(cmd);
+        cmd.SetAction((r, cancel) => WithClientAsync("checkpoint", r.GetValue(connect)!, tls, r, async c =>
         {
             var (status, message) = await c.OperateAsync(OperateKind.Checkpoint).ConfigureAwait(false);
             (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega checkpoint: {status}: {message}");
@@ -254,6 +266,7 @@ internal static class ControlCommands
             var quotaCores = new Option<double?>("--quota-cores") { Description = "Hard quota: cores (with --quota-memory-gib)." };
             var quotaMemory = new Option<double?>("--quota-memory-gib") { Description = "Hard quota: memory, GiB (with --quota-cores)." };
             var create = new Command("create", "Create a tenant, optionally with a hard quota; answered once the creation is durable.") { connect, name, quotaCores, quotaMemory };
+            var createTls = ClientTls.AddTo(create);
             create.SetAction((r, cancel) =>
             {
                 string n = r.GetValue(name)!;
@@ -272,7 +285,7 @@ internal static class ControlCommands
                     }
                     quota = q;
                 }
-                return WithClientAsync("tenant create", r.GetValue(connect)!, async c =>
+                return WithClientAsync("tenant create", r.GetValue(connect)!, createTls, r, async c =>
                 {
                     int id = await c.CreateTenantAsync(n, quota).ConfigureAwait(false);
                     Console.WriteLine($"tenant '{n}' created as t{id}{(quota is { } q2 ? $" with quota {q2}" : "")}");
@@ -284,7 +297,8 @@ internal static class ControlCommands
         {
             var connect = ConnectOption();
             var list = new Command("list", "List the tenants: name, id, quota and usage.") { connect };
-            list.SetAction((r, cancel) => WithClientAsync("tenant list", r.GetValue(connect)!, async c =>
+            var listTls = ClientTls.AddTo(list);
+            list.SetAction((r, cancel) => WithClientAsync("tenant list", r.GetValue(connect)!, listTls, r, async c =>
             {
                 var (total, lines) = await c.InspectAsync(InspectTarget.Tenants, 10_000).ConfigureAwait(false);
                 foreach (var l in lines) Console.WriteLine(l);

@@ -30,6 +30,7 @@ internal static class NodeCommands
         {
             connect, domain, reason, author, withdraw,
         };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
             string d = r.GetValue(domain)!.Trim(), why = r.GetValue(reason)!.Trim();
@@ -39,7 +40,7 @@ internal static class NodeCommands
                 Console.Error.WriteLine("omega node confirm-lost: --domain and --author must be 1-256 characters, --reason 1-1,024");
                 return Task.FromResult(2);
             }
-            return ControlCommands.WithClientAsync("node confirm-lost", r.GetValue(connect)!, async c =>
+            return ControlCommands.WithClientAsync("node confirm-lost", r.GetValue(connect)!, tls, r, async c =>
             {
                 var kind = r.GetValue(withdraw) ? OperateKind.WithdrawDomainLoss : OperateKind.ConfirmDomainLost;
                 var (status, message) = await c.OperateAsync(kind, d, why, who).ConfigureAwait(false);

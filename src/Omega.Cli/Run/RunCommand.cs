@@ -30,9 +30,10 @@ internal static class RunCommand
         var data = new Option<string?>("--data") { Description = "Data directory of this run's cell (default: the user's local data folder, omega/run). It is emptied first: the run starts from a fresh cell." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed; default: random)." };
         var report = new Option<string?>("--report") { Description = "Write a report folder (README.md, samples.csv, PNG charts incl. the bind latency distribution) to this directory." };
+        var insecure = new Option<bool>("--insecure") { Description = "Plaintext instead of TLS between the server and its agents (default: TLS 1.3 with a throwaway self-signed certificate)." };
         var cmd = new Command("run", "Omega's main job: a FASTER-durable engine, the TCP server, a simulated agent fleet over loopback and an Omega-paper workload.")
         {
-            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report,
+            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report, insecure,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -49,17 +50,17 @@ internal static class RunCommand
             }
             string dir = r.GetValue(data) ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", "run");
             int s = r.GetValue(seed) ?? Random.Shared.Next();
-            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), cancel)
+            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), !r.GetValue(insecure), cancel)
                 .ConfigureAwait(false);
         });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, CancellationToken cancel)
+    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, bool tls, CancellationToken cancel)
     {
         var ci = CultureInfo.InvariantCulture;
         Console.WriteLine(FormattableString.Invariant(
-            $"omega run: {agentCount:N0} agents over loopback TCP, batch {batchWorkers} workers + service {serviceWorkers}, load {load}, {seconds:0.#} s, seed {seed}"));
+            $"omega run: {agentCount:N0} agents over loopback TCP{(tls ? " with TLS 1.3" : " (plaintext)")}, batch {batchWorkers} workers + service {serviceWorkers}, load {load}, {seconds:0.#} s, seed {seed}"));
         if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
         {
             // Only ever empty a directory that is an Omega store: a mistyped --data must not delete someone's files.
@@ -96,6 +97,9 @@ internal static class RunCommand
             o.BatchWorkers = batchWorkers;
             o.ServiceWorkers = serviceWorkers;
             o.StartScheduling = false;
+            // TLS by default: a throwaway self-signed certificate in the run's data directory (emptied above, so a new
+            // one each run); the agents verify the server by that certificate file, as a real fleet would by its CA.
+            o.Tls.Mode = tls ? OmegaTlsMode.SelfSigned : OmegaTlsMode.Plaintext;
         });
         try
         {
@@ -115,7 +119,13 @@ internal static class RunCommand
         var probe = new BindLatencyProbe();
         store.Cell.AddBindingListener(probe);
         var durations = new System.Collections.Concurrent.ConcurrentDictionary<JobId, double>();
-        var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed))
+        var agentTransport = new Omega.Transport.TransportOptions
+        {
+            ClientTls = runtime.TlsCertificatePath is { } certFile ? new Omega.Transport.TlsClientOptions { TrustedAuthorities = Omega.Transport.TlsCertificates.LoadAuthorities(certFile) } : null,
+        };
+        if (runtime.IsTls) Console.WriteLine($"  tls: TLS 1.3, self-signed certificate {runtime.TlsCertificatePath} (pin sha256:{runtime.TlsCertificatePin}); every agent verifies it");
+        else ServeCommand.PrintTransportSecurity("omega run", runtime);
+        var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed, Transport: agentTransport))
         {
             DurationOf = job => durations.TryGetValue(job, out var d) ? d : null,
             OnRunBinding = probe.Arrived,
@@ -173,7 +183,7 @@ internal static class RunCommand
 
             var t = new Table().Title("omega run").AddColumn("figure").AddColumn(new TableColumn("value").RightAligned()).AddColumn("note");
             t.AddRow("placements/s", FormattableString.Invariant($"{recorder.TotalPlacements / elapsed:N0}"), FormattableString.Invariant($"{recorder.TotalPlacements:N0} placements in {elapsed:0.0} s, {submitted:N0} jobs submitted"));
-            t.AddRow("bindings delivered to agents", FormattableString.Invariant($"{fleet.Received:N0}"), FormattableString.Invariant($"over loopback TCP, after durability; {fleet.Completed:N0} tasks completed by agents"));
+            t.AddRow("bindings delivered to agents", FormattableString.Invariant($"{fleet.Received:N0}"), FormattableString.Invariant($"over loopback TCP{(tls ? " + TLS" : "")}, after durability; {fleet.Completed:N0} tasks completed by agents"));
             t.AddRow("bind latency p50 / p99 / p99.9", $"{Ms(bind.P50)} / {Ms(bind.P99)} / {Ms(bind.P999)}", "commit to agent (includes the FASTER group commit)");
             t.AddRow("commit latency p50 / p99", $"{Ms(commit.P50)} / {Ms(commit.P99)}", "in-memory commit of a scheduler transaction");
             foreach (var k in kindOptions)
@@ -216,7 +226,7 @@ internal static class RunCommand
                 md.AppendLine("## Machine").AppendLine();
                 md.AppendLine(ci, $"{Environment.ProcessorCount} logical cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024):0.#} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}.").AppendLine();
                 md.AppendLine("## Configuration").AppendLine();
-                md.AppendLine(ci, $"FASTER-durable cell in `{dir}`; TCP server on loopback; {agentCount:N0} simulated agents (one connection each) of {LoadRun.NodeShape}; workload: {workload.Describe}; {elapsed:0.0} s; seed {seed}.").AppendLine();
+                md.AppendLine(ci, $"FASTER-durable cell in `{dir}`; TCP server on loopback ({(tls ? "TLS 1.3, self-signed certificate verified by every agent" : "plaintext")}); {agentCount:N0} simulated agents (one connection each) of {LoadRun.NodeShape}; workload: {workload.Describe}; {elapsed:0.0} s; seed {seed}.").AppendLine();
                 md.AppendLine("## Figures").AppendLine().AppendLine("| figure | value |").AppendLine("|---|---:|");
                 md.AppendLine(ci, $"| placements/s | {recorder.TotalPlacements / elapsed:N0} |");
                 md.AppendLine(ci, $"| bindings delivered to agents | {fleet.Received:N0} |");

@@ -24,14 +24,23 @@ internal static class ServeCommand
         var batchWorkers = new Option<int>("--batch-workers") { Description = "Workers of the batch scheduler kind.", DefaultValueFactory = _ => 2 };
         var serviceWorkers = new Option<int>("--service-workers") { Description = "Workers of the service scheduler kind.", DefaultValueFactory = _ => 1 };
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics (opt-in)." };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "TLS: the server certificate, PEM (with --tls-key). Default: a self-signed certificate made once in the data directory." };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "TLS: the private key of --tls-cert, PEM." };
+        var clientCa = new Option<string?>("--client-ca") { Description = "mTLS: require client certificates that chain to this PEM CA file." };
+        var insecure = new Option<bool>("--insecure") { Description = "Plaintext listener, no TLS (anyone on the network path can read and forge traffic)." };
         var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
         var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure,
         };
         cmd.SetAction(async (r, cancel) =>
         {
+            if (TlsUsageError(r.GetValue(tlsCert), r.GetValue(tlsKey), r.GetValue(clientCa), r.GetValue(insecure)) is { } tlsError)
+            {
+                Console.Error.WriteLine($"omega serve: {tlsError}");
+                return 2;
+            }
             if (!IPEndPoint.TryParse(r.GetValue(listen)!, out var endpoint))
             {
                 Console.Error.WriteLine($"omega serve: --listen must be ADDRESS:PORT, not '{r.GetValue(listen)}'");
@@ -71,6 +80,11 @@ internal static class ServeCommand
                 o.ServiceWorkers = r.GetValue(serviceWorkers);
                 o.Server.NodeLease = TimeSpan.FromSeconds(r.GetValue(nodeLease));
                 foreach (var t in r.GetValue(tenants) ?? []) o.Tenants.Add(t);
+                // Secure by default: a certificate given, or else a self-signed one; plaintext only when asked for.
+                o.Tls.Mode = r.GetValue(insecure) ? OmegaTlsMode.Plaintext : r.GetValue(tlsCert) is not null ? OmegaTlsMode.Certificate : OmegaTlsMode.SelfSigned;
+                o.Tls.CertificateFile = r.GetValue(tlsCert);
+                o.Tls.KeyFile = r.GetValue(tlsKey);
+                o.Tls.ClientCaFile = r.GetValue(clientCa);
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
@@ -97,6 +111,11 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega serve: {e.Message}");
                 return 2;
             }
+            catch (System.Security.Cryptography.CryptographicException e)
+            {
+                Console.Error.WriteLine($"omega serve: cannot load the TLS certificate, key or client CA: {e.Message}");
+                return 1;
+            }
             var store = runtime.Store;
             var rec = store.Recovery;
             Console.WriteLine(store.IsPersistent
@@ -108,6 +127,7 @@ internal static class ServeCommand
             var stopped = new TaskCompletionSource();
             using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
             using var reg = cancel.Register(() => stopped.TrySetResult());
+            PrintTransportSecurity("omega serve", runtime);
             Console.WriteLine($"omega serve: listening on {runtime.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
 
             await stopped.Task.ConfigureAwait(false);
@@ -119,6 +139,33 @@ internal static class ServeCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>A usage error in the TLS flags of serve (checked before anything is opened), or null.</summary>
+    private static string? TlsUsageError(string? cert, string? key, string? clientCa, bool insecure)
+    {
+        if (insecure && (cert is not null || key is not null || clientCa is not null)) return "--insecure (plaintext) cannot be combined with --tls-cert, --tls-key or --client-ca";
+        if ((cert is null) != (key is null)) return "--tls-cert and --tls-key go together";
+        foreach (var (flag, file) in new[] { ("--tls-cert", cert), ("--tls-key", key), ("--client-ca", clientCa) })
+            if (file is not null && !File.Exists(file)) return $"{flag} file not found: {file}";
+        return null;
+    }
+
+    /// <summary>
+    /// What a client needs to know to connect: the certificate file and its pin (TLS), or the one-line warning of a
+    /// plaintext listener (on stderr).
+    /// </summary>
+    internal static void PrintTransportSecurity(string who, OmegaRuntime runtime)
+    {
+        if (!runtime.IsTls)
+        {
+            Console.Error.WriteLine($"{who}: WARNING: --insecure: the listener is plaintext; anyone on the network path can read and forge its traffic");
+            return;
+        }
+        string origin = runtime.TlsCertificateCreated ? "a self-signed certificate, created" : "certificate";
+        Console.WriteLine($"{who}: TLS 1.3 with {origin} {runtime.TlsCertificatePath} (expires {runtime.TlsCertificateNotAfter:yyyy-MM-dd})"
+            + (runtime.ClientCertificatesRequired ? "; client certificates required (mTLS)" : ""));
+        Console.WriteLine($"{who}: certificate pin sha256:{runtime.TlsCertificatePin} (clients: --pin {runtime.TlsCertificatePin} or --ca {runtime.TlsCertificatePath})");
     }
 
     public static Command CreateAgents()
@@ -136,6 +183,7 @@ internal static class ServeCommand
         {
             connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed,
         };
+        var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
         {
             if (!Omega.Transport.FrameClient.TryParseEndPoint(r.GetValue(connect), out var parsed))
@@ -147,6 +195,11 @@ internal static class ServeCommand
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
+                return 2;
+            }
+            if (!tls.TryResolve(r, out var transport, out var tlsError))
+            {
+                Console.Error.WriteLine($"omega agents: {tlsError}");
                 return 2;
             }
             // Fail fast with one line when nothing listens there, instead of agents retrying forever.
@@ -161,9 +214,17 @@ internal static class ServeCommand
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
-                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!));
-            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}, seed {s}");
-            await fleet.StartAsync(cancel).ConfigureAwait(false);
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport));
+            Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
+            try
+            {
+                await fleet.StartAsync(cancel).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is Omega.Transport.TransportSecurityException or Omega.Agent.AgentRequestException)
+            {
+                Console.Error.WriteLine($"omega agents: {ClientTls.Explain(e, r.GetValue(connect)!)}");
+                return 1;
+            }
             Console.WriteLine($"omega agents: {fleet.Connected:N0} registered");
             var until = r.GetValue(seconds) is { } sec ? DateTime.UtcNow.AddSeconds(sec) : DateTime.MaxValue;
             while (!cancel.IsCancellationRequested && DateTime.UtcNow < until)

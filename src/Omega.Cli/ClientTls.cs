@@ -1,0 +1,121 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using Omega.Agent;
+using Omega.Protocol;
+using Omega.Transport;
+
+namespace Omega.Cli;
+
+/// <summary>
+/// The TLS flags of every command that connects to a server (operator commands, <c>omega agents</c>,
+/// <c>omega loadgen --connect</c>): TLS is on and the server is verified by default. <c>--ca FILE</c> trusts a CA (or a
+/// self-signed server certificate) and checks the host name; <c>--pin SHA256</c> trusts one public key;
+/// <c>--insecure-skip-verify</c> encrypts without verifying; <c>--insecure</c> speaks plaintext (to a server started with
+/// <c>--insecure</c>); <c>--client-cert</c>/<c>--client-key</c> for a server that requires mTLS. Without a flag, the
+/// environment's <c>OMEGA_CA</c>, <c>OMEGA_TLS_PIN</c>, <c>OMEGA_CLIENT_CERT</c> and <c>OMEGA_CLIENT_KEY</c> apply;
+/// without those, the system's trusted roots.
+/// </summary>
+internal sealed class ClientTls
+{
+    public Option<string?> Ca { get; } = new("--ca") { Description = "Verify the server by this PEM CA file (or the self-signed certificate omega serve printed). Env: OMEGA_CA." };
+    public Option<string?> Pin { get; } = new("--pin") { Description = "Verify the server by the SHA-256 pin of its public key (omega serve prints it). Env: OMEGA_TLS_PIN." };
+    public Option<bool> SkipVerify { get; } = new("--insecure-skip-verify") { Description = "TLS without verifying the server (encrypted, not authenticated)." };
+    public Option<bool> Insecure { get; } = new("--insecure") { Description = "Plaintext, no TLS: only for a server started with --insecure." };
+    public Option<string?> ClientCert { get; } = new("--client-cert") { Description = "PEM client certificate, for a server that requires mTLS (--client-ca). Env: OMEGA_CLIENT_CERT." };
+    public Option<string?> ClientKey { get; } = new("--client-key") { Description = "PEM private key of --client-cert. Env: OMEGA_CLIENT_KEY." };
+    public Option<string?> ServerName { get; } = new("--server-name") { Description = "The name to expect in the server's certificate (default: the host of --connect)." };
+
+    /// <summary>Adds the flags to <paramref name="command"/> and returns them.</summary>
+    public static ClientTls AddTo(Command command)
+    {
+        var t = new ClientTls();
+        command.Options.Add(t.Ca);
+        command.Options.Add(t.Pin);
+        command.Options.Add(t.SkipVerify);
+        command.Options.Add(t.Insecure);
+        command.Options.Add(t.ClientCert);
+        command.Options.Add(t.ClientKey);
+        command.Options.Add(t.ServerName);
+        return t;
+    }
+
+    /// <summary>
+    /// The transport options the flags ask for, or a usage error (one line on stderr from the caller, exit code 2):
+    /// conflicting flags, a missing file, a malformed pin, a key that does not match its certificate.
+    /// </summary>
+    public bool TryResolve(ParseResult r, out TransportOptions transport, out string? error)
+    {
+        transport = new TransportOptions();
+        error = null;
+        string? ca = r.GetValue(Ca), pin = r.GetValue(Pin), cert = r.GetValue(ClientCert), key = r.GetValue(ClientKey);
+        bool skip = r.GetValue(SkipVerify), insecure = r.GetValue(Insecure);
+        int chosen = (ca is null ? 0 : 1) + (pin is null ? 0 : 1) + (skip ? 1 : 0) + (insecure ? 1 : 0);
+        if (chosen > 1)
+        {
+            error = "choose one of --ca, --pin, --insecure-skip-verify and --insecure";
+            return false;
+        }
+        if (insecure)
+        {
+            if (cert is not null || key is not null) error = "--client-cert and --client-key need TLS; drop --insecure";
+            return error is null;
+        }
+        // The environment stands in for flags that were not given (never against one that was).
+        if (chosen == 0)
+        {
+            ca = Environment.GetEnvironmentVariable("OMEGA_CA") is { Length: > 0 } envCa ? envCa : null;
+            pin = ca is null && Environment.GetEnvironmentVariable("OMEGA_TLS_PIN") is { Length: > 0 } envPin ? envPin : null;
+        }
+        if (cert is null && key is null)
+        {
+            cert = Environment.GetEnvironmentVariable("OMEGA_CLIENT_CERT") is { Length: > 0 } c ? c : null;
+            key = Environment.GetEnvironmentVariable("OMEGA_CLIENT_KEY") is { Length: > 0 } k ? k : null;
+        }
+        if ((cert is null) != (key is null))
+        {
+            error = "--client-cert and --client-key go together";
+            return false;
+        }
+        try
+        {
+            string? canonicalPin = null;
+            if (pin is not null && !TlsCertificates.TryParsePin(pin, out canonicalPin))
+            {
+                error = $"--pin must be 64 hex digits (the SHA-256 of the server's public key), not '{pin}'";
+                return false;
+            }
+            if (ca is not null && !File.Exists(ca))
+            {
+                error = $"--ca file not found: {ca}";
+                return false;
+            }
+            transport.ClientTls = new TlsClientOptions
+            {
+                SkipVerification = skip,
+                PinnedPublicKeySha256 = canonicalPin,
+                TrustedAuthorities = ca is null ? null : TlsCertificates.LoadAuthorities(ca),
+                ClientCertificate = cert is null ? null : TlsCertificates.LoadPemCertificate(cert, key!),
+                TargetHost = r.GetValue(ServerName),
+            };
+            return true;
+        }
+        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            error = $"cannot load the TLS files: {e.Message}";
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// One line for a failed connection that names what to do: a refused certificate, a TLS/plaintext mismatch, or
+    /// nothing listening.
+    /// </summary>
+    public static string Explain(Exception e, string where) => e switch
+    {
+        TransportSecurityException { Failure: TlsFailure.UntrustedCertificate or TlsFailure.PinMismatch or TlsFailure.NameMismatch } t =>
+            $"refused the server at {where}: {t.Failure}: {t.Message} (pass --ca FILE or --pin SHA256; omega serve prints both)",
+        TransportSecurityException t => $"TLS with the server at {where} failed: {t.Message} (--insecure if the server runs with --insecure)",
+        AgentRequestException { Code: ErrorCode.TlsRequired } => $"the server at {where} requires TLS: drop --insecure",
+        _ => $"cannot reach the server at {where}: {e.Message}",
+    };
+}
