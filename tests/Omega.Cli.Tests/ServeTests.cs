@@ -346,24 +346,26 @@ public sealed class ServeTests
     {
         string data = Path.Combine(Path.GetTempPath(), "omega-tenants-" + Guid.NewGuid().ToString("N"));
         string endpoint = $"127.0.0.1:{FreePort()}";
+        string pin = "";
         try
         {
             using (var serve = new Running("serve", "--listen", endpoint, "--data", data, "--tenant", "preset"))
             {
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
+                pin = PinOf(serve.Output); // TLS is on by default; the self-signed certificate is kept in the data directory
                 // Before the fix this made the server allocate arrays sized by the number and die of out-of-memory.
-                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "1", "--tenant", "2000000000");
+                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "1", "--tenant", "2000000000");
                 Assert.Equal(1, unknown.ExitCode);
                 Assert.Contains("UnknownTenant", unknown.Stderr, StringComparison.Ordinal);
                 Assert.DoesNotContain("   at ", unknown.Stderr, StringComparison.Ordinal);
 
-                var created = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--quota-cores", "2", "--quota-memory-gib", "4", "--connect", endpoint);
+                var created = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--quota-cores", "2", "--quota-memory-gib", "4", "--connect", endpoint, "--pin", pin);
                 Assert.True(created.ExitCode == 0, created.Stdout + created.Stderr);
                 Assert.Contains("created as t2", created.Stdout, StringComparison.Ordinal);   // t1 is the preset from --tenant
-                var again = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--connect", endpoint);
+                var again = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--connect", endpoint, "--pin", pin);
                 Assert.Equal(1, again.ExitCode);
                 Assert.Contains("TenantExists", again.Stderr, StringComparison.Ordinal);
-                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "2", "--tenant", "batch-team");
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "2", "--tenant", "batch-team");
                 Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
                 Assert.False(serve.HasExited, serve.Output);
             } // Dispose kills the server (SIGKILL): no clean shutdown, no checkpoint; the acknowledged creation must be in the journal.
@@ -371,13 +373,13 @@ public sealed class ServeTests
             using (var serve = new Running("serve", "--listen", endpoint, "--data", data))
             {
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
-                var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "list", "--connect", endpoint);
+                var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "list", "--connect", endpoint, "--pin", pin);
                 Assert.True(list.ExitCode == 0, list.Stderr);
                 var lines = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
                 Assert.Contains(lines, l => l.StartsWith("default t0", StringComparison.Ordinal));
                 Assert.Contains(lines, l => l.StartsWith("preset t1", StringComparison.Ordinal));
                 Assert.Contains(lines, l => l.StartsWith("batch-team t2", StringComparison.Ordinal) && l.Contains("quota=cpu=2000m", StringComparison.Ordinal));
-                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--job", "3", "--tenant", "batch-team");
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "3", "--tenant", "batch-team");
                 Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
             }
         }
