@@ -49,6 +49,7 @@ public sealed partial class Cell
             bool gang = tx.Mode == CommitMode.AllOrNothing;
             _touchedCount = 0;
             _undoCount = 0;
+            _deferTenantPublish = true;
             int applied = 0, failedAt = -1;
             for (int i = 0; i < n; i++)
             {
@@ -83,6 +84,7 @@ public sealed partial class Cell
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;
             }
+            PublishTouchedTenants();
             if (!tx.Key.IsNone) _idempotency.Add(tx.Scheduler, tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
             if (_journal is not null && (applied > 0 || !tx.Key.IsNone)) JournalCommit(tx, outcomes.AsSpan(0, n), status, resultVersion, applied, hash);
             _counters.Count(status);
