@@ -7,7 +7,8 @@ namespace Omega.Cells;
 /// <remarks>
 /// <para>The cell calls <see cref="Append"/> once per mutation (a transaction with any applied claim or an idempotency
 /// key, a release, a node change, a lease grant/renewal/release, a quota change) after applying it and before releasing
-/// the commit lock, so the journal sees records in exactly the order readers saw the versions.</para>
+/// the commit lock, so the journal sees records in exactly the order readers saw the versions. Mutations applied in one
+/// critical section (<see cref="Cell.CommitBatch"/>) arrive instead as one <see cref="AppendBatch"/> of their records.</para>
 /// <para>An implementation must be cheap: it runs on the per-placement path under the commit lock (design.md §10: no
 /// allocation, no system call, no storage operation). Copy the bytes into a buffer and make them durable later (group
 /// commit). It must not call back into the cell. The record span is only valid during the call.</para>
