@@ -1,3 +1,4 @@
+using Omega.ControlPlane;
 using Omega.Transport;
 
 namespace Omega.Server;
@@ -49,6 +50,30 @@ public sealed class ServerOptions
 
     /// <summary>Takes a checkpoint of the durable store (the operator's <c>Operate Checkpoint</c>); null when there is none.</summary>
     public Func<CancellationToken, ValueTask>? Checkpoint { get; set; }
+
+    /// <summary>
+    /// The control plane's object store served by the object messages (docs/protocol.md, section 8, "Objects"). Null: the
+    /// server serves no objects and answers every object message with <c>UnknownMessageType</c>. The store's own
+    /// durability waiter decides when a write is acknowledged; the host must plug in the journal's durable watermark.
+    /// </summary>
+    public ObjectStore? Objects { get; set; }
+
+    /// <summary>
+    /// Budget: bytes of the JSON document in one object request. Larger gets <c>ObjectTooLarge</c> before the JSON is
+    /// parsed (parsing costs memory proportional to it). Default 512 KiB: twice the store's canonical bound, for
+    /// indented documents.
+    /// </summary>
+    public int MaxObjectRequestBytes { get; set; } = 512 * 1024;
+
+    /// <summary>Budget: open watches per connection; one more gets <c>ResourceExhausted</c>. Default 8.</summary>
+    public int MaxWatchesPerConnection { get; set; } = 8;
+
+    /// <summary>
+    /// Budget: when a watch event is due and the connection already has this many bytes queued unsent, the watch is
+    /// ended with <c>WatchTooSlow</c> (it resumes from its last version) rather than letting the outbound cap
+    /// disconnect the whole connection. Default 4 MiB (half the default outbound cap).
+    /// </summary>
+    public long MaxWatchBufferBytes { get; set; } = 4L << 20;
 
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
