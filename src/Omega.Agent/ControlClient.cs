@@ -22,7 +22,7 @@ public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending
 /// explain a task's placement decision, inspect nodes, bindings and statistics, drain a node, take a checkpoint. One
 /// connection, no reconnect: a tool that loses the server reports it and exits.
 /// </summary>
-public sealed class ControlClient : IFrameHandler, IAsyncDisposable
+public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private FrameConnection? _connection;
@@ -39,7 +39,7 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     {
         var client = new ControlClient();
         client._connection = await FrameClient.ConnectAsync(server, client, new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
-        var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name }).ConfigureAwait(false);
+        var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name }, cancellationToken).ConfigureAwait(false);
         Expect<Welcome>(t, b);
         return client;
     }
@@ -114,12 +114,16 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         return (r.Status, r.Message);
     }
 
-    private async Task<(MessageType, byte[])> RequestAsync<T>(T message) where T : IWireMessage<T>
+    private async Task<(MessageType, byte[])> RequestAsync<T>(T message, CancellationToken cancellationToken = default) where T : IWireMessage<T>
     {
         var c = _connection ?? throw new AgentRequestException(ErrorCode.None, "not connected");
         uint rid = Interlocked.Increment(ref _nextRid);
         var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[rid] = tcs;
+        // A cancelled wait forgets the request; the server may still carry it out (a write then happened unseen: read again).
+        using var registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.Register(() => { if (_pending.TryRemove(rid, out var p)) p.TrySetCanceled(cancellationToken); })
+            : default;
         if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
         c.Flush();
         var done = await Task.WhenAny(tcs.Task, c.Closed).ConfigureAwait(false);
@@ -144,10 +148,13 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
     {
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+        else if (_streams.TryGetValue(frame.RequestId, out var stream)) Deliver(frame.RequestId, stream, frame.Type, frame.Body.ToArray());
     }
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)
     {
+        foreach (var (rid, stream) in _streams)
+            if (_streams.TryRemove(rid, out _)) stream.Writer.TryComplete(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
         foreach (var (rid, tcs) in _pending)
             if (_pending.TryRemove(rid, out _)) tcs.TrySetException(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
     }
