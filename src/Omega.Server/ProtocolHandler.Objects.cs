@@ -32,6 +32,7 @@ internal sealed partial class ProtocolHandler
     private const int DefaultListLimit = 500;
     private const int MaxListLimit = 10_000;
     private const int MaxExaminedPerList = 10_000;
+    private static readonly TimeSpan WatchPausePoll = TimeSpan.FromMilliseconds(5);
 
     /// <returns>False when the reply is sent later (a write waiting for durability, an open watch, a stop in progress).</returns>
     private bool HandleObjectMessage(FrameConnection c, Session s, uint rid, in Frame frame)
@@ -281,13 +282,18 @@ internal sealed partial class ProtocolHandler
                     break;
                 }
                 if (ev is null) break;
-                // The connection's outbound buffer is shared with every other reply: a watch that would fill it is ended
-                // (typed, resumable) before the transport's cap disconnects the whole connection as a slow consumer.
-                if (c.UnsentBytes > _options.MaxWatchBufferBytes)
+                // The connection's outbound buffer is shared with every other reply, and the transport disconnects the whole
+                // connection above its cap. So the watch pauses while the peer has this much unread: its events wait in the
+                // store's ring (no copy), where the store's lag bound ends the watch, typed and resumable, if the peer does
+                // not catch up. Polling: the transport has no drained signal, and a paused watch is the rare case.
+                if (c.UnsentBytes > _options.MaxWatchBufferBytes) c.Flush(); // a replay sends without waiting: hand it to the socket first
+                while (c.UnsentBytes > _options.MaxWatchBufferBytes && !c.IsClosing && w.Watcher.Termination == WatchTermination.None)
                 {
-                    bufferFull = true;
-                    break;
+                    try { await Task.Delay(WatchPausePoll, w.Cancel.Token).ConfigureAwait(false); }
+                    catch (OperationCanceledException) { break; }
                 }
+                if (c.IsClosing || w.Cancel.IsCancellationRequested) break;
+                if (w.Watcher.Termination != WatchTermination.None) { bufferFull = true; break; }
                 c.Send(w.RequestId, new WatchEventMessage { EventType = (WireWatchEventType)ev.Type, ResourceVersion = ev.ResourceVersion, Object = ev.Json });
                 w.LastSent = ev.ResourceVersion;
             }
@@ -311,9 +317,7 @@ internal sealed partial class ProtocolHandler
             else if (!c.IsClosing)
             {
                 if (bufferFull || termination == WatchTermination.TooSlow)
-                    c.SendError(w.RequestId, ErrorCode.WatchTooSlow, bufferFull
-                        ? $"watch {w.RequestId}: over {_options.MaxWatchBufferBytes} bytes queued to this connection; resume from resourceVersion {w.LastSent}"
-                        : $"watch {w.RequestId}: fell too far behind; resume from resourceVersion {w.LastSent}");
+                    c.SendError(w.RequestId, ErrorCode.WatchTooSlow, $"watch {w.RequestId}: fell too far behind; resume from resourceVersion {w.LastSent}");
                 else if (termination == WatchTermination.StoreClosed)
                     c.SendError(w.RequestId, ErrorCode.ShuttingDown, "the object store is closed");
             }

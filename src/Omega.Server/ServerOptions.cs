@@ -69,9 +69,10 @@ public sealed class ServerOptions
     public int MaxWatchesPerConnection { get; set; } = 8;
 
     /// <summary>
-    /// Budget: when a watch event is due and the connection already has this many bytes queued unsent, the watch is
-    /// ended with <c>WatchTooSlow</c> (it resumes from its last version) rather than letting the outbound cap
-    /// disconnect the whole connection. Default 4 MiB (half the default outbound cap).
+    /// Budget: a watch pauses while its connection has this many bytes queued unsent (the peer is not reading); its
+    /// events wait in the object store's history ring, where the store's lag bound (<c>ObjectStoreOptions.MaxWatcherLag</c>)
+    /// ends it with <c>WatchTooSlow</c> if the peer does not catch up. Keeps watches from filling the outbound buffer up
+    /// to the transport's cap, which would disconnect the whole connection. Default 4 MiB (half the default cap).
     /// </summary>
     public long MaxWatchBufferBytes { get; set; } = 4L << 20;
 
