@@ -6,6 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Omega.Cells;
+using Omega.ControlPlane;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
@@ -37,6 +38,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private ICellStore? _store;
     private SchedulingEngine? _engine;
     private OmegaServer? _server;
+    private ObjectStore? _objects;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -74,6 +76,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             o.Server.Publisher = new DurablePublisher(store);
             o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
             o.Server.Time = _time;
+            // The control plane's objects, served over the wire; a write is acknowledged once the journal holds it durably.
+            _objects = new ObjectStore(store.Cell, new ObjectStoreOptions { Time = _time }, DurabilityWaiter.From((v, ct) => store.WaitForVersionAsync(v, ct)));
+            o.Server.Objects = _objects;
             var tls = ConfigureTls(o);
             // Binds the port: a port in use fails here, before any worker runs.
             _server = new OmegaServer(_store.Cell, _engine, IPEndPoint.Parse(o.Listen), o.Server);
@@ -215,6 +220,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         {
             _engine = null;
             await engine.DisposeAsync().ConfigureAwait(false);
+        }
+        // After the server (no request can reach it) and before the cell's store closes under it.
+        if (_objects is { } objects)
+        {
+            _objects = null;
+            objects.Dispose();
         }
         long? checkpointed = null;
         if (_store is { } store)

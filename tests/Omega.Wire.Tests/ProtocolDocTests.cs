@@ -43,7 +43,21 @@ public sealed partial class ProtocolDocTests
         ("operate-create-tenant", Codec.FrameBytes(10, new Operate { Kind = OperateKind.CreateTenant, Target = "batch-team", Quota = new ResourceVector(64_000, 256L << 30) })),
         ("operate-create-tenant-reply", Codec.FrameBytes(10, new OperateReply { Status = OperateStatus.Ok, Message = "", TenantId = 3 })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
+        ("create-object", Codec.FrameBytes(11, new CreateObject { Body = new ObjectWrite { Object = Encoding.UTF8.GetBytes(WorkloadJson) } })),
+        ("get-object", Codec.FrameBytes(12, new GetObject { Kind = "Workload", Tenant = "default", Name = "web" })),
+        ("delete-object", Codec.FrameBytes(13, new DeleteObject { Kind = "Workload", Tenant = "default", Name = "web", ResourceVersion = 58 })),
+        ("list-objects", Codec.FrameBytes(14, new ListObjects { Kind = "Workload", Tenant = "default", LabelSelector = new() { ["app"] = "web" }, Limit = 100, Continue = "" })),
+        ("watch-objects", Codec.FrameBytes(15, new WatchObjects { FromResourceVersion = 58, Kind = "", Tenant = "" })),
+        ("watch-event", Codec.FrameBytes(15, new WatchEventMessage { EventType = WireWatchEventType.Deleted, ResourceVersion = 61, Object = Encoding.UTF8.GetBytes(DeletedJson) })),
+        ("stop-watch", Codec.FrameBytes(16, new StopWatch { Watch = 15 })),
+        ("watch-stopped", Codec.FrameBytes(16, new WatchStopped { Watch = 15, LastResourceVersion = 61, Stopped = true })),
+        ("error-conflict", Codec.FrameBytes(12, new ErrorMessage { Code = ErrorCode.ObjectConflict, Message = "stale" })),
     ];
+
+    private const string WorkloadJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\"},\"spec\":{\"replicas\":2,\"resources\":{\"cpuMillis\":500,\"memoryBytes\":268435456}}}";
+
+    // Abridged to its metadata for the example; the server sends the whole canonical document.
+    private const string DeletedJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\",\"resourceVersion\":61}}";
 
     internal static string Hex(byte[] bytes)
     {

@@ -170,7 +170,7 @@ internal static class ServeCommand
 
     public static Command CreateAgents()
     {
-        var connect = new Option<string>("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var connect = ControlCommands.ConnectOption();
         var count = new Option<int>("--count") { Description = "Agents to run (one node and one connection each).", DefaultValueFactory = _ => 100 };
         var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 32 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 128 };
