@@ -158,7 +158,10 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             var (agent, task, generation) = ((AgentClient, TaskId, long))s!;
             bool held;
             lock (agent._stateLock) held = agent._running.TryGetValue(task, out long g) && g == generation;
-            if (held && agent.Report(task, generation, TaskState.Ready)) agent.Flush();
+            if (!held) return;
+            // Disconnected (the server restarting): remember it anyway; the re-report after registration carries it.
+            if (agent.Report(task, generation, TaskState.Ready)) agent.Flush();
+            else agent.NoteReported(task, generation, TaskState.Ready);
         }, (this, task, generation), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
