@@ -68,8 +68,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
 
             var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000 });
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000 });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000, LeaseDuration = o.SchedulerLease });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000, LeaseDuration = o.SchedulerLease });
             o.ConfigureScheduling?.Invoke(scheduling);
             _engine = new SchedulingEngine(_store.Cell, scheduling);
 

@@ -52,6 +52,13 @@ public sealed class OmegaOptions
     /// <summary>Seed of the schedulers' sampling (null: random, readable afterwards from <see cref="SchedulingEngine.Seed"/>).</summary>
     public int? Seed { get; set; }
 
+    /// <summary>
+    /// How long a scheduler worker's lease on the cell lasts (renewed while it runs). After a crash the restarted engine's
+    /// workers can commit only once their previous incarnation's leases lapse, so this bounds how long placement pauses
+    /// after a kill -9. 1 s - 10 min, default 15 s.
+    /// </summary>
+    public TimeSpan SchedulerLease { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Keep a decision record for one placement decision in this many (1: every one). Default 1.</summary>
     public int DecisionSampleEvery { get; set; } = 1;
 
