@@ -408,6 +408,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     private void RemoveBinding(in Allocation a)
     {
         _allocations.Remove(a.Task);
+        _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;
         live.TaskCount--;

@@ -585,7 +585,18 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private TaskReportStatus ApplyReport(NodeState node, TaskId task, long generation, TaskState state)
     {
         TaskReportStatus status;
-        if (state is < TaskState.Accepted or > TaskState.Rejected) status = TaskReportStatus.InvalidState;
+        if (state is < TaskState.Accepted or > TaskState.Ready) status = TaskReportStatus.InvalidState;
+        else if (state is TaskState.Running or TaskState.Ready)
+        {
+            // The binding's lifecycle status (started / ready), kept beside the allocation in memory (not journaled): the
+            // workload controller's readiness. One cell-lock round trip checks the binding and records the phase.
+            status = _cell.ReportBindingPhase(task, node.Id, generation, state == TaskState.Ready ? BindingPhase.Ready : BindingPhase.Started) switch
+            {
+                BindingPhaseStatus.Ok => TaskReportStatus.Ok,
+                BindingPhaseStatus.GenerationMismatch => TaskReportStatus.GenerationMismatch,
+                _ => TaskReportStatus.NotBound,
+            };
+        }
         else if (!_cell.TryGetAllocation(task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
         else if (a.Generation != generation) status = TaskReportStatus.GenerationMismatch;
         else
@@ -607,7 +618,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         return status;
     }
 
-    private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "6", "7"];
+    private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "Ready", "7"];
 
     private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {

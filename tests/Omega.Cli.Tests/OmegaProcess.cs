@@ -95,6 +95,13 @@ internal sealed class OmegaChild : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGKILL (Process.Kill on Linux), then waits until the process is gone (its locks released).</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited) _process.Kill();
+        await _process.WaitForExitAsync();
+    }
+
     public static int FreePort()
     {
         var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);

@@ -119,7 +119,7 @@ internal static class ServeCommand
             var store = runtime.Store;
             var rec = store.Recovery;
             Console.WriteLine(store.IsPersistent
-                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
+                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings, {runtime.Objects.Count:N0} objects; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
                 : "omega serve: in-memory cell");
             // Signals were registered by the host's console lifetime as it started (SIGTERM, SIGINT: it stops the
             // application) and by System.CommandLine (Ctrl+C: it cancels the action), before we say we are listening: a
