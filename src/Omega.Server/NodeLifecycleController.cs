@@ -285,14 +285,35 @@ public sealed class NodeLifecycleController : IDisposable
     private int ExpireRegistrations(long now)
     {
         List<NodeId>? expired = null;
+        List<long>? registeredAt = null;
         lock (_lock)
         {
             if (_pending.Count == 0) return 0;
             foreach (var (node, at) in _pending)
-                if (now - at >= _registrationTicks) (expired ??= new()).Add(node);
+                if (now - at >= _registrationTicks)
+                {
+                    (expired ??= new()).Add(node);
+                    (registeredAt ??= new()).Add(at);
+                }
             if (expired is null) return 0;
-            foreach (var node in expired) _pending.Remove(node);
         }
+        // Judged by receive time, as leases are (defect 10): on a starved host the first heartbeat can sit unprocessed
+        // behind other frames past the deadline while its agent is plainly talking. Such a node gets more time, but at
+        // most three deadlines in all, so a junk client that sends anything but heartbeats still cannot keep it.
+        // The probe runs outside the lock: it looks up the server's connections.
+        var probe = InboundProbe;
+        if (probe is not null)
+            for (int i = expired.Count - 1; i >= 0; i--)
+                if (now - registeredAt![i] < 3 * _registrationTicks && probe(expired[i]) is { } inbound
+                    && inbound.TotalSeconds * _time.TimestampFrequency < _registrationTicks)
+                    expired.RemoveAt(i);
+        lock (_lock)
+        {
+            // Only what is still pending: a heartbeat processed meanwhile ended the registration's pending state.
+            for (int i = expired.Count - 1; i >= 0; i--)
+                if (!_pending.Remove(expired[i])) expired.RemoveAt(i);
+        }
+        if (expired.Count == 0) return 0;
         int evicted = 0;
         foreach (var node in expired)
         {
