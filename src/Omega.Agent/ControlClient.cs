@@ -22,7 +22,7 @@ public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending
 /// explain a task's placement decision, inspect nodes, bindings and statistics, drain a node, take a checkpoint. One
 /// connection, no reconnect: a tool that loses the server reports it and exits.
 /// </summary>
-public sealed class ControlClient : IFrameHandler, IAsyncDisposable
+public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private FrameConnection? _connection;

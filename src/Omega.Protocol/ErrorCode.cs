@@ -111,6 +111,12 @@ public enum ErrorCode : ushort
     /// a TLS server). Sent in plaintext, then the connection is closed. Reconnect with TLS.
     /// </summary>
     TlsRequired = 60,
+
+    /// <summary>
+    /// Version 2: SetQuota whose resulting guarantee (protected capacity) exceeds the resulting hard limit in some
+    /// dimension. Nothing changed; the connection stays open.
+    /// </summary>
+    GuaranteeAboveLimit = 64,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

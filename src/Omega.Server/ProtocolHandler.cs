@@ -23,7 +23,7 @@ internal sealed class Session
 /// Decodes frames and executes them against the cell and the engine. Every decode failure is caught per frame and
 /// answered with a typed error; nothing a peer sends can change committed state except a valid request it is allowed to make.
 /// </summary>
-internal sealed class ProtocolHandler : IFrameHandler, IDisposable
+internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
 {
     private readonly Cell _cell;
     private readonly SchedulingEngine? _engine;
@@ -96,9 +96,12 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
             case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
+            case MessageType.SetQuota when session.Role == PeerRole.Scheduler: ended = HandleSetQuota(c, rid, frame); break;
+            case MessageType.ListQuotas when session.Role == PeerRole.Scheduler: HandleListQuotas(c, rid, frame); break;
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
-                or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate:
+                or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
+                or MessageType.SetQuota or MessageType.ListQuotas:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
                 break;
             default:
