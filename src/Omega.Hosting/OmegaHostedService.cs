@@ -37,6 +37,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private ICellStore? _store;
     private SchedulingEngine? _engine;
     private OmegaServer? _server;
+    // cpres (issue 12): the reservation controller (expired reservations are released, never leaked). The quota and
+    // repair controllers need the ObjectStore the control-plane hosting block creates; they are started next to it.
+    private Omega.ControlPlane.Controllers.ReservationController? _reservations;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -84,6 +87,10 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 Log.SchedulingStarted(_logger, o.BatchWorkers, o.ServiceWorkers, _engine.Seed);
             }
             _server.Start();
+            // ---- cpres: reservation controller (cell-only; on the thread pool and the host's clock) ----
+            _reservations = new Omega.ControlPlane.Controllers.ReservationController(_store.Cell, new Omega.ControlPlane.Controllers.ThreadPoolControllerScheduler(_time), meterFactory: _meters);
+            _reservations.Start();
+            // ---- end cpres ----
             Log.Listening(_logger, _server.EndPoint);
             _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, tls);
         }
@@ -206,6 +213,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <summary>Stops what was started, in reverse order; checkpoints a durable store first when asked. Idempotent.</summary>
     private async Task<long?> CloseAsync(bool checkpoint)
     {
+        // cpres: stop releasing reservations before the cell closes.
+        _reservations?.Dispose();
+        _reservations = null;
         if (_server is { } server)
         {
             _server = null;
