@@ -8,7 +8,14 @@ public sealed partial class Cell
     private UndoEntry[] _undo = new UndoEntry[16];
     private int _undoCount;
 
-    private readonly record struct UndoEntry(bool WasBind, Allocation Allocation);
+    private enum UndoOp : byte { Evicted, Bound, Reserved, Consumed }
+
+    // Allocation doubles as the reservation's hold; Expires is the hold's expiry (Reserved, Consumed only).
+    private readonly record struct UndoEntry(UndoOp Op, Allocation Allocation, long Expires = 0);
+
+    // Set when a claim of the current transaction reserved or consumed a reservation: its journal record then carries
+    // each applied claim's kind (and a reserve's expiry); ordinary transactions keep the old, shorter layout.
+    private bool _txTouchesReservations;
 
     /// <summary>
     /// Validates and applies a transaction against the live cell state (design.md §3), in this order:
@@ -83,6 +90,7 @@ public sealed partial class Cell
             bool gang = tx.Mode == CommitMode.AllOrNothing;
             _touchedCount = 0;
             _undoCount = 0;
+            _txTouchesReservations = false;
             _deferTenantPublish = true;
             int applied = 0, failedAt = -1;
             for (int i = 0; i < n; i++)
@@ -96,6 +104,7 @@ public sealed partial class Cell
             {
                 // All-or-nothing: undo in reverse. Nothing was published, so readers never saw any of it.
                 Rollback();
+                _txTouchesReservations = false;
                 FlushFeed(0, published: false);
                 for (int j = 0; j < failedAt; j++) outcomes[j] = ClaimStatus.Aborted;
                 for (int j = failedAt + 1; j < n; j++) outcomes[j] = ClaimStatus.NotEvaluated;
@@ -140,6 +149,18 @@ public sealed partial class Cell
         // request can wrap a sum into a "fit". The tenant must exist: per-tenant state is indexed by it.
         if (!c.Resources.IsValidRequest) return ClaimStatus.InvalidClaim;
         if ((uint)c.Tenant.Value >= (uint)_tenantCount) return ClaimStatus.UnknownTenant;
+        // (0) the kind's own shape: a reserve has a TTL in (0, MaxReservationTtl] and no victims (a hold evicts no one);
+        // the others carry no TTL.
+        var kind = c.Kind;
+        if (kind != ClaimKind.Bind)
+        {
+            if (kind == ClaimKind.Reserve)
+            {
+                if (c.Ttl <= TimeSpan.Zero || c.Ttl > _options.MaxReservationTtl || c.Victims is { Length: > 0 }) return ClaimStatus.InvalidClaim;
+            }
+            else if (kind != ClaimKind.BindReserved || c.Ttl != TimeSpan.Zero) return ClaimStatus.InvalidClaim;
+        }
+        else if (c.Ttl != TimeSpan.Zero) return ClaimStatus.InvalidClaim;
         // (0) a victim may not be the claimed task itself or be listed twice: a malformed claim, whatever the node.
         TaskId[]? victims = c.Victims;
         if (victims is { Length: > 0 })
@@ -168,6 +189,20 @@ public sealed partial class Cell
         // (3) the task is not already bound (in the cell, or by an earlier claim of this transaction).
         if (_allocations.ContainsKey(c.Task)) return ClaimStatus.TaskAlreadyBound;
 
+        // (3r) reservations: a reserved task is bound only by BindReserved on the reservation's node and tenant, before
+        // its expiry; a BindReserved needs one. The Count test keeps this free while the cell holds no reservation.
+        ReservationLive held = default;
+        bool consumes = false;
+        if (_reservations.Count > 0 && _reservations.TryGetValue(c.Task, out held))
+        {
+            if (kind != ClaimKind.BindReserved) return ClaimStatus.TaskReserved;
+            if (held.Hold.Node != c.Node || held.Hold.Tenant != c.Tenant) return ClaimStatus.ReservationMismatch;
+            if (Now() >= held.ExpiresAtTimestamp) return ClaimStatus.ReservationExpired;
+            consumes = true;
+        }
+        else if (kind == ClaimKind.BindReserved) return ClaimStatus.ReservationNotFound;
+        else if (kind == ClaimKind.Reserve && _reservations.Count >= _options.MaxReservations) return ClaimStatus.ReservationLimitReached;
+
         // Preemption victims: bound on this node, strictly lower priority.
         ResourceVector freed = default, freedSameTenant = default;
         if (victims is { Length: > 0 })
@@ -190,6 +225,12 @@ public sealed partial class Cell
             long baseVersion = live.TxnStamp == newVersion ? live.PreTxnVersion : live.Version;
             if (baseVersion != c.ExpectedNodeVersion) return ClaimStatus.NodeVersionChanged;
         }
+        // A consumed reservation's hold is freed in the same step (it is part of live.Allocated and of the tenant's usage).
+        if (consumes)
+        {
+            freed += held.Hold.Resources;
+            freedSameTenant += held.Hold.Resources;
+        }
         if (!ResourceVector.Fits(live.Allocated - freed, c.Resources, live.Spec!.Capacity)) return ClaimStatus.InsufficientResources;
 
         // (5) quota.
@@ -197,6 +238,9 @@ public sealed partial class Cell
         if (_tenantQuota[t] is { } quota
             && !ResourceVector.Fits(_tenantUsage[t] - freedSameTenant, c.Resources, quota))
             return ClaimStatus.QuotaExceeded;
+
+        // (6) protected capacity: the other tenants' unmet guarantees stay satisfiable (Cell.Protected.cs).
+        if (!ProtectedCapacityHolds(t, c.Resources, freedSameTenant)) return ClaimStatus.ProtectedCapacity;
 
         // Apply to the writer's live state; publication happens once per transaction.
         if (live.TxnStamp != newVersion)
@@ -215,13 +259,27 @@ public sealed partial class Cell
                 var va = _allocations[victims[v]];
                 RemoveBinding(va);
                 FeedBinding(BindingChange.Unbound, va);
-                if (recordUndo) PushUndo(new UndoEntry(false, va));
+                if (recordUndo) PushUndo(new UndoEntry(UndoOp.Evicted, va));
             }
         }
         var a = new Allocation(c.Task, c.Node, c.Resources, c.Tenant, c.Priority, newVersion);
+        if (kind == ClaimKind.Reserve)
+        {
+            var r = new ReservationLive { Hold = a, ExpiresAtTimestamp = Now() + TicksFor(c.Ttl) };
+            AddReservation(in r);
+            _txTouchesReservations = true;
+            if (recordUndo) PushUndo(new UndoEntry(UndoOp.Reserved, a, r.ExpiresAtTimestamp));
+            return ClaimStatus.Applied;
+        }
+        if (consumes)
+        {
+            RemoveReservation(in held);
+            _txTouchesReservations = true;
+            if (recordUndo) PushUndo(new UndoEntry(UndoOp.Consumed, held.Hold, held.ExpiresAtTimestamp));
+        }
         AddBinding(a);
         FeedBinding(BindingChange.Bound, a);
-        if (recordUndo) PushUndo(new UndoEntry(true, a));
+        if (recordUndo) PushUndo(new UndoEntry(UndoOp.Bound, a));
         return ClaimStatus.Applied;
     }
 
@@ -236,8 +294,13 @@ public sealed partial class Cell
         for (int i = _undoCount - 1; i >= 0; i--)
         {
             ref readonly var e = ref _undo[i];
-            if (e.WasBind) RemoveBinding(e.Allocation);
-            else AddBinding(e.Allocation);
+            switch (e.Op)
+            {
+                case UndoOp.Bound: RemoveBinding(e.Allocation); break;
+                case UndoOp.Evicted: AddBinding(e.Allocation); break;
+                case UndoOp.Reserved: RemoveReservation(new ReservationLive { Hold = e.Allocation, ExpiresAtTimestamp = e.Expires }); break;
+                case UndoOp.Consumed: AddReservation(new ReservationLive { Hold = e.Allocation, ExpiresAtTimestamp = e.Expires }); break;
+            }
         }
         for (int t = 0; t < _touchedCount; t++)
         {

@@ -93,7 +93,9 @@ public sealed partial class Cell
     {
         var w = BeginRecord(CellRecordKind.Commit, resultVersion);
         bool keyed = !tx.Key.IsNone;
-        w.U8(keyed ? (byte)3 : (byte)0);   // bit 0 keyed, bit 1 scoped to the scheduler id that follows
+        bool kinds = _txTouchesReservations && applied > 0;
+        // bit 0 keyed, bit 1 scoped to the scheduler id that follows, bit 2 each applied claim carries its kind
+        w.U8((byte)((keyed ? 3 : 0) | (kinds ? 4 : 0)));
         if (keyed)
         {
             w.I32(tx.Scheduler.Value);
@@ -134,6 +136,14 @@ public sealed partial class Cell
                 int nv = victims?.Length ?? 0;
                 w.I32(nv);
                 for (int v = 0; v < nv; v++) w.Task(victims![v]);
+                if (kinds)
+                {
+                    w.U8((byte)c.Kind);
+                    // A reserve's expiry as wall-clock UTC ticks (like a lease: the monotonic clock does not survive a
+                    // restart). 0 when a later claim of the same transaction already consumed it.
+                    if (c.Kind == ClaimKind.Reserve)
+                        w.I64(_reservations.TryGetValue(c.Task, out var r) && r.Hold.Generation == resultVersion ? ToWallClock(r.ExpiresAtTimestamp).UtcTicks : 0);
+                }
             }
         }
         EndRecord(resultVersion);

@@ -12,7 +12,9 @@ public sealed partial class Cell
         Dictionary<int, ResourceVector?> quotas,
         List<KeyValuePair<IdempotencyIndex.ScopedKey, CellRestorer.RestoredOutcome>> outcomes,
         long version,
-        long sequence)
+        long sequence,
+        IEnumerable<CellReservation> reservations,
+        Dictionary<int, ResourceVector?> guarantees)
     {
         lock (_lock)
         {
@@ -36,6 +38,12 @@ public sealed partial class Cell
                 (_bindingsOnNode[idx] ??= new NodeBindings()).Add(a);
                 _tenantUsage[a.Tenant.Value] += a.Resources;
             }
+            RestoreReservations(reservations);
+            foreach (var (t, g) in guarantees)
+            {
+                if ((uint)t >= (uint)_tenantCount) throw new InvalidDataException($"stored state holds a guarantee of unknown tenant {t}");
+                _tenantGuarantee[t] = g;
+            }
             long now = Now();
             var utcNow = _time.GetUtcNow();
             _leases = new LeaseState[Math.Max(8, leases.Length)];
@@ -54,6 +62,7 @@ public sealed partial class Cell
             for (int i = 0; i < nodes.Length; i++) _slots[i].Publish(Math.Max(1, version), _live[i]);
             for (int t = 0; t < _tenantCount; t++) PublishTenant(t);
             Volatile.Write(ref _nodeCount, nodes.Length);
+            RebuildProtectedState();
             Volatile.Write(ref _version, version);
             Volatile.Write(ref _journalSeq, sequence);
         }

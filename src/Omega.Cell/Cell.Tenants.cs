@@ -25,9 +25,10 @@ public enum TenantOpStatus : byte
 /// <summary>A tenant as the registry holds it.</summary>
 /// <param name="Id">The tenant's dense id, assigned by the cell, never reused.</param>
 /// <param name="Name">Its unique name.</param>
-/// <param name="Usage">The resources its live bindings hold.</param>
+/// <param name="Usage">The resources its live bindings and reservations hold.</param>
 /// <param name="Quota">Its hard quota, or null for none.</param>
-public readonly record struct TenantInfo(TenantId Id, string Name, ResourceVector Usage, ResourceVector? Quota);
+/// <param name="Guaranteed">Its protected capacity (guaranteed share), or null for none.</param>
+public readonly record struct TenantInfo(TenantId Id, string Name, ResourceVector Usage, ResourceVector? Quota, ResourceVector? Guaranteed = null);
 
 // The tenant registry (issue 10, defect 2). Before it, per-tenant arrays were sized by whatever tenant id a claim or a
 // job named, so one `--tenant 2000000000` allocated gigabytes and killed the server. Now a tenant exists only once it
@@ -87,6 +88,8 @@ public sealed partial class Cell
             EnsureTenant(t);
             _tenantNames[t] = name;
             _tenantQuota[t] = quota;
+            _tenantGuarantee[t] = null;
+            _tenantUnmet[t] = default;
             _tenantUsage[t] = default;
             PublishTenant(t);
             _tenantByName.Add(name, new TenantId(t));
@@ -119,7 +122,7 @@ public sealed partial class Cell
         lock (_lock)
         {
             var list = new List<TenantInfo>(_tenantCount);
-            for (int t = 0; t < _tenantCount; t++) list.Add(new TenantInfo(new TenantId(t), _tenantNames[t], _tenantUsage[t], _tenantQuota[t]));
+            for (int t = 0; t < _tenantCount; t++) list.Add(new TenantInfo(new TenantId(t), _tenantNames[t], _tenantUsage[t], _tenantQuota[t], _tenantGuarantee[t]));
             return list;
         }
     }

@@ -98,6 +98,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             _nodeByName.Add(spec.Name, id);
             ref NodeLive live = ref _live[index];
             live = new NodeLive { Spec = spec, Status = status, Version = 1 };
+            if (status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: true);
             long v = _version + 1;
             _slots[index].Publish(v, live);
             Volatile.Write(ref _nodeCount, index + 1);
@@ -135,7 +136,10 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             if (!string.Equals(live.Spec!.Name, spec.Name, StringComparison.Ordinal)) return NodeOpStatus.Invalid;
             if (!live.Allocated.FitsWithin(spec.Capacity)) return NodeOpStatus.CapacityBelowAllocated;
             NoteCapacity(spec.Capacity);
+            bool sched = live.Status == NodeStatus.Schedulable;
+            if (sched) SchedulableChanged(in live, joining: false);
             live.Spec = spec;
+            if (sched) SchedulableChanged(in live, joining: true);
             live.Version++;
             PublishSingle(id.Value);
             JournalNode(CellRecordKind.NodeUpdated, id.Value, null);
@@ -152,7 +156,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
             if (live.Status == status) return NodeOpStatus.Ok;
+            if (live.Status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: false);
             live.Status = status;
+            if (status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: true);
             live.Version++;
             PublishSingle(id.Value);
             JournalNode(CellRecordKind.NodeStatusChanged, id.Value, null);
@@ -170,6 +176,22 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         lock (_lock)
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
+            // Reservations on the node go first, each with its own record (a hold on a node that no longer exists
+            // would count against nothing and could never be consumed). O(reservations): removal is rare.
+            if (_reservations.Count > 0)
+            {
+                List<ReservationLive>? holds = null;
+                foreach (var r in _reservations.Values)
+                    if (r.Hold.Node == id) (holds ??= new()).Add(r);
+                if (holds is not null)
+                    foreach (var r in holds)
+                    {
+                        RemoveReservation(in r);
+                        PublishSingle(id.Value);
+                        JournalReservationReleased(r.Hold.Task, ReservationReleaseReason.Released);
+                        _reservationsReleased[(int)ReservationReleaseReason.Released]++;
+                    }
+            }
             var set = _bindingsOnNode[id.Value];
             if (set is { Count: > 0 })
             {
@@ -179,6 +201,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
                 released = list;
             }
             ref NodeLive live = ref _live[id.Value];
+            if (live.Status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: false);
             live.Status = NodeStatus.Removed;
             live.Version++;
             _nodeByName.Remove(live.Spec!.Name);
@@ -306,10 +329,20 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
                 if ((uint)a.Tenant.Value >= (uint)_tenantCount) { problems.Add($"{task} charged to unknown tenant {a.Tenant}"); continue; }
                 tenants[a.Tenant.Value] += a.Resources;
             }
+            foreach (var (task, r) in _reservations)
+            {
+                var h = r.Hold;
+                if (h.Task != task) problems.Add($"reservation key {task} holds {h.Task}");
+                if (_allocations.ContainsKey(task)) problems.Add($"{task} is both bound and reserved");
+                if ((uint)h.Node.Value >= (uint)_nodeCount || _live[h.Node.Value].Status == NodeStatus.Removed) { problems.Add($"{task} reserved on unknown or removed node {h.Node}"); continue; }
+                sums[h.Node.Value] += h.Resources;
+                if ((uint)h.Tenant.Value >= (uint)_tenantCount) { problems.Add($"reservation of {task} charged to unknown tenant {h.Tenant}"); continue; }
+                tenants[h.Tenant.Value] += h.Resources;
+            }
             for (int i = 0; i < _nodeCount; i++)
             {
                 ref NodeLive live = ref _live[i];
-                if (live.Allocated != sums[i]) problems.Add($"node n{i} allocated {live.Allocated} but bindings sum to {sums[i]}");
+                if (live.Allocated != sums[i]) problems.Add($"node n{i} allocated {live.Allocated} but bindings and reservations sum to {sums[i]}");
                 if (live.TaskCount != counts[i]) problems.Add($"node n{i} task count {live.TaskCount} but {counts[i]} bindings");
                 if (!live.Allocated.FitsWithin(live.Spec!.Capacity)) problems.Add($"node n{i} over capacity: {live.Allocated} > {live.Spec.Capacity}");
                 if (!live.Allocated.IsNonNegative) problems.Add($"node n{i} negative allocation {live.Allocated}");
@@ -322,6 +355,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
                 var published = _tenantPublished[t].Read();
                 if (published.Usage != _tenantUsage[t] || published.Quota != _tenantQuota[t]) problems.Add($"tenant t{t} published usage {published.Usage} / quota {published.Quota} but holds {_tenantUsage[t]} / {_tenantQuota[t]}");
             }
+            AuditProtected(problems);
         }
         return problems;
     }
@@ -354,6 +388,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         int cap = Math.Min(Math.Max(t + 1, _tenantUsage.Length * 2), Math.Max(t + 1, _options.MaxTenants));
         Array.Resize(ref _tenantUsage, cap);
         Array.Resize(ref _tenantQuota, cap);
+        Array.Resize(ref _tenantGuarantee, cap);
+        Array.Resize(ref _tenantUnmet, cap);
         Array.Resize(ref _tenantNames, cap);
         Array.Resize(ref _tenantTouched, cap);
         // Copied (seq words included) into a new array published before the tenant count that makes the new id readable.
@@ -400,8 +436,10 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated += a.Resources;
         live.TaskCount++;
+        if (live.Status == NodeStatus.Schedulable) _schedAllocated += a.Resources;
         (_bindingsOnNode[a.Node.Value] ??= new NodeBindings()).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
+        UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
     }
 
@@ -412,8 +450,10 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;
         live.TaskCount--;
+        if (live.Status == NodeStatus.Schedulable) _schedAllocated -= a.Resources;
         _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
         _tenantUsage[a.Tenant.Value] -= a.Resources;
+        UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
     }
 

@@ -34,4 +34,13 @@ public sealed class CellOptions
     /// this bounds what tenant state can cost; a creation beyond it is refused with <see cref="TenantOpStatus.LimitReached"/>.
     /// </summary>
     public int MaxTenants { get; set; } = 1024;
+
+    /// <summary>
+    /// The most reservations the cell holds at once (default 100,000); a reserve claim beyond it gets
+    /// <see cref="ClaimStatus.ReservationLimitReached"/>. Bounds the reservation table and the controller's expiry scan.
+    /// </summary>
+    public int MaxReservations { get; set; } = 100_000;
+
+    /// <summary>The longest TTL a reserve claim may ask for (default one hour); longer is an <see cref="ClaimStatus.InvalidClaim"/>.</summary>
+    public TimeSpan MaxReservationTtl { get; set; } = TimeSpan.FromHours(1);
 }

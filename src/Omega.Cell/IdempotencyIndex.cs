@@ -73,6 +73,8 @@ internal sealed class IdempotencyIndex
             h = Mix(h, (ulong)(uint)c.Tenant.Value | ((ulong)(uint)c.Priority << 32));
             if (c.Victims is { } v)
                 foreach (var t in v) h = Mix(h, (ulong)t.Job.Value ^ ((ulong)(uint)t.Index << 40));
+            // Only non-default kinds are mixed in, so the hash of an ordinary claim is the one stores already hold.
+            if (c.Kind != ClaimKind.Bind || c.Ttl != TimeSpan.Zero) h = Mix(h, ((ulong)c.Kind << 56) ^ (ulong)c.Ttl.Ticks);
         }
         return h;
     }

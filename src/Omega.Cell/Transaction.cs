@@ -20,6 +20,22 @@ public enum ConflictDetection : byte
     Coarse = 1,
 }
 
+/// <summary>What a claim asks the cell to do (docs/commit-protocol.md, "Reservations").</summary>
+public enum ClaimKind : byte
+{
+    /// <summary>Bind the task to the node (the ordinary claim).</summary>
+    Bind = 0,
+
+    /// <summary>
+    /// Hold the resources on the node for the task, until <see cref="Claim.Ttl"/> passes, without binding it: the hold
+    /// counts against the node's capacity and the tenant's usage like a binding. No victims.
+    /// </summary>
+    Reserve = 1,
+
+    /// <summary>Bind the task to the node, consuming the task's reservation there in the same atomic step.</summary>
+    BindReserved = 2,
+}
+
 /// <summary>
 /// A claim: bind <see cref="Task"/> to <see cref="Node"/> holding <see cref="Resources"/>, optionally evicting lower-priority
 /// <see cref="Victims"/> on the same node in the same atomic step (a preemption claim).
@@ -31,7 +47,11 @@ public enum ConflictDetection : byte
 /// <param name="Tenant">The tenant charged (quota).</param>
 /// <param name="Priority">The task's priority. Victims must have strictly lower priority.</param>
 /// <param name="Victims">Tasks on the same node to evict first; null or empty for an ordinary claim.</param>
-public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null)
+/// <param name="Kind">Bind (default), reserve, or bind consuming the task's reservation.</param>
+/// <param name="Ttl">For <see cref="ClaimKind.Reserve"/>: how long the hold lasts from the commit (the cell's clock);
+/// in (0, <see cref="CellOptions.MaxReservationTtl"/>]. Ignored otherwise (must be zero).</param>
+public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null,
+    ClaimKind Kind = ClaimKind.Bind, TimeSpan Ttl = default)
 {
     /// <summary>True when this claim preempts other tasks.</summary>
     public bool IsPreemption => Victims is { Length: > 0 };

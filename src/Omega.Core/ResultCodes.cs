@@ -54,6 +54,33 @@ public enum ClaimStatus : byte
 
     /// <summary>The claim charges a tenant that does not exist in the cell (tenants are created before use).</summary>
     UnknownTenant = 14,
+
+    /// <summary>
+    /// The task holds a reservation, and the claim is a plain bind or a second reserve: a reserved task is bound with
+    /// <c>ClaimKind.BindReserved</c> (which consumes the reservation), or its reservation is released first.
+    /// </summary>
+    TaskReserved = 15,
+
+    /// <summary>A <c>BindReserved</c> claim, but the task holds no reservation (never reserved, or already released).</summary>
+    ReservationNotFound = 16,
+
+    /// <summary>A <c>BindReserved</c> claim whose node or tenant differs from the reservation's.</summary>
+    ReservationMismatch = 17,
+
+    /// <summary>
+    /// A <c>BindReserved</c> claim after the reservation's expiry: the hold is void (it keeps counting against its node
+    /// until the reservation controller releases it, so it never turns into capacity twice).
+    /// </summary>
+    ReservationExpired = 18,
+
+    /// <summary>
+    /// Protected capacity: applying the claim would leave less free schedulable capacity in the cell than the other
+    /// tenants' unmet guarantees need (docs/commit-protocol.md, "Protected capacity").
+    /// </summary>
+    ProtectedCapacity = 19,
+
+    /// <summary>A reserve claim while the cell already holds <c>CellOptions.MaxReservations</c> reservations.</summary>
+    ReservationLimitReached = 20,
 }
 
 /// <summary>

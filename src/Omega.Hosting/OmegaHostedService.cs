@@ -42,6 +42,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private ObjectStore? _objects;
     private WorkloadController? _controller;
     private ControllerRunner? _runner;
+    // cpres (issue 12): the reservation controller (expired reservations are released, never leaked). The quota and
+    // repair controllers need the ObjectStore the control-plane hosting block creates; they are started next to it.
+    private Omega.ControlPlane.Controllers.ReservationController? _reservations;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -100,6 +103,10 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 Log.SchedulingStarted(_logger, o.BatchWorkers, o.ServiceWorkers, _engine.Seed);
             }
             _server.Start();
+            // ---- cpres: reservation controller (cell-only; on the thread pool and the host's clock) ----
+            _reservations = new Omega.ControlPlane.Controllers.ReservationController(_store.Cell, new Omega.ControlPlane.Controllers.ThreadPoolControllerScheduler(_time), meterFactory: _meters);
+            _reservations.Start();
+            // ---- end cpres ----
             Log.Listening(_logger, _server.EndPoint);
             if (o.RunControllers)
             {
@@ -237,6 +244,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             runner.Dispose();
         }
         _controller = null;
+        // cpres: stop releasing reservations before the cell closes.
+        _reservations?.Dispose();
+        _reservations = null;
         if (_server is { } server)
         {
             _server = null;

@@ -144,6 +144,12 @@ public enum ErrorCode : ushort
     /// last event's resourceVersion. The connection stays open.
     /// </summary>
     WatchTooSlow = 49,
+
+    /// <summary>
+    /// Version 2: SetQuota whose resulting guarantee (protected capacity) exceeds the resulting hard limit in some
+    /// dimension. Nothing changed; the connection stays open.
+    /// </summary>
+    GuaranteeAboveLimit = 64,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -131,6 +131,17 @@ public enum MessageType : byte
 
     /// <summary>Server: the watch is stopped; no event of it follows.</summary>
     WatchStopped = 0x4B,
+    /// <summary>Operator (scheduler role): set or clear a tenant's hard limit and guarantee (protected capacity); version 2.</summary>
+    SetQuota = 0x60,
+
+    /// <summary>Server: the tenant id and the cell version of the change, sent once it is durable.</summary>
+    SetQuotaReply = 0x61,
+
+    /// <summary>Operator (scheduler role): every tenant's usage, limit, guarantee and unmet guarantee; version 2.</summary>
+    ListQuotas = 0x62,
+
+    /// <summary>Server: the quotas asked for.</summary>
+    QuotasReply = 0x63,
 }
 
 /// <summary>The role a connection declares in its <see cref="MessageType.Hello"/>.</summary>

@@ -32,7 +32,26 @@ public sealed class ReasonCodeTests
         },
         [ClaimStatus.InvalidClaim] = t => t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(-1, 1))),
         [ClaimStatus.UnknownTenant] = t => t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1), tenant: 2_000_000_000)),
+        [ClaimStatus.TaskReserved] = t => { Reserve(t, T(1)); return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1))); },
+        [ClaimStatus.ReservationNotFound] = t => t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1)) with { Kind = ClaimKind.BindReserved }),
+        [ClaimStatus.ReservationMismatch] = t => { Reserve(t, T(1)); return t.Commit(t.ClaimOn(t.Nodes[1], T(1), R(1, 1)) with { Kind = ClaimKind.BindReserved }); },
+        [ClaimStatus.ReservationExpired] = t =>
+        {
+            Reserve(t, T(1));
+            t.Time.Advance(TimeSpan.FromSeconds(5));
+            return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1)) with { Kind = ClaimKind.BindReserved });
+        },
+        [ClaimStatus.ProtectedCapacity] = t => { t.Cell.SetTenantGuarantee(new TenantId(2), R(8000, 0)); return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1), tenant: 1)); },
+        [ClaimStatus.ReservationLimitReached] = t =>
+        {
+            for (int i = 0; i < 3; i++) Reserve(t, T(10 + i));
+            return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1)) with { Kind = ClaimKind.Reserve, Ttl = TimeSpan.FromSeconds(5) });
+        },
     };
+
+    // A 5-second reservation of 1 millicore on node 0 (the TestCell allows 3 reservations, see its MaxReservations below).
+    private static void Reserve(TestCell t, TaskId task)
+        => Assert.Equal(TransactionStatus.Committed, t.Commit(t.ClaimOn(t.Nodes[0], task, R(1, 1)) with { Kind = ClaimKind.Reserve, Ttl = TimeSpan.FromSeconds(5) }).Status);
 
     private static readonly Dictionary<TransactionStatus, Func<TestCell, CommitResult>> TransactionScenarios = new()
     {
@@ -72,7 +91,7 @@ public sealed class ReasonCodeTests
     public void Every_claim_status_has_a_scenario_that_produces_it_and_is_counted(ClaimStatus status)
     {
         Assert.True(ClaimScenarios.TryGetValue(status, out var scenario), $"no scenario produces ClaimStatus.{status}");
-        using var t = new TestCell();
+        using var t = new TestCell(configure: o => o.MaxReservations = 3);
         long counted = t.Cell.Counters.Claims(status);
         var r = scenario(t);
         Assert.Contains(status, Statuses(r));

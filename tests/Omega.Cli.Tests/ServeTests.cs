@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace Omega.Cli.Tests;
 
-public sealed class ServeTests
+public sealed partial class ServeTests
 {
     /// <summary>A long-running omega child process whose output lines are collected as they arrive.</summary>
     private sealed class Running : IDisposable

@@ -78,7 +78,8 @@ internal static class CellDump
             sb.AppendLine();
         }
         foreach (var a in cell.GetAllocations().OrderBy(a => a.Task.Job.Value).ThenBy(a => a.Task.Index)) sb.Append(a).AppendLine();
-        foreach (var ti in cell.GetTenants()) sb.Append("tenant ").Append(ti.Id).Append(" named ").Append(ti.Name).AppendLine();
+        foreach (var r in cell.GetReservations().OrderBy(r => r.Task.Job.Value).ThenBy(r => r.Task.Index)) sb.Append("reserved ").Append(r).AppendLine();
+        foreach (var ti in cell.GetTenants()) sb.Append("tenant ").Append(ti.Id).Append(" named ").Append(ti.Name).Append(" guaranteed ").Append(ti.Guaranteed?.ToString() ?? "none").AppendLine();
         for (int t = 0; t < 8; t++)
         {
             var (usage, quota) = cell.GetTenantUsage(new TenantId(t));

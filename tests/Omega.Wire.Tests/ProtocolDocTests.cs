@@ -42,6 +42,7 @@ public sealed partial class ProtocolDocTests
         ("operate-confirm-lost", Codec.FrameBytes(10, new Operate { Kind = OperateKind.ConfirmDomainLost, Target = "rack-3", Reason = "PDU failed", Author = "alice" })),
         ("operate-create-tenant", Codec.FrameBytes(10, new Operate { Kind = OperateKind.CreateTenant, Target = "batch-team", Quota = new ResourceVector(64_000, 256L << 30) })),
         ("operate-create-tenant-reply", Codec.FrameBytes(10, new OperateReply { Status = OperateStatus.Ok, Message = "", TenantId = 3 })),
+        ("set-quota", Codec.FrameBytes(5, new SetQuota { Tenant = "a", Limit = QuotaField.Set(new ResourceVector(4000, 8L << 30)), Guaranteed = QuotaField.Clear })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
         ("create-object", Codec.FrameBytes(11, new CreateObject { Body = new ObjectWrite { Object = Encoding.UTF8.GetBytes(WorkloadJson) } })),
         ("get-object", Codec.FrameBytes(12, new GetObject { Kind = "Workload", Tenant = "default", Name = "web" })),

@@ -88,6 +88,21 @@ public static class CellRecord
             case CellRecordKind.ObjectDelete:
                 visitor.ObjectDeleted(r.String());
                 break;
+            case CellRecordKind.ReservationReleased:
+            {
+                var task = r.Task();
+                _ = r.U8(); // the reason: informational (audit), nothing to restore
+                visitor.Unreserve(task);
+                break;
+            }
+            case CellRecordKind.TenantGuarantee:
+            {
+                var tenant = new TenantId(r.I32());
+                bool has = r.U8() != 0;
+                var g = r.Resources();
+                visitor.Guarantee(tenant, has ? g : null);
+                break;
+            }
             case CellRecordKind.TenantCreated:
             {
                 var tenant = new TenantId(r.I32());
@@ -131,7 +146,21 @@ public static class CellRecord
             int prio = r.I32();
             int victims = r.I32();
             for (int v = 0; v < victims; v++) visitor.Unbind(r.Task());
-            visitor.Bind(new Allocation(task, node, res, tenant, prio, version));
+            var kind = (flags & 4) != 0 ? (ClaimKind)r.U8() : ClaimKind.Bind;
+            switch (kind)
+            {
+                case ClaimKind.Bind:
+                    visitor.Bind(new Allocation(task, node, res, tenant, prio, version));
+                    break;
+                case ClaimKind.BindReserved:
+                    visitor.Unreserve(task);
+                    visitor.Bind(new Allocation(task, node, res, tenant, prio, version));
+                    break;
+                case ClaimKind.Reserve:
+                    visitor.Reserve(new CellReservation(task, node, res, tenant, prio, new DateTimeOffset(r.I64(), TimeSpan.Zero), version));
+                    break;
+                default: throw new FormatException($"unknown claim kind {(byte)kind} in commit record at version {version}");
+            }
         }
     }
 

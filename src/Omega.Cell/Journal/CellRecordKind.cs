@@ -41,6 +41,13 @@ public enum CellRecordKind : byte
 
     /// <summary>A control-plane object was deleted (key); the deletion's resourceVersion is the record's cell version.</summary>
     ObjectDelete = 16,
+    /// <summary>A reservation was released (task, reason): its capacity is free again. Reservations are made, and
+    /// consumed by a bind, inside <see cref="Commit"/> records (claim kinds, flag bit 2).</summary>
+    ReservationReleased = 17,
+
+    /// <summary>A tenant's guaranteed capacity (protected share) was set or cleared.</summary>
+    TenantGuarantee = 18,
+
     /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
     TenantCreated = 9,
 }

@@ -18,6 +18,8 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly List<DomainLossConfirmation> _domainLosses = new();
     private readonly Dictionary<string, StoredObject> _objects = new(StringComparer.Ordinal);
     private readonly Dictionary<int, string> _tenants = new();
+    private readonly Dictionary<TaskId, CellReservation> _reservations = new();
+    private readonly Dictionary<int, ResourceVector?> _guarantees = new();
     private readonly Dictionary<IdempotencyIndex.ScopedKey, RestoredOutcome> _outcomes = new();
     private long _version;
     private long _sequence;
@@ -102,7 +104,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         }
         var outcomes = new List<KeyValuePair<IdempotencyIndex.ScopedKey, RestoredOutcome>>(_outcomes);
         outcomes.Sort(static (a, b) => a.Value.Order.CompareTo(b.Value.Order));
-        _cell.CompleteRestore(nodes, leases, _tenants, _quotas, outcomes, _version, _sequence);
+        _cell.CompleteRestore(nodes, leases, _tenants, _quotas, outcomes, _version, _sequence, _reservations.Values, _guarantees);
         _cell.RestoreDomainLosses(_domainLosses.ToArray());
         _cell.RestoreObjects(_objects);
         return _cell;
@@ -188,6 +190,15 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
 
     /// <inheritdoc />
     public void Tenant(TenantId tenant, string name) => _tenants[tenant.Value] = name;
+
+    /// <inheritdoc />
+    public void Reserve(in CellReservation reservation) => _reservations[reservation.Task] = reservation;
+
+    /// <inheritdoc />
+    public void Unreserve(TaskId task) => _reservations.Remove(task);
+
+    /// <inheritdoc />
+    public void Guarantee(TenantId tenant, ResourceVector? guaranteed) => _guarantees[tenant.Value] = guaranteed;
 
     private RestoredNode NodeAt(int index)
     {

@@ -46,6 +46,16 @@ public interface ICellRecordVisitor
 
     /// <summary>A control-plane object was deleted (<see cref="CellRecordKind.ObjectDelete"/>). The default ignores it.</summary>
     void ObjectDeleted(string key) { }
+    /// <summary>A reservation is now held (made by a reserve claim; its generation is the record's cell version).
+    /// The default ignores it (a visitor that does not keep reservations).</summary>
+    void Reserve(in CellReservation reservation) { }
+
+    /// <summary>A task's reservation is gone (released, expired, or consumed by a bind). The default ignores it.</summary>
+    void Unreserve(TaskId task) { }
+
+    /// <summary>A tenant's guaranteed capacity (null: none). The default ignores it.</summary>
+    void Guarantee(TenantId tenant, ResourceVector? guaranteed) { }
+
     /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
     void Tenant(TenantId tenant, string name);
 }

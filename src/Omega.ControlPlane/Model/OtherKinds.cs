@@ -137,24 +137,30 @@ public sealed class SchedulerPolicy : ApiObject<SchedulerPolicySpec, SchedulerPo
 /// <summary>A tenant's capacity budget.</summary>
 public sealed class QuotaSpec
 {
-    /// <summary>The hard limit on the tenant's bound resources.</summary>
+    /// <summary>The hard limit on the tenant's bound and reserved resources; all zeros means no limit.</summary>
     public ResourceRequest Limit { get; set; } = new();
 
-    /// <summary>Protected capacity (guaranteed share).</summary>
+    /// <summary>Protected capacity (guaranteed share; docs/commit-protocol.md, "Protected capacity"); all zeros means none.</summary>
     public ResourceRequest Protected { get; set; } = new();
 }
 
 /// <summary>A quota's observed state.</summary>
 public sealed class QuotaStatus
 {
-    /// <summary>The tenant's bound resources when last observed.</summary>
+    /// <summary>The tenant's bound and reserved resources when last observed.</summary>
     public ResourceRequest Used { get; set; } = new();
+
+    /// <summary>The part of the guarantee not yet used (guarantee − used, floored at zero) when last observed.</summary>
+    public ResourceRequest Unmet { get; set; } = new();
+
+    /// <summary>The generation of the spec the cell's limits were last set from.</summary>
+    public long ObservedGeneration { get; set; }
 
     /// <summary>Conditions.</summary>
     public List<Condition> Conditions { get; set; } = new();
 }
 
-/// <summary>A tenant quota (its controller, which applies it to the cell, comes later).</summary>
+/// <summary>A tenant quota: the quota controller applies it to the cell's limit and guarantee for <c>metadata.tenant</c>.</summary>
 public sealed class Quota : ApiObject<QuotaSpec, QuotaStatus>
 {
     /// <summary>The kind name.</summary>
@@ -168,6 +174,7 @@ public sealed class Quota : ApiObject<QuotaSpec, QuotaStatus>
     {
         if (Spec?.Limit is null || Spec.Protected is null) return "spec.limit and spec.protected are required";
         if (!Spec.Limit.ToVector().IsValidRequest || !Spec.Protected.ToVector().IsValidRequest) return "spec resources must not be negative";
+        if (!Spec.Limit.ToVector().IsZero && !Spec.Protected.ToVector().FitsWithin(Spec.Limit.ToVector())) return "spec.protected must not exceed spec.limit";
         return null;
     }
 }

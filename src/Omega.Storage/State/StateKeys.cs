@@ -20,6 +20,14 @@ internal enum EntryKind : byte
     // 15 matches the journal record kind ObjectPut (issue 12): key = 15 | UTF-8 object key (variable length, up to
     // Cell.MaxObjectKeyLength characters), value = version:i64 created:i64 encoded object. A delete is a tombstone.
     Object = 15,
+
+    // 17 (cpres, issue 12): a reservation, key = 17 | job:i64 | index:i32 (like an allocation), value = node:i32
+    // resources:4×i64 tenant:i32 priority:i32 expiresUtcTicks:i64 generation:i64. Released or consumed: a tombstone.
+    Reservation = 17,
+
+    // 18: a tenant's guaranteed capacity, key = 18 | tenant:i32, value = has:u8 resources:4×i64 (like a quota).
+    Guarantee = 18,
+
     // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
     Tenant = 9,
 }
@@ -42,9 +50,9 @@ internal static class StateKeys
         return 5;
     }
 
-    public static int Allocation(Span<byte> k, TaskId task)
+    public static int Allocation(Span<byte> k, TaskId task, EntryKind kind = EntryKind.Allocation)
     {
-        k[0] = (byte)EntryKind.Allocation;
+        k[0] = (byte)kind;
         BinaryPrimitives.WriteInt64LittleEndian(k[1..], task.Job.Value);
         BinaryPrimitives.WriteInt32LittleEndian(k[9..], task.Index);
         return 13;

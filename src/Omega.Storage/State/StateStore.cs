@@ -155,12 +155,24 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                         else restorer.RestoreObject(key, v[16..], BinaryPrimitives.ReadInt64LittleEndian(v), BinaryPrimitives.ReadInt64LittleEndian(v[8..]));
                         break;
                     }
+                    case EntryKind.Reservation:
+                    {
+                        var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
+                        if (deleted) restorer.Unreserve(task);
+                        else restorer.Reserve(new CellReservation(task, new NodeId(BinaryPrimitives.ReadInt32LittleEndian(v)), ReadResources(v[4..]),
+                            new TenantId(BinaryPrimitives.ReadInt32LittleEndian(v[36..])), BinaryPrimitives.ReadInt32LittleEndian(v[40..]),
+                            new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[44..]), TimeSpan.Zero), BinaryPrimitives.ReadInt64LittleEndian(v[52..])));
+                        break;
+                    }
+                    case EntryKind.Guarantee when !deleted:
+                        restorer.Guarantee(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
+                        break;
                     case EntryKind.DomainLosses when !deleted:
                         // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
                         domainLosses = v.ToArray();
                         break;
                     default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] != EntryKind.Tenant && (EntryKind)k[0] != EntryKind.DomainLosses && (EntryKind)k[0] != EntryKind.Object)
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.Reservation or EntryKind.Guarantee))
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
@@ -305,6 +317,28 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     }
 
     public void Unbind(TaskId task) => Delete(StateKeys.Allocation(_key, task));
+
+    public void Reserve(in CellReservation r)
+    {
+        var v = Value(60);
+        BinaryPrimitives.WriteInt32LittleEndian(v, r.Node.Value);
+        WriteResources(v[4..], r.Resources);
+        BinaryPrimitives.WriteInt32LittleEndian(v[36..], r.Tenant.Value);
+        BinaryPrimitives.WriteInt32LittleEndian(v[40..], r.Priority);
+        BinaryPrimitives.WriteInt64LittleEndian(v[44..], r.ExpiresAt.UtcTicks);
+        BinaryPrimitives.WriteInt64LittleEndian(v[52..], r.Generation);
+        Upsert(StateKeys.Allocation(_key, r.Task, EntryKind.Reservation), 60);
+    }
+
+    public void Unreserve(TaskId task) => Delete(StateKeys.Allocation(_key, task, EntryKind.Reservation));
+
+    public void Guarantee(TenantId tenant, ResourceVector? guaranteed)
+    {
+        var v = Value(33);
+        v[0] = guaranteed.HasValue ? (byte)1 : (byte)0;
+        WriteResources(v[1..], guaranteed ?? default);
+        Upsert(StateKeys.ById(_key, EntryKind.Guarantee, tenant.Value), 33);
+    }
 
     public void NodeVersion(NodeId node, long nodeVersion)
     {
