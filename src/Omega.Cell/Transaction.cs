@@ -31,7 +31,13 @@ public enum ConflictDetection : byte
 /// <param name="Tenant">The tenant charged (quota).</param>
 /// <param name="Priority">The task's priority. Victims must have strictly lower priority.</param>
 /// <param name="Victims">Tasks on the same node to evict first; null or empty for an ordinary claim.</param>
-public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null)
+/// <param name="Group">
+/// The task's constraint group. With hard anti-affinity the cell rejects the claim (<see cref="ClaimStatus.AntiAffinityViolated"/>)
+/// when another member of the group is bound on the node or in its failure domain; spread is advisory and not checked.
+/// Not journaled: membership is derived from the task id (<see cref="PlacementGroup"/>), so the check needs nothing but
+/// the bindings the cell already persists.
+/// </param>
+public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null, PlacementGroup Group = default)
 {
     /// <summary>True when this claim preempts other tasks.</summary>
     public bool IsPreemption => Victims is { Length: > 0 };

@@ -54,6 +54,13 @@ public enum ClaimStatus : byte
 
     /// <summary>The claim charges a tenant that does not exist in the cell (tenants are created before use).</summary>
     UnknownTenant = 14,
+
+    /// <summary>
+    /// The claim carries hard anti-affinity (the claim's placement group) and another member of its group is bound on the node,
+    /// or in the node's failure domain. Checked against the live bindings under the commit lock, so two concurrent
+    /// schedulers cannot both place members side by side.
+    /// </summary>
+    AntiAffinityViolated = 15,
 }
 
 /// <summary>

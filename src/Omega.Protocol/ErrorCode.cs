@@ -111,6 +111,15 @@ public enum ErrorCode : ushort
     /// a TLS server). Sent in plaintext, then the connection is closed. Reconnect with TLS.
     /// </summary>
     TlsRequired = 60,
+
+    /// <summary>
+    /// Version 2: a Policy or ExplainWorkload request to a server that runs no control plane (no object store, policy
+    /// revisions or decision archive). The connection stays open.
+    /// </summary>
+    ControlPlaneUnavailable = 70,
+
+    /// <summary>Version 2: a Policy request with an unknown operation (key 0). The connection stays open.</summary>
+    UnknownPolicyOperation = 71,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
