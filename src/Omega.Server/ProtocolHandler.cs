@@ -96,7 +96,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
             case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
-            case MessageType.Policy when session.Role == PeerRole.Scheduler: HandlePolicy(c, rid, frame); break;
+            case MessageType.Policy when session.Role == PeerRole.Scheduler: ended = HandlePolicy(c, rid, frame); break;
             case MessageType.ExplainWorkload when session.Role == PeerRole.Scheduler: HandleExplainWorkload(c, rid, frame); break;
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
@@ -114,29 +114,41 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     // ------------------------------------------------------------------ operator requests (docs/protocol.md, "Operator messages")
 
     // Policy operations run on the thread pool: each is a durable object write (or two), acknowledged once durable.
-    private void HandlePolicy(FrameConnection c, uint rid, in Frame frame)
+    // Returns false when the reply is sent later (the request stays in flight until then, like a checkpoint's).
+    private bool HandlePolicy(FrameConnection c, uint rid, in Frame frame)
     {
-        if (!Decode<PolicyRequest>(c, rid, frame, out var m)) return;
+        if (!Decode<PolicyRequest>(c, rid, frame, out var m)) return true;
         if (_options.Policies is not { } policies)
         {
             c.SendError(rid, ErrorCode.ControlPlaneUnavailable, "this server runs no control plane (no SchedulerPolicy revisions)");
-            return;
+            return true;
         }
         if (m.Operation is < 1 or > 5)
         {
             c.SendError(rid, ErrorCode.UnknownPolicyOperation, $"policy operation {m.Operation} is not 1-5");
-            return;
+            return true;
         }
         if (!string.IsNullOrEmpty(m.Policy) && m.Policy != policies.Policy)
         {
             c.Send(rid, new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.RevisionNotFound, Message = $"this server serves policy '{policies.Policy}', not '{m.Policy}'" });
-            return;
+            return true;
         }
         _ = Task.Run(async () =>
         {
-            var reply = await RunPolicyAsync(policies, m).ConfigureAwait(false);
+            PolicyReply reply;
+            try
+            {
+                reply = await RunPolicyAsync(policies, m).ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                reply = new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.StoreError, Message = "the object store is closed" };
+            }
             c.Send(rid, reply);
+            c.Flush();
+            c.EndRequest();
         });
+        return false;
     }
 
     private static async Task<PolicyReply> RunPolicyAsync(Omega.ControlPlane.PolicyRevisions policies, PolicyRequest m)
