@@ -43,6 +43,11 @@ public sealed partial class ProtocolDocTests
         ("operate-create-tenant", Codec.FrameBytes(10, new Operate { Kind = OperateKind.CreateTenant, Target = "batch-team", Quota = new ResourceVector(64_000, 256L << 30) })),
         ("operate-create-tenant-reply", Codec.FrameBytes(10, new OperateReply { Status = OperateStatus.Ok, Message = "", TenantId = 3 })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
+        ("submit-job-anti-affinity", Codec.FrameBytes(5, new SubmitJob { JobId = 503, Tenant = "", Priority = 0, TaskCount = 3, PerTask = new ResourceVector(250, 64L << 20), Gang = false, RequiredLabels = new() { ["zone"] = "a" }, Scheduler = "", AntiAffinity = 1 })),
+        ("policy-apply", Codec.FrameBytes(11, new PolicyRequest { Operation = 5, Policy = "", Document = "{\"weights\":{\"bin-packing\":2}}", Revision = 0 })),
+        ("policy-undo", Codec.FrameBytes(12, new PolicyRequest { Operation = 3, Policy = "", Document = "", Revision = 0 })),
+        ("policy-reply", Codec.FrameBytes(12, new PolicyReply { Status = 0, Revision = 1, Message = "ok", Lines = [] })),
+        ("explain-workload", Codec.FrameBytes(13, new ExplainWorkload { Tenant = "default", Workload = "web", Generation = 3 })),
     ];
 
     internal static string Hex(byte[] bytes)
