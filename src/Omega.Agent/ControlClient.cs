@@ -66,6 +66,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
         {
             JobId = job.Id.Value, Tenant = tenant ?? "", Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
             Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
+            AntiAffinity = (byte)job.Group.AntiAffinity, Spread = (byte)job.Group.Spread,
         }).ConfigureAwait(false);
         if (t == MessageType.Error && Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(b), out var e, out _)
             && e.Code is ErrorCode.JobTooLarge or ErrorCode.ResourceExhausted)
@@ -80,6 +81,25 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
         var (t, b) = await RequestAsync(new QueryJob { JobId = job.Value }).ConfigureAwait(false);
         var r = Expect<JobStatusReply>(t, b);
         return new RemoteJobStatus(r.Found, r.Phase, r.Pending, r.Bound, r.Completed, r.Reason, r.Unreachable, r.Degraded);
+    }
+
+    /// <summary>
+    /// A SchedulerPolicy operation (docs/protocol.md, "Policy"): 1 stage, 2 promote, 3 undo, 4 history, 5 apply.
+    /// Returns the status (0 Ok; PolicyStatus codes), the revision, a message and, for history, its lines.
+    /// </summary>
+    public async Task<(int Status, int Revision, string Message, IReadOnlyList<string> Lines)> PolicyAsync(int operation, string? document = null, int revision = 0, string? policy = null)
+    {
+        var (t, b) = await RequestAsync(new PolicyRequest { Operation = (byte)operation, Document = document ?? "", Revision = revision, Policy = policy ?? "" }).ConfigureAwait(false);
+        var r = Expect<PolicyReply>(t, b);
+        return (r.Status, r.Revision, r.Message, r.Lines ?? []);
+    }
+
+    /// <summary>The kept decision records of a workload (of one generation, or 0 for all), with its status, as text.</summary>
+    public async Task<(bool Found, string Text)> ExplainWorkloadAsync(string tenant, string workload, long generation)
+    {
+        var (t, b) = await RequestAsync(new ExplainWorkload { Tenant = tenant, Workload = workload, Generation = generation }).ConfigureAwait(false);
+        var r = Expect<ExplainWorkloadReply>(t, b);
+        return (r.Found, r.Text);
     }
 
     /// <summary>The decision record that last covered <paramref name="task"/>, as text; null when none is kept.</summary>

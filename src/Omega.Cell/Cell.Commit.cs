@@ -233,6 +233,11 @@ public sealed partial class Cell
         }
         if (!ResourceVector.Fits(live.Allocated - freed, c.Resources, live.Spec!.Capacity)) return ClaimStatus.InsufficientResources;
 
+        // (4b) hard anti-affinity, against the live bindings (and earlier claims of this transaction, already applied):
+        // the authoritative check that makes the constraint hold under concurrent schedulers (docs/control-plane.md,
+        // "Hard gates at commit"). Victims being evicted by this claim do not count.
+        if (c.Group.AntiAffinity != PlacementScope.None && GroupConflict(in c, idx, victims)) return ClaimStatus.AntiAffinityViolated;
+
         // (5) quota.
         int t = c.Tenant.Value;
         if (_tenantQuota[t] is { } quota
@@ -281,6 +286,40 @@ public sealed partial class Cell
         FeedBinding(BindingChange.Bound, a);
         if (recordUndo) PushUndo(new UndoEntry(UndoOp.Bound, a));
         return ClaimStatus.Applied;
+    }
+
+    // Caller holds _lock. Node scope scans the node's bindings (tens); failure-domain scope scans the bindings of every
+    // node of the domain: O(nodes in the domain) per claim. Only claims that ask for domain anti-affinity pay it, and a
+    // group has at most one member per domain, so such claims are few. No index is kept: membership is derived from
+    // task ids (PlacementGroup), and the bindings are the only state, persisted already.
+    private bool GroupConflict(in Claim c, int idx, TaskId[]? victims)
+    {
+        var group = c.Group;
+        long key = group.KeyOf(c.Task.Job);
+        string domain = _live[idx].Spec!.FailureDomain;
+        if (group.AntiAffinity == PlacementScope.Node || domain.Length == 0) return NodeHoldsGroup(idx, key, group.KeyShift, victims);
+        for (int i = 0; i < _nodeCount; i++)
+        {
+            ref readonly NodeLive n = ref _live[i];
+            if (n.TaskCount == 0 || n.Spec is null) continue;
+            if (!ReferenceEquals(n.Spec.FailureDomain, domain) && !string.Equals(n.Spec.FailureDomain, domain, StringComparison.Ordinal)) continue;
+            if (NodeHoldsGroup(i, key, group.KeyShift, victims)) return true;
+        }
+        return false;
+    }
+
+    private bool NodeHoldsGroup(int idx, long key, byte shift, TaskId[]? victims)
+    {
+        var bindings = _bindingsOnNode[idx];
+        if (bindings is null) return false;
+        for (int i = 0; i < bindings.Count; i++)
+        {
+            var task = bindings[i].Task;
+            if (task.Job.Value >> shift != key) continue;
+            if (victims is not null && Array.IndexOf(victims, task) >= 0) continue;
+            return true;
+        }
+        return false;
     }
 
     private void PushUndo(in UndoEntry e)

@@ -50,8 +50,14 @@ public enum ClaimKind : byte
 /// <param name="Kind">Bind (default), reserve, or bind consuming the task's reservation.</param>
 /// <param name="Ttl">For <see cref="ClaimKind.Reserve"/>: how long the hold lasts from the commit (the cell's clock);
 /// in (0, <see cref="CellOptions.MaxReservationTtl"/>]. Ignored otherwise (must be zero).</param>
+/// <param name="Group">
+/// The task's constraint group. With hard anti-affinity the cell rejects the claim (<see cref="ClaimStatus.AntiAffinityViolated"/>)
+/// when another member of the group is bound on the node or in its failure domain; spread is advisory and not checked.
+/// Not journaled: membership is derived from the task id (<see cref="PlacementGroup"/>), so the check needs nothing but
+/// the bindings the cell already persists.
+/// </param>
 public readonly record struct Claim(TaskId Task, NodeId Node, ResourceVector Resources, long ExpectedNodeVersion, TenantId Tenant = default, int Priority = 0, TaskId[]? Victims = null,
-    ClaimKind Kind = ClaimKind.Bind, TimeSpan Ttl = default)
+    ClaimKind Kind = ClaimKind.Bind, TimeSpan Ttl = default, PlacementGroup Group = default)
 {
     /// <summary>True when this claim preempts other tasks.</summary>
     public bool IsPreemption => Victims is { Length: > 0 };

@@ -7,6 +7,7 @@ root.Subcommands.Add(Omega.Cli.Run.ServeCommand.Create());
 root.Subcommands.Add(Omega.Cli.Run.ServeCommand.CreateAgents());
 foreach (var c in Omega.Cli.Run.ControlCommands.Create()) root.Subcommands.Add(c);
 foreach (var c in Omega.Cli.Run.ResourceCommands.Create()) root.Subcommands.Add(c);
+foreach (var c in Omega.Cli.Run.PolicyCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(Omega.Cli.Run.NodeCommands.Create());
 root.Subcommands.Add(Omega.Cli.Run.QuotaCommands.Create());
 root.Subcommands.Add(DemoCommand.Create());

@@ -15,6 +15,7 @@ public static class ObjectCodec
         [Reservation.KindName] = static () => new Reservation(),
         [SchedulerPolicy.KindName] = static () => new SchedulerPolicy(),
         [Quota.KindName] = static () => new Quota(),
+        [Decision.KindName] = static () => new Decision(),
     };
 
     /// <summary>The serializer options used for every document (camelCase, nulls omitted, case-insensitive reads).</summary>

@@ -56,6 +56,17 @@ public sealed class JobSpec
     /// <summary>A display name.</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// The constraint group of the job's tasks: hard anti-affinity (checked by the cell at commit) and soft spread against
+    /// every task of the group (see <see cref="PlacementGroup"/>). Default: none.
+    /// </summary>
+    public PlacementGroup Group { get; init; }
+
+    /// <summary>
+    /// Where the job came from, for decision records (a workload and its generation); null for jobs submitted directly.
+    /// </summary>
+    public JobOrigin? Origin { get; init; }
+
     /// <summary>The id of task <paramref name="index"/>.</summary>
     public TaskId Task(int index) => new(Id, index);
 
@@ -84,9 +95,17 @@ public sealed class JobSpec
         if (TaskCount > 1_000_000) return "taskCount must be at most 1,000,000";
         if (ResourcesProblem() is { } resources) return resources;
         if (Tenant.Value < 0) return "tenant must not be negative";
+        if (Group.Validate() is { } group) return group;
         return null;
     }
 }
+
+/// <summary>The control-plane object a job backs, named in its decision records (docs/control-plane.md, "Decision reconstruction").</summary>
+/// <param name="Tenant">The object's tenant.</param>
+/// <param name="Workload">The workload's name.</param>
+/// <param name="Generation">The workload generation whose reconcile submitted the job.</param>
+/// <param name="Slot">The replica slot the job backs.</param>
+public sealed record JobOrigin(string Tenant, string Workload, long Generation, int Slot);
 
 /// <summary>
 /// A live binding of a task to a node, with the resources it holds.

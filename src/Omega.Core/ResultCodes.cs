@@ -81,6 +81,13 @@ public enum ClaimStatus : byte
 
     /// <summary>A reserve claim while the cell already holds <c>CellOptions.MaxReservations</c> reservations.</summary>
     ReservationLimitReached = 20,
+
+    /// <summary>
+    /// The claim carries hard anti-affinity (the claim's placement group) and another member of its group is bound on the node,
+    /// or in the node's failure domain. Checked against the live bindings under the commit lock, so two concurrent
+    /// schedulers cannot both place members side by side.
+    /// </summary>
+    AntiAffinityViolated = 21,
 }
 
 /// <summary>

@@ -150,6 +150,15 @@ public enum ErrorCode : ushort
     /// dimension. Nothing changed; the connection stays open.
     /// </summary>
     GuaranteeAboveLimit = 64,
+
+    /// <summary>
+    /// Version 2: a Policy or ExplainWorkload request to a server that runs no control plane (no object store, policy
+    /// revisions or decision archive). The connection stays open.
+    /// </summary>
+    ControlPlaneUnavailable = 70,
+
+    /// <summary>Version 2: a Policy request with an unknown operation (key 0). The connection stays open.</summary>
+    UnknownPolicyOperation = 71,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -142,6 +142,17 @@ public enum MessageType : byte
 
     /// <summary>Server: the quotas asked for.</summary>
     QuotasReply = 0x63,
+    /// <summary>Version 2, operator (scheduler role): stage, promote, roll back or list SchedulerPolicy revisions.</summary>
+    Policy = 0x68,
+
+    /// <summary>Version 2, server: a policy operation's outcome.</summary>
+    PolicyReply = 0x69,
+
+    /// <summary>Version 2, operator (scheduler role): the kept decision records of a workload (generation).</summary>
+    ExplainWorkload = 0x6A,
+
+    /// <summary>Version 2, server: the records as text.</summary>
+    ExplainWorkloadReply = 0x6B,
 }
 
 /// <summary>The role a connection declares in its <see cref="MessageType.Hello"/>.</summary>

@@ -304,3 +304,162 @@ internal struct OperateReply : IWireMessage<OperateReply>
         return m;
     }
 }
+
+/// <summary>
+/// Policy (version 2): key 0 operation (1 stage, 2 promote, 3 undo, 4 history, 5 apply = stage and promote), key 1 policy
+/// name (str, empty = default), key 2 document (str, JSON; stage and apply), key 3 revision (int; promote: the revision,
+/// undo: the revision to return to, 0 = the one before the current).
+/// </summary>
+internal struct PolicyRequest : IWireMessage<PolicyRequest>
+{
+    public byte Operation;
+    public string Policy;
+    public string Document;
+    public int Revision;
+
+    public static MessageType Type => MessageType.Policy;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(4);
+        w.Write(0); w.Write(Operation);
+        w.Write(1); w.Write(Policy ?? "");
+        w.Write(2); w.Write(Document ?? "");
+        w.Write(3); w.Write(Revision);
+    }
+
+    public static PolicyRequest Read(ref MessagePackReader r)
+    {
+        var m = new PolicyRequest { Policy = "", Document = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Operation = r.ReadByte(); break;
+                case 1: m.Policy = Codec.ReadString(ref r, 253); break;
+                case 2: m.Document = Codec.ReadString(ref r, 64 * 1024); break;
+                case 3: m.Revision = r.ReadInt32(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>PolicyReply (version 2): key 0 status (uint8), key 1 revision (int), key 2 message (str), key 3 lines (array of str).</summary>
+internal struct PolicyReply : IWireMessage<PolicyReply>
+{
+    public byte Status;
+    public int Revision;
+    public string Message;
+    public string[]? Lines;
+
+    public static MessageType Type => MessageType.PolicyReply;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(4);
+        w.Write(0); w.Write(Status);
+        w.Write(1); w.Write(Revision);
+        w.Write(2); w.Write(Message ?? "");
+        w.Write(3);
+        var lines = Lines ?? [];
+        w.WriteArrayHeader(lines.Length);
+        foreach (var l in lines) w.Write(l);
+    }
+
+    public static PolicyReply Read(ref MessagePackReader r)
+    {
+        var m = new PolicyReply { Message = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Status = r.ReadByte(); break;
+                case 1: m.Revision = r.ReadInt32(); break;
+                case 2: m.Message = Codec.ReadString(ref r, 4096); break;
+                case 3:
+                    int c = r.ReadArrayHeader();
+                    if (c > 10_000) throw new MessagePackSerializationException("too many lines");
+                    m.Lines = new string[c];
+                    for (int j = 0; j < c; j++) m.Lines[j] = Codec.ReadString(ref r, 4096);
+                    break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>ExplainWorkload (version 2): key 0 tenant (str, empty = default), key 1 workload name (str), key 2 generation (int, 0 = every kept one).</summary>
+internal struct ExplainWorkload : IWireMessage<ExplainWorkload>
+{
+    public string Tenant;
+    public string Workload;
+    public long Generation;
+
+    public static MessageType Type => MessageType.ExplainWorkload;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(3);
+        w.Write(0); w.Write(Tenant ?? "");
+        w.Write(1); w.Write(Workload ?? "");
+        w.Write(2); w.Write(Generation);
+    }
+
+    public static ExplainWorkload Read(ref MessagePackReader r)
+    {
+        var m = new ExplainWorkload { Tenant = "", Workload = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Tenant = Codec.ReadString(ref r, 256); break;
+                case 1: m.Workload = Codec.ReadString(ref r, 253); break;
+                case 2: m.Generation = r.ReadInt64(); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}
+
+/// <summary>ExplainWorkloadReply (version 2): key 0 found (bool), key 1 text (str, multi-line).</summary>
+internal struct ExplainWorkloadReply : IWireMessage<ExplainWorkloadReply>
+{
+    public bool Found;
+    public string Text;
+
+    public static MessageType Type => MessageType.ExplainWorkloadReply;
+
+    public readonly void Write(ref MessagePackWriter w)
+    {
+        w.WriteMapHeader(2);
+        w.Write(0); w.Write(Found);
+        w.Write(1); w.Write(Text ?? "");
+    }
+
+    public static ExplainWorkloadReply Read(ref MessagePackReader r)
+    {
+        var m = new ExplainWorkloadReply { Text = "" };
+        int n = Codec.ReadMap(ref r);
+        for (int i = 0; i < n; i++)
+        {
+            switch (Codec.ReadKey(ref r))
+            {
+                case 0: m.Found = r.ReadBoolean(); break;
+                case 1: m.Text = Codec.ReadString(ref r, 1024 * 1024); break;
+                default: Codec.Skip(ref r); break;
+            }
+        }
+        Codec.EndContainer(ref r);
+        return m;
+    }
+}

@@ -405,12 +405,16 @@ internal struct SubmitJob : IWireMessage<SubmitJob>
     public bool Gang;
     public Dictionary<string, string>? RequiredLabels;
     public string Scheduler;
+    public byte AntiAffinity;   // version 2, key 8: 0 none, 1 node, 2 failure domain (between the job's own tasks)
+    public byte Spread;         // version 2, key 9: same values, a soft preference
 
     public static MessageType Type => MessageType.SubmitJob;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(8);
+        // Keys 8 and 9 are written only when set, so a job without constraints encodes as before.
+        int extra = (AntiAffinity != 0 ? 1 : 0) + (Spread != 0 ? 1 : 0);
+        w.WriteMapHeader(8 + extra);
         w.Write(0); w.Write(JobId);
         w.Write(1); w.Write(Tenant ?? "");
         w.Write(2); w.Write(Priority);
@@ -419,6 +423,8 @@ internal struct SubmitJob : IWireMessage<SubmitJob>
         w.Write(5); w.Write(Gang);
         w.Write(6); Codec.WriteLabels(ref w, RequiredLabels);
         w.Write(7); w.Write(Scheduler ?? "");
+        if (AntiAffinity != 0) { w.Write(8); w.Write(AntiAffinity); }
+        if (Spread != 0) { w.Write(9); w.Write(Spread); }
     }
 
     public static SubmitJob Read(ref MessagePackReader r)
@@ -437,6 +443,8 @@ internal struct SubmitJob : IWireMessage<SubmitJob>
                 case 5: m.Gang = r.ReadBoolean(); break;
                 case 6: m.RequiredLabels = Codec.ReadLabels(ref r); break;
                 case 7: m.Scheduler = Codec.ReadString(ref r); break;
+                case 8: m.AntiAffinity = r.ReadByte(); break;
+                case 9: m.Spread = r.ReadByte(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

@@ -46,6 +46,22 @@ public sealed record DecisionRecord(
     /// </summary>
     public int[]? UnclaimedRanges { get; init; }
 
+    /// <summary>The workload (and generation, slot) the job backs, or null for a job submitted directly.</summary>
+    public JobOrigin? Origin { get; init; }
+
+    /// <summary>The tenant's usage when the decision started (the quota state it was made against).</summary>
+    public ResourceVector TenantUsage { get; init; }
+
+    /// <summary>The tenant's hard quota when the decision started; null when none.</summary>
+    public ResourceVector? TenantQuota { get; init; }
+
+    /// <summary>
+    /// Who acts next on the job: <c>agent</c> (bound: the node's agent starts it), <c>scheduler:KIND</c> (requeued: a
+    /// worker of that kind retries), <c>workload-controller</c> (a workload's replica parked or bound: the controller
+    /// observes it and retries a parked replica), or <c>operator</c> (a directly submitted job parked).
+    /// </summary>
+    public string NextOwner { get; init; } = "";
+
     /// <summary>Entries this record holds (what it costs in the log's budget).</summary>
     internal int Cost => Tasks.Count + (UnclaimedRanges?.Length ?? 0) / 2 + 1;
 
@@ -65,7 +81,9 @@ public sealed record DecisionRecord(
     {
         var sb = new System.Text.StringBuilder();
         sb.AppendLine($"job {Job} generation {JobGeneration}, attempt {Attempt}, scheduler {Scheduler} (worker {Worker}, token {Token})");
+        if (Origin is { } o) sb.AppendLine($"  workload {o.Tenant}/{o.Workload} generation {o.Generation}, replica slot {o.Slot}");
         sb.AppendLine($"  queued {QueueTime.TotalMilliseconds:0.###} ms; decided on snapshot v{SnapshotVersion} with policy r{PolicyRevision} in {DecisionTime.TotalMilliseconds:0.###} ms");
+        sb.AppendLine($"  tenant usage at decision {TenantUsage}, quota {(TenantQuota is { } q ? q.ToString() : "none")}");
         sb.AppendLine($"  nodes considered {NodesConsidered}, feasible {Feasible}");
         foreach (var (reason, count) in FilteredByReason)
             sb.AppendLine($"    filtered {count} x {reason}");
@@ -74,8 +92,23 @@ public sealed record DecisionRecord(
         if (taskIndex is { } i && ForTask(i) is { } td)
             sb.AppendLine($"  task {i}: {(td.Node is { } n ? $"chose {n} ({td.NodeName}) score {td.Score:0.0}" : "no feasible node")}{(td.Victims is { Length: > 0 } v ? $", preempting {string.Join(", ", v)}" : "")} -> {td.Claim?.ToString() ?? "no claim"}");
         sb.AppendLine($"  commit: {CommitStatus?.ToString() ?? "none"} at v{CommitVersion} in {CommitTime.TotalMilliseconds:0.###} ms; outcome: {Outcome}");
+        if (taskIndex is null)
+            foreach (var t in Tasks)
+                sb.AppendLine($"  task {t.TaskIndex}: {(t.Node is { } n2 ? $"bind {n2} ({t.NodeName}) score {t.Score:0.0}" : "no feasible node")} -> {t.Claim?.ToString() ?? "no claim"}");
+        if (NextOwner.Length > 0) sb.AppendLine($"  next owner: {NextOwner}");
         return sb.ToString();
     }
+}
+
+/// <summary>
+/// Receives every decision record the <see cref="DecisionLog"/> keeps (after its sampling), for durable archiving
+/// (<c>Omega.ControlPlane.DecisionArchive</c>). Called on the scheduler worker's thread, outside the log's lock: an
+/// implementation must only enqueue (bounded) and return, never write to storage inline.
+/// </summary>
+public interface IDecisionSink
+{
+    /// <summary>A record was kept.</summary>
+    void OnRecorded(DecisionRecord record);
 }
 
 /// <summary>
@@ -112,6 +145,9 @@ public sealed class DecisionLog
         get { lock (_lock) return _entries; }
     }
 
+    /// <summary>Where kept records also go (durable archive), or null.</summary>
+    public IDecisionSink? Sink { get; set; }
+
     /// <summary>Keep 1 in N successful decisions (1 = keep all).</summary>
     public int SampleEvery { get; }
 
@@ -144,6 +180,7 @@ public sealed class DecisionLog
             _entries += cost;
             _latestByJob[record.Job] = record;
         }
+        Sink?.OnRecorded(record);
     }
 
     /// <summary>The latest kept record of a job.</summary>

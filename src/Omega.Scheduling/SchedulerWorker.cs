@@ -54,7 +54,8 @@ public sealed class SchedulerWorker
         _kind = kind;
         _queue = queue;
         Index = index;
-        _pipeline = kind.Pipeline();
+        // A policy source on the engine's options (SchedulerPolicy revisions) overrides the kind's fixed pipeline.
+        _pipeline = engine.Policy is { } policy ? new PlacementPipeline(policy) : kind.Pipeline();
         _rng = new Random(seed);
         _leaseName = $"{kind.Name}/{index}";
         if (kind.Preemption)
@@ -118,9 +119,10 @@ public sealed class SchedulerWorker
         var tenant = _engine.View.GetTenantUsage(spec.Tenant);
         _planned.Clear();
         _preemption?.BeginJob();
-        bool mayPreempt = _preemption is not null && spec.Priority > 0;
+        // The policy's priority rules decide preemption; read from the policy the pipeline will use for this decision.
+        bool mayPreempt = _preemption is not null && (_engine.Policy?.Current ?? _pipeline.Policy).MayPreempt(spec.Priority);
         _pipeline.Plan(spec, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_unplaced), snapshot, tenant,
-            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_boundNodes), _rng, _planned, _stats, mayPreempt ? _preemption : null);
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_boundNodes), _rng, _planned, _stats, mayPreempt ? _preemption : null, _engine.View);
         long t1 = Stopwatch.GetTimestamp();
 
         CommitResult result = default;
@@ -134,7 +136,7 @@ public sealed class SchedulerWorker
             // No idempotency key: in-process commits return synchronously, so there is no timeout to retry after.
             _tx.Reset(_lease, mode, _kind.Detection);
             foreach (var p in _planned)
-                _tx.Add(new Claim(spec.Task(p.TaskIndex), p.Node.Id, spec.PerTask, p.Node.Version, spec.Tenant, spec.Priority, p.Victims));
+                _tx.Add(new Claim(spec.Task(p.TaskIndex), p.Node.Id, spec.PerTask, p.Node.Version, spec.Tenant, spec.Priority, p.Victims, Group: spec.Group));
             result = _engine.Committer.Commit(_tx);
         }
         long t2 = Stopwatch.GetTimestamp();
@@ -216,7 +218,7 @@ public sealed class SchedulerWorker
         bool interesting = conflicted || outcome != StepOutcome.Placed || _stats.Unplaceable > 0;
         if (_engine.Decisions.ShouldRecord(interesting))
             _engine.Decisions.Add(BuildRecord(spec, generation, attempt, waited, snapshot.Version, committed ? result : (CommitResult?)null,
-                t0, t1, t2, outcome, parkReason, firstConflict));
+                t0, t1, t2, outcome, parkReason, firstConflict, tenant));
 
         if (outcome == StepOutcome.Requeued)
         {
@@ -280,7 +282,7 @@ public sealed class SchedulerWorker
     }
 
     private DecisionRecord BuildRecord(JobSpec spec, int generation, int attempt, TimeSpan waited, long snapshotVersion, CommitResult? result,
-        long t0, long t1, long t2, StepOutcome outcome, string? parkReason, ClaimStatus firstConflict)
+        long t0, long t1, long t2, StepOutcome outcome, string? parkReason, ClaimStatus firstConflict, (ResourceVector Usage, ResourceVector? Quota) tenant)
     {
         var filtered = new Dictionary<FilterStatus, int>();
         for (int i = 1; i < _stats.FilteredByReason.Length; i++)
@@ -309,11 +311,21 @@ public sealed class SchedulerWorker
             StepOutcome.Parked => $"parked: {parkReason}",
             _ => firstConflict != ClaimStatus.Applied ? $"requeued after conflict {firstConflict}" : "requeued: not all tasks placed",
         };
-        return new DecisionRecord(spec.Id, generation, attempt, _kind.Name, Index, _lease.Token, waited, snapshotVersion, _pipeline.PolicyRevision,
+        string next = outcome switch
+        {
+            StepOutcome.Requeued => $"scheduler:{_kind.Name}",
+            StepOutcome.Parked => spec.Origin is null ? "operator" : "workload-controller",
+            _ => spec.Origin is null ? "agent" : "workload-controller (agent reports started and ready)",
+        };
+        return new DecisionRecord(spec.Id, generation, attempt, _kind.Name, Index, _lease.Token, waited, snapshotVersion, _stats.PolicyRevision,
             _stats.NodesConsidered, _stats.Feasible, filtered, _stats.TopScores.ToArray(), tasks, result?.Status, result?.CellVersion ?? snapshotVersion,
             TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t0, t1)), TimeSpan.FromSeconds(SchedulingMetrics.Seconds(t1, t2)), _engine.Time.GetUtcNow(), text)
         {
             UnclaimedRanges = ranges.Count == 0 ? null : ranges.ToArray(),
+            Origin = spec.Origin,
+            TenantUsage = tenant.Usage,
+            TenantQuota = tenant.Quota,
+            NextOwner = next,
         };
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using Omega.Cells;
+using Omega.Scheduling.Pipeline;
 
 namespace Omega.Scheduling;
 
@@ -55,7 +56,8 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         if (options.Kinds.Count == 0) throw new ArgumentException("at least one scheduler kind is required", nameof(options));
         Time = options.Time;
         Guarantees = new Dictionary<TenantId, ResourceVector>(options.Guarantees);
-        Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery, options.DecisionLogTaskEntries);
+        Policy = options.Policy;
+        Decisions = new DecisionLog(options.DecisionLogCapacity, options.DecisionSampleEvery, options.DecisionLogTaskEntries) { Sink = options.DecisionSink };
         Seed = options.Seed ?? Random.Shared.Next();
         _completedRetention = Math.Max(0, options.CompletedJobRetention);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxTasksPerJob, 1);
@@ -112,6 +114,9 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     public SchedulingMetrics Metrics { get; }
 
     internal IReadOnlyDictionary<TenantId, ResourceVector> Guarantees { get; }
+
+    /// <summary>The policy source workers read (<see cref="SchedulingOptions.Policy"/>), or null for fixed pipelines.</summary>
+    public PolicySource? Policy { get; }
 
     /// <summary>
     /// Submits a job to scheduler kind <paramref name="scheduler"/> (default: the first kind). Admission checks, each with

@@ -49,6 +49,13 @@ public sealed class SchedulingOptions
     /// <summary>Protected tenants' guaranteed resources: preemption never takes a protected tenant below them.</summary>
     public IDictionary<TenantId, ResourceVector> Guarantees { get; } = new Dictionary<TenantId, ResourceVector>();
 
+    /// <summary>
+    /// The active scheduler policy (SchedulerPolicy revisions: docs/scheduling.md, "Policy revisions"). When set, every
+    /// kind's workers build their pipelines over it instead of <see cref="SchedulerKindOptions.Pipeline"/>, read it once
+    /// per decision, and name its revision in their decision records. Null: each kind's fixed pipeline.
+    /// </summary>
+    public PolicySource? Policy { get; set; }
+
     /// <summary>The clock (queue ages, back-offs, leases). Use the cell's clock.</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
@@ -60,6 +67,9 @@ public sealed class SchedulingOptions
     /// whatever the jobs' sizes (about 50 bytes per entry). Default 1,000,000.
     /// </summary>
     public long DecisionLogTaskEntries { get; set; } = 1_000_000;
+
+    /// <summary>Where kept decision records also go (a durable archive; docs/control-plane.md, "Decision reconstruction").</summary>
+    public IDecisionSink? DecisionSink { get; set; }
 
     /// <summary>Keep 1 in N successful decision records (conflicts, failures and parks are always kept).</summary>
     public int DecisionSampleEvery { get; set; } = 1;

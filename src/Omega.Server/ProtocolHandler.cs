@@ -100,6 +100,8 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
             case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
+            case MessageType.Policy when session.Role == PeerRole.Scheduler: ended = HandlePolicy(c, rid, frame); break;
+            case MessageType.ExplainWorkload when session.Role == PeerRole.Scheduler: HandleExplainWorkload(c, rid, frame); break;
             case MessageType.SetQuota when session.Role == PeerRole.Scheduler: ended = HandleSetQuota(c, rid, frame); break;
             case MessageType.ListQuotas when session.Role == PeerRole.Scheduler: HandleListQuotas(c, rid, frame); break;
             case MessageType.CreateObject or MessageType.UpdateObject or MessageType.UpdateObjectStatus or MessageType.DeleteObject
@@ -112,7 +114,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
-                or MessageType.SetQuota or MessageType.ListQuotas:
+                or MessageType.SetQuota or MessageType.ListQuotas or MessageType.Policy or MessageType.ExplainWorkload:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
                 break;
             default:
@@ -123,6 +125,96 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     }
 
     // ------------------------------------------------------------------ operator requests (docs/protocol.md, "Operator messages")
+
+    // Policy operations run on the thread pool: each is a durable object write (or two), acknowledged once durable.
+    // Returns false when the reply is sent later (the request stays in flight until then, like a checkpoint's).
+    private bool HandlePolicy(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<PolicyRequest>(c, rid, frame, out var m)) return true;
+        if (_options.Policies is not { } policies)
+        {
+            c.SendError(rid, ErrorCode.ControlPlaneUnavailable, "this server runs no control plane (no SchedulerPolicy revisions)");
+            return true;
+        }
+        if (m.Operation is < 1 or > 5)
+        {
+            c.SendError(rid, ErrorCode.UnknownPolicyOperation, $"policy operation {m.Operation} is not 1-5");
+            return true;
+        }
+        if (!string.IsNullOrEmpty(m.Policy) && m.Policy != policies.Policy)
+        {
+            c.Send(rid, new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.RevisionNotFound, Message = $"this server serves policy '{policies.Policy}', not '{m.Policy}'" });
+            return true;
+        }
+        _ = Task.Run(async () =>
+        {
+            PolicyReply reply;
+            try
+            {
+                reply = await RunPolicyAsync(policies, m).ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                reply = new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.StoreError, Message = "the object store is closed" };
+            }
+            c.Send(rid, reply);
+            c.Flush();
+            c.EndRequest();
+        });
+        return false;
+    }
+
+    private static async Task<PolicyReply> RunPolicyAsync(Omega.ControlPlane.PolicyRevisions policies, PolicyRequest m)
+    {
+        Omega.ControlPlane.PolicyResult r;
+        switch (m.Operation)
+        {
+            case 1 or 5:
+                if (!Omega.ControlPlane.PolicyRevisions.TryParse(m.Document, out var settings, out var error))
+                    return new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.Invalid, Message = error ?? "invalid" };
+                r = await policies.StageAsync(settings).ConfigureAwait(false);
+                if (r.IsOk && m.Operation == 5) r = await policies.PromoteAsync(r.Revision).ConfigureAwait(false);
+                break;
+            case 2: r = await policies.PromoteAsync(m.Revision).ConfigureAwait(false); break;
+            case 3: r = await policies.RollbackAsync(m.Revision == 0 ? null : m.Revision).ConfigureAwait(false); break;
+            default:
+                var (revisions, history) = policies.History();
+                var lines = new List<string>();
+                foreach (var rev in revisions) lines.Add($"revision {rev.Revision} {rev.State} created={rev.Created:O} {rev.Summary}");
+                foreach (var h in history) lines.Add($"history {h.Action} r{h.From} -> r{h.Revision} at={h.At:O}");
+                return new PolicyReply { Status = 0, Revision = policies.ActiveRevision, Message = $"{revisions.Count} revision(s), active r{policies.ActiveRevision}", Lines = [.. lines] };
+        }
+        return new PolicyReply { Status = (byte)r.Status, Revision = r.Revision, Message = r.Message };
+    }
+
+    private void HandleExplainWorkload(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<ExplainWorkload>(c, rid, frame, out var m)) return;
+        if (_options.Decisions is not { } archive)
+        {
+            c.SendError(rid, ErrorCode.ControlPlaneUnavailable, "this server runs no control plane (no decision archive)");
+            return;
+        }
+        string tenant = string.IsNullOrEmpty(m.Tenant) ? Cell.DefaultTenantName : m.Tenant;
+        var sb = new System.Text.StringBuilder();
+        var w = archive.Store.Get<Omega.ControlPlane.Workload>(tenant, m.Workload);
+        if (w is not null)
+        {
+            sb.AppendLine($"workload {tenant}/{m.Workload} generation {w.Metadata.Generation} (observed {w.Status.ObservedGeneration}): desired {w.Status.Desired}, bound {w.Status.Bound}, ready {w.Status.Ready}");
+            foreach (var cond in w.Status.Conditions)
+                sb.AppendLine($"  condition {cond.Type}={cond.Status} reason={cond.Reason} observedGeneration={cond.ObservedGeneration}: {cond.Message}");
+        }
+        else sb.AppendLine($"workload {tenant}/{m.Workload}: not found (deleted?); its kept decision records follow");
+        var records = archive.For(tenant, m.Workload, m.Generation == 0 ? null : m.Generation);
+        foreach (var d in records)
+        {
+            if (sb.Length > 512 * 1024) { sb.AppendLine("... (cut: more records are kept)"); break; }
+            sb.Append(d.Spec.Text);
+        }
+        bool found = records.Count > 0;
+        if (!found) sb.AppendLine(m.Generation == 0 ? "no decision record is kept for this workload" : $"no decision record is kept for generation {m.Generation}");
+        c.Send(rid, new ExplainWorkloadReply { Found = found, Text = sb.ToString() });
+    }
 
     private void HandleExplain(FrameConnection c, uint rid, in Frame frame)
     {
@@ -735,7 +827,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.UnknownTenant, $"no tenant named '{tenantName}' (create it first: omega tenant create)");
             return;
         }
-        var spec = new JobSpec(new JobId(m.JobId), tenant, m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels);
+        // Keys 8/9: the job is its own constraint group (key shift 0). An undefined scope makes the spec invalid (InvalidJob).
+        var spec = new JobSpec(new JobId(m.JobId), tenant, m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels)
+        {
+            Group = new PlacementGroup(0, (PlacementScope)m.AntiAffinity, (PlacementScope)m.Spread),
+        };
         // A job above the per-job budget skips the connection's budget so that it gets the permanent error
         // (JobTooLarge) from the engine, never the retry-later one.
         if (m.TaskCount <= _engine.MaxTasksPerJob && !WithinConnectionBudget(s, m.TaskCount))

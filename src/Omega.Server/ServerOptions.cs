@@ -76,6 +76,19 @@ public sealed class ServerOptions
     /// </summary>
     public long MaxWatchBufferBytes { get; set; } = 4L << 20;
 
+
+    /// <summary>
+    /// SchedulerPolicy revisions served by the Policy message (docs/protocol.md, "Policy and workload decisions"). Null:
+    /// Policy requests get <c>ControlPlaneUnavailable</c>.
+    /// </summary>
+    public Omega.ControlPlane.PolicyRevisions? Policies { get; set; }
+
+    /// <summary>
+    /// The durable decision archive served by ExplainWorkload (its store also gives the workload's status). Null:
+    /// ExplainWorkload requests get <c>ControlPlaneUnavailable</c>.
+    /// </summary>
+    public Omega.ControlPlane.DecisionArchive? Decisions { get; set; }
+
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 

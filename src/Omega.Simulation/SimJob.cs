@@ -16,6 +16,10 @@ internal sealed class SimJob
     public int Placed;
     public JobOutcome Outcome;
 
+    // The trace's different-machine constraint, and the machines holding the job's placed tasks (only for such jobs).
+    public bool DifferentMachine;
+    public HashSet<int>? Machines;
+
     // Indexes of the tasks not yet placed; the first UnplacedCount entries are live.
     public int[] Unplaced = Array.Empty<int>();
     public int UnplacedCount;

@@ -38,7 +38,12 @@ public sealed record JobKindSpec(string Name, double MeanInterarrival, double Me
 /// <param name="Duration">Seconds its tasks run once placed; <see cref="double.PositiveInfinity"/> for tasks that never end.</param>
 /// <param name="Scheduler">The name of the scheduler whose queue it joins.</param>
 /// <param name="Kind">Its kind, for reporting.</param>
-public sealed record JobSpec(double SubmitTime, int Tasks, ResourceVector TaskResources, double Duration, string Scheduler, string Kind = "explicit");
+/// <param name="DifferentMachine">
+/// The trace's different-machine constraint: no two tasks of the job on one machine. Honoured by the simulated scheduler
+/// (it never picks a machine holding a task of the job) and enforced by the cell at commit (hard anti-affinity with the job
+/// as the group, <see cref="PlacementGroup"/>).
+/// </param>
+public sealed record JobSpec(double SubmitTime, int Tasks, ResourceVector TaskResources, double Duration, string Scheduler, string Kind = "explicit", bool DifferentMachine = false);
 
 /// <summary>
 /// A prefill of long-running tasks placed at time zero, before any scheduler runs, until the cell's CPU utilization

@@ -220,11 +220,11 @@ public sealed class Simulator : IDisposable
     private void OnExplicitArrival(int index, double now)
     {
         var j = _explicitJobs[index];
-        Submit(j.Kind, _schedulerIndex[j.Scheduler], j.Tasks, j.TaskResources, j.Duration, now);
+        Submit(j.Kind, _schedulerIndex[j.Scheduler], j.Tasks, j.TaskResources, j.Duration, now, j.DifferentMachine);
         if (index + 1 < _explicitJobs.Length) _events.Schedule(_explicitJobs[index + 1].SubmitTime, EventKind.ExplicitArrival, index + 1);
     }
 
-    private void Submit(string kind, int scheduler, int tasks, ResourceVector resources, double duration, double now)
+    private void Submit(string kind, int scheduler, int tasks, ResourceVector resources, double duration, double now, bool differentMachine = false)
     {
         var job = new SimJob
         {
@@ -234,6 +234,8 @@ public sealed class Simulator : IDisposable
             Submit = now,
             TaskResources = resources,
             Duration = duration,
+            DifferentMachine = differentMachine,
+            Machines = differentMachine ? new HashSet<int>() : null,
         };
         job.InitTasks(tasks);
         _jobs?.Add(job);
@@ -278,11 +280,14 @@ public sealed class Simulator : IDisposable
         int remaining = pool.Length;
         var req = job.TaskResources;
         var jobId = new JobId(job.Number);
+        // Different-machine jobs: the job is its own constraint group (key shift 0); the cell rejects a second task of it
+        // on a machine at commit, and PickFit avoids that before.
+        var group = job.DifferentMachine ? new PlacementGroup(0, PlacementScope.Node) : default;
         for (int i = 0; i < unplaced && remaining > 0; i++)
         {
-            int node = PickFit(snapshot, s.Rng, pool, ref remaining, req, out long version);
+            int node = PickFit(snapshot, s.Rng, pool, ref remaining, req, out long version, job.Machines);
             if (node < 0) break;
-            tx.Add(new Claim(new TaskId(jobId, job.Unplaced[i]), new NodeId(node), req, version));
+            tx.Add(new Claim(new TaskId(jobId, job.Unplaced[i]), new NodeId(node), req, version, Group: group));
         }
         ResetOverlay();
         // A gang that does not fit on the private copy is not submitted: committing part of it would break the gang.
@@ -295,7 +300,11 @@ public sealed class Simulator : IDisposable
     /// a machine with room takes the task and stays a candidate, one without room leaves the candidate range.
     /// Returns the machine, or -1 when no candidate is left.
     /// </summary>
-    private int PickFit(in CellSnapshot snapshot, SimRandom rng, int[] pool, ref int remaining, ResourceVector req, out long version)
+    /// <remarks>
+    /// With <paramref name="avoid"/> (a different-machine job's machines) a machine holding one of the job's tasks leaves
+    /// the candidate range, and so does the machine chosen: the next task of the job must go elsewhere.
+    /// </remarks>
+    private int PickFit(in CellSnapshot snapshot, SimRandom rng, int[] pool, ref int remaining, ResourceVector req, out long version, HashSet<int>? avoid = null)
     {
         // All machines share one capacity (the config's), so the spec object is not dereferenced per candidate.
         var capacity = _config.MachineCapacity;
@@ -303,10 +312,17 @@ public sealed class Simulator : IDisposable
         {
             int k = rng.NextInt(remaining);
             int node = pool[k];
-            if (snapshot.TryGetNode(new NodeId(node), out var view) == SnapshotRead.Ok && view.IsSchedulable
+            if ((avoid is null || !avoid.Contains(node)) && snapshot.TryGetNode(new NodeId(node), out var view) == SnapshotRead.Ok && view.IsSchedulable
                 && ResourceVector.Fits(view.Allocated + _extra[node], req, capacity))
             {
                 version = view.Version;
+                if (avoid is not null)
+                {
+                    // One task of the job per machine: the chosen machine leaves the candidate range.
+                    pool[k] = pool[remaining - 1];
+                    pool[remaining - 1] = node;
+                    remaining--;
+                }
                 if (!_extraMarked[node])
                 {
                     _extraMarked[node] = true;
@@ -365,6 +381,7 @@ public sealed class Simulator : IDisposable
                 if (cs == ClaimStatus.Applied)
                 {
                     if (done is not null) done[d++] = txClaims[i].Task;
+                    job.Machines?.Add(txClaims[i].Node.Value);
                     continue;
                 }
                 if (firstRejection == ClaimStatus.Applied && cs != ClaimStatus.Aborted && cs != ClaimStatus.NotEvaluated) firstRejection = cs;

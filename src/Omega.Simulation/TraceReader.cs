@@ -139,7 +139,7 @@ public static class TraceReader
             string scheduler = service ? serviceScheduler : batchSchedulers[cursor++ % batchSchedulers.Count];
             var res = new ResourceVector((long)Math.Round(t.CpuPerTask * machine.CpuMillis), (long)Math.Round(t.MemPerTask * machine.MemoryBytes));
             double duration = t.Duration is { } d ? Math.Max(d, 0.001) : double.PositiveInfinity;
-            jobs.Add(new JobSpec(t.SubmitTime, t.Tasks, res, duration, scheduler, service ? "service" : "batch"));
+            jobs.Add(new JobSpec(t.SubmitTime, t.Tasks, res, duration, scheduler, service ? "service" : "batch", t.DifferentMachine));
         }
         return jobs;
     }

@@ -257,7 +257,7 @@ public class ObjectStoreTests
             await store.DeleteAsync(new ObjectKey("Workload", "t1", "gone"));
             var p = new SchedulerPolicy();
             p.Metadata.Name = "default";
-            p.Spec.Weights["spread"] = 2.5;
+            p.Spec.Weights["domain-spread"] = 2.5;
             Assert.True((await store.CreateAsync(p)).IsOk);
             uid = w.Metadata.Uid;
             rv = w.Metadata.ResourceVersion;
@@ -281,7 +281,7 @@ public class ObjectStoreTests
             Assert.Equal(rv, w.Metadata.ResourceVersion);
             Assert.Equal(checkpoint ? "checkpoint" : null, w.Metadata.Labels.GetValueOrDefault("after"));
             Assert.Null(store.Get<Workload>("t1", "gone"));
-            Assert.Equal(2.5, store.Get<SchedulerPolicy>("", "default")!.Spec.Weights["spread"]);
+            Assert.Equal(2.5, store.Get<SchedulerPolicy>("", "default")!.Spec.Weights["domain-spread"]);
             Assert.Equal(2, store.Count);
             // The precondition still holds across the restart.
             w.Spec.Replicas = 1;

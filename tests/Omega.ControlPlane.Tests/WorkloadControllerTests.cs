@@ -10,7 +10,7 @@ internal sealed class Plane : IDisposable
 {
     private readonly bool _durable;
 
-    public Plane(Cell cell, FakeTimeProvider time, IDurabilityWaiter? durability = null, bool addNodes = true)
+    public Plane(Cell cell, FakeTimeProvider time, IDurabilityWaiter? durability = null, bool addNodes = true, Action<ObjectStore, SchedulingOptions>? configure = null)
     {
         _durable = durability is not null;
         Cell = cell;
@@ -22,6 +22,7 @@ internal sealed class Plane : IDisposable
         Store = new ObjectStore(cell, new ObjectStoreOptions { Time = time }, durability);
         var options = new SchedulingOptions { Time = time, Seed = 11 };
         options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 1, MaxAttempts = 3 });
+        configure?.Invoke(Store, options);
         Engine = new SchedulingEngine(cell, options);
         Scheduler = new ManualControllerScheduler(time);
         Controller = new WorkloadController(Store, Engine, time);

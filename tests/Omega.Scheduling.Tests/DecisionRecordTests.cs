@@ -42,7 +42,7 @@ public sealed class DecisionRecordTests
         Assert.Equal("batch", rec.Scheduler);
         Assert.Equal(t.Worker("batch").Lease.Token, rec.Token);
         Assert.Equal(TimeSpan.FromSeconds(3), rec.QueueTime);
-        Assert.Equal(1, rec.PolicyRevision);
+        Assert.Equal(0, rec.PolicyRevision); // the built-in policy (no SchedulerPolicy revision promoted)
         Assert.True(rec.SnapshotVersion < rec.CommitVersion);
 
         // What was filtered: counts by reason match the cell, node by node.

@@ -101,3 +101,31 @@ public class TraceTests
         return null;
     }
 }
+
+/// <summary>The trace's different-machine constraint in replay (issue 12: about 27k tasks of the Google trace carry it).</summary>
+public class DifferentMachineTests
+{
+    private const string Header = "job_id,submit_time_s,tasks,cpu_per_task,mem_per_task,priority,scheduling_class,different_machine_constraint,duration_s";
+
+    private static SimulationResult Replay(bool differentMachine)
+    {
+        // Three big machines; a job of 5 small tasks: without the constraint all 5 fit on one machine, with it at most 3.
+        var csv = Header + "\n" + $"1,0.5,5,0.01,0.01,0,1,{(differentMachine ? 1 : 0)},\n";
+        Assert.True(TraceReader.TryRead(new StringReader(csv), out var jobs, out var error), error?.ToString());
+        Assert.Equal(differentMachine, jobs[0].DifferentMachine);
+        var sim = TraceReader.ToJobs(jobs, ResourceVector.FromCoresAndGiB(4, 16), ["batch"], "service");
+        Assert.Equal(differentMachine, sim[0].DifferentMachine);
+        var config = TestWorlds.Cell(3, 64, 60, new SchedulerSpec("batch", JobTime: 0.1, TaskTime: 0.001)) with { Jobs = sim, RecordJobs = true };
+        return Simulator.Run(config);
+    }
+
+    [Fact]
+    public void A_different_machine_job_puts_at_most_one_task_per_machine_in_replay()
+    {
+        var free = Replay(differentMachine: false).Jobs.Single();
+        Assert.Equal(5, free.Placed);
+        var constrained = Replay(differentMachine: true).Jobs.Single();
+        Assert.Equal(3, constrained.Placed); // one per machine; the other two stay unplaced
+        Assert.NotEqual(JobOutcome.FullyPlaced, constrained.Outcome);
+    }
+}

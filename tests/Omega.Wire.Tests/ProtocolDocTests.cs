@@ -53,6 +53,11 @@ public sealed partial class ProtocolDocTests
         ("stop-watch", Codec.FrameBytes(16, new StopWatch { Watch = 15 })),
         ("watch-stopped", Codec.FrameBytes(16, new WatchStopped { Watch = 15, LastResourceVersion = 61, Stopped = true })),
         ("error-conflict", Codec.FrameBytes(12, new ErrorMessage { Code = ErrorCode.ObjectConflict, Message = "stale" })),
+        ("submit-job-anti-affinity", Codec.FrameBytes(5, new SubmitJob { JobId = 503, Tenant = "", Priority = 0, TaskCount = 3, PerTask = new ResourceVector(250, 64L << 20), Gang = false, RequiredLabels = new() { ["zone"] = "a" }, Scheduler = "", AntiAffinity = 1 })),
+        ("policy-apply", Codec.FrameBytes(11, new PolicyRequest { Operation = 5, Policy = "", Document = "{\"weights\":{\"bin-packing\":2}}", Revision = 0 })),
+        ("policy-undo", Codec.FrameBytes(12, new PolicyRequest { Operation = 3, Policy = "", Document = "", Revision = 0 })),
+        ("policy-reply", Codec.FrameBytes(12, new PolicyReply { Status = 0, Revision = 1, Message = "ok", Lines = [] })),
+        ("explain-workload", Codec.FrameBytes(13, new ExplainWorkload { Tenant = "default", Workload = "web", Generation = 3 })),
     ];
 
     private const string WorkloadJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\"},\"spec\":{\"replicas\":2,\"resources\":{\"cpuMillis\":500,\"memoryBytes\":268435456}}}";

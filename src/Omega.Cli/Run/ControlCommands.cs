@@ -95,7 +95,9 @@ internal static class ControlCommands
         var tenant = new Option<string>("--tenant") { Description = "The tenant's name (created with 'omega tenant create').", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
         var gang = new Option<bool>("--gang") { Description = "All-or-nothing." };
         var scheduler = new Option<string?>("--scheduler") { Description = "Scheduler kind (default: the server's first)." };
-        var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler };
+        var selector = new Option<string[]>("--selector") { Description = "A label the node must carry, KEY=VALUE (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var anti = new Option<string?>("--anti-affinity") { Description = "Hard anti-affinity between the job's tasks: node or domain." };
+        var cmd = new Command("submit", "Submit a job to a running server's scheduler workers.") { connect, job, tasks, cores, memory, priority, tenant, gang, scheduler, selector, anti };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
@@ -109,7 +111,12 @@ internal static class ControlCommands
                     $"omega submit: --cores and --memory-gib must be finite, not negative, and at most {ResourceVector.MaxQuantity / 1000:N0} cores / {ResourceVector.MaxQuantity >> 30:N0} GiB (got {r.GetValue(cores)}, {r.GetValue(memory)})"));
                 return Task.FromResult(2);
             }
-            var spec = new JobSpec(new JobId(r.GetValue(job)), default, r.GetValue(priority), r.GetValue(tasks), perTask, r.GetValue(gang));
+            if (!PolicyCommands.TryParseSelectors(r.GetValue(selector), out var labels, out var badSelector)) return UsageAsync("submit", badSelector!);
+            if (!PolicyCommands.TryParseScope(r.GetValue(anti), out var scope)) return UsageAsync("submit", $"--anti-affinity must be node or domain, not '{r.GetValue(anti)}'");
+            var spec = new JobSpec(new JobId(r.GetValue(job)), default, r.GetValue(priority), r.GetValue(tasks), perTask, r.GetValue(gang), labels)
+            {
+                Group = new PlacementGroup(0, scope),
+            };
             if (spec.Validate() is { } invalid)
             {
                 Console.Error.WriteLine($"omega submit: invalid job: {invalid}");
@@ -140,11 +147,15 @@ internal static class ControlCommands
     private static Command Explain()
     {
         var connect = ConnectOption();
-        var task = new Argument<string>("task") { Description = "The task, as j{job}/{index} (for example j42/0) or {job}/{index}." };
-        var cmd = new Command("explain", "Show the decision record of a task's placement (or why it is not placed) from a running server.") { connect, task };
+        var task = new Argument<string>("task") { Description = "The task, as j{job}/{index} (for example j42/0) or {job}/{index}; or workload/NAME." };
+        var generation = PolicyCommands.GenerationOption();
+        var wtenant = PolicyCommands.TenantOption();
+        var cmd = new Command("explain", "Show the decision record of a task's placement (or why it is not placed), or a workload generation's kept decisions, from a running server.") { connect, task, generation, wtenant };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
+            if (PolicyCommands.IsWorkloadTarget(r.GetValue(task)))
+                return PolicyCommands.ExplainWorkload(r, r.GetValue(task)!, r.GetValue(connect)!, tls, generation, wtenant, cancel);
             if (!TaskId.TryParse(r.GetValue(task), out var id))
             {
                 Console.Error.WriteLine($"omega explain: '{r.GetValue(task)}' is not a task id (j{{job}}/{{index}})");

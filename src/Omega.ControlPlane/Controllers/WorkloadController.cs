@@ -97,6 +97,13 @@ public sealed class WorkloadController : IReconciler
     /// <summary>The task backing serial <paramref name="serial"/> of the workload with uid <paramref name="uid"/>.</summary>
     public static TaskId TaskFor(long uid, int serial) => new(JobFor(uid, serial), 0);
 
+    /// <summary>The constraint group of a workload's replica jobs (all jobs of one workload uid: <see cref="JobFor"/>).</summary>
+    public static PlacementGroup GroupFor(WorkloadSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return new PlacementGroup(SerialBits, (PlacementScope)spec.AntiAffinity, (PlacementScope)spec.Spread);
+    }
+
     /// <summary>Creates a runner for this controller.</summary>
     public ControllerRunner CreateRunner(IControllerScheduler scheduler, ControllerRunnerOptions? options = null)
         => new(_store, this, Filter, scheduler, options);
@@ -276,7 +283,13 @@ public sealed class WorkloadController : IReconciler
                 continue;
             }
             var job = new JobSpec(task.Job, jobTemplate.Tenant, spec.Priority, 1, spec.Resources.ToVector(), gang: false,
-                spec.NodeSelector, spec.Tolerations, $"{w.Metadata.Tenant}/{w.Metadata.Name}#{a.Slot}");
+                spec.NodeSelector, spec.Tolerations, $"{w.Metadata.Tenant}/{w.Metadata.Name}#{a.Slot}")
+            {
+                // One-task jobs per replica: the group shares the workload's bits above the serial, so replicas avoid
+                // (hard) or spread from (soft) each other, and the cell checks the hard part at commit.
+                Group = GroupFor(spec),
+                Origin = new JobOrigin(w.Metadata.Tenant, w.Metadata.Name, gen, a.Slot),
+            };
             var er = _engine.Submit(job, spec.Scheduler);
             if (er.Status is not (EnqueueStatus.Accepted or EnqueueStatus.DuplicateJob)) pendingReason ??= er.Reason ?? er.Status.ToString();
         }

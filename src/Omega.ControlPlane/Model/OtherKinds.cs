@@ -85,7 +85,12 @@ public sealed class Reservation : ApiObject<ReservationSpec, ReservationStatus>
     }
 }
 
-/// <summary>A revision of scheduler policy: weights, switches and parameters over the fixed plugins.</summary>
+/// <summary>
+/// A revision of scheduler policy: weights, switches and parameters over the fixed plugins, and priority rules
+/// (<see cref="Omega.Scheduling.Pipeline.SchedulerPolicySettings"/> describes each). Revision objects are named
+/// <c>{policy}.r{N}</c> and never change after they are staged; the object named <c>{policy}</c> is the pointer: its spec
+/// is a copy of the active revision with <see cref="History"/> (see <see cref="PolicyRevisions"/>).
+/// </summary>
 public sealed class SchedulerPolicySpec
 {
     /// <summary>Scorer weights by plugin name.</summary>
@@ -94,12 +99,34 @@ public sealed class SchedulerPolicySpec
     /// <summary>Filter switches by plugin name.</summary>
     public Dictionary<string, bool> Filters { get; set; } = new(StringComparer.Ordinal);
 
-    /// <summary>Free parameters by name.</summary>
+    /// <summary>Parameters by name.</summary>
     public Dictionary<string, string> Parameters { get; set; } = new(StringComparer.Ordinal);
 
-    /// <summary>The revision this spec is (set by the writer; promotion and rollback come later).</summary>
+    /// <summary>Priority rules (which priorities may preempt).</summary>
+    public List<Omega.Scheduling.Pipeline.PriorityRule> PriorityRules { get; set; } = new();
+
+    /// <summary>The revision this spec is (a revision object) or points at (the pointer; 0 = the built-in policy).</summary>
     public int Revision { get; set; }
+
+    /// <summary>The pointer only: promotions and rollbacks, oldest first (the last <see cref="PolicyRevisions.MaxHistory"/>).</summary>
+    public List<PolicyHistoryEntry> History { get; set; } = new();
+
+    /// <summary>The plugin settings of this spec.</summary>
+    public Omega.Scheduling.Pipeline.SchedulerPolicySettings ToSettings() => new()
+    {
+        Weights = new Dictionary<string, double>(Weights ?? new(), StringComparer.Ordinal),
+        Filters = new Dictionary<string, bool>(Filters ?? new(), StringComparer.Ordinal),
+        Parameters = new Dictionary<string, string>(Parameters ?? new(), StringComparer.Ordinal),
+        PriorityRules = PriorityRules is null ? new() : [.. PriorityRules],
+    };
 }
+
+/// <summary>One promotion or rollback of a policy.</summary>
+/// <param name="Revision">The revision made active.</param>
+/// <param name="From">The revision active before (0 = the built-in policy).</param>
+/// <param name="Action"><c>promote</c> or <c>rollback</c>.</param>
+/// <param name="At">When (the store clock of the writer).</param>
+public sealed record PolicyHistoryEntry(int Revision, int From, string Action, DateTimeOffset At);
 
 /// <summary>A scheduler policy's observed state.</summary>
 public sealed class SchedulerPolicyStatus
@@ -126,11 +153,11 @@ public sealed class SchedulerPolicy : ApiObject<SchedulerPolicySpec, SchedulerPo
     /// <inheritdoc />
     public override string? ValidateSpec()
     {
-        if (Spec is null || Spec.Weights is null || Spec.Filters is null || Spec.Parameters is null) return "spec maps must not be null";
+        if (Spec is null || Spec.Weights is null || Spec.Filters is null || Spec.Parameters is null || Spec.PriorityRules is null || Spec.History is null)
+            return "spec maps must not be null";
         if (Spec.Revision < 0) return "spec.revision must not be negative";
-        foreach (var (k, w) in Spec.Weights)
-            if (double.IsNaN(w) || double.IsInfinity(w) || w < 0) return $"spec.weights.{k} must be a finite non-negative number";
-        return null;
+        if (Spec.History.Count > PolicyRevisions.MaxHistory) return $"spec.history: at most {PolicyRevisions.MaxHistory} entries";
+        return Spec.ToSettings().Validate() is { } problem ? "spec." + problem : null;
     }
 }
 

@@ -27,6 +27,20 @@ public enum AntiAffinity : byte
     FailureDomain = 2,
 }
 
+/// <summary>Soft spread of a workload's replicas.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<SpreadScope>))]
+public enum SpreadScope : byte
+{
+    /// <summary>No preference.</summary>
+    None = 0,
+
+    /// <summary>Prefer nodes holding fewer of the workload's replicas.</summary>
+    Node = 1,
+
+    /// <summary>Prefer failure domains holding fewer of the workload's replicas.</summary>
+    FailureDomain = 2,
+}
+
 /// <summary>Per-replica resources, in the engine's units.</summary>
 public sealed class ResourceRequest
 {
@@ -70,8 +84,14 @@ public sealed class WorkloadSpec
     /// <summary>Node taints tolerated.</summary>
     public List<string> Tolerations { get; set; } = new();
 
-    /// <summary>Hard anti-affinity (spread) across nodes or failure domains. Recorded; enforced by the engine later.</summary>
+    /// <summary>
+    /// Hard anti-affinity between the workload's replicas across nodes or failure domains: checked by the scheduler's
+    /// filter and enforced by the cell at commit (docs/control-plane.md, "Hard gates at commit").
+    /// </summary>
     public AntiAffinity AntiAffinity { get; set; }
+
+    /// <summary>Soft spread of the replicas across nodes or failure domains (a scorer's preference, never a rejection).</summary>
+    public SpreadScope Spread { get; set; }
 
     /// <summary>Disruption budget: at most this many ready replicas are taken away at once by scale-down (at least 1).</summary>
     public int MaxUnavailable { get; set; } = 1;
@@ -160,6 +180,7 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
         if (s.NodeSelector is null || s.Tolerations is null) return "spec.nodeSelector and spec.tolerations must not be null";
         if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
         if (!Enum.IsDefined(s.AntiAffinity)) return "spec.antiAffinity must be None, Node or FailureDomain";
+        if (!Enum.IsDefined(s.Spread)) return "spec.spread must be None, Node or FailureDomain";
         return null;
     }
 }

@@ -29,4 +29,10 @@ public enum FilterStatus : byte
 
     /// <summary>A filter from outside Omega rejected the node.</summary>
     Custom = 7,
+
+    /// <summary>
+    /// Another member of the job's constraint group is on the node, or in its failure domain, and the job asks for hard
+    /// anti-affinity (<see cref="PlacementGroup"/>).
+    /// </summary>
+    AntiAffinity = 8,
 }

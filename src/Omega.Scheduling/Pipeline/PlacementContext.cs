@@ -12,6 +12,17 @@ public sealed class PlacementContext
     private readonly Dictionary<int, int> _jobTasksOnNode = new();
     private readonly Dictionary<string, int> _jobTasksInDomain = new(StringComparer.Ordinal);
 
+    // Constraint-group members (PlacementGroup): live bindings read lock-free through the view, plus this decision's
+    // tentative placements. Per node on first use (one seqlock copy of the node's bindings); per domain once per
+    // decision, and only for jobs whose group has a domain scope (a scan of every occupied node: O(cluster), paid by the
+    // few jobs that ask for it). Advisory: the cell re-checks hard anti-affinity at commit.
+    private readonly Dictionary<int, int> _groupOnNode = new();
+    private readonly Dictionary<string, int> _groupInDomain = new(StringComparer.Ordinal);
+    private readonly List<Allocation> _scratch = new();
+    private ICellView? _view;
+    private CellSnapshot _snapshot;
+    private bool _domainsLoaded;
+
     /// <summary>The job whose tasks are being placed.</summary>
     public JobSpec Job { get; private set; } = null!;
 
@@ -28,6 +39,86 @@ public sealed class PlacementContext
         _jobTasksOnNode.Clear();
         _jobTasksInDomain.Clear();
         TentativeTenantUse = default;
+        _groupOnNode.Clear();
+        _groupInDomain.Clear();
+        _domainsLoaded = false;
+        _view = null;
+    }
+
+    internal void BeginGroup(ICellView? view, CellSnapshot snapshot)
+    {
+        _view = view;
+        _snapshot = snapshot;
+    }
+
+    /// <summary>Members of the job's constraint group on <paramref name="node"/> (live bindings and this decision's placements).</summary>
+    public int GroupMembersOn(in NodeView node)
+    {
+        if (Job.Group.IsNone) return 0;
+        if (_groupOnNode.TryGetValue(node.Id.Value, out int n)) return n;
+        n = CountLive(node.Id);
+        _groupOnNode[node.Id.Value] = n;
+        return n;
+    }
+
+    /// <summary>Members of the job's constraint group in failure domain <paramref name="domain"/>.</summary>
+    public int GroupMembersIn(string domain)
+    {
+        if (Job.Group.IsNone) return 0;
+        EnsureDomains();
+        return _groupInDomain.TryGetValue(domain, out int n) ? n : 0;
+    }
+
+    /// <summary>True when the job's hard anti-affinity admits one more task of its group on <paramref name="node"/>.</summary>
+    public bool GroupAllows(in NodeView node)
+    {
+        switch (Job.Group.AntiAffinity)
+        {
+            case PlacementScope.Node: return GroupMembersOn(node) == 0;
+            case PlacementScope.FailureDomain:
+                string d = node.Spec.FailureDomain;
+                return d.Length == 0 ? GroupMembersOn(node) == 0 : GroupMembersIn(d) == 0;
+            default: return true;
+        }
+    }
+
+    /// <summary>Counts a member on a node without reading the view (the job's own earlier tasks, when there is no view).</summary>
+    internal void NoteGroupMember(in NodeView node)
+    {
+        if (Job.Group.IsNone) return;
+        _groupOnNode[node.Id.Value] = GroupMembersOn(node) + 1;
+        if (NeedsDomains && node.Spec.FailureDomain.Length > 0) _groupInDomain[node.Spec.FailureDomain] = GroupMembersIn(node.Spec.FailureDomain) + 1;
+    }
+
+    private bool NeedsDomains => Job.Group.AntiAffinity == PlacementScope.FailureDomain || Job.Group.Spread == PlacementScope.FailureDomain;
+
+    private int CountLive(NodeId node)
+    {
+        if (_view is null) return 0;
+        _scratch.Clear();
+        _view.CopyAllocationsOnNode(node, _scratch);
+        var group = Job.Group;
+        var self = Job.Id;
+        int n = 0;
+        for (int i = 0; i < _scratch.Count; i++)
+            if (group.SameGroup(_scratch[i].Task.Job, self)) n++;
+        return n;
+    }
+
+    private void EnsureDomains()
+    {
+        if (_domainsLoaded) return;
+        _domainsLoaded = true;
+        if (_view is null) return;
+        int count = _snapshot.NodeCount;
+        for (int i = 0; i < count; i++)
+        {
+            if (_snapshot.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.TaskCount == 0) continue;
+            string d = v.Spec.FailureDomain;
+            if (d.Length == 0) continue;
+            int members = CountLive(v.Id);
+            if (members > 0) _groupInDomain[d] = (_groupInDomain.TryGetValue(d, out int m) ? m : 0) + members;
+        }
     }
 
     /// <summary>Resources this decision has tentatively placed on a node (not yet committed).</summary>
@@ -45,6 +136,7 @@ public sealed class PlacementContext
         _tentative[node.Id.Value] = TentativeOn(node.Id) + request;
         NoteJobTask(node.Id, node.Spec.FailureDomain);
         TentativeTenantUse += request;
+        NoteGroupMember(node);
     }
 
     /// <summary>Records a task of this job already bound on a node (from an earlier attempt), for spread and anti-affinity.</summary>

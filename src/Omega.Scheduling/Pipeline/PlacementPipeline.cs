@@ -31,8 +31,11 @@ public readonly record struct PlannedClaim(int TaskIndex, NodeView Node, double 
 /// <summary>What the pipeline saw while planning one job, for decision records.</summary>
 public sealed class PlanStats
 {
-    /// <summary>Nodes read from the snapshot (probed).</summary>
+    /// <summary>Distinct nodes read from the snapshot (a node probed twice counts once).</summary>
     public int NodesConsidered { get; internal set; }
+
+    /// <summary>The revision of the policy the plan used.</summary>
+    public int PolicyRevision { get; internal set; }
 
     /// <summary>Feasible candidates found.</summary>
     public int Feasible { get; internal set; }
@@ -80,46 +83,83 @@ public sealed class PlanStats
 /// </summary>
 public sealed class PlacementPipeline
 {
-    private readonly IFilter[] _filters;
-    private readonly IScorer[] _scorers;
-    private readonly double[] _weights;
-    private readonly SamplingOptions _sampling;
+    private readonly PolicySource _source;
+    private CompiledPolicy _policy;
+    private IFilter[] _filters;
+    private IScorer[] _scorers;
+    private double[] _weights;
+    private SamplingOptions _sampling;
     private readonly PlacementContext _context = new();
     private NodeView[] _pool = new NodeView[64];
     private int _poolCount;
     private readonly HashSet<int> _seen = new();
     private int _scanStart;
+    private int _distinct;
 
-    /// <summary>Creates a pipeline from filters, weighted scorers and sampling options.</summary>
-    public PlacementPipeline(IReadOnlyList<IFilter> filters, IReadOnlyList<(IScorer Scorer, double Weight)> scorers, SamplingOptions? sampling = null, int policyRevision = 1)
+    /// <summary>Creates a pipeline with a fixed policy from filters, weighted scorers and sampling options.</summary>
+    public PlacementPipeline(IReadOnlyList<IFilter> filters, IReadOnlyList<(IScorer Scorer, double Weight)> scorers, SamplingOptions? sampling = null, int policyRevision = 0)
+        : this(new PolicySource(new CompiledPolicy(policyRevision, filters, scorers, sampling)))
     {
-        ArgumentNullException.ThrowIfNull(filters);
-        ArgumentNullException.ThrowIfNull(scorers);
-        _filters = filters.ToArray();
-        _scorers = new IScorer[scorers.Count];
-        _weights = new double[scorers.Count];
-        for (int i = 0; i < scorers.Count; i++) (_scorers[i], _weights[i]) = scorers[i];
-        _sampling = sampling ?? new SamplingOptions();
-        PolicyRevision = policyRevision;
     }
 
-    /// <summary>The default pipeline: health, fit, labels, taints, quota; bin-packing (weight 1), spread (0.5), anti-affinity (0.5).</summary>
-    public static PlacementPipeline CreateDefault(SamplingOptions? sampling = null) => new(
-        [new NodeHealthFilter(), new ResourceFitFilter(), new RequiredLabelsFilter(), new TaintFilter(), new TenantQuotaFilter()],
-        [(new BinPackingScorer(), 1.0), (new FailureDomainSpreadScorer(), 0.5), (new JobAntiAffinityScorer(), 0.5)],
-        sampling);
+    /// <summary>
+    /// Creates a pipeline that reads the active policy from <paramref name="source"/> once per <see cref="Plan"/>: a
+    /// promotion or rollback takes effect at the next decision, never in the middle of one.
+    /// </summary>
+    public PlacementPipeline(PolicySource source)
+    {
+        _source = source ?? throw new ArgumentNullException(nameof(source));
+        _policy = source.Current;
+        _filters = _policy.Filters;
+        _scorers = _policy.Scorers;
+        _weights = _policy.Weights;
+        _sampling = _policy.Sampling;
+    }
 
-    /// <summary>A number identifying the policy configuration, recorded in decision records.</summary>
-    public int PolicyRevision { get; }
+    /// <summary>
+    /// The default pipeline: health, fit, labels, taints, quota, group anti-affinity; bin-packing (weight 1), spread (0.5),
+    /// job anti-affinity (0.5), group spread (1). Policy revision 0 (the built-in policy).
+    /// </summary>
+    public static PlacementPipeline CreateDefault(SamplingOptions? sampling = null)
+    {
+        var d = CompiledPolicy.Default;
+        return sampling is null ? new PlacementPipeline(new PolicySource(d))
+            : new PlacementPipeline(new PolicySource(new CompiledPolicy(d.Revision, d.Filters, Pair(d), sampling)));
+    }
 
-    /// <summary>The filters, in order.</summary>
+    private static (IScorer, double)[] Pair(CompiledPolicy p)
+    {
+        var r = new (IScorer, double)[p.Scorers.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = (p.Scorers[i], p.Weights[i]);
+        return r;
+    }
+
+    /// <summary>The revision of the policy the last (or current) <see cref="Plan"/> used; recorded in decision records.</summary>
+    public int PolicyRevision => _policy.Revision;
+
+    /// <summary>The policy the last (or current) <see cref="Plan"/> used.</summary>
+    public CompiledPolicy Policy => _policy;
+
+    /// <summary>The filters of the last plan's policy, in order.</summary>
     public IReadOnlyList<IFilter> Filters => _filters;
 
-    /// <summary>The scorers.</summary>
+    /// <summary>The scorers of the last plan's policy.</summary>
     public IReadOnlyList<IScorer> Scorers => _scorers;
 
     /// <summary>The context of the job being planned (valid during and right after <see cref="Plan"/>).</summary>
     public PlacementContext Context => _context;
+
+    /// <summary>Reads the active policy for the next decision (one volatile read; the object is immutable).</summary>
+    private void LoadPolicy()
+    {
+        var p = _source.Current;
+        if (ReferenceEquals(p, _policy)) return;
+        _policy = p;
+        _filters = p.Filters;
+        _scorers = p.Scorers;
+        _weights = p.Weights;
+        _sampling = p.Sampling;
+    }
 
     /// <summary>
     /// Plans placements for the given tasks of <paramref name="job"/> on <paramref name="snapshot"/>. Appends one
@@ -128,17 +168,25 @@ public sealed class PlacementPipeline
     /// already-bound tasks, so spread and anti-affinity account for them.
     /// </summary>
     public void Plan(JobSpec job, ReadOnlySpan<int> taskIndexes, CellSnapshot snapshot, (ResourceVector Usage, ResourceVector? Quota) tenant,
-        ReadOnlySpan<NodeId> boundElsewhere, Random rng, List<PlannedClaim> output, PlanStats stats, PreemptionPlanner? preemption = null)
+        ReadOnlySpan<NodeId> boundElsewhere, Random rng, List<PlannedClaim> output, PlanStats stats, PreemptionPlanner? preemption = null, ICellView? view = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(rng);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(stats);
         stats.Reset();
+        LoadPolicy();
+        stats.PolicyRevision = _policy.Revision;
         _context.Reset(job);
         _context.Tenant = tenant;
+        _context.BeginGroup(view, snapshot);
         for (int i = 0; i < boundElsewhere.Length; i++)
-            if (snapshot.TryGetNode(boundElsewhere[i], out var bv) == SnapshotRead.Ok) _context.NoteJobTask(bv.Id, bv.Spec.FailureDomain);
+            if (snapshot.TryGetNode(boundElsewhere[i], out var bv) == SnapshotRead.Ok)
+            {
+                _context.NoteJobTask(bv.Id, bv.Spec.FailureDomain);
+                // Without a view the live bindings are unknown: count the job's own earlier tasks as group members.
+                if (view is null) _context.NoteGroupMember(bv);
+            }
 
         int n = snapshot.NodeCount;
         if (n == 0)
@@ -150,6 +198,7 @@ public sealed class PlacementPipeline
         int probeBudget = Math.Max(_sampling.MinProbes, wanted * _sampling.ProbesPerCandidate);
         _poolCount = 0;
         _seen.Clear();
+        _distinct = 0;
         int probes = 0;
         FillPool(snapshot, rng, wanted, ref probes, probeBudget, stats);
 
@@ -165,6 +214,8 @@ public sealed class PlacementPipeline
                     // Earlier tasks of this job may have used the node up: re-check fit and quota against tentative state.
                     if (!ResourceVector.Fits(v.Allocated + _context.TentativeOn(v.Id), job.PerTask, v.Capacity)) continue;
                     if (tenant.Quota is { } q && !ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, job.PerTask, q)) continue;
+                    // ... and the job's own tasks may now be members of its group there (hard anti-affinity).
+                    if (!_context.GroupAllows(v)) continue;
                     double s = ScoreNode(v);
                     if (t == 0) RecordTop(stats, v.Id, s);
                     if (s > bestScore) { bestScore = s; best = c; }
@@ -188,7 +239,8 @@ public sealed class PlacementPipeline
             }
             stats.Unplaceable++;
         }
-        stats.NodesConsidered = probes;
+        // Distinct nodes read, not probes: a random probe that hit a node already seen is not another node considered.
+        stats.NodesConsidered = _distinct;
         stats.Feasible = _poolCount;
     }
 
@@ -208,6 +260,7 @@ public sealed class PlacementPipeline
                 if (!_seen.Add(id)) { probes++; continue; }
             }
             probes++;
+            _distinct++;
             if (snapshot.TryGetNode(new NodeId(id), out var v) != SnapshotRead.Ok)
             {
                 stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;

@@ -152,3 +152,41 @@ public sealed class JobAntiAffinityScorer : IScorer
     public double Score(PlacementContext context, in NodeView node)
         => context.JobTasksOn(node.Id) == 0 ? 100 : 100.0 / (2 + context.JobTasksOn(node.Id));
 }
+
+/// <summary>
+/// Hard anti-affinity: rejects a node holding a member of the job's constraint group (node scope), or a node whose failure
+/// domain holds one (domain scope), counting the live bindings and this decision's own tentative placements. Advisory
+/// like every filter: the cell re-checks at commit (<see cref="ClaimStatus.AntiAffinityViolated"/>), which is what makes the
+/// constraint hold under concurrent schedulers.
+/// </summary>
+public sealed class GroupAntiAffinityFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "group-anti-affinity";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+        => context.GroupAllows(node) ? FilterStatus.Feasible : FilterStatus.AntiAffinity;
+}
+
+/// <summary>
+/// Spread over a constraint group: prefers nodes (node scope) or failure domains (domain scope) holding fewer members of
+/// the job's group. Neutral (the same score everywhere) for a job that asks for no spread.
+/// </summary>
+public sealed class GroupSpreadScorer : IScorer
+{
+    /// <inheritdoc />
+    public string Name => "group-spread";
+
+    /// <inheritdoc />
+    public double Score(PlacementContext context, in NodeView node)
+    {
+        var group = context.Job.Group;
+        return group.Spread switch
+        {
+            PlacementScope.Node => 100.0 / (1 + context.GroupMembersOn(node)),
+            PlacementScope.FailureDomain => 100.0 / (1 + (node.Spec.FailureDomain.Length == 0 ? context.GroupMembersOn(node) : context.GroupMembersIn(node.Spec.FailureDomain))),
+            _ => 100,
+        };
+    }
+}

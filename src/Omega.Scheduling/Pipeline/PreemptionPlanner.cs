@@ -53,8 +53,8 @@ public sealed class PreemptionPlanner
         _placementFilters = PlacementFilters();
     }
 
-    // Everything but resources: a node that fails health, labels or taints cannot host the task whatever is evicted.
-    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter()];
+    // Everything but resources: a node that fails health, labels, taints or anti-affinity cannot host the task whatever is evicted.
+    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter()];
 
     /// <summary>Nodes examined per attempt.</summary>
     public int MaxCandidates { get; }
