@@ -20,6 +20,10 @@ internal enum EntryKind : byte
     // 15 matches the journal record kind ObjectPut (issue 12): key = 15 | UTF-8 object key (variable length, up to
     // Cell.MaxObjectKeyLength characters), value = version:i64 created:i64 encoded object. A delete is a tombstone.
     Object = 15,
+
+    // 20 matches the journal record kind AuthRecordPut (issue 11): key = 20 | UTF-8 record key (up to
+    // Cell.MaxAuthKeyLength characters), value = the record's opaque bytes. A delete (kind 21) is a tombstone.
+    AuthRecord = 20,
     // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
     Tenant = 9,
 }
