@@ -51,6 +51,21 @@ public sealed class AgentOptions
     /// </summary>
     public Action<AgentClient, AgentBinding>? OnBinding { get; init; }
 
+    /// <summary>
+    /// The node's own bearer credential (an agent credential for <see cref="NodeName"/>; docs/protocol.md, section 12),
+    /// sent in every Hello. Null for a server without authentication, or when <see cref="JoinToken"/> is used.
+    /// </summary>
+    public string? Token { get; init; }
+
+    /// <summary>
+    /// A join token: when <see cref="Token"/> is null, the agent presents it once, sends Join for its node and receives its
+    /// own credential (kept in memory for reconnects and handed to <see cref="OnCredential"/> to be stored).
+    /// </summary>
+    public string? JoinToken { get; init; }
+
+    /// <summary>Called once with the credential a join issued (store it, e.g. in a file of mode 0600, for the next start).</summary>
+    public Action<string>? OnCredential { get; init; }
+
     /// <summary>Send heartbeats (tests of lease expiry turn them off).</summary>
     public bool SendHeartbeats { get; init; } = true;
 }

@@ -43,6 +43,11 @@ public sealed partial class ProtocolDocTests
         ("operate-create-tenant", Codec.FrameBytes(10, new Operate { Kind = OperateKind.CreateTenant, Target = "batch-team", Quota = new ResourceVector(64_000, 256L << 30) })),
         ("operate-create-tenant-reply", Codec.FrameBytes(10, new OperateReply { Status = OperateStatus.Ok, Message = "", TenantId = 3 })),
         ("error", Codec.FrameBytes(7, new ErrorMessage { Code = ErrorCode.HandshakeRequired, Message = "the first frame must be Hello" })),
+        ("hello-token", Codec.FrameBytes(1, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = "node-17", Token = "omega1.3fa85f6457174562.qL0Y3pTz8mB2cR7vN4kJ9wX1sA6dF5gH0jK2lZ8xC3v" })),
+        ("join", Codec.FrameBytes(2, new Join { Node = "node-17" })),
+        ("join-reply", Codec.FrameBytes(2, new JoinReply { Token = "omega1.9c1e5a7b3d2f4e60.Zx8Cv7Bn6Mm5Ll4Kk3Jj2Hh1Gg0Ff9Ee8Dd7Cc6Bb5A", CredentialId = "9c1e5a7b3d2f4e60", ExpiresUnixMs = 0 })),
+        ("create-token-join", Codec.FrameBytes(3, new CreateToken { Role = CredentialRole.Join, Subject = "rack-3", TtlMs = 900_000, Uses = 1000 })),
+        ("error-permission-denied", Codec.FrameBytes(4, new ErrorMessage { Code = ErrorCode.PermissionDenied, Message = "node 17 only", Reason = DenyReason.OtherNode })),
     ];
 
     internal static string Hex(byte[] bytes)

@@ -15,10 +15,17 @@ using Omega.Transport;
 
 namespace Omega.Wire.Tests;
 
-/// <summary>A cell, optionally an engine, and a server on a loopback port.</summary>
+/// <summary>
+/// A cell, optionally an engine, and a server on a loopback port. Authentication is OFF unless <c>auth: true</c> (the
+/// library default): the tests that use the kit without it are about framing, limits, lifecycle, binding and
+/// durability, not credentials; AuthTests, and the hostile and fuzz suites' authenticated variants, turn it on.
+/// </summary>
 internal sealed class ServerFixture : IAsyncDisposable
 {
     public Cell Cell = null!;
+
+    /// <summary>With <c>auth: true</c>: an operator credential with every scope (the one <c>omega serve</c> writes at first start).</summary>
+    public string AdminToken = "";
     public SchedulingEngine? Engine;
     public OmegaServer Server = null!;
     public FakeTimeProvider? Fake;
@@ -35,7 +42,7 @@ internal sealed class ServerFixture : IAsyncDisposable
     /// <paramref name="mtls"/> requires client certificates of <see cref="TestTls.Ca"/>).
     /// </summary>
     public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null, Action<SchedulingOptions>? scheduling = null,
-        bool tls = false, bool mtls = false)
+        bool tls = false, bool mtls = false, bool auth = false)
     {
         var fx = new ServerFixture();
         var time = fakeTime ? (fx.Fake = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero))) : (TimeProvider)TimeProvider.System;
@@ -57,11 +64,14 @@ internal sealed class ServerFixture : IAsyncDisposable
             options.Transport.SweepInterval = TimeSpan.FromDays(1);
             options.LifecyclePeriod = null;
         }
+        // Expired credentials: with fake time the tests sweep by hand (AuthService.SweepExpired).
+        if (auth) options.Authentication = new AuthOptions { ExpirySweepPeriod = fakeTime ? null : TimeSpan.FromSeconds(1) };
         if (tls || mtls) options.Transport.ServerTls = new TlsServerOptions { Certificate = TestTls.Server, ClientCertificateAuthorities = mtls ? [TestTls.Ca] : null };
         configure?.Invoke(options);
         fx.Server = new OmegaServer(fx.Cell, fx.Engine, new IPEndPoint(IPAddress.Loopback, 0), options);
         fx.Tls = options.Transport.ServerTls is not null;
         if (fx.Tls) TlsEndPoints[fx.Server.EndPoint] = true;
+        if (auth) fx.AdminToken = fx.Server.Auth.CreateCredential(CredentialRole.Operator, "admin", OperatorScopes.All);
         fx.Server.Start();
         return fx;
     }
@@ -255,15 +265,15 @@ internal sealed class RawClient : IDisposable
         return m!;
     }
 
-    public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw")
+    public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw", string? token = null)
     {
-        await SendAsync(1, new Hello { Version = Omega.Protocol.Frame.ProtocolVersion, Role = role, Name = name });
+        await SendAsync(1, new Hello { Version = Omega.Protocol.Frame.ProtocolVersion, Role = role, Name = name, Token = token });
         return await ExpectAsync<Welcome>();
     }
 
-    public async Task<Registered> RegisterAsync(string node, ResourceVector capacity, long resumeFrom = 0)
+    public async Task<Registered> RegisterAsync(string node, ResourceVector capacity, long resumeFrom = 0, string? token = null)
     {
-        await HandshakeAsync(PeerRole.Agent, node);
+        await HandshakeAsync(PeerRole.Agent, node, token);
         await SendAsync(2, new Register { Node = node, Capacity = capacity, FailureDomain = "fd", ResumeFrom = resumeFrom });
         return await ExpectAsync<Registered>();
     }
