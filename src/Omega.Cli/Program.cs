@@ -7,6 +7,7 @@ root.Subcommands.Add(Omega.Cli.Run.ServeCommand.Create());
 root.Subcommands.Add(Omega.Cli.Run.ServeCommand.CreateAgents());
 foreach (var c in Omega.Cli.Run.ControlCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(Omega.Cli.Run.NodeCommands.Create());
+foreach (var c in Omega.Cli.Run.TokenCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
