@@ -147,7 +147,9 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         ? t is MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports or MessageType.Join
         : t is MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit or MessageType.SubmitJob or MessageType.QueryJob
             or MessageType.Explain or MessageType.Inspect or MessageType.Operate
-            or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit;
+            or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit
+            // Control-plane object messages (0x40-0x4F, the cpwire change): authorized fail-closed by Authorizer.ObjectRule.
+            || Authorizer.IsObjectMessage(t);
 
     // ------------------------------------------------------------------ credentials (docs/protocol.md, section 12)
 

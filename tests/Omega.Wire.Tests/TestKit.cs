@@ -38,6 +38,21 @@ internal sealed class ServerFixture : IAsyncDisposable
     public bool Tls { get; private set; }
 
     /// <summary>
+    /// Fixtures with authentication on, by endpoint: a <see cref="RawClient"/> handshake without an explicit token
+    /// presents a valid credential of the right kind (see <see cref="DefaultToken"/>), so suites written before
+    /// credentials (hostile input, fuzzing) run authenticated unchanged.
+    /// </summary>
+    internal static readonly ConcurrentDictionary<IPEndPoint, ServerFixture> AuthEndPoints = new();
+
+    private readonly ConcurrentDictionary<string, string> _defaultTokens = new();
+
+    /// <summary>A credential for a raw client's Hello: an agent credential for the node named <paramref name="name"/>, or a scheduler credential <c>raw-scheduler</c>.</summary>
+    public string DefaultToken(PeerRole role, string name)
+        => role == PeerRole.Agent
+            ? _defaultTokens.GetOrAdd("agent/" + name, n => Server.Auth.CreateCredential(CredentialRole.Agent, n[6..]))
+            : _defaultTokens.GetOrAdd("scheduler", _ => Server.Auth.CreateCredential(CredentialRole.Scheduler, "raw-scheduler"));
+
+    /// <summary>
     /// Starts a server; with <paramref name="tls"/> its listener speaks TLS 1.3 with <see cref="TestTls.Server"/> (and
     /// <paramref name="mtls"/> requires client certificates of <see cref="TestTls.Ca"/>).
     /// </summary>
@@ -71,7 +86,11 @@ internal sealed class ServerFixture : IAsyncDisposable
         fx.Server = new OmegaServer(fx.Cell, fx.Engine, new IPEndPoint(IPAddress.Loopback, 0), options);
         fx.Tls = options.Transport.ServerTls is not null;
         if (fx.Tls) TlsEndPoints[fx.Server.EndPoint] = true;
-        if (auth) fx.AdminToken = fx.Server.Auth.CreateCredential(CredentialRole.Operator, "admin", OperatorScopes.All);
+        if (auth)
+        {
+            fx.AdminToken = fx.Server.Auth.CreateCredential(CredentialRole.Operator, "admin", OperatorScopes.All);
+            AuthEndPoints[fx.Server.EndPoint] = fx;
+        }
         fx.Server.Start();
         return fx;
     }
@@ -83,6 +102,7 @@ internal sealed class ServerFixture : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         TlsEndPoints.TryRemove(Server.EndPoint, out _);
+        AuthEndPoints.TryRemove(Server.EndPoint, out _);
         await Server.DisposeAsync();
         if (Engine is not null) await Engine.DisposeAsync();
         Cell.Dispose();
@@ -147,10 +167,13 @@ internal sealed class RawClient : IDisposable
     private byte[] _buf = new byte[1 << 16];
     private int _len;
 
-    private RawClient(Socket s, Stream? tls)
+    private readonly IPEndPoint _ep;
+
+    private RawClient(Socket s, Stream? tls, IPEndPoint ep)
     {
         _s = s;
         _tls = tls;
+        _ep = ep;
     }
 
     public Socket Socket => _s;
@@ -160,7 +183,7 @@ internal sealed class RawClient : IDisposable
         var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         if (receiveBuffer > 0) s.ReceiveBufferSize = receiveBuffer;
         await s.ConnectAsync(ep);
-        if (!(tls ?? ServerFixture.TlsEndPoints.ContainsKey(ep))) return new RawClient(s, null);
+        if (!(tls ?? ServerFixture.TlsEndPoints.ContainsKey(ep))) return new RawClient(s, null, ep);
         var ssl = new SslStream(new NetworkStream(s, ownsSocket: false));
         await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
         {
@@ -169,7 +192,7 @@ internal sealed class RawClient : IDisposable
             RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && TlsValidation.ChainsTo(cert, [TestTls.Ca], clientAuth: false),
             ClientCertificateContext = clientCertificate is null ? null : SslStreamCertificateContext.Create(clientCertificate, null, offline: true),
         });
-        return new RawClient(s, ssl);
+        return new RawClient(s, ssl, ep);
     }
 
     public async Task SendAsync(byte[] bytes)
@@ -267,6 +290,7 @@ internal sealed class RawClient : IDisposable
 
     public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw", string? token = null)
     {
+        token ??= ServerFixture.AuthEndPoints.TryGetValue(_ep, out var fx) ? fx.DefaultToken(role, name) : null;
         await SendAsync(1, new Hello { Version = Omega.Protocol.Frame.ProtocolVersion, Role = role, Name = name, Token = token });
         return await ExpectAsync<Welcome>();
     }

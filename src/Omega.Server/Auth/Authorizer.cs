@@ -54,9 +54,24 @@ internal sealed class Authorizer
         return true;
     }
 
+    /// <summary>Control-plane object messages (0x40-0x4F, allocated to the cpwire change; docs/control-plane.md).</summary>
+    public static bool IsObjectMessage(MessageType t) => (byte)t is >= 0x40 and <= 0x4F;
+
+    // HOOK for the object messages (0x40-0x4F): they were not on main when credentials landed, so they are authorized
+    // fail-closed here: only an operator with the override (or break-glass) scope passes this first check. When they
+    // land, refine it per message: reads for every operator; tenant-scoped objects (key kind/tenant/name) for a
+    // submitter of that tenant and a scheduler listing it, checked after decoding with TenantAllowed, like SubmitJob.
+    private static DenyReason ObjectRule(Credential c, out string need)
+    {
+        need = "control-plane objects need an operator credential with the override scope (tenant-scoped rules come with the object messages)";
+        return c.Role == CredentialRole.Operator && c.Has(OperatorScopes.Override) ? DenyReason.None
+            : c.Role == CredentialRole.Operator ? DenyReason.ScopeMissing : DenyReason.RoleNotAllowed;
+    }
+
     private static DenyReason Rule(Credential c, MessageType t, out string need)
     {
         need = "";
+        if (IsObjectMessage(t)) return ObjectRule(c, out need);
         switch (c.Role)
         {
             case CredentialRole.Agent:
