@@ -31,6 +31,9 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private readonly Dictionary<TaskId, long> _highest = new();
     private readonly Dictionary<TaskId, long> _running = new();
+    // The last lifecycle report (Running or Ready) of each held task: re-sent after every registration, because the server
+    // keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle").
+    private readonly Dictionary<TaskId, TaskState> _phase = new();
     private readonly Lock _stateLock = new();
     private readonly Lock _reportLock = new();
     private readonly List<ReportEntry> _reportBuffer = new();
@@ -49,6 +52,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     public AgentClient(AgentOptions options, TransportMetrics? metrics = null)
     {
         _options = options ?? throw new ArgumentNullException(nameof(options));
+        if (options.ReadyAfter is { } ra && ra <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), "ReadyAfter must be positive");
         _metrics = metrics ?? new TransportMetrics("agent");
         _token = options.Token;
         int seed = options.Seed ?? Random.Shared.Next();
@@ -113,7 +117,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         var (type, body) = await RequestAsync(new TaskReport { NodeId = NodeId, Task = task, Generation = generation, State = state, Reason = reason }).ConfigureAwait(false);
         var ack = Expect<TaskReportAck>(type, body);
-        if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
+        NoteReported(task, generation, state);
         return (TaskReportStatus)ack.Body.Value;
     }
 
@@ -126,8 +130,54 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         if (_connection is null) return false;
         lock (_reportLock) _reportBuffer.Add(new ReportEntry(task, generation, state, reason));
-        if (state is TaskState.Completed or TaskState.Failed) lock (_stateLock) _running.Remove(task);
+        NoteReported(task, generation, state);
         return true;
+    }
+
+    private void NoteReported(TaskId task, long generation, TaskState state)
+    {
+        lock (_stateLock)
+        {
+            if (state is TaskState.Completed or TaskState.Failed)
+            {
+                _running.Remove(task);
+                _phase.Remove(task);
+            }
+            else if (state is TaskState.Running or TaskState.Ready && _running.TryGetValue(task, out long g) && g == generation) _phase[task] = state;
+        }
+    }
+
+    // After a (re)registration: the server forgot the lifecycle phases it held in memory if it restarted (and a report
+    // may have been lost with the old connection), so every held task's last phase is sent again, in one frame.
+    private void ReReportHeld(FrameConnection c)
+    {
+        ReportEntry[] again;
+        lock (_stateLock)
+        {
+            if (_phase.Count == 0) return;
+            var list = new List<ReportEntry>(_phase.Count);
+            foreach (var (task, state) in _phase)
+                if (_running.TryGetValue(task, out long g)) list.Add(new ReportEntry(task, g, state, ""));
+            again = list.ToArray();
+        }
+        if (again.Length == 0) return;
+        c.Send(0, new TaskReports { NodeId = NodeId, Reports = again });
+        c.Flush();
+    }
+
+    private void ScheduleReady(TaskId task, long generation, TimeSpan after)
+    {
+        _ = Task.Delay(after, _options.Time, _stop.Token).ContinueWith(static (t, s) =>
+        {
+            if (t.IsCanceled) return;
+            var (agent, task, generation) = ((AgentClient, TaskId, long))s!;
+            bool held;
+            lock (agent._stateLock) held = agent._running.TryGetValue(task, out long g) && g == generation;
+            if (!held) return;
+            // Disconnected (the server restarting): remember it anyway; the re-report after registration carries it.
+            if (agent.Report(task, generation, TaskState.Ready)) agent.Flush();
+            else agent.NoteReported(task, generation, TaskState.Ready);
+        }, (this, task, generation), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>Sends the queued reports of <see cref="Report"/> now.</summary>
@@ -230,6 +280,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 Interlocked.Increment(ref _registrations);
                 attempt = 0;
                 _firstRegistration.TrySetResult();
+                ReReportHeld(c);
                 if (_options.SendHeartbeats) await HeartbeatLoopAsync(c, ct).ConfigureAwait(false);
                 else await c.Closed.WaitAsync(ct).ConfigureAwait(false);
             }
@@ -370,11 +421,17 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 {
                     // A stop applies to the generation it names; a stop for an older generation than one held is stale.
                     accept = e.Generation >= high;
-                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); }
+                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); }
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
             var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version);
+            if (e.Kind == BindingKind.Run && _options.ReadyAfter is { } readyAfter)
+            {
+                // Started now (leaves with this frame's acks), ready after the configured delay.
+                Report(e.Task, e.Generation, TaskState.Running);
+                ScheduleReady(e.Task, e.Generation, readyAfter);
+            }
             if (_options.OnBinding is { } cb) cb(this, ab);
             else _bindings.Writer.TryWrite(ab);
         }

@@ -66,6 +66,13 @@ public sealed class AgentOptions
     /// <summary>Called once with the credential a join issued (store it, e.g. in a file of mode 0600, for the next start).</summary>
     public Action<string>? OnCredential { get; init; }
 
+    /// <summary>
+    /// When set, the agent reports each accepted run binding's lifecycle itself: <c>running</c> at once (with the binding
+    /// ack) and <c>ready</c> this long after, unless the task was stopped or reported done meanwhile (a stand-in for a
+    /// readiness probe). Must be positive. Null (default): the application reports (<see cref="AgentClient.Report"/>).
+    /// </summary>
+    public TimeSpan? ReadyAfter { get; init; }
+
     /// <summary>Send heartbeats (tests of lease expiry turn them off).</summary>
     public bool SendHeartbeats { get; init; } = true;
 }

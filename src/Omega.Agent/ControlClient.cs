@@ -22,7 +22,7 @@ public readonly record struct RemoteJobStatus(bool Found, int Phase, int Pending
 /// explain a task's placement decision, inspect nodes, bindings and statistics, drain a node, take a checkpoint. One
 /// connection, no reconnect: a tool that loses the server reports it and exits.
 /// </summary>
-public sealed class ControlClient : IFrameHandler, IAsyncDisposable
+public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private FrameConnection? _connection;
@@ -56,7 +56,7 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         client._connection = await FrameClient.ConnectAsync(server, client, transport ?? new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
         try
         {
-            var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name, Token = token }).ConfigureAwait(false);
+            var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name, Token = token }, cancellationToken).ConfigureAwait(false);
             var w = Expect<Welcome>(t, b);
             client.Principal = w.Principal ?? "";
             client.AuthRequired = w.AuthRequired;
@@ -184,12 +184,16 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
         return (r.Status, r.Message);
     }
 
-    private async Task<(MessageType, byte[])> RequestAsync<T>(T message) where T : IWireMessage<T>
+    private async Task<(MessageType, byte[])> RequestAsync<T>(T message, CancellationToken cancellationToken = default) where T : IWireMessage<T>
     {
         var c = _connection ?? throw new AgentRequestException(ErrorCode.None, "not connected");
         uint rid = Interlocked.Increment(ref _nextRid);
         var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[rid] = tcs;
+        // A cancelled wait forgets the request; the server may still carry it out (a write then happened unseen: read again).
+        using var registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.Register(() => { if (_pending.TryRemove(rid, out var p)) p.TrySetCanceled(cancellationToken); })
+            : default;
         if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
         c.Flush();
         var done = await Task.WhenAny(tcs.Task, c.Closed).ConfigureAwait(false);
@@ -214,6 +218,7 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
     void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
     {
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
+        else if (_streams.TryGetValue(frame.RequestId, out var stream)) Deliver(frame.RequestId, stream, frame.Type, frame.Body.ToArray());
         else if (frame.RequestId == 0 && frame.Type == MessageType.Error) FailPendingWith(frame);
     }
 
@@ -231,6 +236,8 @@ public sealed class ControlClient : IFrameHandler, IAsyncDisposable
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)
     {
+        foreach (var (rid, stream) in _streams)
+            if (_streams.TryRemove(rid, out _)) stream.Writer.TryComplete(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
         foreach (var (rid, tcs) in _pending)
             if (_pending.TryRemove(rid, out _)) tcs.TrySetException(new AgentRequestException(ErrorCode.None, $"connection closed ({reason})"));
     }

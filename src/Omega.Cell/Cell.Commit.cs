@@ -24,10 +24,44 @@ public sealed partial class Cell
     public CommitResult Commit(Transaction tx)
     {
         ArgumentNullException.ThrowIfNull(tx);
+        lock (_lock) return CommitLocked(tx);
+    }
+
+    /// <summary>
+    /// Commits several transactions in order in one critical section, as if each were passed to <see cref="Commit"/>
+    /// in turn with no other change in between: each is validated and applied on its own (consecutive cell versions,
+    /// each published before the next is validated), and their journal records go to the journal as one batch
+    /// (<see cref="ICellJournal.AppendBatch"/>; docs/storage.md, "Batch frames"), which a recovery applies whole or not
+    /// at all. <paramref name="results"/>[i] is the result of <paramref name="transactions"/>[i]; each refers to its own
+    /// transaction's outcome buffer, so pass distinct objects (the same one twice leaves the first result's claim
+    /// statuses overwritten by the second's). This is the journal shape the commit
+    /// combiner of issue 14 uses; on a durable cell, acknowledge a result once <see cref="JournalSequence"/> read after
+    /// this returns is durable.
+    /// </summary>
+    public void CommitBatch(ReadOnlySpan<Transaction> transactions, Span<CommitResult> results)
+    {
+        if (results.Length < transactions.Length) throw new ArgumentException($"room for {results.Length} results, {transactions.Length} transactions", nameof(results));
+        for (int i = 0; i < transactions.Length; i++) ArgumentNullException.ThrowIfNull(transactions[i], nameof(transactions));
+        lock (_lock)
+        {
+            BeginJournalBatch();
+            try
+            {
+                for (int i = 0; i < transactions.Length; i++) results[i] = CommitLocked(transactions[i]);
+            }
+            finally
+            {
+                EndJournalBatch();
+            }
+        }
+    }
+
+    // Caller holds _lock.
+    private CommitResult CommitLocked(Transaction tx)
+    {
         ReadOnlySpan<Claim> claims = tx.Claims;
         ClaimStatus[] outcomes = tx.OutcomeBuffer;
         int n = claims.Length;
-        lock (_lock)
         {
             var fence = CheckFencing(tx.Scheduler, tx.Token);
             if (fence != TransactionStatus.Committed) return RejectWhole(outcomes, n, fence);
@@ -49,6 +83,7 @@ public sealed partial class Cell
             bool gang = tx.Mode == CommitMode.AllOrNothing;
             _touchedCount = 0;
             _undoCount = 0;
+            _deferTenantPublish = true;
             int applied = 0, failedAt = -1;
             for (int i = 0; i < n; i++)
             {
@@ -83,6 +118,7 @@ public sealed partial class Cell
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;
             }
+            PublishTouchedTenants();
             if (!tx.Key.IsNone) _idempotency.Add(tx.Scheduler, tx.Key, hash, status, resultVersion, applied, outcomes.AsSpan(0, n));
             if (_journal is not null && (applied > 0 || !tx.Key.IsNone)) JournalCommit(tx, outcomes.AsSpan(0, n), status, resultVersion, applied, hash);
             _counters.Count(status);

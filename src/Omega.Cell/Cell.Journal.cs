@@ -7,6 +7,11 @@ public sealed partial class Cell
     private ICellJournal? _journal;
     private long _journalSeq;
     private RecordWriter? _records;
+    // Set while several mutations are applied in one critical section (CommitBatch): their records collect here and go
+    // to the journal as one batch at the end; JournalSequence is published only then, so no caller waits for a
+    // sequence the journal has not been given yet.
+    private CellBatchWriter? _batch;
+    private bool _batching;
 
     /// <summary>Opens an empty cell whose every mutation is appended to <paramref name="journal"/> (see <see cref="ICellJournal"/>).</summary>
     public Cell(CellOptions? options, ICellJournal journal) : this(options)
@@ -40,18 +45,48 @@ public sealed partial class Cell
 
     // ---------------------------------------------------------------- encoding (caller holds _lock, _journal != null)
 
+    private long NextJournalSequence => _journalSeq + (_batching ? _batch!.Count : 0) + 1;
+
     private RecordWriter BeginRecord(CellRecordKind kind, long cellVersion)
     {
         var w = _records!;
-        w.Start(kind, _journalSeq + 1, cellVersion);
+        w.Start(kind, NextJournalSequence, cellVersion);
         return w;
     }
 
     private void EndRecord(long cellVersion)
     {
+        if (_batching)
+        {
+            _batch!.Add(_records!.Written);
+            return;
+        }
+        // A batch of one: the bare record, exactly as before batches existed (CellBatchWriter.AppendTo does the same).
         long seq = _journalSeq + 1;
         _journal!.Append(seq, cellVersion, _records!.Written);
         Volatile.Write(ref _journalSeq, seq);
+    }
+
+    // Caller holds _lock.
+    private void BeginJournalBatch()
+    {
+        if (_journal is null) return;
+        _batch ??= new CellBatchWriter();
+        _batch.Reset();
+        _batching = true;
+    }
+
+    // Caller holds _lock. One journal append for the whole batch (a bare record when it holds one).
+    private void EndJournalBatch()
+    {
+        if (!_batching) return;
+        _batching = false;
+        var b = _batch!;
+        if (b.Count == 0) return;
+        long last = b.FirstSequence + b.Count - 1;
+        b.AppendTo(_journal!);
+        b.Reset();
+        Volatile.Write(ref _journalSeq, last);
     }
 
     private void JournalCommit(Transaction tx, ReadOnlySpan<ClaimStatus> outcomes, TransactionStatus status, long resultVersion, int applied, ulong hash)

@@ -33,7 +33,7 @@ public sealed partial class Cell
                 ref NodeLive live = ref _live[idx];
                 live.Allocated += a.Resources;
                 live.TaskCount++;
-                (_tasksOnNode[idx] ??= new HashSet<TaskId>()).Add(a.Task);
+                (_bindingsOnNode[idx] ??= new NodeBindings()).Add(a);
                 _tenantUsage[a.Tenant.Value] += a.Resources;
             }
             long now = Now();
@@ -52,6 +52,7 @@ public sealed partial class Cell
             for (int i = 0; i < nodes.Length; i++)
                 if (nodes[i].Status != NodeStatus.Removed) NoteCapacity(nodes[i].Spec.Capacity);
             for (int i = 0; i < nodes.Length; i++) _slots[i].Publish(Math.Max(1, version), _live[i]);
+            for (int t = 0; t < _tenantCount; t++) PublishTenant(t);
             Volatile.Write(ref _nodeCount, nodes.Length);
             Volatile.Write(ref _version, version);
             Volatile.Write(ref _journalSeq, sequence);

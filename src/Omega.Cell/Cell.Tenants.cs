@@ -88,6 +88,7 @@ public sealed partial class Cell
             _tenantNames[t] = name;
             _tenantQuota[t] = quota;
             _tenantUsage[t] = default;
+            PublishTenant(t);
             _tenantByName.Add(name, new TenantId(t));
             // A new tenant is a state change with its own cell version, like a lease grant: a server acknowledges the
             // creation once that version is durable, through the same watermark as commits.

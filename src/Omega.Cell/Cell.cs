@@ -13,7 +13,7 @@ namespace Omega.Cells;
 /// traffic of finer-grained locking would (measured in perf-reports/).</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
-public sealed partial class Cell : IDisposable
+public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
 {
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
@@ -28,9 +28,16 @@ public sealed partial class Cell : IDisposable
     private NodeLive[] _live;
     private readonly Dictionary<string, NodeId> _nodeByName = new(StringComparer.Ordinal);
     private readonly Dictionary<TaskId, Allocation> _allocations = new();
-    private HashSet<TaskId>?[] _tasksOnNode;
+    private NodeBindings?[] _bindingsOnNode;             // the array is replaced on growth (Volatile); readers copy lock-free
     private ResourceVector[] _tenantUsage = new ResourceVector[16];
     private ResourceVector?[] _tenantQuota = new ResourceVector?[16];
+    // Published for lock-free readers (ICellView.GetTenantUsage): written by the committer once per touched tenant per
+    // transaction, so a reader never sees a claim of an all-or-nothing transaction that was rolled back.
+    private TenantPublished[] _tenantPublished = new TenantPublished[16];
+    private bool[] _tenantTouched = new bool[16];
+    private int[] _touchedTenants = new int[16];
+    private int _touchedTenantCount;
+    private bool _deferTenantPublish;
     private readonly IdempotencyIndex _idempotency;
     private readonly CellCounters _counters;
 
@@ -42,7 +49,7 @@ public sealed partial class Cell : IDisposable
         int cap = Math.Max(16, _options.InitialNodeCapacity);
         _slots = new NodeSlot[cap];
         _live = new NodeLive[cap];
-        _tasksOnNode = new HashSet<TaskId>?[cap];
+        _bindingsOnNode = new NodeBindings?[cap];
         _idempotency = new IdempotencyIndex(Math.Max(1, _options.IdempotencyRetention));
         _counters = new CellCounters(_options.Name, _options.MeterFactory);
         InitTenants();
@@ -163,11 +170,11 @@ public sealed partial class Cell : IDisposable
         lock (_lock)
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
-            var set = _tasksOnNode[id.Value];
+            var set = _bindingsOnNode[id.Value];
             if (set is { Count: > 0 })
             {
                 var list = new List<Allocation>(set.Count);
-                foreach (var t in set) list.Add(_allocations[t]);
+                for (int i = 0; i < set.Count; i++) list.Add(set[i]);
                 foreach (var a in list) { RemoveBinding(a); FeedBinding(BindingChange.Unbound, a); }
                 released = list;
             }
@@ -216,16 +223,25 @@ public sealed partial class Cell : IDisposable
         get { lock (_lock) return _allocations.Count; }
     }
 
-    /// <summary>Copies the live bindings on a node.</summary>
+    /// <summary>Copies the live bindings on a node. Lock-free (see <see cref="CopyAllocationsOnNode"/>).</summary>
     public IReadOnlyList<Allocation> GetAllocationsOnNode(NodeId id)
     {
-        lock (_lock)
-        {
-            if ((uint)id.Value >= (uint)_nodeCount || _tasksOnNode[id.Value] is not { } set) return Array.Empty<Allocation>();
-            var list = new List<Allocation>(set.Count);
-            foreach (var t in set) list.Add(_allocations[t]);
-            return list;
-        }
+        var list = new List<Allocation>();
+        CopyAllocationsOnNode(id, list);
+        return list.Count == 0 ? Array.Empty<Allocation>() : list;
+    }
+
+    /// <summary>
+    /// Appends the live bindings on node <paramref name="id"/> to <paramref name="into"/> and returns how many. Lock-free:
+    /// a per-node seqlock gives a consistent copy of the node's bindings as the committer last left them, without waiting
+    /// for or blocking commits (the scheduler's preemption planner calls this per candidate node).
+    /// </summary>
+    public int CopyAllocationsOnNode(NodeId id, List<Allocation> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        var all = Volatile.Read(ref _bindingsOnNode);
+        if ((uint)id.Value >= (uint)Volatile.Read(ref _nodeCount) || (uint)id.Value >= (uint)all.Length) return 0;
+        return Volatile.Read(ref all[id.Value]) is { } set ? set.CopyTo(into) : 0;
     }
 
     /// <summary>Copies all live bindings (an O(n) control-plane read, for inspection and audits).</summary>
@@ -247,19 +263,22 @@ public sealed partial class Cell : IDisposable
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             _tenantQuota[tenant.Value] = limit;
+            PublishTenant(tenant.Value);
             JournalQuota(tenant.Value);
             return TenantOpStatus.Ok;
         }
     }
 
-    /// <summary>Reads a tenant's current usage and quota.</summary>
+    /// <summary>
+    /// Reads a tenant's current usage and quota; (zero, null) for an unknown tenant. Lock-free: the committer publishes
+    /// each touched tenant once per transaction (after the transaction's nodes), so the value never includes part of a
+    /// transaction, but it is the latest value, not the one at some snapshot's version. Quota is enforced at commit.
+    /// </summary>
     public (ResourceVector Usage, ResourceVector? Quota) GetTenantUsage(TenantId tenant)
     {
-        lock (_lock)
-        {
-            if ((uint)tenant.Value >= (uint)_tenantCount) return (default, null);
-            return (_tenantUsage[tenant.Value], _tenantQuota[tenant.Value]);
-        }
+        // Count before array: the count is written after the array that holds the tenant (CreateTenant, EnsureTenant).
+        if ((uint)tenant.Value >= (uint)Volatile.Read(ref _tenantCount)) return (default, null);
+        return Volatile.Read(ref _tenantPublished)[tenant.Value].Read();
     }
 
     // ---------------------------------------------------------------- audit
@@ -283,7 +302,7 @@ public sealed partial class Cell : IDisposable
                 if ((uint)a.Node.Value >= (uint)_nodeCount) { problems.Add($"{task} bound to unknown node {a.Node}"); continue; }
                 sums[a.Node.Value] += a.Resources;
                 counts[a.Node.Value]++;
-                if (_tasksOnNode[a.Node.Value]?.Contains(task) != true) problems.Add($"{task} missing from node index of {a.Node}");
+                if (_bindingsOnNode[a.Node.Value]?.Contains(task) != true) problems.Add($"{task} missing from node index of {a.Node}");
                 if ((uint)a.Tenant.Value >= (uint)_tenantCount) { problems.Add($"{task} charged to unknown tenant {a.Tenant}"); continue; }
                 tenants[a.Tenant.Value] += a.Resources;
             }
@@ -294,12 +313,14 @@ public sealed partial class Cell : IDisposable
                 if (live.TaskCount != counts[i]) problems.Add($"node n{i} task count {live.TaskCount} but {counts[i]} bindings");
                 if (!live.Allocated.FitsWithin(live.Spec!.Capacity)) problems.Add($"node n{i} over capacity: {live.Allocated} > {live.Spec.Capacity}");
                 if (!live.Allocated.IsNonNegative) problems.Add($"node n{i} negative allocation {live.Allocated}");
-                if ((_tasksOnNode[i]?.Count ?? 0) != counts[i]) problems.Add($"node n{i} index holds {_tasksOnNode[i]?.Count ?? 0} tasks, bindings {counts[i]}");
+                if ((_bindingsOnNode[i]?.Count ?? 0) != counts[i]) problems.Add($"node n{i} index holds {_bindingsOnNode[i]?.Count ?? 0} tasks, bindings {counts[i]}");
             }
             for (int t = 0; t < _tenantCount; t++)
             {
                 if (_tenantUsage[t] != tenants[t]) problems.Add($"tenant t{t} usage {_tenantUsage[t]} but bindings sum to {tenants[t]}");
                 if (_tenantQuota[t] is { } q && !_tenantUsage[t].FitsWithin(q)) problems.Add($"tenant t{t} over quota: {_tenantUsage[t]} > {q}");
+                var published = _tenantPublished[t].Read();
+                if (published.Usage != _tenantUsage[t] || published.Quota != _tenantQuota[t]) problems.Add($"tenant t{t} published usage {published.Usage} / quota {published.Quota} but holds {_tenantUsage[t]} / {_tenantQuota[t]}");
             }
         }
         return problems;
@@ -318,7 +339,9 @@ public sealed partial class Cell : IDisposable
         var slots = new NodeSlot[cap];
         Array.Copy(_slots, slots, _nodeCount);
         Array.Resize(ref _live, cap);
-        Array.Resize(ref _tasksOnNode, cap);
+        var bindings = _bindingsOnNode;
+        Array.Resize(ref bindings, cap);
+        Volatile.Write(ref _bindingsOnNode, bindings);
         // Readers holding the old array keep reading versions they are entitled to; new writes go to the new array only.
         Volatile.Write(ref _slots, slots);
     }
@@ -332,6 +355,11 @@ public sealed partial class Cell : IDisposable
         Array.Resize(ref _tenantUsage, cap);
         Array.Resize(ref _tenantQuota, cap);
         Array.Resize(ref _tenantNames, cap);
+        Array.Resize(ref _tenantTouched, cap);
+        // Copied (seq words included) into a new array published before the tenant count that makes the new id readable.
+        var published = _tenantPublished;
+        Array.Resize(ref published, cap);
+        Volatile.Write(ref _tenantPublished, published);
     }
 
     // The element-wise largest capacity any node has had: admission refuses a request above it (RequestExceedsLargestNode).
@@ -372,18 +400,47 @@ public sealed partial class Cell : IDisposable
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated += a.Resources;
         live.TaskCount++;
-        (_tasksOnNode[a.Node.Value] ??= new HashSet<TaskId>()).Add(a.Task);
+        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings()).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
+        TenantChanged(a.Tenant.Value);
     }
 
     private void RemoveBinding(in Allocation a)
     {
         _allocations.Remove(a.Task);
+        _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;
         live.TaskCount--;
-        _tasksOnNode[a.Node.Value]!.Remove(a.Task);
+        _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
         _tenantUsage[a.Tenant.Value] -= a.Resources;
+        TenantChanged(a.Tenant.Value);
+    }
+
+    /// <summary>Publishes a tenant's usage and quota to lock-free readers.</summary>
+    private void PublishTenant(int t) => _tenantPublished[t].Publish(_tenantUsage[t], _tenantQuota[t]);
+
+    // Outside a transaction a usage change is published at once; inside one (Commit) it is published once per tenant at
+    // the end, after the rollback of a failed all-or-nothing transaction, so readers never see a claim that did not stick.
+    private void TenantChanged(int t)
+    {
+        if (!_deferTenantPublish) { PublishTenant(t); return; }
+        if (_tenantTouched[t]) return;
+        _tenantTouched[t] = true;
+        if (_touchedTenantCount == _touchedTenants.Length) Array.Resize(ref _touchedTenants, _touchedTenants.Length * 2);
+        _touchedTenants[_touchedTenantCount++] = t;
+    }
+
+    private void PublishTouchedTenants()
+    {
+        for (int i = 0; i < _touchedTenantCount; i++)
+        {
+            int t = _touchedTenants[i];
+            _tenantTouched[t] = false;
+            PublishTenant(t);
+        }
+        _touchedTenantCount = 0;
+        _deferTenantPublish = false;
     }
 
     private long Now() => _time.GetTimestamp();

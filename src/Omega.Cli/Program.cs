@@ -6,6 +6,7 @@ root.Subcommands.Add(Omega.Cli.Run.RunCommand.Create());
 root.Subcommands.Add(Omega.Cli.Run.ServeCommand.Create());
 root.Subcommands.Add(Omega.Cli.Run.ServeCommand.CreateAgents());
 foreach (var c in Omega.Cli.Run.ControlCommands.Create()) root.Subcommands.Add(c);
+foreach (var c in Omega.Cli.Run.ResourceCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(Omega.Cli.Run.NodeCommands.Create());
 foreach (var c in Omega.Cli.Run.TokenCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Create());

@@ -64,12 +64,16 @@ public sealed class ObjectStore : IDisposable
         _visibleVersion = v;
     }
 
-    /// <summary>The version of the last object write (what <see cref="List"/> returns as its resourceVersion).</summary>
+    /// <summary>
+    /// The version the current objects are consistent with (what <see cref="List"/> returns as its resourceVersion): the
+    /// last object write, or the history floor when that is later (after a restart the floor is the cell version the
+    /// store opened at, and a watch must start at or above it; no object changed between the last write and the floor).
+    /// </summary>
     public long ResourceVersion
     {
         get
         {
-            lock (_lock) return _lastWrite;
+            lock (_lock) return Math.Max(_lastWrite, _floor);
         }
     }
 
@@ -141,7 +145,9 @@ public sealed class ObjectStore : IDisposable
         long rv;
         lock (_lock)
         {
-            rv = _lastWrite;
+            // Not just the last write: after a restart that can be below the history floor (cell changes followed it),
+            // and a watch from it would be Expired forever, so an informer would re-list in a loop.
+            rv = Math.Max(_lastWrite, _floor);
             foreach (var (k, e) in _objects)
             {
                 if (continueAfter is not null && string.CompareOrdinal(k, continueAfter) <= 0) continue;

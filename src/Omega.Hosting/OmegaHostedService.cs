@@ -6,6 +6,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Omega.Cells;
+using Omega.ControlPlane;
+using Omega.ControlPlane.Controllers;
 using Omega.Protocol;
 using Omega.Scheduling;
 using Omega.Server;
@@ -38,6 +40,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private ICellStore? _store;
     private SchedulingEngine? _engine;
     private OmegaServer? _server;
+    private ObjectStore? _objects;
+    private WorkloadController? _controller;
+    private ControllerRunner? _runner;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -66,15 +71,26 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
 
             var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000 });
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000 });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000, LeaseDuration = o.SchedulerLease });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000, LeaseDuration = o.SchedulerLease });
             o.ConfigureScheduling?.Invoke(scheduling);
             _engine = new SchedulingEngine(_store.Cell, scheduling);
 
+            // The control plane's objects live in the cell's journal: the store opens over the recovered cell (so every
+            // object the journal or checkpoint restored is served) and acknowledges a write once the store's durable
+            // watermark covers its version (in memory: at once).
             var store = _store;
+            o.Objects.Time = _time;
+            _objects = new ObjectStore(_store.Cell, o.Objects, DurabilityWaiter.From((v, ct) => store.WaitForVersionAsync(v, ct)));
+            var wc = o.WorkloadController;
+            wc.Observer = o.Readiness == ReplicaReadiness.Bound ? ReplicaObserver.BoundIsReady : ReplicaObserver.AgentReported(_store.Cell);
+            _controller = new WorkloadController(_objects, _engine, _time, wc);
+
             o.Server.Publisher = new DurablePublisher(store);
             o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
             o.Server.Time = _time;
+            // The same objects are served over the wire (writes acknowledged once durable, as above).
+            o.Server.Objects = _objects;
             var tls = ConfigureTls(o);
             if (o.Authentication) o.Server.Authentication ??= new AuthOptions();
             else o.Server.Authentication = null;
@@ -89,7 +105,15 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             _server.Start();
             Log.Listening(_logger, _server.EndPoint);
-            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, tls, admin);
+            if (o.RunControllers)
+            {
+                // After recovery and the engine: the first reconcile of every workload is a full resync against the
+                // restored bindings (level-triggered), resubmitting to the engine what a restart made it forget. The
+                // thread pool runs it (the scheduler is injectable for simulations; the host has no threads of its own).
+                _runner = _controller.CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
+                _runner.Start();
+            }
+            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
         }
         catch (Exception e)
         {
@@ -257,6 +281,13 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <summary>Stops what was started, in reverse order; checkpoints a durable store first when asked. Idempotent.</summary>
     private async Task<long?> CloseAsync(bool checkpoint)
     {
+        // Controllers first: no reconcile may submit to an engine that is stopping or write to a closing store.
+        if (_runner is { } runner)
+        {
+            _runner = null;
+            runner.Dispose();
+        }
+        _controller = null;
         if (_server is { } server)
         {
             _server = null;
@@ -266,6 +297,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         {
             _engine = null;
             await engine.DisposeAsync().ConfigureAwait(false);
+        }
+        // After the server (no request can reach it) and before the cell's store closes under it.
+        if (_objects is { } objects)
+        {
+            _objects = null;
+            objects.Dispose();
         }
         long? checkpointed = null;
         if (_store is { } store)

@@ -1,3 +1,5 @@
+using Omega.ControlPlane;
+using Omega.ControlPlane.Controllers;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
@@ -72,6 +74,13 @@ public sealed class OmegaOptions
     /// <summary>Seed of the schedulers' sampling (null: random, readable afterwards from <see cref="SchedulingEngine.Seed"/>).</summary>
     public int? Seed { get; set; }
 
+    /// <summary>
+    /// How long a scheduler worker's lease on the cell lasts (renewed while it runs). After a crash the restarted engine's
+    /// workers can commit only once their previous incarnation's leases lapse, so this bounds how long placement pauses
+    /// after a kill -9. 1 s - 10 min, default 15 s.
+    /// </summary>
+    public TimeSpan SchedulerLease { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Keep a decision record for one placement decision in this many (1: every one). Default 1.</summary>
     public int DecisionSampleEvery { get; set; } = 1;
 
@@ -96,8 +105,39 @@ public sealed class OmegaOptions
     public StorageOptions Storage { get; set; } = new();
 
     /// <summary>
+    /// The control plane's object store limits (object count and size, history, watchers; docs/control-plane.md). The host
+    /// sets the clock.
+    /// </summary>
+    public ObjectStoreOptions Objects { get; set; } = new();
+
+    /// <summary>
+    /// Run the workload controller (reconciling <c>Workload</c> objects through the engine). Default true. Its runner
+    /// starts after recovery and the engine's workers, and stops before them.
+    /// </summary>
+    public bool RunControllers { get; set; } = true;
+
+    /// <summary>Where replica readiness comes from. Default <see cref="ReplicaReadiness.AgentReported"/>.</summary>
+    public ReplicaReadiness Readiness { get; set; } = ReplicaReadiness.AgentReported;
+
+    /// <summary>The workload controller's settings (its observer is set by the host from <see cref="Readiness"/>).</summary>
+    public WorkloadControllerOptions WorkloadController { get; set; } = new();
+
+    /// <summary>The workload controller runner's settings (resync period, backoff, workers).</summary>
+    public ControllerRunnerOptions ControllerRunner { get; set; } = new();
+
+    /// <summary>
     /// Called last on the engine's options, after the two kinds are added from <see cref="BatchWorkers"/> and
     /// <see cref="ServiceWorkers"/>: the place for what configuration does not carry (pipelines, guarantees, more kinds).
     /// </summary>
     public Action<SchedulingOptions>? ConfigureScheduling { get; set; }
+}
+
+/// <summary>Where the workload controller's replica readiness comes from.</summary>
+public enum ReplicaReadiness
+{
+    /// <summary>A replica is ready when its agent reported the binding ready (TaskState Ready; docs/protocol.md).</summary>
+    AgentReported = 0,
+
+    /// <summary>Every bound replica counts as ready (a cell whose nodes have no agents reporting readiness).</summary>
+    Bound = 1,
 }

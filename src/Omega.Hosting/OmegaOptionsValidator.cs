@@ -20,6 +20,7 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
         else if (endpoint.Port is < 0 or > 65535) failures.Add($"Omega:Listen port must be 0-65535, not {endpoint.Port}");
         if (options.BatchWorkers is < 1 or > 256) failures.Add($"Omega:BatchWorkers must be between 1 and 256, not {options.BatchWorkers}");
         if (options.ServiceWorkers is < 1 or > 256) failures.Add($"Omega:ServiceWorkers must be between 1 and 256, not {options.ServiceWorkers}");
+        if (options.SchedulerLease < TimeSpan.FromSeconds(1) || options.SchedulerLease > TimeSpan.FromMinutes(10)) failures.Add($"Omega:SchedulerLease must be between 00:00:01 and 00:10:00, not {options.SchedulerLease}");
         if (options.DecisionSampleEvery < 1) failures.Add($"Omega:DecisionSampleEvery must be at least 1, not {options.DecisionSampleEvery}");
         if (options.Server is null) failures.Add("Omega:Server must not be null");
         else

@@ -1,5 +1,7 @@
 using System.Net;
 using Omega.Cells;
+using Omega.ControlPlane;
+using Omega.ControlPlane.Controllers;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
@@ -8,8 +10,8 @@ namespace Omega.Hosting;
 
 /// <summary>
 /// The running pieces of an Omega host, injectable (a singleton registered by
-/// <see cref="OmegaServiceCollectionExtensions.AddOmega"/>): the store and its cell, the scheduling engine and the TCP
-/// server. Filled in by <see cref="OmegaHostedService"/> when the host starts; reading a piece before that throws
+/// <see cref="OmegaServiceCollectionExtensions.AddOmega"/>): the store and its cell, the scheduling engine, the TCP
+/// server, and the control plane's object store and workload controller. Filled in by <see cref="OmegaHostedService"/> when the host starts; reading a piece before that throws
 /// <see cref="InvalidOperationException"/>. After the host stops, the pieces are disposed (the cell stays readable).
 /// </summary>
 public sealed class OmegaRuntime
@@ -17,6 +19,8 @@ public sealed class OmegaRuntime
     private ICellStore? _store;
     private SchedulingEngine? _engine;
     private OmegaServer? _server;
+    private ObjectStore? _objects;
+    private WorkloadController? _controller;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>True once the store is open, the engine built and the server listening.</summary>
@@ -36,6 +40,15 @@ public sealed class OmegaRuntime
 
     /// <summary>The TCP server (node agents, external schedulers, operator commands).</summary>
     public OmegaServer Server => _server ?? throw NotStarted();
+
+    /// <summary>
+    /// The control plane's object store (docs/control-plane.md): create, update, delete, get, list and watch
+    /// <see cref="Workload"/> and the other kinds; a write returns once durable. Embedders and the CLI use it directly.
+    /// </summary>
+    public ObjectStore Objects => _objects ?? throw NotStarted();
+
+    /// <summary>The workload controller (its runner runs unless <see cref="OmegaOptions.RunControllers"/> was false).</summary>
+    public WorkloadController WorkloadController => _controller ?? throw NotStarted();
 
     /// <summary>The address the server listens on (the real port when <see cref="OmegaOptions.Listen"/> asked for port 0).</summary>
     public IPEndPoint EndPoint => Server.EndPoint;
@@ -80,10 +93,12 @@ public sealed class OmegaRuntime
 
     private AdminTokenInfo? AdminToken { get; set; }
 
-    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, TlsInfo? tls = null, AdminTokenInfo? admin = null)
+    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;
         AdminToken = admin;
+        _objects = objects;
+        _controller = controller;
         _store = store;
         _engine = engine;
         _server = server;

@@ -27,6 +27,12 @@ public enum TaskState : byte
 
     /// <summary>The agent refused the binding (for example a generation older than one it holds).</summary>
     Rejected = 5,
+
+    /// <summary>
+    /// The running task passed the agent's readiness check and can take work (version 2). Sent after
+    /// <see cref="Running"/>; a later <see cref="Running"/> means it is no longer ready. Re-sent after every registration.
+    /// </summary>
+    Ready = 6,
 }
 
 /// <summary>Outcome of a task report, as returned in TaskReportAck.</summary>

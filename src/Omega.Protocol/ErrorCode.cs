@@ -65,7 +65,8 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: a domain-loss confirmation or withdrawal without a reason or author, or with one too long. The connection stays open.</summary>
     InvalidConfirmation = 37,
-    // 18-23: admission; 24-29: resource budgets (docs/protocol.md, "Budgets"); 30-35: durability; 36-41: liveness.
+    // 18-23: admission; 24-29: resource budgets (docs/protocol.md, "Budgets"); 30-35: durability; 36-41: liveness;
+    // 42-49: control-plane objects.
 
     /// <summary>
     /// SubmitJob asked for more tasks than the server's tasks-per-job budget. Permanent for that job: split it. The
@@ -140,6 +141,39 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: CreateToken or Join at the server's credential limit. Nothing changed; the connection stays open.</summary>
     CredentialLimitReached = 56,
+
+    /// <summary>Version 2: an object message names a key (kind, tenant, name) that holds no object. The connection stays open.</summary>
+    ObjectNotFound = 42,
+
+    /// <summary>Version 2: CreateObject of a key that already holds an object; nothing changed. The connection stays open.</summary>
+    ObjectExists = 43,
+
+    /// <summary>
+    /// Version 2: the resourceVersion precondition of an update, status update or delete is not the stored one (Kubernetes'
+    /// 409); nothing changed: read again and retry. The connection stays open.
+    /// </summary>
+    ObjectConflict = 44,
+
+    /// <summary>Version 2: the request's object document, or the object's canonical encoding, is over its size budget. The connection stays open.</summary>
+    ObjectTooLarge = 45,
+
+    /// <summary>Version 2: the object store holds its maximum number or bytes of objects. The connection stays open.</summary>
+    TooManyObjects = 46,
+
+    /// <summary>Version 2: a spec change of an object that is being deleted (only finalizer removal and status writes are accepted). The connection stays open.</summary>
+    ObjectTerminating = 47,
+
+    /// <summary>
+    /// Version 2: WatchObjects from a resourceVersion older than the history window (Kubernetes' 410 Gone): list again and
+    /// watch from the list's version. The connection stays open.
+    /// </summary>
+    WatchExpired = 48,
+
+    /// <summary>
+    /// Version 2: the watch fell too far behind (event lag or bytes queued to the connection) and was ended; resume from the
+    /// last event's resourceVersion. The connection stays open.
+    /// </summary>
+    WatchTooSlow = 49,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -96,6 +96,42 @@ public enum MessageType : byte
     /// <summary>Server: the operation's outcome.</summary>
     OperateReply = 0x35,
 
+    /// <summary>Version 2, scheduler role: create a control-plane object (a JSON document).</summary>
+    CreateObject = 0x40,
+
+    /// <summary>Server: an object as stored after a create, update, status update, delete or get (sent once durable for writes).</summary>
+    ObjectReply = 0x41,
+
+    /// <summary>Version 2: update an object's spec and metadata, with a resourceVersion precondition.</summary>
+    UpdateObject = 0x42,
+
+    /// <summary>Version 2: replace an object's status (the controller's write), with a resourceVersion precondition.</summary>
+    UpdateObjectStatus = 0x43,
+
+    /// <summary>Version 2: delete an object by key, with an optional resourceVersion precondition.</summary>
+    DeleteObject = 0x44,
+
+    /// <summary>Version 2: read one object by key.</summary>
+    GetObject = 0x45,
+
+    /// <summary>Version 2: list objects by kind, tenant and label selector, paged.</summary>
+    ListObjects = 0x46,
+
+    /// <summary>Server: a page of objects, the version it is consistent with, and the continue token.</summary>
+    ObjectList = 0x47,
+
+    /// <summary>Version 2: watch every change after a resourceVersion; events come back with this request's id.</summary>
+    WatchObjects = 0x48,
+
+    /// <summary>Server push (request id = the watch's): one change of one object.</summary>
+    WatchEvent = 0x49,
+
+    /// <summary>Version 2: stop a watch named by its request id.</summary>
+    StopWatch = 0x4A,
+
+    /// <summary>Server: the watch is stopped; no event of it follows.</summary>
+    WatchStopped = 0x4B,
+
     /// <summary>Agent with a join token: obtain a node-scoped agent credential for one node (version 2).</summary>
     Join = 0x50,
 

@@ -60,6 +60,9 @@ public enum OperateKind : byte
 
     /// <summary>Create the tenant named by the target, with the optional quota; acknowledged once durable.</summary>
     CreateTenant = 10,
+
+    /// <summary>Protocol version 2: make the draining node named by the target schedulable again (<c>omega undrain</c>); acknowledged once durable.</summary>
+    UndrainNode = 15,
 }
 
 /// <summary>The outcome of an <see cref="MessageType.Operate"/> request.</summary>

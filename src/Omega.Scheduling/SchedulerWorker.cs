@@ -58,7 +58,7 @@ public sealed class SchedulerWorker
         _rng = new Random(seed);
         _leaseName = $"{kind.Name}/{index}";
         if (kind.Preemption)
-            _preemption = new PreemptionPlanner(engine.Cell.GetAllocationsOnNode, t => engine.Cell.GetTenantUsage(t).Usage, engine.Guarantees);
+            _preemption = new PreemptionPlanner(engine.View, engine.Guarantees);
     }
 
     /// <summary>The scheduler kind.</summary>
@@ -113,8 +113,9 @@ public sealed class SchedulerWorker
         if (_unplaced.Count == 0) return Finish(job, StepOutcome.Placed, null);
 
         long t0 = Stopwatch.GetTimestamp();
-        var snapshot = _engine.Cell.Snapshot();
-        var tenant = _engine.Cell.GetTenantUsage(spec.Tenant);
+        // Both reads are lock-free (ICellView): a worker never waits for a committer while it decides.
+        var snapshot = _engine.View.Snapshot();
+        var tenant = _engine.View.GetTenantUsage(spec.Tenant);
         _planned.Clear();
         _preemption?.BeginJob();
         bool mayPreempt = _preemption is not null && spec.Priority > 0;
@@ -134,7 +135,7 @@ public sealed class SchedulerWorker
             _tx.Reset(_lease, mode, _kind.Detection);
             foreach (var p in _planned)
                 _tx.Add(new Claim(spec.Task(p.TaskIndex), p.Node.Id, spec.PerTask, p.Node.Version, spec.Tenant, spec.Priority, p.Victims));
-            result = _engine.Cell.Commit(_tx);
+            result = _engine.Committer.Commit(_tx);
         }
         long t2 = Stopwatch.GetTimestamp();
 
@@ -322,10 +323,10 @@ public sealed class SchedulerWorker
         if (_lease.Token.Value != 0 && _lease.ExpiresAt - now > _kind.LeaseDuration / 2) return true;
         if (_lease.Token.Value != 0)
         {
-            var renewed = _engine.Cell.RenewLease(_lease, _kind.LeaseDuration);
+            var renewed = _engine.Committer.RenewLease(_lease, _kind.LeaseDuration);
             if (renewed.Succeeded) { _lease = renewed.Lease; return true; }
         }
-        var acquired = _engine.Cell.AcquireLease(_leaseName, _kind.LeaseDuration);
+        var acquired = _engine.Committer.AcquireLease(_leaseName, _kind.LeaseDuration);
         if (!acquired.Succeeded) return false;
         _lease = acquired.Lease;
         return true;

@@ -33,11 +33,25 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     private CancellationTokenSource? _stop;
     private Thread[]? _threads;
 
-    /// <summary>Creates an engine over <paramref name="cell"/>.</summary>
+    private readonly Cell? _cell;
+
+    /// <summary>Creates an engine over <paramref name="cell"/>, which serves as both its view and its committer.</summary>
     public SchedulingEngine(Cell cell, SchedulingOptions options)
+        : this(cell ?? throw new ArgumentNullException(nameof(cell)), cell, options)
+    {
+        _cell = cell;
+    }
+
+    /// <summary>
+    /// Creates an engine that reads the cell only through <paramref name="view"/> and changes it only through
+    /// <paramref name="committer"/> (docs/architecture.md, "The seam"): a test double, the simulator or a replicated
+    /// store plug in here. Such an engine has no <see cref="Cell"/>.
+    /// </summary>
+    public SchedulingEngine(ICellView view, ICellCommitter committer, SchedulingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Cell = cell ?? throw new ArgumentNullException(nameof(cell));
+        View = view ?? throw new ArgumentNullException(nameof(view));
+        Committer = committer ?? throw new ArgumentNullException(nameof(committer));
         if (options.Kinds.Count == 0) throw new ArgumentException("at least one scheduler kind is required", nameof(options));
         Time = options.Time;
         Guarantees = new Dictionary<TenantId, ResourceVector>(options.Guarantees);
@@ -69,8 +83,18 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         Metrics = new SchedulingMetrics(this, options.MeterFactory);
     }
 
-    /// <summary>The cell.</summary>
-    public Cell Cell { get; }
+    /// <summary>
+    /// The cell, for hosts that built the engine over one (<see cref="SchedulingEngine(Cell, SchedulingOptions)"/>).
+    /// The engine itself never uses it: it reads through <see cref="View"/> and writes through <see cref="Committer"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The engine was built over an <see cref="ICellView"/> and an <see cref="ICellCommitter"/>.</exception>
+    public Cell Cell => _cell ?? throw new InvalidOperationException("this engine was built over an ICellView and an ICellCommitter, not a Cell");
+
+    /// <summary>What the engine reads: snapshots, tenant usage, bindings on a node (lock-free).</summary>
+    public ICellView View { get; }
+
+    /// <summary>What the engine changes the cell through: commits, releases, leases, quotas.</summary>
+    public ICellCommitter Committer { get; }
 
     /// <summary>The clock.</summary>
     public TimeProvider Time { get; }
@@ -108,8 +132,8 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(job);
         if (job.ResourcesProblem() is { } resources) return new EnqueueResult(EnqueueStatus.InvalidResources, resources);
         if (job.Validate() is { } reason) return new EnqueueResult(EnqueueStatus.InvalidJob, reason);
-        if (!Cell.TenantExists(job.Tenant)) return new EnqueueResult(EnqueueStatus.UnknownTenant, $"no tenant {job.Tenant} in the cell");
-        if (Cell.LargestNodeCapacity is { } largest && !job.PerTask.FitsWithin(largest))
+        if (!View.TenantExists(job.Tenant)) return new EnqueueResult(EnqueueStatus.UnknownTenant, $"no tenant {job.Tenant} in the cell");
+        if (View.LargestNodeCapacity is { } largest && !job.PerTask.FitsWithin(largest))
             return new EnqueueResult(EnqueueStatus.RequestExceedsLargestNode, $"per-task request {job.PerTask} exceeds the largest node capacity {largest} in some dimension");
         // Budgets before anything is built for the job.
         if (job.TaskCount > _maxTasksPerJob)
@@ -204,13 +228,13 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     /// </summary>
     public ReleaseStatus CompleteTask(TaskId task)
     {
-        if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.TaskCount) return Cell.Release(task);
+        if (!_jobs.TryGetValue(task.Job, out var job) || (uint)task.Index >= (uint)job.TaskCount) return Committer.Release(task);
         long generation;
         lock (job.Sync) generation = job.GenerationOf(task.Index);
         // Generation 0: this engine holds no binding for the task (pending, completed, or its bind not yet recorded).
         // Release(task, 0) would free whatever binding the task has, which is not this engine's to free.
         if (generation == 0) return ReleaseStatus.NotBound;
-        var r = Cell.Release(task, generation);
+        var r = Committer.Release(task, generation);
         if (r == ReleaseStatus.Released)
         {
             bool all;
@@ -233,7 +257,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Sets a tenant's hard quota (enforced by the cell at commit); the tenant must exist.</summary>
-    public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? quota) => Cell.SetTenantQuota(tenant, quota);
+    public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? quota) => Committer.SetTenantQuota(tenant, quota);
 
     /// <summary>
     /// Runs every worker's <see cref="SchedulerWorker.Step"/> in turn until no worker has a ready job or
@@ -420,7 +444,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
             _stop = null;
         }
         foreach (var w in _workers)
-            if (w.Lease.Token.Value != 0) Cell.ReleaseLease(w.Lease);
+            if (w.Lease.Token.Value != 0) Committer.ReleaseLease(w.Lease);
         Metrics.Dispose();
     }
 

@@ -22,7 +22,7 @@ public sealed class SchedulingMetrics : IDisposable
 
     internal SchedulingMetrics(SchedulingEngine engine, IMeterFactory? meterFactory = null)
     {
-        _meter = Omega.Cells.CellCounters.CreateMeter(MeterName, engine.Cell.Name, meterFactory);
+        _meter = Omega.Cells.CellCounters.CreateMeter(MeterName, engine.View.Name, meterFactory);
         _attempts = _meter.CreateCounter<long>("omega.sched.attempts", "{attempt}", "Scheduling attempts (one per job per decision)");
         _placements = _meter.CreateCounter<long>("omega.sched.placements", "{task}", "Tasks bound");
         _conflicts = _meter.CreateCounter<long>("omega.sched.conflicts", "{claim}", "Claims rejected at commit, by reason");

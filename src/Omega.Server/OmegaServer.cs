@@ -1,5 +1,6 @@
 using System.Net;
 using Omega.Cells;
+using Omega.Protocol;
 using Omega.Scheduling;
 using Omega.Transport;
 
@@ -24,6 +25,7 @@ public sealed class OmegaServer : IAsyncDisposable
         Cell = cell ?? throw new ArgumentNullException(nameof(cell));
         Engine = engine;
         Options = options ?? new ServerOptions();
+        SeedOutboxes(cell);
         cell.AddBindingListener(_feed);
         var publisher = Options.Publisher ?? new CellVersionPublisher(cell);
         _dispatcher = new Dispatcher(_feed, publisher, _nodes);
@@ -33,6 +35,26 @@ public sealed class OmegaServer : IAsyncDisposable
         Auth = new AuthService(cell, Options.Authentication, Options.Time);
         _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle, Auth);
         _server = new FrameServer(endpoint, _handler, Options.Transport, Options.Name);
+    }
+
+    // After a restart the outboxes (in memory) are empty, but the cell restored every binding, including ones committed
+    // (durable) just before the crash and never pushed to their agent: without this, such an agent would never learn of
+    // its task (a bound replica that never starts). So each restored binding is put back in its node's outbox at its
+    // version (= its generation, the commit's cell version); a returning agent's Register resumes after its last
+    // processed version, so it receives exactly the bindings it has not seen, and nothing twice. Done before the
+    // listener is added and before anything can commit (the host starts the engine after building the server).
+    // (Stops for bindings released just before a crash are not recovered this way: the released binding is gone.)
+    private void SeedOutboxes(Cell cell)
+    {
+        var all = cell.GetAllocations();
+        if (all.Count == 0) return;
+        var sorted = new List<Allocation>(all);
+        sorted.Sort(static (x, y) => x.Generation.CompareTo(y.Generation));
+        foreach (var a in sorted)
+        {
+            var node = _nodes.Get(a.Node);
+            lock (node.Sync) node.Append(new BindingEntry(BindingKind.Run, a.Task, a.Generation, a.Resources, a.Tenant.Value, a.Priority), a.Generation);
+        }
     }
 
     // Liveness by receive time: how long since the node's registered connection took bytes off its socket. Each clock

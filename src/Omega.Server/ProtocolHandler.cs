@@ -9,6 +9,9 @@ namespace Omega.Server;
 /// <summary>Per-connection protocol state.</summary>
 internal sealed class Session
 {
+    // Open watches by their request id (guarded by locking the session: the processing loop adds and stops, pumps remove).
+    public Dictionary<uint, ObjectWatch>? Watches;
+
     public PeerRole Role;
     public NodeState? Node;
 
@@ -34,7 +37,7 @@ internal sealed class Session
 /// Decodes frames and executes them against the cell and the engine. Every decode failure is caught per frame and
 /// answered with a typed error; nothing a peer sends can change committed state except a valid request it is allowed to make.
 /// </summary>
-internal sealed class ProtocolHandler : IFrameHandler, IDisposable
+internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
 {
     private readonly Cell _cell;
     private readonly SchedulingEngine? _engine;
@@ -70,6 +73,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     public void OnDisconnected(FrameConnection connection, DisconnectReason reason)
     {
         if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
+        if (connection.State is Session session) StopAllWatches(session);
         if (connection.State is Session { Node: { } node })
             lock (node.Sync)
                 if (node.Connection == connection) node.Connection = null;
@@ -130,6 +134,13 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, session, rid, frame); break;
             case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, session, rid, frame); break;
             case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, session, rid, frame); break;
+            case MessageType.CreateObject or MessageType.UpdateObject or MessageType.UpdateObjectStatus or MessageType.DeleteObject
+                or MessageType.GetObject or MessageType.ListObjects or MessageType.WatchObjects or MessageType.StopWatch
+                when session.Role == PeerRole.Scheduler:
+                ended = HandleObjectMessage(c, session, rid, frame);
+                break;
+            case MessageType.CreateObject or MessageType.UpdateObject or MessageType.UpdateObjectStatus or MessageType.DeleteObject
+                or MessageType.GetObject or MessageType.ListObjects or MessageType.WatchObjects or MessageType.StopWatch:
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
@@ -390,6 +401,8 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
                     : new OperateReply { Status = OperateStatus.Failed, Message = st.ToString() });
             case OperateKind.CreateTenant:
                 return CreateTenant(c, s, rid, m);
+            case OperateKind.UndrainNode:
+                return HandleUndrain(c, s, rid, m.Target, action);
             case OperateKind.RemoveNode:
                 return HandleRemoveNode(c, s, rid, m.Target);
             case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
@@ -499,6 +512,32 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
             return true;
         }
         return false;
+    }
+
+    /// <summary>
+    /// <c>omega undrain</c>: a draining node becomes schedulable again. Only Draining is undone: fenced and down are the
+    /// lifecycle controller's verdicts (an agent coming back clears them), and an operator must not override them.
+    /// </summary>
+    private bool HandleUndrain(FrameConnection c, Session session, uint rid, string name, string action)
+    {
+        if (string.IsNullOrEmpty(name) || !_cell.TryGetNodeId(name, out var id))
+        {
+            c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{name}'" });
+            return true;
+        }
+        var status = _cell.Snapshot().TryGetNode(id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
+        if (status == NodeStatus.Schedulable)
+            return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Ok, Message = $"node '{name}' ({id}) is schedulable" });
+        if (status != NodeStatus.Draining)
+        {
+            c.Send(rid, new OperateReply { Status = OperateStatus.Failed, Message = $"node '{name}' ({id}) is {status}, not draining: only a drain can be undone" });
+            return true;
+        }
+        var s = _cell.SetNodeStatus(id, NodeStatus.Schedulable);
+        _authz.Audit(session, action, name, s == NodeOpStatus.Ok ? "ok" : s.ToString());
+        return ReplyWhenDurable(c, rid, s == NodeOpStatus.Ok
+            ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{name}' ({id}) is schedulable" }
+            : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
     }
 
     /// <summary>
@@ -738,7 +777,18 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
     private TaskReportStatus ApplyReport(NodeState node, TaskId task, long generation, TaskState state)
     {
         TaskReportStatus status;
-        if (state is < TaskState.Accepted or > TaskState.Rejected) status = TaskReportStatus.InvalidState;
+        if (state is < TaskState.Accepted or > TaskState.Ready) status = TaskReportStatus.InvalidState;
+        else if (state is TaskState.Running or TaskState.Ready)
+        {
+            // The binding's lifecycle status (started / ready), kept beside the allocation in memory (not journaled): the
+            // workload controller's readiness. One cell-lock round trip checks the binding and records the phase.
+            status = _cell.ReportBindingPhase(task, node.Id, generation, state == TaskState.Ready ? BindingPhase.Ready : BindingPhase.Started) switch
+            {
+                BindingPhaseStatus.Ok => TaskReportStatus.Ok,
+                BindingPhaseStatus.GenerationMismatch => TaskReportStatus.GenerationMismatch,
+                _ => TaskReportStatus.NotBound,
+            };
+        }
         else if (!_cell.TryGetAllocation(task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
         else if (a.Generation != generation) status = TaskReportStatus.GenerationMismatch;
         else
@@ -760,7 +810,7 @@ internal sealed class ProtocolHandler : IFrameHandler, IDisposable
         return status;
     }
 
-    private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "6", "7"];
+    private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "Ready", "7"];
 
     private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {

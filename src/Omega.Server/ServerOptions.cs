@@ -1,3 +1,4 @@
+using Omega.ControlPlane;
 using Omega.Transport;
 
 namespace Omega.Server;
@@ -49,6 +50,31 @@ public sealed class ServerOptions
 
     /// <summary>Takes a checkpoint of the durable store (the operator's <c>Operate Checkpoint</c>); null when there is none.</summary>
     public Func<CancellationToken, ValueTask>? Checkpoint { get; set; }
+
+    /// <summary>
+    /// The control plane's object store served by the object messages (docs/protocol.md, section 8, "Objects"). Null: the
+    /// server serves no objects and answers every object message with <c>UnknownMessageType</c>. The store's own
+    /// durability waiter decides when a write is acknowledged; the host must plug in the journal's durable watermark.
+    /// </summary>
+    public ObjectStore? Objects { get; set; }
+
+    /// <summary>
+    /// Budget: bytes of the JSON document in one object request. Larger gets <c>ObjectTooLarge</c> before the JSON is
+    /// parsed (parsing costs memory proportional to it). Default 512 KiB: twice the store's canonical bound, for
+    /// indented documents.
+    /// </summary>
+    public int MaxObjectRequestBytes { get; set; } = 512 * 1024;
+
+    /// <summary>Budget: open watches per connection; one more gets <c>ResourceExhausted</c>. Default 8.</summary>
+    public int MaxWatchesPerConnection { get; set; } = 8;
+
+    /// <summary>
+    /// Budget: a watch pauses while its connection has this many bytes queued unsent (the peer is not reading); its
+    /// events wait in the object store's history ring, where the store's lag bound (<c>ObjectStoreOptions.MaxWatcherLag</c>)
+    /// ends it with <c>WatchTooSlow</c> if the peer does not catch up. Keeps watches from filling the outbound buffer up
+    /// to the transport's cap, which would disconnect the whole connection. Default 4 MiB (half the default cap).
+    /// </summary>
+    public long MaxWatchBufferBytes { get; set; } = 4L << 20;
 
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;

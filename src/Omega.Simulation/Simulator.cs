@@ -18,6 +18,12 @@ public sealed class Simulator : IDisposable
     private readonly SimulationConfig _config;
     private readonly VirtualClock _clock = new();
     private readonly Cell _cell;
+    // The simulated schedulers see the cell only through the seam (docs/architecture.md, "The seam"): they read through
+    // the view and change it through the committer, like the scheduling engine. Setup (machines) and audits use _cell.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "the seam is the point: the simulated schedulers use only what a replicated store would also serve")]
+    private readonly ICellView _view;
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "see _view")]
+    private readonly ICellCommitter _committer;
     private readonly EventQueue _events = new();
     private readonly SchedulerState[] _schedulers;
     private readonly Dictionary<string, int> _schedulerIndex = new(StringComparer.Ordinal);
@@ -57,6 +63,8 @@ public sealed class Simulator : IDisposable
             // Transactions carry no idempotency key here; keep the index minimal.
             IdempotencyRetention = 1,
         });
+        _view = _cell;
+        _committer = _cell;
         for (int i = 0; i < config.Machines; i++)
             _cell.AddNode(new NodeSpec($"m{i}", config.MachineCapacity));
         _totalCpu = (double)config.MachineCapacity.CpuMillis * config.Machines;
@@ -67,7 +75,7 @@ public sealed class Simulator : IDisposable
         for (int i = 0; i < _schedulers.Length; i++)
         {
             var spec = config.Schedulers[i];
-            var lease = _cell.AcquireLease(spec.Name, leaseLength).Lease;
+            var lease = _committer.AcquireLease(spec.Name, leaseLength).Lease;
             _schedulers[i] = new SchedulerState(i, spec, lease, new SimRandom(config.Seed, 1000 + i), config.Machines);
             _schedulerIndex.Add(spec.Name, i);
         }
@@ -160,7 +168,7 @@ public sealed class Simulator : IDisposable
     {
         if (_config.Prefill is not { } p || p.TargetCpuUtilization <= 0) return (0, 0);
         long target = (long)(p.TargetCpuUtilization * _totalCpu / p.TaskResources.CpuMillis);
-        var lease = _cell.AcquireLease("prefill", TimeSpan.FromDays(1)).Lease;
+        var lease = _committer.AcquireLease("prefill", TimeSpan.FromDays(1)).Lease;
         var tx = new Transaction(lease, CommitMode.Incremental, ConflictDetection.Fine, initialCapacity: 1024);
         var rng = new SimRandom(_config.Seed, 1);
         var pool = new int[_config.Machines];
@@ -171,7 +179,7 @@ public sealed class Simulator : IDisposable
         {
             int want = (int)Math.Min(1024, target - placed);
             tx.Reset(lease, CommitMode.Incremental, ConflictDetection.Fine);
-            var snapshot = _cell.Snapshot();
+            var snapshot = _view.Snapshot();
             int found = 0;
             int remaining = pool.Length;
             while (found < want && remaining > 0)
@@ -183,12 +191,12 @@ public sealed class Simulator : IDisposable
             }
             ResetOverlay();
             if (found == 0) break;
-            var r = _cell.Commit(tx);
+            var r = _committer.Commit(tx);
             placed += r.AppliedCount;
             _cpuAllocated += r.AppliedCount * p.TaskResources.CpuMillis;
             if (r.AppliedCount == 0) break;
         }
-        _cell.ReleaseLease(lease);
+        _committer.ReleaseLease(lease);
         return (placed, _cpuAllocated / _totalCpu);
     }
 
@@ -263,7 +271,7 @@ public sealed class Simulator : IDisposable
 
         // Sync: the private copy is the snapshot at decision start. Placement reads it now (in virtual time nothing else
         // happens at this instant), and the commit happens when the decision time has passed.
-        var snapshot = _cell.Snapshot();
+        var snapshot = _view.Snapshot();
         var tx = s.Tx;
         tx.Reset(s.Lease, s.Spec.Mode, s.Spec.Detection);
         var pool = s.Pool;
@@ -341,7 +349,7 @@ public sealed class Simulator : IDisposable
         }
         else
         {
-            var result = _cell.Commit(tx);
+            var result = _committer.Commit(tx);
             status = result.Status;
             applied = result.AppliedCount;
             s.Transactions++;
@@ -417,7 +425,7 @@ public sealed class Simulator : IDisposable
     {
         // Releases do not change a node's version in Omega.Cell, which is the paper's coarse rule: completions are not conflicts.
         var tasks = batch.Tasks;
-        for (int i = 0; i < tasks.Length; i++) _cell.Release(tasks[i]);
+        for (int i = 0; i < tasks.Length; i++) _committer.Release(tasks[i]);
         _cpuAllocated -= tasks.Length * batch.CpuEach;
     }
 

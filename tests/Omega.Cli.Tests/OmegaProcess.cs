@@ -9,12 +9,16 @@ internal static class OmegaProcess
 
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "omega.dll");
 
-    public static async Task<Result> RunAsync(TimeSpan timeout, params string[] args)
+    public static Task<Result> RunAsync(TimeSpan timeout, params string[] args) => RunWithEnvironmentAsync(timeout, [], args);
+
+    /// <summary>As <see cref="RunAsync"/>, with extra environment variables for the child (for example <c>OMEGA_ADDR</c>).</summary>
+    public static async Task<Result> RunWithEnvironmentAsync(TimeSpan timeout, (string Name, string Value)[] environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (name, value) in environment) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -40,6 +44,12 @@ internal sealed class OmegaChild : IDisposable
 {
     private readonly Process _process;
     private readonly System.Text.StringBuilder _out = new();
+
+    /// <summary>
+    /// <c>omega serve --listen LISTEN EXTRA...</c>: the one place that starts a server for these tests, so a flag every
+    /// serve needs (such as plaintext's <c>--insecure</c> once TLS is the default) is added here only.
+    /// </summary>
+    public static OmegaChild Serve(string listen, params string[] extra) => new(["serve", "--listen", listen, .. extra]);
 
     public OmegaChild(params string[] args)
     {
@@ -83,6 +93,13 @@ internal sealed class OmegaChild : IDisposable
         await _process.WaitForExitAsync(cts.Token);
         _process.WaitForExit(); // drains the asynchronous output readers
         return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILL (Process.Kill on Linux), then waits until the process is gone (its locks released).</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited) _process.Kill();
+        await _process.WaitForExitAsync();
     }
 
     public static int FreePort()

@@ -165,6 +165,27 @@ public class ObjectStoreTests
     }
 
     [Fact]
+    public async Task After_a_reopen_the_list_version_is_watchable_even_when_cell_changes_followed_the_last_object_write()
+    {
+        using var cell = new Cell();
+        using (var first = new ObjectStore(cell))
+            Assert.True((await first.CreateAsync(Objects.Workload("web"))).IsOk);
+        // Cell changes after the last object write, then a reopen (what a restart does): the history floor is the cell
+        // version, above the last object write. Listing at the last write's version would make every watch Expired.
+        cell.AddNode(new NodeSpec("n1", ResourceVector.FromCoresAndGiB(4, 8)));
+        using var store = new ObjectStore(cell);
+        var list = store.List(new ObjectFilter(Workload.KindName));
+        Assert.Single(list.Items);
+        Assert.Equal(WatchStatus.Ok, store.Watch(list.ResourceVersion, new ObjectFilter(Workload.KindName), out var watcher));
+        using (watcher)
+        {
+            var created = await store.CreateAsync(Objects.Workload("api"));
+            var ev = await watcher!.ReadAsync().AsTask().WaitAsync(Timeout);
+            Assert.Equal(created.ResourceVersion, ev!.ResourceVersion);
+        }
+    }
+
+    [Fact]
     public async Task A_watch_from_before_the_history_window_is_Expired()
     {
         using var cell = new Cell();

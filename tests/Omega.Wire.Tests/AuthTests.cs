@@ -1,6 +1,7 @@
 using System.Buffers;
 using Omega.Agent;
 using Omega.Cells;
+using Omega.ControlPlane;
 using Omega.Protocol;
 using Omega.Scheduling;
 using Omega.Server;
@@ -361,5 +362,100 @@ public sealed class AuthTests(ITestOutputHelper output)
         var err = await raw.ReadErrorAsync();
         Assert.Equal((ErrorCode.PermissionDenied, DenyReason.NodeHasCredential), (err!.Value.Code, err.Value.Reason));
         foreach (var a in agents) await a.DisposeAsync();
+    }
+
+    // ------------------------------------------------------------------ control-plane objects (0x40-0x4B)
+
+    private static Workload Workload(string tenant, string name, int replicas = 1)
+    {
+        var w = new Workload();
+        w.Metadata.Name = name;
+        w.Metadata.Tenant = tenant;
+        w.Spec.Replicas = replicas;
+        w.Spec.Resources = new ResourceRequest { CpuMillis = 100, MemoryBytes = 1 << 20 };
+        return w;
+    }
+
+    private static (ServerFixture Fx, ObjectStore Store) StartWithObjects()
+    {
+        ObjectStore? store = null;
+        var fx = ServerFixture.Start(o => o.Objects = store, tls: true, auth: true, seed: cell =>
+        {
+            cell.CreateTenant("team-a");
+            cell.CreateTenant("team-b");
+            store = new ObjectStore(cell);
+        });
+        return (fx, store!);
+    }
+
+    [Fact]
+    public async Task A_submitter_writing_another_tenants_Workload_is_denied_and_nothing_changes()
+    {
+        var (fx, store) = StartWithObjects();
+        await using var fixture = fx;
+        using var storeScope = store;
+        var theirs = Workload("team-b", "web", replicas: 2);
+        await using (var op = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "op", fx.AdminToken))
+            await op.CreateAsync(theirs);
+        long version = store.ResourceVersion;
+        await using var c = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "team-a", fx.Server.Auth.CreateCredential(CredentialRole.Submitter, "team-a"));
+
+        // Create, update and delete in team-b, each by the document's metadata.tenant or the request's tenant.
+        var ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.CreateAsync(Workload("team-b", "api")));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.OtherTenant), (ex.Code, ex.Reason));
+        var scaled = Workload("team-b", "web", replicas: 50);
+        scaled.Metadata.ResourceVersion = version;
+        ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.UpdateAsync(scaled));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.OtherTenant), (ex.Code, ex.Reason));
+        ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.DeleteAsync(theirs.Key));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.OtherTenant), (ex.Code, ex.Reason));
+        // Reads too: another tenant's object, and a list of every tenant (empty tenant).
+        ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.GetAsync(theirs.Key));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.OtherTenant), (ex.Code, ex.Reason));
+        ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.ListAsync("Workload"));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.OtherTenant), (ex.Code, ex.Reason));
+
+        // Nothing changed: the store's version, team-b's workload as created, no team-b/api.
+        Assert.Equal(version, store.ResourceVersion);
+        Assert.Equal(2, store.Get<Workload>("team-b", "web")!.Spec.Replicas);
+        Assert.Null(store.Get<Workload>("team-b", "api"));
+    }
+
+    [Fact]
+    public async Task A_submitter_manages_Workloads_in_its_own_tenant_while_other_roles_need_the_right_scope()
+    {
+        var (fx, store) = StartWithObjects();
+        await using var fixture = fx;
+        using var storeScope = store;
+        var auth = fx.Server.Auth;
+        await using var c = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "team-a", auth.CreateCredential(CredentialRole.Submitter, "team-a"));
+
+        var created = (Workload)await c.CreateAsync(Workload("team-a", "web"));
+        created.Spec.Replicas = 3;
+        var updated = (Workload)await c.UpdateAsync(created);
+        Assert.Equal(3, updated.Spec.Replicas);
+        Assert.Equal(3, ((Workload)(await c.GetAsync(updated.Key))!).Spec.Replicas);
+        Assert.Single((await c.ListAsync("Workload", "team-a")).Items);
+        // Status is the controllers' to write, even in its own tenant.
+        var ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.UpdateStatusAsync(updated));
+        Assert.Equal((ErrorCode.PermissionDenied, DenyReason.ScopeMissing), (ex.Code, ex.Reason));
+        Assert.True((await c.DeleteAsync(updated.Key)).IsOk);
+        Assert.Null(store.Get<Workload>("team-a", "web"));
+
+        // A scheduler never touches objects; an operator reads without a scope and writes with override.
+        await using (var sched = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "sched-a", auth.CreateCredential(CredentialRole.Scheduler, "sched-a")))
+        {
+            ex = await Assert.ThrowsAsync<AgentRequestException>(() => sched.ListAsync("Workload", "team-a"));
+            Assert.Equal((ErrorCode.PermissionDenied, DenyReason.RoleNotAllowed), (ex.Code, ex.Reason));
+        }
+        await using (var reader = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "reader", auth.CreateCredential(CredentialRole.Operator, "reader")))
+        {
+            Assert.Empty((await reader.ListAsync("Workload")).Items);
+            ex = await Assert.ThrowsAsync<AgentRequestException>(() => reader.CreateAsync(Workload("team-b", "api")));
+            Assert.Equal((ErrorCode.PermissionDenied, DenyReason.ScopeMissing), (ex.Code, ex.Reason));
+        }
+        await using (var op = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "overrider", auth.CreateCredential(CredentialRole.Operator, "overrider", OperatorScopes.Override)))
+            Assert.Equal("team-b", (await op.CreateAsync(Workload("team-b", "api"))).Key.Tenant);
+        Assert.NotNull(store.Get<Workload>("team-b", "api"));
     }
 }

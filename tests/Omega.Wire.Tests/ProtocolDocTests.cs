@@ -48,7 +48,21 @@ public sealed partial class ProtocolDocTests
         ("join-reply", Codec.FrameBytes(2, new JoinReply { Token = "omega1.9c1e5a7b3d2f4e60.Zx8Cv7Bn6Mm5Ll4Kk3Jj2Hh1Gg0Ff9Ee8Dd7Cc6Bb5A", CredentialId = "9c1e5a7b3d2f4e60", ExpiresUnixMs = 0 })),
         ("create-token-join", Codec.FrameBytes(3, new CreateToken { Role = CredentialRole.Join, Subject = "rack-3", TtlMs = 900_000, Uses = 1000 })),
         ("error-permission-denied", Codec.FrameBytes(4, new ErrorMessage { Code = ErrorCode.PermissionDenied, Message = "node 17 only", Reason = DenyReason.OtherNode })),
+        ("create-object", Codec.FrameBytes(11, new CreateObject { Body = new ObjectWrite { Object = Encoding.UTF8.GetBytes(WorkloadJson) } })),
+        ("get-object", Codec.FrameBytes(12, new GetObject { Kind = "Workload", Tenant = "default", Name = "web" })),
+        ("delete-object", Codec.FrameBytes(13, new DeleteObject { Kind = "Workload", Tenant = "default", Name = "web", ResourceVersion = 58 })),
+        ("list-objects", Codec.FrameBytes(14, new ListObjects { Kind = "Workload", Tenant = "default", LabelSelector = new() { ["app"] = "web" }, Limit = 100, Continue = "" })),
+        ("watch-objects", Codec.FrameBytes(15, new WatchObjects { FromResourceVersion = 58, Kind = "", Tenant = "" })),
+        ("watch-event", Codec.FrameBytes(15, new WatchEventMessage { EventType = WireWatchEventType.Deleted, ResourceVersion = 61, Object = Encoding.UTF8.GetBytes(DeletedJson) })),
+        ("stop-watch", Codec.FrameBytes(16, new StopWatch { Watch = 15 })),
+        ("watch-stopped", Codec.FrameBytes(16, new WatchStopped { Watch = 15, LastResourceVersion = 61, Stopped = true })),
+        ("error-conflict", Codec.FrameBytes(12, new ErrorMessage { Code = ErrorCode.ObjectConflict, Message = "stale" })),
     ];
+
+    private const string WorkloadJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\"},\"spec\":{\"replicas\":2,\"resources\":{\"cpuMillis\":500,\"memoryBytes\":268435456}}}";
+
+    // Abridged to its metadata for the example; the server sends the whole canonical document.
+    private const string DeletedJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\",\"resourceVersion\":61}}";
 
     internal static string Hex(byte[] bytes)
     {

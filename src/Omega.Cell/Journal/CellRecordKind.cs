@@ -1,6 +1,9 @@
 namespace Omega.Cells;
 
-/// <summary>The kind of a journal record (the first byte of every record).</summary>
+/// <summary>
+/// The kind of a journal record (the first byte of every record). The value 255 is reserved for the batch frame
+/// (<see cref="CellBatch.FrameKind"/>) and must never be given to a record kind.
+/// </summary>
 public enum CellRecordKind : byte
 {
     /// <summary>A transaction: its applied claims (with evicted victims), the touched nodes' new versions and, when keyed, its idempotency entry.</summary>

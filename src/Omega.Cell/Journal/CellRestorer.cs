@@ -65,8 +65,17 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     /// Applies one journal record. Records at or below <see cref="Sequence"/> are already included and are skipped
     /// (returns false); a record that is not the next one is a gap in the journal and throws <see cref="InvalidDataException"/>.
     /// </summary>
+    /// <remarks>A batch frame (<see cref="CellBatch"/>) is accepted too: it is validated whole, then its records are
+    /// replayed in order as above; returns true when any of them was applied.</remarks>
     public bool Replay(ReadOnlySpan<byte> record)
     {
+        if (CellBatch.IsFrame(record))
+        {
+            CellBatch.Validate(record);
+            bool any = false;
+            foreach (var r in CellBatch.Records(record)) any |= Replay(r);
+            return any;
+        }
         var (_, seq, _) = CellRecord.ReadHeader(record);
         if (seq <= _sequence) return false;
         if (seq != _sequence + 1) throw new InvalidDataException($"journal gap: expected record {_sequence + 1}, found {seq}");

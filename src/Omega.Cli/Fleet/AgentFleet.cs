@@ -14,15 +14,17 @@ namespace Omega.Cli.Fleet;
 /// <param name="MeanTaskSeconds">Mean task run time (exponential) when the driver gives none for a job.</param>
 /// <param name="Seed">Seeds the run times and each agent's jitter.</param>
 /// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
+/// <param name="ReadySeconds">How long after start an agent reports a task ready (its simulated readiness check); positive.</param>
 /// <param name="Transport">The agents' transport options, TLS included (null: plaintext defaults).</param>
 /// <param name="JoinToken">A join token (docs/protocol.md, section 12): every agent joins with it once and then uses its own
 /// node-scoped credential; one credential shared by the fleet is never used. Null for a server without authentication.</param>
 internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
-    Omega.Transport.TransportOptions? Transport = null, string? JoinToken = null);
+    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
-/// register, heartbeat, receive bindings, report running, and report completion after the task's run time. A task's run
+/// register, heartbeat, receive bindings, report running, report ready after <see cref="FleetOptions.ReadySeconds"/>
+/// (a task that completes sooner is never reported ready), and report completion after the task's run time. A task's run
 /// time comes from <see cref="DurationOf"/> when the driver knows it (the in-process main job) or is drawn from an
 /// exponential with <see cref="FleetOptions.MeanTaskSeconds"/>.
 /// </summary>
@@ -34,15 +36,16 @@ internal sealed class AgentFleet : IAsyncDisposable
 {
     private readonly FleetOptions _options;
     private readonly List<AgentClient> _agents = new();
-    private readonly PriorityQueue<(AgentClient Agent, TaskId Task, long Generation), long> _due = new();
+    private readonly PriorityQueue<(AgentClient Agent, TaskId Task, long Generation, TaskState State), long> _due = new();
     private readonly Lock _dueLock = new();
     private readonly Random _rng;
     private readonly CancellationTokenSource _stop = new();
     private Thread? _completer;
-    private long _received, _stops, _completed;
+    private long _received, _stops, _completed, _ready;
 
     public AgentFleet(FleetOptions options)
     {
+        if (!(options.ReadySeconds > 0)) throw new ArgumentOutOfRangeException(nameof(options), "ReadySeconds must be positive");
         _options = options;
         _rng = new Random(options.Seed);
     }
@@ -58,6 +61,9 @@ internal sealed class AgentFleet : IAsyncDisposable
 
     /// <summary>Stop bindings received (preemptions, node fencing).</summary>
     public long Stops => Interlocked.Read(ref _stops);
+
+    /// <summary>Ready reports sent.</summary>
+    public long ReadyReported => Interlocked.Read(ref _ready);
 
     /// <summary>Completions reported.</summary>
     public long Completed => Interlocked.Read(ref _completed);
@@ -117,9 +123,13 @@ internal sealed class AgentFleet : IAsyncDisposable
         double seconds;
         lock (_dueLock)
         {
+            long now = Stopwatch.GetTimestamp();
             seconds = DurationOf?.Invoke(b.Task.Job) ?? -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble());
+            // Ready only if it runs longer than its readiness delay (a task done sooner never served).
+            if (seconds > _options.ReadySeconds)
+                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Ready), now + (long)(_options.ReadySeconds * Stopwatch.Frequency));
             if (double.IsFinite(seconds))
-                _due.Enqueue((agent, b.Task, b.Generation), Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency));
+                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Completed), now + (long)(seconds * Stopwatch.Frequency));
         }
     }
 
@@ -132,15 +142,15 @@ internal sealed class AgentFleet : IAsyncDisposable
             touched.Clear();
             while (true)
             {
-                (AgentClient Agent, TaskId Task, long Generation) item;
+                (AgentClient Agent, TaskId Task, long Generation, TaskState State) item;
                 lock (_dueLock)
                 {
                     if (!_due.TryPeek(out item, out long due) || due > now) break;
                     _due.Dequeue();
                 }
-                if (item.Agent.Report(item.Task, item.Generation, TaskState.Completed))
+                if (item.Agent.Report(item.Task, item.Generation, item.State))
                 {
-                    Interlocked.Increment(ref _completed);
+                    Interlocked.Increment(ref item.State == TaskState.Ready ? ref _ready : ref _completed);
                     touched.Add(item.Agent);
                 }
             }

@@ -24,7 +24,15 @@ internal static class ControlCommands
         yield return Tenant();
     }
 
-    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+    /// <summary>The environment variable that sets <c>--connect</c>'s default (docs/cli.md).</summary>
+    public const string AddressVariable = "OMEGA_ADDR";
+
+    /// <summary><c>--connect HOST:PORT</c>; its default is <c>$OMEGA_ADDR</c>, else 127.0.0.1:7077.</summary>
+    internal static Option<string> ConnectOption() => new("--connect")
+    {
+        Description = $"The server's HOST:PORT or ADDRESS:PORT (default: ${AddressVariable}, else 127.0.0.1:7077).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(AddressVariable) is { Length: > 0 } a ? a : "127.0.0.1:7077",
+    };
 
     /// <summary>A usage error found before connecting: one line on stderr and exit code 2, whether or not a server is reachable.</summary>
     private static Task<int> UsageAsync(string command, string message)
@@ -67,7 +75,13 @@ internal static class ControlCommands
                 Console.Error.WriteLine(e.Code == ErrorCode.PermissionDenied
                     ? $"omega {command}: the server refused: PermissionDenied ({e.Reason}): {e.Message}"
                     : $"omega {command}: the server refused: {e.Code}: {e.Message}");
-                return 1;
+                // Scripts branch on these two (docs/cli.md): "is it there" and "someone else wrote first".
+                return e.Code switch
+                {
+                    ErrorCode.ObjectNotFound => ResourceCommands.ExitNotFound,
+                    ErrorCode.ObjectConflict or ErrorCode.ObjectExists => ResourceCommands.ExitConflict,
+                    _ => 1,
+                };
             }
         }
     }

@@ -21,7 +21,7 @@ internal static class NodeCommands
 
     private static Command ConfirmLost()
     {
-        var connect = new Option<string>("--connect") { Description = "The server's ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var connect = ControlCommands.ConnectOption();
         var domain = new Option<string>("--domain") { Description = "The failure domain (rack, zone) whose nodes are lost.", Required = true };
         var reason = new Option<string>("--reason") { Description = "Why (recorded with the confirmation).", Required = true };
         var author = new Option<string?>("--author") { Description = "Who confirms (recorded; default: the user name)." };

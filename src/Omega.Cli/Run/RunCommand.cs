@@ -103,6 +103,9 @@ internal static class RunCommand
             o.Tls.Mode = tls ? OmegaTlsMode.SelfSigned : OmegaTlsMode.Plaintext;
             // Credentials by default: the admin token lands in the run's data directory like serve's.
             o.Authentication = auth;
+            // --- control plane (issue 12): the tenants of the run's workloads ---
+            foreach (var t in RunWorkloads.Tenants) o.Tenants.Add(t);
+            // --- end control plane ---
         });
         try
         {
@@ -140,7 +143,8 @@ internal static class RunCommand
         else ServeCommand.PrintAuthentication("omega run", runtime);
         var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed, Transport: agentTransport, JoinToken: joinToken))
         {
-            DurationOf = job => durations.TryGetValue(job, out var d) ? d : null,
+            // Workload replicas are services: they run until stopped (control plane, issue 12).
+            DurationOf = job => durations.TryGetValue(job, out var d) ? d : RunWorkloads.IsReplica(job) ? double.PositiveInfinity : null,
             OnRunBinding = probe.Arrived,
         };
         int exit;
@@ -153,6 +157,11 @@ internal static class RunCommand
 
             var workload = new SyntheticWorkload(LoadRun.DefaultMix(load), seed);
             Console.WriteLine($"  workload: {workload.Describe}");
+            // --- control plane (issue 12): service Workloads through the runtime's ObjectStore, scaled during the run ---
+            var workloads = new RunWorkloads(runtime.Objects, agentCount, seconds);
+            await workloads.CreateAsync(cancel).ConfigureAwait(false);
+            Console.WriteLine("  control plane: workloads frontend/web, frontend/api, search/index (services) created; the workload controller reconciles them");
+            // --- end control plane ---
             var clock = Stopwatch.StartNew();
             long submitted = 0, nextJob = 1, lastPlacements = 0, lastReceived = 0;
             var samples = new List<(double T, double Placements, double Delivered, Dictionary<string, double> Conflicts)>();
@@ -171,6 +180,9 @@ internal static class RunCommand
                 }
                 if (now >= nextSample)
                 {
+                    // --- control plane (issue 12): scale changes due, then the live line below ---
+                    foreach (var line in await workloads.StepAsync(now, cancel).ConfigureAwait(false)) Console.WriteLine(line);
+                    // --- end control plane ---
                     long p = recorder.TotalPlacements, rcv = fleet.Received;
                     Console.WriteLine(FormattableString.Invariant(
                         $"  t={now,5:0.0}s  placements/s={p - lastPlacements,9:N0}  bindings delivered/s={rcv - lastReceived,9:N0}  durable v{store.DurableVersion:N0} of v{store.Cell.Version:N0}  queue={engine.QueueDepth("batch") + engine.QueueDepth("service"):N0}"));
@@ -179,10 +191,14 @@ internal static class RunCommand
                     lastPlacements = p;
                     lastReceived = rcv;
                     nextSample += 1;
+                    Console.WriteLine(workloads.LiveLine(now)); // control plane (issue 12)
                 }
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Clamp(((have ? next.At : nextSample) - clock.Elapsed.TotalSeconds) * 1000, 0, 5)), CancellationToken.None).ConfigureAwait(false);
             }
             double elapsed = clock.Elapsed.TotalSeconds;
+            // --- control plane (issue 12): the workloads' table is read while the controller and engine still run ---
+            var workloadTable = workloads.Table(store.Cell);
+            // --- end control plane ---
             await engine.DisposeAsync().ConfigureAwait(false);
             // Let the bind path deliver what was committed before the end (bounded wait).
             var settle = Stopwatch.StartNew();
@@ -212,6 +228,7 @@ internal static class RunCommand
                 Markup.Escape(audit.Count == 0 ? "no node over capacity, no task bound twice" : string.Join("; ", audit.Take(3))));
             if (Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = 140;
             AnsiConsole.Write(t);
+            AnsiConsole.Write(workloadTable); // control plane (issue 12)
             exit = audit.Count == 0 ? 0 : 3;
             if (reportDir is not null)
             {

@@ -134,7 +134,7 @@ internal static class ServeCommand
             var store = runtime.Store;
             var rec = store.Recovery;
             Console.WriteLine(store.IsPersistent
-                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
+                ? $"omega serve: recovered cell v{rec.CellVersion:N0} ({rec.Allocations:N0} bindings, {runtime.Objects.Count:N0} objects; checkpoint: {rec.FromCheckpoint}, {rec.RecordsReplayed:N0} records replayed)"
                 : "omega serve: in-memory cell");
             // Signals were registered by the host's console lifetime as it started (SIGTERM, SIGINT: it stops the
             // application) and by System.CommandLine (Ctrl+C: it cancels the action), before we say we are listening: a
@@ -199,7 +199,7 @@ internal static class ServeCommand
 
     public static Command CreateAgents()
     {
-        var connect = new Option<string>("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+        var connect = ControlCommands.ConnectOption();
         var count = new Option<int>("--count") { Description = "Agents to run (one node and one connection each).", DefaultValueFactory = _ => 100 };
         var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 32 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 128 };
@@ -265,7 +265,7 @@ internal static class ServeCommand
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
-                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, joinToken));
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, JoinToken: joinToken));
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {

@@ -11,8 +11,6 @@ namespace Omega.Cli.Run;
 /// </summary>
 internal static class TokenCommands
 {
-    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
-
     public static IEnumerable<Command> Create()
     {
         yield return Token();
@@ -23,7 +21,7 @@ internal static class TokenCommands
     {
         var cmd = new Command("token", "Create, list and revoke credentials (bearer tokens) of a running server.");
         {
-            var connect = ConnectOption();
+            var connect = ControlCommands.ConnectOption();
             var role = new Option<string>("--role") { Description = "agent, scheduler, operator, submitter or join.", Required = true };
             var node = new Option<string?>("--node") { Description = "agent: the one node it may act for." };
             var name = new Option<string?>("--name") { Description = "scheduler: its identity (lease name); operator/join: a label." };
@@ -65,7 +63,7 @@ internal static class TokenCommands
             cmd.Subcommands.Add(create);
         }
         {
-            var connect = ConnectOption();
+            var connect = ControlCommands.ConnectOption();
             var list = new Command("list", "List credentials: id, role, subject, scopes, expiry, uses left, revoked (never a secret).") { connect };
             var tls = ClientTls.AddTo(list);
             list.SetAction((r, cancel) => ControlCommands.WithClientAsync("token list", r.GetValue(connect)!, tls, r, async c =>
@@ -88,7 +86,7 @@ internal static class TokenCommands
             cmd.Subcommands.Add(list);
         }
         {
-            var connect = ConnectOption();
+            var connect = ControlCommands.ConnectOption();
             var id = new Argument<string>("id") { Description = "The credential id (16 hex digits, from omega token list)." };
             var revoke = new Command("revoke", "Revoke a credential: refused from its next request on, its open connections closed; durable before the answer.") { connect, id };
             var tls = ClientTls.AddTo(revoke);
@@ -114,7 +112,7 @@ internal static class TokenCommands
 
     private static Command Audit()
     {
-        var connect = ConnectOption();
+        var connect = ControlCommands.ConnectOption();
         var limit = new Option<int>("--limit") { Description = "The last N entries (1-10,000).", DefaultValueFactory = _ => 100 };
         var after = new Option<long>("--after") { Description = "Only entries with a sequence number above this." };
         var cmd = new Command("audit", "Show the durable audit log: operator actions, joins, break-glass requests and denied requests (who, what, when, result).") { connect, limit, after };

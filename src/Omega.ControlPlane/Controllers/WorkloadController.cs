@@ -5,30 +5,41 @@ using Omega.Scheduling;
 
 namespace Omega.ControlPlane.Controllers;
 
-/// <summary>Tells the workload controller whether a bound replica runs (until agents report readiness).</summary>
+/// <summary>Tells the workload controller where a bound replica is in its lifecycle (bound → started → ready).</summary>
 public interface IReplicaObserver
 {
-    /// <summary>True when the agent reported the binding of <paramref name="task"/> at <paramref name="generation"/> running.</summary>
-    bool IsRunning(TaskId task, long generation);
+    /// <summary>The lifecycle of the binding of <paramref name="task"/> at <paramref name="generation"/> as its agent reported it.</summary>
+    BindingLifecycle Observe(TaskId task, long generation);
 }
 
 /// <summary>Ready-made replica observers.</summary>
 public static class ReplicaObserver
 {
-    /// <summary>Treats every bound replica as running (the default until agents report readiness).</summary>
-    public static IReplicaObserver BoundIsRunning { get; } = new Bound();
+    /// <summary>
+    /// Treats every bound replica as ready since the beginning of time (a cell without agents: tests, simulations). The
+    /// library default.
+    /// </summary>
+    public static IReplicaObserver BoundIsReady { get; } = new Bound();
+
+    /// <summary>What agents reported (TaskState Running/Ready), kept by the cell beside each allocation (<see cref="Cell.ReportBindingPhase"/>). The host's choice.</summary>
+    public static IReplicaObserver AgentReported(Cell cell) => new Reported(cell ?? throw new ArgumentNullException(nameof(cell)));
 
     private sealed class Bound : IReplicaObserver
     {
-        public bool IsRunning(TaskId task, long generation) => true;
+        public BindingLifecycle Observe(TaskId task, long generation) => new(BindingPhase.Ready, long.MinValue / 2);
+    }
+
+    private sealed class Reported(Cell cell) : IReplicaObserver
+    {
+        public BindingLifecycle Observe(TaskId task, long generation) => cell.GetBindingLifecycle(task, generation);
     }
 }
 
 /// <summary>Settings of the <see cref="WorkloadController"/>.</summary>
 public sealed class WorkloadControllerOptions
 {
-    /// <summary>Decides readiness of bound replicas.</summary>
-    public IReplicaObserver Observer { get; set; } = ReplicaObserver.BoundIsRunning;
+    /// <summary>Reads bound replicas' lifecycle (readiness). Default <see cref="ReplicaObserver.BoundIsReady"/>; a host with agents uses <see cref="ReplicaObserver.AgentReported"/>.</summary>
+    public IReplicaObserver Observer { get; set; } = ReplicaObserver.BoundIsReady;
 
     /// <summary>
     /// Maps <c>metadata.tenant</c> to an engine tenant; null when unknown. Default (null): the cell's tenant registry by
@@ -196,7 +207,7 @@ public sealed class WorkloadController : IReconciler
         {
             if (a.Slot < replicas) continue;
             var task = TaskFor(uid, a.Serial);
-            bool ready = cell.TryGetAllocation(task, out var al) && _options.Observer.IsRunning(task, al.Generation);
+            bool ready = cell.TryGetAllocation(task, out var al) && _options.Observer.Observe(task, al.Generation).Phase == BindingPhase.Ready;
             excess.Add((a, ready));
         }
         if (excess.Count > 0)
@@ -239,14 +250,22 @@ public sealed class WorkloadController : IReconciler
             else progressing = true;
         }
         var jobTemplate = (Spec: spec, Tenant: tenant.Value);
-        int bound = 0, ready2 = 0;
+        int bound = 0, ready2 = 0, serving = 0;
+        long minReady = batch ? 0 : (long)(spec.MinReadySeconds * _time.TimestampFrequency);
+        long nowTs = _time.GetTimestamp();
+        long nextServing = long.MaxValue; // timestamp when the next ready replica starts serving
         foreach (var a in status.Replicas)
         {
             var task = TaskFor(uid, a.Serial);
             if (cell.TryGetAllocation(task, out var al))
             {
                 bound++;
-                if (_options.Observer.IsRunning(task, al.Generation)) ready2++;
+                var life = _options.Observer.Observe(task, al.Generation);
+                if (life.Phase != BindingPhase.Ready) { progressing = true; continue; }
+                ready2++;
+                // Serving: ready, and ready for minReadySeconds without a relapse (a later "running" resets the clock).
+                if (nowTs - life.Since >= minReady) serving++;
+                else nextServing = Math.Min(nextServing, life.Since + minReady);
                 continue;
             }
             progressing = true;
@@ -268,7 +287,7 @@ public sealed class WorkloadController : IReconciler
         status.Desired = desired;
         status.Bound = bound;
         status.Ready = ready2;
-        status.Serving = ready2;
+        status.Serving = serving;
         status.Succeeded = batch ? completed.Count : 0;
         status.PendingReason = pendingReason;
         bool available = batch ? completed.Count >= replicas : ready2 >= Math.Max(0, replicas - spec.MaxUnavailable);
@@ -286,6 +305,12 @@ public sealed class WorkloadController : IReconciler
         var sr = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
         if (!sr.IsOk) return ReconcileResult.Retry;
         if (scaleDownLeft) return ReconcileResult.After(_options.ScaleDownPause);
+        if (nextServing != long.MaxValue)
+        {
+            // Nothing else may wake us when a ready replica's minReadySeconds pass: look again then.
+            var due = TimeSpan.FromSeconds(Math.Max(1, nextServing - nowTs) / (double)_time.TimestampFrequency);
+            return ReconcileResult.After(progressing && due > _options.ProgressRequeue ? _options.ProgressRequeue : due);
+        }
         return progressing ? ReconcileResult.After(_options.ProgressRequeue) : ReconcileResult.Done;
     }
 

@@ -78,6 +78,12 @@ public sealed class WorkloadSpec
 
     /// <summary>The engine scheduler kind to place with (null: the engine's default).</summary>
     public string? Scheduler { get; set; }
+
+    /// <summary>
+    /// Service readiness: a ready replica serves once it has stayed ready this long (Kubernetes' minReadySeconds).
+    /// 0 (default): serving as soon as its agent reports it ready. Ignored for batch. 0..3600.
+    /// </summary>
+    public double MinReadySeconds { get; set; }
 }
 
 /// <summary>One replica slot and the serial of the engine job backing it.</summary>
@@ -97,10 +103,10 @@ public sealed class WorkloadStatus
     /// <summary>Replicas whose task has a binding in the cell.</summary>
     public int Bound { get; set; }
 
-    /// <summary>Bound replicas reported running (see docs/control-plane.md, Readiness).</summary>
+    /// <summary>Bound replicas whose agent reported them ready (see docs/control-plane.md, Readiness).</summary>
     public int Ready { get; set; }
 
-    /// <summary>Ready replicas that serve (today: equal to ready).</summary>
+    /// <summary>Ready replicas that serve: ready for at least <c>spec.minReadySeconds</c>.</summary>
     public int Serving { get; set; }
 
     /// <summary>Batch: tasks completed.</summary>
@@ -150,6 +156,7 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
         if (!r.IsValidRequest) return "spec.resources must not be negative";
         if (r.IsZero) return "spec.resources must request something";
         if (s.MaxUnavailable < 1) return "spec.maxUnavailable must be at least 1";
+        if (!(s.MinReadySeconds is >= 0 and <= 3600)) return "spec.minReadySeconds must be 0..3600";
         if (s.NodeSelector is null || s.Tolerations is null) return "spec.nodeSelector and spec.tolerations must not be null";
         if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
         if (!Enum.IsDefined(s.AntiAffinity)) return "spec.antiAffinity must be None, Node or FailureDomain";

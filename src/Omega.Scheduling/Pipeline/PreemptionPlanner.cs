@@ -12,13 +12,31 @@ namespace Omega.Scheduling.Pipeline;
 /// </summary>
 public sealed class PreemptionPlanner
 {
-    private readonly Func<NodeId, IReadOnlyList<Allocation>> _allocationsOn;
+    private readonly ICellView? _view;
+    private readonly Func<NodeId, IReadOnlyList<Allocation>>? _allocationsOn;
     private readonly Func<TenantId, ResourceVector> _tenantUsage;
+    private readonly List<Allocation> _onNode = new();
     private readonly IReadOnlyDictionary<TenantId, ResourceVector> _guarantees;
     private readonly IFilter[] _placementFilters;
     private readonly HashSet<TaskId> _chosen = new();
     private readonly Dictionary<TenantId, ResourceVector> _taken = new();
     private readonly List<Allocation> _scratch = new();
+
+    /// <summary>
+    /// Creates a planner that reads bindings and tenant usage through <paramref name="view"/> (lock-free; the way the
+    /// engine's workers use it).
+    /// </summary>
+    /// <param name="view">The cell's read side.</param>
+    /// <param name="guarantees">Protected tenants and their guaranteed resources.</param>
+    /// <param name="maxCandidates">Nodes examined per preemption attempt.</param>
+    public PreemptionPlanner(ICellView view, IReadOnlyDictionary<TenantId, ResourceVector>? guarantees = null, int maxCandidates = 16)
+    {
+        _view = view ?? throw new ArgumentNullException(nameof(view));
+        _tenantUsage = t => view.GetTenantUsage(t).Usage;
+        _guarantees = guarantees ?? new Dictionary<TenantId, ResourceVector>();
+        MaxCandidates = maxCandidates;
+        _placementFilters = PlacementFilters();
+    }
 
     /// <summary>Creates a planner.</summary>
     /// <param name="allocationsOn">Reads the live bindings on a node (the cell's <see cref="Cell.GetAllocationsOnNode"/>).</param>
@@ -32,9 +50,11 @@ public sealed class PreemptionPlanner
         _tenantUsage = tenantUsage ?? throw new ArgumentNullException(nameof(tenantUsage));
         _guarantees = guarantees ?? new Dictionary<TenantId, ResourceVector>();
         MaxCandidates = maxCandidates;
-        // Everything but resources: a node that fails health, labels or taints cannot host the task whatever is evicted.
-        _placementFilters = [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter()];
+        _placementFilters = PlacementFilters();
     }
+
+    // Everything but resources: a node that fails health, labels or taints cannot host the task whatever is evicted.
+    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter()];
 
     /// <summary>Nodes examined per attempt.</summary>
     public int MaxCandidates { get; }
@@ -96,8 +116,19 @@ public sealed class PreemptionPlanner
         _scratch.Clear();
         topPriority = int.MinValue;
         var candidates = new List<Allocation>();
-        foreach (var a in _allocationsOn(v.Id))
+        IReadOnlyList<Allocation> onNode;
+        if (_view is not null)
+        {
+            _onNode.Clear();
+            _view.CopyAllocationsOnNode(v.Id, _onNode);
+            onNode = _onNode;
+        }
+        else onNode = _allocationsOn!(v.Id);
+        for (int i = 0; i < onNode.Count; i++)
+        {
+            var a = onNode[i];
             if (a.Priority < job.Priority && !_chosen.Contains(a.Task)) candidates.Add(a);
+        }
         // Lowest priority first; among equals the largest first, so fewer victims are needed.
         candidates.Sort(static (x, y) => x.Priority != y.Priority ? x.Priority.CompareTo(y.Priority) : y.Resources.CpuMillis.CompareTo(x.Resources.CpuMillis));
         var used = v.Allocated + context.TentativeOn(v.Id);

@@ -57,21 +57,48 @@ internal sealed class Authorizer
     /// <summary>Control-plane object messages (0x40-0x4F, allocated to the cpwire change; docs/control-plane.md).</summary>
     public static bool IsObjectMessage(MessageType t) => (byte)t is >= 0x40 and <= 0x4F;
 
-    // HOOK for the object messages (0x40-0x4F): they were not on main when credentials landed, so they are authorized
-    // fail-closed here: only an operator with the override (or break-glass) scope passes this first check. When they
-    // land, refine it per message: reads for every operator; tenant-scoped objects (key kind/tenant/name) for a
-    // submitter of that tenant and a scheduler listing it, checked after decoding with TenantAllowed, like SubmitJob.
-    private static DenyReason ObjectRule(Credential c, out string need)
+    // The object messages (0x40-0x4F) by type. Operators: every operator may read (get, list, watch); writes need the
+    // override scope (Has also admits break-glass), as for the Operate kinds that change the cell. Submitters pass here
+    // and are held to their own tenant after decoding (ObjectTenant), since the tenant is in the body. Status writes are
+    // the controller's (it runs in the server): a submitter writing status could forge readiness, so it is refused.
+    // Schedulers, agents and join tokens never touch objects: a scheduler places tasks, it does not declare workloads.
+    private static DenyReason ObjectRule(Credential c, MessageType t, out string need)
     {
-        need = "control-plane objects need an operator credential with the override scope (tenant-scoped rules come with the object messages)";
-        return c.Role == CredentialRole.Operator && c.Has(OperatorScopes.Override) ? DenyReason.None
-            : c.Role == CredentialRole.Operator ? DenyReason.ScopeMissing : DenyReason.RoleNotAllowed;
+        need = "";
+        bool read = t is MessageType.GetObject or MessageType.ListObjects or MessageType.WatchObjects or MessageType.StopWatch;
+        switch (c.Role)
+        {
+            case CredentialRole.Operator:
+                if (read || c.Has(OperatorScopes.Override)) return DenyReason.None;
+                need = "writing control-plane objects needs the override scope";
+                return DenyReason.ScopeMissing;
+            case CredentialRole.Submitter:
+                if (t != MessageType.UpdateObjectStatus) return DenyReason.None;
+                need = "object status is written by the server's controllers; a submitter may not write it";
+                return DenyReason.ScopeMissing;
+            default:
+                need = "control-plane objects are for operators, and for submitters in their own tenant";
+                return DenyReason.RoleNotAllowed;
+        }
+    }
+
+    /// <summary>
+    /// An object message after decoding: a submitter acts on objects of its own tenant only (the key's tenant, from the
+    /// request's tenant field or the document's metadata.tenant; an empty tenant in a list or watch means every tenant and
+    /// is refused too). Other credentials passed the type rule already.
+    /// </summary>
+    public bool ObjectTenant(FrameConnection c, Session s, uint rid, MessageType type, string kind, string tenant, string name)
+    {
+        if (s.Credential is not { Role: CredentialRole.Submitter } cred || (tenant.Length > 0 && string.Equals(tenant, cred.Subject, StringComparison.Ordinal))) return true;
+        string target = tenant.Length == 0 ? $"{kind}/*" : $"{kind}/{tenant}/{name}";
+        return Deny(c, s, rid, type.ToString(), target, DenyReason.OtherTenant,
+            tenant.Length == 0 ? $"this credential reads tenant '{cred.Subject}' only: name it" : $"this credential acts on tenant '{cred.Subject}' only, not '{tenant}'");
     }
 
     private static DenyReason Rule(Credential c, MessageType t, out string need)
     {
         need = "";
-        if (IsObjectMessage(t)) return ObjectRule(c, out need);
+        if (IsObjectMessage(t)) return ObjectRule(c, t, out need);
         switch (c.Role)
         {
             case CredentialRole.Agent:
@@ -206,11 +233,12 @@ internal sealed class Authorizer
         return Deny(c, s, rid, "Inspect", target.ToString(), DenyReason.ScopeMissing, "a submitter credential may inspect its jobs (target 3) and its tenant (target 10) only");
     }
 
-    /// <summary>Operate: drain needs the drain scope, every other kind the override scope.</summary>
+    /// <summary>Operate: drain and undrain need the drain scope, every other kind the override scope.</summary>
     public bool Operate(FrameConnection c, Session s, uint rid, OperateKind kind, string target)
     {
         if (s.Credential is not { } cred) return true;
-        var scope = kind == OperateKind.DrainNode ? OperatorScopes.Drain : OperatorScopes.Override;
+        // Undoing a drain is the same authority as draining.
+        var scope = kind is OperateKind.DrainNode or OperateKind.UndrainNode ? OperatorScopes.Drain : OperatorScopes.Override;
         if (cred.Has(scope)) return true;
         return Deny(c, s, rid, "Operate " + kind, target, DenyReason.ScopeMissing, $"Operate {kind} needs the {(scope == OperatorScopes.Drain ? "drain" : "override")} scope");
     }

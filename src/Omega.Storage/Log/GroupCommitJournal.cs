@@ -76,7 +76,16 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     public long NextChunkSequence => Volatile.Read(ref _nextChunkSeq);
 
     /// <inheritdoc />
-    public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record)
+    public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record) => AppendElement(sequence, 1, cellVersion, record);
+
+    /// <summary>
+    /// A batch frame is one element of the group's record stream (<c>length:u32 frame</c>), never split into its
+    /// records: the reader then applies all of it or, when the tail is cut inside it, none of it.
+    /// </summary>
+    public void AppendBatch(long firstSequence, int count, long lastCellVersion, ReadOnlySpan<byte> frame)
+        => AppendElement(firstSequence + count - 1, count, lastCellVersion, frame);
+
+    private void AppendElement(long sequence, int records, long cellVersion, ReadOnlySpan<byte> record)
     {
         // Back-pressure: if the committer has fallen far behind, hold the cell's commit lock until it catches up.
         // The committer never takes the cell lock, so this cannot deadlock.
@@ -95,11 +104,14 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             BinaryPrimitives.WriteInt32LittleEndian(_pending.AsSpan(_pendingLength), record.Length);
             record.CopyTo(_pending.AsSpan(_pendingLength + 4));
             _pendingLength = need;
-            _pendingRecords++;
+            int before = _pendingRecords;
+            _pendingRecords += records;
             _pendingLastSeq = sequence;
             _pendingLastVersion = cellVersion;
             _pendingBytesVolatile = need;
-            signal = _pendingRecords == _options.GroupCommitMaxRecords || (need >= _options.GroupCommitMaxBytes && need - 4 - record.Length < _options.GroupCommitMaxBytes);
+            // Wake the committer once, when this append crosses a threshold (a batch may cross it by more than one).
+            signal = (before < _options.GroupCommitMaxRecords && _pendingRecords >= _options.GroupCommitMaxRecords)
+                || (need >= _options.GroupCommitMaxBytes && need - 4 - record.Length < _options.GroupCommitMaxBytes);
         }
         if (signal) _wake.Set();
     }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using FASTER.core;
+using Omega.Cells;
 
 namespace Omega.Storage.Log;
 
@@ -138,8 +139,29 @@ internal sealed class JournalReader
             int len = BinaryPrimitives.ReadInt32LittleEndian(s[pos..]);
             if (len < 0) throw new StorageCorruptionException($"negative record length {len} in a checksummed chunk", "");
             if (s.Length - pos - 4 < len) break;
-            onRecord(s.Slice(pos + 4, len));
-            n++;
+            var element = s.Slice(pos + 4, len);
+            if (CellBatch.IsFrame(element))
+            {
+                // A batch frame arrives only whole (the check above), so its records are applied all or none.
+                try
+                {
+                    CellBatch.Validate(element);
+                }
+                catch (FormatException e)
+                {
+                    throw new StorageCorruptionException($"malformed batch frame in a checksummed chunk: {e.Message}", "", e);
+                }
+                foreach (var record in CellBatch.Records(element))
+                {
+                    onRecord(record);
+                    n++;
+                }
+            }
+            else
+            {
+                onRecord(element);
+                n++;
+            }
             pos += 4 + len;
         }
         return pos;
