@@ -39,6 +39,9 @@ internal static class ControllerCrashHost
         builder.Services.AddOmega(o =>
         {
             o.CellName = "controller-crash";
+            // The driver's agents present no credential: this host is about workloads across SIGKILL, not about who may
+            // connect (credentials across kill -9 have their own test), so authentication stays off explicitly.
+            o.Authentication = false;
             o.DataDirectory = dir;
             o.Listen = string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{port}");
             o.Tenants.Add(Tenant);

@@ -23,13 +23,24 @@ internal sealed class ServeProcess : IDisposable
     public bool HasExited => _p.HasExited;
 
     /// <summary>Starts <c>omega serve</c> on a free loopback port with <paramref name="extraArgs"/> and waits until it listens.</summary>
-    public static async Task<ServeProcess> StartAsync(string omegaDll, string dataDir, TimeSpan timeout, params string[] extraArgs)
+    public static Task<ServeProcess> StartAsync(string omegaDll, string dataDir, TimeSpan timeout, params string[] extraArgs)
+        => StartCoreAsync(omegaDll, dataDir, timeout, auth: false, extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>, but with authentication on (serve's default): clients need DATA/admin.token.</summary>
+    public static Task<ServeProcess> StartWithAuthAsync(string omegaDll, string dataDir, TimeSpan timeout, params string[] extraArgs)
+        => StartCoreAsync(omegaDll, dataDir, timeout, auth: true, extraArgs);
+
+    private static async Task<ServeProcess> StartCoreAsync(string omegaDll, string dataDir, TimeSpan timeout, bool auth, string[] extraArgs)
     {
         var ep = new IPEndPoint(IPAddress.Loopback, FreePort());
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(omegaDll);
         // The driver's raw-protocol client speaks plaintext; TLS itself is covered by the TLS tests, so ask for it explicitly.
         foreach (var a in new[] { "serve", "--listen", ep.ToString(), "--data", dataDir, "--insecure" }) psi.ArgumentList.Add(a);
+        // Likewise credentials: the driver is about durable acknowledgements (leases, registrations, commits), not about
+        // who may send them, so it asks for --no-auth explicitly; credentials across kill -9 have their own test
+        // (Omega.Cli.Tests AuthCliTests), which starts the server through StartWithAuthAsync.
+        if (!auth) psi.ArgumentList.Add("--no-auth");
         foreach (var a in extraArgs) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_NOLOGO"] = "1";
         var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start omega serve");

@@ -11,6 +11,9 @@ public sealed class AgentRequestException(ErrorCode code, string message) : Exce
 {
     /// <summary>The server's error code (<see cref="ErrorCode.None"/> when the connection closed before a reply).</summary>
     public ErrorCode Code { get; } = code;
+
+    /// <summary>For <see cref="ErrorCode.PermissionDenied"/>: which rule refused the request (docs/protocol.md, section 12).</summary>
+    public DenyReason Reason { get; init; }
 }
 
 /// <summary>
@@ -42,6 +45,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private long _lastVersion;
     private int _heartbeatMs = 1000;
     private long _reconnects, _stale, _duplicates, _registrations;
+    private string? _token;
+    private volatile ErrorCode _credentialRefused;
 
     /// <summary>Creates an agent; <see cref="StartAsync"/> connects it.</summary>
     public AgentClient(AgentOptions options, TransportMetrics? metrics = null)
@@ -49,6 +54,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         _options = options ?? throw new ArgumentNullException(nameof(options));
         if (options.ReadyAfter is { } ra && ra <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), "ReadyAfter must be positive");
         _metrics = metrics ?? new TransportMetrics("agent");
+        _token = options.Token;
         int seed = options.Seed ?? Random.Shared.Next();
         Seed = seed;
         _random = new Random(seed);
@@ -77,6 +83,15 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
 
     /// <summary>Binding frames ignored because their version was already processed (should stay 0).</summary>
     public long Duplicates => Volatile.Read(ref _duplicates);
+
+    /// <summary>The agent's own credential: <see cref="AgentOptions.Token"/>, or the one a join issued (null before either).</summary>
+    public string? Token => Volatile.Read(ref _token);
+
+    /// <summary>
+    /// Set when the server refused this agent's credential for good (revoked, expired, unknown, or a join token spent):
+    /// the agent stops reconnecting, because retrying cannot help. <see cref="ErrorCode.None"/> otherwise.
+    /// </summary>
+    public ErrorCode CredentialRefused => _credentialRefused;
 
     /// <summary>True while connected and registered.</summary>
     public bool IsConnected => _connection is { IsClosing: false } && NodeId >= 0;
@@ -220,7 +235,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (type == MessageType.Error)
         {
             Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
-            throw new AgentRequestException(err.Code, err.Message ?? "");
+            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason };
         }
         if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out var e))
             throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");
@@ -240,8 +255,17 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             {
                 c = await FrameClient.ConnectAsync(_options.Server, this, _options.Transport, _metrics, ct).ConfigureAwait(false);
                 _connection = c;
-                var (wt, wb) = await RequestOn(c, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = _options.NodeName }).ConfigureAwait(false);
+                // The node's own credential once it has one; the join token only to get it (docs/protocol.md, section 12).
+                string? own = Volatile.Read(ref _token);
+                var (wt, wb) = await RequestOn(c, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = _options.NodeName, Token = own ?? _options.JoinToken }).ConfigureAwait(false);
                 Expect<Welcome>(wt, wb);
+                if (own is null && _options.JoinToken is not null)
+                {
+                    var (jt, jb) = await RequestOn(c, new Join { Node = _options.NodeName }).ConfigureAwait(false);
+                    var joined = Expect<JoinReply>(jt, jb);
+                    Volatile.Write(ref _token, joined.Token);
+                    _options.OnCredential?.Invoke(joined.Token);
+                }
                 var (rt, rb) = await RequestOn(c, new Register
                 {
                     Node = _options.NodeName,
@@ -262,9 +286,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             }
             catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AgentRequestException or OperationCanceledException or IOException)
             {
-                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired)
+                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired or ErrorCode.PermissionDenied)
                 {
                     _firstRegistration.TrySetException(ex);
+                    return;
+                }
+                // A credential the server refuses (unknown, revoked, expired, a spent join token) stays refused: stop,
+                // whether or not the agent was registered before, rather than knock on the door every few seconds.
+                if (ex is AgentRequestException { Code: ErrorCode.Unauthenticated or ErrorCode.CredentialRevoked or ErrorCode.CredentialExpired or ErrorCode.JoinTokenExhausted } refused)
+                {
+                    _credentialRefused = refused.Code;
+                    _firstRegistration.TrySetException(ex);
+                    c?.Abort(DisconnectReason.LocalClose);
                     return;
                 }
                 // A server we do not trust (or that speaks no TLS) will not become trustworthy by retrying: the first
@@ -277,7 +310,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 }
             }
             c?.Abort(DisconnectReason.LocalClose);
-            if (ct.IsCancellationRequested) break;
+            if (ct.IsCancellationRequested || _credentialRefused != ErrorCode.None) break;
             Interlocked.Increment(ref _reconnects);
             var delay = NextReconnectDelay(attempt);
             attempt++;
@@ -359,6 +392,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (!Codec.TryDecode<ErrorMessage>(frame.Body, out var e, out _) || !e.Code.ClosesConnection()) return;
         foreach (var (rid, pending) in _pending)
             if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? ""));
+        if (e.Code is ErrorCode.CredentialRevoked or ErrorCode.CredentialExpired) _credentialRefused = e.Code;
     }
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)

@@ -52,6 +52,21 @@ public sealed class AgentOptions
     public Action<AgentClient, AgentBinding>? OnBinding { get; init; }
 
     /// <summary>
+    /// The node's own bearer credential (an agent credential for <see cref="NodeName"/>; docs/protocol.md, section 12),
+    /// sent in every Hello. Null for a server without authentication, or when <see cref="JoinToken"/> is used.
+    /// </summary>
+    public string? Token { get; init; }
+
+    /// <summary>
+    /// A join token: when <see cref="Token"/> is null, the agent presents it once, sends Join for its node and receives its
+    /// own credential (kept in memory for reconnects and handed to <see cref="OnCredential"/> to be stored).
+    /// </summary>
+    public string? JoinToken { get; init; }
+
+    /// <summary>Called once with the credential a join issued (store it, e.g. in a file of mode 0600, for the next start).</summary>
+    public Action<string>? OnCredential { get; init; }
+
+    /// <summary>
     /// When set, the agent reports each accepted run binding's lifecycle itself: <c>running</c> at once (with the binding
     /// ack) and <c>ready</c> this long after, unless the task was stopped or reported done meanwhile (a stand-in for a
     /// readiness probe). Must be positive. Null (default): the application reports (<see cref="AgentClient.Report"/>).

@@ -42,13 +42,76 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// check throws <see cref="TransportSecurityException"/>. Without <paramref name="transport"/> (or with its
     /// ClientTls null) the connection is plaintext.
     /// </summary>
-    public static async Task<ControlClient> ConnectAsync(EndPoint server, TransportOptions? transport, string name = "omega-cli", CancellationToken cancellationToken = default)
+    public static Task<ControlClient> ConnectAsync(EndPoint server, TransportOptions? transport, string name = "omega-cli", CancellationToken cancellationToken = default)
+        => ConnectAsync(server, transport, name, null, cancellationToken);
+
+    /// <summary>
+    /// Connects, completes the handshake and presents <paramref name="token"/> (a bearer credential,
+    /// docs/protocol.md section 12; null for a server without authentication). A refused credential throws
+    /// <see cref="AgentRequestException"/> with Unauthenticated, CredentialExpired or CredentialRevoked.
+    /// </summary>
+    public static async Task<ControlClient> ConnectAsync(EndPoint server, TransportOptions? transport, string name, string? token, CancellationToken cancellationToken = default)
     {
         var client = new ControlClient();
         client._connection = await FrameClient.ConnectAsync(server, client, transport ?? new TransportOptions(), new TransportMetrics("control"), cancellationToken).ConfigureAwait(false);
-        var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name }, cancellationToken).ConfigureAwait(false);
-        Expect<Welcome>(t, b);
+        try
+        {
+            var (t, b) = await client.RequestAsync(new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = name, Token = token }, cancellationToken).ConfigureAwait(false);
+            var w = Expect<Welcome>(t, b);
+            client.Principal = w.Principal ?? "";
+            client.AuthRequired = w.AuthRequired;
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
         return client;
+    }
+
+    /// <summary>Who the server authenticated this connection as (empty when the server runs without authentication).</summary>
+    public string Principal { get; private set; } = "";
+
+    /// <summary>True when the server checks credentials.</summary>
+    public bool AuthRequired { get; private set; }
+
+    /// <summary>
+    /// Creates a credential (admin scope) and returns its id, its token (shown once) and its expiry (Unix ms, 0 = none).
+    /// Refusals throw <see cref="AgentRequestException"/> (PermissionDenied, InvalidRequest, CredentialLimitReached).
+    /// </summary>
+    public async Task<(string Id, string Token, long ExpiresUnixMs)> CreateTokenAsync(CredentialRole role, string subject, OperatorScopes scopes = OperatorScopes.None,
+        TimeSpan? ttl = null, int uses = 0, IReadOnlyList<string>? tenants = null, TimeSpan? agentTtl = null)
+    {
+        var (t, b) = await RequestAsync(new CreateToken
+        {
+            Role = role, Subject = subject ?? "", Scopes = scopes, TtlMs = (long)(ttl?.TotalMilliseconds ?? 0), Uses = uses, Tenants = tenants,
+            AgentTtlMs = (long)(agentTtl?.TotalMilliseconds ?? 0),
+        }).ConfigureAwait(false);
+        var r = Expect<TokenCreated>(t, b);
+        return (r.Id, r.Token, r.ExpiresUnixMs);
+    }
+
+    /// <summary>Lists credentials (admin scope), oldest first, never their secrets; and how many there are.</summary>
+    public async Task<(int Total, IReadOnlyList<CredentialInfo> Credentials)> ListTokensAsync(int limit = 10_000)
+    {
+        var (t, b) = await RequestAsync(new ListTokens { Limit = limit }).ConfigureAwait(false);
+        var r = Expect<TokenList>(t, b);
+        return (r.Total, r.Credentials);
+    }
+
+    /// <summary>Revokes a credential (admin scope) once durably; returns how many of its connections the server closed.</summary>
+    public async Task<int> RevokeTokenAsync(string id)
+    {
+        var (t, b) = await RequestAsync(new RevokeToken { Id = id ?? "" }).ConfigureAwait(false);
+        return Expect<TokenRevoked>(t, b).Closed;
+    }
+
+    /// <summary>The last <paramref name="limit"/> audit entries after sequence <paramref name="after"/> (admin scope), and how many are kept.</summary>
+    public async Task<(int Total, IReadOnlyList<AuditEntry> Entries)> ReadAuditAsync(int limit = 100, long after = 0)
+    {
+        var (t, b) = await RequestAsync(new ReadAudit { Limit = limit, After = after }).ConfigureAwait(false);
+        var r = Expect<AuditLog>(t, b);
+        return (r.Total, r.Entries);
     }
 
     /// <summary>
@@ -163,7 +226,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
         if (type == MessageType.Error)
         {
             Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
-            throw new AgentRequestException(err.Code, err.Message ?? "");
+            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason };
         }
         if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out _))
             throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");

@@ -64,6 +64,12 @@ public sealed partial class Cell
         }
     }
 
+    /// <summary>The identity (lease name) scheduler <paramref name="id"/> was granted under, or null when there is none.</summary>
+    public string? LeaseName(SchedulerId id)
+    {
+        lock (_lock) return (uint)id.Value < (uint)_schedulerCount ? _leases[id.Value].Name : null;
+    }
+
     /// <summary>Gives a lease up early (clean shutdown), so another holder can acquire the identity at once.</summary>
     public LeaseStatus ReleaseLease(SchedulerLease lease)
     {

@@ -24,6 +24,8 @@ internal sealed class ClientTls
     public Option<string?> ClientCert { get; } = new("--client-cert") { Description = "PEM client certificate, for a server that requires mTLS (--client-ca). Env: OMEGA_CLIENT_CERT." };
     public Option<string?> ClientKey { get; } = new("--client-key") { Description = "PEM private key of --client-cert. Env: OMEGA_CLIENT_KEY." };
     public Option<string?> ServerName { get; } = new("--server-name") { Description = "The name to expect in the server's certificate (default: the host of --connect)." };
+    public Option<string?> Token { get; } = new("--token") { Description = "The bearer credential (omega1.…) to present; omega serve writes the first one to DATA/admin.token. Env: OMEGA_TOKEN." };
+    public Option<string?> TokenFile { get; } = new("--token-file") { Description = "Read the credential from this file (e.g. DATA/admin.token). Env: OMEGA_TOKEN_FILE." };
 
     /// <summary>Adds the flags to <paramref name="command"/> and returns them.</summary>
     public static ClientTls AddTo(Command command)
@@ -36,7 +38,50 @@ internal sealed class ClientTls
         command.Options.Add(t.ClientCert);
         command.Options.Add(t.ClientKey);
         command.Options.Add(t.ServerName);
+        command.Options.Add(t.Token);
+        command.Options.Add(t.TokenFile);
         return t;
+    }
+
+    /// <summary>
+    /// The credential to present (docs/protocol.md, section 12): <c>--token</c>, else <c>--token-file</c>, else the
+    /// environment's <c>OMEGA_TOKEN</c>, else <c>OMEGA_TOKEN_FILE</c>; null when none is given (a server with
+    /// authentication on then refuses the connection with Unauthenticated). A usage error for both flags at once, an
+    /// unreadable file, or a token that is not of the form <c>omega1.&lt;id&gt;.&lt;secret&gt;</c>.
+    /// </summary>
+    public bool TryResolveToken(ParseResult r, out string? token, out string? error)
+    {
+        token = null;
+        error = null;
+        string? flag = r.GetValue(Token), file = r.GetValue(TokenFile);
+        if (flag is not null && file is not null)
+        {
+            error = "choose one of --token and --token-file";
+            return false;
+        }
+        if (flag is null && file is null)
+        {
+            flag = Environment.GetEnvironmentVariable("OMEGA_TOKEN") is { Length: > 0 } t ? t : null;
+            file = flag is null && Environment.GetEnvironmentVariable("OMEGA_TOKEN_FILE") is { Length: > 0 } f ? f : null;
+        }
+        if (file is not null)
+        {
+            try { flag = File.ReadAllText(file).Trim(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                error = $"cannot read the token file {file}: {e.Message}";
+                return false;
+            }
+        }
+        if (flag is null) return true;
+        flag = flag.Trim();
+        if (!Omega.Server.AuthService.IsWellFormedToken(flag))
+        {
+            error = "the token is not of the form omega1.<16 hex digits>.<43 characters> (omega token create prints one; omega serve writes the first to DATA/admin.token)";
+            return false;
+        }
+        token = flag;
+        return true;
     }
 
     /// <summary>
@@ -116,6 +161,8 @@ internal sealed class ClientTls
             $"refused the server at {where}: {t.Failure}: {t.Message} (pass --ca FILE or --pin SHA256; omega serve prints both)",
         TransportSecurityException t => $"TLS with the server at {where} failed: {t.Message} (--insecure if the server runs with --insecure)",
         AgentRequestException { Code: ErrorCode.TlsRequired } => $"the server at {where} requires TLS: drop --insecure",
+        AgentRequestException { Code: ErrorCode.Unauthenticated } a => $"the server at {where} refused the credential: Unauthenticated: {a.Message} (pass --token or --token-file; omega serve wrote the first one to DATA/admin.token)",
+        AgentRequestException { Code: ErrorCode.CredentialRevoked or ErrorCode.CredentialExpired or ErrorCode.JoinTokenExhausted } a => $"the server at {where} refused the credential: {a.Code}: {a.Message}",
         _ => $"cannot reach the server at {where}: {e.Message}",
     };
 }

@@ -45,6 +45,11 @@ internal static partial class Log
         Message = "Created tenant {TenantName} as id {TenantId} in cell {CellName}")]
     public static partial void TenantCreated(ILogger logger, string cellName, string tenantName, int tenantId);
 
+    // 1095-1099: credentials (the auth change).
+    [LoggerMessage(EventId = 1095, EventName = "AuthOn", Level = LogLevel.Information,
+        Message = "Authentication on: every connection presents a credential; the admin token is in {AdminTokenFile} (created now: {Created})")]
+    public static partial void AuthOn(ILogger logger, string adminTokenFile, bool created);
+
     // 1090-1094: transport security (the tls change; kept apart from the ids above so concurrent additions do not collide).
     [LoggerMessage(EventId = 1090, EventName = "TlsOn", Level = LogLevel.Information,
         Message = "TLS 1.3 on the listener: certificate {Subject} (SPKI SHA-256 pin {Pin}) from {CertificateFile}; client certificates required: {ClientCertificatesRequired}")]

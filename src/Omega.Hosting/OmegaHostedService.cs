@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using Omega.Cells;
 using Omega.ControlPlane;
 using Omega.ControlPlane.Controllers;
+using Omega.Protocol;
 using Omega.Scheduling;
 using Omega.Server;
 using Omega.Storage;
@@ -94,8 +95,11 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             // The same objects are served over the wire (writes acknowledged once durable, as above).
             o.Server.Objects = _objects;
             var tls = ConfigureTls(o);
+            if (o.Authentication) o.Server.Authentication ??= new AuthOptions();
+            else o.Server.Authentication = null;
             // Binds the port: a port in use fails here, before any worker runs.
             _server = new OmegaServer(_store.Cell, _engine, IPEndPoint.Parse(o.Listen), o.Server);
+            var admin = o.Authentication ? await BootstrapAdminAsync(o, _store, _server, cancellationToken).ConfigureAwait(false) : null;
 
             if (o.StartScheduling)
             {
@@ -116,7 +120,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 _runner = _controller.CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
                 _runner.Start();
             }
-            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls);
+            _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
         }
         catch (Exception e)
         {
@@ -138,6 +142,53 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             if (status == TenantOpStatus.Ok) Log.TenantCreated(_logger, o.CellName, t, id.Value);
         }
         await store.WaitForDurableAsync(store.Cell.JournalSequence, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The first operator credential (like etcd's and k3s's bootstrap admin): installed from <see cref="OmegaOptions.AdminTokenFile"/>,
+    /// or created at the first start (no credential stored yet) and written to <c>admin.token</c> (mode 0600) in the data
+    /// directory. Durable before the server accepts a connection, so the token printed survives kill -9.
+    /// </summary>
+    private async Task<AdminTokenInfo> BootstrapAdminAsync(OmegaOptions o, ICellStore store, OmegaServer server, CancellationToken cancellationToken)
+    {
+        var auth = server.Auth;
+        AdminTokenInfo info;
+        if (o.AdminTokenFile is { } given)
+        {
+            string token = (await File.ReadAllTextAsync(given, cancellationToken).ConfigureAwait(false)).Trim();
+            if (!auth.TryInstallToken(token, CredentialRole.Operator, "admin", OperatorScopes.All, out var error))
+                throw new InvalidOperationException($"admin token file {given}: {error}");
+            info = new AdminTokenInfo(Path.GetFullPath(given), false);
+        }
+        else
+        {
+            string dir = o.InMemory
+                ? Path.Combine(Path.GetTempPath(), "omega-auth", IPEndPoint.Parse(o.Listen).Port == 0 ? $"{o.CellName}-pid{Environment.ProcessId}" : $"{o.CellName}-{IPEndPoint.Parse(o.Listen).Port}")
+                : DataDirectoryOf(o);
+            string file = Path.Combine(dir, "admin.token");
+            bool created = false;
+            if (!auth.HasCredentials)
+            {
+                Directory.CreateDirectory(dir);
+                string token = auth.CreateCredential(CredentialRole.Operator, "admin", OperatorScopes.All, createdBy: "omega serve (first start)");
+                WriteOwnerOnly(file, token + "\n");
+                created = true;
+            }
+            info = new AdminTokenInfo(Path.GetFullPath(file), created);
+        }
+        await store.WaitForDurableAsync(store.Cell.JournalSequence, cancellationToken).ConfigureAwait(false);
+        Log.AuthOn(_logger, info.Path, info.Created);
+        return info;
+    }
+
+    private static void WriteOwnerOnly(string path, string text)
+    {
+        // Created with mode 0600 from the start (never readable by others, not even for a moment).
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var f = new FileStream(path, options);
+        using var w = new StreamWriter(f);
+        w.Write(text);
     }
 
     private ICellStore OpenStore(OmegaOptions o)

@@ -42,6 +42,22 @@ public sealed class OmegaOptions
     /// </summary>
     public OmegaTlsOptions Tls { get; set; } = new();
 
+    /// <summary>
+    /// Check credentials on every connection and request (docs/protocol.md, section 12; docs/security.md, section 2).
+    /// <b>The library default is false</b> (open, as plaintext is for TLS); <c>omega serve</c> and <c>omega run</c> turn it
+    /// on (<c>--no-auth</c> is the explicit opt-out). With it on, the limits come from <see cref="ServerOptions.Authentication"/>
+    /// when set, else the defaults.
+    /// </summary>
+    public bool Authentication { get; set; }
+
+    /// <summary>
+    /// With <see cref="Authentication"/>: a file holding the first operator token (<c>omega1.…</c>, e.g. from
+    /// <c>omega token generate</c>), installed as the <c>admin</c> credential (every scope) unless its id is known. Null:
+    /// at the first start (no credential in the cell) the host creates one and writes it to <c>DATA/admin.token</c>
+    /// (mode 0600; in memory, a temporary folder per cell and port).
+    /// </summary>
+    public string? AdminTokenFile { get; set; }
+
     /// <summary>Workers of the <c>batch</c> scheduler kind (the engine's first kind: jobs submitted without a kind go there). 1-256, default 2.</summary>
     public int BatchWorkers { get; set; } = 2;
 

@@ -82,9 +82,21 @@ public sealed class OmegaRuntime
 
     private TlsInfo? Tls { get; set; }
 
-    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null)
+    /// <summary>True when the server checks credentials (<see cref="OmegaOptions.Authentication"/>).</summary>
+    public bool IsAuthenticated => AdminToken is not null;
+
+    /// <summary>The file holding the first operator (admin) token; null without authentication.</summary>
+    public string? AdminTokenPath => AdminToken?.Path;
+
+    /// <summary>True when this start created the admin token (the first start of the data directory).</summary>
+    public bool AdminTokenCreated => AdminToken?.Created ?? false;
+
+    private AdminTokenInfo? AdminToken { get; set; }
+
+    internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;
+        AdminToken = admin;
         _objects = objects;
         _controller = controller;
         _store = store;
@@ -105,6 +117,9 @@ public sealed class OmegaRuntime
 
     private static InvalidOperationException NotStarted() => new("Omega is not running: start the host (AddOmega's hosted service opens the store and starts the engine and server)");
 }
+
+/// <summary>Where the first operator token is, and whether this start made it.</summary>
+internal sealed record AdminTokenInfo(string Path, bool Created);
 
 /// <summary>What the host's TLS start-up settled on (published on <see cref="OmegaRuntime"/>).</summary>
 internal sealed record TlsInfo(string CertificatePath, string Pin, DateTime NotAfter, bool ClientCertificatesRequired, bool Created);

@@ -112,6 +112,36 @@ public enum ErrorCode : ushort
     /// a TLS server). Sent in plaintext, then the connection is closed. Reconnect with TLS.
     /// </summary>
     TlsRequired = 60,
+
+    // 50-59: authentication and authorization (issue 11; docs/protocol.md, section 12).
+
+    /// <summary>
+    /// Version 2: authentication is on and the Hello carried no token, a malformed or unknown one, a wrong secret, or a
+    /// credential of the other role. Sent, then the connection is closed.
+    /// </summary>
+    Unauthenticated = 50,
+
+    /// <summary>
+    /// Version 2: the request is outside the credential's role or scope; the Error frame's key 2 carries the
+    /// <see cref="DenyReason"/>. Nothing changed; the connection stays open.
+    /// </summary>
+    PermissionDenied = 51,
+
+    /// <summary>Version 2: the credential has expired (at Hello or at a later request). Sent, then the connection is closed.</summary>
+    CredentialExpired = 52,
+
+    /// <summary>Version 2: the credential was revoked (at Hello, at a later request, or when revoked while connected). Sent, then the connection is closed.</summary>
+    CredentialRevoked = 53,
+
+    /// <summary>Version 2: a join token whose uses are all spent. Sent, then the connection is closed.</summary>
+    JoinTokenExhausted = 54,
+
+    /// <summary>Version 2: RevokeToken named a credential id the server does not know. Nothing changed; the connection stays open.</summary>
+    UnknownCredential = 55,
+
+    /// <summary>Version 2: CreateToken or Join at the server's credential limit. Nothing changed; the connection stays open.</summary>
+    CredentialLimitReached = 56,
+
     /// <summary>Version 2: an object message names a key (kind, tenant, name) that holds no object. The connection stays open.</summary>
     ObjectNotFound = 42,
 
@@ -168,5 +198,6 @@ public static class ErrorCodeExtensions
     public static bool ClosesConnection(this ErrorCode code)
         => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
             or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown
-            or ErrorCode.IncompleteFrameBudget or ErrorCode.TlsRequired;
+            or ErrorCode.IncompleteFrameBudget or ErrorCode.TlsRequired
+            or ErrorCode.Unauthenticated or ErrorCode.CredentialExpired or ErrorCode.CredentialRevoked or ErrorCode.JoinTokenExhausted;
 }

@@ -153,6 +153,106 @@ public enum MessageType : byte
 
     /// <summary>Version 2, server: the records as text.</summary>
     ExplainWorkloadReply = 0x6B,
+
+    /// <summary>Agent with a join token: obtain a node-scoped agent credential for one node (version 2).</summary>
+    Join = 0x50,
+
+    /// <summary>Server: the new agent credential; the connection now acts as it.</summary>
+    JoinReply = 0x51,
+
+    /// <summary>Operator (admin scope): create a credential.</summary>
+    CreateToken = 0x52,
+
+    /// <summary>Server: the created credential's id and token (shown once).</summary>
+    TokenCreated = 0x53,
+
+    /// <summary>Operator (admin scope): list credentials (never their secrets).</summary>
+    ListTokens = 0x54,
+
+    /// <summary>Server: the credentials.</summary>
+    TokenList = 0x55,
+
+    /// <summary>Operator (admin scope): revoke a credential and close its connections.</summary>
+    RevokeToken = 0x56,
+
+    /// <summary>Server: the credential is revoked (durably).</summary>
+    TokenRevoked = 0x57,
+
+    /// <summary>Operator (admin scope): read the audit log.</summary>
+    ReadAudit = 0x58,
+
+    /// <summary>Server: audit entries.</summary>
+    AuditLog = 0x59,
+}
+
+/// <summary>The role a credential names (docs/protocol.md, section 12).</summary>
+public enum CredentialRole : byte
+{
+    /// <summary>A node agent, for the one node named by the credential.</summary>
+    Agent = 0,
+
+    /// <summary>An external scheduler, under the one identity (lease name) named by the credential, optionally for listed tenants.</summary>
+    Scheduler = 1,
+
+    /// <summary>An operator with scopes (<see cref="OperatorScopes"/>).</summary>
+    Operator = 2,
+
+    /// <summary>A submitter of one tenant's jobs.</summary>
+    Submitter = 3,
+
+    /// <summary>A short-lived, bounded-use bootstrap token: only Join.</summary>
+    Join = 4,
+}
+
+/// <summary>Operator scopes, a bit set (docs/protocol.md, section 12).</summary>
+[Flags]
+public enum OperatorScopes
+{
+    /// <summary>No scope beyond read (every operator may read).</summary>
+    None = 0,
+
+    /// <summary>Reads: Sync, QueryJob, Explain, Inspect.</summary>
+    Read = 1,
+
+    /// <summary>Operate DrainNode.</summary>
+    Drain = 2,
+
+    /// <summary>Operate CreateTenant, RemoveNode, ConfirmDomainLost, WithdrawDomainLoss, Checkpoint.</summary>
+    Override = 4,
+
+    /// <summary>Token management and the audit log.</summary>
+    Admin = 8,
+
+    /// <summary>Everything the other scopes allow plus submit/query/explain for any tenant; every request is audited.</summary>
+    BreakGlass = 16,
+
+    /// <summary>Every scope.</summary>
+    All = Read | Drain | Override | Admin | BreakGlass,
+}
+
+/// <summary>Why a request got <see cref="ErrorCode.PermissionDenied"/> (the Error frame's key 2).</summary>
+public enum DenyReason : byte
+{
+    /// <summary>Not a denial.</summary>
+    None = 0,
+
+    /// <summary>The credential's role never may send this request.</summary>
+    RoleNotAllowed = 1,
+
+    /// <summary>The credential lacks the operator scope (or submitter read) the request needs.</summary>
+    ScopeMissing = 2,
+
+    /// <summary>An agent credential acting for another node.</summary>
+    OtherNode = 3,
+
+    /// <summary>A scheduler credential naming another lease name or scheduler id.</summary>
+    OtherScheduler = 4,
+
+    /// <summary>A tenant outside the credential's tenant or tenant list.</summary>
+    OtherTenant = 5,
+
+    /// <summary>Join for a node that already has a live agent credential.</summary>
+    NodeHasCredential = 6,
 }
 
 /// <summary>The role a connection declares in its <see cref="MessageType.Hello"/>.</summary>

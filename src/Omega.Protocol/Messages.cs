@@ -10,15 +10,21 @@ internal struct Hello : IWireMessage<Hello>
     public int Version;
     public PeerRole Role;
     public string Name;
+    public string? Token;
+
+    /// <summary>Longest token accepted in a Hello (a well-formed one has 67 characters).</summary>
+    public const int MaxTokenBytes = 256;
 
     public static MessageType Type => MessageType.Hello;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(3);
+        bool token = !string.IsNullOrEmpty(Token);
+        w.WriteMapHeader(token ? 4 : 3);
         w.Write(0); w.Write(Version);
         w.Write(1); w.Write((byte)Role);
         w.Write(2); w.Write(Name ?? "");
+        if (token) { w.Write(3); w.Write(Token); }
     }
 
     public static Hello Read(ref MessagePackReader r)
@@ -32,6 +38,7 @@ internal struct Hello : IWireMessage<Hello>
                 case 0: m.Version = r.ReadInt32(); break;
                 case 1: m.Role = (PeerRole)r.ReadByte(); break;
                 case 2: m.Name = Codec.ReadString(ref r); break;
+                case 3: m.Token = Codec.ReadString(ref r, MaxTokenBytes); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -48,18 +55,30 @@ internal struct Welcome : IWireMessage<Welcome>
     public int MaxInFlight;
     public int IdleTimeoutMs;
     public long CellVersion;
+    public string? Principal;
+    public long CredentialExpiresUnixMs;
+    public bool AuthRequired;
 
     public static MessageType Type => MessageType.Welcome;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(6);
+        // Keys 6-8 (version 2, authentication) are written only when there is something to say, so a Welcome of a
+        // server without authentication keeps its version-1 bytes.
+        bool auth = Principal is not null;
+        w.WriteMapHeader(auth ? 9 : 6);
         w.Write(0); w.Write(Version);
         w.Write(1); w.Write(Server ?? "");
         w.Write(2); w.Write(MaxFrameLength);
         w.Write(3); w.Write(MaxInFlight);
         w.Write(4); w.Write(IdleTimeoutMs);
         w.Write(5); w.Write(CellVersion);
+        if (auth)
+        {
+            w.Write(6); w.Write(Principal);
+            w.Write(7); w.Write(CredentialExpiresUnixMs);
+            w.Write(8); w.Write(AuthRequired);
+        }
     }
 
     public static Welcome Read(ref MessagePackReader r)
@@ -76,6 +95,9 @@ internal struct Welcome : IWireMessage<Welcome>
                 case 3: m.MaxInFlight = r.ReadInt32(); break;
                 case 4: m.IdleTimeoutMs = r.ReadInt32(); break;
                 case 5: m.CellVersion = r.ReadInt64(); break;
+                case 6: m.Principal = Codec.ReadString(ref r, 1024); break;
+                case 7: m.CredentialExpiresUnixMs = r.ReadInt64(); break;
+                case 8: m.AuthRequired = r.ReadBoolean(); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -88,14 +110,17 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
 {
     public ErrorCode Code;
     public string Message;
+    public DenyReason Reason;
 
     public static MessageType Type => MessageType.Error;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        bool reason = Reason != DenyReason.None;
+        w.WriteMapHeader(reason ? 3 : 2);
         w.Write(0); w.Write((ushort)Code);
         w.Write(1); w.Write(Message ?? "");
+        if (reason) { w.Write(2); w.Write((byte)Reason); }
     }
 
     public static ErrorMessage Read(ref MessagePackReader r)
@@ -108,6 +133,7 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
             {
                 case 0: m.Code = (ErrorCode)r.ReadUInt16(); break;
                 case 1: m.Message = Codec.ReadString(ref r, 4096); break;
+                case 2: m.Reason = (DenyReason)r.ReadByte(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

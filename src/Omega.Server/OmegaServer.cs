@@ -31,7 +31,9 @@ public sealed class OmegaServer : IAsyncDisposable
         _dispatcher = new Dispatcher(_feed, publisher, _nodes);
         Lifecycle = new NodeLifecycleController(cell, engine, Options);
         Lifecycle.InboundProbe = SinceLastReceived;
-        _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle);
+        // Credentials and the audit log are read from the cell's security records (restored with it).
+        Auth = new AuthService(cell, Options.Authentication, Options.Time);
+        _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle, Auth);
         _server = new FrameServer(endpoint, _handler, Options.Transport, Options.Name);
     }
 
@@ -73,6 +75,9 @@ public sealed class OmegaServer : IAsyncDisposable
     /// <summary>The options in force.</summary>
     public ServerOptions Options { get; }
 
+    /// <summary>Credentials, revocations and the audit log (docs/protocol.md, section 12); <see cref="AuthService.Enabled"/> says whether they are checked.</summary>
+    public AuthService Auth { get; }
+
     /// <summary>The node lease controller.</summary>
     public NodeLifecycleController Lifecycle { get; }
 
@@ -111,6 +116,7 @@ public sealed class OmegaServer : IAsyncDisposable
         Cell.RemoveBindingListener(_feed);
         Lifecycle.Dispose();
         _handler.Dispose();
+        Auth.Dispose();
         _feed.Dispose();
     }
 }

@@ -45,13 +45,14 @@ internal sealed partial class ProtocolHandler
         switch (frame.Type)
         {
             case MessageType.CreateObject:
-                return Decode<CreateObject>(c, rid, frame, out var create) ? Write(c, rid, store, create.Body.Object, frame.Type) : true;
+                return Decode<CreateObject>(c, rid, frame, out var create) ? Write(c, s, rid, store, create.Body.Object, frame.Type) : true;
             case MessageType.UpdateObject:
-                return Decode<UpdateObject>(c, rid, frame, out var update) ? Write(c, rid, store, update.Body.Object, frame.Type) : true;
+                return Decode<UpdateObject>(c, rid, frame, out var update) ? Write(c, s, rid, store, update.Body.Object, frame.Type) : true;
             case MessageType.UpdateObjectStatus:
-                return Decode<UpdateObjectStatus>(c, rid, frame, out var status) ? Write(c, rid, store, status.Body.Object, frame.Type) : true;
+                return Decode<UpdateObjectStatus>(c, rid, frame, out var status) ? Write(c, s, rid, store, status.Body.Object, frame.Type) : true;
             case MessageType.DeleteObject:
                 if (!Decode<DeleteObject>(c, rid, frame, out var del)) return true;
+                if (!_authz.ObjectTenant(c, s, rid, frame.Type, del.Kind, del.Tenant, del.Name)) return true;
                 if (del.ResourceVersion < 0)
                 {
                     c.SendError(rid, ErrorCode.InvalidRequest, "DeleteObject: resource_version must not be negative");
@@ -60,19 +61,22 @@ internal sealed partial class ProtocolHandler
                 return Complete(c, rid, store.DeleteAsync(new ObjectKey(del.Kind, del.Tenant, del.Name), del.ResourceVersion));
             case MessageType.GetObject:
                 if (!Decode<GetObject>(c, rid, frame, out var get)) return true;
+                if (!_authz.ObjectTenant(c, s, rid, frame.Type, get.Kind, get.Tenant, get.Name)) return true;
                 SendResult(c, rid, store.Get(new ObjectKey(get.Kind, get.Tenant, get.Name)));
                 return true;
             case MessageType.ListObjects:
-                if (Decode<ListObjects>(c, rid, frame, out var list)) HandleList(c, rid, store, list);
+                if (Decode<ListObjects>(c, rid, frame, out var list) && _authz.ObjectTenant(c, s, rid, frame.Type, list.Kind, list.Tenant, ""))
+                    HandleList(c, rid, store, list);
                 return true;
             case MessageType.WatchObjects:
-                return !Decode<WatchObjects>(c, rid, frame, out var watch) || HandleWatch(c, s, rid, store, watch);
+                return !Decode<WatchObjects>(c, rid, frame, out var watch) || !_authz.ObjectTenant(c, s, rid, frame.Type, watch.Kind, watch.Tenant, "")
+                    || HandleWatch(c, s, rid, store, watch);
             default:
                 return !Decode<StopWatch>(c, rid, frame, out var stop) || HandleStopWatch(c, s, rid, stop.Watch);
         }
     }
 
-    private bool Write(FrameConnection c, uint rid, ObjectStore store, ReadOnlyMemory<byte> json, MessageType type)
+    private bool Write(FrameConnection c, Session s, uint rid, ObjectStore store, ReadOnlyMemory<byte> json, MessageType type)
     {
         // Bounded before parsing: a parse allocates in proportion to the document.
         if (json.Length > _options.MaxObjectRequestBytes)
@@ -86,6 +90,8 @@ internal sealed partial class ProtocolHandler
             c.SendError(rid, ErrorCode.InvalidRequest, $"{type}: {error}");
             return true;
         }
+        // The tenant is the document's metadata.tenant (part of the key the store writes under).
+        if (!_authz.ObjectTenant(c, s, rid, type, obj.Key.Kind, obj.Key.Tenant, obj.Key.Name)) return true;
         return Complete(c, rid, type switch
         {
             MessageType.CreateObject => store.CreateAsync(obj),

@@ -20,6 +20,17 @@ internal sealed class Session
     // submit costs O(1) until the budget is near.
     public List<JobId>? Jobs;
     public long QueuedUpperBound;
+
+    // Authentication (issue 11): the credential the Hello presented (null with authentication off), what its subject
+    // resolves to, and the scheduler ids it was seen to hold (so a commit checks ownership without a cell read).
+    public Credential? Credential;
+    public string HelloName = "";
+    public TenantId SubmitterTenant;
+    public HashSet<int>? TenantIds;
+    public HashSet<int>? OwnSchedulers;
+
+    /// <summary>Who the audit log names: the credential (principal and id), or the Hello name without authentication.</summary>
+    public string Who => Credential?.Who ?? $"anonymous({HelloName})";
 }
 
 /// <summary>
@@ -36,9 +47,13 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private readonly NodeLifecycleController _lifecycle;
     private readonly Meter _meter = new("Omega.Server");
     private readonly Counter<long> _taskReports, _requests;
+    private readonly AuthService _auth;
+    private readonly Authorizer _authz;
 
-    public ProtocolHandler(Cell cell, SchedulingEngine? engine, ServerOptions options, NodeRegistry nodes, Dispatcher dispatcher, NodeLifecycleController lifecycle)
+    public ProtocolHandler(Cell cell, SchedulingEngine? engine, ServerOptions options, NodeRegistry nodes, Dispatcher dispatcher, NodeLifecycleController lifecycle, AuthService auth)
     {
+        _auth = auth;
+        _authz = new Authorizer(auth, cell, engine);
         _cell = cell;
         _engine = engine;
         _options = options;
@@ -57,6 +72,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
 
     public void OnDisconnected(FrameConnection connection, DisconnectReason reason)
     {
+        if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
         if (connection.State is Session session) StopAllWatches(session);
         if (connection.State is Session { Node: { } node })
             lock (node.Sync)
@@ -77,29 +93,47 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.HandshakeRequired, "the first frame must be Hello");
             return;
         }
+        // A credential revoked or expired since the handshake is refused at its next request, and the connection closed.
+        if (session.Credential is { } cred && !_auth.IsLive(cred, out var dead, out var why))
+        {
+            c.SendError(rid, dead, why);
+            return;
+        }
         if (!c.TryBeginRequest())
         {
             c.SendError(rid, ErrorCode.TooManyRequestsInFlight, "too many requests in flight on this connection");
             return;
         }
         _requests.Add(1);
+        // The role and scope rules (the matrix of docs/protocol.md, section 12) for requests of this connection's family;
+        // the other family gets WrongRole from the switch as before.
+        if (session.Credential is not null && IsRequestOf(frame.Type, session.Role) && !_authz.Permit(c, session, rid, frame.Type))
+        {
+            c.EndRequest();
+            return;
+        }
         bool ended = true;
         switch (frame.Type)
         {
+            case MessageType.Join when session.Role == PeerRole.Agent: ended = HandleJoin(c, session, rid, frame); break;
+            case MessageType.CreateToken when session.Role == PeerRole.Scheduler: ended = HandleCreateToken(c, session, rid, frame); break;
+            case MessageType.ListTokens when session.Role == PeerRole.Scheduler: HandleListTokens(c, session, rid, frame); break;
+            case MessageType.RevokeToken when session.Role == PeerRole.Scheduler: ended = HandleRevokeToken(c, session, rid, frame); break;
+            case MessageType.ReadAudit when session.Role == PeerRole.Scheduler: HandleReadAudit(c, rid, frame); break;
             case MessageType.Register when session.Role == PeerRole.Agent: ended = HandleRegister(c, session, rid, frame); break;
             case MessageType.Heartbeat when session.Role == PeerRole.Agent: ended = HandleHeartbeat(c, session, rid, frame); break;
             case MessageType.TaskReport when session.Role == PeerRole.Agent: ended = HandleTaskReport(c, session, rid, frame); break;
             case MessageType.Drain when session.Role == PeerRole.Agent: ended = HandleDrain(c, session, rid, frame); break;
             case MessageType.TaskReports when session.Role == PeerRole.Agent: ended = HandleTaskReports(c, session, rid, frame); break;
-            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: ended = HandleAcquire(c, rid, frame); break;
-            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: ended = HandleRenew(c, rid, frame); break;
+            case MessageType.AcquireLease when session.Role == PeerRole.Scheduler: ended = HandleAcquire(c, session, rid, frame); break;
+            case MessageType.RenewLease when session.Role == PeerRole.Scheduler: ended = HandleRenew(c, session, rid, frame); break;
             case MessageType.Sync when session.Role == PeerRole.Scheduler: HandleSync(c, rid, frame); break;
-            case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, rid, frame); break;
+            case MessageType.Commit when session.Role == PeerRole.Scheduler: ended = HandleCommit(c, session, rid, frame); break;
             case MessageType.SubmitJob when session.Role == PeerRole.Scheduler: HandleSubmit(c, session, rid, frame); break;
-            case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, rid, frame); break;
-            case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, rid, frame); break;
-            case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, rid, frame); break;
-            case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, rid, frame); break;
+            case MessageType.QueryJob when session.Role == PeerRole.Scheduler: HandleQuery(c, session, rid, frame); break;
+            case MessageType.Explain when session.Role == PeerRole.Scheduler: HandleExplain(c, session, rid, frame); break;
+            case MessageType.Inspect when session.Role == PeerRole.Scheduler: HandleInspect(c, session, rid, frame); break;
+            case MessageType.Operate when session.Role == PeerRole.Scheduler: ended = HandleOperate(c, session, rid, frame); break;
             case MessageType.Policy when session.Role == PeerRole.Scheduler: ended = HandlePolicy(c, rid, frame); break;
             case MessageType.ExplainWorkload when session.Role == PeerRole.Scheduler: HandleExplainWorkload(c, rid, frame); break;
             case MessageType.SetQuota when session.Role == PeerRole.Scheduler: ended = HandleSetQuota(c, rid, frame); break;
@@ -114,7 +148,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
-                or MessageType.SetQuota or MessageType.ListQuotas or MessageType.Policy or MessageType.ExplainWorkload:
+                or MessageType.SetQuota or MessageType.ListQuotas or MessageType.Policy or MessageType.ExplainWorkload
+
+                or MessageType.Join or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
                 break;
             default:
@@ -122,6 +158,108 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 break;
         }
         if (ended) c.EndRequest();
+    }
+
+    private static bool IsRequestOf(MessageType t, PeerRole role) => role == PeerRole.Agent
+        ? t is MessageType.Register or MessageType.Heartbeat or MessageType.TaskReport or MessageType.Drain or MessageType.TaskReports or MessageType.Join
+        : t is MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit or MessageType.SubmitJob or MessageType.QueryJob
+            or MessageType.Explain or MessageType.Inspect or MessageType.Operate
+            or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit
+            // Control-plane object messages (0x40-0x4F, the cpwire change): authorized fail-closed by Authorizer.ObjectRule.
+            || Authorizer.IsObjectMessage(t);
+
+    // ------------------------------------------------------------------ credentials (docs/protocol.md, section 12)
+
+    /// <returns>False when the reply waits for the new credential to be durable.</returns>
+    private bool HandleJoin(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<Join>(c, rid, frame, out var m)) return true;
+        if (s.Credential is not { } join)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server: there is nothing to join");
+            return true;
+        }
+        var r = _auth.Join(join, c, m.Node);
+        if (r.Code == ErrorCode.PermissionDenied)
+        {
+            _authz.Deny(c, s, rid, "Join", m.Node, r.Reason, r.Message);
+            return true;
+        }
+        if (r.Code != ErrorCode.None)
+        {
+            c.SendError(rid, r.Code, r.Message);
+            return true;
+        }
+        _authz.Attach(s, r.Agent!);
+        _authz.Audit(s, "Join", m.Node, $"ok: agent credential {r.Agent!.Id} issued by join token {join.Id} ({join.UsesLeft} uses left)");
+        return ReplyWhenDurable(c, rid, new JoinReply { Token = r.Token, CredentialId = r.Agent.Id, ExpiresUnixMs = r.Agent.ExpiresUnixMs });
+    }
+
+    private bool HandleCreateToken(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<CreateToken>(c, rid, frame, out var m)) return true;
+        if (!_auth.Enabled)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server (started with --no-auth): credentials would not be checked");
+            return true;
+        }
+        var (code, message, reply) = _auth.Create(m, s.Who);
+        string target = $"{Credential.RoleName(m.Role)}:{m.Subject}";
+        _authz.Audit(s, "CreateToken", target, code == ErrorCode.None ? $"ok: credential {reply.Id}" : $"{code}: {message}");
+        if (code != ErrorCode.None)
+        {
+            c.SendError(rid, code, message);
+            return true;
+        }
+        return ReplyWhenDurable(c, rid, reply);
+    }
+
+    private void HandleListTokens(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<ListTokens>(c, rid, frame, out var m)) return;
+        if (m.Limit is < 1 or > TokenList.MaxEntries)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, $"list tokens: limit 1-{TokenList.MaxEntries}");
+            return;
+        }
+        if (!_auth.Enabled)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server (started with --no-auth)");
+            return;
+        }
+        var all = _auth.ListCredentials();
+        _authz.Audit(s, "ListTokens", "", $"ok: {all.Count} credential(s)");
+        c.Send(rid, new TokenList { Total = all.Count, Credentials = all.Count <= m.Limit ? all : all.Take(m.Limit).ToList() });
+    }
+
+    private bool HandleRevokeToken(FrameConnection c, Session s, uint rid, in Frame frame)
+    {
+        if (!Decode<RevokeToken>(c, rid, frame, out var m)) return true;
+        if (!_auth.Enabled)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server (started with --no-auth)");
+            return true;
+        }
+        var (code, closed) = _auth.RevokeCore(m.Id, s.Who);
+        _authz.Audit(s, "RevokeToken", m.Id, code == ErrorCode.None ? $"ok: {closed} connection(s) closed" : code.ToString());
+        if (code != ErrorCode.None)
+        {
+            c.SendError(rid, code, $"no credential with id '{m.Id}'");
+            return true;
+        }
+        return ReplyWhenDurable(c, rid, new TokenRevoked { Id = m.Id, Closed = closed });
+    }
+
+    private void HandleReadAudit(FrameConnection c, uint rid, in Frame frame)
+    {
+        if (!Decode<ReadAudit>(c, rid, frame, out var m)) return;
+        if (m.Limit is < 1 or > TokenList.MaxEntries || m.After < 0)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, $"read audit: limit 1-{TokenList.MaxEntries}, after not negative");
+            return;
+        }
+        var (total, entries) = _auth.ReadAudit(m.Limit, m.After);
+        c.Send(rid, new AuditLog { Total = total, Entries = entries });
     }
 
     // ------------------------------------------------------------------ operator requests (docs/protocol.md, "Operator messages")
@@ -216,16 +354,23 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         c.Send(rid, new ExplainWorkloadReply { Found = found, Text = sb.ToString() });
     }
 
-    private void HandleExplain(FrameConnection c, uint rid, in Frame frame)
+    private void HandleExplain(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Explain>(c, rid, frame, out var m)) return;
+        if (!_authz.JobVisible(c, s, rid, MessageType.Explain, m.Task.Job)) return;
+        // A credential scoped to tenants sees records of jobs the engine still knows (and can attribute) only.
+        if (Authorizer.IsTenantScoped(s) && (_engine is null || !_engine.TryGetJob(m.Task.Job, out _)))
+        {
+            c.Send(rid, new ExplainReply { Found = false, Text = $"no decision record visible to this credential for {m.Task}" });
+            return;
+        }
         var record = _engine?.Explain(m.Task);
         c.Send(rid, record is null
             ? new ExplainReply { Found = false, Text = _engine is null ? "this server runs no scheduling engine" : $"no decision record is kept for {m.Task}" }
             : new ExplainReply { Found = true, Text = record.Explain(m.Task.Index) });
     }
 
-    private void HandleInspect(FrameConnection c, uint rid, in Frame frame)
+    private void HandleInspect(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
         if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
@@ -233,6 +378,8 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10 and limit 1-{InspectReply.MaxLines}");
             return;
         }
+        // Reads are scoped too: a submitter (or a scheduler limited to tenants) sees its tenants' jobs and bindings only.
+        if (!_authz.Inspect(c, s, rid, m.Target, out bool filtered)) return;
         var lines = new List<string>();
         int total = 0;
         var ci = System.Globalization.CultureInfo.InvariantCulture;
@@ -251,26 +398,45 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case InspectTarget.Allocations:
                 var all = _cell.GetAllocations();
                 total = all.Count;
-                for (int i = 0; i < all.Count && lines.Count < m.Limit; i++)
+                if (filtered) total = 0;
+                for (int i = 0; i < all.Count; i++)
                 {
                     var a = all[i];
+                    if (filtered)
+                    {
+                        if (!Authorizer.TenantAllowed(s, a.Tenant)) continue;
+                        total++;
+                    }
+                    if (lines.Count >= m.Limit) { if (!filtered) break; continue; }
                     lines.Add(string.Create(ci, $"{a.Task} {a.Node} {a.Resources} tenant={a.Tenant} priority={a.Priority} generation={a.Generation}"));
                 }
                 break;
             case InspectTarget.Jobs:
                 if (_engine is not null)
                 {
-                    total = _engine.JobCount;
-                    foreach (var j in _engine.ListJobs(m.Limit))
+                    total = filtered ? 0 : _engine.JobCount;
+                    foreach (var j in _engine.ListJobs(filtered ? int.MaxValue : m.Limit))
+                    {
+                        if (filtered)
+                        {
+                            if (!Authorizer.TenantAllowed(s, j.Job.Tenant)) continue;
+                            if (++total > m.Limit) continue;
+                        }
                         lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
+                    }
                 }
                 break;
             case InspectTarget.Tenants:
                 var tenants = _cell.GetTenants();
-                total = tenants.Count;
+                total = filtered ? 0 : tenants.Count;
                 for (int i = 0; i < tenants.Count && lines.Count < m.Limit; i++)
                 {
                     var t = tenants[i];
+                    if (filtered)
+                    {
+                        if (!Authorizer.TenantAllowed(s, t.Id)) continue;
+                        total++;
+                    }
                     lines.Add(string.Create(ci, $"{t.Name} {t.Id} quota={(t.Quota is { } q ? q.ToString() : "none")} usage={t.Usage}"));
                 }
                 break;
@@ -310,28 +476,33 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     }
 
     /// <returns>False when the reply is sent later (a checkpoint runs in the background), so the request stays in flight.</returns>
-    private bool HandleOperate(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleOperate(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Operate>(c, rid, frame, out var m)) return true;
+        if (!_authz.Operate(c, s, rid, m.Kind, m.Target)) return true;
+        string action = "Operate " + m.Kind;
         switch (m.Kind)
         {
             case OperateKind.DrainNode:
                 if (!_cell.TryGetNodeId(m.Target, out var id))
                 {
+                    _authz.Audit(s, action, m.Target, "UnknownNode");
                     c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{m.Target}'" });
                     return true;
                 }
-                var s = _cell.SetNodeStatus(id, NodeStatus.Draining);
-                return ReplyWhenDurable(c, rid, s == NodeOpStatus.Ok
+                var st = _cell.SetNodeStatus(id, NodeStatus.Draining);
+                _authz.Audit(s, action, m.Target, st == NodeOpStatus.Ok ? "ok" : st.ToString());
+                return ReplyWhenDurable(c, rid, st == NodeOpStatus.Ok
                     ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{m.Target}' ({id}) is draining" }
-                    : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
+                    : new OperateReply { Status = OperateStatus.Failed, Message = st.ToString() });
             case OperateKind.CreateTenant:
-                return CreateTenant(c, rid, m);
+                return CreateTenant(c, s, rid, m);
             case OperateKind.UndrainNode:
-                return HandleUndrain(c, rid, m.Target);
+                return HandleUndrain(c, s, rid, m.Target, action);
             case OperateKind.RemoveNode:
-                return HandleRemoveNode(c, rid, m.Target);
+                return HandleRemoveNode(c, s, rid, m.Target);
             case OperateKind.Checkpoint when _options.Checkpoint is { } checkpoint:
+                _authz.Audit(s, action, "", "started");
                 _ = Task.Run(async () =>
                 {
                     OperateReply reply;
@@ -350,19 +521,21 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 });
                 return false;
             case OperateKind.Checkpoint:
+                _authz.Audit(s, action, "", "Unsupported");
                 c.Send(rid, new OperateReply { Status = OperateStatus.Unsupported, Message = "this server has no durable store" });
                 return true;
             case OperateKind.ConfirmDomainLost:
             case OperateKind.WithdrawDomainLoss:
-                return HandleDomainLoss(c, rid, m);
+                return HandleDomainLoss(c, s, rid, m);
             default:
+                _authz.Audit(s, action, m.Target, "InvalidRequest");
                 c.SendError(rid, ErrorCode.InvalidRequest, $"operate: unknown kind {(byte)m.Kind}");
                 return true;
         }
     }
 
     /// <returns>False when the reply waits for the record to be durable (the request stays in flight until then).</returns>
-    private bool HandleDomainLoss(FrameConnection c, uint rid, in Operate m)
+    private bool HandleDomainLoss(FrameConnection c, Session s, uint rid, in Operate m)
     {
         string author = string.IsNullOrWhiteSpace(m.Author) ? "" : m.Author.Trim();
         if (string.IsNullOrWhiteSpace(m.Target) || string.IsNullOrWhiteSpace(m.Reason) || author.Length == 0)
@@ -389,6 +562,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 ? $"domain '{m.Target}' had no confirmation in effect"
                 : $"confirmation of domain '{m.Target}' withdrawn by {author} at cell version {version}: the brake applies to it again";
         }
+        _authz.Audit(s, "Operate " + m.Kind, m.Target, $"{st} (author {author}, reason {m.Reason})");
         switch (st)
         {
             case DomainLossStatus.Invalid:
@@ -405,9 +579,10 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     }
 
     /// <returns>False when the reply waits for durability (the request stays in flight until the dispatcher sends it).</returns>
-    private bool CreateTenant(FrameConnection c, uint rid, in Operate m)
+    private bool CreateTenant(FrameConnection c, Session session, uint rid, in Operate m)
     {
         var s = _cell.CreateTenant(m.Target, m.Quota, out var id);
+        _authz.Audit(session, "Operate CreateTenant", m.Target, s == TenantOpStatus.Ok ? $"ok: {id}{(m.Quota is { } q ? " quota " + q : "")}" : s.ToString());
         switch (s)
         {
             case TenantOpStatus.Ok: break;
@@ -439,7 +614,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     /// <c>omega undrain</c>: a draining node becomes schedulable again. Only Draining is undone: fenced and down are the
     /// lifecycle controller's verdicts (an agent coming back clears them), and an operator must not override them.
     /// </summary>
-    private bool HandleUndrain(FrameConnection c, uint rid, string name)
+    private bool HandleUndrain(FrameConnection c, Session session, uint rid, string name, string action)
     {
         if (string.IsNullOrEmpty(name) || !_cell.TryGetNodeId(name, out var id))
         {
@@ -455,6 +630,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             return true;
         }
         var s = _cell.SetNodeStatus(id, NodeStatus.Schedulable);
+        _authz.Audit(session, action, name, s == NodeOpStatus.Ok ? "ok" : s.ToString());
         return ReplyWhenDurable(c, rid, s == NodeOpStatus.Ok
             ? new OperateReply { Status = OperateStatus.Ok, Message = $"node '{name}' ({id}) is schedulable" }
             : new OperateReply { Status = OperateStatus.Failed, Message = s.ToString() });
@@ -464,14 +640,16 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     /// <c>omega node remove</c>: removes the node (its bindings are released and their tasks requeued, as an eviction
     /// would) and stops tracking its lease. The reply waits until the NodeRemoved record is durable.
     /// </summary>
-    private bool HandleRemoveNode(FrameConnection c, uint rid, string name)
+    private bool HandleRemoveNode(FrameConnection c, Session s, uint rid, string name)
     {
         if (string.IsNullOrEmpty(name) || !_cell.TryGetNodeId(name, out var id))
         {
+            _authz.Audit(s, "Operate RemoveNode", name, "UnknownNode");
             c.Send(rid, new OperateReply { Status = OperateStatus.UnknownNode, Message = $"no node named '{name}'" });
             return true;
         }
         var st = _cell.RemoveNode(id, out var released);
+        _authz.Audit(s, "Operate RemoveNode", name, st == NodeOpStatus.Ok ? $"ok: {released.Count} binding(s) released" : st.ToString());
         if (st != NodeOpStatus.Ok) return ReplyWhenDurable(c, rid, new OperateReply { Status = OperateStatus.Failed, Message = st.ToString() });
         _lifecycle.Forget(id);
         if (released.Count > 0 && _engine is not null)
@@ -537,6 +715,18 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.UnsupportedVersion, $"unknown role {(byte)hello.Role}");
             return;
         }
+        s.HelloName = hello.Name ?? "";
+        if (_auth.Enabled)
+        {
+            // Credentials are checked here, in the handshake (docs/protocol.md, section 12); the failures close.
+            var code = _auth.Authenticate(hello.Token, hello.Role, c, out var cred, out var why);
+            if (code != ErrorCode.None)
+            {
+                c.SendError(rid, code, why);
+                return;
+            }
+            _authz.Attach(s, cred!);
+        }
         s.Role = hello.Role;
         c.HandshakeCompleted = true;
         var t = _options.Transport;
@@ -548,6 +738,10 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             MaxInFlight = t.MaxRequestsInFlight,
             IdleTimeoutMs = (int)Math.Min(int.MaxValue, t.IdleTimeout.TotalMilliseconds),
             CellVersion = _cell.Version,
+            // Keys 6-8 only when authentication is on: a server without it keeps the version-1 Welcome bytes.
+            Principal = s.Credential?.Principal,
+            CredentialExpiresUnixMs = s.Credential?.ExpiresUnixMs ?? 0,
+            AuthRequired = _auth.Enabled,
         });
     }
 
@@ -561,6 +755,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, $"register needs a node name, a capacity with every element between 0 and {ResourceVector.MaxQuantity}, and a non-negative resume version");
             return true;
         }
+        if (!_authz.Register(c, s, rid, m.Node)) return true;
         if (s.Node is { } already && !string.Equals(NameOf(already.Id), m.Node, StringComparison.Ordinal))
         {
             c.SendError(rid, ErrorCode.NodeMismatch, "this connection already registered another node");
@@ -632,7 +827,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private string NameOf(NodeId id)
         => _cell.Snapshot().TryGetNode(id, out var v) == SnapshotRead.Ok ? v.Spec.Name : "";
 
-    private static bool OwnNode(FrameConnection c, Session s, uint rid, int nodeId, out NodeState node)
+    private bool OwnNode(FrameConnection c, Session s, uint rid, MessageType type, int nodeId, out NodeState node)
     {
         node = s.Node!;
         if (s.Node is null)
@@ -640,18 +835,16 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.NotRegistered, "register first");
             return false;
         }
-        if (s.Node.Id.Value != nodeId)
-        {
-            c.SendError(rid, ErrorCode.NodeMismatch, $"this connection is node {s.Node.Id.Value}, not {nodeId}");
-            return false;
-        }
+        // Node restriction: with authentication the registered node is the credential's node, so naming another is a
+        // PermissionDenied (OtherNode); without it, the version-1 NodeMismatch.
+        if (s.Node.Id.Value != nodeId) return _authz.OtherNode(c, s, rid, type.ToString(), nodeId, s.Node.Id.Value);
         return true;
     }
 
     private bool HandleHeartbeat(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Heartbeat>(c, rid, frame, out var m)) return true;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
+        if (!OwnNode(c, s, rid, MessageType.Heartbeat, m.NodeId, out var node)) return true;
         long before = _cell.JournalSequence;
         _lifecycle.Renew(node.Id);
         lock (node.Sync) node.Trim(m.LastVersion);
@@ -670,7 +863,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private bool HandleTaskReport(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<TaskReport>(c, rid, frame, out var m)) return true;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
+        if (!OwnNode(c, s, rid, MessageType.TaskReport, m.NodeId, out var node)) return true;
         var status = ApplyReport(node, m.Task, m.Generation, m.State);
         // Request id 0: fire-and-forget (the bind path's acks); no reply frame. An ack of a completion says the binding
         // is released: it waits for durability.
@@ -718,7 +911,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<TaskReports>(c, rid, frame, out var m)) return true;
-        if (!OwnNode(c, s, rid, m.NodeId, out var node)) return true;
+        if (!OwnNode(c, s, rid, MessageType.TaskReports, m.NodeId, out var node)) return true;
         var reports = m.Reports.Span;
         var statuses = rid == 0 ? null : new TaskReportStatus[reports.Length];
         for (int i = 0; i < reports.Length; i++)
@@ -732,7 +925,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private bool HandleDrain(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Drain>(c, rid, frame, out var m)) return true;
-        if (!OwnNode(c, s, rid, m.Body.Value, out var node)) return true;
+        if (!OwnNode(c, s, rid, MessageType.Drain, m.Body.Value, out var node)) return true;
         var st = _cell.SetNodeStatus(node.Id, NodeStatus.Draining);
         return ReplyWhenDurable(c, rid, new DrainAck { Body = new StatusOnly { Value = (int)st } });
     }
@@ -741,18 +934,21 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
 
     private static long UnixMs(DateTimeOffset t) => t == default ? 0 : t.ToUnixTimeMilliseconds();
 
-    private bool HandleAcquire(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleAcquire(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<AcquireLease>(c, rid, frame, out var m)) return true;
+        if (!_authz.Lease(c, s, rid, MessageType.AcquireLease, m.Name, null)) return true;
         var r = m.DurationMs <= 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.AcquireLease(m.Name, TimeSpan.FromMilliseconds(m.DurationMs));
+        if (r.Succeeded) Authorizer.Granted(s, r.Lease.Id.Value);
         // Defect 4 of issue 10: a grant acknowledged before its Lease record was durable could be handed out again, same
         // scheduler id and token, to another name after a crash. The reply waits for durability, as a commit's does.
         return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = r.Lease.Id.Value, Token = r.Lease.Token.Value, ExpiresUnixMs = UnixMs(r.Succeeded ? r.Lease.ExpiresAt : r.HeldUntil) });
     }
 
-    private bool HandleRenew(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleRenew(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<RenewLease>(c, rid, frame, out var m)) return true;
+        if (!_authz.Lease(c, s, rid, MessageType.RenewLease, m.Name, m.SchedulerId)) return true;
         var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), m.Name, new FencingToken(m.Token), default);
         var r = m.DurationMs <= 0 || m.SchedulerId < 0 ? new LeaseResult(LeaseStatus.Invalid, default, default) : _cell.RenewLease(lease, TimeSpan.FromMilliseconds(m.DurationMs));
         return ReplyWhenDurable(c, rid, new LeaseReply { Status = (byte)r.Status, SchedulerId = m.SchedulerId, Token = r.Succeeded ? r.Lease.Token.Value : 0, ExpiresUnixMs = UnixMs(r.Lease.ExpiresAt) });
@@ -789,7 +985,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         c.Send(rid, new SyncReply { Version = snap.Version, Full = m.Since == 0, NextNode = next, Nodes = list });
     }
 
-    private bool HandleCommit(FrameConnection c, uint rid, in Frame frame)
+    private bool HandleCommit(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Commit>(c, rid, frame, out var m)) return true;
         if (m.Mode > 1 || m.Detection > 1 || m.SchedulerId < 0)
@@ -797,6 +993,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, "mode and detection are 0 or 1; scheduler id is not negative");
             return true;
         }
+        if (!_authz.Commit(c, s, rid, m)) return true;
         var lease = new SchedulerLease(new SchedulerId(m.SchedulerId), "", new FencingToken(m.Token), default);
         var tx = new Transaction(lease, (CommitMode)m.Mode, (ConflictDetection)m.Detection, Math.Max(1, m.Claims.Count))
         {
@@ -821,12 +1018,22 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             return;
         }
         // Tenants are named on the wire and resolved here: an unknown name is a typed error, never a new tenant.
-        string tenantName = string.IsNullOrEmpty(m.Tenant) ? Cell.DefaultTenantName : m.Tenant;
+        // A submitter's empty tenant is its own tenant (docs/protocol.md, section 12).
+        string tenantName = !string.IsNullOrEmpty(m.Tenant) ? m.Tenant
+            : s.Credential is { Role: CredentialRole.Submitter } sub ? sub.Subject : Cell.DefaultTenantName;
         if (!_cell.TryGetTenant(tenantName, out var tenant))
         {
+            // A tenant-scoped credential's own tenants always exist, so an unknown name is one it may not use anyway:
+            // it gets the denial, not a hint about which names exist.
+            if (Authorizer.IsTenantScoped(s))
+            {
+                _authz.Submit(c, s, rid, new TenantId(-1), tenantName);
+                return;
+            }
             c.SendError(rid, ErrorCode.UnknownTenant, $"no tenant named '{tenantName}' (create it first: omega tenant create)");
             return;
         }
+        if (!_authz.Submit(c, s, rid, tenant, tenantName)) return;
         // Keys 8/9: the job is its own constraint group (key shift 0). An undefined scope makes the spec invalid (InvalidJob).
         var spec = new JobSpec(new JobId(m.JobId), tenant, m.Priority, m.TaskCount, m.PerTask, m.Gang, m.RequiredLabels)
         {
@@ -881,9 +1088,10 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         return held + tasks <= budget;
     }
 
-    private void HandleQuery(FrameConnection c, uint rid, in Frame frame)
+    private void HandleQuery(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<QueryJob>(c, rid, frame, out var m)) return;
+        if (!_authz.JobVisible(c, s, rid, MessageType.QueryJob, new JobId(m.JobId))) return;
         if (_engine is null || !_engine.TryGetJob(new JobId(m.JobId), out var st))
         {
             c.Send(rid, new JobStatusReply { Found = false, Reason = "" });

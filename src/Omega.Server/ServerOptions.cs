@@ -95,5 +95,12 @@ public sealed class ServerOptions
     /// <summary>Run the lifecycle controller on a timer of this period; null leaves it to explicit <see cref="NodeLifecycleController.Tick"/> calls.</summary>
     public TimeSpan? LifecyclePeriod { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Authentication and authorization (docs/protocol.md, section 12). <b>Null, the library default, leaves the server
+    /// open</b>: any client that reaches the port may do anything (tests about other things, embedded use on a trusted
+    /// host). <c>omega serve</c> and <c>omega run</c> set it; <c>omega serve --no-auth</c> is the explicit opt-out.
+    /// </summary>
+    public AuthOptions? Authentication { get; set; }
+
     internal TimeSpan EffectiveHeartbeat => HeartbeatInterval ?? NodeLease / 3;
 }

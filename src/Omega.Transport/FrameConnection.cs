@@ -153,10 +153,13 @@ public sealed class FrameConnection
     }
 
     /// <summary>Appends an error frame, counted by code; if the code closes connections, closes after it is sent.</summary>
-    public void SendError(uint requestId, ErrorCode code, string message)
+    public void SendError(uint requestId, ErrorCode code, string message) => SendError(requestId, code, message, DenyReason.None);
+
+    /// <summary>Appends an error frame with a denial reason (key 2, for <see cref="ErrorCode.PermissionDenied"/>), counted by code.</summary>
+    public void SendError(uint requestId, ErrorCode code, string message, DenyReason reason)
     {
         _metrics.Error(code);
-        Send(requestId, new ErrorMessage { Code = code, Message = message });
+        Send(requestId, new ErrorMessage { Code = code, Message = message, Reason = reason });
         if (code.ClosesConnection()) Close(code switch
         {
             ErrorCode.FrameTooLarge => DisconnectReason.FrameTooLarge,

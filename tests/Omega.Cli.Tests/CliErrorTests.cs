@@ -88,21 +88,22 @@ public sealed class CliErrorTests
         await serve.WaitForAsync("listening on", Timeout);
         // Verified by the self-signed certificate's file: the name checked is localhost, which the certificate names.
         string ca = ServeTests.CertificateOf(serve.Output);
+        string tok = ServeTests.TokenFileOf(serve.Output);
         // localhost resolves to ::1 and 127.0.0.1 here; the server listens on the IPv4 one only, so this also proves each
         // resolved address is tried in turn.
         string connect = $"localhost:{port}";
 
-        var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", connect, "--ca", ca, "--count", "2", "--seconds", "1", "--seed", "1");
+        var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", connect, "--ca", ca, "--token-file", tok, "--count", "2", "--seconds", "1", "--seed", "1");
         Assert.True(agents.ExitCode == 0, agents.Stdout + agents.Stderr);
         Assert.Contains("2 registered", agents.Stdout, StringComparison.Ordinal);
-        var submit = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", connect, "--ca", ca, "--job", "7", "--cores", "1");
+        var submit = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", connect, "--ca", ca, "--token-file", tok, "--job", "7", "--cores", "1");
         Assert.True(submit.ExitCode == 0, submit.Stdout + submit.Stderr);
-        var jobs = await OmegaProcess.RunAsync(Timeout, "inspect", "Jobs", "--connect", connect, "--ca", ca);
+        var jobs = await OmegaProcess.RunAsync(Timeout, "inspect", "Jobs", "--connect", connect, "--ca", ca, "--token-file", tok);
         Assert.True(jobs.ExitCode == 0, jobs.Stdout + jobs.Stderr);
         Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j7 ", StringComparison.Ordinal));
 
         // A name that does not resolve is an unreachable server (exit 1), not a usage error.
-        var nowhere = await OmegaProcess.RunAsync(Timeout, "stats", "--connect", $"no-such-host.invalid:{port}", "--ca", ca);
+        var nowhere = await OmegaProcess.RunAsync(Timeout, "stats", "--connect", $"no-such-host.invalid:{port}", "--ca", ca, "--token-file", tok);
         AssertOneLine(nowhere, 1, "cannot reach the server at no-such-host.invalid:");
         // And an address that is neither a name nor an address is a usage error.
         AssertOneLine(await OmegaProcess.RunAsync(Timeout, "stats", "--connect", "local host:7077"), 2, "--connect must be HOST:PORT");

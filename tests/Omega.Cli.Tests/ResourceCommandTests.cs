@@ -38,11 +38,14 @@ public sealed class ResourceCommandTests
         string endpoint = $"127.0.0.1:{OmegaChild.FreePort()}";
         try
         {
-            using var serve = OmegaChild.Serve(endpoint, "--in-memory");
+            // Secure by default: TLS and credentials; serve writes the admin token to DATA/admin.token.
+            string data = Path.Combine(dir, "data");
+            using var serve = OmegaChild.Serve(endpoint, "--data", data);
             await serve.WaitForAsync("listening on", Timeout);
             // OMEGA_ADDR is the default for --connect (no command below names the server); TLS is on by default and the
-            // clients verify serve's self-signed certificate by the pin it printed, also from the environment.
-            var env = new[] { ("OMEGA_ADDR", endpoint), ("OMEGA_TLS_PIN", ServeTests.PinOf(serve.Output)) };
+            // clients verify serve's self-signed certificate by the pin it printed, also from the environment; they
+            // authenticate with the admin token (OMEGA_TOKEN_FILE, the environment form of --token-file).
+            var env = new[] { ("OMEGA_ADDR", endpoint), ("OMEGA_TLS_PIN", ServeTests.PinOf(serve.Output)), ("OMEGA_TOKEN_FILE", Path.Combine(data, "admin.token")) };
             string file = Path.Combine(dir, "workload.yaml");
             await File.WriteAllTextAsync(file, Manifest.Replace("REPLICAS", "2", StringComparison.Ordinal));
 

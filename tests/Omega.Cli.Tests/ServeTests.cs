@@ -62,6 +62,14 @@ public sealed partial class ServeTests
         return m.Groups[1].Value;
     }
 
+    /// <summary>The admin token file <c>omega serve</c> printed (authentication is on by default; the clients' <c>--token-file</c>).</summary>
+    internal static string TokenFileOf(string output)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(output, @"--token-file (\S+admin\.token)");
+        Assert.True(m.Success, output);
+        return m.Groups[1].Value;
+    }
+
     /// <summary>The certificate file <c>omega serve</c> printed (the clients' <c>--ca</c>).</summary>
     internal static string CertificateOf(string output)
     {
@@ -92,7 +100,7 @@ public sealed partial class ServeTests
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
                 pin = PinOf(serve.Output);
                 Assert.Contains("self-signed certificate, created", serve.Output, StringComparison.Ordinal);
-                var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", endpoint, "--count", "20", "--seconds", "2", "--seed", "3", "--pin", pin);
+                var agents = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "agents", "--connect", endpoint, "--count", "20", "--seconds", "2", "--seed", "3", "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 Assert.True(agents.ExitCode == 0, agents.Stdout + agents.Stderr);
                 Assert.Contains("20 registered", agents.Stdout, StringComparison.Ordinal);
                 Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
@@ -125,25 +133,25 @@ public sealed partial class ServeTests
             using var serve = new Running("serve", "--listen", endpoint, "--data", data);
             await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
             string pin = PinOf(serve.Output);
-            using var agents = new Running("agents", "--connect", endpoint, "--pin", pin, "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
+            using var agents = new Running("agents", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--count", "5", "--cores", "4", "--memory-gib", "16", "--seconds", "120", "--task-seconds", "600");
             await agents.WaitForAsync("5 registered", TimeSpan.FromSeconds(60));
 
-            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "1", "--tasks", "2", "--cores", "1");
+            var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "1", "--tasks", "2", "--cores", "1");
             Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
             // A task larger than any node is refused at admission, with its typed reason, in one line.
-            var huge = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "3", "--cores", "64");
+            var huge = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "3", "--cores", "64");
             Assert.Equal(1, huge.ExitCode);
             Assert.Contains("RequestExceedsLargestNode", huge.Stderr, StringComparison.Ordinal);
             Assert.Single(huge.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
             // A gang larger than the cell's free capacity can never be placed: its record says why.
-            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "2", "--tasks", "6", "--cores", "4", "--gang");
+            var big = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "2", "--tasks", "6", "--cores", "4", "--gang");
             Assert.True(big.ExitCode == 0, big.Stdout + big.Stderr);
 
             // The placed task's decision record names the node it chose.
             OmegaProcess.Result placed = null!;
             for (int i = 0; i < 50; i++)
             {
-                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint, "--pin", pin);
+                placed = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j1/0", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 if (placed.ExitCode == 0 && placed.Stdout.Contains("agent-", StringComparison.Ordinal)) break;
                 await Task.Delay(200);
             }
@@ -154,40 +162,40 @@ public sealed partial class ServeTests
             OmegaProcess.Result parked = null!;
             for (int i = 0; i < 100; i++)
             {
-                parked = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint, "--pin", pin);
+                parked = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j2/0", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 if (parked.ExitCode == 0 && parked.Stdout.Contains("parked", StringComparison.Ordinal)) break;
                 await Task.Delay(300);
             }
             Assert.True(parked.ExitCode == 0, parked.Stdout + parked.Stderr);
             Assert.Contains("parked", parked.Stdout, StringComparison.Ordinal);
             Assert.Contains("Resources", parked.Stdout, StringComparison.OrdinalIgnoreCase); // filtered for resources
-            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint, "--pin", pin);
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "explain", "j999/0", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Equal(1, unknown.ExitCode);
             Assert.Contains("no decision record", unknown.Stderr, StringComparison.Ordinal);
 
-            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin);
+            var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.True(nodes.ExitCode == 0, nodes.Stderr);
             Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
-            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint, "--pin", pin);
+            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
-            var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint, "--pin", pin);
+            var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j1 ", StringComparison.Ordinal) && l.Contains("phase=Placed", StringComparison.Ordinal));
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j2 ", StringComparison.Ordinal) && l.Contains("phase=Parked", StringComparison.Ordinal));
-            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--pin", pin, "--watch", "1");
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--watch", "1");
             Assert.Contains("scheduler batch", stats.Stdout, StringComparison.Ordinal);
             Assert.Contains("oldest_queued_s=", stats.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"rate batch placements/s=\d+ conflict_fraction=", stats.Stdout);
             Assert.Contains("claims Applied=", stats.Stdout, StringComparison.Ordinal);
 
-            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint, "--pin", pin);
+            var drain = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "agent-000003", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.True(drain.ExitCode == 0, drain.Stderr);
-            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin);
+            var after = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains(after.Stdout.Split('\n'), l => l.StartsWith("agent-000003", StringComparison.Ordinal) && l.Contains("Draining", StringComparison.Ordinal));
-            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint, "--pin", pin);
+            var drainUnknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "drain", "no-such-node", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Equal(1, drainUnknown.ExitCode);
             Assert.Contains("UnknownNode", drainUnknown.Stderr, StringComparison.Ordinal);
 
-            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint, "--pin", pin);
+            var checkpoint = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "checkpoint", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.True(checkpoint.ExitCode == 0, checkpoint.Stderr);
             Assert.Contains("checkpoint taken", checkpoint.Stdout, StringComparison.Ordinal);
             Assert.Equal(0, await serve.TerminateAsync(TimeSpan.FromSeconds(60)));
@@ -208,9 +216,9 @@ public sealed partial class ServeTests
             using var serve = new Running("serve", "--listen", endpoint, "--data", data);
             await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
             string ca = CertificateOf(serve.Output);
-            using var agents = new Running("agents", "--connect", endpoint, "--ca", ca, "--count", "50", "--seconds", "120", "--task-seconds", "1");
+            using var agents = new Running("agents", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"), "--count", "50", "--seconds", "120", "--task-seconds", "1");
             await agents.WaitForAsync("50 registered", TimeSpan.FromSeconds(60));
-            var load = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--connect", endpoint, "--ca", ca, "--seconds", "4", "--load", "0.02", "--seed", "4");
+            var load = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(2), "loadgen", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"), "--seconds", "4", "--load", "0.02", "--seed", "4");
             Assert.True(load.ExitCode == 0, load.Stdout + load.Stderr);
             var m = System.Text.RegularExpressions.Regex.Match(load.Stdout, @"placements/s ([\d,]+) \(([\d,]+) placements");
             Assert.True(m.Success, load.Stdout);
@@ -220,18 +228,18 @@ public sealed partial class ServeTests
             Assert.Matches(@"jobs submitted / placed / parked / queued: [\d,]+ / [\d,]+ / [\d,]+ / [\d,]+", load.Stdout);
             Assert.Contains("invariants ok", load.Stdout, StringComparison.Ordinal);
             // Liveness over the wire: stats shows evictions by reason and the brake; confirm-lost needs a known domain.
-            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--ca", ca);
+            var stats = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "stats", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains("lifecycle evictions lease_expired=0 domain_confirmed_lost=0", stats.Stdout, StringComparison.Ordinal);
             Assert.Contains("brake=off", stats.Stdout, StringComparison.Ordinal);
-            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--domain", "rack-nope", "--reason", "test");
+            var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"), "--domain", "rack-nope", "--reason", "test");
             Assert.Equal(1, unknown.ExitCode);
             Assert.Contains("UnknownFailureDomain", unknown.Stderr, StringComparison.Ordinal);
-            var confirm = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--domain", "rack-3", "--reason", "test of the record", "--author", "ci");
+            var confirm = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"), "--domain", "rack-3", "--reason", "test of the record", "--author", "ci");
             Assert.True(confirm.ExitCode == 0, confirm.Stdout + confirm.Stderr);
             Assert.Contains("confirmed lost by ci", confirm.Stdout, StringComparison.Ordinal);
-            var liveness = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Liveness", "--connect", endpoint, "--ca", ca);
+            var liveness = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Liveness", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains("domain-lost rack-3 by=ci", liveness.Stdout, StringComparison.Ordinal);
-            var withdraw = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--withdraw", "--connect", endpoint, "--ca", ca, "--domain", "rack-3", "--reason", "done", "--author", "ci");
+            var withdraw = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "node", "confirm-lost", "--withdraw", "--connect", endpoint, "--ca", ca, "--token-file", Path.Combine(data, "admin.token"), "--domain", "rack-3", "--reason", "done", "--author", "ci");
             Assert.True(withdraw.ExitCode == 0, withdraw.Stdout + withdraw.Stderr);
             // The agents received the bindings and completed tasks (1 s mean run time).
             await agents.WaitForAsync("completed", TimeSpan.FromSeconds(30));
@@ -308,6 +316,8 @@ public sealed partial class ServeTests
             var r = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(3), "run", "--seconds", "4", "--agents", "60", "--seed", "2", "--data", data, "--report", report);
             Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
             Assert.Contains("60 agents registered", r.Stdout, StringComparison.Ordinal);
+            // Secure by default: credentials on, each of the 60 agents joined with a bounded-use join token and holds its own.
+            Assert.Contains("auth: on; 60 agents join with a 60-use join token", r.Stdout, StringComparison.Ordinal);
             Assert.Contains("bind latency", r.Stdout, StringComparison.Ordinal);
             Assert.Contains("conflict fraction", r.Stdout, StringComparison.Ordinal);
             Assert.Matches(@"invariants\s*│\s*ok", r.Stdout);
@@ -354,18 +364,18 @@ public sealed partial class ServeTests
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
                 pin = PinOf(serve.Output); // TLS is on by default; the self-signed certificate is kept in the data directory
                 // Before the fix this made the server allocate arrays sized by the number and die of out-of-memory.
-                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "1", "--tenant", "2000000000");
+                var unknown = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "1", "--tenant", "2000000000");
                 Assert.Equal(1, unknown.ExitCode);
                 Assert.Contains("UnknownTenant", unknown.Stderr, StringComparison.Ordinal);
                 Assert.DoesNotContain("   at ", unknown.Stderr, StringComparison.Ordinal);
 
-                var created = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--quota-cores", "2", "--quota-memory-gib", "4", "--connect", endpoint, "--pin", pin);
+                var created = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--quota-cores", "2", "--quota-memory-gib", "4", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 Assert.True(created.ExitCode == 0, created.Stdout + created.Stderr);
                 Assert.Contains("created as t2", created.Stdout, StringComparison.Ordinal);   // t1 is the preset from --tenant
-                var again = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--connect", endpoint, "--pin", pin);
+                var again = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "create", "batch-team", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 Assert.Equal(1, again.ExitCode);
                 Assert.Contains("TenantExists", again.Stderr, StringComparison.Ordinal);
-                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "2", "--tenant", "batch-team");
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "2", "--tenant", "batch-team");
                 Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
                 Assert.False(serve.HasExited, serve.Output);
             } // Dispose kills the server (SIGKILL): no clean shutdown, no checkpoint; the acknowledged creation must be in the journal.
@@ -373,13 +383,13 @@ public sealed partial class ServeTests
             using (var serve = new Running("serve", "--listen", endpoint, "--data", data))
             {
                 await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60));
-                var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "list", "--connect", endpoint, "--pin", pin);
+                var list = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "tenant", "list", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
                 Assert.True(list.ExitCode == 0, list.Stderr);
                 var lines = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
                 Assert.Contains(lines, l => l.StartsWith("default t0", StringComparison.Ordinal));
                 Assert.Contains(lines, l => l.StartsWith("preset t1", StringComparison.Ordinal));
                 Assert.Contains(lines, l => l.StartsWith("batch-team t2", StringComparison.Ordinal) && l.Contains("quota=cpu=2000m", StringComparison.Ordinal));
-                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--job", "3", "--tenant", "batch-team");
+                var ok = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "submit", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"), "--job", "3", "--tenant", "batch-team");
                 Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
             }
         }

@@ -26,8 +26,9 @@ public sealed class TlsCliTests
         Assert.Contains("TLS 1.3 with", serve.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("WARNING", serve.Output, StringComparison.Ordinal);
         string pin = ServeTests.PinOf(serve.Output);
+        string tok = ServeTests.TokenFileOf(serve.Output);
 
-        var ok = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--pin", pin, "--job", "1", "--cores", "1");
+        var ok = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--pin", pin, "--token-file", tok, "--job", "1", "--cores", "1");
         Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
         Assert.Contains("submitted", ok.Stdout, StringComparison.Ordinal);
 
@@ -37,12 +38,12 @@ public sealed class TlsCliTests
         AssertFails(await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--pin", wrongPin, "--job", "3"), "PinMismatch");
         AssertFails(await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--insecure", "--job", "4"), "requires TLS: drop --insecure");
         // The refused submissions changed nothing: only job 1 exists.
-        var jobs = await OmegaProcess.RunAsync(Timeout, "inspect", "Jobs", "--connect", endpoint, "--insecure-skip-verify");
+        var jobs = await OmegaProcess.RunAsync(Timeout, "inspect", "Jobs", "--connect", endpoint, "--insecure-skip-verify", "--token-file", tok);
         Assert.True(jobs.ExitCode == 0, jobs.Stdout + jobs.Stderr);
         Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j1 ", StringComparison.Ordinal));
         Assert.DoesNotContain(jobs.Stdout.Split('\n'), l => l.StartsWith("j2 ", StringComparison.Ordinal) || l.StartsWith("j3 ", StringComparison.Ordinal) || l.StartsWith("j4 ", StringComparison.Ordinal));
         // Usage errors in the TLS flags come before any connection.
-        var both = await OmegaProcess.RunAsync(Timeout, "stats", "--connect", endpoint, "--pin", pin, "--insecure");
+        var both = await OmegaProcess.RunAsync(Timeout, "stats", "--connect", endpoint, "--pin", pin, "--token-file", tok, "--insecure");
         Assert.Equal(2, both.ExitCode);
         Assert.Contains("choose one of", both.Stderr, StringComparison.Ordinal);
         Assert.Equal(0, await serve.StopAsync(Timeout));
@@ -58,8 +59,10 @@ public sealed class TlsCliTests
         Assert.Single(warnings);
         Assert.StartsWith("stderr: omega serve: WARNING: --insecure", warnings[0], StringComparison.Ordinal);
         Assert.DoesNotContain("certificate pin", serve.Output, StringComparison.Ordinal);
+        // Plaintext does not switch credentials off: the admin token is still needed (only --no-auth would).
+        string tok = ServeTests.TokenFileOf(serve.Output);
 
-        var ok = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--insecure", "--job", "1");
+        var ok = await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--insecure", "--token-file", tok, "--job", "1");
         Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
         // A client that expects TLS does not silently fall back to plaintext.
         AssertFails(await OmegaProcess.RunAsync(Timeout, "submit", "--connect", endpoint, "--job", "2"), "TLS with the server at");

@@ -82,7 +82,7 @@ public sealed class WorkloadRestartTests
 
             // 2. omega serve reconciles it; SIGKILL once the agents run all four replicas.
             HashSet<TaskId> four;
-            using (var serve = new OmegaChild("serve", "--listen", ep.ToString(), "--data", dir, "--insecure")) // the in-test agents speak plaintext; TLS has its own tests
+            using (var serve = new OmegaChild("serve", "--listen", ep.ToString(), "--data", dir, "--insecure", "--no-auth")) // the in-test agents speak plaintext without credentials: this test is about workloads across SIGKILL; TLS and credentials have their own tests
             {
                 await serve.WaitForAsync("listening on", Wait);
                 Assert.Contains("1 objects", serve.Output, StringComparison.Ordinal);
@@ -108,7 +108,7 @@ public sealed class WorkloadRestartTests
             }
 
             // 4. A new omega serve converges to six; the four bound replicas are kept (not resubmitted); SIGKILL again.
-            using (var serve = new OmegaChild("serve", "--listen", ep.ToString(), "--data", dir, "--insecure")) // the in-test agents speak plaintext; TLS has its own tests
+            using (var serve = new OmegaChild("serve", "--listen", ep.ToString(), "--data", dir, "--insecure", "--no-auth")) // the in-test agents speak plaintext without credentials: this test is about workloads across SIGKILL; TLS and credentials have their own tests
             {
                 await serve.WaitForAsync("listening on", Wait);
                 await UntilAsync(() => Held().Count == 6, "six replicas running at the agents");

@@ -80,16 +80,31 @@ public sealed class FuzzTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>How the fuzzed connections present themselves (issue 11).</summary>
+    public enum Credentials
+    {
+        /// <summary>The server runs without authentication.</summary>
+        Off,
+
+        /// <summary>Authentication on; each fuzzed connection presents a valid credential, then mutated frames.</summary>
+        Authenticated,
+
+        /// <summary>Authentication on; each fuzzed connection presents a mutated or missing token (refused), then mutated frames.</summary>
+        Unauthenticated,
+    }
+
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Mutated_frames_over_loopback_never_harm_the_server(bool tls)
+    [InlineData(false, Credentials.Off)]
+    [InlineData(true, Credentials.Off)]
+    [InlineData(true, Credentials.Authenticated)]
+    [InlineData(true, Credentials.Unauthenticated)]
+    public async Task Mutated_frames_over_loopback_never_harm_the_server(bool tls, Credentials credentials)
     {
         int seed = Environment.GetEnvironmentVariable("OMEGA_FUZZ_SEED") is { } s ? int.Parse(s) : Random.Shared.Next();
         output.WriteLine($"fuzz seed {seed} (rerun with OMEGA_FUZZ_SEED={seed})");
         var rng = new Random(seed);
-        await using var fx = ServerFixture.Start(o => o.Transport.MaxFrameLength = 16 * 1024, tls: tls);
-        output.WriteLine(tls ? "over TLS 1.3" : "plaintext");
+        await using var fx = ServerFixture.Start(o => o.Transport.MaxFrameLength = 16 * 1024, tls: tls, auth: credentials != Credentials.Off);
+        output.WriteLine((tls ? "over TLS 1.3" : "plaintext") + ", credentials " + credentials);
         var n = fx.Cell.AddNode(new NodeSpec("fuzz-node", new ResourceVector(100_000, 1L << 40)));
         using var good = await RawClient.ConnectAsync(fx.EndPoint);
         var reg = await good.RegisterAsync("good", new ResourceVector(1000, 1 << 20));
@@ -99,7 +114,15 @@ public sealed class FuzzTests(ITestOutputHelper output)
         {
             bool agent = rng.Next(2) == 0;
             using var c = await RawClient.ConnectAsync(fx.EndPoint);
-            await c.SendAsync(1, new Hello { Version = Frame.ProtocolVersion, Role = agent ? PeerRole.Agent : PeerRole.Scheduler, Name = "fuzz" });
+            var role = agent ? PeerRole.Agent : PeerRole.Scheduler;
+            string? token = credentials switch
+            {
+                Credentials.Authenticated => fx.DefaultToken(role, "fuzz"),
+                // A token mutated in one character, or none: refused at Hello, the frames behind it are never handled.
+                Credentials.Unauthenticated => rng.Next(4) == 0 ? null : MutateToken(rng, fx.DefaultToken(role, "fuzz")),
+                _ => null,
+            };
+            await c.SendAsync(1, new Hello { Version = Frame.ProtocolVersion, Role = role, Name = "fuzz", Token = token });
             var pool = agent ? agentFrames : schedFrames;
             var stream = new List<byte>();
             for (int k = 0; k < 20; k++) stream.AddRange(rng.Next(3) == 0 ? pool[rng.Next(pool.Length)] : Mutate(rng, pool[rng.Next(pool.Length)]));
@@ -112,6 +135,22 @@ public sealed class FuzzTests(ITestOutputHelper output)
             Assert.Equal(NodeStatus.Schedulable, (await good.ExpectAsync<HeartbeatAck>()).Status);
             Assert.Empty(fx.Cell.Audit());
         }
-        output.WriteLine($"frames received {fx.Server.TransportMetrics.FramesReceived}, malformed {fx.Server.TransportMetrics.ErrorsSent(ErrorCode.MalformedBody)}");
+        output.WriteLine($"frames received {fx.Server.TransportMetrics.FramesReceived}, malformed {fx.Server.TransportMetrics.ErrorsSent(ErrorCode.MalformedBody)}, unauthenticated {fx.Server.TransportMetrics.ErrorsSent(ErrorCode.Unauthenticated)}, denied {fx.Server.TransportMetrics.ErrorsSent(ErrorCode.PermissionDenied)}");
+        if (credentials == Credentials.Unauthenticated)
+        {
+            // No refused connection got anything done: every one was closed at Hello.
+            Assert.Equal(60, fx.Server.TransportMetrics.ErrorsSent(ErrorCode.Unauthenticated));
+            Assert.Equal(0, fx.Server.TransportMetrics.ErrorsSent(ErrorCode.MalformedBody));
+        }
+    }
+
+    private static string MutateToken(Random rng, string token)
+    {
+        var chars = token.ToCharArray();
+        int at = 7 + rng.Next(chars.Length - 7);
+        char c;
+        do c = "0123456789abcdefABCDEF-_."[rng.Next(25)]; while (c == chars[at]);
+        chars[at] = c;
+        return new string(chars);
     }
 }

@@ -15,6 +15,13 @@ public class HostileInputTests : IAsyncLifetime
     /// <summary>Run every case over TLS (<see cref="HostileInputOverTlsTests"/>): the hostile bytes arrive inside TLS records.</summary>
     protected virtual bool Tls => false;
 
+    /// <summary>
+    /// Run every case with authentication on (<see cref="HostileInputAuthenticatedTests"/>): every offender presents a
+    /// valid credential (raw handshakes get one from the fixture), so what it sends after the handshake is checked by
+    /// the same decoders and limits, plus the authorizer.
+    /// </summary>
+    protected virtual bool Auth => false;
+
     private const int MaxFrame = 64 * 1024;
     private ServerFixture _fx = null!;
     private RawClient _good = null!;
@@ -29,7 +36,7 @@ public class HostileInputTests : IAsyncLifetime
         {
             o.Transport.MaxFrameLength = MaxFrame;
             o.Transport.MaxOutboundBytes = 4 * MaxFrame;
-        }, tls: Tls);
+        }, tls: Tls, auth: Auth);
         // Committed state to protect: a node with a binding made by an in-process scheduler.
         var cell = _fx.Cell;
         var n = cell.AddNode(new NodeSpec("seeded", new ResourceVector(4000, 1 << 30)));
@@ -140,7 +147,8 @@ public class HostileInputTests : IAsyncLifetime
     [Fact]
     public async Task Frames_split_at_every_byte_boundary_are_reassembled()
     {
-        var hello = Codec.FrameBytes(1, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = "split" });
+        // Authenticated: the Hello (with its 67-character token) is split at every boundary too.
+        var hello = Codec.FrameBytes(1, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Scheduler, Name = "split", Token = Auth ? _fx.DefaultToken(PeerRole.Scheduler, "split") : null });
         var query = Codec.FrameBytes(2, new QueryJob { JobId = 12345 });
         var all = hello.Concat(query).ToArray();
         for (int cut = 1; cut < all.Length; cut++)
@@ -257,17 +265,19 @@ public class HostileInputTests : IAsyncLifetime
         var reg = await c.RegisterAsync("mallory", new ResourceVector(1000, 1 << 20));
         long v = _fx.Cell.Version;
         _fx.Cell.TryGetNodeId("seeded", out var seeded);
+        // With credentials, naming another node is a PermissionDenied (OtherNode) of the node restriction.
+        var mismatch = Auth ? ErrorCode.PermissionDenied : ErrorCode.NodeMismatch;
         await c.SendAsync(10, new Heartbeat { NodeId = _goodNode, LastVersion = 0 });
-        Assert.Equal(ErrorCode.NodeMismatch, (await c.ReadErrorAsync())?.Code);
+        Assert.Equal(mismatch, (await c.ReadErrorAsync())?.Code);
         // Try to complete (release) the seeded node's task by naming that node.
         _fx.Cell.TryGetAllocation(new TaskId(1, 0), out var a);
         await c.SendAsync(11, new TaskReport { NodeId = seeded.Value, Task = a.Task, Generation = a.Generation, State = TaskState.Completed, Reason = "" });
-        Assert.Equal(ErrorCode.NodeMismatch, (await c.ReadErrorAsync())?.Code);
+        Assert.Equal(mismatch, (await c.ReadErrorAsync())?.Code);
         // Naming its own id but someone else's task: NotBound (the task is not on this node).
         await c.SendAsync(12, new TaskReport { NodeId = reg.NodeId, Task = a.Task, Generation = a.Generation, State = TaskState.Completed, Reason = "" });
         Assert.Equal((int)TaskReportStatus.NotBound, (await c.ExpectAsync<TaskReportAck>()).Body.Value);
         await c.SendAsync(13, new Drain { Body = new StatusOnly { Value = _goodNode } });
-        Assert.Equal(ErrorCode.NodeMismatch, (await c.ReadErrorAsync())?.Code);
+        Assert.Equal(mismatch, (await c.ReadErrorAsync())?.Code);
         Assert.Equal(v, _fx.Cell.Version);
         Assert.True(_fx.Cell.TryGetAllocation(a.Task, out _));
         _versionBefore = v;
@@ -298,4 +308,15 @@ public class HostileInputTests : IAsyncLifetime
 public sealed class HostileInputOverTlsTests : HostileInputTests
 {
     protected override bool Tls => true;
+}
+
+/// <summary>
+/// Every hostile-input case again over TLS with authentication on, each offender authenticated: credentials add a check,
+/// they do not remove any limit or typed error.
+/// </summary>
+public sealed class HostileInputAuthenticatedTests : HostileInputTests
+{
+    protected override bool Tls => true;
+
+    protected override bool Auth => true;
 }

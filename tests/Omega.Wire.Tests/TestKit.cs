@@ -15,10 +15,17 @@ using Omega.Transport;
 
 namespace Omega.Wire.Tests;
 
-/// <summary>A cell, optionally an engine, and a server on a loopback port.</summary>
+/// <summary>
+/// A cell, optionally an engine, and a server on a loopback port. Authentication is OFF unless <c>auth: true</c> (the
+/// library default): the tests that use the kit without it are about framing, limits, lifecycle, binding and
+/// durability, not credentials; AuthTests, and the hostile and fuzz suites' authenticated variants, turn it on.
+/// </summary>
 internal sealed class ServerFixture : IAsyncDisposable
 {
     public Cell Cell = null!;
+
+    /// <summary>With <c>auth: true</c>: an operator credential with every scope (the one <c>omega serve</c> writes at first start).</summary>
+    public string AdminToken = "";
     public SchedulingEngine? Engine;
     public OmegaServer Server = null!;
     public FakeTimeProvider? Fake;
@@ -31,11 +38,26 @@ internal sealed class ServerFixture : IAsyncDisposable
     public bool Tls { get; private set; }
 
     /// <summary>
+    /// Fixtures with authentication on, by endpoint: a <see cref="RawClient"/> handshake without an explicit token
+    /// presents a valid credential of the right kind (see <see cref="DefaultToken"/>), so suites written before
+    /// credentials (hostile input, fuzzing) run authenticated unchanged.
+    /// </summary>
+    internal static readonly ConcurrentDictionary<IPEndPoint, ServerFixture> AuthEndPoints = new();
+
+    private readonly ConcurrentDictionary<string, string> _defaultTokens = new();
+
+    /// <summary>A credential for a raw client's Hello: an agent credential for the node named <paramref name="name"/>, or a scheduler credential <c>raw-scheduler</c>.</summary>
+    public string DefaultToken(PeerRole role, string name)
+        => role == PeerRole.Agent
+            ? _defaultTokens.GetOrAdd("agent/" + name, n => Server.Auth.CreateCredential(CredentialRole.Agent, n[6..]))
+            : _defaultTokens.GetOrAdd("scheduler", _ => Server.Auth.CreateCredential(CredentialRole.Scheduler, "raw-scheduler"));
+
+    /// <summary>
     /// Starts a server; with <paramref name="tls"/> its listener speaks TLS 1.3 with <see cref="TestTls.Server"/> (and
     /// <paramref name="mtls"/> requires client certificates of <see cref="TestTls.Ca"/>).
     /// </summary>
     public static ServerFixture Start(Action<ServerOptions>? configure = null, bool engine = false, bool fakeTime = false, bool startWorkers = true, Action<Cell>? seed = null, Action<SchedulingOptions>? scheduling = null,
-        bool tls = false, bool mtls = false)
+        bool tls = false, bool mtls = false, bool auth = false)
     {
         var fx = new ServerFixture();
         var time = fakeTime ? (fx.Fake = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero))) : (TimeProvider)TimeProvider.System;
@@ -57,11 +79,18 @@ internal sealed class ServerFixture : IAsyncDisposable
             options.Transport.SweepInterval = TimeSpan.FromDays(1);
             options.LifecyclePeriod = null;
         }
+        // Expired credentials: with fake time the tests sweep by hand (AuthService.SweepExpired).
+        if (auth) options.Authentication = new AuthOptions { ExpirySweepPeriod = fakeTime ? null : TimeSpan.FromSeconds(1) };
         if (tls || mtls) options.Transport.ServerTls = new TlsServerOptions { Certificate = TestTls.Server, ClientCertificateAuthorities = mtls ? [TestTls.Ca] : null };
         configure?.Invoke(options);
         fx.Server = new OmegaServer(fx.Cell, fx.Engine, new IPEndPoint(IPAddress.Loopback, 0), options);
         fx.Tls = options.Transport.ServerTls is not null;
         if (fx.Tls) TlsEndPoints[fx.Server.EndPoint] = true;
+        if (auth)
+        {
+            fx.AdminToken = fx.Server.Auth.CreateCredential(CredentialRole.Operator, "admin", OperatorScopes.All);
+            AuthEndPoints[fx.Server.EndPoint] = fx;
+        }
         fx.Server.Start();
         return fx;
     }
@@ -73,6 +102,7 @@ internal sealed class ServerFixture : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         TlsEndPoints.TryRemove(Server.EndPoint, out _);
+        AuthEndPoints.TryRemove(Server.EndPoint, out _);
         await Server.DisposeAsync();
         if (Engine is not null) await Engine.DisposeAsync();
         Cell.Dispose();
@@ -137,10 +167,13 @@ internal sealed class RawClient : IDisposable
     private byte[] _buf = new byte[1 << 16];
     private int _len;
 
-    private RawClient(Socket s, Stream? tls)
+    private readonly IPEndPoint _ep;
+
+    private RawClient(Socket s, Stream? tls, IPEndPoint ep)
     {
         _s = s;
         _tls = tls;
+        _ep = ep;
     }
 
     public Socket Socket => _s;
@@ -150,7 +183,7 @@ internal sealed class RawClient : IDisposable
         var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         if (receiveBuffer > 0) s.ReceiveBufferSize = receiveBuffer;
         await s.ConnectAsync(ep);
-        if (!(tls ?? ServerFixture.TlsEndPoints.ContainsKey(ep))) return new RawClient(s, null);
+        if (!(tls ?? ServerFixture.TlsEndPoints.ContainsKey(ep))) return new RawClient(s, null, ep);
         var ssl = new SslStream(new NetworkStream(s, ownsSocket: false));
         await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
         {
@@ -159,7 +192,7 @@ internal sealed class RawClient : IDisposable
             RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && TlsValidation.ChainsTo(cert, [TestTls.Ca], clientAuth: false),
             ClientCertificateContext = clientCertificate is null ? null : SslStreamCertificateContext.Create(clientCertificate, null, offline: true),
         });
-        return new RawClient(s, ssl);
+        return new RawClient(s, ssl, ep);
     }
 
     public async Task SendAsync(byte[] bytes)
@@ -255,15 +288,16 @@ internal sealed class RawClient : IDisposable
         return m!;
     }
 
-    public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw")
+    public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw", string? token = null)
     {
-        await SendAsync(1, new Hello { Version = Omega.Protocol.Frame.ProtocolVersion, Role = role, Name = name });
+        token ??= ServerFixture.AuthEndPoints.TryGetValue(_ep, out var fx) ? fx.DefaultToken(role, name) : null;
+        await SendAsync(1, new Hello { Version = Omega.Protocol.Frame.ProtocolVersion, Role = role, Name = name, Token = token });
         return await ExpectAsync<Welcome>();
     }
 
-    public async Task<Registered> RegisterAsync(string node, ResourceVector capacity, long resumeFrom = 0)
+    public async Task<Registered> RegisterAsync(string node, ResourceVector capacity, long resumeFrom = 0, string? token = null)
     {
-        await HandshakeAsync(PeerRole.Agent, node);
+        await HandshakeAsync(PeerRole.Agent, node, token);
         await SendAsync(2, new Register { Node = node, Capacity = capacity, FailureDomain = "fd", ResumeFrom = resumeFrom });
         return await ExpectAsync<Registered>();
     }

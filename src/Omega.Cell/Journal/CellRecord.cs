@@ -103,6 +103,16 @@ public static class CellRecord
                 visitor.Guarantee(tenant, has ? g : null);
                 break;
             }
+            case CellRecordKind.AuthRecordPut:
+            {
+                string key = r.String();
+                int n = r.I32();
+                visitor.AuthRecordPut(key, r.Bytes(n));
+                break;
+            }
+            case CellRecordKind.AuthRecordDelete:
+                visitor.AuthRecordDeleted(r.String());
+                break;
             case CellRecordKind.TenantCreated:
             {
                 var tenant = new TenantId(r.I32());

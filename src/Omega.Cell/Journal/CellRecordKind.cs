@@ -50,4 +50,10 @@ public enum CellRecordKind : byte
 
     /// <summary>A tenant was created: its id (dense, assigned by the cell), name and initial quota.</summary>
     TenantCreated = 9,
+
+    /// <summary>A security record (credential, revocation, audit entry; issue 11) was written: key and opaque value. Does not bump the cell version.</summary>
+    AuthRecordPut = 20,
+
+    /// <summary>A security record was deleted (an audit entry past retention, a dropped credential): key.</summary>
+    AuthRecordDelete = 21,
 }

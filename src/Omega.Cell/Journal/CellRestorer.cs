@@ -20,6 +20,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly Dictionary<int, string> _tenants = new();
     private readonly Dictionary<TaskId, CellReservation> _reservations = new();
     private readonly Dictionary<int, ResourceVector?> _guarantees = new();
+    private readonly Dictionary<string, byte[]> _authRecords = new(StringComparer.Ordinal);
     private readonly Dictionary<IdempotencyIndex.ScopedKey, RestoredOutcome> _outcomes = new();
     private long _version;
     private long _sequence;
@@ -107,6 +108,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         _cell.CompleteRestore(nodes, leases, _tenants, _quotas, outcomes, _version, _sequence, _reservations.Values, _guarantees);
         _cell.RestoreDomainLosses(_domainLosses.ToArray());
         _cell.RestoreObjects(_objects);
+        _cell.RestoreAuthRecords(_authRecords);
         return _cell;
     }
 
@@ -187,6 +189,12 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     /// </summary>
     public void RestoreObject(string key, ReadOnlySpan<byte> value, long version, long created)
         => _objects[key] = new StoredObject(key, value.ToArray(), version, created);
+
+    /// <inheritdoc />
+    public void AuthRecordPut(string key, ReadOnlySpan<byte> value) => _authRecords[key] = value.ToArray();
+
+    /// <inheritdoc />
+    public void AuthRecordDeleted(string key) => _authRecords.Remove(key);
 
     /// <inheritdoc />
     public void Tenant(TenantId tenant, string name) => _tenants[tenant.Value] = name;

@@ -56,6 +56,15 @@ public interface ICellRecordVisitor
     /// <summary>A tenant's guaranteed capacity (null: none). The default ignores it.</summary>
     void Guarantee(TenantId tenant, ResourceVector? guaranteed) { }
 
+
+    /// <summary>
+    /// A security record (credential, revocation, audit entry) was written (<see cref="CellRecordKind.AuthRecordPut"/>).
+    /// The default ignores it (a visitor that does not keep security records).
+    /// </summary>
+    void AuthRecordPut(string key, ReadOnlySpan<byte> value) { }
+
+    /// <summary>A security record was deleted (<see cref="CellRecordKind.AuthRecordDelete"/>). The default ignores it.</summary>
+    void AuthRecordDeleted(string key) { }
     /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
     void Tenant(TenantId tenant, string name);
 }

@@ -16,8 +16,10 @@ namespace Omega.Cli.Fleet;
 /// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
 /// <param name="ReadySeconds">How long after start an agent reports a task ready (its simulated readiness check); positive.</param>
 /// <param name="Transport">The agents' transport options, TLS included (null: plaintext defaults).</param>
+/// <param name="JoinToken">A join token (docs/protocol.md, section 12): every agent joins with it once and then uses its own
+/// node-scoped credential; one credential shared by the fleet is never used. Null for a server without authentication.</param>
 internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
-    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2);
+    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
@@ -92,6 +94,7 @@ internal sealed class AgentFleet : IAsyncDisposable
                 Seed = o.Seed + i,
                 OnBinding = OnBinding,
                 Transport = o.Transport ?? new Omega.Transport.TransportOptions(),
+                JoinToken = o.JoinToken,
             });
             _agents.Add(agent);
         }

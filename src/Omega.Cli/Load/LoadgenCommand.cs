@@ -76,12 +76,12 @@ internal static class LoadgenCommand
                     Console.Error.WriteLine($"omega loadgen: --connect must be HOST:PORT or ADDRESS:PORT, not '{remote}'");
                     return 2;
                 }
-                if (!tls.TryResolve(r, out var transport, out var tlsError))
+                if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var token, out tlsError))
                 {
                     Console.Error.WriteLine($"omega loadgen: {tlsError}");
                     return 2;
                 }
-                return await RemoteLoadRun.RunAsync(endpoint!, transport, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
+                return await RemoteLoadRun.RunAsync(endpoint!, transport, token, o.Seconds, o.UntilEnd, workload, s, r.GetValue(firstJob), cancel).ConfigureAwait(false);
             }
             if (!MetricsExport.TryStartPrometheus("loadgen", r.GetValue(metricsPort), out var metrics)) return 1;
             using var exporter = metrics;

@@ -35,12 +35,12 @@ internal static partial class RemoteLoadRun
         return kinds;
     }
 
-    public static async Task<int> RunAsync(EndPoint server, Omega.Transport.TransportOptions transport, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
+    public static async Task<int> RunAsync(EndPoint server, Omega.Transport.TransportOptions transport, string? token, double seconds, bool untilEnd, IWorkload workload, int seed, long firstJobId, CancellationToken cancel)
     {
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(server, transport, "omega-loadgen", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(server, transport, "omega-loadgen", token, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {

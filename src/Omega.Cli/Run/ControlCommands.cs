@@ -49,7 +49,7 @@ internal static class ControlCommands
             Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
             return 2;
         }
-        if (!tls.TryResolve(r, out var transport, out var tlsError))
+        if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var token, out tlsError))
         {
             Console.Error.WriteLine($"omega {command}: {tlsError}");
             return 2;
@@ -57,7 +57,7 @@ internal static class ControlCommands
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint!, transport, $"omega-{command}", cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            client = await ControlClient.ConnectAsync(endpoint!, transport, $"omega-{command}", token, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {
@@ -72,7 +72,9 @@ internal static class ControlCommands
             }
             catch (AgentRequestException e)
             {
-                Console.Error.WriteLine($"omega {command}: the server refused: {e.Code}: {e.Message}");
+                Console.Error.WriteLine(e.Code == ErrorCode.PermissionDenied
+                    ? $"omega {command}: the server refused: PermissionDenied ({e.Reason}): {e.Message}"
+                    : $"omega {command}: the server refused: {e.Code}: {e.Message}");
                 // Scripts branch on these two (docs/cli.md): "is it there" and "someone else wrote first".
                 return e.Code switch
                 {

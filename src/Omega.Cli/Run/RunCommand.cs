@@ -30,10 +30,11 @@ internal static class RunCommand
         var data = new Option<string?>("--data") { Description = "Data directory of this run's cell (default: the user's local data folder, omega/run). It is emptied first: the run starts from a fresh cell." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed; default: random)." };
         var report = new Option<string?>("--report") { Description = "Write a report folder (README.md, samples.csv, PNG charts incl. the bind latency distribution) to this directory." };
+        var noAuth = new Option<bool>("--no-auth") { Description = "Agents connect without credentials (default: each agent joins with a bounded-use join token and gets its own credential)." };
         var insecure = new Option<bool>("--insecure") { Description = "Plaintext instead of TLS between the server and its agents (default: TLS 1.3 with a throwaway self-signed certificate)." };
         var cmd = new Command("run", "Omega's main job: a FASTER-durable engine, the TCP server, a simulated agent fleet over loopback and an Omega-paper workload.")
         {
-            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report, insecure,
+            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report, insecure, noAuth,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -50,13 +51,13 @@ internal static class RunCommand
             }
             string dir = r.GetValue(data) ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", "run");
             int s = r.GetValue(seed) ?? Random.Shared.Next();
-            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), !r.GetValue(insecure), cancel)
+            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), !r.GetValue(insecure), !r.GetValue(noAuth), cancel)
                 .ConfigureAwait(false);
         });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, bool tls, CancellationToken cancel)
+    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, bool tls, bool auth, CancellationToken cancel)
     {
         var ci = CultureInfo.InvariantCulture;
         Console.WriteLine(FormattableString.Invariant(
@@ -100,6 +101,8 @@ internal static class RunCommand
             // TLS by default: a throwaway self-signed certificate in the run's data directory (emptied above, so a new
             // one each run); the agents verify the server by that certificate file, as a real fleet would by its CA.
             o.Tls.Mode = tls ? OmegaTlsMode.SelfSigned : OmegaTlsMode.Plaintext;
+            // Credentials by default: the admin token lands in the run's data directory like serve's.
+            o.Authentication = auth;
             // --- control plane (issue 12): the tenants of the run's workloads ---
             foreach (var t in RunWorkloads.Tenants) o.Tenants.Add(t);
             // --- end control plane ---
@@ -128,7 +131,17 @@ internal static class RunCommand
         };
         if (runtime.IsTls) Console.WriteLine($"  tls: TLS 1.3, self-signed certificate {runtime.TlsCertificatePath} (pin sha256:{runtime.TlsCertificatePin}); every agent verifies it");
         else ServeCommand.PrintTransportSecurity("omega run", runtime);
-        var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed, Transport: agentTransport))
+        // Every agent gets its own node-scoped credential: one join token with exactly as many uses as agents, valid for
+        // the registration window only; each agent joins once and reconnects with its own credential (issue 11: one
+        // credential shared by the fleet is not acceptable).
+        string? joinToken = null;
+        if (runtime.IsAuthenticated)
+        {
+            joinToken = server.Auth.CreateCredential(Omega.Protocol.CredentialRole.Join, "omega-run-fleet", ttl: TimeSpan.FromMinutes(15), uses: agentCount, createdBy: "omega run");
+            Console.WriteLine($"  auth: on; {agentCount:N0} agents join with a {agentCount:N0}-use join token (15 min) and each receives its own node credential; admin token {runtime.AdminTokenPath}");
+        }
+        else ServeCommand.PrintAuthentication("omega run", runtime);
+        var fleet = new AgentFleet(new FleetOptions(server.EndPoint, agentCount, LoadRun.NodeShape, Math.Max(1, agentCount / 40), 10, seed, Transport: agentTransport, JoinToken: joinToken))
         {
             // Workload replicas are services: they run until stopped (control plane, issue 12).
             DurationOf = job => durations.TryGetValue(job, out var d) ? d : RunWorkloads.IsReplica(job) ? double.PositiveInfinity : null,

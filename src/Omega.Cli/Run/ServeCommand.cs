@@ -30,9 +30,11 @@ internal static class ServeCommand
         var insecure = new Option<bool>("--insecure") { Description = "Plaintext listener, no TLS (anyone on the network path can read and forge traffic)." };
         var tenants = new Option<string[]>("--tenant") { Description = "Create this tenant at start unless it exists (repeatable); others are created with 'omega tenant create'.", AllowMultipleArgumentsPerToken = false };
         var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
+        var noAuth = new Option<bool>("--no-auth") { Description = "Accept every connection without a credential (anyone who reaches the port may do anything)." };
+        var adminTokenFile = new Option<string?>("--admin-token-file") { Description = "Install the first operator token from this file (omega token generate) instead of creating DATA/admin.token." };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure, noAuth, adminTokenFile,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -44,6 +46,11 @@ internal static class ServeCommand
             if (!IPEndPoint.TryParse(r.GetValue(listen)!, out var endpoint))
             {
                 Console.Error.WriteLine($"omega serve: --listen must be ADDRESS:PORT, not '{r.GetValue(listen)}'");
+                return 2;
+            }
+            if (r.GetValue(adminTokenFile) is { } atf && (r.GetValue(noAuth) || !File.Exists(atf)))
+            {
+                Console.Error.WriteLine(r.GetValue(noAuth) ? "omega serve: --admin-token-file needs authentication: drop --no-auth" : $"omega serve: --admin-token-file not found: {atf}");
                 return 2;
             }
             if (r.GetValue(batchWorkers) is < 1 or > 256 || r.GetValue(serviceWorkers) is < 1 or > 256)
@@ -85,6 +92,9 @@ internal static class ServeCommand
                 o.Tls.CertificateFile = r.GetValue(tlsCert);
                 o.Tls.KeyFile = r.GetValue(tlsKey);
                 o.Tls.ClientCaFile = r.GetValue(clientCa);
+                // Credentials on by default too (issue 11); --no-auth is the explicit, warned opt-out.
+                o.Authentication = !r.GetValue(noAuth);
+                o.AdminTokenFile = r.GetValue(adminTokenFile);
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
@@ -116,6 +126,11 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega serve: cannot load the TLS certificate, key or client CA: {e.Message}");
                 return 1;
             }
+            catch (InvalidOperationException e) when (e.Message.StartsWith("admin token file", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"omega serve: {e.Message}");
+                return 2;
+            }
             var store = runtime.Store;
             var rec = store.Recovery;
             Console.WriteLine(store.IsPersistent
@@ -128,6 +143,7 @@ internal static class ServeCommand
             using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
             using var reg = cancel.Register(() => stopped.TrySetResult());
             PrintTransportSecurity("omega serve", runtime);
+            PrintAuthentication("omega serve", runtime);
             Console.WriteLine($"omega serve: listening on {runtime.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
 
             await stopped.Task.ConfigureAwait(false);
@@ -139,6 +155,19 @@ internal static class ServeCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Where the admin token is (authentication on), or the one-line warning of --no-auth (on stderr).</summary>
+    internal static void PrintAuthentication(string who, OmegaRuntime runtime)
+    {
+        if (!runtime.IsAuthenticated)
+        {
+            Console.Error.WriteLine($"{who}: WARNING: --no-auth: connections need no credential; anyone who reaches the port can register nodes, submit for any tenant and drain nodes");
+            return;
+        }
+        Console.WriteLine(runtime.AdminTokenCreated
+            ? $"{who}: authentication on; created the admin token {runtime.AdminTokenPath} (mode 0600; clients: --token-file {runtime.AdminTokenPath})"
+            : $"{who}: authentication on; admin token {runtime.AdminTokenPath} (clients: --token-file {runtime.AdminTokenPath})");
     }
 
     /// <summary>A usage error in the TLS flags of serve (checked before anything is opened), or null.</summary>
@@ -179,9 +208,10 @@ internal static class ServeCommand
         var seconds = new Option<double?>("--seconds") { Description = "Stop after this long (default: until Ctrl+C)." };
         var prefix = new Option<string>("--name-prefix") { Description = "Node names are PREFIX-NNNNNN.", DefaultValueFactory = _ => "agent" };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
+        var join = new Option<string?>("--join-token") { Description = "A join token (omega token create --role join): each agent joins with it and gets its own credential. Env: OMEGA_JOIN_TOKEN." };
         var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
         {
-            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed,
+            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
@@ -197,9 +227,15 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
                 return 2;
             }
-            if (!tls.TryResolve(r, out var transport, out var tlsError))
+            if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var adminToken, out tlsError))
             {
                 Console.Error.WriteLine($"omega agents: {tlsError}");
+                return 2;
+            }
+            string? joinToken = r.GetValue(join) ?? (Environment.GetEnvironmentVariable("OMEGA_JOIN_TOKEN") is { Length: > 0 } ej ? ej : null);
+            if (joinToken is not null && !Omega.Server.AuthService.IsWellFormedToken(joinToken))
+            {
+                Console.Error.WriteLine("omega agents: --join-token is not of the form omega1.<16 hex digits>.<43 characters>");
                 return 2;
             }
             // Fail fast with one line when nothing listens there, instead of agents retrying forever.
@@ -212,9 +248,24 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {e.Message}");
                 return 1;
             }
+            // With an operator credential (--token/--token-file, scope admin) and no join token: make a join token with
+            // exactly one use per agent, so each agent still gets a credential of its own.
+            if (joinToken is null && adminToken is not null)
+            {
+                try
+                {
+                    await using var admin = await Omega.Agent.ControlClient.ConnectAsync(endpoint, transport, "omega-agents", adminToken, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+                    joinToken = (await admin.CreateTokenAsync(Omega.Protocol.CredentialRole.Join, $"omega-agents-{r.GetValue(prefix)}", ttl: TimeSpan.FromMinutes(15), uses: r.GetValue(count)).ConfigureAwait(false)).Token;
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or Omega.Agent.AgentRequestException or IOException or Omega.Transport.TransportSecurityException)
+                {
+                    Console.Error.WriteLine($"omega agents: cannot make a join token: {ClientTls.Explain(e, r.GetValue(connect)!)}");
+                    return 1;
+                }
+            }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
-                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport));
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, JoinToken: joinToken));
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {

@@ -28,6 +28,9 @@ internal enum EntryKind : byte
     // 18: a tenant's guaranteed capacity, key = 18 | tenant:i32, value = has:u8 resources:4×i64 (like a quota).
     Guarantee = 18,
 
+    // 20 matches the journal record kind AuthRecordPut (issue 11): key = 20 | UTF-8 record key (up to
+    // Cell.MaxAuthKeyLength characters), value = the record's opaque bytes. A delete (kind 21) is a tombstone.
+    AuthRecord = 20,
     // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
     Tenant = 9,
 }

@@ -167,12 +167,19 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                     case EntryKind.Guarantee when !deleted:
                         restorer.Guarantee(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
                         break;
+                    case EntryKind.AuthRecord:
+                    {
+                        string key = Encoding.UTF8.GetString(k[1..]);
+                        if (deleted) restorer.AuthRecordDeleted(key);
+                        else restorer.AuthRecordPut(key, v);
+                        break;
+                    }
                     case EntryKind.DomainLosses when !deleted:
                         // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
                         domainLosses = v.ToArray();
                         break;
                     default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.Reservation or EntryKind.Guarantee))
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.AuthRecord or EntryKind.Reservation or EntryKind.Guarantee))
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
@@ -260,6 +267,27 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     {
         var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, ObjectKey(key)));
         Session.Delete(ref key2);
+    }
+
+    public void AuthRecordPut(string key, ReadOnlySpan<byte> value)
+    {
+        value.CopyTo(Value(value.Length));
+        var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, AuthKey(key)));
+        var val = SpanByte.FromFixedSpan(_value.AsSpan(0, value.Length));
+        Session.Upsert(ref key2, ref val);
+    }
+
+    public void AuthRecordDeleted(string key)
+    {
+        var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, AuthKey(key)));
+        Session.Delete(ref key2);
+    }
+
+    // Security-record keys share the object-key buffer (Cell.MaxAuthKeyLength is below Cell.MaxObjectKeyLength).
+    private int AuthKey(string key)
+    {
+        _objectKey[0] = (byte)EntryKind.AuthRecord;
+        return 1 + Encoding.UTF8.GetBytes(key, _objectKey.AsSpan(1));
     }
 
     private int ObjectKey(string key)
