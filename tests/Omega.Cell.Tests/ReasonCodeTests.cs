@@ -42,6 +42,13 @@ public sealed class ReasonCodeTests
             return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1)) with { Kind = ClaimKind.BindReserved });
         },
         [ClaimStatus.ProtectedCapacity] = t => { t.Cell.SetTenantGuarantee(new TenantId(2), R(8000, 0)); return t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(1, 1), tenant: 1)); },
+        [ClaimStatus.AntiAffinityViolated] = t =>
+        {
+            // Key shift 0: the job is its own group; its second task may not join the first on one node.
+            var group = new PlacementGroup(0, PlacementScope.Node);
+            t.Commit(t.ClaimOn(t.Nodes[0], new TaskId(1, 0), R(1, 1)) with { Group = group });
+            return t.Commit(t.ClaimOn(t.Nodes[0], new TaskId(1, 1), R(1, 1)) with { Group = group });
+        },
         [ClaimStatus.ReservationLimitReached] = t =>
         {
             for (int i = 0; i < 3; i++) Reserve(t, T(10 + i));

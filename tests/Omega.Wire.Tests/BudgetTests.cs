@@ -146,7 +146,15 @@ public sealed class BudgetTests(ITestOutputHelper output)
         int mustClose = connections - (int)(budget / partial);
         await Wait.UntilAsync(() => fx.Server.TransportMetrics.ErrorsSent(ErrorCode.IncompleteFrameBudget) >= mustClose, $"{mustClose} connections refused by the budget");
         Assert.True(fx.Server.IncompleteFrameBytes <= budget, $"held {fx.Server.IncompleteFrameBytes:N0}");
+        // The heap is the whole test process's: an allocation burst of a background task left by another test class can
+        // land between the two readings. Take the least of a few readings (what the server holds stays; transient noise
+        // does not), so the check stays about this server.
         long grown = HeapAfterGc() - before;
+        for (int i = 0; i < 4 && grown >= budget + (12L << 20); i++)
+        {
+            await Task.Delay(250);
+            grown = Math.Min(grown, HeapAfterGc() - before);
+        }
         output.WriteLine($"refused {fx.Server.TransportMetrics.ErrorsSent(ErrorCode.IncompleteFrameBudget)}, held {fx.Server.IncompleteFrameBytes:N0} bytes, heap grew {grown / 1024.0 / 1024:0.0} MiB");
         Assert.True(grown < budget + (12L << 20), $"heap grew {grown:N0} bytes with a budget of {budget:N0}");
         await Wait.UntilAsync(() => fx.Server.TransportMetrics.Disconnects(Transport.DisconnectReason.IncompleteFrameBudget) >= mustClose, "disconnects counted by reason");
