@@ -138,7 +138,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         {
             var status = store.Cell.CreateTenant(t, null, out var id);
             if (status == TenantOpStatus.LimitReached)
-                throw new InvalidOperationException($"cannot create tenant '{t}': the cell holds its maximum of {store.Cell.TenantCount} tenants");
+                throw new OmegaConfigurationException($"cannot create tenant '{t}': the cell holds its maximum of {store.Cell.TenantCount} tenants");
             if (status == TenantOpStatus.Ok) Log.TenantCreated(_logger, o.CellName, t, id.Value);
         }
         await store.WaitForDurableAsync(store.Cell.JournalSequence, cancellationToken).ConfigureAwait(false);
@@ -157,7 +157,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         {
             string token = (await File.ReadAllTextAsync(given, cancellationToken).ConfigureAwait(false)).Trim();
             if (!auth.TryInstallToken(token, CredentialRole.Operator, "admin", OperatorScopes.All, out var error))
-                throw new InvalidOperationException($"admin token file {given}: {error}");
+                throw new OmegaConfigurationException($"admin token file {given}: {error}");
             info = new AdminTokenInfo(Path.GetFullPath(given), false);
         }
         else

@@ -116,7 +116,7 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
                 return 1;
             }
-            catch (InvalidOperationException e) when (e.Message.StartsWith("cannot create tenant", StringComparison.Ordinal))
+            catch (OmegaConfigurationException e) // a tenant beyond the limit, an unreadable admin token file: usage
             {
                 Console.Error.WriteLine($"omega serve: {e.Message}");
                 return 2;
@@ -125,11 +125,6 @@ internal static class ServeCommand
             {
                 Console.Error.WriteLine($"omega serve: cannot load the TLS certificate, key or client CA: {e.Message}");
                 return 1;
-            }
-            catch (InvalidOperationException e) when (e.Message.StartsWith("admin token file", StringComparison.Ordinal))
-            {
-                Console.Error.WriteLine($"omega serve: {e.Message}");
-                return 2;
             }
             var store = runtime.Store;
             var rec = store.Recovery;
