@@ -216,8 +216,11 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
             : default;
         if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
         c.Flush();
-        var done = await Task.WhenAny(tcs.Task, c.Closed).ConfigureAwait(false);
-        if (done != tcs.Task) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        // The read loop completes the reply before it completes Closed, but the reply's continuation runs on the pool
+        // (RunContinuationsAsynchronously) and Closed's may run inline, so WhenAny can name Closed although the reply (an
+        // error the server sent just before closing, such as TlsRequired) is already there: trust the reply when it is.
+        await Task.WhenAny(tcs.Task, c.Closed).ConfigureAwait(false);
+        if (!tcs.Task.IsCompleted) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
         return await tcs.Task.ConfigureAwait(false);
     }
 

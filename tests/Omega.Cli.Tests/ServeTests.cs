@@ -176,8 +176,17 @@ public sealed partial class ServeTests
             var nodes = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Nodes", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.True(nodes.ExitCode == 0, nodes.Stderr);
             Assert.Equal(5, nodes.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.StartsWith("agent-", StringComparison.Ordinal)));
-            var allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
-            Assert.Contains("j1/0", allocations.Stdout, StringComparison.Ordinal);
+            // The decision record names a node as soon as the worker decided; the binding is listed once it committed (and
+            // is listed again after a re-placement if a loaded machine made its agent look silent), so wait for it, and
+            // say what the server logged if it never comes.
+            OmegaProcess.Result allocations = null!;
+            for (int i = 0; i < 50; i++)
+            {
+                allocations = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Allocations", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
+                if (allocations.Stdout.Contains("j1/0", StringComparison.Ordinal)) break;
+                await Task.Delay(200);
+            }
+            Assert.True(allocations.Stdout.Contains("j1/0", StringComparison.Ordinal), $"j1/0 not bound:\n{allocations.Stdout}\n--- server:\n{serve.Output}\n--- agents:\n{agents.Output}");
             var jobs = await OmegaProcess.RunAsync(TimeSpan.FromMinutes(1), "inspect", "Jobs", "--connect", endpoint, "--pin", pin, "--token-file", Path.Combine(data, "admin.token"));
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j1 ", StringComparison.Ordinal) && l.Contains("phase=Placed", StringComparison.Ordinal));
             Assert.Contains(jobs.Stdout.Split('\n'), l => l.StartsWith("j2 ", StringComparison.Ordinal) && l.Contains("phase=Parked", StringComparison.Ordinal));
