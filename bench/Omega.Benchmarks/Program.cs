@@ -9,11 +9,15 @@ using Omega.Benchmarks.Throughput;
 //   bindpath [...]    bind path over loopback with a simulated agent fleet (BindPathBench)
 //   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
 //   hostile [...]     memory under hostile input: partial frames, million-task jobs, 1M mutated frames (HostileMemoryBench)
+//   cpreconcile [...] control plane: workloads reconciled to serving vs the engine alone, in process (ReconcileBench)
+//   cpstart [...]     control plane: intent-to-started latency over TCP against omega serve (IntentToStartedBench)
+//   extcommit [...]   external scheduler commit latency over TCP, TLS vs plaintext, against omega serve (ExternalCommitBench)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
     : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
+    : args.Length > 0 && args[0] == "cpreconcile" ? Omega.Benchmarks.ControlPlane.ReconcileBench.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : RunBenchmarks(args);
 
