@@ -18,6 +18,7 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])
     : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
     : args.Length > 0 && args[0] == "cpreconcile" ? Omega.Benchmarks.ControlPlane.ReconcileBench.Run(args[1..])
+    : args.Length > 0 && args[0] == "extcommit" ? Omega.Benchmarks.ControlPlane.ExternalCommitBench.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : RunBenchmarks(args);
 

@@ -110,7 +110,9 @@ internal static class BenchOutput
 
     /// <summary>Prints the one machine-readable summary line.</summary>
     public static void Json(Dictionary<string, object> summary)
-        => Console.WriteLine(JsonPrefix + JsonSerializer.Serialize(summary));
+        => Console.WriteLine(JsonPrefix + JsonSerializer.Serialize(summary, s_json));
+
+    private static readonly JsonSerializerOptions s_json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>A fixed-width table: a header row and rows, columns padded to the widest cell.</summary>
     public static void Table(string[] header, List<string[]> rows)
