@@ -19,6 +19,7 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
     : args.Length > 0 && args[0] == "sched" ? SchedulingThroughput.Run(args[1..])
     : args.Length > 0 && args[0] == "cpreconcile" ? Omega.Benchmarks.ControlPlane.ReconcileBench.Run(args[1..])
     : args.Length > 0 && args[0] == "extcommit" ? Omega.Benchmarks.ControlPlane.ExternalCommitBench.Run(args[1..])
+    : args.Length > 0 && args[0] == "cpstart" ? Omega.Benchmarks.ControlPlane.IntentToStartedBench.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : RunBenchmarks(args);
 
