@@ -3,7 +3,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Omega.Agent;
 using Omega.ControlPlane;
-using Omega.ControlPlane.Controllers;
 using Omega.Protocol;
 
 namespace Omega.Benchmarks.ControlPlane;
@@ -218,9 +217,9 @@ internal static class IntentToStartedBench
             var perUid = new Dictionary<long, int>();
             foreach (var (job, ts) in started)
             {
-                if ((job & WorkloadController.JobIdSpace) != 0)
+                if (ReplicaJobs.IsReplica(job))
                 {
-                    long uid = (job & ~WorkloadController.JobIdSpace) >> WorkloadController.SerialBits;
+                    long uid = ReplicaJobs.WorkloadUid(job);
                     if (!acks.TryGetValue(uid, out long ack)) continue;
                     replicaStarts++;
                     perUid[uid] = perUid.GetValueOrDefault(uid) + 1;

@@ -224,7 +224,7 @@ internal sealed class SimulatedAgents : IBindingListener, IDisposable
 
     public void OnBindingChanged(BindingChange change, in Allocation allocation, long version)
     {
-        if (_controlPlaneOnly && (allocation.Task.Job.Value & WorkloadController.JobIdSpace) == 0) return;
+        if (_controlPlaneOnly && !ReplicaJobs.IsReplica(allocation.Task.Job.Value)) return;
         if (change == BindingChange.Bound)
         {
             Interlocked.Increment(ref _boundCount);
