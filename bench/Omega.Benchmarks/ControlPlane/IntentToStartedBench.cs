@@ -144,7 +144,10 @@ internal static class IntentToStartedBench
                     }
                     await Task.Delay(TimeSpan.FromSeconds(c.Lifetime));
                     try { await writer.DeleteAsync(stored.Key); }
-                    catch (AgentRequestException) { Interlocked.Increment(ref deleteErrors); }
+                    catch (AgentRequestException e)
+                    {
+                        if (Interlocked.Increment(ref deleteErrors) <= 3) Console.Error.WriteLine($"delete {name}: {e.Code} {e.Message}");
+                    }
                 }
                 catch (AgentRequestException e)
                 {
@@ -193,6 +196,9 @@ internal static class IntentToStartedBench
             long bindingsAtEnd = await CellBindings(submitter);
             // Let late replicas start (and the deletes of the last workloads run) before reading the agents' records.
             await Task.Delay(TimeSpan.FromSeconds(Math.Min(c.DrainSeconds, c.Lifetime)));
+            // Every create and delete answered before the connections close (else a pending delete fails as "closed").
+            var all = Task.WhenAll(pending);
+            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(60))) != all) Console.Error.WriteLine("some writes still unanswered after 60 s");
 
             // ------------------------------------------------------------ join
             var started = new Dictionary<long, long>(); // job id -> first start timestamp
