@@ -78,7 +78,16 @@ internal static class ReconcileBench
         foreach (var (rep, cp, engine) in results)
             rows.Add([rep.ToString(System.Globalization.CultureInfo.InvariantCulture), BenchOutput.F(cp.ServingSeconds, "F2"), BenchOutput.F(cp.BoundSeconds, "F2"),
                 BenchOutput.F(cp.Rate, "F0"), BenchOutput.F(engine.BoundSeconds, "F2"), BenchOutput.F(engine.Rate, "F0"), BenchOutput.F(cp.Rate / engine.Rate, "F2") + "x"]);
+        static double Median(IEnumerable<double> v) { var x = v.OrderBy(d => d).ToArray(); return x.Length % 2 == 1 ? x[x.Length / 2] : (x[x.Length / 2 - 1] + x[x.Length / 2]) / 2; }
+        double mServing = Median(results.Select(r => r.Cp.ServingSeconds)), mCp = Median(results.Select(r => r.Cp.Rate)), mEngine = Median(results.Select(r => r.Engine.Rate));
+        double mRatio = Median(results.Select(r => r.Cp.Rate / r.Engine.Rate));
+        if (results.Count > 1)
+            rows.Add(["median", BenchOutput.F(mServing, "F2"), "", BenchOutput.F(mCp, "F0"), "", BenchOutput.F(mEngine, "F0"), BenchOutput.F(mRatio, "F2") + "x"]);
         BenchOutput.Table(["rep", "cp all serving s", "cp all bound s", "cp placements/s", "engine all bound s", "engine placements/s", "cp/engine"], rows);
+        facts["median_cp_all_serving_s"] = Math.Round(mServing, 3);
+        facts["median_cp_placements_per_s"] = Math.Round(mCp);
+        facts["median_engine_placements_per_s"] = Math.Round(mEngine);
+        facts["median_ratio_cp_to_engine"] = Math.Round(mRatio, 3);
 
         facts["nodes"] = c.Nodes; facts["node_cores"] = c.NodeCores; facts["replicas"] = c.Replicas; facts["workloads"] = c.Workloads;
         facts["ready_ms"] = c.ReadyMs; facts["store"] = c.DataDir is null ? "memory" : "faster";
