@@ -109,6 +109,88 @@ public sealed class ControlPlaneWiringTests
         }
     }
 
+    [Fact]
+    public async Task A_rollout_replaces_replicas_within_surge_and_a_new_revision_that_never_gets_ready_is_rolled_back()
+    {
+        int port = FreePort();
+        var config = Config(TestHost.TempDirectory(), port);
+        config["Omega:InMemory"] = "true";
+        config["Omega:DataDirectory"] = null;
+        using var host = TestHost.Build(config);
+        var runtime = host.Services.GetRequiredService<OmegaRuntime>();
+        await host.StartAsync();
+        // "good" reports every replica ready; "bad" never does (a readiness probe that keeps failing).
+        await using var good = new AgentClient(new AgentOptions
+        {
+            Server = runtime.EndPoint, NodeName = "good", Capacity = ResourceVector.FromCoresAndGiB(8, 32), Seed = 6,
+            Labels = new Dictionary<string, string> { ["pool"] = "good" }, ReadyAfter = TimeSpan.FromMilliseconds(50),
+        });
+        await using var bad = new AgentClient(new AgentOptions
+        {
+            Server = runtime.EndPoint, NodeName = "bad", Capacity = ResourceVector.FromCoresAndGiB(8, 32), Seed = 7,
+            Labels = new Dictionary<string, string> { ["pool"] = "bad" },
+        });
+        await good.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await bad.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        var web = new Workload
+        {
+            Metadata = new ObjectMeta { Name = "web", Tenant = "shop" },
+            Spec = new WorkloadSpec
+            {
+                Replicas = 3, MaxSurge = 1, MaxUnavailable = 1, ProgressDeadlineSeconds = 3,
+                Resources = new ResourceRequest { CpuMillis = 500, MemoryBytes = 1L << 30 }, NodeSelector = { ["pool"] = "good" },
+            },
+        };
+        Assert.True((await runtime.Objects.CreateAsync(web)).IsOk);
+        await TestHost.UntilAsync(() => Task.FromResult(Read(runtime).Status is { Serving: 3, Rollout.Phase: RolloutPhases.Complete }), "3 serving");
+
+        // A new template (more CPU): replicas replaced one surge at a time, never more than 3 + 1 bindings.
+        var w = Read(runtime);
+        w.Spec.Resources.CpuMillis = 700;
+        var updated = await runtime.Objects.UpdateAsync(w);
+        Assert.True(updated.IsOk, updated.Message);
+        long generation = updated.Object!.Metadata.Generation;
+        int most = 0;
+        await TestHost.UntilAsync(() =>
+        {
+            var b = Bindings(runtime);
+            most = Math.Max(most, b.Count);
+            return Task.FromResult(b.Count == 3 && b.All(a => a.Resources.CpuMillis == 700) && Read(runtime).Status is { Serving: 3, Rollout.Phase: RolloutPhases.Complete });
+        }, "the new revision serving everywhere");
+        Assert.InRange(most, 3, 4);
+        var rolled = Read(runtime);
+        Assert.Equal((generation, generation), (rolled.Status.Rollout.Revision, rolled.Status.Rollout.StableRevision));
+        Assert.Equal((3, 3, 3), (rolled.Status.Rollout.Updated, rolled.Status.Rollout.UpdatedReady, rolled.Status.Rollout.UpdatedServing));
+        Assert.True(Conditions.IsTrue(rolled.Status.Conditions, RolloutController.RolloutComplete));
+
+        // A revision whose replicas bind (on "bad") but never get ready: rolled back after the 3 s deadline.
+        rolled.Spec.NodeSelector["pool"] = "bad";
+        var failing = await runtime.Objects.UpdateAsync(rolled);
+        Assert.True(failing.IsOk, failing.Message);
+        Assert.True(runtime.Cell.TryGetNodeId("bad", out var badNode));
+        bool boundOnBad = false;
+        await TestHost.UntilAsync(() =>
+        {
+            boundOnBad |= Bindings(runtime).Any(a => a.Node == badNode);
+            return Task.FromResult(Read(runtime).Status.Rollout.Phase == RolloutPhases.RolledBack);
+        }, "rolled back");
+        Assert.True(boundOnBad); // the new replicas were placed: they failed readiness, not placement
+        var back = Read(runtime);
+        var condition = Conditions.Find(back.Status.Conditions, RolloutController.RolledBack)!;
+        Assert.Equal((ConditionStatus.True, "ProgressDeadlineExceeded"), (condition.Status, condition.Reason));
+        Assert.Contains($"rolled back to revision {generation}", condition.Message, StringComparison.Ordinal);
+        Assert.Equal(failing.Object!.Metadata.Generation, back.Status.Rollout.FailedRevision);
+        // Converges on the stable template: 3 serving on "good", nothing left on "bad", the spec left as written.
+        await TestHost.UntilAsync(() => Task.FromResult(Bindings(runtime) is { Count: 3 } b && b.All(a => a.Node != badNode && a.Resources.CpuMillis == 700)
+            && Read(runtime).Status is { Serving: 3, Bound: 3 }), "back on the stable revision");
+        Assert.Equal("bad", Read(runtime).Spec.NodeSelector["pool"]);
+        Assert.Empty(runtime.Cell.Audit());
+        await host.StopAsync();
+    }
+
+    private static List<Allocation> Bindings(OmegaRuntime r) => r.Cell.GetAllocations().Where(a => (a.Task.Job.Value & WorkloadController.JobIdSpace) != 0).ToList();
+
     private static Workload Read(OmegaRuntime r) => Assert.IsType<Workload>(r.Objects.Get(new ObjectKey(Workload.KindName, "shop", "web")).Object);
 
     private static int FreePort()
