@@ -16,7 +16,7 @@ namespace Omega.CrashHost;
 /// the driver's agents (in the driver's process: they outlive each kill, as real agents outlive a server crash) report
 /// their replicas started, then ready, and re-report after each restart. On start it first <b>verifies</b> the state the previous
 /// (killed) run left, once the controllers converge, and prints <c>verified ...</c>; then it runs a seeded stream of
-/// workload creates, scales and deletes through the object store, appending every acknowledged write to the ack file
+/// workload creates, scales, template changes (rollouts) and deletes through the object store, appending every acknowledged write to the ack file
 /// (and printing <c>op N</c>) until it is killed.
 /// </summary>
 /// <remarks>
@@ -122,7 +122,10 @@ internal static class ControllerCrashHost
             else if (pick < 80)
             {
                 var w = current[rng.Next(current.Count)];
-                w.Spec.Replicas = rng.Next(MaxReplicas + 1);
+                // A third of the updates change the template (a rollout: every replica is replaced within maxSurge), the
+                // others the replica count.
+                if (rng.Next(3) == 0) w.Spec.Resources.CpuMillis = 500 + 250 * rng.Next(3);
+                else w.Spec.Replicas = rng.Next(MaxReplicas + 1);
                 var r = await objects.UpdateAsync(w);
                 if (r.IsOk) Ack(acks, $"S {w.Metadata.Name} {r.Object!.Metadata.Generation} {w.Spec.Replicas}");
             }
@@ -167,6 +170,13 @@ internal static class ControllerCrashHost
                 converged = false;
                 if (final) problems.Add($"{w.Metadata.Name}: generation {w.Metadata.Generation} observed {s.ObservedGeneration}, replicas {w.Spec.Replicas} desired {s.Desired} bound {s.Bound} ready {s.Ready} retired {s.Retired.Count} pending {s.PendingReason} serial {s.NextSerial}");
             }
+            // Rollouts finish: every replica runs the target template, which is the spec's (the deadline is far away).
+            if (s.Rollout.Phase != RolloutPhases.Complete || s.Replicas.Exists(r => r.Revision != s.Rollout.Revision)
+                || RolloutController.Find(s, s.Rollout.Revision) is not { } t || t.Spec.Resources.CpuMillis != w.Spec.Resources.CpuMillis)
+            {
+                converged = false;
+                if (final) problems.Add($"{w.Metadata.Name}: rollout {s.Rollout.Phase} revision {s.Rollout.Revision} stable {s.Rollout.StableRevision}, replica revisions {string.Join(",", s.Replicas.Select(r => r.Revision))}, spec cpu {w.Spec.Resources.CpuMillis}");
+            }
         }
         // Bindings: one per live replica slot, none for a retired serial or a workload that is gone.
         var perWorkload = new Dictionary<long, int>();
@@ -176,6 +186,7 @@ internal static class ControllerCrashHost
             int serial = (int)(a.Task.Job.Value & ((1 << WorkloadController.SerialBits) - 1));
             if (!byUid.TryGetValue(uid, out var w)) { converged = false; if (final) problems.Add($"leaked binding {a.Task}: workload uid {uid} is gone"); continue; }
             if (!w.Status.Replicas.Exists(r => r.Serial == serial)) { converged = false; if (final) problems.Add($"binding {a.Task} of {w.Metadata.Name} is for serial {serial}, not a live replica"); continue; }
+            if (a.Resources.CpuMillis != w.Spec.Resources.CpuMillis) { converged = false; if (final) problems.Add($"binding {a.Task} of {w.Metadata.Name} holds {a.Resources.CpuMillis}m, the spec asks {w.Spec.Resources.CpuMillis}m"); }
             perWorkload[uid] = perWorkload.GetValueOrDefault(uid) + 1;
         }
         foreach (var w in all)

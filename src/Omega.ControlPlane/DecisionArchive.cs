@@ -150,6 +150,15 @@ public sealed class DecisionArchive : IDecisionSink, IAsyncDisposable
     /// <summary>Records written.</summary>
     public long Written => Interlocked.Read(ref _written);
 
+    /// <summary>Records kept in the store now (including those a previous run kept).</summary>
+    public int Kept
+    {
+        get
+        {
+            lock (_lock) return _kept.Count;
+        }
+    }
+
     /// <summary>Records whose write the store refused (full, closed).</summary>
     public long Failed => Interlocked.Read(ref _failed);
 

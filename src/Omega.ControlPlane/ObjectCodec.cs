@@ -16,6 +16,7 @@ public static class ObjectCodec
         [SchedulerPolicy.KindName] = static () => new SchedulerPolicy(),
         [Quota.KindName] = static () => new Quota(),
         [Decision.KindName] = static () => new Decision(),
+        [Binding.KindName] = static () => new Binding(),
     };
 
     /// <summary>The serializer options used for every document (camelCase, nulls omitted, case-insensitive reads).</summary>

@@ -63,4 +63,8 @@ internal static partial class Log
         Message = "The listener is plaintext (Omega:Tls:Mode Plaintext): traffic can be read and forged on the network path")]
     public static partial void Plaintext(ILogger logger);
 
+
+    [LoggerMessage(EventId = 1100, EventName = "ControlPlaneStarted", Level = LogLevel.Information,
+        Message = "Control plane: {Objects} objects, scheduler policy revision {PolicyRevision}, {Decisions} decision records kept; controllers running: {Controllers}")]
+    public static partial void ControlPlaneStarted(ILogger logger, int objects, int policyRevision, int decisions, bool controllers);
 }

@@ -46,6 +46,13 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     // cpres (issue 12): the reservation controller (expired reservations are released, never leaked). The quota and
     // repair controllers need the ObjectStore the control-plane hosting block creates; they are started next to it.
     private Omega.ControlPlane.Controllers.ReservationController? _reservations;
+    // cpfin (issue 12): the rest of the control plane. Policy revisions and the decision archive exist before the engine
+    // (it takes the policy source and the decision sink at construction); the quota and repair controllers start with
+    // the workload controller's runner and stop with it.
+    private PolicyRevisions? _policies;
+    private DecisionArchive? _decisions;
+    private ControllerRunner? _quotaRunner;
+    private RepairController? _repair;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -73,18 +80,28 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             cancellationToken.ThrowIfCancellationRequested();
             await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
 
-            var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000, LeaseDuration = o.SchedulerLease });
-            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000, LeaseDuration = o.SchedulerLease });
-            o.ConfigureScheduling?.Invoke(scheduling);
-            _engine = new SchedulingEngine(_store.Cell, scheduling);
-
             // The control plane's objects live in the cell's journal: the store opens over the recovered cell (so every
             // object the journal or checkpoint restored is served) and acknowledges a write once the store's durable
-            // watermark covers its version (in memory: at once).
+            // watermark covers its version (in memory: at once). Opened before the engine: the engine takes the policy
+            // revision and the decision archive the store holds.
             var store = _store;
             o.Objects.Time = _time;
             _objects = new ObjectStore(_store.Cell, o.Objects, DurabilityWaiter.From((v, ct) => store.WaitForVersionAsync(v, ct)));
+            // cpfin: the active SchedulerPolicy revision is loaded before any worker places (a restart keeps the promoted
+            // revision, and every decision names it); decisions of workload replicas are archived durably (explain after
+            // a restart).
+            _policies = new PolicyRevisions(_objects, new Omega.Scheduling.Pipeline.PolicySource(), _time);
+            int policyRevision = _policies.Load();
+            _decisions = new DecisionArchive(_objects, o.DecisionArchive);
+            _decisions.Start();
+
+            var scheduling = new SchedulingOptions { Seed = o.Seed, DecisionSampleEvery = o.DecisionSampleEvery, Time = _time, MeterFactory = _meters };
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "batch", Workers = o.BatchWorkers, QueueCapacity = 1_000_000, LeaseDuration = o.SchedulerLease });
+            scheduling.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = o.ServiceWorkers, QueueCapacity = 100_000, LeaseDuration = o.SchedulerLease });
+            scheduling.Policy = _policies.Source;
+            scheduling.DecisionSink = _decisions;
+            o.ConfigureScheduling?.Invoke(scheduling);
+            _engine = new SchedulingEngine(_store.Cell, scheduling);
             var wc = o.WorkloadController;
             wc.Observer = o.Readiness == ReplicaReadiness.Bound ? ReplicaObserver.BoundIsReady : ReplicaObserver.AgentReported(_store.Cell);
             _controller = new WorkloadController(_objects, _engine, _time, wc);
@@ -94,6 +111,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             o.Server.Time = _time;
             // The same objects are served over the wire (writes acknowledged once durable, as above).
             o.Server.Objects = _objects;
+            o.Server.Policies = _policies;
+            o.Server.Decisions = _decisions;
             var tls = ConfigureTls(o);
             if (o.Authentication) o.Server.Authentication ??= new AuthOptions();
             else o.Server.Authentication = null;
@@ -119,7 +138,14 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 // thread pool runs it (the scheduler is injectable for simulations; the host has no threads of its own).
                 _runner = _controller.CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
                 _runner.Start();
+                // cpfin: Quota objects into the cell's limits and guarantees; the repair sweep for what no owner cleans.
+                _quotaRunner = new QuotaController(_objects, _store.Cell, _time, o.QuotaController).CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
+                _quotaRunner.Start();
+                _repair = new RepairController(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.RepairController, _meters);
+                _repair.Start();
             }
+            Log.ControlPlaneStarted(_logger, _objects.Count, policyRevision, _decisions.Kept, o.RunControllers);
+            _runtime.SetControlPlane(_policies, _decisions, _repair);
             _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
         }
         catch (Exception e)
@@ -295,6 +321,13 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             runner.Dispose();
         }
         _controller = null;
+        if (_quotaRunner is { } quotaRunner)
+        {
+            _quotaRunner = null;
+            quotaRunner.Dispose();
+        }
+        _repair?.Dispose();
+        _repair = null;
         // cpres: stop releasing reservations before the cell closes.
         _reservations?.Dispose();
         _reservations = null;
@@ -308,6 +341,14 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             _engine = null;
             await engine.DisposeAsync().ConfigureAwait(false);
         }
+        // cpfin: after the engine (no more records) and before the object store: the archive's pump writes what is queued.
+        if (_decisions is { } decisions)
+        {
+            _decisions = null;
+            await decisions.DisposeAsync().ConfigureAwait(false);
+        }
+        _policies?.Dispose();
+        _policies = null;
         // After the server (no request can reach it) and before the cell's store closes under it.
         if (_objects is { } objects)
         {

@@ -125,6 +125,15 @@ public sealed class OmegaOptions
     /// <summary>The workload controller runner's settings (resync period, backoff, workers).</summary>
     public ControllerRunnerOptions ControllerRunner { get; set; } = new();
 
+    /// <summary>The quota controller's settings (cpfin, issue 12; runs when <see cref="RunControllers"/>).</summary>
+    public QuotaControllerOptions QuotaController { get; set; } = new();
+
+    /// <summary>The repair controller's settings: sweep interval, rate limit, deadlines (cpfin; runs when <see cref="RunControllers"/>).</summary>
+    public RepairControllerOptions RepairController { get; set; } = new();
+
+    /// <summary>The decision archive's sampling and bounds (cpfin): the engine's decisions of workload replicas are kept durably.</summary>
+    public DecisionArchiveOptions DecisionArchive { get; set; } = new();
+
     /// <summary>
     /// Called last on the engine's options, after the two kinds are added from <see cref="BatchWorkers"/> and
     /// <see cref="ServiceWorkers"/>: the place for what configuration does not carry (pipelines, guarantees, more kinds).

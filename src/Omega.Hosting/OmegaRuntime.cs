@@ -21,6 +21,8 @@ public sealed class OmegaRuntime
     private OmegaServer? _server;
     private ObjectStore? _objects;
     private WorkloadController? _controller;
+    private PolicyRevisions? _policies;
+    private DecisionArchive? _decisions;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>True once the store is open, the engine built and the server listening.</summary>
@@ -49,6 +51,15 @@ public sealed class OmegaRuntime
 
     /// <summary>The workload controller (its runner runs unless <see cref="OmegaOptions.RunControllers"/> was false).</summary>
     public WorkloadController WorkloadController => _controller ?? throw NotStarted();
+
+    /// <summary>The SchedulerPolicy revisions (stage, promote, rollback; the active one is loaded at start and used by the engine).</summary>
+    public PolicyRevisions Policies => _policies ?? throw NotStarted();
+
+    /// <summary>The durable decision archive (<c>omega explain workload/NAME --generation G</c>), fed by the engine.</summary>
+    public DecisionArchive Decisions => _decisions ?? throw NotStarted();
+
+    /// <summary>The repair controller; null when <see cref="OmegaOptions.RunControllers"/> was false.</summary>
+    public RepairController? Repair { get; private set; }
 
     /// <summary>The address the server listens on (the real port when <see cref="OmegaOptions.Listen"/> asked for port 0).</summary>
     public IPEndPoint EndPoint => Server.EndPoint;
@@ -105,6 +116,13 @@ public sealed class OmegaRuntime
         DataDirectory = dataDirectory;
         IsRunning = true;
         _started.TrySetResult();
+    }
+
+    internal void SetControlPlane(PolicyRevisions policies, DecisionArchive decisions, RepairController? repair)
+    {
+        _policies = policies;
+        _decisions = decisions;
+        Repair = repair;
     }
 
     internal void SetFailed(Exception e) => _started.TrySetException(e);

@@ -31,8 +31,11 @@ public readonly struct Frame
     /// <summary>Smallest legal value of the length prefix: a header with an empty body.</summary>
     public const int MinLength = HeaderLength;
 
-    /// <summary>Protocol version spoken by this implementation (sent in Hello and Welcome).</summary>
-    public const int ProtocolVersion = 2;
+    /// <summary>
+    /// Protocol version spoken by this implementation (sent in Hello and Welcome). A server speaks exactly this one:
+    /// a Hello with any other (including 2) gets UnsupportedVersion (docs/protocol.md, "Changes in version 3").
+    /// </summary>
+    public const int ProtocolVersion = 3;
 
     /// <summary>Creates a frame view.</summary>
     public Frame(MessageType type, uint requestId, ReadOnlySequence<byte> body)

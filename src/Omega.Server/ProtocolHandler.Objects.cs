@@ -62,11 +62,22 @@ internal sealed partial class ProtocolHandler
             case MessageType.GetObject:
                 if (!Decode<GetObject>(c, rid, frame, out var get)) return true;
                 if (!_authz.ObjectTenant(c, s, rid, frame.Type, get.Kind, get.Tenant, get.Name)) return true;
+                if (CellViews.IsView(get.Kind))
+                {
+                    // Reservations and bindings are the cell's own state: a read-only view computed now (docs/control-plane.md).
+                    var view = CellViews.Get(_cell, store, get.Kind, get.Tenant, get.Name, _options.Time.GetUtcNow());
+                    SendResult(c, rid, view is null ? new ObjectResult(ObjectStatus.NotFound, null, $"{get.Kind} {get.Tenant}/{get.Name} not found")
+                        : new ObjectResult(ObjectStatus.Ok, view, null));
+                    return true;
+                }
                 SendResult(c, rid, store.Get(new ObjectKey(get.Kind, get.Tenant, get.Name)));
                 return true;
             case MessageType.ListObjects:
                 if (Decode<ListObjects>(c, rid, frame, out var list) && _authz.ObjectTenant(c, s, rid, frame.Type, list.Kind, list.Tenant, ""))
-                    HandleList(c, rid, store, list);
+                {
+                    if (CellViews.IsView(list.Kind)) HandleViewList(c, rid, store, list);
+                    else HandleList(c, rid, store, list);
+                }
                 return true;
             case MessageType.WatchObjects:
                 return !Decode<WatchObjects>(c, rid, frame, out var watch) || !_authz.ObjectTenant(c, s, rid, frame.Type, watch.Kind, watch.Tenant, "")
@@ -205,6 +216,36 @@ internal sealed partial class ProtocolHandler
             if (stop) { next = atEnd ? null : cursor; break; }
             if (page.Continue is null) { next = null; break; }
             cursor = page.Continue;
+        }
+        c.Send(rid, new ObjectList { ResourceVersion = version, Items = items, Continue = next ?? "" });
+    }
+
+    // A list of a view kind (Reservation, Binding): computed from the cell, paged by tenant/name like stored objects.
+    private void HandleViewList(FrameConnection c, uint rid, ObjectStore store, in ListObjects m)
+    {
+        int limit = m.Limit == 0 ? DefaultListLimit : m.Limit;
+        if (limit is < 1 or > MaxListLimit)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, $"ListObjects: limit must be 0-{MaxListLimit}");
+            return;
+        }
+        var (page, next, version) = CellViews.List(_cell, store, m.Kind, m.Tenant.Length == 0 ? null : m.Tenant, limit, m.Continue.Length == 0 ? null : m.Continue, _options.Time.GetUtcNow());
+        long room = _options.Transport.MaxFrameLength - 2048;
+        long bytes = 0;
+        var items = new List<ReadOnlyMemory<byte>>(page.Count);
+        var selector = m.LabelSelector is { Count: > 0 } sel ? sel : null;
+        foreach (var obj in page)
+        {
+            if (selector is not null && !Matches(obj.Metadata.Labels, selector)) continue;
+            var json = ObjectCodec.Serialize(obj);
+            if (items.Count > 0 && bytes + json.Length + 8 > room)
+            {
+                // Over the frame: this object starts the next page.
+                next = CellViews.Cursor(page[page.IndexOf(obj) - 1]);
+                break;
+            }
+            items.Add(json);
+            bytes += json.Length + 8;
         }
         c.Send(rid, new ObjectList { ResourceVersion = version, Items = items, Continue = next ?? "" });
     }

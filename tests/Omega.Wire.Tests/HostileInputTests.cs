@@ -236,6 +236,20 @@ public class HostileInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_version_2_client_gets_UnsupportedVersion_naming_version_3_and_disconnect()
+    {
+        // Version 3 adds messages, keys and error codes a version-2 client would not understand, and the server speaks
+        // exactly one version (docs/protocol.md, "Changes in version 3"): the old client is told which one and closed.
+        using var c = await RawClient.ConnectAsync(_fx.EndPoint);
+        await c.SendAsync(1, new Hello { Version = 2, Role = PeerRole.Scheduler, Name = "old" });
+        var e = await c.ReadErrorAsync();
+        Assert.Equal(ErrorCode.UnsupportedVersion, e?.Code);
+        Assert.Contains("speaks 3", e?.Message, StringComparison.Ordinal);
+        Assert.True(await c.WaitClosedAsync());
+        await AssertUnharmedAsync();
+    }
+
+    [Fact]
     public async Task Request_before_handshake_gets_HandshakeRequired_and_disconnect()
     {
         using var c = await RawClient.ConnectAsync(_fx.EndPoint);

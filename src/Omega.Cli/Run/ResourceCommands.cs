@@ -49,6 +49,8 @@ internal static class ResourceCommands
         ["policies"] = new(SchedulerPolicy.KindName, Listing.None, "schedulerpolicy"),
         ["schedulerpolicies"] = new(SchedulerPolicy.KindName, Listing.None, "schedulerpolicy"),
         ["schedulerpolicy"] = new(SchedulerPolicy.KindName, Listing.None, "schedulerpolicy"),
+        ["bindings"] = new(Binding.KindName, Listing.None, "binding"),
+        ["binding"] = new(Binding.KindName, Listing.None, "binding"),
         ["quotas"] = new(Quota.KindName, Listing.None, "quota"),
         ["quota"] = new(Quota.KindName, Listing.None, "quota"),
         ["nodes"] = new("", Listing.Nodes, "node"),
@@ -59,7 +61,7 @@ internal static class ResourceCommands
         ["tenant"] = new("", Listing.Tenants, "tenant"),
     };
 
-    private const string ResourceNames = "workloads, requests, reservations, policies, quotas, nodes, jobs, tenants";
+    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, nodes, jobs, tenants";
 
     private static Option<string> TenantOption() => new("--tenant") { Description = "The object's tenant (its namespace; empty for policies).", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
 
@@ -225,6 +227,7 @@ internal static class ResourceCommands
                        w.Metadata.Generation.ToString(ci), w.Status.ObservedGeneration.ToString(ci), age]);
             }
         }
+        else if (KindTable(res.Kind, items, wide, now) is { } table) rows = table;
         else
         {
             rows.Add(["NAME", "TENANT", "KIND", "GENERATION", "RESOURCEVERSION", "AGE"]);
@@ -237,6 +240,70 @@ internal static class ResourceCommands
             return;
         }
         WriteColumns(rows);
+    }
+
+    private static string Cpu(ResourceRequest r) => r.CpuMillis.ToString(CultureInfo.InvariantCulture) + "m";
+
+    private static string Mem(ResourceRequest r) => (r.MemoryBytes >> 20).ToString(CultureInfo.InvariantCulture) + "Mi";
+
+    private static string Res(ResourceRequest r) => r.CpuMillis == 0 && r.MemoryBytes == 0 && r.Gpus == 0 && r.DiskBytes == 0 ? "-"
+        : string.Create(CultureInfo.InvariantCulture, $"{Cpu(r)}/{Mem(r)}{(r.Gpus > 0 ? $"/{r.Gpus}gpu" : "")}");
+
+    // The per-kind tables of get (the views of the cell, quotas, policies, scheduling requests); null: the generic one.
+    private static List<string[]>? KindTable(string kind, List<ApiObject> items, bool wide, DateTimeOffset now)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var rows = new List<string[]>();
+        switch (kind)
+        {
+            case Reservation.KindName:
+                rows.Add(wide ? ["NAME", "TENANT", "NODE", "CPU", "MEMORY", "GPUS", "PHASE", "EXPIRES", "GENERATION", "HOLDER"] : ["NAME", "TENANT", "NODE", "CPU", "MEMORY", "EXPIRES", "HOLDER"]);
+                foreach (Reservation r in items.Cast<Reservation>())
+                {
+                    var left = r.Spec.ExpiresAt - now;
+                    string expires = left <= TimeSpan.Zero ? "expired" : "in " + Age(r.Spec.ExpiresAt, now);
+                    rows.Add(wide
+                        ? [r.Metadata.Name, r.Metadata.Tenant, r.Spec.Node, Cpu(r.Spec.Resources), Mem(r.Spec.Resources), r.Spec.Resources.Gpus.ToString(ci), r.Status.Phase, r.Spec.ExpiresAt.ToString("O", ci), r.Metadata.Generation.ToString(ci), r.Spec.Purpose]
+                        : [r.Metadata.Name, r.Metadata.Tenant, r.Spec.Node, Cpu(r.Spec.Resources), Mem(r.Spec.Resources), expires, r.Spec.Purpose]);
+                }
+                return rows;
+            case Binding.KindName:
+                rows.Add(wide ? ["NAME", "TENANT", "NODE", "CPU", "MEMORY", "GPUS", "PHASE", "GENERATION", "PRIORITY", "TASK", "HOLDER"] : ["NAME", "TENANT", "NODE", "CPU", "MEMORY", "PHASE", "HOLDER"]);
+                foreach (Binding b in items.Cast<Binding>())
+                    rows.Add(wide
+                        ? [b.Metadata.Name, b.Metadata.Tenant, b.Spec.Node, Cpu(b.Spec.Resources), Mem(b.Spec.Resources), b.Spec.Resources.Gpus.ToString(ci), b.Status.Phase, b.Spec.Generation.ToString(ci), b.Spec.Priority.ToString(ci), b.Spec.Task, b.Spec.Holder]
+                        : [b.Metadata.Name, b.Metadata.Tenant, b.Spec.Node, Cpu(b.Spec.Resources), Mem(b.Spec.Resources), b.Status.Phase, b.Spec.Holder]);
+                return rows;
+            case Quota.KindName:
+                rows.Add(wide ? ["NAME", "TENANT", "LIMIT", "PROTECTED", "USED", "UNMET", "APPLIED", "GENERATION", "OBSERVED", "AGE"] : ["NAME", "TENANT", "LIMIT", "PROTECTED", "USED", "APPLIED", "AGE"]);
+                foreach (Quota q in items.Cast<Quota>())
+                {
+                    string applied = Conditions.Find(q.Status.Conditions, "Applied") is { } a ? $"{a.Status} ({a.Reason})" : "Unknown";
+                    rows.Add(wide
+                        ? [q.Metadata.Name, q.Metadata.Tenant, Res(q.Spec.Limit), Res(q.Spec.Protected), Res(q.Status.Used), Res(q.Status.Unmet), applied, q.Metadata.Generation.ToString(ci), q.Status.ObservedGeneration.ToString(ci), Age(now, q.Metadata.CreationTimestamp)]
+                        : [q.Metadata.Name, q.Metadata.Tenant, Res(q.Spec.Limit), Res(q.Spec.Protected), Res(q.Status.Used), applied, Age(now, q.Metadata.CreationTimestamp)]);
+                }
+                return rows;
+            case SchedulerPolicy.KindName:
+                rows.Add(wide ? ["NAME", "REVISION", "ROLE", "RESOURCEVERSION", "AGE", "SETTINGS"] : ["NAME", "REVISION", "ROLE", "AGE"]);
+                foreach (SchedulerPolicy p in items.Cast<SchedulerPolicy>())
+                {
+                    string role = p.Metadata.Name.Contains(".r", StringComparison.Ordinal) ? "revision" : "active pointer";
+                    rows.Add(wide
+                        ? [p.Metadata.Name, p.Spec.Revision.ToString(ci), role, p.Metadata.ResourceVersion.ToString(ci), Age(now, p.Metadata.CreationTimestamp), PolicyRevisions.Summarize(p.Spec)]
+                        : [p.Metadata.Name, p.Spec.Revision.ToString(ci), role, Age(now, p.Metadata.CreationTimestamp)]);
+                }
+                return rows;
+            case SchedulingRequest.KindName:
+                rows.Add(wide ? ["NAME", "TENANT", "WORKLOAD", "GENERATION", "SLOTS", "PLACED", "RESOURCEVERSION", "AGE", "PENDING"] : ["NAME", "TENANT", "WORKLOAD", "SLOTS", "PLACED", "AGE"]);
+                foreach (SchedulingRequest q in items.Cast<SchedulingRequest>())
+                    rows.Add(wide
+                        ? [q.Metadata.Name, q.Metadata.Tenant, q.Spec.Workload, q.Spec.WorkloadGeneration.ToString(ci), q.Spec.Slots.Count.ToString(ci), q.Status.Placed.ToString(ci), q.Metadata.ResourceVersion.ToString(ci), Age(now, q.Metadata.CreationTimestamp), q.Status.PendingReason ?? ""]
+                        : [q.Metadata.Name, q.Metadata.Tenant, q.Spec.Workload, q.Spec.Slots.Count.ToString(ci), q.Status.Placed.ToString(ci), Age(now, q.Metadata.CreationTimestamp)]);
+                return rows;
+            default:
+                return null;
+        }
     }
 
     private static void WriteColumns(List<string[]> rows)
@@ -371,6 +438,11 @@ internal static class ResourceCommands
             Console.WriteLine("Status:");
             Console.WriteLine(string.Create(ci, $"  Replicas:        desired {s.Desired}, bound {s.Bound}, ready {s.Ready}, serving {s.Serving}, succeeded {s.Succeeded}"));
             Console.WriteLine($"  Pending reason:  {s.PendingReason ?? "<none>"}");
+            if (w.Spec.Type == WorkloadType.Service && s.Rollout is { } ro)
+            {
+                Console.WriteLine(string.Create(ci, $"  Rollout:         {ro.Phase}: revision {ro.Revision} (stable {ro.StableRevision}), updated {ro.Updated} bound, {ro.UpdatedReady} ready, {ro.UpdatedServing} serving; maxSurge {w.Spec.MaxSurge}, maxUnavailable {w.Spec.MaxUnavailable}, deadline {w.Spec.ProgressDeadlineSeconds} s"));
+                if (ro.FailedRevision != 0) Console.WriteLine(string.Create(ci, $"  Rolled back:     revision {ro.FailedRevision}: {ro.Reason}"));
+            }
             Console.WriteLine("Conditions:");
             if (s.Conditions.Count == 0) Console.WriteLine("  <none> (not reconciled yet)");
             else

@@ -78,6 +78,8 @@ public sealed class WorkloadController : IReconciler
     private readonly TimeProvider _time;
     private readonly Dictionary<string, DateTimeOffset> _parkedSince = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    // The rollout deadline never counts time before this controller started (a restart is not a stalled rollout).
+    private readonly DateTimeOffset _startedAt;
 
     /// <summary>Creates the controller over a store and an engine (whose cell holds the bindings).</summary>
     public WorkloadController(ObjectStore store, SchedulingEngine engine, TimeProvider? time = null, WorkloadControllerOptions? options = null)
@@ -86,6 +88,7 @@ public sealed class WorkloadController : IReconciler
         _engine = engine ?? throw new ArgumentNullException(nameof(engine));
         _options = options ?? new WorkloadControllerOptions();
         _time = time ?? engine.Time;
+        _startedAt = _time.GetUtcNow();
     }
 
     /// <summary>Which objects the controller watches.</summary>
@@ -143,17 +146,21 @@ public sealed class WorkloadController : IReconciler
         // ------------------------------------------------------------ observe
         var completed = SlotSet.Parse(status.CompletedSlots);
         bool batch = spec.Type == WorkloadType.Batch;
-        bool changed = false; // the write-ahead part of the status (assignments, serials, retired, completed)
+        // Rollout, step 1: the target template (a new template starts a rollout). Recorded with the assignments below,
+        // before any job of the new template is submitted (write-ahead).
+        bool changed = RolloutController.Track(status, spec, gen, now, batch);
+        long target = status.Rollout.Revision;
         var assignments = new List<ReplicaAssignment>(status.Replicas);
         var retired = new List<int>(status.Retired);
-        var bySlot = new Dictionary<int, ReplicaAssignment>();
         string? pendingReason = null;
+        // One serial per slot and revision (services hold an old and a new one per slot during a rollout).
+        var seen = new HashSet<(int, long)>();
         for (int i = assignments.Count - 1; i >= 0; i--)
         {
             var a = assignments[i];
-            if (!bySlot.TryAdd(a.Slot, a))
+            if (!seen.Add((a.Slot, batch ? 0 : a.Revision)))
             {
-                // Two serials for one slot (cannot happen through this code; repair it anyway): retire the extra.
+                // Two serials for one slot and revision (cannot happen through this code; repair it anyway): retire the extra.
                 retired.Add(a.Serial);
                 assignments.RemoveAt(i);
                 changed = true;
@@ -164,7 +171,13 @@ public sealed class WorkloadController : IReconciler
         {
             var task = TaskFor(uid, a.Serial);
             if (cell.TryGetAllocation(task, out _)) continue;
-            if (!_engine.TryGetJob(task.Job, out var js)) continue; // resubmitted below
+            if (!_engine.TryGetJob(task.Job, out var js))
+            {
+                // Unbound and forgotten by the engine: resubmitted below, unless its template is no longer kept (a
+                // superseded or rolled-back revision): then it is retired and its slot gets a target replica.
+                if (!batch && RolloutController.Find(status, a.Revision) is null) toReplace.Add(a);
+                continue;
+            }
             if (js.Phase == JobPhase.Completed)
             {
                 if (batch)
@@ -192,21 +205,52 @@ public sealed class WorkloadController : IReconciler
         foreach (var a in toReplace)
         {
             assignments.Remove(a);
-            bySlot.Remove(a.Slot);
             retired.Add(a.Serial);
             changed = true;
         }
 
         // ------------------------------------------------------------ plan: scale up (new serials), scale down (retire)
         int replicas = spec.Replicas;
-        for (int slot = 0; slot < replicas; slot++)
+        long minReady = batch ? 0 : (long)(spec.MinReadySeconds * _time.TimestampFrequency);
+        long nowTs = _time.GetTimestamp();
+        bool exhausted = false;
+        if (batch)
         {
-            if (bySlot.ContainsKey(slot) || (batch && completed.Contains(slot))) continue;
-            if (status.NextSerial >= 1 << SerialBits) break; // serial space exhausted: Degraded below
-            var a = new ReplicaAssignment(slot, status.NextSerial++);
-            assignments.Add(a);
-            bySlot[slot] = a;
-            changed = true;
+            var filled = new HashSet<int>();
+            foreach (var a in assignments) filled.Add(a.Slot);
+            for (int slot = 0; slot < replicas; slot++)
+            {
+                if (filled.Contains(slot) || completed.Contains(slot)) continue;
+                if (status.NextSerial >= 1 << SerialBits) { exhausted = true; break; } // serial space exhausted: Degraded below
+                assignments.Add(new ReplicaAssignment(slot, status.NextSerial++, target));
+                changed = true;
+            }
+        }
+        else
+        {
+            // Rollout, step 2 (also plain scale-up: an empty slot is a slot without a target replica): within
+            // replicas + maxSurge serials and replicas - maxUnavailable serving slots.
+            var views = new List<ReplicaView>(assignments.Count);
+            foreach (var a in assignments)
+            {
+                if (a.Slot >= replicas) continue;
+                var task = TaskFor(uid, a.Serial);
+                bool serves = cell.TryGetAllocation(task, out var al) && _options.Observer.Observe(task, al.Generation) is { Phase: BindingPhase.Ready } life && nowTs - life.Since >= minReady;
+                views.Add(new ReplicaView(a.Slot, a.Serial, a.Revision, serves));
+            }
+            var plan = RolloutController.Plan(replicas, spec.MaxSurge, spec.MaxUnavailable, target, views, assignments.Count + retired.Count);
+            foreach (int serial in plan.Retire)
+            {
+                assignments.RemoveAll(a => a.Serial == serial);
+                retired.Add(serial);
+                changed = true;
+            }
+            foreach (int slot in plan.Create)
+            {
+                if (status.NextSerial >= 1 << SerialBits) { exhausted = true; break; }
+                assignments.Add(new ReplicaAssignment(slot, status.NextSerial++, target));
+                changed = true;
+            }
         }
         bool scaleDownLeft = false;
         var excess = new List<(ReplicaAssignment A, bool Ready)>();
@@ -226,7 +270,6 @@ public sealed class WorkloadController : IReconciler
             {
                 if (ready && readyBudget-- <= 0) { scaleDownLeft = true; continue; }
                 assignments.Remove(a);
-                bySlot.Remove(a.Slot);
                 retired.Add(a.Serial);
                 changed = true;
             }
@@ -239,8 +282,9 @@ public sealed class WorkloadController : IReconciler
 
         if (changed)
         {
-            // Write-ahead: every serial is durable in the status before its job is submitted or released.
-            assignments.Sort(static (x, y) => x.Slot.CompareTo(y.Slot));
+            // Write-ahead: every serial (and the template it runs) is durable in the status before its job is submitted
+            // or released.
+            assignments.Sort(static (x, y) => x.Slot != y.Slot ? x.Slot.CompareTo(y.Slot) : x.Serial.CompareTo(y.Serial));
             status.Replicas = assignments;
             status.Retired = retired;
             var r = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
@@ -256,22 +300,27 @@ public sealed class WorkloadController : IReconciler
             if (ReleaseSerial(uid, status.Retired[i])) status.Retired.RemoveAt(i);
             else progressing = true;
         }
-        var jobTemplate = (Spec: spec, Tenant: tenant.Value);
-        int bound = 0, ready2 = 0, serving = 0;
-        long minReady = batch ? 0 : (long)(spec.MinReadySeconds * _time.TimestampFrequency);
-        long nowTs = _time.GetTimestamp();
+        int bound = 0, ready2 = 0, serving = 0, updated = 0, updatedReady = 0, updatedServing = 0, others = 0;
         long nextServing = long.MaxValue; // timestamp when the next ready replica starts serving
         foreach (var a in status.Replicas)
         {
             var task = TaskFor(uid, a.Serial);
+            bool isTarget = batch || (a.Revision == target && a.Slot < replicas);
+            if (!isTarget) others++;
             if (cell.TryGetAllocation(task, out var al))
             {
                 bound++;
+                if (isTarget) updated++;
                 var life = _options.Observer.Observe(task, al.Generation);
                 if (life.Phase != BindingPhase.Ready) { progressing = true; continue; }
                 ready2++;
+                if (isTarget) updatedReady++;
                 // Serving: ready, and ready for minReadySeconds without a relapse (a later "running" resets the clock).
-                if (nowTs - life.Since >= minReady) serving++;
+                if (nowTs - life.Since >= minReady)
+                {
+                    serving++;
+                    if (isTarget) updatedServing++;
+                }
                 else nextServing = Math.Min(nextServing, life.Since + minReady);
                 continue;
             }
@@ -282,16 +331,28 @@ public sealed class WorkloadController : IReconciler
                 if (js.Phase == JobPhase.Placed) _engine.RequeueReleased([task]);
                 continue;
             }
-            var job = new JobSpec(task.Job, jobTemplate.Tenant, spec.Priority, 1, spec.Resources.ToVector(), gang: false,
-                spec.NodeSelector, spec.Tolerations, $"{w.Metadata.Tenant}/{w.Metadata.Name}#{a.Slot}")
+            // The replica's template: the revision it was recorded with (batch: the current one if that is gone).
+            var t = RolloutController.Find(status, a.Revision)?.Spec ?? (batch ? spec : null);
+            if (t is null) continue; // a dropped revision: retired at the next step, never submitted
+            var job = new JobSpec(task.Job, tenant.Value, t.Priority, 1, t.Resources.ToVector(), gang: false,
+                t.NodeSelector, t.Tolerations, $"{w.Metadata.Tenant}/{w.Metadata.Name}#{a.Slot}")
             {
                 // One-task jobs per replica: the group shares the workload's bits above the serial, so replicas avoid
                 // (hard) or spread from (soft) each other, and the cell checks the hard part at commit.
-                Group = GroupFor(spec),
+                Group = GroupFor(t),
                 Origin = new JobOrigin(w.Metadata.Tenant, w.Metadata.Name, gen, a.Slot),
             };
-            var er = _engine.Submit(job, spec.Scheduler);
+            var er = _engine.Submit(job, t.Scheduler);
             if (er.Status is not (EnqueueStatus.Accepted or EnqueueStatus.DuplicateJob)) pendingReason ??= er.Reason ?? er.Status.ToString();
+        }
+        bool rolledBack = false;
+        if (!batch)
+        {
+            // Rollout, step 3: progress, completion, rollback past the deadline; conditions.
+            bool complete = updatedServing == replicas && others == 0 && status.Retired.Count == 0;
+            if (!complete) progressing = true;
+            rolledBack = RolloutController.Advance(status, replicas, updated, updatedReady, updatedServing, complete, now, _startedAt,
+                TimeSpan.FromSeconds(spec.ProgressDeadlineSeconds), gen);
         }
 
         // ------------------------------------------------------------ status
@@ -307,7 +368,7 @@ public sealed class WorkloadController : IReconciler
         Conditions.Set(status.Conditions, "Available", available ? ConditionStatus.True : ConditionStatus.False,
             batch && available ? "Completed" : available ? "MinimumReplicasAvailable" : "ReplicasUnavailable",
             $"{ready2} of {replicas} replicas ready", gen, now);
-        bool exhausted = status.NextSerial >= 1 << SerialBits;
+        exhausted |= status.NextSerial >= 1 << SerialBits;
         bool unschedulable = pendingReason is not null;
         Conditions.Set(status.Conditions, "Progressing", progressing ? ConditionStatus.True : ConditionStatus.False,
             unschedulable ? "Unschedulable" : progressing ? "Converging" : "Converged",
@@ -317,6 +378,7 @@ public sealed class WorkloadController : IReconciler
             exhausted ? "the workload's job serials are exhausted" : pendingReason ?? "", gen, now);
         var sr = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
         if (!sr.IsOk) return ReconcileResult.Retry;
+        if (rolledBack) return ReconcileResult.After(TimeSpan.FromTicks(1)); // replace the rolled-back replicas at once
         if (scaleDownLeft) return ReconcileResult.After(_options.ScaleDownPause);
         if (nextServing != long.MaxValue)
         {

@@ -66,7 +66,10 @@ public sealed class ReservationStatus
     public List<Condition> Conditions { get; set; } = new();
 }
 
-/// <summary>Capacity held on a node with a TTL (the reserve → bind path comes later).</summary>
+/// <summary>
+/// Capacity held on a node with a TTL: a read-only view of one of the cell's reservations (<see cref="CellViews"/>);
+/// reservations are made by Reserve claims in scheduler commits, not object writes.
+/// </summary>
 public sealed class Reservation : ApiObject<ReservationSpec, ReservationStatus>
 {
     /// <summary>The kind name.</summary>
@@ -77,6 +80,13 @@ public sealed class Reservation : ApiObject<ReservationSpec, ReservationStatus>
 
     /// <inheritdoc />
     public override string? ValidateSpec()
+    {
+        // A view of the cell's reservations (CellViews): never written as an object.
+        return CellViews.ReadOnly(KindName);
+    }
+
+    /// <summary>The schema rules a reservation view satisfies (kept for documents read back from a view).</summary>
+    public string? ValidateView()
     {
         if (string.IsNullOrEmpty(Spec?.Node)) return "spec.node is required";
         if (Spec.Resources is null || !Spec.Resources.ToVector().IsValidRequest || Spec.Resources.ToVector().IsZero) return "spec.resources must request something";

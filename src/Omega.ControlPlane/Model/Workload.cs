@@ -100,6 +100,18 @@ public sealed class WorkloadSpec
     public string? Scheduler { get; set; }
 
     /// <summary>
+    /// Rollout: how many replicas above <see cref="Replicas"/> may exist while a template change rolls out (default 1;
+    /// 0..100,000). With 0 an old replica is retired before its replacement is created (within <see cref="MaxUnavailable"/>).
+    /// </summary>
+    public int MaxSurge { get; set; } = 1;
+
+    /// <summary>
+    /// Rollout: how long a rollout may go without a replica of the new template starting to serve before it is rolled
+    /// back to the previous template (default 600; 1..86,400). Time the controller was not running does not count.
+    /// </summary>
+    public double ProgressDeadlineSeconds { get; set; } = 600;
+
+    /// <summary>
     /// Service readiness: a ready replica serves once it has stayed ready this long (Kubernetes' minReadySeconds).
     /// 0 (default): serving as soon as its agent reports it ready. Ignored for batch. 0..3600.
     /// </summary>
@@ -109,7 +121,74 @@ public sealed class WorkloadSpec
 /// <summary>One replica slot and the serial of the engine job backing it.</summary>
 /// <param name="Slot">The replica slot (0..replicas-1).</param>
 /// <param name="Serial">The per-workload job serial (recorded before the job is submitted).</param>
-public sealed record ReplicaAssignment(int Slot, int Serial);
+/// <param name="Revision">The template revision the replica runs (the workload generation that introduced the template; see <see cref="WorkloadStatus.Templates"/>). 0 in status written before rollouts existed: read as the stable revision.</param>
+public sealed record ReplicaAssignment(int Slot, int Serial, long Revision = 0);
+
+/// <summary>
+/// A replica template kept in status for rollouts: the parts of the spec a replica is made from (everything but
+/// <c>replicas</c>, <c>maxSurge</c>, <c>maxUnavailable</c>, <c>minReadySeconds</c> and <c>progressDeadlineSeconds</c>).
+/// </summary>
+public sealed class WorkloadTemplate
+{
+    /// <summary>The revision: the workload generation whose spec introduced this template.</summary>
+    public long Revision { get; set; }
+
+    /// <summary>The template's hash (SHA-256 of its canonical JSON, 16 hex digits): equal templates, equal hashes.</summary>
+    public string Hash { get; set; } = "";
+
+    /// <summary>The template (a spec whose non-template fields are zero).</summary>
+    public WorkloadSpec Spec { get; set; } = new();
+}
+
+/// <summary>Where a workload's rollout stands (written by the rollout stage of the workload controller).</summary>
+public sealed class RolloutStatus
+{
+    /// <summary><c>Complete</c>, <c>Progressing</c> or <c>RolledBack</c>.</summary>
+    public string Phase { get; set; } = RolloutPhases.Complete;
+
+    /// <summary>The target template revision: what new replicas are made from.</summary>
+    public long Revision { get; set; }
+
+    /// <summary>The last template revision that completed (the rollback target).</summary>
+    public long StableRevision { get; set; }
+
+    /// <summary>Replicas (slots below <c>replicas</c>) of the target revision that are bound.</summary>
+    public int Updated { get; set; }
+
+    /// <summary>Of those, ready.</summary>
+    public int UpdatedReady { get; set; }
+
+    /// <summary>Of those, serving.</summary>
+    public int UpdatedServing { get; set; }
+
+    /// <summary>When the current rollout started.</summary>
+    public DateTimeOffset? StartedAt { get; set; }
+
+    /// <summary>When a replica of the target revision last started serving (the progress deadline counts from here).</summary>
+    public DateTimeOffset? LastProgressAt { get; set; }
+
+    /// <summary>The hash of the template that was rolled back: a spec still asking for it does not start it again.</summary>
+    public string? FailedHash { get; set; }
+
+    /// <summary>The revision that was rolled back (0: none).</summary>
+    public long FailedRevision { get; set; }
+
+    /// <summary>Why the last rollback happened, or null.</summary>
+    public string? Reason { get; set; }
+}
+
+/// <summary>The values of <see cref="RolloutStatus.Phase"/>.</summary>
+public static class RolloutPhases
+{
+    /// <summary>Every replica runs the target template and serves.</summary>
+    public const string Complete = "Complete";
+
+    /// <summary>Replicas are being replaced by the target template's.</summary>
+    public const string Progressing = "Progressing";
+
+    /// <summary>The last new template failed its progress deadline; the stable template is (being) restored.</summary>
+    public const string RolledBack = "RolledBack";
+}
 
 /// <summary>A workload's observed state, written by the workload controller.</summary>
 public sealed class WorkloadStatus
@@ -147,7 +226,13 @@ public sealed class WorkloadStatus
     /// <summary>Why a replica cannot be placed (the engine's parked reason), or null.</summary>
     public string? PendingReason { get; set; }
 
-    /// <summary>Conditions: Available, Progressing, Degraded.</summary>
+    /// <summary>The replica templates in use: the stable one and, during a rollout, the target (at most two).</summary>
+    public List<WorkloadTemplate> Templates { get; set; } = new();
+
+    /// <summary>The rollout's state and progress (services; see docs/control-plane.md, "The rollout controller").</summary>
+    public RolloutStatus Rollout { get; set; } = new();
+
+    /// <summary>Conditions: Available, Progressing, Degraded, RolloutComplete, RolledBack.</summary>
     public List<Condition> Conditions { get; set; } = new();
 }
 
@@ -176,6 +261,8 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
         if (!r.IsValidRequest) return "spec.resources must not be negative";
         if (r.IsZero) return "spec.resources must request something";
         if (s.MaxUnavailable < 1) return "spec.maxUnavailable must be at least 1";
+        if (s.MaxSurge < 0 || s.MaxSurge > WorkloadSpec.MaxReplicas) return $"spec.maxSurge must be 0..{WorkloadSpec.MaxReplicas}";
+        if (!(s.ProgressDeadlineSeconds is >= 1 and <= 86_400)) return "spec.progressDeadlineSeconds must be 1..86400";
         if (!(s.MinReadySeconds is >= 0 and <= 3600)) return "spec.minReadySeconds must be 0..3600";
         if (s.NodeSelector is null || s.Tolerations is null) return "spec.nodeSelector and spec.tolerations must not be null";
         if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
