@@ -77,6 +77,11 @@ public sealed class WorkloadController : IReconciler
     private readonly WorkloadControllerOptions _options;
     private readonly TimeProvider _time;
     private readonly Dictionary<string, DateTimeOffset> _parkedSince = new(StringComparer.Ordinal);
+    // When each workload (by uid) last took ready replicas away. A reconcile runs on every watch event too (its own
+    // status write, a released binding), not only on the requeue after ScaleDownPause, so the pause between disruption
+    // steps is kept here rather than in the requeue alone. In memory on purpose: after a restart the first step may come
+    // at once, which still takes at most maxUnavailable ready replicas.
+    private readonly Dictionary<long, DateTimeOffset> _lastReadyRemoval = new();
     private readonly Lock _lock = new();
     // The rollout deadline never counts time before this controller started (a restart is not a stalled rollout).
     private readonly DateTimeOffset _startedAt;
@@ -119,7 +124,11 @@ public sealed class WorkloadController : IReconciler
         long uid = w.Metadata.Uid;
         var cell = _engine.Cell;
 
-        if (w.Metadata.DeletionTimestamp is not null) return await FinalizeAsync(w, uid, cancellationToken).ConfigureAwait(false);
+        if (w.Metadata.DeletionTimestamp is not null)
+        {
+            lock (_lock) _lastReadyRemoval.Remove(uid);
+            return await FinalizeAsync(w, uid, cancellationToken).ConfigureAwait(false);
+        }
         if (!w.Metadata.Finalizers.Contains(Workload.BindingsFinalizer))
         {
             // Before anything can be bound, make sure deletion will wait for the bindings' release.
@@ -266,13 +275,20 @@ public sealed class WorkloadController : IReconciler
             // Unready first, then highest slot first; ready replicas at most maxUnavailable per step (disruption budget).
             excess.Sort(static (x, y) => x.Ready != y.Ready ? x.Ready.CompareTo(y.Ready) : y.A.Slot.CompareTo(x.A.Slot));
             int readyBudget = spec.MaxUnavailable;
+            lock (_lock)
+            {
+                if (_lastReadyRemoval.TryGetValue(uid, out var last) && now - last < _options.ScaleDownPause) readyBudget = 0;
+            }
+            bool tookReady = false;
             foreach (var (a, ready) in excess)
             {
                 if (ready && readyBudget-- <= 0) { scaleDownLeft = true; continue; }
                 assignments.Remove(a);
                 retired.Add(a.Serial);
                 changed = true;
+                tookReady |= ready;
             }
+            if (tookReady) lock (_lock) _lastReadyRemoval[uid] = now;
         }
         if (batch)
         {
