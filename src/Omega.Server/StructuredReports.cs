@@ -96,7 +96,7 @@ internal static class StructuredReports
             w.WriteString("scheduler", r.Scheduler);
             w.WriteNumber("worker", r.Worker);
             w.WriteNumber("fencingToken", r.Token.Value);
-            w.WriteString("at", r.At);
+            w.WriteString("at", r.At.UtcDateTime);
             w.WriteNumber("queueSeconds", r.QueueTime.TotalSeconds);
             w.WriteNumber("decisionSeconds", r.DecisionTime.TotalSeconds);
             w.WriteNumber("commitSeconds", r.CommitTime.TotalSeconds);
