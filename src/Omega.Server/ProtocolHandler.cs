@@ -62,7 +62,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _lifecycle = lifecycle;
         _meter = CellCounters.CreateMeter("Omega.Server", cell.Name, options.MeterFactory);
         _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
-        _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled, by message type");
+        _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
     }
 
     public long TaskReportsByState(TaskState s) => Volatile.Read(ref _reportCounts[(int)s]);
