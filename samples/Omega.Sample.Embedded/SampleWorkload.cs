@@ -21,7 +21,7 @@ internal sealed class SampleWorkload(OmegaRuntime runtime, SampleWorkloadOptions
         {
             await runtime.Started.WaitAsync(stoppingToken);
             var cell = runtime.Cell;
-            SampleLog.Started(log, runtime.EndPoint.ToString(), cell.Version, runtime.Recovery.Allocations);
+            SampleLog.Started(log, runtime.EndPoint, cell.Version, runtime.Recovery.Allocations);
             if (cell.NodeCount == 0)
                 for (int i = 0; i < 8; i++)
                     cell.AddNode(new NodeSpec($"node-{i}", ResourceVector.FromCoresAndGiB(16, 64), failureDomain: $"rack-{i % 2}"));
@@ -69,7 +69,7 @@ internal sealed class SampleWorkload(OmegaRuntime runtime, SampleWorkloadOptions
 internal static partial class SampleLog
 {
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Omega is running on {EndPoint}: cell v{Version}, {Bindings} bindings recovered")]
-    public static partial void Started(ILogger logger, string endPoint, long version, long bindings);
+    public static partial void Started(ILogger logger, System.Net.IPEndPoint endPoint, long version, long bindings);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "job j{Job} placed by the {Scheduler} scheduler: {Bound}/{Tasks} tasks bound")]
     public static partial void Placed(ILogger logger, long job, string scheduler, int bound, int tasks);
