@@ -32,10 +32,10 @@ builder.Services.AddSingleton(new SampleWorkloadOptions(jobs));
 builder.Services.AddHostedService<SampleWorkload>();
 
 using var host = builder.Build();
-await host.RunAsync();   // returns after SampleWorkload asks the host to stop: Omega stops, checkpoints and closes
-
+// Resolved before running: RunAsync disposes the host's services when it returns.
 var runtime = host.Services.GetRequiredService<OmegaRuntime>();
 var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Omega.Sample.Embedded");
+await host.RunAsync();   // returns after SampleWorkload asks the host to stop: Omega stops, checkpoints and closes
 if (runtime.CheckpointedVersion is { } v) SampleLog.Done(log, v, data);
 return 0;
 
