@@ -37,7 +37,8 @@ public sealed class PackageTests
             string? version = null;
             foreach (var id in Libraries.Append("omega"))
             {
-                var nupkg = Assert.Single(Directory.GetFiles(feed, $"{id}.*.nupkg").Where(f => !f.EndsWith(".snupkg", StringComparison.Ordinal) && Path.GetFileName(f)[id.Length + 1] is >= '0' and <= '9'));
+                // "Omega.Cell.0.5.0.nupkg", not "Omega.Cell.Tests..." nor the .snupkg: the id is followed by the version's digits.
+                var nupkg = Assert.Single(Directory.GetFiles(feed, $"{id}.*.nupkg"), f => Path.GetFileName(f)[id.Length + 1] is >= '0' and <= '9');
                 using var zip = ZipFile.OpenRead(nupkg);
                 var nuspec = XDocument.Load(zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open());
                 var ns = nuspec.Root!.Name.Namespace;
