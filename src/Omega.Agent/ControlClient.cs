@@ -80,36 +80,36 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// Refusals throw <see cref="AgentRequestException"/> (PermissionDenied, InvalidRequest, CredentialLimitReached).
     /// </summary>
     public async Task<(string Id, string Token, long ExpiresUnixMs)> CreateTokenAsync(CredentialRole role, string subject, OperatorScopes scopes = OperatorScopes.None,
-        TimeSpan? ttl = null, int uses = 0, IReadOnlyList<string>? tenants = null, TimeSpan? agentTtl = null)
+        TimeSpan? ttl = null, int uses = 0, IReadOnlyList<string>? tenants = null, TimeSpan? agentTtl = null, CancellationToken cancellationToken = default)
     {
         var (t, b) = await RequestAsync(new CreateToken
         {
             Role = role, Subject = subject ?? "", Scopes = scopes, TtlMs = (long)(ttl?.TotalMilliseconds ?? 0), Uses = uses, Tenants = tenants,
             AgentTtlMs = (long)(agentTtl?.TotalMilliseconds ?? 0),
-        }).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
         var r = Expect<TokenCreated>(t, b);
         return (r.Id, r.Token, r.ExpiresUnixMs);
     }
 
     /// <summary>Lists credentials (admin scope), oldest first, never their secrets; and how many there are.</summary>
-    public async Task<(int Total, IReadOnlyList<CredentialInfo> Credentials)> ListTokensAsync(int limit = 10_000)
+    public async Task<(int Total, IReadOnlyList<CredentialInfo> Credentials)> ListTokensAsync(int limit = 10_000, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new ListTokens { Limit = limit }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new ListTokens { Limit = limit }, cancellationToken).ConfigureAwait(false);
         var r = Expect<TokenList>(t, b);
         return (r.Total, r.Credentials);
     }
 
     /// <summary>Revokes a credential (admin scope) once durably; returns how many of its connections the server closed.</summary>
-    public async Task<int> RevokeTokenAsync(string id)
+    public async Task<int> RevokeTokenAsync(string id, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new RevokeToken { Id = id ?? "" }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new RevokeToken { Id = id ?? "" }, cancellationToken).ConfigureAwait(false);
         return Expect<TokenRevoked>(t, b).Closed;
     }
 
     /// <summary>The last <paramref name="limit"/> audit entries after sequence <paramref name="after"/> (admin scope), and how many are kept.</summary>
-    public async Task<(int Total, IReadOnlyList<AuditEntry> Entries)> ReadAuditAsync(int limit = 100, long after = 0)
+    public async Task<(int Total, IReadOnlyList<AuditEntry> Entries)> ReadAuditAsync(int limit = 100, long after = 0, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new ReadAudit { Limit = limit, After = after }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new ReadAudit { Limit = limit, After = after }, cancellationToken).ConfigureAwait(false);
         var r = Expect<AuditLog>(t, b);
         return (r.Total, r.Entries);
     }
@@ -122,7 +122,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// it is an answer about the job, not a broken connection. Admission refusals with their own error code
     /// (InvalidResources, RequestExceedsLargestNode, UnknownTenant) throw <see cref="AgentRequestException"/> with that code.
     /// </summary>
-    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null, string? tenant = null)
+    public async Task<(int Status, string Reason)> SubmitJobAsync(JobSpec job, string? scheduler = null, string? tenant = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(job);
         var (t, b) = await RequestAsync(new SubmitJob
@@ -130,7 +130,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
             JobId = job.Id.Value, Tenant = tenant ?? "", Priority = job.Priority, TaskCount = job.TaskCount, PerTask = job.PerTask,
             Gang = job.Gang, Scheduler = scheduler ?? "", RequiredLabels = job.RequiredLabels.Count == 0 ? null : new Dictionary<string, string>(job.RequiredLabels),
             AntiAffinity = (byte)job.Group.AntiAffinity, Spread = (byte)job.Group.Spread,
-        }).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
         if (t == MessageType.Error && Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(b), out var e, out _)
             && e.Code is ErrorCode.JobTooLarge or ErrorCode.ResourceExhausted)
             return ((int)e.Code, e.Message);
@@ -139,9 +139,9 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     }
 
     /// <summary>Reads a job's state.</summary>
-    public async Task<RemoteJobStatus> QueryJobAsync(JobId job)
+    public async Task<RemoteJobStatus> QueryJobAsync(JobId job, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new QueryJob { JobId = job.Value }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new QueryJob { JobId = job.Value }, cancellationToken).ConfigureAwait(false);
         var r = Expect<JobStatusReply>(t, b);
         return new RemoteJobStatus(r.Found, r.Phase, r.Pending, r.Bound, r.Completed, r.Reason, r.Unreachable, r.Degraded);
     }
@@ -150,33 +150,33 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// A SchedulerPolicy operation (docs/protocol.md, "Policy"): 1 stage, 2 promote, 3 undo, 4 history, 5 apply.
     /// Returns the status (0 Ok; PolicyStatus codes), the revision, a message and, for history, its lines.
     /// </summary>
-    public async Task<(int Status, int Revision, string Message, IReadOnlyList<string> Lines)> PolicyAsync(int operation, string? document = null, int revision = 0, string? policy = null)
+    public async Task<(int Status, int Revision, string Message, IReadOnlyList<string> Lines)> PolicyAsync(int operation, string? document = null, int revision = 0, string? policy = null, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new PolicyRequest { Operation = (byte)operation, Document = document ?? "", Revision = revision, Policy = policy ?? "" }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new PolicyRequest { Operation = (byte)operation, Document = document ?? "", Revision = revision, Policy = policy ?? "" }, cancellationToken).ConfigureAwait(false);
         var r = Expect<PolicyReply>(t, b);
         return (r.Status, r.Revision, r.Message, r.Lines ?? []);
     }
 
     /// <summary>The kept decision records of a workload (of one generation, or 0 for all), with its status, as text.</summary>
-    public async Task<(bool Found, string Text)> ExplainWorkloadAsync(string tenant, string workload, long generation)
+    public async Task<(bool Found, string Text)> ExplainWorkloadAsync(string tenant, string workload, long generation, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new ExplainWorkload { Tenant = tenant, Workload = workload, Generation = generation }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new ExplainWorkload { Tenant = tenant, Workload = workload, Generation = generation }, cancellationToken).ConfigureAwait(false);
         var r = Expect<ExplainWorkloadReply>(t, b);
         return (r.Found, r.Text);
     }
 
     /// <summary>The decision record that last covered <paramref name="task"/>, as text; null when none is kept.</summary>
-    public async Task<string?> ExplainAsync(TaskId task)
+    public async Task<string?> ExplainAsync(TaskId task, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new Explain { Task = task }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new Explain { Task = task }, cancellationToken).ConfigureAwait(false);
         var r = Expect<ExplainReply>(t, b);
         return r.Found ? r.Text : null;
     }
 
     /// <summary>Lines describing nodes, bindings or statistics, and how many exist in all.</summary>
-    public async Task<(int Total, IReadOnlyList<string> Lines)> InspectAsync(InspectTarget target, int limit = 1000)
+    public async Task<(int Total, IReadOnlyList<string> Lines)> InspectAsync(InspectTarget target, int limit = 1000, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new Inspect { Target = target, Limit = limit }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new Inspect { Target = target, Limit = limit }, cancellationToken).ConfigureAwait(false);
         var r = Expect<InspectReply>(t, b);
         return (r.Total, r.Lines);
     }
@@ -185,9 +185,9 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// Creates a tenant (with an optional hard quota). Returns its id once the server has made the creation durable.
     /// Throws <see cref="AgentRequestException"/> with TenantExists, TenantLimitReached or InvalidRequest when refused.
     /// </summary>
-    public async Task<int> CreateTenantAsync(string name, ResourceVector? quota = null)
+    public async Task<int> CreateTenantAsync(string name, ResourceVector? quota = null, CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new Operate { Kind = OperateKind.CreateTenant, Target = name ?? "", Quota = quota }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new Operate { Kind = OperateKind.CreateTenant, Target = name ?? "", Quota = quota }, cancellationToken).ConfigureAwait(false);
         var r = Expect<OperateReply>(t, b);
         if (r.Status != OperateStatus.Ok || r.TenantId is not { } id) throw new AgentRequestException(ErrorCode.None, $"{r.Status}: {r.Message}");
         return id;
@@ -197,9 +197,9 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     /// Drains a node by name, takes a checkpoint, or confirms (withdraws) a failure domain's loss with a reason and an
     /// author. Typed refusals arrive as <see cref="AgentRequestException"/> with the server's error code.
     /// </summary>
-    public async Task<(OperateStatus Status, string Message)> OperateAsync(OperateKind kind, string target = "", string reason = "", string author = "")
+    public async Task<(OperateStatus Status, string Message)> OperateAsync(OperateKind kind, string target = "", string reason = "", string author = "", CancellationToken cancellationToken = default)
     {
-        var (t, b) = await RequestAsync(new Operate { Kind = kind, Target = target, Reason = reason, Author = author }).ConfigureAwait(false);
+        var (t, b) = await RequestAsync(new Operate { Kind = kind, Target = target, Reason = reason, Author = author }, cancellationToken).ConfigureAwait(false);
         var r = Expect<OperateReply>(t, b);
         return (r.Status, r.Message);
     }

@@ -18,7 +18,7 @@ namespace Omega.Cli;
 internal sealed class ClientTls
 {
     public Option<string?> Ca { get; } = new("--ca") { Description = "Verify the server by this PEM CA file (or the self-signed certificate omega serve printed). Env: OMEGA_CA." };
-    public Option<string?> Pin { get; } = new("--pin") { Description = "Verify the server by the SHA-256 pin of its public key (omega serve prints it). Env: OMEGA_TLS_PIN." };
+    public Option<string?> Pin { get; } = new("--pin") { Description = "Verify the server by the SHA-256 pin of its public key (omega serve prints it). Env: OMEGA_TLS_PIN or OMEGA_PIN." };
     public Option<bool> SkipVerify { get; } = new("--insecure-skip-verify") { Description = "TLS without verifying the server (encrypted, not authenticated)." };
     public Option<bool> Insecure { get; } = new("--insecure") { Description = "Plaintext, no TLS: only for a server started with --insecure." };
     public Option<string?> ClientCert { get; } = new("--client-cert") { Description = "PEM client certificate, for a server that requires mTLS (--client-ca). Env: OMEGA_CLIENT_CERT." };
@@ -109,7 +109,10 @@ internal sealed class ClientTls
         if (chosen == 0)
         {
             ca = Environment.GetEnvironmentVariable("OMEGA_CA") is { Length: > 0 } envCa ? envCa : null;
-            pin = ca is null && Environment.GetEnvironmentVariable("OMEGA_TLS_PIN") is { Length: > 0 } envPin ? envPin : null;
+            // OMEGA_PIN is the short spelling (issue 17); OMEGA_TLS_PIN, the first one, wins when both are set.
+            string? envPin = Environment.GetEnvironmentVariable("OMEGA_TLS_PIN") is { Length: > 0 } longPin ? longPin
+                : Environment.GetEnvironmentVariable("OMEGA_PIN") is { Length: > 0 } shortPin ? shortPin : null;
+            pin = ca is null ? envPin : null;
         }
         if (cert is null && key is null)
         {

@@ -109,6 +109,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             o.Server.Publisher = new DurablePublisher(store);
             o.Server.Checkpoint = ct => store.CheckpointAsync(ct);
             o.Server.Time = _time;
+            o.Server.MeterFactory ??= _meters;
             // The same objects are served over the wire (writes acknowledged once durable, as above).
             o.Server.Objects = _objects;
             o.Server.Policies = _policies;

@@ -81,17 +81,19 @@ public enum OperateStatus : byte
     Failed = 3,
 }
 
-/// <summary>Explain: key 0 task id [job, index].</summary>
+/// <summary>Explain: key 0 task id [job, index]; key 1 format (version 3: 0 text, 1 also a JSON document).</summary>
 internal struct Explain : IWireMessage<Explain>
 {
     public TaskId Task;
+    public byte Format;
 
     public static MessageType Type => MessageType.Explain;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(1);
+        w.WriteMapHeader(Format == 0 ? 1 : 2);
         w.Write(0); Codec.WriteTask(ref w, Task);
+        if (Format != 0) { w.Write(1); w.Write(Format); }
     }
 
     public static Explain Read(ref MessagePackReader r)
@@ -103,6 +105,7 @@ internal struct Explain : IWireMessage<Explain>
             switch (Codec.ReadKey(ref r))
             {
                 case 0: m.Task = Codec.ReadTask(ref r); break;
+                case 1: m.Format = r.ReadByte(); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -111,19 +114,21 @@ internal struct Explain : IWireMessage<Explain>
     }
 }
 
-/// <summary>ExplainReply: key 0 found (bool), key 1 text (the decision record, multi-line).</summary>
+/// <summary>ExplainReply: key 0 found (bool), key 1 text (the decision record, multi-line), key 2 the record as a JSON document (bin, version 3, when asked).</summary>
 internal struct ExplainReply : IWireMessage<ExplainReply>
 {
     public bool Found;
     public string Text;
+    public byte[]? Document;
 
     public static MessageType Type => MessageType.ExplainReply;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(Document is null ? 2 : 3);
         w.Write(0); w.Write(Found);
         w.Write(1); w.Write(Text ?? "");
+        if (Document is not null) { w.Write(2); ObjectFields.WriteDocument(ref w, Document); }
     }
 
     public static ExplainReply Read(ref MessagePackReader r)
@@ -136,6 +141,7 @@ internal struct ExplainReply : IWireMessage<ExplainReply>
             {
                 case 0: m.Found = r.ReadBoolean(); break;
                 case 1: m.Text = Codec.ReadString(ref r, 64 * 1024); break;
+                case 2: m.Document = ObjectFields.ReadDocument(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -144,19 +150,21 @@ internal struct ExplainReply : IWireMessage<ExplainReply>
     }
 }
 
-/// <summary>Inspect: key 0 target (<see cref="InspectTarget"/>), key 1 maximum lines (1-10,000).</summary>
+/// <summary>Inspect: key 0 target (<see cref="InspectTarget"/>), key 1 maximum lines (1-10,000), key 2 format (version 3: 0 text, 1 also a JSON document for Stats).</summary>
 internal struct Inspect : IWireMessage<Inspect>
 {
     public InspectTarget Target;
     public int Limit;
+    public byte Format;
 
     public static MessageType Type => MessageType.Inspect;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(Format == 0 ? 2 : 3);
         w.Write(0); w.Write((byte)Target);
         w.Write(1); w.Write(Limit);
+        if (Format != 0) { w.Write(2); w.Write(Format); }
     }
 
     public static Inspect Read(ref MessagePackReader r)
@@ -169,6 +177,7 @@ internal struct Inspect : IWireMessage<Inspect>
             {
                 case 0: m.Target = (InspectTarget)r.ReadByte(); break;
                 case 1: m.Limit = r.ReadInt32(); break;
+                case 2: m.Format = r.ReadByte(); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -185,16 +194,18 @@ internal struct InspectReply : IWireMessage<InspectReply>
 
     public int Total;
     public IReadOnlyList<string> Lines;
+    public byte[]? Document;
 
     public static MessageType Type => MessageType.InspectReply;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(2);
+        w.WriteMapHeader(Document is null ? 2 : 3);
         w.Write(0); w.Write(Total);
         var lines = Lines ?? Array.Empty<string>();
         w.Write(1); w.WriteArrayHeader(lines.Count);
         foreach (var l in lines) w.Write(l);
+        if (Document is not null) { w.Write(2); ObjectFields.WriteDocument(ref w, Document); }
     }
 
     public static InspectReply Read(ref MessagePackReader r)
@@ -213,6 +224,7 @@ internal struct InspectReply : IWireMessage<InspectReply>
                     Codec.EndContainer(ref r);
                     m.Lines = lines;
                     break;
+                case 2: m.Document = ObjectFields.ReadDocument(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }

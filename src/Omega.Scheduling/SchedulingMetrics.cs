@@ -31,12 +31,13 @@ public sealed class SchedulingMetrics : IDisposable
         _preemptions = _meter.CreateCounter<long>("omega.sched.preemptions", "{task}", "Tasks preempted");
         _rejected = _meter.CreateCounter<long>("omega.sched.admission.rejected", "{job}", "Jobs refused at submission, by reason (EnqueueStatus)");
         _unplaceable = _meter.CreateCounter<long>("omega.sched.unplaceable", "{task}", "Tasks for which a decision found no feasible node");
-        _decision = _meter.CreateHistogram<double>("omega.sched.decision.duration", "s", "Time to decide one job (snapshot to claims)");
-        _commit = _meter.CreateHistogram<double>("omega.sched.commit.duration", "s", "Time to commit one transaction");
+        _decision = _meter.CreateHistogram("omega.sched.decision.duration", "s", "Time to decide one job (snapshot to claims)", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
+        _commit = _meter.CreateHistogram("omega.sched.commit.duration", "s", "Time to commit one transaction", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
         _transactions = _meter.CreateCounter<long>("omega.sched.transactions", "{transaction}",
             "Transactions committed by scheduler and outcome (clean: no claim conflicted; conflicted: at least one did). The Omega paper's conflict fraction is conflicted / clean");
-        _placed = _meter.CreateHistogram<double>("omega.sched.job.placement_latency", "s", "Time from a job's submission until all its tasks are bound");
-        _meter.CreateObservableGauge("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");
+        _placed = _meter.CreateHistogram("omega.sched.job.placement.duration", "s", "Time from a job's submission until all its tasks are bound", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
+        // A level that rises and falls and sums meaningfully across schedulers: an UpDownCounter (OpenTelemetry semantic conventions).
+        _meter.CreateObservableUpDownCounter("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.queue.oldest_age", () => engine.ObserveQueueAges(), "s", "Age of the oldest ready job by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.busyness", () => engine.ObserveBusyness(), "1", "Fraction of wall time deciding, by scheduler and useful/wasted");
     }

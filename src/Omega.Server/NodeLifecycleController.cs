@@ -42,6 +42,9 @@ public enum EvictionReason : byte
 /// </summary>
 public sealed class NodeLifecycleController : IDisposable
 {
+    /// <summary>The meter name.</summary>
+    public const string MeterName = "Omega.Server.Lifecycle";
+
     private readonly Cell _cell;
     private readonly SchedulingEngine? _engine;
     private readonly ServerOptions _options;
@@ -66,7 +69,7 @@ public sealed class NodeLifecycleController : IDisposable
     private double _tokens;
     private long _lastRefill;
     private readonly ITimer? _timer;
-    private readonly Meter _meter = new("Omega.Server.Lifecycle");
+    private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
     private readonly long[] _evictedByReason = new long[3];
     private long _massSilenceCount, _returnedCount, _stallCount, _heardByReceiveCount;
@@ -103,14 +106,15 @@ public sealed class NodeLifecycleController : IDisposable
             if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
         }
         _suspectCount = _suspect.Count;
+        _meter = CellCounters.CreateMeter(MeterName, cell.Name, options.MeterFactory);
         _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions", "{node}", "Nodes declared lost, by reason");
-        _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred");
-        _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence");
-        _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned");
+        _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred", "{node}", "Evictions postponed by the eviction rate limit");
+        _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence", "{event}", "Times the mass-silence brake engaged");
+        _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned", "{node}", "Nodes declared lost whose agent came back");
         _stalls = _meter.CreateCounter<long>("omega.lifecycle.stalls", "{tick}", "Ticks that ran more than half a lease late and judged nothing");
         _heardByReceive = _meter.CreateCounter<long>("omega.lifecycle.heard_by_receive", "{node}", "Leases renewed by frames received but not yet processed");
-        _meter.CreateObservableGauge("omega.lifecycle.brake.held_back", () => Volatile.Read(ref _heldBack), "{node}", "Silent nodes the mass-silence brake is holding back from eviction");
-        _meter.CreateObservableGauge("omega.lifecycle.suspect", () => Volatile.Read(ref _suspectCount), "{node}", "Nodes whose lease is overdue but that are not evicted (marked Down)");
+        _meter.CreateObservableUpDownCounter("omega.lifecycle.brake.held_back", () => Volatile.Read(ref _heldBack), "{node}", "Silent nodes the mass-silence brake is holding back from eviction");
+        _meter.CreateObservableUpDownCounter("omega.lifecycle.suspect", () => Volatile.Read(ref _suspectCount), "{node}", "Nodes whose lease is overdue but that are not evicted (marked Down)");
         if (options.LifecyclePeriod is { } p) _timer = _time.CreateTimer(_ => Tick(), null, p, p);
     }
 

@@ -45,7 +45,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private readonly NodeRegistry _nodes;
     private readonly Dispatcher _dispatcher;
     private readonly NodeLifecycleController _lifecycle;
-    private readonly Meter _meter = new("Omega.Server");
+    private readonly Meter _meter;
     private readonly Counter<long> _taskReports, _requests;
     private readonly AuthService _auth;
     private readonly Authorizer _authz;
@@ -60,8 +60,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _nodes = nodes;
         _dispatcher = dispatcher;
         _lifecycle = lifecycle;
-        _taskReports = _meter.CreateCounter<long>("omega.server.task_reports");
-        _requests = _meter.CreateCounter<long>("omega.server.requests");
+        _meter = CellCounters.CreateMeter("Omega.Server", cell.Name, options.MeterFactory);
+        _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
+        _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
     }
 
     public long TaskReportsByState(TaskState s) => Volatile.Read(ref _reportCounts[(int)s]);
@@ -357,6 +358,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleExplain(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Explain>(c, rid, frame, out var m)) return;
+        if (m.Format > 1)
+        {
+            c.SendError(rid, ErrorCode.InvalidRequest, "explain: format 0 (text) or 1 (JSON document)");
+            return;
+        }
         if (!_authz.JobVisible(c, s, rid, MessageType.Explain, m.Task.Job)) return;
         // A credential scoped to tenants sees records of jobs the engine still knows (and can attribute) only.
         if (Authorizer.IsTenantScoped(s) && (_engine is null || !_engine.TryGetJob(m.Task.Job, out _)))
@@ -367,15 +373,15 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         var record = _engine?.Explain(m.Task);
         c.Send(rid, record is null
             ? new ExplainReply { Found = false, Text = _engine is null ? "this server runs no scheduling engine" : $"no decision record is kept for {m.Task}" }
-            : new ExplainReply { Found = true, Text = record.Explain(m.Task.Index) });
+            : new ExplainReply { Found = true, Text = record.Explain(m.Task.Index), Document = m.Format == 1 ? StructuredReports.Decision(record, m.Task) : null });
     }
 
     private void HandleInspect(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Format > 1 || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10, limit 1-{InspectReply.MaxLines} and format 0 or 1");
             return;
         }
         // Reads are scoped too: a submitter (or a scheduler limited to tenants) sees its tenants' jobs and bindings only.
@@ -472,7 +478,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
                 break;
         }
-        c.Send(rid, new InspectReply { Total = total, Lines = lines });
+        c.Send(rid, new InspectReply
+        {
+            Total = total, Lines = lines,
+            Document = m.Format == 1 && m.Target == InspectTarget.Stats ? StructuredReports.Stats(_cell, _engine, _lifecycle) : null,
+        });
     }
 
     /// <returns>False when the reply is sent later (a checkpoint runs in the background), so the request stays in flight.</returns>

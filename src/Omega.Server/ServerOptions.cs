@@ -92,6 +92,13 @@ public sealed class ServerOptions
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
+    /// <summary>
+    /// Creates the server's meters (Omega.Server, Omega.Server.Auth, Omega.Server.Lifecycle, Omega.Transport), each
+    /// tagged <c>cell</c> with the cell's name; a host passes its <see cref="System.Diagnostics.Metrics.IMeterFactory"/>.
+    /// Null: each creates a meter of its own (still tagged).
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
     /// <summary>Run the lifecycle controller on a timer of this period; null leaves it to explicit <see cref="NodeLifecycleController.Tick"/> calls.</summary>
     public TimeSpan? LifecyclePeriod { get; set; } = TimeSpan.FromSeconds(1);
 

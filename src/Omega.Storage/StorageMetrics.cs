@@ -15,7 +15,7 @@ public sealed class StorageMetrics : IDisposable
     private readonly Counter<long> _groups;
     private readonly Counter<long> _records;
     private readonly Counter<long> _bytes;
-    private readonly Histogram<double> _commitMs;
+    private readonly Histogram<double> _commitSeconds;
     private readonly Counter<long> _checkpoints;
     private readonly Counter<long> _tornTails;
     private long _groupCount;
@@ -29,7 +29,7 @@ public sealed class StorageMetrics : IDisposable
         _groups = _meter.CreateCounter<long>("omega.storage.groups", "{group}", "Journal groups committed");
         _records = _meter.CreateCounter<long>("omega.storage.records", "{record}", "Journal records made durable");
         _bytes = _meter.CreateCounter<long>("omega.storage.bytes", "By", "Journal bytes made durable");
-        _commitMs = _meter.CreateHistogram<double>("omega.storage.group_commit_time", "ms", "Time to write and commit one group");
+        _commitSeconds = _meter.CreateHistogram("omega.storage.group_commit.duration", "s", "Time to write and commit one journal group", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
         _checkpoints = _meter.CreateCounter<long>("omega.storage.checkpoints", "{checkpoint}", "Store checkpoints completed");
         _tornTails = _meter.CreateCounter<long>("omega.storage.torn_tails", "{chunk}", "Torn final journal chunks discarded on open");
         _tag = tag;
@@ -53,7 +53,7 @@ public sealed class StorageMetrics : IDisposable
         _groups.Add(1, _tag);
         _records.Add(records, _tag);
         _bytes.Add(bytes, _tag);
-        _commitMs.Record(elapsed.TotalMilliseconds, _tag);
+        _commitSeconds.Record(elapsed.TotalSeconds, _tag);
     }
 
     internal void CheckpointCompleted()

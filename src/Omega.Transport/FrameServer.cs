@@ -31,7 +31,7 @@ public sealed class FrameServer : IAsyncDisposable
         _options = options ?? new TransportOptions();
         _options.Validate();
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
-        Metrics = new TransportMetrics(name);
+        Metrics = new TransportMetrics(name, _options.MeterFactory, _options.MeterCellName);
         _incomplete = new ByteBudget(_options.MaxIncompleteFrameBytes);
         _tls = _options.ServerTls is { } tls ? new TlsAcceptor(tls) : null;
         _listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);

@@ -22,17 +22,25 @@ public sealed class TransportMetrics : IDisposable
     private long _framesInCount, _framesOutCount, _acceptedCount, _active;
 
     /// <summary>Creates the meter (one per server or client fleet).</summary>
-    public TransportMetrics(string name)
+    public TransportMetrics(string name) : this(name, null, null) { }
+
+    /// <summary>
+    /// Creates the meter from <paramref name="meterFactory"/> when a host provides one (else a meter of its own), tagged
+    /// <c>cell</c> = <paramref name="cellName"/> when given, so that two servers in one process stay apart.
+    /// </summary>
+    public TransportMetrics(string name, System.Diagnostics.Metrics.IMeterFactory? meterFactory, string? cellName)
     {
-        _meter = new Meter(MeterName);
+        var options = new MeterOptions(MeterName) { Tags = cellName is null ? null : [new KeyValuePair<string, object?>("cell", cellName)] };
+        _meter = meterFactory?.Create(options) ?? new Meter(options);
         var tag = new KeyValuePair<string, object?>("endpoint", name);
-        _accepted = _meter.CreateCounter<long>("omega.transport.connections.accepted");
-        _disconnects = _meter.CreateCounter<long>("omega.transport.disconnects");
-        _framesIn = _meter.CreateCounter<long>("omega.transport.frames.received");
-        _framesOut = _meter.CreateCounter<long>("omega.transport.frames.sent");
-        _errors = _meter.CreateCounter<long>("omega.transport.errors.sent");
-        _breaches = _meter.CreateCounter<long>("omega.transport.limit.breaches");
-        _meter.CreateObservableGauge("omega.transport.connections.active", () => new Measurement<long>(Volatile.Read(ref _active), tag));
+        _accepted = _meter.CreateCounter<long>("omega.transport.connections.accepted", "{connection}", "Connections accepted");
+        _disconnects = _meter.CreateCounter<long>("omega.transport.disconnects", "{connection}", "Connections closed, by reason (DisconnectReason)");
+        _framesIn = _meter.CreateCounter<long>("omega.transport.frames.received", "{frame}", "Frames received");
+        _framesOut = _meter.CreateCounter<long>("omega.transport.frames.sent", "{frame}", "Frames sent");
+        _errors = _meter.CreateCounter<long>("omega.transport.errors.sent", "{frame}", "Error frames sent, by error code");
+        _breaches = _meter.CreateCounter<long>("omega.transport.limit.breaches", "{event}", "Connections or requests refused over a transport limit, by limit");
+        // A level (opened minus closed): an UpDownCounter in the OpenTelemetry semantic conventions, not a gauge.
+        _meter.CreateObservableUpDownCounter("omega.transport.connections.active", () => new Measurement<long>(Volatile.Read(ref _active), tag), "{connection}", "Connections open now");
     }
 
     /// <summary>Connections currently open.</summary>

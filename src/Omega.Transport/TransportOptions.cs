@@ -3,6 +3,15 @@ namespace Omega.Transport;
 /// <summary>Limits and buffer sizes of a <see cref="FrameServer"/>. Every limit is enforced; each breach is counted in <see cref="TransportMetrics"/>.</summary>
 public sealed class TransportOptions
 {
+    /// <summary>
+    /// Creates the transport's meter (a host's <see cref="System.Diagnostics.Metrics.IMeterFactory"/>; null: a meter of
+    /// its own). Set by the server from its options.
+    /// </summary>
+    public System.Diagnostics.Metrics.IMeterFactory? MeterFactory { get; set; }
+
+    /// <summary>The <c>cell</c> tag of the transport's meter (the server sets its cell's name); null: no tag.</summary>
+    public string? MeterCellName { get; set; }
+
     /// <summary>Largest accepted length prefix (type + request id + body), in bytes. Larger frames close the connection. Default 1 MiB.</summary>
     public int MaxFrameLength { get; set; } = 1 << 20;
 

@@ -81,7 +81,7 @@ internal sealed class LoadRecorder : IDisposable
         {
             case "omega.sched.commit.duration": Commit.RecordValue(Math.Min(us, Commit.HighestTrackableValue)); break;
             case "omega.sched.decision.duration": Decision.RecordValue(Math.Min(us, Decision.HighestTrackableValue)); break;
-            case "omega.sched.job.placement_latency":
+            case "omega.sched.job.placement.duration":
                 var h = Tally(tags, out _).PlacementLatency;
                 h.RecordValue(Math.Min(us, h.HighestTrackableValue));
                 break;

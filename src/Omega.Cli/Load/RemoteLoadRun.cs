@@ -67,7 +67,7 @@ internal static partial class RemoteLoadRun
                     while (have && next.At <= now)
                     {
                         var spec = new JobSpec(new JobId(nextJob++), new TenantId(next.Tenant), next.Priority, next.Tasks, next.PerTask, next.Gang);
-                        var (status, _) = await client.SubmitJobAsync(spec, next.Scheduler).ConfigureAwait(false);
+                        var (status, _) = await client.SubmitJobAsync(spec, next.Scheduler, cancellationToken: CancellationToken.None).ConfigureAwait(false);
                         if (status == 0) submitted++; else rejected++;
                         queued = int.MaxValue; // not drained until a reading taken after this submission says so
                         have = workload.TryNext(out next);
@@ -121,7 +121,7 @@ internal static partial class RemoteLoadRun
             for (long id = firstJobId; id < nextJob; id += 256)
             {
                 var batch = new List<Task<RemoteJobStatus>>(256);
-                for (long j = id; j < Math.Min(nextJob, id + 256); j++) batch.Add(client.QueryJobAsync(new JobId(j)));
+                for (long j = id; j < Math.Min(nextJob, id + 256); j++) batch.Add(client.QueryJobAsync(new JobId(j), CancellationToken.None));
                 foreach (var st in await Task.WhenAll(batch).ConfigureAwait(false))
                 {
                     if (st.Found && st.Phase is >= 0 and < 5) phases[st.Phase]++;
@@ -133,7 +133,7 @@ internal static partial class RemoteLoadRun
             if (workload.Remaining is > 0)
                 Console.WriteLine(FormattableString.Invariant(
                     $"trace replay cut at --seconds {seconds:0.#}: {workload.Remaining:N0} trace jobs were not submitted (omit --seconds to replay to the end)"));
-            var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100).ConfigureAwait(false);
+            var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100, CancellationToken.None).ConfigureAwait(false);
             bool ok = audit.Count > 0 && audit[0].StartsWith("ok", StringComparison.Ordinal);
             Console.WriteLine(ok ? "invariants ok: no node over capacity, no task bound twice (audited by the server)"
                 : $"invariants VIOLATED: {string.Join("; ", audit.Take(4))}");

@@ -26,13 +26,15 @@ internal static class NodeCommands
         var reason = new Option<string>("--reason") { Description = "Why (recorded with the confirmation).", Required = true };
         var author = new Option<string?>("--author") { Description = "Who confirms (recorded; default: the user name)." };
         var withdraw = new Option<bool>("--withdraw") { Description = "Withdraw the confirmation: the mass-silence brake applies to the domain again." };
+        var output = Output.Option();
         var cmd = new Command("confirm-lost", "Confirm a failure domain lost: its silent nodes are evicted despite the mass-silence brake (recorded durably).")
         {
-            connect, domain, reason, author, withdraw,
+            connect, domain, reason, author, withdraw, output,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("node confirm-lost", r.GetValue(output), out var format)) return Task.FromResult(2);
             string d = r.GetValue(domain)!.Trim(), why = r.GetValue(reason)!.Trim();
             string who = (r.GetValue(author) ?? Environment.UserName).Trim();
             if (d.Length is 0 or > 256 || why.Length is 0 or > 1024 || who.Length is 0 or > 256)
@@ -43,9 +45,8 @@ internal static class NodeCommands
             return ControlCommands.WithClientAsync("node confirm-lost", r.GetValue(connect)!, tls, r, async c =>
             {
                 var kind = r.GetValue(withdraw) ? OperateKind.WithdrawDomainLoss : OperateKind.ConfirmDomainLost;
-                var (status, message) = await c.OperateAsync(kind, d, why, who).ConfigureAwait(false);
-                (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega node confirm-lost: {status}: {message}");
-                return status == OperateStatus.Ok ? 0 : 1;
+                var (status, message) = await c.OperateAsync(kind, d, why, who, cancel).ConfigureAwait(false);
+                return Output.PrintOperate("node confirm-lost", kind.ToString(), d, status, message, format);
             }, cancel);
         });
         return cmd;

@@ -113,7 +113,7 @@ internal static class PolicyCommands
     public static bool IsWorkloadTarget(string? target) => target is not null && target.StartsWith("workload/", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Runs <c>omega explain workload/NAME [--generation G] [--tenant T]</c>.</summary>
-    public static Task<int> ExplainWorkload(ParseResult r, string target, string connect, ClientTls tls, Option<long> generation, Option<string> tenant, CancellationToken cancel)
+    public static Task<int> ExplainWorkload(ParseResult r, string target, string connect, ClientTls tls, Option<long> generation, Option<string> tenant, CancellationToken cancel, OutputFormat format = OutputFormat.Text)
     {
         string name = target["workload/".Length..];
         if (name.Length == 0) return Usage("explain", "workload/NAME needs a name");
@@ -121,8 +121,20 @@ internal static class PolicyCommands
         if (g < 0) return Usage("explain", "--generation must be 1 or more");
         return ControlCommands.WithClientAsync("explain", connect, tls, r, async c =>
         {
-            var (found, text) = await c.ExplainWorkloadAsync(r.GetValue(tenant)!, name, g).ConfigureAwait(false);
-            Console.Write(text);
+            var (found, text) = await c.ExplainWorkloadAsync(r.GetValue(tenant)!, name, g, cancel).ConfigureAwait(false);
+            if (format.IsDocument() && found)
+            {
+                // The workload's kept decisions come as text on the wire (ExplainWorkloadReply); the document carries
+                // its lines so a script gets one parseable answer for every explain.
+                var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                Output.Print(Output.Lines("WorkloadExplanation", lines.Length, lines, w =>
+                {
+                    w.WriteString("tenant", r.GetValue(tenant));
+                    w.WriteString("workload", name);
+                    w.WriteNumber("generation", g);
+                }), format);
+            }
+            else Console.Write(text);
             return found ? 0 : 1;
         }, cancel);
     }

@@ -506,13 +506,13 @@ internal static class ResourceCommands
     {
         var connect = ControlCommands.ConnectOption();
         var node = new Argument<string>("node") { Description = "The node's name." };
-        var cmd = new Command(verb, description) { connect, node };
+        var output = Output.Option();
+        var cmd = new Command(verb, description) { connect, node, output };
         var tls = ClientTls.AddTo(cmd);
-        cmd.SetAction((r, cancel) => ControlCommands.WithClientAsync(verb, r.GetValue(connect)!, tls, r, async c =>
+        cmd.SetAction((r, cancel) => !Output.TryParse(verb, r.GetValue(output), out var format) ? Task.FromResult(2) : ControlCommands.WithClientAsync(verb, r.GetValue(connect)!, tls, r, async c =>
         {
-            var (status, message) = await c.OperateAsync(kind, r.GetValue(node)!).ConfigureAwait(false);
-            (status == OperateStatus.Ok ? Console.Out : Console.Error).WriteLine(status == OperateStatus.Ok ? message : $"omega {verb}: {status}: {message}");
-            return status == OperateStatus.Ok ? 0 : 1;
+            var (status, message) = await c.OperateAsync(kind, r.GetValue(node)!, cancellationToken: cancel).ConfigureAwait(false);
+            return Output.PrintOperate(verb, kind.ToString(), r.GetValue(node)!, status, message, format);
         }, cancel));
         return cmd;
     }

@@ -250,7 +250,7 @@ internal static class ServeCommand
                 try
                 {
                     await using var admin = await Omega.Agent.ControlClient.ConnectAsync(endpoint, transport, "omega-agents", adminToken, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
-                    joinToken = (await admin.CreateTokenAsync(Omega.Protocol.CredentialRole.Join, $"omega-agents-{r.GetValue(prefix)}", ttl: TimeSpan.FromMinutes(15), uses: r.GetValue(count)).ConfigureAwait(false)).Token;
+                    joinToken = (await admin.CreateTokenAsync(Omega.Protocol.CredentialRole.Join, $"omega-agents-{r.GetValue(prefix)}", ttl: TimeSpan.FromMinutes(15), uses: r.GetValue(count), cancellationToken: cancel).ConfigureAwait(false)).Token;
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or Omega.Agent.AgentRequestException or IOException or Omega.Transport.TransportSecurityException)
                 {

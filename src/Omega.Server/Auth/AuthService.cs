@@ -33,18 +33,19 @@ public sealed class AuthService : IDisposable
     private long _denialRefillAt;
     private long _suppressed, _suppressedTotal, _deniedTotal;
     private readonly ITimer? _sweep;
-    private readonly Meter _meter = new("Omega.Server.Auth");
+    private readonly Meter _meter;
     private readonly Counter<long> _denied, _handshakes, _suppressedCounter;
 
-    internal AuthService(Cell cell, AuthOptions? options, TimeProvider time)
+    internal AuthService(Cell cell, AuthOptions? options, TimeProvider time, IMeterFactory? meterFactory = null)
     {
+        _meter = CellCounters.CreateMeter("Omega.Server.Auth", cell.Name, meterFactory);
         _cell = cell;
         Enabled = options is not null;
         _options = options ?? new AuthOptions();
         _time = time;
-        _denied = _meter.CreateCounter<long>("omega.auth.denied", description: "Requests refused with PermissionDenied, by credential role and reason.");
-        _handshakes = _meter.CreateCounter<long>("omega.auth.handshakes", description: "Handshakes by authentication result.");
-        _suppressedCounter = _meter.CreateCounter<long>("omega.auth.audit.suppressed", description: "Denials not written to the audit log over its rate.");
+        _denied = _meter.CreateCounter<long>("omega.auth.denied", "{request}", "Requests refused with PermissionDenied, by credential role and reason.");
+        _handshakes = _meter.CreateCounter<long>("omega.auth.handshakes", "{handshake}", "Handshakes by authentication result.");
+        _suppressedCounter = _meter.CreateCounter<long>("omega.auth.audit.suppressed", "{denial}", "Denials not written to the audit log over its rate.");
         _denialTokens = Math.Max(1, _options.AuditDenialsPerSecond);
         _denialRefillAt = _time.GetTimestamp();
         Load();
