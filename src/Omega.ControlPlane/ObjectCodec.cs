@@ -16,6 +16,9 @@ public static class ObjectCodec
         [SchedulerPolicy.KindName] = static () => new SchedulerPolicy(),
         [Quota.KindName] = static () => new Quota(),
         [Decision.KindName] = static () => new Decision(),
+        // regops (issue 13): human overrides and simulated node pools.
+        [Override.KindName] = static () => new Override(),
+        [NodePool.KindName] = static () => new NodePool(),
     };
 
     /// <summary>The serializer options used for every document (camelCase, nulls omitted, case-insensitive reads).</summary>
