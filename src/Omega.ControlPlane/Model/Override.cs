@@ -1,6 +1,9 @@
+using System.Text.Json.Serialization;
+
 namespace Omega.ControlPlane;
 
 /// <summary>What an <see cref="Override"/> changes (docs/control-plane.md, "Overrides").</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<OverrideType>))]
 public enum OverrideType
 {
     /// <summary>No new placements on the nodes of zone <c>spec.target</c> (label <c>topology.omega/zone</c>): they are tainted <see cref="Override.AvoidTaint"/>.</summary>
