@@ -11,7 +11,7 @@ namespace Omega.Cli;
 internal static class MetricsExport
 {
     /// <summary>Every meter Omega's assemblies publish.</summary>
-    public static readonly string[] Meters = ["Omega.Cell", "Omega.Scheduling", "Omega.Transport", "Omega.Server", "Omega.Storage"];
+    public static readonly string[] Meters = ["Omega.Cell", "Omega.Scheduling", "Omega.Transport", "Omega.Server", "Omega.Storage", "Omega.ControlPlane"];
 
     /// <summary>
     /// Starts a Prometheus endpoint at <c>http://{host}:{port}/metrics</c>; null when <paramref name="port"/> is null

@@ -46,6 +46,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     // cpres (issue 12): the reservation controller (expired reservations are released, never leaked). The quota and
     // repair controllers need the ObjectStore the control-plane hosting block creates; they are started next to it.
     private Omega.ControlPlane.Controllers.ReservationController? _reservations;
+    // regops (issue 13): the override sweep and the node-pool autoscaler.
+    private OverrideController? _overrides;
+    private NodePoolAutoscaler? _autoscaler;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -119,6 +122,14 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 // thread pool runs it (the scheduler is injectable for simulations; the host has no threads of its own).
                 _runner = _controller.CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
                 _runner.Start();
+                // ---- regops (issue 13): overrides are applied and expired, pools scaled, on the host's clock ----
+                _overrides = new OverrideController(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.Overrides, _meters);
+                _overrides.Start();
+                _autoscaler = new NodePoolAutoscaler(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.Autoscaler, _meters);
+                _autoscaler.Start();
+                _runtime.Overrides = _overrides;
+                _runtime.Autoscaler = _autoscaler;
+                // ---- end regops ----
             }
             _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
         }
@@ -295,6 +306,11 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             runner.Dispose();
         }
         _controller = null;
+        // regops: no override write or node added once the store starts closing.
+        _overrides?.Dispose();
+        _overrides = null;
+        _autoscaler?.Dispose();
+        _autoscaler = null;
         // cpres: stop releasing reservations before the cell closes.
         _reservations?.Dispose();
         _reservations = null;

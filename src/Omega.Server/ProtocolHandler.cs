@@ -203,9 +203,19 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server (started with --no-auth): credentials would not be checked");
             return true;
         }
-        var (code, message, reply) = _auth.Create(m, s.Who);
         string target = $"{Credential.RoleName(m.Role)}:{m.Subject}";
-        _authz.Audit(s, "CreateToken", target, code == ErrorCode.None ? $"ok: credential {reply.Id}" : $"{code}: {message}");
+        // regops (issue 13): break-glass is a bounded emergency grant. Over the wire (a person asking) it needs a reason
+        // and a TTL within the maximum; the library API (the bootstrap admin, embedders) is not held to it.
+        bool breakGlass = m.Role == CredentialRole.Operator && (m.Scopes & OperatorScopes.BreakGlass) != 0;
+        if (breakGlass && _auth.BreakGlassProblem(m) is { } problem)
+        {
+            _authz.Audit(s, "CreateToken", target, $"{ErrorCode.BreakGlassUnbounded}: {problem}");
+            c.SendError(rid, ErrorCode.BreakGlassUnbounded, problem);
+            return true;
+        }
+        var (code, message, reply) = _auth.Create(m, s.Who);
+        _authz.Audit(s, "CreateToken", target, code != ErrorCode.None ? $"{code}: {message}"
+            : breakGlass ? $"ok: credential {reply.Id}; BREAK-GLASS for {TimeSpan.FromMilliseconds(m.TtlMs)}: {m.Reason}" : $"ok: credential {reply.Id}");
         if (code != ErrorCode.None)
         {
             c.SendError(rid, code, message);
