@@ -383,9 +383,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants or InspectTarget.Reservations)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10 and limit 1-{InspectReply.MaxLines}");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6, 10 or 21 and limit 1-{InspectReply.MaxLines}");
             return;
         }
         // Reads are scoped too: a submitter (or a scheduler limited to tenants) sees its tenants' jobs and bindings only.
@@ -434,6 +434,17 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                         }
                         lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
                     }
+                }
+                break;
+            case InspectTarget.Reservations:
+                // regops (issue 13): what omega doctor checks for leaked holds.
+                var now = _options.Time.GetUtcNow();
+                foreach (var hold in _cell.GetReservations())
+                {
+                    if (filtered && !Authorizer.TenantAllowed(s, hold.Tenant)) continue;
+                    total++;
+                    if (lines.Count < m.Limit)
+                        lines.Add(string.Create(ci, $"{hold.Task} {hold.Node} {hold.Resources} tenant={hold.Tenant} expires={hold.ExpiresAt:O} expired={(hold.ExpiresAt <= now ? "true" : "false")}"));
                 }
                 break;
             case InspectTarget.Tenants:
