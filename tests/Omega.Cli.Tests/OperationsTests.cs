@@ -59,7 +59,7 @@ public sealed class OperationsTests
                 spec:
                   type: ZoneAvoid
                   target: za
-                  ttlSeconds: 3
+                  ttlSeconds: 8
                   reason: incident 7, za power
                   author: someone-else
                 ---
@@ -80,6 +80,36 @@ public sealed class OperationsTests
                   target: general
                   ttlSeconds: 600
                   reason: incident 7, readiness low
+                ---
+                apiVersion: omega/v1
+                kind: Workload
+                metadata:
+                  name: risk-api
+                  tenant: default
+                spec:
+                  replicas: 2
+                  resources: { cpuMillis: 500, memoryBytes: 1073741824 }
+                ---
+                apiVersion: omega/v1
+                kind: Override
+                metadata:
+                  name: recover-eu
+                spec:
+                  type: RecoveryOverride
+                  target: eu-central
+                  ttlSeconds: 600
+                  reason: incident 7, risk-api failover
+                ---
+                apiVersion: omega/v1
+                kind: Override
+                metadata:
+                  name: default-quota
+                spec:
+                  type: EmergencyQuota
+                  target: default
+                  ttlSeconds: 600
+                  reason: incident 7, failover replicas
+                  extra: { cpuMillis: 64000 }
                 """);
             var apply = await Omega(ep, glass, "apply", "-f", manifest);
             Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
@@ -91,9 +121,15 @@ public sealed class OperationsTests
             var pool = await Omega(ep, glass, "describe", "nodepool", "general");
             Assert.Contains("override/pause-general: AutoscalerPause general", pool.Stdout, StringComparison.Ordinal);
 
+            // Runbook "recovery override": both overrides are shown on the workload they affect.
+            var workload = await Omega(ep, glass, "describe", "workload", "risk-api", "--tenant", "default");
+            Assert.Contains("override/recover-eu: RecoveryOverride eu-central", workload.Stdout, StringComparison.Ordinal);
+            Assert.Contains("override/default-quota: EmergencyQuota default", workload.Stdout, StringComparison.Ordinal);
+
             var doctor = await Omega(ep, admin, "doctor");
             Assert.Equal(3, doctor.ExitCode);
             Assert.Contains("override/avoid-za ZoneAvoid za", doctor.Stdout, StringComparison.Ordinal);
+            Assert.Contains("emergency quotas: 1", doctor.Stdout, StringComparison.Ordinal);
 
             // A real scrape while overrides are live: every metric the rules name is exported (the recovery budget gauge
             // is the topology branch's; the conflict and eviction counters appear at their first event), and the
@@ -104,7 +140,7 @@ public sealed class OperationsTests
             foreach (var metric in Regex.Matches(rules, @"\bomega_[a-z_]+").Select(m => m.Value).Distinct())
                 if (!lateOrElsewhere.Contains(metric)) Assert.True(Regex.IsMatch(scrape, $"(?m)^{metric}[{{ ]"), $"{metric} is not in a real scrape:\n{scrape}");
             var live = Regex.Matches(scrape, @"(?m)^omega_controlplane_overrides_active\{[^}]*\} (\d+)").Sum(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
-            Assert.Equal(2, live);
+            Assert.Equal(4, live);
             await PromtoolFiresAsync(data, live);
 
             // The zone-avoid override's TTL ends: the sweep reverts it; doctor still flags the 10-minute pause only.
@@ -122,7 +158,8 @@ public sealed class OperationsTests
             doctor = await Omega(ep, admin, "doctor");
             Assert.Equal(3, doctor.ExitCode);
             Assert.DoesNotContain("avoid-za", doctor.Stdout, StringComparison.Ordinal);
-            Assert.True((await Omega(ep, glass, "delete", "override", "pause-general")).ExitCode == 0);
+            foreach (var name in new[] { "pause-general", "recover-eu", "default-quota" })
+                Assert.True((await Omega(ep, glass, "delete", "override", name)).ExitCode == 0, name);
             sw.Restart();
             do doctor = await Omega(ep, admin, "doctor");
             while (doctor.ExitCode != 0 && sw.Elapsed < TimeSpan.FromSeconds(20));
