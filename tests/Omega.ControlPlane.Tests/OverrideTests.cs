@@ -176,4 +176,36 @@ public sealed class OverrideTests : IDisposable
         Assert.False(Tainted(a1));
         Assert.Equal(Override.PhaseExpired, Get("avoid-za").Status.Phase);
     }
+
+    [Fact]
+    public async Task An_emergency_quota_of_a_tenant_managed_by_a_Quota_object_is_kept_by_the_quota_controller_and_reverted_at_expiry()
+    {
+        var t1 = _cell.CreateTenant("t1");
+        var quotas = new QuotaController(_store, _cell, _time);
+        var q = new Quota();
+        q.Metadata.Name = "q";
+        q.Metadata.Tenant = "t1";
+        q.Spec.Limit = new ResourceRequest { CpuMillis = 4000 };
+        var created = await _store.CreateAsync(q);
+        Assert.True(created.IsOk, created.Message);
+        async Task ReconcileQuota()
+        {
+            for (int i = 0; i < 3; i++) await quotas.ReconcileAsync(created.Object!.Key, default);
+        }
+        await ReconcileQuota();
+        Assert.Equal(new ResourceVector(4000, 0), _cell.GetTenantUsage(t1).Quota);
+
+        await Create(Make("raise", OverrideType.EmergencyQuota, "t1", 60, extra: new ResourceRequest { CpuMillis = 2000 }));
+        await _overrides.SweepAsync(default);
+        Assert.Equal(new ResourceVector(6000, 0), _cell.GetTenantUsage(t1).Quota);
+        await ReconcileQuota();   // the quota controller does not put the object's 4000 back while the override is live
+        Assert.Equal(new ResourceVector(6000, 0), _cell.GetTenantUsage(t1).Quota);
+
+        _time.Advance(TimeSpan.FromSeconds(61));
+        await _overrides.SweepAsync(default);
+        Assert.Equal(new ResourceVector(4000, 0), _cell.GetTenantUsage(t1).Quota);
+        Assert.Equal(Override.PhaseExpired, Get("raise").Status.Phase);
+        await ReconcileQuota();
+        Assert.Equal(new ResourceVector(4000, 0), _cell.GetTenantUsage(t1).Quota);
+    }
 }

@@ -102,6 +102,41 @@ public sealed class OverrideController : IDisposable
         return null;
     }
 
+    /// <summary>
+    /// The limit a tenant managed by a <see cref="Quota"/> object should have at <paramref name="now"/>: the object's
+    /// <paramref name="baseLimit"/> plus the extras of the live <see cref="OverrideType.EmergencyQuota"/> overrides naming
+    /// the tenant. The quota controller and the override sweep both set exactly this, so they never undo each other.
+    /// </summary>
+    public static ResourceVector EffectiveLimit(ObjectStore store, string tenant, ResourceVector baseLimit, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var limit = baseLimit;
+        foreach (var o in ListAll(store, Override.KindName))
+            if (o is Override ov && ov.Spec.Type == OverrideType.EmergencyQuota && ov.Spec.Target == tenant && ov.IsLive(now))
+                limit += ov.Spec.Extra.ToVector();
+        return limit;
+    }
+
+    // The applied Quota object of a tenant (the oldest not being deleted), or null: then the tenant is managed over the wire.
+    private Quota? QuotaObjectOf(string tenant)
+    {
+        Quota? owner = null;
+        foreach (var o in _store.List(new ObjectFilter(Quota.KindName, tenant), 1000).Items)
+            if (o is Quota q && q.Metadata.DeletionTimestamp is null && (owner is null || q.Metadata.Uid < owner.Metadata.Uid)) owner = q;
+        return owner;
+    }
+
+    // A tenant with a Quota object with a limit: its limit is the object's plus the live extras (set level-triggered).
+    private bool SyncManagedLimit(string tenant, DateTimeOffset now, out string detail)
+    {
+        detail = "";
+        if (QuotaObjectOf(tenant) is not { } q || q.Spec.Limit.ToVector().IsZero || !TryTenant(tenant, out var t)) return false;
+        var want = EffectiveLimit(_store, tenant, q.Spec.Limit.ToVector(), now);
+        if (_cell.GetTenantUsage(t).Quota != want) _cell.SetTenantQuota(t, want);
+        detail = $"tenant {tenant}'s limit is its Quota object's {q.Spec.Limit.ToVector()} plus live emergency quotas: {want}";
+        return true;
+    }
+
     private void Tick()
     {
         if (_stopped) return;
@@ -208,6 +243,8 @@ public sealed class OverrideController : IDisposable
         // Level-triggered effects (repeated at every sweep: a restart or a lost write is repaired here).
         switch (ov.Spec.Type)
         {
+            case OverrideType.EmergencyQuota when SyncManagedLimit(ov.Spec.Target, now, out _):
+                break;
             case OverrideType.EmergencyQuota when ov.Status.RaisedLimit is { } raised && TryTenant(ov.Spec.Target, out var tenant):
                 var current = _cell.GetTenantUsage(tenant).Quota;
                 if (current is { } c && ov.Status.PreviousLimit is { } prev && c == prev.ToVector()) _cell.SetTenantQuota(tenant, raised.ToVector());
@@ -257,6 +294,8 @@ public sealed class OverrideController : IDisposable
         {
             case OverrideType.EmergencyQuota:
                 if (!TryTenant(ov.Spec.Target, out var t)) return $"tenant {ov.Spec.Target} unknown: nothing to revert";
+                // Managed by a Quota object: recompute without this override (no longer live: past its TTL or deleted).
+                if (SyncManagedLimit(ov.Spec.Target, _time.GetUtcNow(), out var managed)) return managed;
                 if (ov.Status.RaisedLimit is not { } raised) return "the tenant had no limit: nothing was raised";
                 var current = _cell.GetTenantUsage(t).Quota;
                 if (current is { } c && c == raised.ToVector())
