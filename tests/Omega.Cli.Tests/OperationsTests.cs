@@ -114,6 +114,15 @@ public sealed class OperationsTests
             var apply = await Omega(ep, glass, "apply", "-f", manifest);
             Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
 
+            // A submitter cannot write an override (cluster-scoped: operators with override or break-glass only).
+            var sub = await Omega(ep, admin, "token", "create", "--role", "submitter", "--tenant", "default");
+            Assert.True(sub.ExitCode == 0, sub.Stderr);
+            string own = Path.Combine(data, "own.yaml");
+            File.WriteAllText(own, "apiVersion: omega/v1\nkind: Override\nmetadata: { name: mine }\nspec: { type: EmergencyQuota, target: default, ttlSeconds: 60, reason: more please, extra: { cpuMillis: 1000 } }\n");
+            var denied = await Omega(ep, sub.Stdout.Trim(), "apply", "-f", own);
+            Assert.Equal(1, denied.ExitCode);
+            Assert.Contains("PermissionDenied", denied.Stderr, StringComparison.Ordinal);
+
             var describe = await Omega(ep, glass, "describe", "override", "avoid-za");
             Assert.True(describe.ExitCode == 0, describe.Stdout + describe.Stderr);
             Assert.Contains("oncall", describe.Stdout, StringComparison.Ordinal);            // the principal, not what the manifest claimed
