@@ -59,7 +59,7 @@ public sealed class OperationsTests
                 spec:
                   type: ZoneAvoid
                   target: za
-                  ttlSeconds: 8
+                  ttlSeconds: 600
                   reason: incident 7, za power
                   author: someone-else
                 ---
@@ -152,7 +152,12 @@ public sealed class OperationsTests
             Assert.Equal(4, live);
             await PromtoolFiresAsync(data, live);
 
-            // The zone-avoid override's TTL ends: the sweep reverts it; doctor still flags the 10-minute pause only.
+            // The zone-avoid override's TTL is cut to 1 s (runbook: shorten instead of delete, keeping the record): it is
+            // past at once, and the sweep of the real server reverts it; doctor still flags the other overrides.
+            string shorten = Path.Combine(data, "shorten.yaml");
+            File.WriteAllText(shorten, "apiVersion: omega/v1\nkind: Override\nmetadata: { name: avoid-za }\nspec: { type: ZoneAvoid, target: za, ttlSeconds: 1, reason: \"incident 7, za power back\" }\n");
+            var cut = await Omega(ep, glass, "apply", "-f", shorten);
+            Assert.True(cut.ExitCode == 0, cut.Stdout + cut.Stderr);
             var sw = Stopwatch.StartNew();
             OmegaProcess.Result after;
             do
@@ -180,6 +185,7 @@ public sealed class OperationsTests
             Assert.Contains("BREAK-GLASS for 00:30:00: incident 7", audit.Stdout, StringComparison.Ordinal);
             Assert.Contains("BreakGlassUnbounded", audit.Stdout, StringComparison.Ordinal);
             Assert.Contains(audit.Stdout.Split('\n'), l => l.Contains("oncall", StringComparison.Ordinal) && l.Contains("CreateObject Override/avoid-za: ok", StringComparison.Ordinal));
+            Assert.Contains(audit.Stdout.Split('\n'), l => l.Contains("oncall", StringComparison.Ordinal) && l.Contains("UpdateObject Override/avoid-za: ok", StringComparison.Ordinal));
             Assert.Contains(audit.Stdout.Split('\n'), l => l.Contains("oncall", StringComparison.Ordinal) && l.Contains("DeleteObject Override/pause-general: ok", StringComparison.Ordinal));
         }
         finally
