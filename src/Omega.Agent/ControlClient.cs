@@ -77,15 +77,16 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
 
     /// <summary>
     /// Creates a credential (admin scope) and returns its id, its token (shown once) and its expiry (Unix ms, 0 = none).
-    /// Refusals throw <see cref="AgentRequestException"/> (PermissionDenied, InvalidRequest, CredentialLimitReached).
+    /// Refusals throw <see cref="AgentRequestException"/> (PermissionDenied, InvalidRequest, CredentialLimitReached,
+    /// BreakGlassUnbounded: a break-glass credential needs <paramref name="reason"/> and a TTL within the server's maximum).
     /// </summary>
     public async Task<(string Id, string Token, long ExpiresUnixMs)> CreateTokenAsync(CredentialRole role, string subject, OperatorScopes scopes = OperatorScopes.None,
-        TimeSpan? ttl = null, int uses = 0, IReadOnlyList<string>? tenants = null, TimeSpan? agentTtl = null, CancellationToken cancellationToken = default)
+        TimeSpan? ttl = null, int uses = 0, IReadOnlyList<string>? tenants = null, TimeSpan? agentTtl = null, string? reason = null, CancellationToken cancellationToken = default)
     {
         var (t, b) = await RequestAsync(new CreateToken
         {
             Role = role, Subject = subject ?? "", Scopes = scopes, TtlMs = (long)(ttl?.TotalMilliseconds ?? 0), Uses = uses, Tenants = tenants,
-            AgentTtlMs = (long)(agentTtl?.TotalMilliseconds ?? 0),
+            AgentTtlMs = (long)(agentTtl?.TotalMilliseconds ?? 0), Reason = reason,
         }, cancellationToken).ConfigureAwait(false);
         var r = Expect<TokenCreated>(t, b);
         return (r.Id, r.Token, r.ExpiresUnixMs);

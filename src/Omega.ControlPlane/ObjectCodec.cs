@@ -17,6 +17,9 @@ public static class ObjectCodec
         [Quota.KindName] = static () => new Quota(),
         [Decision.KindName] = static () => new Decision(),
         [Binding.KindName] = static () => new Binding(),
+        // regops (issue 13): human overrides and simulated node pools.
+        [Override.KindName] = static () => new Override(),
+        [NodePool.KindName] = static () => new NodePool(),
     };
 
     /// <summary>The serializer options used for every document (camelCase, nulls omitted, case-insensitive reads).</summary>

@@ -53,6 +53,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private DecisionArchive? _decisions;
     private ControllerRunner? _quotaRunner;
     private RepairController? _repair;
+    // regops (issue 13): the override sweep and the node-pool autoscaler.
+    private OverrideController? _overrides;
+    private NodePoolAutoscaler? _autoscaler;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -144,6 +147,14 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 _quotaRunner.Start();
                 _repair = new RepairController(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.RepairController, _meters);
                 _repair.Start();
+                // ---- regops (issue 13): overrides are applied and expired, pools scaled, on the host's clock ----
+                _overrides = new OverrideController(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.Overrides, _meters);
+                _overrides.Start();
+                _autoscaler = new NodePoolAutoscaler(_objects, _store.Cell, new ThreadPoolControllerScheduler(_time), o.Autoscaler, _meters);
+                _autoscaler.Start();
+                _runtime.Overrides = _overrides;
+                _runtime.Autoscaler = _autoscaler;
+                // ---- end regops ----
             }
             Log.ControlPlaneStarted(_logger, _objects.Count, policyRevision, _decisions.Kept, o.RunControllers);
             _runtime.SetControlPlane(_policies, _decisions, _repair);
@@ -329,6 +340,11 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         }
         _repair?.Dispose();
         _repair = null;
+        // regops: no override write or node added once the store starts closing.
+        _overrides?.Dispose();
+        _overrides = null;
+        _autoscaler?.Dispose();
+        _autoscaler = null;
         // cpres: stop releasing reservations before the cell closes.
         _reservations?.Dispose();
         _reservations = null;

@@ -139,6 +139,12 @@ public sealed class OmegaOptions
     /// <see cref="ServiceWorkers"/>: the place for what configuration does not carry (pipelines, guarantees, more kinds).
     /// </summary>
     public Action<SchedulingOptions>? ConfigureScheduling { get; set; }
+
+    /// <summary>regops (issue 13): the override sweep's settings (interval 1 s; runs when <see cref="RunControllers"/>).</summary>
+    public OverrideControllerOptions Overrides { get; set; } = new();
+
+    /// <summary>regops (issue 13): the node-pool autoscaler's settings (interval 10 s; inert without NodePool objects).</summary>
+    public NodePoolAutoscalerOptions Autoscaler { get; set; } = new();
 }
 
 /// <summary>Where the workload controller's replica readiness comes from.</summary>

@@ -104,6 +104,12 @@ public sealed class OmegaRuntime
 
     private AdminTokenInfo? AdminToken { get; set; }
 
+    /// <summary>regops (issue 13): the override sweep (apply, expire, revert); null when controllers do not run.</summary>
+    public Omega.ControlPlane.Controllers.OverrideController? Overrides { get; internal set; }
+
+    /// <summary>regops (issue 13): the node-pool autoscaler; null when controllers do not run.</summary>
+    public Omega.ControlPlane.Controllers.NodePoolAutoscaler? Autoscaler { get; internal set; }
+
     internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;

@@ -102,6 +102,8 @@ internal struct CreateToken : IWireMessage<CreateToken>
     public int Uses;
     public IReadOnlyList<string>? Tenants;
     public long AgentTtlMs;
+    // regops (issue 13), key 7: why a break-glass credential is issued (required for one; recorded in the audit log).
+    public string? Reason;
 
     /// <summary>Most tenants a scheduler credential may list.</summary>
     public const int MaxTenants = 1024;
@@ -111,7 +113,7 @@ internal struct CreateToken : IWireMessage<CreateToken>
     public readonly void Write(ref MessagePackWriter w)
     {
         var tenants = Tenants ?? Array.Empty<string>();
-        int n = 5 + (tenants.Count > 0 ? 1 : 0) + (AgentTtlMs != 0 ? 1 : 0);
+        int n = 5 + (tenants.Count > 0 ? 1 : 0) + (AgentTtlMs != 0 ? 1 : 0) + (string.IsNullOrEmpty(Reason) ? 0 : 1);
         w.WriteMapHeader(n);
         w.Write(0); w.Write((byte)Role);
         w.Write(1); w.Write(Subject ?? "");
@@ -124,6 +126,7 @@ internal struct CreateToken : IWireMessage<CreateToken>
             foreach (var t in tenants) w.Write(t);
         }
         if (AgentTtlMs != 0) { w.Write(6); w.Write(AgentTtlMs); }
+        if (!string.IsNullOrEmpty(Reason)) { w.Write(7); w.Write(Reason); }
     }
 
     public static CreateToken Read(ref MessagePackReader r)
@@ -147,6 +150,7 @@ internal struct CreateToken : IWireMessage<CreateToken>
                     m.Tenants = list;
                     break;
                 case 6: m.AgentTtlMs = r.ReadInt64(); break;
+                case 7: m.Reason = Codec.ReadString(ref r, 1024); break;
                 default: Codec.Skip(ref r); break;
             }
         }

@@ -189,6 +189,13 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: a Policy request with an unknown operation (key 0). The connection stays open.</summary>
     UnknownPolicyOperation = 71,
+
+    /// <summary>
+    /// Version 3 (regops, issue 13): a CreateToken over the wire for a credential with the break-glass scope without a
+    /// reason (key 7), without a TTL, or with a TTL over the server's maximum (4 h by default). Nothing was created; the
+    /// refusal is audited. The connection stays open.
+    /// </summary>
+    BreakGlassUnbounded = 85,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -32,6 +32,13 @@ public enum InspectTarget : byte
 
     /// <summary>One line per tenant in id order: name, id, quota, usage.</summary>
     Tenants = 10,
+
+    /// <summary>
+    /// Version 3 (regops, issue 13): one line per cell reservation (capacity held before bind):
+    /// <c>{task} {node} {resources} tenant={t} expires={ISO 8601} expired={true|false}</c>. An expired hold still listed
+    /// is one the reservation controller has not released yet (<c>omega doctor</c> reports it as leaked).
+    /// </summary>
+    Reservations = 21,
 }
 
 /// <summary>What an <see cref="MessageType.Operate"/> request does.</summary>

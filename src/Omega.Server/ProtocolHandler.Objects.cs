@@ -58,7 +58,10 @@ internal sealed partial class ProtocolHandler
                     c.SendError(rid, ErrorCode.InvalidRequest, "DeleteObject: resource_version must not be negative");
                     return true;
                 }
-                return Complete(c, rid, store.DeleteAsync(new ObjectKey(del.Kind, del.Tenant, del.Name), del.ResourceVersion));
+                // regops (issue 13): removing an override early is an operator action like creating one: audited.
+                return del.Kind == Override.KindName
+                    ? Complete(c, rid, AuditedOverride(s, frame.Type, del.Name, "", store.DeleteAsync(new ObjectKey(del.Kind, del.Tenant, del.Name), del.ResourceVersion)))
+                    : Complete(c, rid, store.DeleteAsync(new ObjectKey(del.Kind, del.Tenant, del.Name), del.ResourceVersion));
             case MessageType.GetObject:
                 if (!Decode<GetObject>(c, rid, frame, out var get)) return true;
                 if (!_authz.ObjectTenant(c, s, rid, frame.Type, get.Kind, get.Tenant, get.Name)) return true;
@@ -103,13 +106,31 @@ internal sealed partial class ProtocolHandler
         }
         // The tenant is the document's metadata.tenant (part of the key the store writes under).
         if (!_authz.ObjectTenant(c, s, rid, type, obj.Key.Kind, obj.Key.Tenant, obj.Key.Name)) return true;
-        return Complete(c, rid, type switch
-        {
-            MessageType.CreateObject => store.CreateAsync(obj),
-            MessageType.UpdateObject => store.UpdateAsync(obj),
-            _ => store.UpdateStatusAsync(obj),
-        });
+        // regops (issue 13): an override's author is the authenticated principal, never what the client claims.
+        if (obj is Override ov && type != MessageType.UpdateObjectStatus) ov.Spec.Author = s.Who;
+        return obj is Override o && type != MessageType.UpdateObjectStatus
+            ? Complete(c, rid, AuditedOverride(s, type, o.Metadata.Name, $"{o.Spec.Type} {o.Spec.Target} for {o.Spec.TtlSeconds} s: {o.Spec.Reason}", WriteTo(store, obj, type)))
+            : Complete(c, rid, WriteTo(store, obj, type));
     }
+
+    private static ValueTask<ObjectResult> WriteTo(ObjectStore store, ApiObject obj, MessageType type) => type switch
+    {
+        MessageType.CreateObject => store.CreateAsync(obj),
+        MessageType.UpdateObject => store.UpdateAsync(obj),
+        _ => store.UpdateStatusAsync(obj),
+    };
+
+    // Every override write is in the durable audit log with its outcome (who, what, on what, for how long, why).
+    private async ValueTask<ObjectResult> AuditedOverride(Session s, MessageType type, string name, string what, ValueTask<ObjectResult> pending)
+    {
+        // Completes synchronously when the store does (a refusal, or an in-memory store): the reply path stays the same.
+        var r = await pending.ConfigureAwait(false);
+        AuditOverride(s, type, name, what, r);
+        return r;
+    }
+
+    private void AuditOverride(Session s, MessageType type, string name, string what, ObjectResult r)
+        => _authz.Audit(s, type.ToString(), $"{Override.KindName}/{name}", (r.IsOk ? $"ok rv {r.ResourceVersion}" : $"{r.Status}: {r.Message}") + (what.Length == 0 ? "" : "; " + what));
 
     /// <summary>Replies now if the store's task is done (a refusal, or durable already); otherwise from its completion.</summary>
     private static bool Complete(FrameConnection c, uint rid, ValueTask<ObjectResult> pending)

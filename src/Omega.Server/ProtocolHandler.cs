@@ -204,9 +204,19 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.InvalidRequest, "authentication is off on this server (started with --no-auth): credentials would not be checked");
             return true;
         }
-        var (code, message, reply) = _auth.Create(m, s.Who);
         string target = $"{Credential.RoleName(m.Role)}:{m.Subject}";
-        _authz.Audit(s, "CreateToken", target, code == ErrorCode.None ? $"ok: credential {reply.Id}" : $"{code}: {message}");
+        // regops (issue 13): break-glass is a bounded emergency grant. Over the wire (a person asking) it needs a reason
+        // and a TTL within the maximum; the library API (the bootstrap admin, embedders) is not held to it.
+        bool breakGlass = m.Role == CredentialRole.Operator && (m.Scopes & OperatorScopes.BreakGlass) != 0;
+        if (breakGlass && _auth.BreakGlassProblem(m) is { } problem)
+        {
+            _authz.Audit(s, "CreateToken", target, $"{ErrorCode.BreakGlassUnbounded}: {problem}");
+            c.SendError(rid, ErrorCode.BreakGlassUnbounded, problem);
+            return true;
+        }
+        var (code, message, reply) = _auth.Create(m, s.Who);
+        _authz.Audit(s, "CreateToken", target, code != ErrorCode.None ? $"{code}: {message}"
+            : breakGlass ? $"ok: credential {reply.Id}; BREAK-GLASS for {TimeSpan.FromMilliseconds(m.TtlMs)}: {m.Reason}" : $"ok: credential {reply.Id}");
         if (code != ErrorCode.None)
         {
             c.SendError(rid, code, message);
@@ -379,9 +389,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     private void HandleInspect(FrameConnection c, Session s, uint rid, in Frame frame)
     {
         if (!Decode<Inspect>(c, rid, frame, out var m)) return;
-        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Format > 1 || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants)))
+        if (m.Limit is < 1 or > InspectReply.MaxLines || m.Format > 1 || (m.Target > InspectTarget.Jobs && m.Target is not (InspectTarget.Liveness or InspectTarget.Audit or InspectTarget.Tenants or InspectTarget.Reservations)))
         {
-            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6 or 10, limit 1-{InspectReply.MaxLines} and format 0 or 1");
+            c.SendError(rid, ErrorCode.InvalidRequest, $"inspect: target 0-3, 5, 6, 10 or 21, limit 1-{InspectReply.MaxLines} and format 0 or 1");
             return;
         }
         // Reads are scoped too: a submitter (or a scheduler limited to tenants) sees its tenants' jobs and bindings only.
@@ -430,6 +440,17 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                         }
                         lines.Add(string.Create(ci, $"{j.Job.Id} scheduler={j.Scheduler} phase={j.Phase} pending={j.Pending} bound={j.Bound} completed={j.Completed} attempts={j.Attempts} generation={j.Generation}{(j.ParkedReason is null ? "" : " parked: " + j.ParkedReason)}"));
                     }
+                }
+                break;
+            case InspectTarget.Reservations:
+                // regops (issue 13): what omega doctor checks for leaked holds.
+                var now = _options.Time.GetUtcNow();
+                foreach (var hold in _cell.GetReservations())
+                {
+                    if (filtered && !Authorizer.TenantAllowed(s, hold.Tenant)) continue;
+                    total++;
+                    if (lines.Count < m.Limit)
+                        lines.Add(string.Create(ci, $"{hold.Task} {hold.Node} {hold.Resources} tenant={hold.Tenant} expires={hold.ExpiresAt:O} expired={(hold.ExpiresAt <= now ? "true" : "false")}"));
                 }
                 break;
             case InspectTarget.Tenants:

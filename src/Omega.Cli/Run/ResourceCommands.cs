@@ -53,6 +53,10 @@ internal static class ResourceCommands
         ["binding"] = new(Binding.KindName, Listing.None, "binding"),
         ["quotas"] = new(Quota.KindName, Listing.None, "quota"),
         ["quota"] = new(Quota.KindName, Listing.None, "quota"),
+        ["overrides"] = new(Override.KindName, Listing.None, "override"),
+        ["override"] = new(Override.KindName, Listing.None, "override"),
+        ["nodepools"] = new(NodePool.KindName, Listing.None, "nodepool"),
+        ["nodepool"] = new(NodePool.KindName, Listing.None, "nodepool"),
         ["nodes"] = new("", Listing.Nodes, "node"),
         ["node"] = new("", Listing.Nodes, "node"),
         ["jobs"] = new("", Listing.Jobs, "job"),
@@ -61,7 +65,7 @@ internal static class ResourceCommands
         ["tenant"] = new("", Listing.Tenants, "tenant"),
     };
 
-    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, nodes, jobs, tenants";
+    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, overrides, nodepools, nodes, jobs, tenants";
 
     private static Option<string> TenantOption() => new("--tenant") { Description = "The object's tenant (its namespace; empty for policies).", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
 
@@ -75,7 +79,7 @@ internal static class ResourceCommands
     }
 
     // Cluster-scoped kinds have no tenant: --tenant's default does not apply to them.
-    private static string TenantFor(string kind, string tenant) => kind == SchedulerPolicy.KindName ? "" : tenant;
+    private static string TenantFor(string kind, string tenant) => kind is SchedulerPolicy.KindName or Override.KindName or NodePool.KindName ? "" : tenant;
 
     // ------------------------------------------------------------------ apply
 
@@ -402,6 +406,14 @@ internal static class ResourceCommands
                     return ExitNotFound;
                 }
                 DescribeObject(obj);
+                // regops (issue 13): the live overrides that change what this object gets (seed 001: overrides must not be invisible).
+                var overrides = await c.ListAsync(Override.KindName, null, null, cancellationToken: cancel).ConfigureAwait(false);
+                var now = DateTimeOffset.UtcNow;
+                var affecting = overrides.Items.OfType<Override>().Where(o => o.IsLive(now) && o.Affects(obj)).ToList();
+                Console.WriteLine("Overrides:");
+                if (affecting.Count == 0) Console.WriteLine("  <none>");
+                foreach (var o in affecting)
+                    Console.WriteLine($"  override/{o.Metadata.Name}: {o.Spec.Type} {o.Spec.Target} until {o.ExpiresAt?.ToString("O", CultureInfo.InvariantCulture)} by {o.Spec.Author}: {o.Spec.Reason}");
                 return 0;
             }, cancel);
         });

@@ -85,7 +85,9 @@ public sealed class QuotaController : IReconciler
         {
             var limit = q.Spec.Limit.ToVector();
             var guaranteed = q.Spec.Protected.ToVector();
-            ResourceVector? wantLimit = limit.IsZero ? null : limit;
+            // Live emergency quotas (Override objects, issue 13) add to the limit for their TTL; the override sweep sets the
+            // same value, so neither controller undoes the other.
+            ResourceVector? wantLimit = limit.IsZero ? null : OverrideController.EffectiveLimit(_store, q.Metadata.Tenant, limit, now);
             ResourceVector? wantGuarantee = guaranteed.IsZero ? null : guaranteed;
             // Level-triggered: set only what differs from the cell's current values (the cell journals each set).
             if (_cell.GetTenantUsage(tenant).Quota != wantLimit) _cell.SetTenantQuota(tenant, wantLimit);

@@ -28,4 +28,7 @@ public sealed class AuthOptions
     /// it to explicit <see cref="AuthService.SweepExpired"/> calls (tests). Default 1 s.
     /// </summary>
     public TimeSpan? ExpirySweepPeriod { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>regops (issue 13): the longest TTL of a break-glass credential created over the wire (default 4 h; a TTL and a reason are required).</summary>
+    public TimeSpan MaxBreakGlassTtl { get; set; } = TimeSpan.FromHours(4);
 }

@@ -155,6 +155,15 @@ public sealed class AuthService : IDisposable
         }
     }
 
+    /// <summary>regops (issue 13): why a break-glass CreateToken from the wire is refused (no reason, no TTL, TTL over the maximum), or null.</summary>
+    internal string? BreakGlassProblem(in CreateToken m)
+    {
+        if (string.IsNullOrWhiteSpace(m.Reason)) return "a break-glass credential needs a reason (CreateToken key 7; omega break-glass --reason)";
+        if (m.TtlMs <= 0) return $"a break-glass credential needs a TTL (at most {_options.MaxBreakGlassTtl})";
+        if (m.TtlMs > (long)_options.MaxBreakGlassTtl.TotalMilliseconds) return $"a break-glass credential lives at most {_options.MaxBreakGlassTtl}, not {TimeSpan.FromMilliseconds(m.TtlMs)}";
+        return null;
+    }
+
     /// <summary>True when at least one credential is stored (the first start of a server creates the admin one when none is).</summary>
     public bool HasCredentials
     {
