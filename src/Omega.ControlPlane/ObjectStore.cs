@@ -359,7 +359,8 @@ public sealed class ObjectStore : IDisposable
 
     private async ValueTask<ObjectResult> AckWhenDurable(long version, ApiObject obj, bool removed, CancellationToken cancellationToken)
     {
-        await _durability.WaitDurableAsync(version, cancellationToken).ConfigureAwait(false);
+        // BUGGIFY: acknowledging before the record is durable is the defect the simulation's durability checker must catch.
+        if ((_options.Buggify & Buggify.AckBeforeDurable) == 0) await _durability.WaitDurableAsync(version, cancellationToken).ConfigureAwait(false);
         MarkDurable(version);
         return new ObjectResult(ObjectStatus.Ok, obj) { Removed = removed };
     }

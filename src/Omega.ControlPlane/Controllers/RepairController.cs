@@ -113,9 +113,13 @@ public sealed class RepairController : IDisposable
     private void Tick()
     {
         if (_stopped) return;
-        _ = SweepAsync(CancellationToken.None).AsTask().ContinueWith(
-            static (_, s) => { var r = (RepairController)s!; if (!r._stopped) r._scheduler.Schedule(r._options.Interval, r.Tick); },
-            this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // The next sweep is scheduled through the scheduler once this one finished (deterministic in a simulation).
+        _scheduler.PostWhenCompleted(SweepAsync(CancellationToken.None).AsTask(), ScheduleNext);
+    }
+
+    private void ScheduleNext()
+    {
+        if (!_stopped) _scheduler.Schedule(_options.Interval, Tick);
     }
 
     /// <summary>One sweep: observe, then act on what is (still) broken, within the rate limit. Returns the actions taken.</summary>
