@@ -76,14 +76,6 @@ public sealed partial class DstSimulation
         foreach (var o in _p.Store.List(new ObjectFilter(Workload.KindName)).Items)
         {
             if (o is not Workload w) continue;
-            var known = new HashSet<int>(w.Status.Retired);
-            foreach (var ra in w.Status.Replicas) known.Add(ra.Serial);
-            foreach (var a in allocs)
-                if (TryOwner(a.Task, out long uid) && uid == w.Metadata.Uid && !known.Contains((int)(a.Task.Job.Value & ((1 << WorkloadController.SerialBits) - 1))))
-                {
-                    Fail("untracked-binding", $"{w.Key} (uid {uid}) has a live binding {a.Task} at v{a.Generation} whose serial its status neither runs nor retires: nothing will ever release it");
-                    return;
-                }
             var slots = new Dictionary<int, int>();
             foreach (var ra in w.Status.Replicas)
             {
@@ -133,7 +125,7 @@ public sealed partial class DstSimulation
             if (ws != _lastWorkloads) _all.Add($"[{_step,5}] workloads {ws}");
             _lastWorkloads = ws;
         }
-        if (_all is not null) _all.Add($"[{_step,5}] state {state} q{_p.Engine.QueuedTasks} s{_p.Scheduler.Pending} z{_p.Zombies.Count} rng{_rng.Next()}");
+        if (_all is not null) _all.Add($"[{_step,5}] state {state} q{_p.Engine.QueuedTasks} s{_p.Scheduler.Pending} z{_p.Zombies.Count}");
     }
 
     /// <summary>Faults off: the system must reach the state the client asked for, within the quiesce limit.</summary>

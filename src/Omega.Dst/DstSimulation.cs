@@ -129,6 +129,7 @@ public sealed partial class DstSimulation
         // inlines it only where no SynchronizationContext is current (a test runner installs one): clear it for the run.
         var context = SynchronizationContext.Current;
         SynchronizationContext.SetSynchronizationContext(null);
+        _disk.Thread = Environment.CurrentManagedThreadId;
         try
         {
             Boot();
@@ -156,6 +157,7 @@ public sealed partial class DstSimulation
         {
             SynchronizationContext.SetSynchronizationContext(context);
         }
+        if (_disk.OffThread > 0) Fail("harness", $"{_disk.OffThread} journal appends or durability waits ran off the simulation's thread: the run is not deterministic");
         IReadOnlyList<string> trace = _all is not null ? _all : [.. _tail];
         return new DstResult(_o.Seed, _hash, _violation, trace, (long[])_faults.Clone(), _step, _time.Elapsed, converged);
     }

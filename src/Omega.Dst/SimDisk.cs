@@ -34,8 +34,20 @@ public sealed class SimDisk : IDurabilityWaiter
     /// <summary>A journal view for one cell incarnation (appends to this disk).</summary>
     public ICellJournal Journal() => new JournalView(this, _epoch);
 
+    /// <summary>The simulation's thread: anything the simulated system does elsewhere is nondeterministic (a harness bug).</summary>
+    internal int Thread { get; set; } = -1;
+
+    /// <summary>Calls made on another thread than <see cref="Thread"/> (must stay 0).</summary>
+    internal int OffThread { get; private set; }
+
+    private void CheckThread()
+    {
+        if (Thread >= 0 && Environment.CurrentManagedThreadId != Thread) OffThread++;
+    }
+
     private void Append(int epoch, ReadOnlySpan<byte> bytes, long lastVersion)
     {
+        CheckThread();
         if (epoch != _epoch) throw new InvalidOperationException("a crashed process wrote to the simulated disk (a harness bug)");
         var copy = bytes.ToArray();
         _elements.Add(new Element(copy, Checksum(copy), lastVersion));
@@ -65,6 +77,7 @@ public sealed class SimDisk : IDurabilityWaiter
     /// <inheritdoc />
     public ValueTask WaitDurableAsync(long cellVersion, CancellationToken cancellationToken)
     {
+        CheckThread();
         if (cellVersion <= _durableVersion) return ValueTask.CompletedTask;
         // Synchronous continuations: the waiter resumes inside Flush, on the simulation's thread, at a step the seed chose.
         var tcs = new TaskCompletionSource();
