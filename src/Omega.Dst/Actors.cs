@@ -161,8 +161,14 @@ internal sealed class Reserver
         var cell = _p.Cell;
         if (_lease.Token.Value == 0 || _sim.Now >= _lease.ExpiresAt - TimeSpan.FromSeconds(1))
         {
-            var r = _lease.Token.Value != 0 ? _committer.RenewLease(_lease, TimeSpan.FromSeconds(6)) : default;
-            if (!r.Succeeded) r = _committer.AcquireLease("reserver", TimeSpan.FromSeconds(6));
+            bool renewed = false;
+            LeaseResult r = default;
+            if (_lease.Token.Value != 0)
+            {
+                r = _committer.RenewLease(_lease, TimeSpan.FromSeconds(6));
+                renewed = r.Succeeded;
+            }
+            if (!renewed) r = _committer.AcquireLease("reserver", TimeSpan.FromSeconds(6));
             if (!r.Succeeded) return;
             _lease = r.Lease;
         }
