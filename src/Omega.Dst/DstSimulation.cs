@@ -63,6 +63,8 @@ public sealed partial class DstSimulation
 
     internal DateTimeOffset Now => _time.GetUtcNow();
 
+    internal string? Violation => _violation;
+
     internal SimTime Time => _time;
 
     internal Process Current => _p;
