@@ -73,4 +73,8 @@ public enum DstFault
     StaleReport,
     /// <summary>A reservation decided on a stale cached snapshot.</summary>
     StaleCacheDecision,
+    /// <summary>The operator staged, promoted or rolled back a scheduler policy revision.</summary>
+    PolicyChange,
+    /// <summary>A policy rollback issued while replicas (placed under the revision rolled back) were still starting.</summary>
+    RollbackWhileStarting,
 }

@@ -3,6 +3,7 @@ using Omega.Cells;
 using Omega.ControlPlane;
 using Omega.ControlPlane.Controllers;
 using Omega.Scheduling;
+using Omega.Scheduling.Pipeline;
 
 namespace Omega.Dst;
 
@@ -186,8 +187,9 @@ public sealed partial class DstSimulation
 
     private void InjectFault()
     {
-        switch (_rng.Next(0, 6))
+        switch (_rng.Next(0, 7))
         {
+            case 6: PolicyChange(); break;
             case 0: Crash(); break;
             case 1: RestartScheduler(); break;
             case 2:
@@ -313,6 +315,51 @@ public sealed partial class DstSimulation
         int dropped = _net.DropWhere(ep => ep >= AgentBase);
         Event($"agent reconnect storm ({dropped} messages lost)");
         foreach (var a in _agents) a.Reconnect();
+    }
+
+    // The operator stages, promotes and rolls back scheduler policy revisions while replicas are placed and starting.
+    private void PolicyChange()
+    {
+        var p = _p.Policies;
+        if (_p.PendingPolicy is { } pending)
+        {
+            if (!pending.IsCompleted) return; // one operator command at a time (PolicyRevisions serializes them anyway)
+            if (_p.PendingIsStage && pending.Result.IsOk) _p.StagedRevision = pending.Result.Revision;
+            Event($"policy command done: {pending.Result.Status} r{pending.Result.Revision}");
+            _p.PendingPolicy = null;
+        }
+        int active = p.ActiveRevision;
+        if (_p.StagedRevision > 0 && _p.StagedRevision != active)
+        {
+            Count(DstFault.PolicyChange);
+            Event($"operator promotes policy r{_p.StagedRevision} (active r{active})");
+            _p.PendingIsStage = false;
+            _p.PendingPolicy = p.PromoteAsync(_p.StagedRevision).AsTask();
+            _p.StagedRevision = 0;
+        }
+        else if (active > 0 && _rng.Next(0, 2) == 0)
+        {
+            // The rollback race: replicas placed under the active revision may be starting right now.
+            int starting = 0;
+            foreach (var a in _p.Cell.GetAllocations())
+                if (_p.Cell.GetBindingLifecycle(a.Task, a.Generation).Phase != BindingPhase.Ready) starting++;
+            Count(DstFault.PolicyChange);
+            if (starting > 0) Count(DstFault.RollbackWhileStarting);
+            Event($"operator rolls back policy r{active} with {starting} replica(s) starting");
+            _p.PendingIsStage = false;
+            _p.PendingPolicy = p.RollbackAsync().AsTask();
+        }
+        else
+        {
+            var settings = new SchedulerPolicySettings();
+            settings.Weights["bin-packing"] = _rng.Next(0, 10);
+            settings.Weights["domain-spread"] = _rng.Next(0, 10);
+            settings.Filters["group-anti-affinity"] = _rng.Next(0, 2) == 0;
+            Count(DstFault.PolicyChange);
+            Event($"operator stages a policy (bin-packing {settings.Weights["bin-packing"]}, domain-spread {settings.Weights["domain-spread"]})");
+            _p.PendingIsStage = true;
+            _p.PendingPolicy = p.StageAsync(settings).AsTask();
+        }
     }
 
     internal void Acked(long version, string what)

@@ -2,6 +2,7 @@ using Omega.Cells;
 using Omega.ControlPlane;
 using Omega.ControlPlane.Controllers;
 using Omega.Scheduling;
+using Omega.Scheduling.Pipeline;
 
 namespace Omega.Dst;
 
@@ -53,6 +54,9 @@ internal sealed class Process
         Store = new ObjectStore(cell, new ObjectStoreOptions { Time = sim.Time, HistoryCapacity = 16, MaxWatcherLag = 8, Buggify = o.Buggify }, sim.Disk);
         Scheduler = new ManualControllerScheduler(sim.Time);
         Reserver = new Reserver(sim, this);
+        // One policy source per process, shared by every scheduler incarnation; the active revision is restored from the store.
+        Policies = new PolicyRevisions(Store, new PolicySource(), sim.Time);
+        Policies.Load();
         StartScheduler();
         Reservations = new ReservationController(cell, Scheduler, new ReservationControllerOptions { Interval = TimeSpan.FromSeconds(1), RepairDeadline = o.RepairDeadline });
         Reservations.Start();
@@ -71,6 +75,10 @@ internal sealed class Process
     public ReservationController Reservations { get; }
     public RepairController Repair { get; }
     public Reserver Reserver { get; }
+    public PolicyRevisions Policies { get; }
+    public Task<PolicyResult>? PendingPolicy { get; set; }
+    public bool PendingIsStage { get; set; }
+    public int StagedRevision { get; set; }
     public List<Zombie> Zombies { get; } = new();
     public DateTimeOffset StartedAt { get; }
 
@@ -78,7 +86,7 @@ internal sealed class Process
     {
         _schedulers++;
         _clock = new SkewedTime(_sim.Time);
-        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256 };
+        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256, Policy = Policies.Source };
         opts.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 2, LeaseDuration = _sim.Options.Lease, QueueCapacity = 10_000, Backoff = TimeSpan.FromMilliseconds(20) });
         Committer = new RemoteCommitter(_sim, Cell, (ulong)(Id * 1000 + _schedulers)) { Interleave = () => Reserver.Act() };
         Engine = new SchedulingEngine(Cell, Committer, opts);
