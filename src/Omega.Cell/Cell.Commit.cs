@@ -78,7 +78,7 @@ public sealed partial class Cell
             if (!tx.Key.IsNone)
             {
                 hash = IdempotencyIndex.Hash(tx);
-                if (_idempotency.TryGet(tx.Scheduler, tx.Key, out var rec))
+                if ((_options.Buggify & Buggify.SkipIdempotencyReplay) == 0 && _idempotency.TryGet(tx.Scheduler, tx.Key, out var rec))
                 {
                     if (rec.TxHash != hash) return RejectWhole(outcomes, n, TransactionStatus.IdempotencyKeyReused);
                     _counters.CountReplay();
@@ -231,7 +231,8 @@ public sealed partial class Cell
             freed += held.Hold.Resources;
             freedSameTenant += held.Hold.Resources;
         }
-        if (!ResourceVector.Fits(live.Allocated - freed, c.Resources, live.Spec!.Capacity)) return ClaimStatus.InsufficientResources;
+        if (!ResourceVector.Fits(live.Allocated - freed, c.Resources, live.Spec!.Capacity) && (_options.Buggify & Buggify.SkipCapacityCheck) == 0)
+            return ClaimStatus.InsufficientResources;
 
         // (4b) hard anti-affinity, against the live bindings (and earlier claims of this transaction, already applied):
         // the authoritative check that makes the constraint hold under concurrent schedulers (docs/control-plane.md,

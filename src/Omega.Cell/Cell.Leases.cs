@@ -94,6 +94,7 @@ public sealed partial class Cell
     private TransactionStatus CheckFencing(SchedulerId id, FencingToken token)
     {
         if ((uint)id.Value >= (uint)_schedulerCount) return TransactionStatus.UnknownScheduler;
+        if ((_options.Buggify & Buggify.SkipTokenCheck) != 0) return TransactionStatus.Committed; // BUGGIFY (docs/testing.md)
         ref LeaseState s = ref _leases[id.Value];
         if (s.Token != token) return TransactionStatus.StaleFencingToken;
         if (s.Released || s.ExpiresAtTimestamp <= Now()) return TransactionStatus.LeaseExpired;

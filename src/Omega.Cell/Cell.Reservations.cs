@@ -106,7 +106,7 @@ public sealed partial class Cell
     /// </summary>
     public int ReleaseExpiredReservations(int max, List<CellReservation>? released = null)
     {
-        if (max <= 0) return 0;
+        if (max <= 0 || (_options.Buggify & Buggify.SkipReservationExpiry) != 0) return 0; // BUGGIFY (docs/testing.md)
         lock (_lock)
         {
             long now = Now();

@@ -3,6 +3,9 @@ namespace Omega.Cells;
 /// <summary>Options for an in-memory <see cref="Cell"/>.</summary>
 public sealed class CellOptions
 {
+    /// <summary>Deliberately broken variants for the deterministic simulation's checker tests (<see cref="Cells.Buggify"/>). Default none.</summary>
+    public Buggify Buggify { get; set; }
+
     /// <summary>A name for the cell, used as a metric tag.</summary>
     public string Name { get; set; } = "default";
 

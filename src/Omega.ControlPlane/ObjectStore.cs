@@ -228,7 +228,14 @@ public sealed class ObjectStore : IDisposable
                 return ValueTask.FromResult(Reject(ObjectStatus.Conflict, $"{key} is at resourceVersion {e.Version}, not {expectedResourceVersion}"));
             current = ObjectCodec.Deserialize(e.Json, out _)!;
             if (e.Terminating)
-                return ValueTask.FromResult(new ObjectResult(ObjectStatus.Ok, current) { Removed = false });
+            {
+                // Already being deleted: nothing to write, but the deletion this reply reports may not be durable yet (a
+                // retried delete arriving before the first one's record is flushed). Acknowledge it only once it is; an
+                // immediate Ok lost the deletion in a crash (found by the deterministic simulation, docs/testing.md).
+                version = e.Version;
+                removed = false;
+                goto Ack;
+            }
             if (e.Finalizers > 0)
             {
                 current.Metadata.DeletionTimestamp = _options.Time.GetUtcNow();
@@ -244,6 +251,7 @@ public sealed class ObjectStore : IDisposable
                 removed = true;
             }
         }
+    Ack:
         return AckWhenDurable(version, current, removed, cancellationToken);
     }
 
@@ -359,7 +367,8 @@ public sealed class ObjectStore : IDisposable
 
     private async ValueTask<ObjectResult> AckWhenDurable(long version, ApiObject obj, bool removed, CancellationToken cancellationToken)
     {
-        await _durability.WaitDurableAsync(version, cancellationToken).ConfigureAwait(false);
+        // BUGGIFY: acknowledging before the record is durable is the defect the simulation's durability checker must catch.
+        if ((_options.Buggify & Buggify.AckBeforeDurable) == 0) await _durability.WaitDurableAsync(version, cancellationToken).ConfigureAwait(false);
         MarkDurable(version);
         return new ObjectResult(ObjectStatus.Ok, obj) { Removed = removed };
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Omega.Cells;
 
 namespace Omega.ControlPlane;
 
@@ -62,6 +63,12 @@ public sealed record ListResult(IReadOnlyList<ApiObject> Items, long ResourceVer
 /// <summary>Limits and settings of an <see cref="ObjectStore"/> (defaults documented in docs/control-plane.md).</summary>
 public sealed class ObjectStoreOptions
 {
+    /// <summary>
+    /// Deliberately broken variants for the deterministic simulation's checker tests; the store honours
+    /// <see cref="Buggify.AckBeforeDurable"/>. Default none (docs/testing.md).
+    /// </summary>
+    public Buggify Buggify { get; set; }
+
     /// <summary>Most objects held.</summary>
     public int MaxObjects { get; set; } = 100_000;
 

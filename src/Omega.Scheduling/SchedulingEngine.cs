@@ -44,6 +44,17 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
+    /// Creates an engine over <paramref name="cell"/> (its view, and <see cref="Cell"/> for hosts and controllers) whose
+    /// changes go through <paramref name="committer"/>, an interposed committer: the deterministic simulation's model of
+    /// the network between a scheduler and the cell (timeouts after a commit, retries), or a recording double.
+    /// </summary>
+    public SchedulingEngine(Cell cell, ICellCommitter committer, SchedulingOptions options)
+        : this((ICellView)(cell ?? throw new ArgumentNullException(nameof(cell))), committer, options)
+    {
+        _cell = cell;
+    }
+
+    /// <summary>
     /// Creates an engine that reads the cell only through <paramref name="view"/> and changes it only through
     /// <paramref name="committer"/> (docs/architecture.md, "The seam"): a test double, the simulator or a replicated
     /// store plug in here. Such an engine has no <see cref="Cell"/>.

@@ -238,6 +238,42 @@ public class ObjectStoreTests
         Assert.Equal("web", (await read.WaitAsync(Timeout))!.Key.Name);
     }
 
+    [Fact]
+    public async Task A_repeated_delete_of_a_terminating_object_is_acknowledged_only_once_the_deletion_is_durable()
+    {
+        // Found by the deterministic simulation (seed 101, docs/testing.md): a retried delete returned Ok at once for an
+        // object whose deletionTimestamp write was not yet durable, so a crash could lose an acknowledged deletion.
+        using var cell = new Cell();
+        long durable = 0;
+        var gates = new List<(long Version, TaskCompletionSource Done)>();
+        using var store = new ObjectStore(cell, durability: DurabilityWaiter.From((v, ct) =>
+        {
+            if (v <= durable) return ValueTask.CompletedTask;
+            var g = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (gates) gates.Add((v, g));
+            return new ValueTask(g.Task.WaitAsync(ct));
+        }));
+        void MakeDurable(long v)
+        {
+            durable = v;
+            lock (gates) foreach (var (gv, g) in gates) if (gv <= v) g.TrySetResult();
+        }
+        var w = Objects.Workload("web");
+        w.Metadata.Finalizers.Add("example.com/hold");
+        var created = store.CreateAsync(w).AsTask();
+        MakeDurable(cell.Version);
+        Assert.True((await created.WaitAsync(Timeout)).IsOk);
+        var first = store.DeleteAsync(w.Key).AsTask();   // writes the deletionTimestamp: not durable yet
+        var retry = store.DeleteAsync(w.Key).AsTask();   // the client's retry: nothing to write, but nothing durable either
+        Assert.False(first.IsCompleted);
+        Assert.False(retry.IsCompleted);
+        MakeDurable(cell.Version);
+        var r = await retry.WaitAsync(Timeout);
+        Assert.True(r.IsOk);
+        Assert.NotNull(r.Object!.Metadata.DeletionTimestamp);
+        Assert.True((await first.WaitAsync(Timeout)).IsOk);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

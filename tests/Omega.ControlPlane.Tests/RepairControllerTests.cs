@@ -57,6 +57,8 @@ public sealed class RepairControllerTests : IDisposable
         Commit(WorkloadController.TaskFor(live.Metadata.Uid, 0));
         Commit(WorkloadController.TaskFor(live.Metadata.Uid, 1), ClaimKind.Reserve);
         Commit(new TaskId(5, 0)); // not a control-plane task: no known owner, never touched
+        live.Status.Replicas = [new ReplicaAssignment(0, 0)]; // the live workload's status tracks its binding's serial
+        Assert.True((await _store.UpdateStatusAsync(live)).IsOk);
         Assert.True((await _store.DeleteAsync(gone.Key)).IsOk);
 
         using var repair = new RepairController(_store, _cell, _scheduler);
@@ -75,6 +77,27 @@ public sealed class RepairControllerTests : IDisposable
         Assert.All(repair.History, h => Assert.Contains($"uid {gone.Metadata.Uid}", h.Detail, StringComparison.Ordinal));
         Assert.Equal(0, await repair.SweepAsync(default)); // level-triggered: nothing left to do
         Assert.Empty(_cell.Audit());
+    }
+
+    [Fact]
+    public async Task A_live_workloads_binding_whose_serial_its_status_neither_runs_nor_retires_is_released_after_a_confirming_sweep()
+    {
+        // What a deposed scheduler leaves behind: it bound serial 2 after the controller had retired and forgotten it.
+        var w = await CreateWorkload("web");
+        w.Status.Replicas = [new ReplicaAssignment(0, 0)];
+        w.Status.Retired = [1];
+        Assert.True((await _store.UpdateStatusAsync(w)).IsOk);
+        Commit(WorkloadController.TaskFor(w.Metadata.Uid, 0)); // running serial: kept
+        Commit(WorkloadController.TaskFor(w.Metadata.Uid, 1)); // retiring serial: the workload controller's to release
+        Commit(WorkloadController.TaskFor(w.Metadata.Uid, 2)); // untracked
+        using var repair = new RepairController(_store, _cell, _scheduler);
+        Assert.Equal(0, await repair.SweepAsync(default)); // first sight: a suspect only
+        Assert.Equal(1, await repair.SweepAsync(default));
+        Assert.True(_cell.TryGetAllocation(WorkloadController.TaskFor(w.Metadata.Uid, 0), out _));
+        Assert.True(_cell.TryGetAllocation(WorkloadController.TaskFor(w.Metadata.Uid, 1), out _));
+        Assert.False(_cell.TryGetAllocation(WorkloadController.TaskFor(w.Metadata.Uid, 2), out _));
+        Assert.Equal(1, repair.Actions(RepairKind.UntrackedBinding));
+        Assert.Contains("neither runs nor retires", repair.History.Single().Detail, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -166,8 +166,8 @@ public sealed class ControllerRunner : IDisposable
                 if (_pumpArmed) return;
                 _pumpArmed = true;
             }
-            wait.ContinueWith(static (_, s) => { var r = (ControllerRunner)s!; r._scheduler.Post(r.Pump); }, this,
-                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            // Through the scheduler, not a thread-pool continuation: a simulation must decide when the pump runs.
+            _scheduler.PostWhenCompleted(wait, Pump);
             return;
         }
     }

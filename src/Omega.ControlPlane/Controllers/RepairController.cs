@@ -20,6 +20,12 @@ public enum RepairKind : byte
 
     /// <summary>Marked a scheduling request unplaced past the deadline (condition <c>Stuck=True</c>) for the autoscaler and operators.</summary>
     StuckRequest = 4,
+
+    /// <summary>
+    /// Released a binding of a live workload whose serial its status neither runs nor retires (a deposed scheduler bound a
+    /// replica job after the workload controller had forgotten it; found by the deterministic simulation, docs/testing.md).
+    /// </summary>
+    UntrackedBinding = 5,
 }
 
 /// <summary>One action of the repair controller, as its audit log keeps it.</summary>
@@ -68,7 +74,7 @@ public sealed class RepairController : IDisposable
     private readonly RepairControllerOptions _options;
     private readonly TimeProvider _time;
     private readonly Meter _meter;
-    private readonly long[] _actions = new long[5];
+    private readonly long[] _actions = new long[6];
     private readonly Queue<RepairRecord> _history = new();
     private readonly Lock _lock = new();
     private HashSet<string> _suspects = new(StringComparer.Ordinal);
@@ -113,9 +119,13 @@ public sealed class RepairController : IDisposable
     private void Tick()
     {
         if (_stopped) return;
-        _ = SweepAsync(CancellationToken.None).AsTask().ContinueWith(
-            static (_, s) => { var r = (RepairController)s!; if (!r._stopped) r._scheduler.Schedule(r._options.Interval, r.Tick); },
-            this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // The next sweep is scheduled through the scheduler once this one finished (deterministic in a simulation).
+        _scheduler.PostWhenCompleted(SweepAsync(CancellationToken.None).AsTask(), ScheduleNext);
+    }
+
+    private void ScheduleNext()
+    {
+        if (!_stopped) _scheduler.Schedule(_options.Interval, Tick);
     }
 
     /// <summary>One sweep: observe, then act on what is (still) broken, within the rate limit. Returns the actions taken.</summary>
@@ -130,9 +140,11 @@ public sealed class RepairController : IDisposable
         var workloads = ListAll(Workload.KindName);
         var liveUids = new HashSet<long>();
         var terminating = new Dictionary<long, Workload>();
+        var workloadsByUid = new Dictionary<long, Workload>();
         foreach (var o in workloads)
         {
             liveUids.Add(o.Metadata.Uid);
+            if (o is Workload lw) workloadsByUid[lw.Metadata.Uid] = lw;
             if (o is Workload w && w.Metadata.DeletionTimestamp is not null) terminating[w.Metadata.Uid] = w;
         }
         var suspects = new HashSet<string>(StringComparer.Ordinal);
@@ -149,7 +161,22 @@ public sealed class RepairController : IDisposable
         }
         foreach (var a in allocations)
         {
-            if (!TryOwner(a.Task, out long uid) || liveUids.Contains(uid)) continue;
+            if (!TryOwner(a.Task, out long uid)) continue;
+            if (liveUids.Contains(uid))
+            {
+                // A live workload's binding must be one of its status's serials (running or retiring): every serial is
+                // written to the status before its job is submitted, and dropped from it only once unbound. A binding
+                // outside both was made by a scheduler that still held a job the controller had forgotten (a scheduler
+                // restart with the old one still placing): nothing else would ever release it. Confirmed on two sweeps,
+                // and the cell was read before the objects, so a serial assigned since cannot be mistaken for one.
+                if (!workloadsByUid.TryGetValue(uid, out var owner) || owner.Metadata.DeletionTimestamp is not null || Tracks(owner, a.Task)) continue; // terminating: its finalization releases it
+                string uidId = "untracked " + a.Task;
+                if (!Confirmed(uidId, suspects) || !Take()) continue;
+                if (_cell.Release(a.Task, a.Generation) == ReleaseStatus.Released)
+                    Record(now, RepairKind.UntrackedBinding, a.Task.ToString(), $"binding on {a.Node} (generation {a.Generation}) of {owner.Key}, whose status neither runs nor retires its serial");
+                taken++;
+                continue;
+            }
             string id = "binding " + a.Task;
             if (!Confirmed(id, suspects) || !Take()) continue;
             if (_cell.Release(a.Task, a.Generation) == ReleaseStatus.Released)
@@ -209,6 +236,14 @@ public sealed class RepairController : IDisposable
         long job = task.Job.Value;
         uid = (job & (WorkloadController.JobIdSpace - 1)) >> WorkloadController.SerialBits;
         return (job & WorkloadController.JobIdSpace) != 0 && job > 0;
+    }
+
+    private static bool Tracks(Workload w, TaskId task)
+    {
+        int serial = (int)(task.Job.Value & ((1L << WorkloadController.SerialBits) - 1));
+        foreach (var r in w.Status.Replicas) if (r.Serial == serial) return true;
+        foreach (int s in w.Status.Retired) if (s == serial) return true;
+        return false;
     }
 
     // An orphan is acted on when the previous sweep saw it orphaned too; this sweep's suspects replace the old set.

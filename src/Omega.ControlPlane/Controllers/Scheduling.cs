@@ -14,6 +14,20 @@ public interface IControllerScheduler
 
     /// <summary>Runs <paramref name="work"/> once after <paramref name="delay"/> on <see cref="Time"/>. Thread-safe.</summary>
     void Schedule(TimeSpan delay, Action work);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on this scheduler once <paramref name="task"/> has completed (a watch's wake-up, a
+    /// finished sweep). The default posts from the task's continuation (thread pool); a deterministic scheduler
+    /// overrides it to notice the completion in its own loop, because a continuation on the thread pool would post at
+    /// a moment no simulation controls.
+    /// </summary>
+    void PostWhenCompleted(Task task, Action work)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(work);
+        task.ContinueWith(static (_, s) => { var (sched, w) = ((IControllerScheduler, Action))s!; sched.Post(w); }, (this, work),
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
 }
 
 /// <summary>The production scheduler: the thread pool and timers of the given <see cref="TimeProvider"/>.</summary>
@@ -49,6 +63,7 @@ public sealed class ManualControllerScheduler(TimeProvider time) : IControllerSc
     private readonly Lock _lock = new();
     private readonly Queue<Action> _ready = new();
     private readonly PriorityQueue<Action, (DateTimeOffset Due, long Seq)> _delayed = new();
+    private readonly List<(Task Task, Action Work)> _waiting = new();
     private long _seq;
 
     /// <inheritdoc />
@@ -66,12 +81,30 @@ public sealed class ManualControllerScheduler(TimeProvider time) : IControllerSc
         lock (_lock) _delayed.Enqueue(work, (Time.GetUtcNow() + delay, _seq++));
     }
 
-    /// <summary>Work items waiting (ready or delayed).</summary>
+    /// <inheritdoc />
+    /// <remarks>Deterministic: the completion is noticed by <see cref="RunUntilIdle"/>, in the order the waits were registered.</remarks>
+    public void PostWhenCompleted(Task task, Action work)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(work);
+        lock (_lock) _waiting.Add((task, work));
+    }
+
+    /// <summary>Work items waiting (ready, delayed, or waiting for a task).</summary>
     public int Pending
     {
         get
         {
-            lock (_lock) return _ready.Count + _delayed.Count;
+            lock (_lock) return _ready.Count + _delayed.Count + _waiting.Count;
+        }
+    }
+
+    /// <summary>The due time of the earliest delayed item, or null when none is delayed.</summary>
+    public DateTimeOffset? NextDue
+    {
+        get
+        {
+            lock (_lock) return _delayed.TryPeek(out _, out var p) ? p.Due : null;
         }
     }
 
@@ -85,6 +118,12 @@ public sealed class ManualControllerScheduler(TimeProvider time) : IControllerSc
             lock (_lock)
             {
                 var now = Time.GetUtcNow();
+                for (int i = 0; i < _waiting.Count; i++)
+                {
+                    if (!_waiting[i].Task.IsCompleted) continue;
+                    _ready.Enqueue(_waiting[i].Work);
+                    _waiting.RemoveAt(i--);
+                }
                 if (_delayed.TryPeek(out var d, out var p) && p.Due <= now)
                 {
                     _delayed.Dequeue();

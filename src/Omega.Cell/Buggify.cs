@@ -1,0 +1,33 @@
+namespace Omega.Cells;
+
+/// <summary>
+/// Deliberately broken variants of the product (FoundationDB's BUGGIFY): each flag disables one safety mechanism so the
+/// deterministic simulation (Omega.Dst, docs/testing.md) can prove that its checkers catch the breakage. Off by default;
+/// never set outside a simulation or a test.
+/// </summary>
+/// <remarks>
+/// Compiled into the product (not a test double) on purpose: a checker is only trusted once it has failed against the
+/// real code with the real mechanism removed. Each flag is one branch on a path that already reads its options, so the
+/// default costs one predictable comparison.
+/// </remarks>
+[Flags]
+public enum Buggify
+{
+    /// <summary>Nothing broken (the product).</summary>
+    None = 0,
+
+    /// <summary>The cell applies a transaction whatever its fencing token and lease (a deposed scheduler's commit lands).</summary>
+    SkipTokenCheck = 1 << 0,
+
+    /// <summary>The object store acknowledges a write before its journal record is durable (a crash can lose an acked write).</summary>
+    AckBeforeDurable = 1 << 1,
+
+    /// <summary>The cell does not remember idempotency keys (a retry after a timeout-after-commit is evaluated again).</summary>
+    SkipIdempotencyReplay = 1 << 2,
+
+    /// <summary>The cell never releases expired reservations (the reservation controller's sweep finds nothing).</summary>
+    SkipReservationExpiry = 1 << 3,
+
+    /// <summary>The cell does not check a node's free capacity at commit.</summary>
+    SkipCapacityCheck = 1 << 4,
+}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using Omega.Cells;
+using Omega.Dst;
+
+namespace Omega.Cli;
+
+/// <summary>
+/// <c>omega dst</c>: the deterministic simulation of the whole control plane (docs/testing.md). <c>--seed S</c> replays one
+/// seed exactly (with <c>--trace</c>, every event); <c>--seeds A..B</c> is the bench entry point: it runs a range and prints
+/// seeds per second, violations and the faults injected.
+/// </summary>
+internal static class DstCommand
+{
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    public static Command Create()
+    {
+        var seed = new Option<long?>("--seed") { Description = "Replay one seed (prints its trace hash and, on a violation, the events that led to it)." };
+        var seeds = new Option<string?>("--seeds") { Description = "Run a range of seeds, A..B inclusive (the bench: prints seeds/s and fault counts)." };
+        var trace = new Option<bool>("--trace") { Description = "With --seed: print every event of the run." };
+        var steps = new Option<int>("--steps") { Description = "Steps with faults per seed (then the run must converge).", DefaultValueFactory = _ => 400 };
+        var faultRate = new Option<double>("--fault-rate") { Description = "Multiplies every fault's probability (0: no faults).", DefaultValueFactory = _ => 1 };
+        var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck." };
+        var parallel = new Option<int>("--parallel") { Description = "With --seeds: seeds run at once (each run is single-threaded).", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("dst", "Deterministic simulation of the control plane: the real cell, object store, scheduler workers and controllers with simulated time, disk, network and faults, from one seed.")
+        {
+            seed, seeds, trace, steps, faultRate, buggify, parallel,
+        };
+        cmd.SetAction(r =>
+        {
+            var o = new DstOptions { Steps = r.GetValue(steps), FaultRate = r.GetValue(faultRate), FullTrace = r.GetValue(trace) };
+            string? error = null;
+            long from = 0, to = 0;
+            if (r.GetValue(seed) is { } s && r.GetValue(seeds) is not null) error = "give --seed or --seeds, not both";
+            else if (r.GetValue(seed) is { } one) from = to = one;
+            else if (r.GetValue(seeds) is { } range)
+            {
+                var parts = range.Split("..", StringSplitOptions.TrimEntries);
+                if (parts.Length != 2 || !long.TryParse(parts[0], NumberStyles.Integer, C, out from) || !long.TryParse(parts[1], NumberStyles.Integer, C, out to) || to < from)
+                    error = "--seeds must be A..B with A <= B";
+            }
+            else error = "give --seed S or --seeds A..B";
+            if (error is null && o.Steps is < 1 or > 1_000_000) error = "--steps must be between 1 and 1,000,000";
+            if (error is null && (double.IsNaN(o.FaultRate) || o.FaultRate is < 0 or > 100)) error = "--fault-rate must be between 0 and 100";
+            if (error is null && r.GetValue(parallel) is < 1 or > 256) error = "--parallel must be between 1 and 256";
+            if (error is null && r.GetValue(buggify) is { } b)
+                foreach (var name in b.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                {
+                    if (!Enum.TryParse<Buggify>(name, ignoreCase: true, out var flag) || flag == Buggify.None || !Enum.IsDefined(flag)) { error = $"--buggify: unknown variant '{name}'"; break; }
+                    o.Buggify |= flag;
+                }
+            if (error is not null)
+            {
+                Console.Error.WriteLine($"omega dst: {error}");
+                return 2;
+            }
+            string build = typeof(DstSimulation).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+            if (r.GetValue(seed) is not null)
+            {
+                var res = DstSimulation.RunSeed(from, o);
+                Console.Write(res.ToString());
+                if (o.FullTrace && res.Ok) foreach (var e in res.Trace) Console.WriteLine("  " + e);
+                Console.WriteLine("faults: " + Faults(res.FaultCounts));
+                if (!res.Ok) Console.WriteLine($"build: {build}");
+                return res.Ok ? 0 : 1;
+            }
+            return RunRange(from, to, o, r.GetValue(parallel), build);
+        });
+        return cmd;
+    }
+
+    private static int RunRange(long from, long to, DstOptions o, int parallel, string build)
+    {
+        var faults = new long[Enum.GetValues<DstFault>().Length];
+        var failed = new List<DstResult>();
+        long runs = 0;
+        var gate = new Lock();
+        var sw = Stopwatch.StartNew();
+        Parallel.For(from, to + 1, new ParallelOptions { MaxDegreeOfParallelism = parallel }, s =>
+        {
+            var res = DstSimulation.RunSeed(s, o);
+            lock (gate)
+            {
+                runs++;
+                for (int i = 0; i < faults.Length; i++) faults[i] += res.FaultCounts[i];
+                if (!res.Ok)
+                {
+                    failed.Add(res);
+                    Console.Write(res.ToString());
+                }
+            }
+        });
+        double secs = sw.Elapsed.TotalSeconds;
+        Console.WriteLine(string.Create(C, $"seeds {from}..{to}: {runs} run, {failed.Count} violation(s), {secs:0.0} s, {runs / Math.Max(secs, 1e-9):0.0} seeds/s (parallel {parallel}, {o.Steps} steps each, fault rate {o.FaultRate}, buggify {o.Buggify})"));
+        Console.WriteLine("faults: " + Faults(faults));
+        if (failed.Count > 0)
+        {
+            failed.Sort(static (a, b) => a.Seed.CompareTo(b.Seed));
+            Console.WriteLine("failing seeds: " + string.Join(' ', failed.Select(f => f.Seed.ToString(C))) + $" (build {build}); replay: omega dst --seed S --trace");
+        }
+        return failed.Count == 0 ? 0 : 1;
+    }
+
+    private static string Faults(IReadOnlyList<long> counts)
+        => string.Join(", ", Enum.GetValues<DstFault>().Select(f => string.Create(C, $"{f} {counts[(int)f]}")));
+}
