@@ -24,6 +24,12 @@ public sealed class AgentOptions
     /// <summary>The node's failure domain (rack, zone).</summary>
     public string FailureDomain { get; init; } = "";
 
+    /// <summary>The node's region (Register key 5, protocol version 3); empty: none. Immutable for a node name once registered.</summary>
+    public string Region { get; init; } = "";
+
+    /// <summary>The node's zone within <see cref="Region"/> (Register key 6); empty: none.</summary>
+    public string Zone { get; init; } = "";
+
     /// <summary>First reconnect delay; doubles per failed attempt up to <see cref="ReconnectMax"/>, with full jitter.</summary>
     public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(50);
 

@@ -189,6 +189,18 @@ public enum ErrorCode : ushort
 
     /// <summary>Version 2: a Policy request with an unknown operation (key 0). The connection stays open.</summary>
     UnknownPolicyOperation = 71,
+
+    /// <summary>
+    /// Version 3: a Register with a malformed region or zone, a zone without a region, or well-known topology labels that
+    /// disagree with keys 5/6. Nothing changed; the connection stays open.
+    /// </summary>
+    InvalidTopology = 80,
+
+    /// <summary>
+    /// Version 3: a Register of an existing node with another region or zone than it registered with (topology is
+    /// immutable per node). Nothing changed; the connection stays open.
+    /// </summary>
+    TopologyChanged = 81,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -53,8 +53,8 @@ public sealed class PreemptionPlanner
         _placementFilters = PlacementFilters();
     }
 
-    // Everything but resources: a node that fails health, labels, taints or anti-affinity cannot host the task whatever is evicted.
-    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter()];
+    // Everything but resources: a node that fails health, labels, taints, anti-affinity or region gates (residency: a preemption must never move work out of its region) cannot host the task whatever is evicted.
+    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter(), new TopologyFilter()];
 
     /// <summary>Nodes examined per attempt.</summary>
     public int MaxCandidates { get; }
