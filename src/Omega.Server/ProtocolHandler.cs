@@ -75,8 +75,16 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
         if (connection.State is Session session) StopAllWatches(session);
         if (connection.State is Session { Node: { } node })
+        {
+            bool registered;
             lock (node.Sync)
-                if (node.Connection == connection) node.Connection = null;
+            {
+                registered = node.Connection == connection;
+                if (registered) node.Connection = null;
+            }
+            // The node's own registered connection went away (not a superseded one): the regional signal's input.
+            if (registered) _lifecycle.Disconnected(node.Id);
+        }
     }
 
     public void OnFrame(FrameConnection c, in Frame frame)
