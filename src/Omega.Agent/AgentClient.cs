@@ -430,7 +430,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
-            var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version);
+            var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
             if (e.Kind == BindingKind.Run && _options.ReadyAfter is { } readyAfter)
             {
                 // Started now (leaves with this frame's acks), ready after the configured delay.

@@ -14,6 +14,7 @@ foreach (var c in Omega.Cli.Run.TokenCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
+root.Subcommands.Add(Omega.Cli.Drill.RegionLossDrill.Create());
 
 // Bare `omega` is a request for the command list, not a mistake.
 if (args.Length == 0) args = ["--help"];
