@@ -133,6 +133,7 @@ internal static class RegionLossDrill
             // ---------------------------------------------------------------- workloads
             // Critical services first, so they take their preferred (soon lost) region before the filler arrives.
             var critical = new List<Tracked>();
+            string lastState = "";
             string[] criticalNames = ["risk-api", "billing-api"];
             for (int i = 0; i < criticalNames.Length; i++)
             {
@@ -146,10 +147,15 @@ internal static class RegionLossDrill
                 foreach (var t in critical)
                 {
                     var w = await GetAsync(client, "critical", t.Name, cancel).ConfigureAwait(false);
-                    if (w is null || (w.Status.ServingByRegion.TryGetValue(lost, out int s) ? s : 0) < o.CriticalReplicas) return false;
+                    // All serving, at least 4 of them in the preferred region (checked below: fewer than 4 in any other).
+                    if (w is null || w.Status.Serving < o.CriticalReplicas || (w.Status.ServingByRegion.TryGetValue(lost, out int s) ? s : 0) < 4)
+                    {
+                        lastState = w is null ? "missing" : $"{t.Name}: bound {w.Status.Bound} ready {w.Status.Ready} serving {w.Status.Serving} by region [{string.Join(", ", w.Status.ServingByRegion.Select(kv => kv.Key + "=" + kv.Value))}] pending {w.Status.PendingReason}";
+                        return false;
+                    }
                 }
                 return true;
-            }, "critical services serving in their preferred region", cancel).ConfigureAwait(false);
+            }, "critical services serving in their preferred region", cancel, () => lastState).ConfigureAwait(false);
             double totalCores = o.Cores * expected;
             int search = Math.Max(3, expected / 6), fraud = Math.Max(3, expected / 3);
             // Best-effort analytics fills what is left to ~85 % of the cell's CPU: recovery must preempt it.
@@ -276,12 +282,12 @@ internal static class RegionLossDrill
     private static async Task<Workload?> GetAsync(ControlClient client, string tenant, string name, CancellationToken cancel)
         => await client.GetAsync(new ObjectKey(Workload.KindName, tenant, name), cancel).ConfigureAwait(false) as Workload;
 
-    private static async Task WaitAsync(TimeSpan timeout, Func<Task<bool>> done, string what, CancellationToken cancel)
+    private static async Task WaitAsync(TimeSpan timeout, Func<Task<bool>> done, string what, CancellationToken cancel, Func<string>? state = null)
     {
         var sw = Stopwatch.StartNew();
         while (!await done().ConfigureAwait(false))
         {
-            if (sw.Elapsed > timeout) throw new TimeoutException($"{what}: not reached within {timeout.TotalSeconds:0} s");
+            if (sw.Elapsed > timeout) throw new TimeoutException($"{what}: not reached within {timeout.TotalSeconds:0} s {state?.Invoke()}");
             await Task.Delay(200, cancel).ConfigureAwait(false);
         }
         Console.WriteLine($"  {what} ({sw.Elapsed.TotalSeconds:0.0} s)");
