@@ -128,7 +128,17 @@ internal static class RegionLossDrill
                 if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"only {total} of {expected} agents registered within 120 s");
                 await Task.Delay(200, cancel).ConfigureAwait(false);
             }
-            Console.WriteLine($"  {expected:N0} agents registered in {sw.Elapsed.TotalSeconds:0.0} s");
+            // Steady state: every node has heartbeated (a node is pending until its first heartbeat, about a third of a
+            // lease after registering), so the lifecycle controller tracks all of them before anything is lost.
+            while (true)
+            {
+                var (_, live) = await client.InspectAsync(InspectTarget.Liveness, 1).ConfigureAwait(false);
+                int at = live.Count > 0 ? live[0].IndexOf("tracked=", StringComparison.Ordinal) : -1;
+                if (at >= 0 && int.TryParse(live[0].AsSpan(at + 8).ToString().Split(' ')[0], NumberStyles.Integer, ci, out int tracked) && tracked >= expected) break;
+                if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"not every agent heartbeated within 120 s ({(live.Count > 0 ? live[0] : "")})");
+                await Task.Delay(200, cancel).ConfigureAwait(false);
+            }
+            Console.WriteLine($"  {expected:N0} agents registered and heartbeating in {sw.Elapsed.TotalSeconds:0.0} s");
 
             // ---------------------------------------------------------------- workloads
             // Critical services first, so they take their preferred (soon lost) region before the filler arrives.
