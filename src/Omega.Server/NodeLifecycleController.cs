@@ -221,6 +221,12 @@ public sealed class NodeLifecycleController : IDisposable
         lock (_lock) return _suspect.Contains(node);
     }
 
+    /// <summary>True while the node's registered connection is closed and it was not heard from since (the regional signal's input).</summary>
+    public bool IsDisconnected(NodeId node)
+    {
+        lock (_lock) return _disconnectedAt.ContainsKey(node);
+    }
+
     /// <summary>
     /// How long since the node was last heard from (a processed register or heartbeat, or bytes received on its
     /// registered connection), or null if it is not tracked (declared lost, or never registered).
@@ -504,8 +510,8 @@ public sealed class NodeLifecycleController : IDisposable
     /// Region loss (issue 13). A region is lost when an operator confirmed it (a domain-loss confirmation naming the
     /// region or one of its zones covers its nodes) or by the regional signal: at least <see cref="ServerOptions.RegionLossFraction"/>
     /// of its tracked nodes (and at least <see cref="ServerOptions.RegionLossMinNodes"/>) are away (disconnected or lease
-    /// expired) while fewer than <see cref="ServerOptions.MassSilenceFraction"/> of the nodes outside it are (a cell-wide
-    /// silence is the brake's case: a region is never judged when everything looks dead). Away nodes of a lost region are
+    /// expired) while fewer than <see cref="ServerOptions.MassSilenceFraction"/> of the nodes outside it are, and the cell as
+    /// a whole is not mass-silent (that is the brake's case, which only an operator's confirmation overrides). Away nodes of a lost region are
     /// fenced all together first (no placement lands there from then on), then their bindings are released and requeued,
     /// without the token bucket: the rate limit exists to stop a false-death storm, and a loss confined to one region with
     /// the rest of the cell answering is the one situation where it only delays recovery (a third of 10k nodes at 10/s
@@ -545,8 +551,10 @@ public sealed class NodeLifecycleController : IDisposable
             bool confirmed = false;
             foreach (var d in losses) if (string.Equals(d.Domain, region, StringComparison.Ordinal)) { confirmed = true; break; }
             int outside = total - c.Total, awayOutside = awayAll - c.Away;
+            // The signal never overrides the brake: with more than the mass-silence fraction of the whole cell away, only
+            // an operator's confirmation evicts (the brake's case); it only lifts the rate limit for a loss confined to one region.
             bool signal = c.Total >= _options.RegionLossMinNodes && c.Away >= _options.RegionLossFraction * c.Total
-                && (outside == 0 ? false : awayOutside < _options.MassSilenceFraction * outside);
+                && outside > 0 && awayOutside < _options.MassSilenceFraction * outside && awayAll <= _options.MassSilenceFraction * total;
             if (confirmed || signal) (lost ??= new()).Add(region);
         }
         if (lost is null) return 0;
