@@ -51,6 +51,8 @@ internal static class ResourceCommands
         ["schedulerpolicy"] = new(SchedulerPolicy.KindName, Listing.None, "schedulerpolicy"),
         ["quotas"] = new(Quota.KindName, Listing.None, "quota"),
         ["quota"] = new(Quota.KindName, Listing.None, "quota"),
+        ["recoverybudgets"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
+        ["recoverybudget"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
         ["nodes"] = new("", Listing.Nodes, "node"),
         ["node"] = new("", Listing.Nodes, "node"),
         ["jobs"] = new("", Listing.Jobs, "job"),
