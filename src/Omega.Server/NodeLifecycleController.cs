@@ -571,8 +571,13 @@ public sealed class NodeLifecycleController : IDisposable
                 if (!leaseGone && !disc) continue;
                 if (!leaseGone && now - at < _regionGraceTicks)
                 {
-                    // Within the grace: suspect only, so nothing new is placed in the disappearing region meanwhile.
-                    if (_suspect.Add(r.Node)) _cell.SetNodeStatus(r.Node, NodeStatus.Down);
+                    // Within the grace: suspect only, so nothing new is placed in the disappearing region meanwhile. Only a
+                    // schedulable node is marked (as for lease suspects): a draining node keeps its operator's status.
+                    if (!_suspect.Contains(r.Node) && _cell.Snapshot().TryGetNode(r.Node, out var sv) == SnapshotRead.Ok && sv.Status == NodeStatus.Schedulable)
+                    {
+                        _suspect.Add(r.Node);
+                        _cell.SetNodeStatus(r.Node, NodeStatus.Down);
+                    }
                     continue;
                 }
                 _lastSeen.Remove(r.Node);
