@@ -173,11 +173,17 @@ internal static class RegionLossDrill
             await CreateAsync(client, "search", "search-workers", WorkloadType.Service, search, SearchPriority, 2000, 8, cancel,
                 topology: new WorkloadTopology { Spread = TopologySpreadScope.Region }).ConfigureAwait(false);
             await CreateAsync(client, "batch", "fraud-detect", WorkloadType.Batch, fraud, BatchPriority, 1000, 2, cancel).ConfigureAwait(false);
-            await CreateAsync(client, "analytics", "analytics", WorkloadType.Service, filler, FillerPriority, 1000, 1, cancel).ConfigureAwait(false);
-            await WaitAsync(TimeSpan.FromSeconds(90), async () =>
+            // Split into workloads of at most 4,000 replicas: a workload's status lists one entry per replica, and one
+            // object is at most 256 KiB.
+            int fillerParts = (filler + 3999) / 4000;
+            for (int p = 0; p < fillerParts; p++)
+                await CreateAsync(client, "analytics", $"analytics-{p}", WorkloadType.Service, filler / fillerParts + (p < filler % fillerParts ? 1 : 0), FillerPriority, 1000, 1, cancel).ConfigureAwait(false);
+            await WaitAsync(TimeSpan.FromSeconds(180), async () =>
             {
-                var w = await GetAsync(client, "analytics", "analytics", cancel).ConfigureAwait(false);
-                return w is not null && w.Status.Bound >= filler * 9 / 10;
+                int bound = 0;
+                for (int p = 0; p < fillerParts; p++)
+                    if (await GetAsync(client, "analytics", $"analytics-{p}", cancel).ConfigureAwait(false) is { } w) bound += w.Status.Bound;
+                return bound >= filler * 9 / 10;
             }, "the analytics filler bound", cancel).ConfigureAwait(false);
             // The starting state that makes the objective real: every critical replica in the lost region, < 4 elsewhere.
             foreach (var t in critical)
@@ -191,7 +197,7 @@ internal static class RegionLossDrill
             foreach (var line in nodeLines)
                 if (line.Contains($" region={lost} ", StringComparison.Ordinal)) lostNodes.Add(line.Split(' ')[1]);
             var before = await LostRegionBindingsAsync(client, lostNodes).ConfigureAwait(false);
-            Console.WriteLine($"  workloads: 2 critical x {o.CriticalReplicas} (priority {CriticalPriority}, prefer {lost}), search {search} (priority {SearchPriority}), fraud batch {fraud} (priority {BatchPriority}), analytics filler {filler} (priority {FillerPriority}); {before.Count:N0} bindings in {lost}");
+            Console.WriteLine($"  workloads: 2 critical x {o.CriticalReplicas} (priority {CriticalPriority}, prefer {lost}), search {search} (priority {SearchPriority}), fraud batch {fraud} (priority {BatchPriority}), analytics filler {filler} in {fillerParts} workloads (priority {FillerPriority}); {before.Count:N0} bindings in {lost}");
 
             // ---------------------------------------------------------------- the loss
             var clock = Stopwatch.StartNew();
