@@ -272,6 +272,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     Capacity = _options.Capacity,
                     Labels = _options.Labels is null ? null : new Dictionary<string, string>(_options.Labels),
                     FailureDomain = _options.FailureDomain,
+                    Region = _options.Region,
+                    Zone = _options.Zone,
                     ResumeFrom = LastVersion,
                 }).ConfigureAwait(false);
                 var reg = Expect<Registered>(rt, rb);
@@ -286,7 +288,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             }
             catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AgentRequestException or OperationCanceledException or IOException)
             {
-                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired or ErrorCode.PermissionDenied)
+                if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired or ErrorCode.PermissionDenied or ErrorCode.InvalidTopology or ErrorCode.TopologyChanged)
                 {
                     _firstRegistration.TrySetException(ex);
                     return;
@@ -428,7 +430,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
-            var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version);
+            var ab = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
             if (e.Kind == BindingKind.Run && _options.ReadyAfter is { } readyAfter)
             {
                 // Started now (leaves with this frame's acks), ready after the configured delay.

@@ -4,7 +4,13 @@ using Omega.Transport;
 namespace Omega.Agent;
 
 /// <summary>A binding the agent accepted: run or stop one task at one generation, at a cell version.</summary>
-public readonly record struct AgentBinding(Protocol.BindingKind Kind, TaskId Task, long Generation, ResourceVector Resources, long Version);
+/// <param name="Kind">Run or stop.</param>
+/// <param name="Task">The task.</param>
+/// <param name="Generation">The binding's generation.</param>
+/// <param name="Resources">What the task may use.</param>
+/// <param name="Version">The cell version of the change.</param>
+/// <param name="Priority">The task's priority (Bindings entry key 5).</param>
+public readonly record struct AgentBinding(Protocol.BindingKind Kind, TaskId Task, long Generation, ResourceVector Resources, long Version, int Priority = 0);
 
 /// <summary>Configuration of an <see cref="AgentClient"/>.</summary>
 public sealed class AgentOptions
@@ -23,6 +29,12 @@ public sealed class AgentOptions
 
     /// <summary>The node's failure domain (rack, zone).</summary>
     public string FailureDomain { get; init; } = "";
+
+    /// <summary>The node's region (Register key 5, protocol version 3); empty: none. Immutable for a node name once registered.</summary>
+    public string Region { get; init; } = "";
+
+    /// <summary>The node's zone within <see cref="Region"/> (Register key 6); empty: none.</summary>
+    public string Zone { get; init; } = "";
 
     /// <summary>First reconnect delay; doubles per failed attempt up to <see cref="ReconnectMax"/>, with full jitter.</summary>
     public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(50);

@@ -109,11 +109,32 @@ public sealed partial class Cell
            && !string.IsNullOrWhiteSpace(author) && author.Length <= MaxDomainLossNameLength
            && !string.IsNullOrWhiteSpace(reason) && reason.Length <= MaxDomainLossReasonLength;
 
+    /// <summary>
+    /// True when a confirmation of <paramref name="domain"/> covers a node: its failure domain, region or zone (issue 13)
+    /// is that name. Region and zone names share the confirmation table so that no new record kind is needed.
+    /// </summary>
+    public static bool InDomain(NodeSpec spec, string domain)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return string.Equals(spec.FailureDomain, domain, StringComparison.Ordinal)
+            || (spec.Region.Length > 0 && string.Equals(spec.Region, domain, StringComparison.Ordinal))
+            || (spec.Zone.Length > 0 && string.Equals(spec.Zone, domain, StringComparison.Ordinal));
+    }
+
+    /// <summary>The confirmation in effect that covers <paramref name="spec"/> (its failure domain, region or zone), or null.</summary>
+    public DomainLossConfirmation? GetDomainLossOf(NodeSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        foreach (var d in Volatile.Read(ref _domainLosses))
+            if (InDomain(spec, d.Domain)) return d;
+        return null;
+    }
+
     // Caller holds _lock. O(nodes): an operator command, never on the placement path.
     private bool HasLiveNodeInDomain(string domain)
     {
         for (int i = 0; i < _nodeCount; i++)
-            if (_live[i].Status != NodeStatus.Removed && string.Equals(_live[i].Spec!.FailureDomain, domain, StringComparison.Ordinal)) return true;
+            if (_live[i].Status != NodeStatus.Removed && InDomain(_live[i].Spec!, domain)) return true;
         return false;
     }
 

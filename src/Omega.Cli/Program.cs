@@ -16,6 +16,7 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DstCommand.Create());
 root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
+root.Subcommands.Add(Omega.Cli.Drill.RegionLossDrill.Create());
 
 // Bare `omega` is a request for the command list, not a mistake.
 if (args.Length == 0) args = ["--help"];

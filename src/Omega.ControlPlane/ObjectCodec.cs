@@ -15,6 +15,7 @@ public static class ObjectCodec
         [Reservation.KindName] = static () => new Reservation(),
         [SchedulerPolicy.KindName] = static () => new SchedulerPolicy(),
         [Quota.KindName] = static () => new Quota(),
+        [RecoveryBudget.KindName] = static () => new RecoveryBudget(),
         [Decision.KindName] = static () => new Decision(),
         [Binding.KindName] = static () => new Binding(),
         // regops (issue 13): human overrides and simulated node pools.

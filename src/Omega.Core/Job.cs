@@ -62,6 +62,9 @@ public sealed class JobSpec
     /// </summary>
     public PlacementGroup Group { get; init; }
 
+    /// <summary>Region constraints: residency and avoidance (hard), preference and spread (soft). Default: none.</summary>
+    public TopologyConstraints Topology { get; init; } = TopologyConstraints.None;
+
     /// <summary>
     /// Where the job came from, for decision records (a workload and its generation); null for jobs submitted directly.
     /// </summary>
@@ -96,6 +99,8 @@ public sealed class JobSpec
         if (ResourcesProblem() is { } resources) return resources;
         if (Tenant.Value < 0) return "tenant must not be negative";
         if (Group.Validate() is { } group) return group;
+        if (Topology is null) return "topology must not be null";
+        if (Topology.Validate() is { } topology) return topology;
         return null;
     }
 }

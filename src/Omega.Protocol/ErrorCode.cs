@@ -196,6 +196,16 @@ public enum ErrorCode : ushort
     /// refusal is audited. The connection stays open.
     /// </summary>
     BreakGlassUnbounded = 85,
+    /// Version 3: a Register with a malformed region or zone, a zone without a region, or well-known topology labels that
+    /// disagree with keys 5/6. Nothing changed; the connection stays open.
+    /// </summary>
+    InvalidTopology = 80,
+
+    /// <summary>
+    /// Version 3: a Register of an existing node with another region or zone than it registered with (topology is
+    /// immutable per node). Nothing changed; the connection stays open.
+    /// </summary>
+    TopologyChanged = 81,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -149,17 +149,26 @@ internal struct Register : IWireMessage<Register>
     public Dictionary<string, string>? Labels;
     public string FailureDomain;
     public long ResumeFrom;
+    public string? Region;
+    public string? Zone;
 
     public static MessageType Type => MessageType.Register;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(5);
+        // Keys 5/6 (version 3) are omitted when empty, so a node without topology encodes as before.
+        bool topo = !string.IsNullOrEmpty(Region) || !string.IsNullOrEmpty(Zone);
+        w.WriteMapHeader(topo ? 7 : 5);
         w.Write(0); w.Write(Node ?? "");
         w.Write(1); Codec.WriteResources(ref w, Capacity);
         w.Write(2); Codec.WriteLabels(ref w, Labels);
         w.Write(3); w.Write(FailureDomain ?? "");
         w.Write(4); w.Write(ResumeFrom);
+        if (topo)
+        {
+            w.Write(5); w.Write(Region ?? "");
+            w.Write(6); w.Write(Zone ?? "");
+        }
     }
 
     public static Register Read(ref MessagePackReader r)
@@ -175,6 +184,8 @@ internal struct Register : IWireMessage<Register>
                 case 2: m.Labels = Codec.ReadLabels(ref r); break;
                 case 3: m.FailureDomain = Codec.ReadString(ref r); break;
                 case 4: m.ResumeFrom = r.ReadInt64(); break;
+                case 5: m.Region = Codec.ReadString(ref r); break;
+                case 6: m.Zone = Codec.ReadString(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }

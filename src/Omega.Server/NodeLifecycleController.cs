@@ -25,6 +25,12 @@ public enum EvictionReason : byte
 
     /// <summary>It was registered, never sent a heartbeat within the registration timeout, and already held bindings (so it is fenced, not removed).</summary>
     RegistrationExpired = 2,
+
+    /// <summary>
+    /// Its region was lost as a whole (confirmed by an operator, or the regional signal: most of the region disconnected
+    /// while the rest of the cell is healthy): evicted at once, without the rate limit (issue 13).
+    /// </summary>
+    RegionLost = 3,
 }
 
 /// <summary>
@@ -71,7 +77,10 @@ public sealed class NodeLifecycleController : IDisposable
     private readonly ITimer? _timer;
     private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
-    private readonly long[] _evictedByReason = new long[3];
+    private readonly long[] _evictedByReason = new long[4];
+    // Nodes whose registered connection closed and that were not heard from since (node → when): the regional signal.
+    private readonly Dictionary<NodeId, long> _disconnectedAt = new();
+    private readonly long _regionGraceTicks;
     private long _massSilenceCount, _returnedCount, _stallCount, _heardByReceiveCount;
     private int _heldBack, _suspectCount;
     private bool _brakeEngaged;
@@ -91,6 +100,7 @@ public sealed class NodeLifecycleController : IDisposable
         _periodTicks = options.LifecyclePeriod is { } per ? (long)(per.TotalSeconds * _time.TimestampFrequency) : 0;
         _graceEnds = now + _leaseTicks;
         _registrationTicks = (long)((options.RegistrationTimeout ?? options.NodeLease).TotalSeconds * _time.TimestampFrequency);
+        _regionGraceTicks = (long)(options.RegionLossGrace.TotalSeconds * _time.TimestampFrequency);
         _lastRefill = now;
         _tokens = Math.Max(1, options.EvictionsPerSecond);
         var snap = cell.Snapshot();
@@ -125,7 +135,7 @@ public sealed class NodeLifecycleController : IDisposable
     internal Func<NodeId, TimeSpan?>? InboundProbe { get; set; }
 
     /// <summary>Nodes evicted (declared lost) so far.</summary>
-    public long EvictedCount => Volatile.Read(ref _evictedByReason[0]) + Volatile.Read(ref _evictedByReason[1]);
+    public long EvictedCount => Volatile.Read(ref _evictedByReason[0]) + Volatile.Read(ref _evictedByReason[1]) + Volatile.Read(ref _evictedByReason[3]);
 
     /// <summary>Nodes evicted so far for <paramref name="reason"/>.</summary>
     public long EvictedFor(EvictionReason reason) => Volatile.Read(ref _evictedByReason[(int)reason]);
@@ -215,6 +225,12 @@ public sealed class NodeLifecycleController : IDisposable
         lock (_lock) return _suspect.Contains(node);
     }
 
+    /// <summary>True while the node's registered connection is closed and it was not heard from since (the regional signal's input).</summary>
+    public bool IsDisconnected(NodeId node)
+    {
+        lock (_lock) return _disconnectedAt.ContainsKey(node);
+    }
+
     /// <summary>
     /// How long since the node was last heard from (a processed register or heartbeat, or bytes received on its
     /// registered connection), or null if it is not tracked (declared lost, or never registered).
@@ -243,6 +259,7 @@ public sealed class NodeLifecycleController : IDisposable
             // A heartbeat about a node removed meanwhile (an expired registration, an operator's removal) tracks nothing.
             if (!_pending.Remove(node) && !_lastSeen.ContainsKey(node) && !_dead.Contains(node) && !IsLive(node)) return;
             _lastSeen[node] = _time.GetTimestamp();
+            _disconnectedAt.Remove(node);
             returned = _dead.Remove(node);
             if (!returned && _suspect.Count > 0 && _suspect.Remove(node))
             {
@@ -259,7 +276,7 @@ public sealed class NodeLifecycleController : IDisposable
             _returned.Add(1);
         }
         if ((returned || unsuspected) && _cell.DomainLosses.Count > 0
-            && _cell.Snapshot().TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLoss(v.Spec.FailureDomain) is { } loss)
+            && _cell.Snapshot().TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLossOf(v.Spec) is { } loss)
             _cell.WithdrawDomainLoss(loss.Domain, "omega-lifecycle", $"node {v.Spec.Name} of the domain was heard from again", out _);
     }
 
@@ -271,6 +288,7 @@ public sealed class NodeLifecycleController : IDisposable
             _lastSeen.Remove(node);
             _dead.Remove(node);
             _pending.Remove(node);
+            _disconnectedAt.Remove(node);
             if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
         }
     }
@@ -386,6 +404,10 @@ public sealed class NodeLifecycleController : IDisposable
             _lastTickAt = now;
             if (now < _graceEnds) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
             expiry = _leaseTicks + Math.Max(0, _lagAllowance);
+        }
+        int regionEvicted = TickRegions(now, expiry);
+        lock (_lock)
+        {
             foreach (var (node, seen) in _lastSeen)
                 if (now - seen >= expiry) candidates.Add(node);
             double elapsed = (now - _lastRefill) / (double)_time.TimestampFrequency;
@@ -415,7 +437,7 @@ public sealed class NodeLifecycleController : IDisposable
         {
             Volatile.Write(ref _heldBack, 0);
             Volatile.Write(ref _brakeEngaged, false);
-            return default;
+            return regionEvicted == 0 ? default : new LifecycleTick(regionEvicted, regionEvicted, 0, InGrace: false, MassSilence: false);
         }
         expired.Sort((a, b) => a.Value.CompareTo(b.Value));
         bool brake = tracked > 1 && expired.Count > _options.MassSilenceFraction * tracked;
@@ -432,7 +454,7 @@ public sealed class NodeLifecycleController : IDisposable
             {
                 var snap = _cell.Snapshot();
                 foreach (var node in expired)
-                    if (snap.TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLoss(v.Spec.FailureDomain) is not null) evictable.Add(node);
+                    if (snap.TryGetNode(node, out var v) == SnapshotRead.Ok && _cell.GetDomainLossOf(v.Spec) is not null) evictable.Add(node);
             }
             heldBack = expired.Count - evictable.Count;
         }
@@ -474,7 +496,112 @@ public sealed class NodeLifecycleController : IDisposable
         }
         int deferred = expired.Count - evictedSet.Count;
         if (deferred > 0) _deferred.Add(deferred);
-        return new LifecycleTick(expired.Count, evictedSet.Count, deferred, InGrace: false, MassSilence: brake, HeldBack: heldBack);
+        return new LifecycleTick(expired.Count + regionEvicted, evictedSet.Count + regionEvicted, deferred, InGrace: false, MassSilence: brake, HeldBack: heldBack);
+    }
+
+    /// <summary>
+    /// Server wiring: the registered connection of <paramref name="node"/> closed. Not a verdict by itself (one agent's
+    /// disconnect waits for its lease as before); it feeds the regional signal, where a whole region dropping its
+    /// connections at once is a region loss, not a blip.
+    /// </summary>
+    public void Disconnected(NodeId node)
+    {
+        lock (_lock)
+            if (_lastSeen.ContainsKey(node)) _disconnectedAt[node] = _time.GetTimestamp();
+    }
+
+    /// <summary>
+    /// Region loss (issue 13). A region is lost when an operator confirmed it (a domain-loss confirmation naming the
+    /// region or one of its zones covers its nodes) or by the regional signal: at least <see cref="ServerOptions.RegionLossFraction"/>
+    /// of its tracked nodes (and at least <see cref="ServerOptions.RegionLossMinNodes"/>) are away (disconnected or lease
+    /// expired) while fewer than <see cref="ServerOptions.MassSilenceFraction"/> of the nodes outside it are, and the cell as
+    /// a whole is not mass-silent (that is the brake's case, which only an operator's confirmation overrides). Away nodes of a lost region are
+    /// fenced all together first (no placement lands there from then on), then their bindings are released and requeued,
+    /// without the token bucket: the rate limit exists to stop a false-death storm, and a loss confined to one region with
+    /// the rest of the cell answering is the one situation where it only delays recovery (a third of 10k nodes at 10/s
+    /// would take 333 s). Signalled nodes disconnected for less than <see cref="ServerOptions.RegionLossGrace"/> are only
+    /// marked down (suspect). Returns the number evicted.
+    /// </summary>
+    private int TickRegions(long now, long expiry)
+    {
+        var losses = _cell.DomainLosses;
+        List<(NodeId Node, string Region, bool Away, bool Long)> rows;
+        lock (_lock)
+        {
+            if (_disconnectedAt.Count == 0 && losses.Count == 0) return 0;
+            rows = new List<(NodeId, string, bool, bool)>(_lastSeen.Count);
+            var snap = _cell.Snapshot();
+            foreach (var (node, seen) in _lastSeen)
+            {
+                if (snap.TryGetNode(node, out var v) != SnapshotRead.Ok) continue;
+                bool leaseGone = now - seen >= expiry;
+                bool disc = _disconnectedAt.TryGetValue(node, out long at);
+                rows.Add((node, v.Spec.Region, leaseGone || disc, leaseGone || (disc && now - at >= _regionGraceTicks)));
+            }
+        }
+        var perRegion = new Dictionary<string, (int Total, int Away)>(StringComparer.Ordinal);
+        int total = rows.Count, awayAll = 0;
+        foreach (var r in rows)
+        {
+            if (r.Away) awayAll++;
+            if (r.Region.Length == 0) continue;
+            var c = perRegion.TryGetValue(r.Region, out var x) ? x : default;
+            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0));
+        }
+        List<string>? lost = null;
+        foreach (var (region, c) in perRegion)
+        {
+            if (c.Away == 0) continue;
+            bool confirmed = false;
+            foreach (var d in losses) if (string.Equals(d.Domain, region, StringComparison.Ordinal)) { confirmed = true; break; }
+            int outside = total - c.Total, awayOutside = awayAll - c.Away;
+            // The signal never overrides the brake: with more than the mass-silence fraction of the whole cell away, only
+            // an operator's confirmation evicts (the brake's case); it only lifts the rate limit for a loss confined to one region.
+            bool signal = c.Total >= _options.RegionLossMinNodes && c.Away >= _options.RegionLossFraction * c.Total
+                && outside > 0 && awayOutside < _options.MassSilenceFraction * outside && awayAll <= _options.MassSilenceFraction * total;
+            if (confirmed || signal) (lost ??= new()).Add(region);
+        }
+        if (lost is null) return 0;
+        var fenced = new List<NodeId>();
+        lock (_lock)
+        {
+            foreach (var r in rows)
+            {
+                if (!r.Away || !lost.Contains(r.Region)) continue;
+                // Re-check under the lock that orders it against Renew: an agent heard from since the scan wins.
+                if (!_lastSeen.TryGetValue(r.Node, out long seen)) continue;
+                bool leaseGone = now - seen >= expiry;
+                bool disc = _disconnectedAt.TryGetValue(r.Node, out long at);
+                if (!leaseGone && !disc) continue;
+                if (!leaseGone && now - at < _regionGraceTicks)
+                {
+                    // Within the grace: suspect only, so nothing new is placed in the disappearing region meanwhile. Only a
+                    // schedulable node is marked (as for lease suspects): a draining node keeps its operator's status.
+                    if (!_suspect.Contains(r.Node) && _cell.Snapshot().TryGetNode(r.Node, out var sv) == SnapshotRead.Ok && sv.Status == NodeStatus.Schedulable)
+                    {
+                        _suspect.Add(r.Node);
+                        _cell.SetNodeStatus(r.Node, NodeStatus.Down);
+                    }
+                    continue;
+                }
+                _lastSeen.Remove(r.Node);
+                _disconnectedAt.Remove(r.Node);
+                _suspect.Remove(r.Node);
+                _dead.Add(r.Node);
+                // Fence the whole region before releasing anything: a replica requeued from its first node must not be
+                // placed on a second node of the same lost region that is still only suspect.
+                _cell.SetNodeStatus(r.Node, NodeStatus.Fenced);
+                fenced.Add(r.Node);
+            }
+            _suspectCount = _suspect.Count;
+        }
+        foreach (var node in fenced)
+        {
+            ReleaseAndRequeue(node);
+            Interlocked.Increment(ref _evictedByReason[(int)EvictionReason.RegionLost]);
+            _evictions.Add(1, new KeyValuePair<string, object?>("reason", "region_lost"));
+        }
+        return fenced.Count;
     }
 
     private void ReleaseAndRequeue(NodeId node)
@@ -495,7 +622,7 @@ public sealed class NodeLifecycleController : IDisposable
         var lines = new List<string>
         {
             string.Create(ci, $"lease_ms={LeaseMilliseconds} tracked={TrackedCount} brake={(BrakeEngaged ? "engaged" : "off")} held_back={HeldBack} suspect={SuspectCount} mass_silence_ticks={MassSilenceCount} stalls={StallCount} heard_by_receive={HeardByReceiveCount} returned={ReturnedCount}"),
-            string.Create(ci, $"evictions lease_expired={EvictedFor(EvictionReason.LeaseExpired)} domain_confirmed_lost={EvictedFor(EvictionReason.DomainConfirmedLost)} registration_expired={EvictedFor(EvictionReason.RegistrationExpired)}"),
+            string.Create(ci, $"evictions lease_expired={EvictedFor(EvictionReason.LeaseExpired)} domain_confirmed_lost={EvictedFor(EvictionReason.DomainConfirmedLost)} registration_expired={EvictedFor(EvictionReason.RegistrationExpired)} region_lost={EvictedFor(EvictionReason.RegionLost)}"),
         };
         foreach (var d in _cell.DomainLosses)
             lines.Add(string.Create(ci, $"domain-lost {d.Domain} by={d.Author} at={d.At:O} version={d.Version} reason={d.Reason}"));

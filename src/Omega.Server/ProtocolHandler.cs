@@ -76,8 +76,16 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
         if (connection.State is Session session) StopAllWatches(session);
         if (connection.State is Session { Node: { } node })
+        {
+            bool registered;
             lock (node.Sync)
-                if (node.Connection == connection) node.Connection = null;
+            {
+                registered = node.Connection == connection;
+                if (registered) node.Connection = null;
+            }
+            // The node's own registered connection went away (not a superseded one): the regional signal's input.
+            if (registered) _lifecycle.Disconnected(node.Id);
+        }
     }
 
     public void OnFrame(FrameConnection c, in Frame frame)
@@ -408,7 +416,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                     if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.Status == NodeStatus.Removed) continue;
                     total++;
                     if (lines.Count < m.Limit)
-                        lines.Add(string.Create(ci, $"{v.Spec.Name} {v.Id} {v.Status} domain={v.Spec.FailureDomain} allocated={v.Allocated} capacity={v.Capacity} tasks={v.TaskCount} version={v.Version}"));
+                        lines.Add(string.Create(ci, $"{v.Spec.Name} {v.Id} {v.Status} domain={v.Spec.FailureDomain} allocated={v.Allocated} capacity={v.Capacity} tasks={v.TaskCount} version={v.Version} region={v.Spec.Region} zone={v.Spec.Zone}"));
                 }
                 break;
             case InspectTarget.Allocations:
@@ -792,13 +800,30 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.NodeMismatch, "this connection already registered another node");
             return true;
         }
+        if (Topology.Merge(m.Region, m.Zone, m.Labels, out var labels) is { } topologyProblem)
+        {
+            c.SendError(rid, ErrorCode.InvalidTopology, topologyProblem);
+            return true;
+        }
+        m.Labels = labels;
         NodeId id;
         bool added = false;
         if (_cell.TryGetNodeId(m.Node, out id))
         {
             var snap = _cell.Snapshot();
-            if (snap.TryGetNode(id, out var view) == SnapshotRead.Ok && view.Capacity != m.Capacity)
-                _cell.UpdateNode(id, new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels));
+            if (snap.TryGetNode(id, out var view) == SnapshotRead.Ok)
+            {
+                // Topology is immutable per node: a residency decision made on a snapshot must still hold at commit.
+                string region = labels!.TryGetValue(Topology.RegionLabel, out var r) ? r : "";
+                string zone = labels.TryGetValue(Topology.ZoneLabel, out var z) ? z : "";
+                if (!string.Equals(view.Spec.Region, region, StringComparison.Ordinal) || !string.Equals(view.Spec.Zone, zone, StringComparison.Ordinal))
+                {
+                    c.SendError(rid, ErrorCode.TopologyChanged, $"node {m.Node} registered with region '{view.Spec.Region}' zone '{view.Spec.Zone}'; topology cannot change (register under a new name)");
+                    return true;
+                }
+                if (view.Capacity != m.Capacity)
+                    _cell.UpdateNode(id, new NodeSpec(m.Node, m.Capacity, m.FailureDomain, m.Labels));
+            }
         }
         else
         {

@@ -45,6 +45,23 @@ public sealed class ServerOptions
     /// <summary>If more than this fraction of tracked nodes is silent at once, nothing is evicted (a network problem, not node failures). Default 0.5.</summary>
     public double MassSilenceFraction { get; set; } = 0.5;
 
+    /// <summary>
+    /// The regional signal (issue 13): when at least this fraction of a region's tracked nodes have lost their connection
+    /// (or lease) and stayed away for <see cref="RegionLossGrace"/>, while the rest of the cell is not mass-silent, the region
+    /// is lost and its away nodes are evicted at once, without the <see cref="EvictionsPerSecond"/> limit. Default 0.8;
+    /// above 1 switches the signal off (operator confirmations still work).
+    /// </summary>
+    public double RegionLossFraction { get; set; } = 0.8;
+
+    /// <summary>
+    /// How long a region's nodes must stay disconnected before the regional signal evicts them (an agent's reconnect after
+    /// a blip takes tens of milliseconds; during the grace the region's disconnected nodes are only marked down). Default 2 s.
+    /// </summary>
+    public TimeSpan RegionLossGrace { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Regions with fewer tracked nodes than this never raise the regional signal (a region of one node is a node). Default 3.</summary>
+    public int RegionLossMinNodes { get; set; } = 3;
+
     /// <summary>Publishable (durable) version source; defaults to the cell's own version (in-memory cell).</summary>
     public IPublishableVersion? Publisher { get; set; }
 

@@ -18,8 +18,12 @@ namespace Omega.Cli.Fleet;
 /// <param name="Transport">The agents' transport options, TLS included (null: plaintext defaults).</param>
 /// <param name="JoinToken">A join token (docs/protocol.md, section 12): every agent joins with it once and then uses its own
 /// node-scoped credential; one credential shared by the fleet is never used. Null for a server without authentication.</param>
+/// <param name="Region">The nodes' region (Register key 5; empty: none).</param>
+/// <param name="Zones">Zones the nodes are spread over within the region (<c>{region}-a</c>, <c>-b</c>, ...); 0: none.</param>
+/// <param name="BatchPriority">When set, control-plane replica tasks run until stopped (services), except those of this
+/// priority, which run for the exponential time (batch work); other jobs are unaffected.</param>
 internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
-    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null);
+    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null, string Region = "", int Zones = 0, int? BatchPriority = null);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
@@ -68,6 +72,16 @@ internal sealed class AgentFleet : IAsyncDisposable
     /// <summary>Completions reported.</summary>
     public long Completed => Interlocked.Read(ref _completed);
 
+    /// <summary>Closes every agent's connection at once and stops them reconnecting (a region's agents all going away).</summary>
+    public async Task DisconnectAllAsync()
+    {
+        _stop.Cancel();
+        var closing = new List<Task>(_agents.Count);
+        foreach (var a in _agents) closing.Add(a.DisposeAsync().AsTask());
+        await Task.WhenAll(closing).ConfigureAwait(false);
+        _agents.Clear();
+    }
+
     /// <summary>Agents registered now.</summary>
     public int Connected
     {
@@ -90,7 +104,9 @@ internal sealed class AgentFleet : IAsyncDisposable
                 Server = o.Server,
                 NodeName = $"{o.NamePrefix}-{i:D6}",
                 Capacity = o.Capacity,
-                FailureDomain = $"rack-{i % Math.Max(1, o.Racks)}",
+                FailureDomain = o.Region.Length == 0 ? $"rack-{i % Math.Max(1, o.Racks)}" : $"{o.Region}-rack-{i % Math.Max(1, o.Racks)}",
+                Region = o.Region,
+                Zone = o.Region.Length == 0 || o.Zones <= 0 ? "" : $"{o.Region}-{(char)('a' + i % Math.Min(26, o.Zones))}",
                 Seed = o.Seed + i,
                 OnBinding = OnBinding,
                 Transport = o.Transport ?? new Omega.Transport.TransportOptions(),
@@ -124,7 +140,10 @@ internal sealed class AgentFleet : IAsyncDisposable
         lock (_dueLock)
         {
             long now = Stopwatch.GetTimestamp();
-            seconds = DurationOf?.Invoke(b.Task.Job) ?? -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble());
+            seconds = DurationOf?.Invoke(b.Task.Job)
+                ?? (_options.BatchPriority is { } bp && (b.Task.Job.Value & Omega.ControlPlane.Controllers.WorkloadController.JobIdSpace) != 0 && b.Priority != bp
+                    ? double.PositiveInfinity
+                    : -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble()));
             // Ready only if it runs longer than its readiness delay (a task done sooner never served).
             if (seconds > _options.ReadySeconds)
                 _due.Enqueue((agent, b.Task, b.Generation, TaskState.Ready), now + (long)(_options.ReadySeconds * Stopwatch.Frequency));

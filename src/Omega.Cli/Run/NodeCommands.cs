@@ -22,7 +22,7 @@ internal static class NodeCommands
     private static Command ConfirmLost()
     {
         var connect = ControlCommands.ConnectOption();
-        var domain = new Option<string>("--domain") { Description = "The failure domain (rack, zone) whose nodes are lost.", Required = true };
+        var domain = new Option<string>("--domain") { Description = "The failure domain (rack), zone or region whose nodes are lost (a region confirmed lost is evicted at once, without the rate limit).", Required = true };
         var reason = new Option<string>("--reason") { Description = "Why (recorded with the confirmation).", Required = true };
         var author = new Option<string?>("--author") { Description = "Who confirms (recorded; default: the user name)." };
         var withdraw = new Option<bool>("--withdraw") { Description = "Withdraw the confirmation: the mass-silence brake applies to the domain again." };

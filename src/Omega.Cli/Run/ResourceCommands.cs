@@ -57,6 +57,8 @@ internal static class ResourceCommands
         ["override"] = new(Override.KindName, Listing.None, "override"),
         ["nodepools"] = new(NodePool.KindName, Listing.None, "nodepool"),
         ["nodepool"] = new(NodePool.KindName, Listing.None, "nodepool"),
+        ["recoverybudgets"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
+        ["recoverybudget"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
         ["nodes"] = new("", Listing.Nodes, "node"),
         ["node"] = new("", Listing.Nodes, "node"),
         ["jobs"] = new("", Listing.Jobs, "job"),
@@ -65,7 +67,7 @@ internal static class ResourceCommands
         ["tenant"] = new("", Listing.Tenants, "tenant"),
     };
 
-    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, overrides, nodepools, nodes, jobs, tenants";
+    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, overrides, nodepools, recoverybudgets, nodes, jobs, tenants";
 
     private static Option<string> TenantOption() => new("--tenant") { Description = "The object's tenant (its namespace; empty for policies).", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
 

@@ -204,9 +204,13 @@ internal static class ServeCommand
         var prefix = new Option<string>("--name-prefix") { Description = "Node names are PREFIX-NNNNNN.", DefaultValueFactory = _ => "agent" };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
         var join = new Option<string?>("--join-token") { Description = "A join token (omega token create --role join): each agent joins with it and gets its own credential. Env: OMEGA_JOIN_TOKEN." };
+        var region = new Option<string>("--region") { Description = "The nodes' region (protocol version 3 topology; empty: none).", DefaultValueFactory = _ => "" };
+        var zones = new Option<int>("--zones") { Description = "Zones within --region the nodes are spread over (REGION-a, REGION-b, ...).", DefaultValueFactory = _ => 0 };
+        var batchPriority = new Option<int?>("--batch-priority") { Description = "Workload replicas run until stopped, except those of this priority (batch), which run --task-seconds on average." };
+        var readySeconds = new Option<double>("--ready-seconds") { Description = "Seconds from a task's binding to its ready report (start + readiness).", DefaultValueFactory = _ => 0.2 };
         var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
         {
-            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join,
+            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
@@ -220,6 +224,11 @@ internal static class ServeCommand
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
+                return 2;
+            }
+            if (!Topology.IsValidName(r.GetValue(region)) || r.GetValue(zones) is < 0 or > 26 || (r.GetValue(zones) > 0 && string.IsNullOrEmpty(r.GetValue(region))) || !(r.GetValue(readySeconds) > 0))
+            {
+                Console.Error.WriteLine("omega agents: --region must be [a-z0-9-] (1-63, alphanumeric at both ends); --zones 0-26 and only with --region; --ready-seconds positive");
                 return 2;
             }
             if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var adminToken, out tlsError))
@@ -260,7 +269,8 @@ internal static class ServeCommand
             }
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
-                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, JoinToken: joinToken));
+                ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, ReadySeconds: r.GetValue(readySeconds), JoinToken: joinToken,
+                Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority)));
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {

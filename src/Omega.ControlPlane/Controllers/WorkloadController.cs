@@ -112,9 +112,39 @@ public sealed class WorkloadController : IReconciler
         return new PlacementGroup(SerialBits, (PlacementScope)spec.AntiAffinity, (PlacementScope)spec.Spread);
     }
 
-    /// <summary>Creates a runner for this controller.</summary>
+    /// <summary>
+    /// Creates a runner for this controller. The runner is also nudged when a binding of a workload's replica is removed
+    /// from outside the controller (node lost, region lost, preemption): bindings have no watch of their own, and without
+    /// the nudge a converged workload would notice only at the next resync (30 s), reporting stale serving counts through
+    /// a region loss.
+    /// </summary>
     public ControllerRunner CreateRunner(IControllerScheduler scheduler, ControllerRunnerOptions? options = null)
-        => new(_store, this, Filter, scheduler, options);
+    {
+        var runner = new ControllerRunner(_store, this, Filter, scheduler, options);
+        Volatile.Write(ref _runner, runner);
+        if (Interlocked.Exchange(ref _listening, 1) == 0) _engine.Cell.AddBindingListener(new UnboundNudge(this));
+        return runner;
+    }
+
+    private ControllerRunner? _runner;
+    private int _listening;
+    // Workload uid → its key, learnt at reconcile: the listener maps a released task's job id to the key to enqueue.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, string> _keyByUid = new();
+
+    // Called under the cell's commit lock: a mask, a dictionary lookup and a deduplicating enqueue; no allocation.
+    private sealed class UnboundNudge(WorkloadController owner) : IBindingListener
+    {
+        public void OnBindingChanged(BindingChange change, in Allocation allocation, long version)
+        {
+            if (change != BindingChange.Unbound) return;
+            long j = allocation.Task.Job.Value;
+            if (j < 0 || (j & JobIdSpace) == 0) return;
+            long uid = (j & (JobIdSpace - 1)) >> SerialBits;
+            if (owner._keyByUid.TryGetValue(uid, out var key)) Volatile.Read(ref owner._runner)?.Queue.Add(key);
+        }
+
+        public void OnVersionComplete(long version) { }
+    }
 
     /// <inheritdoc />
     public async ValueTask<ReconcileResult> ReconcileAsync(ObjectKey key, CancellationToken cancellationToken)
@@ -123,6 +153,7 @@ public sealed class WorkloadController : IReconciler
         var now = _time.GetUtcNow();
         long uid = w.Metadata.Uid;
         var cell = _engine.Cell;
+        if (!_keyByUid.ContainsKey(uid)) _keyByUid[uid] = key.ToString();
 
         if (w.Metadata.DeletionTimestamp is not null)
         {
@@ -316,7 +347,10 @@ public sealed class WorkloadController : IReconciler
             if (ReleaseSerial(uid, status.Retired[i])) status.Retired.RemoveAt(i);
             else progressing = true;
         }
-        int bound = 0, ready2 = 0, serving = 0, updated = 0, updatedReady = 0, updatedServing = 0, others = 0;
+        int bound = 0, ready2 = 0, serving = 0, updated = 0, updatedReady = 0, updatedServing = 0, others = 0, unreachable = 0;
+        var snap = cell.Snapshot();
+        var servingByRegion = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        SortedSet<string>? unreachableRegions = null;
         long nextServing = long.MaxValue; // timestamp when the next ready replica starts serving
         foreach (var a in status.Replicas)
         {
@@ -327,6 +361,20 @@ public sealed class WorkloadController : IReconciler
             {
                 bound++;
                 if (isTarget) updated++;
+                // A replica on a node that cannot be reached (suspect, fenced) is neither ready nor serving whatever its
+                // agent last said: nobody can tell. Looked at again soon (progressing), since node status has no watch.
+                string region = "";
+                if (snap.TryGetNode(al.Node, out var nv) == SnapshotRead.Ok)
+                {
+                    region = nv.Spec.Region;
+                    if (nv.Status is NodeStatus.Down or NodeStatus.Fenced or NodeStatus.Removed)
+                    {
+                        unreachable++;
+                        (unreachableRegions ??= new(StringComparer.Ordinal)).Add(region.Length == 0 ? "(none)" : region);
+                        progressing = true;
+                        continue;
+                    }
+                }
                 var life = _options.Observer.Observe(task, al.Generation);
                 if (life.Phase != BindingPhase.Ready) { progressing = true; continue; }
                 ready2++;
@@ -336,6 +384,7 @@ public sealed class WorkloadController : IReconciler
                 {
                     serving++;
                     if (isTarget) updatedServing++;
+                    servingByRegion[region] = (servingByRegion.TryGetValue(region, out int sr0) ? sr0 : 0) + 1;
                 }
                 else nextServing = Math.Min(nextServing, life.Since + minReady);
                 continue;
@@ -356,6 +405,7 @@ public sealed class WorkloadController : IReconciler
                 // One-task jobs per replica: the group shares the workload's bits above the serial, so replicas avoid
                 // (hard) or spread from (soft) each other, and the cell checks the hard part at commit.
                 Group = GroupFor(t),
+                Topology = t.Topology.ToConstraints(),
                 Origin = new JobOrigin(w.Metadata.Tenant, w.Metadata.Name, gen, a.Slot),
             };
             var er = _engine.Submit(job, t.Scheduler);
@@ -378,6 +428,11 @@ public sealed class WorkloadController : IReconciler
         status.Bound = bound;
         status.Ready = ready2;
         status.Serving = serving;
+        status.Unreachable = unreachable;
+        status.ServingByRegion = servingByRegion;
+        Conditions.Set(status.Conditions, "ReplicasUnreachable", unreachable > 0 ? ConditionStatus.True : ConditionStatus.False,
+            unreachable > 0 ? "NodeUnreachable" : "AllReachable",
+            unreachable > 0 ? $"{unreachable} replicas on unreachable nodes (regions: {string.Join(",", unreachableRegions!)})" : "", gen, now);
         status.Succeeded = batch ? completed.Count : 0;
         status.PendingReason = pendingReason;
         bool available = batch ? completed.Count >= replicas : ready2 >= Math.Max(0, replicas - spec.MaxUnavailable);
@@ -429,6 +484,7 @@ public sealed class WorkloadController : IReconciler
         if (!clean) return ReconcileResult.After(_options.ProgressRequeue);
         w.Metadata.Finalizers.Remove(Workload.BindingsFinalizer);
         var r = await _store.UpdateAsync(w, cancellationToken).ConfigureAwait(false);
+        if (r.IsOk) _keyByUid.TryRemove(uid, out _);
         return r.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
     }
 }

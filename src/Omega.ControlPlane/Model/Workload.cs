@@ -41,6 +41,46 @@ public enum SpreadScope : byte
     FailureDomain = 2,
 }
 
+/// <summary>Topology spread of a workload's replicas (soft).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TopologySpreadScope>))]
+public enum TopologySpreadScope : byte
+{
+    /// <summary>No preference.</summary>
+    None = 0,
+
+    /// <summary>Prefer regions holding fewer of the workload's replicas.</summary>
+    Region = 1,
+
+    /// <summary>Prefer zones holding fewer of the workload's replicas.</summary>
+    Zone = 2,
+}
+
+/// <summary>
+/// A workload's region constraints (issue 13; docs/control-plane.md, "Topology"). <see cref="RequiredRegions"/> is data
+/// residency and <see cref="AvoidRegions"/> an exclusion, both hard gates (filter reasons <c>ResidencyViolation</c>,
+/// <c>RegionAvoided</c>); <see cref="PreferredRegions"/> (best first: the failover order) and <see cref="Spread"/> are soft.
+/// </summary>
+public sealed class WorkloadTopology
+{
+    /// <summary>Data residency: replicas run only in these regions (empty: anywhere).</summary>
+    public List<string> RequiredRegions { get; set; } = new();
+
+    /// <summary>Replicas never run in these regions.</summary>
+    public List<string> AvoidRegions { get; set; } = new();
+
+    /// <summary>Preferred regions, best first; when the first is lost, replicas go to the next.</summary>
+    public List<string> PreferredRegions { get; set; } = new();
+
+    /// <summary>Soft spread over regions or zones.</summary>
+    public TopologySpreadScope Spread { get; set; }
+
+    /// <summary>The engine's form.</summary>
+    public TopologyConstraints ToConstraints()
+        => RequiredRegions.Count == 0 && AvoidRegions.Count == 0 && PreferredRegions.Count == 0 && Spread == TopologySpreadScope.None
+            ? TopologyConstraints.None
+            : new TopologyConstraints([.. RequiredRegions], [.. AvoidRegions], [.. PreferredRegions], (TopologySpread)Spread);
+}
+
 /// <summary>Per-replica resources, in the engine's units.</summary>
 public sealed class ResourceRequest
 {
@@ -92,6 +132,9 @@ public sealed class WorkloadSpec
 
     /// <summary>Soft spread of the replicas across nodes or failure domains (a scorer's preference, never a rejection).</summary>
     public SpreadScope Spread { get; set; }
+
+    /// <summary>Region constraints: residency, avoidance, preference, spread. Default: none.</summary>
+    public WorkloadTopology Topology { get; set; } = new();
 
     /// <summary>Disruption budget: at most this many ready replicas are taken away at once by scale-down (at least 1).</summary>
     public int MaxUnavailable { get; set; } = 1;
@@ -211,6 +254,15 @@ public sealed class WorkloadStatus
     /// <summary>Batch: tasks completed.</summary>
     public int Succeeded { get; set; }
 
+    /// <summary>
+    /// Bound replicas whose node is unreachable (suspect, fenced, down or removed): not counted as ready or serving
+    /// (issue 13). Condition <c>ReplicasUnreachable</c> says which regions.
+    /// </summary>
+    public int Unreachable { get; set; }
+
+    /// <summary>Serving replicas per region (nodes without a region under <c>""</c>), in ordinal order.</summary>
+    public SortedDictionary<string, int> ServingByRegion { get; set; } = new(StringComparer.Ordinal);
+
     /// <summary>The next job serial to hand out (write-ahead: recorded before use).</summary>
     public int NextSerial { get; set; }
 
@@ -268,6 +320,9 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
         if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
         if (!Enum.IsDefined(s.AntiAffinity)) return "spec.antiAffinity must be None, Node or FailureDomain";
         if (!Enum.IsDefined(s.Spread)) return "spec.spread must be None, Node or FailureDomain";
+        if (s.Topology is null || s.Topology.RequiredRegions is null || s.Topology.AvoidRegions is null || s.Topology.PreferredRegions is null) return "spec.topology lists must not be null";
+        if (!Enum.IsDefined(s.Topology.Spread)) return "spec.topology.spread must be None, Region or Zone";
+        if (s.Topology.ToConstraints().Validate() is { } topo) return "spec.topology." + topo;
         return null;
     }
 }

@@ -35,4 +35,13 @@ public enum FilterStatus : byte
     /// anti-affinity (<see cref="PlacementGroup"/>).
     /// </summary>
     AntiAffinity = 8,
+
+    /// <summary>
+    /// Data residency (issue 13): the node's region is not one of the job's required regions (a node with no region never
+    /// satisfies a residency requirement). A hard gate.
+    /// </summary>
+    ResidencyViolation = 9,
+
+    /// <summary>The node's region is one the job must avoid. A hard gate.</summary>
+    RegionAvoided = 10,
 }

@@ -18,6 +18,9 @@ public sealed class PlacementContext
     // few jobs that ask for it). Advisory: the cell re-checks hard anti-affinity at commit.
     private readonly Dictionary<int, int> _groupOnNode = new();
     private readonly Dictionary<string, int> _groupInDomain = new(StringComparer.Ordinal);
+    // Group members per region or zone (the job's topology spread), loaded once per decision like the domains.
+    private readonly Dictionary<string, int> _groupInTopology = new(StringComparer.Ordinal);
+    private bool _topologyLoaded;
     private readonly List<Allocation> _scratch = new();
     private ICellView? _view;
     private CellSnapshot _snapshot;
@@ -42,6 +45,8 @@ public sealed class PlacementContext
         _groupOnNode.Clear();
         _groupInDomain.Clear();
         _domainsLoaded = false;
+        _groupInTopology.Clear();
+        _topologyLoaded = false;
         _view = null;
     }
 
@@ -88,6 +93,38 @@ public sealed class PlacementContext
         if (Job.Group.IsNone) return;
         _groupOnNode[node.Id.Value] = GroupMembersOn(node) + 1;
         if (NeedsDomains && node.Spec.FailureDomain.Length > 0) _groupInDomain[node.Spec.FailureDomain] = GroupMembersIn(node.Spec.FailureDomain) + 1;
+        var spread = Job.Topology.Spread;
+        if (spread != TopologySpread.None)
+        {
+            string key = spread == TopologySpread.Region ? node.Spec.Region : node.Spec.Zone;
+            if (key.Length > 0) _groupInTopology[key] = GroupMembersInTopology(spread, key) + 1;
+        }
+    }
+
+    /// <summary>
+    /// Members of the job's constraint group in region (or zone) <paramref name="key"/>, for the topology spread: live
+    /// bindings (one scan of the occupied nodes per decision, paid only by jobs asking for a spread) and this decision's placements.
+    /// </summary>
+    public int GroupMembersInTopology(TopologySpread spread, string key)
+    {
+        if (Job.Group.IsNone || spread == TopologySpread.None) return 0;
+        if (!_topologyLoaded)
+        {
+            _topologyLoaded = true;
+            if (_view is not null)
+            {
+                int count = _snapshot.NodeCount;
+                for (int i = 0; i < count; i++)
+                {
+                    if (_snapshot.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.TaskCount == 0) continue;
+                    string k = spread == TopologySpread.Region ? v.Spec.Region : v.Spec.Zone;
+                    if (k.Length == 0) continue;
+                    int members = CountLive(v.Id);
+                    if (members > 0) _groupInTopology[k] = (_groupInTopology.TryGetValue(k, out int m) ? m : 0) + members;
+                }
+            }
+        }
+        return _groupInTopology.TryGetValue(key, out int n) ? n : 0;
     }
 
     private bool NeedsDomains => Job.Group.AntiAffinity == PlacementScope.FailureDomain || Job.Group.Spread == PlacementScope.FailureDomain;

@@ -94,6 +94,7 @@ public sealed class PlacementPipeline
     private int _poolCount;
     private readonly HashSet<int> _seen = new();
     private int _scanStart;
+    private int _scanStride = 1;
     private int _distinct;
 
     /// <summary>Creates a pipeline with a fixed policy from filters, weighted scorers and sampling options.</summary>
@@ -195,6 +196,9 @@ public sealed class PlacementPipeline
             return;
         }
         int wanted = Math.Min(_sampling.MaxPool, _sampling.FeasibleFloor + taskIndexes.Length / 4);
+        // A region preference is only as good as the sample: with 8 candidates over 3 regions, 4 % of decisions would see no
+        // node of the preferred one. Jobs that state a preference (few: critical services) sample four times more.
+        if (job.Topology.PreferredRegions.Count > 0) wanted = Math.Min(_sampling.MaxPool, wanted * 4);
         int probeBudget = Math.Max(_sampling.MinProbes, wanted * _sampling.ProbesPerCandidate);
         _poolCount = 0;
         _seen.Clear();
@@ -249,11 +253,19 @@ public sealed class PlacementPipeline
         int n = snapshot.NodeCount;
         // Probe distinct nodes at random; with a small cell fall back to a full scan so no feasible node is missed.
         int budget = Math.Min(probeBudget, n);
-        if (probes == 0) _scanStart = rng.Next(n);
+        if (probes == 0)
+        {
+            _scanStart = rng.Next(n);
+            // Node ids are handed out in registration order, so a region's nodes sit in one id range, and a contiguous scan
+            // that stops at the pool size sees one or two regions only: a region preference or spread would be decided by
+            // where the scan started. Jobs asking for topology scan with a stride coprime to n instead (still every node
+            // exactly once, but spread over the id space); others keep the contiguous scan.
+            _scanStride = _context.Job.Topology.PreferredRegions.Count > 0 || _context.Job.Topology.Spread != TopologySpread.None ? CoprimeStride(n) : 1;
+        }
         while (_poolCount < wanted && probes < budget)
         {
             int id;
-            if (n <= probeBudget) id = (_scanStart + probes) % n; // small cell: scan every node once from a random start
+            if (n <= probeBudget) id = (int)((_scanStart + (long)probes * _scanStride) % n); // small cell: scan every node once from a random start
             else
             {
                 id = rng.Next(n);
@@ -275,6 +287,19 @@ public sealed class PlacementPipeline
             if (_poolCount == _pool.Length) Array.Resize(ref _pool, _pool.Length * 2);
             _pool[_poolCount++] = v;
         }
+    }
+
+    // The largest stride not above n/φ that shares no factor with n: (start + k·stride) mod n visits every node once.
+    private static int CoprimeStride(int n)
+    {
+        if (n <= 2) return 1;
+        for (int s = Math.Max(1, (int)(n * 0.618)); s > 1; s--)
+        {
+            int a = n, b = s;
+            while (b != 0) (a, b) = (b, a % b);
+            if (a == 1) return s;
+        }
+        return 1;
     }
 
     private FilterStatus RunFilters(in NodeView v)

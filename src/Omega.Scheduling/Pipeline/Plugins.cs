@@ -190,3 +190,57 @@ public sealed class GroupSpreadScorer : IScorer
         };
     }
 }
+
+/// <summary>
+/// Region hard gates (issue 13): data residency (<see cref="TopologyConstraints.RequiredRegions"/>) and avoided regions.
+/// Exact on a snapshot because a node's region never changes (docs/control-plane.md, "Topology").
+/// </summary>
+public sealed class TopologyFilter : IFilter
+{
+    /// <inheritdoc />
+    public string Name => "topology";
+
+    /// <inheritdoc />
+    public FilterStatus Filter(PlacementContext context, in NodeView node)
+    {
+        var t = context.Job.Topology;
+        if (t.IsNone) return FilterStatus.Feasible;
+        string region = node.Spec.Region;
+        if (!t.ResidencyAllows(region)) return FilterStatus.ResidencyViolation;
+        if (t.Avoids(region)) return FilterStatus.RegionAvoided;
+        return FilterStatus.Feasible;
+    }
+}
+
+/// <summary>
+/// Region preference and topology spread (soft): a node in the job's first preferred region scores 100, the second 50,
+/// the third 33, ...; other regions 0. With a spread, regions (or zones) holding fewer members of the job's constraint
+/// group score higher. Neutral (100 everywhere) for a job without topology preferences, so it never reorders other jobs.
+/// </summary>
+public sealed class TopologyScorer : IScorer
+{
+    /// <inheritdoc />
+    public string Name => "topology";
+
+    /// <inheritdoc />
+    public double Score(PlacementContext context, in NodeView node)
+    {
+        var t = context.Job.Topology;
+        if (t.PreferredRegions.Count == 0 && t.Spread == TopologySpread.None) return 100;
+        double s = 0;
+        int parts = 0;
+        if (t.PreferredRegions.Count > 0)
+        {
+            int rank = t.PreferenceRank(node.Spec.Region);
+            s += rank < 0 ? 0 : 100.0 / (1 + rank);
+            parts++;
+        }
+        if (t.Spread != TopologySpread.None)
+        {
+            string key = t.Spread == TopologySpread.Region ? node.Spec.Region : node.Spec.Zone;
+            s += key.Length == 0 ? 0 : 100.0 / (1 + context.GroupMembersInTopology(t.Spread, key));
+            parts++;
+        }
+        return s / parts;
+    }
+}

@@ -5,7 +5,8 @@ namespace Omega.Scheduling.Pipeline;
 /// <summary>
 /// Finds lower-priority tasks to evict when a task fits nowhere. Victims are chosen to minimise disruption: on each
 /// candidate node the lowest-priority tasks go first (largest first among equals, so fewer are needed), and the node
-/// whose victim set has the lowest top priority, then the fewest victims, wins. A tenant's guaranteed quota is never
+/// in the best preferred region of the job (if it has region preferences), then whose victim set has the lowest top
+/// priority, then the fewest victims, wins. A tenant's guaranteed quota is never
 /// crossed: a victim of a protected tenant is taken only if the tenant stays at or above its guarantee afterwards.
 /// The eviction is committed in the same transaction as the placement (a preemption claim), so it happens only if the
 /// placement does.
@@ -53,8 +54,8 @@ public sealed class PreemptionPlanner
         _placementFilters = PlacementFilters();
     }
 
-    // Everything but resources: a node that fails health, labels, taints or anti-affinity cannot host the task whatever is evicted.
-    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter()];
+    // Everything but resources: a node that fails health, labels, taints, anti-affinity or region gates (residency: a preemption must never move work out of its region) cannot host the task whatever is evicted.
+    private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter(), new TopologyFilter()];
 
     /// <summary>Nodes examined per attempt.</summary>
     public int MaxCandidates { get; }
@@ -78,6 +79,9 @@ public sealed class PreemptionPlanner
         if (n == 0 || job.Priority <= int.MinValue) return false;
         int bestTop = int.MaxValue, bestCount = int.MaxValue;
         List<Allocation>? bestVictims = null;
+        // A region preference (issue 13) comes first: failover preempts in the next preferred region before any other.
+        var topology = job.Topology;
+        int bestRank = int.MaxValue;
         int examined = 0;
         int probes = Math.Min(n, MaxCandidates * 8);
         int start = rng.Next(n);
@@ -91,8 +95,10 @@ public sealed class PreemptionPlanner
             if (!ok) continue;
             examined++;
             if (!TryChooseVictims(job, v, context, out int top)) continue;
-            if (top < bestTop || top == bestTop && _scratch.Count < bestCount)
+            int rank = topology.PreferredRegions.Count == 0 ? 0 : topology.PreferenceRank(v.Spec.Region) is var r && r >= 0 ? r : int.MaxValue - 1;
+            if (rank < bestRank || rank == bestRank && (top < bestTop || top == bestTop && _scratch.Count < bestCount))
             {
+                bestRank = rank;
                 bestTop = top;
                 bestCount = _scratch.Count;
                 bestVictims = new List<Allocation>(_scratch);

@@ -24,11 +24,11 @@ public sealed class PriorityRule
 /// </summary>
 public sealed class SchedulerPolicySettings
 {
-    /// <summary>The filters, in the order they run. <c>node-health</c> and <c>resource-fit</c> cannot be switched off.</summary>
-    public static IReadOnlyList<string> FilterNames { get; } = ["node-health", "resource-fit", "required-labels", "taints", "tenant-quota", "group-anti-affinity"];
+    /// <summary>The filters, in the order they run. <c>node-health</c>, <c>resource-fit</c> and <c>topology</c> (data residency is a hard gate) cannot be switched off.</summary>
+    public static IReadOnlyList<string> FilterNames { get; } = ["node-health", "resource-fit", "required-labels", "taints", "tenant-quota", "group-anti-affinity", "topology"];
 
     /// <summary>The scorers.</summary>
-    public static IReadOnlyList<string> ScorerNames { get; } = ["bin-packing", "domain-spread", "job-anti-affinity", "group-spread"];
+    public static IReadOnlyList<string> ScorerNames { get; } = ["bin-packing", "domain-spread", "job-anti-affinity", "group-spread", "topology"];
 
     /// <summary>The parameters (sampling; <see cref="SamplingOptions"/>) with their allowed ranges.</summary>
     public static IReadOnlyList<(string Name, int Min, int Max)> ParameterRanges { get; } =
@@ -41,6 +41,8 @@ public sealed class SchedulerPolicySettings
     public static IReadOnlyDictionary<string, double> DefaultWeights { get; } = new Dictionary<string, double>(StringComparer.Ordinal)
     {
         ["bin-packing"] = 1.0, ["domain-spread"] = 0.5, ["job-anti-affinity"] = 0.5, ["group-spread"] = 1.0,
+        // Heavier than the rest together: a region preference must win over packing (it is neutral for jobs without one).
+        ["topology"] = 5.0,
     };
 
     /// <summary>Filter switches by name (true = on). Missing: on.</summary>
@@ -62,7 +64,7 @@ public sealed class SchedulerPolicySettings
         foreach (var (name, on) in Filters)
         {
             if (!Contains(FilterNames, name)) return $"filters.{name}: unknown filter (known: {string.Join(", ", FilterNames)})";
-            if (!on && name is "node-health" or "resource-fit") return $"filters.{name}: cannot be switched off";
+            if (!on && name is "node-health" or "resource-fit" or "topology") return $"filters.{name}: cannot be switched off";
         }
         foreach (var (name, w) in Weights)
         {
@@ -128,6 +130,7 @@ public sealed class SchedulerPolicySettings
         "taints" => new TaintFilter(),
         "tenant-quota" => new TenantQuotaFilter(),
         "group-anti-affinity" => new GroupAntiAffinityFilter(),
+        "topology" => new TopologyFilter(),
         _ => throw new ArgumentException($"unknown filter '{name}'", nameof(name)),
     };
 
@@ -138,6 +141,7 @@ public sealed class SchedulerPolicySettings
         "domain-spread" => new FailureDomainSpreadScorer(),
         "job-anti-affinity" => new JobAntiAffinityScorer(),
         "group-spread" => new GroupSpreadScorer(),
+        "topology" => new TopologyScorer(),
         _ => throw new ArgumentException($"unknown scorer '{name}'", nameof(name)),
     };
 

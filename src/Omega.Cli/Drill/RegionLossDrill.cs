@@ -1,0 +1,448 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using Omega.Agent;
+using Omega.Cli.Fleet;
+using Omega.Cli.Run;
+using Omega.ControlPlane;
+using Omega.Protocol;
+
+namespace Omega.Cli.Drill;
+
+/// <summary>What one drill run is asked to do (<c>omega drill region-loss</c>).</summary>
+internal sealed record DrillOptions(int Regions, int AgentsPerRegion, int AgentProcesses, double Cores, double MemoryGiB, int CriticalReplicas,
+    double ReadySeconds, double ObjectiveSeconds, double TimeoutSeconds, string DataDirectory, string? ReportDirectory, int Seed, bool KeepData);
+
+/// <summary>
+/// <c>omega drill region-loss</c> (issue 13): seed 001's regional failover drill against a real <c>omega serve</c> child
+/// (durable FASTER storage, shipped defaults: lease, eviction rate, brake) and simulated agents in several regions over
+/// real TCP (in this process, or in <c>omega agents</c> child processes for 10k-node runs). Critical services prefer the
+/// region that is then lost, so only replicas placed after the loss can meet the objective: at least four serving in one
+/// healthy region. The clock starts when the lost region's agents all disconnect; per critical workload it stops when
+/// the workload's status (written by the server's controller from agent-reported readiness) shows four serving in one
+/// healthy region. Throughout, the cell's invariant audit (no task bound twice, no node over capacity, aggregates
+/// consistent) must stay clean and no binding may be made on a node of the lost region.
+/// </summary>
+internal static class RegionLossDrill
+{
+    private const int CriticalPriority = 1000, BatchPriority = 500, SearchPriority = 300, FillerPriority = 0;
+    private static readonly string[] RegionNames = ["us-east", "eu-central", "ap-south", "us-west", "eu-north", "sa-east", "me-central", "af-south"];
+
+    public static Command Create()
+    {
+        var drill = new Command("drill", "Operational drills against a real server started for the drill.");
+        var regions = new Option<int>("--regions") { Description = "Regions (at least 3).", DefaultValueFactory = _ => 3 };
+        var agents = new Option<int>("--agents-per-region") { Description = "Simulated agents (nodes) per region.", DefaultValueFactory = _ => 30 };
+        var procs = new Option<int>("--agent-processes") { Description = "Run the agents in this many 'omega agents' child processes per region (0: in this process).", DefaultValueFactory = _ => 0 };
+        var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 8 };
+        var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 32 };
+        var replicas = new Option<int>("--critical-replicas") { Description = "Replicas of each critical service (at least 4).", DefaultValueFactory = _ => 6 };
+        var ready = new Option<double>("--ready-seconds") { Description = "Simulated start + readiness time of a task on its agent.", DefaultValueFactory = _ => 0.5 };
+        var objective = new Option<double>("--objective-seconds") { Description = "The objective: four serving replicas in a healthy region within this time.", DefaultValueFactory = _ => 10 };
+        var timeout = new Option<double>("--timeout-seconds") { Description = "Give up on recovery after this long.", DefaultValueFactory = _ => 60 };
+        var data = new Option<string?>("--data") { Description = "The server's data directory (default: a new temporary directory, deleted after)." };
+        var report = new Option<string?>("--report") { Description = "Write README.md and a timeline chart (timeline.png) into this directory." };
+        var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
+        var cmd = new Command("region-loss", "Lose one region's agents at once and measure the time until every critical service has 4 serving replicas in a healthy region.")
+        {
+            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed,
+        };
+        cmd.SetAction(async (r, cancel) =>
+        {
+            var o = new DrillOptions(r.GetValue(regions), r.GetValue(agents), r.GetValue(procs), r.GetValue(cores), r.GetValue(memory), r.GetValue(replicas),
+                r.GetValue(ready), r.GetValue(objective), r.GetValue(timeout), r.GetValue(data) ?? "", r.GetValue(report), r.GetValue(seed) ?? Random.Shared.Next(), r.GetValue(data) is not null);
+            if (o.Regions is < 3 or > 8 || o.AgentsPerRegion is < 4 or > 50_000 || o.AgentProcesses is < 0 or > 64 || o.CriticalReplicas is < 4 or > 1000
+                || !(o.Cores > 0) || !(o.MemoryGiB > 0) || !(o.ReadySeconds > 0) || !(o.ObjectiveSeconds > 0) || !(o.TimeoutSeconds > 0))
+            {
+                Console.Error.WriteLine("omega drill region-loss: --regions 3-8, --agents-per-region 4-50,000, --agent-processes 0-64, --critical-replicas 4-1,000; sizes and times positive");
+                return 2;
+            }
+            return await RunAsync(o, cancel).ConfigureAwait(false);
+        });
+        drill.Subcommands.Add(cmd);
+        return drill;
+    }
+
+    private sealed class Tracked(string name, string preferred, string failover)
+    {
+        public string Name { get; } = name;
+        public string Preferred { get; } = preferred;
+        public string Failover { get; } = failover;
+        public double? RecoveredAt { get; set; }
+        public string RecoveredIn { get; set; } = "";
+        public int MaxUnreachable { get; set; }
+        public List<(double T, int Healthy)> Timeline { get; } = new();
+    }
+
+    private static async Task<int> RunAsync(DrillOptions o, CancellationToken cancel)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        string[] names = RegionNames[..o.Regions];
+        string lost = names[0];
+        bool tempData = o.DataDirectory.Length == 0;
+        string dataDir = tempData ? Path.Combine(Path.GetTempPath(), "omega-drill-" + Guid.NewGuid().ToString("N")[..12]) : o.DataDirectory;
+        Directory.CreateDirectory(dataDir);
+        int port = FreePort();
+        var endpoint = new IPEndPoint(IPAddress.Loopback, port);
+        Console.WriteLine($"omega drill region-loss: {o.Regions} regions x {o.AgentsPerRegion:N0} agents ({o.Cores} cores, {o.MemoryGiB} GiB each), region lost: {lost}, seed {o.Seed}");
+        Console.WriteLine($"  simulated agents: a task reports running at once and ready {o.ReadySeconds.ToString(ci)} s after its binding arrives (start + readiness)");
+        Console.WriteLine($"  server: omega serve --data {dataDir} on {endpoint} (shipped defaults: lease, eviction rate, brake)");
+        using var serve = ChildProcess.Start("serve", ["serve", "--listen", endpoint.ToString(), "--data", dataDir, "--insecure", "--no-auth",
+            "--tenant", "critical", "--tenant", "batch", "--tenant", "search", "--tenant", "analytics"]);
+        var fleets = new List<(string Region, AgentFleet Fleet)>();
+        var children = new List<(string Region, ChildProcess Process)>();
+        try
+        {
+            await serve.WaitForAsync("listening on", TimeSpan.FromSeconds(60), cancel).ConfigureAwait(false);
+            await using var client = await ControlClient.ConnectAsync(endpoint, "omega-drill", cancel).ConfigureAwait(false);
+
+            // ---------------------------------------------------------------- agents
+            var capacity = ResourceVector.FromCoresAndGiB(o.Cores, o.MemoryGiB);
+            int expected = o.Regions * o.AgentsPerRegion;
+            for (int i = 0; i < names.Length; i++)
+            {
+                if (o.AgentProcesses == 0)
+                {
+                    var fleet = new AgentFleet(new FleetOptions(endpoint, o.AgentsPerRegion, capacity, 4, 3, o.Seed + i * 100_003, names[i],
+                        ReadySeconds: o.ReadySeconds, Region: names[i], Zones: 3, BatchPriority: BatchPriority));
+                    fleets.Add((names[i], fleet));
+                    await fleet.StartAsync(cancel).ConfigureAwait(false);
+                    continue;
+                }
+                int per = (o.AgentsPerRegion + o.AgentProcesses - 1) / o.AgentProcesses;
+                for (int p = 0, left = o.AgentsPerRegion; left > 0; p++, left -= per)
+                {
+                    int n = Math.Min(per, left);
+                    children.Add((names[i], ChildProcess.Start($"agents {names[i]}/{p}", ["agents", "--connect", endpoint.ToString(), "--count", n.ToString(ci),
+                        "--cores", o.Cores.ToString(ci), "--memory-gib", o.MemoryGiB.ToString(ci), "--racks", "4", "--task-seconds", "3",
+                        "--name-prefix", $"{names[i]}-p{p}", "--seed", (o.Seed + i * 100_003 + p).ToString(ci), "--region", names[i], "--zones", "3",
+                        "--batch-priority", BatchPriority.ToString(ci), "--ready-seconds", o.ReadySeconds.ToString(ci), "--insecure"])));
+                }
+            }
+            var sw = Stopwatch.StartNew();
+            while (true)
+            {
+                var (total, _) = await client.InspectAsync(InspectTarget.Nodes, 1).ConfigureAwait(false);
+                if (total >= expected) break;
+                if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"only {total} of {expected} agents registered within 120 s");
+                await Task.Delay(200, cancel).ConfigureAwait(false);
+            }
+            // Steady state: every node has heartbeated (a node is pending until its first heartbeat, about a third of a
+            // lease after registering), so the lifecycle controller tracks all of them before anything is lost.
+            while (true)
+            {
+                var (_, live) = await client.InspectAsync(InspectTarget.Liveness, 1).ConfigureAwait(false);
+                int at = live.Count > 0 ? live[0].IndexOf("tracked=", StringComparison.Ordinal) : -1;
+                if (at >= 0 && int.TryParse(live[0].AsSpan(at + 8).ToString().Split(' ')[0], NumberStyles.Integer, ci, out int tracked) && tracked >= expected) break;
+                if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"not every agent heartbeated within 120 s ({(live.Count > 0 ? live[0] : "")})");
+                await Task.Delay(200, cancel).ConfigureAwait(false);
+            }
+            Console.WriteLine($"  {expected:N0} agents registered and heartbeating in {sw.Elapsed.TotalSeconds:0.0} s");
+
+            // ---------------------------------------------------------------- workloads
+            // Critical services first, so they take their preferred (soon lost) region before the filler arrives.
+            var critical = new List<Tracked>();
+            string lastState = "";
+            string[] criticalNames = ["risk-api", "billing-api"];
+            for (int i = 0; i < criticalNames.Length; i++)
+            {
+                var t = new Tracked(criticalNames[i], lost, names[1 + i % (names.Length - 1)]);
+                critical.Add(t);
+                await CreateAsync(client, "critical", t.Name, WorkloadType.Service, o.CriticalReplicas, CriticalPriority, 1000, 2, cancel,
+                    topology: new WorkloadTopology { PreferredRegions = [t.Preferred, t.Failover] }).ConfigureAwait(false);
+            }
+            await WaitAsync(TimeSpan.FromSeconds(60), async () =>
+            {
+                foreach (var t in critical)
+                {
+                    var w = await GetAsync(client, "critical", t.Name, cancel).ConfigureAwait(false);
+                    // All serving, at least 4 of them in the preferred region (checked below: fewer than 4 in any other).
+                    if (w is null || w.Status.Serving < o.CriticalReplicas || (w.Status.ServingByRegion.TryGetValue(lost, out int s) ? s : 0) < 4)
+                    {
+                        lastState = w is null ? "missing" : $"{t.Name}: bound {w.Status.Bound} ready {w.Status.Ready} serving {w.Status.Serving} by region [{string.Join(", ", w.Status.ServingByRegion.Select(kv => kv.Key + "=" + kv.Value))}] pending {w.Status.PendingReason}";
+                        return false;
+                    }
+                }
+                return true;
+            }, "critical services serving in their preferred region", cancel, () => lastState).ConfigureAwait(false);
+            double totalCores = o.Cores * expected;
+            int search = Math.Max(3, expected / 6), fraud = Math.Max(3, expected / 3);
+            // Best-effort analytics fills what is left to ~85 % of the cell's CPU: recovery must preempt it.
+            int filler = Math.Max(1, (int)(totalCores * 0.85 - 2 * o.CriticalReplicas - 2 * search - fraud));
+            await CreateAsync(client, "search", "search-workers", WorkloadType.Service, search, SearchPriority, 2000, 8, cancel,
+                topology: new WorkloadTopology { Spread = TopologySpreadScope.Region }).ConfigureAwait(false);
+            await CreateAsync(client, "batch", "fraud-detect", WorkloadType.Batch, fraud, BatchPriority, 1000, 2, cancel).ConfigureAwait(false);
+            // Split into workloads of at most 4,000 replicas: a workload's status lists one entry per replica, and one
+            // object is at most 256 KiB.
+            int fillerParts = (filler + 3999) / 4000;
+            for (int p = 0; p < fillerParts; p++)
+                await CreateAsync(client, "analytics", $"analytics-{p}", WorkloadType.Service, filler / fillerParts + (p < filler % fillerParts ? 1 : 0), FillerPriority, 1000, 1, cancel).ConfigureAwait(false);
+            await WaitAsync(TimeSpan.FromSeconds(180), async () =>
+            {
+                int bound = 0;
+                for (int p = 0; p < fillerParts; p++)
+                    if (await GetAsync(client, "analytics", $"analytics-{p}", cancel).ConfigureAwait(false) is { } w) bound += w.Status.Bound;
+                return bound >= filler * 9 / 10;
+            }, "the analytics filler bound", cancel).ConfigureAwait(false);
+            // The starting state that makes the objective real: every critical replica in the lost region, < 4 elsewhere.
+            foreach (var t in critical)
+            {
+                var w = (await GetAsync(client, "critical", t.Name, cancel).ConfigureAwait(false))!;
+                foreach (var (region, n) in w.Status.ServingByRegion)
+                    if (region != lost && n >= 4) throw new InvalidOperationException($"{t.Name} already has {n} serving in {region} before the loss");
+            }
+            var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000).ConfigureAwait(false);
+            var lostNodes = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var line in nodeLines)
+                if (line.Contains($" region={lost} ", StringComparison.Ordinal)) lostNodes.Add(line.Split(' ')[1]);
+            var before = await LostRegionBindingsAsync(client, lostNodes).ConfigureAwait(false);
+            Console.WriteLine($"  workloads: 2 critical x {o.CriticalReplicas} (priority {CriticalPriority}, prefer {lost}), search {search} (priority {SearchPriority}), fraud batch {fraud} (priority {BatchPriority}), analytics filler {filler} in {fillerParts} workloads (priority {FillerPriority}); {before.Count:N0} bindings in {lost}");
+
+            // ---------------------------------------------------------------- the loss
+            var clock = Stopwatch.StartNew();
+            foreach (var (region, fleet) in fleets) if (region == lost) await fleet.DisconnectAllAsync().ConfigureAwait(false);
+            foreach (var (region, child) in children) if (region == lost) child.Kill();
+            double disconnectSeconds = clock.Elapsed.TotalSeconds;
+            Console.WriteLine($"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
+            var violations = new List<string>();
+            int audits = 0;
+            double nextAudit = 0;
+            while (clock.Elapsed.TotalSeconds < o.TimeoutSeconds)
+            {
+                double t = clock.Elapsed.TotalSeconds;
+                bool all = true;
+                foreach (var c in critical)
+                {
+                    var w = await GetAsync(client, "critical", c.Name, cancel).ConfigureAwait(false);
+                    if (w is null) { all = false; continue; }
+                    c.MaxUnreachable = Math.Max(c.MaxUnreachable, w.Status.Unreachable);
+                    int best = 0;
+                    string bestRegion = "";
+                    foreach (var (region, n) in w.Status.ServingByRegion)
+                        if (region != lost && n > best) (best, bestRegion) = (n, region);
+                    c.Timeline.Add((t, best));
+                    if (c.RecoveredAt is null && best >= 4) { c.RecoveredAt = t; c.RecoveredIn = bestRegion; }
+                    all &= c.RecoveredAt is not null;
+                }
+                if (t >= nextAudit)
+                {
+                    nextAudit = t + 0.5;
+                    audits++;
+                    await AuditAsync(client, lostNodes, before, violations).ConfigureAwait(false);
+                }
+                if (all) break;
+                await Task.Delay(100, cancel).ConfigureAwait(false);
+            }
+            // Once more at the end, after everything settled for a moment.
+            await Task.Delay(500, cancel).ConfigureAwait(false);
+            await AuditAsync(client, lostNodes, before, violations).ConfigureAwait(false);
+            audits++;
+            var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2).ConfigureAwait(false);
+            var (_, stats) = await client.InspectAsync(InspectTarget.Stats, 100).ConfigureAwait(false);
+
+            // ---------------------------------------------------------------- report
+            Console.WriteLine();
+            Console.WriteLine($"  {"workload",-12} {"preferred",-10} {"recovered in",-12} {"time to 4 serving",17}  {"max unreachable",15}");
+            bool ok = violations.Count == 0;
+            var times = new List<double>();
+            foreach (var c in critical)
+            {
+                string time = c.RecoveredAt is { } at ? at.ToString("0.000", ci) + " s" : "not recovered";
+                ok &= c.RecoveredAt is { } a && a <= o.ObjectiveSeconds;
+                if (c.RecoveredAt is { } x) times.Add(x);
+                Console.WriteLine($"  {c.Name,-12} {c.Preferred,-10} {c.RecoveredIn,-12} {time,17}  {c.MaxUnreachable,15}");
+            }
+            times.Sort();
+            if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");
+            Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost})");
+            foreach (var v in violations.Take(20)) Console.WriteLine($"    violation: {v}");
+            foreach (var l in liveness) Console.WriteLine($"  lifecycle {l}");
+            foreach (var l in stats) if (l.StartsWith("commits", StringComparison.Ordinal) || l.StartsWith("engine", StringComparison.Ordinal)) Console.WriteLine($"  {l}");
+            Console.WriteLine($"  objective: {(ok ? "met" : "NOT met")}");
+            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost);
+            return ok ? 0 : 1;
+        }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException or AgentRequestException or System.Net.Sockets.SocketException or IOException)
+        {
+            Console.Error.WriteLine($"omega drill region-loss: {e.Message}");
+            Console.Error.WriteLine(serve.Output);
+            return 1;
+        }
+        finally
+        {
+            foreach (var (_, fleet) in fleets) await fleet.DisposeAsync().ConfigureAwait(false);
+            foreach (var (_, child) in children) child.Dispose();
+            await serve.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            if (tempData)
+                try { Directory.Delete(dataDir, recursive: true); }
+                catch (IOException) { }
+        }
+    }
+
+    private static async Task CreateAsync(ControlClient client, string tenant, string name, WorkloadType type, int replicas, int priority, long cpuMillis, long memGiB,
+        CancellationToken cancel, WorkloadTopology? topology = null, AntiAffinity antiAffinity = AntiAffinity.None)
+    {
+        var w = new Workload
+        {
+            Metadata = new ObjectMeta { Name = name, Tenant = tenant, Labels = { ["app"] = name } },
+            Spec = new WorkloadSpec
+            {
+                Type = type, Replicas = replicas, Priority = priority, MaxUnavailable = Math.Max(1, replicas / 4), AntiAffinity = antiAffinity,
+                Resources = new ResourceRequest { CpuMillis = cpuMillis, MemoryBytes = memGiB << 30 }, Topology = topology ?? new WorkloadTopology(),
+            },
+        };
+        await client.CreateAsync(w, cancel).ConfigureAwait(false);
+    }
+
+    private static async Task<Workload?> GetAsync(ControlClient client, string tenant, string name, CancellationToken cancel)
+        => await client.GetAsync(new ObjectKey(Workload.KindName, tenant, name), cancel).ConfigureAwait(false) as Workload;
+
+    private static async Task WaitAsync(TimeSpan timeout, Func<Task<bool>> done, string what, CancellationToken cancel, Func<string>? state = null)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!await done().ConfigureAwait(false))
+        {
+            if (sw.Elapsed > timeout) throw new TimeoutException($"{what}: not reached within {timeout.TotalSeconds:0} s {state?.Invoke()}");
+            await Task.Delay(200, cancel).ConfigureAwait(false);
+        }
+        Console.WriteLine($"  {what} ({sw.Elapsed.TotalSeconds:0.0} s)");
+    }
+
+    // Bindings on the lost region's nodes, as "task generation" strings (Inspect Allocations: "TASK nID RES tenant=.. priority=.. generation=G").
+    private static async Task<HashSet<string>> LostRegionBindingsAsync(ControlClient client, HashSet<string> lostNodes)
+    {
+        var (_, lines) = await client.InspectAsync(InspectTarget.Allocations, 10_000).ConfigureAwait(false);
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var l in lines)
+        {
+            var parts = l.Split(' ');
+            if (parts.Length > 1 && lostNodes.Contains(parts[1])) set.Add(parts[0] + " " + parts[^1]);
+        }
+        return set;
+    }
+
+    private static async Task AuditAsync(ControlClient client, HashSet<string> lostNodes, HashSet<string> before, List<string> violations)
+    {
+        var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100).ConfigureAwait(false);
+        if (audit.Count == 0 || audit[0] != "ok")
+            foreach (var l in audit) if (l != "ok" && !violations.Contains(l)) violations.Add(l);
+        // Nothing may be bound in the lost region after the loss: every binding there must be one that was there before.
+        foreach (var b in await LostRegionBindingsAsync(client, lostNodes).ConfigureAwait(false))
+            if (!before.Contains(b) && !violations.Contains("bound in the lost region: " + b)) violations.Add("bound in the lost region: " + b);
+    }
+
+    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        Directory.CreateDirectory(dir);
+        var series = new List<Omega.Reporting.Series>();
+        foreach (var c in critical)
+        {
+            var xs = new List<double>();
+            var ys = new List<double>();
+            foreach (var (t, n) in c.Timeline) { xs.Add(t); ys.Add(n); }
+            if (xs.Count > 0) series.Add(new Omega.Reporting.Series(c.Name, xs, ys));
+        }
+        if (series.Count > 0)
+            Omega.Reporting.Charts.WriteLineChart(Path.Combine(dir, "timeline.png"), $"Region {lost} lost: serving replicas in the best healthy region",
+                "seconds since the loss", "serving replicas", series);
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine(ci, $"# Region-loss drill: {o.Regions} regions x {o.AgentsPerRegion} agents");
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Seed {o.Seed}; agents {(o.AgentProcesses == 0 ? "in the drill process" : $"in {o.AgentProcesses} processes per region")}; start + readiness {o.ReadySeconds} s; objective {o.ObjectiveSeconds} s.");
+        sb.AppendLine();
+        sb.AppendLine("| workload | preferred | recovered in | time to 4 serving (s) | max unreachable |");
+        sb.AppendLine("|---|---|---|---:|---:|");
+        foreach (var c in critical)
+            sb.AppendLine(ci, $"| {c.Name} | {c.Preferred} | {c.RecoveredIn} | {(c.RecoveredAt is { } a ? a.ToString("0.000", ci) : "not recovered")} | {c.MaxUnreachable} |");
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Invariant violations: {violations.Count}.");
+        foreach (var l in liveness) sb.AppendLine(ci, $"    {l}");
+        sb.AppendLine();
+        sb.AppendLine("![timeline](timeline.png)");
+        File.WriteAllText(Path.Combine(dir, "README.md"), sb.ToString());
+    }
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+}
+
+/// <summary>An <c>omega</c> child process of the drill (the same executable or omega.dll), its output collected.</summary>
+internal sealed class ChildProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly System.Text.StringBuilder _out = new();
+    private readonly string _name;
+
+    private ChildProcess(Process process, string name)
+    {
+        _process = process;
+        _name = name;
+    }
+
+    public static ChildProcess Start(string name, string[] args)
+    {
+        // Run as 'dotnet omega.dll' when this process is 'dotnet omega.dll', else the same apphost.
+        string self = Environment.ProcessPath ?? "dotnet";
+        bool viaDotnet = Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
+        var psi = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (viaDotnet) psi.ArgumentList.Add(typeof(ChildProcess).Assembly.Location);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start omega {name}");
+        var c = new ChildProcess(p, name);
+        p.OutputDataReceived += (_, e) => c.Append(e.Data, "");
+        p.ErrorDataReceived += (_, e) => c.Append(e.Data, "stderr: ");
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return c;
+    }
+
+    private void Append(string? line, string prefix)
+    {
+        if (line is null) return;
+        lock (_out) _out.Append(_name).Append(": ").Append(prefix).AppendLine(line);
+    }
+
+    public string Output { get { lock (_out) return _out.ToString(); } }
+
+    public async Task WaitForAsync(string text, TimeSpan timeout, CancellationToken cancel)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"omega {_name} exited ({_process.ExitCode}) before printing '{text}'");
+            if (sw.Elapsed > timeout) throw new TimeoutException($"omega {_name} did not print '{text}' within {timeout.TotalSeconds:0} s");
+            await Task.Delay(50, cancel).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>SIGKILL: the kernel closes its sockets, so the server sees every connection of it end at once.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+    }
+
+    /// <summary>SIGTERM and wait (a clean stop: checkpoint), SIGKILL after the timeout.</summary>
+    public async Task StopAsync(TimeSpan timeout)
+    {
+        if (_process.HasExited) return;
+        using (var term = Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)])) await term.WaitForExitAsync().ConfigureAwait(false);
+        using var cts = new CancellationTokenSource(timeout);
+        try { await _process.WaitForExitAsync(cts.Token).ConfigureAwait(false); }
+        catch (OperationCanceledException) { Kill(); }
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+}
