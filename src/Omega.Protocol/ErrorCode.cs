@@ -191,11 +191,6 @@ public enum ErrorCode : ushort
     UnknownPolicyOperation = 71,
 
     /// <summary>
-    /// Version 3 (regops, issue 13): a CreateToken over the wire for a credential with the break-glass scope without a
-    /// reason (key 7), without a TTL, or with a TTL over the server's maximum (4 h by default). Nothing was created; the
-    /// refusal is audited. The connection stays open.
-    /// </summary>
-    BreakGlassUnbounded = 85,
     /// Version 3: a Register with a malformed region or zone, a zone without a region, or well-known topology labels that
     /// disagree with keys 5/6. Nothing changed; the connection stays open.
     /// </summary>
@@ -206,6 +201,13 @@ public enum ErrorCode : ushort
     /// immutable per node). Nothing changed; the connection stays open.
     /// </summary>
     TopologyChanged = 81,
+
+    /// <summary>
+    /// Version 3 (regops, issue 13): a CreateToken over the wire for a credential with the break-glass scope without a
+    /// reason (key 7), without a TTL, or with a TTL over the server's maximum (4 h by default). Nothing was created; the
+    /// refusal is audited. The connection stays open.
+    /// </summary>
+    BreakGlassUnbounded = 85,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

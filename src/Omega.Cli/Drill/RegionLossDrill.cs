@@ -123,7 +123,7 @@ internal static class RegionLossDrill
             var sw = Stopwatch.StartNew();
             while (true)
             {
-                var (total, _) = await client.InspectAsync(InspectTarget.Nodes, 1).ConfigureAwait(false);
+                var (total, _) = await client.InspectAsync(InspectTarget.Nodes, 1, cancel).ConfigureAwait(false);
                 if (total >= expected) break;
                 if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"only {total} of {expected} agents registered within 120 s");
                 await Task.Delay(200, cancel).ConfigureAwait(false);
@@ -132,7 +132,7 @@ internal static class RegionLossDrill
             // lease after registering), so the lifecycle controller tracks all of them before anything is lost.
             while (true)
             {
-                var (_, live) = await client.InspectAsync(InspectTarget.Liveness, 1).ConfigureAwait(false);
+                var (_, live) = await client.InspectAsync(InspectTarget.Liveness, 1, cancel).ConfigureAwait(false);
                 int at = live.Count > 0 ? live[0].IndexOf("tracked=", StringComparison.Ordinal) : -1;
                 if (at >= 0 && int.TryParse(live[0].AsSpan(at + 8).ToString().Split(' ')[0], NumberStyles.Integer, ci, out int tracked) && tracked >= expected) break;
                 if (sw.Elapsed.TotalSeconds > 120) throw new TimeoutException($"not every agent heartbeated within 120 s ({(live.Count > 0 ? live[0] : "")})");
@@ -192,7 +192,7 @@ internal static class RegionLossDrill
                 foreach (var (region, n) in w.Status.ServingByRegion)
                     if (region != lost && n >= 4) throw new InvalidOperationException($"{t.Name} already has {n} serving in {region} before the loss");
             }
-            var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000).ConfigureAwait(false);
+            var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000, cancel).ConfigureAwait(false);
             var lostNodes = new HashSet<string>(StringComparer.Ordinal);
             foreach (var line in nodeLines)
                 if (line.Contains($" region={lost} ", StringComparison.Ordinal)) lostNodes.Add(line.Split(' ')[1]);
@@ -238,8 +238,8 @@ internal static class RegionLossDrill
             await Task.Delay(500, cancel).ConfigureAwait(false);
             await AuditAsync(client, lostNodes, before, violations).ConfigureAwait(false);
             audits++;
-            var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2).ConfigureAwait(false);
-            var (_, stats) = await client.InspectAsync(InspectTarget.Stats, 100).ConfigureAwait(false);
+            var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
+            var (_, stats) = await client.InspectAsync(InspectTarget.Stats, 100, cancel).ConfigureAwait(false);
 
             // ---------------------------------------------------------------- report
             Console.WriteLine();
