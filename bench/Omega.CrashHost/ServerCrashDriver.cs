@@ -124,6 +124,8 @@ internal sealed class ServerCrashDriver
         public readonly List<WireConn> Conns = new();
         public readonly Dictionary<string, WireConn> Agents = new(StringComparer.Ordinal);
         public readonly List<Task> Loops = new();
+        // Completed when the driver starts committing (or the cycle ends first): the clock of kills drawn in that phase.
+        public readonly TaskCompletionSource CommitPhase = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public async Task KillAsync()
         {
@@ -138,11 +140,22 @@ internal sealed class ServerCrashDriver
         using var serve = await ServeProcess.StartAsync(_omega, DataDir, TimeSpan.FromSeconds(90),
             "--node-lease", LeaseSeconds, "--batch-workers", "1", "--service-workers", "1");
         var st = new CycleState { Serve = serve, Summary = s, Rng = rng };
-        bool killAfterGrant = rng.Next(5) == 0;
-        var killAt = TimeSpan.FromMilliseconds(rng.Next(100, 3500));
+        // Where the kill falls: right after a lease grant (1 in 5), at a random moment from the cycle's start (1 in 4 of
+        // the rest: registrations, lease acquisition), or at a random moment of the commit phase. The phase clock matters
+        // on a loaded machine, where setup alone can outlast a kill drawn from the cycle's start and the cycle then
+        // checks no commit at all. The first cycle always commits, so even a short run checks acknowledged bindings.
+        bool killAfterGrant = cycle > 1 && rng.Next(5) == 0;
+        bool fromStart = cycle > 1 && rng.Next(4) == 0;
+        var killAt = TimeSpan.FromMilliseconds(fromStart ? rng.Next(100, 3500) : rng.Next(300, 3500));
         try
         {
-            if (!killAfterGrant) st.Loops.Add(Task.Run(async () => { await Task.Delay(killAt); await st.KillAsync(); }));
+            if (!killAfterGrant)
+                st.Loops.Add(Task.Run(async () =>
+                {
+                    if (!fromStart) await st.CommitPhase.Task;
+                    await Task.Delay(killAt);
+                    await st.KillAsync();
+                }));
             await DriveAsync(cycle, st, killAfterGrant);
         }
         catch (Exception e) when (st.IsKilled && e is ConnectionLostException or TimeoutException or WireErrorException)
@@ -155,6 +168,7 @@ internal sealed class ServerCrashDriver
         }
         finally
         {
+            st.CommitPhase.TrySetResult();
             await st.KillAsync();
             foreach (var c in st.Conns) await c.DisposeAsync();
             try { await Task.WhenAll(st.Loops); }
@@ -267,6 +281,7 @@ internal sealed class ServerCrashDriver
         }
 
         // Commits until the kill: renewals, claims meant to succeed and to fail, acknowledged completions.
+        st.CommitPhase.TrySetResult();
         var renewed = Stopwatch.StartNew();
         var nodes = Stable.Concat(Mortal).Select(n => _registered[n]).ToArray();
         while (true)
