@@ -63,4 +63,8 @@ internal static partial class Log
         Message = "The listener is plaintext (Omega:Tls:Mode Plaintext): traffic can be read and forged on the network path")]
     public static partial void Plaintext(ILogger logger);
 
+
+    [LoggerMessage(EventId = 1203, EventName = "DashboardListening", Level = LogLevel.Information,
+        Message = "Dashboard serving on {Address}")]
+    public static partial void DashboardListening(ILogger logger, Uri address);
 }

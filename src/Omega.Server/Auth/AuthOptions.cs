@@ -29,3 +29,11 @@ public sealed class AuthOptions
     /// </summary>
     public TimeSpan? ExpirySweepPeriod { get; set; } = TimeSpan.FromSeconds(1);
 }
+
+/// <summary>A credential that <see cref="AuthService.CheckBearer"/> accepted (never its secret).</summary>
+/// <param name="CredentialId">The credential's id (the middle part of the token).</param>
+/// <param name="Who">How the audit log names it: <c>role:subject[scopes](id)</c>.</param>
+/// <param name="Role">Its role (always operator today).</param>
+/// <param name="Scopes">Its scopes (read always included).</param>
+/// <param name="ExpiresUnixMs">When it expires, Unix milliseconds; 0 for never.</param>
+public sealed record BearerIdentity(string CredentialId, string Who, Omega.Protocol.CredentialRole Role, Omega.Protocol.OperatorScopes Scopes, long ExpiresUnixMs);
