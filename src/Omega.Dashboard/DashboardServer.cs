@@ -114,7 +114,9 @@ public sealed class DashboardServer : IAsyncDisposable
         h.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
         h.XContentTypeOptions = "nosniff";
         h.XFrameOptions = "DENY";
-        h["Referrer-Policy"] = "no-referrer";
+        // same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" on its own form posts, and the
+        // same-origin check below could not tell them from a cross-site page's.
+        h["Referrer-Policy"] = "same-origin";
         h.CacheControl = "no-store";
         return next();
     }
@@ -157,7 +159,12 @@ public sealed class DashboardServer : IAsyncDisposable
     private static bool SameOrigin(HttpContext ctx)
     {
         string? origin = ctx.Request.Headers.Origin;
-        if (string.IsNullOrEmpty(origin) || origin == "null") return string.IsNullOrEmpty(origin);
+        // A browser says where a request comes from (Fetch Metadata); a non-browser client (curl, the CLI) sends no
+        // Origin and cannot carry the browser's cookie anyway.
+        string? site = ctx.Request.Headers["Sec-Fetch-Site"];
+        if (!string.IsNullOrEmpty(site) && site is not ("same-origin" or "none")) return false;
+        if (string.IsNullOrEmpty(origin)) return true;
+        if (origin == "null") return site == "same-origin";
         return Uri.TryCreate(origin, UriKind.Absolute, out var o)
             && string.Equals(o.Authority, ctx.Request.Host.Value, StringComparison.OrdinalIgnoreCase)
             && string.Equals(o.Scheme, ctx.Request.Scheme, StringComparison.OrdinalIgnoreCase);
