@@ -33,7 +33,13 @@ public sealed class BrowserTests : IClassFixture<DashboardHost>, IDisposable
 
     public void Dispose() => _browser.Quit();
 
-    private WebDriverWait Wait(double seconds = 15) => new(_browser, TimeSpan.FromSeconds(seconds)) { PollingInterval = TimeSpan.FromMilliseconds(50) };
+    private WebDriverWait Wait(double seconds = 15)
+    {
+        var w = new WebDriverWait(_browser, TimeSpan.FromSeconds(seconds)) { PollingInterval = TimeSpan.FromMilliseconds(50) };
+        // The page re-renders its tables at every sample: an element found a moment ago may be replaced.
+        w.IgnoreExceptionTypes(typeof(StaleElementReferenceException));
+        return w;
+    }
 
     private void SignIn(string token)
     {

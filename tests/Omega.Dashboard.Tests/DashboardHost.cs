@@ -31,6 +31,11 @@ public sealed class DashboardHost : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        // Two hosts of this class may run at once in one process (one per test class): each gets its own admin token
+        // file, not the shared temporary one an in-memory cell on port 0 would use.
+        Directory.CreateDirectory(_dir);
+        string tokenFile = Path.Combine(_dir, "admin.token");
+        await File.WriteAllTextAsync(tokenFile, Omega.Server.AuthService.GenerateToken());
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Services.AddOmega(o =>
@@ -41,10 +46,11 @@ public sealed class DashboardHost : IAsyncLifetime
             o.Tls.Mode = OmegaTlsMode.SelfSigned;
             o.Tls.SelfSignedDirectory = Path.Combine(_dir, "tls");
             o.Authentication = true;
-            o.AdminTokenFile = null;
+            o.AdminTokenFile = tokenFile;
             o.Readiness = ReplicaReadiness.Bound;
             o.Dashboard.Listen = "127.0.0.1:0";
             o.Dashboard.SampleInterval = TimeSpan.FromMilliseconds(200);
+            o.Dashboard.MaxSessions = 8;
         });
         _host = builder.Build();
         await _host.StartAsync();
