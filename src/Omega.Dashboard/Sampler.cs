@@ -116,9 +116,11 @@ internal sealed class Sampler : IDisposable
                 subs = _subscribers.ToArray();
             }
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
         {
-            return; // the engine or store closed under a last tick at shutdown
+            // The engine or store closed under a last tick at shutdown. This runs on a timer: an exception escaping it
+            // would end the whole server process for the sake of a chart.
+            return;
         }
         foreach (var s in subs) s(json);
     }
