@@ -132,8 +132,7 @@ public sealed class BrowserTests : IClassFixture<DashboardHost>, IDisposable
     public async Task OperatorDrain_FromThePage_DrainsTheNodeAndIsAudited()
     {
         SignIn(_h.AdminToken);
-        var drain = Wait().Until(d => d.FindElement(By.CssSelector("#nodes button.drain[data-node='n2']")));
-        drain.Click();
+        ClickWhenPresent("#nodes button.drain[data-node='n2']");
         Assert.True(_h.Runtime.Cell.TryGetNodeId("n2", out var id));
         await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Draining, "n2 draining in the cell");
         // The page shows it on the next sample, with the button turned into Undrain.
@@ -141,9 +140,17 @@ public sealed class BrowserTests : IClassFixture<DashboardHost>, IDisposable
         var (_, audit) = _h.Runtime.Server.Auth.ReadAudit(100);
         Assert.Contains(audit, e => e.Action == "Dashboard DrainNode" && e.Target == "n2" && e.Result == "ok" && e.Who.Contains("operator:admin", StringComparison.Ordinal));
         // Undo it from the page as well (and leave the node as the other tests expect it).
-        _browser.FindElement(By.CssSelector("#nodes button.undrain[data-node='n2']")).Click();
+        ClickWhenPresent("#nodes button.undrain[data-node='n2']");
         await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Schedulable, "n2 schedulable again");
     }
+
+    // The node table is rebuilt at every sample: a button found a moment ago may be gone by the click. Retried on a
+    // stale element only; the selector names the button's kind, so a retry can never press the opposite action.
+    private void ClickWhenPresent(string css) => Wait().Until(d =>
+    {
+        d.FindElement(By.CssSelector(css)).Click();
+        return true;
+    });
 
     private NodeStatus NodeStatusOf(NodeId id)
         => _h.Runtime.Cell.Snapshot().TryGetNode(id, out var v) == Omega.Cells.SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
