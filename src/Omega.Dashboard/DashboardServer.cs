@@ -191,7 +191,7 @@ public sealed class DashboardServer : IAsyncDisposable
         var id = _src.Auth.CheckBearer(token, out var reason);
         if (id is null)
         {
-            _src.Auth.AuditRefusal($"dashboard({ctx.Connection.RemoteIpAddress})", "Dashboard SignIn", "", reason);
+            _src.Auth.AuditRefusal($"dashboard({ctx.Connection.RemoteIpAddress})", "Dashboard SignIn", "", "SignInRefused", reason);
             Log.SignInRefused(_logger, ctx.Connection.RemoteIpAddress?.ToString() ?? "", reason);
             ctx.Response.Redirect("/?error=signin", false);
             return;

@@ -250,11 +250,16 @@ public sealed class AuthService : IDisposable
     /// <summary>Writes an action taken outside the TCP protocol (a dashboard action) and its outcome to the audit log.</summary>
     public void AuditAction(string who, string action, string target, string result) => Audit(who, action, target, result);
 
-    /// <summary>Counts and audits a refusal outside the TCP protocol (a dashboard sign-in or action); rate-bounded like every denial.</summary>
-    public void AuditRefusal(string who, string action, string target, string reason)
+    /// <summary>
+    /// Counts a refusal outside the TCP protocol (a dashboard sign-in or action) in <c>omega.auth.denied</c> (role
+    /// <c>dashboard</c>, tag <c>reason</c> = <paramref name="reason"/>, a short fixed word) and writes it, with
+    /// <paramref name="detail"/>, to the audit log; rate-bounded like every denial.
+    /// </summary>
+    public void AuditRefusal(string who, string action, string target, string reason, string? detail = null)
     {
         Interlocked.Increment(ref _deniedTotal);
-        AuditDenial(who, action, target, "denied: " + reason);
+        _denied.Add(1, new KeyValuePair<string, object?>("role", "dashboard"), new KeyValuePair<string, object?>("reason", reason));
+        AuditDenial(who, action, target, "denied: " + reason + (string.IsNullOrEmpty(detail) ? "" : " (" + detail + ")"));
     }
 
     // ---------------------------------------------------------------- handshake
