@@ -67,4 +67,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 1100, EventName = "ControlPlaneStarted", Level = LogLevel.Information,
         Message = "Control plane: {Objects} objects, scheduler policy revision {PolicyRevision}, {Decisions} decision records kept; controllers running: {Controllers}")]
     public static partial void ControlPlaneStarted(ILogger logger, int objects, int policyRevision, int decisions, bool controllers);
+
+    [LoggerMessage(EventId = 1203, EventName = "DashboardListening", Level = LogLevel.Information,
+        Message = "Dashboard serving on {Address}")]
+    public static partial void DashboardListening(ILogger logger, Uri address);
 }

@@ -56,6 +56,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     // regops (issue 13): the override sweep and the node-pool autoscaler.
     private OverrideController? _overrides;
     private NodePoolAutoscaler? _autoscaler;
+    // dash (issue 17 item 4): the web dashboard, when Dashboard.Listen is set; started after the server, stopped first.
+    private Omega.Dashboard.DashboardServer? _dashboard;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -158,7 +160,22 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             Log.ControlPlaneStarted(_logger, _objects.Count, policyRevision, _decisions.Kept, o.RunControllers);
             _runtime.SetControlPlane(_policies, _decisions, _repair);
+            // ---- dash: the web dashboard (same certificate as the listener; sign-in with the server's credentials) ----
+            if (o.Dashboard.Listen is not null)
+            {
+                var durable = _store;
+                _dashboard = new Omega.Dashboard.DashboardServer(new Omega.Dashboard.DashboardSources
+                {
+                    Cell = _store.Cell, Engine = _engine, Objects = _objects, Auth = _server.Auth, Time = _time,
+                    Certificate = o.Server.Transport.ServerTls?.Certificate,
+                    WaitDurable = ct => durable.WaitForDurableAsync(durable.Cell.JournalSequence, ct),
+                }, o.Dashboard, _logger);
+                await _dashboard.StartAsync(cancellationToken).ConfigureAwait(false);
+                Log.DashboardListening(_logger, _dashboard.Address!);
+            }
+            // ---- end dash ----
             _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
+            _runtime.DashboardAddress = _dashboard?.Address;
         }
         catch (Exception e)
         {
@@ -326,6 +343,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <summary>Stops what was started, in reverse order; checkpoints a durable store first when asked. Idempotent.</summary>
     private async Task<long?> CloseAsync(bool checkpoint)
     {
+        // dash: the dashboard first (it reads every other piece, and acts on the cell).
+        if (_dashboard is { } dashboard)
+        {
+            _dashboard = null;
+            await dashboard.DisposeAsync().ConfigureAwait(false);
+        }
         // Controllers first: no reconcile may submit to an engine that is stopping or write to a closing store.
         if (_runner is { } runner)
         {

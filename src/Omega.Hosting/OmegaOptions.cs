@@ -135,6 +135,13 @@ public sealed class OmegaOptions
     public DecisionArchiveOptions DecisionArchive { get; set; } = new();
 
     /// <summary>
+    /// The live web dashboard (section <c>Omega:Dashboard</c>; docs/dashboard.md): set <see cref="Omega.Dashboard.DashboardOptions.Listen"/>
+    /// to serve it. It uses the listener's TLS certificate (HTTPS; plaintext only when <see cref="Tls"/> is Plaintext) and,
+    /// with <see cref="Authentication"/>, requires a sign-in with an operator token. Off by default.
+    /// </summary>
+    public Omega.Dashboard.DashboardOptions Dashboard { get; set; } = new();
+
+    /// <summary>
     /// Called last on the engine's options, after the two kinds are added from <see cref="BatchWorkers"/> and
     /// <see cref="ServiceWorkers"/>: the place for what configuration does not carry (pipelines, guarantees, more kinds).
     /// </summary>

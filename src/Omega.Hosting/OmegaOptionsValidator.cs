@@ -18,6 +18,15 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
         if (!IPEndPoint.TryParse(options.Listen ?? "", out var endpoint) || !(options.Listen ?? "").Contains(':', StringComparison.Ordinal))
             failures.Add($"Omega:Listen must be ADDRESS:PORT (port 0 picks a free one), not '{options.Listen}'");
         else if (endpoint.Port is < 0 or > 65535) failures.Add($"Omega:Listen port must be 0-65535, not {endpoint.Port}");
+        // dash: the dashboard's address and limits.
+        if (options.Dashboard is { Listen: { } dl } d)
+        {
+            if (!IPEndPoint.TryParse(dl, out var de) || !dl.Contains(':', StringComparison.Ordinal) || de.Port is < 0 or > 65535)
+                failures.Add($"Omega:Dashboard:Listen must be ADDRESS:PORT (port 0 picks a free one), not '{dl}'");
+            if (d.MaxSessions < 1 || d.MaxStreams < 1 || d.HistorySamples < 1) failures.Add("Omega:Dashboard: MaxSessions, MaxStreams and HistorySamples must be at least 1");
+            if (d.SampleInterval < TimeSpan.FromMilliseconds(50) || d.SessionLifetime <= TimeSpan.Zero || d.SessionIdleTimeout <= TimeSpan.Zero)
+                failures.Add("Omega:Dashboard: SampleInterval must be at least 50 ms; SessionLifetime and SessionIdleTimeout positive");
+        }
         if (options.BatchWorkers is < 1 or > 256) failures.Add($"Omega:BatchWorkers must be between 1 and 256, not {options.BatchWorkers}");
         if (options.ServiceWorkers is < 1 or > 256) failures.Add($"Omega:ServiceWorkers must be between 1 and 256, not {options.ServiceWorkers}");
         if (options.SchedulerLease < TimeSpan.FromSeconds(1) || options.SchedulerLease > TimeSpan.FromMinutes(10)) failures.Add($"Omega:SchedulerLease must be between 00:00:01 and 00:10:00, not {options.SchedulerLease}");

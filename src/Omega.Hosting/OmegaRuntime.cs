@@ -93,6 +93,9 @@ public sealed class OmegaRuntime
 
     private TlsInfo? Tls { get; set; }
 
+    /// <summary>The web dashboard's address (<c>https://ADDRESS:PORT/</c>) when <see cref="OmegaOptions.Dashboard"/> serves one; else null.</summary>
+    public Uri? DashboardAddress { get; internal set; }
+
     /// <summary>True when the server checks credentials (<see cref="OmegaOptions.Authentication"/>).</summary>
     public bool IsAuthenticated => AdminToken is not null;
 

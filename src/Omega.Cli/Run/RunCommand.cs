@@ -32,9 +32,10 @@ internal static class RunCommand
         var report = new Option<string?>("--report") { Description = "Write a report folder (README.md, samples.csv, PNG charts incl. the bind latency distribution) to this directory." };
         var noAuth = new Option<bool>("--no-auth") { Description = "Agents connect without credentials (default: each agent joins with a bounded-use join token and gets its own credential)." };
         var insecure = new Option<bool>("--insecure") { Description = "Plaintext instead of TLS between the server and its agents (default: TLS 1.3 with a throwaway self-signed certificate)." };
+        var http = new Option<string?>("--http") { Description = "Serve the live web dashboard on ADDRESS:PORT (HTTPS with the run's certificate unless --insecure; sign in with the admin token). docs/dashboard.md." };
         var cmd = new Command("run", "Omega's main job: a FASTER-durable engine, the TCP server, a simulated agent fleet over loopback and an Omega-paper workload.")
         {
-            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report, insecure, noAuth,
+            agents, seconds, load, batchWorkers, serviceWorkers, data, seed, report, insecure, noAuth, http,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -43,7 +44,8 @@ internal static class RunCommand
                 r.GetValue(seconds) is <= 0 or > 86_400 ? "--seconds must be positive and at most 86400" :
                 r.GetValue(load) is <= 0 or > 1000 ? "--load must be positive and at most 1000" :
                 r.GetValue(batchWorkers) is < 1 or > 256 ? "--batch-workers must be between 1 and 256" :
-                r.GetValue(serviceWorkers) is < 1 or > 256 ? "--service-workers must be between 1 and 256" : null;
+                r.GetValue(serviceWorkers) is < 1 or > 256 ? "--service-workers must be between 1 and 256" :
+                r.GetValue(http) is { } h && !System.Net.IPEndPoint.TryParse(h, out _) ? $"--http must be ADDRESS:PORT, not '{h}'" : null;
             if (error is not null)
             {
                 Console.Error.WriteLine($"omega run: {error}");
@@ -51,13 +53,13 @@ internal static class RunCommand
             }
             string dir = r.GetValue(data) ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", "run");
             int s = r.GetValue(seed) ?? Random.Shared.Next();
-            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), !r.GetValue(insecure), !r.GetValue(noAuth), cancel)
+            return await RunAsync(r.GetValue(agents), r.GetValue(seconds), r.GetValue(load), r.GetValue(batchWorkers), r.GetValue(serviceWorkers), dir, s, r.GetValue(report), !r.GetValue(insecure), !r.GetValue(noAuth), cancel, r.GetValue(http))
                 .ConfigureAwait(false);
         });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, bool tls, bool auth, CancellationToken cancel)
+    private static async Task<int> RunAsync(int agentCount, double seconds, double load, int batchWorkers, int serviceWorkers, string dir, int seed, string? reportDir, bool tls, bool auth, CancellationToken cancel, string? http = null)
     {
         var ci = CultureInfo.InvariantCulture;
         Console.WriteLine(FormattableString.Invariant(
@@ -106,6 +108,7 @@ internal static class RunCommand
             // --- control plane (issue 12): the tenants of the run's workloads ---
             foreach (var t in RunWorkloads.Tenants) o.Tenants.Add(t);
             // --- end control plane ---
+            o.Dashboard.Listen = http;
         });
         try
         {
@@ -131,6 +134,7 @@ internal static class RunCommand
         };
         if (runtime.IsTls) Console.WriteLine($"  tls: TLS 1.3, self-signed certificate {runtime.TlsCertificatePath} (pin sha256:{runtime.TlsCertificatePin}); every agent verifies it");
         else ServeCommand.PrintTransportSecurity("omega run", runtime);
+        if (runtime.DashboardAddress is { } dashboardAt) Console.WriteLine($"  dashboard: {dashboardAt}");
         // Every agent gets its own node-scoped credential: one join token with exactly as many uses as agents, valid for
         // the registration window only; each agent joins once and reconnects with its own credential (issue 11: one
         // credential shared by the fleet is not acceptable).

@@ -32,9 +32,10 @@ internal static class ServeCommand
         var nodeLease = new Option<double>("--node-lease") { Description = "Node lease in seconds: a node not heard from this long is declared lost; also the restart grace and the first-heartbeat deadline of a new registration.", DefaultValueFactory = _ => 10 };
         var noAuth = new Option<bool>("--no-auth") { Description = "Accept every connection without a credential (anyone who reaches the port may do anything)." };
         var adminTokenFile = new Option<string?>("--admin-token-file") { Description = "Install the first operator token from this file (omega token generate) instead of creating DATA/admin.token." };
+        var http = new Option<string?>("--http") { Description = "Serve the live web dashboard on ADDRESS:PORT: HTTPS with the server's certificate (plain HTTP only with --insecure); sign in with an operator token. docs/dashboard.md." };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
-            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure, noAuth, adminTokenFile,
+            listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure, noAuth, adminTokenFile, http,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -46,6 +47,11 @@ internal static class ServeCommand
             if (!IPEndPoint.TryParse(r.GetValue(listen)!, out var endpoint))
             {
                 Console.Error.WriteLine($"omega serve: --listen must be ADDRESS:PORT, not '{r.GetValue(listen)}'");
+                return 2;
+            }
+            if (r.GetValue(http) is { } httpAt && (!IPEndPoint.TryParse(httpAt, out _) || !httpAt.Contains(':', StringComparison.Ordinal)))
+            {
+                Console.Error.WriteLine($"omega serve: --http must be ADDRESS:PORT, not '{httpAt}'");
                 return 2;
             }
             if (r.GetValue(adminTokenFile) is { } atf && (r.GetValue(noAuth) || !File.Exists(atf)))
@@ -95,6 +101,7 @@ internal static class ServeCommand
                 // Credentials on by default too (issue 11); --no-auth is the explicit, warned opt-out.
                 o.Authentication = !r.GetValue(noAuth);
                 o.AdminTokenFile = r.GetValue(adminTokenFile);
+                o.Dashboard.Listen = r.GetValue(http);
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
@@ -114,6 +121,11 @@ internal static class ServeCommand
             catch (System.Net.Sockets.SocketException e)
             {
                 Console.Error.WriteLine($"omega serve: cannot listen on {endpoint}: {e.Message}");
+                return 1;
+            }
+            catch (IOException e) when (r.GetValue(http) is not null) // Kestrel: the dashboard's port in use
+            {
+                Console.Error.WriteLine($"omega serve: cannot serve the dashboard on {r.GetValue(http)}: {e.Message}");
                 return 1;
             }
             catch (OmegaConfigurationException e) // a tenant beyond the limit, an unreadable admin token file: usage
@@ -139,6 +151,7 @@ internal static class ServeCommand
             using var reg = cancel.Register(() => stopped.TrySetResult());
             PrintTransportSecurity("omega serve", runtime);
             PrintAuthentication("omega serve", runtime);
+            if (runtime.DashboardAddress is { } dashboardAt) Console.WriteLine($"omega serve: dashboard at {dashboardAt}{(runtime.IsAuthenticated ? " (sign in with an operator token)" : "")}");
             Console.WriteLine($"omega serve: listening on {runtime.EndPoint}; Ctrl+C (or SIGTERM) stops, checkpoints and closes");
 
             await stopped.Task.ConfigureAwait(false);

@@ -32,3 +32,11 @@ public sealed class AuthOptions
     /// <summary>regops (issue 13): the longest TTL of a break-glass credential created over the wire (default 4 h; a TTL and a reason are required).</summary>
     public TimeSpan MaxBreakGlassTtl { get; set; } = TimeSpan.FromHours(4);
 }
+
+/// <summary>A credential that <see cref="AuthService.CheckBearer"/> accepted (never its secret).</summary>
+/// <param name="CredentialId">The credential's id (the middle part of the token).</param>
+/// <param name="Who">How the audit log names it: <c>role:subject[scopes](id)</c>.</param>
+/// <param name="Role">Its role (always operator today).</param>
+/// <param name="Scopes">Its scopes (read always included).</param>
+/// <param name="ExpiresUnixMs">When it expires, Unix milliseconds; 0 for never.</param>
+public sealed record BearerIdentity(string CredentialId, string Who, Omega.Protocol.CredentialRole Role, Omega.Protocol.OperatorScopes Scopes, long ExpiresUnixMs);

@@ -220,6 +220,58 @@ public sealed class AuthService : IDisposable
         foreach (var conn in close) conn.SendError(0, ErrorCode.CredentialExpired, "the credential has expired");
     }
 
+    // ---------------------------------------------------------------- bearer checks for other front ends (the web dashboard)
+
+    /// <summary>
+    /// Checks a bearer token outside the TCP protocol (the web dashboard's sign-in, docs/dashboard.md): the same
+    /// constant-time comparison as a Hello, the same refusals (unknown, wrong secret, revoked, expired). Only operator
+    /// credentials are accepted: agents, schedulers, submitters and join tokens have no business in an operator console.
+    /// Returns null with the reason on refusal. Nothing is attached: the caller re-checks with
+    /// <see cref="IsCredentialLive"/> on every request, so a revocation takes effect at once.
+    /// </summary>
+    public BearerIdentity? CheckBearer(string? token, out string reason)
+    {
+        reason = "";
+        if (!Credential.TryParse(token, out var id, out var secret))
+        {
+            reason = "invalid credential";
+            return null;
+        }
+        var hash = Credential.HashSecret(secret);
+        lock (_lock)
+        {
+            _credentials.TryGetValue(id, out var c);
+            bool match = c is not null && CryptographicOperations.FixedTimeEquals(c.Hash, hash);
+            if (!match) reason = "invalid credential";
+            else if (c!.Revoked) reason = $"credential {id} was revoked";
+            else if (c.ExpiredAt(NowMs)) reason = $"credential {id} has expired";
+            else if (c.Role != CredentialRole.Operator) reason = $"a {Credential.RoleName(c.Role)} credential cannot sign in to the dashboard: an operator credential is needed";
+            else return new BearerIdentity(c.Id, c.Who, c.Role, c.Scopes | OperatorScopes.Read, c.ExpiresUnixMs);
+        }
+        return null;
+    }
+
+    /// <summary>True while credential <paramref name="id"/> exists, is not revoked and has not expired.</summary>
+    public bool IsCredentialLive(string id)
+    {
+        lock (_lock) return _credentials.TryGetValue(id, out var c) && !c.Revoked && !c.ExpiredAt(NowMs);
+    }
+
+    /// <summary>Writes an action taken outside the TCP protocol (a dashboard action) and its outcome to the audit log.</summary>
+    public void AuditAction(string who, string action, string target, string result) => Audit(who, action, target, result);
+
+    /// <summary>
+    /// Counts a refusal outside the TCP protocol (a dashboard sign-in or action) in <c>omega.auth.denied</c> (role
+    /// <c>dashboard</c>, tag <c>reason</c> = <paramref name="reason"/>, a short fixed word) and writes it, with
+    /// <paramref name="detail"/>, to the audit log; rate-bounded like every denial.
+    /// </summary>
+    public void AuditRefusal(string who, string action, string target, string reason, string? detail = null)
+    {
+        Interlocked.Increment(ref _deniedTotal);
+        _denied.Add(1, new KeyValuePair<string, object?>("role", "dashboard"), new KeyValuePair<string, object?>("reason", reason));
+        AuditDenial(who, action, target, "denied: " + reason + (string.IsNullOrEmpty(detail) ? "" : " (" + detail + ")"));
+    }
+
     // ---------------------------------------------------------------- handshake
 
     /// <summary>
