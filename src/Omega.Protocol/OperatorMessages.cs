@@ -199,6 +199,13 @@ internal struct InspectReply : IWireMessage<InspectReply>
     /// <summary>Most lines a reply carries, whatever the limit asked (bounds the reply frame).</summary>
     public const int MaxLines = 10_000;
 
+    /// <summary>
+    /// The most line text (UTF-8 bytes, summed over the lines) one reply carries: 10,000 long lines would not fit the
+    /// 1 MiB frame every peer accepts, so the server stops adding lines at this size (and <see cref="Total"/> still
+    /// counts every line that exists). 896 KiB leaves room for the framing and the JSON document.
+    /// </summary>
+    public const int MaxLineBytes = 896 * 1024;
+
     public int Total;
     public IReadOnlyList<string> Lines;
     public byte[]? Document;

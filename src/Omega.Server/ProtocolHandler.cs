@@ -507,6 +507,20 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 if (lines.Count > m.Limit) lines.RemoveRange(m.Limit, lines.Count - m.Limit);
                 break;
         }
+        // A reply must fit the peer's frame limit whatever the line count: keep the longest prefix within the byte budget
+        // (the client sees Total and that fewer lines came, as with a limit). Without this a 10,000-node listing closed
+        // the client's connection with FrameTooLarge.
+        long bytes = 0;
+        for (int i = 0; i < lines.Count; i++)
+        {
+            bytes += System.Text.Encoding.UTF8.GetByteCount(lines[i]) + 5;
+            if (bytes > InspectReply.MaxLineBytes)
+            {
+                if (total < lines.Count) total = lines.Count; // targets whose total is the line count keep saying so
+                lines.RemoveRange(i, lines.Count - i);
+                break;
+            }
+        }
         c.Send(rid, new InspectReply
         {
             Total = total, Lines = lines,

@@ -1,3 +1,4 @@
+using Omega.Agent;
 using Omega.Protocol;
 
 namespace Omega.Wire.Tests;
@@ -48,5 +49,26 @@ public sealed class OperatorProtocolTests
         // No durable store behind this server: a checkpoint is Unsupported.
         await c.SendAsync(6, new Operate { Kind = OperateKind.Checkpoint });
         Assert.Equal(OperateStatus.Unsupported, (await c.ExpectAsync<OperateReply>()).Status);
+    }
+
+    [Fact]
+    public async Task A_listing_of_ten_thousand_long_node_lines_fits_one_frame_and_says_how_many_exist()
+    {
+        // 10,000 nodes whose lines run to ~250 bytes: 2.5 MB of text, over the 1 MiB frame the client accepts. Before the
+        // byte cap the server sent it anyway and the client closed the connection with FrameTooLarge.
+        string pad = new string('x', 120);
+        await using var fx = ServerFixture.Start(engine: true, seed: cell =>
+        {
+            for (int i = 0; i < 10_000; i++) cell.AddNode(new NodeSpec($"node-{i:D5}-{pad}", new ResourceVector(4000, 8L << 30), "fd0"));
+        });
+        await using var c = await ControlClient.ConnectAsync(fx.EndPoint, "ops");
+        var (total, lines) = await c.InspectAsync(InspectTarget.Nodes, InspectReply.MaxLines);
+        Assert.Equal(10_000, total);
+        Assert.InRange(lines.Count, 1, 9_999);
+        Assert.StartsWith("node-00000-", lines[0], StringComparison.Ordinal);
+        // The connection is still good.
+        var (again, one) = await c.InspectAsync(InspectTarget.Nodes, 1);
+        Assert.Equal(10_000, again);
+        Assert.Single(one);
     }
 }
