@@ -29,3 +29,22 @@ print(f"{'test class':70} {'tests':>6} {'failed':>6} {'seconds':>8}")
 for name, (t, n, f) in sorted(per_class.items(), key=lambda kv: -kv[1][0]):
     print(f"{name:70} {n:6} {f:6} {t:8.1f}")
 print(f"{'total (sum of test durations; projects run in parallel)':70} {sum(v[1] for v in per_class.values()):6} {sum(v[2] for v in per_class.values()):6} {total:8.1f}")
+
+# The CI log keeps only its tail: print every test that did not pass, with its message and output, after the table.
+failed = []
+for path in glob.glob(sys.argv[1] + "/*.trx"):
+    root = ET.parse(path).getroot()
+    for r in root.iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") == "Passed":
+            continue
+        msg = r.findtext(".//t:ErrorInfo/t:Message", default="", namespaces=ns)
+        stack = r.findtext(".//t:ErrorInfo/t:StackTrace", default="", namespaces=ns)
+        out = r.findtext(".//t:Output/t:StdOut", default="", namespaces=ns)
+        failed.append((r.get("testName"), r.get("outcome"), r.get("duration"), msg, stack, out))
+for name, outcome, dur, msg, stack, out in failed:
+    print(f"\n=== {outcome}: {name} ({dur})")
+    print(msg.strip()[:4000])
+    print("\n".join(stack.strip().splitlines()[:12]))
+    if out.strip():
+        print("--- output (last 40 lines)")
+        print("\n".join(out.strip().splitlines()[-40:]))
