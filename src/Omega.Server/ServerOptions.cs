@@ -106,6 +106,12 @@ public sealed class ServerOptions
     /// </summary>
     public Omega.ControlPlane.DecisionArchive? Decisions { get; set; }
 
+    /// <summary>
+    /// High availability: the replica's view of the election (<see cref="ILeaderGate"/>). Null (single-node mode): this
+    /// server always leads.
+    /// </summary>
+    public ILeaderGate? Leadership { get; set; }
+
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 
