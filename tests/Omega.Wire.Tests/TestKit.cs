@@ -288,6 +288,28 @@ internal sealed class RawClient : IDisposable
         return m!;
     }
 
+    /// <summary>
+    /// Like <see cref="ExpectAsync{T}"/>, but frames the server may push unasked at any time (binding pushes) are read
+    /// past: an agent's node can be handed bindings by any scheduler, so a reply is not always the next frame.
+    /// </summary>
+    public async Task<T> ExpectPastPushesAsync<T>() where T : IWireMessage<T>
+    {
+        while (true)
+        {
+            var f = await ReadFrameAsync();
+            Assert.NotNull(f);
+            if (f.Value.Type == MessageType.Bindings) continue;
+            if (f.Value.Type == MessageType.Error)
+            {
+                Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(f.Value.Body), out var e, out _);
+                Assert.Fail($"expected {T.Type}, got error {e.Code}: {e.Message}");
+            }
+            Assert.Equal(T.Type, f.Value.Type);
+            Assert.True(Codec.TryDecode<T>(new ReadOnlySequence<byte>(f.Value.Body), out var m, out var err), err);
+            return m!;
+        }
+    }
+
     public async Task<Welcome> HandshakeAsync(PeerRole role, string name = "raw", string? token = null)
     {
         token ??= ServerFixture.AuthEndPoints.TryGetValue(_ep, out var fx) ? fx.DefaultToken(role, name) : null;
