@@ -289,6 +289,7 @@ public sealed class DecisionReplayReport
         }
         sb.Append("  replayed: ").AppendLine(Outcome!.Facts.ToString());
         foreach (var n in Outcome.Notes) sb.Append("  note: ").AppendLine(n);
+        if (Outcome.PreemptionNotReplayed) sb.AppendLine("  note: a task found no feasible node and the job could preempt; the preemption planner (live victims) is not replayed");
         if (Differences.Count == 0 && Outcome.Notes.Count == 0)
             sb.Append(CultureInfo.InvariantCulture, $"SAME: the scheduler's code on the reconstructed state under policy r{ReplayedRevision} reaches the recorded choice for the same reasons").AppendLine();
         else

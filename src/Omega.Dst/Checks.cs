@@ -1,6 +1,7 @@
 using Omega.Cells;
 using Omega.ControlPlane;
 using Omega.ControlPlane.Controllers;
+using Omega.Scheduling;
 
 namespace Omega.Dst;
 
@@ -12,6 +13,40 @@ public sealed partial class DstSimulation
     private readonly List<SimAgent> _agents = new();
 
     internal static ResourceVector Capacity => NodeCapacity;
+
+    private long _decisionsReplayed;
+
+    /// <summary>Replays every decision the schedulers record, inline, as the "decision-replay" checker.</summary>
+    internal IDecisionSink DecisionChecker => _decisionChecker ??= new ReplayingSink(this);
+
+    private IDecisionSink? _decisionChecker;
+
+    private sealed class ReplayingSink(DstSimulation sim) : IDecisionSink
+    {
+        public void OnRecorded(DecisionRecord record) => sim.ReplayDecision(record);
+    }
+
+    /// <summary>
+    /// The decision-replay checker (issue 18, item 4): every decision a scheduler records is replayed at once from its
+    /// record alone (the inputs it kept, the policy revision compiled from the store's revision object) with the real
+    /// pipeline, and must reach the same choice for the same reasons. Runs on the simulation's thread, inside the worker's
+    /// step (the sink is called synchronously), so it sees the store as the decision did.
+    /// </summary>
+    private void ReplayDecision(DecisionRecord r)
+    {
+        if (_violation is not null) return;
+        if (r.Inputs is null) { Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} kept no inputs"); return; }
+        var policy = new DecisionReplayer(_p.Store).PolicyAt(r.PolicyRevision);
+        if (policy is null) { Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} names policy r{r.PolicyRevision}, which the store does not hold"); return; }
+        var outcome = DecisionReplay.Replay(r.Inputs, policy, r.TenantUsage, r.TenantQuota);
+        var diff = DecisionFacts.From(r).Differences(outcome.Facts);
+        if (diff.Count > 0 || outcome.Notes.Count > 0)
+        {
+            Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} (snapshot v{r.SnapshotVersion}, r{r.PolicyRevision}) replays differently: {string.Join("; ", [.. diff, .. outcome.Notes])}");
+            return;
+        }
+        _decisionsReplayed++;
+    }
 
     internal SimDisk Disk => _disk;
 

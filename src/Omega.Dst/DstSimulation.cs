@@ -162,7 +162,7 @@ public sealed partial class DstSimulation
         }
         if (_disk.OffThread > 0) Fail("harness", $"{_disk.OffThread} journal appends or durability waits ran off the simulation's thread: the run is not deterministic");
         IReadOnlyList<string> trace = _all is not null ? _all : [.. _tail];
-        return new DstResult(_o.Seed, _hash, _violation, trace, (long[])_faults.Clone(), _step, _time.Elapsed, converged);
+        return new DstResult(_o.Seed, _hash, _violation, trace, (long[])_faults.Clone(), _step, _time.Elapsed, converged) { DecisionsReplayed = _decisionsReplayed };
     }
 
     private void StepOnce()

@@ -86,7 +86,7 @@ internal sealed class Process
     {
         _schedulers++;
         _clock = new SkewedTime(_sim.Time);
-        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256, Policy = Policies.Source };
+        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256, Policy = Policies.Source, DecisionSink = _sim.DecisionChecker };
         opts.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 2, LeaseDuration = _sim.Options.Lease, QueueCapacity = 10_000, Backoff = TimeSpan.FromMilliseconds(20) });
         Committer = new RemoteCommitter(_sim, Cell, (ulong)(Id * 1000 + _schedulers)) { Interleave = () => Reserver.Act() };
         Engine = new SchedulingEngine(Cell, Committer, opts);

@@ -114,8 +114,9 @@ public sealed class DecisionFacts
 /// <summary>The result of <see cref="DecisionReplay.Replay"/>: what the real pipeline chose on the reconstructed state.</summary>
 public sealed class DecisionReplayOutcome
 {
-    internal DecisionReplayOutcome(DecisionFacts facts, int[] probes, IReadOnlyList<string> notes, long snapshotVersion)
+    internal DecisionReplayOutcome(DecisionFacts facts, int[] probes, IReadOnlyList<string> notes, long snapshotVersion, bool preemptionNotReplayed)
     {
+        PreemptionNotReplayed = preemptionNotReplayed;
         Facts = facts;
         Probes = probes;
         Notes = notes;
@@ -134,6 +135,13 @@ public sealed class DecisionReplayOutcome
     /// </summary>
     public IReadOnlyList<string> Notes { get; }
 
+    /// <summary>
+    /// True when a task found no feasible node and the job could preempt: the original then asked the preemption planner,
+    /// which reads the live cell's victims and is not replayed. If the planner found victims the recorded choice names a
+    /// node the replay cannot reach, and the comparison shows it; if it found none, the choice is the same.
+    /// </summary>
+    public bool PreemptionNotReplayed { get; }
+
     /// <summary>The version of the reconstructed cell the replay planned on (not the original's: a private cell).</summary>
     public long ReconstructedVersion { get; }
 }
@@ -150,8 +158,8 @@ public sealed class DecisionReplayOutcome
 /// Nodes the decision did not read are rebuilt as down placeholders without bindings: the sampling draws node ids, so
 /// the reconstruction keeps every id, but their state never influenced the decision. If a replay reads one (its probe
 /// sequence leaves the recorded one), the replay says so in <see cref="DecisionReplayOutcome.Notes"/>: the inputs do not
-/// describe that decision. Preemption planning reads the live cell's victims and is not replayed; a decision that may have
-/// tried it (a task found nothing feasible and the job may preempt) is noted.
+/// describe that decision. Preemption planning reads the live cell's victims and is not replayed
+/// (<see cref="DecisionReplayOutcome.PreemptionNotReplayed"/>).
 /// </remarks>
 public static class DecisionReplay
 {
@@ -211,8 +219,6 @@ public static class DecisionReplay
         }
         if (probes.Length < inputs.Probes.Length && probes.AsSpan().SequenceEqual(inputs.Probes.AsSpan(0, probes.Length)))
             notes.Add($"the replay read {probes.Length} nodes, the decision {inputs.Probes.Length}");
-        if (inputs.MayPreempt && stats.Unplaceable > 0)
-            notes.Add("the decision may have planned a preemption for a task with no feasible node; preemption is not replayed");
 
         var byTask = new Dictionary<int, PlannedClaim>();
         foreach (var p in planned) byTask[p.TaskIndex] = p;
@@ -222,7 +228,8 @@ public static class DecisionReplay
         var filtered = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 1; i < stats.FilteredByReason.Length; i++)
             if (stats.FilteredByReason[i] > 0) filtered[((FilterStatus)i).ToString()] = stats.FilteredByReason[i];
-        return new DecisionReplayOutcome(new DecisionFacts(stats.PolicyRevision, choices, stats.NodesConsidered, stats.Feasible, filtered), probes, notes, snapshot.Version);
+        return new DecisionReplayOutcome(new DecisionFacts(stats.PolicyRevision, choices, stats.NodesConsidered, stats.Feasible, filtered), probes, notes, snapshot.Version,
+            inputs.MayPreempt && stats.Unplaceable > 0);
     }
 
     /// <summary>
