@@ -23,7 +23,7 @@ internal static class DstCommand
         var trace = new Option<bool>("--trace") { Description = "With --seed: print every event of the run." };
         var steps = new Option<int>("--steps") { Description = "Steps with faults per seed (then the run must converge).", DefaultValueFactory = _ => 400 };
         var faultRate = new Option<double>("--fault-rate") { Description = "Multiplies every fault's probability (0: no faults).", DefaultValueFactory = _ => 1 };
-        var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck." };
+        var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck, SkipOverrideExpiry." };
         var parallel = new Option<int>("--parallel") { Description = "With --seeds: seeds run at once (each run is single-threaded).", DefaultValueFactory = _ => 1 };
         var cmd = new Command("dst", "Deterministic simulation of the control plane: the real cell, object store, scheduler workers and controllers with simulated time, disk, network and faults, from one seed.")
         {

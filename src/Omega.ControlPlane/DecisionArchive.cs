@@ -254,6 +254,13 @@ public sealed class DecisionArchive : IDecisionSink, IAsyncDisposable
         foreach (var t in r.Tasks)
             d.Spec.Choices.Add(new DecisionChoiceRecord { Task = t.TaskIndex, Node = t.Node?.Value ?? -1, NodeName = t.NodeName ?? "", Score = t.Score });
         var res = await _store.CreateAsync(d, ct).ConfigureAwait(false);
+        if (res.Status == ObjectStatus.TooLarge && d.Spec.Inputs is not null)
+        {
+            // A decision that read very many nodes (a huge unplaceable job's probe budget, long label sets): keep the record
+            // without its replay inputs rather than lose it; `omega replay decision` then reports it as not replayable.
+            d.Spec.Inputs = null;
+            res = await _store.CreateAsync(d, ct).ConfigureAwait(false);
+        }
         if (!res.IsOk)
         {
             if (res.Status != ObjectStatus.AlreadyExists) Interlocked.Increment(ref _failed);

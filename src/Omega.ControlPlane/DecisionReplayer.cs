@@ -126,11 +126,14 @@ public sealed class DecisionInputsRecord
     /// <summary>Node ids in the snapshot.</summary>
     public int NodeCount { get; set; }
 
-    /// <summary>Tasks the decision tried to place, in order.</summary>
-    public List<int> TaskIndexes { get; set; } = new();
+    /// <summary>Tasks the decision tried to place, in order, as half-open ranges [start0, end0, start1, end1, ...].</summary>
+    public List<int> TaskRanges { get; set; } = new();
 
-    /// <summary>Nodes holding the job's tasks bound earlier.</summary>
-    public List<int> BoundElsewhere { get; set; } = new();
+    /// <summary>Nodes holding the job's tasks bound earlier: node ids.</summary>
+    public List<int> BoundNodes { get; set; } = new();
+
+    /// <summary>Nodes holding the job's tasks bound earlier: how many on each (parallel to <see cref="BoundNodes"/>).</summary>
+    public List<int> BoundTasks { get; set; } = new();
 
     /// <summary>Node ids the sampling read, in order.</summary>
     public List<int> Probes { get; set; } = new();
@@ -162,10 +165,10 @@ public sealed class DecisionInputsRecord
         ArgumentNullException.ThrowIfNull(i);
         var r = new DecisionInputsRecord
         {
-            Seed = i.Seed, NodeCount = i.NodeCount, TaskIndexes = [.. i.TaskIndexes], Probes = [.. i.Probes], MayPreempt = i.MayPreempt,
+            Seed = i.Seed, NodeCount = i.NodeCount, TaskRanges = [.. i.TaskRanges], Probes = [.. i.Probes], MayPreempt = i.MayPreempt,
             TenantUsage = DecisionResources.From(usage), TenantQuota = quota is { } q ? DecisionResources.From(q) : null,
         };
-        foreach (var b in i.BoundElsewhere) r.BoundElsewhere.Add(b.Value);
+        foreach (var (node, tasks) in i.BoundElsewhere) { r.BoundNodes.Add(node); r.BoundTasks.Add(tasks); }
         foreach (var (node, members) in i.GroupReads) { r.GroupReadNodes.Add(node); r.GroupReadMembers.Add(members); }
         foreach (var n in i.Nodes)
         {
@@ -209,8 +212,8 @@ public sealed class DecisionInputsRecord
         }
         var reads = new (int, int)[Math.Min(GroupReadNodes.Count, GroupReadMembers.Count)];
         for (int k = 0; k < reads.Length; k++) reads[k] = (GroupReadNodes[k], GroupReadMembers[k]);
-        var bound = new NodeId[BoundElsewhere.Count];
-        for (int k = 0; k < bound.Length; k++) bound[k] = new NodeId(BoundElsewhere[k]);
+        var bound = new (int, int)[Math.Min(BoundNodes.Count, BoundTasks.Count)];
+        for (int k = 0; k < bound.Length; k++) bound[k] = (BoundNodes[k], BoundTasks[k]);
         var jr = Job;
         var job = new JobSpec(new JobId(jr.Id), new TenantId(jr.Tenant), jr.Priority, jr.TaskCount, jr.PerTask.ToVector(), jr.Gang,
             new Dictionary<string, string>(jr.RequiredLabels, StringComparer.Ordinal), [.. jr.Tolerations], jr.Name)
@@ -218,7 +221,7 @@ public sealed class DecisionInputsRecord
             Group = new PlacementGroup((byte)jr.GroupKeyShift, (PlacementScope)jr.GroupAntiAffinity, (PlacementScope)jr.GroupSpread),
             Topology = new TopologyConstraints(jr.RequiredRegions, jr.AvoidRegions, jr.PreferredRegions, (TopologySpread)jr.TopologySpread),
         };
-        return new DecisionInputs(Seed, NodeCount, [.. TaskIndexes], bound, [.. Probes], nodes, reads, job, MayPreempt);
+        return new DecisionInputs(Seed, NodeCount, [.. TaskRanges], bound, [.. Probes], nodes, reads, job, MayPreempt);
     }
 }
 
@@ -280,7 +283,7 @@ public sealed class DecisionReplayReport
         sb.Append(CultureInfo.InvariantCulture, $"decision {Decision.Metadata.Tenant}/{Decision.Metadata.Name}: workload {s.Workload} generation {s.WorkloadGeneration} slot {s.Slot}, job {s.Job} attempt {s.Attempt}").AppendLine();
         sb.Append(CultureInfo.InvariantCulture, $"  read snapshot v{s.SnapshotVersion} with policy r{s.PolicyRevision}; tenant usage {s.TenantUsage}, quota {(s.TenantQuota.Length == 0 ? "none" : s.TenantQuota)}; outcome {s.Outcome}, commit {(s.CommitStatus.Length == 0 ? "none" : s.CommitStatus)}").AppendLine();
         if (s.Inputs is { } i)
-            sb.Append(CultureInfo.InvariantCulture, $"  inputs: seed {i.Seed}, {i.NodeCount} node ids, {i.Nodes.Count} read ({string.Join(" ", i.Probes)} sampled), tasks {string.Join(",", i.TaskIndexes)}").AppendLine();
+            sb.Append(CultureInfo.InvariantCulture, $"  inputs: seed {i.Seed}, {i.NodeCount} node ids, {i.Nodes.Count} read ({string.Join(" ", i.Probes)} sampled), task ranges [{string.Join(",", i.TaskRanges)})").AppendLine();
         sb.Append("  recorded: ").AppendLine(Recorded.ToString());
         if (Problem is not null)
         {
@@ -384,7 +387,7 @@ public sealed class DecisionReplayer
         var byTask = new Dictionary<int, DecisionChoiceRecord>();
         foreach (var c in spec.Choices) byTask[c.Task] = c;
         if (spec.Inputs is { } i)
-            foreach (int t in i.TaskIndexes)
+            foreach (int t in i.ToInputs().TaskIndexes())
                 choices.Add(byTask.TryGetValue(t, out var c) && c.Node >= 0 ? new DecisionChoice(t, new NodeId(c.Node), c.NodeName, c.Score) : new DecisionChoice(t, null, null, 0));
         else
             foreach (var c in spec.Choices) choices.Add(c.Node >= 0 ? new DecisionChoice(c.Task, new NodeId(c.Node), c.NodeName, c.Score) : new DecisionChoice(c.Task, null, null, 0));

@@ -123,15 +123,42 @@ public readonly record struct DecisionNodeInput(NodeId Id, SnapshotRead Read, No
 /// </summary>
 /// <param name="Seed">The seed of the decision's random stream (<see cref="DecisionRandom"/>).</param>
 /// <param name="NodeCount">Node ids in the snapshot (sampling draws from 0..NodeCount-1).</param>
-/// <param name="TaskIndexes">The job's tasks the decision tried to place, in order.</param>
-/// <param name="BoundElsewhere">Nodes holding the job's tasks bound by earlier attempts.</param>
+/// <param name="TaskRanges">The job's tasks the decision tried to place, in order, as half-open index ranges
+/// <c>[start0, end0, start1, end1, ...]</c> (a record's size follows the ranges, not the job's task count).</param>
+/// <param name="BoundElsewhere">Nodes holding the job's tasks bound by earlier attempts, with how many each.</param>
 /// <param name="Probes">The node ids the sampling read, in order.</param>
 /// <param name="Nodes">Every node the decision read (probes, group counts, earlier bindings), by id.</param>
 /// <param name="GroupReads">The live group counts read through the view, in order (node id, members).</param>
 /// <param name="Job">The job as submitted.</param>
 /// <param name="MayPreempt">True when the decision was allowed to plan preemptions.</param>
-public sealed record DecisionInputs(long Seed, int NodeCount, int[] TaskIndexes, NodeId[] BoundElsewhere, int[] Probes,
-    DecisionNodeInput[] Nodes, (int Node, int Members)[] GroupReads, JobSpec Job, bool MayPreempt);
+public sealed record DecisionInputs(long Seed, int NodeCount, int[] TaskRanges, (int Node, int Tasks)[] BoundElsewhere, int[] Probes,
+    DecisionNodeInput[] Nodes, (int Node, int Members)[] GroupReads, JobSpec Job, bool MayPreempt)
+{
+    /// <summary>The task indexes of <see cref="TaskRanges"/>, expanded, in order.</summary>
+    public int[] TaskIndexes()
+    {
+        int n = 0;
+        for (int i = 0; i + 1 < TaskRanges.Length; i += 2) n += TaskRanges[i + 1] - TaskRanges[i];
+        var r = new int[n];
+        int k = 0;
+        for (int i = 0; i + 1 < TaskRanges.Length; i += 2)
+            for (int t = TaskRanges[i]; t < TaskRanges[i + 1]; t++) r[k++] = t;
+        return r;
+    }
+
+    /// <summary>Compresses task indexes into the half-open ranges of <see cref="TaskRanges"/>.</summary>
+    public static int[] RangesOf(IReadOnlyList<int> indexes)
+    {
+        ArgumentNullException.ThrowIfNull(indexes);
+        var ranges = new List<int>();
+        foreach (int t in indexes)
+        {
+            if (ranges.Count > 0 && ranges[^1] == t) ranges[^1] = t + 1;
+            else { ranges.Add(t); ranges.Add(t + 1); }
+        }
+        return [.. ranges];
+    }
+}
 
 /// <summary>
 /// Receives every decision record the <see cref="DecisionLog"/> keeps (after its sampling), for durable archiving

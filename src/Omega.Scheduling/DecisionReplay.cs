@@ -51,7 +51,7 @@ public sealed class DecisionFacts
         var filtered = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (reason, count) in record.FilteredByReason) filtered[reason.ToString()] = count;
         var choices = new List<DecisionChoice>();
-        var indexes = record.Inputs?.TaskIndexes;
+        var indexes = record.Inputs?.TaskIndexes();
         if (indexes is not null)
             foreach (int i in indexes)
             {
@@ -204,7 +204,11 @@ public static class DecisionReplay
         var planned = new List<PlannedClaim>();
         var stats = new PlanStats();
         var snapshot = cell.Snapshot();
-        pipeline.Plan(inputs.Job, inputs.TaskIndexes, snapshot, (tenantUsage, tenantQuota), inputs.BoundElsewhere,
+        var taskIndexes = inputs.TaskIndexes();
+        var boundElsewhere = new List<NodeId>();
+        foreach (var (node, tasks) in inputs.BoundElsewhere)
+            for (int i = 0; i < tasks; i++) boundElsewhere.Add(new NodeId(node));
+        pipeline.Plan(inputs.Job, taskIndexes, snapshot, (tenantUsage, tenantQuota), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(boundElsewhere),
             new DecisionRandom(inputs.Seed), planned, stats, null, view);
 
         var probes = new int[pipeline.ProbedNodes.Count];
@@ -222,8 +226,8 @@ public static class DecisionReplay
 
         var byTask = new Dictionary<int, PlannedClaim>();
         foreach (var p in planned) byTask[p.TaskIndex] = p;
-        var choices = new List<DecisionChoice>(inputs.TaskIndexes.Length);
-        foreach (int t in inputs.TaskIndexes)
+        var choices = new List<DecisionChoice>(taskIndexes.Length);
+        foreach (int t in taskIndexes)
             choices.Add(byTask.TryGetValue(t, out var p) ? new DecisionChoice(t, p.Node.Id, p.Node.Spec.Name, p.Score) : new DecisionChoice(t, null, null, 0));
         var filtered = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 1; i < stats.FilteredByReason.Length; i++)

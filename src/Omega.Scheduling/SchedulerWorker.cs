@@ -349,7 +349,15 @@ public sealed class SchedulerWorker
             ids.Add(node);
             members.TryAdd(node, count);
         }
-        foreach (var b in _boundNodes) ids.Add(b.Value);
+        var bound = new SortedDictionary<int, int>();
+        foreach (var b in _boundNodes)
+        {
+            ids.Add(b.Value);
+            bound[b.Value] = bound.TryGetValue(b.Value, out int c) ? c + 1 : 1;
+        }
+        var boundCounts = new (int Node, int Tasks)[bound.Count];
+        int bi = 0;
+        foreach (var (node, count) in bound) boundCounts[bi++] = (node, count);
         var nodes = new DecisionNodeInput[ids.Count];
         int k = 0;
         foreach (int id in ids)
@@ -359,7 +367,7 @@ public sealed class SchedulerWorker
                 ? new DecisionNodeInput(v.Id, read, v.Spec, v.Allocated, v.Status, v.TaskCount, members.TryGetValue(id, out int m) ? m : -1)
                 : new DecisionNodeInput(new NodeId(id), read, null, default, NodeStatus.Removed, 0, members.TryGetValue(id, out int m2) ? m2 : -1);
         }
-        return new DecisionInputs(seed, snapshot.NodeCount, [.. _unplaced], [.. _boundNodes], probes, nodes, groupReads, spec, mayPreempt);
+        return new DecisionInputs(seed, snapshot.NodeCount, DecisionInputs.RangesOf(_unplaced), boundCounts, probes, nodes, groupReads, spec, mayPreempt);
     }
 
     private bool EnsureLease()

@@ -96,7 +96,7 @@ public sealed class DecisionReplayTests(ITestOutputHelper output)
                 Assert.True(report.Same, report.ToString());
                 Assert.Equal(1, report.ReplayedRevision);
                 // The replay really chose something comparable: the recorded facts are not empty.
-                Assert.Equal(d.Spec.Inputs!.TaskIndexes.Count, report.Outcome!.Facts.Choices.Count);
+                Assert.Equal(d.Spec.Inputs!.ToInputs().TaskIndexes().Length, report.Outcome!.Facts.Choices.Count);
                 Assert.Contains(report.Outcome.Facts.Choices, c => c.Node is not null);
                 sampled++;
             }
