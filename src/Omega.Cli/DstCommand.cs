@@ -64,6 +64,7 @@ internal static class DstCommand
                 Console.Write(res.ToString());
                 if (o.FullTrace && res.Ok) foreach (var e in res.Trace) Console.WriteLine("  " + e);
                 Console.WriteLine("faults: " + Faults(res.FaultCounts));
+                Console.WriteLine(string.Create(C, $"decisions replayed: {res.DecisionsReplayed}"));
                 if (!res.Ok) Console.WriteLine($"build: {build}");
                 return res.Ok ? 0 : 1;
             }
@@ -76,7 +77,7 @@ internal static class DstCommand
     {
         var faults = new long[Enum.GetValues<DstFault>().Length];
         var failed = new List<DstResult>();
-        long runs = 0;
+        long runs = 0, replayed = 0;
         var gate = new Lock();
         var sw = Stopwatch.StartNew();
         Parallel.For(from, to + 1, new ParallelOptions { MaxDegreeOfParallelism = parallel }, s =>
@@ -85,6 +86,7 @@ internal static class DstCommand
             lock (gate)
             {
                 runs++;
+                replayed += res.DecisionsReplayed;
                 for (int i = 0; i < faults.Length; i++) faults[i] += res.FaultCounts[i];
                 if (!res.Ok)
                 {
@@ -96,6 +98,7 @@ internal static class DstCommand
         double secs = sw.Elapsed.TotalSeconds;
         Console.WriteLine(string.Create(C, $"seeds {from}..{to}: {runs} run, {failed.Count} violation(s), {secs:0.0} s, {runs / Math.Max(secs, 1e-9):0.0} seeds/s (parallel {parallel}, {o.Steps} steps each, fault rate {o.FaultRate}, buggify {o.Buggify})"));
         Console.WriteLine("faults: " + Faults(faults));
+        Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
         if (failed.Count > 0)
         {
             failed.Sort(static (a, b) => a.Seed.CompareTo(b.Seed));

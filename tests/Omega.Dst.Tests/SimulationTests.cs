@@ -27,7 +27,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
         }
         output.WriteLine($"200 seeds in {sw.Elapsed.TotalSeconds:0.0} s; {replayed} decisions replayed from their records; faults: {string.Join(", ", Enum.GetValues<DstFault>().Select(f => $"{f} {faults[(int)f]}"))}");
         // The decision-replay checker ran: every scheduler decision of every seed was replayed to the same choice.
-        Assert.True(replayed > 10_000, $"only {replayed} decisions replayed");
+        Assert.True(replayed > 2_000, $"only {replayed} decisions replayed");
         // The faults the run claims to inject were injected.
         foreach (var f in Enum.GetValues<DstFault>()) Assert.True(faults[(int)f] > 0, $"no {f} was injected in 200 seeds");
     }
