@@ -30,4 +30,11 @@ public enum Buggify
 
     /// <summary>The cell does not check a node's free capacity at commit.</summary>
     SkipCapacityCheck = 1 << 4,
+
+    /// <summary>
+    /// Expired emergency-quota overrides keep raising their tenant's limit (the control plane's effective limit ignores
+    /// the override's TTL): a quota raise outlives its audited window. Read by <c>OverrideController.EffectiveLimit</c>
+    /// through <c>ObjectStoreOptions.Buggify</c>.
+    /// </summary>
+    SkipOverrideExpiry = 1 << 5,
 }

@@ -23,7 +23,7 @@ internal static class DstCommand
         var trace = new Option<bool>("--trace") { Description = "With --seed: print every event of the run." };
         var steps = new Option<int>("--steps") { Description = "Steps with faults per seed (then the run must converge).", DefaultValueFactory = _ => 400 };
         var faultRate = new Option<double>("--fault-rate") { Description = "Multiplies every fault's probability (0: no faults).", DefaultValueFactory = _ => 1 };
-        var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck." };
+        var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck, SkipOverrideExpiry." };
         var parallel = new Option<int>("--parallel") { Description = "With --seeds: seeds run at once (each run is single-threaded).", DefaultValueFactory = _ => 1 };
         var cmd = new Command("dst", "Deterministic simulation of the control plane: the real cell, object store, scheduler workers and controllers with simulated time, disk, network and faults, from one seed.")
         {
@@ -64,6 +64,7 @@ internal static class DstCommand
                 Console.Write(res.ToString());
                 if (o.FullTrace && res.Ok) foreach (var e in res.Trace) Console.WriteLine("  " + e);
                 Console.WriteLine("faults: " + Faults(res.FaultCounts));
+                Console.WriteLine(string.Create(C, $"decisions replayed: {res.DecisionsReplayed}"));
                 if (!res.Ok) Console.WriteLine($"build: {build}");
                 return res.Ok ? 0 : 1;
             }
@@ -76,7 +77,7 @@ internal static class DstCommand
     {
         var faults = new long[Enum.GetValues<DstFault>().Length];
         var failed = new List<DstResult>();
-        long runs = 0;
+        long runs = 0, replayed = 0;
         var gate = new Lock();
         var sw = Stopwatch.StartNew();
         Parallel.For(from, to + 1, new ParallelOptions { MaxDegreeOfParallelism = parallel }, s =>
@@ -85,6 +86,7 @@ internal static class DstCommand
             lock (gate)
             {
                 runs++;
+                replayed += res.DecisionsReplayed;
                 for (int i = 0; i < faults.Length; i++) faults[i] += res.FaultCounts[i];
                 if (!res.Ok)
                 {
@@ -96,6 +98,7 @@ internal static class DstCommand
         double secs = sw.Elapsed.TotalSeconds;
         Console.WriteLine(string.Create(C, $"seeds {from}..{to}: {runs} run, {failed.Count} violation(s), {secs:0.0} s, {runs / Math.Max(secs, 1e-9):0.0} seeds/s (parallel {parallel}, {o.Steps} steps each, fault rate {o.FaultRate}, buggify {o.Buggify})"));
         Console.WriteLine("faults: " + Faults(faults));
+        Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
         if (failed.Count > 0)
         {
             failed.Sort(static (a, b) => a.Seed.CompareTo(b.Seed));

@@ -14,6 +14,7 @@ foreach (var c in Omega.Cli.Run.TokenCommands.Create()) root.Subcommands.Add(c);
 foreach (var c in Omega.Cli.Run.OpsCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(DstCommand.Create());
+root.Subcommands.Add(ReplayCommand.Create());
 root.Subcommands.Add(Omega.Cli.Load.LoadgenCommand.Create());
 root.Subcommands.Add(SimCommand.Create());
 root.Subcommands.Add(Omega.Cli.Drill.RegionLossDrill.Create());

@@ -60,6 +60,12 @@ public sealed class DecisionSpec
 
     /// <summary>The full explanation (what <c>omega explain</c> prints for the record).</summary>
     public string Text { get; set; } = "";
+
+    /// <summary>Each claimed task's choice (node and exact score), for replay.</summary>
+    public List<DecisionChoiceRecord> Choices { get; set; } = new();
+
+    /// <summary>What the decision read, so <c>omega replay decision</c> can re-run it (null in records of older releases).</summary>
+    public DecisionInputsRecord? Inputs { get; set; }
 }
 
 /// <summary>A decision's status (unused: records are immutable).</summary>
@@ -243,8 +249,18 @@ public sealed class DecisionArchive : IDecisionSink, IAsyncDisposable
             TenantUsage = r.TenantUsage.ToString(), TenantQuota = r.TenantQuota?.ToString() ?? "",
             NodesConsidered = r.NodesConsidered, Feasible = r.Feasible, Filtered = filtered,
             CommitStatus = r.CommitStatus?.ToString() ?? "", Outcome = r.Outcome, NextOwner = r.NextOwner, At = r.At, Text = r.Explain(),
+            Inputs = r.Inputs is { } inputs ? DecisionInputsRecord.From(inputs, r.TenantUsage, r.TenantQuota) : null,
         };
+        foreach (var t in r.Tasks)
+            d.Spec.Choices.Add(new DecisionChoiceRecord { Task = t.TaskIndex, Node = t.Node?.Value ?? -1, NodeName = t.NodeName ?? "", Score = t.Score });
         var res = await _store.CreateAsync(d, ct).ConfigureAwait(false);
+        if (res.Status == ObjectStatus.TooLarge && d.Spec.Inputs is not null)
+        {
+            // A decision that read very many nodes (a huge unplaceable job's probe budget, long label sets): keep the record
+            // without its replay inputs rather than lose it; `omega replay decision` then reports it as not replayable.
+            d.Spec.Inputs = null;
+            res = await _store.CreateAsync(d, ct).ConfigureAwait(false);
+        }
         if (!res.IsOk)
         {
             if (res.Status != ObjectStatus.AlreadyExists) Interlocked.Increment(ref _failed);

@@ -77,6 +77,9 @@ public sealed class ObjectStore : IDisposable
         }
     }
 
+    // The broken variants the simulation runs with (docs/testing.md); read by controllers that implement one.
+    internal Buggify Buggify => _options.Buggify;
+
     /// <summary>Objects held.</summary>
     public int Count
     {

@@ -18,8 +18,11 @@ internal sealed class SimClient(DstSimulation sim)
     public void Act()
     {
         var o = sim.Options;
-        string name = "w" + sim.Next(0, o.Workloads);
-        var req = sim.Next(0, 100) < 85 ? new ClientRequest(++_ids, 'P', name, sim.Next(0, o.MaxReplicas + 1)) : new ClientRequest(++_ids, 'D', name, 0);
+        // One in five requests is for the quota-limited tenant's workload, which asks for up to twice its quota.
+        bool quota = sim.Next(0, 5) == 0;
+        string name = quota ? "q0" : "w" + sim.Next(0, o.Workloads);
+        int max = quota ? DstSimulation.QuotaReplicas * 2 : o.MaxReplicas;
+        var req = sim.Next(0, 100) < 85 ? new ClientRequest(++_ids, 'P', name, sim.Next(0, max + 1)) : new ClientRequest(++_ids, 'D', name, 0);
         _outstanding[req.Id] = (req, sim.Now, 1);
         sim.Event($"client sends {req}");
         sim.Network.Send(SimNetwork.Client, SimNetwork.Server, req, sim.FaultsOn);

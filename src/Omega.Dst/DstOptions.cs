@@ -77,4 +77,8 @@ public enum DstFault
     PolicyChange,
     /// <summary>A policy rollback issued while replicas (placed under the revision rolled back) were still starting.</summary>
     RollbackWhileStarting,
+    /// <summary>The operator raised tenant t2's quota with an audited emergency-quota override (TTL 1-6 s).</summary>
+    QuotaOverride,
+    /// <summary>A crash while an override was live, with recovery lasting past its TTL: it expired while the process was down.</summary>
+    OverrideExpiryDuringRecovery,
 }

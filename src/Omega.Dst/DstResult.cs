@@ -41,6 +41,9 @@ public sealed class DstResult
     /// <summary>Steps run (fault phase and convergence phase).</summary>
     public int Steps { get; }
 
+    /// <summary>Scheduler decisions replayed from their records by the decision-replay checker (all reached the same choice).</summary>
+    public long DecisionsReplayed { get; init; }
+
     /// <summary>Simulated time elapsed.</summary>
     public TimeSpan Simulated { get; }
 

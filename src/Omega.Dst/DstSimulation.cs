@@ -36,6 +36,19 @@ public sealed partial class DstSimulation
     private Process _p = null!;
     private int _incarnation;
     private long _ackedVersion;
+    private ResourceVector _lastQuotaUsage;
+    private long _overrides;
+
+    /// <summary>Replicas tenant t2's quota admits (its Quota object's limit is this many 1-core replicas).</summary>
+    internal const int QuotaReplicas = 3;
+
+    /// <summary>Tenant t2's Quota object limit: three 1-core replicas (memory does not bind).</summary>
+    internal static readonly ResourceVector QuotaBase = new(QuotaReplicas * 1000L, 64L << 30);
+
+    /// <summary>How long after its TTL an override may still count (the sweep runs every second and waits for a flush).</summary>
+    internal static readonly TimeSpan OverrideGrace = TimeSpan.FromSeconds(3);
+
+    internal static string TenantOf(string workload) => workload.StartsWith('q') ? "t2" : "t1";
 
     /// <summary>Creates a run (call <see cref="Run"/>).</summary>
     public DstSimulation(DstOptions options)
@@ -162,7 +175,7 @@ public sealed partial class DstSimulation
         }
         if (_disk.OffThread > 0) Fail("harness", $"{_disk.OffThread} journal appends or durability waits ran off the simulation's thread: the run is not deterministic");
         IReadOnlyList<string> trace = _all is not null ? _all : [.. _tail];
-        return new DstResult(_o.Seed, _hash, _violation, trace, (long[])_faults.Clone(), _step, _time.Elapsed, converged);
+        return new DstResult(_o.Seed, _hash, _violation, trace, (long[])_faults.Clone(), _step, _time.Elapsed, converged) { DecisionsReplayed = _decisionsReplayed };
     }
 
     private void StepOnce()
@@ -187,8 +200,9 @@ public sealed partial class DstSimulation
 
     private void InjectFault()
     {
-        switch (_rng.Next(0, 7))
+        switch (_rng.Next(0, 8))
         {
+            case 7: QuotaOverride(); break;
             case 6: PolicyChange(); break;
             case 0: Crash(); break;
             case 1: RestartScheduler(); break;
@@ -267,8 +281,18 @@ public sealed partial class DstSimulation
         var cell = new Cell(CellOptions(), _disk.Journal());
         for (int i = 0; i < _o.Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", NodeCapacity));
         cell.CreateTenant("t1");
+        cell.CreateTenant("t2");
         _disk.Flush(); // the bootstrap is durable before anything can crash
         _p = new Process(this, cell, ++_incarnation);
+        var quota = new Quota();
+        quota.Metadata.Name = "t2";
+        quota.Metadata.Tenant = "t2";
+        quota.Spec.Limit = new ResourceRequest { CpuMillis = QuotaBase.CpuMillis, MemoryBytes = QuotaBase.MemoryBytes };
+        var created = _p.Store.CreateAsync(quota);
+        _disk.Flush();
+        if (!created.IsCompleted || !created.Result.IsOk) Fail("harness", "the bootstrap Quota object was not written");
+        Settle();
+        _disk.Flush(); // the quota controller's limit is durable before anything can crash
         Event($"boot: {_o.Nodes} nodes, tenant t1, cell v{cell.Version}");
         foreach (var a in _agents) a.Reconnect();
     }
@@ -281,15 +305,29 @@ public sealed partial class DstSimulation
         Count(DstFault.Crash);
         if (tear) Count(DstFault.TornTail);
         Event($"CRASH process {_incarnation} (disk {_disk.DurableCount}/{_disk.Count} durable, tear={tear})");
+        // Override expiry during recovery: the process stays down (recovers) until every live override's TTL has passed,
+        // so the recovered cell may carry a raised limit whose audited window is over; the new override sweep must revert
+        // it before the schedulers place more than the quota.
+        DateTimeOffset? lastExpiry = null;
+        foreach (var o in _p.Store.List(new ObjectFilter(Override.KindName)).Items)
+            if (o is Override ov && ov.IsLive(Now) && ov.ExpiresAt is { } e && (lastExpiry is null || e > lastExpiry)) lastExpiry = e;
         _p.Kill();
         _disk.Crash(tear, _rng);
+        if (lastExpiry is { } until && _rng.Next(0, 4) != 0)
+        {
+            var down = until - Now + TimeSpan.FromMilliseconds(_rng.Next(1, 1500));
+            Count(DstFault.OverrideExpiryDuringRecovery);
+            Event($"recovery takes {down.TotalMilliseconds:0}ms: live overrides expire meanwhile");
+            _time.Advance(down);
+        }
         var cell = _disk.Recover(CellOptions());
         // The durability checker: everything acknowledged to a client is in the recovered prefix.
         if (cell.Version < _ackedVersion)
             Fail("acked-write-lost", $"a write acknowledged at cell version {_ackedVersion} is gone: the recovered cell is at v{cell.Version}");
-        var audit = cell.Audit();
+        var audit = RealProblems(cell.Audit());
         if (audit.Count > 0) Fail("recovery-audit", string.Join("; ", audit));
         _p = new Process(this, cell, ++_incarnation);
+        _lastQuotaUsage = cell.TryGetTenant("t2", out var t2) ? cell.GetTenantUsage(t2).Usage : default;
         Event($"restart as process {_incarnation}: recovered v{cell.Version}, {cell.AllocationCount} bindings, {cell.ReservationCount} reservations, {_p.Store.Count} objects");
         foreach (var a in _agents) a.Reconnect();
     }
@@ -360,6 +398,22 @@ public sealed partial class DstSimulation
             _p.PendingIsStage = true;
             _p.PendingPolicy = p.StageAsync(settings).AsTask();
         }
+    }
+
+    // An operator raises tenant t2's quota for a short while: an audited override (author, reason, TTL) written to the store.
+    private void QuotaOverride()
+    {
+        var ov = new Override();
+        ov.Metadata.Name = "raise-" + ++_overrides;
+        ov.Spec.Type = OverrideType.EmergencyQuota;
+        ov.Spec.Target = "t2";
+        ov.Spec.TtlSeconds = _rng.Next(1, 7);
+        ov.Spec.Reason = "dst: an emergency needs more capacity";
+        ov.Spec.Author = "operator";
+        ov.Spec.Extra = new ResourceRequest { CpuMillis = 1000L * _rng.Next(1, 4) };
+        Count(DstFault.QuotaOverride);
+        Event($"operator raises t2's quota by {ov.Spec.Extra.CpuMillis}m for {ov.Spec.TtlSeconds} s ({ov.Metadata.Name})");
+        _ = _p.Store.CreateAsync(ov).AsTask(); // acknowledged once durable; the checker reads the store, not the ack
     }
 
     internal void Acked(long version, string what)

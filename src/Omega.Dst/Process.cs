@@ -10,6 +10,9 @@ namespace Omega.Dst;
 // the wire protocol they stand for).
 internal sealed record ClientRequest(long Id, char Op, string Name, int Replicas)
 {
+    /// <summary>Workloads named q… belong to the quota-limited tenant t2; the others to t1.</summary>
+    public string Tenant => DstSimulation.TenantOf(Name);
+
     public override string ToString() => $"req#{Id} {Op} {Name} {Replicas}";
 }
 
@@ -62,7 +65,18 @@ internal sealed class Process
         Reservations.Start();
         Repair = new RepairController(Store, cell, Scheduler, new RepairControllerOptions { Interval = TimeSpan.FromSeconds(2), FinalizerDeadline = TimeSpan.FromSeconds(20) });
         Repair.Start();
+        // Quotas and overrides (issue 18): tenant t2's Quota object is applied by the quota controller; emergency-quota
+        // overrides raise it for their TTL through the override sweep, which reverts them at expiry (also after a crash).
+        Quotas = new QuotaController(Store, cell, sim.Time, new QuotaControllerOptions { UsageRefresh = TimeSpan.FromSeconds(2) });
+        QuotaRunner = Quotas.CreateRunner(Scheduler, new ControllerRunnerOptions { ResyncPeriod = TimeSpan.FromSeconds(5) });
+        QuotaRunner.Start();
+        Overrides = new OverrideController(Store, cell, Scheduler, new OverrideControllerOptions { Interval = TimeSpan.FromSeconds(1) });
+        Overrides.Start();
     }
+
+    public QuotaController Quotas { get; }
+    public ControllerRunner QuotaRunner { get; }
+    public OverrideController Overrides { get; }
 
     public int Id { get; }
     public Cell Cell { get; }
@@ -86,7 +100,7 @@ internal sealed class Process
     {
         _schedulers++;
         _clock = new SkewedTime(_sim.Time);
-        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256, Policy = Policies.Source };
+        var opts = new SchedulingOptions { Seed = _sim.Next(0, int.MaxValue), Time = _clock, DecisionLogCapacity = 256, Policy = Policies.Source, DecisionSink = _sim.DecisionChecker };
         opts.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 2, LeaseDuration = _sim.Options.Lease, QueueCapacity = 10_000, Backoff = TimeSpan.FromMilliseconds(20) });
         Committer = new RemoteCommitter(_sim, Cell, (ulong)(Id * 1000 + _schedulers)) { Interleave = () => Reserver.Act() };
         Engine = new SchedulingEngine(Cell, Committer, opts);
@@ -128,6 +142,8 @@ internal sealed class Process
         Runner.Dispose();
         Reservations.Dispose();
         Repair.Dispose();
+        QuotaRunner.Dispose();
+        Overrides.Dispose();
         Engine.Metrics.Dispose();
         foreach (var z in Zombies) z.Engine.Metrics.Dispose();
         Zombies.Clear();
@@ -167,7 +183,7 @@ internal sealed class Process
 
     private void HandleClient(ClientRequest r)
     {
-        var key = new ObjectKey(Workload.KindName, "t1", r.Name);
+        var key = new ObjectKey(Workload.KindName, r.Tenant, r.Name);
         ValueTask<ObjectResult> op;
         if (r.Op == 'D') op = Store.DeleteAsync(key);
         else if (Store.Get(key).Object is Workload w)

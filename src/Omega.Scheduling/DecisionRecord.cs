@@ -62,6 +62,13 @@ public sealed record DecisionRecord(
     /// </summary>
     public string NextOwner { get; init; } = "";
 
+    /// <summary>
+    /// What the decision read, so <see cref="DecisionReplay"/> can re-run it on a reconstruction of exactly that state: the
+    /// seed of its random stream, the nodes it read as the snapshot showed them, the live group counts it read, the job.
+    /// Null for records built without it (a worker never leaves it out).
+    /// </summary>
+    public DecisionInputs? Inputs { get; init; }
+
     /// <summary>Entries this record holds (what it costs in the log's budget).</summary>
     internal int Cost => Tasks.Count + (UnclaimedRanges?.Length ?? 0) / 2 + 1;
 
@@ -97,6 +104,59 @@ public sealed record DecisionRecord(
                 sb.AppendLine($"  task {t.TaskIndex}: {(t.Node is { } n2 ? $"bind {n2} ({t.NodeName}) score {t.Score:0.0}" : "no feasible node")} -> {t.Claim?.ToString() ?? "no claim"}");
         if (NextOwner.Length > 0) sb.AppendLine($"  next owner: {NextOwner}");
         return sb.ToString();
+    }
+}
+
+/// <summary>One node as a decision read it from its snapshot (and, for constraint groups, from the live view).</summary>
+/// <param name="Id">The node id.</param>
+/// <param name="Read">What the snapshot read returned (anything but Ok counts as a stale read).</param>
+/// <param name="Spec">The node's spec as read (null unless <paramref name="Read"/> is Ok).</param>
+/// <param name="Allocated">Resources allocated on it at the snapshot's version.</param>
+/// <param name="Status">Its status at the snapshot's version.</param>
+/// <param name="TaskCount">Bindings on it at the snapshot's version.</param>
+/// <param name="GroupMembers">Live members of the job's constraint group the decision counted on it; -1 when not read.</param>
+public readonly record struct DecisionNodeInput(NodeId Id, SnapshotRead Read, NodeSpec? Spec, ResourceVector Allocated, NodeStatus Status, int TaskCount, int GroupMembers);
+
+/// <summary>
+/// The inputs of one placement decision (issue 18): everything the real pipeline read, so that
+/// <see cref="DecisionReplay.Replay"/> can rebuild that state and re-run the same code to the same choice.
+/// </summary>
+/// <param name="Seed">The seed of the decision's random stream (<see cref="DecisionRandom"/>).</param>
+/// <param name="NodeCount">Node ids in the snapshot (sampling draws from 0..NodeCount-1).</param>
+/// <param name="TaskRanges">The job's tasks the decision tried to place, in order, as half-open index ranges
+/// <c>[start0, end0, start1, end1, ...]</c> (a record's size follows the ranges, not the job's task count).</param>
+/// <param name="BoundElsewhere">Nodes holding the job's tasks bound by earlier attempts, with how many each.</param>
+/// <param name="Probes">The node ids the sampling read, in order.</param>
+/// <param name="Nodes">Every node the decision read (probes, group counts, earlier bindings), by id.</param>
+/// <param name="GroupReads">The live group counts read through the view, in order (node id, members).</param>
+/// <param name="Job">The job as submitted.</param>
+/// <param name="MayPreempt">True when the decision was allowed to plan preemptions.</param>
+public sealed record DecisionInputs(long Seed, int NodeCount, int[] TaskRanges, (int Node, int Tasks)[] BoundElsewhere, int[] Probes,
+    DecisionNodeInput[] Nodes, (int Node, int Members)[] GroupReads, JobSpec Job, bool MayPreempt)
+{
+    /// <summary>The task indexes of <see cref="TaskRanges"/>, expanded, in order.</summary>
+    public int[] TaskIndexes()
+    {
+        int n = 0;
+        for (int i = 0; i + 1 < TaskRanges.Length; i += 2) n += TaskRanges[i + 1] - TaskRanges[i];
+        var r = new int[n];
+        int k = 0;
+        for (int i = 0; i + 1 < TaskRanges.Length; i += 2)
+            for (int t = TaskRanges[i]; t < TaskRanges[i + 1]; t++) r[k++] = t;
+        return r;
+    }
+
+    /// <summary>Compresses task indexes into the half-open ranges of <see cref="TaskRanges"/>.</summary>
+    public static int[] RangesOf(IReadOnlyList<int> indexes)
+    {
+        ArgumentNullException.ThrowIfNull(indexes);
+        var ranges = new List<int>();
+        foreach (int t in indexes)
+        {
+            if (ranges.Count > 0 && ranges[^1] == t) ranges[^1] = t + 1;
+            else { ranges.Add(t); ranges.Add(t + 1); }
+        }
+        return [.. ranges];
     }
 }
 

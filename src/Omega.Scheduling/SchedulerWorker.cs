@@ -36,6 +36,9 @@ public sealed class SchedulerWorker
     private readonly PlacementPipeline _pipeline;
     private readonly PreemptionPlanner? _preemption;
     private readonly Random _rng;
+    // The decision's own stream, reseeded from _rng before every decision: its seed goes into the decision record, so
+    // the decision can be replayed from the log (issue 18). One instance per worker, reseeded in place.
+    private readonly DecisionRandom _decisionRng = new(0);
     private readonly List<PlannedClaim> _planned = new();
     private readonly PlanStats _stats = new();
     private readonly List<int> _unplaced = new();
@@ -121,8 +124,10 @@ public sealed class SchedulerWorker
         _preemption?.BeginJob();
         // The policy's priority rules decide preemption; read from the policy the pipeline will use for this decision.
         bool mayPreempt = _preemption is not null && (_engine.Policy?.Current ?? _pipeline.Policy).MayPreempt(spec.Priority);
+        long decisionSeed = _rng.NextInt64();
+        _decisionRng.Reseed(decisionSeed);
         _pipeline.Plan(spec, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_unplaced), snapshot, tenant,
-            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_boundNodes), _rng, _planned, _stats, mayPreempt ? _preemption : null, _engine.View);
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_boundNodes), _decisionRng, _planned, _stats, mayPreempt ? _preemption : null, _engine.View);
         long t1 = Stopwatch.GetTimestamp();
 
         CommitResult result = default;
@@ -218,7 +223,7 @@ public sealed class SchedulerWorker
         bool interesting = conflicted || outcome != StepOutcome.Placed || _stats.Unplaceable > 0;
         if (_engine.Decisions.ShouldRecord(interesting))
             _engine.Decisions.Add(BuildRecord(spec, generation, attempt, waited, snapshot.Version, committed ? result : (CommitResult?)null,
-                t0, t1, t2, outcome, parkReason, firstConflict, tenant));
+                t0, t1, t2, outcome, parkReason, firstConflict, tenant) with { Inputs = CaptureInputs(spec, snapshot, decisionSeed, mayPreempt) });
 
         if (outcome == StepOutcome.Requeued)
         {
@@ -327,6 +332,42 @@ public sealed class SchedulerWorker
             TenantQuota = tenant.Quota,
             NextOwner = next,
         };
+    }
+
+    // The decision's read set, captured only for records that are kept: each node it read, re-read from the same snapshot
+    // (a snapshot is immutable at its version, so this is what the pipeline saw), plus the live group counts it read.
+    private DecisionInputs CaptureInputs(JobSpec spec, CellSnapshot snapshot, long seed, bool mayPreempt)
+    {
+        var probes = new int[_pipeline.ProbedNodes.Count];
+        for (int i = 0; i < probes.Length; i++) probes[i] = _pipeline.ProbedNodes[i];
+        var groupReads = new (int Node, int Members)[_pipeline.Context.GroupReads.Count];
+        for (int i = 0; i < groupReads.Length; i++) groupReads[i] = _pipeline.Context.GroupReads[i];
+        var ids = new SortedSet<int>(probes);
+        var members = new Dictionary<int, int>();
+        foreach (var (node, count) in groupReads)
+        {
+            ids.Add(node);
+            members.TryAdd(node, count);
+        }
+        var bound = new SortedDictionary<int, int>();
+        foreach (var b in _boundNodes)
+        {
+            ids.Add(b.Value);
+            bound[b.Value] = bound.TryGetValue(b.Value, out int c) ? c + 1 : 1;
+        }
+        var boundCounts = new (int Node, int Tasks)[bound.Count];
+        int bi = 0;
+        foreach (var (node, count) in bound) boundCounts[bi++] = (node, count);
+        var nodes = new DecisionNodeInput[ids.Count];
+        int k = 0;
+        foreach (int id in ids)
+        {
+            var read = snapshot.TryGetNode(new NodeId(id), out var v);
+            nodes[k++] = read == SnapshotRead.Ok
+                ? new DecisionNodeInput(v.Id, read, v.Spec, v.Allocated, v.Status, v.TaskCount, members.TryGetValue(id, out int m) ? m : -1)
+                : new DecisionNodeInput(new NodeId(id), read, null, default, NodeStatus.Removed, 0, members.TryGetValue(id, out int m2) ? m2 : -1);
+        }
+        return new DecisionInputs(seed, snapshot.NodeCount, DecisionInputs.RangesOf(_unplaced), boundCounts, probes, nodes, groupReads, spec, mayPreempt);
     }
 
     private bool EnsureLease()

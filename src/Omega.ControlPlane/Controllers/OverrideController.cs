@@ -111,8 +111,10 @@ public sealed class OverrideController : IDisposable
     {
         ArgumentNullException.ThrowIfNull(store);
         var limit = baseLimit;
+        // BUGGIFY SkipOverrideExpiry: an override counts until deleted, whatever its TTL (the DST's quota checker must fail).
+        bool ignoreTtl = (store.Buggify & Buggify.SkipOverrideExpiry) != 0;
         foreach (var o in ListAll(store, Override.KindName))
-            if (o is Override ov && ov.Spec.Type == OverrideType.EmergencyQuota && ov.Spec.Target == tenant && ov.IsLive(now))
+            if (o is Override ov && ov.Spec.Type == OverrideType.EmergencyQuota && ov.Spec.Target == tenant && (ov.IsLive(now) || ignoreTtl && ov.Metadata.DeletionTimestamp is null))
                 limit += ov.Spec.Extra.ToVector();
         return limit;
     }

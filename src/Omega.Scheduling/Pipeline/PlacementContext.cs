@@ -22,6 +22,8 @@ public sealed class PlacementContext
     private readonly Dictionary<string, int> _groupInTopology = new(StringComparer.Ordinal);
     private bool _topologyLoaded;
     private readonly List<Allocation> _scratch = new();
+    // Every live group count this decision read through the view, in order (issue 18: the decision's read set).
+    private readonly List<(int Node, int Members)> _groupReads = new();
     private ICellView? _view;
     private CellSnapshot _snapshot;
     private bool _domainsLoaded;
@@ -48,7 +50,14 @@ public sealed class PlacementContext
         _groupInTopology.Clear();
         _topologyLoaded = false;
         _view = null;
+        _groupReads.Clear();
     }
+
+    /// <summary>
+    /// The live group-member counts this decision read through the cell view (node id, members), in the order read. The
+    /// view is live, not tied to the snapshot, so a decision record keeps these counts to replay the decision exactly.
+    /// </summary>
+    public IReadOnlyList<(int Node, int Members)> GroupReads => _groupReads;
 
     internal void BeginGroup(ICellView? view, CellSnapshot snapshot)
     {
@@ -139,6 +148,7 @@ public sealed class PlacementContext
         int n = 0;
         for (int i = 0; i < _scratch.Count; i++)
             if (group.SameGroup(_scratch[i].Task.Job, self)) n++;
+        _groupReads.Add((node.Value, n));
         return n;
     }
 

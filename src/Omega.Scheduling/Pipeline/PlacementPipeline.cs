@@ -93,6 +93,9 @@ public sealed class PlacementPipeline
     private NodeView[] _pool = new NodeView[64];
     private int _poolCount;
     private readonly HashSet<int> _seen = new();
+    // Node ids read by the last plan, in order: a decision record's read set (issue 18, decision replay). A reused list,
+    // one Add per node read: no allocation once warm.
+    private readonly List<int> _probed = new();
     private int _scanStart;
     private int _scanStride = 1;
     private int _distinct;
@@ -147,6 +150,13 @@ public sealed class PlacementPipeline
     /// <summary>The scorers of the last plan's policy.</summary>
     public IReadOnlyList<IScorer> Scorers => _scorers;
 
+    /// <summary>
+    /// The node ids the last <see cref="Plan"/> read from its snapshot while sampling, in the order it read them (a
+    /// random probe that hit a node already seen is not listed again). Valid until the next plan; decision records copy
+    /// it so <see cref="DecisionReplay"/> can rebuild exactly what the decision read.
+    /// </summary>
+    public IReadOnlyList<int> ProbedNodes => _probed;
+
     /// <summary>The context of the job being planned (valid during and right after <see cref="Plan"/>).</summary>
     public PlacementContext Context => _context;
 
@@ -176,6 +186,7 @@ public sealed class PlacementPipeline
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(stats);
         stats.Reset();
+        _probed.Clear();
         LoadPolicy();
         stats.PolicyRevision = _policy.Revision;
         _context.Reset(job);
@@ -273,6 +284,7 @@ public sealed class PlacementPipeline
             }
             probes++;
             _distinct++;
+            _probed.Add(id);
             if (snapshot.TryGetNode(new NodeId(id), out var v) != SnapshotRead.Ok)
             {
                 stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
