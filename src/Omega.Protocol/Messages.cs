@@ -111,16 +111,21 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
     public ErrorCode Code;
     public string Message;
     public DenyReason Reason;
+    // Version 4, only with NotLeader: the leader's advertised client address and its fencing epoch (keys 3 and 4).
+    public string? Leader;
+    public long Epoch;
 
     public static MessageType Type => MessageType.Error;
 
     public readonly void Write(ref MessagePackWriter w)
     {
         bool reason = Reason != DenyReason.None;
-        w.WriteMapHeader(reason ? 3 : 2);
+        bool leader = !string.IsNullOrEmpty(Leader);
+        w.WriteMapHeader(2 + (reason ? 1 : 0) + (leader ? 2 : 0));
         w.Write(0); w.Write((ushort)Code);
         w.Write(1); w.Write(Message ?? "");
         if (reason) { w.Write(2); w.Write((byte)Reason); }
+        if (leader) { w.Write(3); w.Write(Leader); w.Write(4); w.Write(Epoch); }
     }
 
     public static ErrorMessage Read(ref MessagePackReader r)
@@ -134,6 +139,8 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
                 case 0: m.Code = (ErrorCode)r.ReadUInt16(); break;
                 case 1: m.Message = Codec.ReadString(ref r, 4096); break;
                 case 2: m.Reason = (DenyReason)r.ReadByte(); break;
+                case 3: m.Leader = Codec.ReadString(ref r, 1024); break;
+                case 4: m.Epoch = r.ReadInt64(); break;
                 default: Codec.Skip(ref r); break;
             }
         }

@@ -63,6 +63,30 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _meter = CellCounters.CreateMeter("Omega.Server", cell.Name, options.MeterFactory);
         _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
         _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
+        _redirects = _meter.CreateCounter<long>("omega.server.redirects", "{connection}", "Clients turned away because this replica does not lead, by code (NotLeader, NoLeader)");
+    }
+
+    private readonly Counter<long> _redirects;
+    private long _redirectCount;
+
+    /// <summary>NotLeader/NoLeader answers sent so far (each closed its connection).</summary>
+    public long RedirectCount => Volatile.Read(ref _redirectCount);
+
+    /// <summary>
+    /// Turns a client away from a replica that does not lead (docs/protocol.md, section 3, "Replicas and the leader"):
+    /// NotLeader naming the leader, or NoLeader when none is known; the connection closes and the client reconnects.
+    /// </summary>
+    internal void Redirect(FrameConnection c, uint rid, ILeaderGate gate)
+    {
+        // Read the address once: the gate may change under us, and the code must match the address actually sent.
+        string? leader = gate.LeaderAddress;
+        long epoch = gate.Epoch;
+        bool known = !string.IsNullOrEmpty(leader);
+        _redirects.Add(1, new KeyValuePair<string, object?>("code", known ? nameof(ErrorCode.NotLeader) : nameof(ErrorCode.NoLeader)));
+        Interlocked.Increment(ref _redirectCount);
+        c.SendRedirect(rid, leader, epoch, known
+            ? $"replica '{_options.Name}' does not lead; the leader is {leader} (epoch {epoch})"
+            : $"replica '{_options.Name}' does not lead and no leader is known; retry another replica or later");
     }
 
     public long TaskReportsByState(TaskState s) => Volatile.Read(ref _reportCounts[(int)s]);
@@ -100,6 +124,13 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (!c.HandshakeCompleted)
         {
             c.SendError(rid, ErrorCode.HandshakeRequired, "the first frame must be Hello");
+            return;
+        }
+        // Leadership lost since the handshake (the gate's Changed also closes every connection, but a request may arrive
+        // before that runs): nothing is served by a replica that does not lead. One volatile read per frame.
+        if (_options.Leadership is { IsLeader: false } gate)
+        {
+            Redirect(c, rid, gate);
             return;
         }
         // A credential revoked or expired since the handshake is refused at its next request, and the connection closed.
@@ -766,6 +797,13 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (hello.Role is not (PeerRole.Agent or PeerRole.Scheduler))
         {
             c.SendError(rid, ErrorCode.UnsupportedVersion, $"unknown role {(byte)hello.Role}");
+            return;
+        }
+        // High availability: a follower redirects before it checks the credential. Its copy of the credentials may lag the
+        // leader's, and a fresh credential refused here would make a careful client give up for good.
+        if (_options.Leadership is { IsLeader: false } follower)
+        {
+            Redirect(c, rid, follower);
             return;
         }
         s.HelloName = hello.Name ?? "";
