@@ -228,12 +228,12 @@ internal static class ServeCommand
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
         {
-            if (!Omega.Transport.FrameClient.TryParseEndPoint(r.GetValue(connect), out var parsed))
+            if (!Omega.Transport.FrameClient.TryParseEndPoints(r.GetValue(connect), out var replicas))
             {
-                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT, not '{r.GetValue(connect)}'");
+                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT (several separated by commas), not '{r.GetValue(connect)}'");
                 return 2;
             }
-            var endpoint = parsed!;
+            var endpoint = replicas[0];
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
@@ -255,14 +255,25 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega agents: --join-token is not of the form omega1.<16 hex digits>.<43 characters>");
                 return 2;
             }
-            // Fail fast with one line when nothing listens there, instead of agents retrying forever.
-            try
+            // Fail fast with one line when nothing listens there, instead of agents retrying forever (with several replicas:
+            // when none of them answers).
+            Exception? unreachable = null;
+            foreach (var candidate in replicas)
             {
-                await Omega.Transport.FrameClient.ProbeAsync(endpoint, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                try
+                {
+                    await Omega.Transport.FrameClient.ProbeAsync(candidate, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                    unreachable = null;
+                    break;
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
+                {
+                    unreachable = e;
+                }
             }
-            catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
+            if (unreachable is not null)
             {
-                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {e.Message}");
+                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {unreachable.Message}");
                 return 1;
             }
             // With an operator credential (--token/--token-file, scope admin) and no join token: make a join token with
@@ -271,7 +282,7 @@ internal static class ServeCommand
             {
                 try
                 {
-                    await using var admin = await Omega.Agent.ControlClient.ConnectAsync(endpoint, transport, "omega-agents", adminToken, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+                    await using var admin = await Omega.Agent.ControlClient.ConnectAsync(replicas, transport, "omega-agents", adminToken, cancellationToken: cancel).WaitAsync(TimeSpan.FromSeconds(30), cancel).ConfigureAwait(false);
                     joinToken = (await admin.CreateTokenAsync(Omega.Protocol.CredentialRole.Join, $"omega-agents-{r.GetValue(prefix)}", ttl: TimeSpan.FromMinutes(15), uses: r.GetValue(count), cancellationToken: cancel).ConfigureAwait(false)).Token;
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or Omega.Agent.AgentRequestException or IOException or Omega.Transport.TransportSecurityException)
@@ -283,7 +294,8 @@ internal static class ServeCommand
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, ReadySeconds: r.GetValue(readySeconds), JoinToken: joinToken,
-                Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority)));
+                Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority),
+                Replicas: replicas.Count > 1 ? replicas : null));
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {
