@@ -304,8 +304,10 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     Region = _options.Region,
                     Zone = _options.Zone,
                     ResumeFrom = LastVersion,
+                    Held = HeldTasks(),
                 }, ct).ConfigureAwait(false);
                 var reg = Expect<Registered>(rt, rb);
+                if (reg.Stop is { Length: > 0 } stale) StopStale(stale);
                 _targets.Connected();
                 Volatile.Write(ref _connectedTo, _targets.Current);
                 NodeId = reg.NodeId;
@@ -360,6 +362,50 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             catch (OperationCanceledException) { break; }
         }
     }
+
+    private HeldTask[]? HeldTasks()
+    {
+        lock (_stateLock)
+        {
+            if (_running.Count == 0) return null;
+            var held = new HeldTask[Math.Min(_running.Count, HeldTask.MaxEntries)];
+            int i = 0;
+            foreach (var (task, generation) in _running)
+            {
+                if (i == held.Length) break;
+                held[i++] = new HeldTask(task, generation);
+            }
+            return held;
+        }
+    }
+
+    // Registered key 5 (version 4): tasks this agent runs whose binding is gone, released while the server restarted or
+    // the leader changed, so no Stop entry exists in the stream it resumed. Delivered like a stop of the stream, once.
+    private void StopStale(HeldTask[] stale)
+    {
+        foreach (var h in stale)
+        {
+            lock (_stateLock)
+            {
+                if (!_running.TryGetValue(h.Task, out long g) || g != h.Generation) continue;
+                _running.Remove(h.Task);
+                _phase.Remove(h.Task);
+                // The stream may still carry this release's own Stop (a release racing the registration): drop it then.
+                // Bounded: entries are removed when that Stop arrives, and a later run of the task clears them below.
+                _reconciled.Add((h.Task, h.Generation));
+            }
+            Interlocked.Increment(ref _reconciledStops);
+            var ab = new AgentBinding(BindingKind.Stop, h.Task, h.Generation, default, LastVersion);
+            if (_options.OnBinding is { } cb) cb(this, ab);
+            else _bindings.Writer.TryWrite(ab);
+        }
+    }
+
+    private long _reconciledStops;
+    private readonly HashSet<(TaskId, long)> _reconciled = new();
+
+    /// <summary>Tasks stopped because the server, at a (re)registration, found their binding gone (Registered key 5).</summary>
+    public long ReconciledStops => Volatile.Read(ref _reconciledStops);
 
     // hint: null = no redirect (a failure: next address), "" = NoLeader (next address), else NotLeader's leader.
     private bool NoteFailure(string? hint)
@@ -493,12 +539,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 if (e.Kind == BindingKind.Run)
                 {
                     accept = e.Generation > high;
-                    if (accept) { _highest[e.Task] = e.Generation; _running[e.Task] = e.Generation; }
+                    if (accept)
+                    {
+                        _highest[e.Task] = e.Generation;
+                        _running[e.Task] = e.Generation;
+                        if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
+                    }
                 }
                 else
                 {
-                    // A stop applies to the generation it names; a stop for an older generation than one held is stale.
-                    accept = e.Generation >= high;
+                    // A stop applies to the generation it names; a stop for an older generation than one held is stale, and
+                    // so is the stream's own stop of a generation a reconciliation at registration already stopped.
+                    accept = e.Generation >= high && !(_reconciled.Count > 0 && _reconciled.Remove((e.Task, e.Generation)));
                     if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); }
                 }
             }

@@ -899,16 +899,32 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         // connection is attached to the node only then, so no binding is pushed ahead of the Registered reply.
         long seq = _cell.JournalSequence;
         long resume = m.ResumeFrom;
+        var held = m.Held;
         if (_dispatcher.IsPublishable(seq))
         {
-            CompleteRegister(c, s, rid, id, resume);
+            CompleteRegister(c, s, rid, id, resume, held);
             return true;
         }
-        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume));
+        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume, held));
         return false;
     }
 
-    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom)
+    /// <summary>
+    /// Version 4 reconciliation: the held tasks (Register key 7) that have no live binding on this node at the held
+    /// generation. The outbox cannot always say so: a server that restarted, or a replica that took over, seeds its
+    /// outboxes from the cell's live bindings, so a release committed after the agent's resume point but before the
+    /// restart or failover left no Stop entry anywhere. Without this the agent would run a task that is bound elsewhere.
+    /// </summary>
+    private HeldTask[]? StaleHeld(NodeId id, HeldTask[]? held)
+    {
+        if (held is not { Length: > 0 }) return null;
+        List<HeldTask>? stale = null;
+        foreach (var h in held)
+            if (!_cell.TryGetAllocation(h.Task, out var a) || a.Node != id || a.Generation != h.Generation) (stale ??= new()).Add(h);
+        return stale?.ToArray();
+    }
+
+    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom, HeldTask[]? held)
     {
         var node = _nodes.Get(id);
         lock (node.Sync)
@@ -927,6 +943,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 HeartbeatMs = (int)_options.EffectiveHeartbeat.TotalMilliseconds,
                 ResumeFrom = resumeFrom,
                 CellVersion = _cell.Version,
+                Stop = StaleHeld(id, held),
             });
             node.SendPending(new BindingEntry[64]);
         }

@@ -235,6 +235,64 @@ public sealed class LeaderRedirectTests
     }
 
     [Fact]
+    public async Task A_release_the_agent_never_heard_of_before_the_failover_is_stopped_at_registration_on_the_new_leader()
+    {
+        // The replication layer builds the new leader's server from the replicated state at takeover: its outboxes are
+        // seeded from the live bindings, so a release committed after the agent's resume point and before the takeover
+        // left no Stop entry anywhere. The agent's held tasks (Register key 7) are reconciled instead (Registered key 5).
+        using var cell = new Cell(new CellOptions { Name = "ha-seeded" });
+        var gateA = new FakeGate();
+        await using var a = new OmegaServer(cell, null, new IPEndPoint(IPAddress.Loopback, 0), new ServerOptions { Name = "a", Leadership = gateA });
+        gateA.Set(true, a.EndPoint.ToString(), 1);
+        a.Start();
+        int portB;
+        using (var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            portB = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var addressB = new IPEndPoint(IPAddress.Loopback, portB);
+        var seen = new ConcurrentQueue<AgentBinding>();
+        await using var agent = new AgentClient(new AgentOptions
+        {
+            Servers = [a.EndPoint, addressB],
+            NodeName = "seeded-node",
+            Capacity = new ResourceVector(100_000, 64L << 30),
+            OnBinding = (_, b) => seen.Enqueue(b),
+            Seed = 17,
+            ReconnectBase = TimeSpan.FromMilliseconds(5),
+            ReconnectMax = TimeSpan.FromMilliseconds(50),
+        });
+        await agent.StartAsync();
+        Assert.True(cell.TryGetNodeId("seeded-node", out var node));
+        var lease = cell.AcquireLease("sched", TimeSpan.FromHours(1)).Lease;
+        var t1 = new TaskId(1700, 0);
+        var t2 = new TaskId(1700, 1);
+        Assert.Equal(TransactionStatus.Committed, cell.Commit(new Transaction(lease).Add(new Claim(t1, node, new ResourceVector(100, 1 << 20), 0))).Status);
+        Assert.Equal(TransactionStatus.Committed, cell.Commit(new Transaction(lease).Add(new Claim(t2, node, new ResourceVector(100, 1 << 20), 0))).Status);
+        await Wait.UntilAsync(() => agent.RunningTasks.Count == 2, "both tasks running on the agent");
+
+        // A steps down (no leader known); while the agent knocks at A and at the address where B will be, t1's binding
+        // is released (preempted, its node drained by an operator...) and B is built from the cell as it is now.
+        gateA.Set(false, null, 1);
+        await Wait.UntilAsync(() => !agent.IsConnected, "the agent left A");
+        Assert.Equal(ReleaseStatus.Released, cell.Release(t1));
+        var gateB = new FakeGate();
+        gateB.Set(true, addressB.ToString(), 2);
+        await using var b = new OmegaServer(cell, null, addressB, new ServerOptions { Name = "b", Leadership = gateB });
+        b.Start();
+        gateA.Set(false, addressB.ToString(), 2);
+
+        await Wait.UntilAsync(() => agent.IsConnected && Equals(agent.ConnectedTo, addressB), "the agent registered with B");
+        await Wait.UntilAsync(() => agent.RunningTasks.Count == 1, "t1 stopped on the agent");
+        Assert.Equal([t2], agent.RunningTasks.Keys);
+        Assert.Equal(1, agent.ReconciledStops);
+        var stops = seen.Where(x => x.Kind == BindingKind.Stop).ToList();
+        Assert.Equal(t1, Assert.Single(stops).Task);
+        Assert.Equal(0, agent.Duplicates);
+    }
+
+    [Fact]
     public async Task New_leader_judges_no_lease_while_following_and_gives_every_node_one_lease_from_the_takeover()
     {
         var fake = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 0, 0, 0, TimeSpan.Zero));
