@@ -20,7 +20,9 @@ public sealed class EtcdCluster : IAsyncLifetime
     public IReadOnlyList<string> Endpoints { get; private set; } = Array.Empty<string>();
 
     /// <summary>The etcd binary (ETCD_BIN overrides).</summary>
-    public static string Binary => Environment.GetEnvironmentVariable("ETCD_BIN") ?? "/usr/bin/etcd";
+    public static string Binary => Environment.GetEnvironmentVariable("ETCD_BIN")
+        ?? (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "etcd")).FirstOrDefault(File.Exists)
+        ?? "/usr/bin/etcd";
 
     public async Task InitializeAsync()
     {
