@@ -17,6 +17,8 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
 {
     private readonly LeaderTargets _targets;
     private readonly string _name;
+    private string _leaseName;
+    private int _leaseGeneration;
     private readonly TimeSpan _replyTimeout;
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private FrameConnection? _c;
@@ -26,6 +28,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
     {
         _targets = new LeaderTargets(replicas);
         _name = name;
+        _leaseName = name;
         _replyTimeout = replyTimeout;
     }
 
@@ -68,6 +71,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or TimeoutException or AgentRequestException)
             {
+                if (Environment.GetEnvironmentVariable("OMEGA_FAILOVER_DEBUG") == "1") Console.Error.WriteLine($"{_name} -> {target}: {e.GetType().Name}: {e.Message}");
                 backOff = _targets.Failed();
             }
             _c?.Abort(DisconnectReason.LocalClose);
@@ -80,11 +84,18 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
     {
         if (SchedulerId != 0)
         {
-            var renewed = Expect<LeaseReply>(await RequestAsync(new RenewLease { SchedulerId = SchedulerId, Name = _name, Token = Token, DurationMs = 60_000 }).ConfigureAwait(false));
+            var renewed = Expect<LeaseReply>(await RequestAsync(new RenewLease { SchedulerId = SchedulerId, Name = _leaseName, Token = Token, DurationMs = 60_000 }).ConfigureAwait(false));
             if (renewed.Status == 1) return; // renewed: the same token stays valid on the new leader
+            if (Environment.GetEnvironmentVariable("OMEGA_FAILOVER_DEBUG") == "1") Console.Error.WriteLine($"{_name}: renew status {renewed.Status} (scheduler {SchedulerId}, token {Token})");
         }
-        var lease = Expect<LeaseReply>(await RequestAsync(new AcquireLease { Name = _name, DurationMs = 60_000 }).ConfigureAwait(false));
-        if (lease.Status != 0) throw new AgentRequestException(ErrorCode.None, $"lease {_name}: status {lease.Status}");
+        var lease = Expect<LeaseReply>(await RequestAsync(new AcquireLease { Name = _leaseName, DurationMs = 60_000 }).ConfigureAwait(false));
+        if (lease.Status == 2)
+        {
+            // Held: an earlier AcquireLease of ours applied but its reply was lost (a reply timeout, a failover). A lease
+            // is not idempotent, so take the next name rather than wait a minute for that one to expire.
+            _leaseName = $"{_name}-{++_leaseGeneration}";
+        }
+        if (lease.Status != 0) throw new AgentRequestException(ErrorCode.None, $"lease {_leaseName}: status {lease.Status}");
         SchedulerId = lease.SchedulerId;
         Token = lease.Token;
         GrantedTokens.Add(lease.Token);
@@ -130,6 +141,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
                 // A stale token after a failover means our lease expired meanwhile: take a new one and retry.
                 if (reply.Status is TransactionStatus.StaleFencingToken or TransactionStatus.LeaseExpired or TransactionStatus.UnknownScheduler)
                 {
+                    if (Environment.GetEnvironmentVariable("OMEGA_FAILOVER_DEBUG") == "1") Console.Error.WriteLine($"{_name}: commit {reply.Status} (scheduler {SchedulerId}, token {Token})");
                     SchedulerId = 0;
                     Drop();
                     continue;
