@@ -13,6 +13,7 @@ using Omega.Benchmarks.Throughput;
 //   cpreconcile [...] control plane: workloads reconciled to serving vs the engine alone, in process (ReconcileBench)
 //   cpstart [...]     control plane: intent-to-started latency over TCP against omega serve (IntentToStartedBench)
 //   extcommit [...]   external scheduler commit latency over TCP, TLS vs plaintext, against omega serve (ExternalCommitBench)
+//   ha-soak [...]     high availability on etcd: commits through trim, compaction and defragmentation (HaSoak, issue 16)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
@@ -21,6 +22,7 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
     : args.Length > 0 && args[0] == "cpreconcile" ? Omega.Benchmarks.ControlPlane.ReconcileBench.Run(args[1..])
     : args.Length > 0 && args[0] == "extcommit" ? Omega.Benchmarks.ControlPlane.ExternalCommitBench.Run(args[1..])
     : args.Length > 0 && args[0] == "cpstart" ? Omega.Benchmarks.ControlPlane.IntentToStartedBench.Run(args[1..])
+    : args.Length > 0 && args[0] == "ha-soak" ? Omega.Benchmarks.HighAvailability.HaSoak.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : args.Length > 0 && args[0] == "failover" ? Omega.Benchmarks.Failover.FailoverDriver.Run(args[1..])
     : RunBenchmarks(args);
