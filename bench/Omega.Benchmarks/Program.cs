@@ -9,9 +9,11 @@ using Omega.Benchmarks.Throughput;
 //   bindpath [...]    bind path over loopback with a simulated agent fleet (BindPathBench)
 //   sched [...]       the full scheduling engine draining a backlog, 1/2/4 workers and each mode (SchedulingThroughput)
 //   hostile [...]     memory under hostile input: partial frames, million-task jobs, 1M mutated frames (HostileMemoryBench)
+//   failover [...]    HA failover driver: 3-member etcd + 3 replicas, SIGKILL/SIGSTOP the leader (FailoverDriver)
 //   cpreconcile [...] control plane: workloads reconciled to serving vs the engine alone, in process (ReconcileBench)
 //   cpstart [...]     control plane: intent-to-started latency over TCP against omega serve (IntentToStartedBench)
 //   extcommit [...]   external scheduler commit latency over TCP, TLS vs plaintext, against omega serve (ExternalCommitBench)
+//   ha-soak [...]     high availability on etcd: commits through trim, compaction and defragmentation (HaSoak, issue 16)
 //   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
@@ -20,7 +22,9 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
     : args.Length > 0 && args[0] == "cpreconcile" ? Omega.Benchmarks.ControlPlane.ReconcileBench.Run(args[1..])
     : args.Length > 0 && args[0] == "extcommit" ? Omega.Benchmarks.ControlPlane.ExternalCommitBench.Run(args[1..])
     : args.Length > 0 && args[0] == "cpstart" ? Omega.Benchmarks.ControlPlane.IntentToStartedBench.Run(args[1..])
+    : args.Length > 0 && args[0] == "ha-soak" ? Omega.Benchmarks.HighAvailability.HaSoak.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
+    : args.Length > 0 && args[0] == "failover" ? Omega.Benchmarks.Failover.FailoverDriver.Run(args[1..])
     : RunBenchmarks(args);
 
 static int RunBenchmarks(string[] args)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Net;
 using System.Threading.Channels;
 using Omega.Protocol;
 using Omega.Transport;
@@ -14,6 +15,9 @@ public sealed class AgentRequestException(ErrorCode code, string message) : Exce
 
     /// <summary>For <see cref="ErrorCode.PermissionDenied"/>: which rule refused the request (docs/protocol.md, section 12).</summary>
     public DenyReason Reason { get; init; }
+
+    /// <summary>For <see cref="ErrorCode.NotLeader"/> (protocol version 4): the leader's address, <c>HOST:PORT</c>; null otherwise.</summary>
+    public string? Leader { get; init; }
 }
 
 /// <summary>
@@ -47,6 +51,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private long _reconnects, _stale, _duplicates, _registrations;
     private string? _token;
     private volatile ErrorCode _credentialRefused;
+    private readonly LeaderTargets _targets;
+    // A NotLeader/NoLeader the server sent on the current connection (any request id, including the unprompted one of a
+    // replica losing the leadership): where to go next. "" for NoLeader, null when none came.
+    private volatile string? _redirectHint;
+    private long _lastHeard;
+    private long _redirects;
+    private EndPoint? _connectedTo;
 
     /// <summary>Creates an agent; <see cref="StartAsync"/> connects it.</summary>
     public AgentClient(AgentOptions options, TransportMetrics? metrics = null)
@@ -55,6 +66,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (options.ReadyAfter is { } ra && ra <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), "ReadyAfter must be positive");
         _metrics = metrics ?? new TransportMetrics("agent");
         _token = options.Token;
+        var servers = new List<EndPoint>();
+        if (options.Server is { } first) servers.Add(first);
+        if (options.Servers is { } list)
+            foreach (var e in list)
+                if (e is not null && !servers.Contains(e)) servers.Add(e);
+        if (servers.Count == 0) throw new ArgumentException("AgentOptions needs Server or Servers", nameof(options));
+        _targets = new LeaderTargets(servers);
         int seed = options.Seed ?? Random.Shared.Next();
         Seed = seed;
         _random = new Random(seed);
@@ -74,6 +92,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
 
     /// <summary>Reconnections made after the first connection.</summary>
     public long Reconnects => Volatile.Read(ref _reconnects);
+
+    /// <summary>NotLeader redirects followed (high availability).</summary>
+    public long RedirectsFollowed => Volatile.Read(ref _redirects);
+
+    /// <summary>The server the agent is (or was last) registered with.</summary>
+    public EndPoint? ConnectedTo => Volatile.Read(ref _connectedTo);
 
     /// <summary>Successful registrations (first and after each reconnect).</summary>
     public long Registrations => Volatile.Read(ref _registrations);
@@ -235,7 +259,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (type == MessageType.Error)
         {
             Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
-            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason };
+            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason, Leader = err.Leader };
         }
         if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out var e))
             throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");
@@ -251,17 +275,22 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         while (!ct.IsCancellationRequested)
         {
             FrameConnection? c = null;
+            // Where the next attempt goes and whether it must back off first (high availability: follow redirects at once,
+            // move along the list on failures, back off after a full round).
+            bool backOff;
             try
             {
-                c = await FrameClient.ConnectAsync(_options.Server, this, _options.Transport, _metrics, ct).ConfigureAwait(false);
+                _redirectHint = null;
+                c = await FrameClient.ConnectAsync(_targets.Current, this, _options.Transport, _metrics, ct).ConfigureAwait(false);
                 _connection = c;
+                Volatile.Write(ref _lastHeard, _options.Time.GetTimestamp());
                 // The node's own credential once it has one; the join token only to get it (docs/protocol.md, section 12).
                 string? own = Volatile.Read(ref _token);
-                var (wt, wb) = await RequestOn(c, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = _options.NodeName, Token = own ?? _options.JoinToken }).ConfigureAwait(false);
+                var (wt, wb) = await RequestOn(c, new Hello { Version = Frame.ProtocolVersion, Role = PeerRole.Agent, Name = _options.NodeName, Token = own ?? _options.JoinToken }, ct).ConfigureAwait(false);
                 Expect<Welcome>(wt, wb);
                 if (own is null && _options.JoinToken is not null)
                 {
-                    var (jt, jb) = await RequestOn(c, new Join { Node = _options.NodeName }).ConfigureAwait(false);
+                    var (jt, jb) = await RequestOn(c, new Join { Node = _options.NodeName }, ct).ConfigureAwait(false);
                     var joined = Expect<JoinReply>(jt, jb);
                     Volatile.Write(ref _token, joined.Token);
                     _options.OnCredential?.Invoke(joined.Token);
@@ -275,8 +304,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     Region = _options.Region,
                     Zone = _options.Zone,
                     ResumeFrom = LastVersion,
-                }).ConfigureAwait(false);
+                    Held = HeldTasks(),
+                }, ct).ConfigureAwait(false);
                 var reg = Expect<Registered>(rt, rb);
+                if (reg.Stop is { Length: > 0 } stale) StopStale(stale);
+                _targets.Connected();
+                Volatile.Write(ref _connectedTo, _targets.Current);
                 NodeId = reg.NodeId;
                 _heartbeatMs = Math.Max(10, reg.HeartbeatMs);
                 Interlocked.Increment(ref _registrations);
@@ -285,9 +318,17 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 ReReportHeld(c);
                 if (_options.SendHeartbeats) await HeartbeatLoopAsync(c, ct).ConfigureAwait(false);
                 else await c.Closed.WaitAsync(ct).ConfigureAwait(false);
+                // The connection ended after a registration: a redirect pushed by a replica losing the leadership says
+                // where the leader went; otherwise the server is gone and the next replica is tried. No back-off before
+                // the first attempt: the agent was registered a moment ago.
+                backOff = NoteFailure(_redirectHint);
+                attempt = 0;
             }
             catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AgentRequestException or OperationCanceledException or IOException)
             {
+                backOff = ex is AgentRequestException { Code: ErrorCode.NotLeader or ErrorCode.NoLeader } redirect
+                    ? NoteFailure(redirect.Leader ?? "")
+                    : NoteFailure(_redirectHint);
                 if (ex is AgentRequestException { Code: not ErrorCode.None } are && !_firstRegistration.Task.IsCompleted && are.Code is ErrorCode.UnsupportedVersion or ErrorCode.InvalidRequest or ErrorCode.TlsRequired or ErrorCode.PermissionDenied or ErrorCode.InvalidTopology or ErrorCode.TopologyChanged)
                 {
                     _firstRegistration.TrySetException(ex);
@@ -314,11 +355,67 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             c?.Abort(DisconnectReason.LocalClose);
             if (ct.IsCancellationRequested || _credentialRefused != ErrorCode.None) break;
             Interlocked.Increment(ref _reconnects);
+            if (!backOff) continue;
             var delay = NextReconnectDelay(attempt);
             attempt++;
             try { await Task.Delay(delay, _options.Time, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { break; }
         }
+    }
+
+    private HeldTask[]? HeldTasks()
+    {
+        lock (_stateLock)
+        {
+            if (_running.Count == 0) return null;
+            var held = new HeldTask[Math.Min(_running.Count, HeldTask.MaxEntries)];
+            int i = 0;
+            foreach (var (task, generation) in _running)
+            {
+                if (i == held.Length) break;
+                held[i++] = new HeldTask(task, generation);
+            }
+            return held;
+        }
+    }
+
+    // Registered key 5 (version 4): tasks this agent runs whose binding is gone, released while the server restarted or
+    // the leader changed, so no Stop entry exists in the stream it resumed. Delivered like a stop of the stream, once.
+    private void StopStale(HeldTask[] stale)
+    {
+        foreach (var h in stale)
+        {
+            lock (_stateLock)
+            {
+                if (!_running.TryGetValue(h.Task, out long g) || g != h.Generation) continue;
+                _running.Remove(h.Task);
+                _phase.Remove(h.Task);
+                // The stream may still carry this release's own Stop (a release racing the registration): drop it then.
+                // Bounded: entries are removed when that Stop arrives, and a later run of the task clears them below.
+                _reconciled.Add((h.Task, h.Generation));
+            }
+            Interlocked.Increment(ref _reconciledStops);
+            var ab = new AgentBinding(BindingKind.Stop, h.Task, h.Generation, default, LastVersion);
+            if (_options.OnBinding is { } cb) cb(this, ab);
+            else _bindings.Writer.TryWrite(ab);
+        }
+    }
+
+    private long _reconciledStops;
+    private readonly HashSet<(TaskId, long)> _reconciled = new();
+
+    /// <summary>Tasks stopped because the server, at a (re)registration, found their binding gone (Registered key 5).</summary>
+    public long ReconciledStops => Volatile.Read(ref _reconciledStops);
+
+    // hint: null = no redirect (a failure: next address), "" = NoLeader (next address), else NotLeader's leader.
+    private bool NoteFailure(string? hint)
+    {
+        if (!string.IsNullOrEmpty(hint))
+        {
+            Interlocked.Increment(ref _redirects);
+            return _targets.Redirected(hint);
+        }
+        return _targets.Failed();
     }
 
     /// <summary>
@@ -341,7 +438,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         return TimeSpan.FromMilliseconds(_heartbeatMs * (1 + _options.HeartbeatJitter * (2 * u - 1)));
     }
 
-    private async Task<(MessageType, byte[])> RequestOn<T>(FrameConnection c, T message) where T : IWireMessage<T>
+    private async Task<(MessageType, byte[])> RequestOn<T>(FrameConnection c, T message, CancellationToken ct) where T : IWireMessage<T>
     {
         uint rid = NextRid();
         var tcs = new TaskCompletionSource<(MessageType, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -349,21 +446,37 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         if (!c.Send(rid, message)) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
         c.Flush();
         var closed = c.Closed;
+        // Bounded: a paused server (SIGSTOP) accepts the TCP connection into its backlog and never answers.
+        using var silence = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var timeout = Task.Delay(_options.HandshakeReplyTimeout, _options.Time, silence.Token);
         // The read loop completes the reply before it completes Closed, but the reply's continuation runs on the pool
         // (RunContinuationsAsynchronously) and Closed's may run inline, so WhenAny can name Closed although the reply (an
         // error the server sent just before closing, such as TlsRequired) is already there: trust the reply when it is.
-        await Task.WhenAny(tcs.Task, closed).ConfigureAwait(false);
-        if (!tcs.Task.IsCompleted) { _pending.TryRemove(rid, out _); throw new AgentRequestException(ErrorCode.None, "connection closed"); }
+        await Task.WhenAny(tcs.Task, closed, timeout).ConfigureAwait(false);
+        await silence.CancelAsync().ConfigureAwait(false);
+        if (!tcs.Task.IsCompleted)
+        {
+            _pending.TryRemove(rid, out _);
+            ct.ThrowIfCancellationRequested();
+            throw new AgentRequestException(ErrorCode.None, closed.IsCompleted ? "connection closed" : $"no reply within {_options.HandshakeReplyTimeout.TotalSeconds:0.#} s");
+        }
         return await tcs.Task.ConfigureAwait(false);
     }
 
     private async Task HeartbeatLoopAsync(FrameConnection c, CancellationToken ct)
     {
+        var silenceLimit = _options.ServerSilenceTimeout ?? TimeSpan.FromMilliseconds(2 * _heartbeatMs + 1000);
         while (!c.IsClosing && !ct.IsCancellationRequested)
         {
             var wait = Task.Delay(NextHeartbeatDelay(), _options.Time, ct);
             var done = await Task.WhenAny(wait, c.Closed).ConfigureAwait(false);
             if (done == c.Closed || ct.IsCancellationRequested) return;
+            // Every heartbeat is acknowledged: a server that has sent nothing for the silence limit is paused or cut off.
+            if (_options.Time.GetElapsedTime(Volatile.Read(ref _lastHeard)) > silenceLimit)
+            {
+                c.Abort(DisconnectReason.LocalClose);
+                return;
+            }
             // Fire and forget: the reply is matched to no pending request and dropped.
             c.Send(NextRid(), new Heartbeat { NodeId = NodeId, LastVersion = LastVersion });
             c.Flush();
@@ -376,6 +489,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
 
     void IFrameHandler.OnFrame(FrameConnection connection, in Frame frame)
     {
+        Volatile.Write(ref _lastHeard, _options.Time.GetTimestamp());
+        // A replica that does not lead (any more) answers whatever it is sent, a fire-and-forget heartbeat included, with
+        // NotLeader/NoLeader and closes: remember where it points before the reply is dropped or the connection ends.
+        if (frame.Type == MessageType.Error && Codec.TryDecode<ErrorMessage>(frame.Body, out var redirect, out _)
+            && redirect.Code is ErrorCode.NotLeader or ErrorCode.NoLeader)
+            _redirectHint = redirect.Code == ErrorCode.NotLeader ? redirect.Leader ?? "" : "";
         if (frame.Type == MessageType.Bindings && frame.RequestId == 0)
         {
             if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
@@ -396,7 +515,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         if (!Codec.TryDecode<ErrorMessage>(frame.Body, out var e, out _) || !e.Code.ClosesConnection()) return;
         foreach (var (rid, pending) in _pending)
-            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? ""));
+            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? "") { Leader = e.Leader });
         if (e.Code is ErrorCode.CredentialRevoked or ErrorCode.CredentialExpired) _credentialRefused = e.Code;
     }
 
@@ -420,12 +539,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 if (e.Kind == BindingKind.Run)
                 {
                     accept = e.Generation > high;
-                    if (accept) { _highest[e.Task] = e.Generation; _running[e.Task] = e.Generation; }
+                    if (accept)
+                    {
+                        _highest[e.Task] = e.Generation;
+                        _running[e.Task] = e.Generation;
+                        if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
+                    }
                 }
                 else
                 {
-                    // A stop applies to the generation it names; a stop for an older generation than one held is stale.
-                    accept = e.Generation >= high;
+                    // A stop applies to the generation it names; a stop for an older generation than one held is stale, and
+                    // so is the stream's own stop of a generation a reconciliation at registration already stopped.
+                    accept = e.Generation >= high && !(_reconciled.Count > 0 && _reconciled.Remove((e.Task, e.Generation)));
                     if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); }
                 }
             }

@@ -15,8 +15,34 @@ public readonly record struct AgentBinding(Protocol.BindingKind Kind, TaskId Tas
 /// <summary>Configuration of an <see cref="AgentClient"/>.</summary>
 public sealed class AgentOptions
 {
-    /// <summary>The server to connect to: an <see cref="IPEndPoint"/>, or a <see cref="DnsEndPoint"/> resolved on every (re)connect.</summary>
-    public required EndPoint Server { get; init; }
+    /// <summary>
+    /// The server to connect to: an <see cref="IPEndPoint"/>, or a <see cref="DnsEndPoint"/> resolved on every (re)connect.
+    /// With <see cref="Servers"/> set, this one (if given too) is tried first.
+    /// </summary>
+    public EndPoint? Server { get; init; }
+
+    /// <summary>
+    /// The replicas of a highly available deployment (docs/protocol.md, section 3, "Replicas and the leader"): the agent
+    /// connects to the first, follows a NotLeader redirect to the named leader at once, and on NoLeader or a refused,
+    /// silent or lost connection tries the next, backing off (<see cref="ReconnectBase"/>, <see cref="ReconnectMax"/>)
+    /// after each full round. It re-registers with its last processed version wherever it lands, so its binding stream
+    /// resumes on the new leader with nothing lost or repeated. Null: <see cref="Server"/> alone.
+    /// </summary>
+    public IReadOnlyList<EndPoint>? Servers { get; init; }
+
+    /// <summary>
+    /// How long the agent waits for a reply to its Hello, Join or Register before it gives up on that server and tries the
+    /// next: a paused (SIGSTOP) server still accepts TCP connections into its backlog but never answers. Default 5 s.
+    /// </summary>
+    public TimeSpan HandshakeReplyTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// While registered, a server from which nothing (not even a heartbeat ack) arrives for this long is taken for gone and
+    /// the agent reconnects elsewhere: a paused leader keeps its TCP connections open, and without this check its agents
+    /// would wait for it while the new leader counts their leases down. Default (null): two heartbeat intervals plus 1 s.
+    /// Only checked when <see cref="SendHeartbeats"/> is on.
+    /// </summary>
+    public TimeSpan? ServerSilenceTimeout { get; init; }
 
     /// <summary>The node's unique name.</summary>
     public required string NodeName { get; init; }

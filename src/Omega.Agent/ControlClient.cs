@@ -69,6 +69,65 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
         return client;
     }
 
+    /// <summary>
+    /// Connects to whichever of <paramref name="servers"/> leads (high availability; docs/protocol.md, section 3,
+    /// "Replicas and the leader"): a NotLeader redirect is followed to the named leader at once; NoLeader, a refused
+    /// connection or a silent one (no Welcome within <paramref name="attemptTimeout"/>, default the transport's handshake
+    /// timeout: a paused server accepts TCP but never answers) move on to the next address; after each full round of
+    /// failures it waits (100 ms, doubling, at most 2 s) and gives up after <paramref name="maxRounds"/> rounds with the last
+    /// failure. A refused credential, a TLS failure or any other typed error is thrown at once. The connection, once made,
+    /// does not move: a request on it after the leader changed fails with NotLeader (the caller connects again).
+    /// </summary>
+    public static async Task<ControlClient> ConnectAsync(IReadOnlyList<EndPoint> servers, TransportOptions? transport, string name, string? token,
+        TimeSpan? attemptTimeout = null, int maxRounds = 3, CancellationToken cancellationToken = default)
+    {
+        var targets = new LeaderTargets(servers);
+        transport ??= new TransportOptions();
+        var perAttempt = attemptTimeout ?? transport.HandshakeTimeout;
+        int round = 0;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var target = targets.Current;
+            Exception failure;
+            bool backOff;
+            using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                attempt.CancelAfter(perAttempt);
+                try
+                {
+                    var client = await ConnectAsync(target, transport, name, token, attempt.Token).ConfigureAwait(false);
+                    targets.Connected();
+                    client.ConnectedTo = target;
+                    client.RedirectsFollowed = targets.RedirectsFollowed;
+                    return client;
+                }
+                catch (AgentRequestException e) when (e.Code is ErrorCode.NotLeader or ErrorCode.NoLeader)
+                {
+                    failure = e;
+                    backOff = targets.Redirected(e.Leader);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or AgentRequestException { Code: ErrorCode.None }
+                    || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+                {
+                    failure = e is OperationCanceledException
+                        ? new TimeoutException($"{FrameClient.Describe(target)}: no Welcome within {perAttempt.TotalSeconds:0.#} s", e)
+                        : e;
+                    backOff = targets.Failed();
+                }
+            }
+            if (!backOff) continue;
+            if (++round >= maxRounds) throw failure;
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(2000, 100 << Math.Min(round, 5))), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The server this client connected to (the leader, after any redirect); null for a single-address connect.</summary>
+    public EndPoint? ConnectedTo { get; private set; }
+
+    /// <summary>NotLeader redirects followed while connecting.</summary>
+    public long RedirectsFollowed { get; private set; }
+
     /// <summary>Who the server authenticated this connection as (empty when the server runs without authentication).</summary>
     public string Principal { get; private set; } = "";
 
@@ -230,7 +289,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
         if (type == MessageType.Error)
         {
             Codec.TryDecode<ErrorMessage>(new ReadOnlySequence<byte>(body), out var err, out _);
-            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason };
+            throw new AgentRequestException(err.Code, err.Message ?? "") { Reason = err.Reason, Leader = err.Leader };
         }
         if (type != T.Type || !Codec.TryDecode<T>(new ReadOnlySequence<byte>(body), out var m, out _))
             throw new AgentRequestException(ErrorCode.MalformedBody, $"unexpected reply {type}");
@@ -255,7 +314,7 @@ public sealed partial class ControlClient : IFrameHandler, IAsyncDisposable
     {
         if (!Codec.TryDecode<ErrorMessage>(frame.Body, out var e, out _) || !e.Code.ClosesConnection()) return;
         foreach (var (rid, pending) in _pending)
-            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? ""));
+            if (_pending.TryRemove(rid, out _)) pending.TrySetException(new AgentRequestException(e.Code, e.Message ?? "") { Leader = e.Leader });
     }
 
     void IFrameHandler.OnDisconnected(FrameConnection connection, DisconnectReason reason)

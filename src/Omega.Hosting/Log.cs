@@ -71,4 +71,21 @@ internal static partial class Log
     [LoggerMessage(EventId = 1203, EventName = "DashboardListening", Level = LogLevel.Information,
         Message = "Dashboard serving on {Address}")]
     public static partial void DashboardListening(ILogger logger, Uri address);
+
+    // ---- ha-core (issue 16): event ids 1320-1329 (Omega.Replication has 1300-1319) ----
+    [LoggerMessage(EventId = 1320, EventName = "ReplicaStandby", Level = LogLevel.Information,
+        Message = "High availability: replica {Replica} of cluster {Cluster} on etcd {Endpoints} is a standby (advertising {Advertise}); it serves once it leads")]
+    public static partial void ReplicaStandby(ILogger logger, string replica, string cluster, string endpoints, string advertise);
+
+    [LoggerMessage(EventId = 1321, EventName = "ReplicaLeading", Level = LogLevel.Information,
+        Message = "High availability: replica {Replica} leads (epoch {Epoch}); cell v{CellVersion}")]
+    public static partial void ReplicaLeading(ILogger logger, string replica, long epoch, long cellVersion);
+
+    [LoggerMessage(EventId = 1322, EventName = "ReplicaDeposed", Level = LogLevel.Error,
+        Message = "High availability: replica {Replica} lost the leadership; stopping (restart it: it rejoins as a standby from its local copy)")]
+    public static partial void ReplicaDeposed(ILogger logger, string replica);
+
+    [LoggerMessage(EventId = 1323, EventName = "ReplicaFailed", Level = LogLevel.Critical,
+        Message = "High availability: replica {Replica} cannot go on: {Error}")]
+    public static partial void ReplicaFailed(ILogger logger, string replica, string error);
 }

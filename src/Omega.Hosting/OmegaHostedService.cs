@@ -58,6 +58,15 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private NodePoolAutoscaler? _autoscaler;
     // dash (issue 17 item 4): the web dashboard, when Dashboard.Listen is set; started after the server, stopped first.
     private Omega.Dashboard.DashboardServer? _dashboard;
+    // ha-core (issue 16): the replica (HA mode), its standby listener over a placeholder cell, the task that starts the
+    // stack once it leads, and the lock that keeps that start and a stop from interleaving.
+    private readonly IHostApplicationLifetime? _lifetime;
+    private Omega.Replication.ReplicaNode? _replica;
+    private OmegaServer? _standbyServer;
+    private Cell? _standbyCell;
+    private Task? _replicaTask;
+    private readonly SemaphoreSlim _close = new(1, 1);
+    private volatile bool _closed;
 
     /// <summary>Creates the service (dependency injection does; see <see cref="OmegaServiceCollectionExtensions.AddOmega"/>).</summary>
     /// <param name="options">The validated options.</param>
@@ -65,8 +74,10 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <param name="logger">The hosting log (event ids 1000-1099).</param>
     /// <param name="time">The clock for the cell's leases, the engine and the server's node lifecycle.</param>
     /// <param name="meters">Creates the cell's, the engine's and the store's meters (null: each creates its own).</param>
-    public OmegaHostedService(IOptions<OmegaOptions> options, OmegaRuntime runtime, ILogger<OmegaHostedService> logger, TimeProvider time, IMeterFactory? meters = null)
+    /// <param name="lifetime">Stopped when a replica loses the leadership or can never lead (HA mode; null: nothing to stop).</param>
+    public OmegaHostedService(IOptions<OmegaOptions> options, OmegaRuntime runtime, ILogger<OmegaHostedService> logger, TimeProvider time, IMeterFactory? meters = null, IHostApplicationLifetime? lifetime = null)
     {
+        _lifetime = lifetime;
         _options = options ?? throw new ArgumentNullException(nameof(options));
         _runtime = runtime ?? throw new ArgumentNullException(nameof(runtime));
         _logger = logger ?? throw new ArgumentNullException(nameof(logger));
@@ -78,11 +89,32 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var o = _options.Value;
+        // ha-core (issue 16): a replica starts as a standby; the stack below starts when it leads.
+        if (o.Replication is not null)
+        {
+            await StartReplicaAsync(o, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
             _store = OpenStore(o);
             cancellationToken.ThrowIfCancellationRequested();
+            await StartStackAsync(o, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _runtime.SetFailed(e);
+            await CloseAsync(checkpoint: false).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Everything over an open store (<see cref="_store"/>): tenants, control plane, engine, server, controllers, dashboard.</summary>
+    private async Task StartStackAsync(OmegaOptions o, CancellationToken cancellationToken)
+    {
+        {
+            if (_store is null) throw new InvalidOperationException("no store is open");
             await CreateConfiguredTenantsAsync(_store, o, cancellationToken).ConfigureAwait(false);
 
             // The control plane's objects live in the cell's journal: the store opens over the recovered cell (so every
@@ -177,12 +209,130 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             _runtime.SetRunning(_store, _engine, _server, _store.IsPersistent ? DataDirectoryOf(o) : null, _objects, _controller, tls, admin);
             _runtime.DashboardAddress = _dashboard?.Address;
         }
+    }
+
+    // ---------------------------------------------------------------- ha-core (issue 16): a replica of a replicated cell
+
+    /// <summary>
+    /// High-availability start: open this replica's local copy as a standby (Omega.Replication tails etcd into it and
+    /// campaigns), listen with a standby server that acknowledges nothing, and return. When the replica wins and has
+    /// caught up, <see cref="LeadWhenElectedAsync"/> replaces the standby server by the full stack over the promoted store.
+    /// </summary>
+    private async Task StartReplicaAsync(OmegaOptions o, CancellationToken cancellationToken)
+    {
+        var ha = o.Replication!;
+        var node = new Omega.Replication.ReplicaNode(ha, PrepareStorage(o), _logger);
+        _replica = node;
+        try
+        {
+            await node.StartAsync(cancellationToken).ConfigureAwait(false);
+            o.Server.Leadership = node.Gate;
+            _runtime.Leadership = node.Gate;
+            StartStandbyServer(o);
+        }
         catch (Exception e)
         {
             _runtime.SetFailed(e);
             await CloseAsync(checkpoint: false).ConfigureAwait(false);
             throw;
         }
+        string endpoints = string.Join(",", ha.Endpoints);
+        Log.ReplicaStandby(_logger, ha.ReplicaName, ha.Cluster, endpoints, ha.AdvertiseAddress);
+        _replicaTask = Task.Run(() => LeadWhenElectedAsync(o, node), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// The standby's listener, so clients reaching a standby are told where the leader is (the redirect of
+    /// <see cref="ServerOptions.Leadership"/>, docs/protocol.md). It runs over an empty placeholder cell whose durable
+    /// watermark never advances: whatever a client sends it, nothing is ever acknowledged or pushed from it.
+    /// </summary>
+    private void StartStandbyServer(OmegaOptions o)
+    {
+        var cellOptions = new CellOptions { Name = o.CellName + "-standby", Time = _time, MeterFactory = _meters };
+        _standbyCell = new Cell(cellOptions);
+        var saved = o.Server.Publisher;
+        o.Server.Publisher = NeverPublished.Instance;
+        o.Server.Time = _time;
+        o.Server.MeterFactory ??= _meters;
+        ConfigureTls(o);
+        if (o.Authentication) o.Server.Authentication ??= new AuthOptions();
+        else o.Server.Authentication = null;
+        _standbyServer = new OmegaServer(_standbyCell, null, IPEndPoint.Parse(o.Listen), o.Server);
+        o.Server.Publisher = saved;
+        _standbyServer.Start();
+    }
+
+    private async Task LeadWhenElectedAsync(OmegaOptions o, Omega.Replication.ReplicaNode node)
+    {
+        ICellStore store;
+        try
+        {
+            store = await node.Leadership.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // stopped before leading
+        }
+#pragma warning disable CA1031 // a replica that can never lead (a broken or trimmed log) stops the host with the reason
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.ReplicaFailed(_logger, node.Name, e.Message);
+            _runtime.SetFailed(e);
+            _lifetime?.StopApplication();
+            return;
+        }
+        await _close.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_closed)
+            {
+                store.Dispose(); // the host stopped while we were catching up
+                return;
+            }
+            if (_standbyServer is { } standby)
+            {
+                _standbyServer = null;
+                await standby.DisposeAsync().ConfigureAwait(false);
+            }
+            _standbyCell?.Dispose();
+            _standbyCell = null;
+            _store = store;
+            await StartStackAsync(o, CancellationToken.None).ConfigureAwait(false);
+            Log.ReplicaLeading(_logger, node.Name, node.Epoch, store.Cell.Version);
+        }
+#pragma warning disable CA1031 // reported, and the host stops
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.ReplicaFailed(_logger, node.Name, e.Message);
+            _runtime.SetFailed(e);
+            _close.Release();
+            await CloseAsync(checkpoint: false).ConfigureAwait(false);
+            _lifetime?.StopApplication();
+            return;
+        }
+        _close.Release();
+        // Deposed: the cell may hold records etcd refused; nothing more is acknowledged (the journal failed). Close the
+        // stack and stop the host; restarted, the replica rejoins as a standby from its local copy.
+        node.Deposed.Register(() => _ = Task.Run(async () =>
+        {
+            if (_closed) return;
+            _runtime.Deposed = true;
+            Log.ReplicaDeposed(_logger, node.Name);
+            await CloseAsync(checkpoint: false).ConfigureAwait(false);
+            _lifetime?.StopApplication();
+        }));
+    }
+
+    /// <summary>The standby server's watermark: nothing on a standby is ever durable, so it acknowledges nothing.</summary>
+    private sealed class NeverPublished : IPublishableVersion
+    {
+        public static readonly NeverPublished Instance = new();
+
+        public long PublishableVersion => 0;
+
+        public long PublishableSequence => 0;
     }
 
     // Tenants named in the options are created before anything can submit to them, and durably: a job accepted for a
@@ -246,6 +396,20 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         w.Write(text);
     }
 
+    private StorageOptions PrepareStorage(OmegaOptions o)
+    {
+        var cell = o.Storage.Cell;
+        cell.Name = o.CellName;
+        cell.Time = _time;
+        cell.MeterFactory = _meters;
+        var storage = o.Storage;
+        storage.DataDirectory = o.DataDirectory;
+        // Storage reports through a callback so that it carries no logging dependency; here the callback is the log.
+        string cellName = o.CellName;
+        storage.Warning = message => Log.StorageWarning(_logger, cellName, message);
+        return storage;
+    }
+
     private ICellStore OpenStore(OmegaOptions o)
     {
         var cell = o.Storage.Cell;
@@ -258,11 +422,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             Log.InMemoryCell(_logger, o.CellName);
             return memory;
         }
-        var storage = o.Storage;
-        storage.DataDirectory = o.DataDirectory;
-        // Storage reports through a callback so that it carries no logging dependency; here the callback is the log.
-        string cellName = o.CellName;
-        storage.Warning = message => Log.StorageWarning(_logger, cellName, message);
+        var storage = PrepareStorage(o);
         var clock = Stopwatch.StartNew();
         var store = CellStore.Open(storage);
         var r = store.Recovery;
@@ -334,7 +494,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <inheritdoc />
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_store is null) return;
+        if (_store is null && _replica is null) return;
         Log.Stopping(_logger);
         long? checkpointed = await CloseAsync(checkpoint: true).ConfigureAwait(false);
         _runtime.SetStopped(checkpointed);
@@ -343,6 +503,28 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     /// <summary>Stops what was started, in reverse order; checkpoints a durable store first when asked. Idempotent.</summary>
     private async Task<long?> CloseAsync(bool checkpoint)
     {
+        await _close.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _closed = true;
+            return await CloseCoreAsync(checkpoint).ConfigureAwait(false);
+        }
+        finally
+        {
+            _close.Release();
+        }
+    }
+
+    private async Task<long?> CloseCoreAsync(bool checkpoint)
+    {
+        // ha-core: the standby listener (a replica that never led).
+        if (_standbyServer is { } standbyServer)
+        {
+            _standbyServer = null;
+            await standbyServer.DisposeAsync().ConfigureAwait(false);
+        }
+        _standbyCell?.Dispose();
+        _standbyCell = null;
         // dash: the dashboard first (it reads every other piece, and acts on the cell).
         if (_dashboard is { } dashboard)
         {
@@ -411,6 +593,13 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             store.Dispose();
             if (checkpoint) Log.Stopped(_logger, cellName, store.Cell.Version);
+        }
+        // ha-core: after the store (its last group went to etcd through the replica's client); resigns when leading, so
+        // a standby takes over without waiting out the lease.
+        if (_replica is { } replica)
+        {
+            _replica = null;
+            await replica.DisposeAsync().ConfigureAwait(false);
         }
         return checkpointed;
     }

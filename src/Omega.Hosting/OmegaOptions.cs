@@ -147,6 +147,14 @@ public sealed class OmegaOptions
     /// </summary>
     public Action<SchedulingOptions>? ConfigureScheduling { get; set; }
 
+    /// <summary>
+    /// ha-core (issue 16): high availability on etcd (docs/high-availability.md). Null (the default): single node, the
+    /// store is this process's FASTER directory. Set: this process is one replica of a replicated cell; its
+    /// <see cref="DataDirectory"/> is its local copy, etcd holds the log, and it serves only while it leads.
+    /// Not bound from configuration sections with defaults: <c>omega serve --etcd</c> sets it.
+    /// </summary>
+    public Omega.Replication.ReplicationOptions? Replication { get; set; }
+
     /// <summary>regops (issue 13): the override sweep's settings (interval 1 s; runs when <see cref="RunControllers"/>).</summary>
     public OverrideControllerOptions Overrides { get; set; } = new();
 

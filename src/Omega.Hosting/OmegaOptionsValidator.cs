@@ -27,6 +27,12 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
             if (d.SampleInterval < TimeSpan.FromMilliseconds(50) || d.SessionLifetime <= TimeSpan.Zero || d.SessionIdleTimeout <= TimeSpan.Zero)
                 failures.Add("Omega:Dashboard: SampleInterval must be at least 50 ms; SessionLifetime and SessionIdleTimeout positive");
         }
+        // ha-core: a replica needs a disk of its own (its local copy) and valid etcd settings.
+        if (options.Replication is { } ha)
+        {
+            if (options.InMemory) failures.Add("Omega:Replication needs a data directory: a replica keeps its local copy there (not Omega:InMemory)");
+            if (ha.Validate() is { } problem) failures.Add($"Omega:Replication: {problem}");
+        }
         if (options.BatchWorkers is < 1 or > 256) failures.Add($"Omega:BatchWorkers must be between 1 and 256, not {options.BatchWorkers}");
         if (options.ServiceWorkers is < 1 or > 256) failures.Add($"Omega:ServiceWorkers must be between 1 and 256, not {options.ServiceWorkers}");
         if (options.SchedulerLease < TimeSpan.FromSeconds(1) || options.SchedulerLease > TimeSpan.FromMinutes(10)) failures.Add($"Omega:SchedulerLease must be between 00:00:01 and 00:10:00, not {options.SchedulerLease}");

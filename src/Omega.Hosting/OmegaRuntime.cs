@@ -113,6 +113,15 @@ public sealed class OmegaRuntime
     /// <summary>regops (issue 13): the node-pool autoscaler; null when controllers do not run.</summary>
     public Omega.ControlPlane.Controllers.NodePoolAutoscaler? Autoscaler { get; internal set; }
 
+    /// <summary>
+    /// ha-core (issue 16): the leadership of this replica when it runs in high-availability mode (null: single node).
+    /// Set when the host starts, before it leads; <see cref="Started"/> completes only once it leads.
+    /// </summary>
+    public ILeaderGate? Leadership { get; internal set; }
+
+    /// <summary>ha-core: true once this replica, having led, lost the leadership (the host then stops; restart it as a standby).</summary>
+    public bool Deposed { get; internal set; }
+
     internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;

@@ -208,6 +208,20 @@ public enum ErrorCode : ushort
     /// refusal is audited. The connection stays open.
     /// </summary>
     BreakGlassUnbounded = 85,
+
+    /// <summary>
+    /// Version 4 (high availability): this replica does not lead. The error's <c>leader</c> key names the replica that
+    /// does (its advertised client address) and <c>epoch</c> its fencing epoch; the client connects there. Sent for a
+    /// Hello, for a request after the leadership was lost, and unprompted (request id 0) when it is lost. The connection
+    /// is closed.
+    /// </summary>
+    NotLeader = 86,
+
+    /// <summary>
+    /// Version 4 (high availability): this replica does not lead and knows no leader (an election is in progress, or it
+    /// cannot reach etcd). The client tries another replica, or this one after a back-off. The connection is closed.
+    /// </summary>
+    NoLeader = 87,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
@@ -218,5 +232,6 @@ public static class ErrorCodeExtensions
         => code is ErrorCode.FrameTooLarge or ErrorCode.FrameTooSmall or ErrorCode.UnsupportedVersion or ErrorCode.HandshakeRequired
             or ErrorCode.HandshakeTimeout or ErrorCode.IdleTimeout or ErrorCode.ServerBusy or ErrorCode.ShuttingDown
             or ErrorCode.IncompleteFrameBudget or ErrorCode.TlsRequired
-            or ErrorCode.Unauthenticated or ErrorCode.CredentialExpired or ErrorCode.CredentialRevoked or ErrorCode.JoinTokenExhausted;
+            or ErrorCode.Unauthenticated or ErrorCode.CredentialExpired or ErrorCode.CredentialRevoked or ErrorCode.JoinTokenExhausted
+            or ErrorCode.NotLeader or ErrorCode.NoLeader;
 }

@@ -111,16 +111,21 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
     public ErrorCode Code;
     public string Message;
     public DenyReason Reason;
+    // Version 4, only with NotLeader: the leader's advertised client address and its fencing epoch (keys 3 and 4).
+    public string? Leader;
+    public long Epoch;
 
     public static MessageType Type => MessageType.Error;
 
     public readonly void Write(ref MessagePackWriter w)
     {
         bool reason = Reason != DenyReason.None;
-        w.WriteMapHeader(reason ? 3 : 2);
+        bool leader = !string.IsNullOrEmpty(Leader);
+        w.WriteMapHeader(2 + (reason ? 1 : 0) + (leader ? 2 : 0));
         w.Write(0); w.Write((ushort)Code);
         w.Write(1); w.Write(Message ?? "");
         if (reason) { w.Write(2); w.Write((byte)Reason); }
+        if (leader) { w.Write(3); w.Write(Leader); w.Write(4); w.Write(Epoch); }
     }
 
     public static ErrorMessage Read(ref MessagePackReader r)
@@ -134,6 +139,8 @@ internal struct ErrorMessage : IWireMessage<ErrorMessage>
                 case 0: m.Code = (ErrorCode)r.ReadUInt16(); break;
                 case 1: m.Message = Codec.ReadString(ref r, 4096); break;
                 case 2: m.Reason = (DenyReason)r.ReadByte(); break;
+                case 3: m.Leader = Codec.ReadString(ref r, 1024); break;
+                case 4: m.Epoch = r.ReadInt64(); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -151,14 +158,17 @@ internal struct Register : IWireMessage<Register>
     public long ResumeFrom;
     public string? Region;
     public string? Zone;
+    // Version 4, optional: the tasks the agent runs with their generations (reconciled at registration; Registered key 5).
+    public HeldTask[]? Held;
 
     public static MessageType Type => MessageType.Register;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        // Keys 5/6 (version 3) are omitted when empty, so a node without topology encodes as before.
+        // Keys 5/6 (version 3) are omitted when empty, so a node without topology encodes as before; key 7 likewise.
         bool topo = !string.IsNullOrEmpty(Region) || !string.IsNullOrEmpty(Zone);
-        w.WriteMapHeader(topo ? 7 : 5);
+        bool held = Held is { Length: > 0 };
+        w.WriteMapHeader((topo ? 7 : 5) + (held ? 1 : 0));
         w.Write(0); w.Write(Node ?? "");
         w.Write(1); Codec.WriteResources(ref w, Capacity);
         w.Write(2); Codec.WriteLabels(ref w, Labels);
@@ -169,6 +179,7 @@ internal struct Register : IWireMessage<Register>
             w.Write(5); w.Write(Region ?? "");
             w.Write(6); w.Write(Zone ?? "");
         }
+        if (held) { w.Write(7); HeldTask.WriteAll(ref w, Held!); }
     }
 
     public static Register Read(ref MessagePackReader r)
@@ -186,6 +197,7 @@ internal struct Register : IWireMessage<Register>
                 case 4: m.ResumeFrom = r.ReadInt64(); break;
                 case 5: m.Region = Codec.ReadString(ref r); break;
                 case 6: m.Zone = Codec.ReadString(ref r); break;
+                case 7: m.Held = HeldTask.ReadAll(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }
@@ -201,17 +213,21 @@ internal struct Registered : IWireMessage<Registered>
     public int HeartbeatMs;
     public long ResumeFrom;
     public long CellVersion;
+    // Version 4: held tasks (Register key 7) this node has no live binding for at the held generation: stop them.
+    public HeldTask[]? Stop;
 
     public static MessageType Type => MessageType.Registered;
 
     public readonly void Write(ref MessagePackWriter w)
     {
-        w.WriteMapHeader(5);
+        bool stop = Stop is { Length: > 0 };
+        w.WriteMapHeader(stop ? 6 : 5);
         w.Write(0); w.Write(NodeId);
         w.Write(1); w.Write(LeaseMs);
         w.Write(2); w.Write(HeartbeatMs);
         w.Write(3); w.Write(ResumeFrom);
         w.Write(4); w.Write(CellVersion);
+        if (stop) { w.Write(5); HeldTask.WriteAll(ref w, Stop!); }
     }
 
     public static Registered Read(ref MessagePackReader r)
@@ -227,11 +243,46 @@ internal struct Registered : IWireMessage<Registered>
                 case 2: m.HeartbeatMs = r.ReadInt32(); break;
                 case 3: m.ResumeFrom = r.ReadInt64(); break;
                 case 4: m.CellVersion = r.ReadInt64(); break;
+                case 5: m.Stop = HeldTask.ReadAll(ref r); break;
                 default: Codec.Skip(ref r); break;
             }
         }
         Codec.EndContainer(ref r);
         return m;
+    }
+}
+
+/// <summary>A task an agent runs and the generation of the binding it runs (Register key 7, Registered key 5; version 4).</summary>
+internal readonly record struct HeldTask(TaskId Task, long Generation)
+{
+    /// <summary>At most this many entries in one list (the claims bound of a commit).</summary>
+    public const int MaxEntries = 100_000;
+
+    public static void WriteAll(ref MessagePackWriter w, HeldTask[] all)
+    {
+        w.WriteArrayHeader(all.Length);
+        foreach (var h in all)
+        {
+            w.WriteArrayHeader(2);
+            Codec.WriteTask(ref w, h.Task);
+            w.Write(h.Generation);
+        }
+    }
+
+    public static HeldTask[] ReadAll(ref MessagePackReader r)
+    {
+        int n = Codec.ReadArray(ref r, MaxEntries);
+        var all = new HeldTask[n];
+        for (int i = 0; i < n; i++)
+        {
+            if (Codec.ReadArray(ref r, 2) != 2) throw new ProtocolViolationException("a held task is [task, generation]");
+            var task = Codec.ReadTask(ref r);
+            long generation = r.ReadInt64();
+            Codec.EndContainer(ref r);
+            all[i] = new HeldTask(task, generation);
+        }
+        Codec.EndContainer(ref r);
+        return all;
     }
 }
 

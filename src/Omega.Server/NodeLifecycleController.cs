@@ -103,7 +103,39 @@ public sealed class NodeLifecycleController : IDisposable
         _regionGraceTicks = (long)(options.RegionLossGrace.TotalSeconds * _time.TimestampFrequency);
         _lastRefill = now;
         _tokens = Math.Max(1, options.EvictionsPerSecond);
-        var snap = cell.Snapshot();
+        _leading = options.Leadership?.IsLeader ?? true;
+        SeedFromCell(now);
+        _meter = CellCounters.CreateMeter(MeterName, cell.Name, options.MeterFactory);
+        _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions", "{node}", "Nodes declared lost, by reason");
+        _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred", "{node}", "Evictions postponed by the eviction rate limit");
+        _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence", "{event}", "Times the mass-silence brake engaged");
+        _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned", "{node}", "Nodes declared lost whose agent came back");
+        _stalls = _meter.CreateCounter<long>("omega.lifecycle.stalls", "{tick}", "Ticks that ran more than half a lease late and judged nothing");
+        _heardByReceive = _meter.CreateCounter<long>("omega.lifecycle.heard_by_receive", "{node}", "Leases renewed by frames received but not yet processed");
+        _meter.CreateObservableUpDownCounter("omega.lifecycle.brake.held_back", () => Volatile.Read(ref _heldBack), "{node}", "Silent nodes the mass-silence brake is holding back from eviction");
+        _meter.CreateObservableUpDownCounter("omega.lifecycle.suspect", () => Volatile.Read(ref _suspectCount), "{node}", "Nodes whose lease is overdue but that are not evicted (marked Down)");
+        if (options.LifecyclePeriod is { } p) _timer = _time.CreateTimer(_ => Tick(), null, p, p);
+    }
+
+    // Whether this replica led at the last look (high availability). A follower judges nothing: its cell is a copy of the
+    // leader's and the agents are connected to the leader, so every lease would look expired here.
+    private bool _leading;
+
+    // Tracks every node of the cell as just heard from (caller holds _lock, or the constructor runs). Called at
+    // construction (the restart grace) and again when this replica becomes the leader: the cell then holds nodes learned
+    // from the replicated log whose agents were talking to the old leader, and each gets one full lease from the takeover
+    // to reconnect, so no node is declared dead because the leader changed.
+    private void SeedFromCell(long now)
+    {
+        _lastSeen.Clear();
+        _dead.Clear();
+        _suspect.Clear();
+        _disconnectedAt.Clear();
+        // Registrations pending under an earlier leadership are ordinary nodes now (as after a restart).
+        _pending.Clear();
+        _graceEnds = now + _leaseTicks;
+        _lastTickAt = 0;
+        var snap = _cell.Snapshot();
         for (int i = 0; i < snap.NodeCount; i++)
         {
             if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
@@ -116,16 +148,23 @@ public sealed class NodeLifecycleController : IDisposable
             if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
         }
         _suspectCount = _suspect.Count;
-        _meter = CellCounters.CreateMeter(MeterName, cell.Name, options.MeterFactory);
-        _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions", "{node}", "Nodes declared lost, by reason");
-        _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred", "{node}", "Evictions postponed by the eviction rate limit");
-        _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence", "{event}", "Times the mass-silence brake engaged");
-        _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned", "{node}", "Nodes declared lost whose agent came back");
-        _stalls = _meter.CreateCounter<long>("omega.lifecycle.stalls", "{tick}", "Ticks that ran more than half a lease late and judged nothing");
-        _heardByReceive = _meter.CreateCounter<long>("omega.lifecycle.heard_by_receive", "{node}", "Leases renewed by frames received but not yet processed");
-        _meter.CreateObservableUpDownCounter("omega.lifecycle.brake.held_back", () => Volatile.Read(ref _heldBack), "{node}", "Silent nodes the mass-silence brake is holding back from eviction");
-        _meter.CreateObservableUpDownCounter("omega.lifecycle.suspect", () => Volatile.Read(ref _suspectCount), "{node}", "Nodes whose lease is overdue but that are not evicted (marked Down)");
-        if (options.LifecyclePeriod is { } p) _timer = _time.CreateTimer(_ => Tick(), null, p, p);
+    }
+
+    /// <summary>
+    /// High availability: re-reads <see cref="ServerOptions.Leadership"/>. When this replica has just become the leader,
+    /// every node of the cell is tracked anew with the restart grace (one lease from now), whatever it was before; while it
+    /// follows, nothing is judged. Returns true while it leads. <see cref="Tick"/> calls it first; the server calls it when
+    /// the gate reports a change, so the grace starts at the takeover rather than at the next tick.
+    /// </summary>
+    public bool RefreshLeadership()
+    {
+        bool leads = _options.Leadership?.IsLeader ?? true;
+        lock (_lock)
+        {
+            if (leads && !_leading) SeedFromCell(_time.GetTimestamp());
+            _leading = leads;
+        }
+        return leads;
     }
 
     /// <summary>
@@ -372,6 +411,7 @@ public sealed class NodeLifecycleController : IDisposable
     /// </summary>
     public LifecycleTick Tick()
     {
+        if (!RefreshLeadership()) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
         int registrationEvictions = ExpireRegistrations(_time.GetTimestamp());
         var t = TickLeases();
         return registrationEvictions == 0 ? t : t with { Expired = t.Expired + registrationEvictions, Evicted = t.Evicted + registrationEvictions };

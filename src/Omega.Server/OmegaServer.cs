@@ -37,7 +37,44 @@ public sealed class OmegaServer : IAsyncDisposable
         Options.Transport.MeterFactory ??= Options.MeterFactory;
         Options.Transport.MeterCellName ??= cell.Name;
         _server = new FrameServer(endpoint, _handler, Options.Transport, Options.Name);
+        if (Options.Leadership is { } gate)
+        {
+            _gate = gate;
+            _wasLeader = gate.IsLeader;
+            gate.Changed += OnLeadershipChanged;
+        }
     }
+
+    private readonly ILeaderGate? _gate;
+    private readonly Lock _leadershipLock = new();
+    private bool _wasLeader;
+
+    // The gate's Changed (any thread). Losing the leadership turns every client away at once with the redirect (request
+    // id 0), so agents and schedulers move to the new leader now instead of at their next request; a connection that
+    // sends a request first gets the same answer from the per-frame check. Gaining it starts the node restart grace.
+    private void OnLeadershipChanged()
+    {
+        var gate = _gate!;
+        bool leads = gate.IsLeader;
+        bool lost;
+        lock (_leadershipLock)
+        {
+            lost = _wasLeader && !leads;
+            _wasLeader = leads;
+        }
+        Lifecycle.RefreshLeadership();
+        // Also when still a follower and the leader's address changed: nothing is open then but handshakes in progress.
+        if (!leads) _server.ForEachConnection(c => _handler.Redirect(c, 0, gate));
+        if (lost) Interlocked.Increment(ref _leadershipLosses);
+    }
+
+    private long _leadershipLosses;
+
+    /// <summary>Times this replica lost the leadership (and turned its clients away).</summary>
+    public long LeadershipLosses => Volatile.Read(ref _leadershipLosses);
+
+    /// <summary>Clients turned away with NotLeader or NoLeader (metric <c>omega.server.redirects</c>).</summary>
+    public long Redirects => _handler.RedirectCount;
 
     // After a restart the outboxes (in memory) are empty, but the cell restored every binding, including ones committed
     // (durable) just before the crash and never pushed to their agent: without this, such an agent would never learn of
@@ -113,6 +150,7 @@ public sealed class OmegaServer : IAsyncDisposable
     /// <summary>Stops the server: closes connections, the bind path and the lifecycle timer.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_gate is not null) _gate.Changed -= OnLeadershipChanged;
         await _server.DisposeAsync().ConfigureAwait(false);
         await _dispatcher.DisposeAsync().ConfigureAwait(false);
         Cell.RemoveBindingListener(_feed);

@@ -63,6 +63,30 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _meter = CellCounters.CreateMeter("Omega.Server", cell.Name, options.MeterFactory);
         _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
         _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
+        _redirects = _meter.CreateCounter<long>("omega.server.redirects", "{connection}", "Clients turned away because this replica does not lead, by code (NotLeader, NoLeader)");
+    }
+
+    private readonly Counter<long> _redirects;
+    private long _redirectCount;
+
+    /// <summary>NotLeader/NoLeader answers sent so far (each closed its connection).</summary>
+    public long RedirectCount => Volatile.Read(ref _redirectCount);
+
+    /// <summary>
+    /// Turns a client away from a replica that does not lead (docs/protocol.md, section 3, "Replicas and the leader"):
+    /// NotLeader naming the leader, or NoLeader when none is known; the connection closes and the client reconnects.
+    /// </summary>
+    internal void Redirect(FrameConnection c, uint rid, ILeaderGate gate)
+    {
+        // Read the address once: the gate may change under us, and the code must match the address actually sent.
+        string? leader = gate.LeaderAddress;
+        long epoch = gate.Epoch;
+        bool known = !string.IsNullOrEmpty(leader);
+        _redirects.Add(1, new KeyValuePair<string, object?>("code", known ? nameof(ErrorCode.NotLeader) : nameof(ErrorCode.NoLeader)));
+        Interlocked.Increment(ref _redirectCount);
+        c.SendRedirect(rid, leader, epoch, known
+            ? $"replica '{_options.Name}' does not lead; the leader is {leader} (epoch {epoch})"
+            : $"replica '{_options.Name}' does not lead and no leader is known; retry another replica or later");
     }
 
     public long TaskReportsByState(TaskState s) => Volatile.Read(ref _reportCounts[(int)s]);
@@ -100,6 +124,13 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (!c.HandshakeCompleted)
         {
             c.SendError(rid, ErrorCode.HandshakeRequired, "the first frame must be Hello");
+            return;
+        }
+        // Leadership lost since the handshake (the gate's Changed also closes every connection, but a request may arrive
+        // before that runs): nothing is served by a replica that does not lead. One volatile read per frame.
+        if (_options.Leadership is { IsLeader: false } gate)
+        {
+            Redirect(c, rid, gate);
             return;
         }
         // A credential revoked or expired since the handshake is refused at its next request, and the connection closed.
@@ -768,6 +799,13 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.SendError(rid, ErrorCode.UnsupportedVersion, $"unknown role {(byte)hello.Role}");
             return;
         }
+        // High availability: a follower redirects before it checks the credential. Its copy of the credentials may lag the
+        // leader's, and a fresh credential refused here would make a careful client give up for good.
+        if (_options.Leadership is { IsLeader: false } follower)
+        {
+            Redirect(c, rid, follower);
+            return;
+        }
         s.HelloName = hello.Name ?? "";
         if (_auth.Enabled)
         {
@@ -861,16 +899,32 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         // connection is attached to the node only then, so no binding is pushed ahead of the Registered reply.
         long seq = _cell.JournalSequence;
         long resume = m.ResumeFrom;
+        var held = m.Held;
         if (_dispatcher.IsPublishable(seq))
         {
-            CompleteRegister(c, s, rid, id, resume);
+            CompleteRegister(c, s, rid, id, resume, held);
             return true;
         }
-        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume));
+        _dispatcher.RunWhenPublishable(c, seq, () => CompleteRegister(c, s, rid, id, resume, held));
         return false;
     }
 
-    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom)
+    /// <summary>
+    /// Version 4 reconciliation: the held tasks (Register key 7) that have no live binding on this node at the held
+    /// generation. The outbox cannot always say so: a server that restarted, or a replica that took over, seeds its
+    /// outboxes from the cell's live bindings, so a release committed after the agent's resume point but before the
+    /// restart or failover left no Stop entry anywhere. Without this the agent would run a task that is bound elsewhere.
+    /// </summary>
+    private HeldTask[]? StaleHeld(NodeId id, HeldTask[]? held)
+    {
+        if (held is not { Length: > 0 }) return null;
+        List<HeldTask>? stale = null;
+        foreach (var h in held)
+            if (!_cell.TryGetAllocation(h.Task, out var a) || a.Node != id || a.Generation != h.Generation) (stale ??= new()).Add(h);
+        return stale?.ToArray();
+    }
+
+    private void CompleteRegister(FrameConnection c, Session s, uint rid, NodeId id, long resumeFrom, HeldTask[]? held)
     {
         var node = _nodes.Get(id);
         lock (node.Sync)
@@ -889,6 +943,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 HeartbeatMs = (int)_options.EffectiveHeartbeat.TotalMilliseconds,
                 ResumeFrom = resumeFrom,
                 CellVersion = _cell.Version,
+                Stop = StaleHeld(id, held),
             });
             node.SendPending(new BindingEntry[64]);
         }

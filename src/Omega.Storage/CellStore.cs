@@ -13,6 +13,12 @@ public static class CellStore
     /// </summary>
     public static ICellStore Open(StorageOptions? options = null) => FasterCellStore.Open(options ?? new StorageOptions());
 
+    /// <summary>
+    /// Opens (creating it if needed) a replica's local store as a standby of a replicated cell (issue 16): recovered like
+    /// <see cref="Open"/>, but the cell is built only at <see cref="IReplicaStore.Promote"/>.
+    /// </summary>
+    public static IReplicaStore OpenReplica(StorageOptions options) => FasterCellStore.Open(options, follower: true);
+
     /// <summary>An in-memory store behind the same interface: nothing persists, everything is durable at once.</summary>
     public static ICellStore InMemory(CellOptions? options = null) => new InMemoryCellStore(options);
 }

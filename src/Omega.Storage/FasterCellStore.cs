@@ -12,7 +12,7 @@ namespace Omega.Storage;
 /// (FasterLog commit metadata), <c>store/store.log.N</c> (FasterKV log) and <c>checkpoints/</c> (FasterKV checkpoints,
 /// Omega manifests, <c>CURRENT</c>).
 /// </summary>
-internal sealed class FasterCellStore : ICellStore
+internal sealed class FasterCellStore : ICellStore, IReplicaStore
 {
     private readonly StorageOptions _options;
     private readonly FileStream _lockFile;
@@ -29,10 +29,15 @@ internal sealed class FasterCellStore : ICellStore
     private long _appliedSeq;
     private long _appliedVersion;
     private bool _disposed;
+    // ha-core (issue 16): a standby keeps restoring (the cell is built only at promotion); null once promoted or when
+    // opened as a plain store.
+    private CellRestorer? _follower;
+    private Cell? _cell;
 
     private FasterCellStore(StorageOptions options, FileStream lockFile, IDevice logDevice, FasterLog log, StateStore state, GroupCommitJournal journal,
-        JournalReader applyReader, Cell cell, RecoveryReport report, StorageMetrics metrics, CheckpointPosition applied)
+        JournalReader applyReader, Cell? cell, CellRestorer? follower, RecoveryReport report, StorageMetrics metrics, CheckpointPosition applied)
     {
+        _follower = follower;
         _options = options;
         _lockFile = lockFile;
         _logDevice = logDevice;
@@ -40,7 +45,7 @@ internal sealed class FasterCellStore : ICellStore
         _state = state;
         _journal = journal;
         _applyReader = applyReader;
-        Cell = cell;
+        _cell = cell;
         Recovery = report;
         Metrics = metrics;
         _appliedAddress = applied.ReplayAddress;
@@ -49,7 +54,7 @@ internal sealed class FasterCellStore : ICellStore
         _appliedVersion = applied.CellVersion;
     }
 
-    public Cell Cell { get; }
+    public Cell Cell => _cell ?? throw new InvalidOperationException("a standby replica store has no cell until it is promoted");
 
     public bool IsPersistent => true;
 
@@ -67,7 +72,7 @@ internal sealed class FasterCellStore : ICellStore
     /// <summary>The data directory.</summary>
     public string DataDirectory => _options.ResolveDataDirectory();
 
-    public static FasterCellStore Open(StorageOptions options)
+    public static FasterCellStore Open(StorageOptions options, bool follower = false)
     {
         var total = Stopwatch.StartNew();
         string dir = options.ResolveDataDirectory();
@@ -116,7 +121,8 @@ internal sealed class FasterCellStore : ICellStore
                 throw new StorageCorruptionException($"journal commit metadata in {commitDir} could not be recovered: {e.Message}", commitDir, e);
             }
             state = new StateStore(options, storeDir, checkpointDir);
-            using var restorer = new CellRestorer(options.Cell);
+            var restorer = new CellRestorer(options.Cell);
+            using var disposeRestorer = follower ? null : restorer;
             var loadClock = Stopwatch.StartNew();
             var loaded = state.LoadInto(restorer);
             var loadTime = loadClock.Elapsed;
@@ -143,18 +149,21 @@ internal sealed class FasterCellStore : ICellStore
                 options.Warning(w);
                 metrics.TornTail();
             }
-            Cell cell;
+            Cell? cell = null;
             var rebuildClock = Stopwatch.StartNew();
-            try
+            if (!follower)
             {
-                cell = restorer.Complete();
+                try
+                {
+                    cell = restorer.Complete();
+                }
+                catch (InvalidDataException e)
+                {
+                    throw new StorageCorruptionException($"stored state in {dir} is inconsistent: {e.Message}", dir, e);
+                }
             }
-            catch (InvalidDataException e)
-            {
-                throw new StorageCorruptionException($"stored state in {dir} is inconsistent: {e.Message}", dir, e);
-            }
-            var journal = new GroupCommitJournal(log, options, reader.LastChunkSequence + 1, cell.JournalSequence, cell.Version, metrics);
-            cell.AttachJournal(journal);
+            var journal = new GroupCommitJournal(log, options, reader.LastChunkSequence + 1, restorer.Sequence, restorer.CellVersion, metrics);
+            cell?.AttachJournal(journal);
             journal.Start();
             var report = new RecoveryReport
             {
@@ -162,9 +171,9 @@ internal sealed class FasterCellStore : ICellStore
                 CheckpointToken = loaded?.Token ?? Guid.Empty,
                 CheckpointEntries = loaded?.Entries ?? 0,
                 RecordsReplayed = replayed,
-                Allocations = cell.AllocationCount,
-                CellVersion = cell.Version,
-                Sequence = cell.JournalSequence,
+                Allocations = restorer.AllocationCount,
+                CellVersion = restorer.CellVersion,
+                Sequence = restorer.Sequence,
                 CheckpointLoadTime = loadTime,
                 ReplayTime = replayTime,
                 RebuildTime = rebuildClock.Elapsed,
@@ -175,12 +184,13 @@ internal sealed class FasterCellStore : ICellStore
                 JournalCommittedAddress = log.CommittedUntilAddress,
             };
             var store = new FasterCellStore(options, lockFile, logDevice, log, state, journal,
-                new JournalReader(log, logBase, options.JournalSegmentSizeBits), cell, report, metrics, position);
+                new JournalReader(log, logBase, options.JournalSegmentSizeBits), cell, follower ? restorer : null, report, metrics, position);
             store.StartCheckpointer();
             return store;
         }
         catch
         {
+            // (a follower's restorer is only handed out on success; on failure its partial cell goes with the GC)
             state?.Dispose();
             log?.Dispose();
             logDevice?.Dispose();
@@ -265,6 +275,71 @@ internal sealed class FasterCellStore : ICellStore
     public ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
         => new(Task.Run(CheckpointNow, cancellationToken));
 
+    // ---------------------------------------------------------------- standby replica (ha-core, issue 16)
+
+    public bool IsPromoted => _cell is not null;
+
+    public long AppliedSequence => _follower?.Sequence ?? _cell!.JournalSequence;
+
+    public long AppliedVersion => _follower?.CellVersion ?? _cell!.Version;
+
+    public long LocalDurableSequence => _journal.DurableSequence;
+
+    public void Apply(ReadOnlySpan<byte> group)
+    {
+        var restorer = _follower ?? throw new InvalidOperationException("the store was promoted: it writes the replicated log, it no longer applies it");
+        int offset = 0;
+        while (offset < group.Length)
+        {
+            if (group.Length - offset < 4) throw new InvalidDataException($"replicated group cut inside an element length at byte {offset}");
+            int len = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(group[offset..]);
+            if (len <= 0 || len > group.Length - offset - 4) throw new InvalidDataException($"replicated group: element length {len} at byte {offset} runs past the group");
+            var element = group.Slice(offset + 4, len);
+            offset += 4 + len;
+            long lastSeq, lastVersion;
+            int records;
+            if (CellBatch.IsFrame(element))
+            {
+                var (count, first, _, lastV) = CellBatch.ReadHeader(element);
+                lastSeq = first + count - 1;
+                lastVersion = lastV;
+                records = count;
+            }
+            else
+            {
+                (_, lastSeq, lastVersion) = CellRecord.ReadHeader(element);
+                records = 1;
+            }
+            // Already applied (a group that straddles what the local store recovered): skipped whole. The restorer
+            // throws on a gap, which is a broken log, never silently bridged.
+            if (lastSeq <= restorer.Sequence) continue;
+            restorer.Replay(element);
+            _journal.AppendReplicated(lastSeq, records, lastVersion, element);
+        }
+    }
+
+    public ICellStore Promote(IJournalReplicator? replicator)
+    {
+        var restorer = _follower ?? throw new InvalidOperationException("the store is already promoted");
+        // Everything applied so far is in the replicated log already: flush it locally first, THEN ship what follows,
+        // so no applied group is written to the replicated log a second time.
+        _journal.WaitForAll();
+        Cell cell;
+        try
+        {
+            cell = restorer.Complete();
+        }
+        catch (InvalidDataException e)
+        {
+            throw new StorageCorruptionException($"replicated state is inconsistent: {e.Message}", DataDirectory, e);
+        }
+        if (replicator is not null) _journal.SetReplicator(replicator);
+        cell.AttachJournal(_journal);
+        _cell = cell;
+        _follower = null;
+        return this;
+    }
+
     public void Dispose()
     {
         if (_disposed) return;
@@ -291,7 +366,8 @@ internal sealed class FasterCellStore : ICellStore
         _logDevice.Dispose();
         _lockFile.Dispose();
         _stop.Dispose();
-        Cell.Dispose();
+        _cell?.Dispose();
+        _follower?.Dispose();
         Metrics.Dispose();
     }
 }

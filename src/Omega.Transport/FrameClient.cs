@@ -198,6 +198,28 @@ public static class FrameClient
         return true;
     }
 
+    /// <summary>
+    /// Parses a list of server addresses separated by commas (the replicas of a highly available deployment,
+    /// <c>a:7077,b:7077,c:7077</c>; one address is a list of one), each as <see cref="TryParseEndPoint"/> reads it. Spaces
+    /// around an address are ignored; an empty element, a malformed address or more than 64 addresses make the whole list
+    /// invalid. Duplicates are kept once, in first-seen order.
+    /// </summary>
+    public static bool TryParseEndPoints(string? text, out IReadOnlyList<EndPoint> endpoints)
+    {
+        endpoints = [];
+        if (string.IsNullOrWhiteSpace(text)) return false;
+        var parts = text.Split(',');
+        if (parts.Length > 64) return false;
+        var list = new List<EndPoint>(parts.Length);
+        foreach (var part in parts)
+        {
+            if (!TryParseEndPoint(part.Trim(), out var e)) return false;
+            if (!list.Contains(e!)) list.Add(e!);
+        }
+        endpoints = list;
+        return true;
+    }
+
     /// <summary>An endpoint as an operator wrote it: <c>host:port</c> for a <see cref="DnsEndPoint"/> (its own ToString prefixes the address family).</summary>
     public static string Describe(EndPoint endpoint)
     {

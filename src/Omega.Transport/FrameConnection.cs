@@ -174,6 +174,19 @@ public sealed class FrameConnection
         else Flush();
     }
 
+    /// <summary>
+    /// Sends a leadership redirect (protocol version 4): <see cref="ErrorCode.NotLeader"/> naming <paramref name="leader"/>
+    /// and its <paramref name="epoch"/>, or <see cref="ErrorCode.NoLeader"/> when <paramref name="leader"/> is null or
+    /// empty; counted by code, then the connection is closed (the client reconnects to the leader).
+    /// </summary>
+    public void SendRedirect(uint requestId, string? leader, long epoch, string message)
+    {
+        var code = string.IsNullOrEmpty(leader) ? ErrorCode.NoLeader : ErrorCode.NotLeader;
+        _metrics.Error(code);
+        Send(requestId, new ErrorMessage { Code = code, Message = message, Leader = code == ErrorCode.NotLeader ? leader : null, Epoch = epoch });
+        Close(DisconnectReason.NotLeader);
+    }
+
     /// <summary>Hands every frame appended since the last flush to the send loop (one gathered socket write).</summary>
     public void Flush()
     {

@@ -113,6 +113,17 @@ public sealed class FrameServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Calls <paramref name="action"/> for every open connection (a snapshot: connections accepted meanwhile may or may
+    /// not be seen). Used when the whole server must turn its clients away at once, e.g. a replica losing the leadership.
+    /// </summary>
+    public void ForEachConnection(Action<FrameConnection> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        foreach (var (_, c) in _connections)
+            if (!c.IsClosing) action(c);
+    }
+
     /// <summary>Runs the timeout sweep now (tests call it after advancing a fake clock; the timer calls it too).</summary>
     public void SweepNow() => Sweep();
 

@@ -154,4 +154,10 @@ public enum DisconnectReason : byte
 
     /// <summary>The listener speaks TLS and the peer sent plaintext (it was answered with the TlsRequired error).</summary>
     TlsRequired = 14,
+
+    /// <summary>
+    /// The replica does not lead (high availability): the connection was answered with NotLeader or NoLeader and closed,
+    /// at its Hello, at a request, or when the replica lost the leadership.
+    /// </summary>
+    NotLeader = 15,
 }

@@ -236,15 +236,15 @@ public class HostileInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_version_2_client_gets_UnsupportedVersion_naming_version_3_and_disconnect()
+    public async Task A_version_3_client_gets_UnsupportedVersion_naming_version_4_and_disconnect()
     {
-        // Version 3 adds messages, keys and error codes a version-2 client would not understand, and the server speaks
-        // exactly one version (docs/protocol.md, "Changes in version 3"): the old client is told which one and closed.
+        // Version 4 adds error codes (NotLeader, NoLeader) that close the connection; a version-3 client would not know to
+        // follow them, and the server speaks exactly one version (docs/protocol.md, "Changes in version 4").
         using var c = await RawClient.ConnectAsync(_fx.EndPoint);
-        await c.SendAsync(1, new Hello { Version = 2, Role = PeerRole.Scheduler, Name = "old" });
+        await c.SendAsync(1, new Hello { Version = 3, Role = PeerRole.Scheduler, Name = "old" });
         var e = await c.ReadErrorAsync();
         Assert.Equal(ErrorCode.UnsupportedVersion, e?.Code);
-        Assert.Contains("speaks 3", e?.Message, StringComparison.Ordinal);
+        Assert.Contains("speaks 4", e?.Message, StringComparison.Ordinal);
         Assert.True(await c.WaitClosedAsync());
         await AssertUnharmedAsync();
     }

@@ -62,6 +62,7 @@ public sealed partial class ProtocolDocTests
         ("policy-apply", Codec.FrameBytes(11, new PolicyRequest { Operation = 5, Policy = "", Document = "{\"weights\":{\"bin-packing\":2}}", Revision = 0 })),
         ("policy-undo", Codec.FrameBytes(12, new PolicyRequest { Operation = 3, Policy = "", Document = "", Revision = 0 })),
         ("policy-reply", Codec.FrameBytes(12, new PolicyReply { Status = 0, Revision = 1, Message = "ok", Lines = [] })),
+        ("error-not-leader", Codec.FrameBytes(1, new ErrorMessage { Code = ErrorCode.NotLeader, Message = "not the leader", Leader = "10.0.0.2:7077", Epoch = 1234 })),
         ("explain-workload", Codec.FrameBytes(13, new ExplainWorkload { Tenant = "default", Workload = "web", Generation = 3 })),
     ];
 

@@ -22,8 +22,10 @@ namespace Omega.Cli.Fleet;
 /// <param name="Zones">Zones the nodes are spread over within the region (<c>{region}-a</c>, <c>-b</c>, ...); 0: none.</param>
 /// <param name="BatchPriority">When set, control-plane replica tasks run until stopped (services), except those of this
 /// priority, which run for the exponential time (batch work); other jobs are unaffected.</param>
+/// <param name="Replicas">High availability: every replica's address (the agents follow the leader); null: <paramref name="Server"/> alone.</param>
 internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
-    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null, string Region = "", int Zones = 0, int? BatchPriority = null);
+    Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null, string Region = "", int Zones = 0, int? BatchPriority = null,
+    IReadOnlyList<EndPoint>? Replicas = null);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
@@ -102,6 +104,7 @@ internal sealed class AgentFleet : IAsyncDisposable
             var agent = new AgentClient(new AgentOptions
             {
                 Server = o.Server,
+                Servers = o.Replicas,
                 NodeName = $"{o.NamePrefix}-{i:D6}",
                 Capacity = o.Capacity,
                 FailureDomain = o.Region.Length == 0 ? $"rack-{i % Math.Max(1, o.Racks)}" : $"{o.Region}-rack-{i % Math.Max(1, o.Racks)}",

@@ -27,10 +27,13 @@ internal static class ControlCommands
     /// <summary>The environment variable that sets <c>--connect</c>'s default (docs/cli.md).</summary>
     public const string AddressVariable = "OMEGA_ADDR";
 
-    /// <summary><c>--connect HOST:PORT</c>; its default is <c>$OMEGA_ADDR</c>, else 127.0.0.1:7077.</summary>
-    internal static Option<string> ConnectOption() => new("--connect")
+    /// <summary>
+    /// <c>--connect HOST:PORT[,HOST:PORT...]</c> (alias <c>--addr</c>): the server, or every replica of a highly available
+    /// deployment (the command follows the leader); its default is <c>$OMEGA_ADDR</c> (commas allowed too), else 127.0.0.1:7077.
+    /// </summary>
+    internal static Option<string> ConnectOption() => new("--connect", "--addr")
     {
-        Description = $"The server's HOST:PORT or ADDRESS:PORT (default: ${AddressVariable}, else 127.0.0.1:7077).",
+        Description = $"The server's HOST:PORT or ADDRESS:PORT; several replicas separated by commas, the command follows the leader (default: ${AddressVariable}, else 127.0.0.1:7077).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable(AddressVariable) is { Length: > 0 } a ? a : "127.0.0.1:7077",
     };
 
@@ -44,9 +47,9 @@ internal static class ControlCommands
     /// <summary>Connects, runs <paramref name="body"/>, and turns connection failures into one line and exit code 1.</summary>
     internal static async Task<int> WithClientAsync(string command, string connect, ClientTls tls, ParseResult r, Func<ControlClient, Task<int>> body, CancellationToken cancel)
     {
-        if (!FrameClient.TryParseEndPoint(connect, out var endpoint))
+        if (!FrameClient.TryParseEndPoints(connect, out var endpoints))
         {
-            Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT, not '{connect}'");
+            Console.Error.WriteLine($"omega {command}: --connect must be HOST:PORT or ADDRESS:PORT (several separated by commas), not '{connect}'");
             return 2;
         }
         if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var token, out tlsError))
@@ -57,7 +60,11 @@ internal static class ControlCommands
         ControlClient client;
         try
         {
-            client = await ControlClient.ConnectAsync(endpoint!, transport, $"omega-{command}", token, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+            // One address: as before (10 s in all). Several replicas: follow the leader, a few seconds per replica so a paused
+            // one (it accepts TCP but never answers) does not eat the whole budget.
+            client = endpoints.Count == 1
+                ? await ControlClient.ConnectAsync(endpoints[0], transport, $"omega-{command}", token, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false)
+                : await ControlClient.ConnectAsync(endpoints, transport, $"omega-{command}", token, TimeSpan.FromSeconds(3), maxRounds: 3, cancel).WaitAsync(TimeSpan.FromSeconds(30), cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or AgentRequestException or IOException)
         {

@@ -17,7 +17,7 @@ internal static class PolicyCommands
         yield return Policy();
     }
 
-    private static Option<string> ConnectOption() => new("--connect") { Description = "The server's HOST:PORT or ADDRESS:PORT.", DefaultValueFactory = _ => "127.0.0.1:7077" };
+    private static Option<string> ConnectOption() => ControlCommands.ConnectOption();
 
     private static Command Rollout()
     {

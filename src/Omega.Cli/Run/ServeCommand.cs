@@ -33,9 +33,15 @@ internal static class ServeCommand
         var noAuth = new Option<bool>("--no-auth") { Description = "Accept every connection without a credential (anyone who reaches the port may do anything)." };
         var adminTokenFile = new Option<string?>("--admin-token-file") { Description = "Install the first operator token from this file (omega token generate) instead of creating DATA/admin.token." };
         var http = new Option<string?>("--http") { Description = "Serve the live web dashboard on ADDRESS:PORT: HTTPS with the server's certificate (plain HTTP only with --insecure); sign in with an operator token. docs/dashboard.md." };
+        // ha-core (issue 16): high availability on etcd (docs/high-availability.md).
+        var etcd = new Option<string?>("--etcd") { Description = "High availability: run as one replica of a cell replicated through etcd at these client URLs (URL[,URL...]); needs --replica and --advertise. docs/high-availability.md." };
+        var replica = new Option<string?>("--replica") { Description = "With --etcd: this replica's unique name." };
+        var advertise = new Option<string?>("--advertise") { Description = "With --etcd: the HOST:PORT clients reach this replica at (published while it leads)." };
+        var haCluster = new Option<string?>("--ha-cluster") { Description = "With --etcd: the replicated cell's name in etcd (keys under /omega/NAME/; default 'default')." };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
             listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure, noAuth, adminTokenFile, http,
+            etcd, replica, advertise, haCluster,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -80,6 +86,30 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega serve: --metrics-port must be between 1 and 65535");
                 return 2;
             }
+            Omega.Replication.ReplicationOptions? ha = null;
+            if (r.GetValue(etcd) is { } etcdUrls)
+            {
+                ha = new Omega.Replication.ReplicationOptions
+                {
+                    ReplicaName = r.GetValue(replica) ?? "",
+                    AdvertiseAddress = r.GetValue(advertise) ?? "",
+                    Cluster = r.GetValue(haCluster) ?? "default",
+                };
+                foreach (var u in etcdUrls.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) ha.Endpoints.Add(u);
+                string? problem = r.GetValue(replica) is null || r.GetValue(advertise) is null ? "--etcd needs --replica NAME and --advertise HOST:PORT"
+                    : r.GetValue(inMemory) ? "--etcd cannot be combined with --in-memory (a replica keeps its local copy in --data)"
+                    : ha.Validate();
+                if (problem is not null)
+                {
+                    Console.Error.WriteLine($"omega serve: {problem}");
+                    return 2;
+                }
+            }
+            else if (r.GetValue(replica) is not null || r.GetValue(advertise) is not null || r.GetValue(haCluster) is not null)
+            {
+                Console.Error.WriteLine("omega serve: --replica, --advertise and --ha-cluster go with --etcd");
+                return 2;
+            }
             if (!MetricsExport.TryStartPrometheus("serve", r.GetValue(metricsPort), out var exporter)) return 1;
             using var metrics = exporter;
             // The store, engine and server are composed by Omega.Hosting (AddOmega); this command is its shell: flags in,
@@ -102,6 +132,7 @@ internal static class ServeCommand
                 o.Authentication = !r.GetValue(noAuth);
                 o.AdminTokenFile = r.GetValue(adminTokenFile);
                 o.Dashboard.Listen = r.GetValue(http);
+                o.Replication = ha;
             });
             var runtime = host.Services.GetRequiredService<OmegaRuntime>();
             try
@@ -138,6 +169,23 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"omega serve: cannot load the TLS certificate, key or client CA: {e.Message}");
                 return 1;
             }
+            // ---- ha-core: a replica serves only once it leads; until then it is a standby (or the host stops) ----
+            var stopped = new TaskCompletionSource();
+            using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
+            using var reg = cancel.Register(() => stopped.TrySetResult());
+            if (ha is not null)
+            {
+                Console.WriteLine($"omega serve: replica {ha.ReplicaName} of '{ha.Cluster}' on etcd {string.Join(",", ha.Endpoints)}: standby on {endpoint} (advertising {ha.AdvertiseAddress}); serving once it leads");
+                await Task.WhenAny(runtime.Started, stopped.Task).ConfigureAwait(false);
+                if (!runtime.IsRunning)
+                {
+                    string why = runtime.Started.IsFaulted ? runtime.Started.Exception!.GetBaseException().Message : "stopped before leading";
+                    Console.WriteLine($"omega serve: replica {ha.ReplicaName}: {why}");
+                    await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                    return runtime.Started.IsFaulted ? 1 : 0;
+                }
+                Console.WriteLine($"omega serve: replica {ha.ReplicaName} leads (epoch {runtime.Leadership?.Epoch})");
+            }
             var store = runtime.Store;
             var rec = store.Recovery;
             Console.WriteLine(store.IsPersistent
@@ -146,9 +194,6 @@ internal static class ServeCommand
             // Signals were registered by the host's console lifetime as it started (SIGTERM, SIGINT: it stops the
             // application) and by System.CommandLine (Ctrl+C: it cancels the action), before we say we are listening: a
             // service manager may stop us the moment we do.
-            var stopped = new TaskCompletionSource();
-            using var term = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopped.TrySetResult());
-            using var reg = cancel.Register(() => stopped.TrySetResult());
             PrintTransportSecurity("omega serve", runtime);
             PrintAuthentication("omega serve", runtime);
             if (runtime.DashboardAddress is { } dashboardAt) Console.WriteLine($"omega serve: dashboard at {dashboardAt}{(runtime.IsAuthenticated ? " (sign in with an operator token)" : "")}");
@@ -160,6 +205,12 @@ internal static class ServeCommand
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
             if (runtime.CheckpointedVersion is { } version) Console.WriteLine($"omega serve: checkpointed at cell v{version:N0}; closed");
             else Console.WriteLine($"omega serve: closed at cell v{store.Cell.Version:N0} (in-memory: nothing kept)");
+            if (runtime.Deposed)
+            {
+                // A deposed leader exits non-zero so a supervisor restarts it (as a standby, from its local copy).
+                Console.WriteLine("omega serve: this replica lost the leadership; restart it to rejoin as a standby");
+                return 5;
+            }
             return 0;
         });
         return cmd;
@@ -228,12 +279,12 @@ internal static class ServeCommand
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
         {
-            if (!Omega.Transport.FrameClient.TryParseEndPoint(r.GetValue(connect), out var parsed))
+            if (!Omega.Transport.FrameClient.TryParseEndPoints(r.GetValue(connect), out var replicas))
             {
-                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT, not '{r.GetValue(connect)}'");
+                Console.Error.WriteLine($"omega agents: --connect must be HOST:PORT or ADDRESS:PORT (several separated by commas), not '{r.GetValue(connect)}'");
                 return 2;
             }
-            var endpoint = parsed!;
+            var endpoint = replicas[0];
             if (r.GetValue(count) is < 1 or > 50_000 || r.GetValue(cores) <= 0 || r.GetValue(memory) <= 0 || r.GetValue(taskSeconds) <= 0)
             {
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
@@ -255,14 +306,25 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega agents: --join-token is not of the form omega1.<16 hex digits>.<43 characters>");
                 return 2;
             }
-            // Fail fast with one line when nothing listens there, instead of agents retrying forever.
-            try
+            // Fail fast with one line when nothing listens there, instead of agents retrying forever (with several replicas:
+            // when none of them answers).
+            Exception? unreachable = null;
+            foreach (var candidate in replicas)
             {
-                await Omega.Transport.FrameClient.ProbeAsync(endpoint, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                try
+                {
+                    await Omega.Transport.FrameClient.ProbeAsync(candidate, cancel).WaitAsync(TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
+                    unreachable = null;
+                    break;
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
+                {
+                    unreachable = e;
+                }
             }
-            catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException)
+            if (unreachable is not null)
             {
-                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {e.Message}");
+                Console.Error.WriteLine($"omega agents: cannot reach the server at {r.GetValue(connect)}: {unreachable.Message}");
                 return 1;
             }
             // With an operator credential (--token/--token-file, scope admin) and no join token: make a join token with
@@ -271,7 +333,7 @@ internal static class ServeCommand
             {
                 try
                 {
-                    await using var admin = await Omega.Agent.ControlClient.ConnectAsync(endpoint, transport, "omega-agents", adminToken, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false);
+                    await using var admin = await Omega.Agent.ControlClient.ConnectAsync(replicas, transport, "omega-agents", adminToken, cancellationToken: cancel).WaitAsync(TimeSpan.FromSeconds(30), cancel).ConfigureAwait(false);
                     joinToken = (await admin.CreateTokenAsync(Omega.Protocol.CredentialRole.Join, $"omega-agents-{r.GetValue(prefix)}", ttl: TimeSpan.FromMinutes(15), uses: r.GetValue(count), cancellationToken: cancel).ConfigureAwait(false)).Token;
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException or TimeoutException or Omega.Agent.AgentRequestException or IOException or Omega.Transport.TransportSecurityException)
@@ -283,7 +345,8 @@ internal static class ServeCommand
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, ReadySeconds: r.GetValue(readySeconds), JoinToken: joinToken,
-                Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority)));
+                Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority),
+                Replicas: replicas.Count > 1 ? replicas : null));
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {

@@ -41,6 +41,9 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private volatile int _pendingBytesVolatile;
     private volatile bool _stopping;
     private Exception? _failure;
+    // ha-core (issue 16): set when the store serves as the leader of a replicated cell; null in single-node mode and on
+    // a standby (whose groups come from the replicated log and need not go back to it).
+    private volatile IJournalReplicator? _replicator;
 
     public GroupCommitJournal(FasterLog log, StorageOptions options, long nextChunkSeq, long durableSeq, long durableVersion, StorageMetrics metrics)
     {
@@ -62,6 +65,35 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     }
 
     public void Start() => _committer.Start();
+
+    /// <summary>
+    /// Replicates every later group through <paramref name="replicator"/> before it is written locally and counted durable
+    /// (issue 16). Set once, after <see cref="WaitForAll"/> so that no group appended before it (a standby's applied
+    /// groups, already in the replicated log) is shipped again.
+    /// </summary>
+    public void SetReplicator(IJournalReplicator replicator) => _replicator = replicator;
+
+    /// <summary>The last sequence appended (pending or not).</summary>
+    public long AppendedSequence
+    {
+        get
+        {
+            lock (_bufLock) return _pendingLastSeq;
+        }
+    }
+
+    /// <summary>Blocks until everything appended so far is durable locally (or the journal failed).</summary>
+    public void WaitForAll()
+    {
+        long last = AppendedSequence;
+        if (last <= DurableSequence) return;
+        _wake.Set();
+        WaitForSequenceAsync(last, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+    }
+
+    /// <summary>Appends one element (a record or a batch frame) received from the replicated log (a standby's apply).</summary>
+    internal void AppendReplicated(long lastSequence, int records, long lastCellVersion, ReadOnlySpan<byte> element)
+        => AppendElement(lastSequence, records, lastCellVersion, element);
 
     /// <summary>The highest journal sequence known durable.</summary>
     public long DurableSequence => Volatile.Read(ref _durableSeq);
@@ -176,6 +208,8 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                     _nextGroup = NewGroup();
                 }
                 long start = Stopwatch.GetTimestamp();
+                // Replicated mode: the replicated log first (it is what "durable" means there), then the local copy.
+                _replicator?.Replicate(buf.AsSpan(0, len), Volatile.Read(ref _durableSeq) + 1, lastSeq, lastVersion);
                 WriteGroup(buf.AsSpan(0, len));
                 _log.Commit(spinWait: true);
                 _metrics.GroupCommitted(records, len, Stopwatch.GetElapsedTime(start));

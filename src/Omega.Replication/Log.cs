@@ -1,0 +1,43 @@
+using Microsoft.Extensions.Logging;
+
+namespace Omega.Replication;
+
+/// <summary>The replication log events (event ids 1300-1329 belong to Omega.Replication).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1300, EventName = "ReplicaOpened", Level = LogLevel.Information,
+        Message = "Replica {Replica} of cluster {Cluster}: local store at sequence {Sequence} (v{Version}); tailing the log in etcd")]
+    public static partial void ReplicaOpened(ILogger logger, string replica, string cluster, long sequence, long version);
+
+    [LoggerMessage(EventId = 1301, EventName = "LeaderObserved", Level = LogLevel.Information,
+        Message = "Replica {Replica}: the leader is {Leader} at {Address} (epoch {Epoch})")]
+    public static partial void LeaderObserved(ILogger logger, string replica, string leader, string address, long epoch);
+
+    [LoggerMessage(EventId = 1302, EventName = "Elected", Level = LogLevel.Information,
+        Message = "Replica {Replica} won the election: epoch {Epoch}; caught up to sequence {Sequence} (v{Version}) in {CatchUpMs:0.0} ms; leading")]
+    public static partial void Elected(ILogger logger, string replica, long epoch, long sequence, long version, double catchUpMs);
+
+    [LoggerMessage(EventId = 1303, EventName = "Deposed", Level = LogLevel.Error,
+        Message = "Replica {Replica} lost the leadership of epoch {Epoch}: {Reason}")]
+    public static partial void Deposed(ILogger logger, string replica, long epoch, string reason);
+
+    [LoggerMessage(EventId = 1304, EventName = "SessionLost", Level = LogLevel.Warning,
+        Message = "Replica {Replica}: etcd session (lease {Lease}) lost: {Reason}")]
+    public static partial void SessionLost(ILogger logger, string replica, long lease, string reason);
+
+    [LoggerMessage(EventId = 1305, EventName = "Trimmed", Level = LogLevel.Debug,
+        Message = "Replica {Replica}: trimmed the log below sequence {Below} ({Deleted} entries)")]
+    public static partial void Trimmed(ILogger logger, string replica, long below, long deleted);
+
+    [LoggerMessage(EventId = 1306, EventName = "Compacted", Level = LogLevel.Debug,
+        Message = "Replica {Replica}: compacted etcd to revision {Revision}")]
+    public static partial void Compacted(ILogger logger, string replica, long revision);
+
+    [LoggerMessage(EventId = 1307, EventName = "EtcdError", Level = LogLevel.Warning,
+        Message = "Replica {Replica}: etcd {Operation} failed: {Error}")]
+    public static partial void EtcdError(ILogger logger, string replica, string operation, string error);
+
+    [LoggerMessage(EventId = 1308, EventName = "TailFailed", Level = LogLevel.Error,
+        Message = "Replica {Replica}: cannot follow the log: {Error}")]
+    public static partial void TailFailed(ILogger logger, string replica, string error);
+}

@@ -1,0 +1,500 @@
+using System.Diagnostics;
+using System.Globalization;
+using dotnet_etcd;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Omega.Storage;
+
+namespace Omega.Replication;
+
+/// <summary>
+/// One replica of a replicated cell (issue 16; docs/high-availability.md). It opens its local FASTER store as a standby
+/// (<see cref="CellStore.OpenReplica"/>), tails the replicated log in etcd into it, and campaigns for the election
+/// key. Winning, it first catches up to the log's end, then promotes its store (every later journal group is written
+/// to etcd as a fenced transaction before it counts as durable), opens the <see cref="Gate"/> and completes
+/// <see cref="Leadership"/>. While it leads it publishes progress, trims the log and compacts etcd.
+/// </summary>
+/// <remarks>
+/// <para>A leader that loses its session or has a write fenced is deposed for good (<see cref="Deposed"/>): its
+/// in-memory cell may hold records etcd refused, so it must not go back to following. The host stops and a supervisor
+/// restarts it as a standby from its local store (which, by the ship-first order, holds only what etcd holds); this is
+/// what Kubernetes' controller-manager does on a lost lease too.</para>
+/// <para>Threading: one loop (the campaign, the tail, the catch-up and the promotion) runs on the thread pool; the
+/// store's <see cref="IReplicaStore.Apply"/> and <see cref="IReplicaStore.Promote"/> are only called from it.</para>
+/// </remarks>
+public sealed class ReplicaNode : IAsyncDisposable
+{
+    private readonly ReplicationOptions _options;
+    private readonly StorageOptions _storage;
+    private readonly ILogger _logger;
+    private readonly LeaderGate _gate = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _deposed = new();
+    private readonly TaskCompletionSource<ICellStore> _leadership = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ByteString _leaderKey;
+    private readonly string _logPrefix;
+    private readonly string _logEnd;
+    private EtcdClient? _client;
+    private IReplicaStore? _store;
+    private Task? _main;
+    private EtcdLogShipper? _shipper;
+    private long _lease;
+    private long _epoch;
+    private long _appliedRevision;
+    private int _deposedOnce;
+    private string? _observedLeader;
+
+    /// <summary>Creates a replica; <see cref="StartAsync"/> opens it.</summary>
+    /// <param name="options">The replication settings (validated here).</param>
+    /// <param name="storage">The local store's settings (its data directory must be this replica's own).</param>
+    /// <param name="logger">Events 1300-1329 (null: none).</param>
+    public ReplicaNode(ReplicationOptions options, StorageOptions storage, ILogger? logger = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _storage = storage ?? throw new ArgumentNullException(nameof(storage));
+        if (options.Validate() is { } problem) throw new ArgumentException($"replication options: {problem}", nameof(options));
+        _logger = logger ?? NullLogger.Instance;
+        _leaderKey = ByteString.CopyFromUtf8(options.Prefix + "leader");
+        _logPrefix = LogEntry.LogPrefix(options.Prefix);
+        _logEnd = options.Prefix + "log0"; // '0' follows '/': the end of the log/ range
+    }
+
+    /// <summary>The leadership as the server sees it.</summary>
+    public LeaderGate Gate => _gate;
+
+    /// <summary>This replica's name.</summary>
+    public string Name => _options.ReplicaName;
+
+    /// <summary>The local store (a standby's until promoted; then the same object serves as the <see cref="ICellStore"/>).</summary>
+    public IReplicaStore Store => _store ?? throw new InvalidOperationException("not started");
+
+    /// <summary>Completes with the promoted store once this replica leads (caught up); faults if it can never lead (its tail failed).</summary>
+    public Task<ICellStore> Leadership => _leadership.Task;
+
+    /// <summary>Cancelled when leadership, once won, is lost (session lost, a write fenced, or etcd unreachable past the ship timeout).</summary>
+    public CancellationToken Deposed => _deposed.Token;
+
+    /// <summary>The etcd revision of the last log entry applied from the log (a standby's position; a takeover replays only entries after it).</summary>
+    public long AppliedRevision => Interlocked.Read(ref _appliedRevision);
+
+    /// <summary>The current session's etcd lease id (0 when none).</summary>
+    public long LeaseId => Interlocked.Read(ref _lease);
+
+    /// <summary>This replica's epoch while it leads (the election key's create revision); 0 otherwise.</summary>
+    public long Epoch => Interlocked.Read(ref _epoch);
+
+    /// <summary>Log entries this replica wrote to etcd while leading.</summary>
+    public long EntriesWritten => _shipper?.EntriesWritten ?? 0;
+
+    internal EtcdClient Client => _client ?? throw new InvalidOperationException("not started");
+
+    /// <summary>Opens the local store and the etcd connection and starts following and campaigning. Returns at once.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (_client is not null) throw new InvalidOperationException("already started");
+        cancellationToken.ThrowIfCancellationRequested();
+        _store = CellStore.OpenReplica(_storage);
+        _client = new EtcdClient(string.Join(",", _options.Endpoints));
+        Log.ReplicaOpened(_logger, _options.ReplicaName, _options.Cluster, _store.AppliedSequence, _store.AppliedVersion);
+        _main = Task.Run(RunAsync, CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    private async Task RunAsync()
+    {
+        var stop = _stop.Token;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                long lease;
+                try
+                {
+                    lease = (await Client.LeaseGrantAsync(new LeaseGrantRequest { TTL = _options.LeaseTtlSeconds }, cancellationToken: stop).ConfigureAwait(false)).ID;
+                }
+                catch (RpcException e)
+                {
+                    Log.EtcdError(_logger, _options.ReplicaName, "lease grant", e.Status.Detail);
+                    await Task.Delay(_options.PollInterval, stop).ConfigureAwait(false);
+                    continue;
+                }
+                Interlocked.Exchange(ref _lease, lease);
+                using var session = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                var keepAlive = KeepAliveAsync(lease, session);
+                try
+                {
+                    long epoch = await CampaignAsync(lease, session.Token).ConfigureAwait(false);
+                    await LeadAsync(epoch, session.Token).ConfigureAwait(false);
+                    return; // a leader never goes back to following (see remarks)
+                }
+                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                {
+                    // A standby's session lapsed (etcd unreachable for a lease TTL): take a new one and go on.
+                }
+                finally
+                {
+                    await session.CancelAsync().ConfigureAwait(false);
+                    try
+                    {
+                        await keepAlive.ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        // stopped
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // disposed
+        }
+#pragma warning disable CA1031 // the loop reports what stops it (a broken log, a store failure) through Leadership and the log
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.TailFailed(_logger, _options.ReplicaName, e.Message);
+            _leadership.TrySetException(e);
+            Depose($"replica loop failed: {e.Message}");
+        }
+        finally
+        {
+            _leadership.TrySetCanceled();
+        }
+    }
+
+    // ---------------------------------------------------------------- session
+
+    /// <summary>Keeps the lease alive; cancels <paramref name="session"/> when etcd says it is gone or it could not be renewed for a TTL.</summary>
+    private async Task KeepAliveAsync(long lease, CancellationTokenSource session)
+    {
+        var ct = session.Token;
+        var interval = TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 4.0);
+        var lastRenewed = Stopwatch.StartNew();
+        string reason = "stopped";
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: ct);
+                while (!ct.IsCancellationRequested)
+                {
+                    await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, ct).ConfigureAwait(false);
+                    if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) break;
+                    if (call.ResponseStream.Current.TTL <= 0)
+                    {
+                        reason = "etcd says the lease expired";
+                        goto lost;
+                    }
+                    lastRenewed.Restart();
+                    await Task.Delay(interval, ct).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException e)
+            {
+                reason = e.Status.Detail;
+            }
+            // Could not renew: past a TTL we cannot know we still hold it, so the session is over for us too.
+            if (lastRenewed.Elapsed.TotalSeconds >= _options.LeaseTtlSeconds) goto lost;
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+        return;
+    lost:
+        Log.SessionLost(_logger, _options.ReplicaName, lease, reason);
+        if (Interlocked.Read(ref _epoch) != 0) Depose($"session lost: {reason}");
+        await session.CancelAsync().ConfigureAwait(false);
+    }
+
+    // ---------------------------------------------------------------- standby: tail + campaign
+
+    private async Task<long> CampaignAsync(long lease, CancellationToken ct)
+    {
+        var value = ByteString.CopyFromUtf8(_options.ReplicaName + "\n" + _options.AdvertiseAddress);
+        var txn = new TxnRequest();
+        txn.Compare.Add(new Compare { Key = _leaderKey, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
+        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = _leaderKey, Value = value, Lease = lease } });
+        txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = _leaderKey } });
+        var progressClock = Stopwatch.StartNew();
+        bool first = true;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            try
+            {
+                await TailAsync(ct).ConfigureAwait(false);
+                if (first || progressClock.Elapsed >= _options.ProgressInterval)
+                {
+                    await PublishProgressAsync(lease, ct).ConfigureAwait(false);
+                    progressClock.Restart();
+                    first = false;
+                }
+                var r = await Client.TransactionAsync(txn, cancellationToken: ct).ConfigureAwait(false);
+                if (r.Succeeded) return r.Header.Revision; // the put's revision is the key's create revision: our epoch
+                var kvs = r.Responses[0].ResponseRange.Kvs;
+                if (kvs.Count == 1)
+                {
+                    string v = kvs[0].Value.ToStringUtf8();
+                    int nl = v.IndexOf('\n', StringComparison.Ordinal);
+                    string name = nl < 0 ? v : v[..nl];
+                    string address = nl < 0 ? "" : v[(nl + 1)..];
+                    if (!string.Equals(_observedLeader, v, StringComparison.Ordinal))
+                    {
+                        _observedLeader = v;
+                        Log.LeaderObserved(_logger, _options.ReplicaName, name, address, kvs[0].CreateRevision);
+                    }
+                    _gate.Set(false, address, kvs[0].CreateRevision);
+                }
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                Log.EtcdError(_logger, _options.ReplicaName, "campaign", e.Status.Detail);
+            }
+            await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
+        }
+    }
+
+    private Task<PutResponse> PublishProgressAsync(long lease, CancellationToken ct)
+        => Client.PutAsync(new PutRequest
+        {
+            Key = ByteString.CopyFromUtf8(_options.Prefix + "replicas/" + _options.ReplicaName),
+            Value = ByteString.CopyFromUtf8(Store.AppliedSequence.ToString(CultureInfo.InvariantCulture)),
+            Lease = lease,
+        }, cancellationToken: ct);
+
+    /// <summary>Applies every entry after the store's applied sequence, up to the log's end as of the reads.</summary>
+    private async Task TailAsync(CancellationToken ct)
+    {
+        var store = Store;
+        long next = store.AppliedSequence + 1;
+        // The entry holding `next` may start before it (the local journal recovered to the middle of an entry): the
+        // newest key at or below next's key. Entries are applied whole; records already applied are skipped.
+        var find = new RangeRequest
+        {
+            Key = ByteString.CopyFromUtf8(_logPrefix),
+            RangeEnd = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, next) + "\0"),
+            SortOrder = RangeRequest.Types.SortOrder.Descend,
+            SortTarget = RangeRequest.Types.SortTarget.Key,
+            Limit = 1,
+            KeysOnly = true,
+        };
+        var found = await Client.GetAsync(find, cancellationToken: ct).ConfigureAwait(false);
+        ByteString from = found.Kvs.Count == 1 ? found.Kvs[0].Key : ByteString.CopyFromUtf8(_logPrefix);
+        while (true)
+        {
+            var r = await Client.GetAsync(new RangeRequest { Key = from, RangeEnd = ByteString.CopyFromUtf8(_logEnd), Limit = 64 }, cancellationToken: ct).ConfigureAwait(false);
+            foreach (var kv in r.Kvs)
+            {
+                var value = kv.Value.Span;
+                var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
+                if (lastSeq < next) continue;
+                if (firstSeq > next)
+                    throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed): bootstrap it from a copy of another replica's data directory");
+                store.Apply(value[LogEntry.HeaderSize..]);
+                next = lastSeq + 1;
+                Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
+            }
+            if (!r.More) return;
+            from = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, next));
+        }
+    }
+
+    // ---------------------------------------------------------------- leader
+
+    private async Task LeadAsync(long epoch, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        // Catch up to the log's end. Every read now is at a revision after our key's creation, when the previous leader's
+        // key was already gone: its later writes all fail their compare, so the log we read is final up to our epoch.
+        await TailAsync(ct).ConfigureAwait(false);
+        Interlocked.Exchange(ref _epoch, epoch);
+        _shipper = new EtcdLogShipper(Client, _options, _leaderKey, epoch, reason => Depose(reason));
+        var store = Store.Promote(_shipper);
+        _gate.Set(true, _options.AdvertiseAddress, epoch);
+        Log.Elected(_logger, _options.ReplicaName, epoch, store.DurableSequence, store.DurableVersion, clock.Elapsed.TotalMilliseconds);
+        _leadership.TrySetResult(store);
+        long lastCompactedAt = 0, seenRevision = 0;
+        var compactClock = Stopwatch.StartNew();
+        var trimClock = Stopwatch.StartNew();
+        try
+        {
+            while (!ct.IsCancellationRequested && !_deposed.IsCancellationRequested)
+            {
+                await Task.Delay(_options.ProgressInterval, ct).ConfigureAwait(false);
+                try
+                {
+                    await PublishProgressAsync(Interlocked.Read(ref _lease), ct).ConfigureAwait(false);
+                    if (trimClock.Elapsed >= _options.TrimInterval)
+                    {
+                        trimClock.Restart();
+                        long revision = await TrimAsync(store, epoch, ct).ConfigureAwait(false);
+                        if (_options.CompactionInterval > TimeSpan.Zero && compactClock.Elapsed >= _options.CompactionInterval)
+                        {
+                            compactClock.Restart();
+                            // Compact to the revision seen one interval ago: history younger than that stays for watchers.
+                            if (seenRevision > lastCompactedAt)
+                            {
+                                await Client.CompactAsync(new CompactionRequest { Revision = seenRevision }, cancellationToken: ct).ConfigureAwait(false);
+                                Log.Compacted(_logger, _options.ReplicaName, seenRevision);
+                                lastCompactedAt = seenRevision;
+                            }
+                            seenRevision = revision;
+                        }
+                    }
+                }
+                catch (RpcException e) when (!ct.IsCancellationRequested)
+                {
+                    // Maintenance is best effort; the next round retries (a compaction at an already compacted revision lands here too).
+                    Log.EtcdError(_logger, _options.ReplicaName, "maintenance", e.Status.Detail);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+        {
+            Depose("session lost");
+        }
+    }
+
+    /// <summary>
+    /// Deletes entries every live replica has applied (keeping <see cref="ReplicationOptions.RetainEntries"/>), and in any
+    /// case entries beyond <see cref="ReplicationOptions.MaxRetainEntries"/>. Fenced like the log writes. Returns etcd's revision.
+    /// </summary>
+    private async Task<long> TrimAsync(ICellStore store, long epoch, CancellationToken ct)
+    {
+        long minApplied = store.DurableSequence;
+        var progress = await Client.GetAsync(new RangeRequest
+        {
+            Key = ByteString.CopyFromUtf8(_options.Prefix + "replicas/"),
+            RangeEnd = ByteString.CopyFromUtf8(_options.Prefix + "replicas0"),
+        }, cancellationToken: ct).ConfigureAwait(false);
+        foreach (var kv in progress.Kvs)
+            if (long.TryParse(kv.Value.ToStringUtf8(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long seq)) minApplied = Math.Min(minApplied, seq);
+        var newest = await Client.GetAsync(new RangeRequest
+        {
+            Key = ByteString.CopyFromUtf8(_logPrefix),
+            RangeEnd = ByteString.CopyFromUtf8(_logEnd),
+            SortOrder = RangeRequest.Types.SortOrder.Descend,
+            SortTarget = RangeRequest.Types.SortTarget.Key,
+            Limit = _options.MaxRetainEntries,
+            KeysOnly = true,
+        }, cancellationToken: ct).ConfigureAwait(false);
+        var keys = newest.Kvs;
+        // Candidate A: below the entry holding minApplied+1 (everything before it every live replica has), but keeping
+        // the newest RetainEntries. Candidate C: below the MaxRetainEntries-th newest, whatever anyone has applied.
+        long cutA = 0;
+        for (int i = 0; i < keys.Count; i++)
+        {
+            long first = LogEntry.SequenceOfKey(keys[i].Key.Span);
+            if (first <= minApplied + 1)
+            {
+                cutA = first;
+                break;
+            }
+        }
+        long cutRetain = keys.Count > _options.RetainEntries && _options.RetainEntries > 0 ? LogEntry.SequenceOfKey(keys[_options.RetainEntries - 1].Key.Span) : (keys.Count > 0 && _options.RetainEntries == 0 ? long.MaxValue : 0);
+        long cutMax = newest.More || newest.Count > keys.Count ? LogEntry.SequenceOfKey(keys[^1].Key.Span) : 0;
+        long cut = Math.Max(Math.Min(cutA, cutRetain), cutMax);
+        if (cut <= 0 || cut == long.MaxValue) return newest.Header.Revision;
+        var txn = new TxnRequest();
+        txn.Compare.Add(new Compare { Key = _leaderKey, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = epoch });
+        txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(_logPrefix), RangeEnd = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, cut)) } });
+        var r = await Client.TransactionAsync(txn, cancellationToken: ct).ConfigureAwait(false);
+        if (!r.Succeeded)
+        {
+            Depose($"fenced while trimming: the election key is no longer at epoch {epoch}");
+            return r.Header.Revision;
+        }
+        long deleted = r.Responses[0].ResponseDeleteRange.Deleted;
+        if (deleted > 0) Log.Trimmed(_logger, _options.ReplicaName, cut, deleted);
+        return r.Header.Revision;
+    }
+
+    private void Depose(string reason)
+    {
+        if (Interlocked.Exchange(ref _deposedOnce, 1) != 0) return;
+        long epoch = Interlocked.Exchange(ref _epoch, 0);
+        _shipper?.Stop();
+        _gate.Set(false, null, 0);
+        if (epoch != 0 && !_stop.IsCancellationRequested) Log.Deposed(_logger, _options.ReplicaName, epoch, reason);
+        try
+        {
+            _deposed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // disposing
+        }
+    }
+
+    /// <summary>
+    /// Gives the leadership up at once (revokes the session's lease, which deletes the election key), so a standby takes
+    /// over without waiting for the lease to lapse. Used on a clean shutdown. Not an error on a standby.
+    /// </summary>
+    public async Task ResignAsync()
+    {
+        long lease = Interlocked.Read(ref _lease);
+        if (lease == 0 || _client is null) return;
+        _shipper?.Stop();
+        try
+        {
+            await _client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        }
+        catch (RpcException)
+        {
+            // the lease lapses by itself within its TTL
+        }
+    }
+
+    /// <summary>Stops following or leading (resigning), and closes the local store unless it was promoted (then its owner closes it).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested) return;
+        bool leading = Interlocked.Read(ref _epoch) != 0;
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_main is not null)
+        {
+            try
+            {
+                await _main.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // stopped
+            }
+        }
+        if (leading) await ResignAsync().ConfigureAwait(false);
+        else if (Interlocked.Read(ref _lease) is long lease and not 0 && _client is not null)
+        {
+            try
+            {
+                await _client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease }, deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+            }
+            catch (RpcException)
+            {
+                // lapses by itself
+            }
+        }
+        _gate.Set(false, null, 0);
+        if (_store is { IsPromoted: false } store) store.Dispose();
+        _client?.Dispose();
+        _stop.Dispose();
+        _deposed.Dispose();
+    }
+}

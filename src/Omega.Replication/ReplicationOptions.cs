@@ -1,0 +1,78 @@
+namespace Omega.Replication;
+
+/// <summary>
+/// High-availability settings of one replica (issue 16; docs/high-availability.md). Every replica of a cell names the
+/// same etcd cluster and <see cref="Cluster"/>, its own unique <see cref="ReplicaName"/>, and the address clients reach
+/// it at (<see cref="AdvertiseAddress"/>), which the elected leader publishes in the election value.
+/// </summary>
+public sealed class ReplicationOptions
+{
+    /// <summary>etcd client URLs, e.g. <c>http://10.0.0.1:2379</c> (at least one; give every member).</summary>
+    public IList<string> Endpoints { get; } = new List<string>();
+
+    /// <summary>The replicated cell's name: every key lives under <c>/omega/{Cluster}/</c>. Default <c>default</c>.</summary>
+    public string Cluster { get; set; } = "default";
+
+    /// <summary>This replica's unique name (its progress key and log lines carry it).</summary>
+    public string ReplicaName { get; set; } = Environment.MachineName;
+
+    /// <summary>The client-facing <c>HOST:PORT</c> of this replica, published while it leads (the redirect target).</summary>
+    public string AdvertiseAddress { get; set; } = "127.0.0.1:7077";
+
+    /// <summary>
+    /// The election lease's time to live in whole seconds. Default 2 (etcd's minimum with its default election timeout):
+    /// a dead leader's key disappears within it, so a takeover takes about this plus the catch-up.
+    /// </summary>
+    public int LeaseTtlSeconds { get; set; } = 2;
+
+    /// <summary>How often a standby looks at the election key and the log's end while waiting. Default 100 ms.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The largest log entry written to etcd, in bytes (etcd refuses requests over 1.5 MiB by default); a bigger
+    /// group is split at element boundaries. Default 512 KiB.
+    /// </summary>
+    public int MaxEntryBytes { get; set; } = 512 * 1024;
+
+    /// <summary>How long one fenced write may keep retrying an unavailable etcd before the leader gives up (and is deposed). Default 5 s.</summary>
+    public TimeSpan ShipTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often the leader trims the log in etcd. Default 5 s.</summary>
+    public TimeSpan TrimInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Entries kept behind every live replica's applied position, so that a replica restarting within a short while
+    /// resumes from the log. Default 500.
+    /// </summary>
+    public int RetainEntries { get; set; } = 500;
+
+    /// <summary>
+    /// The hard bound on entries kept whatever a live replica has applied (bounds etcd's space when a standby is stuck);
+    /// a standby behind it must be bootstrapped from a copy of a replica's data directory. Default 2000.
+    /// </summary>
+    public int MaxRetainEntries { get; set; } = 2000;
+
+    /// <summary>How often the leader compacts etcd's history (to the revision it saw one interval before). Default 30 s; zero: never.</summary>
+    public TimeSpan CompactionInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often a replica publishes its applied position (the trim reads it). Default 1 s.</summary>
+    public TimeSpan ProgressInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    internal string Prefix => $"/omega/{Cluster}/";
+
+    /// <summary>Checks the settings; returns the first problem or null.</summary>
+    public string? Validate()
+    {
+        if (Endpoints.Count == 0) return "at least one etcd endpoint is required";
+        foreach (var e in Endpoints)
+            if (!Uri.TryCreate(e, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
+                return $"etcd endpoint '{e}' is not an http(s) URL";
+        if (string.IsNullOrWhiteSpace(Cluster) || Cluster.Contains('/', StringComparison.Ordinal)) return "the cluster name must be non-empty without '/'";
+        if (string.IsNullOrWhiteSpace(ReplicaName) || ReplicaName.Contains('/', StringComparison.Ordinal) || ReplicaName.Contains('\n', StringComparison.Ordinal)) return "the replica name must be non-empty without '/' or newlines";
+        if (string.IsNullOrWhiteSpace(AdvertiseAddress) || !AdvertiseAddress.Contains(':', StringComparison.Ordinal)) return "the advertised address must be HOST:PORT";
+        if (LeaseTtlSeconds is < 1 or > 60) return "the lease TTL must be 1-60 s";
+        if (MaxEntryBytes is < 4096 or > 1_400_000) return "the largest entry must be 4 KiB - 1.4 MB (etcd refuses requests over 1.5 MiB)";
+        if (RetainEntries < 0 || MaxRetainEntries < RetainEntries || MaxRetainEntries < 1) return "retained entries: 0 <= RetainEntries <= MaxRetainEntries, MaxRetainEntries >= 1";
+        return null;
+    }
+}
