@@ -184,6 +184,16 @@ public sealed partial class Cell
         }
     }
 
+    /// <summary>
+    /// What <paramref name="budget"/> would account in the cell now, whether or not the cell enforces it (a budget
+    /// suspended by an operator's recovery override is still reported). Same cost as <see cref="GetRecoveryBudgetUsage"/>.
+    /// </summary>
+    public RecoveryBudgetUsage AccountRecoveryBudget(CellRecoveryBudget budget)
+    {
+        ArgumentNullException.ThrowIfNull(budget);
+        lock (_lock) return ComputeUsage(budget);
+    }
+
     private static bool ValidRegion(string region)
         => !string.IsNullOrEmpty(region) && region.Length <= MaxRegionNameLength && Topology.IsValidName(region);
 

@@ -113,6 +113,9 @@ public sealed class OmegaRuntime
     /// <summary>regops (issue 13): the node-pool autoscaler; null when controllers do not run.</summary>
     public Omega.ControlPlane.Controllers.NodePoolAutoscaler? Autoscaler { get; internal set; }
 
+    /// <summary>The recovery-budget controller (issue 13), when the controllers run; null otherwise.</summary>
+    public Omega.ControlPlane.Controllers.RecoveryBudgetController? RecoveryBudgets { get; internal set; }
+
     internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;
