@@ -21,6 +21,8 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("objective: met", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("invariants: ok", r.Stdout, StringComparison.Ordinal);
+        // The recovery's control-plane load is reported (issue 13): commits/s, evictions/s (30 region evictions), queue age.
+        Assert.Matches(@"control-plane load during recovery: commits/s \d+\.\d \(peak \d+\.\d\), evictions/s \d+\.\d \(peak \d+\.\d\), evictions 30, max queue age \d+\.\d{3} s", r.Stdout);
         foreach (var w in new[] { "risk-api", "billing-api" })
         {
             var line = r.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith(w + " ", StringComparison.Ordinal) && l.Contains(" s ", StringComparison.Ordinal));
