@@ -61,6 +61,7 @@ internal static class RegionLossDrill
             return await RunAsync(o, cancel).ConfigureAwait(false);
         });
         drill.Subcommands.Add(cmd);
+        drill.Subcommands.Add(VirtualRegionLoss.Create());
         return drill;
     }
 
