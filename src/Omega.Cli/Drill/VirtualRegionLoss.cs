@@ -203,7 +203,8 @@ internal static class VirtualRegionLoss
         double span = Math.Max(1e-3, (time.Elapsed - t0).TotalSeconds);
         long commits = cell.Counters.Transactions(TransactionStatus.Committed) + cell.Counters.Transactions(TransactionStatus.PartiallyCommitted) - commitsAt0;
         var audit = cell.Audit();
-        bool inLost = cell.GetAllocations().Any(a => byRegion[lost].Contains(a.Node));
+        var lostSet = new HashSet<NodeId>(byRegion[lost]);
+        bool inLost = cell.GetAllocations().Any(a => lostSet.Contains(a.Node));
 
         Console.WriteLine();
         Console.WriteLine($"  {"workload",-12} {"time to 4 serving (virtual)",28}");
