@@ -38,6 +38,16 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     // The last lifecycle report (Running or Ready) of each held task: re-sent after every registration, because the server
     // keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle").
     private readonly Dictionary<TaskId, TaskState> _phase = new();
+    // Partition fencing (AgentOptions.FenceOnLeaseLoss): what each running task was bound with (to hand back as a stop),
+    // the tasks fenced and not yet reconciled, when the lease was last renewed (the send time of the renewing request,
+    // a TimeProvider timestamp), the lease length, and the send times of heartbeats whose acks are awaited.
+    private readonly Dictionary<TaskId, AgentBinding> _held = new();
+    private readonly Dictionary<TaskId, AgentBinding> _fenced = new();
+    private readonly ConcurrentDictionary<uint, long> _heartbeatSent = new();
+    private long _renewedAt;
+    private int _leaseMs;
+    private volatile bool _isFenced;
+    private long _fences;
     private readonly Lock _stateLock = new();
     private readonly Lock _reportLock = new();
     private readonly List<ReportEntry> _reportBuffer = new();
@@ -117,6 +127,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     /// </summary>
     public ErrorCode CredentialRefused => _credentialRefused;
 
+    /// <summary>True while the agent has fenced itself (lease not renewed in time) and not yet reconciled with the server.</summary>
+    public bool IsFenced => _isFenced;
+
+    /// <summary>How many times the agent fenced itself.</summary>
+    public long Fences => Interlocked.Read(ref _fences);
+
     /// <summary>True while connected and registered.</summary>
     public bool IsConnected => _connection is { IsClosing: false } && NodeId >= 0;
 
@@ -129,6 +145,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     /// <summary>Connects, registers, and keeps reconnecting in the background until disposed. Completes at the first registration.</summary>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
+        if (_run is null && _options.FenceOnLeaseLoss) _ = Task.Run(FenceWatchdogAsync, CancellationToken.None);
         _run ??= Task.Run(RunAsync, CancellationToken.None);
         return _firstRegistration.Task.WaitAsync(cancellationToken);
     }
@@ -295,6 +312,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     Volatile.Write(ref _token, joined.Token);
                     _options.OnCredential?.Invoke(joined.Token);
                 }
+                long registerSent = _options.Time.GetTimestamp();
                 var (rt, rb) = await RequestOn(c, new Register
                 {
                     Node = _options.NodeName,
@@ -312,10 +330,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 Volatile.Write(ref _connectedTo, _targets.Current);
                 NodeId = reg.NodeId;
                 _heartbeatMs = Math.Max(10, reg.HeartbeatMs);
+                Volatile.Write(ref _leaseMs, reg.LeaseMs);
+                Renewed(registerSent);
                 Interlocked.Increment(ref _registrations);
                 attempt = 0;
                 _firstRegistration.TrySetResult();
                 ReReportHeld(c);
+                if (_options.FenceOnLeaseLoss) _ = ReconcileFencedAsync();
                 if (_options.SendHeartbeats) await HeartbeatLoopAsync(c, ct).ConfigureAwait(false);
                 else await c.Closed.WaitAsync(ct).ConfigureAwait(false);
                 // The connection ended after a registration: a redirect pushed by a replica losing the leadership says
@@ -477,8 +498,14 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 c.Abort(DisconnectReason.LocalClose);
                 return;
             }
-            // Fire and forget: the reply is matched to no pending request and dropped.
-            c.Send(NextRid(), new Heartbeat { NodeId = NodeId, LastVersion = LastVersion });
+            // Fire and forget: the reply is matched to no pending request; with fencing its send time renews the lease.
+            uint hrid = NextRid();
+            if (_options.FenceOnLeaseLoss)
+            {
+                _heartbeatSent[hrid] = _options.Time.GetTimestamp();
+                if (_heartbeatSent.Count > 64) _heartbeatSent.Clear(); // acks lost with a dead link: never grow
+            }
+            c.Send(hrid, new Heartbeat { NodeId = NodeId, LastVersion = LastVersion });
             c.Flush();
         }
     }
@@ -500,6 +527,16 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
             // Acks made by the binding callback leave as one frame; the processing loop flushes after this read.
             SendQueuedReports(connection);
+            return;
+        }
+        if (frame.Type == MessageType.HeartbeatAck && _heartbeatSent.TryRemove(frame.RequestId, out long sent))
+        {
+            if (Codec.TryDecode<HeartbeatAck>(frame.Body, out var ack, out _))
+            {
+                Volatile.Write(ref _leaseMs, ack.LeaseMs);
+                // Only a schedulable (or draining) node's lease is renewed; a fenced or removed one is not.
+                if (ack.Status is NodeStatus.Schedulable or NodeStatus.Draining) Renewed(sent);
+            }
             return;
         }
         if (_pending.TryRemove(frame.RequestId, out var tcs)) tcs.TrySetResult((frame.Type, frame.Body.ToArray()));
@@ -544,6 +581,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                         _highest[e.Task] = e.Generation;
                         _running[e.Task] = e.Generation;
                         if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
+                        _held[e.Task] = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
                     }
                 }
                 else
@@ -551,7 +589,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     // A stop applies to the generation it names; a stop for an older generation than one held is stale, and
                     // so is the stream's own stop of a generation a reconciliation at registration already stopped.
                     accept = e.Generation >= high && !(_reconciled.Count > 0 && _reconciled.Remove((e.Task, e.Generation)));
-                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); }
+                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); _held.Remove(e.Task); _fenced.Remove(e.Task); }
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
@@ -566,6 +604,95 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             else _bindings.Writer.TryWrite(ab);
         }
         Volatile.Write(ref _lastVersion, b.Version);
+    }
+
+    // ------------------------------------------------------------------ partition fencing (issue 13, item 6)
+
+    private void Renewed(long sentTimestamp)
+    {
+        // Monotonic: an old heartbeat's late ack never moves the renewal back.
+        long cur;
+        do
+        {
+            cur = Volatile.Read(ref _renewedAt);
+            if (sentTimestamp <= cur) return;
+        }
+        while (Interlocked.CompareExchange(ref _renewedAt, sentTimestamp, cur) != cur);
+    }
+
+    // Checks the lease every quarter lease (at most every 250 ms) on the injected clock. Why the send time: the server
+    // renews the lease when the request arrives, which is after it was sent, so the agent's view of the lease's end is
+    // never later than the server's — the agent stops serving no later than the server may declare the node lost.
+    private async Task FenceWatchdogAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            int lease = Volatile.Read(ref _leaseMs);
+            var period = TimeSpan.FromMilliseconds(lease > 0 ? Math.Clamp(lease / 4, 10, 250) : 100);
+            try { await Task.Delay(period, _options.Time, ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+            long renewed = Volatile.Read(ref _renewedAt);
+            if (lease <= 0 || renewed == 0 || _isFenced) continue;
+            if (_options.Time.GetElapsedTime(renewed) >= TimeSpan.FromMilliseconds(lease)) Fence();
+        }
+    }
+
+    private void Fence()
+    {
+        AgentBinding[] stopped;
+        lock (_stateLock)
+        {
+            if (_isFenced) return;
+            _isFenced = true;
+            stopped = new AgentBinding[_running.Count];
+            int i = 0;
+            foreach (var (task, gen) in _running)
+            {
+                var held = _held.TryGetValue(task, out var h) ? h : new AgentBinding(Protocol.BindingKind.Run, task, gen, default, -1);
+                _fenced[task] = held;
+                stopped[i++] = held with { Kind = Protocol.BindingKind.Stop, Version = -1 };
+            }
+            _running.Clear();
+            _phase.Clear();
+        }
+        Interlocked.Increment(ref _fences);
+        foreach (var b in stopped)
+        {
+            if (_options.OnBinding is { } cb) cb(this, b);
+            else _bindings.Writer.TryWrite(b);
+        }
+    }
+
+    // After a registration: each fenced task is reported Running; the server's answer is its view — still bound (serve
+    // it again) or not (it was replaced while the agent was cut off: drop it).
+    private async Task ReconcileFencedAsync()
+    {
+        KeyValuePair<TaskId, AgentBinding>[] todo;
+        lock (_stateLock)
+        {
+            if (!_isFenced && _fenced.Count == 0) return;
+            todo = [.. _fenced];
+        }
+        foreach (var (task, b) in todo)
+        {
+            TaskReportStatus st;
+            try { st = await ReportAsync(task, b.Generation, TaskState.Running).ConfigureAwait(false); }
+            catch (AgentRequestException) { return; } // disconnected again: the next registration retries
+            bool resume;
+            lock (_stateLock)
+            {
+                resume = st == TaskReportStatus.Ok && _fenced.Remove(task) && (!_highest.TryGetValue(task, out long high) || high <= b.Generation);
+                if (st != TaskReportStatus.Ok) { _fenced.Remove(task); _held.Remove(task); _phase.Remove(task); }
+                if (resume) _running[task] = b.Generation;
+            }
+            if (!resume) continue;
+            var run = b with { Kind = Protocol.BindingKind.Run, Version = -1 };
+            if (_options.ReadyAfter is { } readyAfter) ScheduleReady(task, b.Generation, readyAfter);
+            if (_options.OnBinding is { } cb) cb(this, run);
+            else _bindings.Writer.TryWrite(run);
+        }
+        lock (_stateLock) if (_fenced.Count == 0) _isFenced = false;
     }
 
     /// <summary>Stops reconnecting and closes the connection.</summary>

@@ -62,6 +62,16 @@ public sealed class AgentOptions
     /// <summary>The node's zone within <see cref="Region"/> (Register key 6); empty: none.</summary>
     public string Zone { get; init; } = "";
 
+    /// <summary>
+    /// Partition fencing (issue 13, item 6): when true, an agent that has not had its node lease renewed for the lease's
+    /// length (measured from when it <em>sent</em> the renewing Register or Heartbeat, on <see cref="Time"/>) stops
+    /// serving: every running task is handed to <see cref="OnBinding"/> as a <see cref="Protocol.BindingKind.Stop"/> with
+    /// <see cref="AgentBinding.Version"/> −1, because the server declares the node lost at that moment at the earliest
+    /// and may re-place its replicas. On the next registration the agent reconciles each fenced task with the server
+    /// (a TaskReport Running): still bound → served again (a Run with version −1); replaced → dropped. Default false.
+    /// </summary>
+    public bool FenceOnLeaseLoss { get; init; }
+
     /// <summary>First reconnect delay; doubles per failed attempt up to <see cref="ReconnectMax"/>, with full jitter.</summary>
     public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(50);
 

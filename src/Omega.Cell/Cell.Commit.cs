@@ -248,6 +248,11 @@ public sealed partial class Cell
         // (6) protected capacity: the other tenants' unmet guarantees stay satisfiable (Cell.Protected.cs).
         if (!ProtectedCapacityHolds(t, c.Resources, freedSameTenant)) return ClaimStatus.ProtectedCapacity;
 
+        // (7) recovery budgets (Cell.RecoveryBudgets.cs): a region's own critical work may not take the capacity promised
+        // to failover. One array-length test while no budget exists; one compare for claims below every floor.
+        if (_budgets.Length > 0 && c.Priority >= _budgetMinPriorityFloor
+            && !RecoveryBudgetHolds(in c, idx, victims, consumes ? held.Hold.Resources : default)) return ClaimStatus.RecoveryBudgetHeld;
+
         // Apply to the writer's live state; publication happens once per transaction.
         if (live.TxnStamp != newVersion)
         {

@@ -88,6 +88,13 @@ public enum ClaimStatus : byte
     /// schedulers cannot both place members side by side.
     /// </summary>
     AntiAffinityViolated = 21,
+
+    /// <summary>
+    /// Issue 13: the claim is critical (at or above the region's recovery-budget priority floor), is not failover (its
+    /// group's home region is this region, or it has none), and would leave the region's free plus reclaimable capacity
+    /// below the part of the recovery budget failover has not consumed yet. Failover and lower-priority claims never get it.
+    /// </summary>
+    RecoveryBudgetHeld = 22,
 }
 
 /// <summary>

@@ -56,6 +56,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     // regops (issue 13): the override sweep and the node-pool autoscaler.
     private OverrideController? _overrides;
     private NodePoolAutoscaler? _autoscaler;
+    // rb13 (issue 13): RecoveryBudget objects into the cell's commit-time budgets, and their status.
+    private RecoveryBudgetController? _budgets;
+    private ControllerRunner? _budgetRunner;
     // dash (issue 17 item 4): the web dashboard, when Dashboard.Listen is set; started after the server, stopped first.
     private Omega.Dashboard.DashboardServer? _dashboard;
     // ha-core (issue 16): the replica (HA mode), its standby listener over a placeholder cell, the task that starts the
@@ -189,6 +192,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 _runtime.Overrides = _overrides;
                 _runtime.Autoscaler = _autoscaler;
                 // ---- end regops ----
+                // ---- rb13 (issue 13): recovery budgets enforced at commit; status and the exhaustion gauge ----
+                _budgets = new RecoveryBudgetController(_objects, _store.Cell, _time, o.RecoveryBudgets, _meters);
+                _budgetRunner = _budgets.CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
+                _budgetRunner.Start();
+                _runtime.RecoveryBudgets = _budgets;
+                // ---- end rb13 ----
             }
             Log.ControlPlaneStarted(_logger, _objects.Count, policyRevision, _decisions.Kept, o.RunControllers);
             _runtime.SetControlPlane(_policies, _decisions, _repair);
@@ -550,6 +559,14 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         _overrides = null;
         _autoscaler?.Dispose();
         _autoscaler = null;
+        // rb13: no budget set in the cell or status written once the store starts closing.
+        if (_budgetRunner is { } budgetRunner)
+        {
+            _budgetRunner = null;
+            budgetRunner.Dispose();
+        }
+        _budgets?.Dispose();
+        _budgets = null;
         // cpres: stop releasing reservations before the cell closes.
         _reservations?.Dispose();
         _reservations = null;

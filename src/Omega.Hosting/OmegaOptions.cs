@@ -128,6 +128,9 @@ public sealed class OmegaOptions
     /// <summary>The quota controller's settings (cpfin, issue 12; runs when <see cref="RunControllers"/>).</summary>
     public QuotaControllerOptions QuotaController { get; set; } = new();
 
+    /// <summary>The recovery-budget controller's settings (issue 13; runs when <see cref="RunControllers"/>).</summary>
+    public RecoveryBudgetControllerOptions RecoveryBudgets { get; set; } = new();
+
     /// <summary>The repair controller's settings: sweep interval, rate limit, deadlines (cpfin; runs when <see cref="RunControllers"/>).</summary>
     public RepairControllerOptions RepairController { get; set; } = new();
 

@@ -122,6 +122,9 @@ public sealed class OmegaRuntime
     /// <summary>ha-core: true once this replica, having led, lost the leadership (the host then stops; restart it as a standby).</summary>
     public bool Deposed { get; internal set; }
 
+    /// <summary>The recovery-budget controller (issue 13), when the controllers run; null otherwise.</summary>
+    public Omega.ControlPlane.Controllers.RecoveryBudgetController? RecoveryBudgets { get; internal set; }
+
     internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;

@@ -123,7 +123,9 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
         string[] notModelled = [nameof(ClaimStatus.TaskReserved), nameof(ClaimStatus.ReservationNotFound), nameof(ClaimStatus.ReservationMismatch),
             nameof(ClaimStatus.ReservationExpired), nameof(ClaimStatus.ProtectedCapacity), nameof(ClaimStatus.ReservationLimitReached),
             // Hard anti-affinity (claim groups) is proven by PlacementGroupTests (seeded concurrent workers, invariant after every step).
-            nameof(ClaimStatus.AntiAffinityViolated)];
+            nameof(ClaimStatus.AntiAffinityViolated),
+            // Recovery budgets (issue 13) are proven by RecoveryBudgetGateTests (seeded concurrent property test).
+            nameof(ClaimStatus.RecoveryBudgetHeld)];
         var missing = Enum.GetNames<TransactionStatus>().Concat(Enum.GetNames<ClaimStatus>()).Append("Replayed")
             .Where(code => !seen.ContainsKey(code) && !notModelled.Contains(code)).ToList();
         Assert.True(missing.Count == 0, "outcomes never generated: " + string.Join(", ", missing));

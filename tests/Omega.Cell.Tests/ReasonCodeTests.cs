@@ -49,6 +49,14 @@ public sealed class ReasonCodeTests
             t.Commit(t.ClaimOn(t.Nodes[0], new TaskId(1, 0), R(1, 1)) with { Group = group });
             return t.Commit(t.ClaimOn(t.Nodes[0], new TaskId(1, 1), R(1, 1)) with { Group = group });
         },
+        [ClaimStatus.RecoveryBudgetHeld] = t =>
+        {
+            // Issue 13: a region whose whole capacity is promised to failover; its own critical work is held back.
+            Assert.Null(Topology.Merge("r-b", "", null, out var labels));
+            var node = t.Cell.AddNode(new NodeSpec("b0", R(4000, 8192), "fd", labels));
+            Assert.Equal(RecoveryBudgetOpStatus.Ok, t.Cell.SetRecoveryBudget("r-b", R(4000, 0), 1000, out _));
+            return t.Commit(t.ClaimOn(node, T(1), R(1, 1), priority: 1000));
+        },
         [ClaimStatus.ReservationLimitReached] = t =>
         {
             for (int i = 0; i < 3; i++) Reserve(t, T(10 + i));

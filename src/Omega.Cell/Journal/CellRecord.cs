@@ -113,6 +113,23 @@ public static class CellRecord
             case CellRecordKind.AuthRecordDelete:
                 visitor.AuthRecordDeleted(r.String());
                 break;
+            case CellRecordKind.RecoveryBudget:
+            {
+                string region = r.String();
+                bool has = r.U8() != 0;
+                var capacity = r.Resources();
+                int minPriority = r.I32();
+                visitor.RecoveryBudget(region, has ? capacity : null, minPriority);
+                break;
+            }
+            case CellRecordKind.FailoverHome:
+            {
+                long key = r.I64();
+                byte shift = r.U8();
+                string region = r.String();
+                visitor.FailoverHome(key, shift, region.Length == 0 ? null : region);
+                break;
+            }
             case CellRecordKind.TenantCreated:
             {
                 var tenant = new TenantId(r.I32());

@@ -56,4 +56,10 @@ public enum CellRecordKind : byte
 
     /// <summary>A security record was deleted (an audit entry past retention, a dropped credential): key.</summary>
     AuthRecordDelete = 21,
+
+    /// <summary>A region's recovery budget was set or cleared (region, has, capacity, minimum priority; issue 13).</summary>
+    RecoveryBudget = 30,
+
+    /// <summary>A placement group's failover home region was recorded or cleared (group key, key shift, region; empty = cleared).</summary>
+    FailoverHome = 31,
 }

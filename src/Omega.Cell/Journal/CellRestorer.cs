@@ -21,6 +21,8 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     private readonly Dictionary<TaskId, CellReservation> _reservations = new();
     private readonly Dictionary<int, ResourceVector?> _guarantees = new();
     private readonly Dictionary<string, byte[]> _authRecords = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CellRecoveryBudget> _budgets = new(StringComparer.Ordinal);
+    private readonly Dictionary<(byte Shift, long Key), string> _homes = new();
     private readonly Dictionary<IdempotencyIndex.ScopedKey, RestoredOutcome> _outcomes = new();
     private long _version;
     private long _sequence;
@@ -109,6 +111,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         _cell.RestoreDomainLosses(_domainLosses.ToArray());
         _cell.RestoreObjects(_objects);
         _cell.RestoreAuthRecords(_authRecords);
+        _cell.RestoreRecoveryBudgets(_budgets.Values, _homes);
         return _cell;
     }
 
@@ -207,6 +210,20 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
 
     /// <inheritdoc />
     public void Guarantee(TenantId tenant, ResourceVector? guaranteed) => _guarantees[tenant.Value] = guaranteed;
+
+    /// <inheritdoc />
+    public void RecoveryBudget(string region, ResourceVector? capacity, int minPriority)
+    {
+        if (capacity is { } c) _budgets[region] = new CellRecoveryBudget(region, c, minPriority);
+        else _budgets.Remove(region);
+    }
+
+    /// <inheritdoc />
+    public void FailoverHome(long groupKey, byte keyShift, string? region)
+    {
+        if (region is null) _homes.Remove((keyShift, groupKey));
+        else _homes[(keyShift, groupKey)] = region;
+    }
 
     private RestoredNode NodeAt(int index)
     {

@@ -65,6 +65,12 @@ public interface ICellRecordVisitor
 
     /// <summary>A security record was deleted (<see cref="CellRecordKind.AuthRecordDelete"/>). The default ignores it.</summary>
     void AuthRecordDeleted(string key) { }
+    /// <summary>A region's recovery budget (null capacity: cleared; issue 13). The default ignores it.</summary>
+    void RecoveryBudget(string region, ResourceVector? capacity, int minPriority) { }
+
+    /// <summary>A placement group's failover home region (null: cleared; issue 13). The default ignores it.</summary>
+    void FailoverHome(long groupKey, byte keyShift, string? region) { }
+
     /// <summary>A tenant exists with this name (created; its quota follows as a <see cref="Quota"/> call).</summary>
     void Tenant(TenantId tenant, string name);
 }

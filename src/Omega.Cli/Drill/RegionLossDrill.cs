@@ -61,6 +61,7 @@ internal static class RegionLossDrill
             return await RunAsync(o, cancel).ConfigureAwait(false);
         });
         drill.Subcommands.Add(cmd);
+        drill.Subcommands.Add(VirtualRegionLoss.Create());
         return drill;
     }
 
@@ -212,6 +213,10 @@ internal static class RegionLossDrill
             var violations = new List<string>();
             int audits = 0;
             double nextAudit = 0;
+            // Control-plane load during the recovery (issue 13: "report commits/s, evictions/s and queue age"): sampled
+            // from Inspect Stats at t=0 and at every audit tick.
+            var load = new LoadSampler();
+            await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
             while (clock.Elapsed.TotalSeconds < o.TimeoutSeconds)
             {
                 double t = clock.Elapsed.TotalSeconds;
@@ -234,6 +239,7 @@ internal static class RegionLossDrill
                     nextAudit = t + 0.5;
                     audits++;
                     await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
+                    await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
                 }
                 if (all) break;
                 await Task.Delay(100, cancel).ConfigureAwait(false);
@@ -242,6 +248,7 @@ internal static class RegionLossDrill
             await Task.Delay(500, cancel).ConfigureAwait(false);
             await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
             audits++;
+            await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
             var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
             var (_, stats) = await client.InspectAsync(InspectTarget.Stats, 100, cancel).ConfigureAwait(false);
 
@@ -263,8 +270,9 @@ internal static class RegionLossDrill
             foreach (var v in violations.Take(20)) Console.WriteLine($"    violation: {v}");
             foreach (var l in liveness) Console.WriteLine($"  lifecycle {l}");
             foreach (var l in stats) if (l.StartsWith("commits", StringComparison.Ordinal) || l.StartsWith("engine", StringComparison.Ordinal)) Console.WriteLine($"  {l}");
+            Console.WriteLine($"  control-plane load during recovery: {load.Summary(ci)}");
             Console.WriteLine($"  objective: {(ok ? "met" : "NOT met")}");
-            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost);
+            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost, load.Summary(ci));
             return ok ? 0 : 1;
         }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException or AgentRequestException or System.Net.Sockets.SocketException or IOException)
@@ -354,7 +362,7 @@ internal static class RegionLossDrill
         throw new InvalidOperationException("the server's statistics name no cell version");
     }
 
-    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost)
+    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost, string load)
     {
         var ci = CultureInfo.InvariantCulture;
         Directory.CreateDirectory(dir);
@@ -380,6 +388,8 @@ internal static class RegionLossDrill
             sb.AppendLine(ci, $"| {c.Name} | {c.Preferred} | {c.RecoveredIn} | {(c.RecoveredAt is { } a ? a.ToString("0.000", ci) : "not recovered")} | {c.MaxUnreachable} |");
         sb.AppendLine();
         sb.AppendLine(ci, $"Invariant violations: {violations.Count}.");
+        sb.AppendLine();
+        sb.AppendLine(ci, $"Control-plane load during the recovery (Inspect Stats every 0.5 s from t=0): {load}.");
         foreach (var l in liveness) sb.AppendLine(ci, $"    {l}");
         sb.AppendLine();
         sb.AppendLine("![timeline](timeline.png)");
@@ -466,5 +476,59 @@ internal sealed class ChildProcess : IDisposable
     {
         Kill();
         _process.Dispose();
+    }
+}
+
+/// <summary>
+/// Samples Inspect Stats (transactions by status, each scheduler's oldest queued job, evictions by reason) and
+/// reports the recovery's control-plane load: commits per second and evictions per second between the first and
+/// the last sample, their peak between two consecutive samples, and the largest queue age seen.
+/// </summary>
+internal sealed class LoadSampler
+{
+    private readonly List<(double T, long Commits, long Evictions, double QueueAge)> _samples = new();
+
+    public async Task SampleAsync(ControlClient client, double t, CancellationToken cancel)
+    {
+        var (_, lines) = await client.InspectAsync(InspectTarget.Stats, 100, cancel).ConfigureAwait(false);
+        _samples.Add(Parse(t, lines));
+    }
+
+    internal static (double, long, long, double) Parse(double t, IReadOnlyList<string> lines)
+    {
+        long commits = 0, evictions = 0;
+        double age = 0;
+        foreach (var l in lines)
+        {
+            if (l.StartsWith("transactions Committed=", StringComparison.Ordinal) || l.StartsWith("transactions PartiallyCommitted=", StringComparison.Ordinal))
+                commits += long.Parse(l.AsSpan(l.IndexOf('=') + 1), NumberStyles.None, CultureInfo.InvariantCulture);
+            foreach (var token in l.Split(' '))
+            {
+                int eq = token.IndexOf('=');
+                if (eq < 0) continue;
+                var key = token.AsSpan(0, eq);
+                var value = token.AsSpan(eq + 1);
+                if (key.SequenceEqual("oldest_queued_s") && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double a)) age = Math.Max(age, a);
+                else if (l.StartsWith("lifecycle evictions ", StringComparison.Ordinal) && long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long e)) evictions += e;
+            }
+        }
+        return (t, commits, evictions, age);
+    }
+
+    public string Summary(CultureInfo ci)
+    {
+        if (_samples.Count < 2) return "not sampled";
+        var (t0, c0, e0, _) = _samples[0];
+        var (t1, c1, e1, _) = _samples[^1];
+        double span = Math.Max(1e-3, t1 - t0), peakCommits = 0, peakEvictions = 0, maxAge = 0;
+        for (int i = 0; i < _samples.Count; i++)
+        {
+            maxAge = Math.Max(maxAge, _samples[i].QueueAge);
+            if (i == 0) continue;
+            double dt = Math.Max(1e-3, _samples[i].T - _samples[i - 1].T);
+            peakCommits = Math.Max(peakCommits, (_samples[i].Commits - _samples[i - 1].Commits) / dt);
+            peakEvictions = Math.Max(peakEvictions, (_samples[i].Evictions - _samples[i - 1].Evictions) / dt);
+        }
+        return string.Create(ci, $"commits/s {(c1 - c0) / span:0.0} (peak {peakCommits:0.0}), evictions/s {(e1 - e0) / span:0.0} (peak {peakEvictions:0.0}), evictions {e1 - e0}, max queue age {maxAge:0.000} s over {span:0.0} s ({_samples.Count} samples)");
     }
 }

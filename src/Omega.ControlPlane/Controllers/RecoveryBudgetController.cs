@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Omega.Cells;
 
 namespace Omega.ControlPlane.Controllers;
@@ -10,28 +12,38 @@ public sealed class RecoveryBudgetControllerOptions
 }
 
 /// <summary>
-/// The recovery-budget controller (issue 13; docs/control-plane.md, "Recovery budgets"): reports, per region budget,
-/// what is allocated (capped by the region's schedulable capacity), consumed (critical replicas running in the region
-/// away from their first preferred region: failover), and reclaimable (lower-priority work recovery may preempt), with
-/// conditions <c>Exhausted</c> and <c>Backed</c>. Level-triggered and read-only towards the cell: the capacity is made
-/// available to failover by priority preemption at commit (the victims are evicted in the same committed, fenced
-/// transaction as the placement), not by a hold.
+/// The recovery-budget controller (issue 13; docs/control-plane.md, "Recovery budgets"). It owns the cell's budget of
+/// each <see cref="RecoveryBudget"/>'s region (<see cref="Cell.SetRecoveryBudget"/>, enforced at commit: a region's own
+/// critical work may not take the capacity promised to failover), suspends it while a live
+/// <see cref="OverrideType.RecoveryOverride"/> names the region and puts it back when the override lapses, clears it when
+/// the object is deleted (finalizer <see cref="Finalizer"/>), and writes the status from the cell's own accounting:
+/// allocated, consumed (failover bindings), reclaimable, exhausted, conditions <c>Exhausted</c>, <c>Backed</c> and
+/// <c>Overridden</c>. Exports the gauge <c>omega.recovery_budget.exhausted{region}</c> (alert
+/// <c>OmegaRecoveryBudgetExhausted</c>).
 /// </summary>
-public sealed class RecoveryBudgetController : IReconciler
+public sealed class RecoveryBudgetController : IReconciler, IDisposable
 {
+    /// <summary>The finalizer that makes deletion wait until the cell's budget was cleared.</summary>
+    public const string Finalizer = "omega.io/recovery-budget";
+
     private readonly ObjectStore _store;
     private readonly Cell _cell;
     private readonly TimeProvider _time;
     private readonly RecoveryBudgetControllerOptions _options;
-    private readonly List<Allocation> _scratch = new();
+    private readonly Meter _meter;
+    // region → exhausted (1/0), as of the last reconcile; removed when the budget is deleted.
+    private readonly ConcurrentDictionary<string, int> _exhausted = new(StringComparer.Ordinal);
 
-    /// <summary>Creates the controller over a store and the cell whose bindings it accounts.</summary>
-    public RecoveryBudgetController(ObjectStore store, Cell cell, TimeProvider? time = null, RecoveryBudgetControllerOptions? options = null)
+    /// <summary>Creates the controller over a store and the cell whose budgets it sets and accounts.</summary>
+    public RecoveryBudgetController(ObjectStore store, Cell cell, TimeProvider? time = null, RecoveryBudgetControllerOptions? options = null, IMeterFactory? meterFactory = null)
     {
         _store = store ?? throw new ArgumentNullException(nameof(store));
         _cell = cell ?? throw new ArgumentNullException(nameof(cell));
         _time = time ?? TimeProvider.System;
         _options = options ?? new RecoveryBudgetControllerOptions();
+        _meter = CellCounters.CreateMeter(ReservationController.MeterName, cell.Name, meterFactory);
+        _meter.CreateObservableGauge("omega.recovery_budget.exhausted", ObserveExhausted, "{budget}",
+            "1 when a region's recovery budget has been consumed by failover (critical replicas may no longer fit), by region");
     }
 
     /// <summary>Which objects the controller watches.</summary>
@@ -41,72 +53,75 @@ public sealed class RecoveryBudgetController : IReconciler
     public ControllerRunner CreateRunner(IControllerScheduler scheduler, ControllerRunnerOptions? options = null)
         => new(_store, this, Filter, scheduler, options);
 
+    /// <summary>Whether the budget of <paramref name="region"/> was exhausted at its last reconcile (false: unknown region).</summary>
+    public bool IsExhausted(string region) => _exhausted.TryGetValue(region, out var e) && e != 0;
+
     /// <inheritdoc />
     public async ValueTask<ReconcileResult> ReconcileAsync(ObjectKey key, CancellationToken cancellationToken)
     {
-        if (_store.Get(key).Object is not RecoveryBudget b || b.Metadata.DeletionTimestamp is not null) return ReconcileResult.Done;
+        if (_store.Get(key).Object is not RecoveryBudget b) return ReconcileResult.Done;
         var now = _time.GetUtcNow();
         long gen = b.Metadata.Generation;
         string region = b.Spec.Region;
 
-        // Which workload uid is "at home" where: the first preferred region of each critical workload.
-        var home = new Dictionary<long, string>();
-        string? next = null;
-        do
+        if (b.Metadata.DeletionTimestamp is not null)
         {
-            var page = _store.List(new ObjectFilter(Workload.KindName), 1000, next);
-            foreach (var o in page.Items)
-                if (o is Workload w && w.Spec.Priority >= b.Spec.MinPriority)
-                    home[w.Metadata.Uid] = w.Spec.Topology.PreferredRegions.Count > 0 ? w.Spec.Topology.PreferredRegions[0] : "";
-            next = page.Continue;
+            if (!b.Metadata.Finalizers.Contains(Finalizer)) return ReconcileResult.Done;
+            _cell.SetRecoveryBudget(region, null, 0, out _);
+            _exhausted.TryRemove(region, out _);
+            b.Metadata.Finalizers.Remove(Finalizer);
+            var d = await _store.UpdateAsync(b, cancellationToken).ConfigureAwait(false);
+            return d.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
         }
-        while (next is not null);
+        if (!b.Metadata.Finalizers.Contains(Finalizer))
+        {
+            // Before the cell holds anything for it, make sure deletion passes through the clear.
+            b.Metadata.Finalizers.Add(Finalizer);
+            var f = await _store.UpdateAsync(b, cancellationToken).ConfigureAwait(false);
+            return f.IsOk ? ReconcileResult.After(TimeSpan.FromTicks(1)) : ReconcileResult.Retry;
+        }
 
-        ResourceVector capacity = default, free = default, consumed = default, reclaimable = default;
-        var snap = _cell.Snapshot();
-        for (int i = 0; i < snap.NodeCount; i++)
-        {
-            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.Status != NodeStatus.Schedulable) continue;
-            if (!string.Equals(v.Spec.Region, region, StringComparison.Ordinal)) continue;
-            capacity += v.Capacity;
-            free += ResourceVector.Max(default, v.Capacity - v.Allocated);
-            _scratch.Clear();
-            _cell.CopyAllocationsOnNode(v.Id, _scratch);
-            foreach (var a in _scratch)
-            {
-                if (a.Priority < b.Spec.MinPriority) { reclaimable += a.Resources; continue; }
-                long job = a.Task.Job.Value;
-                if (job < 0 || (job & WorkloadController.JobIdSpace) == 0) continue;
-                long uid = (job & (WorkloadController.JobIdSpace - 1)) >> WorkloadController.SerialBits;
-                // Failover: a critical replica here whose workload prefers another region first.
-                if (home.TryGetValue(uid, out var h) && h.Length > 0 && !string.Equals(h, region, StringComparison.Ordinal)) consumed += a.Resources;
-            }
-        }
-        var allocated = ResourceVector.Min(b.Spec.Capacity.ToVector(), capacity);
-        bool exhausted = false, backed = true;
-        var want = b.Spec.Capacity.ToVector();
-        for (int d = 0; d < ResourceVector.Dimensions; d++)
-        {
-            if (want[d] == 0) continue;
-            if (consumed[d] >= allocated[d]) exhausted = true;
-            if (free[d] + reclaimable[d] < Math.Max(0, allocated[d] - consumed[d])) backed = false;
-        }
+        // A live RecoveryOverride on the region suspends the commit-time gate for its TTL (the operator lets the region's
+        // own critical work use the reserve); the next reconcile after it lapses sets the budget again. The override's
+        // expiry is a re-reconcile deadline, so the gate returns within one Refresh of it.
+        var ov = OverrideController.FindActive(_store, OverrideType.RecoveryOverride, region, now);
+        var capacity = b.Spec.Capacity.ToVector();
+        _cell.SetRecoveryBudget(region, ov is null ? capacity : null, b.Spec.MinPriority, out _);
+        // Accounting from the cell (a suspended budget is still accounted against the spec's capacity).
+        var u = _cell.GetRecoveryBudgetUsage(region) ?? Account(region, capacity, b.Spec.MinPriority);
 
         var s = b.Status;
-        bool changed = Set(s.Allocated, allocated) | Set(s.Consumed, consumed) | Set(s.Reclaimable, reclaimable) | s.Exhausted != exhausted | s.ObservedGeneration != gen;
+        bool exhausted = u.Exhausted, backed = u.Backed;
+        bool changed = Set(s.Allocated, u.Allocated) | Set(s.Consumed, u.Consumed) | Set(s.Reclaimable, u.Reclaimable)
+            | s.Exhausted != exhausted | s.ObservedGeneration != gen | s.Consumers != u.Consumers;
         s.Exhausted = exhausted;
+        s.Consumers = u.Consumers;
         s.ObservedGeneration = gen;
         changed |= Conditions.Set(s.Conditions, "Exhausted", exhausted ? ConditionStatus.True : ConditionStatus.False, exhausted ? "BudgetConsumed" : "Available",
-            $"consumed {consumed} of {allocated} allocated in {region}", gen, now);
+            $"failover consumed {u.Consumed} of {u.Allocated} allocated in {region}", gen, now);
         changed |= Conditions.Set(s.Conditions, "Backed", backed ? ConditionStatus.True : ConditionStatus.False, backed ? "FreeOrReclaimable" : "NotReclaimable",
-            backed ? "free plus reclaimable capacity covers the unconsumed budget" : $"only {free} free and {reclaimable} reclaimable in {region}", gen, now);
+            backed ? "free plus reclaimable capacity covers the unconsumed budget" : $"only {u.Free} free and {u.Reclaimable} reclaimable in {region}", gen, now);
+        changed |= Conditions.Set(s.Conditions, "Overridden", ov is null ? ConditionStatus.False : ConditionStatus.True, ov is null ? "Enforced" : "RecoveryOverride",
+            ov is null ? "enforced at commit" : $"suspended by override {ov.Metadata.Name} ({ov.Spec.Author}) until {ov.ExpiresAt:O}: {ov.Spec.Reason}", gen, now);
+        _exhausted[region] = exhausted ? 1 : 0;
         if (changed)
         {
             // resourceVersion precondition: a concurrent writer makes this a conflict, and the next reconcile recomputes.
             var r = await _store.UpdateStatusAsync(b, cancellationToken).ConfigureAwait(false);
             if (!r.IsOk) return ReconcileResult.Retry;
         }
-        return ReconcileResult.After(_options.Refresh);
+        var next = _options.Refresh;
+        if (ov?.ExpiresAt is { } until && until - now > TimeSpan.Zero && until - now < next) next = until - now;
+        return ReconcileResult.After(next);
+    }
+
+    // While the gate is suspended the cell holds no budget for the region: account it with a temporary view.
+    private RecoveryBudgetUsage Account(string region, ResourceVector capacity, int minPriority)
+        => _cell.AccountRecoveryBudget(new CellRecoveryBudget(region, capacity, minPriority));
+
+    private IEnumerable<Measurement<int>> ObserveExhausted()
+    {
+        foreach (var (region, e) in _exhausted) yield return new Measurement<int>(e, new KeyValuePair<string, object?>("region", region));
     }
 
     private static bool Set(ResourceRequest target, ResourceVector v)
@@ -118,4 +133,7 @@ public sealed class RecoveryBudgetController : IReconciler
         target.DiskBytes = v.DiskBytes;
         return true;
     }
+
+    /// <inheritdoc />
+    public void Dispose() => _meter.Dispose();
 }

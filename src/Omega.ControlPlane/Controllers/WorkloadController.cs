@@ -183,6 +183,12 @@ public sealed class WorkloadController : IReconciler
             return r.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
         }
 
+        // Recovery budgets (issue 13): the cell counts a critical binding outside its group's home region (the first
+        // preferred region) as failover, which consumes that region's budget and is never held back by it. Recorded
+        // before any replica is submitted; idempotent (Unchanged writes nothing). A cell at MaxFailoverHomes leaves the
+        // group without a home: its replicas are then treated as each region's own work (never failover).
+        ReconcileFailoverHome(cell, uid, spec.Topology.PreferredRegions.Count > 0 ? spec.Topology.PreferredRegions[0] : null);
+
         // ------------------------------------------------------------ observe
         var completed = SlotSet.Parse(status.CompletedSlots);
         bool batch = spec.Type == WorkloadType.Batch;
@@ -475,6 +481,13 @@ public sealed class WorkloadController : IReconciler
         return !known || js.Phase is JobPhase.Completed or JobPhase.Parked or JobPhase.Placed;
     }
 
+    private static void ReconcileFailoverHome(Cell cell, long uid, string? home)
+    {
+        var job = JobFor(uid, 0);
+        if (!string.Equals(cell.GetFailoverHome(job), home, StringComparison.Ordinal))
+            cell.SetFailoverHome(job.Value >> SerialBits, SerialBits, home, out _);
+    }
+
     private async ValueTask<ReconcileResult> FinalizeAsync(Workload w, long uid, CancellationToken cancellationToken)
     {
         if (!w.Metadata.Finalizers.Contains(Workload.BindingsFinalizer)) return ReconcileResult.Done;
@@ -482,6 +495,7 @@ public sealed class WorkloadController : IReconciler
         foreach (var a in w.Status.Replicas) clean &= ReleaseSerial(uid, a.Serial);
         foreach (int s in w.Status.Retired) clean &= ReleaseSerial(uid, s);
         if (!clean) return ReconcileResult.After(_options.ProgressRequeue);
+        ReconcileFailoverHome(_engine.Cell, uid, null);
         w.Metadata.Finalizers.Remove(Workload.BindingsFinalizer);
         var r = await _store.UpdateAsync(w, cancellationToken).ConfigureAwait(false);
         if (r.IsOk) _keyByUid.TryRemove(uid, out _);

@@ -25,13 +25,17 @@ public sealed class RecoveryBudgetStatus
     /// <summary>Resources of lower-priority work in the region: what recovery may preempt.</summary>
     public ResourceRequest Reclaimable { get; set; } = new();
 
+    /// <summary>The number of failover bindings consuming the budget.</summary>
+    public int Consumers { get; set; }
+
     /// <summary>True when the consumed part has reached the allocated part in some requested dimension.</summary>
     public bool Exhausted { get; set; }
 
     /// <summary>The generation last reconciled.</summary>
     public long ObservedGeneration { get; set; }
 
-    /// <summary>Conditions: <c>Exhausted</c>, <c>Backed</c> (free plus reclaimable capacity covers the unconsumed budget).</summary>
+    /// <summary>Conditions: <c>Exhausted</c>, <c>Backed</c> (free plus reclaimable capacity covers the unconsumed budget),
+    /// <c>Overridden</c> (a live recovery override suspends the commit-time gate).</summary>
     public List<Condition> Conditions { get; set; } = new();
 }
 

@@ -31,6 +31,14 @@ internal enum EntryKind : byte
     // 20 matches the journal record kind AuthRecordPut (issue 11): key = 20 | UTF-8 record key (up to
     // Cell.MaxAuthKeyLength characters), value = the record's opaque bytes. A delete (kind 21) is a tombstone.
     AuthRecord = 20,
+    // 30 (issue 13): a region's recovery budget, key = 30 | UTF-8 region (≤ 63 bytes), value = capacity:4×i64
+    // minPriority:i32. Cleared: a tombstone.
+    RecoveryBudget = 30,
+
+    // 31 (issue 13): a placement group's failover home, key = 31 | groupKey:i64 | keyShift:u8, value = UTF-8 region.
+    // Cleared: a tombstone.
+    FailoverHome = 31,
+
     // 7-8 left free for other entry kinds; 9 matches the TenantCreated journal record.
     Tenant = 9,
 }

@@ -174,12 +174,23 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                         else restorer.AuthRecordPut(key, v);
                         break;
                     }
+                    case EntryKind.RecoveryBudget:
+                    {
+                        string region = Encoding.UTF8.GetString(k[1..]);
+                        if (deleted) restorer.RecoveryBudget(region, null, 0);
+                        else restorer.RecoveryBudget(region, ReadResources(v), BinaryPrimitives.ReadInt32LittleEndian(v[32..]));
+                        break;
+                    }
+                    case EntryKind.FailoverHome:
+                        restorer.FailoverHome(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), k[9], deleted ? null : Encoding.UTF8.GetString(v));
+                        break;
                     case EntryKind.DomainLosses when !deleted:
                         // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
                         domainLosses = v.ToArray();
                         break;
                     default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.AuthRecord or EntryKind.Reservation or EntryKind.Guarantee))
+                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.AuthRecord or EntryKind.Reservation or EntryKind.Guarantee
+                            or EntryKind.RecoveryBudget or EntryKind.FailoverHome))
                             throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
                         break;
                 }
@@ -250,6 +261,38 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
             pos += 16;
         }
         Upsert(StateKeys.ById(_key, EntryKind.DomainLosses, 0), len);
+    }
+
+    public void RecoveryBudget(string region, ResourceVector? capacity, int minPriority)
+    {
+        // The region (≤ Cell.MaxRegionNameLength characters of [a-z0-9-]) shares the object-key buffer.
+        _objectKey[0] = (byte)EntryKind.RecoveryBudget;
+        int kl = 1 + Encoding.UTF8.GetBytes(region, _objectKey.AsSpan(1));
+        var key2 = SpanByte.FromFixedSpan(_objectKey.AsSpan(0, kl));
+        if (capacity is not { } c)
+        {
+            Session.Delete(ref key2);
+            return;
+        }
+        var v = Value(36);
+        WriteResources(v, c);
+        BinaryPrimitives.WriteInt32LittleEndian(v[32..], minPriority);
+        var val = SpanByte.FromFixedSpan(_value.AsSpan(0, 36));
+        Session.Upsert(ref key2, ref val);
+    }
+
+    public void FailoverHome(long groupKey, byte keyShift, string? region)
+    {
+        _key[0] = (byte)EntryKind.FailoverHome;
+        BinaryPrimitives.WriteInt64LittleEndian(_key.AsSpan(1), groupKey);
+        _key[9] = keyShift;
+        if (region is null)
+        {
+            Delete(10);
+            return;
+        }
+        int n = Encoding.UTF8.GetBytes(region, Value(Encoding.UTF8.GetByteCount(region)));
+        Upsert(10, n);
     }
 
     public void ObjectPut(string key, long created, ReadOnlySpan<byte> value)
