@@ -208,6 +208,15 @@ public enum ErrorCode : ushort
     /// refusal is audited. The connection stays open.
     /// </summary>
     BreakGlassUnbounded = 85,
+
+    /// <summary>Version 4: StopJob names a job the server's engine does not know. Nothing changed; the connection stays open.</summary>
+    UnknownJob = 90,
+
+    /// <summary>
+    /// Version 4: StopJob of a job a Workload owns (its controller would submit it again): scale or delete the workload.
+    /// Nothing changed; the connection stays open.
+    /// </summary>
+    JobOwnedByWorkload = 91,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>
