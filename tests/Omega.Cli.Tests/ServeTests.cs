@@ -341,8 +341,8 @@ public sealed partial class ServeTests
                 Assert.True(new FileInfo(Path.Combine(report, png)).Length > 1000, png);
             // Issue 17: the report and the terminal print the same busyness per scheduler (one reading at the end of the
             // run; they used to be read 5 s and 8 s later, and disagreed).
-            var terminal = System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"\[(\w+)\] conflict fraction.*?busyness ([\d.]+)% \(([\d.]+)% wasted\)");
-            var written = System.Text.RegularExpressions.Regex.Matches(readme, @"\| \[(\w+)\] conflict fraction .*?busyness ([\d.]+)% \|");
+            var terminal = System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"\[(\w+)\] conflict fraction[^\n]*?busyness ([\d.]+) ?%");
+            var written = System.Text.RegularExpressions.Regex.Matches(readme, @"\| \[(\w+)\] conflict fraction [^\n]*?busyness ([\d.]+) ?% \|");
             Assert.Equal(2, terminal.Count);
             Assert.Equal(2, written.Count);
             for (int i = 0; i < 2; i++)
