@@ -29,16 +29,27 @@ public sealed partial class ControlClient
     }
 
     /// <summary>
-    /// Waits until the job is settled: every task placed (phase 2), parked (3, it will not be placed without help) or
-    /// completed (4); or unknown to the server. Returns the status that settled it. The server pushes no job events to a
-    /// scheduler-role client, so this reads the job (QueryJob) every <paramref name="pollInterval"/> (default 100 ms),
-    /// on <paramref name="time"/>'s clock; cancel <paramref name="cancellationToken"/> (or wrap it in a timeout) to stop
-    /// waiting. A job is never changed by waiting.
+    /// Waits until the job is settled: every task placed (phase 2), parked (3, it will not be placed without help),
+    /// completed (4) or stopped (5); or unknown to the server. Returns the status that settled it. Subscribes to the
+    /// job's state (<see cref="WatchJobAsync"/>, protocol version 4): the server pushes the change, nothing is polled.
+    /// Only a server older than version 4 (it answers WatchJob with <see cref="ErrorCode.UnknownMessageType"/>) is read
+    /// with QueryJob every <paramref name="pollInterval"/> (default 100 ms) on <paramref name="time"/>'s clock. Cancel
+    /// <paramref name="cancellationToken"/> (or wrap it in a timeout) to stop waiting. A job is never changed by waiting.
     /// </summary>
     public async Task<RemoteJobStatus> WaitForJobAsync(JobId job, TimeSpan? pollInterval = null, TimeProvider? time = null, CancellationToken cancellationToken = default)
     {
         var interval = pollInterval ?? TimeSpan.FromMilliseconds(100);
         if (interval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(pollInterval), "the poll interval must be positive");
+        try
+        {
+            RemoteJobStatus last = default;
+            await foreach (var s in WatchJobAsync(job, cancellationToken).ConfigureAwait(false)) last = s;
+            return last;
+        }
+        catch (AgentRequestException e) when (e.Code == ErrorCode.UnknownMessageType)
+        {
+            // A server before protocol version 4: no job watch. Fall back to reading the job.
+        }
         time ??= TimeProvider.System;
         while (true)
         {

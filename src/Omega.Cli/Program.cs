@@ -9,6 +9,7 @@ foreach (var c in Omega.Cli.Run.ControlCommands.Create()) root.Subcommands.Add(c
 foreach (var c in Omega.Cli.Run.ResourceCommands.Create()) root.Subcommands.Add(c);
 foreach (var c in Omega.Cli.Run.PolicyCommands.Create()) root.Subcommands.Add(c);
 root.Subcommands.Add(Omega.Cli.Run.NodeCommands.Create());
+root.Subcommands.Add(Omega.Cli.Run.JobCommands.Create());
 root.Subcommands.Add(Omega.Cli.Run.QuotaCommands.Create());
 foreach (var c in Omega.Cli.Run.TokenCommands.Create()) root.Subcommands.Add(c);
 foreach (var c in Omega.Cli.Run.OpsCommands.Create()) root.Subcommands.Add(c);

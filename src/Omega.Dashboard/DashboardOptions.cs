@@ -57,4 +57,10 @@ public sealed class DashboardSources
 
     /// <summary>The clock (sessions, samples).</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>
+    /// The server's node lifecycle controller: a node removed from the dashboard is forgotten there too (as Operate
+    /// RemoveNode does), so its lease is no longer tracked. Null: nothing tracks leases (a cell without a server).
+    /// </summary>
+    public Omega.Server.NodeLifecycleController? Lifecycle { get; init; }
 }

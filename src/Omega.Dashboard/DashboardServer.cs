@@ -233,6 +233,7 @@ public sealed class DashboardServer : IAsyncDisposable
         {
             who = s.Who,
             canOperate = s.Has(OperatorScopes.Drain),
+            canRemove = s.Has(OperatorScopes.Override),
             csrf = s.Csrf,
             cell = _src.Cell.Name,
             authRequired = AuthRequired,
@@ -405,8 +406,14 @@ public sealed class DashboardServer : IAsyncDisposable
     // ---------------------------------------------------------------- actions
 
     /// <summary>
-    /// <c>POST /api/nodes/{name}/drain</c> and <c>/undrain</c>: the drain scope, the session's CSRF token in
-    /// <see cref="CsrfHeader"/>, a same-origin request. Audited with its outcome (refusals too); answered once durable.
+    /// <c>POST /api/nodes/{name}/ACTION</c>, ACTION one of <c>cordon</c>, <c>drain</c> (both: no new bindings, tasks keep
+    /// running; Omega's drain does not evict), <c>uncordon</c>/<c>undrain</c> (a draining node schedulable again) and
+    /// <c>remove</c> (the node goes for good: its bindings are released and their tasks requeued). Cordon, drain and
+    /// their undo need the drain scope, remove the override scope (as Operate over the wire); each needs the session's
+    /// CSRF token in <see cref="CsrfHeader"/> and a same-origin request. A refusal is typed: a JSON body
+    /// <c>{"error": TEXT, "code": CODE}</c> with CODE one of <c>CsrfTokenMissing</c>, <c>ScopeMissing</c> (403),
+    /// <c>UnknownNode</c> (404), <c>InvalidState</c> (409). Every action is audited with its outcome (refusals too) and
+    /// answered once the change and its audit entry are durable.
     /// </summary>
     private async Task NodeAction(HttpContext ctx)
     {
@@ -416,7 +423,15 @@ public sealed class DashboardServer : IAsyncDisposable
             await Unauthorized(ctx).ConfigureAwait(false);
             return;
         }
-        string what = action switch { "drain" => "Dashboard DrainNode", "undrain" => "Dashboard UndrainNode", _ => "" };
+        string what = action switch
+        {
+            "drain" => "Dashboard DrainNode",
+            "cordon" => "Dashboard CordonNode",
+            "undrain" => "Dashboard UndrainNode",
+            "uncordon" => "Dashboard UncordonNode",
+            "remove" => "Dashboard RemoveNode",
+            _ => "",
+        };
         if (what.Length == 0)
         {
             ctx.Response.StatusCode = StatusCodes.Status404NotFound;
@@ -425,47 +440,71 @@ public sealed class DashboardServer : IAsyncDisposable
         if (!SameOrigin(ctx) || !SessionStore.SecretEquals(ctx.Request.Headers[CsrfHeader], s.Csrf))
         {
             _src.Auth.AuditRefusal(s.Who, what, name, "CsrfTokenMissing");
-            await Refuse(ctx, StatusCodes.Status403Forbidden, "missing or wrong CSRF token").ConfigureAwait(false);
+            await Refuse(ctx, StatusCodes.Status403Forbidden, "missing or wrong CSRF token", "CsrfTokenMissing").ConfigureAwait(false);
             return;
         }
-        if (!s.Has(OperatorScopes.Drain))
+        bool remove = action == "remove";
+        var scope = remove ? OperatorScopes.Override : OperatorScopes.Drain;
+        if (!s.Has(scope))
         {
             _src.Auth.AuditRefusal(s.Who, what, name, "ScopeMissing");
-            await Refuse(ctx, StatusCodes.Status403Forbidden, "this credential is read-only: draining needs the drain scope").ConfigureAwait(false);
+            await Refuse(ctx, StatusCodes.Status403Forbidden, remove
+                ? "this credential may not remove nodes: removing needs the override scope"
+                : "this credential is read-only: cordoning and draining need the drain scope", "ScopeMissing").ConfigureAwait(false);
             return;
         }
         var cell = _src.Cell;
         if (!cell.TryGetNodeId(name, out var id))
         {
             _src.Auth.AuditAction(s.Who, what, name, "UnknownNode");
-            await Refuse(ctx, StatusCodes.Status404NotFound, $"no node named '{name}'").ConfigureAwait(false);
+            await Refuse(ctx, StatusCodes.Status404NotFound, $"no node named '{name}'", "UnknownNode").ConfigureAwait(false);
             return;
         }
         NodeOpStatus st;
-        if (action == "drain") st = cell.SetNodeStatus(id, NodeStatus.Draining);
+        string result;
+        if (remove)
+        {
+            st = cell.RemoveNode(id, out var released);
+            if (st == NodeOpStatus.Ok)
+            {
+                // As Operate RemoveNode: the lease is no longer tracked, and the released tasks are placed again.
+                _src.Lifecycle?.Forget(id);
+                if (released.Count > 0)
+                {
+                    var tasks = new List<TaskId>(released.Count);
+                    foreach (var a in released) tasks.Add(a.Task);
+                    _src.Engine.RequeueReleased(tasks);
+                }
+            }
+            result = st == NodeOpStatus.Ok ? $"ok: {released.Count} binding(s) released" : st.ToString();
+        }
         else
         {
-            // Only a drain can be undone here (as Operate UndrainNode): a lost or removed node stays so.
-            var now = cell.Snapshot().TryGetNode(id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
-            st = now == NodeStatus.Schedulable ? NodeOpStatus.Ok : now != NodeStatus.Draining ? NodeOpStatus.Invalid : cell.SetNodeStatus(id, NodeStatus.Schedulable);
+            if (action is "drain" or "cordon") st = cell.SetNodeStatus(id, NodeStatus.Draining);
+            else
+            {
+                // Only a drain can be undone here (as Operate UndrainNode): a lost or removed node stays so.
+                var now = cell.Snapshot().TryGetNode(id, out var v) == SnapshotRead.Ok ? v.Status : NodeStatus.Removed;
+                st = now == NodeStatus.Schedulable ? NodeOpStatus.Ok : now != NodeStatus.Draining ? NodeOpStatus.Invalid : cell.SetNodeStatus(id, NodeStatus.Schedulable);
+            }
+            result = st == NodeOpStatus.Ok ? "ok" : st.ToString();
         }
-        string result = st == NodeOpStatus.Ok ? "ok" : st.ToString();
         _src.Auth.AuditAction(s.Who, what, name, result);
         Log.Action(_logger, s.Who, what, name, result);
         // The audit entry and the status change are in the journal: answer once both are durable.
         await _src.WaitDurable(ctx.RequestAborted).ConfigureAwait(false);
         if (st != NodeOpStatus.Ok)
         {
-            await Refuse(ctx, StatusCodes.Status409Conflict, st.ToString()).ConfigureAwait(false);
+            await Refuse(ctx, StatusCodes.Status409Conflict, st.ToString(), "InvalidState").ConfigureAwait(false);
             return;
         }
         await ctx.Response.WriteAsJsonAsync(new { ok = true, node = name, action }, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static Task Refuse(HttpContext ctx, int status, string message)
+    private static Task Refuse(HttpContext ctx, int status, string message, string? code = null)
     {
         ctx.Response.StatusCode = status;
-        return ctx.Response.WriteAsJsonAsync(new { error = message });
+        return code is null ? ctx.Response.WriteAsJsonAsync(new { error = message }) : ctx.Response.WriteAsJsonAsync(new { error = message, code });
     }
 
     /// <summary>Stops serving (open streams end) and the sampler.</summary>

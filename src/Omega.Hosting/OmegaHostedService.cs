@@ -207,7 +207,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 var durable = _store;
                 _dashboard = new Omega.Dashboard.DashboardServer(new Omega.Dashboard.DashboardSources
                 {
-                    Cell = _store.Cell, Engine = _engine, Objects = _objects, Auth = _server.Auth, Time = _time,
+                    Cell = _store.Cell, Engine = _engine, Objects = _objects, Auth = _server.Auth, Time = _time, Lifecycle = _server.Lifecycle,
                     Certificate = o.Server.Transport.ServerTls?.Certificate,
                     WaitDurable = ct => durable.WaitForDurableAsync(durable.Cell.JournalSequence, ct),
                 }, o.Dashboard, _logger);

@@ -222,6 +222,15 @@ public enum ErrorCode : ushort
     /// cannot reach etcd). The client tries another replica, or this one after a back-off. The connection is closed.
     /// </summary>
     NoLeader = 87,
+
+    /// <summary>Version 4: StopJob names a job the server's engine does not know. Nothing changed; the connection stays open.</summary>
+    UnknownJob = 90,
+
+    /// <summary>
+    /// Version 4: StopJob of a job a Workload owns (its controller would submit it again): scale or delete the workload.
+    /// Nothing changed; the connection stays open.
+    /// </summary>
+    JobOwnedByWorkload = 91,
 }
 
 /// <summary>Helpers over <see cref="ErrorCode"/>.</summary>

@@ -183,6 +183,24 @@ public enum MessageType : byte
 
     /// <summary>Server: audit entries.</summary>
     AuditLog = 0x59,
+
+    /// <summary>Version 4: stop a job (its pending tasks are not placed, its bindings released); answered once durable.</summary>
+    StopJob = 0x78,
+
+    /// <summary>Server: what StopJob did.</summary>
+    StopJobReply = 0x79,
+
+    /// <summary>Version 4: subscribe to a job's state; answered by JobEvent frames until the final one.</summary>
+    WatchJob = 0x7A,
+
+    /// <summary>Server: a job's state, pushed with the WatchJob's request id.</summary>
+    JobEvent = 0x7B,
+
+    /// <summary>Version 4: end a job watch.</summary>
+    StopJobWatch = 0x7C,
+
+    /// <summary>Server: the job watch ended.</summary>
+    JobWatchStopped = 0x7D,
 }
 
 /// <summary>The role a credential names (docs/protocol.md, section 12).</summary>

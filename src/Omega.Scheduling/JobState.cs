@@ -17,6 +17,12 @@ public enum JobPhase : byte
 
     /// <summary>Every task completed.</summary>
     Completed = 4,
+
+    /// <summary>
+    /// Stopped by an operator (<see cref="SchedulingEngine.StopJob"/>): its pending tasks will not be placed and its
+    /// bindings were released. Final, like <see cref="Completed"/>.
+    /// </summary>
+    Stopped = 5,
 }
 
 /// <summary>A task's state as the engine tracks it.</summary>
@@ -92,6 +98,14 @@ public sealed class JobState
     public string Scheduler { get; }
 
     internal long SubmittedAt { get; }
+
+    /// <summary>
+    /// Set (under <see cref="Sync"/>) once the job is stopped; never cleared. A worker checks it under the same lock
+    /// before it marks a job Scheduling and before it records the bindings its commit made, so either the stop sees a
+    /// binding recorded (and releases it) or the worker sees the stop (and releases what it just committed): no binding
+    /// of a stopped job survives.
+    /// </summary>
+    internal bool Stopped { get; private set; }
     internal JobPhase Phase { get; set; }
     internal int Attempts { get; set; }
     internal int Generation { get; set; }
@@ -150,6 +164,36 @@ public sealed class JobState
                 else if (s.Phase == TaskPhase.Bound) boundNodes.Add(s.Node);
             }
         }
+    }
+
+    /// <summary>
+    /// Stops the job (under <see cref="Sync"/>): every task neither completed nor stopped leaves the counts (so Pending
+    /// and Bound read 0) and its generation is cleared, so an agent's late completion report finds no binding of this
+    /// engine (<see cref="SchedulingEngine.CompleteTask"/> answers NotBound); bound tasks are appended to
+    /// <paramref name="bound"/> with the generation of their binding, for the caller to release in the cell. Returns the
+    /// number of tasks that were pending (never placed).
+    /// </summary>
+    internal int Stop(List<(int Index, long Generation)> bound)
+    {
+        Stopped = true;
+        Phase = JobPhase.Stopped;
+        int pending = _pending;
+        if (_completed != Spec.TaskCount)
+            for (int c = 0; c < _chunks.Length; c++)
+            {
+                var chunk = _chunks[c];
+                if (chunk is null) continue; // all pending: counted above, nothing to release
+                for (int i = 0; i < chunk.Length && c * ChunkSize + i < Spec.TaskCount; i++)
+                {
+                    ref var slot = ref chunk[i];
+                    if (slot.Phase == TaskPhase.Bound) bound.Add((c * ChunkSize + i, slot.Generation));
+                }
+            }
+        _pending = 0;
+        _bound = 0;
+        // Per-task state goes, as for a completed job: a stopped job stays queryable by its counts only.
+        Array.Clear(_chunks);
+        return pending;
     }
 
     private ref Slot Touch(int task) => ref (_chunks[task / ChunkSize] ??= new Slot[ChunkSize])[task % ChunkSize];

@@ -21,6 +21,9 @@ public enum StepOutcome : byte
 
     /// <summary>The worker's lease was lost; it re-acquired one and requeued the job without counting the attempt.</summary>
     LeaseLost = 4,
+
+    /// <summary>The job was stopped (<see cref="SchedulingEngine.StopJob"/>): dropped from the queue, and whatever this attempt bound was released.</summary>
+    Stopped = 5,
 }
 
 /// <summary>
@@ -109,6 +112,8 @@ public sealed class SchedulerWorker
         _boundNodes.Clear();
         lock (job.Sync)
         {
+            // A stopped job stays in the queue until a worker takes it (the queue has no removal); drop it here.
+            if (job.Stopped) return StepOutcome.Stopped;
             job.Phase = JobPhase.Scheduling;
             attempt = ++job.Attempts;
             generation = job.Generation;
@@ -157,12 +162,21 @@ public sealed class SchedulerWorker
 
         int placed = 0;
         ClaimStatus firstConflict = ClaimStatus.Applied;
+        List<int>? stoppedMeanwhile = null;
         if (committed)
         {
             var statuses = result.ClaimStatuses.Span;
             lock (job.Sync)
             {
-                for (int i = 0; i < _planned.Count; i++)
+                if (job.Stopped)
+                {
+                    // Stopped between our snapshot and here: StopJob did not see these bindings (they were not
+                    // recorded), so they are ours to release. Allocates, but only on this rare path.
+                    stoppedMeanwhile = new List<int>();
+                    for (int i = 0; i < _planned.Count; i++)
+                        if (statuses[i] == ClaimStatus.Applied) stoppedMeanwhile.Add(_planned[i].TaskIndex);
+                }
+                else for (int i = 0; i < _planned.Count; i++)
                 {
                     var s = statuses[i];
                     if (s == ClaimStatus.Applied)
@@ -191,6 +205,13 @@ public sealed class SchedulerWorker
                     _engine.OnPreempted(victims);
                     _engine.Metrics.Preempted(_kind.Name, victims.Length);
                 }
+        }
+        if (stoppedMeanwhile is not null)
+        {
+            _engine.ReleaseForStopped(spec, stoppedMeanwhile, result.Generation);
+            Interlocked.Increment(ref _cleanTransactions);
+            Interlocked.Add(ref _usefulTicks, t1 - t0);
+            return StepOutcome.Stopped;
         }
         // Queued-task budgets: one update per attempt, not per placement.
         if (placed > 0) _engine.QueuedTasksChanged(spec.Tenant, -placed);
@@ -234,7 +255,13 @@ public sealed class SchedulerWorker
                 var backoff = TimeSpan.FromTicks(Math.Min(_kind.MaxBackoff.Ticks, _kind.Backoff.Ticks << Math.Min(attempt - 1, 20)));
                 notBefore = _engine.Time.GetTimestamp() + (long)(backoff.TotalSeconds * _engine.Time.TimestampFrequency);
             }
-            lock (job.Sync) job.Phase = JobPhase.Queued;
+            lock (job.Sync)
+            {
+                // Stopped while this attempt ran (after its commit was recorded: StopJob released those bindings).
+                if (job.Stopped) return StepOutcome.Stopped;
+                job.Phase = JobPhase.Queued;
+            }
+            if (placed > 0) _engine.Changed(spec.Id);
             _engine.Metrics.Retry(_kind.Name);
             if (_queue.Enqueue(job, notBefore) != EnqueueStatus.Accepted)
             {
@@ -251,6 +278,7 @@ public sealed class SchedulerWorker
         bool requeue = false;
         lock (job.Sync)
         {
+            if (job.Stopped) return StepOutcome.Stopped;
             // A task preempted while this worker held the job (after it counted pending tasks) is Pending again, and
             // OnPreempted left the requeue to us: a job with pending tasks must not be marked Placed.
             if (outcome == StepOutcome.Placed && job.PendingCount > 0)
@@ -265,6 +293,7 @@ public sealed class SchedulerWorker
             }
             else job.Phase = JobPhase.Placed;
         }
+        if (!requeue) _engine.Changed(job.Spec.Id);
         if (outcome == StepOutcome.Placed && !requeue)
             _engine.Metrics.JobPlaced(_kind.Name, (_engine.Time.GetTimestamp() - job.SubmittedAt) / (double)_engine.Time.TimestampFrequency);
         if (requeue)

@@ -235,6 +235,53 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
         return list;
     }
 
+    /// <summary>
+    /// Called with a job's id after its state changed in a way a watcher cares about: it was placed, parked, requeued
+    /// with more tasks bound, preempted, completed or stopped (once per scheduling attempt at most, never per node
+    /// probed). Runs on the thread that made the change (a worker's, or the caller of <see cref="CompleteTask"/>,
+    /// <see cref="StopJob"/>, <see cref="RequeueReleased"/>): it must be quick and must not call back into the engine's
+    /// scheduling. The server sets it to push job events (docs/protocol.md, WatchJob); null: nobody listens.
+    /// </summary>
+    public Action<JobId>? JobChanged { get; set; }
+
+    internal void Changed(JobId id) => JobChanged?.Invoke(id);
+
+    /// <summary>
+    /// Stops a job (<c>omega job stop</c>): its pending tasks are not placed (a queued job is dropped when a worker next
+    /// takes it), its bindings are released in the cell (each by its generation, so only this engine's own), and it
+    /// ends in <see cref="JobPhase.Stopped"/>. A worker deciding the job right now releases whatever its commit bound
+    /// (see <see cref="JobState.Stopped"/>). Idempotent: stopping a stopped job answers <see cref="StopJobStatus.AlreadyStopped"/>
+    /// and changes nothing, so a retry after a timeout is safe. A job a workload owns (<see cref="JobSpec.Origin"/>) is
+    /// refused: its controller would submit it again; scale or delete the workload instead.
+    /// </summary>
+    public StopJobResult StopJob(JobId id)
+    {
+        if (!_jobs.TryGetValue(id, out var job)) return new StopJobResult(StopJobStatus.NotFound, 0, 0);
+        if (job.Spec.Origin is not null) return new StopJobResult(StopJobStatus.OwnedByWorkload, 0, 0);
+        var bound = new List<(int Index, long Generation)>();
+        int pending;
+        lock (job.Sync)
+        {
+            if (job.Phase == JobPhase.Completed) return new StopJobResult(StopJobStatus.AlreadyCompleted, 0, 0);
+            if (job.Stopped) return new StopJobResult(StopJobStatus.AlreadyStopped, 0, 0);
+            pending = job.Stop(bound);
+        }
+        // Queued-task budgets: the pending tasks will never be placed.
+        if (pending > 0) QueuedTasksChanged(job.Spec.Tenant, -pending);
+        int released = 0;
+        foreach (var (index, generation) in bound)
+            if (Committer.Release(job.Spec.Task(index), generation) == ReleaseStatus.Released) released++;
+        ForgetOldCompleted(id);
+        Changed(id);
+        return new StopJobResult(StopJobStatus.Stopped, pending, released);
+    }
+
+    /// <summary>Releases what a worker's commit bound for a job that was stopped meanwhile (the worker's side of the race).</summary>
+    internal void ReleaseForStopped(JobSpec spec, List<int> tasks, long generation)
+    {
+        foreach (int t in tasks) Committer.Release(spec.Task(t), generation);
+    }
+
     /// <summary>The decision record that last covered a task, for <c>omega explain</c>.</summary>
     public DecisionRecord? Explain(TaskId task) => Decisions.ForTask(task);
 
@@ -259,7 +306,11 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
                 all = job.SetCompleted(task.Index);
                 if (all) job.Phase = JobPhase.Completed;
             }
-            if (all) ForgetOldCompleted(task.Job);
+            if (all)
+            {
+                ForgetOldCompleted(task.Job);
+                Changed(task.Job);
+            }
         }
         return r;
     }
@@ -373,6 +424,7 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
                 // A job being scheduled right now sees the pending task when its worker re-checks, and requeues itself.
             }
             QueuedTasksChanged(job.Spec.Tenant, 1);
+            Changed(job.Spec.Id);
             if (enqueue && _kinds[job.Scheduler].Queue.Enqueue(job) != EnqueueStatus.Accepted)
             {
                 // Never silently dropped: a victim whose queue is full is parked with the reason.
@@ -467,3 +519,28 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     /// <inheritdoc />
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 }
+
+/// <summary>What <see cref="SchedulingEngine.StopJob"/> did.</summary>
+public enum StopJobStatus : byte
+{
+    /// <summary>Stopped now.</summary>
+    Stopped = 0,
+
+    /// <summary>It had been stopped before; nothing changed.</summary>
+    AlreadyStopped = 1,
+
+    /// <summary>Every task had completed; nothing changed.</summary>
+    AlreadyCompleted = 2,
+
+    /// <summary>The engine does not know the job (never submitted here, or completed and forgotten).</summary>
+    NotFound = 3,
+
+    /// <summary>A workload owns the job: its controller would submit it again. Scale or delete the workload.</summary>
+    OwnedByWorkload = 4,
+}
+
+/// <summary>The answer of <see cref="SchedulingEngine.StopJob"/>.</summary>
+/// <param name="Status">What happened.</param>
+/// <param name="Dequeued">Tasks that were pending and now will never be placed.</param>
+/// <param name="Released">Bindings released in the cell.</param>
+public readonly record struct StopJobResult(StopJobStatus Status, int Dequeued, int Released);

@@ -12,6 +12,9 @@ internal sealed class Session
     // Open watches by their request id (guarded by locking the session: the processing loop adds and stops, pumps remove).
     public Dictionary<uint, ObjectWatch>? Watches;
 
+    // Open job watches (version 4, WatchJob) by their request id (guarded by locking the session).
+    public Dictionary<uint, JobWatch>? JobWatches;
+
     public PeerRole Role;
     public NodeState? Node;
 
@@ -64,6 +67,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
         _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
         _redirects = _meter.CreateCounter<long>("omega.server.redirects", "{connection}", "Clients turned away because this replica does not lead, by code (NotLeader, NoLeader)");
+        // Job watches (WatchJob) are pushed from the engine's change hook; a multicast delegate, so several servers
+        // over one engine each see every change.
+        if (engine is not null) engine.JobChanged += OnJobChanged;
     }
 
     private readonly Counter<long> _redirects;
@@ -98,7 +104,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     public void OnDisconnected(FrameConnection connection, DisconnectReason reason)
     {
         if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
-        if (connection.State is Session session) StopAllWatches(session);
+        if (connection.State is Session session)
+        {
+            StopAllWatches(session);
+            StopAllJobWatches(session);
+        }
         if (connection.State is Session { Node: { } node })
         {
             bool registered;
@@ -178,6 +188,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.ExplainWorkload when session.Role == PeerRole.Scheduler: HandleExplainWorkload(c, rid, frame); break;
             case MessageType.SetQuota when session.Role == PeerRole.Scheduler: ended = HandleSetQuota(c, rid, frame); break;
             case MessageType.ListQuotas when session.Role == PeerRole.Scheduler: HandleListQuotas(c, rid, frame); break;
+            case MessageType.StopJob when session.Role == PeerRole.Scheduler: ended = HandleStopJob(c, session, rid, frame); break;
+            case MessageType.WatchJob when session.Role == PeerRole.Scheduler: ended = HandleWatchJob(c, session, rid, frame); break;
+            case MessageType.StopJobWatch when session.Role == PeerRole.Scheduler: ended = HandleStopJobWatch(c, session, rid, frame); break;
             case MessageType.CreateObject or MessageType.UpdateObject or MessageType.UpdateObjectStatus or MessageType.DeleteObject
                 or MessageType.GetObject or MessageType.ListObjects or MessageType.WatchObjects or MessageType.StopWatch
                 when session.Role == PeerRole.Scheduler:
@@ -189,6 +202,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 or MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
                 or MessageType.SetQuota or MessageType.ListQuotas or MessageType.Policy or MessageType.ExplainWorkload
+                or MessageType.StopJob or MessageType.WatchJob or MessageType.StopJobWatch
 
                 or MessageType.Join or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
@@ -205,6 +219,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         : t is MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit or MessageType.SubmitJob or MessageType.QueryJob
             or MessageType.Explain or MessageType.Inspect or MessageType.Operate
             or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit
+            or MessageType.StopJob or MessageType.WatchJob or MessageType.StopJobWatch
             // Control-plane object messages (0x40-0x4F, the cpwire change): authorized fail-closed by Authorizer.ObjectRule.
             || Authorizer.IsObjectMessage(t);
 
@@ -1250,5 +1265,9 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         return n;
     }
 
-    public void Dispose() => _meter.Dispose();
+    public void Dispose()
+    {
+        if (_engine is not null) _engine.JobChanged -= OnJobChanged;
+        _meter.Dispose();
+    }
 }

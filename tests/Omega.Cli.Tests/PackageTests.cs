@@ -15,6 +15,9 @@ public sealed class PackageTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(4);
 
+    /// <summary>OmegaRepositoryUrl's placeholder default (Directory.Build.props).</summary>
+    private const string RepositoryUrl = "https://github.com/omega-scheduler/omega";
+
     private static readonly string[] Libraries =
     [
         "Omega.Core", "Omega.Cell", "Omega.Scheduling", "Omega.ControlPlane", "Omega.Protocol", "Omega.Transport", "Omega.Server",
@@ -59,8 +62,23 @@ public sealed class PackageTests
                 Assert.NotNull(repository);
                 Assert.Equal("git", repository!.Attribute("type")?.Value);
                 Assert.Matches("^[0-9a-f]{40}$", repository.Attribute("commit")?.Value ?? "");
-                // Symbols travel in a .snupkg beside each package.
-                Assert.True(File.Exists(Path.ChangeExtension(nupkg, ".snupkg")), $"no symbol package for {id}");
+                // The repository's address (a placeholder property in Directory.Build.props, docs/packages.md).
+                Assert.Equal(RepositoryUrl, repository.Attribute("url")?.Value);
+                Assert.Equal(RepositoryUrl, Field("projectUrl"));
+                // Symbols travel in a .snupkg beside each package, and its PDB maps the sources to that commit on GitHub.
+                string snupkg = Path.ChangeExtension(nupkg, ".snupkg");
+                Assert.True(File.Exists(snupkg), $"no symbol package for {id}");
+                using (var symbols = ZipFile.OpenRead(snupkg))
+                {
+                    var pdb = symbols.Entries.First(e => e.FullName.EndsWith(".pdb", StringComparison.Ordinal));
+                    using var buffer = new MemoryStream();
+                    using (var s = pdb.Open()) s.CopyTo(buffer);
+                    // The SourceLink map is a UTF-8 JSON blob in the portable PDB's custom debug information. It names the
+                    // commit the binaries were built from (with --no-build that can precede the commit pack stamps into
+                    // the nuspec, when a commit was made in between), so the pattern, not the nuspec's commit, is checked.
+                    Assert.Matches(@"https://raw\.githubusercontent\.com/omega-scheduler/omega/[0-9a-f]{40}/\*",
+                        System.Text.Encoding.Latin1.GetString(buffer.ToArray()));
+                }
                 if (id == "omega")
                 {
                     Assert.Contains("kubectl-style", Field("description"), StringComparison.Ordinal);

@@ -339,6 +339,18 @@ public sealed partial class ServeTests
             Assert.Contains("Same-run baseline", readme, StringComparison.Ordinal);
             foreach (var png in new[] { "throughput.png", "latency.png", "conflicts.png" })
                 Assert.True(new FileInfo(Path.Combine(report, png)).Length > 1000, png);
+            // Issue 17: the report and the terminal print the same busyness per scheduler (one reading at the end of the
+            // run; they used to be read 5 s and 8 s later, and disagreed).
+            var terminal = System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"\[(\w+)\] conflict fraction[^\n]*?busyness ([\d.]+) ?%");
+            var written = System.Text.RegularExpressions.Regex.Matches(readme, @"\| \[(\w+)\] conflict fraction [^\n]*?busyness ([\d.]+) ?% \|");
+            Assert.Equal(2, terminal.Count);
+            Assert.Equal(2, written.Count);
+            for (int i = 0; i < 2; i++)
+            {
+                Assert.Equal(terminal[i].Groups[1].Value, written[i].Groups[1].Value);
+                Assert.True(terminal[i].Groups[2].Value == written[i].Groups[2].Value,
+                    $"[{terminal[i].Groups[1].Value}] busyness {terminal[i].Groups[2].Value}% on the terminal, {written[i].Groups[2].Value}% in the report");
+            }
         }
         finally
         {

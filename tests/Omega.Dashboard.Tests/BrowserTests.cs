@@ -122,6 +122,16 @@ public sealed class BrowserTests : IClassFixture<DashboardHost>, IDisposable
             fetch('/api/session').then(r => r.json()).then(s =>
               fetch('/api/nodes/n3/drain', { method: 'POST', headers: { 'X-Omega-CSRF': s.csrf } })).then(r => done(r.status));");
         Assert.Equal(403L, status);
+        // Cordon and remove too, each refused with a typed code the page (and a script) can branch on.
+        foreach (var action in new[] { "cordon", "remove" })
+        {
+            var refusal = (string?)_browser.ExecuteAsyncScript(@"
+                const done = arguments[arguments.length - 1];
+                fetch('/api/session').then(r => r.json()).then(s =>
+                  fetch('/api/nodes/n3/" + action + @"', { method: 'POST', headers: { 'X-Omega-CSRF': s.csrf } }))
+                  .then(r => r.json().then(b => done(r.status + ' ' + b.code)));");
+            Assert.Equal("403 ScopeMissing", refusal);
+        }
         Assert.True(_h.Runtime.Cell.TryGetNodeId("n3", out var id));
         Assert.Equal(NodeStatus.Schedulable, NodeStatusOf(id));
         var (_, audit) = _h.Runtime.Server.Auth.ReadAudit(100);
@@ -142,6 +152,30 @@ public sealed class BrowserTests : IClassFixture<DashboardHost>, IDisposable
         // Undo it from the page as well (and leave the node as the other tests expect it).
         ClickWhenPresent("#nodes button.undrain[data-node='n2']");
         await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Schedulable, "n2 schedulable again");
+    }
+
+    [Fact]
+    public async Task OperatorCordonUncordonAndRemove_FromThePage_ChangeTheCellAndAreAudited()
+    {
+        // A node of this test's own, so the others still see their three.
+        _h.Runtime.Cell.AddNode(new NodeSpec("n9", ResourceVector.FromCoresAndGiB(8, 32), "fd9"));
+        Assert.True(_h.Runtime.Cell.TryGetNodeId("n9", out var id));
+        SignIn(_h.AdminToken);
+        ClickWhenPresent("#nodes button.cordon[data-node='n9']");
+        await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Draining, "n9 cordoned in the cell");
+        ClickWhenPresent("#nodes button.uncordon[data-node='n9']");
+        await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Schedulable, "n9 schedulable again");
+        // Remove asks for confirmation in the page: the test answers yes.
+        _browser.ExecuteScript("window.confirm = () => true;");
+        ClickWhenPresent("#nodes button.remove[data-node='n9']");
+        await DashboardHost.UntilAsync(() => NodeStatusOf(id) == NodeStatus.Removed, "n9 removed");
+        Wait().Until(d => d.FindElements(By.CssSelector("#nodes button[data-node='n9']")).Count == 0);
+        var (_, audit) = _h.Runtime.Server.Auth.ReadAudit(200);
+        foreach (var action in new[] { "Dashboard CordonNode", "Dashboard UncordonNode" })
+            Assert.Contains(audit, e => e.Action == action && e.Target == "n9" && e.Result == "ok" && e.Who.Contains("operator:admin", StringComparison.Ordinal));
+        Assert.Contains(audit, e => e.Action == "Dashboard RemoveNode" && e.Target == "n9" && e.Result.StartsWith("ok", StringComparison.Ordinal));
+        Directory.CreateDirectory(DashboardHost.ArtifactDirectory());
+        ((ITakesScreenshot)_browser).GetScreenshot().SaveAsFile(Path.Combine(DashboardHost.ArtifactDirectory(), "dashboard-node-actions.png"));
     }
 
     // The node table is rebuilt at every sample: a button found a moment ago may be gone by the click. Retried on a

@@ -64,6 +64,10 @@ public sealed partial class ProtocolDocTests
         ("policy-reply", Codec.FrameBytes(12, new PolicyReply { Status = 0, Revision = 1, Message = "ok", Lines = [] })),
         ("error-not-leader", Codec.FrameBytes(1, new ErrorMessage { Code = ErrorCode.NotLeader, Message = "not the leader", Leader = "10.0.0.2:7077", Epoch = 1234 })),
         ("explain-workload", Codec.FrameBytes(13, new ExplainWorkload { Tenant = "default", Workload = "web", Generation = 3 })),
+        ("stop-job", Codec.FrameBytes(17, new StopJob { JobId = 502, Reason = "load test over" })),
+        ("stop-job-reply", Codec.FrameBytes(17, new StopJobReply { Outcome = 0, Dequeued = 1, Released = 2, Message = "" })),
+        ("watch-job", Codec.FrameBytes(18, new WatchJob { JobId = 502 })),
+        ("job-event", Codec.FrameBytes(18, new JobEventMessage { Status = new JobStatusReply { Found = true, Phase = 2, Pending = 0, Bound = 3, Completed = 0, Attempts = 1, Generation = 0, Reason = "" }, Final = true })),
     ];
 
     private const string WorkloadJson = "{\"apiVersion\":\"omega/v1\",\"kind\":\"Workload\",\"metadata\":{\"name\":\"web\",\"tenant\":\"default\"},\"spec\":{\"replicas\":2,\"resources\":{\"cpuMillis\":500,\"memoryBytes\":268435456}}}";

@@ -112,10 +112,11 @@ internal static class LoadReport
         Charts.WriteLineChart(Path.Combine(directory, "conflicts.png"), "Conflict fraction per scheduler (per second)", "time (s)", "conflicted / clean transactions",
             schedulers.Select(k => new Series(k, t, s.Samples.Select(x => x.ConflictFraction.GetValueOrDefault(k)).ToArray())).ToArray());
         var pct = LatencySummary.CurvePercentiles;
-        var lines = new List<Series> { new("commit", pct, s.Commit.Curve.Select(v => v / 1000).ToArray()) };
+        var lines = new List<Series> { new(Run.RunCommand.LatencyLegend("commit", s.Commit), pct, s.Commit.Curve.Select(v => v / 1000).ToArray()) };
         foreach (var k in s.Schedulers)
-            lines.Add(new Series($"{k.Name}: submit to placed", pct, k.PlacementLatency.Curve.Select(v => v / 1000).ToArray()));
-        Charts.WriteLineChart(Path.Combine(directory, "latency.png"), "Latency distribution", "percentile", "milliseconds", lines);
+            lines.Add(new Series(Run.RunCommand.LatencyLegend($"{k.Name}: submit to placed", k.PlacementLatency), pct, k.PlacementLatency.Curve.Select(v => v / 1000).ToArray()));
+        // Log scale: commits take microseconds, job placement milliseconds to seconds (see omega run's chart).
+        Charts.WriteLineChart(Path.Combine(directory, "latency.png"), "Latency distribution", "percentile", "milliseconds", lines, logY: true);
     }
 
     private static double MemoryGiB() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024);

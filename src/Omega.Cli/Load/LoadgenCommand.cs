@@ -27,14 +27,22 @@ internal static class LoadgenCommand
         var speedup = new Option<double>("--speedup") { Description = "With --trace: replay this many times faster than recorded.", DefaultValueFactory = _ => 100 };
         var connect = new Option<string?>("--connect") { Description = "Submit the workload to a running server (HOST:PORT or ADDRESS:PORT) over TCP instead of an embedded engine; run omega agents against it too." };
         var firstJob = new Option<long>("--first-job-id") { Description = "With --connect: the first job id to submit (ids must be new to the server).", DefaultValueFactory = _ => 1 };
+        var output = Run.Output.Option();
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://localhost:PORT/metrics while running (opt-in)." };
         var cmd = new Command("loadgen", "Drive an Omega-paper style batch/service workload through the embedded engine and report throughput, latency and conflicts.")
         {
-            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort, trace, speedup, connect, firstJob,
+            nodes, seconds, batchWorkers, serviceWorkers, batchDetection, serviceDetection, load, seed, report, plain, metricsPort, trace, speedup, connect, firstJob, output,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
         {
+            if (!Run.Output.TryParse("loadgen", r.GetValue(output), out var format)) return 2;
+            if (Run.Output.IsDocument(format) && r.GetValue(connect) is not null)
+            {
+                // The remote run's summary is the server's view of its jobs; it has no document form yet (docs/cli.md).
+                Console.Error.WriteLine("omega loadgen: -o json|yaml is for the embedded run; with --connect use omega stats -o json");
+                return 2;
+            }
             string? error =
                 r.GetValue(nodes) is < 1 or > 1_000_000 ? "--nodes must be between 1 and 1,000,000" :
                 r.GetValue(seconds) is <= 0 or > 86_400 ? "--seconds must be positive and at most 86400" :
@@ -85,20 +93,23 @@ internal static class LoadgenCommand
             }
             if (!MetricsExport.TryStartPrometheus("loadgen", r.GetValue(metricsPort), out var metrics)) return 1;
             using var exporter = metrics;
-            return Execute(o, workload, r.GetValue(report), r.GetValue(plain));
+            return Execute(o, workload, r.GetValue(report), r.GetValue(plain), format);
         });
         return cmd;
     }
 
-    internal static int Execute(LoadOptions o, IWorkload workload, string? reportDir, bool plain)
+    internal static int Execute(LoadOptions o, IWorkload workload, string? reportDir, bool plain, Run.OutputFormat format = Run.OutputFormat.Text)
     {
         var console = AnsiConsole.Console;
-        bool live = !plain && !Console.IsOutputRedirected && console.Profile.Capabilities.Interactive;
+        // -o json|yaml: stdout is the summary document alone; the progress lines go to stderr (plain, never the live bar).
+        bool document = format is Run.OutputFormat.Json or Run.OutputFormat.Yaml;
+        var progress = document ? Console.Error : Console.Out;
+        bool live = !document && !plain && !Console.IsOutputRedirected && console.Profile.Capabilities.Interactive;
         // Redirected output has no terminal width; Spectre would wrap the summary at 80 columns.
         if (Console.IsOutputRedirected) console.Profile.Width = 140;
-        Console.WriteLine(FormattableString.Invariant(
+        progress.WriteLine(FormattableString.Invariant(
             $"omega loadgen: embedded engine, {o.Nodes:N0} nodes, batch {o.BatchWorkers} workers ({o.BatchDetection}), service {o.ServiceWorkers} ({o.ServiceDetection}), {(o.UntilEnd ? "until the trace ends" : FormattableString.Invariant($"{o.Seconds:0.#} s"))}, seed {o.Seed}"));
-        Console.WriteLine($"  workload: {workload.Describe}");
+        progress.WriteLine($"  workload: {workload.Describe}");
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
 
@@ -122,27 +133,79 @@ internal static class LoadgenCommand
         }
         else
         {
-            summary = LoadRun.Run(o, workload, sample => Console.WriteLine("  " + Line(sample, markup: false)), cancel.Token);
+            summary = LoadRun.Run(o, workload, sample => progress.WriteLine("  " + Line(sample, markup: false)), cancel.Token);
         }
 
-        PrintSummary(console, summary);
+        if (document) Run.Output.Print(SummaryDocument(summary, workload.Remaining), format);
+        else PrintSummary(console, summary);
         if (workload.Remaining is > 0)
-            Console.WriteLine(FormattableString.Invariant(
+            progress.WriteLine(FormattableString.Invariant(
                 $"trace replay cut at --seconds {o.Seconds:0.#}: {workload.Remaining:N0} trace jobs were not submitted (omit --seconds to replay to the end)"));
         if (reportDir is not null)
         {
             // The same-run baseline of design.md §7: raw FASTER RMW/s on this machine, measured right after the run.
-            Console.WriteLine("measuring the same-run baseline (raw FASTER RMW, 1 and 2 threads, 3 s each)...");
+            progress.WriteLine("measuring the same-run baseline (raw FASTER RMW, 1 and 2 threads, 3 s each)...");
             using var faster = new Omega.Storage.Baseline.FasterRmwBaseline();
             var baseline = new BaselineFigures(Omega.Storage.Baseline.FasterRmwBaseline.Describe,
                 faster.Run(1, TimeSpan.FromSeconds(3), o.Seed), faster.Run(2, TimeSpan.FromSeconds(3), o.Seed));
-            Console.WriteLine(FormattableString.Invariant(
+            progress.WriteLine(FormattableString.Invariant(
                 $"baseline: {baseline.Rmw1:N0} RMW/s (1 thread), {baseline.Rmw2:N0} RMW/s (2 threads); placements/s ÷ 2-thread RMW/s = {summary.PlacementsPerSecond / baseline.Rmw2:0.000}"));
             string path = LoadReport.Write(reportDir, summary, baseline);
-            Console.WriteLine($"report written to {path}");
+            progress.WriteLine($"report written to {path}");
         }
         return summary.AuditProblems.Count == 0 ? 0 : 3;
     }
+
+    /// <summary>The summary as a document (<c>-o json|yaml</c>): latencies in microseconds, fractions as numbers 0-1.</summary>
+    private static byte[] SummaryDocument(LoadSummary s, long? remaining) => Run.Output.Document("LoadgenSummary", w =>
+    {
+        static void Latency(System.Text.Json.Utf8JsonWriter w, string name, LatencySummary l)
+        {
+            w.WriteStartObject(name);
+            w.WriteNumber("count", l.Count);
+            // An empty histogram has no percentiles: null, not NaN (which JSON cannot carry).
+            foreach (var (key, v) in new[] { ("p50Micros", l.P50), ("p99Micros", l.P99), ("p999Micros", l.P999), ("maxMicros", l.Max) })
+                if (double.IsFinite(v)) w.WriteNumber(key, v); else w.WriteNull(key);
+            w.WriteEndObject();
+        }
+        w.WriteNumber("seed", s.Options.Seed);
+        w.WriteNumber("nodes", s.Options.Nodes);
+        w.WriteString("workload", s.Workload);
+        w.WriteNumber("seconds", s.Seconds);
+        w.WriteNumber("placements", s.Placements);
+        w.WriteNumber("placementsPerSecond", s.PlacementsPerSecond);
+        w.WriteNumber("jobsSubmitted", s.Submitted);
+        w.WriteNumber("jobsRejected", s.Rejected);
+        w.WriteNumber("jobsPlaced", s.JobsPlaced);
+        w.WriteNumber("jobsParked", s.JobsParked);
+        w.WriteNumber("tasksCompleted", s.Completed);
+        if (remaining is { } left) w.WriteNumber("traceJobsNotSubmitted", left);
+        Latency(w, "commitLatency", s.Commit);
+        Latency(w, "decisionLatency", s.Decision);
+        w.WriteStartArray("schedulers");
+        foreach (var k in s.Schedulers)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", k.Name);
+            w.WriteNumber("workers", k.Workers);
+            w.WriteString("policy", k.Policy);
+            w.WriteNumber("placements", k.Placements);
+            w.WriteNumber("cleanTransactions", k.CleanTransactions);
+            w.WriteNumber("conflictedTransactions", k.ConflictedTransactions);
+            w.WriteNumber("conflictFraction", double.IsFinite(k.ConflictFraction) ? k.ConflictFraction : 0);
+            w.WriteNumber("busyUseful", k.BusyUseful);
+            w.WriteNumber("busyWasted", k.BusyWasted);
+            Latency(w, "jobPlacementLatency", k.PlacementLatency);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteNumber("cpuUtilization", s.CpuUtilization);
+        w.WriteNumber("liveBindings", s.LiveBindings);
+        w.WriteBoolean("invariantsOk", s.AuditProblems.Count == 0);
+        w.WriteStartArray("auditProblems");
+        foreach (var p in s.AuditProblems) w.WriteStringValue(p);
+        w.WriteEndArray();
+    });
 
     private static string Line(LoadSample s, bool markup)
     {

@@ -85,7 +85,7 @@ internal static class ControlCommands
                 // Scripts branch on these two (docs/cli.md): "is it there" and "someone else wrote first".
                 return e.Code switch
                 {
-                    ErrorCode.ObjectNotFound => ResourceCommands.ExitNotFound,
+                    ErrorCode.ObjectNotFound or ErrorCode.UnknownJob => ResourceCommands.ExitNotFound,
                     ErrorCode.ObjectConflict or ErrorCode.ObjectExists => ResourceCommands.ExitConflict,
                     _ => 1,
                 };
@@ -152,7 +152,6 @@ internal static class ControlCommands
     /// <summary>Exit code of <c>submit --wait</c> when the job neither placed nor parked within <c>--timeout</c>.</summary>
     public const int ExitWaitTimeout = 8;
 
-    private static readonly string[] PhaseNames = ["queued", "scheduling", "placed", "parked", "completed"];
 
     private static async Task<int> SubmitAsync(ControlClient c, JobSpec spec, string? scheduler, string tenant, TimeSpan? wait, OutputFormat format, CancellationToken cancel)
     {
@@ -197,12 +196,17 @@ internal static class ControlCommands
             Console.Error.WriteLine($"omega submit: {spec.Id} parked: {settled.Reason}");
             return ExitParked;
         }
+        if (settled.Phase == ControlClient.PhaseStopped)
+        {
+            Console.Error.WriteLine($"omega submit: {spec.Id} was stopped (omega job stop) before it was placed");
+            return 1;
+        }
         if (!format.IsDocument())
             Console.WriteLine($"submitted {spec.Id}: {PhaseOf(settled)}, {settled.Bound} of {spec.TaskCount} task(s) bound, tenant {tenant}");
         return 0;
     }
 
-    private static string PhaseOf(RemoteJobStatus s) => !s.Found ? "unknown" : s.Phase >= 0 && s.Phase < PhaseNames.Length ? PhaseNames[s.Phase] : s.Phase.ToString(CultureInfo.InvariantCulture);
+    private static string PhaseOf(RemoteJobStatus s) => JobCommands.PhaseOf(s);
 
     private static byte[] SubmitDocument(JobSpec spec, string tenant, RemoteJobStatus? status) => Output.Document("SubmitResult", w =>
     {

@@ -25,9 +25,10 @@ internal static class OpsCommands
     private static Command Doctor()
     {
         var connect = ControlCommands.ConnectOption();
-        var cmd = new Command("doctor", "Post-incident cleanup check: live overrides, emergency quotas, leaked (expired, unreleased) reservations and recovery budgets still borrowed. Exit 0 when clean, 3 when something needs cleanup.") { connect };
+        var output = Output.Option();
+        var cmd = new Command("doctor", "Post-incident cleanup check: live overrides, emergency quotas, leaked (expired, unreleased) reservations and recovery budgets still borrowed. Exit 0 when clean, 3 when something needs cleanup.") { connect, output };
         var tls = ClientTls.AddTo(cmd);
-        cmd.SetAction((r, cancel) => ControlCommands.WithClientAsync("doctor", r.GetValue(connect)!, tls, r, async c =>
+        cmd.SetAction((r, cancel) => !Output.TryParse("doctor", r.GetValue(output), out var format) ? Task.FromResult(2) : ControlCommands.WithClientAsync("doctor", r.GetValue(connect)!, tls, r, async c =>
         {
             var ci = CultureInfo.InvariantCulture;
             var now = DateTimeOffset.UtcNow;
@@ -43,27 +44,17 @@ internal static class OpsCommands
             while (next is not null);
 
             var live = overrides.Where(o => o.Status.Phase != Override.PhaseExpired && o.Metadata.DeletionTimestamp is null).ToList();
-            Console.WriteLine($"live overrides: {live.Count}");
-            foreach (var o in live)
-            {
-                bool overdue = o.ExpiresAt is { } e && e <= now;
-                Console.WriteLine($"  override/{o.Metadata.Name} {o.Spec.Type} {o.Spec.Target} expires {o.ExpiresAt?.ToString("O", ci)}{(overdue ? " (PAST ITS TTL, not yet reverted)" : "")} by {o.Spec.Author}: {o.Spec.Reason}");
-            }
             findings += live.Count;
             var quotas = live.Where(o => o.Spec.Type == OverrideType.EmergencyQuota).ToList();
-            Console.WriteLine($"emergency quotas: {quotas.Count}");
-            foreach (var o in quotas)
-                Console.WriteLine($"  tenant {o.Spec.Target}: +{o.Spec.Extra.ToVector()} (override/{o.Metadata.Name})");
 
-            var (_, holds) = await c.InspectAsync(InspectTarget.Reservations, 10_000).ConfigureAwait(false);
+            var (_, holds) = await c.InspectAsync(InspectTarget.Reservations, 10_000, cancel).ConfigureAwait(false);
             var leaked = holds.Where(l => l.EndsWith("expired=true", StringComparison.Ordinal)).ToList();
-            Console.WriteLine($"leaked reservations (expired, not released): {leaked.Count}");
-            foreach (var l in leaked) Console.WriteLine("  " + l);
             findings += leaked.Count;
 
             // Recovery budgets are the topology work's kind (issue 13, regtopo): read generically, so this check works
             // before and after it is merged. A budget is still borrowed when its status says so.
-            int borrowed = 0;
+            var borrowed = new List<(string Name, string Amount)>();
+            ErrorCode? budgetsUnknown = null;
             try
             {
                 var budgets = await c.ListAsync("RecoveryBudget", null, null, 500, null, cancel).ConfigureAwait(false);
@@ -72,19 +63,78 @@ internal static class OpsCommands
                     using var doc = JsonDocument.Parse(ObjectCodec.Serialize(b));
                     if (doc.RootElement.TryGetProperty("status", out var st) && st.TryGetProperty("borrowed", out var bw)
                         && (bw.ValueKind == JsonValueKind.True || (bw.ValueKind == JsonValueKind.Number && bw.GetDouble() > 0)))
-                    {
-                        borrowed++;
-                        Console.WriteLine($"  recoverybudget/{b.Metadata.Name}: borrowed {bw.GetRawText()}");
-                    }
+                        borrowed.Add((b.Metadata.Name, bw.GetRawText()));
                 }
-                Console.WriteLine($"recovery budgets still borrowed: {borrowed}");
             }
             catch (AgentRequestException e)
             {
-                Console.WriteLine($"recovery budgets still borrowed: unknown (this server has no RecoveryBudget kind: {e.Code})");
+                budgetsUnknown = e.Code;
             }
-            findings += borrowed;
-            Console.WriteLine(findings == 0 ? "doctor: clean" : $"doctor: {findings} item(s) need cleanup");
+            findings += borrowed.Count;
+
+            Output.Emit(format, "DoctorReport", w =>
+            {
+                w.WriteBoolean("clean", findings == 0);
+                w.WriteNumber("findings", findings);
+                w.WriteStartArray("liveOverrides");
+                foreach (var o in live)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", o.Metadata.Name);
+                    w.WriteString("type", o.Spec.Type.ToString());
+                    w.WriteString("target", o.Spec.Target);
+                    if (o.ExpiresAt is { } e) w.WriteString("expires", e.ToString("O", ci)); else w.WriteNull("expires");
+                    w.WriteBoolean("pastTtl", o.ExpiresAt is { } e2 && e2 <= now);
+                    w.WriteString("author", o.Spec.Author);
+                    w.WriteString("reason", o.Spec.Reason);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("emergencyQuotas");
+                foreach (var o in quotas)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("tenant", o.Spec.Target);
+                    Output.Resources(w, "extra", o.Spec.Extra.ToVector());
+                    w.WriteString("override", o.Metadata.Name);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteStartArray("leakedReservations");
+                foreach (var l in leaked) w.WriteStringValue(l);
+                w.WriteEndArray();
+                if (budgetsUnknown is null)
+                {
+                    w.WriteStartArray("borrowedRecoveryBudgets");
+                    foreach (var (name, amount) in borrowed)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", name);
+                        w.WriteString("borrowed", amount);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                }
+                else w.WriteNull("borrowedRecoveryBudgets");
+            }, _ =>
+            {
+                Console.WriteLine($"live overrides: {live.Count}");
+                foreach (var o in live)
+                {
+                    bool overdue = o.ExpiresAt is { } e && e <= now;
+                    Console.WriteLine($"  override/{o.Metadata.Name} {o.Spec.Type} {o.Spec.Target} expires {o.ExpiresAt?.ToString("O", ci)}{(overdue ? " (PAST ITS TTL, not yet reverted)" : "")} by {o.Spec.Author}: {o.Spec.Reason}");
+                }
+                Console.WriteLine($"emergency quotas: {quotas.Count}");
+                foreach (var o in quotas)
+                    Console.WriteLine($"  tenant {o.Spec.Target}: +{o.Spec.Extra.ToVector()} (override/{o.Metadata.Name})");
+                Console.WriteLine($"leaked reservations (expired, not released): {leaked.Count}");
+                foreach (var l in leaked) Console.WriteLine("  " + l);
+                foreach (var (name, amount) in borrowed) Console.WriteLine($"  recoverybudget/{name}: borrowed {amount}");
+                Console.WriteLine(budgetsUnknown is { } code
+                    ? $"recovery budgets still borrowed: unknown (this server has no RecoveryBudget kind: {code})"
+                    : $"recovery budgets still borrowed: {borrowed.Count}");
+                Console.WriteLine(findings == 0 ? "doctor: clean" : $"doctor: {findings} item(s) need cleanup");
+            });
             return findings == 0 ? 0 : ExitNeedsCleanup;
         }, cancel));
         return cmd;
@@ -96,10 +146,12 @@ internal static class OpsCommands
         var name = new Option<string>("--name") { Description = "Who will use it (the operator's name; in the audit log).", Required = true };
         var reason = new Option<string>("--reason") { Description = "Why (required; in the audit log).", Required = true };
         var ttl = new Option<string>("--ttl") { Description = "How long it lives: at most the server's maximum (4h by default).", DefaultValueFactory = _ => "1h" };
-        var cmd = new Command("break-glass", "Issue a short-lived operator credential with the break-glass scope (every request it makes is audited). Needs an admin credential.") { connect, name, reason, ttl };
+        var output = Output.Option();
+        var cmd = new Command("break-glass", "Issue a short-lived operator credential with the break-glass scope (every request it makes is audited). Needs an admin credential.") { connect, name, reason, ttl, output };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("break-glass", r.GetValue(output), out var format)) return Task.FromResult(2);
             if (!TokenCommands.TryParseDuration(r.GetValue(ttl), out var t) || t is null)
             {
                 Console.Error.WriteLine("omega break-glass: --ttl is like 15m or 1h");
@@ -107,7 +159,12 @@ internal static class OpsCommands
             }
             return ControlCommands.WithClientAsync("break-glass", r.GetValue(connect)!, tls, r, async c =>
             {
-                var (id, token, expires) = await c.CreateTokenAsync(CredentialRole.Operator, r.GetValue(name)!, OperatorScopes.BreakGlass, t, reason: r.GetValue(reason)).ConfigureAwait(false);
+                var (id, token, expires) = await c.CreateTokenAsync(CredentialRole.Operator, r.GetValue(name)!, OperatorScopes.BreakGlass, t, reason: r.GetValue(reason), cancellationToken: cancel).ConfigureAwait(false);
+                if (format.IsDocument())
+                {
+                    TokenCommands.PrintCreated(id, token, CredentialRole.Operator, r.GetValue(name)!, OperatorScopes.BreakGlass, expires, format);
+                    return 0;
+                }
                 Console.Error.WriteLine($"omega break-glass: credential {id} (operator {r.GetValue(name)}, break-glass) expires {DateTimeOffset.FromUnixTimeMilliseconds(expires).ToString("u", CultureInfo.InvariantCulture)}; every request it makes is audited; the token is shown once:");
                 Console.WriteLine(token);
                 return 0;

@@ -81,6 +81,32 @@ internal static class Output
         w.WriteEndArray();
     });
 
+    /// <summary>Writes a resource vector as <c>"name":{"cpuMillis":C,"memoryBytes":M}</c> (the units of the wire).</summary>
+    public static void Resources(Utf8JsonWriter w, string name, ResourceVector v)
+    {
+        w.WriteStartObject(name);
+        w.WriteNumber("cpuMillis", v.CpuMillis);
+        w.WriteNumber("memoryBytes", v.MemoryBytes);
+        w.WriteEndObject();
+    }
+
+    /// <summary>Writes a Unix-milliseconds time as an RFC 3339 UTC string, or null for 0 ("never").</summary>
+    public static void Time(Utf8JsonWriter w, string name, long unixMs)
+    {
+        if (unixMs == 0) w.WriteNull(name);
+        else w.WriteString(name, DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
+    /// Prints a command's answer: the document in json or yaml, else the text lines (<paramref name="text"/> gets
+    /// whether <c>-o wide</c> was asked). The one place a command chooses between the two, so every command behaves alike.
+    /// </summary>
+    public static void Emit(OutputFormat format, string kind, Action<Utf8JsonWriter> document, Action<bool> text)
+    {
+        if (format.IsDocument()) Print(Document(kind, document), format);
+        else text(format == OutputFormat.Wide);
+    }
+
     /// <summary>The answer of an Operate command (drain, undrain, remove, checkpoint, confirm-lost) as a document.</summary>
     public static byte[] Operate(string operation, string target, Omega.Protocol.OperateStatus status, string message) => Document("OperateResult", w =>
     {

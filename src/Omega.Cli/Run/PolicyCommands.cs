@@ -17,25 +17,30 @@ internal static class PolicyCommands
         yield return Policy();
     }
 
+    // $OMEGA_ADDR applies here as to every command with --connect (docs/cli.md, "Environment").
     private static Option<string> ConnectOption() => ControlCommands.ConnectOption();
 
     private static Command Rollout()
     {
         var cmd = new Command("rollout", "SchedulerPolicy revisions: history and undo.");
         var connect = ConnectOption();
-        var history = new Command("history", "List the policy's revisions (active, staged, superseded) and its promotions.") { connect };
+        var output = Output.Option();
+        var history = new Command("history", "List the policy's revisions (active, staged, superseded) and its promotions.") { connect, output };
         var tls = ClientTls.AddTo(history);
-        history.SetAction((r, cancel) => ControlCommands.WithClientAsync("rollout history", r.GetValue(connect)!, tls, r, c => RunAsync("rollout history", c, 4, null, 0), cancel));
+        history.SetAction((r, cancel) => !Output.TryParse("rollout history", r.GetValue(output), out var format) ? Task.FromResult(2)
+            : ControlCommands.WithClientAsync("rollout history", r.GetValue(connect)!, tls, r, c => RunAsync("rollout history", c, 4, null, 0, format, cancel), cancel));
         cmd.Subcommands.Add(history);
 
         var connect2 = ConnectOption();
         var to = new Option<int>("--to-revision") { Description = "The revision to return to (default: the one active before the current)." };
-        var undo = new Command("undo", "Roll the policy back to the previous (or the given) revision.") { connect2, to };
+        var output2 = Output.Option();
+        var undo = new Command("undo", "Roll the policy back to the previous (or the given) revision.") { connect2, to, output2 };
         var tls2 = ClientTls.AddTo(undo);
         undo.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("rollout undo", r.GetValue(output2), out var format)) return Task.FromResult(2);
             if (r.GetValue(to) < 0) return Usage("rollout undo", "--to-revision must be a revision number (1 or more)");
-            return ControlCommands.WithClientAsync("rollout undo", r.GetValue(connect2)!, tls2, r, c => RunAsync("rollout undo", c, 3, null, r.GetValue(to)), cancel);
+            return ControlCommands.WithClientAsync("rollout undo", r.GetValue(connect2)!, tls2, r, c => RunAsync("rollout undo", c, 3, null, r.GetValue(to), format, cancel), cancel);
         });
         cmd.Subcommands.Add(undo);
         return cmd;
@@ -47,10 +52,12 @@ internal static class PolicyCommands
         var connect = ConnectOption();
         var file = new Option<string>("--file", "-f") { Description = "The policy document (JSON: a SchedulerPolicy object or its spec); '-' reads stdin.", Required = true };
         var stageOnly = new Option<bool>("--stage-only") { Description = "Stage the revision without making it active (promote it later)." };
-        var apply = new Command("apply", "Stage the document as a new revision and promote it (or only stage it).") { connect, file, stageOnly };
+        var output = Output.Option();
+        var apply = new Command("apply", "Stage the document as a new revision and promote it (or only stage it).") { connect, file, stageOnly, output };
         var tls = ClientTls.AddTo(apply);
         apply.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("policy apply", r.GetValue(output), out var format)) return Task.FromResult(2);
             string path = r.GetValue(file)!;
             string text;
             try
@@ -64,34 +71,52 @@ internal static class PolicyCommands
             // Validated here too, so a bad document is a usage error (exit 2) before connecting; the server validates again.
             if (!Omega.ControlPlane.PolicyRevisions.TryParse(text, out _, out var error)) return Usage("policy apply", $"invalid policy: {error}");
             int op = r.GetValue(stageOnly) ? 1 : 5;
-            return ControlCommands.WithClientAsync("policy apply", r.GetValue(connect)!, tls, r, c => RunAsync("policy apply", c, op, text, 0), cancel);
+            return ControlCommands.WithClientAsync("policy apply", r.GetValue(connect)!, tls, r, c => RunAsync("policy apply", c, op, text, 0, format, cancel), cancel);
         });
         cmd.Subcommands.Add(apply);
 
         var connect2 = ConnectOption();
         var revision = new Argument<int>("revision") { Description = "The staged revision to make active." };
-        var promote = new Command("promote", "Make a staged revision active.") { connect2, revision };
+        var output2 = Output.Option();
+        var promote = new Command("promote", "Make a staged revision active.") { connect2, revision, output2 };
         var tls2 = ClientTls.AddTo(promote);
         promote.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("policy promote", r.GetValue(output2), out var format)) return Task.FromResult(2);
             if (r.GetValue(revision) < 1) return Usage("policy promote", "the revision must be 1 or more");
-            return ControlCommands.WithClientAsync("policy promote", r.GetValue(connect2)!, tls2, r, c => RunAsync("policy promote", c, 2, null, r.GetValue(revision)), cancel);
+            return ControlCommands.WithClientAsync("policy promote", r.GetValue(connect2)!, tls2, r, c => RunAsync("policy promote", c, 2, null, r.GetValue(revision), format, cancel), cancel);
         });
         cmd.Subcommands.Add(promote);
         return cmd;
     }
 
-    private static async Task<int> RunAsync(string command, ControlClient c, int op, string? document, int revision)
+    private static readonly string[] OperationNames = ["", "stage", "promote", "undo", "history", "apply"];
+
+    private static async Task<int> RunAsync(string command, ControlClient c, int op, string? document, int revision, OutputFormat format, CancellationToken cancel)
     {
-        var (status, rev, message, lines) = await c.PolicyAsync(op, document, revision).ConfigureAwait(false);
+        var (status, rev, message, lines) = await c.PolicyAsync(op, document, revision, cancellationToken: cancel).ConfigureAwait(false);
         if (status != 0)
         {
             var name = Enum.IsDefined(typeof(Omega.ControlPlane.PolicyStatus), (byte)status) ? ((Omega.ControlPlane.PolicyStatus)status).ToString() : status.ToString(System.Globalization.CultureInfo.InvariantCulture);
             Console.Error.WriteLine($"omega {command}: {name}: {message}");
             return status == (int)Omega.ControlPlane.PolicyStatus.Conflict ? 6 : 1;
         }
-        Console.WriteLine(message);
-        foreach (var l in lines) Console.WriteLine(l);
+        // The revisions come as lines on the wire (PolicyReply); the document carries them so a script gets one
+        // parseable answer with the revision number the operation produced or made active.
+        Output.Emit(format, "PolicyResult", w =>
+        {
+            w.WriteString("operation", OperationNames[op]);
+            w.WriteString("status", "Ok");
+            w.WriteNumber("revision", rev);
+            w.WriteString("message", message);
+            w.WriteStartArray("lines");
+            foreach (var l in lines) w.WriteStringValue(l);
+            w.WriteEndArray();
+        }, _ =>
+        {
+            Console.WriteLine(message);
+            foreach (var l in lines) Console.WriteLine(l);
+        });
         return 0;
     }
 

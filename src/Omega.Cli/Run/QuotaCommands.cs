@@ -19,11 +19,10 @@ internal static class QuotaCommands
         return cmd;
     }
 
-    private static Option<string> ConnectOption() => ControlCommands.ConnectOption();
 
     private static Command Set()
     {
-        var connect = ConnectOption();
+        var connect = ControlCommands.ConnectOption();
         var tenant = new Argument<string>("tenant") { Description = "The tenant's name." };
         var cores = new Option<double?>("--cores") { Description = "Hard limit: cores (with --memory-gib)." };
         var memory = new Option<double?>("--memory-gib") { Description = "Hard limit: memory, GiB (with --cores)." };
@@ -31,13 +30,15 @@ internal static class QuotaCommands
         var gMemory = new Option<double?>("--guaranteed-memory-gib") { Description = "Guarantee (protected capacity): memory, GiB (with --guaranteed-cores)." };
         var noLimit = new Option<bool>("--no-limit") { Description = "Clear the hard limit." };
         var noGuarantee = new Option<bool>("--no-guarantee") { Description = "Clear the guarantee." };
+        var output = Output.Option();
         var set = new Command("set", "Set a tenant's hard limit and/or guarantee; what is not given is kept. Answered once durable.")
         {
-            connect, tenant, cores, memory, gCores, gMemory, noLimit, noGuarantee,
+            connect, tenant, cores, memory, gCores, gMemory, noLimit, noGuarantee, output,
         };
         var tls = ClientTls.AddTo(set);
         set.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("quota set", r.GetValue(output), out var format)) return Task.FromResult(2);
             string name = r.GetValue(tenant)!;
             if (!TryField(r.GetValue(cores), r.GetValue(memory), r.GetValue(noLimit), "--cores", "--memory-gib", "--no-limit", out var limit, out var error)
                 || !TryField(r.GetValue(gCores), r.GetValue(gMemory), r.GetValue(noGuarantee), "--guaranteed-cores", "--guaranteed-memory-gib", "--no-guarantee", out var guaranteed, out error))
@@ -52,9 +53,16 @@ internal static class QuotaCommands
             }
             return ControlCommands.WithClientAsync("quota set", r.GetValue(connect)!, tls, r, async c =>
             {
-                var (id, version) = await c.SetQuotaAsync(name, limit, guaranteed).ConfigureAwait(false);
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"tenant '{name}' (t{id}): limit {Describe(limit)}, guarantee {Describe(guaranteed)} (cell version {version}, durable)"));
+                var (id, version) = await c.SetQuotaAsync(name, limit, guaranteed, cancel).ConfigureAwait(false);
+                Output.Emit(format, "QuotaSet", w =>
+                {
+                    w.WriteString("tenant", name);
+                    w.WriteNumber("id", id);
+                    Field(w, "limit", limit);
+                    Field(w, "guaranteed", guaranteed);
+                    w.WriteNumber("cellVersion", version);
+                }, _ => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"tenant '{name}' (t{id}): limit {Describe(limit)}, guarantee {Describe(guaranteed)} (cell version {version}, durable)")));
                 return 0;
             }, cancel);
         });
@@ -63,12 +71,35 @@ internal static class QuotaCommands
 
     private static Command List()
     {
-        var connect = ConnectOption();
-        var list = new Command("list", "List every tenant's usage (bindings + reservations), hard limit, guarantee and unmet guarantee.") { connect };
+        var connect = ControlCommands.ConnectOption();
+        var output = Output.Option();
+        var list = new Command("list", "List every tenant's usage (bindings + reservations), hard limit, guarantee and unmet guarantee.") { connect, output };
         var tls = ClientTls.AddTo(list);
-        list.SetAction((r, cancel) => ControlCommands.WithClientAsync("quota list", r.GetValue(connect)!, tls, r, async c =>
+        list.SetAction((r, cancel) => !Output.TryParse("quota list", r.GetValue(output), out var format) ? Task.FromResult(2) : ControlCommands.WithClientAsync("quota list", r.GetValue(connect)!, tls, r, async c =>
         {
-            var (tenants, free, unmetTotal) = await c.ListQuotasAsync().ConfigureAwait(false);
+            var (tenants, free, unmetTotal) = await c.ListQuotasAsync(cancel).ConfigureAwait(false);
+            if (format.IsDocument())
+            {
+                Output.Print(Output.Document("QuotaList", w =>
+                {
+                    Output.Resources(w, "free", free);
+                    Output.Resources(w, "unmetTotal", unmetTotal);
+                    w.WriteStartArray("items");
+                    foreach (var t in tenants)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("tenant", t.Name);
+                        w.WriteNumber("id", t.Id);
+                        Output.Resources(w, "used", t.Usage);
+                        if (t.Limit is { } l) Output.Resources(w, "limit", l); else w.WriteNull("limit");
+                        if (t.Guaranteed is { } g) Output.Resources(w, "guaranteed", g); else w.WriteNull("guaranteed");
+                        Output.Resources(w, "unmet", t.Unmet);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                }), format);
+                return 0;
+            }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"TENANT",-20} {"ID",4} {"USED",-22} {"LIMIT",-22} {"GUARANTEED",-22} {"UNMET",-22}"));
             foreach (var t in tenants)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -102,6 +133,14 @@ internal static class QuotaCommands
         }
         field = QuotaField.Set(v);
         return true;
+    }
+
+    // A field of quota set's answer: absent when kept, null when cleared, else the vector.
+    private static void Field(System.Text.Json.Utf8JsonWriter w, string name, QuotaField f)
+    {
+        if (!f.Present) return;
+        if (f.Value is { } v) Output.Resources(w, name, v);
+        else w.WriteNull(name);
     }
 
     private static string Describe(QuotaField f) => !f.Present ? "unchanged" : f.Value is { } v ? Short(v) : "none";

@@ -31,13 +31,15 @@ internal static class TokenCommands
             var ttl = new Option<string?>("--ttl") { Description = "Time to live: 90s, 15m, 12h, 30d (required for join; default none)." };
             var uses = new Option<int>("--uses") { Description = "join: how many agents may join with it.", DefaultValueFactory = _ => 1 };
             var agentTtl = new Option<string?>("--agent-ttl") { Description = "join: time to live of each agent credential it issues (default none)." };
+            var output = Output.Option();
             var create = new Command("create", "Create a credential and print its token once (it cannot be read back).")
             {
-                connect, role, node, name, tenant, tenants, scopes, ttl, uses, agentTtl,
+                connect, role, node, name, tenant, tenants, scopes, ttl, uses, agentTtl, output,
             };
             var tls = ClientTls.AddTo(create);
             create.SetAction((r, cancel) =>
             {
+                if (!Output.TryParse("token create", r.GetValue(output), out var format)) return Task.FromResult(2);
                 if (!TryParseRole(r.GetValue(role)!, out var cr)) return Usage("token create", $"--role must be agent, scheduler, operator, submitter or join, not '{r.GetValue(role)}'");
                 string subject = cr switch
                 {
@@ -54,7 +56,12 @@ internal static class TokenCommands
                 int u = r.GetValue(uses);
                 return ControlCommands.WithClientAsync("token create", r.GetValue(connect)!, tls, r, async c =>
                 {
-                    var (id, token, expires) = await c.CreateTokenAsync(cr, subject, sc, t, cr == CredentialRole.Join ? u : 0, r.GetValue(tenants), at).ConfigureAwait(false);
+                    var (id, token, expires) = await c.CreateTokenAsync(cr, subject, sc, t, cr == CredentialRole.Join ? u : 0, r.GetValue(tenants), at, cancellationToken: cancel).ConfigureAwait(false);
+                    if (format.IsDocument())
+                    {
+                        PrintCreated(id, token, cr, subject, sc, expires, format);
+                        return 0;
+                    }
                     Console.Error.WriteLine($"omega token create: credential {id} ({cr.ToString().ToLowerInvariant()} {subject}){(expires == 0 ? "" : ", expires " + DateTimeOffset.FromUnixTimeMilliseconds(expires).ToString("u", CultureInfo.InvariantCulture))}; the token is shown once:");
                     Console.WriteLine(token);
                     return 0;
@@ -64,11 +71,39 @@ internal static class TokenCommands
         }
         {
             var connect = ControlCommands.ConnectOption();
-            var list = new Command("list", "List credentials: id, role, subject, scopes, expiry, uses left, revoked (never a secret).") { connect };
+            var output = Output.Option();
+            var list = new Command("list", "List credentials: id, role, subject, scopes, expiry, uses left, revoked (never a secret).") { connect, output };
             var tls = ClientTls.AddTo(list);
-            list.SetAction((r, cancel) => ControlCommands.WithClientAsync("token list", r.GetValue(connect)!, tls, r, async c =>
+            list.SetAction((r, cancel) => !Output.TryParse("token list", r.GetValue(output), out var format) ? Task.FromResult(2) : ControlCommands.WithClientAsync("token list", r.GetValue(connect)!, tls, r, async c =>
             {
-                var (_, creds) = await c.ListTokensAsync().ConfigureAwait(false);
+                var (total, creds) = await c.ListTokensAsync(cancellationToken: cancel).ConfigureAwait(false);
+                if (format.IsDocument())
+                {
+                    Output.Print(Output.Document("CredentialList", w =>
+                    {
+                        w.WriteNumber("total", total);
+                        w.WriteStartArray("items");
+                        foreach (var x in creds)
+                        {
+                            w.WriteStartObject();
+                            w.WriteString("id", x.Id);
+                            w.WriteString("role", x.Role.ToString().ToLowerInvariant());
+                            w.WriteString("subject", x.Subject);
+                            if (x.Role == CredentialRole.Operator) w.WriteString("scopes", ScopeText(x.Scopes));
+                            if (x.Role == CredentialRole.Join) w.WriteNumber("usesLeft", x.UsesLeft);
+                            w.WriteStartArray("tenants");
+                            foreach (var t in x.Tenants) w.WriteStringValue(t);
+                            w.WriteEndArray();
+                            Output.Time(w, "created", x.CreatedUnixMs);
+                            Output.Time(w, "expires", x.ExpiresUnixMs);
+                            w.WriteBoolean("revoked", x.Revoked);
+                            w.WriteString("createdBy", x.CreatedBy);
+                            w.WriteEndObject();
+                        }
+                        w.WriteEndArray();
+                    }), format);
+                    return 0;
+                }
                 foreach (var x in creds)
                 {
                     string expires = x.ExpiresUnixMs == 0 ? "never" : DateTimeOffset.FromUnixTimeMilliseconds(x.ExpiresUnixMs).ToString("u", CultureInfo.InvariantCulture);
@@ -79,7 +114,9 @@ internal static class TokenCommands
                         CredentialRole.Scheduler when x.Tenants.Count > 0 => $" tenants={string.Join(',', x.Tenants)}",
                         _ => "",
                     };
-                    Console.WriteLine($"{x.Id} {x.Role.ToString().ToLowerInvariant()} {x.Subject}{extra} expires={expires}{(x.Revoked ? " REVOKED" : "")} by={x.CreatedBy}");
+                    // wide: the creation time too.
+                    string created = format == OutputFormat.Wide ? " created=" + DateTimeOffset.FromUnixTimeMilliseconds(x.CreatedUnixMs).ToString("u", CultureInfo.InvariantCulture) : "";
+                    Console.WriteLine($"{x.Id} {x.Role.ToString().ToLowerInvariant()} {x.Subject}{extra} expires={expires}{(x.Revoked ? " REVOKED" : "")} by={x.CreatedBy}{created}");
                 }
                 return 0;
             }, cancel));
@@ -88,21 +125,29 @@ internal static class TokenCommands
         {
             var connect = ControlCommands.ConnectOption();
             var id = new Argument<string>("id") { Description = "The credential id (16 hex digits, from omega token list)." };
-            var revoke = new Command("revoke", "Revoke a credential: refused from its next request on, its open connections closed; durable before the answer.") { connect, id };
+            var output = Output.Option();
+            var revoke = new Command("revoke", "Revoke a credential: refused from its next request on, its open connections closed; durable before the answer.") { connect, id, output };
             var tls = ClientTls.AddTo(revoke);
-            revoke.SetAction((r, cancel) => ControlCommands.WithClientAsync("token revoke", r.GetValue(connect)!, tls, r, async c =>
+            revoke.SetAction((r, cancel) => !Output.TryParse("token revoke", r.GetValue(output), out var format) ? Task.FromResult(2) : ControlCommands.WithClientAsync("token revoke", r.GetValue(connect)!, tls, r, async c =>
             {
-                int closed = await c.RevokeTokenAsync(r.GetValue(id)!).ConfigureAwait(false);
-                Console.WriteLine($"credential {r.GetValue(id)} revoked; {closed} open connection(s) closed");
+                int closed = await c.RevokeTokenAsync(r.GetValue(id)!, cancel).ConfigureAwait(false);
+                Output.Emit(format, "CredentialRevoked", w =>
+                {
+                    w.WriteString("id", r.GetValue(id));
+                    w.WriteNumber("connectionsClosed", closed);
+                }, _ => Console.WriteLine($"credential {r.GetValue(id)} revoked; {closed} open connection(s) closed"));
                 return 0;
             }, cancel));
             cmd.Subcommands.Add(revoke);
         }
         {
-            var generate = new Command("generate", "Print a new random token without contacting a server (for omega serve --admin-token-file).");
-            generate.SetAction(_ =>
+            var output = Output.Option();
+            var generate = new Command("generate", "Print a new random token without contacting a server (for omega serve --admin-token-file).") { output };
+            generate.SetAction(r =>
             {
-                Console.WriteLine(Omega.Server.AuthService.GenerateToken());
+                if (!Output.TryParse("token generate", r.GetValue(output), out var format)) return 2;
+                string token = Omega.Server.AuthService.GenerateToken();
+                Output.Emit(format, "GeneratedToken", w => w.WriteString("token", token), _ => Console.WriteLine(token));
                 return 0;
             });
             cmd.Subcommands.Add(generate);
@@ -115,14 +160,37 @@ internal static class TokenCommands
         var connect = ControlCommands.ConnectOption();
         var limit = new Option<int>("--limit") { Description = "The last N entries (1-10,000).", DefaultValueFactory = _ => 100 };
         var after = new Option<long>("--after") { Description = "Only entries with a sequence number above this." };
-        var cmd = new Command("audit", "Show the durable audit log: operator actions, joins, break-glass requests and denied requests (who, what, when, result).") { connect, limit, after };
+        var output = Output.Option();
+        var cmd = new Command("audit", "Show the durable audit log: operator actions, joins, break-glass requests and denied requests (who, what, when, result).") { connect, limit, after, output };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction((r, cancel) =>
         {
+            if (!Output.TryParse("audit", r.GetValue(output), out var format)) return Task.FromResult(2);
             if (r.GetValue(limit) is < 1 or > 10_000) return Usage("audit", "--limit must be 1-10,000");
             return ControlCommands.WithClientAsync("audit", r.GetValue(connect)!, tls, r, async c =>
             {
-                var (total, entries) = await c.ReadAuditAsync(r.GetValue(limit), r.GetValue(after)).ConfigureAwait(false);
+                var (total, entries) = await c.ReadAuditAsync(r.GetValue(limit), r.GetValue(after), cancel).ConfigureAwait(false);
+                if (format.IsDocument())
+                {
+                    Output.Print(Output.Document("AuditLog", w =>
+                    {
+                        w.WriteNumber("total", total);
+                        w.WriteStartArray("items");
+                        foreach (var e in entries)
+                        {
+                            w.WriteStartObject();
+                            w.WriteNumber("seq", e.Seq);
+                            Output.Time(w, "time", e.UnixMs);
+                            w.WriteString("who", e.Who);
+                            w.WriteString("action", e.Action);
+                            w.WriteString("target", e.Target);
+                            w.WriteString("result", e.Result);
+                            w.WriteEndObject();
+                        }
+                        w.WriteEndArray();
+                    }), format);
+                    return 0;
+                }
                 foreach (var e in entries)
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{e.Seq} {DateTimeOffset.FromUnixTimeMilliseconds(e.UnixMs):yyyy-MM-ddTHH:mm:ss.fffZ} {e.Who} {e.Action}{(e.Target.Length > 0 ? " " + e.Target : "")}: {e.Result}"));
@@ -132,6 +200,18 @@ internal static class TokenCommands
         });
         return cmd;
     }
+
+    /// <summary>A created credential as a document (<c>token create</c>, <c>break-glass</c>): the token is in it, shown once.</summary>
+    internal static void PrintCreated(string id, string token, CredentialRole role, string subject, OperatorScopes scopes, long expires, OutputFormat format)
+        => Output.Print(Output.Document("Credential", w =>
+        {
+            w.WriteString("id", id);
+            w.WriteString("role", role.ToString().ToLowerInvariant());
+            w.WriteString("subject", subject);
+            if (role == CredentialRole.Operator) w.WriteString("scopes", ScopeText(scopes));
+            Output.Time(w, "expires", expires);
+            w.WriteString("token", token);
+        }), format);
 
     private static Task<int> Usage(string command, string message)
     {

@@ -111,10 +111,20 @@
     fillTable('nodes', s.nodes.map((n) => {
       let act = '';
       if (session && session.canOperate) {
+        // Cordon and drain are the same here (no new bindings, tasks keep running); remove needs the override scope.
         const drain = n.status === 'Draining';
-        act = el('button', drain ? 'Undrain' : 'Drain', drain ? 'undrain' : 'drain');
-        act.dataset.node = n.name;
-        act.addEventListener('click', () => nodeAction(n.name, drain ? 'undrain' : 'drain'));
+        act = document.createElement('span');
+        const buttons = drain ? [['Undrain', 'undrain'], ['Uncordon', 'uncordon']] : [['Cordon', 'cordon'], ['Drain', 'drain']];
+        if (session.canRemove) buttons.push(['Remove', 'remove']);
+        for (const [label, action] of buttons) {
+          const b = el('button', label, action);
+          b.dataset.node = n.name;
+          b.addEventListener('click', () => {
+            if (action === 'remove' && !window.confirm('Remove node ' + n.name + ' for good? Its tasks are placed elsewhere.')) return;
+            nodeAction(n.name, action);
+          });
+          act.appendChild(b);
+        }
       }
       return [n.name, el('span', n.status, 'status-' + n.status), n.cpuUsed + '/' + n.cpuCap + 'm', (n.memUsed / 1048576).toFixed(0) + '/' + (n.memCap / 1048576).toFixed(0) + ' MiB', n.tasks, n.region || n.zone ? n.region + '/' + n.zone : '', act];
     }));
@@ -130,7 +140,7 @@
   async function nodeAction(node, action) {
     const r = await fetch('/api/nodes/' + encodeURIComponent(node) + '/' + action, { method: 'POST', headers: { 'X-Omega-CSRF': session.csrf }, credentials: 'same-origin' });
     const body = await r.json().catch(() => ({}));
-    $('audit').textContent = action + ' ' + node + ': ' + (r.ok ? 'ok' : r.status + ' ' + (body.error || ''));
+    $('audit').textContent = action + ' ' + node + ': ' + (r.ok ? 'ok' : r.status + ' ' + (body.code ? body.code + ': ' : '') + (body.error || ''));
     if (r.status === 401) location.reload();
   }
 

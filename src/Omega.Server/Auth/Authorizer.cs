@@ -111,12 +111,15 @@ internal sealed class Authorizer
                 return DenyReason.RoleNotAllowed;
             case CredentialRole.Scheduler:
                 if (t is MessageType.AcquireLease or MessageType.RenewLease or MessageType.Sync or MessageType.Commit or MessageType.SubmitJob
-                    or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect) return DenyReason.None;
+                    or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect
+                    or MessageType.WatchJob or MessageType.StopJobWatch) return DenyReason.None;
                 need = "a scheduler credential may not operate or manage credentials";
                 return DenyReason.RoleNotAllowed;
             case CredentialRole.Submitter:
-                if (t is MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect) return DenyReason.None;
-                need = "a submitter credential may submit, query and explain its tenant's jobs only";
+                // StopJob, WatchJob: its own tenant's jobs only, checked after decoding (JobVisible).
+                if (t is MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect
+                    or MessageType.StopJob or MessageType.WatchJob or MessageType.StopJobWatch) return DenyReason.None;
+                need = "a submitter credential may submit, query, watch, stop and explain its tenant's jobs only";
                 return DenyReason.RoleNotAllowed;
             case CredentialRole.Operator:
                 switch (t)
@@ -127,8 +130,13 @@ internal sealed class Authorizer
                         if (c.Has(OperatorScopes.BreakGlass)) return DenyReason.None;
                         need = "submitting as an operator needs the break-glass scope (use a submitter credential)";
                         return DenyReason.ScopeMissing;
-                    case MessageType.ListQuotas or MessageType.ExplainWorkload:
+                    case MessageType.ListQuotas or MessageType.ExplainWorkload or MessageType.WatchJob or MessageType.StopJobWatch:
                         return DenyReason.None;   // reads: any operator scope
+                    case MessageType.StopJob:
+                        // Stopping a job takes capacity away from its tenant's work: the override scope, as quota changes.
+                        if (c.Has(OperatorScopes.Override)) return DenyReason.None;
+                        need = "stopping a job needs the override scope";
+                        return DenyReason.ScopeMissing;
                     case MessageType.SetQuota or MessageType.Policy:
                         // Quota and scheduler-policy changes alter what every tenant may get: the override scope.
                         if (c.Has(OperatorScopes.Override)) return DenyReason.None;
