@@ -19,6 +19,15 @@ public interface IPublishableVersion
     /// sequence; for an in-memory cell it is the cell's own sequence. Must never decrease.
     /// </summary>
     long PublishableSequence { get; }
+
+    /// <summary>
+    /// Asks the publisher to call <paramref name="onAdvance"/> whenever <see cref="PublishableVersion"/> or
+    /// <see cref="PublishableSequence"/> advances (from any thread; the callback is cheap and never blocks). Returns the
+    /// subscription (disposed when the server stops), or null when the publisher cannot notify: the dispatcher then
+    /// polls every 2 ms, as it always did. A durable store notifies from its group commit, which removes the poll's
+    /// delay (up to 2 ms, 1 ms on average) from every binding's commit-to-agent latency.
+    /// </summary>
+    IDisposable? Subscribe(Action onAdvance) => null;
 }
 
 /// <summary>In-memory cells: every committed version is publishable at once.</summary>

@@ -265,6 +265,8 @@ internal sealed class FasterCellStore : ICellStore
     public ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
         => new(Task.Run(CheckpointNow, cancellationToken));
 
+    public IDisposable? AddDurableListener(Action listener) => _journal.AddDurableListener(listener);
+
     public void Dispose()
     {
         if (_disposed) return;

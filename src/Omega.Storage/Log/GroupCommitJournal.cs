@@ -41,6 +41,9 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private volatile int _pendingBytesVolatile;
     private volatile bool _stopping;
     private Exception? _failure;
+    // Callbacks run on the committer thread right after a group became durable (the bind path's wake-up). A multicast
+    // delegate swapped under _bufLock: the committer reads it once per group, with no allocation.
+    private Action? _durableListeners;
 
     public GroupCommitJournal(FasterLog log, StorageOptions options, long nextChunkSeq, long durableSeq, long durableVersion, StorageMetrics metrics)
     {
@@ -186,6 +189,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                     _inflightGroup = null;
                 }
                 group.TrySetResult();
+                NotifyDurable();
                 _spare = buf;
             }
         }
@@ -200,6 +204,45 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                 _nextGroup.TrySetException(new IOException("journal commit failed", e));
             }
             _options.Warning($"journal committer stopped: {e}");
+        }
+    }
+
+    /// <summary>
+    /// Registers <paramref name="listener"/> to run on the committer thread each time the durable watermark advances, so
+    /// a consumer (the server's dispatcher) wakes when a group commits instead of polling for it. The listener must be
+    /// cheap and must not block: the next group waits for it. Dispose the result to unregister.
+    /// </summary>
+    public IDisposable AddDurableListener(Action listener)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        lock (_bufLock) _durableListeners += listener;
+        return new Registration(this, listener);
+    }
+
+    private sealed class Registration(GroupCommitJournal journal, Action listener) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            lock (journal._bufLock) journal._durableListeners -= listener;
+        }
+    }
+
+    private void NotifyDurable()
+    {
+        var listeners = Volatile.Read(ref _durableListeners);
+        if (listeners is null) return;
+        try
+        {
+            listeners();
+        }
+#pragma warning disable CA1031 // a listener's failure must not stop the committer: durability matters more than a wake-up
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _options.Warning($"durable listener failed: {e.Message}");
         }
     }
 
