@@ -84,6 +84,10 @@ internal static class BindPathBench
         int index = 0;
         var res = new ResourceVector(1, 1);
         long startAcked = server.TaskReports(TaskState.Running);
+        // The issue's known causes, counted over the run on both sides (the fleet snapshots at "mark", reports at "report").
+        fleet.StandardInput.WriteLine("mark");
+        fleet.StandardInput.Flush();
+        var cost = CostCounters.Take();
         var run = Stopwatch.StartNew();
         var end = TimeSpan.FromSeconds(seconds);
         while (run.Elapsed < end)
@@ -107,15 +111,19 @@ internal static class BindPathBench
         while (server.TaskReports(TaskState.Running) - startAcked < committed && drain.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(1);
         double total = run.Elapsed.TotalSeconds;
         long ackedTotal = server.TaskReports(TaskState.Running) - startAcked;
+        var serverCost = CostCounters.Take() - cost;
         fleet.StandardInput.WriteLine("report");
         fleet.StandardInput.Flush();
         string? latency = fleet.StandardOutput.ReadLine();
+        string? fleetCost = fleet.StandardOutput.ReadLine();
         fleet.StandardInput.Close();
         fleet.WaitForExit(60_000);
         Console.WriteLine($"agents={agents} depth={depth} batch={batch} committed={committed} acked={ackedTotal} commit_seconds={commitSeconds:F2} total_seconds={total:F2}");
         Console.WriteLine($"bind_rate_per_s={ackedTotal / total:F0}");
         Console.WriteLine($"latency_commit_to_agent {latency}");
         Console.WriteLine($"frames_sent={server.TransportMetrics.FramesSent} frames_received={server.TransportMetrics.FramesReceived}");
+        Console.WriteLine($"server_per_binding {serverCost.PerBinding(ackedTotal)}");
+        Console.WriteLine($"fleet_per_binding {fleetCost}");
         server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         return ackedTotal == committed ? 0 : 1;
     }
@@ -157,18 +165,62 @@ internal static class BindPathBench
             await Task.WhenAll(wave);
         }
         string? line;
+        var mark = CostCounters.Take();
         while ((line = Console.In.ReadLine()) is not null)
         {
+            if (line == "mark") mark = CostCounters.Take();
             if (line != "report") continue;
+            var fleetCost = CostCounters.Take() - mark;
             long n = Math.Min(Interlocked.Read(ref count), samples.Length);
             var s = samples[..(int)n];
             Array.Sort(s);
             double us(long ticks) => ticks * 1e6 / Stopwatch.Frequency;
             string P(double q) => n == 0 ? "n/a" : us(s[(int)Math.Min(n - 1, (long)(q * n))]).ToString("F0", CultureInfo.InvariantCulture);
             Console.WriteLine($"samples={n} p50_us={P(0.50)} p99_us={P(0.99)} p999_us={P(0.999)} max_us={(n == 0 ? "n/a" : us(s[^1]).ToString("F0", CultureInfo.InvariantCulture))}");
+            Console.WriteLine(fleetCost.PerBinding(Interlocked.Read(ref count)));
             Console.Out.Flush();
         }
         foreach (var c in clients) await c.DisposeAsync();
         return 0;
+    }
+}
+
+/// <summary>
+/// Process-wide counters behind the issue's known causes, read before and after a run: allocated bytes, lock
+/// contentions (Monitor and System.Threading.Lock), thread-pool work items (the hops per frame), read/write syscalls
+/// (/proc/self/io: syscr, syscw) and CPU time. Rough: they count the whole process, the committer and the fleet's
+/// bookkeeping included.
+/// </summary>
+internal readonly record struct CostCounters(long Allocated, long Contentions, long WorkItems, long ReadCalls, long WriteCalls, double CpuMs)
+{
+    public static CostCounters Take()
+    {
+        long r = 0, w = 0;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/io"))
+            {
+                if (line.StartsWith("syscr:", StringComparison.Ordinal)) r = long.Parse(line.AsSpan(6).Trim(), CultureInfo.InvariantCulture);
+                else if (line.StartsWith("syscw:", StringComparison.Ordinal)) w = long.Parse(line.AsSpan(6).Trim(), CultureInfo.InvariantCulture);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return new CostCounters(GC.GetTotalAllocatedBytes(precise: true), Monitor.LockContentionCount, ThreadPool.CompletedWorkItemCount, r, w,
+            Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds);
+    }
+
+    public static CostCounters operator -(CostCounters a, CostCounters b)
+        => new(a.Allocated - b.Allocated, a.Contentions - b.Contentions, a.WorkItems - b.WorkItems, a.ReadCalls - b.ReadCalls, a.WriteCalls - b.WriteCalls, a.CpuMs - b.CpuMs);
+
+    public string PerBinding(long bindings)
+    {
+        double n = Math.Max(1, bindings);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"bindings={bindings} alloc_bytes={Allocated / n:F1} lock_contentions={Contentions / n:F4} threadpool_items={WorkItems / n:F3} read_syscalls={ReadCalls / n:F4} write_syscalls={WriteCalls / n:F4} cpu_us={CpuMs * 1000 / n:F2}");
     }
 }

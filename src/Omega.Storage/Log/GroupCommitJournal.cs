@@ -33,6 +33,12 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private long _inflightLastSeq;
     private TaskCompletionSource? _inflightGroup;
 
+    // True while the committer sleeps with nothing pending (guarded by _bufLock). The first append into an idle journal
+    // wakes it at once instead of waiting out the group-commit window: at a light load (the main job's 2,200
+    // placements/s arrive in small bursts) the window only added up to 1 ms to every acknowledgement and binding, and
+    // batches nothing there. Under sustained load the committer never goes idle, so groups still fill for a window.
+    private bool _committerIdle;
+
     private byte[] _spare;
     private byte[] _chunk;
     private long _nextChunkSeq;
@@ -112,9 +118,15 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             _pendingLastSeq = sequence;
             _pendingLastVersion = cellVersion;
             _pendingBytesVolatile = need;
-            // Wake the committer once, when this append crosses a threshold (a batch may cross it by more than one).
+            // Wake the committer once, when this append crosses a threshold (a batch may cross it by more than one),
+            // or when it is the first record for an idle committer.
             signal = (before < _options.GroupCommitMaxRecords && _pendingRecords >= _options.GroupCommitMaxRecords)
                 || (need >= _options.GroupCommitMaxBytes && need - 4 - record.Length < _options.GroupCommitMaxBytes);
+            if (_committerIdle)
+            {
+                _committerIdle = false;
+                signal = true;
+            }
         }
         if (signal) _wake.Set();
     }
@@ -142,15 +154,20 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
         return new ValueTask(t.WaitAsync(cancellationToken));
     }
 
+    private static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(100);
+
     private static TaskCompletionSource NewGroup() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private void CommitLoop()
     {
         try
         {
+            bool idle = false;
             while (true)
             {
-                _wake.Wait(_options.GroupCommitWindow);
+                // An idle committer is woken by the first append (see _committerIdle), so it need not poll every window;
+                // the long timeout is only a safety net.
+                _wake.Wait(idle ? IdleWait : _options.GroupCommitWindow);
                 _wake.Reset();
                 byte[] buf;
                 int len;
@@ -162,8 +179,10 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                     if (_pendingLength == 0)
                     {
                         if (_stopping) return;
+                        _committerIdle = idle = true;
                         continue;
                     }
+                    _committerIdle = idle = false;
                     buf = _pending;
                     len = _pendingLength;
                     records = _pendingRecords;
