@@ -60,6 +60,9 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
 
     private Chunk _tail;
     private Chunk _head;
+    // One consumed chunk handed back to the producer for reuse: without it the feed allocated a fresh 4,096-event chunk
+    // (~370 KB) per 4,096 bindings, ~90-150 bytes per binding on the bind path (the bindpath bench's allocation sampler).
+    private Chunk? _spare;
     private int _headIndex;
     private long _completeVersion;
     private readonly SemaphoreSlim _signal = new(0);
@@ -79,7 +82,7 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
         int n = t.Count;
         if (n == ChunkSize)
         {
-            var c = new Chunk();
+            var c = Interlocked.Exchange(ref _spare, null) ?? new Chunk();
             Volatile.Write(ref t.Next, c);
             _tail = t = c;
             n = 0;
@@ -129,6 +132,11 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
             {
                 _head = next;
                 _headIndex = 0;
+                // The producer has moved past h for good (it linked next), and every item of h was cleared as taken;
+                // reset it and offer it back (the exchange publishes the reset before the producer can take it).
+                h.Next = null;
+                h.Count = 0;
+                Interlocked.Exchange(ref _spare, h);
                 continue;
             }
             e = default;

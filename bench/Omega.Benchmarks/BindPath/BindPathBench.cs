@@ -87,6 +87,8 @@ internal static class BindPathBench
         // The known causes, counted over the run on both sides (the fleet snapshots at "mark", reports at "report").
         fleet.StandardInput.WriteLine("mark");
         fleet.StandardInput.Flush();
+        using var sampler = Environment.GetEnvironmentVariable("OMEGA_ALLOC_SAMPLE") == "1" ? new AllocationSampler() : null;
+        sampler?.Start();
         var cost = CostCounters.Take();
         var run = Stopwatch.StartNew();
         var end = TimeSpan.FromSeconds(seconds);
@@ -112,6 +114,8 @@ internal static class BindPathBench
         double total = run.Elapsed.TotalSeconds;
         long ackedTotal = server.TaskReports(TaskState.Running) - startAcked;
         var serverCost = CostCounters.Take() - cost;
+        sampler?.Stop();
+        sampler?.Print("server", ackedTotal);
         fleet.StandardInput.WriteLine("report");
         fleet.StandardInput.Flush();
         string? latency = fleet.StandardOutput.ReadLine();
@@ -166,11 +170,18 @@ internal static class BindPathBench
         }
         string? line;
         var mark = CostCounters.Take();
+        using var sampler = Environment.GetEnvironmentVariable("OMEGA_ALLOC_SAMPLE") == "1" ? new AllocationSampler() : null;
         while ((line = Console.In.ReadLine()) is not null)
         {
-            if (line == "mark") mark = CostCounters.Take();
+            if (line == "mark")
+            {
+                mark = CostCounters.Take();
+                sampler?.Start();
+            }
             if (line != "report") continue;
             var fleetCost = CostCounters.Take() - mark;
+            sampler?.Stop();
+            sampler?.Print("fleet", Interlocked.Read(ref count));
             long n = Math.Min(Interlocked.Read(ref count), samples.Length);
             var s = samples[..(int)n];
             Array.Sort(s);
@@ -187,40 +198,68 @@ internal static class BindPathBench
 
 /// <summary>
 /// Process-wide counters behind the known causes, read before and after a run: allocated bytes, lock
-/// contentions (Monitor and System.Threading.Lock), thread-pool work items (the hops per frame), read/write syscalls
-/// (/proc/self/io: syscr, syscw) and CPU time. Rough: they count the whole process, the committer and the fleet's
-/// bookkeeping included.
+/// contentions (Monitor.LockContentionCount), thread-pool work items (the hops per frame) and CPU time. Rough: they
+/// count the whole process, the committer and the fleet's bookkeeping included. Socket syscalls are not here
+/// (/proc/self/io counts read/write, not sendmsg/recvmsg): count them with `strace -c -f -e trace=network,read,write`.
 /// </summary>
-internal readonly record struct CostCounters(long Allocated, long Contentions, long WorkItems, long ReadCalls, long WriteCalls, double CpuMs)
+internal readonly record struct CostCounters(long Allocated, long Contentions, long WorkItems, double CpuMs)
 {
     public static CostCounters Take()
-    {
-        long r = 0, w = 0;
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/io"))
-            {
-                if (line.StartsWith("syscr:", StringComparison.Ordinal)) r = long.Parse(line.AsSpan(6).Trim(), CultureInfo.InvariantCulture);
-                else if (line.StartsWith("syscw:", StringComparison.Ordinal)) w = long.Parse(line.AsSpan(6).Trim(), CultureInfo.InvariantCulture);
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-        return new CostCounters(GC.GetTotalAllocatedBytes(precise: true), Monitor.LockContentionCount, ThreadPool.CompletedWorkItemCount, r, w,
+        => new(GC.GetTotalAllocatedBytes(precise: true), Monitor.LockContentionCount, ThreadPool.CompletedWorkItemCount,
             Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds);
-    }
 
     public static CostCounters operator -(CostCounters a, CostCounters b)
-        => new(a.Allocated - b.Allocated, a.Contentions - b.Contentions, a.WorkItems - b.WorkItems, a.ReadCalls - b.ReadCalls, a.WriteCalls - b.WriteCalls, a.CpuMs - b.CpuMs);
+        => new(a.Allocated - b.Allocated, a.Contentions - b.Contentions, a.WorkItems - b.WorkItems, a.CpuMs - b.CpuMs);
 
     public string PerBinding(long bindings)
     {
         double n = Math.Max(1, bindings);
         return string.Create(CultureInfo.InvariantCulture,
-            $"bindings={bindings} alloc_bytes={Allocated / n:F1} lock_contentions={Contentions / n:F4} threadpool_items={WorkItems / n:F3} read_syscalls={ReadCalls / n:F4} write_syscalls={WriteCalls / n:F4} cpu_us={CpuMs * 1000 / n:F2}");
+            $"bindings={bindings} alloc_bytes={Allocated / n:F1} lock_contentions={Contentions / n:F4} threadpool_items={WorkItems / n:F3} cpu_us={CpuMs * 1000 / n:F2}");
+    }
+}
+
+/// <summary>
+/// With OMEGA_ALLOC_SAMPLE=1: samples the runtime's GC AllocationTick events (one per ~100 KB allocated) and prints the
+/// types that account for most of them, to attribute a path's bytes per binding. Rough, sampling only.
+/// </summary>
+internal sealed class AllocationSampler : System.Diagnostics.Tracing.EventListener
+{
+    private readonly Dictionary<string, long> _bytes = new(StringComparer.Ordinal);
+    private volatile bool _on;
+
+    public void Start() => _on = true;
+
+    public void Stop() => _on = false;
+
+    protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource source)
+    {
+        if (source.Name == "Microsoft-Windows-DotNETRuntime")
+            EnableEvents(source, System.Diagnostics.Tracing.EventLevel.Verbose, (System.Diagnostics.Tracing.EventKeywords)0x1);
+    }
+
+    protected override void OnEventWritten(System.Diagnostics.Tracing.EventWrittenEventArgs e)
+    {
+        if (!_on || e.EventName is null || !e.EventName.StartsWith("GCAllocationTick", StringComparison.Ordinal) || e.Payload is null) return;
+        int ti = e.PayloadNames!.IndexOf("TypeName");
+        int ai = e.PayloadNames.IndexOf("AllocationAmount64");
+        if (ti < 0) return;
+        string type = e.Payload[ti] as string ?? "?";
+        long amount = ai >= 0 ? Convert.ToInt64(e.Payload[ai], CultureInfo.InvariantCulture) : 100_000;
+        lock (_bytes) _bytes[type] = _bytes.GetValueOrDefault(type) + amount;
+    }
+
+    public void Print(string who, long bindings)
+    {
+        lock (_bytes)
+        {
+            long total = 0;
+            foreach (var v in _bytes.Values) total += v;
+            var top = new List<KeyValuePair<string, long>>(_bytes);
+            top.Sort(static (a, b) => b.Value.CompareTo(a.Value));
+            for (int i = 0; i < Math.Min(12, top.Count); i++)
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{who} alloc sample: {top[i].Value * 100.0 / Math.Max(1, total),5:F1}%  {top[i].Value / (double)Math.Max(1, bindings),8:F1} B/binding  {top[i].Key}"));
+        }
     }
 }
