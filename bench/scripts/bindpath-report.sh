@@ -14,6 +14,7 @@
 #
 # Usage: bench/scripts/bindpath-report.sh [--out DIR] [--baseline REF]... [--reps N] [--seconds S] [--depth P]
 #                                         [--recovery N] [--skip redis,mainjob,storage,recovery] [--wait-quiet]
+#                                         [--connections "1000 10000"] [--mainjob-seconds 30]
 #   e.g. bench/scripts/bindpath-report.sh --baseline 704a577 --wait-quiet
 # --wait-quiet waits (up to 30 min) until ../shared/tools/quiet-check passes before each section. Every run records the
 # load average before it; numbers measured while others build are not to be published (re-run instead).
@@ -28,6 +29,8 @@ depth=16
 recovery_n=10000000
 skip=""
 wait_quiet=0
+connections="1000 10000"
+mainjob_seconds=30
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2;;
@@ -38,7 +41,9 @@ while [ $# -gt 0 ]; do
     --recovery) recovery_n=$2; shift 2;;
     --skip) skip=$2; shift 2;;
     --wait-quiet) wait_quiet=1; shift;;
-    -h|--help) sed -n 2,22p "$0"; exit 0;;
+    --connections) connections=$2; shift 2;;
+    --mainjob-seconds) mainjob_seconds=$2; shift 2;;
+    -h|--help) sed -n 2,24p "$0"; exit 0;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -48,6 +53,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 tools="$root/../shared/tools"
 [ -x "$tools/redis-baseline" ] || tools=/work/shared/tools
+redis_baseline=${OMEGA_REDIS_BASELINE:-$tools/redis-baseline}
 work=$(mktemp -d /tmp/omega-bindpath-report.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # 10,000 agents hold 10,000 sockets in the fleet process and as many in the server.
@@ -101,7 +107,7 @@ omega_dll() { echo "${tree[$1]}/src/Omega.Cli/bin/Release/net10.0/omega.dll"; }
 if ! skipped redis; then
   quiet "bind path vs redis"
   : > "$out/bindpath-runs.txt"
-  for agents in 1000 10000; do
+  for agents in $connections; do
     for rep in $(seq "$reps"); do
       for name in "${names[@]}"; do
         for mode in plaintext tls; do
@@ -112,7 +118,7 @@ if ! skipped redis; then
         done
       done
       echo "=== redis clients=$agents pipeline=$depth rep=$rep load=$(load)" | tee -a "$out/bindpath-runs.txt"
-      "$tools/redis-baseline" -c "$agents" -P "$depth" -n 1000000 2>&1 | tail -1 | tee -a "$out/bindpath-runs.txt" || true
+      "$redis_baseline" -c "$agents" -P "$depth" -n 1000000 2>&1 | tail -1 | tee -a "$out/bindpath-runs.txt" || true
     done
   done
 fi
@@ -125,7 +131,7 @@ if ! skipped mainjob; then
     for name in "${names[@]}"; do
       echo "=== build=$name omega run (default pace, TLS) rep=$rep load=$(load)" | tee -a "$out/mainjob-runs.txt"
       rm -rf "$work/run-data"
-      timeout 300 dotnet "$(omega_dll "$name")" run --data "$work/run-data" --report "$out/mainjob-$name-$rep" >"$work/run.txt" 2>&1 || echo "run failed" >>"$work/run.txt"
+      timeout 300 dotnet "$(omega_dll "$name")" run --seconds "$mainjob_seconds" --data "$work/run-data" --report "$out/mainjob-$name-$rep" >"$work/run.txt" 2>&1 || echo "run failed" >>"$work/run.txt"
       grep -E "omega run:|placements/s  |bind latency|commit latency|durability|invariants|run failed" "$work/run.txt" | tee -a "$out/mainjob-runs.txt"
       cp "$work/run.txt" "$out/mainjob-$name-$rep.txt"
     done
@@ -172,7 +178,7 @@ fi
   echo "# summary (medians over reps; raw lines in the *-runs.txt / *.txt files)"
   median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
   if [ -f "$out/bindpath-runs.txt" ]; then
-    for agents in 1000 10000; do
+    for agents in $connections; do
       for name in "${names[@]}"; do
         for mode in plaintext tls; do
           sel=$(awk -v h="=== build=$name agents=$agents depth=$depth mode=$mode " 'index($0,"===")==1 {on = index($0,h)==1} on' "$out/bindpath-runs.txt")
