@@ -200,7 +200,7 @@ fi
       echo "mainjob build=$name bind_p50_ms=$p50 bind_p99_ms=$p99"
     done
   fi
-  [ -f "$out/storage-throughput.txt" ] && grep -E "^=== build=|^\| |durable / " "$out/storage-throughput.txt"
-  [ -f "$out/recovery.txt" ] && grep -E "^=== build=|^\| |VmHWM|maxrss_kb" "$out/recovery.txt"
+  [ -f "$out/storage-throughput.txt" ] && grep -E "^=== build=|^\| |durable / |group-commit thread CPU" "$out/storage-throughput.txt"
+  [ -f "$out/recovery.txt" ] && grep -E "^=== build=|^\| |VmHWM|maxrss_kb|^built |^checkpoint \(apply" "$out/recovery.txt"
   echo "load average at end: $(load)"
 } | tee "$out/summary.txt"
