@@ -11,7 +11,9 @@ using Omega.Storage;
 //                 acknowledged after durability (pipelined submitters + an ack observer: ack latency p50/p99),
 //                 and raw FasterLog enqueue+commit of same-sized entries;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
-// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1]
+// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
+//   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
+//   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers.
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
 string dir = opts.TryGetValue("dir", out var d) ? d : Path.Combine(Path.GetTempPath(), "omega-storage-bench");
@@ -24,10 +26,11 @@ switch (args.FirstOrDefault())
         Throughput.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
         return 0;
     case "recovery":
-        Recovery.Run(dir, long.Parse(opts["allocations"], CultureInfo.InvariantCulture), opts.TryGetValue("no-checkpoint", out var nc) && nc == "1");
+        Recovery.Run(dir, long.Parse(opts["allocations"], CultureInfo.InvariantCulture), opts.TryGetValue("no-checkpoint", out var nc) && nc == "1",
+            opts.TryGetValue("phase", out var ph) ? ph : "all");
         return 0;
     default:
-        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1]");
+        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]");
         return 2;
 }
 
@@ -171,8 +174,35 @@ internal static class Throughput
         Setup.AddNodes(store.Cell, 1_000_000);
         store.WaitForDurableAsync(store.Cell.JournalSequence).AsTask().Wait();
         var acks = awaitDurability ? new AckObserver(store) : null;
+        double cpuBefore = ThreadCpuMs("omega-group-com");
         var result = Drive(store.Cell, acks, duration, store);
-        return (acks is null ? result.ClaimsPerSecond : result.AckedPerSecond, 0, 0);
+        double cpu = ThreadCpuMs("omega-group-com") - cpuBefore;
+        double rate = acks is null ? result.ClaimsPerSecond : result.AckedPerSecond;
+        // Issue 15: the group-commit thread competes for the same cores as the committers; its CPU per claim says how much.
+        if (awaitDurability && cpuBefore >= 0 && rate > 0)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"group-commit thread CPU: {cpu:F0} ms over the run, {cpu * 1000 / (rate * duration.TotalSeconds):F3} µs per durable claim"));
+        return (rate, 0, 0);
+    }
+
+    /// <summary>CPU time (user + system, ms) of this process's threads named <paramref name="comm"/> (Linux, /proc); -1 elsewhere.</summary>
+    private static double ThreadCpuMs(string comm)
+    {
+        try
+        {
+            double ticks = 0;
+            foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != comm) continue;
+                string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                ticks += double.Parse(f[11], CultureInfo.InvariantCulture) + double.Parse(f[12], CultureInfo.InvariantCulture);
+            }
+            return ticks * 10; // USER_HZ is 100 on Linux
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return -1;
+        }
     }
 
     private readonly record struct DriveResult(double ClaimsPerSecond, double AckedPerSecond);
@@ -301,9 +331,20 @@ internal static class Throughput
 
 internal static class Recovery
 {
-    public static void Run(string root, long allocations, bool noCheckpoint)
+    public static void Run(string root, long allocations, bool noCheckpoint, string phase)
     {
         string dir = Path.Combine(root, "recovery-" + allocations.ToString(CultureInfo.InvariantCulture));
+        if (phase != "open") Build(dir, allocations, noCheckpoint);
+        if (phase == "build") return;
+        // --phase open runs in a fresh process (nothing but recovery has touched its heap) and keeps the store, so
+        // the report script can open it several times; the all-in-one mode cleans up as before.
+        if (phase != "open") GC.Collect();
+        Open(dir, allocations, noCheckpoint);
+        if (phase != "open") Setup.Clean(dir);
+    }
+
+    private static void Build(string dir, long allocations, bool noCheckpoint)
+    {
         Setup.Clean(dir);
         const int ClaimsPerTx = 64;
         var build = Stopwatch.StartNew();
@@ -332,7 +373,10 @@ internal static class Recovery
                 Console.WriteLine($"checkpoint (apply journal to FasterKV + snapshot) {cp.Elapsed.TotalSeconds:F1} s");
             }
         }
-        GC.Collect();
+    }
+
+    private static void Open(string dir, long allocations, bool noCheckpoint)
+    {
         var open = Stopwatch.StartNew();
         using (var store = CellStore.Open(Setup.Options(dir)))
         {
@@ -340,9 +384,23 @@ internal static class Recovery
             var r = store.Recovery;
             Console.WriteLine($"| {allocations:N0} | {(noCheckpoint ? "journal only" : "checkpoint + tail")} | {r.TotalTime.TotalSeconds:F2} | {r.CheckpointLoadTime.TotalSeconds:F2} | {r.ReplayTime.TotalSeconds:F2} | {r.RebuildTime.TotalSeconds:F2} | {r.CheckpointEntries:N0} | {r.RecordsReplayed:N0} | {store.Cell.AllocationCount:N0} | {Environment.WorkingSet / (1 << 20):N0} MiB |");
             if (store.Cell.AllocationCount != allocations) throw new InvalidOperationException("recovered cell lost allocations");
+            Console.WriteLine($"peak resident memory (VmHWM) {PeakRssMiB():N0} MiB; managed heap {GC.GetTotalMemory(false) / (1 << 20):N0} MiB; open {open.Elapsed.TotalSeconds:F2} s");
             var audit = store.Cell.Audit();
             if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);
         }
-        Setup.Clean(dir);
+    }
+
+    private static long PeakRssMiB()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.AsSpan(6).Trim().ToString().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
+        }
+        catch (IOException)
+        {
+        }
+        return -1;
     }
 }

@@ -50,7 +50,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private long _fences;
     private readonly Lock _stateLock = new();
     private readonly Lock _reportLock = new();
-    private readonly List<ReportEntry> _reportBuffer = new();
+    // Queued reports (guarded by _reportLock). An array reused frame after frame: Send encodes synchronously under the
+    // lock, so the frame never outlives it (a ToArray per frame was ~60 bytes per binding on the bind path).
+    private ReportEntry[] _reportBuffer = new ReportEntry[64];
+    private int _reportCount;
+    // The decode target of binding pushes, taken by the processing loop that decodes (null while in use: an old
+    // connection's loop still running beside a new one's decodes into a fresh array instead).
+    private BindingEntry[]? _entryScratch = new BindingEntry[256];
     private readonly Channel<AgentBinding> _bindings = Channel.CreateUnbounded<AgentBinding>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
     private readonly TaskCompletionSource _firstRegistration = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private FrameConnection? _connection;
@@ -170,7 +176,11 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     public bool Report(TaskId task, long generation, TaskState state, string reason = "")
     {
         if (_connection is null) return false;
-        lock (_reportLock) _reportBuffer.Add(new ReportEntry(task, generation, state, reason));
+        lock (_reportLock)
+        {
+            if (_reportCount == _reportBuffer.Length) Array.Resize(ref _reportBuffer, _reportBuffer.Length * 2);
+            _reportBuffer[_reportCount++] = new ReportEntry(task, generation, state, reason);
+        }
         NoteReported(task, generation, state);
         return true;
     }
@@ -234,9 +244,11 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         lock (_reportLock)
         {
-            if (_reportBuffer.Count == 0) return;
-            c.Send(0, new TaskReports { NodeId = NodeId, Reports = _reportBuffer.ToArray() });
-            _reportBuffer.Clear();
+            if (_reportCount == 0) return;
+            c.Send(0, new TaskReports { NodeId = NodeId, Reports = _reportBuffer.AsMemory(0, _reportCount) });
+            // Clear the reason strings so a sent report does not keep them alive.
+            Array.Clear(_reportBuffer, 0, _reportCount);
+            _reportCount = 0;
         }
     }
 
@@ -524,7 +536,10 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             _redirectHint = redirect.Code == ErrorCode.NotLeader ? redirect.Leader ?? "" : "";
         if (frame.Type == MessageType.Bindings && frame.RequestId == 0)
         {
-            if (Codec.TryDecode<Bindings>(frame.Body, out var b, out _)) Apply(b);
+            var scratch = Interlocked.Exchange(ref _entryScratch, null);
+            if (Omega.Protocol.Bindings.TryDecodeInto(frame.Body, scratch, out var b)) Apply(b);
+            // Apply copied every entry out (into AgentBinding values), so the scratch array is free again.
+            if (scratch is not null) Volatile.Write(ref _entryScratch, scratch);
             // Acks made by the binding callback leave as one frame; the processing loop flushes after this read.
             SendQueuedReports(connection);
             return;

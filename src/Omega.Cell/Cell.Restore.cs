@@ -27,6 +27,13 @@ public sealed partial class Cell
                     throw new InvalidDataException($"stored state holds two live nodes named '{spec.Name}'");
             }
             RestoreTenants(tenants, quotas);
+            // Size each node's binding list exactly before filling it: growing ~1,000 bindings per node by doubling
+            // from 4 left ~1,000 dead elements per node behind (about 0.7 GB of garbage at 10M bindings).
+            var perNode = new int[nodes.Length];
+            foreach (var a in _allocations.Values)
+                if ((uint)a.Node.Value < (uint)perNode.Length) perNode[a.Node.Value]++;
+            for (int i = 0; i < perNode.Length; i++)
+                if (perNode[i] > 0 && _bindingsOnNode[i] is null) _bindingsOnNode[i] = new NodeBindings(perNode[i]);
             foreach (var a in _allocations.Values)
             {
                 int idx = a.Node.Value;

@@ -13,8 +13,14 @@ namespace Omega.Cells;
 internal sealed class NodeBindings
 {
     private long _seq;                 // even: stable; odd: the writer is changing the list
-    private Allocation[] _items = new Allocation[4];
+    private Allocation[] _items;
     private int _count;
+
+    /// <summary>An empty list with room for four bindings.</summary>
+    public NodeBindings() : this(4) { }
+
+    /// <summary>An empty list with room for <paramref name="capacity"/> bindings (recovery knows each node's count).</summary>
+    public NodeBindings(int capacity) => _items = new Allocation[Math.Max(4, capacity)];
 
     /// <summary>Writer only. The number of bindings.</summary>
     public int Count => _count;

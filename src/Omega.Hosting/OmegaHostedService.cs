@@ -630,5 +630,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         public long PublishableVersion => store.DurableVersion;
 
         public long PublishableSequence => store.DurableSequence;
+
+        public IDisposable? Subscribe(Action onAdvance) => store.AddDurableListener(onAdvance);
     }
 }

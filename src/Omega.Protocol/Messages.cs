@@ -383,7 +383,33 @@ internal struct Bindings : IWireMessage<Bindings>
         }
     }
 
-    public static Bindings Read(ref MessagePackReader r)
+    public static Bindings Read(ref MessagePackReader r) => Read(ref r, null);
+
+    /// <summary>
+    /// Decodes a Bindings body into <paramref name="scratch"/> when its entries fit (the result's
+    /// <see cref="Entries"/> then aliases it: valid until the caller reuses the array), otherwise into a new array. The
+    /// agent library decodes every push this way, so a frame costs no entry array (it was ~200 bytes per binding).
+    /// </summary>
+    public static bool TryDecodeInto(in System.Buffers.ReadOnlySequence<byte> body, BindingEntry[]? scratch, out Bindings message)
+    {
+        try
+        {
+            var r = new MessagePackReader(body);
+            message = Read(ref r, scratch);
+            if (!r.End) throw new ProtocolViolationException("trailing bytes after the body");
+            return true;
+        }
+        // The same decode failures Codec.TryDecode turns into a typed refusal.
+        catch (Exception ex) when (ex is MessagePackSerializationException or EndOfStreamException or ArgumentOutOfRangeException
+                                       or OverflowException or InvalidOperationException or ProtocolViolationException or FormatException
+                                       or ArgumentException or InsufficientExecutionStackException)
+        {
+            message = default;
+            return false;
+        }
+    }
+
+    private static Bindings Read(ref MessagePackReader r, BindingEntry[]? scratch)
     {
         var m = default(Bindings);
         int n = Codec.ReadMap(ref r);
@@ -396,7 +422,7 @@ internal struct Bindings : IWireMessage<Bindings>
                 case 2:
                 {
                     int c = Codec.ReadArray(ref r, MaxEntries);
-                    var list = new BindingEntry[c];
+                    var list = scratch is not null && c <= scratch.Length ? scratch : new BindingEntry[c];
                     for (int j = 0; j < c; j++)
                     {
                         BindingKind kind = default; TaskId task = default; long gen = 0; ResourceVector res = default; int tenant = 0, prio = 0;
@@ -418,7 +444,7 @@ internal struct Bindings : IWireMessage<Bindings>
                         list[j] = new BindingEntry(kind, task, gen, res, tenant, prio);
                     }
                     Codec.EndContainer(ref r);
-                    m.Entries = list;
+                    m.Entries = list.AsMemory(0, c);
                     break;
                 }
                 default: Codec.Skip(ref r); break;

@@ -19,6 +19,15 @@ public interface IPublishableVersion
     /// sequence; for an in-memory cell it is the cell's own sequence. Must never decrease.
     /// </summary>
     long PublishableSequence { get; }
+
+    /// <summary>
+    /// Asks the publisher to call <paramref name="onAdvance"/> whenever <see cref="PublishableVersion"/> or
+    /// <see cref="PublishableSequence"/> advances (from any thread; the callback is cheap and never blocks). Returns the
+    /// subscription (disposed when the server stops), or null when the publisher cannot notify: the dispatcher then
+    /// polls every 2 ms, as it always did. A durable store notifies from its group commit, which removes the poll's
+    /// delay (up to 2 ms, 1 ms on average) from every binding's commit-to-agent latency.
+    /// </summary>
+    IDisposable? Subscribe(Action onAdvance) => null;
 }
 
 /// <summary>In-memory cells: every committed version is publishable at once.</summary>
@@ -51,6 +60,9 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
 
     private Chunk _tail;
     private Chunk _head;
+    // One consumed chunk handed back to the producer for reuse: without it the feed allocated a fresh 4,096-event chunk
+    // (~370 KB) per 4,096 bindings, ~90-150 bytes per binding on the bind path (the bindpath bench's allocation sampler).
+    private Chunk? _spare;
     private int _headIndex;
     private long _completeVersion;
     private readonly SemaphoreSlim _signal = new(0);
@@ -70,7 +82,7 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
         int n = t.Count;
         if (n == ChunkSize)
         {
-            var c = new Chunk();
+            var c = Interlocked.Exchange(ref _spare, null) ?? new Chunk();
             Volatile.Write(ref t.Next, c);
             _tail = t = c;
             n = 0;
@@ -120,6 +132,11 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
             {
                 _head = next;
                 _headIndex = 0;
+                // The producer has moved past h for good (it linked next), and every item of h was cleared as taken;
+                // reset it and offer it back (the exchange publishes the reset before the producer can take it).
+                h.Next = null;
+                h.Count = 0;
+                Interlocked.Exchange(ref _spare, h);
                 continue;
             }
             e = default;

@@ -24,6 +24,9 @@ internal sealed class Dispatcher : IAsyncDisposable
     private List<HeldReply> _heldSpare = new();
     private List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)> _heldActions = new();
     private readonly Task _loop;
+    private readonly IDisposable? _subscription;
+    private readonly TimeSpan _idleWait;
+    private volatile bool _stopping;
 
     // Version is what must be publishable (durable) before the reply leaves; Operate is set for operator replies that
     // acknowledge a durable record (a domain-loss confirmation), otherwise Reply is a commit's.
@@ -41,6 +44,12 @@ internal sealed class Dispatcher : IAsyncDisposable
         _feed = feed;
         _publisher = publisher;
         _nodes = nodes;
+        // Pushed, not polled: a publisher that can notify (the durable store, from its group commit) wakes the
+        // dispatcher the moment a group is durable. The 2 ms poll it replaces added up to 2 ms (1 ms on average) to
+        // every binding's commit-to-agent latency and woke the loop 500 times a second on an idle server. The timeout
+        // stays as a safety net only (long when notified, the old 2 ms for a publisher that cannot notify).
+        _subscription = publisher.Subscribe(OnPublishableAdvanced);
+        _idleWait = _subscription is null ? TimeSpan.FromMilliseconds(2) : TimeSpan.FromMilliseconds(25);
         _loop = Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -115,12 +124,26 @@ internal sealed class Dispatcher : IAsyncDisposable
         _feed.Signal();
     }
 
+    // Runs on the publisher's thread (the group-commit thread of a durable store): only a wake-up, never work.
+    private void OnPublishableAdvanced()
+    {
+        if (_stopping) return;
+        try
+        {
+            _feed.Signal();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The server stopped between the check and the signal: nothing is left to wake.
+        }
+    }
+
     private async Task LoopAsync()
     {
         var ct = _stop.Token;
         while (!ct.IsCancellationRequested)
         {
-            try { await _feed.WaitAsync(TimeSpan.FromMilliseconds(2), ct).ConfigureAwait(false); }
+            try { await _feed.WaitAsync(_idleWait, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { break; }
             Pump();
         }
@@ -206,6 +229,8 @@ internal sealed class Dispatcher : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _stopping = true;
+        _subscription?.Dispose();
         await _stop.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
         _stop.Dispose();

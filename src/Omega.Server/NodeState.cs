@@ -40,6 +40,13 @@ internal sealed class NodeState(NodeId id)
         _versions.Add(version);
     }
 
+    /// <summary>Caller holds Sync. Makes room for <paramref name="more"/> further entries (the restart seeding knows its counts).</summary>
+    public void Reserve(int more)
+    {
+        _entries.EnsureCapacity(_entries.Count + more);
+        _versions.EnsureCapacity(_versions.Count + more);
+    }
+
     /// <summary>Caller holds Sync. Drops entries at or below <paramref name="version"/>.</summary>
     public void Trim(long version)
     {

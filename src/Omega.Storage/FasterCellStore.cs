@@ -340,6 +340,8 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
         return this;
     }
 
+    public IDisposable? AddDurableListener(Action listener) => _journal.AddDurableListener(listener);
+
     public void Dispose()
     {
         if (_disposed) return;

@@ -55,4 +55,12 @@ public interface ICellStore : IDisposable
     /// A no-op on the in-memory store.
     /// </summary>
     ValueTask CheckpointAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Registers <paramref name="listener"/> to be called whenever <see cref="DurableVersion"/> or
+    /// <see cref="DurableSequence"/> advances (on the store's group-commit thread: it must be cheap and must not block),
+    /// so a consumer such as the server's bind path is woken by durability instead of polling for it. Returns the
+    /// registration (dispose it to stop), or null when this store cannot notify (the caller keeps polling).
+    /// </summary>
+    IDisposable? AddDurableListener(Action listener) => null;
 }

@@ -58,11 +58,12 @@ public sealed class FrameConnection
         _metrics = metrics;
         int pause = options.InputPauseThreshold ?? Math.Max(64 * 1024, 2 * options.MaxFrameLength);
         int resume = options.InputResumeThreshold ?? pause / 2;
-        _input = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: resume, useSynchronizationContext: false));
+        // Both pipes draw their segments from the process-wide block pool (BlockMemoryPool: why not the default pool).
+        _input = new Pipe(new PipeOptions(pool: BlockMemoryPool.Instance, pauseWriterThreshold: pause, resumeWriterThreshold: resume, useSynchronizationContext: false));
         // The outbound cap is enforced by disconnecting, not by pausing writers: a paused writer would stall the binding
         // dispatcher for every node. The pipe's pause threshold sits above the cap so it is never the first to trigger.
         long outPause = (long)options.MaxOutboundBytes * 2 + options.MaxFrameLength;
-        _output = new Pipe(new PipeOptions(pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
+        _output = new Pipe(new PipeOptions(pool: BlockMemoryPool.Instance, pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
         ConnectedAt = options.Time.GetTimestamp();
         _lastFrameAt = ConnectedAt;
         _lastReceivedAt = ConnectedAt;

@@ -84,6 +84,12 @@ internal static class BindPathBench
         int index = 0;
         var res = new ResourceVector(1, 1);
         long startAcked = server.TaskReports(TaskState.Running);
+        // The issue's known causes, counted over the run on both sides (the fleet snapshots at "mark", reports at "report").
+        fleet.StandardInput.WriteLine("mark");
+        fleet.StandardInput.Flush();
+        using var sampler = Environment.GetEnvironmentVariable("OMEGA_ALLOC_SAMPLE") == "1" ? new AllocationSampler() : null;
+        sampler?.Start();
+        var cost = CostCounters.Take();
         var run = Stopwatch.StartNew();
         var end = TimeSpan.FromSeconds(seconds);
         while (run.Elapsed < end)
@@ -107,15 +113,21 @@ internal static class BindPathBench
         while (server.TaskReports(TaskState.Running) - startAcked < committed && drain.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(1);
         double total = run.Elapsed.TotalSeconds;
         long ackedTotal = server.TaskReports(TaskState.Running) - startAcked;
+        var serverCost = CostCounters.Take() - cost;
+        sampler?.Stop();
+        sampler?.Print("server", ackedTotal);
         fleet.StandardInput.WriteLine("report");
         fleet.StandardInput.Flush();
         string? latency = fleet.StandardOutput.ReadLine();
+        string? fleetCost = fleet.StandardOutput.ReadLine();
         fleet.StandardInput.Close();
         fleet.WaitForExit(60_000);
         Console.WriteLine($"agents={agents} depth={depth} batch={batch} committed={committed} acked={ackedTotal} commit_seconds={commitSeconds:F2} total_seconds={total:F2}");
         Console.WriteLine($"bind_rate_per_s={ackedTotal / total:F0}");
         Console.WriteLine($"latency_commit_to_agent {latency}");
         Console.WriteLine($"frames_sent={server.TransportMetrics.FramesSent} frames_received={server.TransportMetrics.FramesReceived}");
+        Console.WriteLine($"server_per_binding {serverCost.PerBinding(ackedTotal)}");
+        Console.WriteLine($"fleet_per_binding {fleetCost}");
         server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         return ackedTotal == committed ? 0 : 1;
     }
@@ -157,18 +169,97 @@ internal static class BindPathBench
             await Task.WhenAll(wave);
         }
         string? line;
+        var mark = CostCounters.Take();
+        using var sampler = Environment.GetEnvironmentVariable("OMEGA_ALLOC_SAMPLE") == "1" ? new AllocationSampler() : null;
         while ((line = Console.In.ReadLine()) is not null)
         {
+            if (line == "mark")
+            {
+                mark = CostCounters.Take();
+                sampler?.Start();
+            }
             if (line != "report") continue;
+            var fleetCost = CostCounters.Take() - mark;
+            sampler?.Stop();
+            sampler?.Print("fleet", Interlocked.Read(ref count));
             long n = Math.Min(Interlocked.Read(ref count), samples.Length);
             var s = samples[..(int)n];
             Array.Sort(s);
             double us(long ticks) => ticks * 1e6 / Stopwatch.Frequency;
             string P(double q) => n == 0 ? "n/a" : us(s[(int)Math.Min(n - 1, (long)(q * n))]).ToString("F0", CultureInfo.InvariantCulture);
             Console.WriteLine($"samples={n} p50_us={P(0.50)} p99_us={P(0.99)} p999_us={P(0.999)} max_us={(n == 0 ? "n/a" : us(s[^1]).ToString("F0", CultureInfo.InvariantCulture))}");
+            Console.WriteLine(fleetCost.PerBinding(Interlocked.Read(ref count)));
             Console.Out.Flush();
         }
         foreach (var c in clients) await c.DisposeAsync();
         return 0;
+    }
+}
+
+/// <summary>
+/// Process-wide counters behind the issue's known causes, read before and after a run: allocated bytes, lock
+/// contentions (Monitor.LockContentionCount), thread-pool work items (the hops per frame) and CPU time. Rough: they
+/// count the whole process, the committer and the fleet's bookkeeping included. Socket syscalls are not here
+/// (/proc/self/io counts read/write, not sendmsg/recvmsg): count them with `strace -c -f -e trace=network,read,write`.
+/// </summary>
+internal readonly record struct CostCounters(long Allocated, long Contentions, long WorkItems, double CpuMs)
+{
+    public static CostCounters Take()
+        => new(GC.GetTotalAllocatedBytes(precise: true), Monitor.LockContentionCount, ThreadPool.CompletedWorkItemCount,
+            Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds);
+
+    public static CostCounters operator -(CostCounters a, CostCounters b)
+        => new(a.Allocated - b.Allocated, a.Contentions - b.Contentions, a.WorkItems - b.WorkItems, a.CpuMs - b.CpuMs);
+
+    public string PerBinding(long bindings)
+    {
+        double n = Math.Max(1, bindings);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"bindings={bindings} alloc_bytes={Allocated / n:F1} lock_contentions={Contentions / n:F4} threadpool_items={WorkItems / n:F3} cpu_us={CpuMs * 1000 / n:F2}");
+    }
+}
+
+/// <summary>
+/// With OMEGA_ALLOC_SAMPLE=1: samples the runtime's GC AllocationTick events (one per ~100 KB allocated) and prints the
+/// types that account for most of them, to attribute a path's bytes per binding. Rough, sampling only.
+/// </summary>
+internal sealed class AllocationSampler : System.Diagnostics.Tracing.EventListener
+{
+    private readonly Dictionary<string, long> _bytes = new(StringComparer.Ordinal);
+    private volatile bool _on;
+
+    public void Start() => _on = true;
+
+    public void Stop() => _on = false;
+
+    protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource source)
+    {
+        if (source.Name == "Microsoft-Windows-DotNETRuntime")
+            EnableEvents(source, System.Diagnostics.Tracing.EventLevel.Verbose, (System.Diagnostics.Tracing.EventKeywords)0x1);
+    }
+
+    protected override void OnEventWritten(System.Diagnostics.Tracing.EventWrittenEventArgs e)
+    {
+        if (!_on || e.EventName is null || !e.EventName.StartsWith("GCAllocationTick", StringComparison.Ordinal) || e.Payload is null) return;
+        int ti = e.PayloadNames!.IndexOf("TypeName");
+        int ai = e.PayloadNames.IndexOf("AllocationAmount64");
+        if (ti < 0) return;
+        string type = e.Payload[ti] as string ?? "?";
+        long amount = ai >= 0 ? Convert.ToInt64(e.Payload[ai], CultureInfo.InvariantCulture) : 100_000;
+        lock (_bytes) _bytes[type] = _bytes.GetValueOrDefault(type) + amount;
+    }
+
+    public void Print(string who, long bindings)
+    {
+        lock (_bytes)
+        {
+            long total = 0;
+            foreach (var v in _bytes.Values) total += v;
+            var top = new List<KeyValuePair<string, long>>(_bytes);
+            top.Sort(static (a, b) => b.Value.CompareTo(a.Value));
+            for (int i = 0; i < Math.Min(12, top.Count); i++)
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{who} alloc sample: {top[i].Value * 100.0 / Math.Max(1, total),5:F1}%  {top[i].Value / (double)Math.Max(1, bindings),8:F1} B/binding  {top[i].Key}"));
+        }
     }
 }

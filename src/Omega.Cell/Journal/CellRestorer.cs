@@ -45,6 +45,16 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     /// <summary>The number of bindings restored so far.</summary>
     public int AllocationCount => _allocations.Count;
 
+    /// <summary>
+    /// Sizes the binding table for about <paramref name="count"/> bindings before they are restored (a hint a checkpoint
+    /// records): one allocation instead of growth by doubling, which rehashes every entry again and briefly holds the
+    /// old and the new table together. A wrong hint costs memory or a later growth, never correctness.
+    /// </summary>
+    public void ExpectBindings(int count)
+    {
+        if (count > 0) _allocations.EnsureCapacity(count);
+    }
+
     /// <summary>Sets the cell version and journal sequence a checkpoint covers.</summary>
     public void SetCheckpointPosition(long cellVersion, long sequence)
     {

@@ -33,6 +33,12 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private long _inflightLastSeq;
     private TaskCompletionSource? _inflightGroup;
 
+    // True while the committer sleeps with nothing pending (guarded by _bufLock). The first append into an idle journal
+    // wakes it at once instead of waiting out the group-commit window: at a light load (the main job's 2,200
+    // placements/s arrive in small bursts) the window only added up to 1 ms to every acknowledgement and binding, and
+    // batches nothing there. Under sustained load the committer never goes idle, so groups still fill for a window.
+    private bool _committerIdle;
+
     private byte[] _spare;
     private byte[] _chunk;
     private long _nextChunkSeq;
@@ -44,6 +50,10 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     // ha-core (issue 16): set when the store serves as the leader of a replicated cell; null in single-node mode and on
     // a standby (whose groups come from the replicated log and need not go back to it).
     private volatile IJournalReplicator? _replicator;
+
+    // Callbacks run on the committer thread right after a group became durable (the bind path's wake-up). A multicast
+    // delegate swapped under _bufLock: the committer reads it once per group, with no allocation.
+    private Action? _durableListeners;
 
     public GroupCommitJournal(FasterLog log, StorageOptions options, long nextChunkSeq, long durableSeq, long durableVersion, StorageMetrics metrics)
     {
@@ -141,9 +151,15 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             _pendingLastSeq = sequence;
             _pendingLastVersion = cellVersion;
             _pendingBytesVolatile = need;
-            // Wake the committer once, when this append crosses a threshold (a batch may cross it by more than one).
+            // Wake the committer once, when this append crosses a threshold (a batch may cross it by more than one),
+            // or when it is the first record for an idle committer.
             signal = (before < _options.GroupCommitMaxRecords && _pendingRecords >= _options.GroupCommitMaxRecords)
                 || (need >= _options.GroupCommitMaxBytes && need - 4 - record.Length < _options.GroupCommitMaxBytes);
+            if (_committerIdle)
+            {
+                _committerIdle = false;
+                signal = true;
+            }
         }
         if (signal) _wake.Set();
     }
@@ -171,15 +187,20 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
         return new ValueTask(t.WaitAsync(cancellationToken));
     }
 
+    private static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(100);
+
     private static TaskCompletionSource NewGroup() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private void CommitLoop()
     {
         try
         {
+            bool idle = false;
             while (true)
             {
-                _wake.Wait(_options.GroupCommitWindow);
+                // An idle committer is woken by the first append (see _committerIdle), so it need not poll every window;
+                // the long timeout is only a safety net.
+                _wake.Wait(idle ? IdleWait : _options.GroupCommitWindow);
                 _wake.Reset();
                 byte[] buf;
                 int len;
@@ -191,8 +212,10 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                     if (_pendingLength == 0)
                     {
                         if (_stopping) return;
+                        _committerIdle = idle = true;
                         continue;
                     }
+                    _committerIdle = idle = false;
                     buf = _pending;
                     len = _pendingLength;
                     records = _pendingRecords;
@@ -220,6 +243,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                     _inflightGroup = null;
                 }
                 group.TrySetResult();
+                NotifyDurable();
                 _spare = buf;
             }
         }
@@ -234,6 +258,45 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                 _nextGroup.TrySetException(new IOException("journal commit failed", e));
             }
             _options.Warning($"journal committer stopped: {e}");
+        }
+    }
+
+    /// <summary>
+    /// Registers <paramref name="listener"/> to run on the committer thread each time the durable watermark advances, so
+    /// a consumer (the server's dispatcher) wakes when a group commits instead of polling for it. The listener must be
+    /// cheap and must not block: the next group waits for it. Dispose the result to unregister.
+    /// </summary>
+    public IDisposable AddDurableListener(Action listener)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        lock (_bufLock) _durableListeners += listener;
+        return new Registration(this, listener);
+    }
+
+    private sealed class Registration(GroupCommitJournal journal, Action listener) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            lock (journal._bufLock) journal._durableListeners -= listener;
+        }
+    }
+
+    private void NotifyDurable()
+    {
+        var listeners = Volatile.Read(ref _durableListeners);
+        if (listeners is null) return;
+        try
+        {
+            listeners();
+        }
+#pragma warning disable CA1031 // a listener's failure must not stop the committer: durability matters more than a wake-up
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _options.Warning($"durable listener failed: {e.Message}");
         }
     }
 

@@ -34,6 +34,9 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private readonly byte[] _objectKey = GC.AllocateArray<byte>(1 + 3 * Cell.MaxObjectKeyLength, pinned: true);
     private long _currentSequence;
     private long _currentVersion;
+    // Live bindings in the store (Bind +1, Unbind -1; set from the restored cell at open). Written into the manifest as a
+    // sizing hint for the next recovery only: a drift could cost memory or a regrowth, never correctness.
+    private long _bindings;
     private readonly List<DomainLossConfirmation> _domainLosses = new();
 
     public StateStore(StorageOptions options, string stateDir, string checkpointDir)
@@ -73,9 +76,9 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         {
             string path = Path.Combine(_checkpointDir, rel);
             if (!File.Exists(path)) throw new StorageCorruptionException($"checkpoint file {path} is missing (listed in the manifest of checkpoint {token})", path);
-            var bytes = File.ReadAllBytes(path);
-            if (bytes.LongLength != length) throw new StorageCorruptionException($"checkpoint file {path} has {bytes.LongLength} bytes, its manifest says {length}", path);
-            if (Crc32C.Compute(bytes) != crc) throw new StorageCorruptionException($"checkpoint file {path} fails its checksum (manifest of checkpoint {token})", path);
+            var (actualLength, actualCrc) = ChecksumFile(path);
+            if (actualLength != length) throw new StorageCorruptionException($"checkpoint file {path} has {actualLength} bytes, its manifest says {length}", path);
+            if (actualCrc != crc) throw new StorageCorruptionException($"checkpoint file {path} fails its checksum (manifest of checkpoint {token})", path);
         }
         try
         {
@@ -86,8 +89,42 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
             throw new StorageCorruptionException($"checkpoint {token} in {_checkpointDir} could not be recovered: {e.Message}", _checkpointDir, e);
         }
         restorer.SetCheckpointPosition(position.CellVersion, position.Sequence);
+        // Size the binding table once: growing a 10M-entry dictionary by doubling rehashes every entry ~twice and holds
+        // the old and the new table at once at its last step (~1.6 GB transient at 10M).
+        // Bounded by what the recovered log can hold (every entry takes well over 32 bytes), so a wrong hint cannot
+        // ask for more memory than the store itself implies.
+        long hint = Math.Min(ReadBindingsHint(token, files), (_store.Log.TailAddress - _store.Log.BeginAddress) / 32);
+        if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
         long entries = ScanInto(restorer);
+        _bindings = restorer.AllocationCount;
         return (position, token, entries);
+    }
+
+    /// <summary>
+    /// Length and CRC-32C of a file, read through one 1 MiB buffer. The checkpoint files of a large store (the FasterKV
+    /// snapshot and index) run to hundreds of megabytes: reading each whole into one array put that much on the large
+    /// object heap at open and at every checkpoint, which is where a good part of recovery's peak resident memory went.
+    /// </summary>
+    private static (long Length, uint Crc) ChecksumFile(string path)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            long length = 0;
+            uint crc = 0;
+            int n;
+            while ((n = f.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                crc = Crc32C.Compute(buffer.AsSpan(0, n), crc);
+                length += n;
+            }
+            return (length, crc);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private long ScanInto(CellRestorer restorer)
@@ -385,9 +422,14 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         BinaryPrimitives.WriteInt32LittleEndian(v[40..], a.Priority);
         BinaryPrimitives.WriteInt64LittleEndian(v[44..], a.Generation);
         Upsert(StateKeys.Allocation(_key, a.Task), 52);
+        _bindings++;
     }
 
-    public void Unbind(TaskId task) => Delete(StateKeys.Allocation(_key, task));
+    public void Unbind(TaskId task)
+    {
+        Delete(StateKeys.Allocation(_key, task));
+        _bindings--;
+    }
 
     public void Reserve(in CellReservation r)
     {
@@ -513,12 +555,16 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         if (!ok) throw new IOException("FASTER refused to start a checkpoint (another one is running)");
         var files = new List<(string, long, uint)>();
         string tokenText = token.ToString();
+        // The sizing hint for the next recovery (BindingsHintPath): a file named by the token, so the manifest lists
+        // and checksums it like FASTER's own files, and a store opened by an older build verifies it and ignores it
+        // (a new manifest line would have made older builds refuse the manifest).
+        File.WriteAllText(BindingsHintPath(tokenText), Math.Max(0, _bindings).ToString(CultureInfo.InvariantCulture));
         foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
         {
             string rel = Path.GetRelativePath(_checkpointDir, path);
             if (!rel.Contains(tokenText, StringComparison.OrdinalIgnoreCase)) continue;
-            var bytes = File.ReadAllBytes(path);
-            files.Add((rel, bytes.LongLength, Crc32C.Compute(bytes)));
+            var (length, crc) = ChecksumFile(path);
+            files.Add((rel, length, crc));
         }
         if (files.Count == 0) throw new IOException($"checkpoint {token} wrote no files under {_checkpointDir}");
         WriteManifest(token, position, files);
@@ -529,6 +575,20 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         return token;
     }
 
+    private string BindingsHintPath(string token) => Path.Combine(_checkpointDir, $"omega-bindings.{token}");
+
+    /// <summary>The live-binding count a checkpoint recorded, or 0 when it has none (written before the hint existed).</summary>
+    private long ReadBindingsHint(Guid token, List<(string Rel, long Length, uint Crc)> files)
+    {
+        string path = BindingsHintPath(token.ToString());
+        string rel = Path.GetRelativePath(_checkpointDir, path);
+        // Only a hint the manifest lists (and so was just verified) is trusted.
+        bool listed = false;
+        foreach (var f in files) listed |= string.Equals(f.Rel, rel, StringComparison.Ordinal);
+        if (!listed) return 0;
+        return long.TryParse(File.ReadAllText(path).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n : 0;
+    }
+
     private string ManifestPath(Guid token) => Path.Combine(_checkpointDir, $"omega-checkpoint.{token}.manifest");
 
     private void WriteManifest(Guid token, CheckpointPosition p, List<(string Rel, long Length, uint Crc)> files)
@@ -536,6 +596,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         var sb = new StringBuilder();
         sb.Append("omega-checkpoint 1\n");
         sb.Append(CultureInfo.InvariantCulture, $"token {token}\nversion {p.CellVersion}\nsequence {p.Sequence}\nreplay {p.ReplayAddress}\nchunk {p.LastChunkSequence}\n");
+
         foreach (var (rel, len, crc) in files) sb.Append(CultureInfo.InvariantCulture, $"file {len} {crc:x8} {rel}\n");
         string path = ManifestPath(token);
         File.WriteAllText(path + ".tmp", sb.ToString());
@@ -583,6 +644,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                 Directory.Delete(dir, recursive: true);
         }
         foreach (var file in Directory.EnumerateFiles(_checkpointDir, "omega-checkpoint.*.manifest"))
+            if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase)) File.Delete(file);
+        foreach (var file in Directory.EnumerateFiles(_checkpointDir, "omega-bindings.*"))
             if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase)) File.Delete(file);
     }
 
