@@ -96,7 +96,7 @@ public sealed partial class Cell
         if (PlainLock) { lock (_lock) return CommitLocked(tx); }
         // Uncontended: nobody queued and the lock is free, so answer in place (no request, no push), then answer whatever
         // queued up meanwhile. This keeps a lone thread's path as short as the plain lock's.
-        if (Volatile.Read(ref _pending) is null && _lock.TryEnter())
+        if (_options.CommitPath == CommitPath.Combining && Volatile.Read(ref _pending) is null && _lock.TryEnter())
         {
             try
             {
@@ -121,7 +121,7 @@ public sealed partial class Cell
     {
         if (_lock.IsHeldByCurrentThread) return ReleaseLocked(task, expectedGeneration);
         if (PlainLock) { lock (_lock) return ReleaseLocked(task, expectedGeneration); }
-        if (Volatile.Read(ref _pending) is null && _lock.TryEnter())
+        if (_options.CommitPath == CommitPath.Combining && Volatile.Read(ref _pending) is null && _lock.TryEnter())
         {
             try
             {

@@ -64,4 +64,11 @@ public enum CommitPath
 
     /// <summary>Every call takes the commit lock itself.</summary>
     Lock = 1,
+
+    /// <summary>
+    /// Combining without the uncontended fast path: every call is queued and answered by a combiner, also when the lock
+    /// is free. For tests, so that the combining path (batches, hand-over of results, one journal append per batch) is
+    /// exercised even under light contention; results are identical to <see cref="Combining"/>.
+    /// </summary>
+    CombiningAlwaysQueued = 2,
 }
