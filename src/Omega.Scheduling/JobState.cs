@@ -152,7 +152,10 @@ public sealed class JobState
         }
     }
 
-    private ref Slot Touch(int task) => ref (_chunks[task / ChunkSize] ??= new Slot[ChunkSize])[task % ChunkSize];
+    // The last (or only) chunk is sized to the tasks it holds: a 16-task job used to allocate a whole 1,024-slot chunk
+    // (16 KiB) on its first binding, about 1 KB per placement on the engine step (issue 14).
+    private ref Slot Touch(int task) =>
+        ref (_chunks[task / ChunkSize] ??= new Slot[Math.Min(ChunkSize, Spec.TaskCount - task / ChunkSize * ChunkSize)])[task % ChunkSize];
 
     internal void MarkEvictedBeforeRecorded(int task, bool value)
     {
