@@ -61,6 +61,9 @@ public sealed class JobState
     /// <summary>Tasks per lazily allocated chunk of per-task state.</summary>
     internal const int ChunkSize = 1024;
 
+    /// <summary>Jobs of at most this many tasks get their per-task state at submission rather than at first binding.</summary>
+    internal const int EagerTasks = 64;
+
     internal readonly Lock Sync = new();
     private readonly Slot[]?[] _chunks;
     private int _pending, _bound, _completed;
@@ -71,6 +74,10 @@ public sealed class JobState
         Scheduler = scheduler;
         SubmittedAt = submittedAt;
         _chunks = new Slot[]?[(spec.TaskCount + ChunkSize - 1) / ChunkSize];
+        // A small job's per-task state (at most 64 × 16 B) is allocated here, at submission, with the job's other
+        // per-job objects, so that the engine step that binds its tasks allocates nothing (issue 14's budget: 0 B per
+        // placement on the warm step). Large jobs keep the lazy chunks: an unplaceable million-task job stays cheap.
+        if (spec.TaskCount is > 0 and <= EagerTasks) _chunks[0] = new Slot[spec.TaskCount];
         _pending = spec.TaskCount;
     }
 
