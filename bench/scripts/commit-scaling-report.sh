@@ -4,7 +4,8 @@
 #      same binary) against the same-run raw FASTER RMW baseline;
 #   2. sched: the full scheduling engine, 10,000 nodes, 1/2/4 workers, placements/s and the conflict fraction, with the
 #      same-run FASTER baseline;
-#   3. decision cost: BenchmarkDotNet SchedulingBenchmarks (DecidePerPlacement, SubmitScheduleCompletePerPlacement) with
+#   3. floor: the placement floor (sample 2 nodes, one CAS on a packed word) at 1 and 2 threads, current build only;
+#   4. decision cost: BenchmarkDotNet SchedulingBenchmarks (DecidePerPlacement, SubmitScheduleCompletePerPlacement) with
 #      [MemoryDiagnoser] (µs and bytes per placement).
 # Each with >= 5 reps (BenchmarkDotNet: 10 measured iterations). Run it on a quiet machine (nothing else building);
 # machine.txt records the load at start and end of each part.
@@ -61,6 +62,8 @@ run_all() { # NAME DLL
 }
 
 run_all current "$current"
+echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
 [[ -n "$base_dll" ]] && run_all baseline "$base_dll"
 [[ -n "$tmp" ]] && rm -rf "$tmp"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"

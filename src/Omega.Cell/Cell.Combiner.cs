@@ -20,10 +20,11 @@ namespace Omega.Cells;
 // (dictionary buckets, node entries, counters, the journal writer) migrating between cores on every hand-off, and
 // waiters parking in the kernel. A waiter only ever writes its own request line and reads its Done flag.
 //
-// Why a waiter spins (SpinWait, never a kernel wait): the combiner holds the lock for the few hundred nanoseconds a
-// batch takes, far less than a park/unpark. SpinWait yields the core after a few rounds, so a combiner that was
-// preempted on an oversubscribed machine gets it back; and the waiter retries TryEnter on every round, so it makes
-// progress by itself as soon as the lock is free (no request can be stranded: a request pushed before TryEnter
+// Why a waiter spins first: the combiner holds the lock for the few hundred nanoseconds a batch takes, far less than a
+// park/unpark. SpinWait yields the core after a few rounds, so a combiner that was preempted on an oversubscribed
+// machine gets it back; after MaxSpins rounds the waiter blocks on the lock like a plain caller, so a combiner stuck in
+// a slow journal append does not have every waiter burning a core. The waiter retries TryEnter on every round, so it
+// makes progress by itself as soon as the lock is free (no request can be stranded: a request pushed before TryEnter
 // succeeds is either taken by an earlier combiner, which answers it before releasing the lock, or by this one).
 //
 // No thread, no timer: on one thread (the deterministic simulator) every request finds the lock free and is answered
@@ -61,7 +62,7 @@ public sealed partial class Cell
     // Requests answered in the current combine, kept until the journal batch is appended; reused.
     private CombineRequest[] _combining = new CombineRequest[16];
 
-    // Counted under the lock: batches run and requests answered by a thread other than their own (diagnostics).
+    // Counted under the lock: combine rounds run and the requests they answered (diagnostics; the lone fast path is not counted).
     private long _combineBatches, _combinedRequests;
 
     /// <summary>How many combine rounds ran and how many requests they answered (requests ÷ batches is the mean batch).</summary>
@@ -157,9 +158,15 @@ public sealed partial class Cell
         var spin = new SpinWait();
         while (r.Done == 0)
         {
-            if (_lock.TryEnter())
+            // After a bounded spin, block on the lock like a plain caller: a combiner stuck in a slow journal append
+            // (back-pressure, a full disk) must not have every waiter burning a core.
+            bool acquired = spin.Count >= MaxSpins ? EnterBlocking() : _lock.TryEnter();
+            if (acquired)
             {
-                try { CombineLocked(); }
+                try
+                {
+                    if (r.Done == 0) CombineLocked();
+                }
                 finally { _lock.Exit(); }
                 // Our request was pushed before we took the lock: this combine or an earlier one (which finished before
                 // releasing the lock we then took) has answered it.
@@ -168,6 +175,16 @@ public sealed partial class Cell
             }
             spin.SpinOnce(sleep1Threshold: -1);
         }
+    }
+
+    // SpinWait rounds before a waiter blocks on the lock (a round is ~tens of ns at first, then a yield): a few µs of
+    // spinning covers a normal batch; anything longer is a combiner that is descheduled or blocked.
+    private const int MaxSpins = 40;
+
+    private bool EnterBlocking()
+    {
+        _lock.Enter();
+        return true;
     }
 
     // Caller holds _lock. Answers every queued request (and any that arrive meanwhile, up to a bound so one thread is
