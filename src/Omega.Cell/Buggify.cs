@@ -37,4 +37,11 @@ public enum Buggify
     /// through <c>ObjectStoreOptions.Buggify</c>.
     /// </summary>
     SkipOverrideExpiry = 1 << 5,
+
+    /// <summary>
+    /// The cell does not check that a claimed task is unbound (a second binding replaces the first in the task index):
+    /// breaks "at most one live binding per task". For the commit-path stress tests (issue 14). A high bit, so flags
+    /// added by other work keep their low numbers.
+    /// </summary>
+    SkipTaskBoundCheck = 1 << 16,
 }

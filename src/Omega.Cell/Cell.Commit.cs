@@ -31,7 +31,8 @@ public sealed partial class Cell
     public CommitResult Commit(Transaction tx)
     {
         ArgumentNullException.ThrowIfNull(tx);
-        lock (_lock) return CommitLocked(tx);
+        // Through the commit combiner (Cell.Combiner.cs): the same CommitLocked, run by whichever thread holds the lock.
+        return CommitCombined(tx);
     }
 
     /// <summary>
@@ -187,7 +188,7 @@ public sealed partial class Cell
         }
 
         // (3) the task is not already bound (in the cell, or by an earlier claim of this transaction).
-        if (_allocations.ContainsKey(c.Task)) return ClaimStatus.TaskAlreadyBound;
+        if (_allocations.ContainsKey(c.Task) && (_options.Buggify & Buggify.SkipTaskBoundCheck) == 0) return ClaimStatus.TaskAlreadyBound;
 
         // (3r) reservations: a reserved task is bound only by BindReserved on the reservation's node and tenant, before
         // its expiry; a BindReserved needs one. The Count test keeps this free while the cell holds no reservation.

@@ -9,8 +9,9 @@ namespace Omega.Cells;
 /// <remarks>
 /// <para>Concurrency: every change runs under one short commit lock (single writer), which assigns cell versions in order
 /// and publishes node versions to the multi-version node table before publishing the new cell version. Snapshot readers
-/// never take that lock. Commits are short and allocation-free, so serializing them costs less than the cross-core
-/// traffic of finer-grained locking would (measured in perf-reports/).</para>
+/// never take that lock. Concurrent commits and releases are flat-combined (Cell.Combiner.cs): one thread answers every
+/// queued request in one critical section and one journal append, so the cell's working set stays on one core instead
+/// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner").</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
 public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
@@ -219,19 +220,19 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <paramref name="expectedGeneration"/> the release only happens if the live binding has that generation, so a late
     /// report about an older binding cannot free a newer one.
     /// </summary>
-    public ReleaseStatus Release(TaskId task, long expectedGeneration = 0)
+    public ReleaseStatus Release(TaskId task, long expectedGeneration = 0) => ReleaseCombined(task, expectedGeneration);
+
+    // Caller holds _lock (a lone call, or the commit combiner answering a queued release).
+    private ReleaseStatus ReleaseLocked(TaskId task, long expectedGeneration)
     {
-        lock (_lock)
-        {
-            if (!_allocations.TryGetValue(task, out var a)) return _counters.Count(ReleaseStatus.NotBound);
-            if (expectedGeneration != 0 && a.Generation != expectedGeneration) return _counters.Count(ReleaseStatus.GenerationMismatch);
-            RemoveBinding(a);
-            FeedBinding(BindingChange.Unbound, a);
-            PublishSingle(a.Node.Value);
-            FlushFeed(_version, published: true);
-            JournalRelease(task);
-            return _counters.Count(ReleaseStatus.Released);
-        }
+        if (!_allocations.TryGetValue(task, out var a)) return _counters.Count(ReleaseStatus.NotBound);
+        if (expectedGeneration != 0 && a.Generation != expectedGeneration) return _counters.Count(ReleaseStatus.GenerationMismatch);
+        RemoveBinding(a);
+        FeedBinding(BindingChange.Unbound, a);
+        PublishSingle(a.Node.Value);
+        FlushFeed(_version, published: true);
+        JournalRelease(task);
+        return _counters.Count(ReleaseStatus.Released);
     }
 
     /// <summary>Reads a task's live binding.</summary>
@@ -432,7 +433,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
 
     private void AddBinding(in Allocation a)
     {
-        _allocations.Add(a.Task, a);
+        // TryAdd fails only under Buggify.SkipTaskBoundCheck (TryApply refuses a bound task otherwise): the broken
+        // variant overwrites, losing the first binding from the index, which the stress tests must then catch.
+        if (!_allocations.TryAdd(a.Task, a)) _allocations[a.Task] = a;
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated += a.Resources;
         live.TaskCount++;
@@ -446,7 +449,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     private void RemoveBinding(in Allocation a)
     {
         _allocations.Remove(a.Task);
-        _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
+        if (_phases.Count > 0) _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;
         live.TaskCount--;

@@ -46,4 +46,29 @@ public sealed class CellOptions
 
     /// <summary>The longest TTL a reserve claim may ask for (default one hour); longer is an <see cref="ClaimStatus.InvalidClaim"/>.</summary>
     public TimeSpan MaxReservationTtl { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// How concurrent <see cref="Cell.Commit"/> and <see cref="Cell.Release"/> calls reach the commit lock.
+    /// <see cref="CommitPath.Combining"/> (default): flat combining, one thread answers every queued request in one
+    /// critical section and one journal append. <see cref="CommitPath.Lock"/>: each call takes the lock itself (the path
+    /// before issue 14, kept for same-run comparison in the benchmarks). Results are identical; only cost differs.
+    /// </summary>
+    public CommitPath CommitPath { get; set; } = CommitPath.Combining;
+}
+
+/// <summary>How single commits and releases are serialised (<see cref="CellOptions.CommitPath"/>; docs/commit-protocol.md).</summary>
+public enum CommitPath
+{
+    /// <summary>Flat combining: a caller queues its request; whoever holds the commit lock answers all queued requests.</summary>
+    Combining = 0,
+
+    /// <summary>Every call takes the commit lock itself.</summary>
+    Lock = 1,
+
+    /// <summary>
+    /// Combining without the uncontended fast path: every call is queued and answered by a combiner, also when the lock
+    /// is free. For tests, so that the combining path (batches, hand-over of results, one journal append per batch) is
+    /// exercised even under light contention; results are identical to <see cref="Combining"/>.
+    /// </summary>
+    CombiningAlwaysQueued = 2,
 }

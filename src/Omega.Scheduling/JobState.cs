@@ -67,6 +67,9 @@ public sealed class JobState
     /// <summary>Tasks per lazily allocated chunk of per-task state.</summary>
     internal const int ChunkSize = 1024;
 
+    /// <summary>Jobs of at most this many tasks get their per-task state at submission rather than at first binding.</summary>
+    internal const int EagerTasks = 64;
+
     internal readonly Lock Sync = new();
     private readonly Slot[]?[] _chunks;
     private int _pending, _bound, _completed;
@@ -77,6 +80,10 @@ public sealed class JobState
         Scheduler = scheduler;
         SubmittedAt = submittedAt;
         _chunks = new Slot[]?[(spec.TaskCount + ChunkSize - 1) / ChunkSize];
+        // A small job's per-task state (at most 64 × 16 B) is allocated here, at submission, with the job's other
+        // per-job objects, so that the engine step that binds its tasks allocates nothing (issue 14's budget: 0 B per
+        // placement on the warm step). Large jobs keep the lazy chunks: an unplaceable million-task job stays cheap.
+        if (spec.TaskCount is > 0 and <= EagerTasks) _chunks[0] = new Slot[spec.TaskCount];
         _pending = spec.TaskCount;
     }
 
@@ -196,7 +203,10 @@ public sealed class JobState
         return pending;
     }
 
-    private ref Slot Touch(int task) => ref (_chunks[task / ChunkSize] ??= new Slot[ChunkSize])[task % ChunkSize];
+    // The last (or only) chunk is sized to the tasks it holds: a 16-task job used to allocate a whole 1,024-slot chunk
+    // (16 KiB) on its first binding, about 1 KB per placement on the engine step (issue 14).
+    private ref Slot Touch(int task) =>
+        ref (_chunks[task / ChunkSize] ??= new Slot[Math.Min(ChunkSize, Spec.TaskCount - task / ChunkSize * ChunkSize)])[task % ChunkSize];
 
     internal void MarkEvictedBeforeRecorded(int task, bool value)
     {

@@ -26,9 +26,10 @@ internal enum EngineScenario
 /// </summary>
 internal static class EngineThroughput
 {
-    public static RunResult Run(EngineScenario scenario, int threads, TimeSpan duration, int nodeCount, double utilization, int seed)
+    public static RunResult Run(EngineScenario scenario, int threads, TimeSpan duration, int nodeCount, double utilization, int seed,
+        CommitPath commitPath = CommitPath.Combining)
     {
-        using var fixture = new BenchCell(nodeCount, seed);
+        using var fixture = new BenchCell(nodeCount, seed, commitPath: commitPath);
         int claimsPerTx = scenario == EngineScenario.Batch8Fine ? 8 : 1;
         // Resident tasks per thread so the whole cell sits at the target utilization (of 64 task slots per node).
         int resident = (int)(nodeCount * (long)BenchCell.TasksPerNode * utilization / threads);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime;
 using System.Runtime.InteropServices;
+using Omega.Cells;
 
 namespace Omega.Benchmarks.Throughput;
 
@@ -69,6 +70,9 @@ internal static class ThroughputRunner
         {
             cases.Add(new Case("engine single-claim Fine (commit+release)", "claims", threads,
                 (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s)));
+            // The same loop on the pre-issue-14 path (every call takes the commit lock itself), same run, same binary.
+            cases.Add(new Case("engine single-claim Fine (commit+release), plain lock path", "claims", threads,
+                (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Lock)));
             cases.Add(new Case("engine single-claim Coarse, snapshot+read per claim (commit+release)", "claims", threads,
                 (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimCoarseWithSnapshot, threads, d, nodes, utilization, s)));
             cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases)", "claims", threads,

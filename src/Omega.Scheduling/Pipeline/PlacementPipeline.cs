@@ -92,10 +92,20 @@ public sealed class PlacementPipeline
     private readonly PlacementContext _context = new();
     private NodeView[] _pool = new NodeView[64];
     private int _poolCount;
-    private readonly HashSet<int> _seen = new();
     // Node ids read by the last plan, in order: a decision record's read set (issue 18, decision replay). A reused list,
     // one Add per node read: no allocation once warm.
     private readonly List<int> _probed = new();
+    // Nodes already probed by this decision: a node's stamp equals _seenEpoch when it was seen (an epoch-stamped array
+    // instead of a HashSet<int>: no hashing, no clearing per decision; cleared only when the epoch wraps).
+    private int[] _seenStamp = new int[1024];
+    private int _seenEpoch;
+    // Per-pool-entry score cache (issue 14, "score each sampled node once per job"): _scoreValid[c] says _score[c] is
+    // what ScoreNode(_pool[c]) returns now. Only used when every scorer is a built-in whose inputs are the node itself,
+    // its failure domain, zone or region (_cacheScores); a placement invalidates exactly the pool entries sharing one of
+    // those with the placed node, so a cached score is always the value a fresh ScoreNode would compute (a test compares).
+    private double[] _score = new double[64];
+    private bool[] _scoreValid = new bool[64];
+    private bool _cacheScores;
     private int _scanStart;
     private int _scanStride = 1;
     private int _distinct;
@@ -118,6 +128,21 @@ public sealed class PlacementPipeline
         _scorers = _policy.Scorers;
         _weights = _policy.Weights;
         _sampling = _policy.Sampling;
+        _cacheScores = AllScorersCacheable(_scorers);
+    }
+
+    /// <summary>
+    /// Whether a decision may reuse a node's score across the tasks of a job until a placement that can change it (default
+    /// true). The result is identical either way (tests compare); false re-scores every candidate for every task.
+    /// </summary>
+    public bool ScoreCaching { get; set; } = true;
+
+    // The built-in scorers read only the node, the tentative state on it, and per-domain / per-zone / per-region counts.
+    private static bool AllScorersCacheable(IScorer[] scorers)
+    {
+        foreach (var s in scorers)
+            if (s is not (BinPackingScorer or FailureDomainSpreadScorer or JobAntiAffinityScorer or GroupSpreadScorer or TopologyScorer)) return false;
+        return true;
     }
 
     /// <summary>
@@ -170,6 +195,7 @@ public sealed class PlacementPipeline
         _scorers = p.Scorers;
         _weights = p.Weights;
         _sampling = p.Sampling;
+        _cacheScores = AllScorersCacheable(p.Scorers);
     }
 
     /// <summary>
@@ -212,8 +238,10 @@ public sealed class PlacementPipeline
         if (job.Topology.PreferredRegions.Count > 0) wanted = Math.Min(_sampling.MaxPool, wanted * 4);
         int probeBudget = Math.Max(_sampling.MinProbes, wanted * _sampling.ProbesPerCandidate);
         _poolCount = 0;
-        _seen.Clear();
+        if (++_seenEpoch == int.MaxValue) { Array.Clear(_seenStamp); _seenEpoch = 1; }
+        if (_seenStamp.Length < n) Array.Resize(ref _seenStamp, Math.Max(n, _seenStamp.Length * 2));
         _distinct = 0;
+        bool cache = _cacheScores && ScoreCaching;
         int probes = 0;
         FillPool(snapshot, rng, wanted, ref probes, probeBudget, stats);
 
@@ -231,7 +259,10 @@ public sealed class PlacementPipeline
                     if (tenant.Quota is { } q && !ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, job.PerTask, q)) continue;
                     // ... and the job's own tasks may now be members of its group there (hard anti-affinity).
                     if (!_context.GroupAllows(v)) continue;
-                    double s = ScoreNode(v);
+                    double s;
+                    if (!cache) s = ScoreNode(v);
+                    else if (_scoreValid[c]) s = _score[c];
+                    else { s = ScoreNode(v); _score[c] = s; _scoreValid[c] = true; }
                     if (t == 0) RecordTop(stats, v.Id, s);
                     if (s > bestScore) { bestScore = s; best = c; }
                 }
@@ -242,12 +273,14 @@ public sealed class PlacementPipeline
             {
                 var node = _pool[best];
                 _context.Place(node, job.PerTask);
+                if (cache) InvalidateScores(node);
                 output.Add(new PlannedClaim(taskIndexes[t], node, bestScore, null));
                 continue;
             }
             if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var pnode, out var victims))
             {
                 _context.Place(pnode, job.PerTask);
+                if (cache) InvalidateScores(pnode);
                 output.Add(new PlannedClaim(taskIndexes[t], pnode, 0, victims));
                 stats.Preemptions++;
                 continue;
@@ -280,7 +313,8 @@ public sealed class PlacementPipeline
             else
             {
                 id = rng.Next(n);
-                if (!_seen.Add(id)) { probes++; continue; }
+                if (_seenStamp[id] == _seenEpoch) { probes++; continue; }
+                _seenStamp[id] = _seenEpoch;
             }
             probes++;
             _distinct++;
@@ -296,7 +330,13 @@ public sealed class PlacementPipeline
                 stats.FilteredByReason[(int)status]++;
                 continue;
             }
-            if (_poolCount == _pool.Length) Array.Resize(ref _pool, _pool.Length * 2);
+            if (_poolCount == _pool.Length)
+            {
+                Array.Resize(ref _pool, _pool.Length * 2);
+                Array.Resize(ref _score, _pool.Length);
+                Array.Resize(ref _scoreValid, _pool.Length);
+            }
+            _scoreValid[_poolCount] = false;
             _pool[_poolCount++] = v;
         }
     }
@@ -312,6 +352,26 @@ public sealed class PlacementPipeline
             if (a == 1) return s;
         }
         return 1;
+    }
+
+    // A placement on `placed` changes the tentative state of that node and the job / group counts of its failure domain,
+    // zone and region: every pool entry sharing one of them is re-scored; the others' scores cannot have changed.
+    private void InvalidateScores(in NodeView placed)
+    {
+        var spec = placed.Spec;
+        // The topology scorer reads group counts per zone or region only for a spread; a region preference reads the
+        // node's own region, which no placement changes.
+        var spread = _context.Job.Topology.Spread;
+        for (int c = 0; c < _poolCount; c++)
+        {
+            if (!_scoreValid[c]) continue;
+            var other = _pool[c].Spec;
+            if (_pool[c].Id == placed.Id
+                || string.Equals(other.FailureDomain, spec.FailureDomain, StringComparison.Ordinal)
+                || spread == TopologySpread.Zone && string.Equals(other.Zone, spec.Zone, StringComparison.Ordinal)
+                || spread == TopologySpread.Region && string.Equals(other.Region, spec.Region, StringComparison.Ordinal))
+                _scoreValid[c] = false;
+        }
     }
 
     private FilterStatus RunFilters(in NodeView v)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Issue 14's measurements in one go, for the current tree AND a baseline commit, on the same machine in the same run:
+#   1. throughput: single-claim Fine commit+release at 1 and 2 threads (combining path and the plain lock path of the
+#      same binary) against the same-run raw FASTER RMW baseline;
+#   2. sched: the full scheduling engine, 10,000 nodes, 1/2/4 workers, placements/s and the conflict fraction, with the
+#      same-run FASTER baseline;
+#   3. floor: the placement floor (sample 2 nodes, one CAS on a packed word) at 1 and 2 threads, current build only;
+#   4. decision cost: BenchmarkDotNet SchedulingBenchmarks (DecidePerPlacement, SubmitScheduleCompletePerPlacement) with
+#      [MemoryDiagnoser] (µs and bytes per placement).
+# Each with >= 5 reps (BenchmarkDotNet: 10 measured iterations). Run it on a quiet machine (nothing else building);
+# machine.txt records the load at start and end of each part.
+#
+# Usage: bench/scripts/commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]
+#   BASELINE: a git ref of this repository (default 704a577, main before issue 14), exported with `git archive` into a
+#             temp dir and built there; or a directory holding an already built Omega.Benchmarks.dll; or "none".
+# Example: bench/scripts/commit-scaling-report.sh perf-reports/2026-12-06-commit-scaling/run-1 704a577 5 3
+set -euo pipefail
+
+out=${1:?usage: commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]}
+baseline=${2:-704a577}
+reps=${3:-5}
+seconds=${4:-3}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+. "$root/bench/scripts/machine-facts.sh"
+machine_facts "$root" | tee "$out/machine.txt"
+echo "baseline: $baseline" | tee -a "$out/machine.txt"
+
+dotnet build -c Release "$root/bench/Omega.Benchmarks" -v quiet -nologo
+current="$root/bench/Omega.Benchmarks/bin/Release/net10.0/Omega.Benchmarks.dll"
+
+base_dll=""
+tmp=""
+if [[ "$baseline" != "none" ]]; then
+  if [[ -d "$baseline" ]]; then
+    base_dll=$(find "$baseline" -name Omega.Benchmarks.dll -path '*Release*' | head -1)
+  else
+    tmp=$(mktemp -d)
+    echo "building baseline $baseline in $tmp" | tee -a "$out/machine.txt"
+    git -C "$root" archive "$baseline" | tar -x -C "$tmp"
+    OMEGA_SOURCE_COMMIT=$baseline dotnet build -c Release "$tmp/bench/Omega.Benchmarks" -v quiet -nologo
+    base_dll="$tmp/bench/Omega.Benchmarks/bin/Release/net10.0/Omega.Benchmarks.dll"
+  fi
+  [[ -f "$base_dll" ]] || { echo "baseline Omega.Benchmarks.dll not found" >&2; exit 1; }
+fi
+
+run_all() { # NAME DLL
+  local name=$1 dll=$2
+  echo "== $name: throughput ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  dotnet "$dll" throughput --seconds "$seconds" --reps "$reps" | tee "$out/$name-throughput.txt"
+  echo "== $name: sched ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  dotnet "$dll" sched --reps "$reps" | tee "$out/$name-sched.txt"
+  echo "== $name: decision cost, BenchmarkDotNet ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  local artifacts
+  artifacts=$(mktemp -d)
+  dotnet "$dll" --filter '*SchedulingBenchmarks*' --launchCount 1 --warmupCount 3 --iterationCount 10 --artifacts "$artifacts" \
+    | tee "$out/$name-bdn-console.txt"
+  cp "$artifacts"/results/*-report-github.md "$out/$name-scheduling-bdn.md" || true
+  rm -rf "$artifacts"
+}
+
+run_all current "$current"
+echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
+[[ -n "$base_dll" ]] && run_all baseline "$base_dll"
+[[ -n "$tmp" ]] && rm -rf "$tmp"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"

@@ -1,0 +1,264 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Time.Testing;
+using Xunit.Abstractions;
+
+namespace Omega.Cells.Tests;
+
+/// <summary>
+/// Seeded stress of the commit path (issue 14: the commit combiner) at 2, 4 and 8 threads. Every thread checks the
+/// invariants after every one of its steps: at most one live binding per task (a shadow table every binder must claim
+/// with a CAS), no node over capacity and no tenant over quota in a fresh snapshot, a stale fencing token rejected with
+/// nothing applied, a keyed retry answered from the index without a second binding, and journal order = version order
+/// with the result of every call covered by the <see cref="Cell.JournalSequence"/> read after it (durable gating). A full
+/// <see cref="Cell.Audit"/> runs every 32 steps and at the end. The same harness runs against deliberately broken commit
+/// paths (<see cref="Buggify"/>) and must catch each.
+/// </summary>
+public sealed class CommitPathStressTests(ITestOutputHelper output)
+{
+    private const int Nodes = 8;
+    private const int PoolTasks = 48;
+    private static readonly ResourceVector Capacity = new(1000, 16);
+    private static readonly ResourceVector TenantOneQuota = new(2500, 1_000);
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void Invariants_hold_after_every_step(int threads)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads (thread i uses new Random(seed + i)); rerun with this seed to reproduce the schedule of choices");
+        var run = Run(seed, threads, Buggify.None, stopAtFirst: false);
+        output.WriteLine($"{run.Steps} steps, {run.Applied} claims applied, {run.Released} released, {run.Combined.Requests} requests in {run.Combined.Batches} combine rounds");
+        Assert.True(run.Failures.Count == 0, $"seed {seed}, {threads} threads: {run.Failures.Count} violations, first: {string.Join(" | ", run.Failures.Take(3))}");
+        Assert.True(run.Applied > 0 && run.Released > 0, $"seed {seed}: the run did no work");
+        // The combining path itself was exercised: some round answered more than one thread's request.
+        Assert.True(run.Combined.Requests > run.Combined.Batches, $"seed {seed}: no combine round answered two requests");
+    }
+
+    /// <summary>Each broken commit path must be caught by the same per-step checks (else the checks prove nothing).</summary>
+    [Theory]
+    [InlineData(2, Buggify.SkipTaskBoundCheck)]
+    [InlineData(4, Buggify.SkipTaskBoundCheck)]
+    [InlineData(8, Buggify.SkipTaskBoundCheck)]
+    [InlineData(2, Buggify.SkipCapacityCheck)]
+    [InlineData(4, Buggify.SkipCapacityCheck)]
+    [InlineData(8, Buggify.SkipCapacityCheck)]
+    [InlineData(2, Buggify.SkipTokenCheck)]
+    [InlineData(4, Buggify.SkipTokenCheck)]
+    [InlineData(8, Buggify.SkipTokenCheck)]
+    [InlineData(2, Buggify.SkipIdempotencyReplay)]
+    [InlineData(4, Buggify.SkipIdempotencyReplay)]
+    [InlineData(8, Buggify.SkipIdempotencyReplay)]
+    public void A_broken_commit_path_is_caught(int threads, Buggify broken)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads, broken: {broken}");
+        var run = Run(seed, threads, broken, stopAtFirst: true);
+        Assert.True(run.Failures.Count > 0, $"seed {seed}, {threads} threads: {broken} went unnoticed in {run.Steps} steps");
+        output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
+    }
+
+    private sealed record RunResult(List<string> Failures, long Steps, long Applied, long Released, (long Batches, long Requests) Combined);
+
+    private static RunResult Run(int seed, int threads, Buggify broken, bool stopAtFirst)
+    {
+        int stepsPerThread = 16_000 / threads + 500;
+        var time = new FakeTimeProvider();
+        var journal = new OrderCheckingJournal();
+        using var cell = new Cell(new CellOptions { Time = time, Buggify = broken, IdempotencyRetention = 100_000, CommitPath = CommitPath.CombiningAlwaysQueued }, journal);
+        var feed = new OrderCheckingFeed();
+        cell.AddBindingListener(feed);
+        for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");
+        Assert.Equal(TenantOpStatus.Ok, cell.SetTenantQuota(new TenantId(1), TenantOneQuota));
+        for (int i = 0; i < Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
+
+        var failures = new ConcurrentQueue<string>();
+        var shadow = new long[PoolTasks];          // the generation of the task's live binding as its binder recorded it; 0 = free
+        long steps = 0, applied = 0, released = 0;
+        int stop = 0;
+        using var start = new Barrier(threads);
+
+        void Fail(string message)
+        {
+            failures.Enqueue(message);
+            if (stopAtFirst) Volatile.Write(ref stop, 1);
+        }
+
+        void Worker(int w)
+        {
+            var rng = new Random(seed + w);
+            string name = $"w{w}";
+            var lease = cell.AcquireLease(name, TimeSpan.FromDays(1)).Lease;
+            var tx = new Transaction(lease);
+            var held = new List<(int Task, long Generation)>();
+            ulong keys = 0;
+            start.SignalAndWait();
+            for (int step = 0; step < stepsPerThread && Volatile.Read(ref stop) == 0; step++)
+            {
+                string at = $"thread {w} step {step}";
+                int dice = rng.Next(100);
+                long covered = 0;   // the cell version a journal record must cover before JournalSequence does
+                if (dice < 50)
+                {
+                    var mode = rng.Next(4) == 0 ? CommitMode.AllOrNothing : CommitMode.Incremental;
+                    var detection = rng.Next(3) == 0 ? ConflictDetection.Coarse : ConflictDetection.Fine;
+                    bool keyed = rng.Next(4) == 0;
+                    tx.Reset(lease, mode, detection, keyed ? new IdempotencyKey((ulong)w + 1, ++keys) : default);
+                    var snap = cell.Snapshot();
+                    int claims = rng.Next(1, 4);
+                    for (int c = 0; c < claims; c++)
+                    {
+                        var node = new NodeId(rng.Next(Nodes));
+                        long version = snap.TryGetNode(node, out var view) == SnapshotRead.Ok ? view.Version : 0;
+                        tx.Add(new Claim(new TaskId(1, rng.Next(PoolTasks)), node, new ResourceVector(rng.Next(1, 6) * 100, rng.Next(1, 4)),
+                            version, new TenantId(rng.Next(3)), 0));
+                    }
+                    var r = cell.Commit(tx).Detach();
+                    var claimsMade = tx.Claims.ToArray();
+                    if (r.Replayed) Fail($"{at}: a fresh transaction was answered as a replay");
+                    for (int c = 0; c < claimsMade.Length; c++)
+                    {
+                        if (r.ClaimStatuses.Span[c] != ClaimStatus.Applied) continue;
+                        int task = (int)claimsMade[c].Task.Index;
+                        long before = Interlocked.CompareExchange(ref shadow[task], r.CellVersion, 0);
+                        if (before != 0) Fail($"{at}: task {task} bound at version {r.CellVersion} while its binding of generation {before} is live");
+                        else held.Add((task, r.CellVersion));
+                        Interlocked.Increment(ref applied);
+                    }
+                    if (r.AppliedCount > 0) covered = r.CellVersion;
+                    if (keyed && rng.Next(2) == 0)
+                    {
+                        // A retry after a lost acknowledgement: the original answer, nothing applied again.
+                        var again = cell.Commit(tx).Detach();
+                        if (!again.Replayed || again.Status != r.Status || again.CellVersion != r.CellVersion || again.AppliedCount != r.AppliedCount)
+                            Fail($"{at}: retry of a keyed transaction got {again.Status} v{again.CellVersion} replayed={again.Replayed}, original {r.Status} v{r.CellVersion}");
+                    }
+                }
+                else if (dice < 85)
+                {
+                    if (held.Count > 0)
+                    {
+                        int i = rng.Next(held.Count);
+                        var (task, gen) = held[i];
+                        held[i] = held[^1];
+                        held.RemoveAt(held.Count - 1);
+                        // Free the shadow first: once the cell releases, another thread may bind the task at once.
+                        if (Interlocked.CompareExchange(ref shadow[task], 0, gen) != gen)
+                            Fail($"{at}: shadow of task {task} no longer holds generation {gen}");
+                        var s = cell.Release(new TaskId(1, task), gen);
+                        if (s != ReleaseStatus.Released) Fail($"{at}: release of task {task} generation {gen} got {s}: its binding was lost or replaced");
+                        else Interlocked.Increment(ref released);
+                    }
+                }
+                else if (dice < 95)
+                {
+                    // Rotate the lease (the old token goes stale), then try the old one: it must be refused whole.
+                    var stale = lease;
+                    cell.ReleaseLease(lease);
+                    var granted = cell.AcquireLease(name, TimeSpan.FromDays(1));
+                    if (granted.Status != LeaseStatus.Granted) { Fail($"{at}: lease re-acquire got {granted.Status}"); break; }
+                    lease = granted.Lease;
+                    tx.Reset(stale, CommitMode.Incremental, ConflictDetection.Fine);
+                    tx.Add(new Claim(new TaskId(2, w * 1_000_000 + step), new NodeId(rng.Next(Nodes)), new ResourceVector(1, 0), 0));
+                    var r = cell.Commit(tx);
+                    if (r.Status != TransactionStatus.StaleFencingToken || r.AppliedCount != 0)
+                        Fail($"{at}: a stale fencing token got {r.Status} with {r.AppliedCount} applied");
+                    if (r.AppliedCount > 0) cell.Release(new TaskId(2, w * 1_000_000 + step));
+                }
+
+                // After every step: the journal covers every result handed out (gating), and a fresh snapshot shows no
+                // node over capacity and no tenant over quota.
+                long seq = cell.JournalSequence;
+                if (covered > 0)
+                {
+                    // The record must already be in the journal when the call returns, and JournalSequence must cover it.
+                    if (journal.SequenceOf(covered) is not long need) Fail($"{at}: commit at version {covered} returned before its journal record was appended");
+                    else if (need > seq) Fail($"{at}: version {covered} is in journal record {need} but JournalSequence read after the call is {seq}");
+                }
+                var check = cell.Snapshot();
+                for (int n = 0; n < Nodes; n++)
+                {
+                    if (check.TryGetNode(new NodeId(n), out var v) != SnapshotRead.Ok) continue;
+                    if (!v.Allocated.FitsWithin(Capacity)) Fail($"{at}: node n{n} at v{check.Version} holds {v.Allocated} > {Capacity}");
+                }
+                var (usage, _) = cell.GetTenantUsage(new TenantId(1));
+                if (!usage.FitsWithin(TenantOneQuota)) Fail($"{at}: tenant 1 uses {usage} > quota {TenantOneQuota}");
+                if (step % 32 == 31)
+                    foreach (var p in cell.Audit()) Fail($"{at}: audit: {p}");
+                Interlocked.Increment(ref steps);
+            }
+            // Leave the pool empty so the final audit also checks that releases undid everything.
+            foreach (var (task, gen) in held)
+            {
+                Interlocked.CompareExchange(ref shadow[task], 0, gen);
+                cell.Release(new TaskId(1, task), gen);
+            }
+        }
+
+        var workers = new Thread[threads];
+        for (int w = 0; w < threads; w++)
+        {
+            int me = w;
+            workers[w] = new Thread(() =>
+            {
+                try { Worker(me); }
+                catch (Exception e) { Fail($"thread {me}: {e}"); }
+            }) { IsBackground = true };
+            workers[w].Start();
+        }
+        foreach (var t in workers) Assert.True(t.Join(TimeSpan.FromSeconds(60)), $"seed {seed}: a worker did not finish within 60 s");
+        foreach (var p in cell.Audit()) failures.Enqueue($"final audit: {p}");
+        foreach (var p in journal.Problems) failures.Enqueue($"journal: {p}");
+        foreach (var p in feed.Problems) failures.Enqueue($"binding feed: {p}");
+        return new RunResult([.. failures], steps, applied, released, cell.CombinerStats);
+    }
+
+    /// <summary>Checks that records arrive with consecutive sequences and non-decreasing cell versions (journal order = version order).</summary>
+    private sealed class OrderCheckingJournal : ICellJournal
+    {
+        private readonly Lock _gate = new();
+        private readonly Dictionary<long, long> _firstSequenceOfVersion = new();
+        private long _lastSequence, _lastVersion;
+
+        public ConcurrentQueue<string> Problems { get; } = new();
+
+        public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record)
+        {
+            // A slow device: widens the window in which a combiner that answered its waiters before the append (or before
+            // publishing JournalSequence) is caught by the gating check.
+            Thread.SpinWait(100);
+            lock (_gate)
+            {
+                if (sequence != _lastSequence + 1) Problems.Enqueue($"sequence {sequence} after {_lastSequence}");
+                if (cellVersion < _lastVersion) Problems.Enqueue($"record {sequence} has version {cellVersion} after version {_lastVersion}");
+                _lastSequence = sequence;
+                _lastVersion = Math.Max(_lastVersion, cellVersion);
+                _firstSequenceOfVersion.TryAdd(cellVersion, sequence);
+            }
+        }
+
+        public long? SequenceOf(long version)
+        {
+            lock (_gate) return _firstSequenceOfVersion.TryGetValue(version, out var s) ? s : null;
+        }
+    }
+
+    /// <summary>Checks that binding changes are reported in version order.</summary>
+    private sealed class OrderCheckingFeed : IBindingListener
+    {
+        private long _last;
+
+        public ConcurrentQueue<string> Problems { get; } = new();
+
+        public void OnBindingChanged(BindingChange change, in Allocation allocation, long version)
+        {
+            if (version < _last) Problems.Enqueue($"{change} of {allocation.Task} at version {version} after version {_last}");
+            _last = version;
+        }
+
+        public void OnVersionComplete(long version)
+        {
+        }
+    }
+}
