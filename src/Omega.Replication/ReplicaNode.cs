@@ -179,11 +179,17 @@ public sealed class ReplicaNode : IAsyncDisposable
         {
             try
             {
-                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: ct);
+                // One stream per attempt, with a deadline on every answer: a member that stalls (a defragmentation holds
+                // its backend for seconds) is abandoned after half the TTL and the next stream goes to another
+                // member (the client balances calls over all endpoints), before the lease can lapse.
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: attempt.Token);
                 while (!ct.IsCancellationRequested)
                 {
-                    await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, ct).ConfigureAwait(false);
-                    if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) break;
+                    attempt.CancelAfter(TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 2.0));
+                    await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, attempt.Token).ConfigureAwait(false);
+                    if (!await call.ResponseStream.MoveNext(attempt.Token).ConfigureAwait(false)) break;
+                    attempt.CancelAfter(Timeout.InfiniteTimeSpan);
                     if (call.ResponseStream.Current.TTL <= 0)
                     {
                         reason = "etcd says the lease expired";
@@ -204,6 +210,10 @@ public sealed class ReplicaNode : IAsyncDisposable
             catch (RpcException e)
             {
                 reason = e.Status.Detail;
+            }
+            catch (OperationCanceledException)
+            {
+                reason = "no keepalive answer within half the TTL";
             }
             // Could not renew: past a TTL we cannot know we still hold it, so the session is over for us too.
             if (lastRenewed.Elapsed.TotalSeconds >= _options.LeaseTtlSeconds) goto lost;
