@@ -128,6 +128,9 @@ public sealed class ReplicaNode : IAsyncDisposable
                 {
                     long epoch = await CampaignAsync(lease, session.Token).ConfigureAwait(false);
                     await LeadAsync(epoch, session.Token).ConfigureAwait(false);
+                    // Deposed (or stopping): give the key up now rather than when the lease lapses, so a standby takes
+                    // over at once when this replica still held it (a write that timed out, not one that was fenced).
+                    if (!stop.IsCancellationRequested) await ResignAsync().ConfigureAwait(false);
                     return; // a leader never goes back to following (see remarks)
                 }
                 catch (OperationCanceledException) when (!stop.IsCancellationRequested)
@@ -285,7 +288,9 @@ public sealed class ReplicaNode : IAsyncDisposable
         => Client.PutAsync(new PutRequest
         {
             Key = ByteString.CopyFromUtf8(_options.Prefix + "replicas/" + _options.ReplicaName),
-            Value = ByteString.CopyFromUtf8(Store.AppliedSequence.ToString(CultureInfo.InvariantCulture)),
+            // What this replica's own disk holds (not what it applied in memory): a restart resumes from there, so the
+            // trim must keep everything after it.
+            Value = ByteString.CopyFromUtf8(Store.LocalDurableSequence.ToString(CultureInfo.InvariantCulture)),
             Lease = lease,
         }, cancellationToken: ct);
 
