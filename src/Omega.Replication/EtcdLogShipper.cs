@@ -29,6 +29,7 @@ internal sealed class EtcdLogShipper : IJournalReplicator
     private readonly long _epoch;
     private readonly Action<string> _fenced;
     private volatile bool _stopped;
+    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(1);
 
     public EtcdLogShipper(EtcdClient client, ReplicationOptions options, ByteString leaderKey, long epoch, Action<string> fenced)
     {
@@ -93,7 +94,9 @@ internal sealed class EtcdLogShipper : IJournalReplicator
             TxnResponse r;
             try
             {
-                r = _client.Transaction(txn, deadline: DateTime.UtcNow.AddSeconds(Math.Max(1, _options.ShipTimeout.TotalSeconds)));
+                // Each attempt gets at most a second: a stalled member (defragmenting) is left for another one rather
+                // than waited on; the unknown outcome of an abandoned attempt is resolved by the retry (see remarks).
+                r = _client.Transaction(txn, deadline: DateTime.UtcNow + (_options.ShipTimeout < AttemptTimeout ? _options.ShipTimeout : AttemptTimeout));
             }
             catch (RpcException e) when (clock.Elapsed < _options.ShipTimeout && e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown)
             {

@@ -128,6 +128,9 @@ public sealed class ReplicaNode : IAsyncDisposable
                 {
                     long epoch = await CampaignAsync(lease, session.Token).ConfigureAwait(false);
                     await LeadAsync(epoch, session.Token).ConfigureAwait(false);
+                    // Deposed (or stopping): give the key up now rather than when the lease lapses, so a standby takes
+                    // over at once when this replica still held it (a write that timed out, not one that was fenced).
+                    if (!stop.IsCancellationRequested) await ResignAsync().ConfigureAwait(false);
                     return; // a leader never goes back to following (see remarks)
                 }
                 catch (OperationCanceledException) when (!stop.IsCancellationRequested)
@@ -179,11 +182,17 @@ public sealed class ReplicaNode : IAsyncDisposable
         {
             try
             {
-                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: ct);
+                // One stream per attempt, with a deadline on every answer: a member that stalls (a defragmentation holds
+                // its backend for seconds) is abandoned after half the TTL and the next stream goes to another
+                // member (the client balances calls over all endpoints), before the lease can lapse.
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: attempt.Token);
                 while (!ct.IsCancellationRequested)
                 {
-                    await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, ct).ConfigureAwait(false);
-                    if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false)) break;
+                    attempt.CancelAfter(TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 2.0));
+                    await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, attempt.Token).ConfigureAwait(false);
+                    if (!await call.ResponseStream.MoveNext(attempt.Token).ConfigureAwait(false)) break;
+                    attempt.CancelAfter(Timeout.InfiniteTimeSpan);
                     if (call.ResponseStream.Current.TTL <= 0)
                     {
                         reason = "etcd says the lease expired";
@@ -204,6 +213,10 @@ public sealed class ReplicaNode : IAsyncDisposable
             catch (RpcException e)
             {
                 reason = e.Status.Detail;
+            }
+            catch (OperationCanceledException)
+            {
+                reason = "no keepalive answer within half the TTL";
             }
             // Could not renew: past a TTL we cannot know we still hold it, so the session is over for us too.
             if (lastRenewed.Elapsed.TotalSeconds >= _options.LeaseTtlSeconds) goto lost;
@@ -275,7 +288,9 @@ public sealed class ReplicaNode : IAsyncDisposable
         => Client.PutAsync(new PutRequest
         {
             Key = ByteString.CopyFromUtf8(_options.Prefix + "replicas/" + _options.ReplicaName),
-            Value = ByteString.CopyFromUtf8(Store.AppliedSequence.ToString(CultureInfo.InvariantCulture)),
+            // What this replica's own disk holds (not what it applied in memory): a restart resumes from there, so the
+            // trim must keep everything after it.
+            Value = ByteString.CopyFromUtf8(Store.LocalDurableSequence.ToString(CultureInfo.InvariantCulture)),
             Lease = lease,
         }, cancellationToken: ct);
 

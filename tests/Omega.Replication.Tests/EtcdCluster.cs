@@ -73,7 +73,8 @@ public sealed class EtcdCluster : IAsyncLifetime
                     await c.GetAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("health") }, deadline: DateTime.UtcNow.AddSeconds(2));
                     break;
                 }
-                catch (Grpc.Core.RpcException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
+                // (a deadline can surface as a cancelled task rather than an RpcException; a loaded machine needs time)
+                catch (Exception failure) when (failure is Grpc.Core.RpcException or OperationCanceledException && deadline.Elapsed < TimeSpan.FromSeconds(90))
                 {
                     await Task.Delay(100);
                 }

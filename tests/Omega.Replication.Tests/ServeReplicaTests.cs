@@ -96,7 +96,10 @@ public sealed class ServeReplicaTests
                 Assert.Equal((byte)0, l2.Status);
                 Assert.True(l2.Token > lease.Token);
             }
-            Assert.Equal(0, await b.StopAsync(TimeSpan.FromSeconds(30)));
+            // 0, or 9 if a starved keepalive deposed it meanwhile on a loaded machine: either way its directory is closed
+            // cleanly and holds only what etcd acknowledged, which is what is checked next.
+            int exit = await b.StopAsync(TimeSpan.FromSeconds(30));
+            Assert.True(exit is 0 or 9, $"b exited {exit}:\n{b.Output}");
             // b's local copy, opened as a plain store, holds every acknowledged binding.
             using var store = CellStore.Open(new StorageOptions { DataDirectory = Path.Combine(root, "b"), CheckpointOnDispose = false });
             foreach (int i in acked) Assert.True(store.Cell.TryGetAllocation(new TaskId(i, 0), out _), $"acknowledged binding {i} lost in the takeover");

@@ -209,7 +209,7 @@ internal static class ServeCommand
             {
                 // A deposed leader exits non-zero so a supervisor restarts it (as a standby, from its local copy).
                 Console.WriteLine("omega serve: this replica lost the leadership; restart it to rejoin as a standby");
-                return 5;
+                return 9;
             }
             return 0;
         });
