@@ -12,7 +12,7 @@ namespace Omega.Benchmarks;
 /// </summary>
 /// <remarks>
 /// Issue 14's budgets: decision ≤ 0.2 µs per placement and 0 B; the warm engine step 0 B per placement with no decision
-/// records kept (≤ 4 B with 1 in 64 kept, as here). The byte budgets are enforced, load-independently, by
+/// records kept (≤ 6 B with 1 in 64 kept, as here: a kept record carries its replay inputs). The byte budgets are enforced, load-independently, by
 /// tests/Omega.Scheduling.Tests/EngineAllocationBudgetTests.cs (GC.GetAllocatedBytesForCurrentThread); this class reports
 /// the time, which only a quiet machine can measure (bench/scripts/commit-scaling-report.sh).
 /// Budget (design.md §10): ~2 µs of one core per placement in all, 0 B on the per-placement path. The decision gets the

@@ -17,12 +17,13 @@ public sealed class EngineAllocationBudgetTests(ITestOutputHelper output)
     /// <summary>
     /// Budgets in bytes per placement on the warm engine step (dequeue, snapshot, decide, commit, bookkeeping): 0 with
     /// no decision records kept; with 1 successful decision in 64 kept (the benchmark's setting) the kept records cost
-    /// ~3 KB each, i.e. ~3 B per placement of 16-task jobs, so 4 B. Before issue 14: 1,061 B (every 16-task job allocated
+    /// ~3 KB each, i.e. ~3 B per placement of 16-task jobs; since decision records carry their replay inputs (issue 18:
+    /// seed, nodes read, tenant usage) a kept record is ~4.5 KB, ~4.2 B per placement measured, so 6 B. Before issue 14: 1,061 B (every 16-task job allocated
     /// a 1,024-slot per-task chunk on its first binding; now a small job's per-task state is allocated at submission).
     /// </summary>
     [Theory]
     [InlineData(int.MaxValue, 0.0)]
-    [InlineData(64, 4.0)]
+    [InlineData(64, 6.0)]
     public void Engine_step_allocation_per_placement_is_within_budget(int decisionSampleEvery, double stepBudgetBytesPerPlacement)
     {
         var cell = new Cell(new CellOptions { Name = "alloc", InitialNodeCapacity = Nodes });
