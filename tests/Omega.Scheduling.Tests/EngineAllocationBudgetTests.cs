@@ -16,13 +16,15 @@ public sealed class EngineAllocationBudgetTests(ITestOutputHelper output)
 
     /// <summary>
     /// Budgets in bytes per placement on the warm engine step (dequeue, snapshot, decide, commit, bookkeeping): 0 with
-    /// no decision records kept; with 1 successful decision in 64 kept (the benchmark's setting) the kept records cost
+    /// no decision records kept, checked as at most 0.25 B (a rare one-off on this thread, such as a table growing once in
+    /// the 32,000 measured placements, was seen to add a few bytes in total and is not a per-placement cost; one 24-byte
+    /// object per job would be 1.5 B and fails); with 1 successful decision in 64 kept (the benchmark's setting) the kept records cost
     /// ~3 KB each, i.e. ~3 B per placement of 16-task jobs; since decision records carry their replay inputs (issue 18:
     /// seed, nodes read, tenant usage) a kept record is ~4.5 KB, ~4.2 B per placement measured, so 6 B. Before issue 14: 1,061 B (every 16-task job allocated
     /// a 1,024-slot per-task chunk on its first binding; now a small job's per-task state is allocated at submission).
     /// </summary>
     [Theory]
-    [InlineData(int.MaxValue, 0.0)]
+    [InlineData(int.MaxValue, 0.25)]
     [InlineData(64, 6.0)]
     public void Engine_step_allocation_per_placement_is_within_budget(int decisionSampleEvery, double stepBudgetBytesPerPlacement)
     {
@@ -69,7 +71,7 @@ public sealed class EngineAllocationBudgetTests(ITestOutputHelper output)
         const int Jobs = 2_000;
         for (int i = 0; i < Jobs; i++) One(measure: true);
         double perPlacement(long bytes) => bytes / (double)(Jobs * Tasks);
-        output.WriteLine($"bytes per placement: submit {perPlacement(submitBytes):F1}, step {perPlacement(stepBytes):F1}, complete {perPlacement(completeBytes):F1}");
+        output.WriteLine($"step bytes in all {stepBytes:N0}; bytes per placement: submit {perPlacement(submitBytes):F1}, step {perPlacement(stepBytes):F1}, complete {perPlacement(completeBytes):F1}");
         output.WriteLine($"budget: step <= {stepBudgetBytesPerPlacement} B per placement");
         Assert.True(perPlacement(stepBytes) <= stepBudgetBytesPerPlacement, $"engine step: {perPlacement(stepBytes):F1} B per placement > budget {stepBudgetBytesPerPlacement}");
     }
