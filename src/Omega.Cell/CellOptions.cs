@@ -49,11 +49,13 @@ public sealed class CellOptions
 
     /// <summary>
     /// How concurrent <see cref="Cell.Commit"/> and <see cref="Cell.Release"/> calls reach the commit lock.
-    /// <see cref="CommitPath.Combining"/> (default): flat combining, one thread answers every queued request in one
-    /// critical section and one journal append. <see cref="CommitPath.Lock"/>: each call takes the lock itself (the path
-    /// before issue 14, kept for same-run comparison in the benchmarks). Results are identical; only cost differs.
+    /// <see cref="CommitPath.Lock"/> (default): each call takes the lock itself. <see cref="CommitPath.Combining"/>: flat
+    /// combining, one thread answers every queued request in one critical section and one journal append. Results are
+    /// identical; only cost differs. The default is the lock because on the 2-core reference machine, quiet, combining
+    /// measured no faster at 2 threads (474k vs 473k single-claim commit+release/s) and 10 % slower on one thread
+    /// (perf-reports/2026-12-06-commit-scaling); combining stays selectable for machines with more cores.
     /// </summary>
-    public CommitPath CommitPath { get; set; } = CommitPath.Combining;
+    public CommitPath CommitPath { get; set; } = CommitPath.Lock;
 }
 
 /// <summary>How single commits and releases are serialised (<see cref="CellOptions.CommitPath"/>; docs/commit-protocol.md).</summary>
