@@ -16,15 +16,14 @@ public sealed class EngineAllocationBudgetTests(ITestOutputHelper output)
 
     /// <summary>
     /// Budgets in bytes per placement on the warm engine step (dequeue, snapshot, decide, commit, bookkeeping): 0 with
-    /// no decision records kept, checked as at most 0.25 B (a rare one-off on this thread, such as a table growing once in
-    /// the 32,000 measured placements, was seen to add a few bytes in total and is not a per-placement cost; one 24-byte
-    /// object per job would be 1.5 B and fails); with 1 successful decision in 64 kept (the benchmark's setting) the kept records cost
+    /// no decision records kept (checked per round of 8,000 placements, see below: a rare one-off on this thread is not a
+    /// per-placement cost); with 1 successful decision in 64 kept (the benchmark's setting) the kept records cost
     /// ~3 KB each, i.e. ~3 B per placement of 16-task jobs; since decision records carry their replay inputs (issue 18:
     /// seed, nodes read, tenant usage) a kept record is ~4.5 KB, ~4.2 B per placement measured, so 6 B. Before issue 14: 1,061 B (every 16-task job allocated
     /// a 1,024-slot per-task chunk on its first binding; now a small job's per-task state is allocated at submission).
     /// </summary>
     [Theory]
-    [InlineData(int.MaxValue, 0.25)]
+    [InlineData(int.MaxValue, 0.0)]
     [InlineData(64, 6.0)]
     public void Engine_step_allocation_per_placement_is_within_budget(int decisionSampleEvery, double stepBudgetBytesPerPlacement)
     {
@@ -68,11 +67,22 @@ public sealed class EngineAllocationBudgetTests(ITestOutputHelper output)
 
         // Warm: JIT tiers, and every table at its steady size (the completed-job retention, 1,000 here, is reached).
         for (int i = 0; i < 4_000; i++) One(measure: false);
-        const int Jobs = 2_000;
-        for (int i = 0; i < Jobs; i++) One(measure: true);
-        double perPlacement(long bytes) => bytes / (double)(Jobs * Tasks);
-        output.WriteLine($"step bytes in all {stepBytes:N0}; bytes per placement: submit {perPlacement(submitBytes):F1}, step {perPlacement(stepBytes):F1}, complete {perPlacement(completeBytes):F1}");
-        output.WriteLine($"budget: step <= {stepBudgetBytesPerPlacement} B per placement");
-        Assert.True(perPlacement(stepBytes) <= stepBudgetBytesPerPlacement, $"engine step: {perPlacement(stepBytes):F1} B per placement > budget {stepBudgetBytesPerPlacement}");
+        // Measured in 4 rounds of 500 jobs (8,000 placements each). A per-placement or per-job cost shows in every round; a
+        // one-off (a table of the runtime or of a tier-up growing once on this thread: 11 KB in one CI run of 32,000
+        // placements) shows in one. The second-best round must be within budget, so a one-off in up to two rounds passes
+        // and a steady cost of 1 byte in 24 placements (one small object per ~1.5 jobs) fails.
+        const int Rounds = 4, JobsPerRound = 500;
+        var stepPerRound = new double[Rounds];
+        double perPlacement(long bytes) => bytes / (double)(JobsPerRound * Tasks);
+        for (int r = 0; r < Rounds; r++)
+        {
+            submitBytes = stepBytes = completeBytes = 0;
+            for (int i = 0; i < JobsPerRound; i++) One(measure: true);
+            stepPerRound[r] = perPlacement(stepBytes);
+            output.WriteLine($"round {r}: step bytes in all {stepBytes:N0}; bytes per placement: submit {perPlacement(submitBytes):F1}, step {perPlacement(stepBytes):F2}, complete {perPlacement(completeBytes):F1}");
+        }
+        Array.Sort(stepPerRound);
+        output.WriteLine($"budget: step <= {stepBudgetBytesPerPlacement} B per placement in the second-best round ({stepPerRound[1]:F2})");
+        Assert.True(stepPerRound[1] <= stepBudgetBytesPerPlacement, $"engine step: {stepPerRound[1]:F2} B per placement in the second-best round > budget {stepBudgetBytesPerPlacement}");
     }
 }
