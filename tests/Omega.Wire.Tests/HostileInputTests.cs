@@ -310,8 +310,9 @@ public class HostileInputTests : IAsyncLifetime
         var metrics = _fx.Server.TransportMetrics;
         for (int i = 0; i < 20_000 && metrics.Disconnects(DisconnectReason.SlowConsumer) == 0; i++)
         {
-            try { await c.SendAsync(req); }
-            catch (System.Net.Sockets.SocketException) { break; }
+            // A send blocks once neither side's buffers have room; the server then closes us (outbound cap, or write stall).
+            try { await c.SendAsync(req).WaitAsync(TimeSpan.FromSeconds(30)); }
+            catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or TimeoutException or ObjectDisposedException) { break; }
         }
         await Wait.UntilAsync(() => metrics.Disconnects(DisconnectReason.SlowConsumer) == 1, "slow consumer disconnected");
         await AssertUnharmedAsync();
