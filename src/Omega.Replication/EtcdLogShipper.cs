@@ -98,15 +98,18 @@ internal sealed class EtcdLogShipper : IJournalReplicator
                 // than waited on; the unknown outcome of an abandoned attempt is resolved by the retry (see remarks).
                 r = _client.Transaction(txn, deadline: DateTime.UtcNow + (_options.ShipTimeout < AttemptTimeout ? _options.ShipTimeout : AttemptTimeout));
             }
-            catch (RpcException e) when (clock.Elapsed < _options.ShipTimeout && e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown)
+            catch (Exception e) when (clock.Elapsed < _options.ShipTimeout
+                && (e is RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown }
+                    // the client can surface an attempt's deadline as a cancelled task instead of DeadlineExceeded
+                    or OperationCanceledException))
             {
                 retried = true;
                 Thread.Sleep(50); // a member restarting or a leader change inside etcd: retry on the committer thread
                 continue;
             }
-            catch (RpcException e)
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
             {
-                Fail($"etcd unreachable for {clock.Elapsed.TotalSeconds:0.0} s writing sequence {firstSequence}: {e.Status.Detail}", e);
+                Fail($"etcd unreachable for {clock.Elapsed.TotalSeconds:0.0} s writing sequence {firstSequence}: {(e is RpcException rpc ? rpc.Status.Detail : e.Message)}", e);
                 throw; // unreachable: Fail throws
             }
             if (r.Succeeded)

@@ -133,9 +133,11 @@ public sealed class ReplicaNode : IAsyncDisposable
                     if (!stop.IsCancellationRequested) await ResignAsync().ConfigureAwait(false);
                     return; // a leader never goes back to following (see remarks)
                 }
-                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                catch (Exception e) when (e is OperationCanceledException or RpcException && session.IsCancellationRequested && !stop.IsCancellationRequested && Interlocked.Read(ref _epoch) == 0 && !_leadership.Task.IsCompleted)
                 {
-                    // A standby's session lapsed (etcd unreachable for a lease TTL): take a new one and go on.
+                    // A standby's session lapsed (etcd unreachable for a lease TTL, or this process starved past it): take
+                    // a new one and go on. A call in flight when the session ended fails either way: cancelled, or
+                    // refused by etcd because the lease is gone ("requested lease not found").
                 }
                 finally
                 {

@@ -75,6 +75,7 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
     public static FasterCellStore Open(StorageOptions options, bool follower = false)
     {
         var total = Stopwatch.StartNew();
+        ThreadPoolFloor.StoreOpened(); // FASTER blocks pool threads in its commit callback (see ThreadPoolFloor)
         string dir = options.ResolveDataDirectory();
         string journalDir = Path.Combine(dir, "journal");
         string storeDir = Path.Combine(dir, "store");

@@ -184,6 +184,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         var c2 = await StartReplica("c");
         var (lease, node) = Prepare(aStore);
         var acked = new List<int>();
+        Exception? writerEnd = null;
         using var cts = new CancellationTokenSource();
         // A writer committing until the leader dies; only what was acknowledged counts.
         var writer = Task.Run(async () =>
@@ -194,14 +195,22 @@ public sealed class ReplicationTests : IAsyncLifetime
                 {
                     var r = await aStore.CommitDurableAsync(Bind(lease, node, i));
                     if (r.Status == TransactionStatus.Committed) lock (acked) acked.Add(i);
+
                 }
-                catch (IOException)
+                catch (IOException e)
                 {
+                    writerEnd = e; // the leader stopped acknowledging (deposed): expected once its lease is revoked below
                     return;
                 }
             }
         });
-        await Until(() => { lock (acked) return acked.Count >= 100; }, TimeSpan.FromSeconds(60), "100 acknowledged commits");
+        await Until(() =>
+        {
+            if (writer.IsFaulted) throw new Xunit.Sdk.XunitException("writer failed: " + writer.Exception);
+            // Deposed before the test revoked anything: say why instead of timing out (CI once starved the keepalive).
+            if (writer.IsCompleted) throw new Xunit.Sdk.XunitException($"the leader stopped acknowledging after {acked.Count} commits: {writerEnd}");
+            lock (acked) return acked.Count >= 100;
+        }, TimeSpan.FromSeconds(60), "100 acknowledged commits");
         // "Kill" a: revoke its lease (its process would be gone; its keepalive cannot save it).
         using var c = _etcd.Client();
         var clock = Stopwatch.StartNew();
