@@ -346,6 +346,17 @@ internal sealed class RawClient : IDisposable
 internal static class Wait
 {
     /// <summary>Polls a condition until it holds (fails the test after the timeout): no fixed sleeps.</summary>
+    /// <summary>As below, with the failure message computed at the timeout (so it can show the state reached).</summary>
+    public static async Task UntilAsync(Func<bool> condition, Func<string> what, int timeoutMs = 15_000)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (sw.ElapsedMilliseconds > timeoutMs) Assert.Fail($"timed out after {timeoutMs} ms waiting for: {what()}");
+            await Task.Delay(5);
+        }
+    }
+
     public static async Task UntilAsync(Func<bool> condition, string what, int timeoutMs = 15_000)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
