@@ -10,6 +10,12 @@
 # Each with >= 5 reps (BenchmarkDotNet: 10 measured iterations). Run it on a quiet machine (nothing else building);
 # machine.txt records the load at start and end of each part.
 #
+# Throughput and sched run as ALTERNATING PROCESSES, one rep each (current, baseline, baseline, current, ...), and every
+# throughput process measures its own FASTER RMW baseline in the same rep: the 2026-12-06 run measured the current tree
+# first and the baseline minutes later, and FASTER's own 1-thread figure differed by 24 % between the two halves, which
+# read as a 17 % "regression" of the current tree (paired with its own FASTER rep it was 0.92 against the baseline's
+# 0.80). summary.md pairs each process's engine figure with the FASTER figure of the same process.
+#
 # Usage: bench/scripts/commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]
 #   BASELINE: a git ref of this repository (default 704a577, main before issue 14), exported with `git archive` into a
 #             temp dir and built there; or a directory holding an already built Omega.Benchmarks.dll; or "none".
@@ -46,12 +52,16 @@ if [[ "$baseline" != "none" ]]; then
   [[ -f "$base_dll" ]] || { echo "baseline Omega.Benchmarks.dll not found" >&2; exit 1; }
 fi
 
-run_all() { # NAME DLL
+one_rep() { # NAME DLL REP: one throughput process and one sched process, one rep each
+  local name=$1 dll=$2 rep=$3
+  echo "== rep $rep $name: throughput ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  dotnet "$dll" throughput --seconds "$seconds" --reps 1 --seed "$rep" | tee "$out/$name-throughput-rep$rep.txt"
+  echo "== rep $rep $name: sched ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  dotnet "$dll" sched --reps 1 --seed "$rep" | tee "$out/$name-sched-rep$rep.txt"
+}
+
+bdn() { # NAME DLL
   local name=$1 dll=$2
-  echo "== $name: throughput ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
-  dotnet "$dll" throughput --seconds "$seconds" --reps "$reps" | tee "$out/$name-throughput.txt"
-  echo "== $name: sched ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
-  dotnet "$dll" sched --reps "$reps" | tee "$out/$name-sched.txt"
   echo "== $name: decision cost, BenchmarkDotNet ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
   local artifacts
   artifacts=$(mktemp -d)
@@ -61,9 +71,20 @@ run_all() { # NAME DLL
   rm -rf "$artifacts"
 }
 
-run_all current "$current"
+for ((rep = 1; rep <= reps; rep++)); do
+  # ABBA order: neither build always runs first (a falling load average or a warming CPU favours the later one).
+  if [[ -z "$base_dll" ]]; then
+    one_rep current "$current" "$rep"
+  elif (( rep % 2 == 1 )); then
+    one_rep current "$current" "$rep"; one_rep baseline "$base_dll" "$rep"
+  else
+    one_rep baseline "$base_dll" "$rep"; one_rep current "$current" "$rep"
+  fi
+done
 echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
 dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
-[[ -n "$base_dll" ]] && run_all baseline "$base_dll"
+bdn current "$current"
+[[ -n "$base_dll" ]] && bdn baseline "$base_dll"
 [[ -n "$tmp" ]] && rm -rf "$tmp"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+python3 "$root/bench/scripts/commit-scaling-summary.py" "$out" | tee "$out/summary.md"

@@ -31,6 +31,15 @@ public sealed partial class Cell
     public CommitResult Commit(Transaction tx)
     {
         ArgumentNullException.ThrowIfNull(tx);
+        // The default (CommitPath.Lock) decides first, before anything the combiner needs: this is the pre-combiner path
+        // plus one option read and a TryEnter (the lock is recursive, so a callback from inside a critical section of this
+        // cell re-enters it here as before).
+        if (PlainLock)
+        {
+            EnterCommitLock();
+            try { return CommitLocked(tx); }
+            finally { _lock.Exit(); }
+        }
         // Through the commit combiner (Cell.Combiner.cs): the same CommitLocked, run by whichever thread holds the lock.
         return CommitCombined(tx);
     }

@@ -220,7 +220,16 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <paramref name="expectedGeneration"/> the release only happens if the live binding has that generation, so a late
     /// report about an older binding cannot free a newer one.
     /// </summary>
-    public ReleaseStatus Release(TaskId task, long expectedGeneration = 0) => ReleaseCombined(task, expectedGeneration);
+    public ReleaseStatus Release(TaskId task, long expectedGeneration = 0)
+    {
+        if (PlainLock)
+        {
+            EnterCommitLock();
+            try { return ReleaseLocked(task, expectedGeneration); }
+            finally { _lock.Exit(); }
+        }
+        return ReleaseCombined(task, expectedGeneration);
+    }
 
     // Caller holds _lock (a lone call, or the commit combiner answering a queued release).
     private ReleaseStatus ReleaseLocked(TaskId task, long expectedGeneration)

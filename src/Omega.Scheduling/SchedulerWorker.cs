@@ -27,6 +27,22 @@ public enum StepOutcome : byte
 }
 
 /// <summary>
+/// Where one scheduler worker's wall time went (<see cref="SchedulerWorker.Times"/>, <see cref="SchedulingEngine.GetWorkerTimes"/>).
+/// Deciding + committing + other + idle is at most the wall time; the remainder is the engine loop between steps.
+/// </summary>
+/// <param name="Kind">The scheduler kind.</param>
+/// <param name="Index">The worker's index within its kind.</param>
+/// <param name="WallSeconds">Seconds since the worker's thread started (or since creation when Step is driven by a caller).</param>
+/// <param name="DecidingSeconds">Snapshot to claims (busyness, useful and wasted).</param>
+/// <param name="CommittingSeconds">The commit call, including any wait for the cell's commit lock.</param>
+/// <param name="OtherSeconds">The rest of the steps that took a job: dequeue, job bookkeeping, metrics, decision records, requeue.</param>
+/// <param name="IdleSeconds">Steps that found no ready job, and the back-off after them.</param>
+/// <param name="Steps">Steps that took a job.</param>
+/// <param name="IdleSteps">Steps that found no ready job.</param>
+public readonly record struct WorkerTimes(string Kind, int Index, double WallSeconds, double DecidingSeconds, double CommittingSeconds,
+    double OtherSeconds, double IdleSeconds, long Steps, long IdleSteps);
+
+/// <summary>
 /// One scheduler worker: takes a job from its kind's queue, snapshots the cell, runs the pipeline, commits one
 /// transaction, and requeues, parks or finishes the job. <see cref="Step"/> does one job synchronously (tests, embedding
 /// in a caller's own loop); <see cref="SchedulingEngine.Start"/> runs workers on dedicated threads.
@@ -52,7 +68,13 @@ public sealed class SchedulerWorker
 
     // Busyness (Omega paper §4): ticks spent deciding, split by whether the resulting commit conflicted.
     private long _usefulTicks, _wastedTicks, _placements, _cleanTransactions, _conflictedTransactions;
-    private readonly long _startedAt = Stopwatch.GetTimestamp();
+    // Where the rest of the wall time goes (issue 14: two workers were busy deciding only 23 % of the time): committing,
+    // the rest of a step that took a job (queue hand-off, job bookkeeping, metrics, decision records), and idle (a step
+    // that found no ready job, plus the engine loop's back-off after it). Single writer: the thread running Step (the
+    // engine runs each worker on one thread; a caller driving Step itself must not call it concurrently), so plain
+    // adds published with Volatile.Write instead of interlocked ones; readers see monotonic values.
+    private long _commitTicks, _stepTicks, _idleTicks, _steps, _idleSteps;
+    private long _startedAt = Stopwatch.GetTimestamp();
 
     internal SchedulerWorker(SchedulingEngine engine, SchedulerKindOptions kind, JobQueue queue, int index, int seed)
     {
@@ -93,11 +115,56 @@ public sealed class SchedulerWorker
     /// <summary>Seconds spent deciding on attempts whose commit conflicted (work thrown away).</summary>
     public double WastedSeconds => Interlocked.Read(ref _wastedTicks) / (double)Stopwatch.Frequency;
 
-    /// <summary>Seconds since the worker was created.</summary>
-    public double WallSeconds => (Stopwatch.GetTimestamp() - _startedAt) / (double)Stopwatch.Frequency;
+    /// <summary>
+    /// Seconds since the worker's thread started (<see cref="SchedulingEngine.Start"/>), or since the worker was created
+    /// when a caller drives <see cref="Step"/> itself. Time spent submitting a backlog before Start is not wall time of
+    /// the worker (it used to be, which understated busyness).
+    /// </summary>
+    public double WallSeconds => (Stopwatch.GetTimestamp() - Volatile.Read(ref _startedAt)) / (double)Stopwatch.Frequency;
+
+    /// <summary>
+    /// Where this worker's wall time went: deciding, committing, the rest of its steps, and idle. A worker whose
+    /// deciding and committing add up to little of its wall time while it is not idle is slowed by the hand-off around
+    /// them (queue, job bookkeeping, metrics, records); one that is idle has no ready job.
+    /// </summary>
+    public WorkerTimes Times
+    {
+        get
+        {
+            double f = Stopwatch.Frequency;
+            long decide = Interlocked.Read(ref _usefulTicks) + Interlocked.Read(ref _wastedTicks);
+            long commit = Volatile.Read(ref _commitTicks), step = Volatile.Read(ref _stepTicks);
+            return new WorkerTimes(Kind, Index, WallSeconds, decide / f, commit / f, Math.Max(0, step - decide - commit) / f,
+                Volatile.Read(ref _idleTicks) / f, Volatile.Read(ref _steps), Volatile.Read(ref _idleSteps));
+        }
+    }
+
+    // The engine's thread loop calls this once before its first step: wall time starts here.
+    internal void MarkRunning() => Volatile.Write(ref _startedAt, Stopwatch.GetTimestamp());
+
+    // The engine's thread loop: ticks spent backing off after an idle step.
+    internal void AddIdle(long ticks) => Volatile.Write(ref _idleTicks, _idleTicks + ticks);
 
     /// <summary>Schedules at most one job. Returns what happened.</summary>
     public StepOutcome Step()
+    {
+        long s0 = Stopwatch.GetTimestamp();
+        var outcome = StepCore();
+        long ticks = Stopwatch.GetTimestamp() - s0;
+        if (outcome is StepOutcome.Idle)
+        {
+            Volatile.Write(ref _idleTicks, _idleTicks + ticks);
+            Volatile.Write(ref _idleSteps, _idleSteps + 1);
+        }
+        else
+        {
+            Volatile.Write(ref _stepTicks, _stepTicks + ticks);
+            Volatile.Write(ref _steps, _steps + 1);
+        }
+        return outcome;
+    }
+
+    private StepOutcome StepCore()
     {
         if (!_queue.TryDequeue(out var job, out var waited)) return StepOutcome.Idle;
         if (!EnsureLease())
@@ -150,6 +217,7 @@ public sealed class SchedulerWorker
             result = _engine.Committer.Commit(_tx);
         }
         long t2 = Stopwatch.GetTimestamp();
+        if (committed) Volatile.Write(ref _commitTicks, _commitTicks + (t2 - t1));
 
         if (committed && result.Status.IsFencingFailure())
         {

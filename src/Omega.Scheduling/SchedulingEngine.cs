@@ -366,19 +366,50 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
 
     private static void Loop(SchedulerWorker worker, CancellationToken stop)
     {
+        worker.MarkRunning();
         int idle = 0;
         while (!stop.IsCancellationRequested)
         {
             var o = worker.Step();
             if (o is StepOutcome.Idle or StepOutcome.LeaseLost)
             {
-                // Back off while idle: spin briefly, then yield, then sleep, so an idle engine costs no CPU.
+                // Back off while idle: spin briefly, then yield, then sleep, so an idle engine costs no CPU. The back-off
+                // is idle time of the worker (WorkerTimes): a job submitted meanwhile waits up to ~1 ms for it.
+                long b0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 if (++idle < 50) Thread.SpinWait(20);
                 else if (idle < 100) Thread.Yield();
                 else stop.WaitHandle.WaitOne(1);
+                worker.AddIdle(System.Diagnostics.Stopwatch.GetTimestamp() - b0);
             }
             else idle = 0;
         }
+    }
+
+    /// <summary>
+    /// Where each worker of a scheduler kind spent its wall time (deciding, committing, the rest of its steps, idle), in
+    /// worker order; empty for an unknown kind. Also exported as the <c>omega.sched.worker.time</c> metric.
+    /// </summary>
+    public IReadOnlyList<WorkerTimes> GetWorkerTimes(string kind)
+    {
+        if (!_kinds.TryGetValue(kind, out var k)) return Array.Empty<WorkerTimes>();
+        var times = new WorkerTimes[k.Workers.Count];
+        for (int i = 0; i < times.Length; i++) times[i] = k.Workers[i].Times;
+        return times;
+    }
+
+    internal IEnumerable<Measurement<double>> ObserveWorkerTimes()
+    {
+        foreach (var (name, k) in _kinds)
+            foreach (var w in k.Workers)
+            {
+                var t = w.Times;
+                var scheduler = new KeyValuePair<string, object?>("scheduler", name);
+                var worker = new KeyValuePair<string, object?>("worker", w.Index);
+                yield return new Measurement<double>(t.DecidingSeconds, scheduler, worker, new KeyValuePair<string, object?>("state", "deciding"));
+                yield return new Measurement<double>(t.CommittingSeconds, scheduler, worker, new KeyValuePair<string, object?>("state", "committing"));
+                yield return new Measurement<double>(t.OtherSeconds, scheduler, worker, new KeyValuePair<string, object?>("state", "other"));
+                yield return new Measurement<double>(t.IdleSeconds, scheduler, worker, new KeyValuePair<string, object?>("state", "idle"));
+            }
     }
 
     /// <summary>

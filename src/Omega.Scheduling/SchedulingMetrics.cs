@@ -40,6 +40,8 @@ public sealed class SchedulingMetrics : IDisposable
         _meter.CreateObservableUpDownCounter("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.queue.oldest_age", () => engine.ObserveQueueAges(), "s", "Age of the oldest ready job by scheduler and band");
         _meter.CreateObservableGauge("omega.sched.busyness", () => engine.ObserveBusyness(), "1", "Fraction of wall time deciding, by scheduler and useful/wasted");
+        _meter.CreateObservableCounter("omega.sched.worker.time", () => engine.ObserveWorkerTimes(), "s",
+            "Seconds each worker spent deciding, committing, in the rest of its steps (queue hand-off, bookkeeping) and idle, by scheduler, worker and state");
     }
 
     internal void Attempt(string scheduler, double decisionSeconds, double commitSeconds, int placed, int unplaceable)

@@ -36,6 +36,80 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         Assert.True(run.Combined.Requests > run.Combined.Batches, $"seed {seed}: no combine round answered two requests");
     }
 
+    /// <summary>The same per-step invariants on the default plain-lock path (issue 14 moved its dispatch ahead of the combiner's).</summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(8)]
+    public void Invariants_hold_after_every_step_on_the_plain_lock_path(int threads)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads, CommitPath.Lock (thread i uses new Random(seed + i))");
+        var run = Run(seed, threads, Buggify.None, stopAtFirst: false, CommitPath.Lock);
+        output.WriteLine($"{run.Steps} steps, {run.Applied} claims applied, {run.Released} released");
+        Assert.True(run.Failures.Count == 0, $"seed {seed}, {threads} threads: {run.Failures.Count} violations, first: {string.Join(" | ", run.Failures.Take(3))}");
+        Assert.True(run.Applied > 0 && run.Released > 0, $"seed {seed}: the run did no work");
+        Assert.Equal((0L, 0L), run.Combined); // the plain path never combines
+    }
+
+    /// <summary>
+    /// <see cref="Cell.CommitLockContentions"/> counts a commit that finds the lock held by another thread, while it
+    /// waits: a journal append holds the lock (blocked on a gate) during one thread's commit, a second thread's commit
+    /// must then wait, and the count shows it before the gate opens. Both commits apply; an uncontended commit counts nothing.
+    /// </summary>
+    [Fact]
+    public void A_commit_that_waits_for_the_lock_is_counted_as_contended()
+    {
+        var journal = new GatedJournal();
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Lock }, journal);
+        for (int i = 0; i < 2; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
+        var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
+        CommitResult Bind(int task, int node)
+        {
+            var tx = new Transaction(lease, CommitMode.Incremental, ConflictDetection.Fine);
+            tx.Add(new Claim(new TaskId(new JobId(1), task), new NodeId(node), new ResourceVector(100, 1), 0));
+            return cell.Commit(tx).Detach();
+        }
+        Assert.Equal(TransactionStatus.Committed, Bind(0, 0).Status);
+        Assert.Equal(0, cell.CommitLockContentions);
+
+        journal.Arm();
+        CommitResult first = default, second = default;
+        var holder = new Thread(() => first = Bind(1, 0)) { IsBackground = true, Name = "holder" };
+        holder.Start();
+        Assert.True(journal.Entered.Wait(TimeSpan.FromSeconds(60)), "the first commit never reached its journal append");
+        var waiter = new Thread(() => second = Bind(2, 1)) { IsBackground = true, Name = "waiter" };
+        waiter.Start();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (cell.CommitLockContentions == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the second commit was not counted as contended while it waited");
+            Thread.Yield();
+        }
+        Assert.True(waiter.IsAlive, "the waiter finished while the lock was held");
+        journal.Release.Set();
+        Assert.True(holder.Join(TimeSpan.FromSeconds(60)) && waiter.Join(TimeSpan.FromSeconds(60)), "the commits did not finish");
+        Assert.Equal(TransactionStatus.Committed, first.Status);
+        Assert.Equal(TransactionStatus.Committed, second.Status);
+        Assert.Equal(1, cell.CommitLockContentions);
+        Assert.Empty(cell.Audit());
+    }
+
+    /// <summary>Once armed, blocks the next append (under the commit lock) until <see cref="Release"/> is set.</summary>
+    private sealed class GatedJournal : ICellJournal
+    {
+        private int _armed;
+        public readonly ManualResetEventSlim Entered = new(), Release = new();
+
+        public void Arm() => Volatile.Write(ref _armed, 1);
+
+        public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record)
+        {
+            if (Interlocked.Exchange(ref _armed, 0) == 0) return;
+            Entered.Set();
+            Release.Wait(TimeSpan.FromSeconds(120));
+        }
+    }
+
     /// <summary>Each broken commit path must be caught by the same per-step checks (else the checks prove nothing).</summary>
     [Theory]
     [InlineData(2, Buggify.SkipTaskBoundCheck)]
@@ -61,12 +135,12 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
 
     private sealed record RunResult(List<string> Failures, long Steps, long Applied, long Released, (long Batches, long Requests) Combined);
 
-    private static RunResult Run(int seed, int threads, Buggify broken, bool stopAtFirst)
+    private static RunResult Run(int seed, int threads, Buggify broken, bool stopAtFirst, CommitPath path = CommitPath.CombiningAlwaysQueued)
     {
         int stepsPerThread = 16_000 / threads + 500;
         var time = new FakeTimeProvider();
         var journal = new OrderCheckingJournal();
-        using var cell = new Cell(new CellOptions { Time = time, Buggify = broken, IdempotencyRetention = 100_000, CommitPath = CommitPath.CombiningAlwaysQueued }, journal);
+        using var cell = new Cell(new CellOptions { Time = time, Buggify = broken, IdempotencyRetention = 100_000, CommitPath = path }, journal);
         var feed = new OrderCheckingFeed();
         cell.AddBindingListener(feed);
         for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");

@@ -27,7 +27,20 @@ internal static class SchedulingThroughput
     private sealed record Config(string Name, int Workers, CommitMode Mode, ConflictDetection Detection);
 
     private readonly record struct Rep(double Seconds, long Placements, long Attempts, long Clean, long Conflicted,
-        double DecisionP50Us, double DecisionP99Us, double CommitP50Us, double UsefulBusy, double WastedBusy, long Parked, double Others, int AuditProblems);
+        double DecisionP50Us, double DecisionP99Us, double CommitP50Us, double UsefulBusy, double WastedBusy, long Parked, double Others, int AuditProblems)
+    {
+        // Where the workers' wall time went (SchedulingEngine.GetWorkerTimes, summed over workers, as fractions of their wall).
+        public double Deciding { get; init; }
+        public double Committing { get; init; }
+        public double Other { get; init; }
+        public double Idle { get; init; }
+        // The workers' threads: CPU time ÷ wall (below 1: blocked or waiting for a core), and blocking waits per job
+        // (voluntary context switches, from /proc; a count, so meaningful on a loaded machine).
+        public double CpuOverWall { get; init; }
+        public double BlocksPerJob { get; init; }
+        // Commit-lock acquisitions that found the lock held by another worker, per transaction (Cell.CommitLockContentions).
+        public double ContendedPerTx { get; init; }
+    }
 
     private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline]";
 
@@ -87,7 +100,7 @@ internal static class SchedulingThroughput
                 var r = RunOnce(c, nodes, jobs, tasks, prefill, seed + rep);
                 results[c].Add(r);
                 Console.WriteLine(FormattableString.Invariant(
-                    $"rep {rep} | {c.Name,-20} | {c.Workers}W | {r.Placements / r.Seconds,12:N0} placements/s | {r.Placements,9:N0} in {r.Seconds:F3} s | decision p50 {r.DecisionP50Us:F1} us p99 {r.DecisionP99Us:F1} us | commit p50 {r.CommitP50Us:F1} us | conflict fraction {Fraction(r):F4} | busy useful {r.UsefulBusy:P1} wasted {r.WastedBusy:P1} | parked {r.Parked} | others {r.Others:F2} cores | audit {(r.AuditProblems == 0 ? "ok" : r.AuditProblems + " problems")}"));
+                    $"rep {rep} | {c.Name,-20} | {c.Workers}W | {r.Placements / r.Seconds,12:N0} placements/s | {r.Placements,9:N0} in {r.Seconds:F3} s | decision p50 {r.DecisionP50Us:F1} us p99 {r.DecisionP99Us:F1} us | commit p50 {r.CommitP50Us:F1} us | conflict fraction {Fraction(r):F4} | busy useful {r.UsefulBusy:P1} wasted {r.WastedBusy:P1} | worker time: decide {r.Deciding:P1} commit {r.Committing:P1} other {r.Other:P1} idle {r.Idle:P1} | cpu/wall {r.CpuOverWall:F2} | blocks/job {r.BlocksPerJob:F3} | lock contended/tx {r.ContendedPerTx:F3} | parked {r.Parked} | others {r.Others:F2} cores | audit {(r.AuditProblems == 0 ? "ok" : r.AuditProblems + " problems")}"));
             }
             if (faster is not null)
             {
@@ -103,6 +116,17 @@ internal static class SchedulingThroughput
 
         Console.WriteLine();
         Console.WriteLine($"## Medians of {reps} reps (load average at end: {LoadAverage()})");
+        Console.WriteLine();
+        Console.WriteLine("Where the workers' wall time went (medians; fractions of the workers' summed wall time from Start to the end of the rep), the worker threads' CPU time ÷ wall, their blocking waits per job, and commit-lock acquisitions that found the lock held, per transaction:");
+        Console.WriteLine();
+        Console.WriteLine("| config | workers | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var c in configs)
+        {
+            var rs = results[c];
+            Console.WriteLine(FormattableString.Invariant(
+                $"| {c.Name} | {c.Workers} | {Median(rs.Select(r => r.Deciding)):P1} | {Median(rs.Select(r => r.Committing)):P1} | {Median(rs.Select(r => r.Other)):P1} | {Median(rs.Select(r => r.Idle)):P1} | {Median(rs.Select(r => r.CpuOverWall)):F2} | {Median(rs.Select(r => r.BlocksPerJob)):F3} | {Median(rs.Select(r => r.ContendedPerTx)):F3} |"));
+        }
         Console.WriteLine();
         Console.WriteLine("| config | workers | placements/s | decision p50 (µs per job) | decision p99 (µs per job) | decision p50 per placement (µs) | commit p50 (µs) | conflict fraction | busyness useful | busyness wasted | parked jobs | others' CPU (cores) |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -157,6 +181,7 @@ internal static class SchedulingThroughput
         long conf0 = cell.Counters.Transactions(TransactionStatus.PartiallyCommitted) + cell.Counters.Transactions(TransactionStatus.Rejected);
         long bound0 = cell.AllocationCount;
 
+        long contended0 = cell.CommitLockContentions;
         var noise = NoiseMeter.Start();
         var sw = Stopwatch.StartNew();
         engine.Start();
@@ -176,16 +201,28 @@ internal static class SchedulingThroughput
         sw.Stop();
         var (others, _) = noise.Stop();
         var (useful, wasted) = engine.Busyness("batch");
+        var times = engine.GetWorkerTimes("batch");
+        long contended = cell.CommitLockContentions - contended0;
+        var (cpuSeconds, blocks) = WorkerThreads.Read(c.Workers);
+        double wall = 0, deciding = 0, committing = 0, other = 0, idle = 0;
+        foreach (var t in times) { wall += t.WallSeconds; deciding += t.DecidingSeconds; committing += t.CommittingSeconds; other += t.OtherSeconds; idle += t.IdleSeconds; }
         engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
 
         long parked = 0;
         for (int j = 0; j < jobs; j++)
             if (engine.TryGetJob(new JobId(j + 1), out var s) && s.Phase == JobPhase.Parked) parked++;
         var (d50, d99) = latency.Decision();
-        return new Rep(Math.Max(lastPlacementAt, 1e-3), cell.AllocationCount - bound0, 0,
-            cell.Counters.Transactions(TransactionStatus.Committed) - clean0,
-            cell.Counters.Transactions(TransactionStatus.PartiallyCommitted) + cell.Counters.Transactions(TransactionStatus.Rejected) - conf0,
-            d50, d99, latency.CommitP50(), useful, wasted, parked, others, cell.Audit().Count);
+        long cleanTx = cell.Counters.Transactions(TransactionStatus.Committed) - clean0;
+        long conflictedTx = cell.Counters.Transactions(TransactionStatus.PartiallyCommitted) + cell.Counters.Transactions(TransactionStatus.Rejected) - conf0;
+        double w = Math.Max(wall, 1e-9);
+        return new Rep(Math.Max(lastPlacementAt, 1e-3), cell.AllocationCount - bound0, 0, cleanTx, conflictedTx,
+            d50, d99, latency.CommitP50(), useful, wasted, parked, others, cell.Audit().Count)
+        {
+            Deciding = deciding / w, Committing = committing / w, Other = other / w, Idle = idle / w,
+            CpuOverWall = cpuSeconds < 0 ? double.NaN : cpuSeconds / w,
+            BlocksPerJob = blocks < 0 ? double.NaN : blocks / (double)jobs,
+            ContendedPerTx = contended / (double)Math.Max(1, cleanTx + conflictedTx),
+        };
     }
 
     // Only called once the queue is empty (a few times per rep), so the scan does not compete with the workers.
@@ -216,6 +253,42 @@ internal static class SchedulingThroughput
             if (count > 0) cell.Commit(tx);
         }
         cell.ReleaseLease(lease);
+    }
+
+    /// <summary>
+    /// The engine's worker threads (named omega-batch-N) as the kernel sees them: CPU seconds (utime + stime, clock ticks
+    /// of 10 ms) and voluntary context switches (the thread blocked: a lock wait in the kernel, a sleep), summed over the
+    /// workers. Linux only; (-1, -1) elsewhere. Read while the threads are alive, so the totals cover the whole rep.
+    /// </summary>
+    private static class WorkerThreads
+    {
+        public static (double CpuSeconds, long VoluntarySwitches) Read(int workers)
+        {
+            try
+            {
+                double cpu = 0;
+                long switches = 0;
+                int found = 0;
+                foreach (var dir in Directory.GetDirectories("/proc/self/task"))
+                {
+                    string comm = File.ReadAllText(Path.Combine(dir, "comm")).Trim();
+                    if (!comm.StartsWith("omega-batch-", StringComparison.Ordinal)) continue;
+                    found++;
+                    // stat: "pid (comm) state ... utime stime" — fields 14 and 15, counted after the closing parenthesis.
+                    string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                    var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    cpu += (long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)) / 100.0;
+                    foreach (var line in File.ReadLines(Path.Combine(dir, "status")))
+                        if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal))
+                            switches += long.Parse(line.AsSpan("voluntary_ctxt_switches:".Length).Trim(), CultureInfo.InvariantCulture);
+                }
+                return found == workers ? (cpu, switches) : (-1, -1);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+            {
+                return (-1, -1);
+            }
+        }
     }
 
     private static string LoadAverage()

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Summary of bench/scripts/commit-scaling-report.sh's alternating processes (issue 14).
+
+Usage: commit-scaling-summary.py OUTPUT_DIR  (reads {current,baseline}-throughput-repN.txt and -sched-repN.txt)
+
+Throughput: each process measured its own FASTER RMW rep right after its engine cases, so each engine figure is divided
+by the FASTER figure of the same process and thread count (the "paired ratio"); the builds are compared by the medians
+of their paired ratios, which cancels machine drift between processes. The plain lock path is the default of both
+builds: "plain lock path" in the current tree, and the one single-claim Fine case of a baseline without a combiner.
+Sched: placements/s per build and worker count, and (current tree) where the workers' time went.
+"""
+import glob
+import os
+import re
+import statistics
+import sys
+
+out = sys.argv[1]
+ROW = re.compile(r"^rep \d+ \| (\d)T \| (.+?)\s+\|\s+([\d,]+) ops/s \|\s+([\d,]+) (claims|RMWs)/s")
+SCHED = re.compile(r"^rep \d+ \| (\S+)\s+\| (\d)W \|\s+([\d,]+) placements/s")
+BREAKDOWN = re.compile(r"worker time: decide ([\d.]+) % commit ([\d.]+) % other ([\d.]+) % idle ([\d.]+) % \| cpu/wall (\S+) \| blocks/job (\S+) \| lock contended/tx (\S+)")
+
+
+def num(s):
+    return float(s.replace(",", ""))
+
+
+def throughput(build):
+    """{(threads, case): [paired ratio per process]}, {(threads, case): [claims/s]}"""
+    ratios, rates = {}, {}
+    for path in sorted(glob.glob(os.path.join(out, f"{build}-throughput-rep*.txt"))):
+        rows = {}
+        for line in open(path, encoding="utf-8"):
+            m = ROW.match(line)
+            if m:
+                rows[(int(m.group(1)), m.group(2).strip())] = num(m.group(4))
+        for (t, case), v in rows.items():
+            if case == "FASTER RMW baseline":
+                continue
+            rates.setdefault((t, case), []).append(v)
+            f = rows.get((t, "FASTER RMW baseline"))
+            if f:
+                ratios.setdefault((t, case), []).append(v / f)
+    return ratios, rates
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+print("# Issue 14 summary (alternating processes)\n")
+cur_r, cur_v = throughput("current")
+base_r, base_v = throughput("baseline")
+lock_cur = "engine single-claim Fine (commit+release), plain lock path"
+lock_base = "engine single-claim Fine (commit+release)"
+print("## Single-claim Fine commit+release, plain lock path, each rep ÷ FASTER RMW of the same process\n")
+print("| threads | current: median claims/s | current: median paired ratio | baseline: median claims/s | baseline: median paired ratio | current ÷ baseline (paired ratios) |")
+print("|---:|---:|---:|---:|---:|---:|")
+for t in (1, 2):
+    c, b = cur_r.get((t, lock_cur), []), base_r.get((t, lock_base), [])
+    rel = med(c) / med(b) if c and b else float("nan")
+    print(f"| {t} | {med(cur_v.get((t, lock_cur), [])):,.0f} | {med(c):.3f} (n={len(c)}) | {med(base_v.get((t, lock_base), [])):,.0f} | {med(b):.3f} (n={len(b)}) | {rel:.3f} |")
+print("\nAll current-tree cases, median paired ratio to FASTER RMW:\n")
+print("| case | threads | median claims/s | median ÷ FASTER (same process) |")
+print("|---|---:|---:|---:|")
+for (t, case), rs in sorted(cur_r.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print(f"| {case} | {t} | {med(cur_v[(t, case)]):,.0f} | {med(rs):.3f} |")
+
+print("\n## Scheduling engine (sched), placements/s per process\n")
+print("| build | config | workers | median placements/s | reps | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for build in ("current", "baseline"):
+    rows = {}
+    for path in sorted(glob.glob(os.path.join(out, f"{build}-sched-rep*.txt"))):
+        for line in open(path, encoding="utf-8"):
+            m = SCHED.match(line)
+            if not m:
+                continue
+            key = (m.group(1), int(m.group(2)))
+            b = BREAKDOWN.search(line)
+            rows.setdefault(key, []).append((num(m.group(3)), b.groups() if b else None))
+    for (config, w), reps in rows.items():
+        parts = ["-"] * 7
+        bd = [r[1] for r in reps if r[1]]
+        if bd:
+            parts = [f"{med([float(x[i]) for x in bd]):.1f} %" for i in range(4)]
+            parts += [f"{med([float(x[i]) for x in bd if x[i] != 'NaN']):.3f}" if any(x[i] != 'NaN' for x in bd) else "n/a" for i in range(4, 7)]
+        print(f"| {build} | {config} | {w} | {med([r[0] for r in reps]):,.0f} | {len(reps)} | " + " | ".join(parts) + " |")
