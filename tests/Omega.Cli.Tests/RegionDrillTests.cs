@@ -33,10 +33,10 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         }
         // The region's nodes were fenced by the regional signal, all of them, without the 10/s rate limit.
         Assert.Contains("region_lost=30", r.Stdout, StringComparison.Ordinal);
-        // Fraud batch jobs carry deadlines (spec.deadlineSeconds): the one created before the loss and four urgent ones
-        // arriving with it each settle as met or missed by the server's DeadlineExceeded condition, and the misses are counted.
-        Assert.Matches(@"fraud-detect\s+before\s+30\s+30\s+\d+\.\d{3}\s+(met|missed)", r.Stdout);
-        Assert.Equal(4, System.Text.RegularExpressions.Regex.Count(r.Stdout, @"fraud-urgent-\d\s+at the loss\s+3\s+3\s+\d+\.\d{3}\s+(met|missed)"));
+        // Fraud batch jobs carry deadlines (spec.deadlineSeconds): one created early and four urgent ones running when the
+        // loss hits each settle as met or missed by the server's DeadlineExceeded condition, and the misses are counted.
+        Assert.Matches(@"fraud-detect\s+early\s+30\s+30\s+\d+\.\d{3}\s+(met|missed)", r.Stdout);
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Count(r.Stdout, @"fraud-urgent-\d\s+just before\s+3\s+3\s+\d+\.\d{3}\s+(met|missed)"));
         Assert.Matches(@"fraud deadline misses: \d of 5 jobs\r?\n", r.Stdout);
     }
 

@@ -11,7 +11,7 @@ namespace Omega.ControlPlane.Tests;
 /// per replica; its placements land in its own region; once its lease ends on its clock it stops spending (nothing more
 /// reaches the engine), and the controller's reclaim makes the unspent part available to another region.
 /// </summary>
-public sealed class RegionalSchedulerTests
+public sealed class RegionalSchedulerTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static readonly ResourceVector OneCore = ResourceVector.FromCoresAndGiB(1, 1);
 
@@ -97,5 +97,74 @@ public sealed class RegionalSchedulerTests
         Assert.Equal(spent, eu.Lease!.Spent);
         engine.RunUntilIdle();
         Assert.Empty(cell.Audit());
+    }
+
+    [Fact]
+    public async Task Concurrent_submitters_of_several_regional_schedulers_admit_exactly_their_leases_and_the_regions_never_exceed_the_global_budget()
+    {
+        // Seeded stress: 3 regions, 2 submitter threads each, 40 one-core jobs per thread against 6-, 6- and 4-core leases
+        // (16 of a 16-core budget); job sizes and interleaving vary with the seed (printed).
+        int seed = Environment.GetEnvironmentVariable("OMEGA_TEST_SEED") is { } e ? int.Parse(e, System.Globalization.CultureInfo.InvariantCulture) : Random.Shared.Next();
+        output.WriteLine($"seed {seed} (OMEGA_TEST_SEED={seed} replays the sizes)");
+        for (int round = 0; round < 20; round++)
+        {
+            var rng = new Random(seed + round);
+            var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 0, 0, 0, TimeSpan.Zero));
+            using var cell = new Cell(new CellOptions { Time = time });
+            string[] regions = ["us-east", "eu-central", "ap-south"];
+            foreach (var region in regions)
+                for (int i = 0; i < 4; i++)
+                {
+                    Assert.Null(Topology.Merge(region, $"{region}-a", null, out var labels));
+                    cell.AddNode(new NodeSpec($"{region}-{i}", ResourceVector.FromCoresAndGiB(8, 32), $"{region}-a", labels));
+                }
+            var tenant = cell.CreateTenant("t1");
+            var options = new SchedulingOptions { Time = time, Seed = seed + round };
+            options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 1, MaxAttempts = 3 });
+            using var engine = new SchedulingEngine(cell, options);
+            var global = new GlobalBudgetController(time);
+            Assert.Equal(BudgetLeaseStatus.Ok, global.SetLimit("cpu", 16_000));
+            var schedulers = new RegionalBudgetScheduler[regions.Length];
+            for (int r = 0; r < regions.Length; r++)
+            {
+                schedulers[r] = new RegionalBudgetScheduler(global, engine, regions[r], "cpu", time, new RegionalBudgetOptions { LeaseCpuMillis = 6_000 });
+                Assert.Equal(BudgetLeaseStatus.Ok, schedulers[r].Acquire());
+            }
+            long requests = global.Requests;
+            long nextJob = 0;
+            var admittedCpu = new long[regions.Length];
+            var sizes = new long[6][];
+            for (int t = 0; t < sizes.Length; t++) { sizes[t] = new long[40]; for (int j = 0; j < 40; j++) sizes[t][j] = 250 * rng.Next(1, 5); }
+            var threads = new Task[6];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                int r = t % regions.Length, me = t;
+                threads[t] = Task.Factory.StartNew(() =>
+                {
+                    foreach (long cpu in sizes[me])
+                    {
+                        var job = new JobSpec(new JobId(Interlocked.Increment(ref nextJob)), tenant, 100, 1, new ResourceVector(cpu, 1L << 28));
+                        var s = schedulers[r].Submit(job);
+                        Assert.True(s is RegionalSubmitStatus.Accepted or RegionalSubmitStatus.BudgetExhausted, s.ToString());
+                        if (s == RegionalSubmitStatus.Accepted) Interlocked.Add(ref admittedCpu[r], cpu);
+                    }
+                }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            }
+            await Task.WhenAll(threads).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(requests, global.Requests); // no request per placement
+            long total = 0;
+            for (int r = 0; r < regions.Length; r++)
+            {
+                Assert.Equal(admittedCpu[r], schedulers[r].Lease!.Spent);
+                Assert.True(admittedCpu[r] <= schedulers[r].Lease!.Amount, $"seed {seed + round}: {regions[r]} admitted {admittedCpu[r]} of {schedulers[r].Lease!.Amount}");
+                total += admittedCpu[r];
+            }
+            Assert.True(total <= 16_000, $"seed {seed + round}: {total} admitted of a 16,000 budget");
+            engine.RunUntilIdle();
+            long bound = 0;
+            foreach (var a in cell.GetAllocations()) bound += a.Resources.CpuMillis;
+            Assert.Equal(total, bound); // every admitted job placed (the cell has room), nothing else
+            Assert.Empty(cell.Audit());
+        }
     }
 }

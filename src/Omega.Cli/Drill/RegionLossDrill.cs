@@ -189,7 +189,7 @@ internal static class RegionLossDrill
             int filler = Math.Max(1, (int)(totalCores * 0.85 - 2 * o.CriticalReplicas - 2 * search - fraud));
             await CreateAsync(client, "search", "search-workers", WorkloadType.Service, search, SearchPriority, 2000, 8, cancel,
                 topology: new WorkloadTopology { Spread = TopologySpreadScope.Region }).ConfigureAwait(false);
-            // Fraud batch: one big job now, and urgent ones that arrive at the loss (below), all with a deadline.
+            // Fraud batch: one big job now, and urgent ones that arrive just before the loss (below), all with a deadline.
             var fraudJobs = new List<FraudJob> { new("fraud-detect", fraud, atLoss: false) };
             await CreateAsync(client, "batch", "fraud-detect", WorkloadType.Batch, fraud, BatchPriority, 1000, 2, cancel, deadlineSeconds: o.FraudDeadlineSeconds).ConfigureAwait(false);
             // Split into workloads of at most 4,000 replicas: a workload's status lists one entry per replica, and one
@@ -211,6 +211,22 @@ internal static class RegionLossDrill
                 foreach (var (region, n) in w.Status.ServingByRegion)
                     if (region != lost && n >= 4) throw new InvalidOperationException($"{t.Name} already has {n} serving in {region} before the loss");
             }
+            // Urgent fraud jobs arrive just before the loss and are running when it hits: their replicas in the lost region
+            // must run again elsewhere, competing with the recovery, within the deadline. (Created before the loss, not at
+            // it: a job created after the disconnect may legitimately bind on a lost node before the server has noticed
+            // the loss, which the "nothing new bound in the lost region" check below would count.)
+            int urgent = Math.Max(2, fraud / 8);
+            for (int i = 0; i < 4; i++)
+            {
+                fraudJobs.Add(new FraudJob($"fraud-urgent-{i}", urgent, atLoss: true));
+                await CreateAsync(client, "batch", $"fraud-urgent-{i}", WorkloadType.Batch, urgent, BatchPriority, 1000, 2, cancel, deadlineSeconds: o.FraudDeadlineSeconds).ConfigureAwait(false);
+            }
+            await WaitAsync(TimeSpan.FromSeconds(60), async () =>
+            {
+                foreach (var f in fraudJobs)
+                    if (f.AtLoss && (await GetAsync(client, "batch", f.Name, cancel).ConfigureAwait(false) is not { } w || w.Status.Bound + w.Status.Succeeded < f.Replicas)) return false;
+                return true;
+            }, "the urgent fraud jobs bound", cancel).ConfigureAwait(false);
             var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000, cancel).ConfigureAwait(false);
             var lostNodes = new HashSet<string>(StringComparer.Ordinal);
             foreach (var line in nodeLines)
@@ -228,13 +244,7 @@ internal static class RegionLossDrill
             foreach (var (region, child) in children) if (region == lost) child.Kill();
             double disconnectSeconds = clock.Elapsed.TotalSeconds;
             Console.WriteLine($"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
-            // Urgent fraud jobs arrive with the loss: they compete with the recovery for the healthy regions.
-            int urgent = Math.Max(2, fraud / 8);
-            for (int i = 0; i < 4; i++)
-            {
-                fraudJobs.Add(new FraudJob($"fraud-urgent-{i}", urgent, atLoss: true));
-                await CreateAsync(client, "batch", $"fraud-urgent-{i}", WorkloadType.Batch, urgent, BatchPriority, 1000, 2, cancel, deadlineSeconds: o.FraudDeadlineSeconds).ConfigureAwait(false);
-            }
+
             var violations = new List<string>();
             int audits = 0;
             double nextAudit = 0;
@@ -323,7 +333,7 @@ internal static class RegionLossDrill
             {
                 if (f.Outcome == "missed") misses++;
                 if (f.Outcome == "unsettled") unsettled++;
-                Console.WriteLine($"  {f.Name,-16} {(f.AtLoss ? "at the loss" : "before"),-12} {f.Replicas,8} {f.Completed,9} {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-"),11}  {f.Outcome}");
+                Console.WriteLine($"  {f.Name,-16} {(f.AtLoss ? "just before" : "early"),-12} {f.Replicas,8} {f.Completed,9} {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-"),11}  {f.Outcome}");
             }
             Console.WriteLine($"  fraud deadline misses: {misses} of {fraudJobs.Count} jobs{(unsettled > 0 ? $" ({unsettled} unsettled)" : "")}");
             ok &= unsettled == 0;
@@ -455,7 +465,7 @@ internal static class RegionLossDrill
         sb.AppendLine("| fraud job | arrived | replicas | completed | took (s, creation to completion) | deadline |");
         sb.AppendLine("|---|---|---:|---:|---:|---|");
         foreach (var f in fraudJobs)
-            sb.AppendLine(ci, $"| {f.Name} | {(f.AtLoss ? "at the loss" : "before")} | {f.Replicas} | {f.Completed} | {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-")} | {f.Outcome} |");
+            sb.AppendLine(ci, $"| {f.Name} | {(f.AtLoss ? "just before" : "early")} | {f.Replicas} | {f.Completed} | {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-")} | {f.Outcome} |");
         sb.AppendLine();
         sb.AppendLine(ci, $"Control-plane load during the recovery (Inspect Stats every 0.5 s from t=0): {load}.");
         foreach (var l in liveness) sb.AppendLine(ci, $"    {l}");
