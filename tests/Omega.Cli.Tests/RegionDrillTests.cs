@@ -33,6 +33,11 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         }
         // The region's nodes were fenced by the regional signal, all of them, without the 10/s rate limit.
         Assert.Contains("region_lost=30", r.Stdout, StringComparison.Ordinal);
+        // Fraud batch jobs carry deadlines (spec.deadlineSeconds): one created early and four urgent ones running when the
+        // loss hits each settle as met or missed by the server's DeadlineExceeded condition, and the misses are counted.
+        Assert.Matches(@"fraud-detect\s+early\s+30\s+30\s+\d+\.\d{3}\s+(met|missed)", r.Stdout);
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Count(r.Stdout, @"fraud-urgent-\d\s+just before\s+3\s+3\s+\d+\.\d{3}\s+(met|missed)"));
+        Assert.Matches(@"fraud deadline misses: \d of 5 jobs\r?\n", r.Stdout);
     }
 
     [Fact]
@@ -79,6 +84,9 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         // Both critical services failed over, each into its own next region, consuming that region's recovery budget.
         Assert.Matches(@"budget eu-central: allocated 16 cores, consumed [1-9]\d* by [1-9]\d* failover replicas", r.Stdout);
         Assert.Matches(@"budget ap-south: allocated 16 cores, consumed [1-9]\d* by [1-9]\d* failover replicas", r.Stdout);
+        // An operator's zone-avoid override on eu-central-a expires during the recovery: reverted by the override
+        // controller, recorded (phase Expired), and nothing was bound on the zone while it lived.
+        Assert.Matches(@"override zone-avoid eu-central-a \(ttl 5 s, created about 1 s before the loss\): expired and reverted at t=[3-9]\.\d{3} s \(virtual\), phase Expired, revertedAt [3-9]\.\d{3} s; 0 bindings on it while avoided", r.Stdout);
         foreach (var w in new[] { "risk-api", "billing-api" })
         {
             var line = r.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith(w + " ", StringComparison.Ordinal));

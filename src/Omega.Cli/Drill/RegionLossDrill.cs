@@ -12,7 +12,8 @@ namespace Omega.Cli.Drill;
 
 /// <summary>What one drill run is asked to do (<c>omega drill region-loss</c>).</summary>
 internal sealed record DrillOptions(int Regions, int AgentsPerRegion, int AgentProcesses, double Cores, double MemoryGiB, int CriticalReplicas,
-    double ReadySeconds, double ObjectiveSeconds, double TimeoutSeconds, string DataDirectory, string? ReportDirectory, int Seed, bool KeepData);
+    double ReadySeconds, double ObjectiveSeconds, double TimeoutSeconds, string DataDirectory, string? ReportDirectory, int Seed, bool KeepData,
+    double FraudDeadlineSeconds = 30);
 
 /// <summary>
 /// <c>omega drill region-loss</c> (issue 13): seed 001's regional failover drill against a real <c>omega serve</c> child
@@ -44,18 +45,21 @@ internal static class RegionLossDrill
         var data = new Option<string?>("--data") { Description = "The server's data directory (default: a new temporary directory, deleted after)." };
         var report = new Option<string?>("--report") { Description = "Write README.md and a timeline chart (timeline.png) into this directory." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
+        var fraudDeadline = new Option<double>("--fraud-deadline-seconds") { Description = "Deadline of every fraud batch job, from its creation (spec.deadlineSeconds).", DefaultValueFactory = _ => 30 };
         var cmd = new Command("region-loss", "Lose one region's agents at once and measure the time until every critical service has 4 serving replicas in a healthy region.")
         {
-            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed,
+            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed, fraudDeadline,
         };
         cmd.SetAction(async (r, cancel) =>
         {
             var o = new DrillOptions(r.GetValue(regions), r.GetValue(agents), r.GetValue(procs), r.GetValue(cores), r.GetValue(memory), r.GetValue(replicas),
-                r.GetValue(ready), r.GetValue(objective), r.GetValue(timeout), r.GetValue(data) ?? "", r.GetValue(report), r.GetValue(seed) ?? Random.Shared.Next(), r.GetValue(data) is not null);
+                r.GetValue(ready), r.GetValue(objective), r.GetValue(timeout), r.GetValue(data) ?? "", r.GetValue(report), r.GetValue(seed) ?? Random.Shared.Next(), r.GetValue(data) is not null,
+                r.GetValue(fraudDeadline));
             if (o.Regions is < 3 or > 8 || o.AgentsPerRegion is < 4 or > 50_000 || o.AgentProcesses is < 0 or > 64 || o.CriticalReplicas is < 4 or > 1000
-                || !(o.Cores > 0) || !(o.MemoryGiB > 0) || !(o.ReadySeconds > 0) || !(o.ObjectiveSeconds > 0) || !(o.TimeoutSeconds > 0))
+                || !(o.Cores > 0) || !(o.MemoryGiB > 0) || !(o.ReadySeconds > 0) || !(o.ObjectiveSeconds > 0) || !(o.TimeoutSeconds > 0)
+                || !(o.FraudDeadlineSeconds is >= 1 and <= 86_400))
             {
-                Console.Error.WriteLine("omega drill region-loss: --regions 3-8, --agents-per-region 4-50,000, --agent-processes 0-64, --critical-replicas 4-1,000; sizes and times positive");
+                Console.Error.WriteLine("omega drill region-loss: --regions 3-8, --agents-per-region 4-50,000, --agent-processes 0-64, --critical-replicas 4-1,000; sizes and times positive, --fraud-deadline-seconds 1-86,400");
                 return 2;
             }
             return await RunAsync(o, cancel).ConfigureAwait(false);
@@ -74,6 +78,18 @@ internal static class RegionLossDrill
         public string RecoveredIn { get; set; } = "";
         public int MaxUnreachable { get; set; }
         public List<(double T, int Healthy)> Timeline { get; } = new();
+    }
+
+    // A fraud batch job with a deadline (issue 13). The outcome is the server's: condition DeadlineExceeded, which the
+    // workload controller sets from spec.deadlineSeconds and the object's creation time.
+    private sealed class FraudJob(string name, int replicas, bool atLoss)
+    {
+        public string Name { get; } = name;
+        public int Replicas { get; } = replicas;
+        public bool AtLoss { get; } = atLoss;
+        public int Completed { get; set; }
+        public double? CompletedAt { get; set; }
+        public string Outcome { get; set; } = "unsettled";
     }
 
     private static async Task<int> RunAsync(DrillOptions o, CancellationToken cancel)
@@ -173,7 +189,9 @@ internal static class RegionLossDrill
             int filler = Math.Max(1, (int)(totalCores * 0.85 - 2 * o.CriticalReplicas - 2 * search - fraud));
             await CreateAsync(client, "search", "search-workers", WorkloadType.Service, search, SearchPriority, 2000, 8, cancel,
                 topology: new WorkloadTopology { Spread = TopologySpreadScope.Region }).ConfigureAwait(false);
-            await CreateAsync(client, "batch", "fraud-detect", WorkloadType.Batch, fraud, BatchPriority, 1000, 2, cancel).ConfigureAwait(false);
+            // Fraud batch: one big job now, and urgent ones that arrive just before the loss (below), all with a deadline.
+            var fraudJobs = new List<FraudJob> { new("fraud-detect", fraud, atLoss: false) };
+            await CreateAsync(client, "batch", "fraud-detect", WorkloadType.Batch, fraud, BatchPriority, 1000, 2, cancel, deadlineSeconds: o.FraudDeadlineSeconds).ConfigureAwait(false);
             // Split into workloads of at most 4,000 replicas: a workload's status lists one entry per replica, and one
             // object is at most 256 KiB.
             int fillerParts = (filler + 3999) / 4000;
@@ -193,6 +211,22 @@ internal static class RegionLossDrill
                 foreach (var (region, n) in w.Status.ServingByRegion)
                     if (region != lost && n >= 4) throw new InvalidOperationException($"{t.Name} already has {n} serving in {region} before the loss");
             }
+            // Urgent fraud jobs arrive just before the loss and are running when it hits: their replicas in the lost region
+            // must run again elsewhere, competing with the recovery, within the deadline. (Created before the loss, not at
+            // it: a job created after the disconnect may legitimately bind on a lost node before the server has noticed
+            // the loss, which the "nothing new bound in the lost region" check below would count.)
+            int urgent = Math.Max(2, fraud / 8);
+            for (int i = 0; i < 4; i++)
+            {
+                fraudJobs.Add(new FraudJob($"fraud-urgent-{i}", urgent, atLoss: true));
+                await CreateAsync(client, "batch", $"fraud-urgent-{i}", WorkloadType.Batch, urgent, BatchPriority, 1000, 2, cancel, deadlineSeconds: o.FraudDeadlineSeconds).ConfigureAwait(false);
+            }
+            await WaitAsync(TimeSpan.FromSeconds(60), async () =>
+            {
+                foreach (var f in fraudJobs)
+                    if (f.AtLoss && (await GetAsync(client, "batch", f.Name, cancel).ConfigureAwait(false) is not { } w || w.Status.Bound + w.Status.Succeeded < f.Replicas)) return false;
+                return true;
+            }, "the urgent fraud jobs bound", cancel).ConfigureAwait(false);
             var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000, cancel).ConfigureAwait(false);
             var lostNodes = new HashSet<string>(StringComparer.Ordinal);
             foreach (var line in nodeLines)
@@ -210,6 +244,7 @@ internal static class RegionLossDrill
             foreach (var (region, child) in children) if (region == lost) child.Kill();
             double disconnectSeconds = clock.Elapsed.TotalSeconds;
             Console.WriteLine($"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
+
             var violations = new List<string>();
             int audits = 0;
             double nextAudit = 0;
@@ -244,6 +279,29 @@ internal static class RegionLossDrill
                 if (all) break;
                 await Task.Delay(100, cancel).ConfigureAwait(false);
             }
+            // Fraud deadlines: wait until each job has completed or the server reports its deadline passed (bounded by
+            // the deadline itself plus a margin for the controller's look at that instant).
+            while (true)
+            {
+                bool settled = true;
+                foreach (var f in fraudJobs)
+                {
+                    if (f.Outcome != "unsettled") continue;
+                    var w = await GetAsync(client, "batch", f.Name, cancel).ConfigureAwait(false);
+                    if (w is null) { settled = false; continue; }
+                    f.Completed = w.Status.Succeeded;
+                    // How long the job took, on the server's clock: creation to the Available=True (Completed) transition.
+                    if (f.CompletedAt is null && Omega.ControlPlane.Conditions.Find(w.Status.Conditions, "Available") is { Status: ConditionStatus.True, Reason: "Completed" } av
+                        && w.Metadata.CreationTimestamp is { } created)
+                        f.CompletedAt = (av.LastTransitionTime - created).TotalSeconds;
+                    var dc = Omega.ControlPlane.Conditions.Find(w.Status.Conditions, "DeadlineExceeded");
+                    if (dc is { Status: ConditionStatus.True }) f.Outcome = "missed";
+                    else if (dc is { Reason: "CompletedInTime" }) f.Outcome = "met";
+                    else settled = false;
+                }
+                if (settled || clock.Elapsed.TotalSeconds > o.TimeoutSeconds + o.FraudDeadlineSeconds + 15) break;
+                await Task.Delay(200, cancel).ConfigureAwait(false);
+            }
             // Once more at the end, after everything settled for a moment.
             await Task.Delay(500, cancel).ConfigureAwait(false);
             await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
@@ -268,11 +326,22 @@ internal static class RegionLossDrill
             if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");
             Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost})");
             foreach (var v in violations.Take(20)) Console.WriteLine($"    violation: {v}");
+            int misses = 0, unsettled = 0;
+            Console.WriteLine();
+            Console.WriteLine($"  {"fraud job",-16} {"arrived",-12} {"replicas",8} {"completed",9} {"took (s)",11}  deadline ({o.FraudDeadlineSeconds.ToString(ci)} s)");
+            foreach (var f in fraudJobs)
+            {
+                if (f.Outcome == "missed") misses++;
+                if (f.Outcome == "unsettled") unsettled++;
+                Console.WriteLine($"  {f.Name,-16} {(f.AtLoss ? "just before" : "early"),-12} {f.Replicas,8} {f.Completed,9} {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-"),11}  {f.Outcome}");
+            }
+            Console.WriteLine($"  fraud deadline misses: {misses} of {fraudJobs.Count} jobs{(unsettled > 0 ? $" ({unsettled} unsettled)" : "")}");
+            ok &= unsettled == 0;
             foreach (var l in liveness) Console.WriteLine($"  lifecycle {l}");
             foreach (var l in stats) if (l.StartsWith("commits", StringComparison.Ordinal) || l.StartsWith("engine", StringComparison.Ordinal)) Console.WriteLine($"  {l}");
             Console.WriteLine($"  control-plane load during recovery: {load.Summary(ci)}");
             Console.WriteLine($"  objective: {(ok ? "met" : "NOT met")}");
-            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost, load.Summary(ci));
+            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost, load.Summary(ci), fraudJobs);
             return ok ? 0 : 1;
         }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException or AgentRequestException or System.Net.Sockets.SocketException or IOException)
@@ -293,7 +362,7 @@ internal static class RegionLossDrill
     }
 
     private static async Task CreateAsync(ControlClient client, string tenant, string name, WorkloadType type, int replicas, int priority, long cpuMillis, long memGiB,
-        CancellationToken cancel, WorkloadTopology? topology = null, AntiAffinity antiAffinity = AntiAffinity.None)
+        CancellationToken cancel, WorkloadTopology? topology = null, AntiAffinity antiAffinity = AntiAffinity.None, double? deadlineSeconds = null)
     {
         var w = new Workload
         {
@@ -302,6 +371,7 @@ internal static class RegionLossDrill
             {
                 Type = type, Replicas = replicas, Priority = priority, MaxUnavailable = Math.Max(1, replicas / 4), AntiAffinity = antiAffinity,
                 Resources = new ResourceRequest { CpuMillis = cpuMillis, MemoryBytes = memGiB << 30 }, Topology = topology ?? new WorkloadTopology(),
+                DeadlineSeconds = deadlineSeconds,
             },
         };
         await client.CreateAsync(w, cancel).ConfigureAwait(false);
@@ -362,7 +432,7 @@ internal static class RegionLossDrill
         throw new InvalidOperationException("the server's statistics name no cell version");
     }
 
-    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost, string load)
+    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost, string load, List<FraudJob> fraudJobs)
     {
         var ci = CultureInfo.InvariantCulture;
         Directory.CreateDirectory(dir);
@@ -388,6 +458,14 @@ internal static class RegionLossDrill
             sb.AppendLine(ci, $"| {c.Name} | {c.Preferred} | {c.RecoveredIn} | {(c.RecoveredAt is { } a ? a.ToString("0.000", ci) : "not recovered")} | {c.MaxUnreachable} |");
         sb.AppendLine();
         sb.AppendLine(ci, $"Invariant violations: {violations.Count}.");
+        sb.AppendLine();
+        int missed = fraudJobs.Count(f => f.Outcome == "missed");
+        sb.AppendLine(ci, $"Fraud batch jobs (deadline {o.FraudDeadlineSeconds} s from creation, `spec.deadlineSeconds`): {missed} of {fraudJobs.Count} missed.");
+        sb.AppendLine();
+        sb.AppendLine("| fraud job | arrived | replicas | completed | took (s, creation to completion) | deadline |");
+        sb.AppendLine("|---|---|---:|---:|---:|---|");
+        foreach (var f in fraudJobs)
+            sb.AppendLine(ci, $"| {f.Name} | {(f.AtLoss ? "just before" : "early")} | {f.Replicas} | {f.Completed} | {(f.CompletedAt is { } d ? d.ToString("0.000", ci) : "-")} | {f.Outcome} |");
         sb.AppendLine();
         sb.AppendLine(ci, $"Control-plane load during the recovery (Inspect Stats every 0.5 s from t=0): {load}.");
         foreach (var l in liveness) sb.AppendLine(ci, $"    {l}");

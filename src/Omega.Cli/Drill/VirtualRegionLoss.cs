@@ -17,7 +17,10 @@ namespace Omega.Cli.Drill;
 /// at once and ready <c>--ready-seconds</c> later (virtual). The loss follows the lifecycle controller's regional path:
 /// the region's nodes go down at t=0, and after the regional grace (2 s) plus one lifecycle tick (1 s) they are fenced
 /// together and their bindings released and requeued. Measures per critical workload the virtual time until ≥ 4 replicas
-/// serve in one healthy region, and the recovery budgets' consumption.
+/// serve in one healthy region, and the recovery budgets' consumption. An operator's zone-avoid <see cref="Override"/>
+/// on one zone of the first failover region, created a second before the loss, expires during the recovery
+/// (<c>--override-ttl-seconds</c>): the real <see cref="OverrideController"/> taints the zone and reverts it at the TTL;
+/// nothing may be bound on the zone's nodes while it is live, and the revert must be recorded.
 /// </summary>
 internal static class VirtualRegionLoss
 {
@@ -32,20 +35,21 @@ internal static class VirtualRegionLoss
         var objective = new Option<double>("--objective-seconds") { Description = "The objective (virtual seconds).", DefaultValueFactory = _ => 10 };
         var budget = new Option<double>("--budget-cores") { Description = "Recovery budget per region, cores (0: none).", DefaultValueFactory = _ => 16 };
         var seed = new Option<int?>("--seed") { Description = "Engine seed (printed)." };
+        var overrideTtl = new Option<int>("--override-ttl-seconds") { Description = "TTL of the zone-avoid override created 1 s before the loss (0: none).", DefaultValueFactory = _ => 5 };
         var cmd = new Command("region-loss-sim", "The region-loss drill in virtual time on the real cell, engine and controllers (no network).")
         {
-            regions, nodes, ready, objective, budget, seed,
+            regions, nodes, ready, objective, budget, seed, overrideTtl,
         };
         cmd.SetAction((r, _) =>
         {
             int s = r.GetValue(seed) ?? Random.Shared.Next();
             int rc = r.GetValue(regions), n = r.GetValue(nodes);
-            if (rc is < 3 or > 8 || n is < 4 or > 100_000 || !(r.GetValue(ready) > 0) || !(r.GetValue(objective) > 0) || r.GetValue(budget) < 0)
+            if (rc is < 3 or > 8 || n is < 4 or > 100_000 || !(r.GetValue(ready) > 0) || !(r.GetValue(objective) > 0) || r.GetValue(budget) < 0 || r.GetValue(overrideTtl) is < 0 or > 600)
             {
-                Console.Error.WriteLine("omega drill region-loss-sim: --regions 3-8, --nodes-per-region 4-100,000; times positive, budget not negative");
+                Console.Error.WriteLine("omega drill region-loss-sim: --regions 3-8, --nodes-per-region 4-100,000; times positive, budget not negative, --override-ttl-seconds 0-600");
                 return Task.FromResult(2);
             }
-            return Task.FromResult(Run(rc, n, r.GetValue(ready), r.GetValue(objective), r.GetValue(budget), s));
+            return Task.FromResult(Run(rc, n, r.GetValue(ready), r.GetValue(objective), r.GetValue(budget), s, r.GetValue(overrideTtl)));
         });
         return cmd;
     }
@@ -75,7 +79,7 @@ internal static class VirtualRegionLoss
         }
     }
 
-    internal static int Run(int regionCount, int nodesPerRegion, double readySeconds, double objectiveSeconds, double budgetCores, int seed)
+    internal static int Run(int regionCount, int nodesPerRegion, double readySeconds, double objectiveSeconds, double budgetCores, int seed, int overrideTtlSeconds = 5)
     {
         var ci = CultureInfo.InvariantCulture;
         var wall = Stopwatch.StartNew();
@@ -108,6 +112,9 @@ internal static class VirtualRegionLoss
         var controller = new WorkloadController(store, engine, time, new WorkloadControllerOptions { Observer = ReplicaObserver.AgentReported(cell) });
         using var runner = controller.CreateRunner(scheduler, new ControllerRunnerOptions { ResyncPeriod = TimeSpan.FromSeconds(10) });
         runner.Start();
+        // The repair controller's override sweep on the same virtual clock (every second).
+        using var overrides = new OverrideController(store, cell, scheduler);
+        overrides.Start();
 
         void Step(TimeSpan by)
         {
@@ -128,7 +135,7 @@ internal static class VirtualRegionLoss
                     Topology = new WorkloadTopology { PreferredRegions = [.. preferred], RequiredRegions = [.. required] },
                 },
             };
-        bool Create(Workload w) => store.CreateAsync(w).AsTask().GetAwaiter().GetResult().IsOk;
+        bool Create(ApiObject w) => store.CreateAsync(w).AsTask().GetAwaiter().GetResult().IsOk;
 
         // Critical services live in the region that will be lost (required there until the loss, like the real drill's
         // starting state: ≥ 4 serving there and < 4 anywhere else), then prefer a different healthy region each.
@@ -166,17 +173,40 @@ internal static class VirtualRegionLoss
             w.Spec.Topology.PreferredRegions = [lost, next];
             if (!store.UpdateAsync(w).AsTask().GetAwaiter().GetResult().IsOk) throw new InvalidOperationException($"update {name}");
         }
-        for (int i = 0; i < 20; i++) Step(TimeSpan.FromMilliseconds(100));
+        for (int i = 0; i < 10; i++) Step(TimeSpan.FromMilliseconds(100));
+        // An operator avoids one zone of the first failover region, 1 s before the loss, with a TTL that ends during the
+        // recovery: the failover must respect it while it lives and may use the zone once it is reverted.
+        string avoidedZone = $"{regions[1]}-a";
+        var avoidedNodes = new List<NodeId>();
+        for (int i = 0; i < byRegion[regions[1]].Count; i += 3) avoidedNodes.Add(byRegion[regions[1]][i]); // zone "-a": index % 3 == 0 (above)
+        if (overrideTtlSeconds > 0)
+        {
+            var ov = new Override { Metadata = new ObjectMeta { Name = "avoid-" + avoidedZone } };
+            ov.Spec.Type = OverrideType.ZoneAvoid;
+            ov.Spec.Target = avoidedZone;
+            ov.Spec.TtlSeconds = overrideTtlSeconds;
+            ov.Spec.Reason = "region-loss drill: suspected bad zone";
+            ov.Spec.Author = "drill";
+            if (!Create(ov)) throw new InvalidOperationException("create the zone-avoid override");
+        }
+        Override? Avoid() => overrideTtlSeconds > 0 ? store.Get<Override>("", "avoid-" + avoidedZone) : null;
+        for (int i = 0; i < 30 && (i < 10 || (overrideTtlSeconds > 0 && Avoid() is not { Status.Phase: Override.PhaseActive })); i++) Step(TimeSpan.FromMilliseconds(100));
+        // The version from which the taint is in place (the sweep tainted the nodes before it wrote phase Active).
+        long avoidFrom = Avoid() is { Status.Phase: Override.PhaseActive } ? cell.Version : long.MaxValue;
+        if (overrideTtlSeconds > 0 && avoidFrom == long.MaxValue) throw new InvalidOperationException("the zone-avoid override did not become active");
         Console.WriteLine(string.Create(ci, $"  setup {wall.Elapsed.TotalSeconds:0.0} s wall, {cell.AllocationCount:N0} bindings"));
 
         // ---------------------------------------------------------------- the loss (virtual t = 0)
         var t0 = time.Elapsed;
+        var t0Utc = time.GetUtcNow();
         long commitsAt0 = cell.Counters.Transactions(TransactionStatus.Committed) + cell.Counters.Transactions(TransactionStatus.PartiallyCommitted);
         foreach (var n in byRegion[lost]) cell.SetNodeStatus(n, NodeStatus.Down);
         var recovered = new Dictionary<string, double>();
         bool evicted = false;
         double peakAge = 0;
-        while ((time.Elapsed - t0).TotalSeconds < 120 && recovered.Count < critical.Length)
+        double? overrideExpiredAt = null;
+        var overrideViolations = new List<string>();
+        while ((time.Elapsed - t0).TotalSeconds < 120 && (recovered.Count < critical.Length || (overrideTtlSeconds > 0 && overrideExpiredAt is null)))
         {
             double t = (time.Elapsed - t0).TotalSeconds;
             if (!evicted && t >= 3.0)
@@ -197,6 +227,15 @@ internal static class VirtualRegionLoss
                 foreach (var (region, n) in w.Status.ServingByRegion)
                     if (region != lost && n >= 4) { recovered[name] = t; break; }
             }
+            // While the override lives nothing new may land on the avoided zone; note when the sweep reverts it.
+            if (overrideTtlSeconds > 0 && overrideExpiredAt is null)
+            {
+                if (Avoid() is { Status.Phase: Override.PhaseExpired }) overrideExpiredAt = t;
+                else
+                    foreach (var n in avoidedNodes)
+                        foreach (var a in cell.GetAllocationsOnNode(n))
+                            if (a.Generation > avoidFrom && overrideViolations.Count < 5) overrideViolations.Add($"{a.Task} bound on {avoidedZone} at version {a.Generation} while avoided");
+            }
             foreach (var k in engine.Kinds) peakAge = Math.Max(peakAge, engine.OldestQueuedAge(k).TotalSeconds);
             Step(TimeSpan.FromMilliseconds(50));
         }
@@ -208,7 +247,7 @@ internal static class VirtualRegionLoss
 
         Console.WriteLine();
         Console.WriteLine($"  {"workload",-12} {"time to 4 serving (virtual)",28}");
-        bool ok = audit.Count == 0 && !inLost;
+        bool ok = audit.Count == 0 && !inLost && overrideViolations.Count == 0 && (overrideTtlSeconds == 0 || overrideExpiredAt is not null);
         var times = new List<double>();
         foreach (var (name, _) in critical)
         {
@@ -223,6 +262,14 @@ internal static class VirtualRegionLoss
             if (cell.GetRecoveryBudgetUsage(region) is { } u)
                 Console.WriteLine(string.Create(ci, $"  budget {region}: allocated {u.Allocated.CpuMillis / 1000.0:0.#} cores, consumed {u.Consumed.CpuMillis / 1000.0:0.#} by {u.Consumers} failover replicas, exhausted {u.Exhausted}, backed {u.Backed}"));
         Console.WriteLine(string.Create(ci, $"  control-plane load: commits/s {commits / span:0.0} (virtual), max queue age {peakAge:0.000} s; claims refused by budgets {cell.Counters.Claims(ClaimStatus.RecoveryBudgetHeld)}"));
+        if (overrideTtlSeconds > 0)
+        {
+            var ov = Avoid();
+            int avoidedBindings = 0;
+            foreach (var n in avoidedNodes) avoidedBindings += cell.GetAllocationsOnNode(n).Count;
+            Console.WriteLine(string.Create(ci, $"  override zone-avoid {avoidedZone} (ttl {overrideTtlSeconds} s, created about 1 s before the loss): {(overrideExpiredAt is { } e ? $"expired and reverted at t={e:0.000} s (virtual), phase {ov?.Status.Phase}, revertedAt {(ov?.Status.RevertedAt is { } ra ? (ra - (t0Utc)).TotalSeconds.ToString("0.000", ci) + " s" : "none")}" : "NOT expired")}; {overrideViolations.Count} bindings on it while avoided; {avoidedBindings} bindings on its {avoidedNodes.Count} nodes at the end"));
+            foreach (var v in overrideViolations) Console.WriteLine($"    violation: {v}");
+        }
         Console.WriteLine($"  invariants: {(audit.Count == 0 ? "ok" : string.Join("; ", audit.Take(5)))}; bound in {lost} after the loss: {(inLost ? "YES" : "none")}");
         Console.WriteLine(string.Create(ci, $"  wall time {wall.Elapsed.TotalSeconds:0.0} s"));
         Console.WriteLine($"  objective: {(ok ? "met" : "NOT met")}");

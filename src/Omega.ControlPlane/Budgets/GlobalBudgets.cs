@@ -50,6 +50,13 @@ public sealed class GlobalBudgetController
     private readonly GlobalBudgetOptions _options;
     private readonly Dictionary<string, Budget> _budgets = new(StringComparer.Ordinal);
     private long _lastToken;
+    private long _requests;
+
+    /// <summary>
+    /// Requests from holders so far (acquire, renew, return). Regional schedulers spend inside their leases with no
+    /// request, so this grows per lease, never per placement (the test of "no round trip per replica").
+    /// </summary>
+    public long Requests => Interlocked.Read(ref _requests);
 
     private sealed class Budget(long limit)
     {
@@ -86,6 +93,7 @@ public sealed class GlobalBudgetController
     public BudgetLeaseStatus TryAcquire(string name, string holder, long amount, TimeSpan ttl, DateTimeOffset holderRequestStart, out BudgetLease? lease)
     {
         lease = null;
+        Interlocked.Increment(ref _requests);
         if (amount <= 0 || ttl <= TimeSpan.Zero || string.IsNullOrEmpty(holder)) return BudgetLeaseStatus.Invalid;
         lock (_lock)
         {
@@ -109,6 +117,7 @@ public sealed class GlobalBudgetController
     public BudgetLeaseStatus Renew(BudgetLease lease, TimeSpan ttl, DateTimeOffset holderRequestStart)
     {
         ArgumentNullException.ThrowIfNull(lease);
+        Interlocked.Increment(ref _requests);
         if (ttl <= TimeSpan.Zero) return BudgetLeaseStatus.Invalid;
         lock (_lock)
         {
@@ -126,6 +135,7 @@ public sealed class GlobalBudgetController
     public BudgetLeaseStatus Return(BudgetLease lease)
     {
         ArgumentNullException.ThrowIfNull(lease);
+        Interlocked.Increment(ref _requests);
         lock (_lock)
         {
             if (!_budgets.TryGetValue(lease.Budget, out var b) || !b.Leases.ContainsKey(lease.Token)) return BudgetLeaseStatus.StaleLease;

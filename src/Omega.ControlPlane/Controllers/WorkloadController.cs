@@ -453,8 +453,29 @@ public sealed class WorkloadController : IReconciler
         Conditions.Set(status.Conditions, "Degraded", unschedulable || exhausted ? ConditionStatus.True : ConditionStatus.False,
             exhausted ? "InvalidSpec" : unschedulable ? "Unschedulable" : "AsExpected",
             exhausted ? "the workload's job serials are exhausted" : pendingReason ?? "", gen, now);
+        // Batch deadline (issue 13): reported from the creation time on this controller's clock. Sticky once True: a job
+        // that finishes after its deadline still missed it (the drill counts misses from this condition).
+        TimeSpan? untilDeadline = null;
+        if (batch && spec.DeadlineSeconds is { } deadlineSeconds && w.Metadata.CreationTimestamp is { } created)
+        {
+            var due = created + TimeSpan.FromSeconds(deadlineSeconds);
+            bool done = completed.Count >= replicas;
+            bool missedBefore = Conditions.Find(status.Conditions, "DeadlineExceeded") is { Status: ConditionStatus.True };
+            if (missedBefore || (!done && now >= due))
+                Conditions.Set(status.Conditions, "DeadlineExceeded", ConditionStatus.True, "PastDeadline",
+                    $"{completed.Count} of {replicas} replicas completed by the deadline of {deadlineSeconds} s", gen, now);
+            else
+            {
+                Conditions.Set(status.Conditions, "DeadlineExceeded", ConditionStatus.False, done ? "CompletedInTime" : "Running",
+                    done ? $"all {replicas} replicas completed within {deadlineSeconds} s" : $"{completed.Count} of {replicas} replicas completed", gen, now);
+                if (!done) untilDeadline = due - now;
+            }
+        }
         var sr = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
         if (!sr.IsOk) return ReconcileResult.Retry;
+        // Nothing else wakes us when a running batch's deadline passes: look again at that instant.
+        if (untilDeadline is { } left && !rolledBack && !scaleDownLeft && (nextServing == long.MaxValue) && (!progressing || left < _options.ProgressRequeue))
+            return ReconcileResult.After(left > TimeSpan.Zero ? left : TimeSpan.FromTicks(1));
         if (rolledBack) return ReconcileResult.After(TimeSpan.FromTicks(1)); // replace the rolled-back replicas at once
         if (scaleDownLeft) return ReconcileResult.After(_options.ScaleDownPause);
         if (nextServing != long.MaxValue)

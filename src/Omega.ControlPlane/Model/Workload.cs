@@ -159,6 +159,16 @@ public sealed class WorkloadSpec
     /// 0 (default): serving as soon as its agent reports it ready. Ignored for batch. 0..3600.
     /// </summary>
     public double MinReadySeconds { get; set; }
+
+    /// <summary>
+    /// Batch only (issue 13: "urgent fraud batch jobs with deadlines"): every replica should have completed within this
+    /// many seconds of the workload's creation. Null (default): no deadline. 1..86,400. The workload controller reports
+    /// the outcome in condition <c>DeadlineExceeded</c> (True, reason <c>PastDeadline</c>, once the deadline passed with
+    /// replicas unfinished — it stays True after a late completion, because a miss is a miss; False, reason
+    /// <c>CompletedInTime</c> or <c>Running</c>, otherwise). The deadline orders nothing: it is reported, not enforced
+    /// (priority decides who preempts whom).
+    /// </summary>
+    public double? DeadlineSeconds { get; set; }
 }
 
 /// <summary>One replica slot and the serial of the engine job backing it.</summary>
@@ -316,6 +326,7 @@ public sealed class Workload : ApiObject<WorkloadSpec, WorkloadStatus>
         if (s.MaxSurge < 0 || s.MaxSurge > WorkloadSpec.MaxReplicas) return $"spec.maxSurge must be 0..{WorkloadSpec.MaxReplicas}";
         if (!(s.ProgressDeadlineSeconds is >= 1 and <= 86_400)) return "spec.progressDeadlineSeconds must be 1..86400";
         if (!(s.MinReadySeconds is >= 0 and <= 3600)) return "spec.minReadySeconds must be 0..3600";
+        if (s.DeadlineSeconds is { } dl && (s.Type != WorkloadType.Batch || !(dl is >= 1 and <= 86_400))) return "spec.deadlineSeconds must be 1..86400 and only on a Batch workload";
         if (s.NodeSelector is null || s.Tolerations is null) return "spec.nodeSelector and spec.tolerations must not be null";
         if (!Enum.IsDefined(s.Type)) return "spec.type must be Service or Batch";
         if (!Enum.IsDefined(s.AntiAffinity)) return "spec.antiAffinity must be None, Node or FailureDomain";
