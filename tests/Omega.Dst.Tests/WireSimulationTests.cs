@@ -17,7 +17,7 @@ public sealed class WireSimulationTests(ITestOutputHelper output)
         var sw = Stopwatch.StartNew();
         var faults = new long[Enum.GetValues<DstFault>().Length];
         long frames = 0, acked = 0, bindings = 0;
-        const int Seeds = 60;
+        const int Seeds = 150;
         for (long seed = 1; seed <= Seeds; seed++)
         {
             var r = WireSimulation.RunSeed(seed);
