@@ -39,6 +39,13 @@ public enum Buggify
     SkipOverrideExpiry = 1 << 5,
 
     /// <summary>
+    /// The server's protocol handler replies to a Commit before the committed version is durable (a crash can lose a
+    /// commit the scheduler was told applied). Read by <c>ProtocolHandler</c> through <c>ServerOptions.Buggify</c>; caught
+    /// by the wire simulation's acked-commit-lost checker.
+    /// </summary>
+    ReplyBeforeDurable = 1 << 6,
+
+    /// <summary>
     /// The cell does not check that a claimed task is unbound (a second binding replaces the first in the task index):
     /// breaks "at most one live binding per task". For the commit-path stress tests (issue 14). A high bit, so flags
     /// added by other work keep their low numbers.

@@ -44,6 +44,18 @@ public sealed class DstResult
     /// <summary>Scheduler decisions replayed from their records by the decision-replay checker (all reached the same choice).</summary>
     public long DecisionsReplayed { get; init; }
 
+    /// <summary>True for a run of the wire simulation (<see cref="WireSimulation"/>).</summary>
+    public bool Wire { get; init; }
+
+    /// <summary>Wire simulation: frames the real protocol handler processed.</summary>
+    public long FramesHandled { get; init; }
+
+    /// <summary>Wire simulation: commit replies that reached a scheduler saying claims applied.</summary>
+    public long CommitsAcknowledged { get; init; }
+
+    /// <summary>Wire simulation: binding entries agents received in Bindings frames pushed by the real dispatcher.</summary>
+    public long BindingsReceived { get; init; }
+
     /// <summary>Simulated time elapsed.</summary>
     public TimeSpan Simulated { get; }
 
@@ -56,7 +68,7 @@ public sealed class DstResult
           .Append(Simulated.TotalSeconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)).Append(" s simulated)").AppendLine();
         if (!Ok)
         {
-            sb.Append("replay: omega dst --seed ").Append(Seed).AppendLine(" --trace");
+            sb.Append(Wire ? "replay: omega dst --wire --seed " : "replay: omega dst --seed ").Append(Seed).AppendLine(" --trace");
             foreach (var e in Trace) sb.Append("  ").AppendLine(e);
         }
         return sb.ToString();

@@ -17,7 +17,7 @@ public sealed class SimDisk : IDurabilityWaiter
     private long _durableVersion;
     private int _epoch; // bumped by a crash: a dead incarnation's journal view must never write again
 
-    private sealed record Element(byte[] Bytes, uint Crc, long LastVersion);
+    private sealed record Element(byte[] Bytes, uint Crc, long LastVersion, long LastSequence = 0);
 
     /// <summary>Elements appended (durable or not).</summary>
     public int Count => _elements.Count;
@@ -27,6 +27,9 @@ public sealed class SimDisk : IDurabilityWaiter
 
     /// <summary>The cell version covered by the durable prefix.</summary>
     public long DurableVersion => _durableVersion;
+
+    /// <summary>The journal sequence covered by the durable prefix (the wire simulation's publishable sequence).</summary>
+    public long DurableSequence { get; private set; }
 
     /// <summary>Torn tails discarded by recoveries so far.</summary>
     public int TornTailsDiscarded { get; private set; }
@@ -45,12 +48,12 @@ public sealed class SimDisk : IDurabilityWaiter
         if (Thread >= 0 && Environment.CurrentManagedThreadId != Thread) OffThread++;
     }
 
-    private void Append(int epoch, ReadOnlySpan<byte> bytes, long lastVersion)
+    private void Append(int epoch, ReadOnlySpan<byte> bytes, long lastVersion, long lastSequence = 0)
     {
         CheckThread();
         if (epoch != _epoch) throw new InvalidOperationException("a crashed process wrote to the simulated disk (a harness bug)");
         var copy = bytes.ToArray();
-        _elements.Add(new Element(copy, Checksum(copy), lastVersion));
+        _elements.Add(new Element(copy, Checksum(copy), lastVersion, lastSequence));
     }
 
     /// <summary>Makes up to <paramref name="elements"/> more elements durable and completes the waits they cover (inline, on this thread).</summary>
@@ -61,6 +64,7 @@ public sealed class SimDisk : IDurabilityWaiter
         if (n <= 0) return 0;
         _durable += n;
         _durableVersion = Math.Max(_durableVersion, _elements[_durable - 1].LastVersion);
+        DurableSequence = Math.Max(DurableSequence, _elements[_durable - 1].LastSequence);
         // Collect first: a completed wait runs its continuation inline, which may write (and wait) again.
         List<TaskCompletionSource>? done = null;
         for (int i = _waiters.Count - 1; i >= 0; i--)
@@ -121,6 +125,7 @@ public sealed class SimDisk : IDurabilityWaiter
             _elements.RemoveRange(good, _elements.Count - good);
         }
         _durable = _elements.Count;
+        DurableSequence = _durable > 0 ? _elements[_durable - 1].LastSequence : 0;
         var cell = restorer.Complete();
         cell.AttachJournal(Journal());
         return cell;
@@ -136,9 +141,9 @@ public sealed class SimDisk : IDurabilityWaiter
 
     private sealed class JournalView(SimDisk disk, int epoch) : ICellJournal
     {
-        public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record) => disk.Append(epoch, record, cellVersion);
+        public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record) => disk.Append(epoch, record, cellVersion, sequence);
 
         // One element per frame, as the durable journal stores it: recovery applies all of a batch or none of it.
-        public void AppendBatch(long firstSequence, int count, long lastCellVersion, ReadOnlySpan<byte> frame) => disk.Append(epoch, frame, lastCellVersion);
+        public void AppendBatch(long firstSequence, int count, long lastCellVersion, ReadOnlySpan<byte> frame) => disk.Append(epoch, frame, lastCellVersion, firstSequence + count - 1);
     }
 }

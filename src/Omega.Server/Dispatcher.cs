@@ -39,7 +39,9 @@ internal sealed class Dispatcher : IAsyncDisposable
     private List<HeldAction> _heldSeq = new();
     private List<HeldAction> _heldSeqSpare = new();
 
-    public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes)
+    // runLoop false: no background loop; the owner calls Pump (the deterministic simulation steps it on its one thread,
+    // as it steps scheduler workers). The production server always runs the loop.
+    public Dispatcher(BindingFeed feed, IPublishableVersion publisher, NodeRegistry nodes, bool runLoop = true)
     {
         _feed = feed;
         _publisher = publisher;
@@ -50,7 +52,7 @@ internal sealed class Dispatcher : IAsyncDisposable
         // stays as a safety net only (long when notified, the old 2 ms for a publisher that cannot notify).
         _subscription = publisher.Subscribe(OnPublishableAdvanced);
         _idleWait = _subscription is null ? TimeSpan.FromMilliseconds(2) : TimeSpan.FromMilliseconds(25);
-        _loop = Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _loop = runLoop ? Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap() : Task.CompletedTask;
     }
 
     /// <summary>Bindings pushed (entries) in total.</summary>

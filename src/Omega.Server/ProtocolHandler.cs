@@ -1144,7 +1144,8 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         var result = _cell.Commit(tx);
         var reply = new CommitReply { Status = result.Status, Version = result.CellVersion, Applied = result.AppliedCount, Replayed = result.Replayed, ClaimStatuses = result.ClaimStatuses.ToArray() };
         // Durability: the result goes back only once its version is publishable (durable); the request stays in flight until then.
-        if (!_dispatcher.ReplyWhenPublishable(c, rid, reply)) return false;
+        // (Buggify.ReplyBeforeDurable, never set by a host, skips the wait so the simulation can show its checker catches it.)
+        if ((_options.Buggify & Buggify.ReplyBeforeDurable) == 0 && !_dispatcher.ReplyWhenPublishable(c, rid, reply)) return false;
         c.Send(rid, reply);
         return true;
     }

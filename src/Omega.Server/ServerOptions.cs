@@ -65,6 +65,12 @@ public sealed class ServerOptions
     /// <summary>Publishable (durable) version source; defaults to the cell's own version (in-memory cell).</summary>
     public IPublishableVersion? Publisher { get; set; }
 
+    /// <summary>
+    /// Deliberately broken variants for the deterministic simulation (issue 18; <see cref="Omega.Cells.Buggify"/>). Off by
+    /// default and never set by a host: only <see cref="Omega.Cells.Buggify.ReplyBeforeDurable"/> is read here.
+    /// </summary>
+    public Omega.Cells.Buggify Buggify { get; set; }
+
     /// <summary>Takes a checkpoint of the durable store (the operator's <c>Operate Checkpoint</c>); null when there is none.</summary>
     public Func<CancellationToken, ValueTask>? Checkpoint { get; set; }
 

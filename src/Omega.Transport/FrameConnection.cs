@@ -17,7 +17,7 @@ namespace Omega.Transport;
 /// which is exactly one receive and one send loop); on a server the TLS handshake runs first, under the handshake
 /// timeout, and the loops start only once it succeeded.
 /// </summary>
-public sealed class FrameConnection
+public sealed partial class FrameConnection
 {
     private readonly Socket _socket;
     private readonly Pipe _input;
