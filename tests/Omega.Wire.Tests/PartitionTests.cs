@@ -181,8 +181,8 @@ public sealed class PartitionTests(ITestOutputHelper output)
         Assert.True(fx.Engine!.Submit(new JobSpec(new JobId(8), default, 100, 1, new ResourceVector(1000, 1L << 30))).Accepted);
         await Until(() => a.Serving.Count == 1, "the replica serves");
         proxy.Partition();
-        await Until(() => a.Client.IsFenced, "the agent fences itself once its lease lapses");
-        Assert.Empty(a.Serving);
+        // IsFenced turns true inside the agent's lock, before its Stop callbacks run: wait for both.
+        await Until(() => a.Client.IsFenced && a.Serving.Count == 0, "the agent fences itself once its lease lapses and stops serving");
         // The only node of the cell: every node is silent, so the mass-silence brake keeps its binding.
         Assert.Single(fx.Cell.GetAllocations());
         proxy.Heal();
