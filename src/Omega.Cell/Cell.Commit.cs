@@ -321,7 +321,7 @@ public sealed partial class Cell
         if (bindings is null) return false;
         for (int i = 0; i < bindings.Count; i++)
         {
-            var task = bindings[i].Task;
+            var task = bindings.TaskAt(i);
             if (task.Job.Value >> shift != key) continue;
             if (victims is not null && Array.IndexOf(victims, task) >= 0) continue;
             return true;

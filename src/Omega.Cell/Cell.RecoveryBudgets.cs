@@ -256,7 +256,7 @@ public sealed partial class Cell
             if (bindings is null) continue;
             for (int j = 0; j < bindings.Count; j++)
             {
-                ref readonly Allocation a = ref bindings[j];
+                var a = bindings[j];
                 if (a.Priority < b.MinPriority)
                 {
                     if (schedulable) reclaimable += a.Resources;

@@ -25,7 +25,7 @@ public sealed partial class Cell
             _bindingsOnNode = grown;
         }
         _taskNode[a.Task] = a.Node;
-        (_bindingsOnNode[idx] ??= new NodeBindings()).Add(a);
+        (_bindingsOnNode[idx] ??= new NodeBindings(a.Node)).Add(a);
     }
 
     /// <summary>Restore: removes a task's binding if one was staged.</summary>
@@ -66,7 +66,7 @@ public sealed partial class Cell
                 ref NodeLive live = ref _live[idx];
                 for (int i = 0; i < set.Count; i++)
                 {
-                    ref readonly var a = ref set[i];
+                    var a = set[i];
                     if ((uint)a.Tenant.Value >= (uint)_tenantCount) throw new InvalidDataException($"binding of {a.Task} names unknown tenant {a.Tenant}");
                     live.Allocated += a.Resources;
                     live.TaskCount++;

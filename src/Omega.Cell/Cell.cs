@@ -363,7 +363,6 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
                 for (int i = 0; i < set.Count; i++)
                 {
                     var a = set[i];
-                    if (a.Node.Value != n) problems.Add($"{a.Task} listed on n{n} but bound to {a.Node}");
                     if (!_taskNode.TryGetValue(a.Task, out var owner) || owner.Value != n) problems.Add($"{a.Task} listed on n{n} but the task index says {(_taskNode.ContainsKey(a.Task) ? owner.ToString() : "unbound")}");
                     if (n >= _nodeCount) { problems.Add($"{a.Task} bound to unknown node n{n}"); continue; }
                     sums[n] += a.Resources;
@@ -482,7 +481,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         live.Allocated += a.Resources;
         live.TaskCount++;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated += a.Resources;
-        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings()).Add(a);
+        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
