@@ -197,7 +197,7 @@ public sealed partial class Cell
         }
 
         // (3) the task is not already bound (in the cell, or by an earlier claim of this transaction).
-        if (_allocations.ContainsKey(c.Task) && (_options.Buggify & Buggify.SkipTaskBoundCheck) == 0) return ClaimStatus.TaskAlreadyBound;
+        if (_taskNode.ContainsKey(c.Task) && (_options.Buggify & Buggify.SkipTaskBoundCheck) == 0) return ClaimStatus.TaskAlreadyBound;
 
         // (3r) reservations: a reserved task is bound only by BindReserved on the reservation's node and tenant, before
         // its expiry; a BindReserved needs one. The Count test keeps this free while the cell holds no reservation.
@@ -220,7 +220,7 @@ public sealed partial class Cell
             for (int v = 0; v < victims.Length; v++)
             {
                 var vt = victims[v];
-                if (!_allocations.TryGetValue(vt, out var va) || va.Node != c.Node) return ClaimStatus.VictimNotFound;
+                if (!TryGetBindingLocked(vt, out var va) || va.Node != c.Node) return ClaimStatus.VictimNotFound;
                 if (va.Priority >= c.Priority) return ClaimStatus.VictimPriorityTooHigh;
                 freed += va.Resources;
                 if (va.Tenant == c.Tenant) freedSameTenant += va.Resources;
@@ -277,7 +277,7 @@ public sealed partial class Cell
         {
             for (int v = 0; v < victims.Length; v++)
             {
-                var va = _allocations[victims[v]];
+                TryGetBindingLocked(victims[v], out var va); // checked above: bound on this node
                 RemoveBinding(va);
                 FeedBinding(BindingChange.Unbound, va);
                 if (recordUndo) PushUndo(new UndoEntry(UndoOp.Evicted, va));
@@ -330,7 +330,7 @@ public sealed partial class Cell
         if (bindings is null) return false;
         for (int i = 0; i < bindings.Count; i++)
         {
-            var task = bindings[i].Task;
+            var task = bindings.TaskAt(i);
             if (task.Job.Value >> shift != key) continue;
             if (victims is not null && Array.IndexOf(victims, task) >= 0) continue;
             return true;

@@ -52,7 +52,7 @@ public sealed partial class Cell
     {
         lock (_lock)
         {
-            if (!_allocations.TryGetValue(task, out var a) || a.Node != node) return BindingPhaseStatus.NotBound;
+            if (!TryGetBindingLocked(task, out var a) || a.Node != node) return BindingPhaseStatus.NotBound;
             if (a.Generation != generation) return BindingPhaseStatus.GenerationMismatch;
             if (phase == BindingPhase.Bound)
             {

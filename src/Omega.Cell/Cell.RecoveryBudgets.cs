@@ -256,7 +256,7 @@ public sealed partial class Cell
             if (bindings is null) continue;
             for (int j = 0; j < bindings.Count; j++)
             {
-                ref readonly Allocation a = ref bindings[j];
+                var a = bindings[j];
                 if (a.Priority < b.MinPriority)
                 {
                     if (schedulable) reclaimable += a.Resources;
@@ -292,7 +292,7 @@ public sealed partial class Cell
         ResourceVector freed = freedHold;
         if (victims is { Length: > 0 })
             for (int v = 0; v < victims.Length; v++)
-                if (_allocations.TryGetValue(victims[v], out var va) && va.Priority >= b.MinPriority) freed += va.Resources;
+                if (TryGetBindingLocked(victims[v], out var va) && va.Priority >= b.MinPriority) freed += va.Resources;
         var remaining = u.Remaining;
         var headroom = u.Free + u.Reclaimable;
         for (int d = 0; d < ResourceVector.Dimensions; d++)

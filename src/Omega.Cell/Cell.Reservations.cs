@@ -206,7 +206,7 @@ public sealed partial class Cell
         {
             if ((uint)r.Node.Value >= (uint)_live.Length || _live[r.Node.Value].Spec is null) throw new InvalidDataException($"reservation of {r.Task} names unknown node {r.Node}");
             if ((uint)r.Tenant.Value >= (uint)_tenantCount) throw new InvalidDataException($"reservation of {r.Task} names unknown tenant {r.Tenant}");
-            if (_allocations.ContainsKey(r.Task)) throw new InvalidDataException($"{r.Task} is both bound and reserved in stored state");
+            if (_taskNode.ContainsKey(r.Task)) throw new InvalidDataException($"{r.Task} is both bound and reserved in stored state");
             var live = new ReservationLive
             {
                 Hold = new Allocation(r.Task, r.Node, r.Resources, r.Tenant, r.Priority, r.Generation),

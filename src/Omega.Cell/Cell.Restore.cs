@@ -1,9 +1,38 @@
 namespace Omega.Cells;
 
-// Recovery support: CellRestorer fills the raw bindings and hands the rest over here, where derived state is rebuilt.
+// Recovery support: CellRestorer stages the bindings (RestoreBind) and hands the rest over here, where derived state is rebuilt.
 public sealed partial class Cell
 {
-    internal Dictionary<TaskId, Allocation> RawAllocations => _allocations;
+    // Restore staging (single-threaded, before the cell is published): bindings go straight into the task index and the
+    // per-node lists, the cell's only copy, so recovery never holds a second table of 10M allocations beside them.
+
+    /// <summary>Restore: the number of bindings staged so far.</summary>
+    internal int RestoredBindingCount => _taskNode.Count;
+
+    /// <summary>Restore: sizes the task index for about <paramref name="count"/> bindings.</summary>
+    internal void ExpectRestoredBindings(int count) => _taskNode.EnsureCapacity(count);
+
+    /// <summary>Restore: upserts a binding (a later record for the same task replaces the earlier one).</summary>
+    internal void RestoreBind(in Allocation a)
+    {
+        int idx = a.Node.Value;
+        if (idx < 0) throw new InvalidDataException($"binding of {a.Task} names negative node {a.Node}");
+        if (_taskNode.TryGetValue(a.Task, out var old)) _bindingsOnNode[old.Value]!.Remove(a.Task);
+        if (idx >= _bindingsOnNode.Length)
+        {
+            var grown = _bindingsOnNode;
+            Array.Resize(ref grown, Math.Max(idx + 1, grown.Length * 2));
+            _bindingsOnNode = grown;
+        }
+        _taskNode[a.Task] = a.Node;
+        (_bindingsOnNode[idx] ??= new NodeBindings(a.Node)).Add(a);
+    }
+
+    /// <summary>Restore: removes a task's binding if one was staged.</summary>
+    internal void RestoreUnbind(TaskId task)
+    {
+        if (_taskNode.Remove(task, out var node)) _bindingsOnNode[node.Value]!.Remove(task);
+    }
 
     internal void CompleteRestore(
         (NodeSpec Spec, NodeStatus Status, long Version)[] nodes,
@@ -27,23 +56,29 @@ public sealed partial class Cell
                     throw new InvalidDataException($"stored state holds two live nodes named '{spec.Name}'");
             }
             RestoreTenants(tenants, quotas);
-            // Size each node's binding list exactly before filling it: growing ~1,000 bindings per node by doubling
-            // from 4 left ~1,000 dead elements per node behind (about 0.7 GB of garbage at 10M bindings).
-            var perNode = new int[nodes.Length];
-            foreach (var a in _allocations.Values)
-                if ((uint)a.Node.Value < (uint)perNode.Length) perNode[a.Node.Value]++;
-            for (int i = 0; i < perNode.Length; i++)
-                if (perNode[i] > 0 && _bindingsOnNode[i] is null) _bindingsOnNode[i] = new NodeBindings(perNode[i]);
-            foreach (var a in _allocations.Values)
+            // The bindings were staged into the per-node lists as they were read (RestoreBind). Lists grew by doubling;
+            // each is trimmed to its count here so no node keeps up to half its list empty (TrimExcess below).
+            for (int idx = 0; idx < _bindingsOnNode.Length; idx++)
             {
-                int idx = a.Node.Value;
-                if ((uint)idx >= (uint)nodes.Length) throw new InvalidDataException($"binding of {a.Task} names unknown node {a.Node}");
-                if ((uint)a.Tenant.Value >= (uint)_tenantCount) throw new InvalidDataException($"binding of {a.Task} names unknown tenant {a.Tenant}");
+                if (_bindingsOnNode[idx] is not { Count: > 0 } set) continue;
+                if (idx >= nodes.Length) throw new InvalidDataException($"binding of {set[0].Task} names unknown node n{idx}");
+                set.TrimExcess();
                 ref NodeLive live = ref _live[idx];
-                live.Allocated += a.Resources;
-                live.TaskCount++;
-                (_bindingsOnNode[idx] ??= new NodeBindings()).Add(a);
-                _tenantUsage[a.Tenant.Value] += a.Resources;
+                for (int i = 0; i < set.Count; i++)
+                {
+                    var a = set[i];
+                    if ((uint)a.Tenant.Value >= (uint)_tenantCount) throw new InvalidDataException($"binding of {a.Task} names unknown tenant {a.Tenant}");
+                    live.Allocated += a.Resources;
+                    live.TaskCount++;
+                    _tenantUsage[a.Tenant.Value] += a.Resources;
+                }
+            }
+            if (_bindingsOnNode.Length < _slots.Length)
+            {
+                // Staging may have left the array shorter than the node table (Grow keeps them equal from here on).
+                var all = _bindingsOnNode;
+                Array.Resize(ref all, _slots.Length);
+                _bindingsOnNode = all;
             }
             RestoreReservations(reservations);
             foreach (var (t, g) in guarantees)
@@ -86,10 +121,15 @@ public sealed partial class Cell
         int max = 0;
         foreach (var t in tenants.Keys) max = Math.Max(max, t);
         foreach (var t in quotas.Keys) max = Math.Max(max, t);
-        foreach (var a in _allocations.Values) max = Math.Max(max, a.Tenant.Value);
+        foreach (var set in _bindingsOnNode)
+            if (set is not null)
+                for (int i = 0; i < set.Count; i++) max = Math.Max(max, set[i].Tenant.Value);
         foreach (var t in tenants.Keys) if (t <= 0) throw new InvalidDataException($"stored state creates tenant {t}; ids start at 1");
         foreach (var t in quotas.Keys) if (t < 0) throw new InvalidDataException($"stored state holds a quota of negative tenant {t}");
-        foreach (var a in _allocations.Values) if (a.Tenant.Value < 0) throw new InvalidDataException($"binding of {a.Task} names negative tenant {a.Tenant}");
+        foreach (var set in _bindingsOnNode)
+            if (set is not null)
+                for (int i = 0; i < set.Count; i++)
+                    if (set[i].Tenant.Value < 0) throw new InvalidDataException($"binding of {set[i].Task} names negative tenant {set[i].Tenant}");
         if (max >= _options.MaxTenants)
             throw new InvalidDataException($"stored state names tenant {max}, beyond the limit of {_options.MaxTenants} tenants (CellOptions.MaxTenants)");
         for (int t = 1; t <= max; t++)

@@ -28,7 +28,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Writer-private state, guarded by _lock.
     private NodeLive[] _live;
     private readonly Dictionary<string, NodeId> _nodeByName = new(StringComparer.Ordinal);
-    private readonly Dictionary<TaskId, Allocation> _allocations = new();
+    // Task -> node of its live binding. The binding itself lives only in that node's NodeBindings (issue 15: keeping the
+    // whole Allocation here as well cost ~100 bytes per binding, about 1 GB at 10M bindings).
+    private readonly Dictionary<TaskId, NodeId> _taskNode = new();
     private NodeBindings?[] _bindingsOnNode;             // the array is replaced on growth (Volatile); readers copy lock-free
     private ResourceVector[] _tenantUsage = new ResourceVector[16];
     private ResourceVector?[] _tenantQuota = new ResourceVector?[16];
@@ -234,7 +236,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Caller holds _lock (a lone call, or the commit combiner answering a queued release).
     private ReleaseStatus ReleaseLocked(TaskId task, long expectedGeneration)
     {
-        if (!_allocations.TryGetValue(task, out var a)) return _counters.Count(ReleaseStatus.NotBound);
+        if (!TryGetBindingLocked(task, out var a)) return _counters.Count(ReleaseStatus.NotBound);
         if (expectedGeneration != 0 && a.Generation != expectedGeneration) return _counters.Count(ReleaseStatus.GenerationMismatch);
         RemoveBinding(a);
         FeedBinding(BindingChange.Unbound, a);
@@ -247,13 +249,35 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Reads a task's live binding.</summary>
     public bool TryGetAllocation(TaskId task, out Allocation allocation)
     {
-        lock (_lock) return _allocations.TryGetValue(task, out allocation);
+        lock (_lock) return TryGetBindingLocked(task, out allocation);
+    }
+
+    /// <summary>
+    /// Reads the live binding of <paramref name="task"/> if it is on node <paramref name="node"/>. Lock-free: it never
+    /// waits for or delays a commit (the node's seqlock gives the binding as the committer last left it), so an agent's
+    /// acknowledgement, which names its own node, is validated without the commit lock (issue 15). A binding on another
+    /// node reads as absent, exactly as <see cref="TryGetAllocation"/> followed by a node comparison would.
+    /// </summary>
+    public bool TryGetAllocationOnNode(NodeId node, TaskId task, out Allocation allocation)
+    {
+        var all = Volatile.Read(ref _bindingsOnNode);
+        if ((uint)node.Value < (uint)all.Length && Volatile.Read(ref all[node.Value]) is { } set) return set.TryRead(task, out allocation);
+        allocation = default;
+        return false;
     }
 
     /// <summary>The number of live bindings.</summary>
     public int AllocationCount
     {
-        get { lock (_lock) return _allocations.Count; }
+        get { lock (_lock) return _taskNode.Count; }
+    }
+
+    // Caller holds _lock (or restores single-threaded).
+    private bool TryGetBindingLocked(TaskId task, out Allocation allocation)
+    {
+        if (_taskNode.TryGetValue(task, out var node) && _bindingsOnNode[node.Value] is { } set) return set.TryGet(task, out allocation);
+        allocation = default;
+        return false;
     }
 
     /// <summary>Copies the live bindings on a node. Lock-free (see <see cref="CopyAllocationsOnNode"/>).</summary>
@@ -280,7 +304,14 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Copies all live bindings (an O(n) control-plane read, for inspection and audits).</summary>
     public IReadOnlyList<Allocation> GetAllocations()
     {
-        lock (_lock) return new List<Allocation>(_allocations.Values);
+        lock (_lock)
+        {
+            var list = new List<Allocation>(_taskNode.Count);
+            foreach (var set in _bindingsOnNode)
+                if (set is not null)
+                    for (int i = 0; i < set.Count; i++) list.Add(set[i]);
+            return list;
+        }
     }
 
     // ---------------------------------------------------------------- quotas
@@ -329,21 +360,30 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             var sums = new ResourceVector[_nodeCount];
             var counts = new int[_nodeCount];
             var tenants = new ResourceVector[_tenantUsage.Length];
-            foreach (var (task, a) in _allocations)
+            foreach (var (task, node) in _taskNode)
             {
-                if (a.Task != task) problems.Add($"binding key {task} holds {a.Task}");
-                if ((uint)a.Node.Value >= (uint)_nodeCount) { problems.Add($"{task} bound to unknown node {a.Node}"); continue; }
-                sums[a.Node.Value] += a.Resources;
-                counts[a.Node.Value]++;
-                if (_bindingsOnNode[a.Node.Value]?.Contains(task) != true) problems.Add($"{task} missing from node index of {a.Node}");
-                if ((uint)a.Tenant.Value >= (uint)_tenantCount) { problems.Add($"{task} charged to unknown tenant {a.Tenant}"); continue; }
-                tenants[a.Tenant.Value] += a.Resources;
+                if ((uint)node.Value >= (uint)_nodeCount) { problems.Add($"{task} bound to unknown node {node}"); continue; }
+                counts[node.Value]++;
+                if (_bindingsOnNode[node.Value]?.Contains(task) != true) problems.Add($"{task} missing from node index of {node}");
+            }
+            for (int n = 0; n < _bindingsOnNode.Length; n++)
+            {
+                if (_bindingsOnNode[n] is not { } set) continue;
+                for (int i = 0; i < set.Count; i++)
+                {
+                    var a = set[i];
+                    if (!_taskNode.TryGetValue(a.Task, out var owner) || owner.Value != n) problems.Add($"{a.Task} listed on n{n} but the task index says {(_taskNode.ContainsKey(a.Task) ? owner.ToString() : "unbound")}");
+                    if (n >= _nodeCount) { problems.Add($"{a.Task} bound to unknown node n{n}"); continue; }
+                    sums[n] += a.Resources;
+                    if ((uint)a.Tenant.Value >= (uint)_tenantCount) { problems.Add($"{a.Task} charged to unknown tenant {a.Tenant}"); continue; }
+                    tenants[a.Tenant.Value] += a.Resources;
+                }
             }
             foreach (var (task, r) in _reservations)
             {
                 var h = r.Hold;
                 if (h.Task != task) problems.Add($"reservation key {task} holds {h.Task}");
-                if (_allocations.ContainsKey(task)) problems.Add($"{task} is both bound and reserved");
+                if (_taskNode.ContainsKey(task)) problems.Add($"{task} is both bound and reserved");
                 if ((uint)h.Node.Value >= (uint)_nodeCount || _live[h.Node.Value].Status == NodeStatus.Removed) { problems.Add($"{task} reserved on unknown or removed node {h.Node}"); continue; }
                 sums[h.Node.Value] += h.Resources;
                 if ((uint)h.Tenant.Value >= (uint)_tenantCount) { problems.Add($"reservation of {task} charged to unknown tenant {h.Tenant}"); continue; }
@@ -384,7 +424,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         Array.Copy(_slots, slots, _nodeCount);
         Array.Resize(ref _live, cap);
         var bindings = _bindingsOnNode;
-        Array.Resize(ref bindings, cap);
+        // Never shrink: restore staging may have sized it past the node table (Cell.Restore.cs).
+        Array.Resize(ref bindings, Math.Max(cap, bindings.Length));
         Volatile.Write(ref _bindingsOnNode, bindings);
         // Readers holding the old array keep reading versions they are entitled to; new writes go to the new array only.
         Volatile.Write(ref _slots, slots);
@@ -444,12 +485,12 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         // TryAdd fails only under Buggify.SkipTaskBoundCheck (TryApply refuses a bound task otherwise): the broken
         // variant overwrites, losing the first binding from the index, which the stress tests must then catch.
-        if (!_allocations.TryAdd(a.Task, a)) _allocations[a.Task] = a;
+        if (!_taskNode.TryAdd(a.Task, a.Node)) _taskNode[a.Task] = a.Node;
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated += a.Resources;
         live.TaskCount++;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated += a.Resources;
-        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings()).Add(a);
+        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
@@ -457,7 +498,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
 
     private void RemoveBinding(in Allocation a)
     {
-        _allocations.Remove(a.Task);
+        _taskNode.Remove(a.Task);
         if (_phases.Count > 0) _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;

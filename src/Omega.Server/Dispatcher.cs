@@ -23,6 +23,9 @@ internal sealed class Dispatcher : IAsyncDisposable
     private List<HeldReply> _held = new();
     private List<HeldReply> _heldSpare = new();
     private List<(long Version, Action<FrameConnection> Send, FrameConnection Connection)> _heldActions = new();
+    // One pass at a time: the loop, a notifying publisher's thread (OnPublishableAdvanced) and direct callers of Pump
+    // all route through it, and a pass is single-consumer (the feed, _dirty, _flush).
+    private readonly Lock _pumpLock = new();
     private readonly Task _loop;
     private readonly IDisposable? _subscription;
     private readonly TimeSpan _idleWait;
@@ -126,17 +129,26 @@ internal sealed class Dispatcher : IAsyncDisposable
         _feed.Signal();
     }
 
-    // Runs on the publisher's thread (the group-commit thread of a durable store): only a wake-up, never work.
+    /// <summary>Passes of the bind path run on a notifying publisher's thread (the group-commit thread), in total.</summary>
+    public long InlinePasses;
+
+    // Runs on the publisher's thread: the durable store's dedicated group-commit thread, right after a group is durable
+    // (outside the journal's locks). Issue 15: the pass runs here, inline, instead of waking the dispatcher loop. The wake
+    // was a thread-pool hop (a queued continuation) between the durable point and the write into the agent's pipe, on
+    // top of the send loop's own hop: two hops per binding, now one (committer -> [pool] send loop -> socket). The
+    // pass only routes, writes to pipes and flushes them (never I/O, never a journal append, so it cannot wait for the
+    // committer it runs on); it delays the next group by its own length, during which appends keep batching.
+    // Rejected: pumping from the commit lock's listener (BindingFeed) for in-memory cells: that would hold the commit
+    // lock through socket-pipe writes. Blocking here briefly while the loop finishes a pass is fine: this is a dedicated
+    // thread, never a pool thread.
     private void OnPublishableAdvanced()
     {
         if (_stopping) return;
-        try
+        lock (_pumpLock)
         {
-            _feed.Signal();
-        }
-        catch (ObjectDisposedException)
-        {
-            // The server stopped between the check and the signal: nothing is left to wake.
+            if (_stopping) return;
+            InlinePasses++;
+            PumpLocked();
         }
     }
 
@@ -153,6 +165,11 @@ internal sealed class Dispatcher : IAsyncDisposable
 
     /// <summary>One pass of the bind path (also called by tests and benchmarks that drive it directly).</summary>
     public void Pump()
+    {
+        lock (_pumpLock) PumpLocked();
+    }
+
+    private void PumpLocked()
     {
         long publishable = _publisher.PublishableVersion;
         long limit = Math.Min(publishable, _feed.CompleteVersion);
@@ -235,6 +252,8 @@ internal sealed class Dispatcher : IAsyncDisposable
         _subscription?.Dispose();
         await _stop.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
+        // A pass already running on the publisher's thread finishes before the server tears connections down.
+        lock (_pumpLock) _stopping = true;
         _stop.Dispose();
     }
 }

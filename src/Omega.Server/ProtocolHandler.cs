@@ -1025,7 +1025,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 _ => TaskReportStatus.NotBound,
             };
         }
-        else if (!_cell.TryGetAllocation(task, out var a) || a.Node != node.Id) status = TaskReportStatus.NotBound;
+        else if (!FindOwnBinding(node.Id, task, generation, out var a)) status = TaskReportStatus.NotBound;
         else if (a.Generation != generation) status = TaskReportStatus.GenerationMismatch;
         else
         {
@@ -1044,6 +1044,18 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             _taskReports.Add(1, new KeyValuePair<string, object?>("state", StateNames[(int)state]));
         }
         return status;
+    }
+
+    // Issue 15: an acknowledgement is validated without the commit lock. The node's seqlocked binding list answers the
+    // common case (the binding is live here at the acked generation) lock-free. A negative lock-free answer is confirmed
+    // under the lock, because a lock-free reader can see the middle of an all-or-nothing transaction that is being rolled
+    // back (a victim briefly evicted): trusting that would drop a completion's release. A positive answer needs no
+    // confirmation: a transaction's transient binding is of a task that was unbound, at the version of a transaction
+    // that never committed, which no agent was ever pushed.
+    private bool FindOwnBinding(NodeId node, TaskId task, long generation, out Allocation a)
+    {
+        if (_cell.TryGetAllocationOnNode(node, task, out a) && a.Generation == generation) return true;
+        return _cell.TryGetAllocation(task, out a) && a.Node == node;
     }
 
     private static readonly string[] StateNames = ["0", "Accepted", "Running", "Failed", "Completed", "Rejected", "Ready", "7"];

@@ -11,7 +11,6 @@ namespace Omega.Cells;
 public sealed class CellRestorer : ICellRecordVisitor, IDisposable
 {
     private readonly Cell _cell;
-    private readonly Dictionary<TaskId, Allocation> _allocations;
     private readonly List<RestoredNode> _nodes = new();
     private readonly List<RestoredLease?> _leases = new();
     private readonly Dictionary<int, ResourceVector?> _quotas = new();
@@ -33,7 +32,6 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     public CellRestorer(CellOptions? options = null)
     {
         _cell = new Cell(options);
-        _allocations = _cell.RawAllocations;
     }
 
     /// <summary>The cell version restored so far.</summary>
@@ -43,7 +41,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     public long Sequence => _sequence;
 
     /// <summary>The number of bindings restored so far.</summary>
-    public int AllocationCount => _allocations.Count;
+    public int AllocationCount => _cell.RestoredBindingCount;
 
     /// <summary>
     /// Sizes the binding table for about <paramref name="count"/> bindings before they are restored (a hint a checkpoint
@@ -52,7 +50,7 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     /// </summary>
     public void ExpectBindings(int count)
     {
-        if (count > 0) _allocations.EnsureCapacity(count);
+        if (count > 0) _cell.ExpectRestoredBindings(count);
     }
 
     /// <summary>Sets the cell version and journal sequence a checkpoint covers.</summary>
@@ -141,10 +139,10 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
     }
 
     /// <inheritdoc />
-    public void Bind(in Allocation allocation) => _allocations[allocation.Task] = allocation;
+    public void Bind(in Allocation allocation) => _cell.RestoreBind(allocation);
 
     /// <inheritdoc />
-    public void Unbind(TaskId task) => _allocations.Remove(task);
+    public void Unbind(TaskId task) => _cell.RestoreUnbind(task);
 
     /// <inheritdoc />
     public void NodeVersion(NodeId node, long nodeVersion)
