@@ -182,7 +182,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
         await Until(() => a.Serving.Count == 1, "the replica serves");
         proxy.Partition();
         // IsFenced turns true inside the agent's lock, before its Stop callbacks run: wait for both.
-        await Until(() => a.Client.IsFenced && a.Serving.Count == 0, "the agent fences itself once its lease lapses and stops serving");
+        await Until(() => a.Client.IsFenced && a.Serving.IsEmpty, "the agent fences itself once its lease lapses and stops serving");
         // The only node of the cell: every node is silent, so the mass-silence brake keeps its binding.
         Assert.Single(fx.Cell.GetAllocations());
         proxy.Heal();
