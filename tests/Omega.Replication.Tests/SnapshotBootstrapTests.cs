@@ -6,7 +6,6 @@ using Omega.Agent;
 using Omega.Cells;
 using Omega.Protocol;
 using Omega.Server;
-using Omega.Server.Auth;
 using Omega.Storage;
 using Xunit.Abstractions;
 
