@@ -94,7 +94,14 @@ public static class ReplicaSnapshot
                     ArrayPool<byte>.Shared.Return(buffer);
                     buffer = ArrayPool<byte>.Shared.Rent(total);
                 }
-                source.ReadExactly(buffer, 0, total);
+                try
+                {
+                    source.ReadExactly(buffer, 0, total);
+                }
+                catch (EndOfStreamException e)
+                {
+                    throw new InvalidDataException($"replica snapshot ends inside entry {i} of {entries}", e);
+                }
                 sink(flags == 1, buffer.AsSpan(0, (int)keyLength), buffer.AsSpan((int)keyLength, (int)valueLength));
             }
             if (source.ReadByte() != -1) throw new InvalidDataException($"replica snapshot has bytes after its {entries} entries");
