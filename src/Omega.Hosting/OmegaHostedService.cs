@@ -230,6 +230,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private async Task StartReplicaAsync(OmegaOptions o, CancellationToken cancellationToken)
     {
         var ha = o.Replication!;
+        // Snapshot bootstrap (docs/high-availability.md): a replica behind the trimmed log asks the leader for a snapshot
+        // with the admin credential every replica is given, over TLS verified by the shared certificate when there is one.
+        if (ha.SnapshotToken is null && o.Authentication && o.AdminTokenFile is { } tokenFile && File.Exists(tokenFile))
+            ha.SnapshotToken = File.ReadAllText(tokenFile).Trim();
+        if (ha.SnapshotTransport is null && o.Tls.Mode == OmegaTlsMode.Certificate && o.Tls.CertificateFile is { } certFile)
+            ha.SnapshotTransport = new TransportOptions { ClientTls = new TlsClientOptions { TrustedAuthorities = TlsCertificates.LoadAuthorities(certFile) } };
         var node = new Omega.Replication.ReplicaNode(ha, PrepareStorage(o), _logger);
         _replica = node;
         try
@@ -307,6 +313,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             _standbyCell?.Dispose();
             _standbyCell = null;
             _store = store;
+            // The leader serves replica snapshots to replicas behind the trimmed log (off the hot path: a dedicated thread).
+            o.Server.Snapshots = new Omega.Replication.ReplicaSnapshotSource(node.Store);
             await StartStackAsync(o, CancellationToken.None).ConfigureAwait(false);
             Log.ReplicaLeading(_logger, node.Name, node.Epoch, store.Cell.Version);
         }

@@ -203,6 +203,21 @@ public enum ErrorCode : ushort
     TopologyChanged = 81,
 
     /// <summary>
+    /// Version 5 (replica snapshots): this server cannot produce a snapshot (single-node mode, a standby, no durable
+    /// store) or failed to write one. Nothing is held; the connection stays open.
+    /// </summary>
+    SnapshotUnavailable = 82,
+
+    /// <summary>
+    /// Version 5: a SnapshotRead names a snapshot the server does not hold (expired, dropped at a leadership change or
+    /// restart, never issued) or an offset outside it. Start over with SnapshotRequest; the connection stays open.
+    /// </summary>
+    UnknownSnapshot = 83,
+
+    /// <summary>Version 5: the server already holds its maximum of snapshots for other replicas; retry after a back-off. The connection stays open.</summary>
+    SnapshotBusy = 84,
+
+    /// <summary>
     /// Version 3 (regops, issue 13): a CreateToken over the wire for a credential with the break-glass scope without a
     /// reason (key 7), without a TTL, or with a TTL over the server's maximum (4 h by default). Nothing was created; the
     /// refusal is audited. The connection stays open.

@@ -33,9 +33,9 @@ public readonly struct Frame
 
     /// <summary>
     /// Protocol version spoken by this implementation (sent in Hello and Welcome). A server speaks exactly this one:
-    /// a Hello with any other (including 3) gets UnsupportedVersion (docs/protocol.md, "Changes in version 4").
+    /// a Hello with any other (including 4) gets UnsupportedVersion (docs/protocol.md, "Changes in version 5").
     /// </summary>
-    public const int ProtocolVersion = 4;
+    public const int ProtocolVersion = 5;
 
     /// <summary>Creates a frame view.</summary>
     public Frame(MessageType type, uint requestId, ReadOnlySequence<byte> body)

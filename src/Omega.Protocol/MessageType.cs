@@ -184,6 +184,18 @@ public enum MessageType : byte
     /// <summary>Server: audit entries.</summary>
     AuditLog = 0x59,
 
+    /// <summary>Version 5 (admin scope): a replica asks the leader for a snapshot of the cell (docs/protocol.md, "Replica snapshots").</summary>
+    SnapshotRequest = 0x74,
+
+    /// <summary>Server: the snapshot's id, position (sequence, cell version), length, SHA-256 and chunk size.</summary>
+    SnapshotBegin = 0x75,
+
+    /// <summary>Version 5 (admin scope): read one chunk of a snapshot at an offset.</summary>
+    SnapshotRead = 0x76,
+
+    /// <summary>Server: one chunk of a snapshot (at most the SnapshotBegin's chunk size).</summary>
+    SnapshotChunk = 0x77,
+
     /// <summary>Version 4: stop a job (its pending tasks are not placed, its bindings released); answered once durable.</summary>
     StopJob = 0x78,
 

@@ -40,4 +40,20 @@ internal static partial class Log
     [LoggerMessage(EventId = 1308, EventName = "TailFailed", Level = LogLevel.Error,
         Message = "Replica {Replica}: cannot follow the log: {Error}")]
     public static partial void TailFailed(ILogger logger, string replica, string error);
+
+    [LoggerMessage(EventId = 1309, EventName = "SnapshotNeeded", Level = LogLevel.Warning,
+        Message = "Replica {Replica} is behind the trimmed log ({Reason}); asking the leader at {Leader} for a snapshot")]
+    public static partial void SnapshotNeeded(ILogger logger, string replica, string reason, string leader);
+
+    [LoggerMessage(EventId = 1310, EventName = "SnapshotInstalled", Level = LogLevel.Information,
+        Message = "Replica {Replica} installed snapshot {Snapshot} from {Leader}: sequence {Sequence} (v{Version}), {Bytes} bytes, SHA-256 checked, in {Ms:0} ms; tailing the log from it")]
+    public static partial void SnapshotInstalled(ILogger logger, string replica, long snapshot, string leader, long sequence, long version, long bytes, double ms);
+
+    [LoggerMessage(EventId = 1311, EventName = "SnapshotFailed", Level = LogLevel.Warning,
+        Message = "Replica {Replica}: snapshot from {Leader} failed, retrying: {Error}")]
+    public static partial void SnapshotFailed(ILogger logger, string replica, string leader, string error);
+
+    [LoggerMessage(EventId = 1312, EventName = "SnapshotNoLeader", Level = LogLevel.Information,
+        Message = "Replica {Replica} is behind the trimmed log and no leader is known yet to send a snapshot; waiting")]
+    public static partial void SnapshotNoLeader(ILogger logger, string replica);
 }

@@ -254,7 +254,18 @@ public sealed class ReplicaNode : IAsyncDisposable
             ct.ThrowIfCancellationRequested();
             try
             {
-                await TailAsync(ct).ConfigureAwait(false);
+                try
+                {
+                    await TailAsync(ct).ConfigureAwait(false);
+                }
+                catch (ReplicaBehindLogException behind) when (_options.SnapshotBootstrap)
+                {
+                    // Behind the trimmed log: it must not campaign (it could not catch up if it won), nor publish a
+                    // progress that holds back the trim. Bootstrap from the leader's snapshot, then tail again.
+                    await BootstrapFromSnapshotAsync(behind.Message, ct).ConfigureAwait(false);
+                    await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
+                    continue;
+                }
                 if (first || progressClock.Elapsed >= _options.ProgressInterval)
                 {
                     await PublishProgressAsync(lease, ct).ConfigureAwait(false);
@@ -323,7 +334,8 @@ public sealed class ReplicaNode : IAsyncDisposable
                 var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
                 if (lastSeq < next) continue;
                 if (firstSeq > next)
-                    throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed): bootstrap it from a copy of another replica's data directory");
+                    throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed)"
+                        + (_options.SnapshotBootstrap ? "" : ": bootstrap it from a copy of another replica's data directory, or enable snapshot bootstrap"));
                 store.Apply(value[LogEntry.HeaderSize..]);
                 next = lastSeq + 1;
                 Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
@@ -331,6 +343,195 @@ public sealed class ReplicaNode : IAsyncDisposable
             if (!r.More) return;
             from = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, next));
         }
+    }
+
+    // ---------------------------------------------------------------- snapshot bootstrap (docs/protocol.md, "Replica snapshots")
+
+    /// <summary>Snapshots installed by this replica (a new or far-behind replica's bootstrap).</summary>
+    public long SnapshotsInstalled => Interlocked.Read(ref _snapshotsInstalled);
+
+    private long _snapshotsInstalled;
+
+    /// <summary>
+    /// Pulls a snapshot from the leader named by the election key, checks its length, SHA-256, sequence and version,
+    /// installs it into a fresh directory beside this replica's, swaps the directories and reopens the store there. A
+    /// failure is logged and retried by the caller's loop (the old directory stays in place until the swap).
+    /// </summary>
+    private async Task BootstrapFromSnapshotAsync(string reason, CancellationToken ct)
+    {
+        var election = await Client.GetAsync(new RangeRequest { Key = _leaderKey }, cancellationToken: ct).ConfigureAwait(false);
+        if (election.Kvs.Count == 0)
+        {
+            Log.SnapshotNoLeader(_logger, _options.ReplicaName);
+            return;
+        }
+        string v = election.Kvs[0].Value.ToStringUtf8();
+        int nl = v.IndexOf('\n', StringComparison.Ordinal);
+        string address = nl < 0 ? "" : v[(nl + 1)..];
+        _gate.Set(false, address, election.Kvs[0].CreateRevision);
+        Log.SnapshotNeeded(_logger, _options.ReplicaName, reason, address);
+        if (!Omega.Transport.FrameClient.TryParseEndPoint(address, out var endpoint) || endpoint is null)
+        {
+            Log.SnapshotFailed(_logger, _options.ReplicaName, address, "the leader's advertised address is not HOST:PORT");
+            return;
+        }
+        string dataDir = Store.DataDirectory;
+        string download = dataDir + ".snapshot";
+        var clock = Stopwatch.StartNew();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(_options.SnapshotTimeout);
+        try
+        {
+            var snapshot = await DownloadAsync(endpoint, download, timeout.Token).ConfigureAwait(false);
+            await OnDedicatedThread(() => Install(download, snapshot)).ConfigureAwait(false);
+            Interlocked.Increment(ref _snapshotsInstalled);
+            Log.SnapshotInstalled(_logger, _options.ReplicaName, snapshot.Id, address, snapshot.Sequence, snapshot.CellVersion, snapshot.TotalBytes, clock.Elapsed.TotalMilliseconds);
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested && e is Omega.Agent.AgentRequestException or IOException or System.Net.Sockets.SocketException
+            or InvalidDataException or TimeoutException or OperationCanceledException or Omega.Transport.TransportSecurityException)
+        {
+            Log.SnapshotFailed(_logger, _options.ReplicaName, address, e.Message);
+        }
+        finally
+        {
+            TryDelete(download);
+        }
+    }
+
+    /// <summary>Streams the leader's snapshot into <paramref name="path"/>, keeping a few reads in flight, and verifies it.</summary>
+    private async Task<Omega.Agent.SnapshotDescriptor> DownloadAsync(System.Net.EndPoint leader, string path, CancellationToken ct)
+    {
+        var transport = _options.SnapshotTransport ?? new Omega.Transport.TransportOptions();
+        await using var client = await Omega.Agent.ControlClient.ConnectAsync([leader], transport, "replica:" + _options.ReplicaName, _options.SnapshotToken,
+            cancellationToken: ct).ConfigureAwait(false);
+        var d = await client.BeginSnapshotAsync(_options.ReplicaName, Store.AppliedSequence, ct).ConfigureAwait(false);
+        if (d.Format != Omega.Storage.ReplicaSnapshot.Format) throw new InvalidDataException($"snapshot format {d.Format} is not {Omega.Storage.ReplicaSnapshot.Format}");
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var inFlight = new Queue<(long Offset, Task<ReadOnlyMemory<byte>> Read)>();
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+            {
+                long next = 0, written = 0;
+                while (written < d.TotalBytes)
+                {
+                    // Pipelined pull: at most SnapshotReadsInFlight chunks requested and not yet written (the memory budget).
+                    while (inFlight.Count < _options.SnapshotReadsInFlight && next < d.TotalBytes)
+                    {
+                        inFlight.Enqueue((next, client.ReadSnapshotAsync(d.Id, next, ct)));
+                        next += Math.Min(d.ChunkBytes, d.TotalBytes - next);
+                    }
+                    var (offset, read) = inFlight.Dequeue();
+                    var data = await read.ConfigureAwait(false);
+                    long expected = Math.Min(d.ChunkBytes, d.TotalBytes - offset);
+                    if (data.Length != expected) throw new InvalidDataException($"snapshot chunk at {offset} has {data.Length} bytes, expected {expected}");
+                    hash.AppendData(data.Span);
+                    await file.WriteAsync(data, ct).ConfigureAwait(false);
+                    written += data.Length;
+                }
+                await file.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Reads still in flight after a failure end with the connection; observe them.
+            while (inFlight.Count > 0)
+            {
+                try
+                {
+                    await inFlight.Dequeue().Read.ConfigureAwait(false);
+                }
+#pragma warning disable CA1031 // only observed: the first failure is what the caller reports
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                }
+            }
+        }
+        byte[] digest = hash.GetHashAndReset();
+        if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(digest, d.Sha256))
+            throw new InvalidDataException($"snapshot {d.Id}: SHA-256 mismatch after {d.TotalBytes} bytes");
+        return d;
+    }
+
+    /// <summary>
+    /// Installs the verified snapshot file: into <c>DATA.installing</c>, then <c>DATA</c> is swapped for it and the store
+    /// reopened there. A crash in between leaves either the old directory or none (a restart then bootstraps again).
+    /// </summary>
+    private void Install(string path, Omega.Agent.SnapshotDescriptor d)
+    {
+        using (var check = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+        {
+            Span<byte> header = stackalloc byte[Omega.Storage.ReplicaSnapshot.HeaderSize];
+            check.ReadExactly(header);
+            var (seq, version, _) = Omega.Storage.ReplicaSnapshot.ReadHeader(header);
+            if (seq != d.Sequence || version != d.CellVersion)
+                throw new InvalidDataException($"snapshot {d.Id} says sequence {seq} (v{version}) inside, {d.Sequence} (v{d.CellVersion}) in SnapshotBegin");
+        }
+        var old = Store;
+        string dataDir = old.DataDirectory;
+        string staging = dataDir + ".installing";
+        string retired = dataDir + ".replaced";
+        DeleteDirectory(staging);
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan))
+        {
+            var (seq, version) = CellStore.InstallSnapshot(_storage.WithDataDirectory(staging), file);
+            if (seq != d.Sequence || version != d.CellVersion) throw new InvalidDataException($"installed snapshot at {seq} (v{version}), expected {d.Sequence} (v{d.CellVersion})");
+        }
+        old.Dispose();
+        _store = null;
+        try
+        {
+            DeleteDirectory(retired);
+            Directory.Move(dataDir, retired);
+            Directory.Move(staging, dataDir);
+            DeleteDirectory(retired);
+        }
+        finally
+        {
+            // Whatever the directory holds now (the snapshot, or the old store if the swap failed), the loop goes on over it.
+            _store = CellStore.OpenReplica(_storage.WithDataDirectory(dataDir));
+        }
+        if (_store.AppliedSequence != d.Sequence || _store.AppliedVersion != d.CellVersion)
+            throw new InvalidDataException($"the reopened store is at sequence {_store.AppliedSequence} (v{_store.AppliedVersion}), the snapshot at {d.Sequence} (v{d.CellVersion})");
+    }
+
+    private static void DeleteDirectory(string dir)
+    {
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+    }
+
+    private static void TryDelete(string file)
+    {
+        try
+        {
+            File.Delete(file);
+        }
+        catch (IOException)
+        {
+            // best effort: the next bootstrap overwrites it
+        }
+    }
+
+    // Blocking store work (FASTER's writes, checkpoint and recovery) belongs on a thread of its own, not the pool.
+    private static Task OnDedicatedThread(Action work)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        new Thread(() =>
+        {
+            try
+            {
+                work();
+                done.SetResult();
+            }
+#pragma warning disable CA1031 // handed to the awaiting caller
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                done.SetException(e);
+            }
+        }) { IsBackground = true, Name = "omega-snapshot-install" }.Start();
+        return done.Task;
     }
 
     // ---------------------------------------------------------------- leader

@@ -58,6 +58,29 @@ public sealed class ReplicationOptions
     /// <summary>How often a replica publishes its applied position (the trim reads it). Default 1 s.</summary>
     public TimeSpan ProgressInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// A replica whose next log entry was trimmed (new, or down too long) bootstraps from a snapshot streamed by the
+    /// leader over the Omega protocol (docs/protocol.md, "Replica snapshots"), then tails the log from it. Default true;
+    /// false: it fails with <see cref="ReplicaBehindLogException"/> and must be given a copy of a replica's directory.
+    /// </summary>
+    public bool SnapshotBootstrap { get; set; } = true;
+
+    /// <summary>
+    /// The bearer token this replica presents to the leader for a snapshot: an operator credential with the admin scope
+    /// (the snapshot holds every credential's hash). Null: none (for a leader running without authentication).
+    /// <c>omega serve</c> uses its <c>--admin-token-file</c>.
+    /// </summary>
+    public string? SnapshotToken { get; set; }
+
+    /// <summary>The transport (TLS) settings for the connection to the leader; null: plaintext, default limits.</summary>
+    public Omega.Transport.TransportOptions? SnapshotTransport { get; set; }
+
+    /// <summary>How long one snapshot transfer (request, every chunk, install) may take before it is abandoned and retried. Default 10 minutes.</summary>
+    public TimeSpan SnapshotTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>SnapshotRead requests kept in flight (each at most one chunk, 512 KiB by default, in memory). Default 4.</summary>
+    public int SnapshotReadsInFlight { get; set; } = 4;
+
     internal string Prefix => $"/omega/{Cluster}/";
 
     /// <summary>Checks the settings; returns the first problem or null.</summary>
@@ -72,6 +95,7 @@ public sealed class ReplicationOptions
         if (string.IsNullOrWhiteSpace(AdvertiseAddress) || !AdvertiseAddress.Contains(':', StringComparison.Ordinal)) return "the advertised address must be HOST:PORT";
         if (LeaseTtlSeconds is < 1 or > 60) return "the lease TTL must be 1-60 s";
         if (MaxEntryBytes is < 4096 or > 1_400_000) return "the largest entry must be 4 KiB - 1.4 MB (etcd refuses requests over 1.5 MiB)";
+        if (SnapshotReadsInFlight is < 1 or > 64) return "snapshot reads in flight: 1-64";
         if (RetainEntries < 0 || MaxRetainEntries < RetainEntries || MaxRetainEntries < 1) return "retained entries: 0 <= RetainEntries <= MaxRetainEntries, MaxRetainEntries >= 1";
         return null;
     }

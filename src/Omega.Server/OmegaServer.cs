@@ -65,7 +65,11 @@ public sealed class OmegaServer : IAsyncDisposable
         Lifecycle.RefreshLeadership();
         // Also when still a follower and the leader's address changed: nothing is open then but handshakes in progress.
         if (!leads) _server.ForEachConnection(c => _handler.Redirect(c, 0, gate));
-        if (lost) Interlocked.Increment(ref _leadershipLosses);
+        if (lost)
+        {
+            Interlocked.Increment(ref _leadershipLosses);
+            _handler.DropSnapshots(); // a follower serves no snapshot; the replica asks the new leader
+        }
     }
 
     private long _leadershipLosses;

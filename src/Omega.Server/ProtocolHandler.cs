@@ -70,6 +70,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         // Job watches (WatchJob) are pushed from the engine's change hook; a multicast delegate, so several servers
         // over one engine each see every change.
         if (engine is not null) engine.JobChanged += OnJobChanged;
+        _snapshots = options.Snapshots is { } source ? new SnapshotService(source, options) : null;
     }
 
     private readonly Counter<long> _redirects;
@@ -189,6 +190,8 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             case MessageType.SetQuota when session.Role == PeerRole.Scheduler: ended = HandleSetQuota(c, rid, frame); break;
             case MessageType.ListQuotas when session.Role == PeerRole.Scheduler: HandleListQuotas(c, rid, frame); break;
             case MessageType.StopJob when session.Role == PeerRole.Scheduler: ended = HandleStopJob(c, session, rid, frame); break;
+            case MessageType.SnapshotRequest when session.Role == PeerRole.Scheduler: ended = HandleSnapshotRequest(c, session, rid, frame); break;
+            case MessageType.SnapshotRead when session.Role == PeerRole.Scheduler: ended = HandleSnapshotRead(c, rid, frame); break;
             case MessageType.WatchJob when session.Role == PeerRole.Scheduler: ended = HandleWatchJob(c, session, rid, frame); break;
             case MessageType.StopJobWatch when session.Role == PeerRole.Scheduler: ended = HandleStopJobWatch(c, session, rid, frame); break;
             case MessageType.CreateObject or MessageType.UpdateObject or MessageType.UpdateObjectStatus or MessageType.DeleteObject
@@ -203,7 +206,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 or MessageType.SubmitJob or MessageType.QueryJob or MessageType.Explain or MessageType.Inspect or MessageType.Operate
                 or MessageType.SetQuota or MessageType.ListQuotas or MessageType.Policy or MessageType.ExplainWorkload
                 or MessageType.StopJob or MessageType.WatchJob or MessageType.StopJobWatch
-
+                or MessageType.SnapshotRequest or MessageType.SnapshotRead
                 or MessageType.Join or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit:
                 c.SendError(rid, ErrorCode.WrongRole, $"{frame.Type} is not allowed for role {session.Role}");
                 break;
@@ -220,6 +223,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             or MessageType.Explain or MessageType.Inspect or MessageType.Operate
             or MessageType.CreateToken or MessageType.ListTokens or MessageType.RevokeToken or MessageType.ReadAudit
             or MessageType.StopJob or MessageType.WatchJob or MessageType.StopJobWatch
+            or MessageType.SnapshotRequest or MessageType.SnapshotRead
             // Control-plane object messages (0x40-0x4F, the cpwire change): authorized fail-closed by Authorizer.ObjectRule.
             || Authorizer.IsObjectMessage(t);
 
@@ -1281,6 +1285,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     public void Dispose()
     {
         if (_engine is not null) _engine.JobChanged -= OnJobChanged;
+        _snapshots?.Dispose();
         _meter.Dispose();
     }
 }

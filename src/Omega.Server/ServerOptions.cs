@@ -118,6 +118,21 @@ public sealed class ServerOptions
     /// </summary>
     public ILeaderGate? Leadership { get; set; }
 
+    /// <summary>
+    /// High availability (issue 16): the store replica snapshots are served from (docs/protocol.md, "Replica snapshots").
+    /// Null: SnapshotRequest gets <c>SnapshotUnavailable</c>. The host sets it on the leader's server only.
+    /// </summary>
+    public ISnapshotSource? Snapshots { get; set; }
+
+    /// <summary>The largest data of one SnapshotChunk (default 512 KiB; it must fit the maximum frame length with room to spare).</summary>
+    public int SnapshotChunkBytes { get; set; } = 512 * 1024;
+
+    /// <summary>Snapshot files held at once (default 2; one more request gets <c>SnapshotBusy</c>).</summary>
+    public int MaxSnapshots { get; set; } = 2;
+
+    /// <summary>A snapshot is deleted this long after its last read (default 60 s; a read after that gets <c>UnknownSnapshot</c>).</summary>
+    public TimeSpan SnapshotIdleExpiry { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Clock for leases, grace period and evictions (tests inject a fake one).</summary>
     public TimeProvider Time { get; set; } = TimeProvider.System;
 

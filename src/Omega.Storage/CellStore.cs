@@ -19,6 +19,28 @@ public static class CellStore
     /// </summary>
     public static IReplicaStore OpenReplica(StorageOptions options) => FasterCellStore.Open(options, follower: true);
 
+    /// <summary>
+    /// Installs a replica snapshot (<see cref="ReplicaSnapshot"/>, read whole from <paramref name="snapshot"/>) into
+    /// <see cref="StorageOptions.DataDirectory"/>, which must not hold a store yet: the entries become the store of
+    /// record, checkpointed at the snapshot's sequence and version, with an empty journal after it. Returns that position.
+    /// Open the directory afterwards with <see cref="OpenReplica"/> (issue 16: a new or far-behind replica).
+    /// Throws <see cref="InvalidDataException"/> for a malformed snapshot.
+    /// </summary>
+    public static (long Sequence, long CellVersion) InstallSnapshot(StorageOptions options, Stream snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(snapshot);
+        var store = FasterCellStore.Open(options, follower: true);
+        try
+        {
+            return store.LoadSnapshot(snapshot);
+        }
+        finally
+        {
+            store.Dispose();
+        }
+    }
+
     /// <summary>An in-memory store behind the same interface: nothing persists, everything is durable at once.</summary>
     public static ICellStore InMemory(CellOptions? options = null) => new InMemoryCellStore(options);
 }

@@ -229,6 +229,19 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
         lock (_checkpointLock)
         {
             if (_disposed) return;
+            ApplyCommittedTail();
+            _state.Checkpoint(new CheckpointPosition(_appliedVersion, _appliedSeq, _appliedAddress, _appliedChunkSeq));
+            // Only what a completed checkpoint covers may go: everything before the replay address is in the store now.
+            // Page-aligned: truncating into the middle of a page made FasterLog 2.6.5 recover that page as empty (a lost tail).
+            _log.TruncateUntilPageStart(_appliedAddress);
+            Metrics.CheckpointCompleted();
+        }
+    }
+
+    // Under _checkpointLock: feeds the store of record every journal record the local log has committed.
+    private void ApplyCommittedTail()
+    {
+        {
             long until = _log.CommittedUntilAddress;
             _applyReader.Read(_appliedAddress, until, _appliedChunkSeq, rec =>
             {
@@ -240,11 +253,63 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
             });
             if (until > _appliedAddress) _appliedChunkSeq = _applyReader.LastChunkSequence;
             _appliedAddress = Math.Max(_appliedAddress, until);
+        }
+    }
+
+    // ---------------------------------------------------------------- replica snapshots (issue 16)
+
+    public (long Sequence, long CellVersion) WriteSnapshot(Stream destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!destination.CanSeek) throw new ArgumentException("the snapshot destination must be seekable (the entry count is written last)", nameof(destination));
+        // The checkpoint lock, not the commit path: commits keep appending to the journal meanwhile; only a checkpoint
+        // would wait for the copy. Everything applied is in the local journal, which (shipped first) is all in etcd.
+        lock (_checkpointLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ApplyCommittedTail();
+            long start = destination.Position;
+            Span<byte> header = stackalloc byte[ReplicaSnapshot.HeaderSize];
+            ReplicaSnapshot.WriteHeader(header, _appliedSeq, _appliedVersion, 0);
+            destination.Write(header);
+            var entry = new byte[ReplicaSnapshot.EntryHeaderSize];
+            long count = _state.DumpTo((tombstone, key, value) =>
+            {
+                ReplicaSnapshot.WriteEntryHeader(entry, tombstone, key.Length, value.Length);
+                destination.Write(entry);
+                destination.Write(key);
+                destination.Write(value);
+            });
+            long end = destination.Position;
+            ReplicaSnapshot.WriteHeader(header, _appliedSeq, _appliedVersion, count);
+            destination.Position = start;
+            destination.Write(header);
+            destination.Position = end;
+            return (_appliedSeq, _appliedVersion);
+        }
+    }
+
+    /// <summary>
+    /// Loads a snapshot (<see cref="ReplicaSnapshot"/>) into this freshly created, empty store and checkpoints it at the
+    /// snapshot's position, so that the next open recovers exactly the snapshot.
+    /// </summary>
+    internal (long Sequence, long CellVersion) LoadSnapshot(Stream source)
+    {
+        lock (_checkpointLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (Recovery.FromCheckpoint || _appliedSeq != 0 || _journal.DurableSequence != 0 || Recovery.Sequence != 0)
+                throw new InvalidOperationException($"a snapshot is installed into an empty data directory only; {DataDirectory} holds a store");
+            var (sequence, version, count) = ReplicaSnapshot.ReadEntries(source, (tombstone, key, value) =>
+            {
+                if (tombstone) _state.RawDelete(key);
+                else _state.RawPut(key, value);
+            });
+            _ = count;
+            _appliedSeq = sequence;
+            _appliedVersion = version;
             _state.Checkpoint(new CheckpointPosition(_appliedVersion, _appliedSeq, _appliedAddress, _appliedChunkSeq));
-            // Only what a completed checkpoint covers may go: everything before the replay address is in the store now.
-            // Page-aligned: truncating into the middle of a page made FasterLog 2.6.5 recover that page as empty (a lost tail).
-            _log.TruncateUntilPageStart(_appliedAddress);
-            Metrics.CheckpointCompleted();
+            return (sequence, version);
         }
     }
 

@@ -41,4 +41,14 @@ public interface IReplicaStore : IDisposable
 
     /// <summary>Applies the local journal to the local store, checkpoints it and truncates the local journal.</summary>
     ValueTask CheckpointAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>This replica's data directory.</summary>
+    string DataDirectory { get; }
+
+    /// <summary>
+    /// Writes a snapshot of the store of record (<see cref="ReplicaSnapshot"/>, docs/protocol.md "Replica snapshots") to
+    /// <paramref name="destination"/> (seekable), after applying the local journal to it, and returns its position. Holds
+    /// the store's checkpoint lock for the copy (checkpoints wait; commits do not). For a leader serving a new replica.
+    /// </summary>
+    (long Sequence, long CellVersion) WriteSnapshot(Stream destination);
 }

@@ -68,6 +68,14 @@ public sealed class StorageOptions
     /// </summary>
     public Action<string> Warning { get; set; } = static m => Console.Error.WriteLine("omega.storage warning: " + m);
 
+    /// <summary>A copy of these options for another data directory (a replica installing a snapshot beside its own).</summary>
+    public StorageOptions WithDataDirectory(string dataDirectory)
+    {
+        var copy = (StorageOptions)MemberwiseClone();
+        copy.DataDirectory = dataDirectory;
+        return copy;
+    }
+
     internal string ResolveDataDirectory()
         => DataDirectory ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "omega", Cell.Name);
 }

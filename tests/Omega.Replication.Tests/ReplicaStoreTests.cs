@@ -118,4 +118,37 @@ public sealed class ReplicaStoreTests : IDisposable
         Assert.Equal(20, cell.AllocationCount);
         Assert.False(cell.TryGetAllocation(new TaskId(999, 0), out _));
     }
+
+    [Fact]
+    public async Task A_snapshot_installs_into_an_empty_directory_as_the_same_cell_and_a_truncated_one_is_refused()
+    {
+        var leader = CellStore.OpenReplica(Options("leader"));
+        var store = leader.Promote(null);
+        await CommitSome(store, 0, 40);
+        // Releases leave tombstones in the store log: the snapshot must carry them in order.
+        for (int i = 0; i < 10; i++) store.Cell.Release(new TaskId(i, 0));
+        await store.WaitForDurableAsync(store.Cell.JournalSequence);
+        using var file = new MemoryStream();
+        var (seq, version) = leader.WriteSnapshot(file);
+        Assert.Equal(store.Cell.JournalSequence, seq);
+        Assert.Equal(store.Cell.Version, version);
+
+        file.Position = 0;
+        Assert.Equal((seq, version), CellStore.InstallSnapshot(Options("copy"), file));
+        using (var copy = CellStore.OpenReplica(Options("copy")))
+        {
+            Assert.Equal(seq, copy.AppliedSequence);
+            Assert.Equal(version, copy.AppliedVersion);
+            var cell = copy.Promote(null).Cell;
+            Assert.Equal(store.Cell.AllocationCount, cell.AllocationCount);
+            for (int i = 0; i < 40; i++) Assert.Equal(i >= 10, cell.TryGetAllocation(new TaskId(i, 0), out _));
+        }
+
+        // A snapshot cut short is refused before anything is usable, and never into a directory that holds a store.
+        var truncated = new MemoryStream(file.ToArray(), 0, (int)file.Length - 7);
+        Assert.Throws<InvalidDataException>(() => CellStore.InstallSnapshot(Options("cut"), truncated));
+        file.Position = 0;
+        Assert.Throws<InvalidOperationException>(() => CellStore.InstallSnapshot(Options("copy"), file));
+        store.Dispose();
+    }
 }

@@ -228,4 +228,32 @@ public sealed class ReplicationTests : IAsyncLifetime
         // Exactly one of b, c leads.
         Assert.True(b.Gate.IsLeader ^ c2.Gate.IsLeader);
     }
+
+    [Fact]
+    public async Task An_AcquireLease_retried_after_a_failover_gets_no_second_token_and_the_first_still_renews()
+    {
+        // A scheduler's grant was acknowledged (durable, so in etcd) but its reply lost; it retries at the new leader.
+        var a = await StartReplica("a");
+        var aStore = await Lead(a, TimeSpan.FromSeconds(15));
+        var b = await StartReplica("b");
+        var first = aStore.Cell.AcquireLease("sched", TimeSpan.FromMinutes(5));
+        Assert.Equal(Omega.Cells.LeaseStatus.Granted, first.Status);
+        await aStore.WaitForDurableAsync(aStore.Cell.JournalSequence).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        await a.ResignAsync();
+        var bStore = await Lead(b, TimeSpan.FromSeconds(30));
+
+        // The retry is refused while the first grant lives: no second token for the same scheduler identity.
+        var retry = bStore.Cell.AcquireLease("sched", TimeSpan.FromMinutes(5));
+        Assert.Equal(Omega.Cells.LeaseStatus.HeldByAnother, retry.Status);
+        Assert.Equal(default, retry.Lease.Token);
+        Assert.True((retry.HeldUntil - first.Lease.ExpiresAt).Duration() < TimeSpan.FromSeconds(1), $"held until {retry.HeldUntil}, granted until {first.Lease.ExpiresAt}");
+        // The grant it did receive (had the reply arrived) is the one the new leader honours: same id and token.
+        var renewed = bStore.Cell.RenewLease(first.Lease, TimeSpan.FromMinutes(5));
+        Assert.Equal(Omega.Cells.LeaseStatus.Renewed, renewed.Status);
+        Assert.Equal(first.Lease.Token, renewed.Lease.Token);
+        // A later grant of another name gets a strictly larger token than any grant before the failover.
+        var other = bStore.Cell.AcquireLease("other", TimeSpan.FromMinutes(5));
+        Assert.Equal(Omega.Cells.LeaseStatus.Granted, other.Status);
+        Assert.True(other.Lease.Token.Value > first.Lease.Token.Value);
+    }
 }

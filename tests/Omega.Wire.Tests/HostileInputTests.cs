@@ -236,15 +236,16 @@ public class HostileInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_version_3_client_gets_UnsupportedVersion_naming_version_4_and_disconnect()
+    public async Task A_client_of_the_previous_version_gets_UnsupportedVersion_naming_this_one_and_disconnect()
     {
-        // Version 4 adds error codes (NotLeader, NoLeader) that close the connection; a version-3 client would not know to
-        // follow them, and the server speaks exactly one version (docs/protocol.md, "Changes in version 4").
+        // Each version adds messages and error codes an older client cannot interpret (version 4: NotLeader/NoLeader that
+        // close the connection; version 5: the snapshot messages), and the server speaks exactly one version
+        // (docs/protocol.md, "Changes in version 5").
         using var c = await RawClient.ConnectAsync(_fx.EndPoint);
-        await c.SendAsync(1, new Hello { Version = 3, Role = PeerRole.Scheduler, Name = "old" });
+        await c.SendAsync(1, new Hello { Version = Frame.ProtocolVersion - 1, Role = PeerRole.Scheduler, Name = "old" });
         var e = await c.ReadErrorAsync();
         Assert.Equal(ErrorCode.UnsupportedVersion, e?.Code);
-        Assert.Contains("speaks 4", e?.Message, StringComparison.Ordinal);
+        Assert.Contains($"speaks {Frame.ProtocolVersion}", e?.Message, StringComparison.Ordinal);
         Assert.True(await c.WaitClosedAsync());
         await AssertUnharmedAsync();
     }

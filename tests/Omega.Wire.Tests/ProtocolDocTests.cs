@@ -67,6 +67,10 @@ public sealed partial class ProtocolDocTests
         ("stop-job", Codec.FrameBytes(17, new StopJob { JobId = 502, Reason = "load test over" })),
         ("stop-job-reply", Codec.FrameBytes(17, new StopJobReply { Outcome = 0, Dequeued = 1, Released = 2, Message = "" })),
         ("watch-job", Codec.FrameBytes(18, new WatchJob { JobId = 502 })),
+        ("snapshot-request", Codec.FrameBytes(20, new SnapshotRequest { Replica = "c", AppliedSequence = 0 })),
+        ("snapshot-begin", Codec.FrameBytes(20, new SnapshotBegin { Snapshot = 1, Sequence = 61, CellVersion = 58, TotalBytes = 4_211, Sha256 = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray(), ChunkBytes = 524_288, Format = 1, Epoch = 1234 })),
+        ("snapshot-read", Codec.FrameBytes(21, new SnapshotReadRequest { Snapshot = 1, Offset = 0 })),
+        ("snapshot-chunk", Codec.FrameBytes(21, new SnapshotChunk { Snapshot = 1, Offset = 0, Data = "OMEGASN1"u8.ToArray() })),
         ("job-event", Codec.FrameBytes(18, new JobEventMessage { Status = new JobStatusReply { Found = true, Phase = 2, Pending = 0, Bound = 3, Completed = 0, Attempts = 1, Generation = 0, Reason = "" }, Final = true })),
     ];
 

@@ -1,3 +1,4 @@
+using Omega.Bench.Shared;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -102,9 +103,9 @@ internal static class FailoverDriver
         string root = s.Work ?? Path.Combine(Path.GetTempPath(), "omega-failover-" + s.Seed.ToString(CultureInfo.InvariantCulture));
         if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         Directory.CreateDirectory(root);
-        var etcd = StartEtcd(s.Etcd, root);
+        var etcd = EtcdLauncher.Start(s.Etcd, Path.Combine(root, "etcd"), 3, "e");
         var replicas = new List<Replica>();
-        var ports = FreePorts(3);
+        var ports = EtcdLauncher.FreePorts(3);
         for (int i = 0; i < 3; i++) replicas.Add(new Replica($"r{i}", ports[i], Path.Combine(root, $"r{i}")));
         var addresses = replicas.Select(r => (EndPoint)r.EndPoint).ToList();
         using var stop = new CancellationTokenSource();
@@ -120,7 +121,7 @@ internal static class FailoverDriver
         var schedulerList = new List<FailoverScheduler>();
         try
         {
-            await WaitEtcdAsync(etcd.Endpoints).ConfigureAwait(false);
+            await etcd.WaitHealthyAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
             foreach (var r in replicas) Start(s, r, etcd.Endpoints);
             // The first leader: any replica answering a control client after redirects.
             await LeaderAsync(addresses, TimeSpan.FromSeconds(60)).ConfigureAwait(false);
@@ -376,73 +377,4 @@ internal static class FailoverDriver
         while (!condition() && sw.Elapsed < within) await Task.Delay(50).ConfigureAwait(false);
     }
 
-    private sealed record Etcd(IReadOnlyList<string> Endpoints, List<Process> Members);
-
-    /// <summary>Three etcd members on free loopback ports, each with its own data directory under <paramref name="root"/>.</summary>
-    private static Etcd StartEtcd(string binary, string root)
-    {
-        var ports = FreePorts(6);
-        string cluster = string.Join(",", Enumerable.Range(0, 3).Select(i => $"e{i}=http://127.0.0.1:{ports[3 + i]}"));
-        var endpoints = new List<string>();
-        var members = new List<Process>();
-        for (int i = 0; i < 3; i++)
-        {
-            string client = $"http://127.0.0.1:{ports[i]}", peer = $"http://127.0.0.1:{ports[3 + i]}";
-            endpoints.Add(client);
-            var psi = new ProcessStartInfo(binary) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[]
-            {
-                "--name", $"e{i}", "--data-dir", Path.Combine(root, $"etcd-{i}"), "--listen-client-urls", client, "--advertise-client-urls", client,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-                "--initial-cluster-state", "new", "--initial-cluster-token", Path.GetFileName(root), "--log-level", "error", "--logger", "zap",
-            }) psi.ArgumentList.Add(a);
-            var p = Process.Start(psi)!;
-            p.OutputDataReceived += (_, _) => { };
-            p.ErrorDataReceived += (_, _) => { };
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            members.Add(p);
-        }
-        return new Etcd(endpoints, members);
-    }
-
-    /// <summary>Healthy when every member answers etcd's /health over HTTP.</summary>
-    private static async Task WaitEtcdAsync(IReadOnlyList<string> endpoints)
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var sw = Stopwatch.StartNew();
-        foreach (var e in endpoints)
-        {
-            while (true)
-            {
-                try
-                {
-                    var body = await http.GetStringAsync(e + "/health").ConfigureAwait(false);
-                    if (body.Contains("true", StringComparison.Ordinal)) break;
-                }
-                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException) { }
-                if (sw.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"etcd member {e} not healthy within 30 s");
-                await Task.Delay(100).ConfigureAwait(false);
-            }
-        }
-    }
-
-    private static int[] FreePorts(int n)
-    {
-        var listeners = new List<TcpListener>();
-        try
-        {
-            for (int i = 0; i < n; i++)
-            {
-                var l = new TcpListener(IPAddress.Loopback, 0);
-                l.Start();
-                listeners.Add(l);
-            }
-            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        }
-        finally
-        {
-            foreach (var l in listeners) l.Stop();
-        }
-    }
 }

@@ -1,3 +1,4 @@
+using Omega.Bench.Shared;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -36,7 +37,8 @@ internal static class HaSoak
         Directory.CreateDirectory(outDir);
         var facts = BenchOutput.Environment("ha-soak");
         string root = Path.Combine(Path.GetTempPath(), "omega-ha-soak-" + Guid.NewGuid().ToString("N")[..8]);
-        using var etcd = o.TryGetValue("etcd", out var urls) ? null : EtcdChildren.Start(Path.Combine(root, "etcd"), 3);
+        using var etcd = o.TryGetValue("etcd", out var urls) ? null : EtcdLauncher.Start(EtcdLauncher.FindBinary(), Path.Combine(root, "etcd"), 3, "s");
+        etcd?.WaitHealthyAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult(); // the runner's main thread, not the pool
         var endpoints = etcd?.Endpoints ?? urls!.Split(',', StringSplitOptions.RemoveEmptyEntries);
         Console.WriteLine($"etcd: {string.Join(",", endpoints)}{(etcd is null ? " (given)" : " (3 children, default quota)")}; {committers} committers x {claims} claims; defrag every {defragEvery} s; {minutes} min");
         try
@@ -322,66 +324,6 @@ internal static class HaSoak
         catch (InvalidOperationException)
         {
             return 0; // not started yet
-        }
-    }
-
-    /// <summary>etcd members as child processes on free loopback ports (killed at dispose).</summary>
-    private sealed class EtcdChildren : IDisposable
-    {
-        private readonly List<Process> _procs = new();
-
-        public IReadOnlyList<string> Endpoints { get; private set; } = Array.Empty<string>();
-
-        public static EtcdChildren Start(string dir, int n)
-        {
-            var e = new EtcdChildren();
-            var listeners = Enumerable.Range(0, 2 * n).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-            listeners.ForEach(l => l.Start());
-            var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-            listeners.ForEach(l => l.Stop());
-            string cluster = string.Join(",", Enumerable.Range(0, n).Select(i => $"s{i}=http://127.0.0.1:{ports[n + i]}"));
-            var eps = new List<string>();
-            for (int i = 0; i < n; i++)
-            {
-                string client = $"http://127.0.0.1:{ports[i]}", peer = $"http://127.0.0.1:{ports[n + i]}";
-                eps.Add(client);
-                var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("ETCD_BIN") ?? "etcd") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-                foreach (var a in new[] { "--name", $"s{i}", "--data-dir", Path.Combine(dir, $"s{i}"), "--listen-client-urls", client, "--advertise-client-urls", client,
-                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster, "--initial-cluster-state", "new", "--log-level", "error", "--logger", "zap" })
-                    psi.ArgumentList.Add(a);
-                var p = Process.Start(psi)!;
-                p.OutputDataReceived += (_, _) => { };
-                p.ErrorDataReceived += (_, _) => { };
-                p.BeginOutputReadLine();
-                p.BeginErrorReadLine();
-                e._procs.Add(p);
-            }
-            e.Endpoints = eps;
-            var deadline = Stopwatch.StartNew();
-            foreach (var ep in eps)
-                while (true)
-                {
-                    try
-                    {
-                        EtcdMaintenance.StatusAsync(ep).GetAwaiter().GetResult();
-                        break;
-                    }
-                    catch (Grpc.Core.RpcException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
-                    {
-                        Thread.Sleep(100);
-                    }
-                }
-            return e;
-        }
-
-        public void Dispose()
-        {
-            foreach (var p in _procs)
-            {
-                if (!p.HasExited) p.Kill();
-                p.WaitForExit(5000);
-                p.Dispose();
-            }
         }
     }
 }

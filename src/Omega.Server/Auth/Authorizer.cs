@@ -146,6 +146,11 @@ internal sealed class Authorizer
                         if (c.Has(OperatorScopes.Admin)) return DenyReason.None;
                         need = "token management and the audit log need the admin scope";
                         return DenyReason.ScopeMissing;
+                    case MessageType.SnapshotRequest or MessageType.SnapshotRead:
+                        // A snapshot holds every credential's hash and the audit log: the scope that manages them.
+                        if (c.Has(OperatorScopes.Admin)) return DenyReason.None;
+                        need = "a replica snapshot needs the admin scope";
+                        return DenyReason.ScopeMissing;
                     default:
                         need = "an operator credential does not hold scheduler leases or commit";
                         return DenyReason.RoleNotAllowed;

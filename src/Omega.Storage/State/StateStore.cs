@@ -265,6 +265,53 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         BinaryPrimitives.WriteInt64LittleEndian(s[24..], r.DiskBytes);
     }
 
+    // ---------------------------------------------------------------- replica snapshots (issue 16)
+
+    /// <summary>
+    /// Hands every valid record of the store log to <paramref name="sink"/> in address order (tombstones included),
+    /// the same order <see cref="LoadInto"/> reads: applying them in order to an empty store reproduces this one.
+    /// Returns how many. The caller holds the store still (the checkpoint lock). Not a hot path: one call per snapshot.
+    /// </summary>
+    public long DumpTo(ReplicaSnapshot.EntrySink sink)
+    {
+        long n = 0;
+        using var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress);
+        while (it.GetNext(out RecordInfo info))
+        {
+            if (info.Invalid) continue;
+            bool tombstone = info.Tombstone;
+            sink(tombstone, it.GetKey().AsReadOnlySpan(), tombstone ? default : it.GetValue().AsReadOnlySpan());
+            n++;
+        }
+        return n;
+    }
+
+    private byte[] _rawKey = GC.AllocateArray<byte>(256, pinned: true);
+
+    /// <summary>Puts one entry as a snapshot carries it (key and value in the layouts of docs/storage.md).</summary>
+    public void RawPut(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        value.CopyTo(Value(value.Length));
+        var k = SpanByte.FromFixedSpan(RawKey(key));
+        var v = SpanByte.FromFixedSpan(_value.AsSpan(0, value.Length));
+        Session.Upsert(ref k, ref v);
+    }
+
+    /// <summary>Deletes one entry as a snapshot's tombstone says.</summary>
+    public void RawDelete(ReadOnlySpan<byte> key)
+    {
+        var k = SpanByte.FromFixedSpan(RawKey(key));
+        Session.Delete(ref k);
+    }
+
+    // A pinned copy of the key (SpanByte points at it).
+    private Span<byte> RawKey(ReadOnlySpan<byte> key)
+    {
+        if (_rawKey.Length < key.Length) _rawKey = GC.AllocateArray<byte>(Math.Max(key.Length, _rawKey.Length * 2), pinned: true);
+        key.CopyTo(_rawKey);
+        return _rawKey.AsSpan(0, key.Length);
+    }
+
     // ---------------------------------------------------------------- apply (ICellRecordVisitor)
 
     /// <summary>Applies one journal record to the store.</summary>
