@@ -338,8 +338,12 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
         }
     }
 
+    // A dedicated thread, not the pool: CheckpointNow blocks for the whole checkpoint (journal apply, FASTER's snapshot
+    // awaited synchronously, file checksums), and FASTER completes its own I/O on pool threads, so a pool thread parked
+    // here is one fewer for the very completions it waits on and for every socket and timer continuation of the server
+    // (the starvation ThreadPoolFloor describes). The periodic checkpointer already runs on its own thread.
     public ValueTask CheckpointAsync(CancellationToken cancellationToken = default)
-        => new(Task.Run(CheckpointNow, cancellationToken));
+        => new(Task.Factory.StartNew(CheckpointNow, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default));
 
     // ---------------------------------------------------------------- standby replica (ha-core, issue 16)
 

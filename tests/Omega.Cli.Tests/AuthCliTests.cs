@@ -90,7 +90,9 @@ public sealed class AuthCliTests
         using (var open = new OmegaChild("serve", "--in-memory", "--listen", endpoint, "--no-auth"))
         {
             await open.WaitForAsync("listening on", Timeout);
-            Assert.Contains("stderr: omega serve: WARNING: --no-auth", open.Output, StringComparison.Ordinal);
+            // Awaited, not read at once: stdout and stderr are separate pipes read by separate callbacks, so the
+            // "listening on" line (stdout) can be collected before the warning (stderr) that was written earlier.
+            await open.WaitForAsync("stderr: omega serve: WARNING: --no-auth", Timeout);
             var ok = await OmegaProcess.RunAsync(Timeout, "stats", "--connect", endpoint, "--pin", ServeTests.PinOf(open.Output));
             Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
             Assert.Equal(0, await open.StopAsync(Timeout));

@@ -44,6 +44,11 @@ public sealed class ServeReplicaTests
             var leader = new IPEndPoint(IPAddress.Loopback, ports[0]);
             await using var agent = await WireConn.ConnectAsync(leader, PeerRole.Agent, "n0", Rpc);
             var reg = await agent.RequestAsync<Register, Registered>(new Register { Node = "n0", Capacity = new ResourceVector(1_000_000, 1L << 42), FailureDomain = "r" }, Rpc);
+            // The node heartbeats like an agent while the commits run: a registration without a heartbeat is removed
+            // after the registration timeout (the 10 s node lease), and on a loaded 2-core machine the 150 commits through
+            // etcd took longer than that, so commits on the removed node were Rejected (CI-style runs failed at i < 150).
+            using var beating = new CancellationTokenSource();
+            var heartbeats = HeartbeatAsync(agent, reg.NodeId, beating.Token);
             await using var sched = await WireConn.ConnectAsync(leader, PeerRole.Scheduler, "s", Rpc);
             var lease = await sched.RequestAsync<AcquireLease, LeaseReply>(new AcquireLease { Name = "s", DurationMs = 60_000 }, Rpc);
             Assert.Equal((byte)0, lease.Status);
@@ -61,13 +66,15 @@ public sealed class ServeReplicaTests
                 if (i < 150)
                 {
                     var r = await commit;
-                    Assert.Equal(TransactionStatus.Committed, r.Status);
+                    Assert.True(r.Status == TransactionStatus.Committed, $"commit {i}: {r.Status} ({string.Join(",", r.ClaimStatuses.ToArray())})");
                     acked.Add(i);
                     continue;
                 }
                 inflight.Add(commit);
                 if (i == 160)
                 {
+                    await beating.CancelAsync();
+                    await heartbeats;
                     await a.KillAsync();
                     clock.Start();
                     break;
@@ -115,6 +122,23 @@ public sealed class ServeReplicaTests
             {
                 // best effort
             }
+        }
+    }
+
+    /// <summary>Heartbeats node <paramref name="node"/> every second until cancelled (the connection's loss ends it too).</summary>
+    private static async Task HeartbeatAsync(WireConn agent, int node, CancellationToken stop)
+    {
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await agent.RequestAsync<Heartbeat, HeartbeatAck>(new Heartbeat { NodeId = node, LastVersion = 0 }, Rpc);
+                await Task.Delay(TimeSpan.FromSeconds(1), stop);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ConnectionLostException or TimeoutException)
+        {
+            // stopped, or the leader went away: nothing left to keep alive
         }
     }
 
