@@ -183,7 +183,9 @@ public sealed class BindingStoreTests(ITestOutputHelper output)
         using var done = new CancellationTokenSource();
         long reads = 0;
         string? failure = null;
-        var reader = Task.Run(() =>
+        // A dedicated thread: a pool work item can start after the writer's whole churn on a loaded 2-core machine (CI saw
+        // 0 reads), and then the test proves nothing.
+        var reader = Task.Factory.StartNew(() =>
         {
             var r = new Random(seed);
             while (!done.IsCancellationRequested && failure is null)
@@ -191,9 +193,11 @@ public sealed class BindingStoreTests(ITestOutputHelper output)
                 int i = r.Next(pinned.Length);
                 if (!cell.TryGetAllocationOnNode(node, pinned[i], out var a) || a.Generation != pinnedGen[i] || a.Task != pinned[i])
                     failure = $"seed {seed}: pinned {pinned[i]} read as found={a.Task == pinned[i]} generation {a.Generation}, committed {pinnedGen[i]}";
-                reads++;
+                Interlocked.Increment(ref reads);
             }
-        });
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        // The churn starts only once the reader reads, so every round overlaps lock-free reads.
+        while (Interlocked.Read(ref reads) == 0 && !reader.IsCompleted) Thread.Yield();
         var rng = new Random(seed);
         var live = new List<TaskId>();
         long next = 0;

@@ -118,7 +118,8 @@ public sealed class SnapshotBootstrapTests : IAsyncLifetime
     public async Task A_replica_started_after_the_log_was_trimmed_catches_up_by_snapshot_and_takes_over_with_every_acknowledged_commit()
     {
         var ports = EtcdCluster.FreePorts(2);
-        var a = await StartReplica("a", ports[0]);
+        ReplicationOptions? aOptions = null;
+        var a = await StartReplica("a", ports[0], o => aOptions = o);
         var aStore = await a.Leadership.WaitAsync(TimeSpan.FromSeconds(30));
         _promoted.Add(aStore);
         var server = Serve(a, aStore, ports[0]);
@@ -158,11 +159,19 @@ public sealed class SnapshotBootstrapTests : IAsyncLifetime
         Assert.False(c.Gate.IsLeader);
 
         // It tails etcd from the snapshot's sequence: later commits reach it through the log.
-        for (int i = 60; i < 90; i++)
+        // From here the leader keeps the log (the options are read at every trim): with at most 5 entries kept, the
+        // commits below could be trimmed past c before its next poll on a loaded machine, and c would then rightly
+        // bootstrap a second time instead of tailing (CI saw it). Three transactions of ten claims: three log entries.
+        aOptions!.MaxRetainEntries = 100_000;
+        aOptions.RetainEntries = 100_000;
+        for (int batch = 0; batch < 3; batch++)
         {
-            var r = await aStore.CommitDurableAsync(Bind(lease, node, i)).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            var tx = new Transaction(lease);
+            for (int i = 60 + (batch * 10); i < 70 + (batch * 10); i++) tx.Add(new Claim(new TaskId(i, 0), node, new ResourceVector(10, 1 << 20), 0));
+            tx.Key = new IdempotencyKey(9, 1000 + (ulong)batch);
+            var r = await aStore.CommitDurableAsync(tx).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
             Assert.Equal(TransactionStatus.Committed, r.Status);
-            acked.Add(i);
+            for (int i = 60 + (batch * 10); i < 70 + (batch * 10); i++) acked.Add(i);
         }
         long leaderSeq = aStore.DurableSequence;
         await Until(() => c.Store.AppliedSequence >= leaderSeq, TimeSpan.FromSeconds(60), "c to apply the leader's later log");
