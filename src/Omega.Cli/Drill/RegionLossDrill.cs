@@ -322,6 +322,22 @@ internal static class RegionLossDrill
                 if (c.RecoveredAt is { } x) times.Add(x);
                 Console.WriteLine($"  {c.Name,-12} {c.Preferred,-10} {c.RecoveredIn,-12} {time,17}  {c.MaxUnreachable,15}");
             }
+            // A workload that did not recover says where it stands, so a failed run explains itself (a CI run keeps only the output).
+            foreach (var c in critical)
+            {
+                if (c.RecoveredAt is not null) continue;
+                var w = await GetAsync(client, "critical", c.Name, cancel).ConfigureAwait(false);
+                if (w is null) { Console.WriteLine($"    {c.Name}: missing"); continue; }
+                Console.WriteLine($"    {c.Name}: generation {w.Metadata.Generation} observed {w.Status.ObservedGeneration} bound {w.Status.Bound} ready {w.Status.Ready} serving {w.Status.Serving} unreachable {w.Status.Unreachable} by region [{string.Join(", ", w.Status.ServingByRegion.Select(kv => kv.Key + "=" + kv.Value))}] pending {w.Status.PendingReason}");
+                foreach (var cond in w.Status.Conditions) Console.WriteLine($"      condition {cond.Type}={cond.Status} {cond.Reason}: {cond.Message}");
+            }
+            if (critical.Exists(c => c.RecoveredAt is null))
+            {
+                var (_, jobs) = await client.InspectAsync(InspectTarget.Jobs, 10_000, cancel).ConfigureAwait(false);
+                foreach (var l in jobs) if (l.Contains("critical", StringComparison.Ordinal) || l.Contains("risk", StringComparison.Ordinal) || l.Contains("billing", StringComparison.Ordinal)) Console.WriteLine($"    job {l}");
+                var (_, allocs) = await client.InspectAsync(InspectTarget.Allocations, 10_000, cancel).ConfigureAwait(false);
+                foreach (var l in allocs) if (l.Contains("tenant=critical", StringComparison.Ordinal)) Console.WriteLine($"    allocation {l}");
+            }
             times.Sort();
             if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");
             Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost})");
