@@ -136,7 +136,8 @@ public sealed class DecisionReplayOutcome
     public IReadOnlyList<string> Notes { get; }
 
     /// <summary>
-    /// True when a task found no feasible node and the job could preempt: the original then asked the preemption planner,
+    /// True when a task found no feasible node, or a feasible node only outside the job's first preferred region, and the
+    /// job could preempt: the original then asked the preemption planner,
     /// which reads the live cell's victims and is not replayed. If the planner found victims the recorded choice names a
     /// node the replay cannot reach, and the comparison shows it; if it found none, the choice is the same.
     /// </summary>
@@ -233,7 +234,7 @@ public static class DecisionReplay
         for (int i = 1; i < stats.FilteredByReason.Length; i++)
             if (stats.FilteredByReason[i] > 0) filtered[((FilterStatus)i).ToString()] = stats.FilteredByReason[i];
         return new DecisionReplayOutcome(new DecisionFacts(stats.PolicyRevision, choices, stats.NodesConsidered, stats.Feasible, filtered), probes, notes, snapshot.Version,
-            inputs.MayPreempt && stats.Unplaceable > 0);
+            inputs.MayPreempt && (stats.Unplaceable > 0 || stats.PreferenceFallbacks > 0));
     }
 
     /// <summary>

@@ -111,4 +111,31 @@ public sealed class TopologyTests
         GC.KeepAlive(resident);
         GC.KeepAlive(preferring);
     }
+
+    [Fact]
+    public void A_preferred_region_full_of_lower_priority_work_is_preempted_rather_than_spilling_into_an_unpreferred_one()
+    {
+        // The region-loss drill's shape: the first preference (r-a) is fenced, the second (r-b) is full of best-effort
+        // work, an unpreferred region (r-c) has room. A critical service must recover in r-b, preempting the filler, so
+        // its serving replicas stay together; spilling into r-c (where they fit without preemption) split them across
+        // two regions and missed the objective of four serving in one.
+        using var t = new TestEngine(o => o.Kinds.Add(new SchedulerKindOptions { Name = "batch", MaxAttempts = 50, Pipeline = () => FullScanPipeline() }));
+        var lost = new List<NodeId>();
+        for (int i = 0; i < 4; i++) lost.Add(t.Add(RegionNode($"a{i}", "r-a")));
+        var b = new List<NodeId>();
+        for (int i = 0; i < 4; i++) b.Add(t.Add(RegionNode($"b{i}", "r-b")));
+        for (int i = 0; i < 4; i++) t.Add(RegionNode($"c{i}", "r-c"));
+        foreach (var n in lost) Assert.Equal(NodeOpStatus.Ok, t.Cell.SetNodeStatus(n, NodeStatus.Fenced));
+        var filler = t.Submit(Constrained(1, new TopologyConstraints(["r-b"], null, null, TopologySpread.None), tasks: 16, priority: 0));
+        t.Settle();
+        Assert.Equal(16, b.Sum(n => t.Cell.GetAllocationsOnNode(n).Count)); // r-b is full
+
+        var critical = t.Submit(Constrained(2, new TopologyConstraints(null, null, ["r-a", "r-b"], TopologySpread.None), tasks: 4, priority: 1000));
+        t.Settle();
+        var placed = Enumerable.Range(0, 4).Select(i => t.Cell.TryGetAllocation(new TaskId(2, i), out var a) ? a : throw new InvalidOperationException($"task {i} unbound")).ToList();
+        Assert.All(placed, a => Assert.Contains(a.Node, b));
+        Assert.Equal(12, b.Sum(n => t.Cell.GetAllocationsOnNode(n).Count(x => x.Task.Job == filler.Id)));
+        Assert.Equal(4, t.Status(filler).Pending); // the preempted filler waits: it may only run in r-b
+        Assert.Empty(t.Cell.Audit());
+    }
 }

@@ -57,6 +57,17 @@ public sealed class PreemptionPlanner
     // Everything but resources: a node that fails health, labels, taints, anti-affinity or region gates (residency: a preemption must never move work out of its region) cannot host the task whatever is evicted.
     private static IFilter[] PlacementFilters() => [new NodeHealthFilter(), new RequiredLabelsFilter(), new TaintFilter(), new GroupAntiAffinityFilter(), new TopologyFilter()];
 
+    /// <summary>The rank of a region that is not among a job's preferred regions (worse than every preferred one).</summary>
+    public const int NotPreferredRank = int.MaxValue - 1;
+
+    /// <summary>A region's rank in the job's preferred regions: 0 for the first, <see cref="NotPreferredRank"/> if absent.</summary>
+    public static int RankOf(TopologyConstraints topology, string region)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        int r = topology.PreferenceRank(region);
+        return r >= 0 ? r : NotPreferredRank;
+    }
+
     /// <summary>Nodes examined per attempt.</summary>
     public int MaxCandidates { get; }
 
@@ -68,7 +79,18 @@ public sealed class PreemptionPlanner
     }
 
     /// <summary>Tries to find a node and victims for one task of <paramref name="job"/>.</summary>
-    public bool TryPlan(JobSpec job, CellSnapshot snapshot, PlacementContext context, Random rng, out NodeView node, out TaskId[] victims)
+    /// <param name="job">The job.</param>
+    /// <param name="snapshot">The snapshot the decision reads.</param>
+    /// <param name="context">The decision's tentative state.</param>
+    /// <param name="rng">The decision's random source.</param>
+    /// <param name="node">The node chosen.</param>
+    /// <param name="victims">The tasks to preempt there.</param>
+    /// <param name="rankBelow">
+    /// Only nodes whose region ranks strictly better than this in the job's preferred regions (0 first; a region not in
+    /// the list ranks <see cref="NotPreferredRank"/>): used to preempt for a region preference when a feasible node
+    /// exists only in a worse-ranked region. The default considers every node.
+    /// </param>
+    public bool TryPlan(JobSpec job, CellSnapshot snapshot, PlacementContext context, Random rng, out NodeView node, out TaskId[] victims, int rankBelow = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(context);
@@ -90,12 +112,13 @@ public sealed class PreemptionPlanner
             int id = n <= MaxCandidates * 8 ? (start + p) % n : rng.Next(n);
             if (snapshot.TryGetNode(new NodeId(id), out var v) != SnapshotRead.Ok) continue;
             if (!job.PerTask.FitsWithin(v.Capacity)) continue;
+            if (rankBelow != int.MaxValue && RankOf(topology, v.Spec.Region) >= rankBelow) continue;
             bool ok = true;
             for (int f = 0; f < _placementFilters.Length && ok; f++) ok = _placementFilters[f].Filter(context, v) == FilterStatus.Feasible;
             if (!ok) continue;
             examined++;
             if (!TryChooseVictims(job, v, context, out int top)) continue;
-            int rank = topology.PreferredRegions.Count == 0 ? 0 : topology.PreferenceRank(v.Spec.Region) is var r && r >= 0 ? r : int.MaxValue - 1;
+            int rank = topology.PreferredRegions.Count == 0 ? 0 : RankOf(topology, v.Spec.Region);
             if (rank < bestRank || rank == bestRank && (top < bestTop || top == bestTop && _scratch.Count < bestCount))
             {
                 bestRank = rank;
