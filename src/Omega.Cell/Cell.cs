@@ -44,6 +44,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     private bool _deferTenantPublish;
     private readonly IdempotencyIndex _idempotency;
     private readonly CellCounters _counters;
+    private readonly bool _prefetch;  // warm a commit's lines before taking the lock (Cell.Commit.cs, WarmClaims)
     private readonly int _spinRounds; // the commit lock's bounded spin before blocking (Cell.Combiner.cs, EnterCommitLock)
 
     /// <summary>Opens an empty in-memory cell.</summary>
@@ -58,6 +59,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _idempotency = new IdempotencyIndex(Math.Max(1, _options.IdempotencyRetention));
         _counters = new CellCounters(_options.Name, _options.MeterFactory);
         _spinRounds = SpinRoundsFor(_options);
+        _prefetch = _options.PrefetchOutsideLock;
         InitTenants();
     }
 
@@ -227,6 +229,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// </summary>
     public ReleaseStatus Release(TaskId task, long expectedGeneration = 0)
     {
+        if (_prefetch) WarmRelease(task);
         if (PlainLock)
         {
             EnterCommitLock();

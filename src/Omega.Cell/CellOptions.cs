@@ -66,6 +66,14 @@ public sealed class CellOptions
     /// See <see cref="Cell.CommitLockBlocks"/> and docs/commit-protocol.md ("Waiting for the commit lock").
     /// </summary>
     public int CommitLockSpinRounds { get; set; } = 32;
+
+    /// <summary>
+    /// Whether <see cref="Cell.Commit"/> and <see cref="Cell.Release"/> read the cell lines they will touch (task index,
+    /// node entries, binding lists) before taking the commit lock, so the cache misses happen outside the critical section
+    /// (default true). Discarded racy reads: results never change, only how long the lock is held. False for a same-binary
+    /// comparison. See docs/commit-protocol.md ("Waiting for the commit lock").
+    /// </summary>
+    public bool PrefetchOutsideLock { get; set; } = true;
 }
 
 /// <summary>How single commits and releases are serialised (<see cref="CellOptions.CommitPath"/>; docs/commit-protocol.md).</summary>

@@ -72,6 +72,30 @@ internal sealed class TaskTable
         }
     }
 
+    /// <summary>
+    /// Any thread, racy, no lock: reads <paramref name="task"/>'s probe run (at most 8 entries) so that the lookup, insert
+    /// or removal the committer will make under the commit lock finds its line in cache (Cell.WarmClaims). Returns the
+    /// node + 1 the run seemed to hold for the task, or 0; a hint only (the table may be resized or changed under it), never
+    /// a binding. A stale array is harmless: nothing is written.
+    /// </summary>
+    public int Touch(TaskId task)
+    {
+        var e = _entries;
+        int mask = e.Length - 1;
+        long job = task.Job.Value;
+        int index = task.Index;
+        int s = Hash(job, index) & mask;
+        for (int probes = 0; probes < 8; probes++)
+        {
+            ref readonly Entry x = ref e[s];
+            int node = x.NodePlusOne;
+            if (node == 0) return 0;
+            if (x.Job == job && x.Index == index) return node;
+            s = (s + 1) & mask;
+        }
+        return 0;
+    }
+
     /// <summary>True if <paramref name="task"/> is in the table.</summary>
     public bool ContainsKey(TaskId task) => Find(task) >= 0;
 

@@ -144,6 +144,65 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         Assert.Empty(cell.Audit());
     }
 
+    /// <summary>
+    /// Warming a commit's lines before the lock (CellOptions.PrefetchOutsideLock) reads writer-private state racily. Here
+    /// the task index and the node lists grow (are replaced) again and again while other threads warm against them:
+    /// every commit and release must still succeed exactly as on a single thread, with no fault, and the audit stays clean.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Warming_outside_the_lock_races_table_growth_without_effect(int threads)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads");
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Lock, PrefetchOutsideLock = true });
+        for (int i = 0; i < 4; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(1_000_000_000, 1_000_000)));
+        const int PerThread = 6_000;
+        var failures = new ConcurrentQueue<string>();
+        using var start = new Barrier(threads);
+        var workers = new Thread[threads];
+        for (int w = 0; w < threads; w++)
+        {
+            int me = w;
+            workers[w] = new Thread(() =>
+            {
+                try
+                {
+                    var rng = new Random(seed + me);
+                    var lease = cell.AcquireLease($"w{me}", TimeSpan.FromDays(1)).Lease;
+                    var tx = new Transaction(lease);
+                    start.SignalAndWait();
+                    // Grow: distinct tasks, 1-4 claims per transaction on random nodes (each node list grows by doubling).
+                    for (int i = 0; i < PerThread;)
+                    {
+                        tx.Reset(lease, CommitMode.AllOrNothing, ConflictDetection.Fine);
+                        int k = Math.Min(rng.Next(1, 5), PerThread - i);
+                        for (int c = 0; c < k; c++) tx.Add(new Claim(new TaskId(me + 1, i + c), new NodeId(rng.Next(4)), new ResourceVector(1, 1), 0));
+                        var r = cell.Commit(tx);
+                        if (r.Status != TransactionStatus.Committed) { failures.Enqueue($"thread {me} task {i}: {r.Status}"); return; }
+                        i += k;
+                    }
+                    // Shrink: release in a random order (removals shift probe runs under the racing readers).
+                    var order = new int[PerThread];
+                    for (int i = 0; i < PerThread; i++) order[i] = i;
+                    rng.Shuffle(order);
+                    foreach (int i in order)
+                    {
+                        var s = cell.Release(new TaskId(me + 1, i));
+                        if (s != ReleaseStatus.Released) { failures.Enqueue($"thread {me} release of task {i}: {s}"); return; }
+                    }
+                }
+                catch (Exception e) { failures.Enqueue($"thread {me}: {e}"); }
+            }) { IsBackground = true };
+            workers[w].Start();
+        }
+        foreach (var t in workers) Assert.True(t.Join(TimeSpan.FromSeconds(120)), $"seed {seed}: a worker did not finish");
+        Assert.True(failures.IsEmpty, $"seed {seed}: {string.Join(" | ", failures.Take(3))}");
+        Assert.Equal(0, cell.AllocationCount);
+        Assert.Empty(cell.Audit());
+    }
+
     /// <summary>Once armed, blocks the next append (under the commit lock) until <see cref="Release"/> is set.</summary>
     private sealed class GatedJournal : ICellJournal
     {
