@@ -59,7 +59,7 @@ public sealed class CellOptions
 
     /// <summary>
     /// How long a <see cref="Cell.Commit"/> or <see cref="Cell.Release"/> that finds the commit lock held spins before it
-    /// blocks in the kernel, in rounds of about a microsecond each (default 32, about one 16-claim critical section; 0:
+    /// blocks in the kernel, in rounds of about a microsecond each (default 32, about two to three 16-claim critical sections; 0:
     /// block at once, as before issue 14's round 8). Ignored on a single CPU, where a spinning waiter only delays the
     /// holder. Spinning saves the kernel wake-up a blocked waiter needs (tens of µs on a VM); the budget bounds what a
     /// waiter burns when the holder is descheduled or in a slow journal append. Only timing changes, never a result.
