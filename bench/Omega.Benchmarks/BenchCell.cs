@@ -25,10 +25,14 @@ public sealed class BenchCell : IDisposable
     /// <summary>Tasks of <see cref="TaskRequest"/> that fit on one node.</summary>
     public const int TasksPerNode = 64;
 
-    public BenchCell(int nodeCount = DefaultNodeCount, int seed = 42, int idempotencyRetention = 1_000_000, CommitPath commitPath = CommitPath.Combining)
+    public BenchCell(int nodeCount = DefaultNodeCount, int seed = 42, int idempotencyRetention = 1_000_000, CommitPath commitPath = CommitPath.Combining,
+        int? commitLockSpinRounds = null, bool prefetchOutsideLock = true)
     {
         // Leases are checked on every commit, so give the benchmark's lease a lifetime longer than any run.
-        Cell = new Cell(new CellOptions { Name = "bench", InitialNodeCapacity = nodeCount, IdempotencyRetention = idempotencyRetention, CommitPath = commitPath });
+        var options = new CellOptions { Name = "bench", InitialNodeCapacity = nodeCount, IdempotencyRetention = idempotencyRetention, CommitPath = commitPath };
+        if (commitLockSpinRounds is int spin) options.CommitLockSpinRounds = spin; // null: the cell's default
+        options.PrefetchOutsideLock = prefetchOutsideLock;
+        Cell = new Cell(options);
         for (int i = 0; i < nodeCount; i++)
             Cell.AddNode(new NodeSpec($"node-{i:D6}", NodeCapacity, failureDomain: $"rack-{i % 100}"));
         var granted = Cell.AcquireLease("bench-scheduler", TimeSpan.FromDays(1));

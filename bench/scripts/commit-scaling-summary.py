@@ -18,6 +18,7 @@ import sys
 out = sys.argv[1]
 ROW = re.compile(r"^rep \d+ \| (\d)T \| (.+?)\s+\|\s+([\d,]+) ops/s \|\s+([\d,]+) (claims|RMWs)/s")
 SCHED = re.compile(r"^rep \d+ \| (\S+)\s+\| (\d)W \|\s+([\d,]+) placements/s")
+BLOCKED = re.compile(r"lock blocked/tx (\S+)")  # issue 14 round 8 (bounded spin); absent in older builds
 BREAKDOWN = re.compile(r"worker time: decide ([\d.]+) % commit ([\d.]+) % other ([\d.]+) % idle ([\d.]+) % \| cpu/wall (\S+) \| blocks/job (\S+) \| lock contended/tx (\S+)")
 
 
@@ -53,6 +54,10 @@ cur_r, cur_v = throughput("current")
 base_r, base_v = throughput("baseline")
 lock_cur = "engine single-claim Fine (commit+release), plain lock path"
 lock_base = "engine single-claim Fine (commit+release)"
+# A baseline that already has the combiner (any ref after 704a577, e.g. 1ad7e88^1 or main) reports its plain lock path
+# under the same name as the current tree: compare like with like.
+if any(case == lock_cur for (_, case) in base_r):
+    lock_base = lock_cur
 print("## Single-claim Fine commit+release, plain lock path, each rep ÷ FASTER RMW of the same process\n")
 print("| threads | current: median claims/s | current: median paired ratio | baseline: median claims/s | baseline: median paired ratio | current ÷ baseline (paired ratios) |")
 print("|---:|---:|---:|---:|---:|---:|")
@@ -67,8 +72,8 @@ for (t, case), rs in sorted(cur_r.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     print(f"| {case} | {t} | {med(cur_v[(t, case)]):,.0f} | {med(rs):.3f} |")
 
 print("\n## Scheduling engine (sched), placements/s per process\n")
-print("| build | config | workers | median placements/s | reps | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| build | config | workers | median placements/s | reps | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx | lock blocked per tx |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for build in ("current", "baseline"):
     rows = {}
     for path in sorted(glob.glob(os.path.join(out, f"{build}-sched-rep*.txt"))):
@@ -78,11 +83,14 @@ for build in ("current", "baseline"):
                 continue
             key = (m.group(1), int(m.group(2)))
             b = BREAKDOWN.search(line)
-            rows.setdefault(key, []).append((num(m.group(3)), b.groups() if b else None))
+            k = BLOCKED.search(line)
+            rows.setdefault(key, []).append((num(m.group(3)), b.groups() if b else None, float(k.group(1)) if k else None))
     for (config, w), reps in rows.items():
         parts = ["-"] * 7
         bd = [r[1] for r in reps if r[1]]
         if bd:
             parts = [f"{med([float(x[i]) for x in bd]):.1f} %" for i in range(4)]
             parts += [f"{med([float(x[i]) for x in bd if x[i] != 'NaN']):.3f}" if any(x[i] != 'NaN' for x in bd) else "n/a" for i in range(4, 7)]
+        blocked = [r[2] for r in reps if r[2] is not None]
+        parts.append(f"{med(blocked):.3f}" if blocked else "n/a")
         print(f"| {build} | {config} | {w} | {med([r[0] for r in reps]):,.0f} | {len(reps)} | " + " | ".join(parts) + " |")

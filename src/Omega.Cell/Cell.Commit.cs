@@ -31,6 +31,7 @@ public sealed partial class Cell
     public CommitResult Commit(Transaction tx)
     {
         ArgumentNullException.ThrowIfNull(tx);
+        if (_prefetch) WarmClaims(tx.Claims);
         // The default (CommitPath.Lock) decides first, before anything the combiner needs: this is the pre-combiner path
         // plus one option read and a TryEnter (the lock is recursive, so a callback from inside a critical section of this
         // cell re-enters it here as before).
@@ -71,6 +72,64 @@ public sealed partial class Cell
                 EndJournalBatch();
             }
         }
+    }
+
+    // Warming the commit's lines before the lock (issue 14, round 8; docs/commit-protocol.md, "Waiting for the commit
+    // lock"). On a cell of 10k nodes the lines a claim touches under the lock — its task's slot in the task index, the
+    // node's live entry and spec, its binding list's index and append position, its published ring slot — are almost
+    // never in the committing core's cache: about eight dependent misses per claim, most of a 16-claim commit's hold time.
+    // Reading them here first moves those misses outside the critical section, where they overlap each other (the loads
+    // of different claims are independent) and where they delay only this thread, not every waiter.
+    // Safe by construction: these are plain racy reads of writer-private state, discarded (summed into a value nobody
+    // acts on). Every array is read once into a local, every index is range-checked and every probe bounded, so a
+    // concurrent resize or change can at worst make a read useless, never fault or loop; nothing is written, so no check
+    // made under the lock depends on them. Off with CellOptions.PrefetchOutsideLock = false (same-binary A/B).
+    private const int WarmClaimLimit = 64; // bigger transactions are rare and mostly hold the lock on their own work
+
+    private long _warmSink;
+
+    private void WarmClaims(ReadOnlySpan<Claim> claims)
+    {
+        if (claims.Length > WarmClaimLimit) return;
+        var live = _live;
+        var slots = Volatile.Read(ref _slots);
+        var bindings = Volatile.Read(ref _bindingsOnNode);
+        long sum = 0;
+        for (int i = 0; i < claims.Length; i++)
+        {
+            ref readonly Claim c = ref claims[i];
+            sum += _taskNode.Touch(c.Task);
+            sum += WarmNode(c.Node.Value, c.Task, live, slots, bindings);
+        }
+        if (sum == long.MinValue) _warmSink = sum; // never true in practice; keeps the JIT from dropping the loads
+    }
+
+    // The release's lines: the task index probe gives (racily) the node, whose lines are then read like a claim's.
+    private void WarmRelease(TaskId task)
+    {
+        int nodePlusOne = _taskNode.Touch(task);
+        if (nodePlusOne == 0) return;
+        long sum = WarmNode(nodePlusOne - 1, task, _live, Volatile.Read(ref _slots), Volatile.Read(ref _bindingsOnNode));
+        if (sum == long.MinValue) _warmSink = sum;
+    }
+
+    private static long WarmNode(int idx, TaskId task, NodeLive[] live, NodeSlot[] slots, NodeBindings?[] bindings)
+    {
+        long sum = 0;
+        if ((uint)idx < (uint)live.Length)
+        {
+            ref readonly NodeLive n = ref live[idx];
+            sum += n.Version + n.TxnStamp + n.Allocated.CpuMillis;
+            if (n.Spec is { } spec) sum += spec.Capacity.CpuMillis;
+        }
+        if ((uint)idx < (uint)slots.Length)
+        {
+            ref NodeSlot slot = ref slots[idx];
+            long head = slot.Head;
+            sum += head + slot.Ring[(int)((head + 1) & NodeSlot.Mask)].Version;
+        }
+        if ((uint)idx < (uint)bindings.Length && bindings[idx] is { } set) sum += set.Touch(task);
+        return sum;
     }
 
     // Caller holds _lock.

@@ -56,6 +56,24 @@ public sealed class CellOptions
     /// (perf-reports/2026-12-06-commit-scaling); combining stays selectable for machines with more cores.
     /// </summary>
     public CommitPath CommitPath { get; set; } = CommitPath.Lock;
+
+    /// <summary>
+    /// How long a <see cref="Cell.Commit"/> or <see cref="Cell.Release"/> that finds the commit lock held spins before it
+    /// blocks in the kernel, in rounds of about a microsecond each (default 32, about two to three 16-claim critical sections; 0:
+    /// block at once, as before issue 14's round 8). Ignored on a single CPU, where a spinning waiter only delays the
+    /// holder. Spinning saves the kernel wake-up a blocked waiter needs (tens of µs on a VM); the budget bounds what a
+    /// waiter burns when the holder is descheduled or in a slow journal append. Only timing changes, never a result.
+    /// See <see cref="Cell.CommitLockBlocks"/> and docs/commit-protocol.md ("Waiting for the commit lock").
+    /// </summary>
+    public int CommitLockSpinRounds { get; set; } = 32;
+
+    /// <summary>
+    /// Whether <see cref="Cell.Commit"/> and <see cref="Cell.Release"/> read the cell lines they will touch (task index,
+    /// node entries, binding lists) before taking the commit lock, so the cache misses happen outside the critical section
+    /// (default true). Discarded racy reads: results never change, only how long the lock is held. False for a same-binary
+    /// comparison. See docs/commit-protocol.md ("Waiting for the commit lock").
+    /// </summary>
+    public bool PrefetchOutsideLock { get; set; } = true;
 }
 
 /// <summary>How single commits and releases are serialised (<see cref="CellOptions.CommitPath"/>; docs/commit-protocol.md).</summary>

@@ -202,6 +202,32 @@ internal sealed class NodeBindings
         }
     }
 
+    /// <summary>
+    /// Any thread, racy, no lock and no validation: reads the lines an <see cref="Add"/> or <see cref="Remove"/> of
+    /// <paramref name="task"/> will touch (the sequence word, the task's index probe run, the append position and, if the
+    /// task is found, its slot), so they are in this core's cache before the commit lock is taken (Cell.WarmClaims). The
+    /// value means nothing and is discarded: the arrays may be replaced or changed under it, which is why every read is
+    /// range-checked and the probe is bounded.
+    /// </summary>
+    public long Touch(TaskId task)
+    {
+        long sum = Volatile.Read(ref _seq);
+        var items = _items;
+        var index = _index;
+        int count = _count;
+        if ((uint)count < (uint)items.Length) sum += items[count].Job;
+        int mask = index.Length - 1;
+        int s = Hash(task) & mask;
+        for (int probes = 0; probes < 8; probes++)
+        {
+            int p = index[s];
+            if (p == 0 || (uint)(p - 1) >= (uint)items.Length) break;
+            if (items[p - 1].Job == task.Job.Value) { sum += items[p - 1].Generation; break; }
+            s = (s + 1) & mask;
+        }
+        return sum;
+    }
+
     private void BeginWrite() => Interlocked.Exchange(ref _seq, _seq + 1); // full fence: odd before any data write
 
     private void EndWrite() => Volatile.Write(ref _seq, _seq + 1);          // release: data before even

@@ -39,6 +39,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
     /// <summary>The same per-step invariants on the default plain-lock path (issue 14 moved its dispatch ahead of the combiner's).</summary>
     [Theory]
     [InlineData(2)]
+    [InlineData(4)]
     [InlineData(8)]
     public void Invariants_hold_after_every_step_on_the_plain_lock_path(int threads)
     {
@@ -94,6 +95,114 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         Assert.Empty(cell.Audit());
     }
 
+    /// <summary>
+    /// The plain path's bounded spin (issue 14, round 8): a waiter whose holder frees the lock within the spin budget
+    /// takes it without blocking; one whose holder stays longer than the budget blocks, and is counted in
+    /// <see cref="Cell.CommitLockBlocks"/> while it still waits. The holder is a commit parked in its journal append, so
+    /// "longer than the budget" is forced, not timed.
+    /// </summary>
+    [Theory]
+    [InlineData(int.MaxValue, false)]
+    [InlineData(4, true)]
+    [InlineData(0, true)]
+    public void A_contended_commit_spins_within_its_budget_then_blocks(int spinRounds, bool mustBlock)
+    {
+        var journal = new GatedJournal();
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Lock, CommitLockSpinRounds = spinRounds }, journal);
+        for (int i = 0; i < 2; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
+        var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
+        CommitResult Bind(int task, int node)
+        {
+            var tx = new Transaction(lease, CommitMode.Incremental, ConflictDetection.Fine);
+            tx.Add(new Claim(new TaskId(new JobId(1), task), new NodeId(node), new ResourceVector(100, 1), 0));
+            return cell.Commit(tx).Detach();
+        }
+        journal.Arm();
+        CommitResult first = default, second = default;
+        var holder = new Thread(() => first = Bind(1, 0)) { IsBackground = true, Name = "holder" };
+        holder.Start();
+        Assert.True(journal.Entered.Wait(TimeSpan.FromSeconds(60)), "the first commit never reached its journal append");
+        var waiter = new Thread(() => second = Bind(2, 1)) { IsBackground = true, Name = "waiter" };
+        waiter.Start();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        // With a finite budget (on more than one CPU; on one the spin is off) the waiter must end up blocked while the
+        // holder still holds the lock; with an unbounded one it only ever spins.
+        bool expectBlock = mustBlock;
+        while (cell.CommitLockContentions == 0 || (expectBlock && cell.CommitLockBlocks == 0))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"contentions {cell.CommitLockContentions}, blocks {cell.CommitLockBlocks}: the waiter was not counted while it waited");
+            Thread.Yield();
+        }
+        Assert.True(waiter.IsAlive, "the waiter finished while the lock was held");
+        journal.Release.Set();
+        Assert.True(holder.Join(TimeSpan.FromSeconds(60)) && waiter.Join(TimeSpan.FromSeconds(60)), "the commits did not finish");
+        Assert.Equal(TransactionStatus.Committed, first.Status);
+        Assert.Equal(TransactionStatus.Committed, second.Status);
+        Assert.Equal(1, cell.CommitLockContentions);
+        // An unbounded spin never blocks (on one CPU the spin is off, so it blocks at once).
+        Assert.Equal(mustBlock || Environment.ProcessorCount == 1 ? 1 : 0, cell.CommitLockBlocks);
+        Assert.Empty(cell.Audit());
+    }
+
+    /// <summary>
+    /// Warming a commit's lines before the lock (CellOptions.PrefetchOutsideLock) reads writer-private state racily. Here
+    /// the task index and the node lists grow (are replaced) again and again while other threads warm against them:
+    /// every commit and release must still succeed exactly as on a single thread, with no fault, and the audit stays clean.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Warming_outside_the_lock_races_table_growth_without_effect(int threads)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads");
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Lock, PrefetchOutsideLock = true });
+        for (int i = 0; i < 4; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(1_000_000_000, 1_000_000)));
+        const int PerThread = 6_000;
+        var failures = new ConcurrentQueue<string>();
+        using var start = new Barrier(threads);
+        var workers = new Thread[threads];
+        for (int w = 0; w < threads; w++)
+        {
+            int me = w;
+            workers[w] = new Thread(() =>
+            {
+                try
+                {
+                    var rng = new Random(seed + me);
+                    var lease = cell.AcquireLease($"w{me}", TimeSpan.FromDays(1)).Lease;
+                    var tx = new Transaction(lease);
+                    start.SignalAndWait();
+                    // Grow: distinct tasks, 1-4 claims per transaction on random nodes (each node list grows by doubling).
+                    for (int i = 0; i < PerThread;)
+                    {
+                        tx.Reset(lease, CommitMode.AllOrNothing, ConflictDetection.Fine);
+                        int k = Math.Min(rng.Next(1, 5), PerThread - i);
+                        for (int c = 0; c < k; c++) tx.Add(new Claim(new TaskId(me + 1, i + c), new NodeId(rng.Next(4)), new ResourceVector(1, 1), 0));
+                        var r = cell.Commit(tx);
+                        if (r.Status != TransactionStatus.Committed) { failures.Enqueue($"thread {me} task {i}: {r.Status}"); return; }
+                        i += k;
+                    }
+                    // Shrink: release in a random order (removals shift probe runs under the racing readers).
+                    var order = new int[PerThread];
+                    for (int i = 0; i < PerThread; i++) order[i] = i;
+                    rng.Shuffle(order);
+                    foreach (int i in order)
+                    {
+                        var s = cell.Release(new TaskId(me + 1, i));
+                        if (s != ReleaseStatus.Released) { failures.Enqueue($"thread {me} release of task {i}: {s}"); return; }
+                    }
+                }
+                catch (Exception e) { failures.Enqueue($"thread {me}: {e}"); }
+            }) { IsBackground = true };
+            workers[w].Start();
+        }
+        foreach (var t in workers) Assert.True(t.Join(TimeSpan.FromSeconds(120)), $"seed {seed}: a worker did not finish");
+        Assert.True(failures.IsEmpty, $"seed {seed}: {string.Join(" | ", failures.Take(3))}");
+        Assert.Equal(0, cell.AllocationCount);
+        Assert.Empty(cell.Audit());
+    }
+
     /// <summary>Once armed, blocks the next append (under the commit lock) until <see cref="Release"/> is set.</summary>
     private sealed class GatedJournal : ICellJournal
     {
@@ -129,6 +238,27 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         int seed = Environment.TickCount & 0x7fffffff;
         output.WriteLine($"seed {seed}, {threads} threads, broken: {broken}");
         var run = Run(seed, threads, broken, stopAtFirst: true);
+        Assert.True(run.Failures.Count > 0, $"seed {seed}, {threads} threads: {broken} went unnoticed in {run.Steps} steps");
+        output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
+    }
+
+    /// <summary>
+    /// The same per-step checks catch each broken variant on the default plain-lock path (with its bounded spin), where
+    /// threads commit and release on the shared nodes each under its own lock acquisition rather than through a combiner.
+    /// </summary>
+    [Theory]
+    [InlineData(2, Buggify.SkipCapacityCheck)]
+    [InlineData(4, Buggify.SkipCapacityCheck)]
+    [InlineData(8, Buggify.SkipCapacityCheck)]
+    [InlineData(2, Buggify.SkipTaskBoundCheck)]
+    [InlineData(8, Buggify.SkipTaskBoundCheck)]
+    [InlineData(4, Buggify.SkipTokenCheck)]
+    [InlineData(4, Buggify.SkipIdempotencyReplay)]
+    public void A_broken_commit_path_is_caught_on_the_plain_lock_path(int threads, Buggify broken)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads, CommitPath.Lock, broken: {broken}");
+        var run = Run(seed, threads, broken, stopAtFirst: true, CommitPath.Lock);
         Assert.True(run.Failures.Count > 0, $"seed {seed}, {threads} threads: {broken} went unnoticed in {run.Steps} steps");
         output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
     }

@@ -27,9 +27,9 @@ internal enum EngineScenario
 internal static class EngineThroughput
 {
     public static RunResult Run(EngineScenario scenario, int threads, TimeSpan duration, int nodeCount, double utilization, int seed,
-        CommitPath commitPath = CommitPath.Combining)
+        CommitPath commitPath = CommitPath.Combining, int? commitLockSpinRounds = null, bool prefetchOutsideLock = true)
     {
-        using var fixture = new BenchCell(nodeCount, seed, commitPath: commitPath);
+        using var fixture = new BenchCell(nodeCount, seed, commitPath: commitPath, commitLockSpinRounds: commitLockSpinRounds, prefetchOutsideLock: prefetchOutsideLock);
         int claimsPerTx = scenario == EngineScenario.Batch8Fine ? 8 : 1;
         // Resident tasks per thread so the whole cell sits at the target utilization (of 64 task slots per node).
         int resident = (int)(nodeCount * (long)BenchCell.TasksPerNode * utilization / threads);

@@ -24,7 +24,10 @@ namespace Omega.Benchmarks.Throughput;
 /// </remarks>
 internal static class SchedulingThroughput
 {
-    private sealed record Config(string Name, int Workers, CommitMode Mode, ConflictDetection Detection);
+    // SpinRounds: CellOptions.CommitLockSpinRounds for this config (null: the cell's default). The "no-spin" config is the
+    // same-process A/B of the commit lock's bounded spin (issue 14, round 8): 0 blocks at once, as before it.
+    // Prefetch: CellOptions.PrefetchOutsideLock (the "no-prefetch" config is its same-process A/B).
+    private sealed record Config(string Name, int Workers, CommitMode Mode, ConflictDetection Detection, int? SpinRounds = null, bool Prefetch = true);
 
     private readonly record struct Rep(double Seconds, long Placements, long Attempts, long Clean, long Conflicted,
         double DecisionP50Us, double DecisionP99Us, double CommitP50Us, double UsefulBusy, double WastedBusy, long Parked, double Others, int AuditProblems)
@@ -40,6 +43,8 @@ internal static class SchedulingThroughput
         public double BlocksPerJob { get; init; }
         // Commit-lock acquisitions that found the lock held by another worker, per transaction (Cell.CommitLockContentions).
         public double ContendedPerTx { get; init; }
+        // Of those, the ones whose bounded spin ran out so the worker blocked in the kernel, per transaction (Cell.CommitLockBlocks).
+        public double BlockedPerTx { get; init; }
     }
 
     private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline]";
@@ -80,6 +85,9 @@ internal static class SchedulingThroughput
         {
             new("Incremental+Fine", 1, CommitMode.Incremental, ConflictDetection.Fine),
             new("Incremental+Fine", 2, CommitMode.Incremental, ConflictDetection.Fine),
+            new("Incremental+Fine,no-spin", 2, CommitMode.Incremental, ConflictDetection.Fine, SpinRounds: 0),
+            new("Incremental+Fine,no-prefetch", 2, CommitMode.Incremental, ConflictDetection.Fine, Prefetch: false),
+            new("Incremental+Fine,neither", 2, CommitMode.Incremental, ConflictDetection.Fine, SpinRounds: 0, Prefetch: false),
             new("Incremental+Fine", 4, CommitMode.Incremental, ConflictDetection.Fine),
             new("Incremental+Coarse", 4, CommitMode.Incremental, ConflictDetection.Coarse),
             new("AllOrNothing+Fine", 4, CommitMode.AllOrNothing, ConflictDetection.Fine),
@@ -100,7 +108,7 @@ internal static class SchedulingThroughput
                 var r = RunOnce(c, nodes, jobs, tasks, prefill, seed + rep);
                 results[c].Add(r);
                 Console.WriteLine(FormattableString.Invariant(
-                    $"rep {rep} | {c.Name,-20} | {c.Workers}W | {r.Placements / r.Seconds,12:N0} placements/s | {r.Placements,9:N0} in {r.Seconds:F3} s | decision p50 {r.DecisionP50Us:F1} us p99 {r.DecisionP99Us:F1} us | commit p50 {r.CommitP50Us:F1} us | conflict fraction {Fraction(r):F4} | busy useful {r.UsefulBusy:P1} wasted {r.WastedBusy:P1} | worker time: decide {r.Deciding:P1} commit {r.Committing:P1} other {r.Other:P1} idle {r.Idle:P1} | cpu/wall {r.CpuOverWall:F2} | blocks/job {r.BlocksPerJob:F3} | lock contended/tx {r.ContendedPerTx:F3} | parked {r.Parked} | others {r.Others:F2} cores | audit {(r.AuditProblems == 0 ? "ok" : r.AuditProblems + " problems")}"));
+                    $"rep {rep} | {c.Name,-20} | {c.Workers}W | {r.Placements / r.Seconds,12:N0} placements/s | {r.Placements,9:N0} in {r.Seconds:F3} s | decision p50 {r.DecisionP50Us:F1} us p99 {r.DecisionP99Us:F1} us | commit p50 {r.CommitP50Us:F1} us | conflict fraction {Fraction(r):F4} | busy useful {r.UsefulBusy:P1} wasted {r.WastedBusy:P1} | worker time: decide {r.Deciding:P1} commit {r.Committing:P1} other {r.Other:P1} idle {r.Idle:P1} | cpu/wall {r.CpuOverWall:F2} | blocks/job {r.BlocksPerJob:F3} | lock contended/tx {r.ContendedPerTx:F3} | parked {r.Parked} | others {r.Others:F2} cores | audit {(r.AuditProblems == 0 ? "ok" : r.AuditProblems + " problems")} | lock blocked/tx {r.BlockedPerTx:F3}"));
             }
             if (faster is not null)
             {
@@ -119,13 +127,13 @@ internal static class SchedulingThroughput
         Console.WriteLine();
         Console.WriteLine("Where the workers' wall time went (medians; fractions of the workers' summed wall time from Start to the end of the rep), the worker threads' CPU time ÷ wall, their blocking waits per job, and commit-lock acquisitions that found the lock held, per transaction:");
         Console.WriteLine();
-        Console.WriteLine("| config | workers | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| config | workers | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx | lock blocked per tx |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var c in configs)
         {
             var rs = results[c];
             Console.WriteLine(FormattableString.Invariant(
-                $"| {c.Name} | {c.Workers} | {Median(rs.Select(r => r.Deciding)):P1} | {Median(rs.Select(r => r.Committing)):P1} | {Median(rs.Select(r => r.Other)):P1} | {Median(rs.Select(r => r.Idle)):P1} | {Median(rs.Select(r => r.CpuOverWall)):F2} | {Median(rs.Select(r => r.BlocksPerJob)):F3} | {Median(rs.Select(r => r.ContendedPerTx)):F3} |"));
+                $"| {c.Name} | {c.Workers} | {Median(rs.Select(r => r.Deciding)):P1} | {Median(rs.Select(r => r.Committing)):P1} | {Median(rs.Select(r => r.Other)):P1} | {Median(rs.Select(r => r.Idle)):P1} | {Median(rs.Select(r => r.CpuOverWall)):F2} | {Median(rs.Select(r => r.BlocksPerJob)):F3} | {Median(rs.Select(r => r.ContendedPerTx)):F3} | {Median(rs.Select(r => r.BlockedPerTx)):F3} |"));
         }
         Console.WriteLine();
         Console.WriteLine("| config | workers | placements/s | decision p50 (µs per job) | decision p99 (µs per job) | decision p50 per placement (µs) | commit p50 (µs) | conflict fraction | busyness useful | busyness wasted | parked jobs | others' CPU (cores) |");
@@ -156,7 +164,10 @@ internal static class SchedulingThroughput
 
     private static Rep RunOnce(Config c, int nodes, int jobs, int tasks, double prefill, int seed)
     {
-        using var cell = new Cell(new CellOptions { Name = "sched-bench", InitialNodeCapacity = nodes });
+        var cellOptions = new CellOptions { Name = "sched-bench", InitialNodeCapacity = nodes };
+        if (c.SpinRounds is int spin) cellOptions.CommitLockSpinRounds = spin;
+        cellOptions.PrefetchOutsideLock = c.Prefetch;
+        using var cell = new Cell(cellOptions);
         var capacity = ResourceVector.FromCoresAndGiB(32, 128);
         for (int i = 0; i < nodes; i++)
             cell.AddNode(new NodeSpec($"node-{i:D6}", capacity, failureDomain: $"rack-{i / 40}"));
@@ -182,6 +193,7 @@ internal static class SchedulingThroughput
         long bound0 = cell.AllocationCount;
 
         long contended0 = cell.CommitLockContentions;
+        long blocked0 = cell.CommitLockBlocks;
         var noise = NoiseMeter.Start();
         var sw = Stopwatch.StartNew();
         engine.Start();
@@ -203,6 +215,7 @@ internal static class SchedulingThroughput
         var (useful, wasted) = engine.Busyness("batch");
         var times = engine.GetWorkerTimes("batch");
         long contended = cell.CommitLockContentions - contended0;
+        long blocked = cell.CommitLockBlocks - blocked0;
         var (cpuSeconds, blocks) = WorkerThreads.Read(c.Workers);
         double wall = 0, deciding = 0, committing = 0, other = 0, idle = 0;
         foreach (var t in times) { wall += t.WallSeconds; deciding += t.DecidingSeconds; committing += t.CommittingSeconds; other += t.OtherSeconds; idle += t.IdleSeconds; }
@@ -222,6 +235,7 @@ internal static class SchedulingThroughput
             CpuOverWall = cpuSeconds < 0 ? double.NaN : cpuSeconds / w,
             BlocksPerJob = blocks < 0 ? double.NaN : blocks / (double)jobs,
             ContendedPerTx = contended / (double)Math.Max(1, cleanTx + conflictedTx),
+            BlockedPerTx = blocked / (double)Math.Max(1, cleanTx + conflictedTx),
         };
     }
 

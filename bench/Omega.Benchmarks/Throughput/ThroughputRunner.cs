@@ -73,6 +73,12 @@ internal static class ThroughputRunner
             // The same loop on the pre-issue-14 path (every call takes the commit lock itself), same run, same binary.
             cases.Add(new Case("engine single-claim Fine (commit+release), plain lock path", "claims", threads,
                 (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Lock)));
+            // The plain lock path without the bounded spin before blocking (issue 14, round 8): the same-process A/B of the spin.
+            cases.Add(new Case("engine single-claim Fine (commit+release), plain lock path, no spin", "claims", threads,
+                (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Lock, commitLockSpinRounds: 0)));
+            // ... and without warming the commit's cache lines before the lock (CellOptions.PrefetchOutsideLock).
+            cases.Add(new Case("engine single-claim Fine (commit+release), plain lock path, no prefetch", "claims", threads,
+                (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Lock, prefetchOutsideLock: false)));
             cases.Add(new Case("engine single-claim Coarse, snapshot+read per claim (commit+release)", "claims", threads,
                 (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimCoarseWithSnapshot, threads, d, nodes, utilization, s)));
             cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases)", "claims", threads,
