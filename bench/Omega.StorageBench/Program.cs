@@ -385,6 +385,10 @@ internal static class Recovery
             Console.WriteLine($"| {allocations:N0} | {(noCheckpoint ? "journal only" : "checkpoint + tail")} | {r.TotalTime.TotalSeconds:F2} | {r.CheckpointLoadTime.TotalSeconds:F2} | {r.ReplayTime.TotalSeconds:F2} | {r.RebuildTime.TotalSeconds:F2} | {r.CheckpointEntries:N0} | {r.RecordsReplayed:N0} | {store.Cell.AllocationCount:N0} | {Environment.WorkingSet / (1 << 20):N0} MiB |");
             if (store.Cell.AllocationCount != allocations) throw new InvalidOperationException("recovered cell lost allocations");
             Console.WriteLine($"peak resident memory (VmHWM) {PeakRssMiB():N0} MiB; managed heap {GC.GetTotalMemory(false) / (1 << 20):N0} MiB; open {open.Elapsed.TotalSeconds:F2} s");
+            // Issue 15: where the checkpoint load goes (verify the files, FasterKV's recovery, the scan into the cell).
+            Console.WriteLine($"checkpoint load split: verify {r.CheckpointVerifyTime.TotalSeconds:F2} s, faster recover {r.CheckpointRecoverTime.TotalSeconds:F2} s, scan {r.CheckpointScanTime.TotalSeconds:F2} s");
+            // One machine-readable line for bench/scripts/recovery-report.sh.
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RECOVERY bindings={store.Cell.AllocationCount} open_s={r.TotalTime.TotalSeconds:F3} verify_s={r.CheckpointVerifyTime.TotalSeconds:F3} recover_s={r.CheckpointRecoverTime.TotalSeconds:F3} scan_s={r.CheckpointScanTime.TotalSeconds:F3} replay_s={r.ReplayTime.TotalSeconds:F3} rebuild_s={r.RebuildTime.TotalSeconds:F3} peak_rss_mib={PeakRssMiB()} working_set_mib={Environment.WorkingSet / (1 << 20)}"));
             var audit = store.Cell.Audit();
             if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);
         }

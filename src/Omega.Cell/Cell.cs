@@ -505,12 +505,12 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     private void RemoveBinding(in Allocation a)
     {
         _taskNode.Remove(a.Task);
-        if (_phases.Count > 0) _phases.Remove(a.Task); // the lifecycle status lives and dies with its binding (Cell.Lifecycle.cs)
         ref NodeLive live = ref _live[a.Node.Value];
         live.Allocated -= a.Resources;
         live.TaskCount--;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated -= a.Resources;
         _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
+        ForgetPhaseOfReleased(a.Task); // after the list's removal: the order the lock-free reports rely on (Cell.Lifecycle.cs)
         _tenantUsage[a.Tenant.Value] -= a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);

@@ -110,6 +110,27 @@ internal sealed class NodeBindings
         EndWrite();
     }
 
+    /// <summary>
+    /// Writer only, and only while no reader can hold the list (recovery, before the cell is published): as
+    /// <see cref="Add"/> without the seqlock's fences (a full fence and a release store per binding, 10M of each in a
+    /// large recovery). The publication of the restored cell orders everything written here before any reader.
+    /// </summary>
+    public void AddUnpublished(in Allocation a)
+    {
+        if (_count == _items.Length)
+        {
+            var grown = new Slot[_items.Length * 2];
+            Array.Copy(_items, grown, _count);
+            var index = new int[IndexLength(grown.Length)];
+            for (int i = 0; i < _count; i++) Insert(index, grown[i].Task, i);
+            _items = grown;
+            _index = index;
+        }
+        _items[_count] = new Slot(a);
+        Insert(_index, a.Task, _count);
+        _count++;
+    }
+
     private static void Insert(int[] index, TaskId task, int position)
     {
         int mask = index.Length - 1;

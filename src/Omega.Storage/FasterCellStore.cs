@@ -125,7 +125,7 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
             var restorer = new CellRestorer(options.Cell);
             using var disposeRestorer = follower ? null : restorer;
             var loadClock = Stopwatch.StartNew();
-            var loaded = state.LoadInto(restorer);
+            var loaded = state.LoadInto(restorer, out var loadTimes);
             var loadTime = loadClock.Elapsed;
             var position = loaded?.Position ?? new CheckpointPosition(0, 0, log.BeginAddress, 0);
             if (position.ReplayAddress < log.BeginAddress)
@@ -176,6 +176,9 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
                 CellVersion = restorer.CellVersion,
                 Sequence = restorer.Sequence,
                 CheckpointLoadTime = loadTime,
+                CheckpointVerifyTime = loadTimes.Verify,
+                CheckpointRecoverTime = loadTimes.Recover,
+                CheckpointScanTime = loadTimes.Scan,
                 ReplayTime = replayTime,
                 RebuildTime = rebuildClock.Elapsed,
                 TotalTime = total.Elapsed,

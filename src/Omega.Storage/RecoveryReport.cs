@@ -27,6 +27,18 @@ public sealed class RecoveryReport
     /// <summary>Time spent loading the checkpoint.</summary>
     public TimeSpan CheckpointLoadTime { get; init; }
 
+    /// <summary>Part of <see cref="CheckpointLoadTime"/>: verifying the checkpoint's files against their manifest (length and CRC-32C).</summary>
+    public TimeSpan CheckpointVerifyTime { get; init; }
+
+    /// <summary>Part of <see cref="CheckpointLoadTime"/>: FasterKV's own recovery of the checkpoint (its index and snapshot log).</summary>
+    public TimeSpan CheckpointRecoverTime { get; init; }
+
+    /// <summary>
+    /// Part of <see cref="CheckpointLoadTime"/>: the scan of the recovered FasterKV log into the cell under construction
+    /// (decoding every entry and staging bindings in their node lists).
+    /// </summary>
+    public TimeSpan CheckpointScanTime { get; init; }
+
     /// <summary>Time spent replaying the journal tail.</summary>
     public TimeSpan ReplayTime { get; init; }
 

@@ -12,7 +12,8 @@ namespace Omega.Transport;
 /// One TCP connection carrying Omega frames. Three loops run per connection: receive (socket to input pipe, paused by
 /// the pipe's thresholds), process (input pipe to <see cref="IFrameHandler"/>, one frame at a time) and send (output
 /// pipe to socket, every frame buffered since the last send goes out in one gathered write). Writers from any thread
-/// append frames under a short lock; <see cref="Flush"/> wakes the send loop once per batch. With TLS the receive and
+/// append frames under a short lock; <see cref="Flush"/> resumes the send loop once per batch, inline on the flushing
+/// thread when the loop is idle (no thread hop between a flush and the socket write). With TLS the receive and
 /// send loops read and write the TLS stream instead of the socket (SslStream allows one read and one write at a time,
 /// which is exactly one receive and one send loop); on a server the TLS handshake runs first, under the handshake
 /// timeout, and the loops start only once it succeeded.
@@ -63,7 +64,15 @@ public sealed partial class FrameConnection
         // The outbound cap is enforced by disconnecting, not by pausing writers: a paused writer would stall the binding
         // dispatcher for every node. The pipe's pause threshold sits above the cap so it is never the first to trigger.
         long outPause = (long)options.MaxOutboundBytes * 2 + options.MaxFrameLength;
-        _output = new Pipe(new PipeOptions(pool: BlockMemoryPool.Instance, pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
+        // The send loop resumes INLINE, on the thread that flushes (issue 15): a flush into an idle connection writes the
+        // socket right there (the dispatcher's pass, on the group-commit thread; a processing loop, for its replies), instead
+        // of queueing the send loop's continuation to the thread pool, a hop of tens of microseconds (milliseconds on a busy
+        // pool) between a binding's durable point and its socket write. The socket is non-blocking: a write the kernel
+        // cannot take at once completes later on an I/O thread, and the flushing thread moves on. Everything the send loop
+        // does on exit (close_notify, shutdown, the handler's OnDisconnected through FinishAsync) first yields to the pool
+        // (SendLoopAsync's finally): running it inline, inside a flusher's locks, is the close re-entrancy that made an
+        // earlier inline attempt revert.
+        _output = new Pipe(new PipeOptions(pool: BlockMemoryPool.Instance, readerScheduler: PipeScheduler.Inline, pauseWriterThreshold: outPause, resumeWriterThreshold: options.MaxOutboundBytes, useSynchronizationContext: false));
         ConnectedAt = options.Time.GetTimestamp();
         _lastFrameAt = ConnectedAt;
         _lastReceivedAt = ConnectedAt;
@@ -188,7 +197,11 @@ public sealed partial class FrameConnection
         Close(DisconnectReason.NotLeader);
     }
 
-    /// <summary>Hands every frame appended since the last flush to the send loop (one gathered socket write).</summary>
+    /// <summary>
+    /// Hands every frame appended since the last flush to the send loop (one gathered socket write). When the send loop
+    /// is idle the write happens here, on the calling thread, before this returns (the socket is non-blocking; see the
+    /// constructor); otherwise the loop, still busy with the previous batch, takes this one after it.
+    /// </summary>
     public void Flush()
     {
         lock (_writeLock)
@@ -196,11 +209,23 @@ public sealed partial class FrameConnection
             if (_outputCompleted || _framesUnflushed == 0) return;
             _metrics.FramesOut(_framesUnflushed);
             _framesUnflushed = 0;
-            var t = _output.Writer.FlushAsync();
-            // The output pipe's pause threshold is above the cap enforced in Send, so this completes synchronously.
-            if (!t.IsCompleted) Abort(DisconnectReason.SlowConsumer);
+            // Marks the send loop's inline resumption (a thread-static: only a continuation run inside this very call
+            // sees it), for the writes-inline metric.
+            t_flushing = this;
+            try
+            {
+                var t = _output.Writer.FlushAsync();
+                // The output pipe's pause threshold is above the cap enforced in Send, so this completes synchronously.
+                if (!t.IsCompleted) Abort(DisconnectReason.SlowConsumer);
+            }
+            finally
+            {
+                t_flushing = null;
+            }
         }
     }
+
+    [ThreadStatic] private static FrameConnection? t_flushing;
 
     /// <summary>Closes gracefully: frames already written are sent, then the socket is shut down.</summary>
     public void Close(DisconnectReason reason)
@@ -223,11 +248,13 @@ public sealed partial class FrameConnection
         bool first = Interlocked.CompareExchange(ref _closing, 1, 0) == 0;
         if (first) _reason = reason;
         CancelTlsHandshake();
+        // Cancel the send loop's read BEFORE completing the pipe: its reader resumes inline (on this thread), and a
+        // completed pipe would have it write the very frames an abort drops.
+        _output.Reader.CancelPendingRead();
         lock (_writeLock)
         {
             if (!_outputCompleted) { _outputCompleted = true; _output.Writer.Complete(); }
         }
-        _output.Reader.CancelPendingRead();
         _input.Reader.CancelPendingRead();
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         _socket.Dispose();
@@ -409,6 +436,7 @@ public sealed partial class FrameConnection
                 if (!buffer.IsEmpty)
                 {
                     long len = buffer.Length;
+                    bool inline = ReferenceEquals(t_flushing, this);
                     if (_stream is not null) await WriteTlsAsync(_stream, buffer).ConfigureAwait(false);
                     else if (buffer.IsSingleSegment) await SendAllAsync(buffer.First).ConfigureAwait(false);
                     else
@@ -428,6 +456,7 @@ public sealed partial class FrameConnection
                         }
                     }
                     Interlocked.Add(ref _unsent, -len);
+                    _metrics.Written(len, inline);
                 }
                 reader.AdvanceTo(buffer.End);
                 if (rr.IsCompleted) break;
@@ -439,6 +468,11 @@ public sealed partial class FrameConnection
         }
         finally
         {
+            // Off the flushing thread before anything else: the loop may have resumed inline inside a Flush, Close or
+            // Abort (under the connection's write lock and whatever locks its caller holds, such as the dispatcher's
+            // pass), and its end runs close_notify, the socket's shutdown and, through FinishAsync, the handler's
+            // OnDisconnected, none of which may run there.
+            await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
             await reader.CompleteAsync().ConfigureAwait(false);
             _input.Reader.CancelPendingRead();
             // TLS: say close_notify first, so the peer can tell our close from a truncation.

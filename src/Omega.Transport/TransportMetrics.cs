@@ -13,13 +13,13 @@ public sealed class TransportMetrics : IDisposable
     public const string MeterName = "Omega.Transport";
 
     private readonly Meter _meter;
-    private readonly Counter<long> _accepted, _disconnects, _framesIn, _framesOut, _errors, _breaches;
+    private readonly Counter<long> _accepted, _disconnects, _framesIn, _framesOut, _errors, _breaches, _writes;
     private readonly long[] _byReason = new long[16];
     private readonly long[] _byError = new long[ErrorCodeSlots];
 
     // Error codes are small and dense (docs/protocol.md, section 5); one slot each, no hashing on the error path.
     private const int ErrorCodeSlots = 128;
-    private long _framesInCount, _framesOutCount, _acceptedCount, _active;
+    private long _framesInCount, _framesOutCount, _acceptedCount, _active, _bytesSent, _writesInline, _writesPooled;
 
     /// <summary>Creates the meter (one per server or client fleet).</summary>
     public TransportMetrics(string name) : this(name, null, null) { }
@@ -39,6 +39,8 @@ public sealed class TransportMetrics : IDisposable
         _framesOut = _meter.CreateCounter<long>("omega.transport.frames.sent", "{frame}", "Frames sent");
         _errors = _meter.CreateCounter<long>("omega.transport.errors.sent", "{frame}", "Error frames sent, by error code");
         _breaches = _meter.CreateCounter<long>("omega.transport.limit.breaches", "{event}", "Connections or requests refused over a transport limit, by limit");
+        _writes = _meter.CreateCounter<long>("omega.transport.writes", "{write}", "Batched writes to sockets, by thread (inline: on the thread that flushed; pool: by the send loop later)");
+        _meter.CreateObservableCounter("omega.transport.bytes.sent", () => new Measurement<long>(Volatile.Read(ref _bytesSent), tag), "By", "Bytes the sockets (or TLS streams) accepted");
         // A level (opened minus closed): an UpDownCounter in the OpenTelemetry semantic conventions, not a gauge.
         _meter.CreateObservableUpDownCounter("omega.transport.connections.active", () => new Measurement<long>(Volatile.Read(ref _active), tag), "{connection}", "Connections open now");
     }
@@ -54,6 +56,18 @@ public sealed class TransportMetrics : IDisposable
 
     /// <summary>Frames sent in total.</summary>
     public long FramesSent => Volatile.Read(ref _framesOutCount);
+
+    /// <summary>Bytes the sockets (or TLS streams) accepted in total, counted once each write returned.</summary>
+    public long BytesSent => Volatile.Read(ref _bytesSent);
+
+    /// <summary>
+    /// Batched writes made on the thread that flushed them (the dispatcher's pass, a processing loop), with no hop to
+    /// another thread between the flush and the socket; see <see cref="WritesPooled"/> for the others.
+    /// </summary>
+    public long WritesInline => Volatile.Read(ref _writesInline);
+
+    /// <summary>Batched writes made by a send loop resumed elsewhere (its previous write was still in progress, or it resumed after one that did not complete at once).</summary>
+    public long WritesPooled => Volatile.Read(ref _writesPooled);
 
     /// <summary>Disconnects for one reason.</summary>
     public long Disconnects(DisconnectReason reason) => Volatile.Read(ref _byReason[(int)reason]);
@@ -89,6 +103,15 @@ public sealed class TransportMetrics : IDisposable
     internal void FrameIn() { Interlocked.Increment(ref _framesInCount); _framesIn.Add(1); }
 
     internal void FramesOut(int n) { Interlocked.Add(ref _framesOutCount, n); _framesOut.Add(n); }
+
+    private static readonly KeyValuePair<string, object?> InlineTag = new("thread", "inline"), PoolTag = new("thread", "pool");
+
+    internal void Written(long bytes, bool inline)
+    {
+        Interlocked.Add(ref _bytesSent, bytes);
+        if (inline) { Interlocked.Increment(ref _writesInline); _writes.Add(1, InlineTag); }
+        else { Interlocked.Increment(ref _writesPooled); _writes.Add(1, PoolTag); }
+    }
 
     internal void Error(ErrorCode code)
     {

@@ -141,4 +141,39 @@ public sealed class BindPathHopTests(ITestOutputHelper output)
         Assert.Equal(commits, server.BindingsRouted);
         Assert.True(Volatile.Read(ref mark.ReadsInsideCallback) > 0);
     }
+    [Fact]
+    public async Task A_newly_durable_binding_is_written_to_the_agents_socket_before_the_notification_returns()
+    {
+        // Issue 15, the second hop: the pass used to hand each connection's batch to its send loop through the thread
+        // pool. Now a flush into an idle connection writes the socket on the flushing thread, so by the time the
+        // notification returns the socket has accepted the push. Counted over rounds: each round waits until the agent
+        // read the previous push, so the connection's send loop is idle when the next pass flushes.
+        using var cell = new Cell();
+        var mark = new NotifyingWatermark(cell) { Held = long.MaxValue };
+        await using var server = new OmegaServer(cell, null, new IPEndPoint(IPAddress.Loopback, 0), new ServerOptions { Publisher = mark });
+        server.Start();
+        using var agent = await RawClient.ConnectAsync(server.EndPoint);
+        var reg = await agent.RegisterAsync("inline-write", new ResourceVector(1_000_000, 1L << 40));
+        Volatile.Write(ref mark.Held, cell.Version);
+        var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
+        const int Rounds = 20;
+        int written = 0;
+        long inlineBefore = server.TransportMetrics.WritesInline;
+        for (int i = 0; i < Rounds; i++)
+        {
+            var result = cell.Commit(new Transaction(lease).Add(new Claim(new TaskId(1, i), new NodeId(reg.NodeId), new ResourceVector(1, 1), 0)));
+            Assert.True(result.IsCommitted);
+            long before = server.TransportMetrics.BytesSent;
+            mark.Advance(result.CellVersion);
+            // Read on the notifying thread right after the pass: no waiting, no sleep.
+            if (server.TransportMetrics.BytesSent > before) written++;
+            var push = await agent.ExpectAsync<Bindings>();
+            Assert.Equal(new TaskId(1, i), Assert.Single(push.Entries.ToArray()).Task);
+        }
+        output.WriteLine($"{written}/{Rounds} pushes on the socket when the notification returned; inline writes {server.TransportMetrics.WritesInline - inlineBefore}, pooled {server.TransportMetrics.WritesPooled}");
+        // Every round should be written inline; half leaves room for a loaded machine's rare exception and still cannot
+        // pass with a pool hop (the flushing thread would have to lose a race to a pool thread's whole socket write).
+        Assert.True(written >= Rounds / 2, $"only {written} of {Rounds} pushes had reached the socket when the pass returned: the write hopped to another thread");
+        Assert.Equal(Rounds, server.BindingsRouted);
+    }
 }
