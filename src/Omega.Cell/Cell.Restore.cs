@@ -23,10 +23,10 @@ public sealed partial class Cell
             Array.Resize(ref grown, Math.Max(idx + 1, grown.Length * 2));
             _bindingsOnNode = grown;
         }
-        // One hash of the task, not two (a lookup, then a store): 10M of them in a large recovery.
-        ref var node = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_taskNode, a.Task, out bool existed);
-        if (existed) _bindingsOnNode[node.Value]!.Remove(a.Task);
-        node = a.Node;
+        // The task index is an open-addressed table (TaskTable): a lookup and a store probe the same cache line, so the
+        // second probe of a large recovery's 10M bindings costs little.
+        if (_taskNode.TryGetValue(a.Task, out var previous)) _bindingsOnNode[previous.Value]!.Remove(a.Task);
+        _taskNode[a.Task] = a.Node;
         // Unpublished: nothing reads the lists before the restore completes, so the seqlock's fences are skipped.
         (_bindingsOnNode[idx] ??= new NodeBindings(a.Node)).AddUnpublished(a);
     }
