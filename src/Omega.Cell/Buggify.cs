@@ -46,6 +46,27 @@ public enum Buggify
     ReplyBeforeDurable = 1 << 6,
 
     /// <summary>
+    /// The object store starts a watch from a resourceVersion older than its history window instead of refusing it with
+    /// <c>Expired</c>: the watch silently begins at the oldest event it still holds, so the changes in between are never
+    /// delivered and the watcher's cache misses them. Read by <c>ObjectStore.Watch</c> through
+    /// <c>ObjectStoreOptions.Buggify</c>; caught by the unified simulation's <c>watch-gap</c> checker.
+    /// </summary>
+    WatchResumeGap = 1 << 7,
+
+    /// <summary>
+    /// The server forgets credential revocations when it restarts (revoked credentials load as live): a revocation the
+    /// operator was told succeeded stops holding after a crash. Read by <c>AuthService</c> when it loads the cell's auth
+    /// records; caught by the unified simulation's <c>revoked-credential</c> checker.
+    /// </summary>
+    ForgetRevocationOnRestart = 1 << 8,
+
+    /// <summary>
+    /// The cell accepts new claims on a draining node (the drain is recorded but not enforced at commit). Read by the cell's
+    /// claim validation; caught by the unified simulation's <c>drain</c> checker.
+    /// </summary>
+    SkipDrainCheck = 1 << 9,
+
+    /// <summary>
     /// The cell does not check that a claimed task is unbound (a second binding replaces the first in the task index):
     /// breaks "at most one live binding per task". For the commit-path stress tests (issue 14). A high bit, so flags
     /// added by other work keep their low numbers.

@@ -250,7 +250,8 @@ public sealed partial class Cell
         {
             case NodeStatus.Schedulable: break;
             case NodeStatus.Fenced: return ClaimStatus.NodeFenced;
-            case NodeStatus.Draining: return ClaimStatus.NodeDraining;
+            case NodeStatus.Draining when (_options.Buggify & Buggify.SkipDrainCheck) == 0: return ClaimStatus.NodeDraining;
+            case NodeStatus.Draining: break; // the broken variant: the drain is not enforced
             case NodeStatus.Down: return ClaimStatus.NodeDown;
             default: return ClaimStatus.NodeUnknown;
         }

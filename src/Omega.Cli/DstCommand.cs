@@ -25,10 +25,11 @@ internal static class DstCommand
         var faultRate = new Option<double>("--fault-rate") { Description = "Multiplies every fault's probability (0: no faults).", DefaultValueFactory = _ => 1 };
         var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck, SkipOverrideExpiry." };
         var wire = new Option<bool>("--wire") { Description = "Run the wire simulation instead: simulated agents and external schedulers speak real frames to the server's real protocol handler through a faulty network, with server crashes (docs/testing.md). --buggify also takes ReplyBeforeDurable." };
+        var unified = new Option<bool>("--unified") { Description = "Run the unified harness: the wire simulation with the control plane behind the real protocol handler (object store, scheduler workers, controllers), authentication on, and an operator client writing and watching objects, draining nodes, raising quotas, rolling policies back and revoking credentials over the wire (docs/testing.md). --buggify also takes WatchResumeGap, ForgetRevocationOnRestart, SkipDrainCheck." };
         var parallel = new Option<int>("--parallel") { Description = "With --seeds: seeds run at once (each run is single-threaded).", DefaultValueFactory = _ => 1 };
         var cmd = new Command("dst", "Deterministic simulation of the control plane: the real cell, object store, scheduler workers and controllers with simulated time, disk, network and faults, from one seed.")
         {
-            seed, seeds, trace, steps, faultRate, buggify, parallel, wire,
+            seed, seeds, trace, steps, faultRate, buggify, parallel, wire, unified,
         };
         cmd.SetAction(r =>
         {
@@ -59,7 +60,9 @@ internal static class DstCommand
                 return 2;
             }
             string build = typeof(DstSimulation).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
-            Func<long, DstResult> run = r.GetValue(wire)
+            Func<long, DstResult> run = r.GetValue(unified)
+                ? s => UnifiedSimulation.RunSeed(s, new WireOptions { Steps = o.Steps, Buggify = o.Buggify, FullTrace = o.FullTrace })
+                : r.GetValue(wire)
                 ? s => WireSimulation.RunSeed(s, new WireOptions { Steps = o.Steps, Buggify = o.Buggify, FullTrace = o.FullTrace })
                 : s => DstSimulation.RunSeed(s, o);
             if (r.GetValue(seed) is not null)
@@ -69,18 +72,19 @@ internal static class DstCommand
                 if (o.FullTrace && res.Ok) foreach (var e in res.Trace) Console.WriteLine("  " + e);
                 Console.WriteLine("faults: " + Faults(res.FaultCounts));
                 Console.WriteLine(string.Create(C, $"decisions replayed: {res.DecisionsReplayed}"));
-                if (r.GetValue(wire)) Console.WriteLine(string.Create(C, $"wire: {res.FramesHandled} frames handled, {res.CommitsAcknowledged} commits acknowledged, {res.BindingsReceived} bindings pushed"));
+                if (r.GetValue(unified)) Console.WriteLine(string.Create(C, $"unified: {res.ObjectWritesAcknowledged} object writes acknowledged, {res.WatchEvents} watch events"));
+                if (r.GetValue(wire) || r.GetValue(unified)) Console.WriteLine(string.Create(C, $"wire: {res.FramesHandled} frames handled, {res.CommitsAcknowledged} commits acknowledged, {res.BindingsReceived} bindings pushed"));
                 if (!res.Ok) Console.WriteLine($"build: {build}");
                 return res.Ok ? 0 : 1;
             }
-            return RunRange(from, to, o, r.GetValue(parallel), build, run, r.GetValue(wire));
+            return RunRange(from, to, o, r.GetValue(parallel), build, run, r.GetValue(wire) || r.GetValue(unified), r.GetValue(unified));
         });
         return cmd;
     }
 
-    private static int RunRange(long from, long to, DstOptions o, int parallel, string build, Func<long, DstResult> run, bool wire)
+    private static int RunRange(long from, long to, DstOptions o, int parallel, string build, Func<long, DstResult> run, bool wire, bool unified)
     {
-        long frames = 0, acked = 0, pushed = 0;
+        long frames = 0, acked = 0, pushed = 0, objectAcks = 0, watchEvents = 0;
         var faults = new long[Enum.GetValues<DstFault>().Length];
         var failed = new List<DstResult>();
         long runs = 0, replayed = 0;
@@ -95,6 +99,8 @@ internal static class DstCommand
                 frames += res.FramesHandled;
                 acked += res.CommitsAcknowledged;
                 pushed += res.BindingsReceived;
+                objectAcks += res.ObjectWritesAcknowledged;
+                watchEvents += res.WatchEvents;
                 replayed += res.DecisionsReplayed;
                 for (int i = 0; i < faults.Length; i++) faults[i] += res.FaultCounts[i];
                 if (!res.Ok)
@@ -105,14 +111,15 @@ internal static class DstCommand
             }
         });
         double secs = sw.Elapsed.TotalSeconds;
-        Console.WriteLine(string.Create(C, $"seeds {from}..{to}: {runs} run, {failed.Count} violation(s), {secs:0.0} s, {runs / Math.Max(secs, 1e-9):0.0} seeds/s ({(wire ? "wire, " : "")}parallel {parallel}, {o.Steps} steps each, fault rate {o.FaultRate}, buggify {o.Buggify})"));
+        Console.WriteLine(string.Create(C, $"seeds {from}..{to}: {runs} run, {failed.Count} violation(s), {secs:0.0} s, {runs / Math.Max(secs, 1e-9):0.0} seeds/s ({(unified ? "unified, " : wire ? "wire, " : "")}parallel {parallel}, {o.Steps} steps each, fault rate {o.FaultRate}, buggify {o.Buggify})"));
         Console.WriteLine("faults: " + Faults(faults));
         if (wire) Console.WriteLine(string.Create(C, $"wire: {frames} frames handled by the real protocol handler, {acked} commits acknowledged, {pushed} bindings pushed to agents"));
-        else Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
+        if (unified) Console.WriteLine(string.Create(C, $"unified: {objectAcks} object writes acknowledged to the operator, {watchEvents} watch events delivered"));
+        if (!wire) Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
         if (failed.Count > 0)
         {
             failed.Sort(static (a, b) => a.Seed.CompareTo(b.Seed));
-            Console.WriteLine("failing seeds: " + string.Join(' ', failed.Select(f => f.Seed.ToString(C))) + $" (build {build}); replay: omega dst{(wire ? " --wire" : "")} --seed S --trace");
+            Console.WriteLine("failing seeds: " + string.Join(' ', failed.Select(f => f.Seed.ToString(C))) + $" (build {build}); replay: omega dst{(unified ? " --unified" : wire ? " --wire" : "")} --seed S --trace");
         }
         return failed.Count == 0 ? 0 : 1;
     }

@@ -421,7 +421,9 @@ public sealed class ObjectStore : IDisposable
         lock (_lock)
         {
             if (_disposed) return WatchStatus.Closed;
-            if (fromResourceVersion < _floor) return WatchStatus.Expired;
+            // Buggify.WatchResumeGap (simulation only): start anyway, from the oldest event still held, silently losing
+            // the changes between the requested version and the floor.
+            if (fromResourceVersion < _floor && (_options.Buggify & Buggify.WatchResumeGap) == 0) return WatchStatus.Expired;
             if (fromResourceVersion > _cell.Version) return WatchStatus.InvalidVersion;
             if (_watchers.Count >= _options.MaxWatchers) return WatchStatus.TooManyWatchers;
             // First event with a version above the start (the ring is in version order).

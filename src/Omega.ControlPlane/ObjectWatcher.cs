@@ -47,6 +47,21 @@ public sealed class ObjectWatcher : IAsyncEnumerable<WatchEvent>, IDisposable
         }
     }
 
+    /// <summary>
+    /// The next event if one is deliverable now, without waiting: null with <paramref name="ended"/> false when none is
+    /// ready yet, null with <paramref name="ended"/> true when the watch has ended (see <see cref="Termination"/>).
+    /// </summary>
+    /// <remarks>
+    /// For a caller that polls at moments it chooses (the deterministic simulation steps the server's watch pumps on its
+    /// one thread): <see cref="ReadAsync"/> would resume its continuation on the thread pool, at a moment nobody controls.
+    /// </remarks>
+    public WatchEvent? TryRead(out bool ended)
+    {
+        var ev = _store.TryNext(this, out var wait);
+        ended = ev is null && wait is null;
+        return ev;
+    }
+
     /// <inheritdoc />
     public async IAsyncEnumerator<WatchEvent> GetAsyncEnumerator(CancellationToken cancellationToken = default)
     {

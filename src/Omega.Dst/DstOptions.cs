@@ -81,4 +81,12 @@ public enum DstFault
     QuotaOverride,
     /// <summary>A crash while an override was live, with recovery lasting past its TTL: it expired while the process was down.</summary>
     OverrideExpiryDuringRecovery,
+    /// <summary>Unified harness: the operator's watch was lost (connection, crash, too slow) and resumed from its last resourceVersion.</summary>
+    WatchResume,
+    /// <summary>Unified harness: a resumed watch's version had left the history window (<c>WatchExpired</c>): the operator listed again.</summary>
+    WatchExpired,
+    /// <summary>Unified harness: the operator drained a node over the wire.</summary>
+    Drain,
+    /// <summary>Unified harness: the operator revoked a scheduler's credential (acknowledged) and issued it a new one.</summary>
+    Revocation,
 }

@@ -47,6 +47,15 @@ public sealed class DstResult
     /// <summary>True for a run of the wire simulation (<see cref="WireSimulation"/>).</summary>
     public bool Wire { get; init; }
 
+    /// <summary>True for a run of the unified harness (<see cref="UnifiedSimulation"/>): the wire simulation with the control plane behind the handler.</summary>
+    public bool Unified { get; init; }
+
+    /// <summary>Unified harness: object writes (workloads, overrides) acknowledged to the operator over the wire.</summary>
+    public long ObjectWritesAcknowledged { get; init; }
+
+    /// <summary>Unified harness: watch events the operator received.</summary>
+    public long WatchEvents { get; init; }
+
     /// <summary>Wire simulation: frames the real protocol handler processed.</summary>
     public long FramesHandled { get; init; }
 
@@ -68,7 +77,7 @@ public sealed class DstResult
           .Append(Simulated.TotalSeconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)).Append(" s simulated)").AppendLine();
         if (!Ok)
         {
-            sb.Append(Wire ? "replay: omega dst --wire --seed " : "replay: omega dst --seed ").Append(Seed).AppendLine(" --trace");
+            sb.Append(Unified ? "replay: omega dst --unified --seed " : Wire ? "replay: omega dst --wire --seed " : "replay: omega dst --seed ").Append(Seed).AppendLine(" --trace");
             foreach (var e in Trace) sb.Append("  ").AppendLine(e);
         }
         return sb.ToString();

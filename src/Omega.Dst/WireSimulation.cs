@@ -23,6 +23,17 @@ public sealed class WireOptions
 
     /// <summary>Keep the whole trace (else the last 60 events).</summary>
     public bool FullTrace { get; set; }
+
+    /// <summary>
+    /// The unified harness (<see cref="UnifiedSimulation"/>): the control plane runs behind the handler (object store,
+    /// policy revisions, scheduling engine with stepped workers, the workload, reservation, repair, quota and override
+    /// controllers), and an operator/submitter client writes workloads, watches them, drains nodes, raises quotas with
+    /// overrides, rolls policies back and manages credentials, all over the wire.
+    /// </summary>
+    public bool ControlPlane { get; set; }
+
+    /// <summary>Authentication on: every peer presents a credential; the operator revokes and re-issues them.</summary>
+    public bool Authentication { get; set; }
 }
 
 /// <summary>
@@ -48,7 +59,7 @@ public static class WireSimulation
     }
 }
 
-internal sealed class WireRun : IDisposable
+internal sealed partial class WireRun : IDisposable
 {
     private static readonly DateTimeOffset Epoch = new(2027, 1, 1, 0, 0, 0, TimeSpan.Zero);
     internal static readonly ResourceVector Capacity = new(4000, 8L << 30);
@@ -130,6 +141,7 @@ internal sealed class WireRun : IDisposable
             Boot();
             for (int i = 0; i < _o.Nodes; i++) _peers.Add(new WireAgent(this, 10 + i, $"n{i}"));
             for (int i = 0; i < _o.Schedulers; i++) _peers.Add(new WireScheduler(this, 100 + i, $"s{i}", i));
+            if (_o.ControlPlane) AddControlPlanePeers();
             int total = _o.Steps + 300;
             for (; steps < total && _violation is null; steps++)
             {
@@ -140,7 +152,9 @@ internal sealed class WireRun : IDisposable
                     Event("faults stop; the network heals");
                 }
                 Step();
+                if (_o.ControlPlane) StepControlPlane();
                 Check();
+                if (_o.ControlPlane) CheckControlPlane();
             }
             if (_disk.OffThread > 0) Fail("harness", $"{_disk.OffThread} journal call(s) off the simulation's thread");
         }
@@ -152,6 +166,9 @@ internal sealed class WireRun : IDisposable
         return new DstResult(_seed, _hash, _violation, [.. _trace], _faults, steps, _time.Elapsed, converged: _violation is null)
         {
             Wire = true,
+            Unified = _o.ControlPlane,
+            ObjectWritesAcknowledged = _objectAcks,
+            WatchEvents = _watchEvents,
             FramesHandled = FramesHandled,
             CommitsAcknowledged = _commitsAcked,
             BindingsReceived = BindingsReceived,
@@ -163,9 +180,11 @@ internal sealed class WireRun : IDisposable
         var cell = new Cell(CellOptions(), _disk.Journal());
         for (int i = 0; i < _o.Nodes; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
         TenantT1 = cell.CreateTenant("t1").Value;
-        TenantT2 = cell.CreateTenant("t2", T2Quota).Value;
+        // Unified: t2's limit comes from its Quota object through the quota controller (and its overrides).
+        TenantT2 = (_o.ControlPlane ? cell.CreateTenant("t2") : cell.CreateTenant("t2", T2Quota)).Value;
         _disk.Flush();
         StartServer(cell);
+        if (_o.ControlPlane) BootControlPlane();
         Event($"boot: {_o.Nodes} nodes, cell v{cell.Version}");
     }
 
@@ -173,7 +192,7 @@ internal sealed class WireRun : IDisposable
 
     private void StartServer(Cell cell)
     {
-        _server = new WireServer(this, cell, ++_incarnation, _o.Buggify, _disk);
+        _server = new WireServer(this, cell, ++_incarnation, _o, _disk);
     }
 
     private void Step()
@@ -193,6 +212,7 @@ internal sealed class WireRun : IDisposable
         if (!_faultsOn || Chance(0.15)) _disk.Flush();
         _server.Dispatcher.Pump();
         PumpServer();
+        if (_o.ControlPlane) BreakDoomed();
     }
 
     private void Partition()
@@ -221,6 +241,7 @@ internal sealed class WireRun : IDisposable
         // Every connection dies with the process; the handler is never called again.
         _inFlight.Clear();
         foreach (var p in _peers) p.Lost();
+        _server.Kill();
         _server.Cell.Dispose();
         _server.Dispose();
         _disk.Crash(tear, _rng);
@@ -228,9 +249,10 @@ internal sealed class WireRun : IDisposable
         // acked-commit-lost: every commit the server acknowledged as applied is in the recovered prefix.
         if (cell.Version < _ackedVersion)
             Fail("acked-commit-lost", $"a commit acknowledged at cell version {_ackedVersion} is gone: the recovered cell is at v{cell.Version}");
-        var audit = cell.Audit();
+        var audit = DstSimulation.RealProblems(cell.Audit());
         if (audit.Count > 0) Fail("recovery-audit", string.Join("; ", audit));
         StartServer(cell);
+        if (_o.ControlPlane) Recovered(cell);
     }
 
     // ------------------------------------------------------------------ the network (frames)
@@ -254,6 +276,7 @@ internal sealed class WireRun : IDisposable
 
     internal void Send(int from, int to, long connection, byte[] frame)
     {
+        if (_o.ControlPlane) { SendStream(from, to, connection, frame); return; }
         if (_partitioned.Contains(from) || _partitioned.Contains(to)) { Count(DstFault.Drop); return; }
         if (FaultChance(0.04)) { Count(DstFault.Drop); Event($"net drop {from}->{to} {Describe(frame)}"); return; }
         Enqueue(from, to, connection, frame);
@@ -288,9 +311,16 @@ internal sealed class WireRun : IDisposable
             }
             if (pick != first) Count(DstFault.Reorder);
         }
+        if (_o.ControlPlane) pick = FirstOfStream(pick);
         var m = _inFlight[pick];
         _inFlight.RemoveAt(pick);
-        if (_partitioned.Contains(m.From) || _partitioned.Contains(m.To)) { Count(DstFault.Drop); return; }
+        if (_o.ControlPlane && _doomed.Contains(m.Connection)) return; // the connection broke: nothing more arrives on it
+        if (_partitioned.Contains(m.From) || _partitioned.Contains(m.To))
+        {
+            Count(DstFault.Drop);
+            if (_o.ControlPlane) Doom(m.Connection);
+            return;
+        }
         if (m.To == 0) ToServer(m);
         else
         {
@@ -404,12 +434,12 @@ internal sealed class WireRun : IDisposable
             }
             if (!used.FitsWithin(v.Capacity)) { Fail("node-capacity", $"node {v.Spec.Name} holds {used} over its capacity {v.Capacity}"); return; }
         }
-        if (cell.TryGetTenant("t2", out var t2))
+        if (!_o.ControlPlane && cell.TryGetTenant("t2", out var t2))
         {
             var (usage, quota) = cell.GetTenantUsage(t2);
             if (quota is { } q && !usage.FitsWithin(q)) { Fail("quota", $"tenant t2 uses {usage} over its quota {q}"); return; }
         }
-        var audit = cell.Audit();
+        var audit = DstSimulation.RealProblems(cell.Audit());
         if (audit.Count > 0) Fail("cell-audit", string.Join("; ", audit));
         // Fold a digest of the state into the hash: two runs that differ anywhere differ here.
         foreach (char ch in $"{cell.Version}/{seen.Count}/{_inFlight.Count}") _hash = (_hash ^ ch) * 1099511628211UL;
@@ -425,10 +455,11 @@ internal sealed class WireServer : IDisposable
     private readonly TransportOptions _transport;
     private readonly TransportMetrics _metrics = new("wire-dst");
 
-    public WireServer(WireRun run, Cell cell, int incarnation, Buggify buggify, SimDisk disk)
+    public WireServer(WireRun run, Cell cell, int incarnation, WireOptions o, SimDisk disk)
     {
         _run = run;
         Cell = cell;
+        var buggify = o.Buggify;
         var options = new ServerOptions
         {
             Name = $"wire{incarnation}",
@@ -436,7 +467,11 @@ internal sealed class WireServer : IDisposable
             LifecyclePeriod = null, // ticked by the simulation (SimTime refuses timers)
             Publisher = new DiskPublisher(disk),
             Buggify = buggify,
+            Stepped = true,
+            // The expiry sweep's timer is not needed: an expired credential is refused at its next request.
+            Authentication = o.Authentication ? new AuthOptions { ExpirySweepPeriod = null } : null,
         };
+        if (o.ControlPlane) ControlPlane = new WireControlPlane(run, cell, disk, options);
         options.Transport.Time = run.Time;
         _transport = options.Transport;
         var feed = new BindingFeed();
@@ -444,11 +479,20 @@ internal sealed class WireServer : IDisposable
         cell.AddBindingListener(feed);
         Dispatcher = new Dispatcher(feed, options.Publisher, nodes, runLoop: false);
         Lifecycle = new NodeLifecycleController(cell, null, options);
-        _auth = new AuthService(cell, options.Authentication, run.Time);
-        _handler = new ProtocolHandler(cell, null, options, nodes, Dispatcher, Lifecycle, _auth);
+        _auth = new AuthService(cell, options.Authentication, run.Time, null, buggify);
+        _handler = new ProtocolHandler(cell, ControlPlane?.Engine, options, nodes, Dispatcher, Lifecycle, _auth);
     }
 
     private readonly AuthService _auth;
+
+    /// <summary>The control plane behind the handler (unified harness), or null.</summary>
+    public WireControlPlane? ControlPlane { get; }
+
+    /// <summary>The server's credential store.</summary>
+    public AuthService Auth => _auth;
+
+    /// <summary>The process dies: its controllers stop (their pending work never completes).</summary>
+    public void Kill() => ControlPlane?.Kill();
 
     /// <summary>The process died: nothing of it runs again (its connections are dropped without a disconnect call).</summary>
     public void Dispose()
@@ -505,6 +549,9 @@ internal abstract class WirePeer(WireRun run, int endpoint, string name)
     public long Connection { get; private set; }
     protected bool Welcomed { get; private set; }
 
+    /// <summary>The credential presented in Hello (authentication on), or null.</summary>
+    public string? Token { get; set; }
+
     public void Lost()
     {
         Connection = 0;
@@ -520,7 +567,7 @@ internal abstract class WirePeer(WireRun run, int endpoint, string name)
         {
             Connection = Run.Connect(this);
             Run.Event($"{Name} connects (c{Connection})");
-            Send(new Hello { Version = Frame.ProtocolVersion, Role = Role, Name = Name });
+            Send(new Hello { Version = Frame.ProtocolVersion, Role = Role, Name = Name, Token = Token });
             return;
         }
         if (Run.FaultChance(0.01))
@@ -555,12 +602,16 @@ internal abstract class WirePeer(WireRun run, int endpoint, string name)
         {
             Codec.TryDecode<ErrorMessage>(WireRun.Body(frame), out var e, out _);
             Run.Event($"{Name} error {e.Code}: {e.Message}");
+            OnError(WireRun.RequestId(frame), e.Code);
             return;
         }
         OnReceive(type, WireRun.RequestId(frame), WireRun.Body(frame));
     }
 
     protected abstract void OnWelcome();
+
+    /// <summary>A typed error arrived for request <paramref name="rid"/> (0: about the connection).</summary>
+    protected virtual void OnError(uint rid, ErrorCode code) { }
 
     protected abstract void OnReceive(MessageType type, uint rid, in ReadOnlySequence<byte> body);
 }

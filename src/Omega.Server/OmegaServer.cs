@@ -32,7 +32,7 @@ public sealed class OmegaServer : IAsyncDisposable
         Lifecycle = new NodeLifecycleController(cell, engine, Options);
         Lifecycle.InboundProbe = SinceLastReceived;
         // Credentials and the audit log are read from the cell's security records (restored with it).
-        Auth = new AuthService(cell, Options.Authentication, Options.Time, Options.MeterFactory);
+        Auth = new AuthService(cell, Options.Authentication, Options.Time, Options.MeterFactory, Options.Buggify);
         _handler = new ProtocolHandler(cell, engine, Options, _nodes, _dispatcher, Lifecycle, Auth);
         Options.Transport.MeterFactory ??= Options.MeterFactory;
         Options.Transport.MeterCellName ??= cell.Name;

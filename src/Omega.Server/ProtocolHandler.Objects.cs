@@ -321,6 +321,8 @@ internal sealed partial class ProtocolHandler
         }
         var w = new ObjectWatch(rid, watcher!, m.FromResourceVersion);
         lock (s) s.Watches!.Add(rid, w);
+        // Stepped (the simulation): pumped by StepWatches at the moments the seed picks.
+        if (_options.Stepped) return false;
         // Off the processing loop: the first reads may replay thousands of events from the history.
         _ = Task.Run(() => PumpAsync(c, s, w));
         return false;
@@ -368,31 +370,65 @@ internal sealed partial class ProtocolHandler
         }
         finally
         {
-            var termination = w.Watcher.Termination;
-            w.Watcher.Dispose();
-            uint stopRid;
-            lock (s)
-            {
-                s.Watches?.Remove(w.RequestId);
-                w.Ended = true;
-                stopRid = w.StopRequestId;
-            }
-            if (stopRid != 0)
-            {
-                c.Send(stopRid, new WatchStopped { Watch = w.RequestId, LastResourceVersion = w.LastSent, Stopped = true });
-                c.EndRequest();
-            }
-            else if (!c.IsClosing)
-            {
-                if (bufferFull || termination == WatchTermination.TooSlow)
-                    c.SendError(w.RequestId, ErrorCode.WatchTooSlow, $"watch {w.RequestId}: fell too far behind; resume from resourceVersion {w.LastSent}");
-                else if (termination == WatchTermination.StoreClosed)
-                    c.SendError(w.RequestId, ErrorCode.ShuttingDown, "the object store is closed");
-            }
-            c.EndRequest();
-            c.Flush();
-            w.Cancel.Dispose();
+            EndWatch(c, s, w, bufferFull);
         }
+    }
+
+    /// <summary>
+    /// The simulation's watch pump (<see cref="ServerOptions.Stepped"/>): moves every event ready now of every open watch
+    /// of <paramref name="c"/> to it, and ends the watches that ended (with the same final frames as the pump task).
+    /// </summary>
+    internal static void StepWatches(FrameConnection c)
+    {
+        if (c.State is not Session s) return;
+        List<ObjectWatch> open;
+        lock (s)
+        {
+            if (s.Watches is null || s.Watches.Count == 0) return;
+            open = new List<ObjectWatch>(s.Watches.Values);
+        }
+        foreach (var w in open)
+        {
+            bool ended = false;
+            while (!c.IsClosing && !w.Cancel.IsCancellationRequested)
+            {
+                var ev = w.Watcher.TryRead(out ended);
+                if (ev is null) break;
+                c.Send(w.RequestId, new WatchEventMessage { EventType = (WireWatchEventType)ev.Type, ResourceVersion = ev.ResourceVersion, Object = ev.Json });
+                w.LastSent = ev.ResourceVersion;
+            }
+            if (ended || c.IsClosing || w.Cancel.IsCancellationRequested) EndWatch(c, s, w, bufferFull: false);
+        }
+        c.Flush();
+    }
+
+    // The end of a watch: its one final frame (an error, or the WatchStopped of a StopWatch) and the end of its request.
+    private static void EndWatch(FrameConnection c, Session s, ObjectWatch w, bool bufferFull)
+    {
+        var termination = w.Watcher.Termination;
+        w.Watcher.Dispose();
+        uint stopRid;
+        lock (s)
+        {
+            s.Watches?.Remove(w.RequestId);
+            w.Ended = true;
+            stopRid = w.StopRequestId;
+        }
+        if (stopRid != 0)
+        {
+            c.Send(stopRid, new WatchStopped { Watch = w.RequestId, LastResourceVersion = w.LastSent, Stopped = true });
+            c.EndRequest();
+        }
+        else if (!c.IsClosing)
+        {
+            if (bufferFull || termination == WatchTermination.TooSlow)
+                c.SendError(w.RequestId, ErrorCode.WatchTooSlow, $"watch {w.RequestId}: fell too far behind; resume from resourceVersion {w.LastSent}");
+            else if (termination == WatchTermination.StoreClosed)
+                c.SendError(w.RequestId, ErrorCode.ShuttingDown, "the object store is closed");
+        }
+        c.EndRequest();
+        c.Flush();
+        w.Cancel.Dispose();
     }
 
     /// <returns>False when the stop is answered by the watch's pump (after its last event).</returns>
@@ -419,7 +455,7 @@ internal sealed partial class ProtocolHandler
         return false;
     }
 
-    private static void StopAllWatches(Session s)
+    private static void StopAllWatches(Session s, bool stepped)
     {
         List<ObjectWatch>? open = null;
         lock (s)
@@ -431,6 +467,8 @@ internal sealed partial class ProtocolHandler
         {
             try { w.Cancel.Cancel(); }
             catch (ObjectDisposedException) { } // its pump ended meanwhile
+            // Stepped: no pump will look at a closed connection again; free the store's watcher slot now.
+            if (stepped) w.Watcher.Dispose();
         }
     }
 }

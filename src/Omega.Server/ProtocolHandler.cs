@@ -107,7 +107,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (connection.State is Session { Credential: { } cred }) _auth.Detach(connection, cred);
         if (connection.State is Session session)
         {
-            StopAllWatches(session);
+            StopAllWatches(session, _options.Stepped);
             StopAllJobWatches(session);
         }
         if (connection.State is Session { Node: { } node })
@@ -353,22 +353,26 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             c.Send(rid, new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.RevisionNotFound, Message = $"this server serves policy '{policies.Policy}', not '{m.Policy}'" });
             return true;
         }
-        _ = Task.Run(async () =>
-        {
-            PolicyReply reply;
-            try
-            {
-                reply = await RunPolicyAsync(policies, m).ConfigureAwait(false);
-            }
-            catch (ObjectDisposedException)
-            {
-                reply = new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.StoreError, Message = "the object store is closed" };
-            }
-            c.Send(rid, reply);
-            c.Flush();
-            c.EndRequest();
-        });
+        // Stepped (the simulation): started here; its durable writes resume it inline when the simulated disk flushes.
+        if (_options.Stepped) _ = PolicyAndReplyAsync(c, rid, policies, m);
+        else _ = Task.Run(() => PolicyAndReplyAsync(c, rid, policies, m));
         return false;
+    }
+
+    private static async Task PolicyAndReplyAsync(FrameConnection c, uint rid, Omega.ControlPlane.PolicyRevisions policies, PolicyRequest m)
+    {
+        PolicyReply reply;
+        try
+        {
+            reply = await RunPolicyAsync(policies, m).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            reply = new PolicyReply { Status = (byte)Omega.ControlPlane.PolicyStatus.StoreError, Message = "the object store is closed" };
+        }
+        c.Send(rid, reply);
+        c.Flush();
+        c.EndRequest();
     }
 
     private static async Task<PolicyReply> RunPolicyAsync(Omega.ControlPlane.PolicyRevisions policies, PolicyRequest m)

@@ -71,6 +71,11 @@ public sealed class ServerOptions
     /// </summary>
     public Omega.Cells.Buggify Buggify { get; set; }
 
+    // The deterministic simulation (Omega.Dst, issue 18) runs the handler on one thread: object watches are pumped when it
+    // calls ProtocolHandler.StepWatches, and policy commands start on the calling thread, instead of on the thread pool
+    // (which would resume them at moments no seed controls). Never set by a host.
+    internal bool Stepped { get; set; }
+
     /// <summary>Takes a checkpoint of the durable store (the operator's <c>Operate Checkpoint</c>); null when there is none.</summary>
     public Func<CancellationToken, ValueTask>? Checkpoint { get; set; }
 

@@ -33,11 +33,13 @@ public sealed class AuthService : IDisposable
     private long _denialRefillAt;
     private long _suppressed, _suppressedTotal, _deniedTotal;
     private readonly ITimer? _sweep;
+    private readonly Buggify _buggify;
     private readonly Meter _meter;
     private readonly Counter<long> _denied, _handshakes, _suppressedCounter;
 
-    internal AuthService(Cell cell, AuthOptions? options, TimeProvider time, IMeterFactory? meterFactory = null)
+    internal AuthService(Cell cell, AuthOptions? options, TimeProvider time, IMeterFactory? meterFactory = null, Buggify buggify = Buggify.None)
     {
+        _buggify = buggify;
         _meter = CellCounters.CreateMeter("Omega.Server.Auth", cell.Name, meterFactory);
         _cell = cell;
         Enabled = options is not null;
@@ -77,6 +79,8 @@ public sealed class AuthService : IDisposable
             if (key.StartsWith(Credential.KeyPrefix, StringComparison.Ordinal))
             {
                 var c = Credential.Decode(key[Credential.KeyPrefix.Length..], value);
+                // Buggify.ForgetRevocationOnRestart (simulation only): a revoked credential loads as live.
+                if ((_buggify & Buggify.ForgetRevocationOnRestart) != 0) c.Revoked = false;
                 _credentials[c.Id] = c;
                 if (c.Role == CredentialRole.Agent) AgentsOf(c.Subject).Add(c);
             }
