@@ -75,6 +75,11 @@ public sealed class NodeLifecycleController : IDisposable
     private double _tokens;
     private long _lastRefill;
     private readonly ITimer? _timer;
+    // When an extra tick is due (timestamp; 0: none). Issue 13's recovery breakdown: with only the periodic tick, a region
+    // is fenced at the first tick after its grace ends (up to a whole period late) and its nodes are marked suspect up to
+    // a period after they disconnect (a window in which new work can still land there). The timer is moved forward to
+    // those instants instead; the periodic schedule resumes from the early tick.
+    private long _earlyTickAt;
     private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
     private readonly long[] _evictedByReason = new long[4];
@@ -442,6 +447,7 @@ public sealed class NodeLifecycleController : IDisposable
                 }
             }
             _lastTickAt = now;
+            _earlyTickAt = 0; // this tick consumes a scheduled early one (a timer that fires a little early reschedules below)
             if (now < _graceEnds) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
             expiry = _leaseTicks + Math.Max(0, _lagAllowance);
         }
@@ -546,8 +552,27 @@ public sealed class NodeLifecycleController : IDisposable
     /// </summary>
     public void Disconnected(NodeId node)
     {
+        long now = _time.GetTimestamp();
         lock (_lock)
-            if (_lastSeen.ContainsKey(node)) _disconnectedAt[node] = _time.GetTimestamp();
+        {
+            if (!_lastSeen.ContainsKey(node)) return;
+            _disconnectedAt[node] = now;
+            // Look soon (not at once: a region's connections close over a few milliseconds, and one look should see most
+            // of them), so the region's nodes are marked suspect before new work is placed on them.
+            ScheduleTickLocked(now + _time.TimestampFrequency / 10, now);
+        }
+    }
+
+    // Moves the timer so a tick runs at dueTs (caller holds _lock). Debounced: an earlier or equal pending early tick
+    // stands, so a region's thousands of disconnects change the timer once.
+    private void ScheduleTickLocked(long dueTs, long now)
+    {
+        if (_timer is null || _periodTicks <= 0) return;
+        if (_earlyTickAt > now && _earlyTickAt <= dueTs) return;
+        if (dueTs - now >= _periodTicks && _earlyTickAt == 0) return; // the periodic tick comes first anyway
+        _earlyTickAt = dueTs;
+        var due = TimeSpan.FromSeconds(Math.Max(0, dueTs - now) / (double)_time.TimestampFrequency);
+        _timer.Change(due, TimeSpan.FromSeconds(_periodTicks / (double)_time.TimestampFrequency));
     }
 
     /// <summary>
@@ -605,6 +630,7 @@ public sealed class NodeLifecycleController : IDisposable
         var fenced = new List<NodeId>();
         lock (_lock)
         {
+            long graceDue = long.MaxValue;
             foreach (var r in rows)
             {
                 if (!r.Away || !lost.Contains(r.Region)) continue;
@@ -615,6 +641,7 @@ public sealed class NodeLifecycleController : IDisposable
                 if (!leaseGone && !disc) continue;
                 if (!leaseGone && now - at < _regionGraceTicks)
                 {
+                    graceDue = Math.Min(graceDue, at + _regionGraceTicks);
                     // Within the grace: suspect only, so nothing new is placed in the disappearing region meanwhile. Only a
                     // schedulable node is marked (as for lease suspects): a draining node keeps its operator's status.
                     if (!_suspect.Contains(r.Node) && _cell.Snapshot().TryGetNode(r.Node, out var sv) == SnapshotRead.Ok && sv.Status == NodeStatus.Schedulable)
@@ -634,6 +661,8 @@ public sealed class NodeLifecycleController : IDisposable
                 fenced.Add(r.Node);
             }
             _suspectCount = _suspect.Count;
+            // Fence at the grace's end, not at the first periodic tick after it (up to a period later).
+            if (graceDue != long.MaxValue) ScheduleTickLocked(graceDue + _time.TimestampFrequency / 1000, now);
         }
         foreach (var node in fenced)
         {
