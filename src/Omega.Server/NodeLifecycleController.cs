@@ -80,6 +80,13 @@ public sealed class NodeLifecycleController : IDisposable
     // a period after they disconnect (a window in which new work can still land there). The timer is moved forward to
     // those instants instead; the periodic schedule resumes from the early tick.
     private long _earlyTickAt;
+    // The restart grace exists for the nodes recovered from the cell (or learned while following) whose agents have not
+    // been heard by this process yet. Once every one of them has been heard (or there were none: a fresh cell), nothing
+    // needs it any more, and keeping it would only delay the regional signal for agents that registered here and then
+    // disconnected (issue 13: a drill run within a lease of the server's start recovered ~2 s later for this alone).
+    // Guarded by _lock.
+    private readonly HashSet<NodeId> _unheard = new();
+    private long _restartGraceEnds;
     private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
     private readonly long[] _evictedByReason = new long[4];
@@ -140,11 +147,16 @@ public sealed class NodeLifecycleController : IDisposable
         _pending.Clear();
         _graceEnds = now + _leaseTicks;
         _lastTickAt = 0;
+        _unheard.Clear();
         var snap = _cell.Snapshot();
         for (int i = 0; i < snap.NodeCount; i++)
         {
             if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
-            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down) _lastSeen[new NodeId(i)] = now;
+            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down)
+            {
+                _lastSeen[new NodeId(i)] = now;
+                _unheard.Add(new NodeId(i));
+            }
             // Recovered from the durable cell: a node that is Fenced was declared lost before the restart (eviction is
             // the only thing that fences). Remembering it as dead is what lets its returning agent un-fence it, exactly
             // as without a restart; kept only in memory, it would stay fenced forever (issue 10, defect 5).
@@ -153,6 +165,16 @@ public sealed class NodeLifecycleController : IDisposable
             if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
         }
         _suspectCount = _suspect.Count;
+        // No node to wait for: no restart grace (only a stall grace, set later, can apply).
+        _restartGraceEnds = _graceEnds;
+        if (_unheard.Count == 0) _graceEnds = now;
+    }
+
+    // Caller holds _lock: node was heard (or forgotten); the restart grace ends when no recovered node is left unheard,
+    // unless a stall grace has replaced it since (a different _graceEnds), which keeps its own end.
+    private void HeardLocked(NodeId node, long now)
+    {
+        if (_unheard.Remove(node) && _unheard.Count == 0 && _graceEnds == _restartGraceEnds && now < _graceEnds) _graceEnds = now;
     }
 
     /// <summary>
@@ -302,7 +324,9 @@ public sealed class NodeLifecycleController : IDisposable
         {
             // A heartbeat about a node removed meanwhile (an expired registration, an operator's removal) tracks nothing.
             if (!_pending.Remove(node) && !_lastSeen.ContainsKey(node) && !_dead.Contains(node) && !IsLive(node)) return;
-            _lastSeen[node] = _time.GetTimestamp();
+            long heardAt = _time.GetTimestamp();
+            _lastSeen[node] = heardAt;
+            HeardLocked(node, heardAt);
             _disconnectedAt.Remove(node);
             returned = _dead.Remove(node);
             if (!returned && _suspect.Count > 0 && _suspect.Remove(node))
@@ -333,6 +357,7 @@ public sealed class NodeLifecycleController : IDisposable
             _dead.Remove(node);
             _pending.Remove(node);
             _disconnectedAt.Remove(node);
+            HeardLocked(node, _time.GetTimestamp());
             if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
         }
     }
