@@ -279,6 +279,9 @@ internal static class RegionLossDrill
                 ? $"  t=0: every agent of {lost} partitioned (connections open, every byte dropped both ways)"
                 : $"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
             int maxRunning = 0;
+            // Partition mode: the server cannot know of a partition before the leases end, so work bound in the region
+            // until then is legitimate; from the fence to the heal nothing may be bound there (after the heal it is healthy).
+            long regionCheckFrom = partition ? long.MaxValue : versionAtLoss;
 
             var violations = new List<string>();
             int audits = 0;
@@ -304,18 +307,22 @@ internal static class RegionLossDrill
                     if (c.RecoveredAt is null && best >= 4) { c.RecoveredAt = t; c.RecoveredIn = bestRegion; }
                     all &= c.RecoveredAt is not null;
                 }
+                bool wasFenced = breakdown.Fenced is not null;
                 await DrillStages.ObserveStagesAsync(client, breakdown, o.AgentsPerRegion, clock, cancel).ConfigureAwait(false);
+                if (partition && !wasFenced && breakdown.Fenced is not null) regionCheckFrom = await CellVersionAsync(client, cancel).ConfigureAwait(false);
                 if (partition) maxRunning = Math.Max(maxRunning, DrillStages.CheckRunning(fleets, breakdown, limits, violations));
                 if (t >= nextAudit)
                 {
                     nextAudit = t + 0.5;
                     audits++;
-                    await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
+                    await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
                     await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
                 }
                 if (all) break;
                 await Task.Delay(100, cancel).ConfigureAwait(false);
             }
+            if (partition) await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
+            if (partition) regionCheckFrom = long.MaxValue;
             string healed = partition ? await DrillStages.HealAsync(client, relay!, fleets, lost, breakdown, limits, violations, cancel).ConfigureAwait(false) : "";
             // Fraud deadlines: wait until each job has completed or the server reports its deadline passed (bounded by
             // the deadline itself plus a margin for the controller's look at that instant).
@@ -342,7 +349,7 @@ internal static class RegionLossDrill
             }
             // Once more at the end, after everything settled for a moment.
             await Task.Delay(500, cancel).ConfigureAwait(false);
-            await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
+            await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
             audits++;
             await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
             var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
