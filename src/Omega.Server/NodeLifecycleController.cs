@@ -616,11 +616,17 @@ public sealed class NodeLifecycleController : IDisposable
     {
         var losses = _cell.DomainLosses;
         List<(NodeId Node, string Region, bool Away, bool Long)> rows;
+        List<string>? deadRegions = null;
         lock (_lock)
         {
             if (_disconnectedAt.Count == 0 && losses.Count == 0) return 0;
             rows = new List<(NodeId, string, bool, bool)>(_lastSeen.Count);
             var snap = _cell.Snapshot();
+            // Nodes already declared lost still count for their region (as away): without them, a region whose first 28 of
+            // 30 nodes were just fenced has 2 tracked nodes left, below RegionLossMinNodes, and its last two (whose closes
+            // were seen a moment later) would wait for their leases instead of their grace (seen in the drill under load).
+            foreach (var node in _dead)
+                if (snap.TryGetNode(node, out var dv) == SnapshotRead.Ok && dv.Spec.Region.Length > 0) (deadRegions ??= new()).Add(dv.Spec.Region);
             foreach (var (node, seen) in _lastSeen)
             {
                 if (snap.TryGetNode(node, out var v) != SnapshotRead.Ok) continue;
@@ -629,22 +635,27 @@ public sealed class NodeLifecycleController : IDisposable
                 rows.Add((node, v.Spec.Region, leaseGone || disc, leaseGone || (disc && now - at >= _regionGraceTicks)));
             }
         }
-        var perRegion = new Dictionary<string, (int Total, int Away)>(StringComparer.Ordinal);
+        var perRegion = new Dictionary<string, (int Total, int Away, int Dead)>(StringComparer.Ordinal);
         int total = rows.Count, awayAll = 0;
         foreach (var r in rows)
         {
             if (r.Away) awayAll++;
             if (r.Region.Length == 0) continue;
             var c = perRegion.TryGetValue(r.Region, out var x) ? x : default;
-            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0));
+            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead);
         }
+        // Dead nodes count in their own region's fraction only (only where it has tracked nodes: nothing else to fence),
+        // not in the cell-wide brake figures, which stay about the nodes tracked now.
+        if (deadRegions is not null)
+            foreach (var region in deadRegions)
+                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1);
         List<string>? lost = null;
         foreach (var (region, c) in perRegion)
         {
-            if (c.Away == 0) continue;
+            if (c.Away - c.Dead == 0) continue;
             bool confirmed = false;
             foreach (var d in losses) if (string.Equals(d.Domain, region, StringComparison.Ordinal)) { confirmed = true; break; }
-            int outside = total - c.Total, awayOutside = awayAll - c.Away;
+            int outside = total - (c.Total - c.Dead), awayOutside = awayAll - (c.Away - c.Dead);
             // The signal never overrides the brake: with more than the mass-silence fraction of the whole cell away, only
             // an operator's confirmation evicts (the brake's case); it only lifts the rate limit for a loss confined to one region.
             bool signal = c.Total >= _options.RegionLossMinNodes && c.Away >= _options.RegionLossFraction * c.Total

@@ -321,6 +321,15 @@ internal static class RegionLossDrill
                 if (all) break;
                 await Task.Delay(100, cancel).ConfigureAwait(false);
             }
+            // Partition mode: heal only once the whole region has been evicted (the leases end over a heartbeat interval
+            // plus the server's lag allowance, which can outlast a quick recovery), so the heal always meets fenced tasks.
+            while (partition && breakdown.Fenced is null && clock.Elapsed.TotalSeconds < o.TimeoutSeconds + 30)
+            {
+                await Task.Delay(100, cancel).ConfigureAwait(false);
+                await DrillStages.ObserveStagesAsync(client, breakdown, o.AgentsPerRegion, clock, cancel).ConfigureAwait(false);
+                if (breakdown.Fenced is not null) regionCheckFrom = await CellVersionAsync(client, cancel).ConfigureAwait(false);
+                maxRunning = Math.Max(maxRunning, DrillStages.CheckRunning(fleets, breakdown, limits, violations));
+            }
             if (partition) await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
             if (partition) regionCheckFrom = long.MaxValue;
             string healed = partition ? await DrillStages.HealAsync(client, relay!, fleets, lost, breakdown, limits, violations, cancel).ConfigureAwait(false) : "";
