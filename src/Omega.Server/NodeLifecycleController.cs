@@ -75,6 +75,18 @@ public sealed class NodeLifecycleController : IDisposable
     private double _tokens;
     private long _lastRefill;
     private readonly ITimer? _timer;
+    // When an extra tick is due (timestamp; 0: none). Issue 13's recovery breakdown: with only the periodic tick, a region
+    // is fenced at the first tick after its grace ends (up to a whole period late) and its nodes are marked suspect up to
+    // a period after they disconnect (a window in which new work can still land there). The timer is moved forward to
+    // those instants instead; the periodic schedule resumes from the early tick.
+    private long _earlyTickAt;
+    // The restart grace exists for the nodes recovered from the cell (or learned while following) whose agents have not
+    // been heard by this process yet. Once every one of them has been heard (or there were none: a fresh cell), nothing
+    // needs it any more, and keeping it would only delay the regional signal for agents that registered here and then
+    // disconnected (issue 13: a drill run within a lease of the server's start recovered ~2 s later for this alone).
+    // Guarded by _lock.
+    private readonly HashSet<NodeId> _unheard = new();
+    private long _restartGraceEnds;
     private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
     private readonly long[] _evictedByReason = new long[4];
@@ -135,11 +147,16 @@ public sealed class NodeLifecycleController : IDisposable
         _pending.Clear();
         _graceEnds = now + _leaseTicks;
         _lastTickAt = 0;
+        _unheard.Clear();
         var snap = _cell.Snapshot();
         for (int i = 0; i < snap.NodeCount; i++)
         {
             if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
-            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down) _lastSeen[new NodeId(i)] = now;
+            if (v.Status is NodeStatus.Schedulable or NodeStatus.Draining or NodeStatus.Down)
+            {
+                _lastSeen[new NodeId(i)] = now;
+                _unheard.Add(new NodeId(i));
+            }
             // Recovered from the durable cell: a node that is Fenced was declared lost before the restart (eviction is
             // the only thing that fences). Remembering it as dead is what lets its returning agent un-fence it, exactly
             // as without a restart; kept only in memory, it would stay fenced forever (issue 10, defect 5).
@@ -148,6 +165,16 @@ public sealed class NodeLifecycleController : IDisposable
             if (v.Status == NodeStatus.Down) _suspect.Add(new NodeId(i));
         }
         _suspectCount = _suspect.Count;
+        // No node to wait for: no restart grace (only a stall grace, set later, can apply).
+        _restartGraceEnds = _graceEnds;
+        if (_unheard.Count == 0) _graceEnds = now;
+    }
+
+    // Caller holds _lock: node was heard (or forgotten); the restart grace ends when no recovered node is left unheard,
+    // unless a stall grace has replaced it since (a different _graceEnds), which keeps its own end.
+    private void HeardLocked(NodeId node, long now)
+    {
+        if (_unheard.Remove(node) && _unheard.Count == 0 && _graceEnds == _restartGraceEnds && now < _graceEnds) _graceEnds = now;
     }
 
     /// <summary>
@@ -297,7 +324,9 @@ public sealed class NodeLifecycleController : IDisposable
         {
             // A heartbeat about a node removed meanwhile (an expired registration, an operator's removal) tracks nothing.
             if (!_pending.Remove(node) && !_lastSeen.ContainsKey(node) && !_dead.Contains(node) && !IsLive(node)) return;
-            _lastSeen[node] = _time.GetTimestamp();
+            long heardAt = _time.GetTimestamp();
+            _lastSeen[node] = heardAt;
+            HeardLocked(node, heardAt);
             _disconnectedAt.Remove(node);
             returned = _dead.Remove(node);
             if (!returned && _suspect.Count > 0 && _suspect.Remove(node))
@@ -328,6 +357,7 @@ public sealed class NodeLifecycleController : IDisposable
             _dead.Remove(node);
             _pending.Remove(node);
             _disconnectedAt.Remove(node);
+            HeardLocked(node, _time.GetTimestamp());
             if (_suspect.Remove(node)) _suspectCount = _suspect.Count;
         }
     }
@@ -442,6 +472,7 @@ public sealed class NodeLifecycleController : IDisposable
                 }
             }
             _lastTickAt = now;
+            _earlyTickAt = 0; // this tick consumes a scheduled early one (a timer that fires a little early reschedules below)
             if (now < _graceEnds) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
             expiry = _leaseTicks + Math.Max(0, _lagAllowance);
         }
@@ -546,8 +577,27 @@ public sealed class NodeLifecycleController : IDisposable
     /// </summary>
     public void Disconnected(NodeId node)
     {
+        long now = _time.GetTimestamp();
         lock (_lock)
-            if (_lastSeen.ContainsKey(node)) _disconnectedAt[node] = _time.GetTimestamp();
+        {
+            if (!_lastSeen.ContainsKey(node)) return;
+            _disconnectedAt[node] = now;
+            // Look soon (not at once: a region's connections close over a few milliseconds, and one look should see most
+            // of them), so the region's nodes are marked suspect before new work is placed on them.
+            ScheduleTickLocked(now + _time.TimestampFrequency / 10, now);
+        }
+    }
+
+    // Moves the timer so a tick runs at dueTs (caller holds _lock). Debounced: an earlier or equal pending early tick
+    // stands, so a region's thousands of disconnects change the timer once.
+    private void ScheduleTickLocked(long dueTs, long now)
+    {
+        if (_timer is null || _periodTicks <= 0) return;
+        if (_earlyTickAt > now && _earlyTickAt <= dueTs) return;
+        if (dueTs - now >= _periodTicks && _earlyTickAt == 0) return; // the periodic tick comes first anyway
+        _earlyTickAt = dueTs;
+        var due = TimeSpan.FromSeconds(Math.Max(0, dueTs - now) / (double)_time.TimestampFrequency);
+        _timer.Change(due, TimeSpan.FromSeconds(_periodTicks / (double)_time.TimestampFrequency));
     }
 
     /// <summary>
@@ -566,11 +616,17 @@ public sealed class NodeLifecycleController : IDisposable
     {
         var losses = _cell.DomainLosses;
         List<(NodeId Node, string Region, bool Away, bool Long)> rows;
+        List<string>? deadRegions = null;
         lock (_lock)
         {
             if (_disconnectedAt.Count == 0 && losses.Count == 0) return 0;
             rows = new List<(NodeId, string, bool, bool)>(_lastSeen.Count);
             var snap = _cell.Snapshot();
+            // Nodes already declared lost still count for their region (as away): without them, a region whose first 28 of
+            // 30 nodes were just fenced has 2 tracked nodes left, below RegionLossMinNodes, and its last two (whose closes
+            // were seen a moment later) would wait for their leases instead of their grace (seen in the drill under load).
+            foreach (var node in _dead)
+                if (snap.TryGetNode(node, out var dv) == SnapshotRead.Ok && dv.Spec.Region.Length > 0) (deadRegions ??= new()).Add(dv.Spec.Region);
             foreach (var (node, seen) in _lastSeen)
             {
                 if (snap.TryGetNode(node, out var v) != SnapshotRead.Ok) continue;
@@ -579,22 +635,27 @@ public sealed class NodeLifecycleController : IDisposable
                 rows.Add((node, v.Spec.Region, leaseGone || disc, leaseGone || (disc && now - at >= _regionGraceTicks)));
             }
         }
-        var perRegion = new Dictionary<string, (int Total, int Away)>(StringComparer.Ordinal);
+        var perRegion = new Dictionary<string, (int Total, int Away, int Dead)>(StringComparer.Ordinal);
         int total = rows.Count, awayAll = 0;
         foreach (var r in rows)
         {
             if (r.Away) awayAll++;
             if (r.Region.Length == 0) continue;
             var c = perRegion.TryGetValue(r.Region, out var x) ? x : default;
-            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0));
+            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead);
         }
+        // Dead nodes count in their own region's fraction only (only where it has tracked nodes: nothing else to fence),
+        // not in the cell-wide brake figures, which stay about the nodes tracked now.
+        if (deadRegions is not null)
+            foreach (var region in deadRegions)
+                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1);
         List<string>? lost = null;
         foreach (var (region, c) in perRegion)
         {
-            if (c.Away == 0) continue;
+            if (c.Away - c.Dead == 0) continue;
             bool confirmed = false;
             foreach (var d in losses) if (string.Equals(d.Domain, region, StringComparison.Ordinal)) { confirmed = true; break; }
-            int outside = total - c.Total, awayOutside = awayAll - c.Away;
+            int outside = total - (c.Total - c.Dead), awayOutside = awayAll - (c.Away - c.Dead);
             // The signal never overrides the brake: with more than the mass-silence fraction of the whole cell away, only
             // an operator's confirmation evicts (the brake's case); it only lifts the rate limit for a loss confined to one region.
             bool signal = c.Total >= _options.RegionLossMinNodes && c.Away >= _options.RegionLossFraction * c.Total
@@ -605,6 +666,7 @@ public sealed class NodeLifecycleController : IDisposable
         var fenced = new List<NodeId>();
         lock (_lock)
         {
+            long graceDue = long.MaxValue;
             foreach (var r in rows)
             {
                 if (!r.Away || !lost.Contains(r.Region)) continue;
@@ -615,6 +677,7 @@ public sealed class NodeLifecycleController : IDisposable
                 if (!leaseGone && !disc) continue;
                 if (!leaseGone && now - at < _regionGraceTicks)
                 {
+                    graceDue = Math.Min(graceDue, at + _regionGraceTicks);
                     // Within the grace: suspect only, so nothing new is placed in the disappearing region meanwhile. Only a
                     // schedulable node is marked (as for lease suspects): a draining node keeps its operator's status.
                     if (!_suspect.Contains(r.Node) && _cell.Snapshot().TryGetNode(r.Node, out var sv) == SnapshotRead.Ok && sv.Status == NodeStatus.Schedulable)
@@ -634,6 +697,8 @@ public sealed class NodeLifecycleController : IDisposable
                 fenced.Add(r.Node);
             }
             _suspectCount = _suspect.Count;
+            // Fence at the grace's end, not at the first periodic tick after it (up to a period later).
+            if (graceDue != long.MaxValue) ScheduleTickLocked(graceDue + _time.TimestampFrequency / 1000, now);
         }
         // Release the whole region first, then requeue everything at once, highest priority first. Requeuing node by node
         // let the scheduler place the first nodes' low-priority work (a filler of best-effort tasks) into the healthy

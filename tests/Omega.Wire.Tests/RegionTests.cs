@@ -135,6 +135,77 @@ public sealed class RegionTests
     }
 
     [Fact]
+    public async Task On_a_fresh_server_a_lost_region_is_marked_suspect_soon_after_its_disconnect_and_fenced_when_the_grace_ends_not_at_a_later_tick()
+    {
+        // Issue 13's recovery breakdown: (1) a fresh cell has no recovered node to wait for, so no restart grace delays the
+        // regional signal (before: nothing was judged for one lease after the start); (2) the periodic lifecycle timer
+        // (1 s here) is moved forward so the region is marked suspect ~0.1 s after its connections close and fenced at
+        // the end of the 2 s regional grace, not at the first periodic tick after it.
+        await using var fx = ServerFixture.Start(o => { o.NodeLease = Lease; o.EvictionsPerSecond = 1; o.LifecyclePeriod = TimeSpan.FromSeconds(1); }, fakeTime: true);
+        var lc = fx.Server.Lifecycle;
+        var clients = new List<(RawClient C, int Id, string Region)>();
+        foreach (var region in new[] { "r-a", "r-b", "r-c" })
+            for (int i = 0; i < 4; i++)
+            {
+                var (c, id) = await RegisterAsync(fx, $"{region}-{i}", region, $"{region}-z");
+                clients.Add((c, id, region));
+            }
+        // Well within the first lease after the start; half-way between two periodic ticks (at 1 s and 2 s).
+        fx.Fake!.Advance(TimeSpan.FromSeconds(1.5));
+        var lostIds = clients.Where(x => x.Region == "r-a").Select(x => new NodeId(x.Id)).ToList();
+        foreach (var x in clients.Where(x => x.Region == "r-a")) x.C.Dispose();
+        await Wait.UntilAsync(() => lostIds.All(lc.IsDisconnected), "the server sees the connections closed");
+        // 0.1 s later (no periodic tick is due before 2 s): the region is suspect, nothing is evicted yet.
+        fx.Fake.Advance(TimeSpan.FromMilliseconds(150));
+        Assert.All(lostIds, n => Assert.Equal(NodeStatus.Down, StatusOf(fx.Cell, n)));
+        Assert.Equal(0, lc.EvictedCount);
+        // Just before the grace ends (the periodic ticks at 2 s and 3 s find it within the grace): still only suspect.
+        fx.Fake.Advance(TimeSpan.FromSeconds(1.8));
+        Assert.Equal(0, lc.EvictedCount);
+        // Just after the grace ends, and well before the next periodic tick (4 s): fenced, all four, by the regional signal.
+        fx.Fake.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(4, lc.EvictedFor(EvictionReason.RegionLost));
+        Assert.All(lostIds, n => Assert.Equal(NodeStatus.Fenced, StatusOf(fx.Cell, n)));
+        foreach (var x in clients.Where(x => x.Region != "r-a")) Assert.Equal(NodeStatus.Schedulable, StatusOf(fx.Cell, new NodeId(x.Id)));
+        foreach (var (c, _, _) in clients) c.Dispose();
+    }
+
+    [Fact]
+    public async Task A_node_of_a_lost_region_whose_close_is_seen_after_the_rest_was_fenced_is_fenced_after_its_grace_not_its_lease()
+    {
+        // The fenced nodes still count for their region: 4 of 5 fenced, then the 5th's close arrives — 5 of 5 away, so the
+        // regional signal fences it after the 2 s grace. (Counting only tracked nodes, the region had 1 node left, below
+        // RegionLossMinNodes, and it waited for its 10 s lease: seen in the drill under load.)
+        await using var fx = ServerFixture.Start(o => { o.NodeLease = Lease; o.EvictionsPerSecond = 1; }, fakeTime: true);
+        var lc = fx.Server.Lifecycle;
+        var clients = new List<(RawClient C, int Id, string Region)>();
+        foreach (var region in new[] { "r-a", "r-b", "r-c" })
+            for (int i = 0; i < 5; i++)
+            {
+                var (c, id) = await RegisterAsync(fx, $"{region}-{i}", region, $"{region}-z");
+                clients.Add((c, id, region));
+            }
+        var ra = clients.Where(x => x.Region == "r-a").ToList();
+        foreach (var x in ra.Take(4)) x.C.Dispose();
+        await Wait.UntilAsync(() => ra.Take(4).All(x => lc.IsDisconnected(new NodeId(x.Id))), "the server sees four connections closed");
+        Assert.Equal(0, lc.Tick().Evicted);
+        fx.Fake!.Advance(TimeSpan.FromSeconds(2.1));
+        Assert.Equal(4, lc.Tick().Evicted);
+        Assert.Equal(NodeStatus.Schedulable, StatusOf(fx.Cell, new NodeId(ra[4].Id)));
+
+        ra[4].C.Dispose();
+        await Wait.UntilAsync(() => lc.IsDisconnected(new NodeId(ra[4].Id)), "the server sees the fifth connection closed");
+        Assert.Equal(0, lc.Tick().Evicted);
+        Assert.Equal(NodeStatus.Down, StatusOf(fx.Cell, new NodeId(ra[4].Id)));
+        fx.Fake.Advance(TimeSpan.FromSeconds(2.1)); // 4.2 s after the start: far from the 10 s lease
+        Assert.Equal(1, lc.Tick().Evicted);
+        Assert.Equal(5, lc.EvictedFor(EvictionReason.RegionLost));
+        Assert.Equal(NodeStatus.Fenced, StatusOf(fx.Cell, new NodeId(ra[4].Id)));
+        foreach (var x in clients.Where(x => x.Region != "r-a")) Assert.Equal(NodeStatus.Schedulable, StatusOf(fx.Cell, new NodeId(x.Id)));
+        foreach (var (c, _, _) in clients) c.Dispose();
+    }
+
+    [Fact]
     public async Task An_operator_confirming_a_region_lost_evicts_it_at_once_even_under_the_brake()
     {
         // Two regions, the larger one silent: 6 of 10 nodes is a mass silence, so the brake holds and the signal does not fire.

@@ -13,7 +13,7 @@ namespace Omega.Cli.Drill;
 /// <summary>What one drill run is asked to do (<c>omega drill region-loss</c>).</summary>
 internal sealed record DrillOptions(int Regions, int AgentsPerRegion, int AgentProcesses, double Cores, double MemoryGiB, int CriticalReplicas,
     double ReadySeconds, double ObjectiveSeconds, double TimeoutSeconds, string DataDirectory, string? ReportDirectory, int Seed, bool KeepData,
-    double FraudDeadlineSeconds = 30);
+    double FraudDeadlineSeconds = 30, string Mode = "loss");
 
 /// <summary>
 /// <c>omega drill region-loss</c> (issue 13): seed 001's regional failover drill against a real <c>omega serve</c> child
@@ -46,15 +46,21 @@ internal static class RegionLossDrill
         var report = new Option<string?>("--report") { Description = "Write README.md and a timeline chart (timeline.png) into this directory." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
         var fraudDeadline = new Option<double>("--fraud-deadline-seconds") { Description = "Deadline of every fraud batch job, from its creation (spec.deadlineSeconds).", DefaultValueFactory = _ => 30 };
+        var mode = new Option<string>("--mode") { Description = "loss: the region's agents disconnect (sockets close); partition: they stay connected through a relay that drops every byte both ways (detection by lease), and the partition heals after the recovery.", DefaultValueFactory = _ => "loss" };
         var cmd = new Command("region-loss", "Lose one region's agents at once and measure the time until every critical service has 4 serving replicas in a healthy region.")
         {
-            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed, fraudDeadline,
+            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed, fraudDeadline, mode,
         };
         cmd.SetAction(async (r, cancel) =>
         {
             var o = new DrillOptions(r.GetValue(regions), r.GetValue(agents), r.GetValue(procs), r.GetValue(cores), r.GetValue(memory), r.GetValue(replicas),
                 r.GetValue(ready), r.GetValue(objective), r.GetValue(timeout), r.GetValue(data) ?? "", r.GetValue(report), r.GetValue(seed) ?? Random.Shared.Next(), r.GetValue(data) is not null,
-                r.GetValue(fraudDeadline));
+                r.GetValue(fraudDeadline), r.GetValue(mode) ?? "loss");
+            if (o.Mode is not ("loss" or "partition"))
+            {
+                Console.Error.WriteLine("omega drill region-loss: --mode is loss or partition");
+                return 2;
+            }
             if (o.Regions is < 3 or > 8 || o.AgentsPerRegion is < 4 or > 50_000 || o.AgentProcesses is < 0 or > 64 || o.CriticalReplicas is < 4 or > 1000
                 || !(o.Cores > 0) || !(o.MemoryGiB > 0) || !(o.ReadySeconds > 0) || !(o.ObjectiveSeconds > 0) || !(o.TimeoutSeconds > 0)
                 || !(o.FraudDeadlineSeconds is >= 1 and <= 86_400))
@@ -108,6 +114,11 @@ internal static class RegionLossDrill
         using var serve = ChildProcess.Start("serve", ["serve", "--listen", endpoint.ToString(), "--data", dataDir, "--insecure", "--no-auth",
             "--tenant", "critical", "--tenant", "batch", "--tenant", "search", "--tenant", "analytics"]);
         var fleets = new List<(string Region, AgentFleet Fleet)>();
+        // Partition mode (issue 13): the lost region's agents connect through a relay that can drop every byte.
+        bool partition = o.Mode == "partition";
+        await using var relay = partition ? new Omega.Transport.PartitionRelay(endpoint) : null;
+        var breakdown = new RecoveryBreakdown();
+        if (partition) Console.WriteLine($"  mode partition: {lost}'s agents connect through a relay on {relay!.EndPoint} that will drop every byte both ways without closing (agents fence on lease loss)");
         var children = new List<(string Region, ChildProcess Process)>();
         try
         {
@@ -121,8 +132,14 @@ internal static class RegionLossDrill
             {
                 if (o.AgentProcesses == 0)
                 {
-                    var fleet = new AgentFleet(new FleetOptions(endpoint, o.AgentsPerRegion, capacity, 4, 3, o.Seed + i * 100_003, names[i],
-                        ReadySeconds: o.ReadySeconds, Region: names[i], Zones: 3, BatchPriority: BatchPriority));
+                    string region = names[i];
+                    var fleet = new AgentFleet(new FleetOptions(partition && i == 0 ? relay!.EndPoint : endpoint, o.AgentsPerRegion, capacity, 4, 3, o.Seed + i * 100_003, names[i],
+                        ReadySeconds: o.ReadySeconds, Region: names[i], Zones: 3, BatchPriority: BatchPriority))
+                    {
+                        TracePriority = CriticalPriority,
+                        Trace = (kind, task, ts) => breakdown.Record(kind, region, task, ts),
+                        FenceOnLeaseLoss = partition,
+                    };
                     fleets.Add((names[i], fleet));
                     await fleet.StartAsync(cancel).ConfigureAwait(false);
                     continue;
@@ -131,7 +148,8 @@ internal static class RegionLossDrill
                 for (int p = 0, left = o.AgentsPerRegion; left > 0; p++, left -= per)
                 {
                     int n = Math.Min(per, left);
-                    children.Add((names[i], ChildProcess.Start($"agents {names[i]}/{p}", ["agents", "--connect", endpoint.ToString(), "--count", n.ToString(ci),
+                    children.Add((names[i], ChildProcess.Start($"agents {names[i]}/{p}", ["agents", "--connect", (partition && i == 0 ? relay!.EndPoint : endpoint).ToString(), "--count", n.ToString(ci),
+                        "--trace-priority", CriticalPriority.ToString(ci), .. (partition ? (string[])["--fence-on-lease-loss"] : []),
                         "--cores", o.Cores.ToString(ci), "--memory-gib", o.MemoryGiB.ToString(ci), "--racks", "4", "--task-seconds", "3",
                         "--name-prefix", $"{names[i]}-p{p}", "--seed", (o.Seed + i * 100_003 + p).ToString(ci), "--region", names[i], "--zones", "3",
                         "--batch-priority", BatchPriority.ToString(ci), "--ready-seconds", o.ReadySeconds.ToString(ci), "--insecure"])));
@@ -238,12 +256,32 @@ internal static class RegionLossDrill
             long versionAtLoss = await CellVersionAsync(client, cancel).ConfigureAwait(false);
             Console.WriteLine($"  workloads: 2 critical x {o.CriticalReplicas} (priority {CriticalPriority}, prefer {lost}), search {search} (priority {SearchPriority}), fraud batch {fraud} (priority {BatchPriority}), analytics filler {filler} in {fillerParts} workloads (priority {FillerPriority}); {before.Count:N0} bindings in {lost}");
 
+            // The breakdown's starting point: what each critical workload serves where, and its uid (its tasks' job ids carry it).
+            var limits = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var t in critical)
+                if (await GetAsync(client, "critical", t.Name, cancel).ConfigureAwait(false) is { } cw)
+                {
+                    breakdown.Track(t.Name, cw.Metadata.Uid, cw.Status.ServingByRegion);
+                    limits[t.Name] = cw.Spec.Replicas + cw.Spec.MaxSurge;
+                }
+
             // ---------------------------------------------------------------- the loss
+            breakdown.Start(Stopwatch.GetTimestamp());
             var clock = Stopwatch.StartNew();
-            foreach (var (region, fleet) in fleets) if (region == lost) await fleet.DisconnectAllAsync().ConfigureAwait(false);
-            foreach (var (region, child) in children) if (region == lost) child.Kill();
+            if (partition) relay!.Partition();
+            else
+            {
+                foreach (var (region, fleet) in fleets) if (region == lost) await fleet.DisconnectAllAsync().ConfigureAwait(false);
+                foreach (var (region, child) in children) if (region == lost) child.Kill();
+            }
             double disconnectSeconds = clock.Elapsed.TotalSeconds;
-            Console.WriteLine($"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
+            Console.WriteLine(partition
+                ? $"  t=0: every agent of {lost} partitioned (connections open, every byte dropped both ways)"
+                : $"  t=0: every agent of {lost} disconnected ({disconnectSeconds:0.000} s to close them)");
+            int maxRunning = 0;
+            // Partition mode: the server cannot know of a partition before the leases end, so work bound in the region
+            // until then is legitimate; from the fence to the heal nothing may be bound there (after the heal it is healthy).
+            long regionCheckFrom = partition ? long.MaxValue : versionAtLoss;
 
             var violations = new List<string>();
             int audits = 0;
@@ -269,16 +307,32 @@ internal static class RegionLossDrill
                     if (c.RecoveredAt is null && best >= 4) { c.RecoveredAt = t; c.RecoveredIn = bestRegion; }
                     all &= c.RecoveredAt is not null;
                 }
+                bool wasFenced = breakdown.Fenced is not null;
+                await DrillStages.ObserveStagesAsync(client, breakdown, o.AgentsPerRegion, clock, cancel).ConfigureAwait(false);
+                if (partition && !wasFenced && breakdown.Fenced is not null) regionCheckFrom = await CellVersionAsync(client, cancel).ConfigureAwait(false);
+                if (partition) maxRunning = Math.Max(maxRunning, DrillStages.CheckRunning(fleets, breakdown, limits, violations));
                 if (t >= nextAudit)
                 {
                     nextAudit = t + 0.5;
                     audits++;
-                    await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
+                    await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
                     await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
                 }
                 if (all) break;
                 await Task.Delay(100, cancel).ConfigureAwait(false);
             }
+            // Partition mode: heal only once the whole region has been evicted (the leases end over a heartbeat interval
+            // plus the server's lag allowance, which can outlast a quick recovery), so the heal always meets fenced tasks.
+            while (partition && breakdown.Fenced is null && clock.Elapsed.TotalSeconds < o.TimeoutSeconds + 30)
+            {
+                await Task.Delay(100, cancel).ConfigureAwait(false);
+                await DrillStages.ObserveStagesAsync(client, breakdown, o.AgentsPerRegion, clock, cancel).ConfigureAwait(false);
+                if (breakdown.Fenced is not null) regionCheckFrom = await CellVersionAsync(client, cancel).ConfigureAwait(false);
+                maxRunning = Math.Max(maxRunning, DrillStages.CheckRunning(fleets, breakdown, limits, violations));
+            }
+            if (partition) await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
+            if (partition) regionCheckFrom = long.MaxValue;
+            string healed = partition ? await DrillStages.HealAsync(client, relay!, fleets, lost, breakdown, limits, violations, cancel).ConfigureAwait(false) : "";
             // Fraud deadlines: wait until each job has completed or the server reports its deadline passed (bounded by
             // the deadline itself plus a margin for the controller's look at that instant).
             while (true)
@@ -304,7 +358,7 @@ internal static class RegionLossDrill
             }
             // Once more at the end, after everything settled for a moment.
             await Task.Delay(500, cancel).ConfigureAwait(false);
-            await AuditAsync(client, lostNodes, versionAtLoss, violations).ConfigureAwait(false);
+            await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
             audits++;
             await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
             var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
@@ -340,6 +394,11 @@ internal static class RegionLossDrill
             }
             times.Sort();
             if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");
+            foreach (var (_, child) in children) breakdown.RecordChildOutput(child.Output);
+            foreach (var l in breakdown.Lines(critical.Select(c => (c.Name, c.RecoveredIn.Length > 0 ? c.RecoveredIn : c.Failover, c.RecoveredAt)),
+                partition ? $"detection by lease: the node lease is {new Omega.Server.ServerOptions().NodeLease.TotalSeconds:0.#} s" : $"the regional grace is {new Omega.Server.ServerOptions().RegionLossGrace.TotalSeconds:0.#} s", o.ReadySeconds))
+                Console.WriteLine($"  {l}");
+            if (partition) Console.WriteLine($"  partition: at most {maxRunning} critical replicas running on agents at once (limit: replicas + maxSurge per workload); {healed}");
             Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost})");
             foreach (var v in violations.Take(20)) Console.WriteLine($"    violation: {v}");
             int misses = 0, unsettled = 0;

@@ -62,6 +62,24 @@ internal sealed class AgentFleet : IAsyncDisposable
     /// <summary>Optional: called with each Run binding's version when it arrives (the bind-latency probe).</summary>
     public Action<long>? OnRunBinding { get; init; }
 
+    /// <summary>
+    /// Optional (the drill's recovery breakdown, issue 13): tasks bound with this priority are traced — each Run binding
+    /// when it arrives and each ready report when it is sent — through <see cref="Trace"/>.
+    /// </summary>
+    public int? TracePriority { get; init; }
+
+    /// <summary>Called with ("bound" or "ready", the task, <see cref="Stopwatch.GetTimestamp"/> then) for traced tasks; must not block.</summary>
+    public Action<string, TaskId, long>? Trace { get; init; }
+
+    /// <summary>Whether the agents fence themselves when their lease is not renewed in time (<see cref="AgentOptions.FenceOnLeaseLoss"/>).</summary>
+    public bool FenceOnLeaseLoss { get; init; }
+
+    // Traced tasks (few: the critical ones), to trace their ready reports too. Guarded by _dueLock.
+    private readonly HashSet<TaskId> _traced = new();
+
+    /// <summary>The agents (for the drill's checks after a partition heals).</summary>
+    public IReadOnlyList<AgentClient> Agents => _agents;
+
     /// <summary>Run bindings received.</summary>
     public long Received => Interlocked.Read(ref _received);
 
@@ -114,6 +132,7 @@ internal sealed class AgentFleet : IAsyncDisposable
                 OnBinding = OnBinding,
                 Transport = o.Transport ?? new Omega.Transport.TransportOptions(),
                 JoinToken = o.JoinToken,
+                FenceOnLeaseLoss = FenceOnLeaseLoss,
             });
             _agents.Add(agent);
         }
@@ -138,6 +157,8 @@ internal sealed class AgentFleet : IAsyncDisposable
         }
         Interlocked.Increment(ref _received);
         OnRunBinding?.Invoke(b.Version);
+        bool traced = TracePriority is { } tp && b.Priority == tp && Trace is not null;
+        if (traced) Trace!("bound", b.Task, Stopwatch.GetTimestamp());
         agent.Report(b.Task, b.Generation, TaskState.Running);
         double seconds;
         lock (_dueLock)
@@ -148,6 +169,7 @@ internal sealed class AgentFleet : IAsyncDisposable
                     ? double.PositiveInfinity
                     : -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble()));
             // Ready only if it runs longer than its readiness delay (a task done sooner never served).
+            if (traced) _traced.Add(b.Task);
             if (seconds > _options.ReadySeconds)
                 _due.Enqueue((agent, b.Task, b.Generation, TaskState.Ready), now + (long)(_options.ReadySeconds * Stopwatch.Frequency));
             if (double.IsFinite(seconds))
@@ -172,6 +194,12 @@ internal sealed class AgentFleet : IAsyncDisposable
                 }
                 if (item.Agent.Report(item.Task, item.Generation, item.State))
                 {
+                    if (item.State == TaskState.Ready && Trace is { } trace)
+                    {
+                        bool t;
+                        lock (_dueLock) t = _traced.Contains(item.Task);
+                        if (t) trace("ready", item.Task, Stopwatch.GetTimestamp());
+                    }
                     Interlocked.Increment(ref item.State == TaskState.Ready ? ref _ready : ref _completed);
                     touched.Add(item.Agent);
                 }

@@ -272,9 +272,11 @@ internal static class ServeCommand
         var zones = new Option<int>("--zones") { Description = "Zones within --region the nodes are spread over (REGION-a, REGION-b, ...).", DefaultValueFactory = _ => 0 };
         var batchPriority = new Option<int?>("--batch-priority") { Description = "Workload replicas run until stopped, except those of this priority (batch), which run --task-seconds on average." };
         var readySeconds = new Option<double>("--ready-seconds") { Description = "Seconds from a task's binding to its ready report (start + readiness).", DefaultValueFactory = _ => 0.2 };
+        var tracePriority = new Option<int?>("--trace-priority") { Description = "Print 'trace bound|ready REGION TASK STOPWATCH-TIMESTAMP' for each binding of this priority as it arrives and each ready report as it is sent (the region drill's recovery breakdown)." };
+        var fence = new Option<bool>("--fence-on-lease-loss") { Description = "Agents stop their tasks when their lease is not renewed in time, and reconcile them with the server when they reconnect (partitions)." };
         var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
         {
-            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds,
+            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds, tracePriority, fence,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
@@ -346,7 +348,13 @@ internal static class ServeCommand
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, ReadySeconds: r.GetValue(readySeconds), JoinToken: joinToken,
                 Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority),
-                Replicas: replicas.Count > 1 ? replicas : null));
+                Replicas: replicas.Count > 1 ? replicas : null))
+            {
+                TracePriority = r.GetValue(tracePriority),
+                // Console.WriteLine is synchronized; traced tasks are few (the drill traces its critical replicas only).
+                Trace = r.GetValue(tracePriority) is null ? null : (kind, task, ts) => Console.WriteLine($"trace {kind} {(r.GetValue(region) is { Length: > 0 } rg ? rg : "-")} {task} {ts}"),
+                FenceOnLeaseLoss = r.GetValue(fence),
+            };
             Console.WriteLine($"omega agents: {r.GetValue(count):N0} agents against {r.GetValue(connect)}{(transport.ClientTls is null ? " (plaintext)" : " over TLS")}, seed {s}");
             try
             {
