@@ -220,7 +220,8 @@ internal static class HaSoak
                 }
                 string ep = endpoints[next++ % endpoints.Count];
                 Volatile.Write(ref defragging, 1);
-                var took = await EtcdMaintenance.DefragmentAsync(ep);
+                // Never the raft leader (its stall would hold every lease renewal): leadership moves away first.
+                var took = await EtcdMaintenance.DefragmentMemberAsync(endpoints, ep);
                 Volatile.Write(ref defragging, 0);
                 lock (defrags) defrags.Add((ep, took.TotalMilliseconds));
                 Console.WriteLine($"  defragmented {ep} in {took.TotalMilliseconds:0} ms");
