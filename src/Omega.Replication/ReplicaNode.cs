@@ -469,26 +469,47 @@ public sealed class ReplicaNode : IAsyncDisposable
         };
         var found = await Client.GetAsync(find, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         ByteString from = found.Kvs.Count == 1 ? found.Kvs[0].Key : ByteString.CopyFromUtf8(_logPrefix);
-        for (int page = 0; page < maxPages; page++)
+        // One page read ahead: the next page's key is known from the current page's last header before the page is
+        // applied, so etcd's read (and its transfer, up to 64 entries of 512 KiB) overlaps the apply. A standby slower
+        // than the leader (the soak's) spent its time alternating the two.
+        Task<RangeResponse>? pending = ReadPage(from, ct);
+        try
         {
-            var r = await Client.GetAsync(new RangeRequest { Key = from, RangeEnd = ByteString.CopyFromUtf8(_logEnd), Limit = 64 }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
-            foreach (var kv in r.Kvs)
+            for (int page = 0; page < maxPages; page++)
             {
-                var value = kv.Value.Span;
-                var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
-                if (lastSeq < next) continue;
-                if (firstSeq > next)
-                    throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed)"
-                        + (_options.SnapshotBootstrap ? "" : ": bootstrap it from a copy of another replica's data directory, or enable snapshot bootstrap"));
-                store.Apply(value[LogEntry.HeaderSize..]);
-                next = lastSeq + 1;
-                Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
+                var r = await pending!.ConfigureAwait(false);
+                pending = null;
+                if (r.More && r.Kvs.Count > 0 && page + 1 < maxPages)
+                {
+                    var (_, lastOfPage, _) = LogEntry.ReadHeader(r.Kvs[^1].Value.Span);
+                    pending = ReadPage(ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, Math.Max(next, lastOfPage + 1))), ct);
+                }
+                foreach (var kv in r.Kvs)
+                {
+                    var value = kv.Value.Span;
+                    var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
+                    if (lastSeq < next) continue;
+                    if (firstSeq > next)
+                        throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed)"
+                            + (_options.SnapshotBootstrap ? "" : ": bootstrap it from a copy of another replica's data directory, or enable snapshot bootstrap"));
+                    store.Apply(value[LogEntry.HeaderSize..]);
+                    next = lastSeq + 1;
+                    Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
+                }
+                if (!r.More) return true;
+                if (pending is null) return false; // the round's last page
             }
-            if (!r.More) return true;
-            from = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, next));
+            return false;
         }
-        return false;
+        finally
+        {
+            // A read ahead left behind by a failure (or the round's end) is observed, never left unobserved.
+            if (pending is not null) _ = pending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
     }
+
+    private Task<RangeResponse> ReadPage(ByteString from, CancellationToken ct)
+        => Client.GetAsync(new RangeRequest { Key = from, RangeEnd = ByteString.CopyFromUtf8(_logEnd), Limit = 64 }, deadline: CallDeadline(), cancellationToken: ct);
 
     // ---------------------------------------------------------------- snapshot bootstrap (docs/protocol.md, "Replica snapshots")
 
@@ -658,7 +679,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         }
     }
 
-    // Blocking store work (FASTER's writes, checkpoint and recovery) belongs on a thread of its own, not the pool.
+    // Blocking store work (FASTER's writes, checkpoint and recovery, the promotion's flush) belongs on a thread of its own, not the pool.
     private static Task OnDedicatedThread(Action work)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -675,7 +696,7 @@ public sealed class ReplicaNode : IAsyncDisposable
             {
                 done.SetException(e);
             }
-        }) { IsBackground = true, Name = "omega-snapshot-install" }.Start();
+        }) { IsBackground = true, Name = "omega-replica-store" }.Start();
         return done.Task;
     }
 
@@ -689,7 +710,12 @@ public sealed class ReplicaNode : IAsyncDisposable
         await TailAsync(int.MaxValue, ct).ConfigureAwait(false);
         Interlocked.Exchange(ref _epoch, epoch);
         _shipper = new EtcdLogShipper(Client, _options, _leaderKey, epoch, reason => Depose(reason));
-        var store = Store.Promote(_shipper);
+        // Promote flushes everything applied to the local journal first (WaitForAll: disk I/O for as long as the standby's
+        // unflushed tail), which must not hold a pool thread (the pool starving is how a leader once missed its keepalive).
+        var replica = Store;
+        var shipper = _shipper;
+        ICellStore store = null!;
+        await OnDedicatedThread(() => store = replica.Promote(shipper)).ConfigureAwait(false);
         _gate.Set(true, _options.AdvertiseAddress, epoch);
         Log.Elected(_logger, _options.ReplicaName, epoch, store.DurableSequence, store.DurableVersion, clock.Elapsed.TotalMilliseconds);
         _leadership.TrySetResult(store);
