@@ -707,7 +707,20 @@ public sealed class ReplicaNode : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         // Catch up to the log's end. Every read now is at a revision after our key's creation, when the previous leader's
         // key was already gone: its later writes all fail their compare, so the log we read is final up to our epoch.
-        await TailAsync(int.MaxValue, ct).ConfigureAwait(false);
+        while (true)
+        {
+            try
+            {
+                await TailAsync(int.MaxValue, ct).ConfigureAwait(false);
+                break;
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested && e.StatusCode is StatusCode.DeadlineExceeded or StatusCode.Unavailable)
+            {
+                // A read held by a stalled member (its deadline) or a member restarting: read on from what was applied.
+                // The session (its own keepalives) decides whether this replica still holds the key.
+                Log.EtcdError(_logger, _options.ReplicaName, "catch-up", e.Status.Detail);
+            }
+        }
         Interlocked.Exchange(ref _epoch, epoch);
         _shipper = new EtcdLogShipper(Client, _options, _leaderKey, epoch, reason => Depose(reason));
         // Promote flushes everything applied to the local journal first (WaitForAll: disk I/O for as long as the standby's

@@ -62,7 +62,10 @@ public sealed class LagBoundTests : IAsyncLifetime
         var o = new ReplicationOptions
         {
             Cluster = _cluster, ReplicaName = name, AdvertiseAddress = $"127.0.0.1:{port}", PollInterval = TimeSpan.FromMilliseconds(50), LeaseTtlSeconds = 5,
-            RetainEntries = 100_000, MaxRetainEntries = 100_000, MaxStandbyLagRecords = 50, TailPagesPerRound = 1,
+            RetainEntries = 100_000, MaxRetainEntries = 100_000, MaxStandbyLagRecords = 30, TailPagesPerRound = 1,
+            // This test is about the lag, not about etcd's latency: a write slowed past the product's 5 s by a loaded
+            // machine must not depose the leader (CI's 2 cores run every test project at once).
+            ShipTimeout = TimeSpan.FromSeconds(30),
         };
         foreach (var e in _etcd.Endpoints) o.Endpoints.Add(e);
         configure?.Invoke(o);
@@ -113,7 +116,7 @@ public sealed class LagBoundTests : IAsyncLifetime
         return long.Parse(key[^19..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>The leader with 300 acknowledged commits (one log entry each), serving snapshots without authentication.</summary>
+    /// <summary>The leader with 150 acknowledged commits (one log entry each), serving snapshots without authentication.</summary>
     private async Task<(ReplicaNode Leader, ICellStore Store, OmegaServer Server, List<int> Acked, NodeId Node)> LeaderWithLog(int port, bool serve)
     {
         var a = await StartReplica("a", port);
@@ -132,7 +135,7 @@ public sealed class LagBoundTests : IAsyncLifetime
         var node = aStore.Cell.AddNode(new NodeSpec("n0", new ResourceVector(1_000_000, 1L << 40)));
         var lease = aStore.Cell.AcquireLease("sched", TimeSpan.FromMinutes(10)).Lease;
         var acked = new List<int>();
-        for (int i = 0; i < 300; i++)
+        for (int i = 0; i < 150; i++)
         {
             var r = await aStore.CommitDurableAsync(Bind(lease, node, i)).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
             Assert.Equal(TransactionStatus.Committed, r.Status);
@@ -147,9 +150,10 @@ public sealed class LagBoundTests : IAsyncLifetime
         var ports = EtcdCluster.FreePorts(2);
         var (a, aStore, server, acked, node) = await LeaderWithLog(ports[0], serve: true);
         long leaderSeq = aStore.DurableSequence;
-        Assert.True(leaderSeq > 300, $"leader at {leaderSeq}");
+        Assert.True(leaderSeq > 150, $"leader at {leaderSeq}");
 
-        // b starts empty: ~300 records behind, the bound is 50. The log starts at sequence 1, so replaying would work:
+        // b starts empty: ~150 records behind, the bound is 30; its first round applies one page of 64 entries, after
+        // which it is still ~90 behind. The log starts at sequence 1, so replaying would work:
         // the bound alone must send it to the snapshot.
         var b = await StartReplica("b", ports[1]);
         await Until(() => Applied(b) >= leaderSeq, TimeSpan.FromSeconds(90), "b to reach the leader's sequence");
@@ -167,7 +171,7 @@ public sealed class LagBoundTests : IAsyncLifetime
         leaderSeq = aStore.DurableSequence;
         await Until(() => Applied(b) >= leaderSeq, TimeSpan.FromSeconds(60), "b to apply the later commit from the log");
         Assert.Equal(1, b.SnapshotsInstalled);
-        Assert.True(b.LagRecords <= 50, $"b's lag {b.LagRecords}");
+        Assert.True(b.LagRecords <= 30, $"b's lag {b.LagRecords}");
 
         // Takeover: b holds every acknowledged commit.
         await server.DisposeAsync();

@@ -60,7 +60,9 @@ public sealed class MemberStallTests : IAsyncLifetime
     private async Task<ReplicaNode> StartReplica(string name)
     {
         // The product's 2 s lease (the default), which the round-7 soak saw lapse during defragmentations.
-        var o = new ReplicationOptions { Cluster = _cluster, ReplicaName = name, AdvertiseAddress = $"127.0.0.1:{name.GetHashCode() & 0x7fff}", PollInterval = TimeSpan.FromMilliseconds(50) };
+        // The ship timeout is raised: this test is about the lease, and a loaded CI machine can slow etcd's writes past the
+        // product's 5 s while a member is stopped; a fenced write still fails at once, whatever the timeout.
+        var o = new ReplicationOptions { Cluster = _cluster, ReplicaName = name, AdvertiseAddress = $"127.0.0.1:{name.GetHashCode() & 0x7fff}", PollInterval = TimeSpan.FromMilliseconds(50), ShipTimeout = TimeSpan.FromSeconds(20) };
         foreach (var e in _etcd!.Endpoints) o.Endpoints.Add(e);
         Assert.Equal(2, o.LeaseTtlSeconds);
         string dir = Path.Combine(Path.GetTempPath(), "omega-stall-" + Guid.NewGuid().ToString("N")[..8]);
