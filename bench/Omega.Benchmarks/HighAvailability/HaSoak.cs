@@ -297,6 +297,9 @@ internal static class HaSoak
         var leaderNode = pair.Nodes[pair.LeaderIndex];
         var standbyNode = pair.Nodes[1 - pair.LeaderIndex];
         var leader = pair.Leader;
+        // The committers' last releases are cell changes no one awaited: make them durable (in etcd) before comparing, or
+        // the resignation below refuses the group holding them and the standby rightly lacks them (a false DIFFERENT).
+        await leader.WaitForDurableAsync(leader.Cell.JournalSequence).AsTask().WaitAsync(TimeSpan.FromSeconds(60));
         var catchUp = Stopwatch.StartNew();
         while (SafeApplied(standbyNode) < leader.DurableSequence && catchUp.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(50);
         int leaderBindings = leader.Cell.AllocationCount;
