@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Omega.Replication;
 
-/// <summary>The replication log events (event ids 1300-1329 belong to Omega.Replication).</summary>
+/// <summary>The replication log events (event ids 1300-1319 and 1320-1339 belong to Omega.Replication).</summary>
 internal static partial class Log
 {
     [LoggerMessage(EventId = 1300, EventName = "ReplicaOpened", Level = LogLevel.Information,
@@ -56,4 +56,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 1312, EventName = "SnapshotNoLeader", Level = LogLevel.Information,
         Message = "Replica {Replica} is behind the trimmed log and no leader is known yet to send a snapshot; waiting")]
     public static partial void SnapshotNoLeader(ILogger logger, string replica);
+
+    [LoggerMessage(EventId = 1320, EventName = "LagBeyondBound", Level = LogLevel.Warning,
+        Message = "Replica {Replica} is {Lag} records behind the log's end, beyond the bound of {Bound}: not a candidate; asking the leader for a snapshot instead of replaying")]
+    public static partial void LagBeyondBound(ILogger logger, string replica, long lag, long bound);
 }

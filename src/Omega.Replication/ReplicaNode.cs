@@ -38,6 +38,7 @@ public sealed class ReplicaNode : IAsyncDisposable
     private readonly string _logPrefix;
     private readonly string _logEnd;
     private EtcdClient? _client;
+    private readonly List<EtcdClient> _memberClients = new();
     private IReplicaStore? _store;
     private Task? _main;
     private EtcdLogShipper? _shipper;
@@ -98,6 +99,8 @@ public sealed class ReplicaNode : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         _store = CellStore.OpenReplica(_storage);
         _client = new EtcdClient(string.Join(",", _options.Endpoints));
+        // One client (channel) per member for the keepalives, so no member's stall can hold another's renewal.
+        foreach (var e in _options.Endpoints) _memberClients.Add(new EtcdClient(e));
         Log.ReplicaOpened(_logger, _options.ReplicaName, _options.Cluster, _store.AppliedSequence, _store.AppliedVersion);
         _main = Task.Run(RunAsync, CancellationToken.None);
         return Task.CompletedTask;
@@ -173,34 +176,120 @@ public sealed class ReplicaNode : IAsyncDisposable
 
     // ---------------------------------------------------------------- session
 
-    /// <summary>Keeps the lease alive; cancels <paramref name="session"/> when etcd says it is gone or it could not be renewed for a TTL.</summary>
+    /// <summary>
+    /// Keeps the lease alive through every etcd member at once; cancels <paramref name="session"/> when etcd says the lease
+    /// is gone, or when no member confirmed a renewal for <see cref="ReplicationOptions.SessionGiveUp"/> (default 2 TTLs).
+    /// </summary>
+    /// <remarks>
+    /// <para>Why one keepalive stream per member, concurrently (docs/high-availability.md, "Keeping the lease"): a member
+    /// stalled by a defragmentation or a pause (SIGSTOP, a long GC, a full disk) holds every call sent to it without an
+    /// answer. With ONE stream, the renewal waits for a deadline and then for a retry that the client's round robin may
+    /// send to the same stalled member again, and two such waits exceed a 2 s TTL (the soak's lapses). With a stream to
+    /// each member, the healthy ones keep renewing whatever one member does. When the stalled member is etcd's raft
+    /// leader, every member's renewal waits for a new raft leader (about one election timeout); that leader then
+    /// refreshes every lease to a full TTL (etcd's lessor promotion), so the lease survives the stall.</para>
+    /// <para>A renewal counts from when its request was SENT (etcd refreshed the lease after that), never from when
+    /// the answer arrived. The give-up bound only ends a session etcd can no longer confirm; it is not what makes the
+    /// leader safe: every write of a leader is fenced at etcd, so a leader that believes it leads a little too long
+    /// can only have its writes refused (and is deposed by that refusal).</para>
+    /// </remarks>
     private async Task KeepAliveAsync(long lease, CancellationTokenSource session)
     {
         var ct = session.Token;
-        var interval = TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 4.0);
-        var lastRenewed = Stopwatch.StartNew();
+        var renewal = new LeaseRenewal(Stopwatch.GetTimestamp());
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var members = new Task[_memberClients.Count];
+        for (int i = 0; i < members.Length; i++) members[i] = KeepAliveThroughAsync(_memberClients[i], _options.Endpoints[i], lease, renewal, lost);
         string reason = "stopped";
+        long giveUpTicks = (long)(_options.EffectiveSessionGiveUp.TotalSeconds * Stopwatch.Frequency);
+        var check = TimeSpan.FromMilliseconds(Math.Max(20, _options.LeaseTtlSeconds * 1000 / 8.0));
+        try
+        {
+            while (!lost.IsCancellationRequested)
+            {
+                await Task.Delay(check, lost.Token).ConfigureAwait(false);
+                long unconfirmed = Stopwatch.GetTimestamp() - renewal.LastConfirmedSentAt;
+                if (unconfirmed >= giveUpTicks)
+                {
+                    reason = $"no etcd member confirmed a renewal for {(double)unconfirmed / Stopwatch.Frequency:0.0} s";
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (lost.IsCancellationRequested)
+        {
+            // a member said the lease is gone (renewal.Gone), or the session ended
+        }
+        if (renewal.Gone is { } gone) reason = gone;
+        await lost.CancelAsync().ConfigureAwait(false);
+        foreach (var m in members)
+        {
+            try
+            {
+                await m.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // stopped
+            }
+        }
+        if (ct.IsCancellationRequested && renewal.Gone is null) return; // the session ended for another reason (stopping, deposed)
+        Log.SessionLost(_logger, _options.ReplicaName, lease, reason);
+        if (Interlocked.Read(ref _epoch) != 0) Depose($"session lost: {reason}");
+        await session.CancelAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The shared state of one lease's per-member keepalive loops.</summary>
+    private sealed class LeaseRenewal(long startedAt)
+    {
+        private long _lastConfirmedSentAt = startedAt;
+
+        /// <summary>The send time (Stopwatch ticks) of the newest request some member confirmed.</summary>
+        public long LastConfirmedSentAt => Interlocked.Read(ref _lastConfirmedSentAt);
+
+        /// <summary>Set when a member answered that the lease no longer exists (authoritative: the lessor is etcd's raft leader's).</summary>
+        public volatile string? Gone;
+
+        public void Confirmed(long sentAt)
+        {
+            long seen = Interlocked.Read(ref _lastConfirmedSentAt);
+            while (sentAt > seen)
+            {
+                long was = Interlocked.CompareExchange(ref _lastConfirmedSentAt, sentAt, seen);
+                if (was == seen) return;
+                seen = was;
+            }
+        }
+    }
+
+    /// <summary>One member's keepalive loop: a stream to that member only, renewed every TTL/4, re-opened when it fails or an answer takes a TTL.</summary>
+    private async Task KeepAliveThroughAsync(EtcdClient member, string endpoint, long lease, LeaseRenewal renewal, CancellationTokenSource lost)
+    {
+        var ct = lost.Token;
+        var interval = TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 4.0);
+        var answerDeadline = TimeSpan.FromSeconds(_options.LeaseTtlSeconds);
         while (!ct.IsCancellationRequested)
         {
             try
             {
-                // One stream per attempt, with a deadline on every answer: a member that stalls (a defragmentation holds
-                // its backend for seconds) is abandoned after half the TTL and the next stream goes to another
-                // member (the client balances calls over all endpoints), before the lease can lapse.
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                using var call = Client.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: attempt.Token);
-                while (!ct.IsCancellationRequested)
+                using var call = member.GetConnection().LeaseClient.LeaseKeepAlive(cancellationToken: attempt.Token);
+                while (true)
                 {
-                    attempt.CancelAfter(TimeSpan.FromMilliseconds(_options.LeaseTtlSeconds * 1000 / 2.0));
+                    // This member may stall for seconds (a defragmentation); the other members' loops renew meanwhile, so
+                    // waiting here costs nothing but this stream, which is abandoned after a TTL and re-opened.
+                    attempt.CancelAfter(answerDeadline);
+                    long sentAt = Stopwatch.GetTimestamp();
                     await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = lease }, attempt.Token).ConfigureAwait(false);
                     if (!await call.ResponseStream.MoveNext(attempt.Token).ConfigureAwait(false)) break;
                     attempt.CancelAfter(Timeout.InfiniteTimeSpan);
                     if (call.ResponseStream.Current.TTL <= 0)
                     {
-                        reason = "etcd says the lease expired";
-                        goto lost;
+                        renewal.Gone ??= $"etcd ({endpoint}) says the lease expired";
+                        await lost.CancelAsync().ConfigureAwait(false);
+                        return;
                     }
-                    lastRenewed.Restart();
+                    renewal.Confirmed(sentAt);
                     await Task.Delay(interval, ct).ConfigureAwait(false);
                 }
             }
@@ -208,34 +297,27 @@ public sealed class ReplicaNode : IAsyncDisposable
             {
                 return;
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && ct.IsCancellationRequested)
+            catch (RpcException) when (ct.IsCancellationRequested)
             {
                 return;
             }
-            catch (RpcException e)
+            catch (RpcException)
             {
-                reason = e.Status.Detail;
+                // this member is down, restarting or stalled past the deadline: the others renew meanwhile
             }
             catch (OperationCanceledException)
             {
-                reason = "no keepalive answer within half the TTL";
+                // no answer within a TTL from this member
             }
-            // Could not renew: past a TTL we cannot know we still hold it, so the session is over for us too.
-            if (lastRenewed.Elapsed.TotalSeconds >= _options.LeaseTtlSeconds) goto lost;
             try
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(50), ct).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(100), ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
         }
-        return;
-    lost:
-        Log.SessionLost(_logger, _options.ReplicaName, lease, reason);
-        if (Interlocked.Read(ref _epoch) != 0) Depose($"session lost: {reason}");
-        await session.CancelAsync().ConfigureAwait(false);
     }
 
     // ---------------------------------------------------------------- standby: tail + campaign
@@ -248,46 +330,57 @@ public sealed class ReplicaNode : IAsyncDisposable
         txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = _leaderKey, Value = value, Lease = lease } });
         txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = _leaderKey } });
         var progressClock = Stopwatch.StartNew();
-        bool first = true;
+        var lastBootstrap = Stopwatch.StartNew();
+        bool first = true, bootstrapped = false;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
             try
             {
+                bool atEnd;
                 try
                 {
-                    await TailAsync(ct).ConfigureAwait(false);
+                    // A bounded round: a standby slower than the leader must come back here to look at its lag and the
+                    // election key, rather than stay inside one endless replay (the soak's 8.7M-record standby).
+                    atEnd = await TailAsync(_options.TailPagesPerRound, ct).ConfigureAwait(false);
                 }
                 catch (ReplicaBehindLogException behind) when (_options.SnapshotBootstrap)
                 {
                     // Behind the trimmed log: it must not campaign (it could not catch up if it won), nor publish a
                     // progress that holds back the trim. Bootstrap from the leader's snapshot, then tail again.
+                    Interlocked.Exchange(ref _lagRecords, long.MaxValue);
                     await BootstrapFromSnapshotAsync(behind.Message, ct).ConfigureAwait(false);
                     await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
                     continue;
                 }
+                long lag = atEnd ? 0 : await LagAsync(ct).ConfigureAwait(false);
+                Interlocked.Exchange(ref _lagRecords, lag);
                 if (first || progressClock.Elapsed >= _options.ProgressInterval)
                 {
                     await PublishProgressAsync(lease, ct).ConfigureAwait(false);
                     progressClock.Restart();
                     first = false;
                 }
-                var r = await Client.TransactionAsync(txn, cancellationToken: ct).ConfigureAwait(false);
+                if (lag > _options.MaxStandbyLagRecords)
+                {
+                    // Beyond the bound: never a candidate (a winner must first replay all of it). With a leader, a snapshot
+                    // is cheaper than replaying a tail that may grow faster than this replica applies; at most one attempt
+                    // per SnapshotRetryInterval, tailing in between. Without a leader the log is static: keep replaying.
+                    var election = await Client.GetAsync(new RangeRequest { Key = _leaderKey }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
+                    if (election.Kvs.Count == 1) ObserveLeader(election.Kvs[0]);
+                    if (_options.SnapshotBootstrap && election.Kvs.Count == 1 && (!bootstrapped || lastBootstrap.Elapsed >= SnapshotRetryInterval))
+                    {
+                        bootstrapped = true;
+                        lastBootstrap.Restart();
+                        Log.LagBeyondBound(_logger, _options.ReplicaName, lag, _options.MaxStandbyLagRecords);
+                        await BootstrapFromSnapshotAsync($"{lag} records behind the log's end, more than the bound of {_options.MaxStandbyLagRecords}", ct).ConfigureAwait(false);
+                    }
+                    continue;
+                }
+                var r = await Client.TransactionAsync(txn, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
                 if (r.Succeeded) return r.Header.Revision; // the put's revision is the key's create revision: our epoch
                 var kvs = r.Responses[0].ResponseRange.Kvs;
-                if (kvs.Count == 1)
-                {
-                    string v = kvs[0].Value.ToStringUtf8();
-                    int nl = v.IndexOf('\n', StringComparison.Ordinal);
-                    string name = nl < 0 ? v : v[..nl];
-                    string address = nl < 0 ? "" : v[(nl + 1)..];
-                    if (!string.Equals(_observedLeader, v, StringComparison.Ordinal))
-                    {
-                        _observedLeader = v;
-                        Log.LeaderObserved(_logger, _options.ReplicaName, name, address, kvs[0].CreateRevision);
-                    }
-                    _gate.Set(false, address, kvs[0].CreateRevision);
-                }
+                if (kvs.Count == 1) ObserveLeader(kvs[0]);
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
@@ -295,6 +388,54 @@ public sealed class ReplicaNode : IAsyncDisposable
             }
             await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>How long a standby beyond the lag bound waits between two snapshot attempts (it tails meanwhile).</summary>
+    private static readonly TimeSpan SnapshotRetryInterval = TimeSpan.FromSeconds(5);
+
+    private long _lagRecords;
+
+    /// <summary>
+    /// This standby's lag at its last look: journal records between the newest entry of the log in etcd and what it applied
+    /// (0 when it had read to the end; <see cref="long.MaxValue"/> when the log was trimmed past it). See
+    /// <see cref="ReplicationOptions.MaxStandbyLagRecords"/>.
+    /// </summary>
+    public long LagRecords => Interlocked.Read(ref _lagRecords);
+
+    /// <summary>
+    /// A deadline for one etcd call of the standby loop or the leader's maintenance: a member stalled for good (paused,
+    /// or cut off without a reset) would otherwise hold the call, and with it the loop, forever.
+    /// </summary>
+    private static DateTime CallDeadline() => DateTime.UtcNow.AddSeconds(10);
+
+    private void ObserveLeader(Mvccpb.KeyValue kv)
+    {
+        string v = kv.Value.ToStringUtf8();
+        int nl = v.IndexOf('\n', StringComparison.Ordinal);
+        string name = nl < 0 ? v : v[..nl];
+        string address = nl < 0 ? "" : v[(nl + 1)..];
+        if (!string.Equals(_observedLeader, v, StringComparison.Ordinal))
+        {
+            _observedLeader = v;
+            Log.LeaderObserved(_logger, _options.ReplicaName, name, address, kv.CreateRevision);
+        }
+        _gate.Set(false, address, kv.CreateRevision);
+    }
+
+    /// <summary>Records between the newest log entry's first sequence and the applied sequence (0 when the log is empty or applied).</summary>
+    private async Task<long> LagAsync(CancellationToken ct)
+    {
+        var newest = await Client.GetAsync(new RangeRequest
+        {
+            Key = ByteString.CopyFromUtf8(_logPrefix),
+            RangeEnd = ByteString.CopyFromUtf8(_logEnd),
+            SortOrder = RangeRequest.Types.SortOrder.Descend,
+            SortTarget = RangeRequest.Types.SortTarget.Key,
+            Limit = 1,
+            KeysOnly = true,
+        }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
+        if (newest.Kvs.Count == 0) return 0;
+        return Math.Max(0, LogEntry.SequenceOfKey(newest.Kvs[0].Key.Span) - Store.AppliedSequence);
     }
 
     private Task<PutResponse> PublishProgressAsync(long lease, CancellationToken ct)
@@ -305,10 +446,13 @@ public sealed class ReplicaNode : IAsyncDisposable
             // trim must keep everything after it.
             Value = ByteString.CopyFromUtf8(Store.LocalDurableSequence.ToString(CultureInfo.InvariantCulture)),
             Lease = lease,
-        }, cancellationToken: ct);
+        }, deadline: CallDeadline(), cancellationToken: ct);
 
-    /// <summary>Applies every entry after the store's applied sequence, up to the log's end as of the reads.</summary>
-    private async Task TailAsync(CancellationToken ct)
+    /// <summary>
+    /// Applies the entries after the store's applied sequence, at most <paramref name="maxPages"/> pages of 64; returns
+    /// true when it read to the log's end (as of that read).
+    /// </summary>
+    private async Task<bool> TailAsync(int maxPages, CancellationToken ct)
     {
         var store = Store;
         long next = store.AppliedSequence + 1;
@@ -323,27 +467,49 @@ public sealed class ReplicaNode : IAsyncDisposable
             Limit = 1,
             KeysOnly = true,
         };
-        var found = await Client.GetAsync(find, cancellationToken: ct).ConfigureAwait(false);
+        var found = await Client.GetAsync(find, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         ByteString from = found.Kvs.Count == 1 ? found.Kvs[0].Key : ByteString.CopyFromUtf8(_logPrefix);
-        while (true)
+        // One page read ahead: the next page's key is known from the current page's last header before the page is
+        // applied, so etcd's read (and its transfer, up to 64 entries of 512 KiB) overlaps the apply. A standby slower
+        // than the leader (the soak's) spent its time alternating the two.
+        Task<RangeResponse>? pending = ReadPage(from, ct);
+        try
         {
-            var r = await Client.GetAsync(new RangeRequest { Key = from, RangeEnd = ByteString.CopyFromUtf8(_logEnd), Limit = 64 }, cancellationToken: ct).ConfigureAwait(false);
-            foreach (var kv in r.Kvs)
+            for (int page = 0; page < maxPages; page++)
             {
-                var value = kv.Value.Span;
-                var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
-                if (lastSeq < next) continue;
-                if (firstSeq > next)
-                    throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed)"
-                        + (_options.SnapshotBootstrap ? "" : ": bootstrap it from a copy of another replica's data directory, or enable snapshot bootstrap"));
-                store.Apply(value[LogEntry.HeaderSize..]);
-                next = lastSeq + 1;
-                Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
+                var r = await pending!.ConfigureAwait(false);
+                pending = null;
+                if (r.More && r.Kvs.Count > 0 && page + 1 < maxPages)
+                {
+                    var (_, lastOfPage, _) = LogEntry.ReadHeader(r.Kvs[^1].Value.Span);
+                    pending = ReadPage(ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, Math.Max(next, lastOfPage + 1))), ct);
+                }
+                foreach (var kv in r.Kvs)
+                {
+                    var value = kv.Value.Span;
+                    var (firstSeq, lastSeq, _) = LogEntry.ReadHeader(value);
+                    if (lastSeq < next) continue;
+                    if (firstSeq > next)
+                        throw new ReplicaBehindLogException($"replica {_options.ReplicaName} needs sequence {next} but the log in etcd starts at {firstSeq} (trimmed)"
+                            + (_options.SnapshotBootstrap ? "" : ": bootstrap it from a copy of another replica's data directory, or enable snapshot bootstrap"));
+                    store.Apply(value[LogEntry.HeaderSize..]);
+                    next = lastSeq + 1;
+                    Interlocked.Exchange(ref _appliedRevision, kv.ModRevision);
+                }
+                if (!r.More) return true;
+                if (pending is null) return false; // the round's last page
             }
-            if (!r.More) return;
-            from = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, next));
+            return false;
+        }
+        finally
+        {
+            // A read ahead left behind by a failure (or the round's end) is observed, never left unobserved.
+            if (pending is not null) _ = pending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
+
+    private Task<RangeResponse> ReadPage(ByteString from, CancellationToken ct)
+        => Client.GetAsync(new RangeRequest { Key = from, RangeEnd = ByteString.CopyFromUtf8(_logEnd), Limit = 64 }, deadline: CallDeadline(), cancellationToken: ct);
 
     // ---------------------------------------------------------------- snapshot bootstrap (docs/protocol.md, "Replica snapshots")
 
@@ -359,7 +525,7 @@ public sealed class ReplicaNode : IAsyncDisposable
     /// </summary>
     private async Task BootstrapFromSnapshotAsync(string reason, CancellationToken ct)
     {
-        var election = await Client.GetAsync(new RangeRequest { Key = _leaderKey }, cancellationToken: ct).ConfigureAwait(false);
+        var election = await Client.GetAsync(new RangeRequest { Key = _leaderKey }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         if (election.Kvs.Count == 0)
         {
             Log.SnapshotNoLeader(_logger, _options.ReplicaName);
@@ -513,7 +679,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         }
     }
 
-    // Blocking store work (FASTER's writes, checkpoint and recovery) belongs on a thread of its own, not the pool.
+    // Blocking store work (FASTER's writes, checkpoint and recovery, the promotion's flush) belongs on a thread of its own, not the pool.
     private static Task OnDedicatedThread(Action work)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -530,7 +696,7 @@ public sealed class ReplicaNode : IAsyncDisposable
             {
                 done.SetException(e);
             }
-        }) { IsBackground = true, Name = "omega-snapshot-install" }.Start();
+        }) { IsBackground = true, Name = "omega-replica-store" }.Start();
         return done.Task;
     }
 
@@ -541,10 +707,28 @@ public sealed class ReplicaNode : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         // Catch up to the log's end. Every read now is at a revision after our key's creation, when the previous leader's
         // key was already gone: its later writes all fail their compare, so the log we read is final up to our epoch.
-        await TailAsync(ct).ConfigureAwait(false);
+        while (true)
+        {
+            try
+            {
+                await TailAsync(int.MaxValue, ct).ConfigureAwait(false);
+                break;
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested && e.StatusCode is StatusCode.DeadlineExceeded or StatusCode.Unavailable)
+            {
+                // A read held by a stalled member (its deadline) or a member restarting: read on from what was applied.
+                // The session (its own keepalives) decides whether this replica still holds the key.
+                Log.EtcdError(_logger, _options.ReplicaName, "catch-up", e.Status.Detail);
+            }
+        }
         Interlocked.Exchange(ref _epoch, epoch);
         _shipper = new EtcdLogShipper(Client, _options, _leaderKey, epoch, reason => Depose(reason));
-        var store = Store.Promote(_shipper);
+        // Promote flushes everything applied to the local journal first (WaitForAll: disk I/O for as long as the standby's
+        // unflushed tail), which must not hold a pool thread (the pool starving is how a leader once missed its keepalive).
+        var replica = Store;
+        var shipper = _shipper;
+        ICellStore store = null!;
+        await OnDedicatedThread(() => store = replica.Promote(shipper)).ConfigureAwait(false);
         _gate.Set(true, _options.AdvertiseAddress, epoch);
         Log.Elected(_logger, _options.ReplicaName, epoch, store.DurableSequence, store.DurableVersion, clock.Elapsed.TotalMilliseconds);
         _leadership.TrySetResult(store);
@@ -569,7 +753,7 @@ public sealed class ReplicaNode : IAsyncDisposable
                             // Compact to the revision seen one interval ago: history younger than that stays for watchers.
                             if (seenRevision > lastCompactedAt)
                             {
-                                await Client.CompactAsync(new CompactionRequest { Revision = seenRevision }, cancellationToken: ct).ConfigureAwait(false);
+                                await Client.CompactAsync(new CompactionRequest { Revision = seenRevision }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
                                 Log.Compacted(_logger, _options.ReplicaName, seenRevision);
                                 lastCompactedAt = seenRevision;
                             }
@@ -601,7 +785,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         {
             Key = ByteString.CopyFromUtf8(_options.Prefix + "replicas/"),
             RangeEnd = ByteString.CopyFromUtf8(_options.Prefix + "replicas0"),
-        }, cancellationToken: ct).ConfigureAwait(false);
+        }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         foreach (var kv in progress.Kvs)
             if (long.TryParse(kv.Value.ToStringUtf8(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long seq)) minApplied = Math.Min(minApplied, seq);
         var newest = await Client.GetAsync(new RangeRequest
@@ -612,7 +796,7 @@ public sealed class ReplicaNode : IAsyncDisposable
             SortTarget = RangeRequest.Types.SortTarget.Key,
             Limit = _options.MaxRetainEntries,
             KeysOnly = true,
-        }, cancellationToken: ct).ConfigureAwait(false);
+        }, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         var keys = newest.Kvs;
         // Candidate A: below the entry holding minApplied+1 (everything before it every live replica has), but keeping
         // the newest RetainEntries. Candidate C: below the MaxRetainEntries-th newest, whatever anyone has applied.
@@ -633,7 +817,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         var txn = new TxnRequest();
         txn.Compare.Add(new Compare { Key = _leaderKey, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = epoch });
         txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(_logPrefix), RangeEnd = ByteString.CopyFromUtf8(LogEntry.Key(_options.Prefix, cut)) } });
-        var r = await Client.TransactionAsync(txn, cancellationToken: ct).ConfigureAwait(false);
+        var r = await Client.TransactionAsync(txn, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
         if (!r.Succeeded)
         {
             Depose($"fenced while trimming: the election key is no longer at epoch {epoch}");
@@ -712,6 +896,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         _gate.Set(false, null, 0);
         if (_store is { IsPromoted: false } store) store.Dispose();
         _client?.Dispose();
+        foreach (var m in _memberClients) m.Dispose();
         _stop.Dispose();
         _deposed.Dispose();
     }

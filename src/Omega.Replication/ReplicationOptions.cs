@@ -25,6 +25,27 @@ public sealed class ReplicationOptions
     /// </summary>
     public int LeaseTtlSeconds { get; set; } = 2;
 
+    /// <summary>
+    /// How long a replica goes on believing it holds its session while no etcd member confirms a renewal. Default zero:
+    /// twice <see cref="LeaseTtlSeconds"/>. The keepalives go to every member at once, so this only runs out when no
+    /// member can renew: etcd has no raft leader (a stalled raft leader is replaced within an election timeout, and the
+    /// new one refreshes every lease to a full TTL) or this process cannot reach a quorum. Safety does not rest on it:
+    /// every write of a leader is fenced at etcd (docs/high-availability.md, "Keeping the lease").
+    /// </summary>
+    public TimeSpan SessionGiveUp { get; set; } = TimeSpan.Zero;
+
+    internal TimeSpan EffectiveSessionGiveUp => SessionGiveUp > TimeSpan.Zero ? SessionGiveUp : TimeSpan.FromSeconds(2.0 * LeaseTtlSeconds);
+
+    /// <summary>
+    /// The standby lag bound, in journal records (sequence numbers) between the newest entry of the log in etcd and what
+    /// this replica applied. Default 100,000. A standby beyond it (a) does not campaign: a winner must replay its whole lag
+    /// before it can accept a commit, so a far-behind winner would make the takeover as long as that replay; and (b) while
+    /// a leader exists, bootstraps from the leader's snapshot instead of replaying the tail (when
+    /// <see cref="SnapshotBootstrap"/> is on). With no leader the log does not grow, so a far-behind standby still replays
+    /// it, and campaigns once within the bound: the bound never leaves the cell without a leader for good.
+    /// </summary>
+    public long MaxStandbyLagRecords { get; set; } = 100_000;
+
     /// <summary>How often a standby looks at the election key and the log's end while waiting. Default 100 ms.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
@@ -81,6 +102,9 @@ public sealed class ReplicationOptions
     /// <summary>SnapshotRead requests kept in flight (each at most one chunk, 512 KiB by default, in memory). Default 4.</summary>
     public int SnapshotReadsInFlight { get; set; } = 4;
 
+    /// <summary>Log pages (of 64 entries) a standby applies between two looks at its lag and the election key. Default 16.</summary>
+    internal int TailPagesPerRound { get; set; } = 16;
+
     internal string Prefix => $"/omega/{Cluster}/";
 
     /// <summary>Checks the settings; returns the first problem or null.</summary>
@@ -95,6 +119,8 @@ public sealed class ReplicationOptions
         if (string.IsNullOrWhiteSpace(AdvertiseAddress) || !AdvertiseAddress.Contains(':', StringComparison.Ordinal)) return "the advertised address must be HOST:PORT";
         if (LeaseTtlSeconds is < 1 or > 60) return "the lease TTL must be 1-60 s";
         if (MaxEntryBytes is < 4096 or > 1_400_000) return "the largest entry must be 4 KiB - 1.4 MB (etcd refuses requests over 1.5 MiB)";
+        if (MaxStandbyLagRecords < 1) return "the standby lag bound must be at least 1 record";
+        if (SessionGiveUp < TimeSpan.Zero) return "the session give-up time must not be negative";
         if (SnapshotReadsInFlight is < 1 or > 64) return "snapshot reads in flight: 1-64";
         if (RetainEntries < 0 || MaxRetainEntries < RetainEntries || MaxRetainEntries < 1) return "retained entries: 0 <= RetainEntries <= MaxRetainEntries, MaxRetainEntries >= 1";
         return null;

@@ -113,7 +113,10 @@ internal static class FailoverDriver
         var takeovers = new List<double>();
         // Acknowledged claims: task → node id; commits acknowledged, by the replica that answered and when.
         var acked = new ConcurrentDictionary<TaskId, int>();
-        var ackLog = new ConcurrentQueue<(long At, EndPoint From)>();
+        // Who acknowledged: the endpoint AND the process behind it then. A SIGKILLed leader is restarted on the same
+        // endpoint within 200 ms and may win the next election, so an endpoint alone does not tell the new leader from
+        // the old one (round 7's "no takeover" cycles were that: the restarted r1 led, and the probe ignored it).
+        var ackLog = new ConcurrentQueue<(long At, EndPoint From, int Pid)>();
         // Runs each agent received: task → node name (a second node for one task is a double binding).
         var runs = new ConcurrentDictionary<TaskId, string>();
         var doubles = new ConcurrentQueue<string>();
@@ -171,7 +174,7 @@ internal static class FailoverDriver
                         if (reply.Status == TransactionStatus.Committed && reply.ClaimStatuses.Span[0] == ClaimStatus.Applied)
                         {
                             acked[task] = node;
-                            ackLog.Enqueue((Stopwatch.GetTimestamp(), from));
+                            ackLog.Enqueue((Stopwatch.GetTimestamp(), from, ProcessAt(replicas, from)));
                         }
                     }
                     catch (OperationCanceledException) { return; }
@@ -201,17 +204,19 @@ internal static class FailoverDriver
                 var leader = replicas.First(r => r.EndPoint.Equals(leaderEp));
                 bool pause = cycle % 2 == 0;
                 Process victim;
+                int victimPid;
                 long killedAt;
                 lock (supervisorLock)
                 {
                     victim = leader.Process!;
+                    victimPid = victim.Id; // read now: the supervisor disposes the Process once it has exited
                     killedAt = Stopwatch.GetTimestamp();
                     if (pause) { SysKill(victim.Id, SigStop); leader.Paused = true; }
                     else SysKill(victim.Id, SigKill);
                 }
                 // Takeover: from the kill to the first commit a probe gets acknowledged by another replica. The probe waits at
                 // most 1 s for any reply, so a paused leader costs it little; the load's schedulers wait 2 s.
-                double took = await ProbeTakeoverAsync(probe, killedAt, leader.EndPoint, nodeIds[0], ++probeSeq).ConfigureAwait(false);
+                var (took, by) = await ProbeTakeoverAsync(probe, killedAt, leader, victimPid, nodeIds[0], ++probeSeq).ConfigureAwait(false);
                 takeovers.Add(took);
                 if (double.IsPositiveInfinity(took)) violations.Add($"cycle {cycle}: no replica accepted a commit within 60 s of the kill");
                 long tookAt = killedAt + (long)(took * Stopwatch.Frequency);
@@ -219,15 +224,15 @@ internal static class FailoverDriver
                 {
                     // The zombie comes back believing it leads for a moment; its writes must fail at etcd.
                     await Task.Delay(rng.Next(200, 2000)).ConfigureAwait(false);
-                    SysKill(victim.Id, SigCont);
+                    SysKill(victimPid, SigCont);
                     leader.Paused = false;
                 }
                 // A deposed leader (the zombie, once resumed) must not acknowledge anything after the new leader took over.
                 await Task.Delay(500).ConfigureAwait(false);
-                int zombieAcks = ackLog.Count(x => x.From.Equals(leader.EndPoint) && x.At > tookAt);
+                int zombieAcks = ackLog.Count(x => x.From.Equals(leader.EndPoint) && x.Pid == victimPid && x.At > tookAt);
                 if (zombieAcks > 0) violations.Add($"cycle {cycle}: the deposed leader {leader.Name} acknowledged {zombieAcks} commit(s) after the takeover");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"cycle {cycle}/{s.Cycles}: {(pause ? "SIGSTOP" : "SIGKILL")} {leader.Name}, takeover {took:0.000} s, acked {acked.Count}"));
+                    $"cycle {cycle}/{s.Cycles}: {(pause ? "SIGSTOP" : "SIGKILL")} {leader.Name}, takeover {took:0.000} s{by}, acked {acked.Count}"));
                 if (!doubles.IsEmpty) break;
             }
             await stop.CancelAsync().ConfigureAwait(false);
@@ -327,7 +332,30 @@ internal static class FailoverDriver
         }
     }
 
-    private static async Task<double> ProbeTakeoverAsync(FailoverScheduler probe, long killedAt, EndPoint old, int node, ulong seq)
+    /// <summary>The pid of the process serving <paramref name="at"/> now (0 when none).</summary>
+    private static int ProcessAt(IReadOnlyList<Replica> replicas, EndPoint at)
+    {
+        foreach (var r in replicas)
+            if (r.EndPoint.Equals(at))
+            {
+                try
+                {
+                    return r.Process?.Id ?? 0;
+                }
+                catch (InvalidOperationException)
+                {
+                    return 0;
+                }
+            }
+        return 0;
+    }
+
+    /// <summary>
+    /// From the kill to the first commit acknowledged by a process other than the victim: another replica, or the victim's
+    /// endpoint served by a restarted process (a SIGKILLed leader restarts within 200 ms and can win the next election).
+    /// Returns the time and who took over, for the cycle line.
+    /// </summary>
+    private static async Task<(double Seconds, string By)> ProbeTakeoverAsync(FailoverScheduler probe, long killedAt, Replica old, int victimPid, int node, ulong seq)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         ulong attempt = 0;
@@ -343,11 +371,28 @@ internal static class FailoverDriver
             }
             catch (OperationCanceledException)
             {
-                return double.PositiveInfinity; // no leader accepted a commit within a minute: reported as a violation
+                return (double.PositiveInfinity, ""); // no leader accepted a commit within a minute: reported as a violation
             }
             long at = Stopwatch.GetTimestamp();
-            if (reply.Status == TransactionStatus.Committed && !from.Equals(old)) return Stopwatch.GetElapsedTime(killedAt, at).TotalSeconds;
+            if (reply.Status == TransactionStatus.Committed)
+            {
+                if (!from.Equals(old.EndPoint)) return (Stopwatch.GetElapsedTime(killedAt, at).TotalSeconds, $" (by {from})");
+                int pid = old.Process is { } p ? SafePid(p) : 0;
+                if (pid != 0 && pid != victimPid) return (Stopwatch.GetElapsedTime(killedAt, at).TotalSeconds, $" (by {old.Name} restarted)");
+            }
             await Task.Delay(5, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private static int SafePid(Process p)
+    {
+        try
+        {
+            return p.Id;
+        }
+        catch (InvalidOperationException)
+        {
+            return 0;
         }
     }
 

@@ -58,11 +58,13 @@ internal static class HaSoak
         }
     }
 
-    private static ReplicationOptions Replica(IReadOnlyList<string> endpoints, string name, string cluster, int ttl)
+    private static ReplicationOptions Replica(IReadOnlyList<string> endpoints, string name, string cluster, int ttl, int port)
     {
+        // The advertised address is where this replica serves snapshots while it leads (ServeSnapshots): a standby
+        // beyond the lag bound, or behind the trimmed log, bootstraps from it.
         var r = new ReplicationOptions
         {
-            Cluster = cluster, ReplicaName = name, AdvertiseAddress = "127.0.0.1:1", LeaseTtlSeconds = ttl,
+            Cluster = cluster, ReplicaName = name, AdvertiseAddress = $"127.0.0.1:{port}", LeaseTtlSeconds = ttl,
             TrimInterval = TimeSpan.FromSeconds(2), CompactionInterval = TimeSpan.FromSeconds(10), RetainEntries = 200, MaxRetainEntries = 1000,
         };
         foreach (var e in endpoints) r.Endpoints.Add(e);
@@ -91,11 +93,24 @@ internal static class HaSoak
     private static async Task<int> RunAsync(IReadOnlyList<string> endpoints, string root, double minutes, int committers, int claims, int defragEvery, int maxDbMb, int ttl, string outDir, Dictionary<string, object> facts)
     {
         string cluster = "soak" + Guid.NewGuid().ToString("N")[..6];
-        ReplicaNode NewNode(int i) => new(Replica(endpoints, i == 0 ? "a" : "b", cluster, ttl), new StorageOptions { DataDirectory = Path.Combine(root, i == 0 ? "a" : "b") });
+        var ports = EtcdLauncher.FreePorts(2);
+        ReplicaNode NewNode(int i) => new(Replica(endpoints, i == 0 ? "a" : "b", cluster, ttl, ports[i]), new StorageOptions { DataDirectory = Path.Combine(root, i == 0 ? "a" : "b") });
         var pair = new Pair();
+        var servers = new Omega.Server.OmegaServer?[2];
+        // The leader's Omega server, for snapshots only (the committers are in process): no authentication on loopback.
+        void ServeSnapshots(int i, ReplicaNode node, ICellStore store)
+        {
+            var server = new Omega.Server.OmegaServer(store.Cell, null, new IPEndPoint(IPAddress.Loopback, ports[i]), new Omega.Server.ServerOptions
+            {
+                Name = node.Name, Leadership = node.Gate, Snapshots = new ReplicaSnapshotSource(node.Store), Publisher = null, LifecyclePeriod = null,
+            });
+            server.Start();
+            servers[i] = server;
+        }
         pair.Nodes[0] = NewNode(0);
         await pair.Nodes[0].StartAsync();
         pair.Leader = await pair.Nodes[0].Leadership.WaitAsync(TimeSpan.FromSeconds(60));
+        ServeSnapshots(0, pair.Nodes[0], pair.Leader);
         pair.Nodes[1] = NewNode(1);
         await pair.Nodes[1].StartAsync();
 
@@ -135,6 +150,9 @@ internal static class HaSoak
                     pair.TakeoverMs.Add(ms);
                 }
                 Console.WriteLine($"  TAKEOVER: {(other == 0 ? "a" : "b")} leads {ms:0} ms after the deposition; restarting the deposed replica as a standby");
+                if (servers[1 - other] is { } oldServer) await oldServer.DisposeAsync();
+                servers[1 - other] = null;
+                ServeSnapshots(other, pair.Nodes[other], store);
                 await deposed.DisposeAsync();
                 old.Dispose();
                 var fresh = NewNode(1 - other);
@@ -220,7 +238,8 @@ internal static class HaSoak
                 }
                 string ep = endpoints[next++ % endpoints.Count];
                 Volatile.Write(ref defragging, 1);
-                var took = await EtcdMaintenance.DefragmentAsync(ep);
+                // Never the raft leader (its stall would hold every lease renewal): leadership moves away first.
+                var took = await EtcdMaintenance.DefragmentMemberAsync(endpoints, ep);
                 Volatile.Write(ref defragging, 0);
                 lock (defrags) defrags.Add((ep, took.TotalMilliseconds));
                 Console.WriteLine($"  defragmented {ep} in {took.TotalMilliseconds:0} ms");
@@ -278,6 +297,9 @@ internal static class HaSoak
         var leaderNode = pair.Nodes[pair.LeaderIndex];
         var standbyNode = pair.Nodes[1 - pair.LeaderIndex];
         var leader = pair.Leader;
+        // The committers' last releases are cell changes no one awaited: make them durable (in etcd) before comparing, or
+        // the resignation below refuses the group holding them and the standby rightly lacks them (a false DIFFERENT).
+        await leader.WaitForDurableAsync(leader.Cell.JournalSequence).AsTask().WaitAsync(TimeSpan.FromSeconds(60));
         var catchUp = Stopwatch.StartNew();
         while (SafeApplied(standbyNode) < leader.DurableSequence && catchUp.Elapsed < TimeSpan.FromSeconds(60)) await Task.Delay(50);
         int leaderBindings = leader.Cell.AllocationCount;
@@ -285,6 +307,9 @@ internal static class HaSoak
         await leaderNode.ResignAsync();
         var promoted = await standbyNode.Leadership.WaitAsync(TimeSpan.FromSeconds(30));
         bool same = promoted.Cell.AllocationCount == leaderBindings && promoted.Cell.Version == leaderVersion;
+        foreach (var server in servers)
+            if (server is not null) await server.DisposeAsync();
+        Console.WriteLine($"standby snapshots installed (the last standby): {standbyNode.SnapshotsInstalled} (a standby beyond the lag bound of {Replica(endpoints, "x", cluster, ttl, 1).MaxStandbyLagRecords:N0} records bootstraps from the leader's snapshot)");
         var total = all.Summarize();
         var during = defragWindow.Summarize();
         Console.WriteLine($"commits {commits:N0} ({claimCount:N0} bindings) in {clock.Elapsed.TotalSeconds:0} s: {commits / clock.Elapsed.TotalSeconds:0} commits/s, {claimCount / clock.Elapsed.TotalSeconds:0} bindings/s; {refused} not acknowledged at depositions");
