@@ -387,10 +387,24 @@ internal static class RegionLossDrill
             }
             if (critical.Exists(c => c.RecoveredAt is null))
             {
-                var (_, jobs) = await client.InspectAsync(InspectTarget.Jobs, 10_000, cancel).ConfigureAwait(false);
-                foreach (var l in jobs) if (l.Contains("critical", StringComparison.Ordinal) || l.Contains("risk", StringComparison.Ordinal) || l.Contains("billing", StringComparison.Ordinal)) Console.WriteLine($"    job {l}");
-                var (_, allocs) = await client.InspectAsync(InspectTarget.Allocations, 10_000, cancel).ConfigureAwait(false);
-                foreach (var l in allocs) if (l.Contains("tenant=critical", StringComparison.Ordinal)) Console.WriteLine($"    allocation {l}");
+                // Where each critical replica is (priority identifies them), with its node's region, and why it went there.
+                var (_, nodesNow) = await client.InspectAsync(InspectTarget.Nodes, 10_000, cancel).ConfigureAwait(false);
+                var regionOf = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var l in nodesNow)
+                {
+                    var f = l.Split(' ');
+                    int at = l.IndexOf(" region=", StringComparison.Ordinal);
+                    if (f.Length > 1 && at >= 0) regionOf[f[1]] = l[(at + 8)..].Split(' ')[0];
+                }
+                var (_, allocs) = await client.InspectAsync(InspectTarget.Allocations, 100_000, cancel).ConfigureAwait(false);
+                foreach (var l in allocs)
+                {
+                    if (!l.Contains($"priority={CriticalPriority} ", StringComparison.Ordinal)) continue;
+                    var f = l.Split(' ');
+                    Console.WriteLine($"    allocation {l} region={(f.Length > 1 && regionOf.TryGetValue(f[1], out var rg) ? rg : "?")}");
+                    if (TaskId.TryParse(f[0], out var task) && await client.ExplainAsync(task, cancel).ConfigureAwait(false) is { } why)
+                        foreach (var wl in why.Split('\n')) if (wl.Length > 0) Console.WriteLine($"      {wl}");
+                }
             }
             times.Sort();
             if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");

@@ -252,6 +252,7 @@ public sealed class PlacementPipeline
         int probes = 0;
         FillPool(snapshot, rng, wanted, ref probes, probeBudget, stats);
 
+        bool ranked = job.Topology.PreferredRegions.Count > 0;
         for (int t = 0; t < taskIndexes.Length; t++)
         {
             int best = -1;
@@ -285,15 +286,17 @@ public sealed class PlacementPipeline
                 // a critical service's replicas into a third region, and no region reaches the serving count the
                 // recovery objective needs (seen in the region-loss drill: 3 + 3 across two regions). Only jobs that state
                 // a preference pay for the extra planning, and only when the choice missed their best region.
-                if (job.Topology.PreferredRegions.Count > 0 && PreemptionPlanner.RankOf(job.Topology, node.Spec.Region) is var rank && rank > 0)
+                if (ranked && PreemptionPlanner.RankOf(job.Topology, node.Spec.Region) is var bestRank && bestRank > 0)
                 {
                     stats.PreferenceFallbacks++;
-                    if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var better, out var displaced, rankBelow: rank))
+                    // The planner scans wider than the sample: it may also find a better-ranked node with room and no
+                    // victims (the sample missed it); that is a plain placement.
+                    if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var better, out var displaced, rankBelow: bestRank))
                     {
                         _context.Place(better, job.PerTask);
                         if (cache) InvalidateScores(better);
-                        output.Add(new PlannedClaim(taskIndexes[t], better, 0, displaced));
-                        stats.Preemptions++;
+                        output.Add(new PlannedClaim(taskIndexes[t], better, 0, displaced.Length > 0 ? displaced : null));
+                        if (displaced.Length > 0) stats.Preemptions++;
                         continue;
                     }
                 }

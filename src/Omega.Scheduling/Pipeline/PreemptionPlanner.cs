@@ -117,7 +117,14 @@ public sealed class PreemptionPlanner
             for (int f = 0; f < _placementFilters.Length && ok; f++) ok = _placementFilters[f].Filter(context, v) == FilterStatus.Feasible;
             if (!ok) continue;
             examined++;
-            if (!TryChooseVictims(job, v, context, out int top)) continue;
+            int top;
+            if (rankBelow != int.MaxValue && ResourceVector.Fits(v.Allocated + context.TentativeOn(v.Id), job.PerTask, v.Capacity))
+            {
+                // A better-ranked node with room as it is: no victims needed (the decision's sample missed it).
+                _scratch.Clear();
+                top = int.MinValue;
+            }
+            else if (!TryChooseVictims(job, v, context, out top)) continue;
             int rank = topology.PreferredRegions.Count == 0 ? 0 : RankOf(topology, v.Spec.Region);
             if (rank < bestRank || rank == bestRank && (top < bestTop || top == bestTop && _scratch.Count < bestCount))
             {
