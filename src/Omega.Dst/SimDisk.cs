@@ -45,7 +45,7 @@ public sealed class SimDisk : IDurabilityWaiter
 
     private void CheckThread()
     {
-        if (Thread >= 0 && Environment.CurrentManagedThreadId != Thread) OffThread++;
+        if (Thread >= 0 && Environment.CurrentManagedThreadId != Thread) { OffThread++; if (Environment.GetEnvironmentVariable("OMEGA_DST_OFFTHREAD_STACKS") == "1") Console.Error.WriteLine("off-thread journal call:\n" + Environment.StackTrace); }
     }
 
     private void Append(int epoch, ReadOnlySpan<byte> bytes, long lastVersion, long lastSequence = 0)
