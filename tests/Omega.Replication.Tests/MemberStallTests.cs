@@ -4,6 +4,8 @@ using Omega.Cells;
 using Omega.Storage;
 using Xunit.Abstractions;
 
+using static Omega.Replication.Tests.TestWait;
+
 namespace Omega.Replication.Tests;
 
 /// <summary>
@@ -71,16 +73,6 @@ public sealed class MemberStallTests : IAsyncLifetime
         _nodes.Add(node);
         await node.StartAsync();
         return node;
-    }
-
-    private static async Task Until(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout) throw new TimeoutException($"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            await Task.Delay(20);
-        }
     }
 
     private async Task<int> RaftLeader()

@@ -5,6 +5,8 @@ using Omega.Cells;
 using Omega.Storage;
 using Xunit.Abstractions;
 
+using static Omega.Replication.Tests.TestWait;
+
 namespace Omega.Replication.Tests;
 
 /// <summary>Election, fencing, standby catch-up and takeover against a real 3-member etcd (in process).</summary>
@@ -63,16 +65,6 @@ public sealed class ReplicationTests : IAsyncLifetime
         var s = await node.Leadership.WaitAsync(timeout);
         _promoted.Add(s);
         return s;
-    }
-
-    private static async Task Until(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout) throw new TimeoutException($"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            await Task.Delay(20);
-        }
     }
 
     private static (SchedulerLease Lease, NodeId Node) Prepare(ICellStore store)

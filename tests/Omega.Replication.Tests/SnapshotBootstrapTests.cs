@@ -9,6 +9,8 @@ using Omega.Server;
 using Omega.Storage;
 using Xunit.Abstractions;
 
+using static Omega.Replication.Tests.TestWait;
+
 namespace Omega.Replication.Tests;
 
 /// <summary>
@@ -73,16 +75,6 @@ public sealed class SnapshotBootstrapTests : IAsyncLifetime
         _nodes.Add(node);
         await node.StartAsync();
         return node;
-    }
-
-    private static async Task Until(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout) throw new TimeoutException($"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            await Task.Delay(20);
-        }
     }
 
     private static Transaction Bind(SchedulerLease lease, NodeId node, int i)
