@@ -68,7 +68,7 @@ public static class FrameClient
             await ssl.AuthenticateAsClientAsync(authentication, linked.Token).ConfigureAwait(false);
             return ssl;
         }
-        catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or OperationCanceledException or System.ComponentModel.Win32Exception)
+        catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or OperationCanceledException or System.ComponentModel.Win32Exception or System.Security.Cryptography.CryptographicException)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
             if (ex is OperationCanceledException && cancellationToken.IsCancellationRequested) throw;

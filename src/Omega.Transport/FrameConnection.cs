@@ -36,6 +36,8 @@ public sealed partial class FrameConnection
     private bool _outputCompleted;
     private long _lastFrameAt;
     private long _lastReceivedAt;
+    // When the sweep first saw this connection closing (0: not yet); see LingerExpired.
+    private long _closingSeenAt;
     // Bytes of this connection's incomplete frame currently counted in the server-wide budget (processing loop only).
     private readonly ByteBudget? _incompleteBudget;
     private long _incompleteHeld;
@@ -114,6 +116,23 @@ public sealed partial class FrameConnection
 
     /// <summary>True once the connection started closing.</summary>
     public bool IsClosing => Volatile.Read(ref _closing) != 0;
+
+    /// <summary>
+    /// Called by the server's sweep for a closing connection: true once it has been seen closing for longer than
+    /// <paramref name="linger"/>. A graceful close sends what was queued, and then TLS's close_notify, before the socket
+    /// goes; a peer that never reads (its receive window full) would hold that forever, so the sweep aborts such a
+    /// connection after the linger, as SO_LINGER bounds a socket's close. Measured from the first sweep that saw it closing
+    /// (sweep thread only), so no close path has to stamp the time.
+    /// </summary>
+    internal bool LingerExpired(long now, TimeSpan linger)
+    {
+        if (_closingSeenAt == 0)
+        {
+            _closingSeenAt = now;
+            return false;
+        }
+        return (now - _closingSeenAt) / (double)_options.Time.TimestampFrequency >= linger.TotalSeconds;
+    }
 
     /// <summary>Bytes written but not yet accepted by the socket.</summary>
     public long UnsentBytes => Volatile.Read(ref _unsent);
@@ -291,12 +310,24 @@ public sealed partial class FrameConnection
             return;
         }
         if (Interlocked.CompareExchange(ref _closing, 1, 0) == 0) _reason = failure;
-        if (stream is not null) await stream.DisposeAsync().ConfigureAwait(false);
-        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-        _socket.Dispose();
-        _metrics.Closed(_reason);
-        try { _handler.OnDisconnected(this, _reason); }
-        finally { _closed.TrySetResult(); }
+        try
+        {
+            if (stream is not null)
+            {
+                try { await stream.DisposeAsync().ConfigureAwait(false); }
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or NotSupportedException or InvalidOperationException
+                    or System.Security.Cryptography.CryptographicException) { }
+            }
+            try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        }
+        finally
+        {
+            // As in FinishAsync: the connection ends whatever happened above.
+            _socket.Dispose();
+            _metrics.Closed(_reason);
+            try { _handler.OnDisconnected(this, _reason); }
+            finally { _closed.TrySetResult(); }
+        }
     }
 
     private void StartLoops()
@@ -309,19 +340,41 @@ public sealed partial class FrameConnection
 
     private async Task FinishAsync(Task receive, Task send, Task process)
     {
-        await process.ConfigureAwait(false);
-        await send.ConfigureAwait(false);
-        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-        _socket.Dispose();
-        await receive.ConfigureAwait(false);
-        if (_stream is { } stream)
+        // Whatever a loop did, the connection must end: Closed, the disconnect count and OnDisconnected are what the
+        // server's shutdown and every waiter depend on. A loop that faulted (a bug: each loop catches its I/O errors) must
+        // not leave them pending, which would hang the server's DisposeAsync for good.
+        try
         {
-            try { await stream.DisposeAsync().ConfigureAwait(false); }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException) { }
+            await AwaitLoop(process).ConfigureAwait(false);
+            await AwaitLoop(send).ConfigureAwait(false);
+            try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+            _socket.Dispose();
+            await AwaitLoop(receive).ConfigureAwait(false);
+            if (_stream is { } stream)
+            {
+                try { await stream.DisposeAsync().ConfigureAwait(false); }
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or NotSupportedException or InvalidOperationException
+                    or System.Security.Cryptography.CryptographicException) { }
+            }
         }
-        _metrics.Closed(_reason);
-        try { _handler.OnDisconnected(this, _reason); }
-        finally { _closed.TrySetResult(); }
+        finally
+        {
+            _socket.Dispose();
+            _metrics.Closed(_reason);
+            try { _handler.OnDisconnected(this, _reason); }
+            finally { _closed.TrySetResult(); }
+        }
+    }
+
+    // Awaits one of the connection's loops; a fault (a bug) is counted and the connection still ends.
+    private async Task AwaitLoop(Task loop)
+    {
+        try { await loop.ConfigureAwait(false); }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _metrics.LoopFaulted(ex);
+            try { _socket.Dispose(); } catch (ObjectDisposedException) { }
+        }
     }
 
     private async Task ReceiveLoopAsync()
@@ -345,7 +398,7 @@ public sealed partial class FrameConnection
             }
             await writer.CompleteAsync().ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException or AuthenticationException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException or AuthenticationException or System.Security.Cryptography.CryptographicException)
         {
             await writer.CompleteAsync(ex is SocketException ? ex : null).ConfigureAwait(false);
         }
@@ -462,7 +515,7 @@ public sealed partial class FrameConnection
                 if (rr.IsCompleted) break;
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException or AuthenticationException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException or AuthenticationException or System.Security.Cryptography.CryptographicException)
         {
             if (Interlocked.CompareExchange(ref _closing, 1, 0) == 0) _reason = DisconnectReason.SocketError;
         }
@@ -476,10 +529,17 @@ public sealed partial class FrameConnection
             await reader.CompleteAsync().ConfigureAwait(false);
             _input.Reader.CancelPendingRead();
             // TLS: say close_notify first, so the peer can tell our close from a truncation.
+            // It is a write like any other: against a peer that never reads it waits until the sweep's linger aborts the
+            // socket (LingerExpired), and an abort makes it fail at once. It is best effort, so every failure is taken:
+            // at worst the peer sees a truncation. Not only I/O exceptions come out of it: on Linux, with the session
+            // already broken or past its close, OpenSSL's own exception types do (CryptographicException "application
+            // data after close notify", and an internal SslException "error - 5"). One of those escaping this finally
+            // used to fault the send loop, so the connection never ended and the server's shutdown waited on it for
+            // ever (the TLS slow-consumer test's rare hang).
             if (_stream is SslStream ssl)
             {
                 try { await ssl.ShutdownAsync().ConfigureAwait(false); }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or InvalidOperationException or AuthenticationException) { }
+                catch (Exception ex) when (ex is not OutOfMemoryException) { }
             }
             try { _socket.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
         }

@@ -105,7 +105,11 @@ public sealed class FrameServer : IAsyncDisposable
         double freq = _options.Time.TimestampFrequency;
         foreach (var (_, c) in _connections)
         {
-            if (c.IsClosing) continue;
+            if (c.IsClosing)
+            {
+                if (c.LingerExpired(now, _options.CloseLinger)) c.Abort(DisconnectReason.Shutdown);
+                continue;
+            }
             if (!c.HandshakeCompleted && (now - c.ConnectedAt) / freq >= _options.HandshakeTimeout.TotalSeconds)
                 c.SendError(0, ErrorCode.HandshakeTimeout, "no handshake within the handshake timeout");
             else if ((now - c.LastFrameAt) / freq >= _options.IdleTimeout.TotalSeconds)
@@ -136,7 +140,15 @@ public sealed class FrameServer : IAsyncDisposable
         if (_acceptLoop is not null) await _acceptLoop.ConfigureAwait(false);
         var closing = new List<Task>();
         foreach (var (_, c) in _connections) { c.Abort(DisconnectReason.Shutdown); closing.Add(c.Closed); }
-        await Task.WhenAll(closing).ConfigureAwait(false);
+        // An aborted connection ends within milliseconds (its socket is gone, so every loop's I/O fails). The wait is
+        // bounded all the same: a connection that does not end is a bug, counted in ShutdownStragglers, and must not
+        // keep the process from shutting down.
+        var all = Task.WhenAll(closing);
+        try { await all.WaitAsync(_options.ShutdownWait).ConfigureAwait(false); }
+        catch (TimeoutException)
+        {
+            foreach (var t in closing) if (!t.IsCompleted) Metrics.ShutdownStraggler();
+        }
         _tls?.Dispose();
         Metrics.Dispose();
         _stop.Dispose();

@@ -66,7 +66,7 @@ internal sealed class TlsAcceptor : IDisposable
             return (ssl, DisconnectReason.TlsHandshakeFailed);
         }
         catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or ObjectDisposedException or OperationCanceledException
-            or System.ComponentModel.Win32Exception)
+            or System.ComponentModel.Win32Exception or System.Security.Cryptography.CryptographicException)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
             return (null, ex is OperationCanceledException ? DisconnectReason.HandshakeTimeout : DisconnectReason.TlsHandshakeFailed);

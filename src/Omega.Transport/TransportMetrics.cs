@@ -19,7 +19,8 @@ public sealed class TransportMetrics : IDisposable
 
     // Error codes are small and dense (docs/protocol.md, section 5); one slot each, no hashing on the error path.
     private const int ErrorCodeSlots = 128;
-    private long _framesInCount, _framesOutCount, _acceptedCount, _active, _bytesSent, _writesInline, _writesPooled;
+    private long _framesInCount, _framesOutCount, _acceptedCount, _active, _bytesSent, _writesInline, _writesPooled, _loopFaults, _stragglers;
+    private string? _lastLoopFault;
 
     /// <summary>Creates the meter (one per server or client fleet).</summary>
     public TransportMetrics(string name) : this(name, null, null) { }
@@ -40,10 +41,29 @@ public sealed class TransportMetrics : IDisposable
         _errors = _meter.CreateCounter<long>("omega.transport.errors.sent", "{frame}", "Error frames sent, by error code");
         _breaches = _meter.CreateCounter<long>("omega.transport.limit.breaches", "{event}", "Connections or requests refused over a transport limit, by limit");
         _writes = _meter.CreateCounter<long>("omega.transport.writes", "{write}", "Batched writes to sockets, by thread (inline: on the thread that flushed; pool: by the send loop later)");
+        _meter.CreateObservableCounter("omega.transport.loop.faults", () => new Measurement<long>(Volatile.Read(ref _loopFaults), tag), "{event}", "Connection loops that ended with an unexpected exception (a bug; the connection was closed)");
+        _meter.CreateObservableCounter("omega.transport.shutdown.stragglers", () => new Measurement<long>(Volatile.Read(ref _stragglers), tag), "{connection}", "Connections that had not ended when the server's shutdown wait ran out (a bug)");
         _meter.CreateObservableCounter("omega.transport.bytes.sent", () => new Measurement<long>(Volatile.Read(ref _bytesSent), tag), "By", "Bytes the sockets (or TLS streams) accepted");
         // A level (opened minus closed): an UpDownCounter in the OpenTelemetry semantic conventions, not a gauge.
         _meter.CreateObservableUpDownCounter("omega.transport.connections.active", () => new Measurement<long>(Volatile.Read(ref _active), tag), "{connection}", "Connections open now");
     }
+
+    /// <summary>Connection loops that ended with an unexpected exception (a bug; the connection was still closed).</summary>
+    public long LoopFaults => Volatile.Read(ref _loopFaults);
+
+    /// <summary>The last such exception, as text (type, message and stack), for diagnosis; null if none.</summary>
+    public string? LastLoopFault => Volatile.Read(ref _lastLoopFault);
+
+    /// <summary>Connections that had not ended when the server's shutdown wait (<see cref="TransportOptions.ShutdownWait"/>) ran out.</summary>
+    public long ShutdownStragglers => Volatile.Read(ref _stragglers);
+
+    internal void LoopFaulted(Exception ex)
+    {
+        Interlocked.Increment(ref _loopFaults);
+        Volatile.Write(ref _lastLoopFault, ex.ToString());
+    }
+
+    internal void ShutdownStraggler() => Interlocked.Increment(ref _stragglers);
 
     /// <summary>Connections currently open.</summary>
     public long Active => Volatile.Read(ref _active);

@@ -72,6 +72,19 @@ public sealed class TransportOptions
     /// </summary>
     public TlsClientOptions? ClientTls { get; set; }
 
+    /// <summary>
+    /// Longest time a closing connection may take to finish sending what was queued before it (and TLS's close_notify);
+    /// after it the sweep aborts the socket. Bounds what a peer that stops reading can hold after the server closed it.
+    /// Default 10 s.
+    /// </summary>
+    public TimeSpan CloseLinger { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Longest time the server's DisposeAsync waits for aborted connections to end. They end within milliseconds; one
+    /// that does not is counted in <see cref="TransportMetrics.ShutdownStragglers"/>. Default 10 s.
+    /// </summary>
+    public TimeSpan ShutdownWait { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How often timeouts are checked. Default a quarter of the smaller timeout, at most 1 s.</summary>
     public TimeSpan? SweepInterval { get; set; }
 
@@ -85,6 +98,8 @@ public sealed class TransportOptions
         if (MaxOutboundBytes < MaxFrameLength) throw new ArgumentOutOfRangeException(nameof(MaxOutboundBytes), "must hold at least one maximal frame");
         if (MaxConnections < 1) throw new ArgumentOutOfRangeException(nameof(MaxConnections));
         if (HandshakeTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(IdleTimeout));
+        if (CloseLinger <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(CloseLinger));
+        if (ShutdownWait <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ShutdownWait));
         if (ServerTls is { } tls)
         {
             if (!tls.Certificate.HasPrivateKey) throw new ArgumentException("the server certificate has no private key", nameof(ServerTls));
@@ -101,6 +116,7 @@ public sealed class TransportOptions
         {
             if (SweepInterval is { } s) return s;
             var min = HandshakeTimeout < IdleTimeout ? HandshakeTimeout : IdleTimeout;
+            if (CloseLinger < min) min = CloseLinger;
             var q = min / 4;
             return q > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : q;
         }

@@ -53,6 +53,11 @@ public class HostileInputTests : IAsyncLifetime
     {
         _good.Dispose();
         await _fx.DisposeAsync();
+        // Every connection, hostile or not, ended by itself once the server aborted it: none hung the shutdown, and no
+        // connection loop died of an unexpected exception.
+        var m = _fx.Server.TransportMetrics;
+        Assert.True(m.LoopFaults == 0, $"a connection loop faulted: {m.LastLoopFault}");
+        Assert.Equal(0, m.ShutdownStragglers);
     }
 
     private async Task AssertUnharmedAsync()
@@ -300,7 +305,12 @@ public class HostileInputTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Client_that_never_reads_is_disconnected_as_slow_consumer()
+    public Task Client_that_never_reads_is_disconnected_as_slow_consumer()
+        // Bounded: a write stall (the server's, or this client's own TLS write) must fail the test with its reason, not
+        // hang the test host.
+        => NeverReadingClientAsync().WaitAsync(TimeSpan.FromMinutes(2));
+
+    private async Task NeverReadingClientAsync()
     {
         // Enough nodes that each Sync reply is several KB.
         for (int i = 0; i < 200; i++) _fx.Cell.AddNode(new NodeSpec($"filler-{i}", new ResourceVector(1000, 1 << 20)));
