@@ -235,13 +235,6 @@ internal static class FailoverDriver
                 steps.NewKey = etcdWatch.FirstAfter(killedAt, rev => rev != victimEpoch && rev != 0) is { } created ? Since(killedAt, created) : double.NaN;
                 if (winner is not null) ReadTimeline(winner, killedUtc, steps);
                 steps.RevokedByRestart = !pause && LogSays(leader, "revoked lease");
-                var agentsBack = Stopwatch.StartNew();
-                var winnerEp = winner?.EndPoint;
-                await WaitUntilAsync(() => agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)), TimeSpan.FromSeconds(10)).ConfigureAwait(false);
-                steps.Agents = agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)) ? Since(killedAt, Stopwatch.GetTimestamp()) : double.NaN;
-                foreach (var x in ackLog)
-                    if (x.At > killedAt && x.Pid != victimPid && (double.IsNaN(steps.Load) || Since(killedAt, x.At) < steps.Load)) steps.Load = Since(killedAt, x.At);
-                breakdown.Add(steps);
                 if (pause)
                 {
                     // The zombie comes back believing it leads for a moment; its writes must fail at etcd.
@@ -252,6 +245,14 @@ internal static class FailoverDriver
                 // A deposed leader (the zombie, once resumed) must not acknowledge anything after the new leader took over.
                 await Task.Delay(500).ConfigureAwait(false);
                 int zombieAcks = ackLog.Count(x => x.From.Equals(leader.EndPoint) && x.Pid == victimPid && x.At > tookAt);
+                // The clients' side, after the zombie's SIGCONT (which keeps round 8's timing: 0.2-2 s after the takeover):
+                // when all agents were registered with the new leader (awaited up to 10 s), and the load's first ack.
+                var winnerEp = winner?.EndPoint;
+                await WaitUntilAsync(() => agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)), TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+                steps.Agents = agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)) ? Since(killedAt, Stopwatch.GetTimestamp()) : double.NaN;
+                foreach (var x in ackLog)
+                    if (x.At > killedAt && x.Pid != victimPid && (double.IsNaN(steps.Load) || Since(killedAt, x.At) < steps.Load)) steps.Load = Since(killedAt, x.At);
+                breakdown.Add(steps);
                 if (zombieAcks > 0) violations.Add($"cycle {cycle}: the deposed leader {leader.Name} acknowledged {zombieAcks} commit(s) after the takeover");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"cycle {cycle}/{s.Cycles}: {(pause ? "SIGSTOP" : "SIGKILL")} {leader.Name}, takeover {took:0.000} s{by}, acked {acked.Count}"));
