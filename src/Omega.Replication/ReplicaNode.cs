@@ -217,10 +217,11 @@ public sealed class ReplicaNode : IAsyncDisposable
             await Client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = previous }, deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
             Log.PredecessorLeaseRevoked(_logger, _options.ReplicaName, previous);
         }
-        catch (RpcException e) when (!ct.IsCancellationRequested)
+        catch (RpcException e)
         {
-            // Usually "requested lease not found": it lapsed already, or the predecessor resigned on a clean stop.
-            Log.PredecessorLeaseNotRevoked(_logger, _options.ReplicaName, previous, e.Status.Detail);
+            // Usually "requested lease not found": it lapsed already, or the predecessor resigned on a clean stop. (Stopping
+            // while this call ran also lands here; the loop then sees the stop.)
+            if (!ct.IsCancellationRequested) Log.PredecessorLeaseNotRevoked(_logger, _options.ReplicaName, previous, e.Status.Detail);
         }
     }
 
