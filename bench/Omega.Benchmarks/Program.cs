@@ -25,6 +25,7 @@ return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1.
     : args.Length > 0 && args[0] == "extcommit" ? Omega.Benchmarks.ControlPlane.ExternalCommitBench.Run(args[1..])
     : args.Length > 0 && args[0] == "cpstart" ? Omega.Benchmarks.ControlPlane.IntentToStartedBench.Run(args[1..])
     : args.Length > 0 && args[0] == "ha-soak" ? Omega.Benchmarks.HighAvailability.HaSoak.Run(args[1..])
+    : args.Length > 0 && args[0] == "ha-compare" ? Omega.Benchmarks.HighAvailability.HaCompare.Run(args[1..])
     : args.Length > 0 && args[0] == "hostile" ? Omega.Benchmarks.Hostile.HostileMemoryBench.Run(args[1..])
     : args.Length > 0 && args[0] == "failover" ? Omega.Benchmarks.Failover.FailoverDriver.Run(args[1..])
     : RunBenchmarks(args);

@@ -44,6 +44,9 @@ public sealed class LeaderGate : ILeaderGate
     /// <inheritdoc />
     public event Action? Changed;
 
+    /// <summary>The steps of this replica's takeover, once it leads (null before): see <see cref="TakeoverTimeline"/>.</summary>
+    public TakeoverTimeline? Timeline { get; internal set; }
+
     internal void Set(bool isLeader, string? leaderAddress, long epoch)
     {
         bool changed;

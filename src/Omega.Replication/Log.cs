@@ -60,4 +60,17 @@ internal static partial class Log
     [LoggerMessage(EventId = 1320, EventName = "LagBeyondBound", Level = LogLevel.Warning,
         Message = "Replica {Replica} is {Lag} records behind the log's end, beyond the bound of {Bound}: not a candidate; asking the leader for a snapshot instead of replaying")]
     public static partial void LagBeyondBound(ILogger logger, string replica, long lag, long bound);
+
+    // ---- ha16 (issue 16, round 9): 1324-1339 ----
+    [LoggerMessage(EventId = 1324, EventName = "TakeoverSteps", Level = LogLevel.Warning,
+        Message = "Replica {Replica} takeover of epoch {Epoch} (UTC): election key last seen held {LastSeenHeld}, won {Won}, caught up in {CatchUpMs:0} ms ({Records} records), promoted in {PromoteMs:0} ms")]
+    public static partial void TakeoverSteps(ILogger logger, string replica, long epoch, string lastSeenHeld, string won, double catchUpMs, long records, double promoteMs);
+
+    [LoggerMessage(EventId = 1325, EventName = "PredecessorLeaseRevoked", Level = LogLevel.Warning,
+        Message = "Replica {Replica} revoked lease {Lease} of the previous process on its data directory (dead: the directory's lock was free), so its election key, if it led, is free now")]
+    public static partial void PredecessorLeaseRevoked(ILogger logger, string replica, long lease);
+
+    [LoggerMessage(EventId = 1326, EventName = "PredecessorLeaseNotRevoked", Level = LogLevel.Information,
+        Message = "Replica {Replica}: lease {Lease} of the previous process on its data directory was not revoked: {Error}")]
+    public static partial void PredecessorLeaseNotRevoked(ILogger logger, string replica, long lease, string error);
 }

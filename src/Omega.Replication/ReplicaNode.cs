@@ -47,6 +47,13 @@ public sealed class ReplicaNode : IAsyncDisposable
     private long _appliedRevision;
     private int _deposedOnce;
     private string? _observedLeader;
+    private DateTime _lastSeenHeldUtc;
+
+    /// <summary>
+    /// The file in the data directory that holds the etcd lease id of the process using it (decimal). A restarted replica
+    /// revokes the lease it names: see <see cref="RevokePredecessorLeaseAsync"/>.
+    /// </summary>
+    public const string LeaseFileName = "replica.lease";
 
     /// <summary>Creates a replica; <see cref="StartAsync"/> opens it.</summary>
     /// <param name="options">The replication settings (validated here).</param>
@@ -111,6 +118,7 @@ public sealed class ReplicaNode : IAsyncDisposable
         var stop = _stop.Token;
         try
         {
+            await RevokePredecessorLeaseAsync(stop).ConfigureAwait(false);
             while (!stop.IsCancellationRequested)
             {
                 long lease;
@@ -125,6 +133,7 @@ public sealed class ReplicaNode : IAsyncDisposable
                     continue;
                 }
                 Interlocked.Exchange(ref _lease, lease);
+                await RecordLeaseAsync(lease).ConfigureAwait(false);
                 using var session = CancellationTokenSource.CreateLinkedTokenSource(stop);
                 var keepAlive = KeepAliveAsync(lease, session);
                 try
@@ -175,6 +184,62 @@ public sealed class ReplicaNode : IAsyncDisposable
     }
 
     // ---------------------------------------------------------------- session
+
+    /// <summary>
+    /// Revokes the etcd lease of the previous process that used this data directory (named by <see cref="LeaseFileName"/>),
+    /// so that a leader that crashed and was restarted by its supervisor hands the election key over at once, instead of
+    /// after its lease's TTL (docs/high-availability.md, "A restarted replica revokes its predecessor's lease").
+    /// </summary>
+    /// <remarks>
+    /// Why this is safe: it runs after <see cref="CellStore.OpenReplica"/> took the data directory's lock (an exclusive
+    /// flock, which the kernel releases only when its holder dies or closes it), so the process that wrote the file is no
+    /// longer running: a paused (SIGSTOP) predecessor still holds the lock, and this replica would not have started. A dead
+    /// leader's lease protects nobody. A write the dead leader had sent to etcd is ordered against the revocation by etcd's
+    /// raft log: before it, it is a valid write of its epoch that the next leader's catch-up reads; after it, its compare on
+    /// the election key fails. Best effort: a failure only means the old lease lapses by its TTL, as before.
+    /// </remarks>
+    private async Task RevokePredecessorLeaseAsync(CancellationToken ct)
+    {
+        string file = Path.Combine(Store.DataDirectory, LeaseFileName);
+        string text;
+        try
+        {
+            if (!File.Exists(file)) return;
+            text = (await File.ReadAllTextAsync(file, ct).ConfigureAwait(false)).Trim();
+        }
+        catch (IOException)
+        {
+            return;
+        }
+        if (!long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out long previous) || previous == 0) return;
+        try
+        {
+            await Client.LeaseRevokeAsync(new LeaseRevokeRequest { ID = previous }, deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: ct).ConfigureAwait(false);
+            Log.PredecessorLeaseRevoked(_logger, _options.ReplicaName, previous);
+        }
+        catch (RpcException e)
+        {
+            // Usually "requested lease not found": it lapsed already, or the predecessor resigned on a clean stop. (Stopping
+            // while this call ran also lands here; the loop then sees the stop.)
+            if (!ct.IsCancellationRequested) Log.PredecessorLeaseNotRevoked(_logger, _options.ReplicaName, previous, e.Status.Detail);
+        }
+    }
+
+    /// <summary>Writes this session's lease id to <see cref="LeaseFileName"/> (temporary file, then rename: never a torn id).</summary>
+    private async Task RecordLeaseAsync(long lease)
+    {
+        if (lease == 0 || _store is null) return;
+        string file = Path.Combine(_store.DataDirectory, LeaseFileName);
+        try
+        {
+            await File.WriteAllTextAsync(file + ".tmp", lease.ToString(CultureInfo.InvariantCulture)).ConfigureAwait(false);
+            File.Move(file + ".tmp", file, overwrite: true);
+        }
+        catch (IOException)
+        {
+            // Best effort: without the file a successor waits for this lease's TTL, as before the file existed.
+        }
+    }
 
     /// <summary>
     /// Keeps the lease alive through every etcd member at once; cancels <paramref name="session"/> when etcd says the lease
@@ -380,7 +445,11 @@ public sealed class ReplicaNode : IAsyncDisposable
                 var r = await Client.TransactionAsync(txn, deadline: CallDeadline(), cancellationToken: ct).ConfigureAwait(false);
                 if (r.Succeeded) return r.Header.Revision; // the put's revision is the key's create revision: our epoch
                 var kvs = r.Responses[0].ResponseRange.Kvs;
-                if (kvs.Count == 1) ObserveLeader(kvs[0]);
+                if (kvs.Count == 1)
+                {
+                    _lastSeenHeldUtc = DateTime.UtcNow;
+                    ObserveLeader(kvs[0]);
+                }
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
@@ -551,6 +620,8 @@ public sealed class ReplicaNode : IAsyncDisposable
             var snapshot = await DownloadAsync(endpoint, download, timeout.Token).ConfigureAwait(false);
             await OnDedicatedThread(() => Install(download, snapshot)).ConfigureAwait(false);
             Interlocked.Increment(ref _snapshotsInstalled);
+            // The swapped-in directory does not have the lease file yet: a crash from now on must still hand the lease on.
+            await RecordLeaseAsync(Interlocked.Read(ref _lease)).ConfigureAwait(false);
             Log.SnapshotInstalled(_logger, _options.ReplicaName, snapshot.Id, address, snapshot.Sequence, snapshot.CellVersion, snapshot.TotalBytes, clock.Elapsed.TotalMilliseconds);
         }
         catch (Exception e) when (!ct.IsCancellationRequested && e is Omega.Agent.AgentRequestException or IOException or System.Net.Sockets.SocketException
@@ -705,6 +776,8 @@ public sealed class ReplicaNode : IAsyncDisposable
     private async Task LeadAsync(long epoch, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
+        var wonUtc = DateTime.UtcNow;
+        long appliedBefore = Store.AppliedSequence;
         // Catch up to the log's end. Every read now is at a revision after our key's creation, when the previous leader's
         // key was already gone: its later writes all fail their compare, so the log we read is final up to our epoch.
         while (true)
@@ -721,6 +794,8 @@ public sealed class ReplicaNode : IAsyncDisposable
                 Log.EtcdError(_logger, _options.ReplicaName, "catch-up", e.Status.Detail);
             }
         }
+        var caughtUpUtc = DateTime.UtcNow;
+        long replayed = Store.AppliedSequence - appliedBefore;
         Interlocked.Exchange(ref _epoch, epoch);
         _shipper = new EtcdLogShipper(Client, _options, _leaderKey, epoch, reason => Depose(reason));
         // Promote flushes everything applied to the local journal first (WaitForAll: disk I/O for as long as the standby's
@@ -729,6 +804,10 @@ public sealed class ReplicaNode : IAsyncDisposable
         var shipper = _shipper;
         ICellStore store = null!;
         await OnDedicatedThread(() => store = replica.Promote(shipper)).ConfigureAwait(false);
+        var promotedUtc = DateTime.UtcNow;
+        _gate.Timeline = new TakeoverTimeline(_lastSeenHeldUtc, wonUtc, caughtUpUtc, promotedUtc, replayed);
+        Log.TakeoverSteps(_logger, _options.ReplicaName, epoch, _lastSeenHeldUtc == default ? "never" : _lastSeenHeldUtc.ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture),
+            wonUtc.ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture), (caughtUpUtc - wonUtc).TotalMilliseconds, replayed, (promotedUtc - caughtUpUtc).TotalMilliseconds);
         _gate.Set(true, _options.AdvertiseAddress, epoch);
         Log.Elected(_logger, _options.ReplicaName, epoch, store.DurableSequence, store.DurableVersion, clock.Elapsed.TotalMilliseconds);
         _leadership.TrySetResult(store);

@@ -95,6 +95,9 @@ public sealed class ServeReplicaTests
             await b.WaitForAsync("replica b leads", TimeSpan.FromSeconds(15));
             var took = clock.Elapsed;
             _out.WriteLine($"takeover after SIGKILL: {took.TotalMilliseconds:0} ms; {acked.Count} commits acknowledged");
+            // ha16: the new leader prints its takeover's steps (what the failover driver reads); b saw a's key before it won.
+            await b.WaitForAsync("omega serve: takeover steps (UTC): key last seen held ", TimeSpan.FromSeconds(10));
+            _out.WriteLine(b.Output.Split('\n').First(l => l.Contains("takeover steps", StringComparison.Ordinal)));
             Assert.True(took < TimeSpan.FromSeconds(5), $"takeover took {took}");
             // The new leader accepts work: a scheduler acquires a lease there (its token is beyond a's).
             await using (var s2 = await WireConn.ConnectAsync(new IPEndPoint(IPAddress.Loopback, ports[1]), PeerRole.Scheduler, "s2", Rpc))

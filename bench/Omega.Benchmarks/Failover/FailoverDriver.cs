@@ -150,15 +150,20 @@ internal static class FailoverDriver
             }
             await Task.WhenAll(agentList.Select(a => a.StartAsync())).WaitAsync(TimeSpan.FromSeconds(60)).ConfigureAwait(false);
             for (int i = 0; i < s.Schedulers; i++) schedulerList.Add(new FailoverScheduler(addresses, $"fo-sched-{i}", TimeSpan.FromSeconds(2)));
-            var probe = new FailoverScheduler(addresses, "fo-probe", TimeSpan.FromMilliseconds(1000));
-            schedulerList.Add(probe);
+            // The takeover probes: one per replica, each pinned to its replica (no redirect followed, 20 ms between tries), all
+            // asked at once. The first commit acknowledged by a process other than the victim ends the measurement, so a
+            // paused leader's silence holds only its own probe, never the figure (round 8's SIGSTOP cycles carried up to
+            // 1 s, or 2-3 s when a standby redirected the probe back to the paused leader, of a serial probe's reply timeout).
+            var probes = replicas.Select(r => new FailoverScheduler([r.EndPoint], "fo-probe-" + r.Name, TimeSpan.FromMilliseconds(1000), followRedirects: false, maxBackOffMs: 20)).ToArray();
+            schedulerList.AddRange(probes);
             ulong probeSeq = 0;
-            await probe.EnsureConnectedAsync(stop.Token).ConfigureAwait(false);
+            await using var etcdWatch = new LeaderKeyWatch(etcd.Endpoints, "/omega/default/leader");
+            var breakdown = new List<Steps>();
             var nodes = await schedulerList[0].NodesAsync(stop.Token).ConfigureAwait(false);
             var nodeIds = nodes.Where(kv => kv.Key.StartsWith("fo-", StringComparison.Ordinal)).Select(kv => kv.Value).ToArray();
             Console.WriteLine($"failover: etcd up, 3 replicas, {agentList.Count} agents registered, {nodeIds.Length} nodes");
 
-            var load = schedulerList.Where(x => x != probe).Select((sched, i) => Task.Run(async () =>
+            var load = schedulerList.Where(x => !probes.Contains(x)).Select((sched, i) => Task.Run(async () =>
             {
                 var r = new Random(s.Seed * 31 + i);
                 ulong seq = 0;
@@ -206,20 +211,30 @@ internal static class FailoverDriver
                 Process victim;
                 int victimPid;
                 long killedAt;
+                DateTime killedUtc;
+                long victimEpoch = etcdWatch.Current;
                 lock (supervisorLock)
                 {
                     victim = leader.Process!;
                     victimPid = victim.Id; // read now: the supervisor disposes the Process once it has exited
                     killedAt = Stopwatch.GetTimestamp();
+                    killedUtc = DateTime.UtcNow;
                     if (pause) { SysKill(victim.Id, SigStop); leader.Paused = true; }
                     else SysKill(victim.Id, SigKill);
                 }
                 // Takeover: from the kill to the first commit a probe gets acknowledged by another replica. The probe waits at
                 // most 1 s for any reply, so a paused leader costs it little; the load's schedulers wait 2 s.
-                var (took, by) = await ProbeTakeoverAsync(probe, killedAt, leader, victimPid, nodeIds[0], ++probeSeq).ConfigureAwait(false);
+                var (took, by, winner) = await ProbeTakeoverAsync(probes, replicas, killedAt, leader, victimPid, nodeIds[0], ++probeSeq).ConfigureAwait(false);
                 takeovers.Add(took);
                 if (double.IsPositiveInfinity(took)) violations.Add($"cycle {cycle}: no replica accepted a commit within 60 s of the kill");
                 long tookAt = killedAt + (long)(took * Stopwatch.Frequency);
+                // Where the takeover's time went (printed under the cycle line): etcd's view, the winner's own timeline, and
+                // when the load's schedulers and every agent were back.
+                var steps = new Steps(pause, took);
+                steps.KeyGone = etcdWatch.FirstAfter(killedAt, rev => rev != victimEpoch) is { } gone ? Since(killedAt, gone) : double.NaN;
+                steps.NewKey = etcdWatch.FirstAfter(killedAt, rev => rev != victimEpoch && rev != 0) is { } created ? Since(killedAt, created) : double.NaN;
+                if (winner is not null) ReadTimeline(winner, killedUtc, steps);
+                steps.RevokedByRestart = !pause && LogSays(leader, "revoked lease");
                 if (pause)
                 {
                     // The zombie comes back believing it leads for a moment; its writes must fail at etcd.
@@ -230,9 +245,18 @@ internal static class FailoverDriver
                 // A deposed leader (the zombie, once resumed) must not acknowledge anything after the new leader took over.
                 await Task.Delay(500).ConfigureAwait(false);
                 int zombieAcks = ackLog.Count(x => x.From.Equals(leader.EndPoint) && x.Pid == victimPid && x.At > tookAt);
+                // The clients' side, after the zombie's SIGCONT (which keeps round 8's timing: 0.2-2 s after the takeover):
+                // when all agents were registered with the new leader (awaited up to 10 s), and the load's first ack.
+                var winnerEp = winner?.EndPoint;
+                await WaitUntilAsync(() => agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)), TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+                steps.Agents = agentList.All(a => a.IsConnected && Equals(a.ConnectedTo, winnerEp)) ? Since(killedAt, Stopwatch.GetTimestamp()) : double.NaN;
+                foreach (var x in ackLog)
+                    if (x.At > killedAt && x.Pid != victimPid && (double.IsNaN(steps.Load) || Since(killedAt, x.At) < steps.Load)) steps.Load = Since(killedAt, x.At);
+                breakdown.Add(steps);
                 if (zombieAcks > 0) violations.Add($"cycle {cycle}: the deposed leader {leader.Name} acknowledged {zombieAcks} commit(s) after the takeover");
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"cycle {cycle}/{s.Cycles}: {(pause ? "SIGSTOP" : "SIGKILL")} {leader.Name}, takeover {took:0.000} s{by}, acked {acked.Count}"));
+                Console.WriteLine("  " + steps.Line());
                 if (!doubles.IsEmpty) break;
             }
             await stop.CancelAsync().ConfigureAwait(false);
@@ -262,6 +286,7 @@ internal static class FailoverDriver
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"failover: {takeovers.Count} cycles, acknowledged commits {acked.Count}, lost {lost}, double bindings {doubles.Count}, tokens granted {tokens.Count} (distinct {tokens.Distinct().Count()}), agents resumed {agentList.Count - away}/{agentList.Count}, replica restarts {restarts} (kills {(s.Cycles + 1) / 2}; the rest are leaders deposed by a lapsed etcd session or zombies stepping down), reconnects {agentList.Sum(a => a.Reconnects)}, reconciled stops {agentList.Sum(a => a.ReconciledStops)}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"failover: takeover p50 {p50:0.000} s, max {max:0.000} s (target <= 3 s)"));
+            Steps.PrintSummary(breakdown);
             foreach (var v in violations) Console.WriteLine("VIOLATION " + v);
             return violations.Count == 0 ? 0 : 1;
         }
@@ -353,34 +378,230 @@ internal static class FailoverDriver
     /// <summary>
     /// From the kill to the first commit acknowledged by a process other than the victim: another replica, or the victim's
     /// endpoint served by a restarted process (a SIGKILLed leader restarts within 200 ms and can win the next election).
-    /// Returns the time and who took over, for the cycle line.
+    /// Every replica's probe asks at once; the first such acknowledgement wins and the others are stopped (and awaited: a
+    /// probe is used by one loop at a time). Returns the time, who took over (for the cycle line) and the winner.
     /// </summary>
-    private static async Task<(double Seconds, string By)> ProbeTakeoverAsync(FailoverScheduler probe, long killedAt, Replica old, int victimPid, int node, ulong seq)
+    private static async Task<(double Seconds, string By, Replica? Winner)> ProbeTakeoverAsync(FailoverScheduler[] probes, IReadOnlyList<Replica> replicas, long killedAt,
+        Replica old, int victimPid, int node, ulong seq)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        ulong attempt = 0;
-        while (true)
+        var won = new TaskCompletionSource<(double, string, Replica?)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var loops = new Task[probes.Length];
+        for (int i = 0; i < probes.Length; i++)
         {
-            // A fresh task per attempt: an attempt that timed out may have been applied by the new leader already.
-            var task = new TaskId(900_000_000L + (long)(seq * 1000 + ++attempt), 0);
-            CommitReply reply;
-            EndPoint from;
-            try
+            var probe = probes[i];
+            var at = replicas[i];
+            ulong lane = (ulong)i;
+            loops[i] = Task.Run(async () =>
             {
-                (reply, from) = await probe.CommitAsync([new WireClaim(task, node, new ResourceVector(1, 1), 0, 0, 0, null)], 0xFEED, seq * 1000 + attempt, limit.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
+                ulong attempt = 0;
+                while (!limit.IsCancellationRequested)
+                {
+                    // A fresh task per attempt: an attempt that timed out may have been applied by the new leader already.
+                    attempt++;
+                    ulong key = (seq * 3 + lane) * 10_000 + attempt;
+                    var task = new TaskId(900_000_000L + (long)key, 0);
+                    CommitReply reply;
+                    EndPoint from;
+                    try
+                    {
+                        (reply, from) = await probe.CommitAsync([new WireClaim(task, node, new ResourceVector(1, 1), 0, 0, 0, null)], 0xFEED, key, limit.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                    long now = Stopwatch.GetTimestamp();
+                    if (reply.Status == TransactionStatus.Committed)
+                    {
+                        int pid = at.Process is { } p ? SafePid(p) : 0;
+                        if (!from.Equals(old.EndPoint))
+                        {
+                            won.TrySetResult((Stopwatch.GetElapsedTime(killedAt, now).TotalSeconds, $" (by {from})", at));
+                            return;
+                        }
+                        if (pid != 0 && pid != victimPid)
+                        {
+                            won.TrySetResult((Stopwatch.GetElapsedTime(killedAt, now).TotalSeconds, $" (by {old.Name} restarted)", at));
+                            return;
+                        }
+                    }
+                    try { await Task.Delay(5, limit.Token).ConfigureAwait(false); }
+                    catch (OperationCanceledException) { return; }
+                }
+            });
+        }
+        var all = Task.WhenAll(loops);
+        await Task.WhenAny(won.Task, all).ConfigureAwait(false);
+        await limit.CancelAsync().ConfigureAwait(false);
+        await all.ConfigureAwait(false);
+        // No winner within a minute: reported as a violation.
+        return won.Task.IsCompleted ? won.Task.Result : (double.PositiveInfinity, "", null);
+    }
+
+    private static double Since(long from, long to) => (double)(to - from) / Stopwatch.Frequency;
+
+    /// <summary>Whether the newest log of the process on <paramref name="r"/> holds <paramref name="text"/>.</summary>
+    private static bool LogSays(Replica r, string text)
+    {
+        string log = Path.Combine(r.Data, $"serve-{r.Starts - 1}.log");
+        try
+        {
+            using var f = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(f);
+            return reader.ReadToEnd().Contains(text, StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Reads the winner's "takeover steps" line (omega serve prints the steps' UTC times once it leads) and converts each
+    /// to seconds after the kill. The replica process and the driver share the machine's clock.
+    /// </summary>
+    private static void ReadTimeline(Replica winner, DateTime killedUtc, Steps steps)
+    {
+        string log = Path.Combine(winner.Data, $"serve-{winner.Starts - 1}.log");
+        string? line = null;
+        try
+        {
+            using var f = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(f);
+            while (reader.ReadLine() is { } l) if (l.StartsWith("omega serve: takeover steps (UTC):", StringComparison.Ordinal)) line = l;
+        }
+        catch (IOException)
+        {
+            return;
+        }
+        if (line is null) return;
+        double At(string label)
+        {
+            int i = line.IndexOf(label + " ", StringComparison.Ordinal);
+            if (i < 0) return double.NaN;
+            string t = line.Substring(i + label.Length + 1, 12);
+            if (!TimeSpan.TryParseExact(t, @"hh\:mm\:ss\.fff", CultureInfo.InvariantCulture, out var tod)) return double.NaN;
+            var when = killedUtc.Date + tod;
+            if (when - killedUtc > TimeSpan.FromHours(12)) when -= TimeSpan.FromDays(1); // the kill just before midnight
+            return (when - killedUtc).TotalSeconds;
+        }
+        steps.SeenHeld = At("key last seen held");
+        steps.Won = At("won");
+        steps.CaughtUp = At("caught up");
+        steps.Promoted = At("promoted");
+        steps.Serving = At("serving");
+        int rec = line.IndexOf(" records)", StringComparison.Ordinal);
+        int open = rec < 0 ? -1 : line.LastIndexOf('(', rec);
+        if (open >= 0 && long.TryParse(line.AsSpan(open + 1, rec - open - 1), NumberStyles.Integer, CultureInfo.InvariantCulture, out long n)) steps.Records = n;
+    }
+
+    /// <summary>One cycle's takeover, step by step, in seconds after the kill (NaN: not seen).</summary>
+    private sealed class Steps(bool pause, double takeover)
+    {
+        public bool Pause { get; } = pause;
+        public double Takeover { get; } = takeover;
+        public double KeyGone = double.NaN, NewKey = double.NaN, SeenHeld = double.NaN, Won = double.NaN, CaughtUp = double.NaN,
+            Promoted = double.NaN, Serving = double.NaN, Load = double.NaN, Agents = double.NaN;
+        public long Records = -1;
+        public bool RevokedByRestart;
+
+        public string Line() => string.Create(CultureInfo.InvariantCulture,
+            $"steps (s after the kill): key gone {F(KeyGone)}{(RevokedByRestart ? " (lease revoked by the restarted victim)" : "")}, new key {F(NewKey)}; winner: key last seen held {F(SeenHeld)}, won {F(Won)}, caught up {F(CaughtUp)} ({Records} records), promoted {F(Promoted)}, serving {F(Serving)}; first probe ack {F(Takeover)}, load's first ack {F(Load)}, all agents on the new leader {F(Agents)}");
+
+        private static string F(double x) => double.IsNaN(x) ? "?" : x.ToString("0.000", CultureInfo.InvariantCulture);
+
+        /// <summary>Per signal, per step: p50 and max over the cycles (the steps as intervals, each from the previous one).</summary>
+        public static void PrintSummary(List<Steps> all)
+        {
+            foreach (bool pause in new[] { false, true })
             {
-                return (double.PositiveInfinity, ""); // no leader accepted a commit within a minute: reported as a violation
+                var c = all.Where(x => x.Pause == pause).ToList();
+                if (c.Count == 0) continue;
+                Console.WriteLine($"failover: takeover steps, {(pause ? "SIGSTOP" : "SIGKILL")} ({c.Count} cycles; p50 / max, seconds; each step from the previous one):");
+                Row("kill -> election key gone (lease lapsed or revoked)", c.Select(x => x.KeyGone));
+                Row("key gone -> winner's campaign won", c.Select(x => x.Won - x.KeyGone));
+                Row("won -> caught up (log tail replayed)", c.Select(x => x.CaughtUp - x.Won));
+                Row("caught up -> promoted (local journal flushed)", c.Select(x => x.Promoted - x.CaughtUp));
+                Row("promoted -> serving (stack started)", c.Select(x => x.Serving - x.Promoted));
+                Row("serving -> first probe ack", c.Select(x => x.Takeover - x.Serving));
+                Row("kill -> first probe ack (takeover)", c.Select(x => x.Takeover));
+                Row("kill -> load's first ack", c.Select(x => x.Load));
+                Row("kill -> all agents on the new leader", c.Select(x => x.Agents));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"failover:   cycles whose key was freed by the restarted victim's revocation: {c.Count(x => x.RevokedByRestart)}"));
             }
-            long at = Stopwatch.GetTimestamp();
-            if (reply.Status == TransactionStatus.Committed)
+        }
+
+        private static void Row(string name, IEnumerable<double> values)
+        {
+            var v = values.Where(x => !double.IsNaN(x) && !double.IsInfinity(x)).OrderBy(x => x).ToList();
+            Console.WriteLine(v.Count == 0
+                ? $"failover:   {name,-52} -"
+                : string.Create(CultureInfo.InvariantCulture, $"failover:   {name,-52} {v[v.Count / 2],7:0.000} / {v[^1],7:0.000}  (n={v.Count})"));
+        }
+    }
+
+    /// <summary>
+    /// Polls the election key every 20 ms (from the driver's own etcd client) and keeps every change of its create revision
+    /// (0: no key) with the time seen: when the old leader's key went and the new one came, as etcd saw it.
+    /// </summary>
+    private sealed class LeaderKeyWatch : IAsyncDisposable
+    {
+        private readonly dotnet_etcd.EtcdClient _client;
+        private readonly Google.Protobuf.ByteString _key;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<(long At, long Revision)> _changes = new();
+        private readonly Task _loop;
+
+        public LeaderKeyWatch(IReadOnlyList<string> endpoints, string key)
+        {
+            _client = new dotnet_etcd.EtcdClient(string.Join(",", endpoints));
+            _key = Google.Protobuf.ByteString.CopyFromUtf8(key);
+            _loop = Task.Run(LoopAsync);
+        }
+
+        /// <summary>The key's create revision at the last look (0: none).</summary>
+        public long Current
+        {
+            get
             {
-                if (!from.Equals(old.EndPoint)) return (Stopwatch.GetElapsedTime(killedAt, at).TotalSeconds, $" (by {from})");
-                int pid = old.Process is { } p ? SafePid(p) : 0;
-                if (pid != 0 && pid != victimPid) return (Stopwatch.GetElapsedTime(killedAt, at).TotalSeconds, $" (by {old.Name} restarted)");
+                lock (_changes) return _changes.Count == 0 ? 0 : _changes[^1].Revision;
             }
-            await Task.Delay(5, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        /// <summary>The time of the first change after <paramref name="after"/> to a revision matching <paramref name="match"/>.</summary>
+        public long? FirstAfter(long after, Func<long, bool> match)
+        {
+            lock (_changes)
+                foreach (var (at, rev) in _changes)
+                    if (at > after && match(rev)) return at;
+            return null;
+        }
+
+        private async Task LoopAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                try
+                {
+                    var r = await _client.GetAsync(new Etcdserverpb.RangeRequest { Key = _key }, deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: _stop.Token).ConfigureAwait(false);
+                    long rev = r.Kvs.Count == 1 ? r.Kvs[0].CreateRevision : 0;
+                    long now = Stopwatch.GetTimestamp();
+                    lock (_changes)
+                        if (_changes.Count == 0 || _changes[^1].Revision != rev) _changes.Add((now, rev));
+                    await Task.Delay(20, _stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) { return; }
+                catch (Grpc.Core.RpcException) { }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync().ConfigureAwait(false);
+            await _loop.ConfigureAwait(false);
+            _client.Dispose();
+            _stop.Dispose();
         }
     }
 

@@ -20,12 +20,22 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
     private string _leaseName;
     private int _leaseGeneration;
     private readonly TimeSpan _replyTimeout;
+    private readonly bool _followRedirects;
+    private readonly int _maxBackOffMs;
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private FrameConnection? _c;
     private uint _rid;
 
-    public FailoverScheduler(IReadOnlyList<EndPoint> replicas, string name, TimeSpan replyTimeout)
+    /// <param name="replicas">The replicas' addresses.</param>
+    /// <param name="name">The lease name.</param>
+    /// <param name="replyTimeout">How long one request waits for its reply (a paused leader never answers).</param>
+    /// <param name="followRedirects">False for a takeover probe pinned to one replica: a redirect is not followed (it could
+    /// name the paused leader, whose silence would then cost this probe a reply timeout); the probe asks its replica again.</param>
+    /// <param name="maxBackOffMs">The longest back-off between two rounds of failed connection attempts.</param>
+    public FailoverScheduler(IReadOnlyList<EndPoint> replicas, string name, TimeSpan replyTimeout, bool followRedirects = true, int maxBackOffMs = 500)
     {
+        _followRedirects = followRedirects;
+        _maxBackOffMs = maxBackOffMs;
         _targets = new LeaderTargets(replicas);
         _name = name;
         _leaseName = name;
@@ -67,7 +77,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
             }
             catch (AgentRequestException e) when (e.Code is ErrorCode.NotLeader or ErrorCode.NoLeader)
             {
-                backOff = _targets.Redirected(e.Leader);
+                backOff = _followRedirects ? _targets.Redirected(e.Leader) : _targets.Failed();
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or TimeoutException or AgentRequestException)
             {
@@ -76,7 +86,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
             }
             _c?.Abort(DisconnectReason.LocalClose);
             _c = null;
-            if (backOff) await Task.Delay(Math.Min(500, 20 << Math.Min(round++, 5)), ct).ConfigureAwait(false);
+            if (backOff) await Task.Delay(Math.Min(_maxBackOffMs, 20 << Math.Min(round++, 5)), ct).ConfigureAwait(false);
         }
     }
 
@@ -151,7 +161,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
             catch (Exception e) when (e is IOException or TimeoutException or AgentRequestException)
             {
                 // Where to go next: the leader a redirect names, else the next replica after the one that failed.
-                if (e is AgentRequestException { Code: ErrorCode.NotLeader or ErrorCode.NoLeader } r) _targets.Redirected(r.Leader);
+                if (e is AgentRequestException { Code: ErrorCode.NotLeader or ErrorCode.NoLeader } r && _followRedirects) _targets.Redirected(r.Leader);
                 else _targets.Failed();
                 Drop();
             }

@@ -184,7 +184,12 @@ internal static class ServeCommand
                     await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
                     return runtime.Started.IsFaulted ? 1 : 0;
                 }
+                var servingUtc = DateTime.UtcNow;
                 Console.WriteLine($"omega serve: replica {ha.ReplicaName} leads (epoch {runtime.Leadership?.Epoch})");
+                // ha16: the takeover's steps, one line with UTC times (the failover driver lines them up with its kill).
+                if (runtime.Leadership is Omega.Replication.LeaderGate { Timeline: { } t })
+                    Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"omega serve: takeover steps (UTC): key last seen held {(t.LastSeenHeldUtc == default ? "never" : t.LastSeenHeldUtc.ToString("HH:mm:ss.fff"))}, won {t.WonUtc:HH:mm:ss.fff}, caught up {t.CaughtUpUtc:HH:mm:ss.fff} ({t.RecordsReplayed} records), promoted {t.PromotedUtc:HH:mm:ss.fff}, serving {servingUtc:HH:mm:ss.fff}"));
             }
             var store = runtime.Store;
             var rec = store.Recovery;
