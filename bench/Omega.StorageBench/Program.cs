@@ -13,7 +13,8 @@ using Omega.Storage;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
 // Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
 //   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
-//   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers.
+//   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers. --full-scan 1 makes
+//   the open ignore the compact checkpoint and scan FasterKV's log (the path before issue 15's compact format).
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
 string dir = opts.TryGetValue("dir", out var d) ? d : Path.Combine(Path.GetTempPath(), "omega-storage-bench");
@@ -27,10 +28,10 @@ switch (args.FirstOrDefault())
         return 0;
     case "recovery":
         Recovery.Run(dir, long.Parse(opts["allocations"], CultureInfo.InvariantCulture), opts.TryGetValue("no-checkpoint", out var nc) && nc == "1",
-            opts.TryGetValue("phase", out var ph) ? ph : "all");
+            opts.TryGetValue("phase", out var ph) ? ph : "all", opts.TryGetValue("full-scan", out var fs) && fs == "1");
         return 0;
     default:
-        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]");
+        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open] [--full-scan 1]");
         return 2;
 }
 
@@ -331,7 +332,7 @@ internal static class Throughput
 
 internal static class Recovery
 {
-    public static void Run(string root, long allocations, bool noCheckpoint, string phase)
+    public static void Run(string root, long allocations, bool noCheckpoint, string phase, bool fullScan = false)
     {
         string dir = Path.Combine(root, "recovery-" + allocations.ToString(CultureInfo.InvariantCulture));
         if (phase != "open") Build(dir, allocations, noCheckpoint);
@@ -339,7 +340,7 @@ internal static class Recovery
         // --phase open runs in a fresh process (nothing but recovery has touched its heap) and keeps the store, so
         // the report script can open it several times; the all-in-one mode cleans up as before.
         if (phase != "open") GC.Collect();
-        Open(dir, allocations, noCheckpoint);
+        Open(dir, allocations, noCheckpoint, fullScan);
         if (phase != "open") Setup.Clean(dir);
     }
 
@@ -375,10 +376,12 @@ internal static class Recovery
         }
     }
 
-    private static void Open(string dir, long allocations, bool noCheckpoint)
+    private static void Open(string dir, long allocations, bool noCheckpoint, bool fullScan)
     {
         var open = Stopwatch.StartNew();
-        using (var store = CellStore.Open(Setup.Options(dir)))
+        var options = Setup.Options(dir);
+        options.UseCompactCheckpoint = !fullScan;
+        using (var store = CellStore.Open(options))
         {
             open.Stop();
             var r = store.Recovery;
@@ -388,7 +391,9 @@ internal static class Recovery
             // Issue 15: where the checkpoint load goes (verify the files, FasterKV's recovery, the scan into the cell).
             Console.WriteLine($"checkpoint load split: verify {r.CheckpointVerifyTime.TotalSeconds:F2} s, faster recover {r.CheckpointRecoverTime.TotalSeconds:F2} s, scan {r.CheckpointScanTime.TotalSeconds:F2} s");
             // One machine-readable line for bench/scripts/recovery-report.sh.
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RECOVERY bindings={store.Cell.AllocationCount} open_s={r.TotalTime.TotalSeconds:F3} verify_s={r.CheckpointVerifyTime.TotalSeconds:F3} recover_s={r.CheckpointRecoverTime.TotalSeconds:F3} scan_s={r.CheckpointScanTime.TotalSeconds:F3} replay_s={r.ReplayTime.TotalSeconds:F3} rebuild_s={r.RebuildTime.TotalSeconds:F3} peak_rss_mib={PeakRssMiB()} working_set_mib={Environment.WorkingSet / (1 << 20)}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RECOVERY path={(r.FromCompactCheckpoint ? "compact" : "scan")} bindings={store.Cell.AllocationCount} open_s={r.TotalTime.TotalSeconds:F3} verify_s={r.CheckpointVerifyTime.TotalSeconds:F3} recover_s={r.CheckpointRecoverTime.TotalSeconds:F3} scan_s={r.CheckpointScanTime.TotalSeconds:F3} replay_s={r.ReplayTime.TotalSeconds:F3} rebuild_s={r.RebuildTime.TotalSeconds:F3} peak_rss_mib={PeakRssMiB()} working_set_mib={Environment.WorkingSet / (1 << 20)}"));
+            if (!noCheckpoint && r.FromCompactCheckpoint == fullScan)
+                throw new InvalidOperationException($"expected the {(fullScan ? "full scan" : "compact checkpoint")} path, got the other ({r.CompactCheckpointFallback})");
             var audit = store.Cell.Audit();
             if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);
         }
