@@ -203,7 +203,7 @@ internal static class CompactCheckpoint
                 System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
             }
         }
-        if (blocks < 4)
+        if (blocks < 2)
         {
             Check(0);
             Check(1);
