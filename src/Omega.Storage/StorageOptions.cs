@@ -42,7 +42,7 @@ public sealed class StorageOptions
 
     /// <summary>
     /// Write a compact checkpoint (<c>checkpoints/omega-compact.&lt;token&gt;</c>: the store's records as fixed 64-byte
-    /// binding records and a few variable entries, checksummed per 4 MiB block) with every checkpoint, so recovery reads
+    /// binding records and a few variable entries, checksummed per 1 MiB block) with every checkpoint, so recovery reads
     /// it instead of scanning FasterKV's log (issue 15). Costs one sequential pass over the store log on the checkpointer
     /// thread and a file about the size of the live bindings. Default true.
     /// </summary>

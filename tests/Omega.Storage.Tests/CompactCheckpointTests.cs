@@ -9,8 +9,8 @@ namespace Omega.Storage.Tests;
 /// </summary>
 public sealed class CompactCheckpointTests
 {
-    // Over one 65,536-record block, so the file has two binding blocks (and the block checks run on two threads).
-    private const int BulkBindings = 70_000;
+    // Over one 16,384-record block, so the file has two binding blocks (and the block checks run on two threads).
+    private const int BulkBindings = 20_000;
 
     private sealed class Built
     {
@@ -121,7 +121,7 @@ public sealed class CompactCheckpointTests
         });
         var intact = File.ReadAllBytes(CompactFile(tmp));
         long bindings = BitConverter.ToInt64(intact, 24), entryBytes = BitConverter.ToInt64(intact, 40);
-        Assert.True(bindings > 65_536 + 5, $"two binding blocks expected, {bindings} records");
+        Assert.True(bindings > 16_384 + 5, $"two binding blocks expected, {bindings} records");
         Assert.True(entryBytes > 0);
         // Each damage on its own copy of the closed store (one build for all of them).
         foreach (var damage in new[] { "header", "binding-block-1", "entry-section", "block-checksums", "truncated", "stale", "absent" })
@@ -134,7 +134,7 @@ public sealed class CompactCheckpointTests
             switch (damage)
             {
                 case "header": bytes[24] ^= 0x01; expected = "header"; break;
-                case "binding-block-1": bytes[64 + (65_536 + 5) * 64 + 20] ^= 0x40; expected = "block 1"; break;
+                case "binding-block-1": bytes[64 + (16_384 + 5) * 64 + 20] ^= 0x40; expected = "block 1"; break;
                 case "entry-section": bytes[64 + bindings * 64 + entryBytes / 2] ^= 0x10; expected = "entry section"; break;
                 case "block-checksums": bytes[^1] ^= 0x01; expected = "block 1"; break;
                 case "truncated": Array.Resize(ref bytes, bytes.Length - 100); expected = "bytes"; break;

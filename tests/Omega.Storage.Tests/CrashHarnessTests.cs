@@ -50,14 +50,14 @@ public sealed class CrashHarnessTests
         _output.WriteLine($"crash harness (compact checkpoint) seed {seed} (OMEGA_CRASH_SEED={seed} to replay the kill schedule)");
         using var tmp = new TempStore();
         var driver = new CrashDriver(HostPath(), tmp.Directory, _output.WriteLine, compactCheck: true);
-        var summary = await driver.RunAsync(cycles: 3, seed, TimeSpan.FromSeconds(60));
+        var summary = await driver.RunAsync(cycles: 2, seed, TimeSpan.FromSeconds(60));
         _output.WriteLine(summary.ToString());
         Assert.True(summary.Ok, summary.ToString());
-        Assert.Equal(3, summary.Cycles);
+        Assert.Equal(2, summary.Cycles);
         Assert.True(summary.AckedBindingsChecked > 0);
         Assert.Equal(0, summary.CompactScanMismatches);
-        // Cycles 2 and 3 start from the verifier's checkpoint at least, so both recover from a compact file.
-        Assert.True(summary.CompactRecoveries >= 2, summary.ToString());
+        // Cycle 2 starts from the verifier's checkpoint at least, so its recovery has a compact file to use.
+        Assert.True(summary.CompactRecoveries >= 1, summary.ToString());
     }
 
     [Fact]

@@ -26,7 +26,7 @@ internal static class CompactCheckpoint
 {
     public const int HeaderSize = 64;
     public const int BindingSize = 64;
-    public const int BlockRecords = 1 << 16;   // 4 MiB per block: one CRC each, verified in parallel
+    public const int BlockRecords = 1 << 14;   // 1 MiB per block: one CRC each, verified in parallel
     private const uint Magic = 0x4B434D4F;       // "OMCK"
     private const int FormatVersion = 1;
     private const byte TombstoneFlag = 1;
@@ -251,7 +251,7 @@ internal static class CompactCheckpoint
     public delegate void EntrySink(bool tombstone, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value);
 
     /// <summary>
-    /// Reads a file that <see cref="Verify"/> accepted. The bindings are read in 4 MiB blocks by a dedicated reader
+    /// Reads a file that <see cref="Verify"/> accepted. The bindings are read in 1 MiB blocks by a dedicated reader
     /// thread one block ahead of the caller (double-buffered), so the disk read overlaps the restorer's work.
     /// </summary>
     public static void Read(string path, Header header, BindingSink binding, EntrySink entry)
