@@ -20,10 +20,14 @@ internal sealed class CrashSummary
     public long IdempotencyMismatches;
     public long AuditProblems;
     public long TornTailWarnings;
+    // Issue 15 (compactCheck): opens that recovered from the compact checkpoint, and how many of them differed from a
+    // full scan of the same directory.
+    public long CompactRecoveries;
+    public long CompactScanMismatches;
     public List<double> RecoveryMs = new();
     public List<string> Failures = new();
 
-    public bool Ok => LostAcknowledgedBindings == 0 && DoubleBindings == 0 && OvercommittedNodes == 0 && IdempotencyMismatches == 0 && AuditProblems == 0 && Failures.Count == 0;
+    public bool Ok => LostAcknowledgedBindings == 0 && DoubleBindings == 0 && OvercommittedNodes == 0 && IdempotencyMismatches == 0 && AuditProblems == 0 && CompactScanMismatches == 0 && Failures.Count == 0;
 
     public override string ToString()
     {
@@ -34,6 +38,7 @@ internal sealed class CrashSummary
             + $"{AckedBindingsChecked} acknowledged-binding checks, {IdempotentRetries} idempotent retries; "
             + $"lost acknowledged bindings {LostAcknowledgedBindings}, double bindings {DoubleBindings}, overcommitted nodes {OvercommittedNodes}, "
             + $"idempotency mismatches {IdempotencyMismatches}, audit problems {AuditProblems}, torn-tail warnings {TornTailWarnings}; "
+            + $"compact-checkpoint recoveries {CompactRecoveries} (differing from the full scan: {CompactScanMismatches}); "
             + $"recovery p50 {p50:F0} ms max {max:F0} ms; {(Ok ? "OK" : "FAILED: " + string.Join("; ", Failures.Take(5)))}");
     }
 }
@@ -49,9 +54,16 @@ internal sealed class CrashDriver
     private readonly string _workDir;
     private readonly Action<string> _log;
     private readonly bool _ackEarly;
+    private readonly bool _compactCheck;
 
-    public CrashDriver(string hostPath, string workDir, Action<string> log, bool ackEarly = false)
+    /// <param name="compactCheck">
+    /// Issue 15: before each verification, recover the directory once by the full scan of FasterKV's log
+    /// (<see cref="StorageOptions.UseCompactCheckpoint"/> false) and require the compact-checkpoint recovery that is then
+    /// verified to produce the same cell; after it, take a checkpoint so the next cycle always has a compact one.
+    /// </param>
+    public CrashDriver(string hostPath, string workDir, Action<string> log, bool ackEarly = false, bool compactCheck = false)
     {
+        _compactCheck = compactCheck;
         _ackEarly = ackEarly;
         _hostPath = hostPath;
         _workDir = workDir;
@@ -73,7 +85,7 @@ internal sealed class CrashDriver
             int checkpointMs = rng.Next(30, 150);
             bool duringCheckpoint = await RunAndKillAsync(cycle, ackFile, rng.Next(), atCheckpoint, killAfterAcks, checkpointMs, perCycleTimeout);
             if (duringCheckpoint) summary.KillsDuringCheckpoint++;
-            Verify(cycle, summary, rng);
+            await VerifyAsync(cycle, summary, rng);
             summary.Cycles = cycle;
             if (cycle % 10 == 0 || cycle == cycles) _log($"cycle {cycle}: {summary}");
             if (!summary.Ok) break;
@@ -135,7 +147,7 @@ internal sealed class CrashDriver
         return inCheckpoint;
     }
 
-    private void Verify(int cycle, CrashSummary s, Random rng)
+    private async Task VerifyAsync(int cycle, CrashSummary s, Random rng)
     {
         var transactions = new List<AckedTransaction>();
         var intents = new HashSet<(long, int)>();
@@ -156,10 +168,31 @@ internal sealed class CrashDriver
         // committed: the killed host's. Its lease is still unexpired in real time; a clock a day ahead sees it expired,
         // so the verifier can take the identity over (same scheduler id, new token) as a restarted host would.
         options.Cell.Time = new AheadClock(TimeSpan.FromDays(1));
+        string? scanned = null;
+        if (_compactCheck)
+        {
+            var scanOptions = HostRun.Options(DataDir);
+            scanOptions.CheckpointOnDispose = false;
+            scanOptions.UseCompactCheckpoint = false;
+            scanOptions.Warning = options.Warning;
+            scanOptions.Cell.Time = options.Cell.Time;
+            using var full = CellStore.Open(scanOptions);
+            scanned = Dump(full.Cell);
+        }
         var clock = Stopwatch.StartNew();
         using var store = CellStore.Open(options);
         s.RecoveryMs.Add(clock.Elapsed.TotalMilliseconds);
         var cell = store.Cell;
+        if (_compactCheck)
+        {
+            if (store.Recovery.FromCompactCheckpoint) s.CompactRecoveries++;
+            if (store.Recovery.CompactCheckpointFallback is { } why) s.Failures.Add($"cycle {cycle}: the compact checkpoint was refused: {why}");
+            if (Dump(cell) != scanned)
+            {
+                s.CompactScanMismatches++;
+                s.Failures.Add($"cycle {cycle}: the compact-checkpoint recovery differs from the full scan");
+            }
+        }
 
         var audit = cell.Audit();
         s.AuditProblems += audit.Count;
@@ -232,6 +265,24 @@ internal sealed class CrashDriver
             }
         }
         foreach (var l in leases.Values) cell.ReleaseLease(l);
+        if (_compactCheck)
+        {
+            await store.WaitForDurableAsync(cell.JournalSequence);
+            await store.CheckpointAsync();
+        }
+    }
+
+    /// <summary>What a recovery produced, as text: versions, every node's view and every binding (for compact vs scan).</summary>
+    private static string Dump(Cell cell)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"v{cell.Version} seq{cell.JournalSequence} nodes {cell.NodeCount}\n");
+        var snap = cell.Snapshot();
+        for (int i = 0; i < cell.NodeCount; i++)
+            if (snap.TryGetNode(new NodeId(i), out var v) == SnapshotRead.Ok)
+                sb.Append(CultureInfo.InvariantCulture, $"n{i} {v.Spec.Name} {v.Status} v{v.Version} {v.Allocated} {v.TaskCount}\n");
+        foreach (var a in cell.GetAllocations().OrderBy(a => a.Task.Job.Value).ThenBy(a => a.Task.Index)) sb.Append(a).Append('\n');
+        return sb.ToString();
     }
 
     /// <summary>The system clock shifted forward, so leases granted by a killed host look expired.</summary>

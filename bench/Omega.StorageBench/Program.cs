@@ -13,7 +13,8 @@ using Omega.Storage;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
 // Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
 //   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
-//   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers.
+//   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers. --full-scan 1 makes
+//   the open ignore the compact checkpoint and scan FasterKV's log (the path before issue 15's compact format).
 var opts = new Dictionary<string, string>(StringComparer.Ordinal);
 for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args[i + 1];
 string dir = opts.TryGetValue("dir", out var d) ? d : Path.Combine(Path.GetTempPath(), "omega-storage-bench");
@@ -25,12 +26,15 @@ switch (args.FirstOrDefault())
     case "throughput":
         Throughput.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
         return 0;
+    case "cellmem":
+        CellMemory.Run(long.Parse(opts.TryGetValue("allocations", out var cm) ? cm : "1000000", CultureInfo.InvariantCulture));
+        return 0;
     case "recovery":
         Recovery.Run(dir, long.Parse(opts["allocations"], CultureInfo.InvariantCulture), opts.TryGetValue("no-checkpoint", out var nc) && nc == "1",
-            opts.TryGetValue("phase", out var ph) ? ph : "all");
+            opts.TryGetValue("phase", out var ph) ? ph : "all", opts.TryGetValue("full-scan", out var fs) && fs == "1");
         return 0;
     default:
-        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]");
+        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open] [--full-scan 1] | cellmem --allocations N");
         return 2;
 }
 
@@ -331,7 +335,7 @@ internal static class Throughput
 
 internal static class Recovery
 {
-    public static void Run(string root, long allocations, bool noCheckpoint, string phase)
+    public static void Run(string root, long allocations, bool noCheckpoint, string phase, bool fullScan = false)
     {
         string dir = Path.Combine(root, "recovery-" + allocations.ToString(CultureInfo.InvariantCulture));
         if (phase != "open") Build(dir, allocations, noCheckpoint);
@@ -339,7 +343,7 @@ internal static class Recovery
         // --phase open runs in a fresh process (nothing but recovery has touched its heap) and keeps the store, so
         // the report script can open it several times; the all-in-one mode cleans up as before.
         if (phase != "open") GC.Collect();
-        Open(dir, allocations, noCheckpoint);
+        Open(dir, allocations, noCheckpoint, fullScan);
         if (phase != "open") Setup.Clean(dir);
     }
 
@@ -375,10 +379,12 @@ internal static class Recovery
         }
     }
 
-    private static void Open(string dir, long allocations, bool noCheckpoint)
+    private static void Open(string dir, long allocations, bool noCheckpoint, bool fullScan)
     {
         var open = Stopwatch.StartNew();
-        using (var store = CellStore.Open(Setup.Options(dir)))
+        var options = Setup.Options(dir);
+        options.UseCompactCheckpoint = !fullScan;
+        using (var store = CellStore.Open(options))
         {
             open.Stop();
             var r = store.Recovery;
@@ -387,8 +393,15 @@ internal static class Recovery
             Console.WriteLine($"peak resident memory (VmHWM) {PeakRssMiB():N0} MiB; managed heap {GC.GetTotalMemory(false) / (1 << 20):N0} MiB; open {open.Elapsed.TotalSeconds:F2} s");
             // Issue 15: where the checkpoint load goes (verify the files, FasterKV's recovery, the scan into the cell).
             Console.WriteLine($"checkpoint load split: verify {r.CheckpointVerifyTime.TotalSeconds:F2} s, faster recover {r.CheckpointRecoverTime.TotalSeconds:F2} s, scan {r.CheckpointScanTime.TotalSeconds:F2} s");
+            // Resident cost per binding (issue 15, target 2.5 GiB at 10M = ~268 B/binding): the managed heap after a full
+            // collection (the cell's structures, nothing transient) and the process working set, each per recovered binding.
+            long managed = GC.GetTotalMemory(forceFullCollection: true);
+            long bound = Math.Max(1, store.Cell.AllocationCount);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"MEMORY managed_mib={managed >> 20} managed_bytes_per_binding={managed / bound} working_set_bytes_per_binding={Environment.WorkingSet / bound}"));
             // One machine-readable line for bench/scripts/recovery-report.sh.
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RECOVERY bindings={store.Cell.AllocationCount} open_s={r.TotalTime.TotalSeconds:F3} verify_s={r.CheckpointVerifyTime.TotalSeconds:F3} recover_s={r.CheckpointRecoverTime.TotalSeconds:F3} scan_s={r.CheckpointScanTime.TotalSeconds:F3} replay_s={r.ReplayTime.TotalSeconds:F3} rebuild_s={r.RebuildTime.TotalSeconds:F3} peak_rss_mib={PeakRssMiB()} working_set_mib={Environment.WorkingSet / (1 << 20)}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RECOVERY path={(r.FromCompactCheckpoint ? "compact" : "scan")} bindings={store.Cell.AllocationCount} open_s={r.TotalTime.TotalSeconds:F3} verify_s={r.CheckpointVerifyTime.TotalSeconds:F3} recover_s={r.CheckpointRecoverTime.TotalSeconds:F3} scan_s={r.CheckpointScanTime.TotalSeconds:F3} replay_s={r.ReplayTime.TotalSeconds:F3} rebuild_s={r.RebuildTime.TotalSeconds:F3} peak_rss_mib={PeakRssMiB()} working_set_mib={Environment.WorkingSet / (1 << 20)}"));
+            if (!noCheckpoint && r.FromCompactCheckpoint == fullScan)
+                throw new InvalidOperationException($"expected the {(fullScan ? "full scan" : "compact checkpoint")} path, got the other ({r.CompactCheckpointFallback})");
             var audit = store.Cell.Audit();
             if (audit.Count != 0) throw new InvalidOperationException("audit: " + audit[0]);
         }
@@ -406,5 +419,37 @@ internal static class Recovery
         {
         }
         return -1;
+    }
+}
+
+/// <summary>
+/// Issue 15's memory target (2.5 GiB resident at 10M bindings): the managed bytes per binding of the cell's own
+/// structures, without storage (no FASTER buffers, no journal): a plain Cell with the recovery benchmark's 10,000 nodes,
+/// measured after a full collection before and after binding N tasks through ordinary commits, and again after a
+/// restore-free release of none (the figure is what the live cell keeps per binding). Not a timing: runs anywhere.
+/// </summary>
+internal static class CellMemory
+{
+    public static void Run(long allocations)
+    {
+        using var cell = new Cell();
+        Setup.AddNodes(cell, 100_000_000);
+        var lease = cell.AcquireLease("loader", TimeSpan.FromHours(1)).Lease;
+        var tx = new Transaction(lease, initialCapacity: 64);
+        var rng = new Random(1);
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        long job = 0;
+        while (job < allocations)
+        {
+            tx.Reset(lease);
+            for (int i = 0; i < 64 && job < allocations; i++)
+                tx.Add(new Claim(new TaskId(job++, 0), new NodeId(rng.Next(Setup.Nodes)), new ResourceVector(100, 1L << 28), 0, new TenantId(rng.Next(4)), rng.Next(3)));
+            var r = cell.Commit(tx);
+            if (r.AppliedCount != tx.Count) throw new InvalidOperationException($"load commit failed: {r}");
+        }
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"CELLMEM bindings={cell.AllocationCount} managed_delta_mib={(after - before) >> 20} bytes_per_binding={(after - before) / Math.Max(1, cell.AllocationCount)} working_set_mib={Environment.WorkingSet >> 20}"));
+        GC.KeepAlive(cell);
     }
 }

@@ -127,6 +127,8 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
             var loadClock = Stopwatch.StartNew();
             var loaded = state.LoadInto(restorer, out var loadTimes);
             var loadTime = loadClock.Elapsed;
+            if (loadTimes.CompactFallback is { } refused && options.UseCompactCheckpoint)
+                options.Warning($"the compact checkpoint of {loaded?.Token} was not used ({refused}); recovered by scanning the store log instead");
             var position = loaded?.Position ?? new CheckpointPosition(0, 0, log.BeginAddress, 0);
             if (position.ReplayAddress < log.BeginAddress)
                 throw new StorageCorruptionException($"the journal {logBase} begins at address {log.BeginAddress}, after the checkpoint's replay address {position.ReplayAddress}: records are missing", logBase);
@@ -179,6 +181,8 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
                 CheckpointVerifyTime = loadTimes.Verify,
                 CheckpointRecoverTime = loadTimes.Recover,
                 CheckpointScanTime = loadTimes.Scan,
+                FromCompactCheckpoint = loadTimes.Compact,
+                CompactCheckpointFallback = loadTimes.CompactFallback,
                 ReplayTime = replayTime,
                 RebuildTime = rebuildClock.Elapsed,
                 TotalTime = total.Elapsed,

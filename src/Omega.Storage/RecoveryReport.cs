@@ -39,6 +39,20 @@ public sealed class RecoveryReport
     /// </summary>
     public TimeSpan CheckpointScanTime { get; init; }
 
+    /// <summary>
+    /// True when the checkpoint's bindings and entries were loaded from its compact checkpoint file instead of a scan of
+    /// FasterKV's log (issue 15); <see cref="CheckpointScanTime"/> is then the time of that load, and
+    /// <see cref="CheckpointVerifyTime"/> includes the compact file's checks.
+    /// </summary>
+    public bool FromCompactCheckpoint { get; init; }
+
+    /// <summary>
+    /// Why the checkpoint's compact file was present but not used (damaged, of another format, at another position, or
+    /// disabled by <see cref="StorageOptions.UseCompactCheckpoint"/>): recovery scanned FasterKV's log instead. Null when
+    /// it was used or there was none.
+    /// </summary>
+    public string? CompactCheckpointFallback { get; init; }
+
     /// <summary>Time spent replaying the journal tail.</summary>
     public TimeSpan ReplayTime { get; init; }
 

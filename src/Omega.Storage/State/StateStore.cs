@@ -14,6 +14,12 @@ internal struct CheckpointLoadTimes
     public TimeSpan Verify;
     public TimeSpan Recover;
     public TimeSpan Scan;
+
+    /// <summary>True when the compact checkpoint was loaded instead of scanning FasterKV's log (issue 15).</summary>
+    public bool Compact;
+
+    /// <summary>Why a compact checkpoint that exists was not used (recovery scanned instead); null when it was used or absent.</summary>
+    public string? CompactFallback;
 }
 
 /// <summary>Where a checkpoint stands in the journal.</summary>
@@ -46,9 +52,13 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     // sizing hint for the next recovery only: a drift could cost memory or a regrowth, never correctness.
     private long _bindings;
     private readonly List<DomainLossConfirmation> _domainLosses = new();
+    private readonly bool _writeCompact;
+    private readonly bool _useCompact;
 
     public StateStore(StorageOptions options, string stateDir, string checkpointDir)
     {
+        _writeCompact = options.WriteCompactCheckpoint;
+        _useCompact = options.UseCompactCheckpoint;
         _checkpointDir = checkpointDir;
         _retention = Math.Max(1, options.Cell.IdempotencyRetention);
         _device = Devices.CreateLogDevice(Path.Combine(stateDir, "store.log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
@@ -86,9 +96,87 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         if (!Guid.TryParse(tokenText, out var token)) throw new StorageCorruptionException($"checkpoint pointer {current} does not hold a checkpoint token", current);
         var (position, files) = ReadManifest(token);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        VerifyFiles(token, files);
-        times.Verify = clock.Elapsed;
-        clock.Restart();
+        // Issue 15: the compact checkpoint replaces the scan of FasterKV's log when it is intact and reflects exactly
+        // this checkpoint's position. It is verified WHOLE before the restorer sees any of it, so a damaged file leaves
+        // the restorer untouched and the full scan produces the same cell (tested: CompactCheckpointTests).
+        string compactPath = CompactPath(token.ToString());
+        CompactCheckpoint.Header header = default;
+        string? refused = _useCompact ? CompactCheckpoint.Verify(compactPath, position.CellVersion, position.Sequence, out header)
+            : File.Exists(compactPath) ? "disabled (StorageOptions.UseCompactCheckpoint)" : "absent";
+        // An absent file is not a fault (a checkpoint written before the format existed, or with writing disabled).
+        if (refused is not null && refused != "absent") times.CompactFallback = refused;
+        var compactVerify = clock.Elapsed;
+        restorer.SetCheckpointPosition(position.CellVersion, position.Sequence);
+        long entries;
+        if (refused is null)
+        {
+            // The load does not touch FasterKV, so FasterKV's verification and recovery (which the checkpointer needs
+            // later, not the cell) run meanwhile on a dedicated thread: the two cores each take one. Its files are still
+            // all verified before FasterKV reads any of them, and a failure refuses the store exactly as before.
+            TimeSpan fasterVerify = default, fasterRecover = default;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? fasterError = null;
+            var faster = new Thread(() =>
+            {
+                try
+                {
+                    var c = System.Diagnostics.Stopwatch.StartNew();
+                    VerifyFiles(token, files);
+                    fasterVerify = c.Elapsed;
+                    c.Restart();
+                    RecoverStore(token);
+                    fasterRecover = c.Elapsed;
+                }
+#pragma warning disable CA1031 // carried to the opening thread and rethrown there with its type
+                catch (Exception e) { fasterError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e); }
+#pragma warning restore CA1031
+            }) { IsBackground = true, Name = "omega-checkpoint-recover" };
+            faster.Start();
+            clock.Restart();
+            entries = 0;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? loadError = null;
+            try
+            {
+                // The hint file is verified by the manifest on the other thread; the header's record count (verified
+                // here) bounds it, so it cannot ask for more than the file holds.
+                long hint = Math.Min(ReadBindingsHint(token, files), header.Bindings);
+                if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
+                entries = LoadCompact(restorer, compactPath, header);
+            }
+#pragma warning disable CA1031 // rethrown below, after the FasterKV thread's own failure (which names the damaged file) if any
+            catch (Exception e) { loadError = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e); }
+#pragma warning restore CA1031
+            faster.Join();
+            times.Scan = clock.Elapsed;
+            fasterError?.Throw();
+            loadError?.Throw();
+            times.Verify = compactVerify + fasterVerify;
+            times.Recover = fasterRecover;
+            times.Compact = true;
+        }
+        else
+        {
+            clock.Restart();
+            VerifyFiles(token, files);
+            times.Verify = clock.Elapsed + compactVerify;
+            clock.Restart();
+            RecoverStore(token);
+            times.Recover = clock.Elapsed;
+            clock.Restart();
+            // Size the binding table once: growing a 10M-entry dictionary by doubling rehashes every entry ~twice and holds
+            // the old and the new table at once at its last step (~1.6 GB transient at 10M).
+            // Bounded by what the recovered log can hold (every entry takes well over 32 bytes), so a wrong hint cannot
+            // ask for more memory than the store itself implies.
+            long hint = Math.Min(ReadBindingsHint(token, files), (_store.Log.TailAddress - _store.Log.BeginAddress) / 32);
+            if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
+            entries = ScanInto(restorer);
+            times.Scan = clock.Elapsed;
+        }
+        _bindings = restorer.AllocationCount;
+        return (position, token, entries);
+    }
+
+    private void RecoverStore(Guid token)
+    {
         try
         {
             _store.Recover(token);
@@ -97,19 +185,6 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         {
             throw new StorageCorruptionException($"checkpoint {token} in {_checkpointDir} could not be recovered: {e.Message}", _checkpointDir, e);
         }
-        times.Recover = clock.Elapsed;
-        clock.Restart();
-        restorer.SetCheckpointPosition(position.CellVersion, position.Sequence);
-        // Size the binding table once: growing a 10M-entry dictionary by doubling rehashes every entry ~twice and holds
-        // the old and the new table at once at its last step (~1.6 GB transient at 10M).
-        // Bounded by what the recovered log can hold (every entry takes well over 32 bytes), so a wrong hint cannot
-        // ask for more memory than the store itself implies.
-        long hint = Math.Min(ReadBindingsHint(token, files), (_store.Log.TailAddress - _store.Log.BeginAddress) / 32);
-        if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
-        long entries = ScanInto(restorer);
-        _bindings = restorer.AllocationCount;
-        times.Scan = clock.Elapsed;
-        return (position, token, entries);
     }
 
     /// <summary>
@@ -195,11 +270,17 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         }
     }
 
+    // What the restore of entries carries from one entry to the next (the domain-loss entry, the outcomes' eviction order).
+    private sealed class EntryScan
+    {
+        public byte[]? DomainLosses;
+        public readonly List<(long Order, (SchedulerId, IdempotencyKey) Key)> Order = new();
+        public readonly HashSet<(SchedulerId, IdempotencyKey)> Forgotten = new();
+    }
+
     private long ScanInto(CellRestorer restorer)
     {
-        byte[]? domainLosses = null;
-        var order = new List<(long Order, (SchedulerId, IdempotencyKey) Key)>();
-        var forgotten = new HashSet<(SchedulerId, IdempotencyKey)>();
+        var st = new EntryScan();
         long n = 0;
         using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
         {
@@ -207,115 +288,147 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
             {
                 if (info.Invalid) continue;
                 n++;
-                var k = it.GetKey().AsReadOnlySpan();
                 bool deleted = info.Tombstone;
-                var v = deleted ? default : it.GetValue().AsReadOnlySpan();
-                switch ((EntryKind)k[0])
-                {
-                    case EntryKind.Allocation:
-                    {
-                        var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
-                        if (deleted) restorer.Unbind(task);
-                        else restorer.Bind(DecodeAllocation(task, v));
-                        break;
-                    }
-                    case EntryKind.Node when !deleted:
-                        restorer.Node(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), CellRecord.DecodeSpec(v[9..]), (NodeStatus)v[0], BinaryPrimitives.ReadInt64LittleEndian(v[1..]));
-                        break;
-                    case EntryKind.NodeVersion when !deleted:
-                        restorer.NodeVersion(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), BinaryPrimitives.ReadInt64LittleEndian(v));
-                        break;
-                    case EntryKind.Lease when !deleted:
-                        restorer.Lease(new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v[17..]),
-                            new FencingToken(BinaryPrimitives.ReadInt64LittleEndian(v)), new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[8..]), TimeSpan.Zero), v[16] != 0);
-                        break;
-                    case EntryKind.Quota when !deleted:
-                        restorer.Quota(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
-                        break;
-                    case EntryKind.Tenant when !deleted:
-                        restorer.Tenant(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v));
-                        break;
-                    case EntryKind.Outcome:
-                    {
-                        var key = new IdempotencyKey(BinaryPrimitives.ReadUInt64LittleEndian(k[1..]), BinaryPrimitives.ReadUInt64LittleEndian(k[9..]));
-                        var scheduler = k.Length >= 21 ? new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[17..])) : CellRestorer.LegacyScope;
-                        if (deleted)
-                        {
-                            restorer.ForgetOutcome(scheduler, key);
-                            forgotten.Add((scheduler, key));
-                            break;
-                        }
-                        long ord = BinaryPrimitives.ReadInt64LittleEndian(v[21..]);
-                        int count = BinaryPrimitives.ReadInt32LittleEndian(v[29..]);
-                        restorer.RestoreOutcome(scheduler, key, BinaryPrimitives.ReadUInt64LittleEndian(v), (TransactionStatus)v[8], BinaryPrimitives.ReadInt64LittleEndian(v[9..]),
-                            BinaryPrimitives.ReadInt32LittleEndian(v[17..]), MemoryMarshal.Cast<byte, ClaimStatus>(v.Slice(33, count)), ord);
-                        forgotten.Remove((scheduler, key));
-                        order.Add((ord, (scheduler, key)));
-                        break;
-                    }
-                    case EntryKind.Object:
-                    {
-                        string key = Encoding.UTF8.GetString(k[1..]);
-                        if (deleted) restorer.ObjectDeleted(key);
-                        else restorer.RestoreObject(key, v[16..], BinaryPrimitives.ReadInt64LittleEndian(v), BinaryPrimitives.ReadInt64LittleEndian(v[8..]));
-                        break;
-                    }
-                    case EntryKind.Reservation:
-                    {
-                        var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
-                        if (deleted) restorer.Unreserve(task);
-                        else restorer.Reserve(new CellReservation(task, new NodeId(BinaryPrimitives.ReadInt32LittleEndian(v)), ReadResources(v[4..]),
-                            new TenantId(BinaryPrimitives.ReadInt32LittleEndian(v[36..])), BinaryPrimitives.ReadInt32LittleEndian(v[40..]),
-                            new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[44..]), TimeSpan.Zero), BinaryPrimitives.ReadInt64LittleEndian(v[52..])));
-                        break;
-                    }
-                    case EntryKind.Guarantee when !deleted:
-                        restorer.Guarantee(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
-                        break;
-                    case EntryKind.AuthRecord:
-                    {
-                        string key = Encoding.UTF8.GetString(k[1..]);
-                        if (deleted) restorer.AuthRecordDeleted(key);
-                        else restorer.AuthRecordPut(key, v);
-                        break;
-                    }
-                    case EntryKind.RecoveryBudget:
-                    {
-                        string region = Encoding.UTF8.GetString(k[1..]);
-                        if (deleted) restorer.RecoveryBudget(region, null, 0);
-                        else restorer.RecoveryBudget(region, ReadResources(v), BinaryPrimitives.ReadInt32LittleEndian(v[32..]));
-                        break;
-                    }
-                    case EntryKind.FailoverHome:
-                        restorer.FailoverHome(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), k[9], deleted ? null : Encoding.UTF8.GetString(v));
-                        break;
-                    case EntryKind.DomainLosses when !deleted:
-                        // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
-                        domainLosses = v.ToArray();
-                        break;
-                    default:
-                        if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.AuthRecord or EntryKind.Reservation or EntryKind.Guarantee
-                            or EntryKind.RecoveryBudget or EntryKind.FailoverHome))
-                            throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
-                        break;
-                }
+                RestoreEntry(restorer, it.GetKey().AsReadOnlySpan(), deleted ? default : it.GetValue().AsReadOnlySpan(), deleted, st);
             }
         }
-        if (domainLosses is not null)
+        FinishEntries(restorer, st);
+        return n;
+    }
+
+    /// <summary>
+    /// Loads the compact checkpoint at <paramref name="path"/> (verified by the caller) into the restorer: the bindings
+    /// in file order (upserts and releases, as the scan would apply them), then the other entries through the same
+    /// per-entry restore as the scan. Returns the records loaded.
+    /// </summary>
+    private long LoadCompact(CellRestorer restorer, string path, CompactCheckpoint.Header header)
+    {
+        var st = new EntryScan();
+        CompactCheckpoint.Read(path, header,
+            record =>
+            {
+                var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(record), BinaryPrimitives.ReadInt32LittleEndian(record[8..]));
+                int node = BinaryPrimitives.ReadInt32LittleEndian(record[12..]);
+                if (node < 0) restorer.Unbind(task);
+                else restorer.Bind(new Allocation(task, new NodeId(node), ReadResources(record[16..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(record[48..])),
+                    BinaryPrimitives.ReadInt32LittleEndian(record[52..]), BinaryPrimitives.ReadInt64LittleEndian(record[56..])));
+            },
+            (tombstone, key, value) => RestoreEntry(restorer, key, value, tombstone, st));
+        FinishEntries(restorer, st);
+        return header.Bindings + header.Entries;
+    }
+
+    // One store entry into the restorer (the scan's and the compact load's common decoding).
+    private void RestoreEntry(CellRestorer restorer, ReadOnlySpan<byte> k, ReadOnlySpan<byte> v, bool deleted, EntryScan st)
+    {
+        switch ((EntryKind)k[0])
         {
-            foreach (var d in DecodeDomainLosses(domainLosses))
+            case EntryKind.Allocation:
+            {
+                var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
+                if (deleted) restorer.Unbind(task);
+                else restorer.Bind(DecodeAllocation(task, v));
+                break;
+            }
+            case EntryKind.Node when !deleted:
+                restorer.Node(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), CellRecord.DecodeSpec(v[9..]), (NodeStatus)v[0], BinaryPrimitives.ReadInt64LittleEndian(v[1..]));
+                break;
+            case EntryKind.NodeVersion when !deleted:
+                restorer.NodeVersion(new NodeId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), BinaryPrimitives.ReadInt64LittleEndian(v));
+                break;
+            case EntryKind.Lease when !deleted:
+                restorer.Lease(new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v[17..]),
+                    new FencingToken(BinaryPrimitives.ReadInt64LittleEndian(v)), new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[8..]), TimeSpan.Zero), v[16] != 0);
+                break;
+            case EntryKind.Quota when !deleted:
+                restorer.Quota(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
+                break;
+            case EntryKind.Tenant when !deleted:
+                restorer.Tenant(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), Encoding.UTF8.GetString(v));
+                break;
+            case EntryKind.Outcome:
+            {
+                var key = new IdempotencyKey(BinaryPrimitives.ReadUInt64LittleEndian(k[1..]), BinaryPrimitives.ReadUInt64LittleEndian(k[9..]));
+                var scheduler = k.Length >= 21 ? new SchedulerId(BinaryPrimitives.ReadInt32LittleEndian(k[17..])) : CellRestorer.LegacyScope;
+                if (deleted)
+                {
+                    restorer.ForgetOutcome(scheduler, key);
+                    st.Forgotten.Add((scheduler, key));
+                    break;
+                }
+                long ord = BinaryPrimitives.ReadInt64LittleEndian(v[21..]);
+                int count = BinaryPrimitives.ReadInt32LittleEndian(v[29..]);
+                restorer.RestoreOutcome(scheduler, key, BinaryPrimitives.ReadUInt64LittleEndian(v), (TransactionStatus)v[8], BinaryPrimitives.ReadInt64LittleEndian(v[9..]),
+                    BinaryPrimitives.ReadInt32LittleEndian(v[17..]), MemoryMarshal.Cast<byte, ClaimStatus>(v.Slice(33, count)), ord);
+                st.Forgotten.Remove((scheduler, key));
+                st.Order.Add((ord, (scheduler, key)));
+                break;
+            }
+            case EntryKind.Object:
+            {
+                string key = Encoding.UTF8.GetString(k[1..]);
+                if (deleted) restorer.ObjectDeleted(key);
+                else restorer.RestoreObject(key, v[16..], BinaryPrimitives.ReadInt64LittleEndian(v), BinaryPrimitives.ReadInt64LittleEndian(v[8..]));
+                break;
+            }
+            case EntryKind.Reservation:
+            {
+                var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), BinaryPrimitives.ReadInt32LittleEndian(k[9..]));
+                if (deleted) restorer.Unreserve(task);
+                else restorer.Reserve(new CellReservation(task, new NodeId(BinaryPrimitives.ReadInt32LittleEndian(v)), ReadResources(v[4..]),
+                    new TenantId(BinaryPrimitives.ReadInt32LittleEndian(v[36..])), BinaryPrimitives.ReadInt32LittleEndian(v[40..]),
+                    new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(v[44..]), TimeSpan.Zero), BinaryPrimitives.ReadInt64LittleEndian(v[52..])));
+                break;
+            }
+            case EntryKind.Guarantee when !deleted:
+                restorer.Guarantee(new TenantId(BinaryPrimitives.ReadInt32LittleEndian(k[1..])), v[0] != 0 ? ReadResources(v[1..]) : null);
+                break;
+            case EntryKind.AuthRecord:
+            {
+                string key = Encoding.UTF8.GetString(k[1..]);
+                if (deleted) restorer.AuthRecordDeleted(key);
+                else restorer.AuthRecordPut(key, v);
+                break;
+            }
+            case EntryKind.RecoveryBudget:
+            {
+                string region = Encoding.UTF8.GetString(k[1..]);
+                if (deleted) restorer.RecoveryBudget(region, null, 0);
+                else restorer.RecoveryBudget(region, ReadResources(v), BinaryPrimitives.ReadInt32LittleEndian(v[32..]));
+                break;
+            }
+            case EntryKind.FailoverHome:
+                restorer.FailoverHome(BinaryPrimitives.ReadInt64LittleEndian(k[1..]), k[9], deleted ? null : Encoding.UTF8.GetString(v));
+                break;
+            case EntryKind.DomainLosses when !deleted:
+                // The log may hold several versions of the one key; the scan goes in address order, so the last wins.
+                st.DomainLosses = v.ToArray();
+                break;
+            default:
+                if (!deleted && (EntryKind)k[0] > EntryKind.Outcome && (EntryKind)k[0] is not (EntryKind.Tenant or EntryKind.DomainLosses or EntryKind.Object or EntryKind.AuthRecord or EntryKind.Reservation or EntryKind.Guarantee
+                    or EntryKind.RecoveryBudget or EntryKind.FailoverHome))
+                    throw new StorageCorruptionException($"store entry of unknown kind {k[0]} in {_device.FileName}", _device.FileName);
+                break;
+        }
+    }
+
+    private void FinishEntries(CellRestorer restorer, EntryScan st)
+    {
+        if (st.DomainLosses is not null)
+        {
+            foreach (var d in DecodeDomainLosses(st.DomainLosses))
             {
                 _domainLosses.Add(d);
                 restorer.RestoreDomainLoss(d.Domain, d.Author, d.Reason, d.At, d.Version, withdrawn: false);
             }
         }
         // Rebuild the eviction order of the outcomes still remembered (oldest first), as the cell's index holds them.
+        var order = st.Order;
         order.Sort(static (a, b) => a.Order.CompareTo(b.Order));
         var seen = new HashSet<(SchedulerId, IdempotencyKey)>();
         for (int i = order.Count - 1; i >= 0; i--)
-            if (forgotten.Contains(order[i].Key) || !seen.Add(order[i].Key)) order.RemoveAt(i);
+            if (st.Forgotten.Contains(order[i].Key) || !seen.Add(order[i].Key)) order.RemoveAt(i);
         foreach (var (_, key) in order) _outcomeOrder.Enqueue(key);
-        return n;
     }
 
     private static Allocation DecodeAllocation(TaskId task, ReadOnlySpan<byte> v)
@@ -674,10 +787,14 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // and checksums it like FASTER's own files, and a store opened by an older build verifies it and ignores it
         // (a new manifest line would have made older builds refuse the manifest).
         File.WriteAllText(BindingsHintPath(tokenText), Math.Max(0, _bindings).ToString(CultureInfo.InvariantCulture));
+        if (_writeCompact) WriteCompact(tokenText, position);
         foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
         {
             string rel = Path.GetRelativePath(_checkpointDir, path);
             if (!rel.Contains(tokenText, StringComparison.OrdinalIgnoreCase)) continue;
+            // The compact checkpoint checks itself and must not be listed: a damaged one falls back to the scan
+            // instead of making the manifest refuse the whole checkpoint.
+            if (Path.GetFileName(rel).StartsWith("omega-compact.", StringComparison.Ordinal)) continue;
             var (length, crc) = ChecksumFile(path);
             files.Add((rel, length, crc));
         }
@@ -690,6 +807,29 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         return token;
     }
 
+    /// <summary>
+    /// Writes the compact checkpoint of the state just checkpointed: every record of the store log in address order
+    /// (what the recovery scan would read), on this checkpointer thread, never on the commit path. Written before the
+    /// manifest and CURRENT, so a crash leaves either no file for the new token or a complete one (or a torn one, which
+    /// fails its checks and makes recovery scan instead).
+    /// </summary>
+    private void WriteCompact(string token, CheckpointPosition position)
+    {
+        using var writer = new CompactCheckpoint.Writer(CompactPath(token));
+        using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
+        {
+            while (it.GetNext(out RecordInfo info))
+            {
+                if (info.Invalid) continue;
+                bool tombstone = info.Tombstone;
+                writer.Add(tombstone, it.GetKey().AsReadOnlySpan(), tombstone ? default : it.GetValue().AsReadOnlySpan());
+            }
+        }
+        writer.Complete(position.CellVersion, position.Sequence);
+    }
+
+    private string CompactPath(string token) => Path.Combine(_checkpointDir, $"omega-compact.{token}");
+
     private string BindingsHintPath(string token) => Path.Combine(_checkpointDir, $"omega-bindings.{token}");
 
     /// <summary>The live-binding count a checkpoint recorded, or 0 when it has none (written before the hint existed).</summary>
@@ -700,7 +840,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // Only a hint the manifest lists (and so was just verified) is trusted.
         bool listed = false;
         foreach (var f in files) listed |= string.Equals(f.Rel, rel, StringComparison.Ordinal);
-        if (!listed) return 0;
+        if (!listed || !File.Exists(path)) return 0;   // (a listed file that is missing is refused by the verification)
         return long.TryParse(File.ReadAllText(path).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n : 0;
     }
 
@@ -762,6 +902,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
             if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase)) File.Delete(file);
         foreach (var file in Directory.EnumerateFiles(_checkpointDir, "omega-bindings.*"))
             if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase)) File.Delete(file);
+        foreach (var file in Directory.EnumerateFiles(_checkpointDir, "omega-compact.*"))
+            if (!file.Contains(keepText, StringComparison.OrdinalIgnoreCase) || file.EndsWith(".tmp", StringComparison.Ordinal)) File.Delete(file);
     }
 
     public void Dispose()
