@@ -388,14 +388,16 @@ public sealed class PlacementPipeline
     {
         var spec = placed.Spec;
         // The topology scorer reads group counts per zone or region only for a spread; a region preference reads the
-        // node's own region, which no placement changes.
+        // node's own region, which no placement changes. Domains compare by their interned slot (equal slot = equal
+        // string), so this is an integer compare per pool entry, not a string compare.
         var spread = _context.Job.Topology.Spread;
+        int domain = _context.DomainSlotOf(placed.Id, spec.FailureDomain);
         for (int c = 0; c < _poolCount; c++)
         {
             if (!_scoreValid[c]) continue;
             var other = _pool[c].Spec;
             if (_pool[c].Id == placed.Id
-                || string.Equals(other.FailureDomain, spec.FailureDomain, StringComparison.Ordinal)
+                || _context.DomainSlotOf(_pool[c].Id, other.FailureDomain) == domain
                 || spread == TopologySpread.Zone && string.Equals(other.Zone, spec.Zone, StringComparison.Ordinal)
                 || spread == TopologySpread.Region && string.Equals(other.Region, spec.Region, StringComparison.Ordinal))
                 _scoreValid[c] = false;
