@@ -9,20 +9,24 @@ namespace Omega.Scheduling.Pipeline;
 public sealed class PlacementContext
 {
     // Per-decision bookkeeping per node (issue 14, decision cost): tentative resources, the job's task count and the
-    // node's failure-domain slot, in one epoch-stamped entry indexed by node id. An entry is valid for this decision only
-    // when its Stamp equals _epoch, so a new decision "clears" every node by one increment (no Dictionary hashing per
-    // fit check or score, no clearing per decision; the array is cleared only when the epoch wraps). Node ids are
-    // dense (the cell hands them out in order), so the array is as long as the largest id seen, like the pipeline's
-    // _seenStamp.
+    // node's failure-domain slot, in one entry of a small open-addressed table keyed by node id. An entry is live for
+    // this decision only when its Stamp equals _epoch, so a new decision empties the table by one increment (no clearing;
+    // the array is cleared only when the epoch wraps). A decision touches tens of nodes, so the table stays a few lines
+    // in L1: a fit check or a score reads it without the hashing of a Dictionary<int, T> and without the cache miss of
+    // an array indexed by node id (10k nodes × 48 B, measured slower than the dictionary it replaced). Load factor ≤ 1/2,
+    // linear probing, Fibonacci hashing of the id.
     private struct NodeScratch
     {
         public int Stamp;
+        public int Node;
         public int JobTasks;
         public int DomainSlot; // -1: not interned yet in this decision
         public ResourceVector Tentative;
     }
 
     private NodeScratch[] _nodes = new NodeScratch[64];
+    private int _shift = 32 - 6;
+    private int _used;
     private int _epoch;
     // Failure domains seen by this decision, interned to dense slots: the domain string is hashed once per node per
     // decision (when first needed) instead of once per score and twice per placement, and the job's per-domain task
@@ -63,6 +67,7 @@ public sealed class PlacementContext
             Array.Clear(_nodes);
             _epoch = 1;
         }
+        _used = 0;
         _domainSlots.Clear();
         TentativeTenantUse = default;
         _groupOnNode.Clear();
@@ -192,17 +197,29 @@ public sealed class PlacementContext
     /// <summary>Resources this decision has tentatively placed on a node (not yet committed).</summary>
     public ResourceVector TentativeOn(NodeId node)
     {
-        var nodes = _nodes;
-        uint i = (uint)node.Value;
-        return i < (uint)nodes.Length && nodes[i].Stamp == _epoch ? nodes[i].Tentative : default;
+        int i = Find(node.Value);
+        return i >= 0 ? _nodes[i].Tentative : default;
     }
 
     /// <summary>How many of this job's tasks this decision (and earlier attempts' bindings) put on a node.</summary>
     public int JobTasksOn(NodeId node)
     {
+        int i = Find(node.Value);
+        return i >= 0 ? _nodes[i].JobTasks : 0;
+    }
+
+    // The table index of node `id`'s live entry, or -1.
+    private int Find(int id)
+    {
         var nodes = _nodes;
-        uint i = (uint)node.Value;
-        return i < (uint)nodes.Length && nodes[i].Stamp == _epoch ? nodes[i].JobTasks : 0;
+        int mask = nodes.Length - 1;
+        int epoch = _epoch;
+        for (int i = (int)(((uint)id * 0x9E3779B9u) >> _shift); ; i = (i + 1) & mask)
+        {
+            ref var e = ref nodes[i];
+            if (e.Stamp != epoch) return -1;
+            if (e.Node == id) return i;
+        }
     }
 
     /// <summary>How many of this job's tasks are in a failure domain.</summary>
@@ -239,24 +256,41 @@ public sealed class PlacementContext
         return e.DomainSlot = slot;
     }
 
-    // This decision's entry of a node, reset on its first use in the decision.
+    // This decision's entry of a node, created on its first use in the decision.
     private ref NodeScratch Entry(NodeId node)
     {
         int id = node.Value;
-        if ((uint)id >= (uint)_nodes.Length)
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(id, nameof(node));
-            Array.Resize(ref _nodes, Math.Max(id + 1, _nodes.Length * 2));
-        }
-        ref var e = ref _nodes[id];
-        if (e.Stamp != _epoch)
-        {
-            e.Stamp = _epoch;
-            e.JobTasks = 0;
-            e.DomainSlot = -1;
-            e.Tentative = default;
-        }
+        int found = Find(id);
+        if (found >= 0) return ref _nodes[found];
+        // Grow before inserting, so the reference returned stays valid until the next insert.
+        if ((_used + 1) * 2 > _nodes.Length) Grow();
+        var nodes = _nodes;
+        int mask = nodes.Length - 1;
+        int i = (int)(((uint)id * 0x9E3779B9u) >> _shift);
+        while (nodes[i].Stamp == _epoch) i = (i + 1) & mask;
+        _used++;
+        ref var e = ref nodes[i];
+        e.Stamp = _epoch;
+        e.Node = id;
+        e.JobTasks = 0;
+        e.DomainSlot = -1;
+        e.Tentative = default;
         return ref e;
+    }
+
+    private void Grow()
+    {
+        var old = _nodes;
+        _nodes = new NodeScratch[old.Length * 2];
+        _shift--;
+        int mask = _nodes.Length - 1;
+        foreach (ref readonly var e in old.AsSpan())
+        {
+            if (e.Stamp != _epoch) continue;
+            int i = (int)(((uint)e.Node * 0x9E3779B9u) >> _shift);
+            while (_nodes[i].Stamp == _epoch) i = (i + 1) & mask;
+            _nodes[i] = e;
+        }
     }
 
     /// <summary>Records a tentative placement so later tasks of the same decision see it.</summary>
