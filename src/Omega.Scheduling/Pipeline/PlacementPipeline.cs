@@ -121,6 +121,11 @@ public sealed class PlacementPipeline
     private ResourceVector[] _poolUsed = new ResourceVector[64];
     private ResourceVector[] _poolCapacity = new ResourceVector[64];
     private int[] _poolDomain = new int[64];
+    // FillPoolSampled's batch: the ids drawn, and each node's snapshot read.
+    private readonly int[] _batchIds = new int[32];
+    private readonly NodeView[] _batchViews = new NodeView[32];
+    private readonly SnapshotRead[] _batchReads = new SnapshotRead[32];
+    private long _touch;
     // The policy's filters and scorers by built-in kind (Other for a plugin of another type): the default pipeline is
     // dispatched by a switch to direct, inlinable calls on the sealed built-in types instead of interface calls.
     private PluginKind[] _filterKinds = [];
@@ -398,16 +403,14 @@ public sealed class PlacementPipeline
             // exactly once, but spread over the id space); others keep the contiguous scan.
             _scanStride = _context.Job.Topology.PreferredRegions.Count > 0 || _context.Job.Topology.Spread != TopologySpread.None ? CoprimeStride(n) : 1;
         }
+        if (n > probeBudget)
+        {
+            FillPoolSampled(snapshot, rng, wanted, ref probes, budget, stats);
+            return;
+        }
         while (_poolCount < wanted && probes < budget)
         {
-            int id;
-            if (n <= probeBudget) id = (int)((_scanStart + (long)probes * _scanStride) % n); // small cell: scan every node once from a random start
-            else
-            {
-                id = rng.Next(n);
-                if (_seenStamp[id] == _seenEpoch) { probes++; continue; }
-                _seenStamp[id] = _seenEpoch;
-            }
+            int id = (int)((_scanStart + (long)probes * _scanStride) % n); // small cell: scan every node once from a random start
             probes++;
             _distinct++;
             _probed.Add(id);
@@ -416,28 +419,77 @@ public sealed class PlacementPipeline
                 stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
                 continue;
             }
-            var status = RunFilters(v);
-            if (status != FilterStatus.Feasible)
-            {
-                stats.FilteredByReason[(int)status]++;
-                continue;
-            }
-            if (_poolCount == _pool.Length)
-            {
-                Array.Resize(ref _pool, _pool.Length * 2);
-                Array.Resize(ref _score, _pool.Length);
-                Array.Resize(ref _scoreValid, _pool.Length);
-                Array.Resize(ref _poolUsed, _pool.Length);
-                Array.Resize(ref _poolCapacity, _pool.Length);
-                Array.Resize(ref _poolDomain, _pool.Length);
-            }
-            _scoreValid[_poolCount] = false;
-            // A node placed on earlier in this decision (by preemption, outside the pool) enters with its tentative use.
-            _poolUsed[_poolCount] = v.Allocated + _context.TentativeOn(v.Id);
-            _poolCapacity[_poolCount] = v.Capacity;
-            _poolDomain[_poolCount] = _context.DomainSlotOf(v.Id, v.Spec.FailureDomain);
-            _pool[_poolCount++] = v;
+            Consider(v, stats);
         }
+    }
+
+    // Random sampling of a large cell, in batches whose node reads overlap (issue 14, decision cost). Each probe of a
+    // 10k-node cell misses the cache twice in a chain (the node's ring entry, then its spec), and one at a time those
+    // misses were most of a decision. The loop below draws exactly the ids the one-at-a-time loop would draw, in the same
+    // order: a batch holds k = min(wanted − pool, budget − probes) draws, and that loop would certainly run k more
+    // iterations (each adds at most one node to the pool and uses one probe). It reads all k nodes first (independent
+    // loads, overlapped by the CPU), touches their specs (the second miss, overlapped too), then runs the unchanged
+    // per-probe logic in order: seen check, read set, statistics, filters. So the random stream, the read set and the
+    // pool are those of the one-at-a-time loop (DecisionGoldenTests pins them), and only the memory waits overlap.
+    // Reading a node a little earlier within the decision is harmless: the snapshot is fixed, and a ring entry
+    // overwritten meanwhile reads as stale either way.
+    private void FillPoolSampled(CellSnapshot snapshot, Random rng, int wanted, ref int probes, int budget, PlanStats stats)
+    {
+        int n = snapshot.NodeCount;
+        var ids = _batchIds;
+        var views = _batchViews;
+        var reads = _batchReads;
+        while (_poolCount < wanted && probes < budget)
+        {
+            int k = Math.Min(Math.Min(wanted - _poolCount, budget - probes), ids.Length);
+            for (int i = 0; i < k; i++) ids[i] = rng.Next(n);
+            for (int i = 0; i < k; i++) reads[i] = snapshot.TryGetNode(new NodeId(ids[i]), out views[i]);
+            long touch = 0;
+            for (int i = 0; i < k; i++)
+                if (reads[i] == SnapshotRead.Ok) touch += views[i].Spec.Capacity.CpuMillis;
+            _touch = touch;
+            for (int i = 0; i < k; i++)
+            {
+                int id = ids[i];
+                if (_seenStamp[id] == _seenEpoch) { probes++; continue; }
+                _seenStamp[id] = _seenEpoch;
+                probes++;
+                _distinct++;
+                _probed.Add(id);
+                if (reads[i] != SnapshotRead.Ok)
+                {
+                    stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
+                    continue;
+                }
+                Consider(views[i], stats);
+            }
+        }
+    }
+
+    // Filters a read node and adds it to the pool when feasible.
+    private void Consider(in NodeView v, PlanStats stats)
+    {
+        var status = RunFilters(v);
+        if (status != FilterStatus.Feasible)
+        {
+            stats.FilteredByReason[(int)status]++;
+            return;
+        }
+        if (_poolCount == _pool.Length)
+        {
+            Array.Resize(ref _pool, _pool.Length * 2);
+            Array.Resize(ref _score, _pool.Length);
+            Array.Resize(ref _scoreValid, _pool.Length);
+            Array.Resize(ref _poolUsed, _pool.Length);
+            Array.Resize(ref _poolCapacity, _pool.Length);
+            Array.Resize(ref _poolDomain, _pool.Length);
+        }
+        _scoreValid[_poolCount] = false;
+        // A node placed on earlier in this decision (by preemption, outside the pool) enters with its tentative use.
+        _poolUsed[_poolCount] = v.Allocated + _context.TentativeOn(v.Id);
+        _poolCapacity[_poolCount] = v.Capacity;
+        _poolDomain[_poolCount] = _context.DomainSlotOf(v.Id, v.Spec.FailureDomain);
+        _pool[_poolCount++] = v;
     }
 
     // The largest stride not above n/φ that shares no factor with n: (start + k·stride) mod n visits every node once.
