@@ -6,7 +6,8 @@
 #      same-run FASTER baseline;
 #   3. floor: the placement floor (sample 2 nodes, one CAS on a packed word) at 1 and 2 threads, current build only;
 #   4. decision cost: BenchmarkDotNet SchedulingBenchmarks (DecidePerPlacement, SubmitScheduleCompletePerPlacement) with
-#      [MemoryDiagnoser] (µs and bytes per placement).
+#      [MemoryDiagnoser] (µs and bytes per placement), for the current tree AND the baseline build: summary.md prints one
+#      row per build and method ("Decision cost"), so a decision-path change reads against the same run's baseline.
 # Each with >= 5 reps (BenchmarkDotNet: 10 measured iterations). Run it on a quiet machine (nothing else building);
 # machine.txt records the load at start and end of each part.
 #
@@ -20,6 +21,8 @@
 #   BASELINE: a git ref of this repository (default 704a577, main before issue 14), exported with `git archive` into a
 #             temp dir and built there; or a directory holding an already built Omega.Benchmarks.dll; or "none".
 # Example: bench/scripts/commit-scaling-report.sh perf-reports/2026-12-06-commit-scaling/run-1 704a577 5 3
+# Round 9 (issue 14, the decision path; commit14's base 039d142):
+#          bench/scripts/commit-scaling-report.sh perf-reports/2026-12-07-commit-scaling/run-3 039d142 5 3
 set -euo pipefail
 
 out=${1:?usage: commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]}

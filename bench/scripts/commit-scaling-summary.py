@@ -94,3 +94,27 @@ for build in ("current", "baseline"):
         blocked = [r[2] for r in reps if r[2] is not None]
         parts.append(f"{med(blocked):.3f}" if blocked else "n/a")
         print(f"| {build} | {config} | {w} | {med([r[0] for r in reps]):,.0f} | {len(reps)} | " + " | ".join(parts) + " |")
+
+# Decision cost (BenchmarkDotNet SchedulingBenchmarks, one table per build): one row per build and method, so the
+# current tree's decision (issue 14, round 9: overlapped probes, per-decision table, pool arrays, devirtualised
+# built-ins) reads against the baseline build of the same run. Target: DecidePerPlacement <= 0.2 us and 0 B.
+print("\n## Decision cost (BenchmarkDotNet, per placement)\n")
+print("| build | method | mean | median | allocated |")
+print("|---|---|---:|---:|---:|")
+for build in ("current", "baseline"):
+    path = os.path.join(out, f"{build}-scheduling-bdn.md")
+    if not os.path.exists(path):
+        print(f"| {build} | (no BenchmarkDotNet table) | | | |")
+        continue
+    header = None
+    for line in open(path, encoding="utf-8"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2:
+            continue
+        if cells[0] == "Method":
+            header = cells
+            continue
+        if header is None or set(cells[0]) <= set("-: "):
+            continue
+        row = dict(zip(header, cells))
+        print(f"| {build} | {row.get('Method', '?')} | {row.get('Mean', '?')} | {row.get('Median', '?')} | {row.get('Allocated', '?')} |")

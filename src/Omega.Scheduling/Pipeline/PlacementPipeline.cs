@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Omega.Cells;
 
 namespace Omega.Scheduling.Pipeline;
@@ -113,6 +114,22 @@ public sealed class PlacementPipeline
     private double[] _score = new double[64];
     private bool[] _scoreValid = new bool[64];
     private bool _cacheScores;
+    // Per-pool-entry state read by every task's pass over the pool (issue 14, decision cost): the node's allocation plus
+    // this decision's tentative placements on it (the exact vector `Allocated + TentativeOn(node)` the fit check used,
+    // kept up to date by PlaceAt), its capacity (read once from the spec, a cache miss per node otherwise paid per task),
+    // and its interned failure-domain slot (score invalidation compares integers). Pool entries are distinct nodes.
+    private ResourceVector[] _poolUsed = new ResourceVector[64];
+    private ResourceVector[] _poolCapacity = new ResourceVector[64];
+    private int[] _poolDomain = new int[64];
+    // FillPoolSampled's batch: the ids drawn, and each node's snapshot read.
+    private readonly int[] _batchIds = new int[32];
+    private readonly NodeView[] _batchViews = new NodeView[32];
+    private readonly SnapshotRead[] _batchReads = new SnapshotRead[32];
+    private long _touch;
+    // The policy's filters and scorers by built-in kind (Other for a plugin of another type): the default pipeline is
+    // dispatched by a switch to direct, inlinable calls on the sealed built-in types instead of interface calls.
+    private PluginKind[] _filterKinds = [];
+    private PluginKind[] _scorerKinds = [];
     private int _scanStart;
     private int _scanStride = 1;
     private int _distinct;
@@ -136,6 +153,53 @@ public sealed class PlacementPipeline
         _weights = _policy.Weights;
         _sampling = _policy.Sampling;
         _cacheScores = AllScorersCacheable(_scorers);
+        (_filterKinds, _scorerKinds) = Kinds(_filters, _scorers);
+    }
+
+    private enum PluginKind : byte
+    {
+        Other,
+        NodeHealth,
+        ResourceFit,
+        RequiredLabels,
+        Taint,
+        TenantQuota,
+        GroupAntiAffinity,
+        TopologyFilter,
+        BinPacking,
+        DomainSpread,
+        JobAntiAffinity,
+        GroupSpread,
+        TopologyScorer,
+    }
+
+    private static (PluginKind[] Filters, PluginKind[] Scorers) Kinds(IFilter[] filters, IScorer[] scorers)
+    {
+        var f = new PluginKind[filters.Length];
+        for (int i = 0; i < f.Length; i++)
+            f[i] = filters[i] switch
+            {
+                NodeHealthFilter => PluginKind.NodeHealth,
+                ResourceFitFilter => PluginKind.ResourceFit,
+                RequiredLabelsFilter => PluginKind.RequiredLabels,
+                TaintFilter => PluginKind.Taint,
+                TenantQuotaFilter => PluginKind.TenantQuota,
+                GroupAntiAffinityFilter => PluginKind.GroupAntiAffinity,
+                TopologyFilter => PluginKind.TopologyFilter,
+                _ => PluginKind.Other,
+            };
+        var s = new PluginKind[scorers.Length];
+        for (int i = 0; i < s.Length; i++)
+            s[i] = scorers[i] switch
+            {
+                BinPackingScorer => PluginKind.BinPacking,
+                FailureDomainSpreadScorer => PluginKind.DomainSpread,
+                JobAntiAffinityScorer => PluginKind.JobAntiAffinity,
+                GroupSpreadScorer => PluginKind.GroupSpread,
+                TopologyScorer => PluginKind.TopologyScorer,
+                _ => PluginKind.Other,
+            };
+        return (f, s);
     }
 
     /// <summary>
@@ -203,6 +267,7 @@ public sealed class PlacementPipeline
         _weights = p.Weights;
         _sampling = p.Sampling;
         _cacheScores = AllScorersCacheable(p.Scorers);
+        (_filterKinds, _scorerKinds) = Kinds(_filters, _scorers);
     }
 
     /// <summary>
@@ -253,20 +318,24 @@ public sealed class PlacementPipeline
         FillPool(snapshot, rng, wanted, ref probes, probeBudget, stats);
 
         bool ranked = job.Topology.PreferredRegions.Count > 0;
+        bool groupHard = job.Group.AntiAffinity != PlacementScope.None;
+        var perTask = job.PerTask;
         for (int t = 0; t < taskIndexes.Length; t++)
         {
             int best = -1;
             double bestScore = double.NegativeInfinity;
             for (int attempt = 0; attempt < 2 && best < 0; attempt++)
             {
-                for (int c = 0; c < _poolCount; c++)
+                // The quota check does not depend on the node: once per task, not once per candidate (same outcome: a
+                // refused quota skips every candidate).
+                bool quotaFits = tenant.Quota is not { } q || ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, perTask, q);
+                for (int c = 0; quotaFits && c < _poolCount; c++)
                 {
+                    // Earlier tasks of this job may have used the node up: re-check fit against tentative state.
+                    if (!ResourceVector.Fits(_poolUsed[c], perTask, _poolCapacity[c])) continue;
                     ref readonly NodeView v = ref _pool[c];
-                    // Earlier tasks of this job may have used the node up: re-check fit and quota against tentative state.
-                    if (!ResourceVector.Fits(v.Allocated + _context.TentativeOn(v.Id), job.PerTask, v.Capacity)) continue;
-                    if (tenant.Quota is { } q && !ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, job.PerTask, q)) continue;
                     // ... and the job's own tasks may now be members of its group there (hard anti-affinity).
-                    if (!_context.GroupAllows(v)) continue;
+                    if (groupHard && !_context.GroupAllows(v)) continue;
                     double s;
                     if (!cache) s = ScoreNode(v);
                     else if (_scoreValid[c]) s = _score[c];
@@ -293,21 +362,21 @@ public sealed class PlacementPipeline
                     // victims (the sample missed it); that is a plain placement.
                     if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var better, out var displaced, rankBelow: bestRank))
                     {
-                        _context.Place(better, job.PerTask);
+                        PlaceAt(IndexInPool(better.Id), better, job.PerTask);
                         if (cache) InvalidateScores(better);
                         output.Add(new PlannedClaim(taskIndexes[t], better, 0, displaced.Length > 0 ? displaced : null));
                         if (displaced.Length > 0) stats.Preemptions++;
                         continue;
                     }
                 }
-                _context.Place(node, job.PerTask);
+                PlaceAt(best, node, job.PerTask);
                 if (cache) InvalidateScores(node);
                 output.Add(new PlannedClaim(taskIndexes[t], node, bestScore, null));
                 continue;
             }
             if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var pnode, out var victims))
             {
-                _context.Place(pnode, job.PerTask);
+                PlaceAt(IndexInPool(pnode.Id), pnode, job.PerTask);
                 if (cache) InvalidateScores(pnode);
                 output.Add(new PlannedClaim(taskIndexes[t], pnode, 0, victims));
                 stats.Preemptions++;
@@ -334,16 +403,14 @@ public sealed class PlacementPipeline
             // exactly once, but spread over the id space); others keep the contiguous scan.
             _scanStride = _context.Job.Topology.PreferredRegions.Count > 0 || _context.Job.Topology.Spread != TopologySpread.None ? CoprimeStride(n) : 1;
         }
+        if (n > probeBudget)
+        {
+            FillPoolSampled(snapshot, rng, wanted, ref probes, budget, stats);
+            return;
+        }
         while (_poolCount < wanted && probes < budget)
         {
-            int id;
-            if (n <= probeBudget) id = (int)((_scanStart + (long)probes * _scanStride) % n); // small cell: scan every node once from a random start
-            else
-            {
-                id = rng.Next(n);
-                if (_seenStamp[id] == _seenEpoch) { probes++; continue; }
-                _seenStamp[id] = _seenEpoch;
-            }
+            int id = (int)((_scanStart + (long)probes * _scanStride) % n); // small cell: scan every node once from a random start
             probes++;
             _distinct++;
             _probed.Add(id);
@@ -352,21 +419,77 @@ public sealed class PlacementPipeline
                 stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
                 continue;
             }
-            var status = RunFilters(v);
-            if (status != FilterStatus.Feasible)
-            {
-                stats.FilteredByReason[(int)status]++;
-                continue;
-            }
-            if (_poolCount == _pool.Length)
-            {
-                Array.Resize(ref _pool, _pool.Length * 2);
-                Array.Resize(ref _score, _pool.Length);
-                Array.Resize(ref _scoreValid, _pool.Length);
-            }
-            _scoreValid[_poolCount] = false;
-            _pool[_poolCount++] = v;
+            Consider(v, stats);
         }
+    }
+
+    // Random sampling of a large cell, in batches whose node reads overlap (issue 14, decision cost). Each probe of a
+    // 10k-node cell misses the cache twice in a chain (the node's ring entry, then its spec), and one at a time those
+    // misses were most of a decision. The loop below draws exactly the ids the one-at-a-time loop would draw, in the same
+    // order: a batch holds k = min(wanted − pool, budget − probes) draws, and that loop would certainly run k more
+    // iterations (each adds at most one node to the pool and uses one probe). It reads all k nodes first (independent
+    // loads, overlapped by the CPU), touches their specs (the second miss, overlapped too), then runs the unchanged
+    // per-probe logic in order: seen check, read set, statistics, filters. So the random stream, the read set and the
+    // pool are those of the one-at-a-time loop (DecisionGoldenTests pins them), and only the memory waits overlap.
+    // Reading a node a little earlier within the decision is harmless: the snapshot is fixed, and a ring entry
+    // overwritten meanwhile reads as stale either way.
+    private void FillPoolSampled(CellSnapshot snapshot, Random rng, int wanted, ref int probes, int budget, PlanStats stats)
+    {
+        int n = snapshot.NodeCount;
+        var ids = _batchIds;
+        var views = _batchViews;
+        var reads = _batchReads;
+        while (_poolCount < wanted && probes < budget)
+        {
+            int k = Math.Min(Math.Min(wanted - _poolCount, budget - probes), ids.Length);
+            for (int i = 0; i < k; i++) ids[i] = rng.Next(n);
+            for (int i = 0; i < k; i++) reads[i] = snapshot.TryGetNode(new NodeId(ids[i]), out views[i]);
+            long touch = 0;
+            for (int i = 0; i < k; i++)
+                if (reads[i] == SnapshotRead.Ok) touch += views[i].Spec.Capacity.CpuMillis;
+            _touch = touch;
+            for (int i = 0; i < k; i++)
+            {
+                int id = ids[i];
+                if (_seenStamp[id] == _seenEpoch) { probes++; continue; }
+                _seenStamp[id] = _seenEpoch;
+                probes++;
+                _distinct++;
+                _probed.Add(id);
+                if (reads[i] != SnapshotRead.Ok)
+                {
+                    stats.FilteredByReason[(int)FilterStatus.SnapshotStale]++;
+                    continue;
+                }
+                Consider(views[i], stats);
+            }
+        }
+    }
+
+    // Filters a read node and adds it to the pool when feasible.
+    private void Consider(in NodeView v, PlanStats stats)
+    {
+        var status = RunFilters(v);
+        if (status != FilterStatus.Feasible)
+        {
+            stats.FilteredByReason[(int)status]++;
+            return;
+        }
+        if (_poolCount == _pool.Length)
+        {
+            Array.Resize(ref _pool, _pool.Length * 2);
+            Array.Resize(ref _score, _pool.Length);
+            Array.Resize(ref _scoreValid, _pool.Length);
+            Array.Resize(ref _poolUsed, _pool.Length);
+            Array.Resize(ref _poolCapacity, _pool.Length);
+            Array.Resize(ref _poolDomain, _pool.Length);
+        }
+        _scoreValid[_poolCount] = false;
+        // A node placed on earlier in this decision (by preemption, outside the pool) enters with its tentative use.
+        _poolUsed[_poolCount] = v.Allocated + _context.TentativeOn(v.Id);
+        _poolCapacity[_poolCount] = v.Capacity;
+        _poolDomain[_poolCount] = _context.DomainSlotOf(v.Id, v.Spec.FailureDomain);
+        _pool[_poolCount++] = v;
     }
 
     // The largest stride not above n/φ that shares no factor with n: (start + k·stride) mod n visits every node once.
@@ -388,34 +511,82 @@ public sealed class PlacementPipeline
     {
         var spec = placed.Spec;
         // The topology scorer reads group counts per zone or region only for a spread; a region preference reads the
-        // node's own region, which no placement changes.
+        // node's own region, which no placement changes. Domains compare by their interned slot (equal slot = equal
+        // string), so this is an integer compare per pool entry, not a string compare.
         var spread = _context.Job.Topology.Spread;
+        int domain = _context.DomainSlotOf(placed.Id, spec.FailureDomain);
         for (int c = 0; c < _poolCount; c++)
         {
             if (!_scoreValid[c]) continue;
             var other = _pool[c].Spec;
-            if (_pool[c].Id == placed.Id
-                || string.Equals(other.FailureDomain, spec.FailureDomain, StringComparison.Ordinal)
+            if (_poolDomain[c] == domain
+                || _pool[c].Id == placed.Id
                 || spread == TopologySpread.Zone && string.Equals(other.Zone, spec.Zone, StringComparison.Ordinal)
                 || spread == TopologySpread.Region && string.Equals(other.Region, spec.Region, StringComparison.Ordinal))
                 _scoreValid[c] = false;
         }
     }
 
+    // Records a placement in the context and in the placed node's pool entry (index -1: not in the pool).
+    private void PlaceAt(int poolIndex, in NodeView node, ResourceVector request)
+    {
+        _context.Place(node, request);
+        if (poolIndex >= 0) _poolUsed[poolIndex] += request;
+    }
+
+    private int IndexInPool(NodeId node)
+    {
+        for (int c = 0; c < _poolCount; c++)
+            if (_pool[c].Id == node) return c;
+        return -1;
+    }
+
     private FilterStatus RunFilters(in NodeView v)
     {
-        for (int f = 0; f < _filters.Length; f++)
+        var filters = _filters;
+        var kinds = _filterKinds;
+        for (int f = 0; f < filters.Length && f < kinds.Length; f++)
         {
-            var s = _filters[f].Filter(_context, v);
+            var filter = filters[f];
+            // The built-ins are sealed: Unsafe.As after the kind check gives a direct call the JIT can inline.
+            var s = kinds[f] switch
+            {
+                PluginKind.NodeHealth => Unsafe.As<NodeHealthFilter>(filter).Filter(_context, v),
+                PluginKind.ResourceFit => Unsafe.As<ResourceFitFilter>(filter).Filter(_context, v),
+                PluginKind.RequiredLabels => Unsafe.As<RequiredLabelsFilter>(filter).Filter(_context, v),
+                PluginKind.Taint => Unsafe.As<TaintFilter>(filter).Filter(_context, v),
+                PluginKind.TenantQuota => Unsafe.As<TenantQuotaFilter>(filter).Filter(_context, v),
+                PluginKind.GroupAntiAffinity => Unsafe.As<GroupAntiAffinityFilter>(filter).Filter(_context, v),
+                PluginKind.TopologyFilter => Unsafe.As<TopologyFilter>(filter).Filter(_context, v),
+                _ => filter.Filter(_context, v),
+            };
             if (s != FilterStatus.Feasible) return s;
         }
         return FilterStatus.Feasible;
     }
 
+    // The weighted sum in policy order, each term exactly what the scorer returns (the same operations in the same
+    // order as the interface calls, so the sum is bit-identical; DecisionGoldenTests pins it).
     private double ScoreNode(in NodeView v)
     {
+        var scorers = _scorers;
+        var kinds = _scorerKinds;
+        var weights = _weights;
         double s = 0;
-        for (int i = 0; i < _scorers.Length; i++) s += _weights[i] * _scorers[i].Score(_context, v);
+        for (int i = 0; i < scorers.Length && i < kinds.Length; i++)
+        {
+            var scorer = scorers[i];
+            double x = kinds[i] switch
+            {
+                PluginKind.BinPacking => Unsafe.As<BinPackingScorer>(scorer).Score(_context, v),
+                PluginKind.DomainSpread => Unsafe.As<FailureDomainSpreadScorer>(scorer).Score(_context, v),
+                PluginKind.JobAntiAffinity => Unsafe.As<JobAntiAffinityScorer>(scorer).Score(_context, v),
+                PluginKind.GroupSpread => Unsafe.As<GroupSpreadScorer>(scorer).Score(_context, v),
+                PluginKind.TopologyScorer => Unsafe.As<TopologyScorer>(scorer).Score(_context, v),
+                _ => scorer.Score(_context, v),
+            };
+            s += weights[i] * x;
+        }
         return s;
     }
 

@@ -139,7 +139,7 @@ public sealed class FailureDomainSpreadScorer : IScorer
 
     /// <inheritdoc />
     public double Score(PlacementContext context, in NodeView node)
-        => 100.0 / (1 + context.JobTasksIn(node.Spec.FailureDomain));
+        => 100.0 / (1 + context.JobTasksInDomainOf(node));
 }
 
 /// <summary>Anti-affinity: prefers nodes holding none of this job's own tasks.</summary>
