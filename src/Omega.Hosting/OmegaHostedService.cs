@@ -152,7 +152,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 regional = new Omega.ControlPlane.Budgets.RegionalBudgetRouter(_engine, _time, o.RegionalBudgets);
                 // Renewed every third of a lease, on the host's clock: a region keeps its lease while this process runs;
                 // a revoked one is not renewed and runs out at its own end.
-                var every = o.RegionalBudgets.LeaseTtl / 3;
+                var every = o.RegionalBudgets.RenewEvery ?? o.RegionalBudgets.LeaseTtl / 3;
                 _regionalRenewal = _time.CreateTimer(static r => ((Omega.ControlPlane.Budgets.RegionalBudgetRouter)r!).RenewAll(), regional, every, every);
                 Log.RegionalBudgetsOn(_logger, o.RegionalBudgets.LeaseCpuMillis, o.RegionalBudgets.LeaseTtl, o.RegionalBudgets.TenantCpuMillis);
             }

@@ -58,6 +58,7 @@ public sealed class GlobalBudgetController
     private long _lastToken;
     private long _requests;
     private long _releases;
+    private long _acquires;
     // (budget, holder) → end of a revocation's hold on the controller's clock.
     private readonly Dictionary<(string Budget, string Holder), DateTimeOffset> _revoked = new();
 
@@ -103,6 +104,7 @@ public sealed class GlobalBudgetController
     {
         lease = null;
         Interlocked.Increment(ref _requests);
+        Interlocked.Increment(ref _acquires);
         if (amount <= 0 || ttl <= TimeSpan.Zero || string.IsNullOrEmpty(holder)) return BudgetLeaseStatus.Invalid;
         lock (_lock)
         {
@@ -210,6 +212,9 @@ public sealed class GlobalBudgetController
             return BudgetLeaseStatus.Ok;
         }
     }
+
+    /// <summary>Acquire requests so far (a part of <see cref="Requests"/>): one per lease a regional scheduler asks for.</summary>
+    public long Acquires => Interlocked.Read(ref _acquires);
 
     /// <summary>Spends given back by <see cref="ReleaseSpend"/> so far (placements that ended).</summary>
     public long Releases => Interlocked.Read(ref _releases);

@@ -19,6 +19,9 @@ public sealed class RegionalBudgetRouterOptions
     /// <summary>Lease length on the regional scheduler's clock. Default 10 s (renewed every third of it).</summary>
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>How often the host renews every lease (null: a third of <see cref="LeaseTtl"/>); also how soon a regional scheduler hears that its budget was revoked.</summary>
+    public TimeSpan? RenewEvery { get; set; }
+
     /// <summary>The least time between two acquire attempts of one regional scheduler whose lease is gone or exhausted (so a refused region does not ask the global controller per replica). Default 1 s.</summary>
     public TimeSpan AcquireRetry { get; set; } = TimeSpan.FromSeconds(1);
 }

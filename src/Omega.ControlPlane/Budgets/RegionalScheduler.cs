@@ -102,16 +102,16 @@ public sealed class RegionalBudgetScheduler
         }
     }
 
-    /// <summary>Renews the held lease for another TTL (one request). <see cref="BudgetLeaseStatus.StaleLease"/>: the controller took it back; <see cref="Acquire"/> a new one.</summary>
+    /// <summary>Renews the held lease for another TTL (one request). <see cref="BudgetLeaseStatus.StaleLease"/>: the controller took it back; <see cref="Acquire"/> a new one. <see cref="BudgetLeaseStatus.Revoked"/>: the region's share was revoked; the lease is dropped at once.</summary>
     public BudgetLeaseStatus Renew()
     {
         lock (_lock)
         {
             if (_lease is not { } lease) return BudgetLeaseStatus.StaleLease;
             var s = _global.Renew(lease, _options.LeaseTtl, _time.GetUtcNow());
-            // Revoked: the lease is kept (the controller still counts it, and what is spent from it stays valid) but, not
-            // renewed, it fences itself at its own end.
-            if (s == BudgetLeaseStatus.StaleLease) _lease = null;
+            // Revoked: the global policy took the region's budget away and this scheduler heard it: it stops spending now
+            // (an unreachable one would stop at its lease's end). The controller counts the lease until its reclaim time.
+            if (s is BudgetLeaseStatus.StaleLease or BudgetLeaseStatus.Revoked) _lease = null;
             return s;
         }
     }
