@@ -42,7 +42,8 @@ public sealed class RegionalBudgetRouterOptions
 /// protected capacity, recovery budgets. What runs on the local budget: a region's share of the tenant's global budget;
 /// overspend is impossible by the lease rule, and unspent parts come back by reclaim (repair). The spends are in memory:
 /// after a restart the new controller starts from zero while the restored replicas are resubmitted and spend again.
-/// Thread-safe; the per-replica path is a dictionary lookup and a compare-and-swap on the lease.
+/// Thread-safe; the per-replica path is a dictionary lookup, one lock per region (submits of one region are serialised
+/// against that region's lease replacement) and a compare-and-swap on the lease.
 /// </remarks>
 public sealed class RegionalBudgetRouter : IReplicaRouter
 {
@@ -95,8 +96,15 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
             string region = required[i];
             if (job.Topology.Avoids(region)) continue;
             var r = _regions.GetOrAdd((region, origin.Tenant), Create);
-            EnsureLease(r);
-            var s = r.Scheduler.Submit(job, schedulerKind, out var lease);
+            RegionalSubmitStatus s;
+            BudgetLease? lease;
+            // One submit per region at a time: a new lease returns the held one, and a spend racing that return would land
+            // on a settled lease and be lost from the accounts (the regional scheduler leaves that to its caller).
+            lock (r.Gate)
+            {
+                EnsureLeaseLocked(r, job.PerTask.CpuMillis * job.TaskCount);
+                s = r.Scheduler.Submit(job, schedulerKind, out lease);
+            }
             if (s == RegionalSubmitStatus.Accepted)
             {
                 _spends[job.Id] = (lease!, job.PerTask.CpuMillis * job.TaskCount);
@@ -140,21 +148,18 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
             new RegionalBudgetOptions { LeaseCpuMillis = _options.LeaseCpuMillis, LeaseTtl = _options.LeaseTtl }));
     }
 
-    // A lease is asked for only when the region has none live on its own clock, at most once per AcquireRetry: per lease,
-    // never per replica.
-    private void EnsureLease(Regional r)
+    // A lease is asked for only when the region has none live on its own clock, or too little left for this replica (a
+    // lease's amount never grows; a rest smaller than a replica would otherwise refuse every replica until it expired), at
+    // most once per AcquireRetry: per lease, never per replica.
+    // Caller holds r.Gate.
+    private void EnsureLeaseLocked(Regional r, long need)
     {
         var now = _time.GetUtcNow();
         var lease = r.Scheduler.Lease;
-        if (lease is not null && now < lease.HolderExpiresAt && lease.Spent < lease.Amount) return;
-        lock (r.Gate)
-        {
-            lease = r.Scheduler.Lease;
-            if (lease is not null && now < lease.HolderExpiresAt && lease.Spent < lease.Amount) return;
-            if (now < r.NextAcquire) return;
-            r.NextAcquire = now + _options.AcquireRetry;
-            // Acquire returns the held lease first: an exhausted one's unspent rest, an expired one settles at once.
-            r.Scheduler.Acquire();
-        }
+        if (lease is not null && now < lease.HolderExpiresAt && lease.Amount - lease.Spent >= need) return;
+        if (now < r.NextAcquire) return;
+        r.NextAcquire = now + _options.AcquireRetry;
+        // Acquire returns the held lease first: an exhausted one's unspent rest, an expired one settles at once.
+        r.Scheduler.Acquire();
     }
 }
