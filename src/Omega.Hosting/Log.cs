@@ -72,6 +72,11 @@ internal static partial class Log
         Message = "Dashboard serving on {Address}")]
     public static partial void DashboardListening(ILogger logger, Uri address);
 
+    // ---- drill13 (issue 13): event ids 1140-1159 ----
+    [LoggerMessage(EventId = 1140, EventName = "RegionalBudgetsOn", Level = LogLevel.Information,
+        Message = "Regional schedulers on budget leases: replicas that require a region spend its lease ({LeaseCpuMillis} millicores for {LeaseTtl}) on their tenant's global budget ({TenantCpuMillis} millicores)")]
+    public static partial void RegionalBudgetsOn(ILogger logger, long leaseCpuMillis, TimeSpan leaseTtl, long tenantCpuMillis);
+
     // ---- ha-core (issue 16): event ids 1320-1329 (Omega.Replication has 1300-1319) ----
     [LoggerMessage(EventId = 1320, EventName = "ReplicaStandby", Level = LogLevel.Information,
         Message = "High availability: replica {Replica} of cluster {Cluster} on etcd {Endpoints} is a standby (advertising {Advertise}); it serves once it leads")]

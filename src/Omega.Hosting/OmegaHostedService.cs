@@ -59,6 +59,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     // rb13 (issue 13): RecoveryBudget objects into the cell's commit-time budgets, and their status.
     private RecoveryBudgetController? _budgets;
     private ControllerRunner? _budgetRunner;
+    private ITimer? _regionalRenewal;
     // dash (issue 17 item 4): the web dashboard, when Dashboard.Listen is set; started after the server, stopped first.
     private Omega.Dashboard.DashboardServer? _dashboard;
     // ha-core (issue 16): the replica (HA mode), its standby listener over a placeholder cell, the task that starts the
@@ -144,6 +145,20 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             _engine = new SchedulingEngine(_store.Cell, scheduling);
             var wc = o.WorkloadController;
             wc.Observer = o.Readiness == ReplicaReadiness.Bound ? ReplicaObserver.BoundIsReady : ReplicaObserver.AgentReported(_store.Cell);
+            // ---- drill13 (issue 13): regional schedulers on budget leases route replicas that require a region ----
+            Omega.ControlPlane.Budgets.RegionalBudgetRouter? regional = null;
+            if (o.RegionalBudgets.Enabled)
+            {
+                regional = new Omega.ControlPlane.Budgets.RegionalBudgetRouter(_engine, _time, o.RegionalBudgets);
+                // Renewed every third of a lease, on the host's clock: a region keeps its lease while this process runs;
+                // a revoked one is not renewed and runs out at its own end.
+                var every = o.RegionalBudgets.RenewEvery ?? o.RegionalBudgets.LeaseTtl / 3;
+                _regionalRenewal = _time.CreateTimer(static r => ((Omega.ControlPlane.Budgets.RegionalBudgetRouter)r!).RenewAll(), regional, every, every);
+                Log.RegionalBudgetsOn(_logger, o.RegionalBudgets.LeaseCpuMillis, o.RegionalBudgets.LeaseTtl, o.RegionalBudgets.TenantCpuMillis);
+            }
+            wc.Router = regional;
+            _runtime.RegionalBudgets = regional;
+            // ---- end drill13 ----
             _controller = new WorkloadController(_objects, _engine, _time, wc);
 
             o.Server.Publisher = new DurablePublisher(store);
@@ -555,6 +570,9 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             runner.Dispose();
         }
         _controller = null;
+        // drill13: no lease renewed once the controllers are gone.
+        _regionalRenewal?.Dispose();
+        _regionalRenewal = null;
         if (_quotaRunner is { } quotaRunner)
         {
             _quotaRunner = null;

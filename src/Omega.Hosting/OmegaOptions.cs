@@ -163,6 +163,13 @@ public sealed class OmegaOptions
 
     /// <summary>regops (issue 13): the node-pool autoscaler's settings (interval 10 s; inert without NodePool objects).</summary>
     public NodePoolAutoscalerOptions Autoscaler { get; set; } = new();
+
+    /// <summary>
+    /// drill13 (issue 13): regional schedulers on budget leases (section <c>Omega:RegionalBudgets</c>; docs/control-plane.md,
+    /// "Global budgets and regional schedulers"). Off by default; when <c>Enabled</c>, every workload replica whose
+    /// template requires a region is admitted by that region's scheduler inside its lease on the tenant's global budget.
+    /// </summary>
+    public Omega.ControlPlane.Budgets.RegionalBudgetRouterOptions RegionalBudgets { get; set; } = new();
 }
 
 /// <summary>Where the workload controller's replica readiness comes from.</summary>

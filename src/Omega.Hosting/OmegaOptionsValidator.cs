@@ -36,6 +36,8 @@ public sealed class OmegaOptionsValidator : IValidateOptions<OmegaOptions>
         if (options.BatchWorkers is < 1 or > 256) failures.Add($"Omega:BatchWorkers must be between 1 and 256, not {options.BatchWorkers}");
         if (options.ServiceWorkers is < 1 or > 256) failures.Add($"Omega:ServiceWorkers must be between 1 and 256, not {options.ServiceWorkers}");
         if (options.SchedulerLease < TimeSpan.FromSeconds(1) || options.SchedulerLease > TimeSpan.FromMinutes(10)) failures.Add($"Omega:SchedulerLease must be between 00:00:01 and 00:10:00, not {options.SchedulerLease}");
+        if (options.RegionalBudgets is { Enabled: true } rb && (rb.LeaseTtl < TimeSpan.FromMilliseconds(300) || rb.LeaseCpuMillis <= 0 || rb.TenantCpuMillis <= 0 || rb.AcquireRetry < TimeSpan.Zero || rb.RenewEvery is { } re && (re <= TimeSpan.Zero || re >= rb.LeaseTtl)))
+            failures.Add($"Omega:RegionalBudgets needs LeaseTtl of at least 00:00:00.3, positive LeaseCpuMillis and TenantCpuMillis a non-negative AcquireRetry and RenewEvery (if set) positive and below LeaseTtl (not {rb.LeaseTtl}, {rb.LeaseCpuMillis}, {rb.TenantCpuMillis}, {rb.AcquireRetry})");
         if (options.DecisionSampleEvery < 1) failures.Add($"Omega:DecisionSampleEvery must be at least 1, not {options.DecisionSampleEvery}");
         if (options.Server is null) failures.Add("Omega:Server must not be null");
         else

@@ -125,6 +125,9 @@ public sealed class OmegaRuntime
     /// <summary>The recovery-budget controller (issue 13), when the controllers run; null otherwise.</summary>
     public Omega.ControlPlane.Controllers.RecoveryBudgetController? RecoveryBudgets { get; internal set; }
 
+    /// <summary>drill13 (issue 13): the regional schedulers and their global budget controller, when <see cref="OmegaOptions.RegionalBudgets"/> is enabled; null otherwise.</summary>
+    public Omega.ControlPlane.Budgets.RegionalBudgetRouter? RegionalBudgets { get; internal set; }
+
     internal void SetRunning(ICellStore store, SchedulingEngine engine, OmegaServer server, string? dataDirectory, ObjectStore objects, WorkloadController controller, TlsInfo? tls = null, AdminTokenInfo? admin = null)
     {
         Tls = tls;

@@ -167,4 +167,39 @@ public sealed class RegionalSchedulerTests(Xunit.Abstractions.ITestOutputHelper 
             Assert.Empty(cell.Audit());
         }
     }
+    [Fact]
+    public void The_router_takes_a_new_lease_when_the_rest_of_the_held_one_is_smaller_than_a_replica_and_gives_ended_spends_back()
+    {
+        // RegionalBudgetRouter (the served product's routing): a lease of 1 core and replicas of 0.6 core. The second
+        // replica does not fit the 0.4 core left; the router asks for a new lease (returning the old one's rest) instead
+        // of refusing every replica until the old lease expired. A replica's spend comes back when it is released.
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 0, 0, 0, TimeSpan.Zero));
+        using var cell = new Cell(new CellOptions { Time = time });
+        Assert.Null(Topology.Merge("us-east", "us-east-a", null, out var labels));
+        cell.AddNode(new NodeSpec("us-east-0", ResourceVector.FromCoresAndGiB(8, 32), "us-east-a", labels));
+        var tenant = cell.CreateTenant("t1");
+        var options = new SchedulingOptions { Time = time, Seed = 13 };
+        options.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 1, MaxAttempts = 3 });
+        using var engine = new SchedulingEngine(cell, options);
+        var router = new RegionalBudgetRouter(engine, time, new RegionalBudgetRouterOptions { Enabled = true, LeaseCpuMillis = 1_000, TenantCpuMillis = 10_000, AcquireRetry = TimeSpan.Zero });
+        JobSpec Replica(long id) => new(new JobId(id), tenant, 100, 1, new ResourceVector(600, 1L << 30))
+        {
+            Origin = new JobOrigin("t1", "api", 1, (int)id),
+            Topology = new TopologyConstraints(["us-east"], null, null, TopologySpread.None),
+        };
+        Assert.Equal(Omega.ControlPlane.Controllers.ReplicaRouteStatus.Accepted, router.Submit(Replica(1), "service").Status);
+        Assert.Equal(Omega.ControlPlane.Controllers.ReplicaRouteStatus.Accepted, router.Submit(Replica(2), "service").Status);
+        Assert.Equal(2, router.Global.Acquires);
+        Assert.Equal(1_200, router.Global.InUse(RegionalBudgetRouter.BudgetOf("t1")));
+        // A replica without a required region is not the router's.
+        Assert.Equal(Omega.ControlPlane.Controllers.ReplicaRouteStatus.NotRouted,
+            router.Submit(new JobSpec(new JobId(3), tenant, 100, 1, OneCore) { Origin = new JobOrigin("t1", "api", 1, 3) }, "service").Status);
+        engine.RunUntilIdle();
+        Assert.True(cell.TryGetAllocation(new TaskId(new JobId(2), 0), out _));
+        router.Released(new JobId(1)); // its lease was returned (settled): off the committed usage
+        router.Released(new JobId(2)); // from the live lease
+        router.Released(new JobId(2)); // idempotent
+        Assert.Equal(0, router.Global.InUse(RegionalBudgetRouter.BudgetOf("t1")));
+        Assert.Empty(cell.Audit());
+    }
 }

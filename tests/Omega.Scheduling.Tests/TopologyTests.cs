@@ -138,4 +138,32 @@ public sealed class TopologyTests
         Assert.Equal(4, t.Status(filler).Pending); // the preempted filler waits: it may only run in r-b
         Assert.Empty(t.Cell.Audit());
     }
+    [Fact]
+    public void With_no_feasible_node_anywhere_preemption_for_a_preference_takes_the_preferred_region_however_many_other_nodes_the_planner_meets_first()
+    {
+        // The partition-mode drill's shape (the 3 + 3 split): r-a is lost, and every other node is full of best-effort work
+        // (the filler requeued from the first nodes to expire took the spare room before the critical replicas came back),
+        // so no node is feasible and the placement goes straight to preemption. The planner examines at most 16 candidates;
+        // with 60 nodes of the unpreferred r-c met before the 4 of r-b, it used to preempt in r-c most of the time.
+        using var t = new TestEngine(o => o.Kinds.Add(new SchedulerKindOptions { Name = "batch", MaxAttempts = 50, Pipeline = () => FullScanPipeline() }));
+        var lost = new List<NodeId>();
+        for (int i = 0; i < 4; i++) lost.Add(t.Add(RegionNode($"a{i}", "r-a")));
+        for (int i = 0; i < 60; i++) t.Add(RegionNode($"c{i}", "r-c"));
+        var b = new List<NodeId>();
+        for (int i = 0; i < 4; i++) b.Add(t.Add(RegionNode($"b{i}", "r-b")));
+        foreach (var n in lost) Assert.Equal(NodeOpStatus.Ok, t.Cell.SetNodeStatus(n, NodeStatus.Fenced));
+        var filler = t.Submit(Job(1, tasks: 256, cores: 1, priority: 0));
+        t.Settle();
+        Assert.Equal(JobPhase.Placed, t.Status(filler).Phase); // every live node full
+
+        var critical = t.Submit(Constrained(2, new TopologyConstraints(null, null, ["r-a", "r-b"], TopologySpread.None), tasks: 6, priority: 1000));
+        t.Settle();
+        for (int i = 0; i < 6; i++)
+        {
+            Assert.True(t.Cell.TryGetAllocation(new TaskId(2, i), out var a), $"task {i} unbound");
+            Assert.Contains(a.Node, b);
+        }
+        Assert.Empty(t.Cell.Audit());
+        GC.KeepAlive(critical);
+    }
 }

@@ -396,7 +396,7 @@ internal static class RegionLossDrill
                     int at = l.IndexOf(" region=", StringComparison.Ordinal);
                     if (f.Length > 1 && at >= 0) regionOf[f[1]] = l[(at + 8)..].Split(' ')[0];
                 }
-                var (_, allocs) = await client.InspectAsync(InspectTarget.Allocations, 100_000, cancel).ConfigureAwait(false);
+                var (_, allocs) = await client.InspectAsync(InspectTarget.Allocations, 10_000, cancel).ConfigureAwait(false);
                 foreach (var l in allocs)
                 {
                     if (!l.Contains($"priority={CriticalPriority} ", StringComparison.Ordinal)) continue;

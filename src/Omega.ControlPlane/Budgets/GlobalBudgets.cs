@@ -17,6 +17,12 @@ public enum BudgetLeaseStatus : byte
 
     /// <summary>An unknown budget, a negative amount or a non-positive TTL; nothing changed.</summary>
     Invalid = 4,
+
+    /// <summary>
+    /// The global policy revoked this holder's share of the budget (<see cref="GlobalBudgetController.Revoke"/>): no grant
+    /// to it and no renewal of its leases until the hold ends; what it holds runs out at its own expiry.
+    /// </summary>
+    Revoked = 5,
 }
 
 /// <summary>Settings of the <see cref="GlobalBudgetController"/>.</summary>
@@ -51,6 +57,10 @@ public sealed class GlobalBudgetController
     private readonly Dictionary<string, Budget> _budgets = new(StringComparer.Ordinal);
     private long _lastToken;
     private long _requests;
+    private long _releases;
+    private long _acquires;
+    // (budget, holder) → end of a revocation's hold on the controller's clock.
+    private readonly Dictionary<(string Budget, string Holder), DateTimeOffset> _revoked = new();
 
     /// <summary>
     /// Requests from holders so far (acquire, renew, return). Regional schedulers spend inside their leases with no
@@ -94,11 +104,13 @@ public sealed class GlobalBudgetController
     {
         lease = null;
         Interlocked.Increment(ref _requests);
+        Interlocked.Increment(ref _acquires);
         if (amount <= 0 || ttl <= TimeSpan.Zero || string.IsNullOrEmpty(holder)) return BudgetLeaseStatus.Invalid;
         lock (_lock)
         {
             if (!_budgets.TryGetValue(name, out var b)) return BudgetLeaseStatus.Invalid;
             ReclaimLocked(b, _time.GetUtcNow());
+            if (IsRevokedLocked(name, holder, _time.GetUtcNow())) return BudgetLeaseStatus.Revoked;
             long free = b.Limit - b.Committed - b.Granted;
             if (free <= 0) return BudgetLeaseStatus.Exhausted;
             long grant = Math.Min(amount, free);
@@ -125,6 +137,8 @@ public sealed class GlobalBudgetController
             var now = _time.GetUtcNow();
             ReclaimLocked(b, now);
             if (!b.Leases.ContainsKey(lease.Token)) return BudgetLeaseStatus.StaleLease;
+            // A revoked holder keeps what it has until its own expiry (it cannot be reached to stop sooner) but no more.
+            if (IsRevokedLocked(lease.Budget, lease.Holder, now)) return BudgetLeaseStatus.Revoked;
             // The holder's end moves first on the holder's side; the controller's reclaim time only ever moves later.
             lease.Extend(holderRequestStart + ttl, now + ttl + _options.MaxClockDrift);
             return BudgetLeaseStatus.Ok;
@@ -158,6 +172,53 @@ public sealed class GlobalBudgetController
         }
     }
 
+    /// <summary>
+    /// Revokes <paramref name="holder"/>'s share of budget <paramref name="name"/> for <paramref name="hold"/> (the global
+    /// policy takes a region's budget away: an operator draining a region, a region that must not spend). Nothing is taken
+    /// from the holder at once — across processes the controller cannot reach into it — but its leases are not renewed
+    /// and it gets no new one until the hold ends, so it stops spending at its own lease's end (the lease is the fence).
+    /// <see cref="TimeSpan.Zero"/> lifts a revocation.
+    /// </summary>
+    public BudgetLeaseStatus Revoke(string name, string holder, TimeSpan hold)
+    {
+        if (string.IsNullOrEmpty(holder) || hold < TimeSpan.Zero) return BudgetLeaseStatus.Invalid;
+        lock (_lock)
+        {
+            if (!_budgets.ContainsKey(name)) return BudgetLeaseStatus.Invalid;
+            if (hold == TimeSpan.Zero) _revoked.Remove((name, holder));
+            else _revoked[(name, holder)] = _time.GetUtcNow() + hold;
+            return BudgetLeaseStatus.Ok;
+        }
+    }
+
+    /// <summary>
+    /// Gives back <paramref name="amount"/> that <paramref name="lease"/> spent on a placement that is gone (a replica
+    /// released): taken off the lease while the controller still holds it, else off the committed usage its settlement
+    /// recorded. Exact under the controller's lock, which every settlement also takes (a lock-free unspend could race the
+    /// settlement and be lost). Counted in <see cref="Releases"/>, not <see cref="Requests"/>: it is never on the path of
+    /// a placement.
+    /// </summary>
+    public BudgetLeaseStatus ReleaseSpend(BudgetLease lease, long amount)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        if (amount < 0) return BudgetLeaseStatus.Invalid;
+        Interlocked.Increment(ref _releases);
+        lock (_lock)
+        {
+            if (!_budgets.TryGetValue(lease.Budget, out var b)) return BudgetLeaseStatus.Invalid;
+            if (b.Leases.ContainsKey(lease.Token)) return lease.Unspend(amount);
+            if (amount > b.Committed) return BudgetLeaseStatus.Invalid;
+            b.Committed -= amount;
+            return BudgetLeaseStatus.Ok;
+        }
+    }
+
+    /// <summary>Acquire requests so far (a part of <see cref="Requests"/>): one per lease a regional scheduler asks for.</summary>
+    public long Acquires => Interlocked.Read(ref _acquires);
+
+    /// <summary>Spends given back by <see cref="ReleaseSpend"/> so far (placements that ended).</summary>
+    public long Releases => Interlocked.Read(ref _releases);
+
     /// <summary>Reclaims every lease past its reclaim time (also done on each grant and renewal). Returns how many.</summary>
     public int Sweep()
     {
@@ -187,6 +248,15 @@ public sealed class GlobalBudgetController
             foreach (var l in b.Leases.Values) s += l.Spent;
             return s;
         }
+    }
+
+    // Caller holds _lock.
+    private bool IsRevokedLocked(string budget, string holder, DateTimeOffset now)
+    {
+        if (_revoked.Count == 0 || !_revoked.TryGetValue((budget, holder), out var until)) return false;
+        if (now < until) return true;
+        _revoked.Remove((budget, holder));
+        return false;
     }
 
     // Caller holds _lock.

@@ -2,7 +2,7 @@ using Omega.Scheduling;
 
 namespace Omega.ControlPlane.Budgets;
 
-/// <summary>The outcome of <see cref="RegionalBudgetScheduler.Submit"/>.</summary>
+/// <summary>The outcome of <see cref="RegionalBudgetScheduler.Submit(JobSpec)"/>.</summary>
 public enum RegionalSubmitStatus : byte
 {
     /// <summary>Spent from the lease and handed to the engine, pinned to the scheduler's region.</summary>
@@ -102,14 +102,16 @@ public sealed class RegionalBudgetScheduler
         }
     }
 
-    /// <summary>Renews the held lease for another TTL (one request). <see cref="BudgetLeaseStatus.StaleLease"/>: the controller took it back; <see cref="Acquire"/> a new one.</summary>
+    /// <summary>Renews the held lease for another TTL (one request). <see cref="BudgetLeaseStatus.StaleLease"/>: the controller took it back; <see cref="Acquire"/> a new one. <see cref="BudgetLeaseStatus.Revoked"/>: the region's share was revoked; the lease is dropped at once.</summary>
     public BudgetLeaseStatus Renew()
     {
         lock (_lock)
         {
             if (_lease is not { } lease) return BudgetLeaseStatus.StaleLease;
             var s = _global.Renew(lease, _options.LeaseTtl, _time.GetUtcNow());
-            if (s == BudgetLeaseStatus.StaleLease) _lease = null;
+            // Revoked: the global policy took the region's budget away and this scheduler heard it: it stops spending now
+            // (an unreachable one would stop at its lease's end). The controller counts the lease until its reclaim time.
+            if (s is BudgetLeaseStatus.StaleLease or BudgetLeaseStatus.Revoked) _lease = null;
             return s;
         }
     }
@@ -119,9 +121,17 @@ public sealed class RegionalBudgetScheduler
     /// millicores) left: spends it, pins the job to <see cref="Region"/> and submits it to the engine. No call to the
     /// global controller.
     /// </summary>
-    public RegionalSubmitStatus Submit(JobSpec job)
+    public RegionalSubmitStatus Submit(JobSpec job) => Submit(job, _options.SchedulerKind, out _);
+
+    /// <summary>
+    /// <see cref="Submit(JobSpec)"/> to engine scheduler kind <paramref name="schedulerKind"/> (null: the engine's default);
+    /// <paramref name="spentFrom"/> is the lease the job's CPU was spent from when <see cref="RegionalSubmitStatus.Accepted"/>
+    /// (what <see cref="GlobalBudgetController.ReleaseSpend"/> gives it back to when the placement ends).
+    /// </summary>
+    public RegionalSubmitStatus Submit(JobSpec job, string? schedulerKind, out BudgetLease? spentFrom)
     {
         ArgumentNullException.ThrowIfNull(job);
+        spentFrom = null;
         var lease = Lease;
         if (lease is null) return RegionalSubmitStatus.NoLease;
         if (!job.Topology.ResidencyAllows(Region) || job.Topology.Avoids(Region)) return RegionalSubmitStatus.Rejected;
@@ -142,7 +152,7 @@ public sealed class RegionalBudgetScheduler
             Origin = job.Origin,
             Topology = new TopologyConstraints([Region], t.AvoidRegions, t.PreferredRegions, t.Spread),
         };
-        var r = _engine.Submit(pinned, _options.SchedulerKind);
+        var r = _engine.Submit(pinned, schedulerKind);
         if (r.Status != EnqueueStatus.Accepted)
         {
             // Not admitted: the budget was not used (a duplicate's spend was made by its first submit).
@@ -150,6 +160,7 @@ public sealed class RegionalBudgetScheduler
             return RegionalSubmitStatus.Rejected;
         }
         Interlocked.Increment(ref _admitted);
+        spentFrom = lease;
         return RegionalSubmitStatus.Accepted;
     }
 }

@@ -56,6 +56,11 @@ public sealed class WorkloadControllerOptions
     /// <summary>How long a replica the engine parked (unplaceable) waits before it is retried under a new serial.</summary>
     public TimeSpan ParkedRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Routes replica jobs (issue 13: a region's scheduler spending its budget lease, <see cref="Budgets.RegionalBudgetRouter"/>).
+    /// Null (default): every replica goes to the engine directly.
+    /// </summary>
+    public IReplicaRouter? Router { get; set; }
 }
 
 /// <summary>
@@ -414,6 +419,14 @@ public sealed class WorkloadController : IReconciler
                 Topology = t.Topology.ToConstraints(),
                 Origin = new JobOrigin(w.Metadata.Tenant, w.Metadata.Name, gen, a.Slot),
             };
+            if (_options.Router is { } router)
+            {
+                // A regional scheduler admits it inside its region's budget lease, or refuses (no lease, lease ended,
+                // budget exhausted): the replica stays pending with that reason and is offered again at the next look.
+                var rr = router.Submit(job, t.Scheduler);
+                if (rr.Status == ReplicaRouteStatus.Refused) { pendingReason ??= rr.Reason; continue; }
+                if (rr.Status == ReplicaRouteStatus.Accepted) continue;
+            }
             var er = _engine.Submit(job, t.Scheduler);
             if (er.Status is not (EnqueueStatus.Accepted or EnqueueStatus.DuplicateJob)) pendingReason ??= er.Reason ?? er.Status.ToString();
         }
@@ -499,7 +512,9 @@ public sealed class WorkloadController : IReconciler
         }
         if (_engine.Cell.TryGetAllocation(task, out _)) return false;
         // Still queued in the engine: it may bind later (the engine has no cancel); keep it retired and look again.
-        return !known || js.Phase is JobPhase.Completed or JobPhase.Parked or JobPhase.Placed;
+        bool gone = !known || js.Phase is JobPhase.Completed or JobPhase.Parked or JobPhase.Placed;
+        if (gone) _options.Router?.Released(task.Job); // its regional budget spend comes back
+        return gone;
     }
 
     private static void ReconcileFailoverHome(Cell cell, long uid, string? home)

@@ -360,7 +360,7 @@ public sealed class PlacementPipeline
                     stats.PreferenceFallbacks++;
                     // The planner scans wider than the sample: it may also find a better-ranked node with room and no
                     // victims (the sample missed it); that is a plain placement.
-                    if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var better, out var displaced, rankBelow: bestRank))
+                    if (preemption is not null && TryPlanByRank(preemption, job, snapshot, rng, bestRank, out var better, out var displaced))
                     {
                         PlaceAt(IndexInPool(better.Id), better, job.PerTask);
                         if (cache) InvalidateScores(better);
@@ -372,6 +372,19 @@ public sealed class PlacementPipeline
                 PlaceAt(best, node, job.PerTask);
                 if (cache) InvalidateScores(node);
                 output.Add(new PlannedClaim(taskIndexes[t], node, bestScore, null));
+                continue;
+            }
+            // No feasible node at all: a job with a region preference preempts in its preferred regions first, best rank
+            // first. The planner examines a bounded number of candidates and would otherwise take the first ones its scan
+            // meets, whatever their region: in the partition-mode drill (nodes lost one lease at a time, so the filler
+            // requeued from the first ones took the spare room before the critical replicas of the later ones came back)
+            // a critical service went 3 + 3 into its failover region and a third one, and no region reached 4 serving.
+            if (preemption is not null && ranked && TryPlanByRank(preemption, job, snapshot, rng, PreemptionPlanner.NotPreferredRank, out var ranknode, out var rankvictims))
+            {
+                _context.Place(ranknode, job.PerTask);
+                if (cache) InvalidateScores(ranknode);
+                output.Add(new PlannedClaim(taskIndexes[t], ranknode, 0, rankvictims.Length > 0 ? rankvictims : null));
+                if (rankvictims.Length > 0) stats.Preemptions++;
                 continue;
             }
             if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var pnode, out var victims))
@@ -387,6 +400,20 @@ public sealed class PlacementPipeline
         // Distinct nodes read, not probes: a random probe that hit a node already seen is not another node considered.
         stats.NodesConsidered = _distinct;
         stats.Feasible = _poolCount;
+    }
+
+    // Preemption for a region preference, one rank at a time (only nodes of rank 0, then ranks below 2, ...) up to ranks
+    // below worstRankExclusive: the planner's candidate cap then cannot fill up with a worse-ranked region's nodes while a
+    // better-ranked one has victims. At most one planner scan per preferred region, only for jobs that state a preference
+    // and missed their best region.
+    private bool TryPlanByRank(PreemptionPlanner preemption, JobSpec job, CellSnapshot snapshot, Random rng, int worstRankExclusive, out NodeView node, out TaskId[] victims)
+    {
+        int last = Math.Min(worstRankExclusive, job.Topology.PreferredRegions.Count);
+        for (int below = 1; below <= last; below++)
+            if (preemption.TryPlan(job, snapshot, _context, rng, out node, out victims, rankBelow: below)) return true;
+        node = default;
+        victims = Array.Empty<TaskId>();
+        return false;
     }
 
     private void FillPool(CellSnapshot snapshot, Random rng, int wanted, ref int probes, int probeBudget, PlanStats stats)
