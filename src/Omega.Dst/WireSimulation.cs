@@ -480,11 +480,14 @@ internal sealed partial class WireRun : IDisposable
         var cell = _server.Cell;
         var seen = new HashSet<TaskId>();
         var snap = cell.Snapshot();
+        // Reservations hold capacity too (the unified harness's reserver makes them): summed with the bindings.
+        var held = new Dictionary<int, ResourceVector>();
+        foreach (var r in cell.GetReservations()) held[r.Node.Value] = held.GetValueOrDefault(r.Node.Value) + r.Resources;
         for (int i = 0; i < snap.NodeCount; i++)
         {
             var id = new NodeId(i);
             if (snap.TryGetNode(id, out var v) != SnapshotRead.Ok) continue;
-            var used = ResourceVector.Zero;
+            var used = held.GetValueOrDefault(i);
             foreach (var a in cell.GetAllocationsOnNode(id))
             {
                 if (!seen.Add(a.Task)) { Fail("one-live-binding", $"{a.Task} is bound twice"); return; }

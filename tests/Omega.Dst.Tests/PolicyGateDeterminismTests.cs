@@ -15,7 +15,7 @@ namespace Omega.Dst.Tests;
 public sealed class PolicyGateDeterminismTests
 {
     [Fact]
-    public void A_policy_command_waiting_on_another_resumes_on_the_thread_that_finished_the_first()
+    public async Task A_policy_command_waiting_on_another_resumes_on_the_thread_that_finished_the_first()
     {
         var prior = SynchronizationContext.Current;
         // As the simulation runs: no context, so a completion's continuation may run inline (a test runner's context
@@ -31,8 +31,8 @@ public sealed class PolicyGateDeterminismTests
             using var policies = new PolicyRevisions(store, new PolicySource(), time);
             Assert.True(PolicyRevisions.TryParse("{\"weights\":{\"bin-packing\":3}}", out var a, out var e1), e1);
             Assert.True(PolicyRevisions.TryParse("{\"weights\":{\"bin-packing\":7}}", out var b, out var e2), e2);
-            Stage(policies, a, disk, 1);
-            Stage(policies, b, disk, 2);
+            await Stage(policies, a, disk, 1);
+            await Stage(policies, b, disk, 2);
 
             disk.Thread = Environment.CurrentManagedThreadId;
             var first = policies.PromoteAsync(1).AsTask();  // holds the gate, waits for its pointer write to be durable
@@ -44,7 +44,7 @@ public sealed class PolicyGateDeterminismTests
             // The flush completes the first command; its release must run the second one's write right here.
             disk.Flush();
             Assert.True(first.IsCompleted);
-            Assert.Equal(PolicyStatus.Ok, first.Result.Status);
+            Assert.Equal(PolicyStatus.Ok, (await first).Status); // completed: the await does not yield
             // Without the fix the second command resumes on a pool thread some time later: wait (bounded, never a
             // sleep) for its write to appear, then the thread check below fails.
             var sw = Stopwatch.StartNew();
@@ -53,7 +53,7 @@ public sealed class PolicyGateDeterminismTests
             Assert.Equal(0, disk.OffThread);
             disk.Flush();
             Assert.True(second.IsCompleted, "the second command did not complete when its write became durable");
-            Assert.Equal(PolicyStatus.Ok, second.Result.Status);
+            Assert.Equal(PolicyStatus.Ok, (await second).Status);
             Assert.Equal(2, policies.ActiveRevision);
             Assert.Equal(0, disk.OffThread);
         }
@@ -63,11 +63,11 @@ public sealed class PolicyGateDeterminismTests
         }
     }
 
-    private static void Stage(PolicyRevisions policies, SchedulerPolicySettings settings, SimDisk disk, int expected)
+    private static async Task Stage(PolicyRevisions policies, SchedulerPolicySettings settings, SimDisk disk, int expected)
     {
         var staged = policies.StageAsync(settings).AsTask();
         disk.Flush();
         Assert.True(staged.IsCompleted, "a stage did not complete when its write became durable");
-        Assert.Equal(expected, staged.Result.Revision);
+        Assert.Equal(expected, (await staged).Revision);
     }
 }
