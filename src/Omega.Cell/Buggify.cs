@@ -67,6 +67,14 @@ public enum Buggify
     SkipDrainCheck = 1 << 9,
 
     /// <summary>
+    /// The server does not put restored bindings back into their nodes' outboxes when it starts over a recovered cell
+    /// (<c>OmegaServer.SeedOutboxes</c> skipped): an agent that had not yet received a binding committed before the
+    /// restart never learns it, so the replica is never started nor reported Ready. A liveness defect, not a safety one:
+    /// read through <c>ServerOptions.Buggify</c>; caught by the unified simulation's <c>convergence</c> checker.
+    /// </summary>
+    SkipOutboxReseed = 1 << 10,
+
+    /// <summary>
     /// The cell does not check that a claimed task is unbound (a second binding replaces the first in the task index):
     /// breaks "at most one live binding per task". For the commit-path stress tests (issue 14). A high bit, so flags
     /// added by other work keep their low numbers.

@@ -25,7 +25,7 @@ internal static class DstCommand
         var faultRate = new Option<double>("--fault-rate") { Description = "Multiplies every fault's probability (0: no faults).", DefaultValueFactory = _ => 1 };
         var buggify = new Option<string?>("--buggify") { Description = "Comma-separated broken variants to run with: SkipTokenCheck, AckBeforeDurable, SkipIdempotencyReplay, SkipReservationExpiry, SkipCapacityCheck, SkipOverrideExpiry." };
         var wire = new Option<bool>("--wire") { Description = "Run the wire simulation instead: simulated agents and external schedulers speak real frames to the server's real protocol handler through a faulty network, with server crashes (docs/testing.md). --buggify also takes ReplyBeforeDurable." };
-        var unified = new Option<bool>("--unified") { Description = "Run the unified harness: the wire simulation with the control plane behind the real protocol handler (object store, scheduler workers, controllers), authentication on, and an operator client writing and watching objects, draining nodes, raising quotas, rolling policies back and revoking credentials over the wire (docs/testing.md). --buggify also takes WatchResumeGap, ForgetRevocationOnRestart, SkipDrainCheck." };
+        var unified = new Option<bool>("--unified") { Description = "Run the unified harness: the wire simulation with the control plane behind the real protocol handler (object store, scheduler workers, controllers), authentication on, and an operator client writing and watching objects, draining nodes, raising quotas, rolling policies back and revoking credentials over the wire (docs/testing.md). --buggify also takes ReplyBeforeDurable, WatchResumeGap, ForgetRevocationOnRestart, SkipDrainCheck, SkipOutboxReseed, SkipTaskBoundCheck. Runs past its quiet steps until everything converged (the convergence checker)." };
         var parallel = new Option<int>("--parallel") { Description = "With --seeds: seeds run at once (each run is single-threaded).", DefaultValueFactory = _ => 1 };
         var cmd = new Command("dst", "Deterministic simulation of the control plane: the real cell, object store, scheduler workers and controllers with simulated time, disk, network and faults, from one seed.")
         {
@@ -115,7 +115,7 @@ internal static class DstCommand
         Console.WriteLine("faults: " + Faults(faults));
         if (wire) Console.WriteLine(string.Create(C, $"wire: {frames} frames handled by the real protocol handler, {acked} commits acknowledged, {pushed} bindings pushed to agents"));
         if (unified) Console.WriteLine(string.Create(C, $"unified: {objectAcks} object writes acknowledged to the operator, {watchEvents} watch events delivered"));
-        if (!wire) Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
+        if (!wire || unified) Console.WriteLine(string.Create(C, $"decisions replayed: {replayed} (every scheduler decision, replayed from its record to the same choice)"));
         if (failed.Count > 0)
         {
             failed.Sort(static (a, b) => a.Seed.CompareTo(b.Seed));

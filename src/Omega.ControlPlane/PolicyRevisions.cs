@@ -66,7 +66,9 @@ public sealed class PolicyRevisions : IDisposable
 
     private readonly ObjectStore _store;
     private readonly TimeProvider _time;
-    private readonly SemaphoreSlim _gate = new(1, 1);
+    // Serializes stage/promote/rollback in this process. An AsyncGate, not a SemaphoreSlim: a contended waiter resumes on
+    // the releasing thread instead of the pool, which keeps the deterministic simulation on one thread (AsyncGate's remarks).
+    private readonly AsyncGate _gate = new();
 
     /// <summary>Creates the revision manager of policy <paramref name="policy"/> publishing into <paramref name="source"/>.</summary>
     public PolicyRevisions(ObjectStore store, PolicySource source, TimeProvider? time = null, string policy = DefaultPolicy)
@@ -82,7 +84,10 @@ public sealed class PolicyRevisions : IDisposable
     public string Policy { get; }
 
     /// <inheritdoc />
-    public void Dispose() => _gate.Dispose();
+    public void Dispose()
+    {
+        // Nothing to release: the gate holds no OS resource. Kept so hosts that dispose it keep compiling.
+    }
 
     /// <summary>Where the active compiled policy is published (hand it to <c>SchedulingOptions.Policy</c>).</summary>
     public PolicySource Source { get; }

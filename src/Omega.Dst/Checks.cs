@@ -75,7 +75,7 @@ public sealed partial class DstSimulation
         }
     }
 
-    private static bool TryOwner(TaskId task, out long uid)
+    internal static bool TryOwner(TaskId task, out long uid)
     {
         long job = task.Job.Value;
         uid = (job & (WorkloadController.JobIdSpace - 1)) >> WorkloadController.SerialBits;

@@ -89,4 +89,10 @@ public enum DstFault
     Drain,
     /// <summary>Unified harness: the operator revoked a scheduler's credential (acknowledged) and issued it a new one.</summary>
     Revocation,
+    /// <summary>Unified harness: a crash right after an acknowledgement reached its client (an acked write or commit must survive it).</summary>
+    CrashAfterAck,
+    /// <summary>Unified harness: a scheduler gave up on a commit's key after a timeout and sent the same claims again under a new key (the cell must not bind the task twice).</summary>
+    ResubmitNewKey,
+    /// <summary>Unified harness: an in-process reserver held capacity with a Reserve claim (TTL 1-3 s) and leaked it.</summary>
+    Reservation,
 }

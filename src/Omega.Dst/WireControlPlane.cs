@@ -30,7 +30,7 @@ public static class UnifiedSimulation
         var copy = new WireOptions
         {
             Steps = o.Steps, Buggify = o.Buggify, Nodes = o.Nodes, Schedulers = o.Schedulers, FullTrace = o.FullTrace,
-            ControlPlane = true, Authentication = true,
+            ConvergenceLimit = o.ConvergenceLimit, ControlPlane = true, Authentication = true,
         };
         return WireSimulation.RunSeed(seed, copy);
     }
@@ -45,7 +45,8 @@ internal sealed class WireControlPlane
         Scheduler = new ManualControllerScheduler(run.Time);
         Policies = new PolicyRevisions(Store, new PolicySource(), run.Time);
         Policies.Load();
-        var opts = new SchedulingOptions { Seed = run.Next(0, int.MaxValue), Time = run.Time, DecisionLogCapacity = 64, Policy = Policies.Source };
+        // Every decision is recorded and replayed at once by the decision-replay checker (the sink runs inside the step).
+        var opts = new SchedulingOptions { Seed = run.Next(0, int.MaxValue), Time = run.Time, DecisionLogCapacity = 256, Policy = Policies.Source, DecisionSink = run.DecisionChecker };
         opts.Kinds.Add(new SchedulerKindOptions { Name = "service", Workers = 2, LeaseDuration = TimeSpan.FromSeconds(4), QueueCapacity = 10_000, Backoff = TimeSpan.FromMilliseconds(20) });
         Engine = new SchedulingEngine(cell, opts);
         Workloads = new WorkloadController(Store, Engine, run.Time, new WorkloadControllerOptions
@@ -101,6 +102,111 @@ internal sealed partial class WireRun
     // Credential ids whose revocation the operator was told succeeded (durably): never accepted again, crash or not.
     private readonly List<(string Id, string Token)> _revoked = new();
     private long _objectAcks, _watchEvents;
+    private long _decisionsReplayed;
+    private bool _crashSoon;
+    private DateTimeOffset _processStartedAt;
+
+    // ------------------------------------------------------------------ decision replay (issue 18, item 4)
+
+    private IDecisionSink? _decisionChecker;
+
+    /// <summary>Replays every decision the engine's workers record, inline, as the "decision-replay" checker.</summary>
+    internal IDecisionSink DecisionChecker => _decisionChecker ??= new ReplayingSink(this);
+
+    private sealed class ReplayingSink(WireRun run) : IDecisionSink
+    {
+        public void OnRecorded(DecisionRecord record) => run.ReplayDecision(record);
+    }
+
+    /// <summary>
+    /// decision-replay: every decision a worker records is replayed at once from its record alone (the inputs it kept, the
+    /// policy revision compiled from the store's revision object) with the real pipeline, and must reach the same choice
+    /// for the same reasons. The sink is called synchronously inside the worker's step, so the store is as the decision saw it.
+    /// </summary>
+    private void ReplayDecision(DecisionRecord r)
+    {
+        if (_violation is not null) return;
+        if (r.Inputs is null) { Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} kept no inputs"); return; }
+        var policy = new DecisionReplayer(_server.ControlPlane!.Store).PolicyAt(r.PolicyRevision);
+        if (policy is null) { Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} names policy r{r.PolicyRevision}, which the store does not hold"); return; }
+        var outcome = DecisionReplay.Replay(r.Inputs, policy, r.TenantUsage, r.TenantQuota);
+        var diff = DecisionFacts.From(r).Differences(outcome.Facts);
+        if (diff.Count > 0 || outcome.Notes.Count > 0)
+        {
+            Fail("decision-replay", $"the decision of {r.Job} attempt {r.Attempt} (snapshot v{r.SnapshotVersion}, r{r.PolicyRevision}) replays differently: {string.Join("; ", [.. diff, .. outcome.Notes])}");
+            return;
+        }
+        _decisionsReplayed++;
+    }
+
+    // ------------------------------------------------------------------ faults of the unified harness
+
+    // A crash soon after an acknowledgement reached its client: the acknowledged write (object or commit) must survive.
+    // Without it a crash rarely falls between an early acknowledgement and the flush (the AckBeforeDurable variant hid).
+    private void MaybeCrashSoon()
+    {
+        if (_o.ControlPlane && FaultChance(0.25)) _crashSoon = true;
+    }
+
+    // Before the step: clock jumps within lease bounds, and the in-process reserver.
+    private void StepFaultsOfTheControlPlane()
+    {
+        if (FaultChance(0.002))
+        {
+            // Within lease bounds: at most half a lease (4 s) forward, for every process at once.
+            var jump = TimeSpan.FromMilliseconds(Next(1, 2000));
+            Count(DstFault.ClockJump);
+            Event($"clock jumps +{jump.TotalMilliseconds:0}ms");
+            _time.Advance(jump);
+        }
+        if (FaultChance(0.02)) ReserverAct();
+    }
+
+    private SchedulerLease _reserverLease;
+    private long _reserverNext;
+
+    // Another scheduler identity in the server's process holds capacity with Reserve claims (TTL 1-3 s), releases some
+    // and leaks the rest: the reservation controller must release each within its repair deadline (leaked-reservation).
+    private void ReserverAct()
+    {
+        var cell = _server.Cell;
+        if (_reserverLease.Token.Value == 0 || Now >= _reserverLease.ExpiresAt - TimeSpan.FromSeconds(1))
+        {
+            // (A default LeaseResult reads as Granted: renew only a lease we hold, else acquire.)
+            var lr = _reserverLease.Token.Value != 0 ? cell.RenewLease(_reserverLease, TimeSpan.FromSeconds(6)) : cell.AcquireLease("reserver", TimeSpan.FromSeconds(6));
+            if (!lr.Succeeded && _reserverLease.Token.Value != 0) lr = cell.AcquireLease("reserver", TimeSpan.FromSeconds(6));
+            if (!lr.Succeeded) return;
+            _reserverLease = lr.Lease;
+        }
+        if (Chance(0.3))
+        {
+            foreach (var res in cell.GetReservations())
+            {
+                var st = cell.ReleaseReservation(res.Task, res.Generation);
+                Event($"reserver releases {res.Task}: {st}");
+                return;
+            }
+            return;
+        }
+        int node = Next(0, _o.Nodes);
+        if (!cell.TryGetNodeId($"n{node}", out var id)) return;
+        var tx = new Transaction(_reserverLease);
+        var task = new TaskId(new JobId(900_000_000 + ++_reserverNext), 0);
+        tx.Add(new Claim(task, id, new ResourceVector(Next(5, 16) * 100, 1L << 30), 0, new TenantId(TenantT1), 0, Kind: ClaimKind.Reserve, Ttl: TimeSpan.FromMilliseconds(Next(1000, 3000))));
+        var r = cell.Commit(tx);
+        if (r.AppliedCount > 0) Count(DstFault.Reservation);
+        Event($"reserver reserves on n{node} as {task}: {r.Status} applied {r.AppliedCount}");
+        if (r.Status.IsFencingFailure()) _reserverLease = default;
+    }
+
+    // The latest expiry of an override live now (for OverrideExpiryDuringRecovery), read before the process dies.
+    private DateTimeOffset? LastLiveOverrideExpiry()
+    {
+        DateTimeOffset? last = null;
+        foreach (var o in _server.ControlPlane!.Store.List(new ObjectFilter(Override.KindName)).Items)
+            if (o is Override ov && ov.IsLive(Now) && ov.ExpiresAt is { } e && (last is null || e > last)) last = e;
+        return last;
+    }
 
     internal IReadOnlyList<(string Id, string Token)> Revoked => _revoked;
 
@@ -180,6 +286,7 @@ internal sealed partial class WireRun
     private void BootControlPlane()
     {
         var cp = _server.ControlPlane!;
+        _processStartedAt = Now;
         var quota = new Quota();
         quota.Metadata.Name = "t2";
         quota.Metadata.Tenant = "t2";
@@ -268,6 +375,8 @@ internal sealed partial class WireRun
     {
         _lastQuotaUsage = cell.TryGetTenant("t2", out var t2) ? cell.GetTenantUsage(t2).Usage : default;
         _drained.Clear();
+        _processStartedAt = Now;
+        _reserverLease = default; // its lease is the dead process's: the reserver acquires again
         Event($"restart: recovered v{cell.Version}, {cell.AllocationCount} bindings, {_server.ControlPlane!.Store.Count} objects");
     }
 
@@ -276,6 +385,7 @@ internal sealed partial class WireRun
         _objectAcks++;
         if (version > _ackedVersion) _ackedVersion = version;
         Event($"op ack {what} v{version}");
+        MaybeCrashSoon();
     }
 
     internal void WatchEventReceived() => _watchEvents++;
@@ -296,6 +406,79 @@ internal sealed partial class WireRun
         CheckQuota(cell);
         CheckDrain(cell);
         _operator?.CheckWatch();
+        CheckReservations(cell);
+    }
+
+    /// <summary>leaked-reservation: once the reservation controller has run for its deadline, nothing is held past expiry + deadline.</summary>
+    private void CheckReservations(Cell cell)
+    {
+        if (_violation is not null) return;
+        var deadline = TimeSpan.FromSeconds(3); // the reservation controller's RepairDeadline
+        var now = Now;
+        if (now - _processStartedAt <= deadline + TimeSpan.FromSeconds(1)) return;
+        foreach (var r in cell.GetReservations())
+            if (now - r.ExpiresAt > deadline)
+            {
+                Fail("leaked-reservation", $"reservation {r.Task} on node {r.Node.Value} expired {(now - r.ExpiresAt).TotalMilliseconds:0}ms ago and is still held (deadline {deadline.TotalSeconds:0} s)");
+                return;
+            }
+    }
+
+    /// <summary>
+    /// convergence (liveness): faults over, the operator's last write answered and its drains undone, every workload's
+    /// status observes its generation with exactly its replicas bound (fewer only when its tenant's quota or the whole
+    /// cluster has no room for one more) and all of them Ready; nothing is terminating; no binding of a deleted workload;
+    /// no expired reservation is held.
+    /// </summary>
+    private bool Converged(out string why)
+    {
+        var cell = _server.Cell;
+        var store = _server.ControlPlane!.Store;
+        if (_operator is { Outstanding: true }) { why = "the operator's last write is unanswered"; return false; }
+        var snap = cell.Snapshot();
+        bool room = false;
+        var reserved = new Dictionary<int, ResourceVector>();
+        foreach (var r in cell.GetReservations())
+        {
+            if (r.ExpiresAt <= Now) { why = $"expired reservation {r.Task} still held"; return false; }
+            reserved[r.Node.Value] = reserved.GetValueOrDefault(r.Node.Value) + r.Resources;
+        }
+        for (int i = 0; i < snap.NodeCount; i++)
+        {
+            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok) continue;
+            if (v.Status == NodeStatus.Draining) { why = $"node {v.Spec.Name} is still draining"; return false; }
+            if (v.IsSchedulable && (v.Allocated + reserved.GetValueOrDefault(i) + Request).FitsWithin(v.Capacity)) room = true;
+        }
+        var perUid = new SortedDictionary<long, int>();
+        foreach (var a in cell.GetAllocations())
+            if (DstSimulation.TryOwner(a.Task, out long uid)) perUid[uid] = perUid.GetValueOrDefault(uid) + 1;
+        var live = new HashSet<long>();
+        foreach (var o in store.List(new ObjectFilter(Workload.KindName)).Items)
+        {
+            if (o is not Workload w) continue;
+            live.Add(w.Metadata.Uid);
+            if (w.Metadata.DeletionTimestamp is not null) { why = $"{w.Key} is still terminating"; return false; }
+            int b = perUid.GetValueOrDefault(w.Metadata.Uid);
+            bool quotaFull = DstSimulation.TenantOf(w.Metadata.Name) == "t2" && cell.TryGetTenant("t2", out var t2)
+                && cell.GetTenantUsage(t2) is { Quota: { } limit } use && !(use.Usage + Request).FitsWithin(limit);
+            bool placedEnough = b == w.Spec.Replicas || (quotaFull || !room) && b < w.Spec.Replicas;
+            if (w.Status.ObservedGeneration != w.Metadata.Generation || !placedEnough || w.Status.Ready != b)
+            {
+                var detail = new List<string>();
+                foreach (var a in cell.GetAllocations())
+                {
+                    if (!DstSimulation.TryOwner(a.Task, out long u) || u != w.Metadata.Uid) continue;
+                    var agent = Peer($"n{a.Node.Value}") as WireAgent;
+                    detail.Add($"{a.Task}@{a.Generation} on n{a.Node.Value} {cell.GetBindingLifecycle(a.Task, a.Generation).Phase}, agent {(agent is null ? "none" : agent.Describe(a.Task))}");
+                }
+                why = $"{w.Key} gen {w.Metadata.Generation} observed {w.Status.ObservedGeneration}, wants {w.Spec.Replicas}, {b} bound, status ready {w.Status.Ready} [{string.Join("; ", detail)}]";
+                return false;
+            }
+        }
+        foreach (var (uid, n) in perUid)
+            if (!live.Contains(uid)) { why = $"{n} binding(s) of deleted workload uid {uid}"; return false; }
+        why = "";
+        return true;
     }
 
     /// <summary>
@@ -369,6 +552,9 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
     private uint _watchRid, _listRid;
     private (uint Rid, string Key, string What, Func<uint, byte[]> Frame, DateTimeOffset SentAt)? _write;
     private uint _policyRid, _drainRid, _revokeRid, _createTokenRid;
+    // Every request id the current write was sent under: the answer to any of them settles it (a reply slower than the
+    // retry timer answers an earlier send; matching only the last one left a refused write retried forever).
+    private readonly HashSet<uint> _writeRids = new();
     private string _revokeFor = "", _revokeToken = "";
     private int _overrides;
 
@@ -407,9 +593,11 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
             uint rid = NextRid++;
             Run.Send(Endpoint, 0, Connection, w.Frame(rid));
             _write = (rid, w.Key, w.What, w.Frame, Run.Now);
+            _writeRids.Add(rid);
             Run.Event($"op retries {w.What}");
             return;
         }
+        if (!Run.FaultsOn) { UndrainAll(); return; } // faults over: the desired state stays as it is; drains are undone
         int roll = Run.Next(0, 100);
         if (roll < 45) WriteWorkload();
         else if (roll < 58) RaiseQuota();
@@ -447,6 +635,8 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
         }
         Run.Send(Endpoint, 0, Connection, frame(rid));
         _write = (rid, key, what, frame, Run.Now);
+        _writeRids.Clear();
+        _writeRids.Add(rid);
         Run.Event($"op {what}");
     }
 
@@ -466,6 +656,8 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
         string key = ""; // not a watched kind: the watch-gap checker does not track it
         string what = $"override {ov.Metadata.Name} +{ov.Spec.Extra.CpuMillis}m for {ov.Spec.TtlSeconds} s";
         _write = (rid, key, what, frame, Run.Now);
+        _writeRids.Clear();
+        _writeRids.Add(rid);
         Run.Count(DstFault.QuotaOverride);
         Run.Event($"op {what}");
     }
@@ -478,6 +670,22 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
         _drainRid = Send(new Operate { Kind = drain ? OperateKind.DrainNode : OperateKind.UndrainNode, Target = node, Reason = "dst", Author = "" });
         if (drain) Run.Count(DstFault.Drain);
         Run.Event($"op {(drain ? "drains" : "undrains")} {node}");
+    }
+
+    /// <summary>A write of the operator's is still unanswered (convergence waits for it).</summary>
+    public bool Outstanding => _write is not null;
+
+    private void UndrainAll()
+    {
+        if (_drainRid != 0) return;
+        var snap = Run.Server.Cell.Snapshot();
+        for (int i = 0; i < snap.NodeCount; i++)
+        {
+            if (snap.TryGetNode(new NodeId(i), out var v) != SnapshotRead.Ok || v.Status != NodeStatus.Draining) continue;
+            _drainRid = Send(new Operate { Kind = OperateKind.UndrainNode, Target = v.Spec.Name, Reason = "dst: faults over", Author = "" });
+            Run.Event($"op undrains {v.Spec.Name}");
+            return;
+        }
     }
 
     private void Policy()
@@ -524,7 +732,7 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
             case MessageType.WatchEvent when rid == _watchRid && Codec.TryDecode<WatchEventMessage>(body, out var ev, out _):
                 OnWatchEvent(ev);
                 break;
-            case MessageType.ObjectReply when _write is { } w && rid == w.Rid && Codec.TryDecode<ObjectReply>(body, out var reply, out _):
+            case MessageType.ObjectReply when _write is { } w && _writeRids.Contains(rid) && Codec.TryDecode<ObjectReply>(body, out var reply, out _):
                 _write = null;
                 if (w.Key.Length > 0 && (!_acked.TryGetValue(w.Key, out var prior) || reply.ResourceVersion > prior)) _acked[w.Key] = reply.ResourceVersion;
                 Run.ObjectAcknowledged(w.What, reply.ResourceVersion);
@@ -567,7 +775,7 @@ internal sealed class WireOperator(WireRun run, int endpoint, string name) : Wir
             OpenWatch();
         }
         else if (rid == _listRid) _listRid = 0;
-        else if (_write is { } w && rid == w.Rid) _write = null; // refused (conflict, exists, terminating...): not acknowledged
+        else if (_write is { } w && _writeRids.Contains(rid)) _write = null; // refused (conflict, exists, terminating...): not acknowledged
         else if (rid == _drainRid) _drainRid = 0;
         else if (rid == _policyRid) _policyRid = 0;
         else if (rid == _revokeRid) _revokeRid = 0;

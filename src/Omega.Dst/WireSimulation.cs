@@ -34,6 +34,12 @@ public sealed class WireOptions
 
     /// <summary>Authentication on: every peer presents a credential; the operator revokes and re-issues them.</summary>
     public bool Authentication { get; set; }
+
+    /// <summary>
+    /// Unified harness: simulated time allowed, after the faults stop, for every workload to converge to its desired
+    /// state (the convergence checker); the run fails with <c>convergence</c> past it.
+    /// </summary>
+    public TimeSpan ConvergenceLimit { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>
@@ -88,6 +94,9 @@ internal sealed partial class WireRun : IDisposable
     // Acknowledged commits (the reply said applied) by cell version: all must survive a crash.
     private long _ackedVersion;
 
+    // Unified: keys whose commit the server applied, with the version (dropped when a crash loses that version).
+    private readonly Dictionary<(ulong, ulong), long> _appliedKeys = new();
+
     // Replies to committed keys: a retry must return the same outcome.
     private readonly Dictionary<(ulong, ulong), (TransactionStatus Status, int Applied, long Version)> _outcomes = new();
 
@@ -105,6 +114,7 @@ internal sealed partial class WireRun : IDisposable
     internal int TenantT2 { get; private set; }
     internal DateTimeOffset Now => _time.GetUtcNow();
     internal bool FaultsOn => _faultsOn;
+    internal bool Unified => _o.ControlPlane;
     internal WireServer Server => _server;
     internal int Next(int min, int max) => _rng.Next(min, max);
     internal ulong NextKey() => (ulong)_rng.NextInt64();
@@ -143,13 +153,27 @@ internal sealed partial class WireRun : IDisposable
             for (int i = 0; i < _o.Schedulers; i++) _peers.Add(new WireScheduler(this, 100 + i, $"s{i}", i));
             if (_o.ControlPlane) AddControlPlanePeers();
             int total = _o.Steps + 300;
-            for (; steps < total && _violation is null; steps++)
+            var quietSince = DateTimeOffset.MaxValue;
+            for (; _violation is null; steps++)
             {
                 if (steps == _o.Steps)
                 {
                     _faultsOn = false;
                     _partitioned.Clear();
+                    quietSince = Now;
                     Event("faults stop; the network heals");
+                }
+                if (steps >= total)
+                {
+                    if (!_o.ControlPlane) break;
+                    // Liveness (unified): past the 300 quiet steps, the run ends once everything converged, and fails if
+                    // that takes longer than the bound (docs/testing.md, "convergence").
+                    if (Converged(out string why)) { Event("converged"); break; }
+                    if (Now - quietSince > _o.ConvergenceLimit)
+                    {
+                        Fail("convergence", $"not converged {_o.ConvergenceLimit.TotalSeconds:0} s after the faults stopped: {why}");
+                        break;
+                    }
                 }
                 Step();
                 if (_o.ControlPlane) StepControlPlane();
@@ -165,6 +189,7 @@ internal sealed partial class WireRun : IDisposable
         foreach (char ch in _violation ?? "ok") _hash = (_hash ^ ch) * 1099511628211UL;
         return new DstResult(_seed, _hash, _violation, [.. _trace], _faults, steps, _time.Elapsed, converged: _violation is null)
         {
+            DecisionsReplayed = _decisionsReplayed,
             Wire = true,
             Unified = _o.ControlPlane,
             ObjectWritesAcknowledged = _objectAcks,
@@ -198,6 +223,13 @@ internal sealed partial class WireRun : IDisposable
     private void Step()
     {
         _time.Advance(TimeSpan.FromMilliseconds(Next(1, 25)));
+        if (_crashSoon)
+        {
+            // A crash right after an acknowledgement reached its client: what was acknowledged must be durable.
+            _crashSoon = false;
+            if (_faultsOn) { Count(DstFault.CrashAfterAck); Crash(); }
+        }
+        if (_o.ControlPlane) StepFaultsOfTheControlPlane();
         int what = Next(0, 100);
         if (what < 45) Deliver();
         else if (what < 75) _peers[Next(0, _peers.Count)].Act();
@@ -241,16 +273,32 @@ internal sealed partial class WireRun : IDisposable
         // Every connection dies with the process; the handler is never called again.
         _inFlight.Clear();
         foreach (var p in _peers) p.Lost();
+        var lastExpiry = _o.ControlPlane ? LastLiveOverrideExpiry() : null;
         _server.Kill();
         _server.Cell.Dispose();
         _server.Dispose();
         _disk.Crash(tear, _rng);
+        if (lastExpiry is { } until && Next(0, 4) != 0)
+        {
+            // Override expiry during recovery: the process stays down until every live override's TTL has passed, so the
+            // recovered cell carries a raised limit whose audited window is over; the new sweep must revert it first.
+            var down = until - Now + TimeSpan.FromMilliseconds(Next(1, 1500));
+            Count(DstFault.OverrideExpiryDuringRecovery);
+            Event($"recovery takes {down.TotalMilliseconds:0}ms: live overrides expire meanwhile");
+            _time.Advance(down);
+        }
         var cell = _disk.Recover(CellOptions());
         // acked-commit-lost: every commit the server acknowledged as applied is in the recovered prefix.
         if (cell.Version < _ackedVersion)
             Fail("acked-commit-lost", $"a commit acknowledged at cell version {_ackedVersion} is gone: the recovered cell is at v{cell.Version}");
         var audit = DstSimulation.RealProblems(cell.Audit());
         if (audit.Count > 0) Fail("recovery-audit", string.Join("; ", audit));
+        if (_appliedKeys.Count > 0)
+        {
+            var lost = new List<(ulong, ulong)>();
+            foreach (var (k, v) in _appliedKeys) if (v > cell.Version) lost.Add(k);
+            foreach (var k in lost) _appliedKeys.Remove(k);
+        }
         StartServer(cell);
         if (_o.ControlPlane) Recovered(cell);
     }
@@ -337,10 +385,12 @@ internal sealed partial class WireRun : IDisposable
         bool stale = false;
         int sid = -1;
         long token = 0;
+        (ulong, ulong) key = default;
         if (PeekType(m.Bytes) == MessageType.Commit && Codec.TryDecode<Commit>(Body(m.Bytes), out var commit, out _))
         {
             sid = commit.SchedulerId;
             token = commit.Token;
+            key = (commit.KeyHigh, commit.KeyLow);
             var name = cell.LeaseName(new SchedulerId(sid));
             stale = name is null || cell.GetCurrentToken(name)?.Value != token;
         }
@@ -350,6 +400,8 @@ internal sealed partial class WireRun : IDisposable
         FramesHandled++;
         if (stale && cell.Version != before)
             Fail("stale-token", $"a commit by scheduler {sid} with token {token} applied at v{cell.Version}, but it is not the identity's current token");
+        // What the server really did with a key (the harness sees it; the scheduler may not, if the reply was lost).
+        if (_o.ControlPlane && sid >= 0 && !stale && cell.Version != before) _appliedKeys.TryAdd(key, cell.Version);
         PumpServer();
     }
 
@@ -403,7 +455,13 @@ internal sealed partial class WireRun : IDisposable
     internal void CommitAcknowledged(WireScheduler s, (ulong, ulong) key, in CommitReply r, bool retry)
     {
         Event($"{s.Name} commit reply {r.Status} applied {r.Applied} v{r.Version}{(r.Replayed ? " (replayed)" : "")}{(retry ? " after a retry" : "")}");
-        if (r.Applied > 0) { _ackedVersion = Math.Max(_ackedVersion, r.Version); _commitsAcked++; }
+        if (r.Applied > 0) { _ackedVersion = Math.Max(_ackedVersion, r.Version); _commitsAcked++; MaybeCrashSoon(); }
+        if (_o.ControlPlane && r.Applied == 0 && r.Status is not (TransactionStatus.LeaseExpired or TransactionStatus.StaleFencingToken)
+            && _appliedKeys.TryGetValue(key, out var appliedAt))
+            // Unified: the first send of this key applied (and survived every crash since), yet a send of the same key
+            // is answered "nothing applied": a retry after a timeout-after-commit must get the original outcome, or the
+            // scheduler believes the task unplaced while it is bound (it would place it again).
+            Fail("retry-binds-once", $"{s.Name}: key applied at v{appliedAt}, but a send of the same key got {r.Status} with nothing applied");
         if (_outcomes.TryGetValue(key, out var first))
         {
             // The cell checks the fencing token and lease before it looks up the key (docs/commit-protocol.md), so a retry
@@ -422,11 +480,14 @@ internal sealed partial class WireRun : IDisposable
         var cell = _server.Cell;
         var seen = new HashSet<TaskId>();
         var snap = cell.Snapshot();
+        // Reservations hold capacity too (the unified harness's reserver makes them): summed with the bindings.
+        var held = new Dictionary<int, ResourceVector>();
+        foreach (var r in cell.GetReservations()) held[r.Node.Value] = held.GetValueOrDefault(r.Node.Value) + r.Resources;
         for (int i = 0; i < snap.NodeCount; i++)
         {
             var id = new NodeId(i);
             if (snap.TryGetNode(id, out var v) != SnapshotRead.Ok) continue;
-            var used = ResourceVector.Zero;
+            var used = held.GetValueOrDefault(i);
             foreach (var a in cell.GetAllocationsOnNode(id))
             {
                 if (!seen.Add(a.Task)) { Fail("one-live-binding", $"{a.Task} is bound twice"); return; }
@@ -476,6 +537,10 @@ internal sealed class WireServer : IDisposable
         _transport = options.Transport;
         var feed = new BindingFeed();
         var nodes = new NodeRegistry();
+        // As OmegaServer does at startup: restored bindings go back into their nodes' outboxes, so a returning agent
+        // learns every binding it has not seen (the unified harness's convergence needs it; the wire simulation keeps
+        // its earlier behaviour, documented as not simulated there).
+        if (o.ControlPlane && (buggify & Buggify.SkipOutboxReseed) == 0) OmegaServer.SeedOutboxes(cell, nodes);
         cell.AddBindingListener(feed);
         Dispatcher = new Dispatcher(feed, options.Publisher, nodes, runLoop: false);
         Lifecycle = new NodeLifecycleController(cell, null, options);
@@ -634,26 +699,77 @@ internal sealed class WireAgent(WireRun run, int endpoint, string name) : WirePe
 
     protected override void OnLost() => _nodeId = -1;
 
+    /// <summary>What this agent knows of <paramref name="task"/> (the convergence checker's diagnostics).</summary>
+    public string Describe(TaskId task)
+    {
+        int at = Find(task);
+        return $"{(Connection == 0 ? "disconnected" : _nodeId < 0 ? "unregistered" : "registered")}, last v{_lastVersion}, {(at < 0 ? "does not run it" : $"runs it @{_running[at].Generation}")}";
+    }
+
     protected override void OnWelcome()
         => Send(new Register { Node = Name, Capacity = WireRun.Capacity, FailureDomain = "", ResumeFrom = _lastVersion });
 
     protected override void OnAct()
     {
         if (_nodeId < 0) return;
+        if (Run.Unified && !Run.FaultsOn) { QuietAct(); return; }
         if (Run.Chance(0.5)) { Send(new Heartbeat { NodeId = _nodeId, LastVersion = _lastVersion }); return; }
         if (_running.Count == 0) return;
+        if (Run.Unified && Run.Chance(0.5))
+        {
+            // A task passed its readiness check: Ready (fire-and-forget, like Running).
+            var (t, g) = _running[Run.Next(0, _running.Count)];
+            SendNoReply(new TaskReport { NodeId = _nodeId, Task = t, Generation = g, State = TaskState.Ready, Reason = "" });
+            return;
+        }
         // Complete one task: the server releases its binding (and acknowledges once durable).
         int k = Run.Next(0, _running.Count);
         var (task, gen) = _running[k];
         _running.RemoveAt(k);
-        Send(new TaskReport { NodeId = _nodeId, Task = task, Generation = gen, State = TaskState.Completed, Reason = "" });
+        Complete(task, gen);
         Run.Event($"{Name} completes {task}@{gen}");
+    }
+
+    // A completion is reported until the server answers it (unified): a report lost with its connection would otherwise
+    // leave the binding in the cell and the task gone from the agent, which no real agent does (it re-reports what it
+    // finished), and the replica would never be Ready nor replaced.
+    private readonly List<(TaskId Task, long Generation)> _unanswered = new();
+    private readonly Dictionary<uint, (TaskId, long)> _completionRids = new();
+
+    private void Complete(TaskId task, long gen)
+    {
+        uint rid = Send(new TaskReport { NodeId = _nodeId, Task = task, Generation = gen, State = TaskState.Completed, Reason = "" });
+        if (!Run.Unified) return;
+        if (!_unanswered.Contains((task, gen))) _unanswered.Add((task, gen));
+        _completionRids[rid] = (task, gen);
+    }
+
+    // Unified harness, faults over: heartbeat, report every task Ready (the phase is kept in memory only, so a restart
+    // forgets it), and finish the external schedulers' tasks (workload replicas run on) so the capacity they held frees.
+    private void QuietAct()
+    {
+        Send(new Heartbeat { NodeId = _nodeId, LastVersion = _lastVersion });
+        foreach (var (t, g) in _unanswered.ToArray()) Complete(t, g);
+        foreach (var (t, g) in _running)
+            SendNoReply(new TaskReport { NodeId = _nodeId, Task = t, Generation = g, State = TaskState.Ready, Reason = "" });
+        for (int i = 0; i < _running.Count; i++)
+        {
+            var (task, gen) = _running[i];
+            if ((task.Job.Value & Omega.ControlPlane.Controllers.WorkloadController.JobIdSpace) != 0) continue;
+            _running.RemoveAt(i);
+            Complete(task, gen);
+            Run.Event($"{Name} completes {task}@{gen}");
+            return;
+        }
     }
 
     protected override void OnReceive(MessageType type, uint rid, in ReadOnlySequence<byte> body)
     {
         switch (type)
         {
+            case MessageType.TaskReportAck when _completionRids.Remove(rid, out var done):
+                _unanswered.Remove(done); // answered (released, or not bound any more): done either way
+                break;
             case MessageType.Registered when Codec.TryDecode<Registered>(body, out var r, out _):
                 _nodeId = r.NodeId;
                 Run.Event($"{Name} registered as node {r.NodeId}");
@@ -664,13 +780,17 @@ internal sealed class WireAgent(WireRun run, int endpoint, string name) : WirePe
                     Run.BindingsReceived++;
                     if (e.Kind == BindingKind.Run)
                     {
-                        if (Find(e.Task) < 0)
+                        int at = Find(e.Task);
+                        // A newer binding of a task the agent still runs under an older generation replaces it (unified
+                        // only, so the wire simulation's seeds keep their runs): reports must name the live generation.
+                        if (at >= 0 && Run.Unified && _running[at].Generation < e.Generation) { _running.RemoveAt(at); at = -1; }
+                        if (at < 0)
                         {
                             _running.Add((e.Task, e.Generation));
                             SendNoReply(new TaskReport { NodeId = _nodeId, Task = e.Task, Generation = e.Generation, State = TaskState.Running, Reason = "" });
                         }
                     }
-                    else if (Find(e.Task) is var at and >= 0) _running.RemoveAt(at);
+                    else if (Find(e.Task) is var at and >= 0 && (!Run.Unified || _running[at].Generation <= e.Generation)) _running.RemoveAt(at);
                 }
                 _lastVersion = Math.Max(_lastVersion, b.Version);
                 break;
@@ -710,6 +830,17 @@ internal sealed class WireScheduler(WireRun run, int endpoint, string name, int 
         {
             if (Run.Now - p.SentAt < TimeSpan.FromSeconds(1)) return;
             // Timeout: the reply (or the request) was lost; retry with the same key.
+            if (Run.Unified && Run.FaultChance(0.3))
+            {
+                // A client that gives up on the key and sends the same claims under a new one: the cell must refuse
+                // the task it already bound (one live binding), whatever the idempotency table says.
+                var fresh = p.Message with { KeyLow = Run.NextKey() };
+                Run.Count(DstFault.ResubmitNewKey);
+                Run.Event($"{Name} commit timed out; resubmitting the same claims under a new key");
+                _pending = new Pending((fresh.KeyHigh, fresh.KeyLow), fresh, Run.Now);
+                _byRid[Send(fresh)] = _pending;
+                return;
+            }
             Run.Count(DstFault.CommitTimeout);
             Run.Event($"{Name} commit timed out; retrying with the same key");
             p.Retried = true;
@@ -717,6 +848,7 @@ internal sealed class WireScheduler(WireRun run, int endpoint, string name, int 
             _byRid[Send(p.Message)] = _pending;
             return;
         }
+        if (Run.Unified && !Run.FaultsOn) return; // faults over: no new work, so the workloads' capacity frees
         int what = Run.Next(0, 10);
         if (what < 2) { Send(new Sync { Since = 0, StartNode = 0, MaxNodes = 0 }); return; }
         if (what < 3) { Send(new RenewLease { Name = Name, SchedulerId = _schedulerId, Token = _token, DurationMs = 4000 }); return; }

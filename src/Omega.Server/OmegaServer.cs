@@ -25,7 +25,8 @@ public sealed class OmegaServer : IAsyncDisposable
         Cell = cell ?? throw new ArgumentNullException(nameof(cell));
         Engine = engine;
         Options = options ?? new ServerOptions();
-        SeedOutboxes(cell);
+        // BUGGIFY SkipOutboxReseed (docs/testing.md): the liveness defect the simulation's convergence checker must catch.
+        if ((Options.Buggify & Omega.Cells.Buggify.SkipOutboxReseed) == 0) SeedOutboxes(cell, _nodes);
         cell.AddBindingListener(_feed);
         var publisher = Options.Publisher ?? new CellVersionPublisher(cell);
         _dispatcher = new Dispatcher(_feed, publisher, _nodes);
@@ -87,7 +88,8 @@ public sealed class OmegaServer : IAsyncDisposable
     // processed version, so it receives exactly the bindings it has not seen, and nothing twice. Done before the
     // listener is added and before anything can commit (the host starts the engine after building the server).
     // (Stops for bindings released just before a crash are not recovered this way: the released binding is gone.)
-    private void SeedOutboxes(Cell cell)
+    // Internal static: the deterministic simulation's server (Omega.Dst) seeds its outboxes the same way after a crash.
+    internal static void SeedOutboxes(Cell cell, NodeRegistry nodes)
     {
         var all = cell.GetAllocations();
         if (all.Count == 0) return;
@@ -100,12 +102,12 @@ public sealed class OmegaServer : IAsyncDisposable
         foreach (var a in sorted) perNode[a.Node.Value] = perNode.GetValueOrDefault(a.Node.Value) + 1;
         foreach (var (id, n) in perNode)
         {
-            var node = _nodes.Get(new NodeId(id));
+            var node = nodes.Get(new NodeId(id));
             lock (node.Sync) node.Reserve(n);
         }
         foreach (var a in sorted)
         {
-            var node = _nodes.Get(a.Node);
+            var node = nodes.Get(a.Node);
             lock (node.Sync) node.Append(new BindingEntry(BindingKind.Run, a.Task, a.Generation, a.Resources, a.Tenant.Value, a.Priority), a.Generation);
         }
     }

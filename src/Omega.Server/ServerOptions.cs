@@ -67,7 +67,7 @@ public sealed class ServerOptions
 
     /// <summary>
     /// Deliberately broken variants for the deterministic simulation (issue 18; <see cref="Omega.Cells.Buggify"/>). Off by
-    /// default and never set by a host: only <see cref="Omega.Cells.Buggify.ReplyBeforeDurable"/> is read here.
+    /// default and never set by a host: <see cref="Omega.Cells.Buggify.ReplyBeforeDurable"/> (the handler), <see cref="Omega.Cells.Buggify.SkipOutboxReseed"/> (the server's start) and the credential variant (<c>AuthService</c>) are read from it.
     /// </summary>
     public Omega.Cells.Buggify Buggify { get; set; }
 

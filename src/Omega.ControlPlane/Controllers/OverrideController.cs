@@ -42,7 +42,9 @@ public sealed class OverrideController : IDisposable
     private readonly Meter _meter;
     private readonly Queue<OverrideRecord> _history = new();
     private readonly Lock _lock = new();
-    private readonly SemaphoreSlim _sweep = new(1, 1);
+    // One sweep at a time; an AsyncGate so a contended sweep resumes on the releasing thread, not the pool (the
+    // deterministic simulation stays on one thread; AsyncGate's remarks).
+    private readonly AsyncGate _sweep = new();
     private readonly long[] _activeByType = new long[Enum.GetValues<OverrideType>().Length];
     private long _expired;
     private long _overdue;
