@@ -281,7 +281,17 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         var cellOptions = new CellOptions { Name = o.CellName + "-standby", Time = _time, MeterFactory = _meters };
         _standbyCell = new Cell(cellOptions);
         var saved = o.Server.Publisher;
+        var savedGate = o.Server.Leadership;
         o.Server.Publisher = NeverPublished.Instance;
+        // The placeholder must never serve, not even in the window between this replica winning the election (the real
+        // gate says "leader") and LeadWhenElectedAsync replacing this server by the full stack. Through the real gate it
+        // served there: an AcquireLease on the empty placeholder was granted scheduler 0 / token 1 and, the placeholder
+        // having no journal, acknowledged at once — a token the real cell had already handed out (found by the failover
+        // driver's pinned probes, round 9). Its own gate never leads: while the replica leads it answers NoLeader (the
+        // client retries and finds the full stack on the same address), otherwise it redirects to the known leader.
+        // The handler reads its options' gate on every request (ServerOptions is shared with the full stack), so the
+        // standby gate stays in the options until the standby server is gone (LeadWhenElectedAsync puts the real one back).
+        if (savedGate is not null) o.Server.Leadership = new StandbyGate(savedGate);
         o.Server.Time = _time;
         o.Server.MeterFactory ??= _meters;
         ConfigureTls(o);
@@ -327,6 +337,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             }
             _standbyCell?.Dispose();
             _standbyCell = null;
+            if (o.Server.Leadership is StandbyGate standbyGate) o.Server.Leadership = standbyGate.Replica;
             _store = store;
             // The leader serves replica snapshots to replicas behind the trimmed log (off the hot path: a dedicated thread).
             o.Server.Snapshots = new Omega.Replication.ReplicaSnapshotSource(node.Store);
@@ -355,6 +366,31 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             await CloseAsync(checkpoint: false).ConfigureAwait(false);
             _lifetime?.StopApplication();
         }));
+    }
+
+    /// <summary>
+    /// The standby server's view of the election: never the leader. It names the leader only while that is another
+    /// replica; while this replica leads (its full stack is starting) it names none, so clients get NoLeader and retry.
+    /// </summary>
+    private sealed class StandbyGate : ILeaderGate
+    {
+        private readonly ILeaderGate _replica;
+
+        public StandbyGate(ILeaderGate replica) => _replica = replica;
+
+        public ILeaderGate Replica => _replica;
+
+        public bool IsLeader => false;
+
+        public string? LeaderAddress => _replica.IsLeader ? null : _replica.LeaderAddress;
+
+        public long Epoch => _replica.Epoch;
+
+        public event Action? Changed
+        {
+            add => _replica.Changed += value;
+            remove => _replica.Changed -= value;
+        }
     }
 
     /// <summary>The standby server's watermark: nothing on a standby is ever durable, so it acknowledges nothing.</summary>

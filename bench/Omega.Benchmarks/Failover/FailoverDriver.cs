@@ -267,7 +267,7 @@ internal static class FailoverDriver
             var finalLeader = await LeaderAsync(addresses, TimeSpan.FromSeconds(60)).ConfigureAwait(false);
             foreach (var d in doubles) violations.Add("double binding: " + d);
             var tokens = schedulerList.SelectMany(x => x.GrantedTokens).ToList();
-            if (tokens.Count != tokens.Distinct().Count()) violations.Add($"a lease token was granted twice: {string.Join(",", tokens)}");
+            if (tokens.Count != tokens.Distinct().Count()) violations.Add($"a lease token was granted twice: {string.Join(",", tokens)}; grants: {string.Join("; ", schedulerList.Select(x => x.Name + ": " + string.Join(", ", x.Grants)))}");
             int lost = await CountLostAsync(addresses, acked).ConfigureAwait(false);
             if (lost > 0) violations.Add($"{lost} acknowledged commit(s) lost");
             // Every acknowledged binding reached its agent (pushed by whichever leader): none missing, none elsewhere.

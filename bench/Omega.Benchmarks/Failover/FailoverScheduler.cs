@@ -52,6 +52,12 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
     /// <summary>Every token a grant (AcquireLease) handed to this scheduler, in order.</summary>
     public List<long> GrantedTokens { get; } = new();
 
+    /// <summary>Each grant as "token@replica+seconds" (who granted it, when), for a violation's report.</summary>
+    public List<string> Grants { get; } = new();
+
+    /// <summary>The scheduler's name (its lease name's stem).</summary>
+    public string Name => _name;
+
     /// <summary>Connections made (the first and one per failover or lost connection).</summary>
     public int Connections { get; private set; }
 
@@ -109,6 +115,7 @@ internal sealed class FailoverScheduler : IFrameHandler, IAsyncDisposable
         SchedulerId = lease.SchedulerId;
         Token = lease.Token;
         GrantedTokens.Add(lease.Token);
+        Grants.Add($"{lease.Token}@{ConnectedTo} lease {_leaseName} scheduler {lease.SchedulerId} at {DateTime.UtcNow:HH:mm:ss.fff}");
     }
 
     /// <summary>Node ids by name (full Sync).</summary>
