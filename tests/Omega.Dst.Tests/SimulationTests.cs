@@ -34,6 +34,24 @@ public sealed class SimulationTests(ITestOutputHelper output)
             if (f < DstFault.WatchResume) Assert.True(faults[(int)f] > 0, $"no {f} was injected in 200 seeds");
     }
 
+    /// <summary>
+    /// Seeds from the 10,000-seed run where an expired emergency quota kept raising tenant t2's limit: a sweep that waited
+    /// seconds for durable writes delayed every revert and then re-applied a raise with the clock read before it waited
+    /// (perf-reports/2026-12-06-dst-seeds, run 2). Each failed the quota checker before the override controller's fix.
+    /// </summary>
+    [Theory]
+    [InlineData(5062)]
+    [InlineData(9101)]
+    [InlineData(298)]
+    [InlineData(2043)]
+    public void Seeds_that_once_admitted_usage_under_an_expired_quota_override_now_keep_the_quota(long seed)
+    {
+        var r = DstSimulation.RunSeed(seed);
+        output.WriteLine(r.ToString());
+        Assert.True(r.Ok, r.ToString());
+        Assert.True(r.FaultCounts[(int)DstFault.QuotaOverride] > 0, $"seed {seed} injected no quota override: the test no longer exercises the race");
+    }
+
     [Fact]
     public void The_same_seed_gives_the_same_trace_hash_and_another_seed_another()
     {

@@ -49,6 +49,12 @@ public sealed class OverrideController : IDisposable
     private long _expired;
     private long _overdue;
     private volatile bool _stopped;
+    private int _sweeping;
+    // Serialises the cell effects (raise, revert, level-triggered limit), each computed from the clock read inside it, so a
+    // slow sweep's stale view can never overwrite a newer revert.
+    private readonly Lock _effects = new();
+    // Overrides whose effect EnforceExpiries reverted at their TTL, with what it did, until the sweep records the expiry.
+    private readonly Dictionary<long, string> _revertedAtTtl = new();
 
     /// <summary>Creates the controller (call <see cref="Start"/>, or drive <see cref="SweepAsync"/> yourself).</summary>
     public OverrideController(ObjectStore store, Cell cell, IControllerScheduler scheduler, OverrideControllerOptions? options = null, IMeterFactory? meterFactory = null)
@@ -141,12 +147,63 @@ public sealed class OverrideController : IDisposable
         return true;
     }
 
+    // Every interval, and at the next TTL if sooner: first the cell effects follow the clock (synchronous, no write), then a
+    // sweep starts unless the last one is still waiting on its durable status writes. Why the two are split: a sweep's
+    // writes wait for durability, and under a slow disk one sweep can take seconds; the first version scheduled the next
+    // tick only when the sweep finished, so an override whose TTL ended during a slow sweep kept raising the tenant's
+    // limit until the sweep after it. The deterministic simulation found it (seed 5062 of the main harness: a 3 s sweep,
+    // then new usage admitted under a quota raise 5.7 s past its TTL).
     private void Tick()
     {
         if (_stopped) return;
-        _ = SweepAsync(CancellationToken.None).AsTask().ContinueWith(
-            static (_, s) => { var c = (OverrideController)s!; if (!c._stopped) c._scheduler.Schedule(c._options.Interval, c.Tick); },
-            this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var next = EnforceExpiries();
+        if (Interlocked.CompareExchange(ref _sweeping, 1, 0) == 0)
+        {
+            _ = SweepAsync(CancellationToken.None).AsTask().ContinueWith(
+                static (_, s) => Volatile.Write(ref ((OverrideController)s!)._sweeping, 0),
+                this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        var delay = _options.Interval;
+        if (next is { } e)
+        {
+            var until = e - _time.GetUtcNow();
+            if (until < delay) delay = until > TimeSpan.Zero ? until : TimeSpan.FromTicks(1);
+        }
+        if (!_stopped) _scheduler.Schedule(delay, Tick);
+    }
+
+    /// <summary>
+    /// Reverts, at once and without waiting for any write, the cell effect of every applied override whose TTL has passed
+    /// (the sweep then records the expiry durably). Returns the earliest TTL still ahead among applied overrides, so the
+    /// caller can wake up exactly then.
+    /// </summary>
+    private DateTimeOffset? EnforceExpiries()
+    {
+        DateTimeOffset? next = null;
+        HashSet<string>? quotaTenants = null;
+        foreach (var o in ListAll(_store, Override.KindName))
+        {
+            if (o is not Override ov || ov.Metadata.DeletionTimestamp is not null || ov.Status.Phase == Override.PhaseExpired || ov.ExpiresAt is not { } e) continue;
+            // A tenant managed by a Quota object has a level-triggered limit (the quota controller raises it for a live
+            // override even before the sweep marks it applied), so it is recomputed here whatever the override's phase.
+            if (ov.Spec.Type == OverrideType.EmergencyQuota) (quotaTenants ??= new HashSet<string>(StringComparer.Ordinal)).Add(ov.Spec.Target);
+            var now = _time.GetUtcNow();
+            if (now < e)
+            {
+                if (next is null || e < next) next = e;
+                continue;
+            }
+            if (ov.Status.Phase != Override.PhaseActive || ov.Spec.Type is OverrideType.ZoneAvoid or OverrideType.RegionAvoid) continue;   // taints follow the sweep's live set
+            lock (_effects)
+            {
+                if (_revertedAtTtl.ContainsKey(ov.Metadata.Uid)) continue;
+                _revertedAtTtl[ov.Metadata.Uid] = Revert(ov);
+            }
+        }
+        if (quotaTenants is not null)
+            foreach (var tenant in quotaTenants)
+                lock (_effects) SyncManagedLimit(tenant, _time.GetUtcNow(), out _);
+        return next;
     }
 
     /// <summary>One sweep: apply what is live, revert what expired or was deleted, fix node taints. Returns the overrides acted on.</summary>
@@ -176,6 +233,8 @@ public sealed class OverrideController : IDisposable
         foreach (var o in ListAll(_store, Override.KindName))
         {
             if (o is not Override ov) continue;
+            // The clock is read per object: the writes below wait for durability, and a slow disk makes a sweep long.
+            now = _time.GetUtcNow();
             if (ov.Metadata.DeletionTimestamp is not null)
             {
                 if (await RevertDeletedAsync(ov, now, cancellationToken).ConfigureAwait(false)) acted++;
@@ -226,6 +285,21 @@ public sealed class OverrideController : IDisposable
         }
         bool first = ov.Status.Phase != Override.PhaseActive;
         string detail = "";
+        if (first && ov.Spec.Type == OverrideType.EmergencyQuota && StackedOnUnmanaged(ov) is { } other)
+        {
+            // A tenant whose limit is set over the wire (no Quota object) has no base value to recompute from: each raise
+            // records the limit before it and restores it at expiry, which is exact for one raise at a time but not for
+            // two that expire out of order (the first to expire finds the limit raised by the second and must leave it;
+            // the second then restores a value that still contains the first's extra). So a second emergency quota on such
+            // a tenant waits until the first has been reverted; a Quota object's tenant stacks them exactly.
+            string wait = $"waiting: emergency quota {other} is in effect on tenant {ov.Spec.Target}, which has no Quota object (one raise at a time)";
+            if (Conditions.Set(ov.Status.Conditions, "Applied", ConditionStatus.False, "Stacked", wait, ov.Metadata.Generation, now))
+            {
+                ov.Status.Message = wait;
+                await _store.UpdateStatusAsync(ov, ct).ConfigureAwait(false);
+            }
+            return null;
+        }
         if (first)
         {
             ov.Status.Phase = Override.PhaseActive;
@@ -244,26 +318,55 @@ public sealed class OverrideController : IDisposable
             if (!s.IsOk || s.Object is not Override written) return null;
             ov = written;
         }
-        // Level-triggered effects (repeated at every sweep: a restart or a lost write is repaired here).
-        switch (ov.Spec.Type)
+        // Level-triggered effects (repeated at every sweep: a restart or a lost write is repaired here). The writes above
+        // waited for durability, so the clock is read again: an override whose TTL passed meanwhile gets no effect (the
+        // next sweep records its expiry), else a slow sweep would re-raise a limit EnforceExpiries had just reverted.
+        lock (_effects)
         {
-            case OverrideType.EmergencyQuota when SyncManagedLimit(ov.Spec.Target, now, out _):
-                break;
-            case OverrideType.EmergencyQuota when ov.Status.RaisedLimit is { } raised && TryTenant(ov.Spec.Target, out var tenant):
-                var current = _cell.GetTenantUsage(tenant).Quota;
-                if (current is { } c && ov.Status.PreviousLimit is { } prev && c == prev.ToVector()) _cell.SetTenantQuota(tenant, raised.ToVector());
-                break;
-            case OverrideType.ConfirmLost:
-                if (_cell.GetDomainLoss(ov.Spec.Target) is null) _cell.ConfirmDomainLost(ov.Spec.Target, AuthorOf(ov), ov.Spec.Reason, out _);
-                break;
+            var at = _time.GetUtcNow();
+            if (!ov.IsLive(at)) return null;
+            switch (ov.Spec.Type)
+            {
+                case OverrideType.EmergencyQuota when SyncManagedLimit(ov.Spec.Target, at, out _):
+                    break;
+                case OverrideType.EmergencyQuota when ov.Status.RaisedLimit is { } raised && TryTenant(ov.Spec.Target, out var tenant):
+                    var current = _cell.GetTenantUsage(tenant).Quota;
+                    if (current is { } c && ov.Status.PreviousLimit is { } prev && c == prev.ToVector()) _cell.SetTenantQuota(tenant, raised.ToVector());
+                    break;
+                case OverrideType.ConfirmLost:
+                    if (_cell.GetDomainLoss(ov.Spec.Target) is null) _cell.ConfirmDomainLost(ov.Spec.Target, AuthorOf(ov), ov.Spec.Reason, out _);
+                    break;
+            }
         }
         if (first) Record(now, ov.Metadata.Name, "Applied", detail);
         return ov;
     }
 
+    // The name of another emergency quota whose raise is in effect on the same tenant, when that tenant has no Quota
+    // object; null otherwise.
+    private string? StackedOnUnmanaged(Override ov)
+    {
+        if (QuotaObjectOf(ov.Spec.Target) is { } q && !q.Spec.Limit.ToVector().IsZero) return null;
+        foreach (var o in ListAll(_store, Override.KindName))
+        {
+            if (o is not Override other || other.Metadata.Uid == ov.Metadata.Uid || other.Spec.Type != OverrideType.EmergencyQuota
+                || other.Spec.Target != ov.Spec.Target || other.Status.Phase != Override.PhaseActive) continue;
+            lock (_effects)
+                if (_revertedAtTtl.ContainsKey(other.Metadata.Uid)) continue;
+            return other.Metadata.Name;
+        }
+        return null;
+    }
+
     private async ValueTask<bool> ExpireAsync(Override ov, DateTimeOffset now, CancellationToken ct)
     {
-        string detail = Revert(ov);
+        string detail;
+        lock (_effects)
+        {
+            // Reverted at the TTL already (EnforceExpiries): record what that did rather than revert a second time.
+            if (!_revertedAtTtl.TryGetValue(ov.Metadata.Uid, out var done)) done = Revert(ov);
+            detail = done;
+        }
         ov.Status.Phase = Override.PhaseExpired;
         ov.Status.RevertedAt = now;
         ov.Status.ExpiresAt ??= ov.ExpiresAt;
@@ -271,6 +374,7 @@ public sealed class OverrideController : IDisposable
         Conditions.Set(ov.Status.Conditions, "Applied", ConditionStatus.False, "Expired", ov.Status.Message, ov.Metadata.Generation, now);
         var s = await _store.UpdateStatusAsync(ov, ct).ConfigureAwait(false);
         if (!s.IsOk) return false;
+        lock (_effects) _revertedAtTtl.Remove(ov.Metadata.Uid);
         // The finalizer's job is done: the effect is reverted, a later delete needs nothing more.
         if (s.Object is Override written && written.Metadata.Finalizers.Remove(Override.Finalizer))
             await _store.UpdateAsync(written, ct).ConfigureAwait(false);
@@ -282,7 +386,12 @@ public sealed class OverrideController : IDisposable
     private async ValueTask<bool> RevertDeletedAsync(Override ov, DateTimeOffset now, CancellationToken ct)
     {
         if (!ov.Metadata.Finalizers.Contains(Override.Finalizer)) return false;
-        string detail = ov.Status.Phase == Override.PhaseActive ? Revert(ov) : "nothing to revert";
+        string detail;
+        lock (_effects)
+        {
+            if (!_revertedAtTtl.Remove(ov.Metadata.Uid, out var done)) done = ov.Status.Phase == Override.PhaseActive ? Revert(ov) : "nothing to revert";
+            detail = done;
+        }
         ov.Metadata.Finalizers.Remove(Override.Finalizer);
         var u = await _store.UpdateAsync(ov, ct).ConfigureAwait(false);
         if (!u.IsOk) return false;
@@ -300,6 +409,7 @@ public sealed class OverrideController : IDisposable
                 if (!TryTenant(ov.Spec.Target, out var t)) return $"tenant {ov.Spec.Target} unknown: nothing to revert";
                 // Managed by a Quota object: recompute without this override (no longer live: past its TTL or deleted).
                 if (SyncManagedLimit(ov.Spec.Target, _time.GetUtcNow(), out var managed)) return managed;
+                if (ov.Status.Phase != Override.PhaseActive) return "never applied: nothing to revert";
                 if (ov.Status.RaisedLimit is not { } raised) return "the tenant had no limit: nothing was raised";
                 var current = _cell.GetTenantUsage(t).Quota;
                 if (current is { } c && c == raised.ToVector())
@@ -307,6 +417,8 @@ public sealed class OverrideController : IDisposable
                     _cell.SetTenantQuota(t, ov.Status.PreviousLimit?.ToVector());
                     return $"tenant {ov.Spec.Target}'s limit restored to {ov.Status.PreviousLimit?.ToVector().ToString() ?? "none"}";
                 }
+                if (current == ov.Status.PreviousLimit?.ToVector())
+                    return $"tenant {ov.Spec.Target}'s limit is back at {ov.Status.PreviousLimit?.ToVector().ToString() ?? "none"}";
                 // Someone set the limit during the override: theirs is the newer decision, so it stands.
                 return $"tenant {ov.Spec.Target}'s limit was changed during the override (now {current?.ToString() ?? "none"}): left as it is";
             case OverrideType.ConfirmLost:
