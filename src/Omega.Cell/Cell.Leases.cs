@@ -55,6 +55,9 @@ public sealed partial class Cell
         {
             if ((uint)lease.Id.Value >= (uint)_schedulerCount) return new LeaseResult(LeaseStatus.Invalid, default, default);
             ref LeaseState s = ref _leases[lease.Id.Value];
+            // The id must be the named identity's: tokens are sequential, so without this a client that knows (or
+            // guesses) another identity's id and current token could keep that identity's lease alive under its own name.
+            if (!string.Equals(s.Name, lease.Name, StringComparison.Ordinal)) return new LeaseResult(LeaseStatus.Invalid, default, default);
             if (s.Token != lease.Token) return new LeaseResult(LeaseStatus.Superseded, default, default);
             long now = Now();
             if (s.Released || s.ExpiresAtTimestamp <= now) return new LeaseResult(LeaseStatus.Expired, default, default);

@@ -116,6 +116,20 @@ public sealed class FencingTests
     }
 
     [Fact]
+    public void Renewing_under_another_identitys_name_is_refused_even_with_the_right_id_and_token()
+    {
+        using var t = new TestCell();
+        var expiresAt = t.Lease.ExpiresAt;
+        // Another client names itself "intruder" but quotes the real holder's id and (sequential, guessable) token.
+        var forged = t.Lease with { Name = "intruder" };
+        t.Time.Advance(TimeSpan.FromSeconds(20));
+        Assert.Equal(LeaseStatus.Invalid, t.Cell.RenewLease(forged, TimeSpan.FromSeconds(30)).Status);
+        // Nothing was extended: the holder's lease still ends when it did.
+        t.Time.Advance(expiresAt - t.Time.GetUtcNow());
+        Assert.Equal(TransactionStatus.LeaseExpired, t.Commit(t.ClaimOn(t.Nodes[0], T(1), R(100, 1))).Status);
+    }
+
+    [Fact]
     public void Renewing_after_expiry_is_refused_as_expired_and_the_holder_must_acquire_a_new_token()
     {
         using var t = new TestCell();
