@@ -57,7 +57,7 @@ internal static partial class Log
         Message = "Replica {Replica} is behind the trimmed log and no leader is known yet to send a snapshot; waiting")]
     public static partial void SnapshotNoLeader(ILogger logger, string replica);
 
-    [LoggerMessage(EventId = 1320, EventName = "LagBeyondBound", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 1313, EventName = "LagBeyondBound", Level = LogLevel.Warning,
         Message = "Replica {Replica} is {Lag} records behind the log's end, beyond the bound of {Bound}: not a candidate; asking the leader for a snapshot instead of replaying")]
     public static partial void LagBeyondBound(ILogger logger, string replica, long lag, long bound);
 
