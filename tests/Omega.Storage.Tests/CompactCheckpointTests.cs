@@ -124,7 +124,8 @@ public sealed class CompactCheckpointTests
         Assert.True(bindings > 16_384 + 5, $"two binding blocks expected, {bindings} records");
         Assert.True(entryBytes > 0);
         // Each damage on its own copy of the closed store (one build for all of them).
-        foreach (var damage in new[] { "header", "binding-block-1", "entry-section", "block-checksums", "truncated", "stale", "absent" })
+        long blockCrcEnd = 64 + bindings * 64 + entryBytes + 4 * ((bindings + 16_383) / 16_384);
+        foreach (var damage in new[] { "header", "binding-block-1", "entry-section", "block-checksums", "node-counts", "truncated", "stale", "absent" })
         {
             using var copy = new TempStore();
             CopyDirectory(tmp.Directory, copy.Directory);
@@ -136,7 +137,9 @@ public sealed class CompactCheckpointTests
                 case "header": bytes[24] ^= 0x01; expected = "header"; break;
                 case "binding-block-1": bytes[64 + (16_384 + 5) * 64 + 20] ^= 0x40; expected = "block 1"; break;
                 case "entry-section": bytes[64 + bindings * 64 + entryBytes / 2] ^= 0x10; expected = "entry section"; break;
-                case "block-checksums": bytes[^1] ^= 0x01; expected = "block 1"; break;
+                case "block-checksums": bytes[blockCrcEnd - 1] ^= 0x01; expected = "block 1"; break;
+                // Format 2's per-node counts (the last section): a damaged table must not size lists from garbage.
+                case "node-counts": bytes[blockCrcEnd + 2] ^= 0x04; expected = "node count table"; break;
                 case "truncated": Array.Resize(ref bytes, bytes.Length - 100); expected = "bytes"; break;
                 case "stale": bytes = older!; expected = "reflects version"; break;
                 default: bytes = null!; expected = ""; break;

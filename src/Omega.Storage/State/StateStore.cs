@@ -101,7 +101,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // the restorer untouched and the full scan produces the same cell (tested: CompactCheckpointTests).
         string compactPath = CompactPath(token.ToString());
         CompactCheckpoint.Header header = default;
-        string? refused = _useCompact ? CompactCheckpoint.Verify(compactPath, position.CellVersion, position.Sequence, out header)
+        int[]? nodeCounts = null;
+        string? refused = _useCompact ? CompactCheckpoint.Verify(compactPath, position.CellVersion, position.Sequence, out header, out nodeCounts)
             : File.Exists(compactPath) ? "disabled (StorageOptions.UseCompactCheckpoint)" : "absent";
         // An absent file is not a fault (a checkpoint written before the format existed, or with writing disabled).
         if (refused is not null && refused != "absent") times.CompactFallback = refused;
@@ -140,6 +141,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                 // here) bounds it, so it cannot ask for more than the file holds.
                 long hint = Math.Min(ReadBindingsHint(token, files), header.Bindings);
                 if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
+                if (nodeCounts is not null) restorer.ExpectNodeBindings(NodeCapacities(nodeCounts, hint));
                 entries = LoadCompact(restorer, compactPath, header);
             }
 #pragma warning disable CA1031 // rethrown below, after the FasterKV thread's own failure (which names the damaged file) if any
@@ -304,18 +306,46 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private long LoadCompact(CellRestorer restorer, string path, CompactCheckpoint.Header header)
     {
         var st = new EntryScan();
-        CompactCheckpoint.Read(path, header,
-            record =>
-            {
-                var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(record), BinaryPrimitives.ReadInt32LittleEndian(record[8..]));
-                int node = BinaryPrimitives.ReadInt32LittleEndian(record[12..]);
-                if (node < 0) restorer.Unbind(task);
-                else restorer.Bind(new Allocation(task, new NodeId(node), ReadResources(record[16..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(record[48..])),
-                    BinaryPrimitives.ReadInt32LittleEndian(record[52..]), BinaryPrimitives.ReadInt64LittleEndian(record[56..])));
-            },
-            (tombstone, key, value) => RestoreEntry(restorer, key, value, tombstone, st));
+        // The bindings go through the restorer's two-thread pipeline (task index here, node lists on its thread); the
+        // loader completes before the other entries are restored, so they see the restorer as Bind/Unbind would leave it.
+        using (var loader = restorer.BeginBindingLoad())
+        {
+            CompactCheckpoint.Read(path, header,
+                record =>
+                {
+                    var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(record), BinaryPrimitives.ReadInt32LittleEndian(record[8..]));
+                    int node = BinaryPrimitives.ReadInt32LittleEndian(record[12..]);
+                    if (node < 0) loader.Unbind(task);
+                    else loader.Bind(new Allocation(task, new NodeId(node), ReadResources(record[16..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(record[48..])),
+                        BinaryPrimitives.ReadInt32LittleEndian(record[52..]), BinaryPrimitives.ReadInt64LittleEndian(record[56..])));
+                },
+                (tombstone, key, value) => RestoreEntry(restorer, key, value, tombstone, st),
+                loader.Complete);
+        }
         FinishEntries(restorer, st);
         return header.Bindings + header.Entries;
+    }
+
+    /// <summary>
+    /// The list size to give each node from a compact checkpoint's per-node counts of binding records. With release churn
+    /// the file holds superseded records too, so the counts overstate the live bindings; they are scaled down to the
+    /// live total the checkpoint recorded (<paramref name="live"/>, 0 = unknown), with a little room for the scaling's
+    /// error. Exact when nothing was superseded (the counts are then the live counts).
+    /// </summary>
+    internal static int[] NodeCapacities(int[] counts, long live)
+    {
+        long total = 0;
+        foreach (int c in counts) total += c;
+        var capacity = new int[counts.Length];
+        if (total == 0) return capacity;
+        bool scaled = live > 0 && live < total;
+        double factor = scaled ? (double)live / total : 1.0;
+        for (int i = 0; i < counts.Length; i++)
+        {
+            if (counts[i] == 0) continue;
+            capacity[i] = scaled ? (int)Math.Min(counts[i], Math.Ceiling(counts[i] * factor * 1.0625) + 4) : counts[i];
+        }
+        return capacity;
     }
 
     // One store entry into the restorer (the scan's and the compact load's common decoding).
