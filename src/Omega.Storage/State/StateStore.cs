@@ -803,8 +803,12 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     /// points CURRENT at it (write-then-rename, so a crash leaves the previous checkpoint current), then deletes older
     /// checkpoints. Returns the token.
     /// </summary>
-    public Guid Checkpoint(CheckpointPosition position)
+    public Guid Checkpoint(CheckpointPosition position) => Checkpoint(position, out _);
+
+    /// <summary>As <see cref="Checkpoint(CheckpointPosition)"/>, with the time of each phase (Apply is left to the caller).</summary>
+    public Guid Checkpoint(CheckpointPosition position, out CheckpointTimings timings)
     {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         // No session may sit idle inside FASTER's epoch while the checkpoint state machine runs.
         _session?.CompletePending(wait: true);
         _session?.Dispose();
@@ -817,7 +821,11 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // and checksums it like FASTER's own files, and a store opened by an older build verifies it and ignores it
         // (a new manifest line would have made older builds refuse the manifest).
         File.WriteAllText(BindingsHintPath(tokenText), Math.Max(0, _bindings).ToString(CultureInfo.InvariantCulture));
-        if (_writeCompact) WriteCompact(tokenText, position);
+        var snapshot = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long compactRecords = _writeCompact ? WriteCompact(tokenText, position) : 0;
+        var compact = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
         {
             string rel = Path.GetRelativePath(_checkpointDir, path);
@@ -834,6 +842,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         File.WriteAllText(current + ".tmp", tokenText);
         File.Move(current + ".tmp", current, overwrite: true);
         DeleteOlderThan(token);
+        timings = new CheckpointTimings(default, snapshot, compact, System.Diagnostics.Stopwatch.GetElapsedTime(t0), compactRecords);
         return token;
     }
 
@@ -843,9 +852,10 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     /// manifest and CURRENT, so a crash leaves either no file for the new token or a complete one (or a torn one, which
     /// fails its checks and makes recovery scan instead).
     /// </summary>
-    private void WriteCompact(string token, CheckpointPosition position)
+    private long WriteCompact(string token, CheckpointPosition position)
     {
         using var writer = new CompactCheckpoint.Writer(CompactPath(token));
+        long n = 0;
         using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
         {
             while (it.GetNext(out RecordInfo info))
@@ -853,9 +863,11 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                 if (info.Invalid) continue;
                 bool tombstone = info.Tombstone;
                 writer.Add(tombstone, it.GetKey().AsReadOnlySpan(), tombstone ? default : it.GetValue().AsReadOnlySpan());
+                n++;
             }
         }
         writer.Complete(position.CellVersion, position.Sequence);
+        return n;
     }
 
     private string CompactPath(string token) => Path.Combine(_checkpointDir, $"omega-compact.{token}");
