@@ -202,6 +202,20 @@ public sealed class CompactCheckpointTests
         {
             Assert.True(store.Recovery.FromCompactCheckpoint, store.Recovery.CompactCheckpointFallback);
             Assert.Equal(before, CellDump.Of(store.Cell));
+            // The checkpoint's phases are reported, the compact pass with the records it wrote (issue 15: its cost).
+            Assert.Equal(default, store.Metrics.LastCheckpoint);
+            await store.CheckpointAsync();
+            var t = store.Metrics.LastCheckpoint;
+            Assert.True(t.CompactRecords > 0, $"compact pass wrote {t.CompactRecords} records");
+            Assert.True(t.Compact > TimeSpan.Zero && t.Snapshot > TimeSpan.Zero, t.ToString());
+        }
+        using (var store = tmp.Open(o => { o.CheckpointOnDispose = false; o.WriteCompactCheckpoint = false; }))
+        {
+            await store.CheckpointAsync();
+            Assert.Equal(1, store.Metrics.Checkpoints);
+            Assert.True(store.Metrics.LastCheckpoint.Snapshot > TimeSpan.Zero);
+            Assert.Equal(0, store.Metrics.LastCheckpoint.CompactRecords);
+            Assert.Equal(TimeSpan.Zero, store.Metrics.LastCheckpoint.Compact);
         }
         Assert.Empty(tmp.Warnings);
     }

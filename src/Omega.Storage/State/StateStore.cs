@@ -824,7 +824,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         var snapshot = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
         t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         long compactRecords = _writeCompact ? WriteCompact(tokenText, position) : 0;
-        var compact = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
+        var compact = _writeCompact ? System.Diagnostics.Stopwatch.GetElapsedTime(t0) : TimeSpan.Zero;
         t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
         {
