@@ -168,6 +168,30 @@ public sealed class CompactCheckpointTests
         }
     }
 
+    [Fact]
+    public async Task A_format_1_compact_checkpoint_without_node_counts_is_still_loaded_with_the_same_state()
+    {
+        // A store checkpointed by the build before the per-node counts (format 1) must still open by the compact path.
+        using var tmp = new TempStore();
+        var built = await BuildAsync(tmp);
+        string path = CompactFile(tmp);
+        var v2 = File.ReadAllBytes(path);
+        Assert.Equal(2, BitConverter.ToInt32(v2, 4));
+        int counted = BitConverter.ToInt32(v2, 56);
+        Assert.True(counted >= 8, $"the count table covers the bulk nodes ({counted} entries)");
+        // Format 1 = format 2 without the count table, with 0 in the header's reserved word and the header CRC redone.
+        var v1 = v2.AsSpan(0, v2.Length - 4 * counted - 4).ToArray();
+        BitConverter.TryWriteBytes(v1.AsSpan(4), 1);
+        BitConverter.TryWriteBytes(v1.AsSpan(56), 0);
+        BitConverter.TryWriteBytes(v1.AsSpan(60), Omega.Storage.Log.Crc32C.Compute(v1.AsSpan(0, 60)));
+        File.WriteAllBytes(path, v1);
+        using var store = tmp.Open(o => o.CheckpointOnDispose = false);
+        Assert.True(store.Recovery.FromCompactCheckpoint, store.Recovery.CompactCheckpointFallback);
+        Assert.Equal(built.Before, CellDump.Of(store.Cell));
+        Assert.Empty(store.Cell.Audit());
+        Assert.Empty(tmp.Warnings);
+    }
+
     private static void CopyDirectory(string from, string to)
     {
         foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
