@@ -52,7 +52,7 @@ done
 printf '%s\n' "${lines[@]}" | python3 -c '
 import sys, statistics
 rows = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in sys.stdin if l.strip()]
-keys = ["open_s", "verify_s", "recover_s", "scan_s", "replay_s", "rebuild_s", "peak_rss_mib", "maxrss_mib", "working_set_mib", "managed_mib", "managed_bytes_per_binding", "working_set_bytes_per_binding"]
+keys = ["open_s", "verify_s", "recover_s", "scan_s", "replay_s", "rebuild_s", "peak_rss_mib", "maxrss_mib", "working_set_mib", "allocated_mib", "managed_mib", "managed_bytes_per_binding", "working_set_bytes_per_binding"]
 for path in sorted(set(r["path"] for r in rows)):
     sel = [r for r in rows if r["path"] == path]
     print("=== medians over %d opens of %s bindings, path %s (scan_s = the load into the cell: %s):" % (len(sel), sel[0]["bindings"], path, "compact file" if path == "compact" else "FasterKV log scan"))

@@ -13,28 +13,65 @@ public sealed partial class Cell
     internal void ExpectRestoredBindings(int count) => _taskNode.EnsureCapacity(count);
 
     /// <summary>Restore: upserts a binding (a later record for the same task replaces the earlier one).</summary>
-    internal void RestoreBind(in Allocation a)
+    internal void RestoreBind(in Allocation a) => RestoreNodeBind(a, RestoreTaskBind(a.Task, a.Node));
+
+    /// <summary>Restore: removes a task's binding if one was staged.</summary>
+    internal void RestoreUnbind(TaskId task) => RestoreNodeUnbind(task, RestoreTaskUnbind(task));
+
+    // A restore's binding upsert is two independent halves (issue 15, recovery in seconds): the task index (TaskTable) and
+    // the per-node lists. Each half touches only its own structure, so a large load runs them on two threads as a
+    // pipeline (CellRestorer.BindingLoader): the task half, in file order, says which node a record displaces; the node
+    // half applies the same records in the same order with that answer. Each is one dependent cache miss per binding
+    // at 10M (a 268 MB task table; 10,000 lists and their indexes), so the split halves the load's critical path.
+
+    /// <summary>Restore, task half: records task → node; returns the node it replaced, or -1 when the task was unbound.</summary>
+    internal int RestoreTaskBind(TaskId task, NodeId node)
+    {
+        if (node.Value < 0) throw new InvalidDataException($"binding of {task} names negative node {node}");
+        // One probe run for the lookup and the store (TaskTable.Exchange).
+        return _taskNode.Exchange(task, node) - 1;
+    }
+
+    /// <summary>Restore, task half: removes the task; returns the node it was bound to, or -1.</summary>
+    internal int RestoreTaskUnbind(TaskId task) => _taskNode.Remove(task, out var node) ? node.Value : -1;
+
+    /// <summary>Restore, node half: moves the binding off <paramref name="previousNode"/> (if not -1) and onto its node.</summary>
+    internal void RestoreNodeBind(in Allocation a, int previousNode)
     {
         int idx = a.Node.Value;
-        if (idx < 0) throw new InvalidDataException($"binding of {a.Task} names negative node {a.Node}");
         if (idx >= _bindingsOnNode.Length)
         {
             var grown = _bindingsOnNode;
             Array.Resize(ref grown, Math.Max(idx + 1, grown.Length * 2));
             _bindingsOnNode = grown;
         }
-        // The task index is an open-addressed table (TaskTable): a lookup and a store probe the same cache line, so the
-        // second probe of a large recovery's 10M bindings costs little.
-        if (_taskNode.TryGetValue(a.Task, out var previous)) _bindingsOnNode[previous.Value]!.Remove(a.Task);
-        _taskNode[a.Task] = a.Node;
+        if (previousNode >= 0) _bindingsOnNode[previousNode]!.Remove(a.Task);
         // Unpublished: nothing reads the lists before the restore completes, so the seqlock's fences are skipped.
         (_bindingsOnNode[idx] ??= new NodeBindings(a.Node)).AddUnpublished(a);
     }
 
-    /// <summary>Restore: removes a task's binding if one was staged.</summary>
-    internal void RestoreUnbind(TaskId task)
+    /// <summary>Restore, node half: removes the task from <paramref name="previousNode"/>'s list (nothing when -1).</summary>
+    internal void RestoreNodeUnbind(TaskId task, int previousNode)
     {
-        if (_taskNode.Remove(task, out var node)) _bindingsOnNode[node.Value]!.Remove(task);
+        if (previousNode >= 0) _bindingsOnNode[previousNode]!.Remove(task);
+    }
+
+    /// <summary>
+    /// Restore, before any binding: creates each node's list at the size a checkpoint expects for it
+    /// (<paramref name="capacity"/>[node]), so staging never grows a list by doubling (which leaves the outgrown arrays,
+    /// about as large as the final lists together, as garbage at the peak) and the final trim finds nothing to copy.
+    /// A wrong size costs a growth or a trim, never correctness.
+    /// </summary>
+    internal void ExpectRestoredNodeBindings(ReadOnlySpan<int> capacity)
+    {
+        if (capacity.Length > _bindingsOnNode.Length)
+        {
+            var grown = _bindingsOnNode;
+            Array.Resize(ref grown, capacity.Length);
+            _bindingsOnNode = grown;
+        }
+        for (int i = 0; i < capacity.Length; i++)
+            if (capacity[i] > 0 && _bindingsOnNode[i] is null) _bindingsOnNode[i] = new NodeBindings(new NodeId(i), capacity[i]);
     }
 
     internal void CompleteRestore(

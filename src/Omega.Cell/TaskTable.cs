@@ -117,6 +117,40 @@ internal sealed class TaskTable
         set => Put(task, value, overwrite: true);
     }
 
+    /// <summary>
+    /// Adds or replaces <paramref name="task"/>'s entry in one probe and returns the node it replaced + 1, or 0 when the task
+    /// was not in the table (recovery's upsert: a lookup and a store in one pass over the probe run).
+    /// </summary>
+    public int Exchange(TaskId task, NodeId node)
+    {
+        if ((uint)node.Value >= int.MaxValue) throw new ArgumentOutOfRangeException(nameof(node), node, "negative node id");
+        if (_count >= _growAt) Resize(_entries.Length * 2);
+        var e = _entries;
+        int mask = e.Length - 1;
+        long job = task.Job.Value;
+        int index = task.Index;
+        int s = Hash(job, index) & mask;
+        while (true)
+        {
+            ref Entry x = ref e[s];
+            if (x.NodePlusOne == 0)
+            {
+                x.Job = job;
+                x.Index = index;
+                x.NodePlusOne = node.Value + 1;
+                _count++;
+                return 0;
+            }
+            if (x.Job == job && x.Index == index)
+            {
+                int previous = x.NodePlusOne;
+                x.NodePlusOne = node.Value + 1;
+                return previous;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
     private bool Put(TaskId task, NodeId node, bool overwrite)
     {
         if ((uint)node.Value >= int.MaxValue) throw new ArgumentOutOfRangeException(nameof(node), node, "negative node id");

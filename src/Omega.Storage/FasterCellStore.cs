@@ -236,12 +236,14 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
         lock (_checkpointLock)
         {
             if (_disposed) return;
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             ApplyCommittedTail();
-            _state.Checkpoint(new CheckpointPosition(_appliedVersion, _appliedSeq, _appliedAddress, _appliedChunkSeq));
+            var apply = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
+            _state.Checkpoint(new CheckpointPosition(_appliedVersion, _appliedSeq, _appliedAddress, _appliedChunkSeq), out var phases);
             // Only what a completed checkpoint covers may go: everything before the replay address is in the store now.
             // Page-aligned: truncating into the middle of a page made FasterLog 2.6.5 recover that page as empty (a lost tail).
             _log.TruncateUntilPageStart(_appliedAddress);
-            Metrics.CheckpointCompleted();
+            Metrics.CheckpointCompleted(phases with { Apply = apply });
         }
     }
 

@@ -124,7 +124,8 @@ public sealed class CompactCheckpointTests
         Assert.True(bindings > 16_384 + 5, $"two binding blocks expected, {bindings} records");
         Assert.True(entryBytes > 0);
         // Each damage on its own copy of the closed store (one build for all of them).
-        foreach (var damage in new[] { "header", "binding-block-1", "entry-section", "block-checksums", "truncated", "stale", "absent" })
+        long blockCrcEnd = 64 + bindings * 64 + entryBytes + 4 * ((bindings + 16_383) / 16_384);
+        foreach (var damage in new[] { "header", "binding-block-1", "entry-section", "block-checksums", "node-counts", "truncated", "stale", "absent" })
         {
             using var copy = new TempStore();
             CopyDirectory(tmp.Directory, copy.Directory);
@@ -136,7 +137,9 @@ public sealed class CompactCheckpointTests
                 case "header": bytes[24] ^= 0x01; expected = "header"; break;
                 case "binding-block-1": bytes[64 + (16_384 + 5) * 64 + 20] ^= 0x40; expected = "block 1"; break;
                 case "entry-section": bytes[64 + bindings * 64 + entryBytes / 2] ^= 0x10; expected = "entry section"; break;
-                case "block-checksums": bytes[^1] ^= 0x01; expected = "block 1"; break;
+                case "block-checksums": bytes[blockCrcEnd - 1] ^= 0x01; expected = "block 1"; break;
+                // Format 2's per-node counts (the last section): a damaged table must not size lists from garbage.
+                case "node-counts": bytes[blockCrcEnd + 2] ^= 0x04; expected = "node count table"; break;
                 case "truncated": Array.Resize(ref bytes, bytes.Length - 100); expected = "bytes"; break;
                 case "stale": bytes = older!; expected = "reflects version"; break;
                 default: bytes = null!; expected = ""; break;
@@ -163,6 +166,30 @@ public sealed class CompactCheckpointTests
             }
             Workload.AssertRetriesReplay(store.Cell, built.Keyed);
         }
+    }
+
+    [Fact]
+    public async Task A_format_1_compact_checkpoint_without_node_counts_is_still_loaded_with_the_same_state()
+    {
+        // A store checkpointed by the build before the per-node counts (format 1) must still open by the compact path.
+        using var tmp = new TempStore();
+        var built = await BuildAsync(tmp);
+        string path = CompactFile(tmp);
+        var v2 = File.ReadAllBytes(path);
+        Assert.Equal(2, BitConverter.ToInt32(v2, 4));
+        int counted = BitConverter.ToInt32(v2, 56);
+        Assert.True(counted >= 8, $"the count table covers the bulk nodes ({counted} entries)");
+        // Format 1 = format 2 without the count table, with 0 in the header's reserved word and the header CRC redone.
+        var v1 = v2.AsSpan(0, v2.Length - 4 * counted - 4).ToArray();
+        BitConverter.TryWriteBytes(v1.AsSpan(4), 1);
+        BitConverter.TryWriteBytes(v1.AsSpan(56), 0);
+        BitConverter.TryWriteBytes(v1.AsSpan(60), Omega.Storage.Log.Crc32C.Compute(v1.AsSpan(0, 60)));
+        File.WriteAllBytes(path, v1);
+        using var store = tmp.Open(o => o.CheckpointOnDispose = false);
+        Assert.True(store.Recovery.FromCompactCheckpoint, store.Recovery.CompactCheckpointFallback);
+        Assert.Equal(built.Before, CellDump.Of(store.Cell));
+        Assert.Empty(store.Cell.Audit());
+        Assert.Empty(tmp.Warnings);
     }
 
     private static void CopyDirectory(string from, string to)
@@ -199,6 +226,20 @@ public sealed class CompactCheckpointTests
         {
             Assert.True(store.Recovery.FromCompactCheckpoint, store.Recovery.CompactCheckpointFallback);
             Assert.Equal(before, CellDump.Of(store.Cell));
+            // The checkpoint's phases are reported, the compact pass with the records it wrote (issue 15: its cost).
+            Assert.Equal(default, store.Metrics.LastCheckpoint);
+            await store.CheckpointAsync();
+            var t = store.Metrics.LastCheckpoint;
+            Assert.True(t.CompactRecords > 0, $"compact pass wrote {t.CompactRecords} records");
+            Assert.True(t.Compact > TimeSpan.Zero && t.Snapshot > TimeSpan.Zero, t.ToString());
+        }
+        using (var store = tmp.Open(o => { o.CheckpointOnDispose = false; o.WriteCompactCheckpoint = false; }))
+        {
+            await store.CheckpointAsync();
+            Assert.Equal(1, store.Metrics.Checkpoints);
+            Assert.True(store.Metrics.LastCheckpoint.Snapshot > TimeSpan.Zero);
+            Assert.Equal(0, store.Metrics.LastCheckpoint.CompactRecords);
+            Assert.Equal(TimeSpan.Zero, store.Metrics.LastCheckpoint.Compact);
         }
         Assert.Empty(tmp.Warnings);
     }

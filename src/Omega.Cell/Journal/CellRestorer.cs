@@ -53,6 +53,149 @@ public sealed class CellRestorer : ICellRecordVisitor, IDisposable
         if (count > 0) _cell.ExpectRestoredBindings(count);
     }
 
+    /// <summary>
+    /// Sizes each node's binding list before the bindings are restored: <paramref name="capacity"/>[n] is about how many
+    /// bindings node n will hold (a checkpoint's per-node counts). Staging then never grows a list by doubling, which
+    /// leaves the outgrown arrays as garbage at recovery's memory peak, and the final trim copies nothing. A wrong size
+    /// costs a growth or a trim, never correctness. Call before the first binding.
+    /// </summary>
+    public void ExpectNodeBindings(ReadOnlySpan<int> capacity) => _cell.ExpectRestoredNodeBindings(capacity);
+
+    /// <summary>
+    /// Starts a pipelined load of checkpointed bindings (issue 15: recovery in seconds). The caller feeds the bindings and
+    /// releases in checkpoint order through the loader (upsert semantics, as <see cref="Bind"/> and <see cref="Unbind"/>);
+    /// the loader updates the task index on the caller's thread and hands the records, in blocks, to one dedicated
+    /// thread that updates the per-node lists in the same order. <see cref="BindingLoader.Complete"/> waits for that
+    /// thread; nothing else may use this restorer until it returns. The result is exactly what Bind/Unbind would build.
+    /// </summary>
+    public BindingLoader BeginBindingLoad() => new(_cell);
+
+    /// <summary>
+    /// A two-thread load of bindings into a restorer (<see cref="BeginBindingLoad"/>). Not thread-safe: one caller feeds
+    /// it. Dispose without <see cref="Complete"/> stops the node thread and leaves the restorer unusable.
+    /// </summary>
+    public sealed class BindingLoader : IDisposable
+    {
+        // 4,096 records (~512 KB) per block: large enough that the hand-over (two semaphore operations) is noise, small
+        // enough that four blocks stay in the caches the two threads share.
+        private const int BlockSize = 4096;
+        private const int Blocks = 4;
+
+        private struct Op
+        {
+            public Allocation Allocation; // Node = -1: a release of Allocation.Task
+            public int Previous;          // the node the task was on before this record (-1: none)
+        }
+
+        private readonly Cell _cell;
+        private readonly Op[][] _blocks = new Op[Blocks][];
+        private readonly int[] _counts = new int[Blocks];
+        private readonly SemaphoreSlim _filled = new(0);
+        private readonly SemaphoreSlim _free = new(Blocks);
+        private readonly Thread _thread;
+        private int _fill;          // block being filled by the caller (ring position)
+        private int _n;             // records in it
+        private volatile bool _stop;
+        private Exception? _error;
+        private bool _done;
+
+        internal BindingLoader(Cell cell)
+        {
+            _cell = cell;
+            for (int i = 0; i < Blocks; i++) _blocks[i] = new Op[BlockSize];
+            _free.Wait(); // the caller owns block 0 from the start
+            _thread = new Thread(NodeLoop) { IsBackground = true, Name = "omega-restore-nodes" };
+            _thread.Start();
+        }
+
+        /// <summary>Upserts a binding (a later record for the same task replaces the earlier one).</summary>
+        public void Bind(in Allocation allocation)
+        {
+            ref Op op = ref _blocks[_fill][_n];
+            op.Previous = _cell.RestoreTaskBind(allocation.Task, allocation.Node);
+            op.Allocation = allocation;
+            if (++_n == BlockSize) Hand();
+        }
+
+        /// <summary>Removes a task's binding if one was restored.</summary>
+        public void Unbind(TaskId task)
+        {
+            int previous = _cell.RestoreTaskUnbind(task);
+            if (previous < 0) return; // nothing on any list to remove
+            ref Op op = ref _blocks[_fill][_n];
+            op.Previous = previous;
+            op.Allocation = new Allocation(task, new NodeId(-1), default, default, 0, 0);
+            if (++_n == BlockSize) Hand();
+        }
+
+        // Gives the filled block to the node thread and takes the next free one (waits while all are in flight).
+        private void Hand()
+        {
+            _counts[_fill] = _n;
+            _filled.Release();
+            _fill = (_fill + 1) % Blocks;
+            _n = 0;
+            _free.Wait();
+            if (Volatile.Read(ref _error) is { } e) throw new InvalidDataException("restoring the bindings failed: " + e.Message, e);
+        }
+
+        private void NodeLoop()
+        {
+            int take = 0;
+            try
+            {
+                while (true)
+                {
+                    _filled.Wait();
+                    int n = _counts[take];
+                    if (n < 0 || _stop) return; // the end marker (Complete) or a stop (Dispose)
+                    var block = _blocks[take];
+                    for (int i = 0; i < n; i++)
+                    {
+                        ref readonly Op op = ref block[i];
+                        if (op.Allocation.Node.Value < 0) _cell.RestoreNodeUnbind(op.Allocation.Task, op.Previous);
+                        else _cell.RestoreNodeBind(op.Allocation, op.Previous);
+                    }
+                    take = (take + 1) % Blocks;
+                    _free.Release();
+                }
+            }
+#pragma warning disable CA1031 // carried to the feeding thread and rethrown there
+            catch (Exception e)
+            {
+                Volatile.Write(ref _error, e);
+                _free.Release(Blocks); // a feeder waiting for a block wakes, sees the error and throws
+            }
+#pragma warning restore CA1031
+        }
+
+        /// <summary>Hands over the last records and waits until the node thread has applied everything.</summary>
+        public void Complete()
+        {
+            if (_done) throw new InvalidOperationException("already completed");
+            _done = true;
+            if (_n > 0) Hand();
+            _counts[_fill] = -1;        // the end marker, in the block the caller owns
+            _filled.Release();
+            _thread.Join();
+            if (_error is { } e) throw new InvalidDataException("restoring the bindings failed: " + e.Message, e);
+        }
+
+        /// <summary>Stops the node thread if <see cref="Complete"/> was not called (the load failed part-way).</summary>
+        public void Dispose()
+        {
+            if (!_done)
+            {
+                _done = true;
+                _stop = true;
+                _filled.Release(Blocks + 1);
+                _thread.Join();
+            }
+            _filled.Dispose();
+            _free.Dispose();
+        }
+    }
+
     /// <summary>Sets the cell version and journal sequence a checkpoint covers.</summary>
     public void SetCheckpointPosition(long cellVersion, long sequence)
     {

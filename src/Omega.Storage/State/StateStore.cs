@@ -101,7 +101,8 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // the restorer untouched and the full scan produces the same cell (tested: CompactCheckpointTests).
         string compactPath = CompactPath(token.ToString());
         CompactCheckpoint.Header header = default;
-        string? refused = _useCompact ? CompactCheckpoint.Verify(compactPath, position.CellVersion, position.Sequence, out header)
+        int[]? nodeCounts = null;
+        string? refused = _useCompact ? CompactCheckpoint.Verify(compactPath, position.CellVersion, position.Sequence, out header, out nodeCounts)
             : File.Exists(compactPath) ? "disabled (StorageOptions.UseCompactCheckpoint)" : "absent";
         // An absent file is not a fault (a checkpoint written before the format existed, or with writing disabled).
         if (refused is not null && refused != "absent") times.CompactFallback = refused;
@@ -140,6 +141,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                 // here) bounds it, so it cannot ask for more than the file holds.
                 long hint = Math.Min(ReadBindingsHint(token, files), header.Bindings);
                 if (hint > 0) restorer.ExpectBindings((int)Math.Min(hint, int.MaxValue / 2));
+                if (nodeCounts is not null) restorer.ExpectNodeBindings(NodeCapacities(nodeCounts, hint));
                 entries = LoadCompact(restorer, compactPath, header);
             }
 #pragma warning disable CA1031 // rethrown below, after the FasterKV thread's own failure (which names the damaged file) if any
@@ -304,18 +306,46 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     private long LoadCompact(CellRestorer restorer, string path, CompactCheckpoint.Header header)
     {
         var st = new EntryScan();
-        CompactCheckpoint.Read(path, header,
-            record =>
-            {
-                var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(record), BinaryPrimitives.ReadInt32LittleEndian(record[8..]));
-                int node = BinaryPrimitives.ReadInt32LittleEndian(record[12..]);
-                if (node < 0) restorer.Unbind(task);
-                else restorer.Bind(new Allocation(task, new NodeId(node), ReadResources(record[16..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(record[48..])),
-                    BinaryPrimitives.ReadInt32LittleEndian(record[52..]), BinaryPrimitives.ReadInt64LittleEndian(record[56..])));
-            },
-            (tombstone, key, value) => RestoreEntry(restorer, key, value, tombstone, st));
+        // The bindings go through the restorer's two-thread pipeline (task index here, node lists on its thread); the
+        // loader completes before the other entries are restored, so they see the restorer as Bind/Unbind would leave it.
+        using (var loader = restorer.BeginBindingLoad())
+        {
+            CompactCheckpoint.Read(path, header,
+                record =>
+                {
+                    var task = new TaskId(BinaryPrimitives.ReadInt64LittleEndian(record), BinaryPrimitives.ReadInt32LittleEndian(record[8..]));
+                    int node = BinaryPrimitives.ReadInt32LittleEndian(record[12..]);
+                    if (node < 0) loader.Unbind(task);
+                    else loader.Bind(new Allocation(task, new NodeId(node), ReadResources(record[16..]), new TenantId(BinaryPrimitives.ReadInt32LittleEndian(record[48..])),
+                        BinaryPrimitives.ReadInt32LittleEndian(record[52..]), BinaryPrimitives.ReadInt64LittleEndian(record[56..])));
+                },
+                (tombstone, key, value) => RestoreEntry(restorer, key, value, tombstone, st),
+                loader.Complete);
+        }
         FinishEntries(restorer, st);
         return header.Bindings + header.Entries;
+    }
+
+    /// <summary>
+    /// The list size to give each node from a compact checkpoint's per-node counts of binding records. With release churn
+    /// the file holds superseded records too, so the counts overstate the live bindings; they are scaled down to the
+    /// live total the checkpoint recorded (<paramref name="live"/>, 0 = unknown), with a little room for the scaling's
+    /// error. Exact when nothing was superseded (the counts are then the live counts).
+    /// </summary>
+    internal static int[] NodeCapacities(int[] counts, long live)
+    {
+        long total = 0;
+        foreach (int c in counts) total += c;
+        var capacity = new int[counts.Length];
+        if (total == 0) return capacity;
+        bool scaled = live > 0 && live < total;
+        double factor = scaled ? (double)live / total : 1.0;
+        for (int i = 0; i < counts.Length; i++)
+        {
+            if (counts[i] == 0) continue;
+            capacity[i] = scaled ? (int)Math.Min(counts[i], Math.Ceiling(counts[i] * factor * 1.0625) + 4) : counts[i];
+        }
+        return capacity;
     }
 
     // One store entry into the restorer (the scan's and the compact load's common decoding).
@@ -773,8 +803,12 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     /// points CURRENT at it (write-then-rename, so a crash leaves the previous checkpoint current), then deletes older
     /// checkpoints. Returns the token.
     /// </summary>
-    public Guid Checkpoint(CheckpointPosition position)
+    public Guid Checkpoint(CheckpointPosition position) => Checkpoint(position, out _);
+
+    /// <summary>As <see cref="Checkpoint(CheckpointPosition)"/>, with the time of each phase (Apply is left to the caller).</summary>
+    public Guid Checkpoint(CheckpointPosition position, out CheckpointTimings timings)
     {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         // No session may sit idle inside FASTER's epoch while the checkpoint state machine runs.
         _session?.CompletePending(wait: true);
         _session?.Dispose();
@@ -787,7 +821,11 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         // and checksums it like FASTER's own files, and a store opened by an older build verifies it and ignores it
         // (a new manifest line would have made older builds refuse the manifest).
         File.WriteAllText(BindingsHintPath(tokenText), Math.Max(0, _bindings).ToString(CultureInfo.InvariantCulture));
-        if (_writeCompact) WriteCompact(tokenText, position);
+        var snapshot = System.Diagnostics.Stopwatch.GetElapsedTime(t0);
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long compactRecords = _writeCompact ? WriteCompact(tokenText, position) : 0;
+        var compact = _writeCompact ? System.Diagnostics.Stopwatch.GetElapsedTime(t0) : TimeSpan.Zero;
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var path in Directory.EnumerateFiles(_checkpointDir, "*", SearchOption.AllDirectories))
         {
             string rel = Path.GetRelativePath(_checkpointDir, path);
@@ -804,6 +842,7 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
         File.WriteAllText(current + ".tmp", tokenText);
         File.Move(current + ".tmp", current, overwrite: true);
         DeleteOlderThan(token);
+        timings = new CheckpointTimings(default, snapshot, compact, System.Diagnostics.Stopwatch.GetElapsedTime(t0), compactRecords);
         return token;
     }
 
@@ -813,9 +852,10 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
     /// manifest and CURRENT, so a crash leaves either no file for the new token or a complete one (or a torn one, which
     /// fails its checks and makes recovery scan instead).
     /// </summary>
-    private void WriteCompact(string token, CheckpointPosition position)
+    private long WriteCompact(string token, CheckpointPosition position)
     {
         using var writer = new CompactCheckpoint.Writer(CompactPath(token));
+        long n = 0;
         using (var it = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
         {
             while (it.GetNext(out RecordInfo info))
@@ -823,9 +863,11 @@ internal sealed class StateStore : ICellRecordVisitor, IDisposable
                 if (info.Invalid) continue;
                 bool tombstone = info.Tombstone;
                 writer.Add(tombstone, it.GetKey().AsReadOnlySpan(), tombstone ? default : it.GetValue().AsReadOnlySpan());
+                n++;
             }
         }
         writer.Complete(position.CellVersion, position.Sequence);
+        return n;
     }
 
     private string CompactPath(string token) => Path.Combine(_checkpointDir, $"omega-compact.{token}");
