@@ -50,8 +50,12 @@ internal static class Setup
         for (int t = 1; t <= 3; t++) cell.CreateTenant($"t{t}", null, out _);
     }
 
+    /// <summary>Set by the throughput runner around its blocking-wait runs (StorageOptions.GroupCommitBlockingWait).</summary>
+    public static bool BlockingWait;
+
     public static StorageOptions Options(string dir) => new()
     {
+        GroupCommitBlockingWait = BlockingWait,
         DataDirectory = dir,
         CheckpointInterval = null,
         CheckpointOnDispose = false,
@@ -76,6 +80,8 @@ internal static class Throughput
         }
         var p50s = new List<double>();
         var p99s = new List<double>();
+        var p50sBlocking = new List<double>();
+        var p99sBlocking = new List<double>();
         for (int r = 0; r < repeats; r++)
         {
             Add("in-memory commit (no journal), claims/s", InMemory(duration));
@@ -92,6 +98,24 @@ internal static class Throughput
             p50s.Add(p50);
             p99s.Add(p99);
             Setup.Clean(dir);
+            // The same two durable runs with the group-commit thread blocking on FasterLog's commit instead of spinning
+            // (StorageOptions.GroupCommitBlockingWait), alternating with the spinning runs above in the same process.
+            Setup.BlockingWait = true;
+            try
+            {
+                var (durableBlocking, _, _) = Durable(dir, duration, awaitDurability: true);
+                Add("durable, pipelined, group commit BLOCKING wait, claims/s", durableBlocking);
+                Setup.Clean(dir);
+                var (closedB, p50B, p99B) = ClosedLoop(dir, duration, Submitters);
+                Add($"durable, closed loop, group commit BLOCKING wait: {Submitters} submitters, claims/s", closedB);
+                p50sBlocking.Add(p50B);
+                p99sBlocking.Add(p99B);
+                Setup.Clean(dir);
+            }
+            finally
+            {
+                Setup.BlockingWait = false;
+            }
             Add("raw FasterLog enqueue(88 B)+commit every 4096, entries/s", RawFasterLog(Path.Combine(root, "raw"), duration));
             Setup.Clean(Path.Combine(root, "raw"));
         }
@@ -102,9 +126,12 @@ internal static class Throughput
             Console.WriteLine($"| {name} | {Median(values):N0} | {string.Join(" / ", values.Select(v => v.ToString("N0", CultureInfo.InvariantCulture)))} |");
         Console.WriteLine($"| ack latency p50 (closed loop), ms | {Median(p50s):F2} | {string.Join(" / ", p50s.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
         Console.WriteLine($"| ack latency p99 (closed loop), ms | {Median(p99s):F2} | {string.Join(" / ", p99s.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
+        Console.WriteLine($"| ack latency p50 (closed loop, BLOCKING wait), ms | {Median(p50sBlocking):F2} | {string.Join(" / ", p50sBlocking.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
+        Console.WriteLine($"| ack latency p99 (closed loop, BLOCKING wait), ms | {Median(p99sBlocking):F2} | {string.Join(" / ", p99sBlocking.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))} |");
         double durableMed = Median(rows["durable, pipelined: claims acknowledged after group commit, claims/s"]);
         Console.WriteLine();
         Console.WriteLine($"durable / in-memory = {durableMed / Median(rows["in-memory commit (no journal), claims/s"]):F3}");
+        Console.WriteLine($"durable (BLOCKING wait) / in-memory = {Median(rows["durable, pipelined, group commit BLOCKING wait, claims/s"]) / Median(rows["in-memory commit (no journal), claims/s"]):F3}");
         Console.WriteLine($"durable / journaled-not-awaited = {durableMed / Median(rows["journaled commit, durability not awaited, claims/s"]):F3}");
         Console.WriteLine($"durable claims / raw FasterLog entries = {durableMed / Median(rows["raw FasterLog enqueue(88 B)+commit every 4096, entries/s"]):F3}");
     }

@@ -23,6 +23,15 @@ public sealed class StorageOptions
     /// </summary>
     public TimeSpan GroupCommitWindow { get; set; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// How the group-commit thread waits for FasterLog's commit of a group: false (default) spins with yields until the
+    /// commit completes (<c>Commit(spinWait: true)</c>), which answers fastest on an idle core; true blocks the dedicated
+    /// thread on the commit's completion, which leaves the core to the committers and the server while the disk works
+    /// (on two cores the spin competes with them). Which is better is measured, not assumed: <c>Omega.StorageBench
+    /// throughput</c> runs both and prints the CPU per claim of each.
+    /// </summary>
+    public bool GroupCommitBlockingWait { get; set; }
+
     /// <summary>Commit a group early once it holds this many records. Default 4096 (design.md §11: ~2.8M entries/s).</summary>
     public int GroupCommitMaxRecords { get; set; } = 4096;
 

@@ -6,14 +6,19 @@ namespace Omega.Storage.Tests;
 public sealed class RecoveryTests
 {
     [Theory]
-    [InlineData(1, false)]
-    [InlineData(2, true)]
-    public async Task Commit_close_reopen_gives_an_identical_cell(int seed, bool checkpointOnClose)
+    [InlineData(1, false, false)]
+    [InlineData(2, true, false)]
+    [InlineData(3, false, true)]   // the group-commit thread blocks on FasterLog's commit instead of spinning
+    public async Task Commit_close_reopen_gives_an_identical_cell(int seed, bool checkpointOnClose, bool blockingWait)
     {
         using var tmp = new TempStore();
         var work = new Workload(seed);
         string before;
-        using (var store = tmp.Open(o => o.CheckpointOnDispose = checkpointOnClose))
+        using (var store = tmp.Open(o =>
+        {
+            o.CheckpointOnDispose = checkpointOnClose;
+            o.GroupCommitBlockingWait = blockingWait;
+        }))
         {
             work.Setup(store.Cell);
             work.Run(store.Cell, 400);

@@ -234,7 +234,16 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                 // Replicated mode: the replicated log first (it is what "durable" means there), then the local copy.
                 _replicator?.Replicate(buf.AsSpan(0, len), Volatile.Read(ref _durableSeq) + 1, lastSeq, lastVersion);
                 WriteGroup(buf.AsSpan(0, len));
-                _log.Commit(spinWait: true);
+                if (_options.GroupCommitBlockingWait)
+                {
+                    // The dedicated committer thread may block (it is not a pool thread); the commit completes from FASTER's
+                    // I/O completion, so no core spins while the device writes.
+                    _log.CommitAsync().AsTask().GetAwaiter().GetResult();
+                }
+                else
+                {
+                    _log.Commit(spinWait: true);
+                }
                 _metrics.GroupCommitted(records, len, Stopwatch.GetElapsedTime(start));
                 lock (_bufLock)
                 {
