@@ -60,6 +60,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _counters = new CellCounters(_options.Name, _options.MeterFactory);
         _spinRounds = SpinRoundsFor(_options);
         _prefetch = _options.PrefetchOutsideLock;
+        _stripes = CreateStripes(_options);
         InitTenants();
     }
 
@@ -96,7 +97,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         ArgumentNullException.ThrowIfNull(spec);
         id = default;
         if (!spec.Capacity.IsValidRequest || status == NodeStatus.Removed) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (_nodeByName.ContainsKey(spec.Name)) return NodeOpStatus.DuplicateName;
             NoteCapacity(spec.Capacity);
@@ -126,7 +127,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Looks a node up by its external name.</summary>
     public bool TryGetNodeId(string name, out NodeId id)
     {
-        lock (_lock) return _nodeByName.TryGetValue(name, out id);
+        using (Serial()) return _nodeByName.TryGetValue(name, out id);
     }
 
     /// <summary>
@@ -137,7 +138,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (!spec.Capacity.IsValidRequest) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
@@ -159,7 +160,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public NodeOpStatus SetNodeStatus(NodeId id, NodeStatus status)
     {
         if (status == NodeStatus.Removed) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
@@ -181,7 +182,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public NodeOpStatus RemoveNode(NodeId id, out IReadOnlyList<Allocation> released)
     {
         released = Array.Empty<Allocation>();
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             // Reservations on the node go first, each with its own record (a hold on a node that no longer exists
@@ -236,6 +237,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             try { return ReleaseLocked(task, expectedGeneration); }
             finally { _lock.Exit(); }
         }
+        if (_stripes is not null) return ReleaseStriped(task, expectedGeneration);
         return ReleaseCombined(task, expectedGeneration);
     }
 
@@ -247,7 +249,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         RemoveBinding(a);
         FeedBinding(BindingChange.Unbound, a);
         PublishSingle(a.Node.Value);
-        FlushFeed(_version, published: true);
+        FlushFeed(_version, published: true); // striped path: delivered by the caller's publication instead
         JournalRelease(task);
         return _counters.Count(ReleaseStatus.Released);
     }
@@ -255,7 +257,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Reads a task's live binding.</summary>
     public bool TryGetAllocation(TaskId task, out Allocation allocation)
     {
-        lock (_lock) return TryGetBindingLocked(task, out allocation);
+        using (Serial()) return TryGetBindingLocked(task, out allocation);
     }
 
     /// <summary>
@@ -275,7 +277,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>The number of live bindings.</summary>
     public int AllocationCount
     {
-        get { lock (_lock) return _taskNode.Count; }
+        get { using (Serial()) return _taskNode.Count; }
     }
 
     // Caller holds _lock (or restores single-threaded).
@@ -310,7 +312,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Copies all live bindings (an O(n) control-plane read, for inspection and audits).</summary>
     public IReadOnlyList<Allocation> GetAllocations()
     {
-        lock (_lock)
+        using (Serial())
         {
             var list = new List<Allocation>(_taskNode.Count);
             foreach (var set in _bindingsOnNode)
@@ -329,7 +331,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? limit)
     {
         if (limit is { } q && !q.IsValidRequest) return TenantOpStatus.InvalidQuota;
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             _tenantQuota[tenant.Value] = limit;
@@ -361,7 +363,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public IReadOnlyList<string> Audit()
     {
         var problems = new List<string>();
-        lock (_lock)
+        using (Serial())
         {
             var sums = new ResourceVector[_nodeCount];
             var counts = new int[_nodeCount];
@@ -482,6 +484,14 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Publishes one node's live state as a new cell version (for single-node changes outside a transaction).</summary>
     private void PublishSingle(int index)
     {
+        if (_deferring)
+        {
+            // Striped release: the version is taken now, the ring entry and the version are written by the caller's
+            // publication (Cell.Striped.cs).
+            AssignDeferred(SequencedVersion + 1);
+            _work!.AddTouched(index);
+            return;
+        }
         long v = _version + 1;
         _slots[index].Publish(v, _live[index]);
         Volatile.Write(ref _version, v);
@@ -496,7 +506,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         live.Allocated += a.Resources;
         live.TaskCount++;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated += a.Resources;
-        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
+        if (_deferring) _work!.AddOp(add: true, a); // published outside the lock by the striped path (Cell.Striped.cs)
+        else (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
@@ -509,8 +520,12 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         live.Allocated -= a.Resources;
         live.TaskCount--;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated -= a.Resources;
-        _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
-        ForgetPhaseOfReleased(a.Task); // after the list's removal: the order the lock-free reports rely on (Cell.Lifecycle.cs)
+        if (_deferring) _work!.AddOp(add: false, a); // the list removal, then ForgetPhaseOfReleased, at publication
+        else
+        {
+            _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
+            ForgetPhaseOfReleased(a.Task); // after the list's removal: the order the lock-free reports rely on (Cell.Lifecycle.cs)
+        }
         _tenantUsage[a.Tenant.Value] -= a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
