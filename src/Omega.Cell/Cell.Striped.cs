@@ -225,10 +225,13 @@ public sealed partial class Cell
         var w = RentWork();
         try
         {
+            // The task's node, read racily first (a hint: 0 also when its probe run is longer than the hint reads); confirmed
+            // under the lock, where the task index changes. On a mismatch the retry takes the node the lock showed, so
+            // it ends unless the task is re-bound elsewhere between the two, which only another thread's release and bind
+            // of the same task can cause.
+            int nodePlusOne = _taskNode.Touch(task);
             while (true)
             {
-                // The task's node, read racily; confirmed under the lock (the task index changes only there).
-                int nodePlusOne = _taskNode.Touch(task);
                 ulong mask = nodePlusOne == 0 ? 0 : 1UL << ((nodePlusOne - 1) & (StripeCount - 1));
                 AcquireStripes(mask);
                 try
@@ -240,7 +243,10 @@ public sealed partial class Cell
                         if (_taskNode.TryGetValue(task, out var node)
                             && (mask & (1UL << (node.Value & (StripeCount - 1)))) == 0
                             && (_options.Buggify & Buggify.SkipStripeLocks) == 0)
+                        {
+                            nodePlusOne = node.Value + 1;
                             continue; // bound on a node whose stripe this call does not hold: retry with it
+                        }
                         BeginDeferred(w);
                         status = ReleaseLocked(task, expectedGeneration);
                     }
