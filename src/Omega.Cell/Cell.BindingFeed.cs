@@ -11,8 +11,10 @@ public enum BindingChange : byte
 }
 
 /// <summary>
-/// Receives every binding change of a cell, in cell-version order. Called under the cell's commit lock, so an
-/// implementation must be short, must not call back into the cell, and must not block: copy the event and return.
+/// Receives every binding change of a cell, in cell-version order. Called under the cell's commit lock (on
+/// <see cref="CommitPath.Striped"/>: by the committing thread after the lock, one version at a time, in order, while later
+/// commits wait for it), so an implementation must be short, must not call back into the cell, and must not block: copy
+/// the event and return.
 /// </summary>
 public interface IBindingListener
 {
