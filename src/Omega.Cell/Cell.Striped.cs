@@ -133,7 +133,7 @@ public sealed partial class Cell
     {
         _stripedDrains++;
         var spin = new SpinWait();
-        while (Volatile.Read(ref _inflight) != 0) spin.SpinOnce();
+        while (Volatile.Read(ref _inflight) != 0) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
     }
 
     // The version the sequencer works at: the last assigned, or the cell version if a drained operation moved past it.
@@ -315,7 +315,7 @@ public sealed partial class Cell
         if ((_options.Buggify & Buggify.SkipPublishOrder) == 0)
         {
             var spin = new SpinWait();
-            while (Volatile.Read(ref _doneVersion) != v - 1) spin.SpinOnce();
+            while (Volatile.Read(ref _doneVersion) != v - 1) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
         }
         Volatile.Write(ref _version, v);
         var listeners = w.Listeners;
