@@ -11,7 +11,10 @@ namespace Omega.Cells;
 /// and publishes node versions to the multi-version node table before publishing the new cell version. Snapshot readers
 /// never take that lock. Concurrent commits and releases are flat-combined (Cell.Combiner.cs): one thread answers every
 /// queued request in one critical section and one journal append, so the cell's working set stays on one core instead
-/// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner").</para>
+/// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner"). With
+/// <see cref="CommitPath.Striped"/> the commit lock stays the sequencer of every check, version and journal record, and the
+/// publication to readers (binding lists, ring entries, the cell version, the feed) happens after it under per-node stripe
+/// locks, in version order (Cell.Striped.cs).</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
 public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
