@@ -47,10 +47,9 @@ public sealed partial class Cell
 
     // The last version whose publication is complete (ring entries, cell version and feed). Written by publishers in
     // version order; set by the sequencer when nothing is in flight (a version used by a drained operation is complete).
+    // A publication is in flight exactly while _doneVersion < _assignedVersion: every assigned version completes, in order.
+    // (No separate in-flight counter: two more atomic writes per commit on a line every core writes.)
     private long _doneVersion;
-
-    // Publications assigned but not complete. Incremented under _lock, decremented by the publisher when done.
-    private int _inflight;
 
     // Under _lock: true while the striped sequencer runs a transaction or release whose publication it defers.
     private bool _deferring;
@@ -124,7 +123,7 @@ public sealed partial class Cell
     private Lock.Scope Serial()
     {
         var scope = _lock.EnterScope();
-        if (Volatile.Read(ref _inflight) != 0 && !_deferring) DrainPublications();
+        if (!_deferring && Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
         return scope;
     }
 
@@ -133,7 +132,7 @@ public sealed partial class Cell
     {
         _stripedDrains++;
         var spin = new SpinWait();
-        while (Volatile.Read(ref _inflight) != 0) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
+        while (Volatile.Read(ref _doneVersion) < _assignedVersion) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
     }
 
     // The version the sequencer works at: the last assigned, or the cell version if a drained operation moved past it.
@@ -142,11 +141,13 @@ public sealed partial class Cell
     // Caller holds _lock with _deferring set: version v (= SequencedVersion + 1) is now taken by this publication.
     private void AssignDeferred(long v)
     {
+        // Nothing in flight (the last assigned version is complete): every version before v is complete, including any a
+        // drained operation used since (they publish synchronously). Otherwise v - 1 is the last assigned version (drained
+        // operations run only with nothing in flight), whose publisher will mark it complete. A publisher writes its
+        // version once, so reading it complete here cannot be followed by a step back.
+        if (Volatile.Read(ref _doneVersion) == _assignedVersion) Volatile.Write(ref _doneVersion, v - 1);
         _assignedVersion = v;
         _work!.Version = v;
-        // Nothing in flight: every version before v is complete (drained operations publish synchronously).
-        if (Volatile.Read(ref _inflight) == 0) Volatile.Write(ref _doneVersion, v - 1);
-        Interlocked.Increment(ref _inflight);
     }
 
     private static StripedWork RentWork()
@@ -278,7 +279,7 @@ public sealed partial class Cell
         if (_budgets.Length > 0)
         {
             // The recovery-budget gate reads every node's binding list: publish everything first, then run unstriped.
-            if (Volatile.Read(ref _inflight) != 0) DrainPublications();
+            if (Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
             return;
         }
         w.Reset();
@@ -325,8 +326,8 @@ public sealed partial class Cell
                 foreach (var l in listeners) l.OnBindingChanged(w.Feed[i].Change, w.Feed[i].Allocation, v);
             foreach (var l in listeners) l.OnVersionComplete(v);
         }
-        Volatile.Write(ref _doneVersion, v);
-        Interlocked.Decrement(ref _inflight);
+        // (The broken variant may finish after a later version: never step the watermark back, or drains would wait forever.)
+        if ((_options.Buggify & Buggify.SkipPublishOrder) == 0 || Volatile.Read(ref _doneVersion) < v) Volatile.Write(ref _doneVersion, v);
         w.Version = 0;
     }
 }
