@@ -16,6 +16,9 @@ internal static class HostRun
 
     public static StorageOptions Options(string dataDir) => new()
     {
+        // OMEGA_CRASH_COMMIT_PATH=Striped (inherited from `drive`): the cell's commit path (issue 14: the crash harness on
+        // the node-striped path); unset or unknown: the cell's default.
+        Cell = new CellOptions { CommitPath = CommitPathFromEnvironment() ?? new CellOptions().CommitPath },
         DataDirectory = dataDir,
         CheckpointInterval = null,
         JournalMemorySizeBits = 24,
@@ -26,6 +29,9 @@ internal static class HostRun
         StorePageSizeBits = 20,
         StoreSegmentSizeBits = 24,
     };
+
+    public static CommitPath? CommitPathFromEnvironment() =>
+        Enum.TryParse<CommitPath>(Environment.GetEnvironmentVariable("OMEGA_CRASH_COMMIT_PATH"), ignoreCase: true, out var p) ? p : null;
 
     public static async Task<int> RunAsync(string dataDir, string ackFile, int cycle, int seed, int workers, int checkpointMs, bool ackEarly = false)
     {

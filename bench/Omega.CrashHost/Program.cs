@@ -24,7 +24,7 @@ switch (args.FirstOrDefault())
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         string self = Environment.ProcessPath is { } p && !Path.GetFileNameWithoutExtension(p).Equals("dotnet", StringComparison.Ordinal)
             ? p : typeof(CrashDriver).Assembly.Location;
-        Console.WriteLine($"omega crash harness: seed {seed}, {cycles} cycles, data in {dir} (replay: drive --seed {seed} --cycles {cycles})");
+        Console.WriteLine($"omega crash harness: seed {seed}, {cycles} cycles, commit path {HostRun.CommitPathFromEnvironment()?.ToString() ?? "default"} (OMEGA_CRASH_COMMIT_PATH), data in {dir} (replay: drive --seed {seed} --cycles {cycles})");
         var driver = new CrashDriver(self, dir, Console.WriteLine);
         var summary = await driver.RunAsync(cycles, seed, TimeSpan.FromMinutes(2));
         Console.WriteLine(summary);

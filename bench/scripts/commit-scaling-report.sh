@@ -17,7 +17,13 @@
 # read as a 17 % "regression" of the current tree (paired with its own FASTER rep it was 0.92 against the baseline's
 # 0.80). summary.md pairs each process's engine figure with the FASTER figure of the same process.
 #
+# The current build also runs the node-striped commit path (CommitPath.Striped, `--striped`) in the same processes as its
+# plain lock path: throughput cases "..., striped path" and sched configs ",striped", so summary.md's "Striped vs plain
+# lock" table compares old and new path from one quiet run, paired rep by rep (the baseline build, which may predate the
+# flag, is never given it).
+#
 # Usage: bench/scripts/commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]
+#   COMMIT_SCALING_BDN=0 in the environment skips part 4 (the BenchmarkDotNet decision cost), e.g. for a striped-path-only run.
 #   BASELINE: a git ref of this repository (default 704a577, main before issue 14), exported with `git archive` into a
 #             temp dir and built there; or a directory holding an already built Omega.Benchmarks.dll; or "none".
 # Example: bench/scripts/commit-scaling-report.sh perf-reports/2026-12-06-commit-scaling/run-1 704a577 5 3
@@ -57,10 +63,12 @@ fi
 
 one_rep() { # NAME DLL REP: one throughput process and one sched process, one rep each
   local name=$1 dll=$2 rep=$3
+  local extra=()
+  [[ "$name" == current ]] && extra=(--striped) # issue 14: the striped path beside the plain lock path, same process
   echo "== rep $rep $name: throughput ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
-  dotnet "$dll" throughput --seconds "$seconds" --reps 1 --seed "$rep" | tee "$out/$name-throughput-rep$rep.txt"
+  dotnet "$dll" throughput --seconds "$seconds" --reps 1 --seed "$rep" "${extra[@]}" | tee "$out/$name-throughput-rep$rep.txt"
   echo "== rep $rep $name: sched ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
-  dotnet "$dll" sched --reps 1 --seed "$rep" | tee "$out/$name-sched-rep$rep.txt"
+  dotnet "$dll" sched --reps 1 --seed "$rep" "${extra[@]}" | tee "$out/$name-sched-rep$rep.txt"
 }
 
 bdn() { # NAME DLL
@@ -86,8 +94,10 @@ for ((rep = 1; rep <= reps; rep++)); do
 done
 echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
 dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
-bdn current "$current"
-[[ -n "$base_dll" ]] && bdn baseline "$base_dll"
+if [[ "${COMMIT_SCALING_BDN:-1}" != 0 ]]; then
+  bdn current "$current"
+  [[ -n "$base_dll" ]] && bdn baseline "$base_dll"
+fi
 [[ -n "$tmp" ]] && rm -rf "$tmp"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
 python3 "$root/bench/scripts/commit-scaling-summary.py" "$out" | tee "$out/summary.md"

@@ -71,6 +71,40 @@ print("|---|---:|---:|---:|")
 for (t, case), rs in sorted(cur_r.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     print(f"| {case} | {t} | {med(cur_v[(t, case)]):,.0f} | {med(rs):.3f} |")
 
+# Issue 14: the node-striped path (CommitPath.Striped) against the plain lock path, both in the same current-tree process
+# (throughput --striped): per process, striped claims/s ÷ plain-lock claims/s of the same rep, then the median.
+def paired_same_process(build, a, b):
+    """[a/b per process] for each thread count, a and b being case names of the same throughput process."""
+    res = {}
+    for path in sorted(glob.glob(os.path.join(out, f"{build}-throughput-rep*.txt"))):
+        rows = {}
+        for line in open(path, encoding="utf-8"):
+            m = ROW.match(line)
+            if m:
+                rows[(int(m.group(1)), m.group(2).strip())] = num(m.group(4))
+        for t in (1, 2):
+            if (t, a) in rows and (t, b) in rows:
+                res.setdefault(t, []).append(rows[(t, a)] / rows[(t, b)])
+    return res
+
+
+striped_pairs = [
+    ("single-claim Fine commit+release", "engine single-claim Fine (commit+release), striped path", lock_cur),
+    ("8-claim batch Incremental Fine", "engine 8-claim batch Incremental Fine (commit+8 releases), striped path",
+     "engine 8-claim batch Incremental Fine (commit+8 releases), plain lock path"),
+]
+if any(case == striped_pairs[0][1] for (_, case) in cur_r):
+    print("\n## Striped vs plain lock path (current tree, same process, issue 14)\n")
+    print("| workload | threads | striped: median claims/s | plain lock: median claims/s | striped ÷ plain lock (median of per-process ratios) | striped 2T ÷ 1T |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, a, b in striped_pairs:
+        pairs = paired_same_process("current", a, b)
+        one, two = med(cur_v.get((1, a), [])), med(cur_v.get((2, a), []))
+        for t in (1, 2):
+            rs = pairs.get(t, [])
+            scale = f"{two / one:.2f}" if t == 2 and one == one and one > 0 else ""
+            print(f"| {label} | {t} | {med(cur_v.get((t, a), [])):,.0f} | {med(cur_v.get((t, b), [])):,.0f} | {med(rs):.3f} (n={len(rs)}) | {scale} |")
+
 print("\n## Scheduling engine (sched), placements/s per process\n")
 print("| build | config | workers | median placements/s | reps | deciding | committing | other in step | idle | cpu ÷ wall | blocks per job | lock contended per tx | lock blocked per tx |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

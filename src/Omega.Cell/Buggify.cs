@@ -80,4 +80,18 @@ public enum Buggify
     /// added by other work keep their low numbers.
     /// </summary>
     SkipTaskBoundCheck = 1 << 16,
+
+    /// <summary>
+    /// The striped commit path (<see cref="CommitPath.Striped"/>) takes no node stripe locks: two transactions on one node
+    /// publish its binding list and ring slot at once, and a release can read a list before the bind that precedes it was
+    /// published. For the commit-path stress tests (issue 14).
+    /// </summary>
+    SkipStripeLocks = 1 << 17,
+
+    /// <summary>
+    /// The striped commit path (<see cref="CommitPath.Striped"/>) writes its cell version without waiting for the previous
+    /// version's publication: the cell version can step back, and a snapshot can name a version whose node entries are not
+    /// all written. For the commit-path stress tests (issue 14).
+    /// </summary>
+    SkipPublishOrder = 1 << 18,
 }

@@ -25,7 +25,7 @@ public sealed partial class Cell
     {
         if (string.IsNullOrEmpty(key) || key.Length > MaxAuthKeyLength || value.Length > MaxAuthValueBytes) return false;
         var copy = value.ToArray();
-        lock (_lock)
+        using (Serial())
         {
             _authRecords[key] = copy;
             if (_journal is not null)
@@ -44,7 +44,7 @@ public sealed partial class Cell
     public bool DeleteAuthRecord(string key)
     {
         if (string.IsNullOrEmpty(key)) return false;
-        lock (_lock)
+        using (Serial())
         {
             if (!_authRecords.Remove(key)) return false;
             if (_journal is not null)
@@ -60,7 +60,7 @@ public sealed partial class Cell
     /// <summary>A copy of every security record held, in no particular order (read once at server start).</summary>
     public IReadOnlyList<KeyValuePair<string, byte[]>> GetAuthRecords()
     {
-        lock (_lock) return [.. _authRecords];
+        using (Serial()) return [.. _authRecords];
     }
 
     /// <summary>The number of security records held.</summary>
@@ -68,14 +68,14 @@ public sealed partial class Cell
     {
         get
         {
-            lock (_lock) return _authRecords.Count;
+            using (Serial()) return _authRecords.Count;
         }
     }
 
     /// <summary>Recovery: installs the security records a restorer found (before the cell is shared).</summary>
     internal void RestoreAuthRecords(Dictionary<string, byte[]> records)
     {
-        lock (_lock)
+        using (Serial())
         {
             foreach (var (k, v) in records) _authRecords[k] = v;
         }

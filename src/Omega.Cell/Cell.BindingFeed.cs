@@ -11,8 +11,10 @@ public enum BindingChange : byte
 }
 
 /// <summary>
-/// Receives every binding change of a cell, in cell-version order. Called under the cell's commit lock, so an
-/// implementation must be short, must not call back into the cell, and must not block: copy the event and return.
+/// Receives every binding change of a cell, in cell-version order. Called under the cell's commit lock (on
+/// <see cref="CommitPath.Striped"/>: by the committing thread after the lock, one version at a time, in order, while later
+/// commits wait for it), so an implementation must be short, must not call back into the cell, and must not block: copy
+/// the event and return.
 /// </summary>
 public interface IBindingListener
 {
@@ -47,7 +49,7 @@ public sealed partial class Cell
     public long AddBindingListener(IBindingListener listener)
     {
         ArgumentNullException.ThrowIfNull(listener);
-        lock (_lock)
+        using (Serial())
         {
             var old = _bindingListeners;
             var next = old is null ? new IBindingListener[1] : new IBindingListener[old.Length + 1];
@@ -61,7 +63,7 @@ public sealed partial class Cell
     /// <summary>Removes a listener added with <see cref="AddBindingListener"/>; returns false if it was not registered.</summary>
     public bool RemoveBindingListener(IBindingListener listener)
     {
-        lock (_lock)
+        using (Serial())
         {
             var old = _bindingListeners;
             if (old is null) return false;
@@ -98,12 +100,19 @@ public sealed partial class Cell
     private void FeedBinding(BindingChange change, in Allocation a)
     {
         if (_bindingListeners is null) return;
+        if (_deferring) { _work!.AddFeed(change, a); return; } // delivered in version order by the publication
         _pendingFeed.Add((change, a));
     }
 
     // Caller holds _lock: the buffered changes were published at `version` (or discarded by a rollback).
     private void FlushFeed(long version, bool published)
     {
+        if (_deferring)
+        {
+            // Striped path: the publication delivers the buffer after the version is visible; a rollback drops it.
+            if (!published) _work!.FeedCount = 0;
+            return;
+        }
         var listeners = _bindingListeners;
         if (listeners is null || _pendingFeed.Count == 0) { _pendingFeed.Clear(); return; }
         if (published)

@@ -69,7 +69,7 @@ public sealed partial class Cell
     /// <summary>How many combine rounds ran and how many requests they answered (requests ÷ batches is the mean batch).</summary>
     public (long Batches, long Requests) CombinerStats
     {
-        get { lock (_lock) return (_combineBatches, _combinedRequests); }
+        get { using (Serial()) return (_combineBatches, _combinedRequests); }
     }
 
     // Acquisitions of the commit lock by Commit/Release that found it held by another thread (written under the lock).

@@ -41,6 +41,8 @@ public sealed partial class Cell
             try { return CommitLocked(tx); }
             finally { _lock.Exit(); }
         }
+        // Node stripes, then the sequencer; publication outside it (Cell.Striped.cs).
+        if (_stripes is not null) return CommitStriped(tx);
         // Through the commit combiner (Cell.Combiner.cs): the same CommitLocked, run by whichever thread holds the lock.
         return CommitCombined(tx);
     }
@@ -60,7 +62,7 @@ public sealed partial class Cell
     {
         if (results.Length < transactions.Length) throw new ArgumentException($"room for {results.Length} results, {transactions.Length} transactions", nameof(results));
         for (int i = 0; i < transactions.Length; i++) ArgumentNullException.ThrowIfNull(transactions[i], nameof(transactions));
-        lock (_lock)
+        using (Serial())
         {
             BeginJournalBatch();
             try
@@ -155,7 +157,7 @@ public sealed partial class Cell
                 }
             }
 
-            long newVersion = _version + 1;
+            long newVersion = SequencedVersion + 1;
             bool gang = tx.Mode == CommitMode.AllOrNothing;
             _touchedCount = 0;
             _undoCount = 0;
@@ -182,17 +184,26 @@ public sealed partial class Cell
             for (int i = 0; i < n; i++) _counters.Count(outcomes[i]);
 
             var status = applied == n ? TransactionStatus.Committed : applied == 0 ? TransactionStatus.Rejected : TransactionStatus.PartiallyCommitted;
-            long resultVersion = _version;
+            long resultVersion = SequencedVersion;
             if (applied > 0)
             {
                 // Publish every touched node at the new version, then the version itself: a snapshot either sees the
-                // whole transaction or none of it.
-                for (int t = 0; t < _touchedCount; t++)
+                // whole transaction or none of it. On the striped path the caller does both after the lock, in version
+                // order (Cell.Striped.cs, Publish); here the nodes are only recorded.
+                if (_deferring)
                 {
-                    int idx = _touched[t];
-                    _slots[idx].Publish(newVersion, _live[idx]);
+                    AssignDeferred(newVersion);
+                    for (int t = 0; t < _touchedCount; t++) _work!.AddTouched(_touched[t]);
                 }
-                Volatile.Write(ref _version, newVersion);
+                else
+                {
+                    for (int t = 0; t < _touchedCount; t++)
+                    {
+                        int idx = _touched[t];
+                        _slots[idx].Publish(newVersion, _live[idx]);
+                    }
+                    Volatile.Write(ref _version, newVersion);
+                }
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;
             }
@@ -209,7 +220,7 @@ public sealed partial class Cell
         outcomes.AsSpan(0, n).Fill(ClaimStatus.NotEvaluated);
         for (int i = 0; i < n; i++) _counters.Count(ClaimStatus.NotEvaluated);
         _counters.Count(status);
-        return new CommitResult(status, _version, 0, replayed: false, outcomes.AsMemory(0, n));
+        return new CommitResult(status, SequencedVersion, 0, replayed: false, outcomes.AsMemory(0, n));
     }
 
     private ClaimStatus TryApply(in Claim c, ConflictDetection detection, long newVersion, bool recordUndo)
@@ -423,6 +434,9 @@ public sealed partial class Cell
             live.Version = live.PreTxnVersion;
             live.TxnStamp = live.PreTxnStamp;
         }
+        // Striped path: the deferred list changes of this transaction (its binds, then the undo's removals) are dropped
+        // together, so the lock-free lists never show a binding that was rolled back. All of them are this transaction's.
+        if (_deferring) _work!.OpCount = 0;
         _undoCount = 0;
         _touchedCount = 0;
     }

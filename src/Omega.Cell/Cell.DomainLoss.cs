@@ -61,7 +61,7 @@ public sealed partial class Cell
     {
         confirmation = null;
         if (!ValidDomainLoss(domain, author, reason)) return DomainLossStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             foreach (var d in _domainLosses)
                 if (string.Equals(d.Domain, domain, StringComparison.Ordinal)) { confirmation = d; return DomainLossStatus.AlreadyConfirmed; }
@@ -87,7 +87,7 @@ public sealed partial class Cell
     {
         version = 0;
         if (!ValidDomainLoss(domain, author, reason)) return DomainLossStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             int at = -1;
             for (int i = 0; i < _domainLosses.Length; i++)
@@ -153,6 +153,6 @@ public sealed partial class Cell
     /// <summary>Recovery: installs the confirmations a restorer found (before the cell is shared).</summary>
     internal void RestoreDomainLosses(DomainLossConfirmation[] confirmations)
     {
-        lock (_lock) Volatile.Write(ref _domainLosses, confirmations);
+        using (Serial()) Volatile.Write(ref _domainLosses, confirmations);
     }
 }

@@ -35,7 +35,7 @@ public sealed partial class Cell
     public void AttachJournal(ICellJournal journal)
     {
         ArgumentNullException.ThrowIfNull(journal);
-        lock (_lock)
+        using (Serial())
         {
             if (_journal is not null) throw new InvalidOperationException("the cell already has a journal");
             _records = new RecordWriter();
@@ -152,9 +152,11 @@ public sealed partial class Cell
     private void JournalRelease(TaskId task)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.Release, _version);
+        // SequencedVersion: on the striped path the release's version is assigned but not yet published.
+        long v = SequencedVersion;
+        var w = BeginRecord(CellRecordKind.Release, v);
         w.Task(task);
-        EndRecord(_version);
+        EndRecord(v);
     }
 
     private void JournalNode(CellRecordKind kind, int index, IReadOnlyList<Allocation>? released)

@@ -24,7 +24,7 @@ public sealed partial class Cell
     public LeaseResult AcquireLease(string name, TimeSpan duration)
     {
         if (string.IsNullOrWhiteSpace(name) || duration <= TimeSpan.Zero) return new LeaseResult(LeaseStatus.Invalid, default, default);
-        lock (_lock)
+        using (Serial())
         {
             long now = Now();
             if (!_schedulerByName.TryGetValue(name, out var id))
@@ -51,7 +51,7 @@ public sealed partial class Cell
     public LeaseResult RenewLease(SchedulerLease lease, TimeSpan duration)
     {
         if (duration <= TimeSpan.Zero) return new LeaseResult(LeaseStatus.Invalid, default, default);
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)lease.Id.Value >= (uint)_schedulerCount) return new LeaseResult(LeaseStatus.Invalid, default, default);
             ref LeaseState s = ref _leases[lease.Id.Value];
@@ -70,13 +70,13 @@ public sealed partial class Cell
     /// <summary>The identity (lease name) scheduler <paramref name="id"/> was granted under, or null when there is none.</summary>
     public string? LeaseName(SchedulerId id)
     {
-        lock (_lock) return (uint)id.Value < (uint)_schedulerCount ? _leases[id.Value].Name : null;
+        using (Serial()) return (uint)id.Value < (uint)_schedulerCount ? _leases[id.Value].Name : null;
     }
 
     /// <summary>Gives a lease up early (clean shutdown), so another holder can acquire the identity at once.</summary>
     public LeaseStatus ReleaseLease(SchedulerLease lease)
     {
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)lease.Id.Value >= (uint)_schedulerCount) return LeaseStatus.Invalid;
             ref LeaseState s = ref _leases[lease.Id.Value];
@@ -90,7 +90,7 @@ public sealed partial class Cell
     /// <summary>The current fencing token of a scheduler identity, or null if it never held a lease.</summary>
     public FencingToken? GetCurrentToken(string name)
     {
-        lock (_lock) return _schedulerByName.TryGetValue(name, out var id) ? _leases[id.Value].Token : null;
+        using (Serial()) return _schedulerByName.TryGetValue(name, out var id) ? _leases[id.Value].Token : null;
     }
 
     /// <summary>Caller holds _lock. Step 1 of validation: the token must be the identity's current one, its lease live.</summary>

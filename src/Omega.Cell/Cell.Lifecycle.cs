@@ -101,7 +101,7 @@ public sealed partial class Cell
         }
         // A negative lock-free answer may be a transaction's transient state (a victim evicted by an all-or-nothing
         // transaction that is rolling back): confirm under the lock, serialized with every release.
-        lock (_lock)
+        using (Serial())
         {
             if (!TryGetBindingLocked(task, out a) || a.Node != node)
             {

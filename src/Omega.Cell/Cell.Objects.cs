@@ -51,7 +51,7 @@ public sealed partial class Cell
     {
         get
         {
-            lock (_lock) return _objects.Count;
+            using (Serial()) return _objects.Count;
         }
     }
 
@@ -71,7 +71,7 @@ public sealed partial class Cell
         created = 0;
         if (string.IsNullOrEmpty(key) || key.Length > MaxObjectKeyLength || value.Length > MaxObjectValueBytes) return ObjectWriteStatus.Invalid;
         var copy = value.ToArray();
-        lock (_lock)
+        using (Serial())
         {
             _objects.TryGetValue(key, out var existing);
             var check = CheckExpected(existing, expectedVersion);
@@ -100,7 +100,7 @@ public sealed partial class Cell
     {
         version = 0;
         if (string.IsNullOrEmpty(key) || key.Length > MaxObjectKeyLength || expectedVersion == 0) return ObjectWriteStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             _objects.TryGetValue(key, out var existing);
             if (existing is null) return ObjectWriteStatus.NotFound;
@@ -131,19 +131,19 @@ public sealed partial class Cell
     /// <summary>Reads the object <paramref name="key"/>.</summary>
     public bool TryGetObject(string key, out StoredObject? stored)
     {
-        lock (_lock) return _objects.TryGetValue(key, out stored);
+        using (Serial()) return _objects.TryGetValue(key, out stored);
     }
 
     /// <summary>A copy of every object held, in no particular order (O(objects): for loading, not for a hot path).</summary>
     public IReadOnlyList<StoredObject> GetObjects()
     {
-        lock (_lock) return [.. _objects.Values];
+        using (Serial()) return [.. _objects.Values];
     }
 
     /// <summary>Recovery: installs the objects a restorer found (before the cell is shared).</summary>
     internal void RestoreObjects(Dictionary<string, StoredObject> objects)
     {
-        lock (_lock)
+        using (Serial())
         {
             foreach (var (k, o) in objects) _objects[k] = o;
         }

@@ -33,7 +33,7 @@ public sealed partial class Cell
     public TenantOpStatus SetTenantGuarantee(TenantId tenant, ResourceVector? guaranteed)
     {
         if (guaranteed is { } g && !g.IsValidRequest) return TenantOpStatus.InvalidQuota;
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             ApplyGuarantee(tenant.Value, guaranteed is { IsZero: true } ? null : guaranteed);
@@ -46,7 +46,7 @@ public sealed partial class Cell
     /// <summary>A tenant's guarantee (null: none) and its unmet part (guarantee minus usage, floored at zero).</summary>
     public (ResourceVector? Guaranteed, ResourceVector Unmet) GetTenantGuarantee(TenantId tenant)
     {
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return (null, default);
             return (_tenantGuarantee[tenant.Value], _tenantUnmet[tenant.Value]);
@@ -59,7 +59,7 @@ public sealed partial class Cell
     /// </summary>
     public (ResourceVector Free, ResourceVector UnmetTotal) GetProtectedCapacityState()
     {
-        lock (_lock) return (_schedCapacity - _schedAllocated, _unmetTotal);
+        using (Serial()) return (_schedCapacity - _schedAllocated, _unmetTotal);
     }
 
     // Caller holds _lock.

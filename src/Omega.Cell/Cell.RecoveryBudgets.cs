@@ -120,7 +120,7 @@ public sealed partial class Cell
         version = 0;
         if (!ValidRegion(region)) return RecoveryBudgetOpStatus.Invalid;
         if (capacity is { } c && (!c.IsValidRequest || c.IsZero)) return RecoveryBudgetOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             int at = FindBudget(region);
             if (capacity is null && at < 0) return RecoveryBudgetOpStatus.Unchanged;
@@ -145,7 +145,7 @@ public sealed partial class Cell
         if (keyShift > PlacementGroup.MaxKeyShift) return RecoveryBudgetOpStatus.Invalid;
         bool clear = string.IsNullOrEmpty(region);
         if (!clear && !ValidRegion(region!)) return RecoveryBudgetOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             bool has = _homes.TryGetValue((keyShift, groupKey), out var old);
             if (clear ? !has : has && string.Equals(old, region, StringComparison.Ordinal)) return RecoveryBudgetOpStatus.Unchanged;
@@ -168,7 +168,7 @@ public sealed partial class Cell
     /// <summary>The home region recorded for <paramref name="job"/>'s placement group, or null.</summary>
     public string? GetFailoverHome(JobId job)
     {
-        lock (_lock) return HomeOf(job.Value);
+        using (Serial()) return HomeOf(job.Value);
     }
 
     /// <summary>
@@ -177,7 +177,7 @@ public sealed partial class Cell
     /// </summary>
     public RecoveryBudgetUsage? GetRecoveryBudgetUsage(string region)
     {
-        lock (_lock)
+        using (Serial())
         {
             int at = FindBudget(region);
             return at < 0 ? null : ComputeUsage(_budgets[at]);
@@ -191,7 +191,7 @@ public sealed partial class Cell
     public RecoveryBudgetUsage AccountRecoveryBudget(CellRecoveryBudget budget)
     {
         ArgumentNullException.ThrowIfNull(budget);
-        lock (_lock) return ComputeUsage(budget);
+        using (Serial()) return ComputeUsage(budget);
     }
 
     private static bool ValidRegion(string region)
@@ -318,7 +318,7 @@ public sealed partial class Cell
     /// <summary>Recovery: installs the budgets and homes a restorer found (before the cell is shared).</summary>
     internal void RestoreRecoveryBudgets(IEnumerable<CellRecoveryBudget> budgets, IEnumerable<KeyValuePair<(byte Shift, long Key), string>> homes)
     {
-        lock (_lock)
+        using (Serial())
         {
             foreach (var b in budgets) ApplyBudget(b.Region, b.Capacity, b.MinPriority);
             foreach (var (k, r) in homes) ApplyHome(k.Key, k.Shift, r);

@@ -50,14 +50,14 @@ public sealed partial class Cell
     {
         get
         {
-            lock (_lock) return _reservations.Count;
+            using (Serial()) return _reservations.Count;
         }
     }
 
     /// <summary>Reads the reservation held for <paramref name="task"/>.</summary>
     public bool TryGetReservation(TaskId task, out CellReservation reservation)
     {
-        lock (_lock)
+        using (Serial())
         {
             if (!_reservations.TryGetValue(task, out var r))
             {
@@ -72,7 +72,7 @@ public sealed partial class Cell
     /// <summary>Copies every reservation (an O(reservations) control-plane read).</summary>
     public IReadOnlyList<CellReservation> GetReservations()
     {
-        lock (_lock)
+        using (Serial())
         {
             var list = new List<CellReservation>(_reservations.Count);
             foreach (var r in _reservations.Values) list.Add(ToPublic(r));
@@ -87,7 +87,7 @@ public sealed partial class Cell
     /// </summary>
     public ReleaseStatus ReleaseReservation(TaskId task, long expectedGeneration = 0, ReservationReleaseReason reason = ReservationReleaseReason.Released)
     {
-        lock (_lock)
+        using (Serial())
         {
             if (!_reservations.TryGetValue(task, out var r)) return ReleaseStatus.NotBound;
             if (expectedGeneration != 0 && r.Hold.Generation != expectedGeneration) return ReleaseStatus.GenerationMismatch;
@@ -107,7 +107,7 @@ public sealed partial class Cell
     public int ReleaseExpiredReservations(int max, List<CellReservation>? released = null)
     {
         if (max <= 0 || (_options.Buggify & Buggify.SkipReservationExpiry) != 0) return 0; // BUGGIFY (docs/testing.md)
-        lock (_lock)
+        using (Serial())
         {
             long now = Now();
             List<ReservationLive>? expired = null;
@@ -141,7 +141,7 @@ public sealed partial class Cell
     /// <summary>The number of reservations whose expiry passed more than <paramref name="grace"/> ago and are still held (the repair deadline's alert).</summary>
     public int CountOverdueReservations(TimeSpan grace)
     {
-        lock (_lock)
+        using (Serial())
         {
             long limit = Now() - TicksFor(grace);
             int n = 0;
@@ -154,7 +154,7 @@ public sealed partial class Cell
     /// <summary>Reservations released so far by reason (this process's lifetime).</summary>
     public long ReservationsReleased(ReservationReleaseReason reason)
     {
-        lock (_lock) return _reservationsReleased[(int)reason];
+        using (Serial()) return _reservationsReleased[(int)reason];
     }
 
     private readonly long[] _reservationsReleased = new long[3];

@@ -85,7 +85,7 @@ public sealed partial class Cell
         IEnumerable<CellReservation> reservations,
         Dictionary<int, ResourceVector?> guarantees)
     {
-        lock (_lock)
+        using (Serial())
         {
             while (_slots.Length < nodes.Length) Grow();
             for (int i = 0; i < nodes.Length; i++)

@@ -80,7 +80,7 @@ public sealed partial class Cell
         id = default;
         if (!IsValidTenantName(name)) return TenantOpStatus.InvalidName;
         if (quota is { } q && !q.IsValidRequest) return TenantOpStatus.InvalidQuota;
-        lock (_lock)
+        using (Serial())
         {
             if (_tenantByName.TryGetValue(name, out id)) return TenantOpStatus.DuplicateName;
             if (_tenantCount >= _options.MaxTenants) return TenantOpStatus.LimitReached;
@@ -113,13 +113,13 @@ public sealed partial class Cell
     /// <summary>Looks a tenant up by name.</summary>
     public bool TryGetTenant(string name, out TenantId id)
     {
-        lock (_lock) return _tenantByName.TryGetValue(name, out id);
+        using (Serial()) return _tenantByName.TryGetValue(name, out id);
     }
 
     /// <summary>Every tenant in id order, with usage and quota (a control-plane read).</summary>
     public IReadOnlyList<TenantInfo> GetTenants()
     {
-        lock (_lock)
+        using (Serial())
         {
             var list = new List<TenantInfo>(_tenantCount);
             for (int t = 0; t < _tenantCount; t++) list.Add(new TenantInfo(new TenantId(t), _tenantNames[t], _tenantUsage[t], _tenantQuota[t], _tenantGuarantee[t]));
@@ -130,7 +130,7 @@ public sealed partial class Cell
     /// <summary>The tenant's name, or null when it does not exist.</summary>
     public string? TenantName(TenantId tenant)
     {
-        lock (_lock) return (uint)tenant.Value < (uint)_tenantCount ? _tenantNames[tenant.Value] : null;
+        using (Serial()) return (uint)tenant.Value < (uint)_tenantCount ? _tenantNames[tenant.Value] : null;
     }
 
     private void JournalTenant(int t)

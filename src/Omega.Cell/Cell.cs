@@ -11,7 +11,10 @@ namespace Omega.Cells;
 /// and publishes node versions to the multi-version node table before publishing the new cell version. Snapshot readers
 /// never take that lock. Concurrent commits and releases are flat-combined (Cell.Combiner.cs): one thread answers every
 /// queued request in one critical section and one journal append, so the cell's working set stays on one core instead
-/// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner").</para>
+/// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner"). With
+/// <see cref="CommitPath.Striped"/> the commit lock stays the sequencer of every check, version and journal record, and the
+/// publication to readers (binding lists, ring entries, the cell version, the feed) happens after it under per-node stripe
+/// locks, in version order (Cell.Striped.cs).</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
 public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
@@ -60,6 +63,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _counters = new CellCounters(_options.Name, _options.MeterFactory);
         _spinRounds = SpinRoundsFor(_options);
         _prefetch = _options.PrefetchOutsideLock;
+        _stripes = CreateStripes(_options);
         InitTenants();
     }
 
@@ -96,7 +100,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         ArgumentNullException.ThrowIfNull(spec);
         id = default;
         if (!spec.Capacity.IsValidRequest || status == NodeStatus.Removed) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (_nodeByName.ContainsKey(spec.Name)) return NodeOpStatus.DuplicateName;
             NoteCapacity(spec.Capacity);
@@ -126,7 +130,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Looks a node up by its external name.</summary>
     public bool TryGetNodeId(string name, out NodeId id)
     {
-        lock (_lock) return _nodeByName.TryGetValue(name, out id);
+        using (Serial()) return _nodeByName.TryGetValue(name, out id);
     }
 
     /// <summary>
@@ -137,7 +141,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (!spec.Capacity.IsValidRequest) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
@@ -159,7 +163,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public NodeOpStatus SetNodeStatus(NodeId id, NodeStatus status)
     {
         if (status == NodeStatus.Removed) return NodeOpStatus.Invalid;
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             ref NodeLive live = ref _live[id.Value];
@@ -181,7 +185,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public NodeOpStatus RemoveNode(NodeId id, out IReadOnlyList<Allocation> released)
     {
         released = Array.Empty<Allocation>();
-        lock (_lock)
+        using (Serial())
         {
             if (!IsLive(id)) return NodeOpStatus.UnknownNode;
             // Reservations on the node go first, each with its own record (a hold on a node that no longer exists
@@ -236,6 +240,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             try { return ReleaseLocked(task, expectedGeneration); }
             finally { _lock.Exit(); }
         }
+        if (_stripes is not null) return ReleaseStriped(task, expectedGeneration);
         return ReleaseCombined(task, expectedGeneration);
     }
 
@@ -247,7 +252,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         RemoveBinding(a);
         FeedBinding(BindingChange.Unbound, a);
         PublishSingle(a.Node.Value);
-        FlushFeed(_version, published: true);
+        FlushFeed(_version, published: true); // striped path: delivered by the caller's publication instead
         JournalRelease(task);
         return _counters.Count(ReleaseStatus.Released);
     }
@@ -255,7 +260,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Reads a task's live binding.</summary>
     public bool TryGetAllocation(TaskId task, out Allocation allocation)
     {
-        lock (_lock) return TryGetBindingLocked(task, out allocation);
+        using (Serial()) return TryGetBindingLocked(task, out allocation);
     }
 
     /// <summary>
@@ -275,7 +280,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>The number of live bindings.</summary>
     public int AllocationCount
     {
-        get { lock (_lock) return _taskNode.Count; }
+        get { using (Serial()) return _taskNode.Count; }
     }
 
     // Caller holds _lock (or restores single-threaded).
@@ -310,7 +315,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Copies all live bindings (an O(n) control-plane read, for inspection and audits).</summary>
     public IReadOnlyList<Allocation> GetAllocations()
     {
-        lock (_lock)
+        using (Serial())
         {
             var list = new List<Allocation>(_taskNode.Count);
             foreach (var set in _bindingsOnNode)
@@ -329,7 +334,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public TenantOpStatus SetTenantQuota(TenantId tenant, ResourceVector? limit)
     {
         if (limit is { } q && !q.IsValidRequest) return TenantOpStatus.InvalidQuota;
-        lock (_lock)
+        using (Serial())
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             _tenantQuota[tenant.Value] = limit;
@@ -361,7 +366,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public IReadOnlyList<string> Audit()
     {
         var problems = new List<string>();
-        lock (_lock)
+        using (Serial())
         {
             var sums = new ResourceVector[_nodeCount];
             var counts = new int[_nodeCount];
@@ -482,6 +487,14 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     /// <summary>Publishes one node's live state as a new cell version (for single-node changes outside a transaction).</summary>
     private void PublishSingle(int index)
     {
+        if (_deferring)
+        {
+            // Striped release: the version is taken now, the ring entry and the version are written by the caller's
+            // publication (Cell.Striped.cs).
+            AssignDeferred(SequencedVersion + 1);
+            _work!.AddTouched(index);
+            return;
+        }
         long v = _version + 1;
         _slots[index].Publish(v, _live[index]);
         Volatile.Write(ref _version, v);
@@ -496,7 +509,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         live.Allocated += a.Resources;
         live.TaskCount++;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated += a.Resources;
-        (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
+        if (_deferring) _work!.AddOp(add: true, a); // published outside the lock by the striped path (Cell.Striped.cs)
+        else (_bindingsOnNode[a.Node.Value] ??= new NodeBindings(a.Node)).Add(a);
         _tenantUsage[a.Tenant.Value] += a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);
@@ -509,8 +523,12 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         live.Allocated -= a.Resources;
         live.TaskCount--;
         if (live.Status == NodeStatus.Schedulable) _schedAllocated -= a.Resources;
-        _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
-        ForgetPhaseOfReleased(a.Task); // after the list's removal: the order the lock-free reports rely on (Cell.Lifecycle.cs)
+        if (_deferring) _work!.AddOp(add: false, a); // the list removal, then ForgetPhaseOfReleased, at publication
+        else
+        {
+            _bindingsOnNode[a.Node.Value]!.Remove(a.Task);
+            ForgetPhaseOfReleased(a.Task); // after the list's removal: the order the lock-free reports rely on (Cell.Lifecycle.cs)
+        }
         _tenantUsage[a.Tenant.Value] -= a.Resources;
         UsageChanged(a.Tenant.Value);
         TenantChanged(a.Tenant.Value);

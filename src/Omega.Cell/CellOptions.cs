@@ -54,6 +54,8 @@ public sealed class CellOptions
     /// identical; only cost differs. The default is the lock because on the 2-core reference machine, quiet, combining
     /// measured no faster at 2 threads (474k vs 473k single-claim commit+release/s) and 10 % slower on one thread
     /// (perf-reports/2026-12-06-commit-scaling); combining stays selectable for machines with more cores.
+    /// <see cref="CommitPath.Striped"/>: node stripe locks around a short sequencer, with publication outside it (issue 14;
+    /// docs/commit-protocol.md, "The node-striped commit path"); not the default until a quiet run says it is better.
     /// </summary>
     public CommitPath CommitPath { get; set; } = CommitPath.Lock;
 
@@ -91,4 +93,13 @@ public enum CommitPath
     /// exercised even under light contention; results are identical to <see cref="Combining"/>.
     /// </summary>
     CombiningAlwaysQueued = 2,
+
+    /// <summary>
+    /// Node-striped: a commit takes the stripe locks of its nodes, then the commit lock (the sequencer), which runs every
+    /// check and change exactly as <see cref="Lock"/> does and assigns the version; the binding lists, snapshot ring
+    /// entries, cell version and binding feed are then published outside the commit lock, under the node stripes, in
+    /// version order. Transactions on different nodes publish in parallel. Claims with victims or anti-affinity, and cells
+    /// with recovery budgets, run as on <see cref="Lock"/>. Results, versions and the journal are those of some serial order.
+    /// </summary>
+    Striped = 3,
 }

@@ -18,7 +18,7 @@ public sealed class BindingPhaseTests(ITestOutputHelper output)
     {
         int seed = Environment.TickCount;
         output.WriteLine($"seed {seed}");
-        using var cell = new Cell();
+        using var cell = new Cell(TestCommitPath.Apply(new CellOptions()));
         var node = cell.AddNode(new NodeSpec("n0", new ResourceVector(1_000_000, 1L << 40)));
         var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
         // A small window of live tasks, each bound once and released once: a phase left behind by a report that raced
@@ -87,7 +87,7 @@ public sealed class BindingPhaseTests(ITestOutputHelper output)
     [Fact]
     public async Task A_report_for_a_live_binding_is_recorded_while_another_thread_holds_the_commit_lock()
     {
-        using var cell = new Cell();
+        using var cell = new Cell(TestCommitPath.Apply(new CellOptions()));
         var node = cell.AddNode(new NodeSpec("n0", new ResourceVector(1_000_000, 1L << 40)));
         var other = cell.AddNode(new NodeSpec("n1", new ResourceVector(1_000_000, 1L << 40)));
         var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;

@@ -32,7 +32,7 @@ public sealed class BindingStoreTests(ITestOutputHelper output)
     [Fact]
     public void Live_bindings_cost_at_most_the_budget_per_binding()
     {
-        var cell = new Cell();
+        var cell = new Cell(TestCommitPath.Apply(new CellOptions()));
         for (int i = 0; i < Nodes; i++) cell.AddNode(Spec(i));
         cell.CreateTenant("t1", null, out var tenant);
         var lease = cell.AcquireLease("loader", TimeSpan.FromHours(1)).Lease;
@@ -113,7 +113,7 @@ public sealed class BindingStoreTests(ITestOutputHelper output)
         int seed = Environment.TickCount;
         output.WriteLine($"seed {seed}");
         var rng = new Random(seed);
-        var cell = new Cell();
+        var cell = new Cell(TestCommitPath.Apply(new CellOptions()));
         const int nodes = 4;
         for (int i = 0; i < nodes; i++) cell.AddNode(Spec(i));
         cell.CreateTenant("t1", null, out var tenant);
@@ -164,7 +164,7 @@ public sealed class BindingStoreTests(ITestOutputHelper output)
     {
         int seed = Environment.TickCount;
         output.WriteLine($"seed {seed}");
-        var cell = new Cell();
+        var cell = new Cell(TestCommitPath.Apply(new CellOptions()));
         var node = cell.AddNode(Spec(0));
         cell.CreateTenant("t1", null, out var tenant);
         var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;

@@ -53,6 +53,195 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The same per-step invariants on the node-striped path (issue 14: node stripe locks, the commit lock as sequencer,
+    /// publication outside it in version order), with the binding feed attached, so its in-order delivery from the
+    /// publishing threads is checked too, and each thread's snapshots must never go back in version nor miss its own commit.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void Invariants_hold_after_every_step_on_the_striped_path(int threads)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads, CommitPath.Striped (thread i uses new Random(seed + i))");
+        var run = Run(seed, threads, Buggify.None, stopAtFirst: false, CommitPath.Striped);
+        output.WriteLine($"{run.Steps} steps, {run.Applied} claims applied, {run.Released} released");
+        Assert.True(run.Failures.Count == 0, $"seed {seed}, {threads} threads: {run.Failures.Count} violations, first: {string.Join(" | ", run.Failures.Take(3))}");
+        Assert.True(run.Applied > 0 && run.Released > 0, $"seed {seed}: the run did no work");
+        Assert.Equal((0L, 0L), run.Combined); // the striped path never combines
+    }
+
+    /// <summary>
+    /// The per-step checks catch each broken variant of the commit checks on the striped path (they run in its sequencer).
+    /// The striped path's own two mechanisms open windows of a few hundred nanoseconds that a random schedule seldom hits,
+    /// so their broken variants are forced instead: <see cref="A_later_version_is_not_published_before_an_earlier_one_completes"/>
+    /// and <see cref="A_transaction_on_a_node_being_published_waits_for_its_stripe"/>.
+    /// </summary>
+    [Theory]
+    [InlineData(2, Buggify.SkipTaskBoundCheck)]
+    [InlineData(8, Buggify.SkipTaskBoundCheck)]
+    [InlineData(4, Buggify.SkipCapacityCheck)]
+    [InlineData(4, Buggify.SkipTokenCheck)]
+    [InlineData(4, Buggify.SkipIdempotencyReplay)]
+    public void A_broken_commit_path_is_caught_on_the_striped_path(int threads, Buggify broken)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}, {threads} threads, CommitPath.Striped, broken: {broken}");
+        var run = Run(seed, threads, broken, stopAtFirst: true, CommitPath.Striped);
+        Assert.True(run.Failures.Count > 0, $"seed {seed}, {threads} threads: {broken} went unnoticed in {run.Steps} steps");
+        output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
+    }
+
+    /// <summary>
+    /// Version order on the striped path, forced rather than timed: transaction A is held inside its binding-feed delivery
+    /// (its cell version written, its publication not complete); transaction B on another node then passes the sequencer
+    /// (its journal record is appended) but must not publish or return before A completes, so the cell version cannot
+    /// skip or step back and the feed stays in version order. With <see cref="Buggify.SkipPublishOrder"/> B returns while A
+    /// is held, which this test must detect.
+    /// </summary>
+    [Theory]
+    [InlineData(Buggify.None)]
+    [InlineData(Buggify.SkipPublishOrder)]
+    public void A_later_version_is_not_published_before_an_earlier_one_completes(Buggify broken)
+    {
+        var journal = new RecordingJournal();
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Striped, Buggify = broken }, journal);
+        for (int i = 0; i < 2; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
+        var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
+        var gate = new GatedListener();
+        cell.AddBindingListener(gate);
+        CommitResult Bind(int task, int node)
+        {
+            var tx = new Transaction(lease, CommitMode.Incremental, ConflictDetection.Fine);
+            tx.Add(new Claim(new TaskId(new JobId(1), task), new NodeId(node), new ResourceVector(100, 1), 0));
+            return cell.Commit(tx).Detach();
+        }
+        long before = cell.Version;
+        gate.Arm();
+        CommitResult first = default, second = default;
+        var a = new Thread(() => first = Bind(1, 0)) { IsBackground = true, Name = "A" };
+        a.Start();
+        Assert.True(gate.Entered.Wait(TimeSpan.FromSeconds(60)), "A never delivered its feed");
+        long appendsBeforeB = journal.Count;
+        var b = new Thread(() => second = Bind(2, 1)) { IsBackground = true, Name = "B" };
+        b.Start();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (journal.Count == appendsBeforeB)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "B never passed the sequencer (its journal record was not appended)");
+            Thread.Yield();
+        }
+        if (broken == Buggify.None)
+        {
+            // B is past the sequencer and must now wait for A: it cannot return, and the cell version is A's.
+            Assert.False(b.Join(TimeSpan.FromMilliseconds(300)), "B returned while the earlier version A was still being published");
+            Assert.Equal(before + 1, cell.Version);
+            gate.Release.Set();
+            Assert.True(a.Join(TimeSpan.FromSeconds(60)) && b.Join(TimeSpan.FromSeconds(60)), "the commits did not finish");
+            Assert.Equal(before + 1, first.CellVersion);
+            Assert.Equal(before + 2, second.CellVersion);
+            Assert.Equal(before + 2, cell.Version);
+            Assert.Equal([before + 1, before + 2], gate.Versions);
+            Assert.Empty(cell.Audit());
+        }
+        else
+        {
+            // The broken variant: B publishes and returns while A is held (then A's feed arrives after B's).
+            bool returned = b.Join(TimeSpan.FromSeconds(60));
+            gate.Release.Set();
+            Assert.True(a.Join(TimeSpan.FromSeconds(60)), "A did not finish");
+            Assert.True(returned, "SkipPublishOrder went unnoticed: B did not overtake the held A");
+        }
+    }
+
+    /// <summary>
+    /// Node stripes on the striped path, forced rather than timed: transaction A on node 0 is held inside its publication
+    /// (binding-feed delivery); transaction B on the same node must not reach the sequencer (no journal append) until A's
+    /// publication is complete, so a node's binding list and ring slot have one writer at a time and B's checks read what
+    /// A published. With <see cref="Buggify.SkipStripeLocks"/> B passes the sequencer while A publishes, which this test
+    /// must detect.
+    /// </summary>
+    [Theory]
+    [InlineData(Buggify.None)]
+    [InlineData(Buggify.SkipStripeLocks)]
+    public void A_transaction_on_a_node_being_published_waits_for_its_stripe(Buggify broken)
+    {
+        var journal = new RecordingJournal();
+        using var cell = new Cell(new CellOptions { CommitPath = CommitPath.Striped, Buggify = broken }, journal);
+        for (int i = 0; i < 2; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
+        var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
+        var gate = new GatedListener();
+        cell.AddBindingListener(gate);
+        CommitResult Bind(int task, int node)
+        {
+            var tx = new Transaction(lease, CommitMode.Incremental, ConflictDetection.Fine);
+            tx.Add(new Claim(new TaskId(new JobId(1), task), new NodeId(node), new ResourceVector(100, 1), 0));
+            return cell.Commit(tx).Detach();
+        }
+        gate.Arm();
+        CommitResult first = default, second = default;
+        var a = new Thread(() => first = Bind(1, 0)) { IsBackground = true, Name = "A" };
+        a.Start();
+        Assert.True(gate.Entered.Wait(TimeSpan.FromSeconds(60)), "A never delivered its feed");
+        long appendsBeforeB = journal.Count;
+        var b = new Thread(() => second = Bind(2, 0)) { IsBackground = true, Name = "B" };
+        b.Start();
+        if (broken == Buggify.None)
+        {
+            // B waits for node 0's stripe, before the sequencer: nothing of it is decided or journalled while A publishes.
+            Assert.False(b.Join(TimeSpan.FromMilliseconds(300)), "B finished while A was publishing the same node");
+            Assert.Equal(appendsBeforeB, journal.Count);
+            gate.Release.Set();
+            Assert.True(a.Join(TimeSpan.FromSeconds(60)) && b.Join(TimeSpan.FromSeconds(60)), "the commits did not finish");
+            Assert.Equal(TransactionStatus.Committed, first.Status);
+            Assert.Equal(TransactionStatus.Committed, second.Status);
+            Assert.Equal(first.CellVersion + 1, second.CellVersion);
+            Assert.Empty(cell.Audit());
+        }
+        else
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (journal.Count == appendsBeforeB && DateTime.UtcNow < deadline) Thread.Yield();
+            bool passed = journal.Count > appendsBeforeB;
+            gate.Release.Set();
+            Assert.True(a.Join(TimeSpan.FromSeconds(60)) && b.Join(TimeSpan.FromSeconds(60)), "the commits did not finish");
+            Assert.True(passed, "SkipStripeLocks went unnoticed: B did not reach the sequencer while A published its node");
+        }
+    }
+
+    /// <summary>Counts journal appends (the sequencer's last step), thread-safely.</summary>
+    private sealed class RecordingJournal : ICellJournal
+    {
+        private long _count;
+
+        public long Count => Volatile.Read(ref _count);
+
+        public void Append(long sequence, long cellVersion, ReadOnlySpan<byte> record) => Interlocked.Increment(ref _count);
+    }
+
+    /// <summary>Once armed, holds the next feed delivery until <see cref="Release"/> is set; records completed versions.</summary>
+    private sealed class GatedListener : IBindingListener
+    {
+        private int _armed;
+        public readonly ManualResetEventSlim Entered = new(), Release = new();
+        public readonly ConcurrentQueue<long> Completed = new();
+
+        public long[] Versions => [.. Completed];
+
+        public void Arm() => Volatile.Write(ref _armed, 1);
+
+        public void OnBindingChanged(BindingChange change, in Allocation allocation, long version)
+        {
+            if (Interlocked.Exchange(ref _armed, 0) == 0) return;
+            Entered.Set();
+            Release.Wait(TimeSpan.FromSeconds(120));
+        }
+
+        public void OnVersionComplete(long version) => Completed.Enqueue(version);
+    }
+
+    /// <summary>
     /// <see cref="Cell.CommitLockContentions"/> counts a commit that finds the lock held by another thread, while it
     /// waits: a journal append holds the lock (blocked on a gate) during one thread's commit, a second thread's commit
     /// must then wait, and the count shows it before the gate opens. Both commits apply; an uncontended commit counts nothing.
@@ -297,6 +486,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
             var tx = new Transaction(lease);
             var held = new List<(int Task, long Generation)>();
             ulong keys = 0;
+            long seen = 0;      // the highest cell version this thread has seen (its own results, its snapshots)
             start.SignalAndWait();
             for (int step = 0; step < stepsPerThread && Volatile.Read(ref stop) == 0; step++)
             {
@@ -331,6 +521,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
                         Interlocked.Increment(ref applied);
                     }
                     if (r.AppliedCount > 0) covered = r.CellVersion;
+                    if (r.AppliedCount > 0) seen = Math.Max(seen, r.CellVersion);
                     if (keyed && rng.Next(2) == 0)
                     {
                         // A retry after a lost acknowledgement: the original answer, nothing applied again.
@@ -381,6 +572,10 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
                     else if (need > seq) Fail($"{at}: version {covered} is in journal record {need} but JournalSequence read after the call is {seq}");
                 }
                 var check = cell.Snapshot();
+                // Versions are published in order: a snapshot taken after a call returned never goes back (in particular
+                // it covers this thread's own commit: read-your-writes).
+                if (check.Version < seen) Fail($"{at}: snapshot at v{check.Version} after this thread saw v{seen}");
+                seen = Math.Max(seen, check.Version);
                 for (int n = 0; n < Nodes; n++)
                 {
                     if (check.TryGetNode(new NodeId(n), out var v) != SnapshotRead.Ok) continue;

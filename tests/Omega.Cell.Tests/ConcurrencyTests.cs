@@ -19,15 +19,17 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
     private const int MaxPairsPerWriter = 400;
     private static readonly ResourceVector Capacity = new(4000, 64, 1_000_000);
 
-    [Fact]
-    public void Concurrent_writers_never_overcommit_never_double_bind_never_apply_a_stale_token_and_readers_never_see_half_a_gang()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(CommitPath.Striped)] // issue 14: the node-striped path publishes outside the commit lock
+    public void Concurrent_writers_never_overcommit_never_double_bind_never_apply_a_stale_token_and_readers_never_see_half_a_gang(CommitPath? path)
     {
         int baseSeed = Environment.TickCount & 0x7fffffff;
-        output.WriteLine($"base seed {baseSeed} (writer i uses new Random(baseSeed + i))");
+        output.WriteLine($"base seed {baseSeed} (writer i uses new Random(baseSeed + i)), path {path?.ToString() ?? "default"}");
         string Context(string what) => $"base seed {baseSeed}: {what}";
 
         var time = new FakeTimeProvider();   // never advanced: leases end only when a writer rotates its own
-        using var cell = new Cell(new CellOptions { Time = time, IdempotencyRetention = 4096 });
+        using var cell = new Cell(TestCommitPath.Apply(new CellOptions { Time = time, IdempotencyRetention = 4096 }, path));
         for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");
         for (int i = 0; i < NodeCount; i++) cell.AddNode(new NodeSpec($"n{i}", Capacity));
 

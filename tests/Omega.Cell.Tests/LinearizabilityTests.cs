@@ -23,11 +23,11 @@ public sealed class LinearizabilityTests(ITestOutputHelper output)
     }
 
     /// <summary>The real cell, built on first use so that CsCheck's model-only replays of the initial state build no cell.</summary>
-    internal sealed class Actual(int nodes, int capacity)
+    internal sealed class Actual(int nodes, int capacity, CommitPath? path = null)
     {
         private readonly Lazy<(Cell Cell, SchedulerLease Lease, SchedulerLease Stale)> _state = new(() =>
         {
-            var cell = new Cell(new CellOptions { Time = new FakeTimeProvider(), InitialNodeCapacity = 16 });
+            var cell = new Cell(TestCommitPath.Apply(new CellOptions { Time = new FakeTimeProvider(), InitialNodeCapacity = 16 }, path));
             for (int i = 0; i < nodes; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(capacity, 100)));
             var lease = cell.AcquireLease("s", TimeSpan.FromHours(1)).Lease;
             var stale = cell.AcquireLease("z", TimeSpan.FromHours(1)).Lease;
@@ -136,10 +136,12 @@ public sealed class LinearizabilityTests(ITestOutputHelper output)
                         select new LinClaim(task, node, cpu, version, priority, victim)).Array[1, 3]
         select new LinCommit(mode, detection, key, claims);
 
-    [Fact]
-    public void Concurrent_commits_releases_and_snapshot_reads_are_linearizable()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(CommitPath.Striped)] // issue 14: the node-striped path
+    public void Concurrent_commits_releases_and_snapshot_reads_are_linearizable(CommitPath? path)
     {
-        var initial = Gen.Select(Gen.Int[2, 3], Gen.Int[2, 4], (nodes, cores) => (new Actual(nodes, cores * 1000), new Model(nodes, cores * 1000)));
+        var initial = Gen.Select(Gen.Int[2, 3], Gen.Int[2, 4], (nodes, cores) => (new Actual(nodes, cores * 1000, path), new Model(nodes, cores * 1000)));
         initial.SampleParallel(
             [
                 GenCommit.Operation<Actual, Model>(c => c.ToString(), (a, c) => a.Commit(c), (m, c) => m.Commit(c)),

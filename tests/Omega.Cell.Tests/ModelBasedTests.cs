@@ -106,12 +106,14 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
 
     // ---------------------------------------------------------------- the test
 
-    [Fact]
-    public void Random_operation_sequences_give_the_same_results_and_state_as_a_sequential_model()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(CommitPath.Striped)] // issue 14: the node-striped path must give the same results and state
+    public void Random_operation_sequences_give_the_same_results_and_state_as_a_sequential_model(CommitPath? path)
     {
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
         GenOp.Array[1, 60].Sample(
-            ops => new Runner { Seen = seen }.Run(ops),
+            ops => new Runner { Seen = seen, Path = path }.Run(ops),
             iter: 1000,
             writeLine: output.WriteLine,
             print: ops => "\n  " + string.Join("\n  ", ops.AsEnumerable()));
@@ -159,11 +161,13 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
 
         public bool SkipModelReleases { get; init; }
 
+        public CommitPath? Path { get; init; }
+
         public System.Collections.Concurrent.ConcurrentDictionary<string, int>? Seen { get; init; }
 
         public void Run(Op[] ops)
         {
-            using var cell = new Cell(new CellOptions { Time = _time, IdempotencyRetention = Retention, MaxClaimsPerTransaction = MaxClaims, InitialNodeCapacity = 16 });
+            using var cell = new Cell(TestCommitPath.Apply(new CellOptions { Time = _time, IdempotencyRetention = Retention, MaxClaimsPerTransaction = MaxClaims, InitialNodeCapacity = 16 }, Path));
             var setup = new List<Op>
             {
                 new AddNodeOp(100, 2000, 4, 1, NodeStatus.Schedulable),

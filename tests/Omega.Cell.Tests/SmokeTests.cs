@@ -8,7 +8,7 @@ public class SmokeTests
     public void Single_claim_commits_and_frees_on_release()
     {
         var time = new FakeTimeProvider();
-        using var cell = new Cell(new CellOptions { Time = time });
+        using var cell = new Cell(TestCommitPath.Apply(new CellOptions { Time = time }));
         var node = cell.AddNode(new NodeSpec("a", new ResourceVector(4000, 1 << 30)));
         var lease = cell.AcquireLease("batch", TimeSpan.FromSeconds(10)).Lease;
         var snap = cell.Snapshot();

@@ -14,6 +14,7 @@ internal sealed class TestCell : IDisposable
     public TestCell(int nodes = 2, ResourceVector? capacity = null, Action<CellOptions>? configure = null)
     {
         var options = new CellOptions { Time = Time };
+        TestCommitPath.Apply(options);
         configure?.Invoke(options);
         Cell = new Cell(options);
         // Tenants exist only once created: tests charge claims to tenants 1-3 (ids are dense, so these are t1..t3).

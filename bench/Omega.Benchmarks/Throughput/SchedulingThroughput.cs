@@ -27,7 +27,9 @@ internal static class SchedulingThroughput
     // SpinRounds: CellOptions.CommitLockSpinRounds for this config (null: the cell's default). The "no-spin" config is the
     // same-process A/B of the commit lock's bounded spin (issue 14, round 8): 0 blocks at once, as before it.
     // Prefetch: CellOptions.PrefetchOutsideLock (the "no-prefetch" config is its same-process A/B).
-    private sealed record Config(string Name, int Workers, CommitMode Mode, ConflictDetection Detection, int? SpinRounds = null, bool Prefetch = true);
+    // Path: CellOptions.CommitPath (null: the cell's default); the ",striped" configs (--striped) are CommitPath.Striped.
+    private sealed record Config(string Name, int Workers, CommitMode Mode, ConflictDetection Detection, int? SpinRounds = null, bool Prefetch = true,
+        CommitPath? Path = null);
 
     private readonly record struct Rep(double Seconds, long Placements, long Attempts, long Clean, long Conflicted,
         double DecisionP50Us, double DecisionP99Us, double CommitP50Us, double UsefulBusy, double WastedBusy, long Parked, double Others, int AuditProblems)
@@ -47,13 +49,13 @@ internal static class SchedulingThroughput
         public double BlockedPerTx { get; init; }
     }
 
-    private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline]";
+    private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline] [--striped]";
 
     public static int Run(string[] args)
     {
         int reps = 5, nodes = 10_000, jobs = 12_000, tasks = 16, seed = 1;
         double prefill = 0.5;
-        bool baseline = true;
+        bool baseline = true, striped = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -66,6 +68,7 @@ internal static class SchedulingThroughput
                 case "--prefill": prefill = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--no-baseline": baseline = false; break;
+                case "--striped": striped = true; break; // issue 14: add the CommitPath.Striped configs
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}; usage: {Usage}");
                     return 2;
@@ -92,6 +95,15 @@ internal static class SchedulingThroughput
             new("Incremental+Coarse", 4, CommitMode.Incremental, ConflictDetection.Coarse),
             new("AllOrNothing+Fine", 4, CommitMode.AllOrNothing, ConflictDetection.Fine),
         };
+        if (striped)
+        {
+            // The node-striped commit path (issue 14) beside the default path's configs of the same process.
+            configs.Add(new("Incremental+Fine,striped", 1, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Striped));
+            configs.Add(new("Incremental+Fine,striped", 2, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Striped));
+            configs.Add(new("Incremental+Fine,striped", 4, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Striped));
+            configs.Add(new("Incremental+Coarse,striped", 4, CommitMode.Incremental, ConflictDetection.Coarse, Path: CommitPath.Striped));
+            configs.Add(new("AllOrNothing+Fine,striped", 4, CommitMode.AllOrNothing, ConflictDetection.Fine, Path: CommitPath.Striped));
+        }
         var results = configs.ToDictionary(c => c, _ => new List<Rep>());
         using var faster = baseline ? new FasterBaseline() : null;
         var rmw = new List<double>[] { [], [] };
@@ -167,6 +179,7 @@ internal static class SchedulingThroughput
         var cellOptions = new CellOptions { Name = "sched-bench", InitialNodeCapacity = nodes };
         if (c.SpinRounds is int spin) cellOptions.CommitLockSpinRounds = spin;
         cellOptions.PrefetchOutsideLock = c.Prefetch;
+        if (c.Path is { } path) cellOptions.CommitPath = path;
         using var cell = new Cell(cellOptions);
         var capacity = ResourceVector.FromCoresAndGiB(32, 128);
         for (int i = 0; i < nodes; i++)

@@ -6,9 +6,10 @@ using Omega.Cells;
 namespace Omega.Benchmarks.Throughput;
 
 /// <summary>
-/// <c>throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S]</c>: embedded commit throughput
+/// <c>throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S] [--striped]</c>: embedded commit throughput
 /// with 1 and 2 threads and, in the same run, the raw FASTER RMW baseline; prints every repetition, then medians and the
-/// engine/baseline ratios as Markdown.
+/// engine/baseline ratios as Markdown. <c>--striped</c> adds the node-striped commit path (<c>CommitPath.Striped</c>,
+/// issue 14) beside the plain lock path for the single-claim and 8-claim cases, same process, interleaved reps.
 /// </summary>
 /// <remarks>
 /// Repetitions are interleaved (rep 1 of every case, then rep 2, ...) rather than run case by case, so that noise from
@@ -25,13 +26,13 @@ internal static class ThroughputRunner
     private readonly record struct Rep(int Index, RunResult Result, double OthersCores, double StealCores, double WaitedSeconds);
 
     private const string Usage =
-        "throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S] [--quiet-threshold CORES] [--max-wait SECONDS] [--no-baseline]";
+        "throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S] [--quiet-threshold CORES] [--max-wait SECONDS] [--no-baseline] [--striped]";
 
     public static int Run(string[] args)
     {
         double seconds = 3, utilization = 0.5, quietThreshold = 0.3, maxWait = 10;
         int reps = 5, nodes = BenchCell.DefaultNodeCount, seed = 1;
-        bool baseline = true;
+        bool baseline = true, striped = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -45,6 +46,7 @@ internal static class ThroughputRunner
                 case "--quiet-threshold": quietThreshold = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--max-wait": maxWait = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--no-baseline": baseline = false; break; // for engine-only sweeps (e.g. of --utilization)
+                case "--striped": striped = true; break;        // issue 14: CommitPath.Striped beside the plain lock path
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}; usage: {Usage}");
                     return 2;
@@ -83,6 +85,17 @@ internal static class ThroughputRunner
                 (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimCoarseWithSnapshot, threads, d, nodes, utilization, s)));
             cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases)", "claims", threads,
                 (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s)));
+            if (striped)
+            {
+                // Node stripes + sequencer, publication outside the commit lock (issue 14), against the plain lock path of
+                // the same process: the single-claim pair above, and the 8-claim batch on both.
+                cases.Add(new Case("engine single-claim Fine (commit+release), striped path", "claims", threads,
+                    (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Striped)));
+                cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases), plain lock path", "claims", threads,
+                    (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s, CommitPath.Lock)));
+                cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases), striped path", "claims", threads,
+                    (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s, CommitPath.Striped)));
+            }
             if (faster is not null) cases.Add(new Case("FASTER RMW baseline", "RMWs", threads, (d, s) => faster.Run(threads, d, s)));
         }
 
