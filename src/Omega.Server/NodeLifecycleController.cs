@@ -651,29 +651,23 @@ public sealed class NodeLifecycleController : IDisposable
                 rows.Add((node, v.Spec.Region, leaseGone || disc, disc, disc || now - seen >= freshTicks));
             }
         }
-        // Receive time for the nodes that look stale (as for leases): frames waiting behind a busy processing loop are not
-        // silence. Only looked up when some node looks stale; outside a silence that is a handful of nodes.
-        var probe = InboundProbe;
-        if (probe is not null)
-            for (int i = 0; i < rows.Count; i++)
-                if (rows[i].Stale && !rows[i].Disc && probe(rows[i].Node) is { } since && since.TotalSeconds * _time.TimestampFrequency < freshTicks)
-                    rows[i] = rows[i] with { Stale = false };
-        var perRegion = new Dictionary<string, (int Total, int Away, int Dead, int Disc, int Stale)>(StringComparer.Ordinal);
+        var perRegion = new Dictionary<string, (int Total, int Away, int Dead, int Disc)>(StringComparer.Ordinal);
         int total = rows.Count, awayAll = 0, staleAll = 0;
         foreach (var r in rows)
         {
             if (r.Away) awayAll++;
-            if (r.Stale) staleAll++;
             if (r.Region.Length == 0) continue;
             var c = perRegion.TryGetValue(r.Region, out var x) ? x : default;
-            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead, c.Disc + (r.Disc ? 1 : 0), c.Stale + (r.Stale ? 1 : 0));
+            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead, c.Disc + (r.Disc ? 1 : 0));
         }
         // Dead nodes count in their own region's fraction only (only where it has tracked nodes: nothing else to fence),
         // not in the cell-wide brake figures, which stay about the nodes tracked now.
         if (deadRegions is not null)
             foreach (var region in deadRegions)
-                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1, c.Disc, c.Stale);
+                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1, c.Disc);
         List<string>? lost = null;
+        bool probed = false;
+        Dictionary<string, int>? staleByRegion = null;
         foreach (var (region, c) in perRegion)
         {
             if (c.Away - c.Dead == 0) continue;
@@ -693,7 +687,14 @@ public sealed class NodeLifecycleController : IDisposable
             bool byCloses = c.Disc > 0 && c.Disc >= _options.RegionLossFraction * (c.Total - c.Dead);
             if (signal && !byCloses)
             {
-                int staleOutside = staleAll - c.Stale;
+                // Receive time for the nodes that look stale (as for leases): frames waiting behind a busy processing loop
+                // are not silence. Looked up once per tick, and only when a region is a lease-only candidate.
+                if (!probed)
+                {
+                    probed = true;
+                    staleByRegion = RefineStale(rows, freshTicks, out staleAll);
+                }
+                int staleOutside = staleAll - (staleByRegion!.TryGetValue(region, out int own) ? own : 0);
                 signal = staleOutside < _options.MassSilenceFraction * outside;
             }
             if (confirmed || signal) (lost ??= new()).Add(region);
@@ -751,6 +752,23 @@ public sealed class NodeLifecycleController : IDisposable
         }
         Requeue(allReleased);
         return fenced.Count;
+    }
+
+    // The lease-only signal's freshness count: tracked nodes not heard from within freshTicks (disconnected ones always
+    // count), by region, after the receive-time probe (outside the lock: it looks up the server's connections).
+    private Dictionary<string, int> RefineStale(List<(NodeId Node, string Region, bool Away, bool Disc, bool Stale)> rows, long freshTicks, out int staleAll)
+    {
+        var probe = InboundProbe;
+        var byRegion = new Dictionary<string, int>(StringComparer.Ordinal);
+        staleAll = 0;
+        foreach (var r in rows)
+        {
+            if (!r.Stale) continue;
+            if (!r.Disc && probe?.Invoke(r.Node) is { } since && since.TotalSeconds * _time.TimestampFrequency < freshTicks) continue;
+            staleAll++;
+            byRegion[r.Region] = (byRegion.TryGetValue(r.Region, out int n) ? n : 0) + 1;
+        }
+        return byRegion;
     }
 
     private void ReleaseAndRequeue(NodeId node)
