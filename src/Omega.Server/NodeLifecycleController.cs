@@ -700,10 +700,30 @@ public sealed class NodeLifecycleController : IDisposable
             if (confirmed || signal) (lost ??= new()).Add(region);
         }
         if (lost is null) return 0;
+        // A lost region's nodes whose leases still run but that have not been heard from within half a lease: in a
+        // partition these are the agents whose last heartbeat came just before the cut (their leases end within a
+        // heartbeat interval). Marked suspect now, so the replicas released below are not placed on them in the meantime
+        // (the region's requeued work would land there and be evicted again a moment later). Reversible: a heartbeat
+        // makes such a node schedulable again. Judged by receive time, like everything here.
+        List<NodeId>? quiet = null;
+        var quietProbe = InboundProbe;
+        foreach (var r in rows)
+            if (!r.Away && r.Stale && lost.Contains(r.Region)
+                && !(quietProbe?.Invoke(r.Node) is { } since && since.TotalSeconds * _time.TimestampFrequency < freshTicks))
+                (quiet ??= new()).Add(r.Node);
         var fenced = new List<NodeId>();
         lock (_lock)
         {
             long graceDue = long.MaxValue;
+            if (quiet is not null)
+                foreach (var node in quiet)
+                {
+                    // Re-checked under the lock that orders it against Renew.
+                    if (!_lastSeen.TryGetValue(node, out long seen) || now - seen < freshTicks || _suspect.Contains(node)) continue;
+                    if (_cell.Snapshot().TryGetNode(node, out var qv) != SnapshotRead.Ok || qv.Status != NodeStatus.Schedulable) continue;
+                    _suspect.Add(node);
+                    _cell.SetNodeStatus(node, NodeStatus.Down);
+                }
             foreach (var r in rows)
             {
                 if (!r.Away || !lost.Contains(r.Region)) continue;
