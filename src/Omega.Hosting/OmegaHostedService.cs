@@ -151,6 +151,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             if (o.RegionalBudgets.Enabled)
             {
                 regional = new Omega.ControlPlane.Budgets.RegionalBudgetRouter(_engine, _time, o.RegionalBudgets);
+                // The tenants' durable budgets (RegionalBudget objects, restored with the store) before any replica is routed.
+                Omega.ControlPlane.Controllers.RegionalBudgetController.ApplyAll(_objects, regional);
                 // Renewed every third of a lease, on the host's clock: a region keeps its lease while this process runs;
                 // a revoked one is not renewed and runs out at its own end.
                 var every = o.RegionalBudgets.RenewEvery ?? o.RegionalBudgets.LeaseTtl / 3;

@@ -96,6 +96,32 @@ public sealed class RegionalBudgetController : IReconciler
         return ReconcileResult.After(_options.Refresh);
     }
 
+    /// <summary>
+    /// Applies every tenant's budget in effect (its oldest live <see cref="RegionalBudget"/>) to <paramref name="router"/>
+    /// at once. The host calls it when it creates the router, before the workload controller resubmits the restored
+    /// replicas: otherwise those would be admitted under the default budget and no caps until this controller's first
+    /// reconcile. Returns the number of tenants applied.
+    /// </summary>
+    public static int ApplyAll(ObjectStore store, RegionalBudgetRouter router)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(router);
+        var owners = new Dictionary<string, RegionalBudget>(StringComparer.Ordinal);
+        string? after = null;
+        do
+        {
+            var page = store.List(new ObjectFilter(RegionalBudget.KindName), 1000, after);
+            foreach (var o in page.Items)
+                if (o is RegionalBudget b && b.Metadata.DeletionTimestamp is null
+                    && (!owners.TryGetValue(b.Metadata.Tenant, out var cur) || b.Metadata.Uid < cur.Metadata.Uid))
+                    owners[b.Metadata.Tenant] = b;
+            after = page.Continue;
+        }
+        while (after is not null);
+        foreach (var (tenant, b) in owners) router.SetTenantBudget(tenant, b.Spec.CpuMillis, b.Spec.Regions);
+        return owners.Count;
+    }
+
     // The oldest live RegionalBudget of the tenant is in effect (uids are unique, so there are no ties).
     private RegionalBudget? OwnerOf(string tenant)
     {
