@@ -649,7 +649,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             catch (OperationCanceledException) { return; }
             long renewed = Volatile.Read(ref _renewedAt);
             if (lease <= 0 || renewed == 0 || _isFenced) continue;
-            if (_options.Time.GetElapsedTime(renewed) >= TimeSpan.FromMilliseconds(lease)) Fence();
+            // Fence a margin before the lease's end, not at it: this check runs every period and on a loaded host its timer
+            // fires late, while the server may evict the node at its first tick after the lease ended and a replacement
+            // starts milliseconds later (seen in the partition drill: 9 replicas of a 6 + 1 service running for a moment
+            // once the regional signal evicted a whole region at its leases' end). A tenth of the lease (at least two
+            // periods, at most a quarter lease): 1 s of a 10 s lease.
+            double margin = Math.Min(lease / 4.0, Math.Max(lease / 10.0, 2 * period.TotalMilliseconds));
+            if (_options.Time.GetElapsedTime(renewed) >= TimeSpan.FromMilliseconds(lease - margin)) Fence();
         }
     }
 

@@ -64,8 +64,8 @@ public sealed class AgentOptions
 
     /// <summary>
     /// Partition fencing (issue 13, item 6): when true, an agent that has not had its node lease renewed for the lease's
-    /// length (measured from when it <em>sent</em> the renewing Register or Heartbeat, on <see cref="Time"/>) stops
-    /// serving: every running task is handed to <see cref="OnBinding"/> as a <see cref="Protocol.BindingKind.Stop"/> with
+    /// length, less a safety margin of a tenth of it (measured from when it <em>sent</em> the renewing Register or
+    /// Heartbeat, on <see cref="Time"/>; the margin covers its own check running late on a loaded host) stops serving: every running task is handed to <see cref="OnBinding"/> as a <see cref="Protocol.BindingKind.Stop"/> with
     /// <see cref="AgentBinding.Version"/> −1, because the server declares the node lost at that moment at the earliest
     /// and may re-place its replicas. On the next registration the agent reconciles each fenced task with the server
     /// (a TaskReport Running): still bound → served again (a Run with version −1); replaced → dropped. Default false.

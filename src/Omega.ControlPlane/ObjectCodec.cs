@@ -21,6 +21,8 @@ public static class ObjectCodec
         // regops (issue 13): human overrides and simulated node pools.
         [Override.KindName] = static () => new Override(),
         [NodePool.KindName] = static () => new NodePool(),
+        // drill13 (issue 13): a tenant's durable global and per-region budgets for the regional schedulers.
+        [RegionalBudget.KindName] = static () => new RegionalBudget(),
     };
 
     /// <summary>The serializer options used for every document (camelCase, nulls omitted, case-insensitive reads).</summary>

@@ -60,6 +60,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
     private RecoveryBudgetController? _budgets;
     private ControllerRunner? _budgetRunner;
     private ITimer? _regionalRenewal;
+    private ControllerRunner? _regionalBudgetRunner;
     // dash (issue 17 item 4): the web dashboard, when Dashboard.Listen is set; started after the server, stopped first.
     private Omega.Dashboard.DashboardServer? _dashboard;
     // ha-core (issue 16): the replica (HA mode), its standby listener over a placeholder cell, the task that starts the
@@ -150,6 +151,8 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             if (o.RegionalBudgets.Enabled)
             {
                 regional = new Omega.ControlPlane.Budgets.RegionalBudgetRouter(_engine, _time, o.RegionalBudgets);
+                // The tenants' durable budgets (RegionalBudget objects, restored with the store) before any replica is routed.
+                Omega.ControlPlane.Controllers.RegionalBudgetController.ApplyAll(_objects, regional);
                 // Renewed every third of a lease, on the host's clock: a region keeps its lease while this process runs;
                 // a revoked one is not renewed and runs out at its own end.
                 var every = o.RegionalBudgets.RenewEvery ?? o.RegionalBudgets.LeaseTtl / 3;
@@ -213,6 +216,12 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
                 _budgetRunner.Start();
                 _runtime.RecoveryBudgets = _budgets;
                 // ---- end rb13 ----
+                // ---- drill13 (issue 13): durable per-tenant RegionalBudget objects into the regional schedulers ----
+                // Runs with regional budgets off too, so the objects say so in their status (Applied=False Disabled).
+                _regionalBudgetRunner = new Omega.ControlPlane.Controllers.RegionalBudgetController(_objects, _runtime.RegionalBudgets, _time)
+                    .CreateRunner(new ThreadPoolControllerScheduler(_time), o.ControllerRunner);
+                _regionalBudgetRunner.Start();
+                // ---- end drill13 ----
             }
             Log.ControlPlaneStarted(_logger, _objects.Count, policyRevision, _decisions.Kept, o.RunControllers);
             _runtime.SetControlPlane(_policies, _decisions, _repair);
@@ -609,6 +618,11 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
         // drill13: no lease renewed once the controllers are gone.
         _regionalRenewal?.Dispose();
         _regionalRenewal = null;
+        if (_regionalBudgetRunner is { } regionalBudgetRunner)
+        {
+            _regionalBudgetRunner = null;
+            regionalBudgetRunner.Dispose();
+        }
         if (_quotaRunner is { } quotaRunner)
         {
             _quotaRunner = null;

@@ -476,7 +476,6 @@ public sealed class NodeLifecycleController : IDisposable
             if (now < _graceEnds) return new LifecycleTick(0, 0, 0, InGrace: true, MassSilence: false);
             expiry = _leaseTicks + Math.Max(0, _lagAllowance);
         }
-        int regionEvicted = TickRegions(now, expiry);
         lock (_lock)
         {
             foreach (var (node, seen) in _lastSeen)
@@ -487,6 +486,8 @@ public sealed class NodeLifecycleController : IDisposable
             _tokens = Math.Min(cap, _tokens + elapsed * _options.EvictionsPerSecond);
         }
         // Receive time: an agent whose frames reached the socket but wait behind a slow processing loop is not silent.
+        // Judged before the regional signal, which counts lease-expired nodes as away: a region must not look lost
+        // because its heartbeats queue behind a busy processing loop.
         var expired = new List<NodeId>(candidates.Count);
         var probe = InboundProbe;
         foreach (var node in candidates)
@@ -502,8 +503,14 @@ public sealed class NodeLifecycleController : IDisposable
             }
             expired.Add(node);
         }
+        int regionEvicted = TickRegions(now, expiry, expired.Count > 0);
         int tracked;
-        lock (_lock) tracked = _lastSeen.Count;
+        lock (_lock)
+        {
+            tracked = _lastSeen.Count;
+            // What the regional signal fenced is no longer tracked; the rest goes through the brake and the rate limit.
+            if (regionEvicted > 0) expired.RemoveAll(n => !_lastSeen.ContainsKey(n));
+        }
         if (expired.Count == 0)
         {
             Volatile.Write(ref _heldBack, 0);
@@ -610,17 +617,26 @@ public sealed class NodeLifecycleController : IDisposable
     /// without the token bucket: the rate limit exists to stop a false-death storm, and a loss confined to one region with
     /// the rest of the cell answering is the one situation where it only delays recovery (a third of 10k nodes at 10/s
     /// would take 333 s). Signalled nodes disconnected for less than <see cref="ServerOptions.RegionLossGrace"/> are only
-    /// marked down (suspect). Returns the number evicted.
+    /// marked down (suspect). Lease expiry alone raises the signal too (a partitioned region's connections stay open), but
+    /// only while most of the rest of the cell was heard from within the last half lease, which tells a region's silence
+    /// from the first part of a cell-wide one. Returns the number evicted.
     /// </summary>
-    private int TickRegions(long now, long expiry)
+    private int TickRegions(long now, long expiry, bool anyLeaseExpired)
     {
         var losses = _cell.DomainLosses;
-        List<(NodeId Node, string Region, bool Away, bool Long)> rows;
+        List<(NodeId Node, string Region, bool Away, bool Disc, bool Stale)> rows;
         List<string>? deadRegions = null;
+        // The freshness window of the lease-only signal (see below): half a lease, stretched by the timer's lateness as
+        // the expiry is. A healthy agent is heard every heartbeat interval (a third of the lease, ±20% jitter), well
+        // inside it; after a silence of the whole cell, no node is inside it by the time the first region's leases expire
+        // (they expire a lease after a node's last heartbeat, at least two thirds of a lease after the silence began).
+        long freshTicks = expiry - _leaseTicks / 2;
         lock (_lock)
         {
-            if (_disconnectedAt.Count == 0 && losses.Count == 0) return 0;
-            rows = new List<(NodeId, string, bool, bool)>(_lastSeen.Count);
+            // Nothing away (no close seen, no lease expired) and nothing confirmed: no region can be lost. Lease expiry
+            // alone is enough to look (issue 13): a partitioned region's connections stay open and never close.
+            if (_disconnectedAt.Count == 0 && losses.Count == 0 && !anyLeaseExpired) return 0;
+            rows = new List<(NodeId, string, bool, bool, bool)>(_lastSeen.Count);
             var snap = _cell.Snapshot();
             // Nodes already declared lost still count for their region (as away): without them, a region whose first 28 of
             // 30 nodes were just fenced has 2 tracked nodes left, below RegionLossMinNodes, and its last two (whose closes
@@ -631,25 +647,27 @@ public sealed class NodeLifecycleController : IDisposable
             {
                 if (snap.TryGetNode(node, out var v) != SnapshotRead.Ok) continue;
                 bool leaseGone = now - seen >= expiry;
-                bool disc = _disconnectedAt.TryGetValue(node, out long at);
-                rows.Add((node, v.Spec.Region, leaseGone || disc, leaseGone || (disc && now - at >= _regionGraceTicks)));
+                bool disc = _disconnectedAt.ContainsKey(node);
+                rows.Add((node, v.Spec.Region, leaseGone || disc, disc, disc || now - seen >= freshTicks));
             }
         }
-        var perRegion = new Dictionary<string, (int Total, int Away, int Dead)>(StringComparer.Ordinal);
-        int total = rows.Count, awayAll = 0;
+        var perRegion = new Dictionary<string, (int Total, int Away, int Dead, int Disc)>(StringComparer.Ordinal);
+        int total = rows.Count, awayAll = 0, staleAll = 0;
         foreach (var r in rows)
         {
             if (r.Away) awayAll++;
             if (r.Region.Length == 0) continue;
             var c = perRegion.TryGetValue(r.Region, out var x) ? x : default;
-            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead);
+            perRegion[r.Region] = (c.Total + 1, c.Away + (r.Away ? 1 : 0), c.Dead, c.Disc + (r.Disc ? 1 : 0));
         }
         // Dead nodes count in their own region's fraction only (only where it has tracked nodes: nothing else to fence),
         // not in the cell-wide brake figures, which stay about the nodes tracked now.
         if (deadRegions is not null)
             foreach (var region in deadRegions)
-                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1);
+                if (perRegion.TryGetValue(region, out var c)) perRegion[region] = (c.Total + 1, c.Away + 1, c.Dead + 1, c.Disc);
         List<string>? lost = null;
+        bool probed = false;
+        Dictionary<string, int>? staleByRegion = null;
         foreach (var (region, c) in perRegion)
         {
             if (c.Away - c.Dead == 0) continue;
@@ -660,13 +678,52 @@ public sealed class NodeLifecycleController : IDisposable
             // an operator's confirmation evicts (the brake's case); it only lifts the rate limit for a loss confined to one region.
             bool signal = c.Total >= _options.RegionLossMinNodes && c.Away >= _options.RegionLossFraction * c.Total
                 && outside > 0 && awayOutside < _options.MassSilenceFraction * outside && awayAll <= _options.MassSilenceFraction * total;
+            // A region lost by its connections closing is seen at once, and every other region's closes would be seen
+            // too. A region lost by lease expiry alone (a partition: the connections stay open, nothing closes) needs more
+            // evidence that it is not the first part of a cell-wide silence (the brake's case): leases expire spread over
+            // a heartbeat interval, so when the whole cell goes silent, one region whose agents happened to heartbeat
+            // early can be wholly expired while the others' leases still run. The rest of the cell must therefore be
+            // heard from *now* (within half a lease), not merely within its lease; after a cell-wide silence it is not.
+            bool byCloses = c.Disc > 0 && c.Disc >= _options.RegionLossFraction * (c.Total - c.Dead);
+            if (signal && !byCloses)
+            {
+                // Receive time for the nodes that look stale (as for leases): frames waiting behind a busy processing loop
+                // are not silence. Looked up once per tick, and only when a region is a lease-only candidate.
+                if (!probed)
+                {
+                    probed = true;
+                    staleByRegion = RefineStale(rows, freshTicks, out staleAll);
+                }
+                int staleOutside = staleAll - (staleByRegion!.TryGetValue(region, out int own) ? own : 0);
+                signal = staleOutside < _options.MassSilenceFraction * outside;
+            }
             if (confirmed || signal) (lost ??= new()).Add(region);
         }
         if (lost is null) return 0;
+        // A lost region's nodes whose leases still run but that have not been heard from within half a lease: in a
+        // partition these are the agents whose last heartbeat came just before the cut (their leases end within a
+        // heartbeat interval). Marked suspect now, so the replicas released below are not placed on them in the meantime
+        // (the region's requeued work would land there and be evicted again a moment later). Reversible: a heartbeat
+        // makes such a node schedulable again. Judged by receive time, like everything here.
+        List<NodeId>? quiet = null;
+        var quietProbe = InboundProbe;
+        foreach (var r in rows)
+            if (!r.Away && r.Stale && lost.Contains(r.Region)
+                && !(quietProbe?.Invoke(r.Node) is { } since && since.TotalSeconds * _time.TimestampFrequency < freshTicks))
+                (quiet ??= new()).Add(r.Node);
         var fenced = new List<NodeId>();
         lock (_lock)
         {
             long graceDue = long.MaxValue;
+            if (quiet is not null)
+                foreach (var node in quiet)
+                {
+                    // Re-checked under the lock that orders it against Renew.
+                    if (!_lastSeen.TryGetValue(node, out long seen) || now - seen < freshTicks || _suspect.Contains(node)) continue;
+                    if (_cell.Snapshot().TryGetNode(node, out var qv) != SnapshotRead.Ok || qv.Status != NodeStatus.Schedulable) continue;
+                    _suspect.Add(node);
+                    _cell.SetNodeStatus(node, NodeStatus.Down);
+                }
             foreach (var r in rows)
             {
                 if (!r.Away || !lost.Contains(r.Region)) continue;
@@ -715,6 +772,23 @@ public sealed class NodeLifecycleController : IDisposable
         }
         Requeue(allReleased);
         return fenced.Count;
+    }
+
+    // The lease-only signal's freshness count: tracked nodes not heard from within freshTicks (disconnected ones always
+    // count), by region, after the receive-time probe (outside the lock: it looks up the server's connections).
+    private Dictionary<string, int> RefineStale(List<(NodeId Node, string Region, bool Away, bool Disc, bool Stale)> rows, long freshTicks, out int staleAll)
+    {
+        var probe = InboundProbe;
+        var byRegion = new Dictionary<string, int>(StringComparer.Ordinal);
+        staleAll = 0;
+        foreach (var r in rows)
+        {
+            if (!r.Stale) continue;
+            if (!r.Disc && probe?.Invoke(r.Node) is { } since && since.TotalSeconds * _time.TimestampFrequency < freshTicks) continue;
+            staleAll++;
+            byRegion[r.Region] = (byRegion.TryGetValue(r.Region, out int n) ? n : 0) + 1;
+        }
+        return byRegion;
     }
 
     private void ReleaseAndRequeue(NodeId node)

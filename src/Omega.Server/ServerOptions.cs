@@ -48,7 +48,9 @@ public sealed class ServerOptions
     /// <summary>
     /// The regional signal (issue 13): when at least this fraction of a region's tracked nodes have lost their connection
     /// (or lease) and stayed away for <see cref="RegionLossGrace"/>, while the rest of the cell is not mass-silent, the region
-    /// is lost and its away nodes are evicted at once, without the <see cref="EvictionsPerSecond"/> limit. Default 0.8;
+    /// is lost and its away nodes are evicted at once, without the <see cref="EvictionsPerSecond"/> limit. A region away by
+    /// lease expiry alone (a partition: no connection closes) also needs most of the rest of the cell heard from within the
+    /// last half lease, which a cell-wide silence is not. Default 0.8;
     /// above 1 switches the signal off (operator confirmations still work).
     /// </summary>
     public double RegionLossFraction { get; set; } = 0.8;

@@ -95,6 +95,104 @@ public sealed class RegionalBudgetHostingTests
         }
     }
 
+    [Fact]
+    public async Task A_tenants_RegionalBudget_object_sets_its_global_budget_and_region_caps_which_its_status_reports_and_a_raised_cap_lets_pending_replicas_in()
+    {
+        // Issue 13, item 3: per-tenant budgets as durable objects (not one in-memory setting for every tenant). The host's
+        // default is 100 cores per tenant; shop's RegionalBudget sets 40 cores and caps us-east at 2 cores (4 replicas of
+        // 0.5 core): a fifth and sixth replica in us-east stay pending with the reason while eu-central goes on; the status
+        // shows the limit, the spend per region and the exhausted cap; raising the cap lets them in; a second object of the
+        // same tenant is a duplicate; deleting the object puts the host's default back.
+        int port = FreePort();
+        var config = new Dictionary<string, string?>
+        {
+            ["Omega:CellName"] = "regional-budget-objects",
+            ["Omega:InMemory"] = "true",
+            ["Omega:Listen"] = $"127.0.0.1:{port}",
+            ["Omega:Tenants:0"] = "shop",
+            ["Omega:RegionalBudgets:Enabled"] = "true",
+            ["Omega:RegionalBudgets:TenantCpuMillis"] = "100000",
+            ["Omega:RegionalBudgets:LeaseCpuMillis"] = "4000",
+            ["Omega:RegionalBudgets:LeaseTtl"] = "00:01:00",
+            ["Omega:RegionalBudgets:RenewEvery"] = "00:00:00.2",
+            ["Omega:RegionalBudgets:AcquireRetry"] = "00:00:00.2",
+        };
+        await using var east = Agent(port, "east-1", "us-east");
+        await using var west = Agent(port, "west-1", "eu-central");
+        using var host = TestHost.Build(config);
+        var runtime = host.Services.GetRequiredService<OmegaRuntime>();
+        await host.StartAsync();
+        try
+        {
+            await east.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            await west.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            var router = Assert.IsType<RegionalBudgetRouter>(runtime.RegionalBudgets);
+            string budget = RegionalBudgetRouter.BudgetOf("shop");
+            var created = await runtime.Objects.CreateAsync(new RegionalBudget
+            {
+                Metadata = new ObjectMeta { Name = "shop-budget", Tenant = "shop" },
+                Spec = new RegionalBudgetSpec { CpuMillis = 40_000, Regions = new() { ["us-east"] = 2_000 } },
+            });
+            Assert.True(created.IsOk, created.Message);
+            await TestHost.UntilAsync(() => Task.FromResult(ReadBudget(runtime, "shop-budget").Status.LimitMillis == 40_000), "the budget applied (status.limitMillis)", TimeSpan.FromSeconds(60));
+            Assert.Equal(40_000, router.Global.Get(budget).Limit);
+            var applied = Conditions.Find(ReadBudget(runtime, "shop-budget").Status.Conditions, "Applied");
+            Assert.Equal((ConditionStatus.True, "Applied"), (applied!.Status, applied.Reason));
+            // An invalid one is refused with the field named.
+            var bad = await runtime.Objects.CreateAsync(new RegionalBudget { Metadata = new ObjectMeta { Name = "bad", Tenant = "shop" }, Spec = new RegionalBudgetSpec { CpuMillis = 0 } });
+            Assert.Equal(ObjectStatus.Invalid, bad.Status);
+
+            await CreateAsync(runtime, "api-east", "us-east", 6);
+            await CreateAsync(runtime, "api-west", "eu-central", 6);
+            await UntilBoundAsync(runtime, "api-west", 6);
+            await UntilBoundAsync(runtime, "api-east", 4);
+            await TestHost.UntilAsync(() => Task.FromResult(Read(runtime, "api-east").Status.PendingReason is { } r && r.Contains("RegionalBudgetRegionCap", StringComparison.Ordinal)),
+                "api-east's fifth and sixth replicas pending on the region cap", TimeSpan.FromSeconds(60));
+            Assert.Equal(4, Bound(runtime, "api-east"));
+            await TestHost.UntilAsync(() => Task.FromResult(Conditions.Find(ReadBudget(runtime, "shop-budget").Status.Conditions, "Exhausted") is { Status: ConditionStatus.True }),
+                "the status reports the us-east cap reached", TimeSpan.FromSeconds(60));
+            var status = ReadBudget(runtime, "shop-budget").Status;
+            var eastRow = Assert.Single(status.Regions, r => r.Region == "us-east");
+            Assert.Equal((2_000L, (long?)2_000, true), (eastRow.SpentMillis, eastRow.CapMillis, eastRow.Exhausted));
+            Assert.True(eastRow.RefusedByCap > 0);
+            var westRow = Assert.Single(status.Regions, r => r.Region == "eu-central");
+            Assert.Equal((3_000L, (long?)null, false), (westRow.SpentMillis, westRow.CapMillis, westRow.Exhausted));
+            Assert.Equal(5_000, status.InUseMillis);
+            AssertAllIn(runtime, "api-east", "us-east");
+
+            // A second object for the same tenant is not in effect.
+            var dup = await runtime.Objects.CreateAsync(new RegionalBudget { Metadata = new ObjectMeta { Name = "shop-second", Tenant = "shop" }, Spec = new RegionalBudgetSpec { CpuMillis = 1_000 } });
+            Assert.True(dup.IsOk, dup.Message);
+            await TestHost.UntilAsync(() => Task.FromResult(Conditions.Find(ReadBudget(runtime, "shop-second").Status.Conditions, "Applied") is { Status: ConditionStatus.False, Reason: "Duplicate" }),
+                "the second object reports Duplicate", TimeSpan.FromSeconds(60));
+            Assert.Equal(40_000, router.Global.Get(budget).Limit);
+            Assert.True((await runtime.Objects.DeleteAsync(new ObjectKey(RegionalBudget.KindName, "shop", "shop-second"))).IsOk);
+
+            // The operator raises the cap: the pending replicas get in, in us-east.
+            for (int attempt = 0; ; attempt++)
+            {
+                var b = ReadBudget(runtime, "shop-budget");
+                b.Spec.Regions["us-east"] = 3_000;
+                var u = await runtime.Objects.UpdateAsync(b);
+                if (u.IsOk) break;
+                Assert.True(attempt < 50, u.Message);
+            }
+            await UntilBoundAsync(runtime, "api-east", 6);
+            AssertAllIn(runtime, "api-east", "us-east");
+
+            // Deleted: the host's default budget is back (and no cap).
+            Assert.True((await runtime.Objects.DeleteAsync(new ObjectKey(RegionalBudget.KindName, "shop", "shop-budget"))).IsOk);
+            await TestHost.UntilAsync(() => Task.FromResult(router.Global.Get(budget).Limit == 100_000), "the default budget back after the delete", TimeSpan.FromSeconds(60));
+            Assert.Empty(runtime.Cell.Audit());
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    private static RegionalBudget ReadBudget(OmegaRuntime r, string name) => Assert.IsType<RegionalBudget>(r.Objects.Get(new ObjectKey(RegionalBudget.KindName, "shop", name)).Object);
+
     private static AgentClient Agent(int port, string name, string region) => new(new AgentOptions
     {
         Server = new IPEndPoint(IPAddress.Loopback, port), NodeName = name, Region = region, Capacity = ResourceVector.FromCoresAndGiB(8, 32), Seed = 13,

@@ -207,6 +207,36 @@ internal static class DrillStages
             await Task.Delay(100, cancel).ConfigureAwait(false);
         }
         double took = sw.Elapsed.TotalSeconds;
+        // The agents' running sets and the server's bindings are two views read at different moments: a task the server
+        // released a moment ago (preempted, retired, or a Run/Stop pair of the partition still being replayed down the
+        // resumed binding stream) is still running on its agent until the stop arrives, milliseconds later. One loaded
+        // 3 × 300 run reported such a task as "bound nowhere" once (round 9, never reproduced; two 3 × 300 runs after the
+        // regional-signal change showed none). A violation is what persists: a mismatch is looked at again every 250 ms
+        // and counts only if the agent still runs the task and the server still does not bind it there after 5 s;
+        // the ones that resolved are reported as transient.
+        var suspects = await MismatchesAsync(client, agents, null, cancel).ConfigureAwait(false);
+        int firstSeen = suspects.Mismatches.Count, running = suspects.Running;
+        var settle = Stopwatch.StartNew();
+        while (suspects.Mismatches.Count > 0 && settle.Elapsed.TotalSeconds < 5)
+        {
+            await Task.Delay(250, cancel).ConfigureAwait(false);
+            suspects = await MismatchesAsync(client, agents, suspects.Mismatches, cancel).ConfigureAwait(false);
+        }
+        long dropped = 0;
+        foreach (var a in agents) dropped += a.ReconciledStops;
+        foreach (var (node, key, at) in suspects.Mismatches)
+            violations.Add($"after the heal agent {node} of {lost} runs {key}, which the server binds {(at is null ? "nowhere" : "on " + at)} (still after 5 s)");
+        int elsewhere = suspects.Mismatches.Count, transient = firstSeen - elsewhere;
+        CheckRunning(fleets, breakdown, limits, violations);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"healed: {agents.Count} agents of {lost} reconnected and reconciled in {took:0.0} s; they had fenced {fences} times; {dropped} tasks stopped at re-registration (the server said their binding was gone); {running} tasks running on them now, {elsewhere} of them bound elsewhere ({transient} more mismatched for a moment: a stop in flight)");
+    }
+
+    // Tasks running on the healed agents that the server does not bind to that agent's node: (node, task, where the server
+    // binds it or null). With `only` set, just those are looked at again (same node, same task).
+    private static async Task<(List<(string Node, string Task, string? At)> Mismatches, int Running)> MismatchesAsync(Omega.Agent.ControlClient client,
+        List<Omega.Agent.AgentClient> agents, List<(string Node, string Task, string? At)>? only, CancellationToken cancel)
+    {
         var (total, lines) = await client.InspectAsync(Omega.Protocol.InspectTarget.Allocations, 10_000, cancel).ConfigureAwait(false);
         var boundOn = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var l in lines)
@@ -215,25 +245,25 @@ internal static class DrillStages
             if (p.Length > 1) boundOn[p[0]] = p[1];
         }
         bool complete = total <= lines.Count;
-        long dropped = 0;
-        int running = 0, elsewhere = 0;
+        HashSet<(string, string)>? wanted = null;
+        if (only is not null)
+        {
+            wanted = new();
+            foreach (var (n, t, _) in only) wanted.Add((n, t));
+        }
+        var found = new List<(string, string, string?)>();
+        int running = 0;
         foreach (var a in agents)
         {
-            dropped += a.ReconciledStops;
             string node = $"n{a.NodeId}";
             foreach (var task in a.RunningTasks.Keys)
             {
                 running++;
                 string key = task.ToString();
-                if (boundOn.TryGetValue(key, out var at) ? at != node : complete)
-                {
-                    elsewhere++;
-                    violations.Add($"after the heal agent {node} of {lost} runs {key}, which the server binds {(at is null ? "nowhere" : "on " + at)}");
-                }
+                if (wanted is not null && !wanted.Contains((node, key))) continue;
+                if (boundOn.TryGetValue(key, out var at) ? at != node : complete) found.Add((node, key, at));
             }
         }
-        CheckRunning(fleets, breakdown, limits, violations);
-        return string.Create(CultureInfo.InvariantCulture,
-            $"healed: {agents.Count} agents of {lost} reconnected and reconciled in {took:0.0} s; they had fenced {fences} times; {dropped} tasks stopped at re-registration (the server said their binding was gone); {running} tasks running on them now, {elsewhere} of them bound elsewhere");
+        return (found, running);
     }
 }

@@ -59,6 +59,8 @@ internal static class ResourceCommands
         ["nodepool"] = new(NodePool.KindName, Listing.None, "nodepool"),
         ["recoverybudgets"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
         ["recoverybudget"] = new(RecoveryBudget.KindName, Listing.None, "recoverybudget"),
+        ["regionalbudgets"] = new(RegionalBudget.KindName, Listing.None, "regionalbudget"),
+        ["regionalbudget"] = new(RegionalBudget.KindName, Listing.None, "regionalbudget"),
         ["nodes"] = new("", Listing.Nodes, "node"),
         ["node"] = new("", Listing.Nodes, "node"),
         ["jobs"] = new("", Listing.Jobs, "job"),
@@ -67,7 +69,7 @@ internal static class ResourceCommands
         ["tenant"] = new("", Listing.Tenants, "tenant"),
     };
 
-    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, overrides, nodepools, recoverybudgets, nodes, jobs, tenants";
+    private const string ResourceNames = "workloads, bindings, requests, reservations, policies, quotas, overrides, nodepools, recoverybudgets, regionalbudgets, nodes, jobs, tenants";
 
     private static Option<string> TenantOption() => new("--tenant") { Description = "The object's tenant (its namespace; empty for policies).", DefaultValueFactory = _ => Omega.Cells.Cell.DefaultTenantName };
 

@@ -38,10 +38,13 @@ internal static class ServeCommand
         var replica = new Option<string?>("--replica") { Description = "With --etcd: this replica's unique name." };
         var advertise = new Option<string?>("--advertise") { Description = "With --etcd: the HOST:PORT clients reach this replica at (published while it leads)." };
         var haCluster = new Option<string?>("--ha-cluster") { Description = "With --etcd: the replicated cell's name in etcd (keys under /omega/NAME/; default 'default')." };
+        // drill13 (issue 13): seed 004's regional schedulers on budget leases (Omega:RegionalBudgets), with the tenants'
+        // budgets as RegionalBudget objects (omega apply / get regionalbudgets).
+        var regionalBudgets = new Option<bool>("--regional-budgets") { Description = "Route replicas that require a region through that region's scheduler, spending a lease on the tenant's budget (RegionalBudget objects; docs/control-plane.md)." };
         var cmd = new Command("serve", "Run the engine with its TCP server (node agents and external schedulers) on a FASTER-durable cell.")
         {
             listen, data, inMemory, batchWorkers, serviceWorkers, metricsPort, tenants, nodeLease, tlsCert, tlsKey, clientCa, insecure, noAuth, adminTokenFile, http,
-            etcd, replica, advertise, haCluster,
+            etcd, replica, advertise, haCluster, regionalBudgets,
         };
         cmd.SetAction(async (r, cancel) =>
         {
@@ -122,6 +125,7 @@ internal static class ServeCommand
                 o.BatchWorkers = r.GetValue(batchWorkers);
                 o.ServiceWorkers = r.GetValue(serviceWorkers);
                 o.Server.NodeLease = TimeSpan.FromSeconds(r.GetValue(nodeLease));
+                o.RegionalBudgets.Enabled = r.GetValue(regionalBudgets);
                 foreach (var t in r.GetValue(tenants) ?? []) o.Tenants.Add(t);
                 // Secure by default: a certificate given, or else a self-signed one; plaintext only when asked for.
                 o.Tls.Mode = r.GetValue(insecure) ? OmegaTlsMode.Plaintext : r.GetValue(tlsCert) is not null ? OmegaTlsMode.Certificate : OmegaTlsMode.SelfSigned;

@@ -51,7 +51,11 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
     private readonly TimeProvider _time;
     private readonly RegionalBudgetRouterOptions _options;
     private readonly ConcurrentDictionary<(string Region, string Tenant), Regional> _regions = new();
-    private readonly ConcurrentDictionary<JobId, (BudgetLease Lease, long Cost)> _spends = new();
+    private readonly ConcurrentDictionary<JobId, (BudgetLease Lease, long Cost, Regional Region)> _spends = new();
+    // Tenant → its applied RegionalBudget object's per-region caps (issue 13: durable per-tenant budgets). Absent: the
+    // tenant runs on RegionalBudgetRouterOptions.TenantCpuMillis with no caps. Replaced whole (never mutated), so the
+    // per-replica path reads it without a lock.
+    private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, long>> _caps = new(StringComparer.Ordinal);
     private long _refused;
 
     private sealed class Regional(RegionalBudgetScheduler scheduler)
@@ -59,6 +63,8 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
         public readonly RegionalBudgetScheduler Scheduler = scheduler;
         public readonly Lock Gate = new();
         public DateTimeOffset NextAcquire;
+        // CPU of the replicas this region admitted for the tenant and not yet released, and counters (guarded by Gate).
+        public long Spent, Admitted, RefusedByCap;
     }
 
     /// <summary>A router over a new <see cref="GlobalBudgetController"/> on <paramref name="time"/>, admitting into <paramref name="engine"/>.</summary>
@@ -98,16 +104,30 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
             var r = _regions.GetOrAdd((region, origin.Tenant), Create);
             RegionalSubmitStatus s;
             BudgetLease? lease;
+            long cost = job.PerTask.CpuMillis * job.TaskCount;
+            long? cap = _caps.TryGetValue(origin.Tenant, out var caps) && caps.TryGetValue(region, out long c) ? c : null;
             // One submit per region at a time: a new lease returns the held one, and a spend racing that return would land
-            // on a settled lease and be lost from the accounts (the regional scheduler leaves that to its caller).
+            // on a settled lease and be lost from the accounts (the regional scheduler leaves that to its caller). The cap
+            // is checked under the same lock, so two replicas cannot both take its last room.
             lock (r.Gate)
             {
-                EnsureLeaseLocked(r, job.PerTask.CpuMillis * job.TaskCount);
+                if (cap is { } limit && r.Spent + cost > limit)
+                {
+                    r.RefusedByCap++;
+                    reason ??= $"RegionalBudgetRegionCap: {region} holds {r.Spent} of its {limit} millicore cap for tenant {origin.Tenant}";
+                    continue;
+                }
+                EnsureLeaseLocked(r, cost);
                 s = r.Scheduler.Submit(job, schedulerKind, out lease);
+                if (s == RegionalSubmitStatus.Accepted)
+                {
+                    r.Spent += cost;
+                    r.Admitted++;
+                }
             }
             if (s == RegionalSubmitStatus.Accepted)
             {
-                _spends[job.Id] = (lease!, job.PerTask.CpuMillis * job.TaskCount);
+                _spends[job.Id] = (lease!, cost, r);
                 return new ReplicaRoute(ReplicaRouteStatus.Accepted, null);
             }
             reason ??= $"RegionalBudget{s}: the regional scheduler of {region} did not admit the replica";
@@ -119,7 +139,63 @@ public sealed class RegionalBudgetRouter : IReplicaRouter
     /// <inheritdoc/>
     public void Released(JobId job)
     {
-        if (_spends.TryRemove(job, out var spend)) Global.ReleaseSpend(spend.Lease, spend.Cost);
+        if (!_spends.TryRemove(job, out var spend)) return;
+        Global.ReleaseSpend(spend.Lease, spend.Cost);
+        lock (spend.Region.Gate) spend.Region.Spent -= spend.Cost;
+    }
+
+    /// <summary>
+    /// Applies a tenant's durable budget (a <see cref="RegionalBudget"/> object): its global budget's limit becomes
+    /// <paramref name="cpuMillis"/> (a lower limit than what the regions hold withholds new grants until spends end; a
+    /// lease already granted stays spendable until it ends), and each region in <paramref name="regionCaps"/> may hold at
+    /// most that much CPU of admitted replicas for the tenant (checked per replica by the region's scheduler, locally).
+    /// </summary>
+    public void SetTenantBudget(string tenant, long cpuMillis, IReadOnlyDictionary<string, long>? regionCaps)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tenant);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cpuMillis);
+        _caps[tenant] = regionCaps is null ? new Dictionary<string, long>(StringComparer.Ordinal) : new Dictionary<string, long>(regionCaps, StringComparer.Ordinal);
+        Global.SetLimit(BudgetOf(tenant), cpuMillis);
+    }
+
+    /// <summary>Withdraws a tenant's durable budget: back to <see cref="RegionalBudgetRouterOptions.TenantCpuMillis"/> and no caps.</summary>
+    public void ClearTenantBudget(string tenant)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tenant);
+        if (!_caps.TryRemove(tenant, out _)) return;
+        Global.SetLimit(BudgetOf(tenant), _options.TenantCpuMillis);
+    }
+
+    /// <summary>
+    /// Per region of <paramref name="tenant"/> that has a scheduler or a cap: its cap, what its admitted replicas hold, its
+    /// current lease's amount and its counters, ordered by region (a regional budget's status).
+    /// </summary>
+    public List<RegionalBudgetRegionStatus> RegionsOf(string tenant)
+    {
+        var rows = new SortedDictionary<string, RegionalBudgetRegionStatus>(StringComparer.Ordinal);
+        _caps.TryGetValue(tenant, out var caps);
+        foreach (var ((region, t), r) in _regions)
+        {
+            if (!string.Equals(t, tenant, StringComparison.Ordinal)) continue;
+            var row = new RegionalBudgetRegionStatus { Region = region };
+            lock (r.Gate)
+            {
+                row.SpentMillis = r.Spent;
+                row.Admitted = r.Admitted;
+                row.RefusedByCap = r.RefusedByCap;
+            }
+            var lease = r.Scheduler.Lease;
+            row.LeaseMillis = lease is null || lease.Settled ? 0 : lease.Amount;
+            rows[region] = row;
+        }
+        if (caps is not null)
+            foreach (var (region, cap) in caps)
+            {
+                if (!rows.TryGetValue(region, out var row)) rows[region] = row = new RegionalBudgetRegionStatus { Region = region };
+                row.CapMillis = cap;
+                row.Exhausted = row.SpentMillis >= cap;
+            }
+        return new List<RegionalBudgetRegionStatus>(rows.Values);
     }
 
     /// <summary>
