@@ -109,19 +109,23 @@ internal sealed class TaskTable
     }
 
     /// <summary>Adds <paramref name="task"/> → <paramref name="node"/>; false (and no change) if the task is present.</summary>
-    public bool TryAdd(TaskId task, NodeId node) => Put(task, node, overwrite: false);
+    public bool TryAdd(TaskId task, NodeId node) => Upsert(task, node, overwrite: false) == 0;
 
     /// <summary>Adds or replaces <paramref name="task"/>'s entry.</summary>
     public NodeId this[TaskId task]
     {
-        set => Put(task, value, overwrite: true);
+        set => Upsert(task, value, overwrite: true);
     }
 
     /// <summary>
     /// Adds or replaces <paramref name="task"/>'s entry in one probe and returns the node it replaced + 1, or 0 when the task
     /// was not in the table (recovery's upsert: a lookup and a store in one pass over the probe run).
     /// </summary>
-    public int Exchange(TaskId task, NodeId node)
+    public int Exchange(TaskId task, NodeId node) => Upsert(task, node, overwrite: true);
+
+    // The one probe loop for adds and replacements: returns the entry's previous NodePlusOne (0 when the task was absent
+    // and is now added). With overwrite false an existing entry is left as it is.
+    private int Upsert(TaskId task, NodeId node, bool overwrite)
     {
         if ((uint)node.Value >= int.MaxValue) throw new ArgumentOutOfRangeException(nameof(node), node, "negative node id");
         if (_count >= _growAt) Resize(_entries.Length * 2);
@@ -144,38 +148,8 @@ internal sealed class TaskTable
             if (x.Job == job && x.Index == index)
             {
                 int previous = x.NodePlusOne;
-                x.NodePlusOne = node.Value + 1;
+                if (overwrite) x.NodePlusOne = node.Value + 1;
                 return previous;
-            }
-            s = (s + 1) & mask;
-        }
-    }
-
-    private bool Put(TaskId task, NodeId node, bool overwrite)
-    {
-        if ((uint)node.Value >= int.MaxValue) throw new ArgumentOutOfRangeException(nameof(node), node, "negative node id");
-        if (_count >= _growAt) Resize(_entries.Length * 2);
-        var e = _entries;
-        int mask = e.Length - 1;
-        long job = task.Job.Value;
-        int index = task.Index;
-        int s = Hash(job, index) & mask;
-        while (true)
-        {
-            ref Entry x = ref e[s];
-            if (x.NodePlusOne == 0)
-            {
-                x.Job = job;
-                x.Index = index;
-                x.NodePlusOne = node.Value + 1;
-                _count++;
-                return true;
-            }
-            if (x.Job == job && x.Index == index)
-            {
-                if (!overwrite) return false;
-                x.NodePlusOne = node.Value + 1;
-                return true;
             }
             s = (s + 1) & mask;
         }
