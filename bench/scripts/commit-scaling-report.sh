@@ -24,6 +24,7 @@
 #
 # Usage: bench/scripts/commit-scaling-report.sh OUTPUT_DIR [BASELINE] [reps] [seconds]
 #   COMMIT_SCALING_BDN=0 in the environment skips part 4 (the BenchmarkDotNet decision cost), e.g. for a striped-path-only run.
+#   COMMIT_SCALING_ONLY_BDN=1 runs part 4 alone (both builds), e.g. after a quiet throughput/sched run made without it.
 #   BASELINE: a git ref of this repository (default 704a577, main before issue 14), exported with `git archive` into a
 #             temp dir and built there; or a directory holding an already built Omega.Benchmarks.dll; or "none".
 # Example: bench/scripts/commit-scaling-report.sh perf-reports/2026-12-06-commit-scaling/run-1 704a577 5 3
@@ -82,7 +83,8 @@ bdn() { # NAME DLL
   rm -rf "$artifacts"
 }
 
-for ((rep = 1; rep <= reps; rep++)); do
+only_bdn=${COMMIT_SCALING_ONLY_BDN:-0}
+for ((rep = 1; rep <= reps && only_bdn != 1; rep++)); do
   # ABBA order: neither build always runs first (a falling load average or a warming CPU favours the later one).
   if [[ -z "$base_dll" ]]; then
     one_rep current "$current" "$rep"
@@ -92,8 +94,10 @@ for ((rep = 1; rep <= reps; rep++)); do
     one_rep baseline "$base_dll" "$rep"; one_rep current "$current" "$rep"
   fi
 done
-echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
-dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
+if [[ "$only_bdn" != 1 ]]; then
+  echo "== placement floor ($(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/machine.txt"
+  dotnet "$current" floor --seconds "$seconds" --reps "$reps" | tee "$out/floor.txt"
+fi
 if [[ "${COMMIT_SCALING_BDN:-1}" != 0 ]]; then
   bdn current "$current"
   [[ -n "$base_dll" ]] && bdn baseline "$base_dll"

@@ -68,9 +68,13 @@ public sealed class AgentOptions
     /// Heartbeat, on <see cref="Time"/>; the margin covers its own check running late on a loaded host) stops serving: every running task is handed to <see cref="OnBinding"/> as a <see cref="Protocol.BindingKind.Stop"/> with
     /// <see cref="AgentBinding.Version"/> −1, because the server declares the node lost at that moment at the earliest
     /// and may re-place its replicas. On the next registration the agent reconciles each fenced task with the server
-    /// (a TaskReport Running): still bound → served again (a Run with version −1); replaced → dropped. Default false.
+    /// (a TaskReport Running): still bound → served again (a Run with version −1); replaced → dropped. Default true:
+    /// the partition guarantee (never more replicas serving than the server has bound) holds with the shipped defaults.
+    /// The price is that a control-plane outage longer than a lease (no HA, a slow restart) stops the tasks until the
+    /// agent registers again; set false for an agent whose tasks must keep running through such an outage and may
+    /// briefly serve beside their replacements during a partition (docs/control-plane.md, "Partitions").
     /// </summary>
-    public bool FenceOnLeaseLoss { get; init; }
+    public bool FenceOnLeaseLoss { get; init; } = true;
 
     /// <summary>First reconnect delay; doubles per failed attempt up to <see cref="ReconnectMax"/>, with full jitter.</summary>
     public TimeSpan ReconnectBase { get; init; } = TimeSpan.FromMilliseconds(50);

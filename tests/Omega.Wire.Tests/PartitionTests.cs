@@ -114,7 +114,8 @@ public sealed class PartitionTests(ITestOutputHelper output)
             var a = new ServingAgent();
             a.Client = new AgentClient(new AgentOptions
             {
-                Server = via, NodeName = name, Capacity = Shape, FailureDomain = name, FenceOnLeaseLoss = true, OnBinding = a.OnBinding,
+                // FenceOnLeaseLoss is left at its default: the partition guarantee must hold with the shipped defaults.
+                Server = via, NodeName = name, Capacity = Shape, FailureDomain = name, OnBinding = a.OnBinding,
                 ReconnectBase = TimeSpan.FromMilliseconds(50), ReconnectMax = TimeSpan.FromMilliseconds(200),
             });
             return a;

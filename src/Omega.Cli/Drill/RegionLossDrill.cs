@@ -118,7 +118,7 @@ internal static class RegionLossDrill
         bool partition = o.Mode == "partition";
         await using var relay = partition ? new Omega.Transport.PartitionRelay(endpoint) : null;
         var breakdown = new RecoveryBreakdown();
-        if (partition) Console.WriteLine($"  mode partition: {lost}'s agents connect through a relay on {relay!.EndPoint} that will drop every byte both ways without closing (agents fence on lease loss)");
+        if (partition) Console.WriteLine($"  mode partition: {lost}'s agents connect through a relay on {relay!.EndPoint} that will drop every byte both ways without closing (agents fence on lease loss, the shipped default)");
         var children = new List<(string Region, ChildProcess Process)>();
         try
         {
@@ -138,7 +138,6 @@ internal static class RegionLossDrill
                     {
                         TracePriority = CriticalPriority,
                         Trace = (kind, task, ts) => breakdown.Record(kind, region, task, ts),
-                        FenceOnLeaseLoss = partition,
                     };
                     fleets.Add((names[i], fleet));
                     await fleet.StartAsync(cancel).ConfigureAwait(false);
@@ -149,7 +148,7 @@ internal static class RegionLossDrill
                 {
                     int n = Math.Min(per, left);
                     children.Add((names[i], ChildProcess.Start($"agents {names[i]}/{p}", ["agents", "--connect", (partition && i == 0 ? relay!.EndPoint : endpoint).ToString(), "--count", n.ToString(ci),
-                        "--trace-priority", CriticalPriority.ToString(ci), .. (partition ? (string[])["--fence-on-lease-loss"] : []),
+                        "--trace-priority", CriticalPriority.ToString(ci),
                         "--cores", o.Cores.ToString(ci), "--memory-gib", o.MemoryGiB.ToString(ci), "--racks", "4", "--task-seconds", "3",
                         "--name-prefix", $"{names[i]}-p{p}", "--seed", (o.Seed + i * 100_003 + p).ToString(ci), "--region", names[i], "--zones", "3",
                         "--batch-priority", BatchPriority.ToString(ci), "--ready-seconds", o.ReadySeconds.ToString(ci), "--insecure"])));

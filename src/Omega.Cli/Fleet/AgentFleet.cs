@@ -71,8 +71,8 @@ internal sealed class AgentFleet : IAsyncDisposable
     /// <summary>Called with ("bound" or "ready", the task, <see cref="Stopwatch.GetTimestamp"/> then) for traced tasks; must not block.</summary>
     public Action<string, TaskId, long>? Trace { get; init; }
 
-    /// <summary>Whether the agents fence themselves when their lease is not renewed in time (<see cref="AgentOptions.FenceOnLeaseLoss"/>).</summary>
-    public bool FenceOnLeaseLoss { get; init; }
+    /// <summary>Whether the agents fence themselves when their lease is not renewed in time (<see cref="AgentOptions.FenceOnLeaseLoss"/>, default true).</summary>
+    public bool FenceOnLeaseLoss { get; init; } = true;
 
     // Traced tasks (few: the critical ones), to trace their ready reports too. Guarded by _dueLock.
     private readonly HashSet<TaskId> _traced = new();

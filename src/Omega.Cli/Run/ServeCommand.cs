@@ -282,7 +282,7 @@ internal static class ServeCommand
         var batchPriority = new Option<int?>("--batch-priority") { Description = "Workload replicas run until stopped, except those of this priority (batch), which run --task-seconds on average." };
         var readySeconds = new Option<double>("--ready-seconds") { Description = "Seconds from a task's binding to its ready report (start + readiness).", DefaultValueFactory = _ => 0.2 };
         var tracePriority = new Option<int?>("--trace-priority") { Description = "Print 'trace bound|ready REGION TASK STOPWATCH-TIMESTAMP' for each binding of this priority as it arrives and each ready report as it is sent (the region drill's recovery breakdown)." };
-        var fence = new Option<bool>("--fence-on-lease-loss") { Description = "Agents stop their tasks when their lease is not renewed in time, and reconcile them with the server when they reconnect (partitions)." };
+        var fence = new Option<bool>("--fence-on-lease-loss") { Description = "Agents stop their tasks when their lease is not renewed in time, and reconcile them with the server when they reconnect (partitions). On by default; '--fence-on-lease-loss false' keeps tasks running through a control-plane outage longer than a lease, at the price of serving beside replacements during a partition.", DefaultValueFactory = _ => true };
         var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
         {
             connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds, tracePriority, fence,
