@@ -10,6 +10,8 @@ using Omega.Storage;
 //   throughput  — claims/s on the in-memory path, on the journaled path (commit returns, durability not awaited),
 //                 acknowledged after durability (pipelined submitters + an ack observer: ack latency p50/p99),
 //                 and raw FasterLog enqueue+commit of same-sized entries;
+//   commitlat   — the disk's floor under a durable acknowledgement: raw FasterLog, one thread, enqueue then a
+//                 commit that waits until it is on disk, closed loop; latency p50/p99/p99.9 per batch size;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
 // Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
 //   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
@@ -26,6 +28,9 @@ switch (args.FirstOrDefault())
     case "throughput":
         Throughput.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
         return 0;
+    case "commitlat":
+        CommitLatency.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
+        return 0;
     case "cellmem":
         CellMemory.Run(long.Parse(opts.TryGetValue("allocations", out var cm) ? cm : "1000000", CultureInfo.InvariantCulture));
         return 0;
@@ -34,7 +39,7 @@ switch (args.FirstOrDefault())
             opts.TryGetValue("phase", out var ph) ? ph : "all", opts.TryGetValue("full-scan", out var fs) && fs == "1");
         return 0;
     default:
-        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open] [--full-scan 1] | cellmem --allocations N");
+        Console.Error.WriteLine("usage: Omega.StorageBench throughput [--seconds S] [--repeats R] [--dir D] | commitlat [--seconds S] [--repeats R] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open] [--full-scan 1] | cellmem --allocations N");
         return 2;
 }
 
@@ -500,5 +505,48 @@ internal static class CellMemory
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"CELLMEM bindings={cell.AllocationCount} managed_delta_mib={(after - before) >> 20} bytes_per_binding={(after - before) / Math.Max(1, cell.AllocationCount)} working_set_mib={Environment.WorkingSet >> 20}"));
         GC.KeepAlive(cell);
+    }
+}
+
+/// <summary>
+/// The floor a durable acknowledgement cannot go below on this disk (issue 15's closed-loop ack p99 ≤ 2 ms): raw
+/// FasterLog on the same device settings as the store, one thread, closed loop — enqueue a batch of 88-byte entries,
+/// then a commit that returns only once FasterLog reports it durable. No Omega code runs, so the latency is FasterLog's
+/// commit (its page flush and the commit record's write and flush) on this disk. Batch 1 is one acknowledgement per
+/// commit; larger batches mirror the group commit, which makes one commit for every claim that arrived meanwhile.
+/// </summary>
+internal static class CommitLatency
+{
+    public static void Run(string root, TimeSpan duration, int repeats)
+    {
+        Console.WriteLine($"raw FasterLog commit latency, closed loop, one thread, {duration.TotalSeconds:F0} s per case, {repeats} repeats");
+        foreach (int batch in new[] { 1, 64, 512 })
+        {
+            for (int r = 1; r <= repeats; r++)
+            {
+                string dir = Path.Combine(root, "commitlat");
+                Setup.Clean(dir);
+                Directory.CreateDirectory(dir);
+                var lat = new List<double>(1 << 16);
+                using (var device = Devices.CreateLogDevice(Path.Combine(dir, "raw.log"), preallocateFile: false, deleteOnClose: true))
+                using (var log = new FasterLog(new FasterLogSettings { LogDevice = device, PageSizeBits = 22, MemorySizeBits = 26, SegmentSizeBits = 30, LogCommitDir = Path.Combine(dir, "commits") }))
+                {
+                    var entry = new byte[88];
+                    long stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+                    while (Stopwatch.GetTimestamp() < stopAt)
+                    {
+                        long t0 = Stopwatch.GetTimestamp();
+                        for (int i = 0; i < batch; i++) log.Enqueue(entry);
+                        log.Commit(spinWait: true);
+                        lat.Add((Stopwatch.GetTimestamp() - t0) * 1000.0 / Stopwatch.Frequency);
+                    }
+                }
+                Setup.Clean(dir);
+                lat.Sort();
+                double P(double q) => lat[Math.Min(lat.Count - 1, (int)(q * lat.Count))];
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"COMMITLAT batch={batch} repeat={r} commits={lat.Count} commits_per_s={lat.Count / duration.TotalSeconds:F0} p50_ms={P(0.50):F3} p99_ms={P(0.99):F3} p999_ms={P(0.999):F3} max_ms={lat[^1]:F3}"));
+            }
+        }
     }
 }
