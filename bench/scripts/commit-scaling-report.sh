@@ -51,7 +51,7 @@ base_dll=""
 tmp=""
 if [[ "$baseline" != "none" ]]; then
   if [[ -d "$baseline" ]]; then
-    base_dll=$(find "$baseline" -name Omega.Benchmarks.dll -path '*Release*' | head -1)
+    base_dll=$(find "$baseline" -name Omega.Benchmarks.dll -path '*bin/Release*' | head -1)
   else
     tmp=$(mktemp -d)
     echo "building baseline $baseline in $tmp" | tee -a "$out/machine.txt"
