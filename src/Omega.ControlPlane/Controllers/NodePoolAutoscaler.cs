@@ -12,7 +12,7 @@ public enum PendingClass
     /// <summary>The tenant's quota refuses it: more nodes would not help (an emergency quota might).</summary>
     Quota = 1,
 
-    /// <summary>Labels, taints, anti-affinity or schedulability: the nodes exist but the workload may not go there.</summary>
+    /// <summary>Labels, taints, anti-affinity, residency, region avoidance or schedulability: the nodes exist but the workload may not go there.</summary>
     Constraint = 2,
 
     /// <summary>Commit conflicts or a full queue: contention, not capacity.</summary>
@@ -35,7 +35,9 @@ public static class PendingReasons
         if (reason.Contains("0 of 0 nodes considered", StringComparison.Ordinal)) return PendingClass.Capacity;
         if (reason.Contains("QuotaExceeded", StringComparison.Ordinal) || reason.Contains("quota", StringComparison.OrdinalIgnoreCase)) return PendingClass.Quota;
         if (reason.Contains("LabelMismatch", StringComparison.Ordinal) || reason.Contains("TaintNotTolerated", StringComparison.Ordinal)
-            || reason.Contains("AntiAffinity", StringComparison.Ordinal) || reason.Contains("NodeUnschedulable", StringComparison.Ordinal)) return PendingClass.Constraint;
+            || reason.Contains("AntiAffinity", StringComparison.Ordinal) || reason.Contains("NodeUnschedulable", StringComparison.Ordinal)
+            // Residency and region avoidance (issue 13) are placement constraints too: they fell through to Other before.
+            || reason.Contains("ResidencyViolation", StringComparison.Ordinal) || reason.Contains("RegionAvoided", StringComparison.Ordinal)) return PendingClass.Constraint;
         if (reason.Contains("conflict", StringComparison.OrdinalIgnoreCase) || reason.Contains("queue", StringComparison.OrdinalIgnoreCase)) return PendingClass.Contention;
         return PendingClass.Other;
     }
