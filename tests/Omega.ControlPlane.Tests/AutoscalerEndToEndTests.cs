@@ -118,18 +118,20 @@ public sealed class AutoscalerEndToEndTests
         pool.Spec.MaxScaleUpPerStep = 2;
         Assert.True((await rig.Store.CreateAsync(pool)).IsOk);
 
-        // 20 one-core replicas on 8 cores: 12 wait for capacity. 3 replicas that must live in r9, where no node is and
-        // no node of the pool will ever be: they wait for a reason capacity cannot fix.
+        // 20 one-core replicas on 8 cores: 12 wait for capacity.
         Assert.True((await rig.Store.CreateAsync(Objects.Workload("needs-room", replicas: 20))).IsOk);
+        Assert.True(await rig.RunUntil(() => rig.Get("needs-room").Status is { Bound: 8, PendingReason: not null }), "8 bound, the rest parked with a reason");
+        Assert.Equal(PendingClass.Capacity, PendingReasons.Classify(rig.Get("needs-room").Status.PendingReason!));
+        // 3 replicas that must live in r9, where no node is and no node of the pool will ever be. The engine names the
+        // first filter that rejected each node, and the resource fit runs before residency: on the full r1 nodes their
+        // reason reads like capacity. The autoscaler must still not grow the pool for them.
         var resident = Objects.Workload("resident", replicas: 3);
         resident.Spec.Topology.RequiredRegions = ["r9"];
         Assert.True((await rig.Store.CreateAsync(resident)).IsOk);
-        Assert.True(await rig.RunUntil(() => rig.Get("needs-room").Status is { Bound: 8, PendingReason: not null } && rig.Get("resident").Status.PendingReason is not null),
-            "8 bound and both workloads report why the rest wait");
-        string capacityReason = rig.Get("needs-room").Status.PendingReason!, residencyReason = rig.Get("resident").Status.PendingReason!;
-        Assert.Equal(PendingClass.Capacity, PendingReasons.Classify(capacityReason));
-        Assert.Contains("ResidencyViolation", residencyReason, StringComparison.Ordinal);
-        Assert.Equal(PendingClass.Constraint, PendingReasons.Classify(residencyReason));
+        Assert.True(await rig.RunUntil(() => rig.Get("resident").Status.PendingReason is not null), "the residency replicas parked");
+        Assert.Contains("rejected for InsufficientResources", rig.Get("resident").Status.PendingReason!, StringComparison.Ordinal);
+        Assert.False(NodePoolAutoscaler.CanHost(pool, rig.Get("resident").Spec));
+        Assert.True(NodePoolAutoscaler.CanHost(pool, rig.Get("needs-room").Spec));
 
         // No agent has reported any replica running, let alone ready: 0 of 8 ready. Ten steps, a second apart while the
         // engine and the controller keep running, and no node.
@@ -140,11 +142,10 @@ public sealed class AutoscalerEndToEndTests
             await rig.RunUntil(() => false, rounds: 4);
         }
         Assert.Equal(0, rig.PoolNodes("general"));
-        Assert.Equal(12, rig.Autoscaler.Pending(PendingClass.Capacity));
-        Assert.Equal(3, rig.Autoscaler.Pending(PendingClass.Constraint));
         Assert.Equal(10, rig.Autoscaler.Held);
 
         // The agents report the 8 ready: capacity is now the bottleneck. 12 cores are missing (3 nodes); the step adds 2.
+        // Fixable by this pool: the 12, not the 3 residency replicas.
         rig.AgentsReportReady("needs-room");
         Assert.True(await rig.RunUntil(() => rig.Get("needs-room").Status.Ready == 8), "8 ready in status");
         Assert.Equal(2, await rig.Autoscaler.StepAsync(default));
@@ -164,15 +165,47 @@ public sealed class AutoscalerEndToEndTests
         rig.AgentsReportReady("needs-room");
         Assert.True(await rig.RunUntil(() => rig.Get("needs-room").Status is { Ready: 20, PendingReason: null }), "all ready, nothing pending for capacity");
 
-        // Only the residency replicas still wait: no more nodes, however many steps run; and none of them went to the pool.
-        Assert.True(await rig.RunUntil(() => rig.Get("resident").Status.PendingReason is not null), "the residency replicas parked again");
+        // Only the residency replicas still wait, every node full, their reason still naming the resource fit: no more
+        // nodes however many steps run, and none of them went to the pool.
+        Assert.True(await rig.RunUntil(() => rig.Get("resident").Status.PendingReason?.Contains("rejected for InsufficientResources", StringComparison.Ordinal) == true),
+            "the residency replicas parked again on the full cell");
         for (int step = 0; step < 5; step++) Assert.Equal(0, await rig.Autoscaler.StepAsync(default));
         Assert.Equal(3, rig.PoolNodes("general"));
-        Assert.Equal(0, rig.Autoscaler.Pending(PendingClass.Capacity));
-        Assert.Equal(3, rig.Autoscaler.Pending(PendingClass.Constraint));
+        status = rig.Store.Get<NodePool>("", "general")!.Status;
+        Assert.Equal((0, 3), (status.PendingFixable, status.PendingUnfixable));
         Assert.Null(rig.Held("general"));
         Assert.Equal(0, rig.Get("resident").Status.Bound);
         Assert.Equal(3, rig.Autoscaler.NodesAdded);
         Assert.Empty(rig.Cell.Audit());
+    }
+
+    [Theory]
+    [InlineData("3 task(s) unplaced after 3 attempts; no feasible node for 3 task(s) on the last attempt: 4 of 4 nodes considered rejected for ResidencyViolation")]
+    [InlineData("3 task(s) unplaced after 3 attempts; no feasible node for 3 task(s) on the last attempt: 4 of 4 nodes considered rejected for RegionAvoided")]
+    public void Residency_and_region_avoidance_reasons_are_constraints_not_other(string reason)
+        => Assert.Equal(PendingClass.Constraint, PendingReasons.Classify(reason));
+
+    [Fact]
+    public void A_pool_hosts_only_replicas_its_nodes_could_run_by_region_and_node_selector()
+    {
+        var pool = new NodePool();
+        pool.Metadata.Name = "eu";
+        pool.Spec.Labels[Topology.RegionLabel] = "eu-central";
+        pool.Spec.Labels["disk"] = "ssd";
+        var any = Objects.Workload("any").Spec;
+        Assert.True(NodePoolAutoscaler.CanHost(pool, any));
+        var ledger = Objects.Workload("ledger").Spec;
+        ledger.Topology.RequiredRegions = ["eu-central"];
+        ledger.NodeSelector["disk"] = "ssd";
+        ledger.NodeSelector[NodePool.PoolLabel] = "eu";
+        Assert.True(NodePoolAutoscaler.CanHost(pool, ledger));
+        ledger.NodeSelector["disk"] = "hdd";
+        Assert.False(NodePoolAutoscaler.CanHost(pool, ledger));
+        var us = Objects.Workload("us").Spec;
+        us.Topology.RequiredRegions = ["us-east"];
+        Assert.False(NodePoolAutoscaler.CanHost(pool, us));
+        var notEu = Objects.Workload("not-eu").Spec;
+        notEu.Topology.AvoidRegions = ["eu-central"];
+        Assert.False(NodePoolAutoscaler.CanHost(pool, notEu));
     }
 }

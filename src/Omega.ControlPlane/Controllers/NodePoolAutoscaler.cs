@@ -123,8 +123,7 @@ public sealed class NodePoolAutoscaler : IDisposable
         var now = _time.GetUtcNow();
         var pending = new long[_pending.Length];
         long bound = 0, ready = 0;
-        var fixableDemand = ResourceVector.Zero;
-        int fixable = 0;
+        var capacityPending = new List<(Workload W, int Missing)>();
         foreach (var o in OverrideController.ListAll(_store, Workload.KindName))
         {
             if (o is not Workload w) continue;
@@ -134,10 +133,7 @@ public sealed class NodePoolAutoscaler : IDisposable
             if (missing == 0 || w.Status.PendingReason is not { } reason) continue;
             var c = PendingReasons.Classify(reason);
             pending[(int)c] += missing;
-            if (c != PendingClass.Capacity) continue;
-            fixable += missing;
-            var r = w.Spec.Resources.ToVector();
-            for (int i = 0; i < missing; i++) fixableDemand += r;
+            if (c == PendingClass.Capacity) capacityPending.Add((w, missing));
         }
         for (int i = 0; i < pending.Length; i++) Interlocked.Exchange(ref _pending[i], pending[i]);
 
@@ -145,9 +141,45 @@ public sealed class NodePoolAutoscaler : IDisposable
         foreach (var o in OverrideController.ListAll(_store, NodePool.KindName))
         {
             if (o is not NodePool pool || pool.Metadata.DeletionTimestamp is not null) continue;
-            added += await StepPoolAsync(pool, now, fixable, fixableDemand, pending, bound, ready, cancellationToken).ConfigureAwait(false);
+            // Fixable by this pool: capacity-pending replicas its nodes could run. The engine names the first filter that
+            // rejected each node, and the resource fit runs before residency, node selectors and region avoidance: a
+            // replica that must live in a region the pool's nodes are not in reads "rejected for InsufficientResources"
+            // once the nodes it could never use are full. More of this pool's nodes would not help it.
+            int fixable = 0;
+            var demand = ResourceVector.Zero;
+            foreach (var (w, missing) in capacityPending)
+            {
+                if (!CanHost(pool, w.Spec)) continue;
+                fixable += missing;
+                var r = w.Spec.Resources.ToVector();
+                for (int i = 0; i < missing; i++) demand += r;
+            }
+            added += await StepPoolAsync(pool, now, fixable, demand, pending, bound, ready, cancellationToken).ConfigureAwait(false);
         }
         return added;
+    }
+
+    /// <summary>
+    /// Whether a node this pool adds could run a replica of <paramref name="spec"/> by its hard constraints: the region
+    /// (residency, avoided regions) and the node selector against the pool's labels. Capacity aside, a replica the
+    /// pool's nodes can never take is not the pool's to fix.
+    /// </summary>
+    public static bool CanHost(NodePool pool, WorkloadSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(spec);
+        var labels = pool.Spec.Labels;
+        string region = labels.TryGetValue(Topology.RegionLabel, out var r) ? r : "";
+        var t = spec.Topology;
+        // A node without a region never satisfies a residency requirement (the engine's topology filter).
+        if (t.RequiredRegions.Count > 0 && !t.RequiredRegions.Contains(region)) return false;
+        if (region.Length > 0 && t.AvoidRegions.Contains(region)) return false;
+        foreach (var (key, value) in spec.NodeSelector)
+        {
+            string? have = key == NodePool.PoolLabel ? pool.Metadata.Name : labels.TryGetValue(key, out var v) ? v : null;
+            if (!string.Equals(have, value, StringComparison.Ordinal)) return false;
+        }
+        return true;
     }
 
     private async ValueTask<int> StepPoolAsync(NodePool pool, DateTimeOffset now, int fixable, ResourceVector demand, long[] pending, long bound, long ready, CancellationToken ct)
@@ -165,7 +197,7 @@ public sealed class NodePoolAutoscaler : IDisposable
         var s = pool.Status;
         s.Nodes = nodes;
         s.PendingFixable = fixable;
-        s.PendingUnfixable = (int)Math.Min(int.MaxValue, pending.Sum() - pending[(int)PendingClass.Capacity]);
+        s.PendingUnfixable = (int)Math.Min(int.MaxValue, pending.Sum() - fixable);
         long gen = pool.Metadata.Generation;
         int toAdd = 0;
         string? held = null, heldWhy = null;
