@@ -111,7 +111,8 @@ public sealed partial class StageMetricsTests
             }, "two bindings at the agent");
             // Scheduling and binding happened; nothing started yet.
             await TestHost.UntilAsync(() => Task.FromResult(seen.Shop() == (2, 2, 0, 0, 0)), "bound, nothing running");
-            Assert.True(seen.Of("omega.sched.job.placement.duration").Length >= 2, "one placement duration per replica job");
+            // Recorded by the engine's worker after its commit, which the controller may observe first.
+            await TestHost.UntilAsync(() => Task.FromResult(seen.Of("omega.sched.job.placement.duration").Length >= 2), "one placement duration per replica job");
             // Recorded by the bind-path pass right after its flush, which may finish just after the agent read the frame.
             await TestHost.UntilAsync(() => Task.FromResult(seen.Of("omega.server.binding.delivery.duration").Length > 0), "a binding delivery measured");
             Assert.Empty(seen.Of("omega.server.task.startup.duration"));
@@ -136,10 +137,11 @@ public sealed partial class StageMetricsTests
             double delivered = seen.Of("omega.server.binding.delivery.duration").Max();
             Assert.True(delivered < startup.Min(), $"delivery {delivered} s must be shorter than startup {startup.Min()} s");
 
-            // A relapse (running again) is neither a second startup nor readiness; serving drops; a repeat changes nothing.
+            // A relapse (running again) is not a second startup, and a repeated ready is not a second readiness (the
+            // histograms are recorded before the acknowledgement). The controller, converged, sees the relapse only at its
+            // resync: the gauge is not waited for here (ControlPlaneHostingTests covers readiness relapses).
             Assert.Equal(TaskReportStatus.Ok, await agent.ReportAsync(held[0].Task, held[0].Generation, TaskState.Running));
             Assert.Equal(TaskReportStatus.Ok, await agent.ReportAsync(held[1].Task, held[1].Generation, TaskState.Ready));
-            await TestHost.UntilAsync(() => Task.FromResult(seen.Shop() == (2, 2, 2, 1, 1)), "one ready again");
             Assert.Equal(2, seen.Of("omega.server.task.startup.duration").Length);
             Assert.Equal(2, seen.Of("omega.server.task.readiness.duration").Length);
 
