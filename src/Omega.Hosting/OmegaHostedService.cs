@@ -146,6 +146,7 @@ public sealed class OmegaHostedService : IHostedService, IAsyncDisposable
             _engine = new SchedulingEngine(_store.Cell, scheduling);
             var wc = o.WorkloadController;
             wc.Observer = o.Readiness == ReplicaReadiness.Bound ? ReplicaObserver.BoundIsReady : ReplicaObserver.AgentReported(_store.Cell);
+            wc.MeterFactory ??= _meters; // the serving-stage gauge (omega.controlplane.replicas)
             // ---- drill13 (issue 13): regional schedulers on budget leases route replicas that require a region ----
             Omega.ControlPlane.Budgets.RegionalBudgetRouter? regional = null;
             if (o.RegionalBudgets.Enabled)

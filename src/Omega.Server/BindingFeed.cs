@@ -73,6 +73,12 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
         _tail = _head = new Chunk();
     }
 
+    /// <summary>
+    /// Stamps each completed version's commit time for the stage histograms (null: no stage timing, e.g. the
+    /// deterministic simulation's feed). One timestamp and a few stores per version, under the commit lock.
+    /// </summary>
+    public StageClock? Clock { get; init; }
+
     /// <summary>Highest version whose changes were all appended.</summary>
     public long CompleteVersion => Volatile.Read(ref _completeVersion);
 
@@ -93,6 +99,7 @@ internal sealed class BindingFeed : IBindingListener, IDisposable
 
     public void OnVersionComplete(long version)
     {
+        Clock?.Stamp(version);
         Volatile.Write(ref _completeVersion, version);
         Signal();
     }

@@ -61,6 +61,16 @@ internal sealed class Dispatcher : IAsyncDisposable
     /// <summary>Bindings pushed (entries) in total.</summary>
     public long EntriesRouted;
 
+    /// <summary>
+    /// The binding stage (docs/operations.md, "Stage dashboards"): seconds from a binding's commit to its push on its
+    /// agent's connection, recorded once per pass for the pass's oldest run binding to a connected agent (the pass's
+    /// slowest), not per binding. Set by the protocol handler, which owns the meter; null records nothing.
+    /// </summary>
+    internal System.Diagnostics.Metrics.Histogram<double>? Delivery;
+
+    /// <summary>The commit times of the feed's versions (null when the feed keeps none).</summary>
+    internal StageClock? Clock => _feed.Clock;
+
     /// <summary>Replies a commit once its version is publishable; returns true if sent now.</summary>
     public bool ReplyWhenPublishable(FrameConnection c, uint rid, in CommitReply reply)
     {
@@ -173,6 +183,7 @@ internal sealed class Dispatcher : IAsyncDisposable
     {
         long publishable = _publisher.PublishableVersion;
         long limit = Math.Min(publishable, _feed.CompleteVersion);
+        long oldestRun = long.MaxValue;
         while (_feed.TryTake(limit, out var e))
         {
             var node = _nodes.Get(e.Allocation.Node);
@@ -182,6 +193,7 @@ internal sealed class Dispatcher : IAsyncDisposable
             {
                 node.Append(entry, e.Version);
                 if (!node.Dirty) { node.Dirty = true; _dirty.Add(node); }
+                if (e.Change == BindingChange.Bound && e.Version < oldestRun && node.Connection is not null) oldestRun = e.Version;
             }
             EntriesRouted++;
         }
@@ -199,6 +211,8 @@ internal sealed class Dispatcher : IAsyncDisposable
         if (_heldSeq.Count > 0) ReleaseHeldSequence(_publisher.PublishableSequence);
         foreach (var c in _flush) c.Flush();
         _flush.Clear();
+        if (oldestRun != long.MaxValue && Delivery is { Enabled: true } delivery && _feed.Clock is { } clock && clock.TryGetCommitTime(oldestRun, out long committed))
+            delivery.Record(clock.SecondsSince(committed));
     }
 
     private void ReleaseHeld(long publishable)

@@ -13,7 +13,7 @@ namespace Omega.Server;
 /// </summary>
 public sealed class OmegaServer : IAsyncDisposable
 {
-    private readonly BindingFeed _feed = new();
+    private readonly BindingFeed _feed;
     private readonly NodeRegistry _nodes = new();
     private readonly Dispatcher _dispatcher;
     private readonly ProtocolHandler _handler;
@@ -25,6 +25,8 @@ public sealed class OmegaServer : IAsyncDisposable
         Cell = cell ?? throw new ArgumentNullException(nameof(cell));
         Engine = engine;
         Options = options ?? new ServerOptions();
+        // The stage histograms' commit times (StageClock), on the server's clock: the host gives the cell the same one.
+        _feed = new BindingFeed { Clock = new StageClock(Options.Time) };
         // BUGGIFY SkipOutboxReseed (docs/testing.md): the liveness defect the simulation's convergence checker must catch.
         if ((Options.Buggify & Omega.Cells.Buggify.SkipOutboxReseed) == 0) SeedOutboxes(cell, _nodes);
         cell.AddBindingListener(_feed);

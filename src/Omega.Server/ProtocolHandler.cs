@@ -67,6 +67,15 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         _taskReports = _meter.CreateCounter<long>("omega.server.task_reports", "{report}", "Task state reports received from agents, by state");
         _requests = _meter.CreateCounter<long>("omega.server.requests", "{request}", "Requests handled (every frame that is a request)");
         _redirects = _meter.CreateCounter<long>("omega.server.redirects", "{connection}", "Clients turned away because this replica does not lead, by code (NotLeader, NoLeader)");
+        // The stages of a task's life after its placement (docs/operations.md, "Stage dashboards"). Scheduling is the
+        // engine's omega.sched.job.placement.duration; serving is the workload controller's omega.controlplane.replicas.
+        dispatcher.Delivery = _meter.CreateHistogram("omega.server.binding.delivery.duration", "s",
+            "Binding stage: commit of a binding to its push on the agent's connection (the oldest of each bind-path pass)", tags: null, advice: LatencyBuckets.Advice);
+        _startup = _meter.CreateHistogram("omega.server.task.startup.duration", "s",
+            "Startup stage: commit of a binding to its agent's first running report", tags: null, advice: LatencyBuckets.Advice);
+        _readiness = _meter.CreateHistogram("omega.server.task.readiness.duration", "s",
+            "Readiness stage: a binding's running report to its ready report", tags: null, advice: LatencyBuckets.Advice);
+        _stageClock = dispatcher.Clock;
         // Job watches (WatchJob) are pushed from the engine's change hook; a multicast delegate, so several servers
         // over one engine each see every change.
         if (engine is not null) engine.JobChanged += OnJobChanged;
@@ -74,6 +83,8 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
     }
 
     private readonly Counter<long> _redirects;
+    private readonly Histogram<double> _startup, _readiness;
+    private readonly StageClock? _stageClock;
     private long _redirectCount;
 
     /// <summary>NotLeader/NoLeader answers sent so far (each closed its connection).</summary>
@@ -1024,6 +1035,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
         if (state is < TaskState.Accepted or > TaskState.Ready) status = TaskReportStatus.InvalidState;
         else if (state is TaskState.Running or TaskState.Ready)
         {
+            // The stage histograms need the phase before this report (a first Running ends startup; a Ready after a
+            // Running ends readiness; repeats and re-reports after a reconnect end nothing). Read only while someone
+            // listens: one stripe lock, no allocation.
+            bool timed = _stageClock is not null && (state == TaskState.Running ? _startup.Enabled : _readiness.Enabled);
+            var before = timed ? _cell.GetBindingLifecycle(task, generation) : default;
             // The binding's lifecycle status (started / ready), kept beside the allocation in memory (not journaled): the
             // workload controller's readiness. One cell-lock round trip checks the binding and records the phase.
             status = _cell.ReportBindingPhase(task, node.Id, generation, state == TaskState.Ready ? BindingPhase.Ready : BindingPhase.Started) switch
@@ -1032,6 +1048,7 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
                 BindingPhaseStatus.GenerationMismatch => TaskReportStatus.GenerationMismatch,
                 _ => TaskReportStatus.NotBound,
             };
+            if (timed && status == TaskReportStatus.Ok) RecordStage(state, generation, before);
         }
         else if (!FindOwnBinding(node.Id, task, generation, out var a)) status = TaskReportStatus.NotBound;
         else if (a.Generation != generation) status = TaskReportStatus.GenerationMismatch;
@@ -1052,6 +1069,19 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
             _taskReports.Add(1, new KeyValuePair<string, object?>("state", StateNames[(int)state]));
         }
         return status;
+    }
+
+    // Startup: the binding's generation is the version that committed it, timed by the stage clock; a version older than
+    // the clock (committed before a restart, whose phases the cell forgot) is not measured. Readiness: from the running
+    // report's time the cell kept (the cell and the server share the host's clock).
+    private void RecordStage(TaskState state, long generation, BindingLifecycle before)
+    {
+        var clock = _stageClock!;
+        if (state == TaskState.Running)
+        {
+            if (before.Phase == BindingPhase.Bound && clock.TryGetCommitTime(generation, out long committed)) _startup.Record(clock.SecondsSince(committed));
+        }
+        else if (before.Phase == BindingPhase.Started) _readiness.Record(clock.SecondsSince(before.Since));
     }
 
     // Issue 15: an acknowledgement is validated without the commit lock. The node's seqlocked binding list answers the

@@ -12,7 +12,7 @@ public enum PendingClass
     /// <summary>The tenant's quota refuses it: more nodes would not help (an emergency quota might).</summary>
     Quota = 1,
 
-    /// <summary>Labels, taints, anti-affinity or schedulability: the nodes exist but the workload may not go there.</summary>
+    /// <summary>Labels, taints, anti-affinity, residency, region avoidance or schedulability: the nodes exist but the workload may not go there.</summary>
     Constraint = 2,
 
     /// <summary>Commit conflicts or a full queue: contention, not capacity.</summary>
@@ -35,7 +35,9 @@ public static class PendingReasons
         if (reason.Contains("0 of 0 nodes considered", StringComparison.Ordinal)) return PendingClass.Capacity;
         if (reason.Contains("QuotaExceeded", StringComparison.Ordinal) || reason.Contains("quota", StringComparison.OrdinalIgnoreCase)) return PendingClass.Quota;
         if (reason.Contains("LabelMismatch", StringComparison.Ordinal) || reason.Contains("TaintNotTolerated", StringComparison.Ordinal)
-            || reason.Contains("AntiAffinity", StringComparison.Ordinal) || reason.Contains("NodeUnschedulable", StringComparison.Ordinal)) return PendingClass.Constraint;
+            || reason.Contains("AntiAffinity", StringComparison.Ordinal) || reason.Contains("NodeUnschedulable", StringComparison.Ordinal)
+            // Residency and region avoidance (issue 13) are placement constraints too: they fell through to Other before.
+            || reason.Contains("ResidencyViolation", StringComparison.Ordinal) || reason.Contains("RegionAvoided", StringComparison.Ordinal)) return PendingClass.Constraint;
         if (reason.Contains("conflict", StringComparison.OrdinalIgnoreCase) || reason.Contains("queue", StringComparison.OrdinalIgnoreCase)) return PendingClass.Contention;
         return PendingClass.Other;
     }
@@ -121,8 +123,7 @@ public sealed class NodePoolAutoscaler : IDisposable
         var now = _time.GetUtcNow();
         var pending = new long[_pending.Length];
         long bound = 0, ready = 0;
-        var fixableDemand = ResourceVector.Zero;
-        int fixable = 0;
+        var capacityPending = new List<(Workload W, int Missing)>();
         foreach (var o in OverrideController.ListAll(_store, Workload.KindName))
         {
             if (o is not Workload w) continue;
@@ -132,10 +133,7 @@ public sealed class NodePoolAutoscaler : IDisposable
             if (missing == 0 || w.Status.PendingReason is not { } reason) continue;
             var c = PendingReasons.Classify(reason);
             pending[(int)c] += missing;
-            if (c != PendingClass.Capacity) continue;
-            fixable += missing;
-            var r = w.Spec.Resources.ToVector();
-            for (int i = 0; i < missing; i++) fixableDemand += r;
+            if (c == PendingClass.Capacity) capacityPending.Add((w, missing));
         }
         for (int i = 0; i < pending.Length; i++) Interlocked.Exchange(ref _pending[i], pending[i]);
 
@@ -143,9 +141,45 @@ public sealed class NodePoolAutoscaler : IDisposable
         foreach (var o in OverrideController.ListAll(_store, NodePool.KindName))
         {
             if (o is not NodePool pool || pool.Metadata.DeletionTimestamp is not null) continue;
-            added += await StepPoolAsync(pool, now, fixable, fixableDemand, pending, bound, ready, cancellationToken).ConfigureAwait(false);
+            // Fixable by this pool: capacity-pending replicas its nodes could run. The engine names the first filter that
+            // rejected each node, and the resource fit runs before residency, node selectors and region avoidance: a
+            // replica that must live in a region the pool's nodes are not in reads "rejected for InsufficientResources"
+            // once the nodes it could never use are full. More of this pool's nodes would not help it.
+            int fixable = 0;
+            var demand = ResourceVector.Zero;
+            foreach (var (w, missing) in capacityPending)
+            {
+                if (!CanHost(pool, w.Spec)) continue;
+                fixable += missing;
+                var r = w.Spec.Resources.ToVector();
+                for (int i = 0; i < missing; i++) demand += r;
+            }
+            added += await StepPoolAsync(pool, now, fixable, demand, pending, bound, ready, cancellationToken).ConfigureAwait(false);
         }
         return added;
+    }
+
+    /// <summary>
+    /// Whether a node this pool adds could run a replica of <paramref name="spec"/> by its hard constraints: the region
+    /// (residency, avoided regions) and the node selector against the pool's labels. Capacity aside, a replica the
+    /// pool's nodes can never take is not the pool's to fix.
+    /// </summary>
+    public static bool CanHost(NodePool pool, WorkloadSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(spec);
+        var labels = pool.Spec.Labels;
+        string region = labels.TryGetValue(Topology.RegionLabel, out var r) ? r : "";
+        var t = spec.Topology;
+        // A node without a region never satisfies a residency requirement (the engine's topology filter).
+        if (t.RequiredRegions.Count > 0 && !t.RequiredRegions.Contains(region)) return false;
+        if (region.Length > 0 && t.AvoidRegions.Contains(region)) return false;
+        foreach (var (key, value) in spec.NodeSelector)
+        {
+            string? have = key == NodePool.PoolLabel ? pool.Metadata.Name : labels.TryGetValue(key, out var v) ? v : null;
+            if (!string.Equals(have, value, StringComparison.Ordinal)) return false;
+        }
+        return true;
     }
 
     private async ValueTask<int> StepPoolAsync(NodePool pool, DateTimeOffset now, int fixable, ResourceVector demand, long[] pending, long bound, long ready, CancellationToken ct)
@@ -163,7 +197,7 @@ public sealed class NodePoolAutoscaler : IDisposable
         var s = pool.Status;
         s.Nodes = nodes;
         s.PendingFixable = fixable;
-        s.PendingUnfixable = (int)Math.Min(int.MaxValue, pending.Sum() - pending[(int)PendingClass.Capacity]);
+        s.PendingUnfixable = (int)Math.Min(int.MaxValue, pending.Sum() - fixable);
         long gen = pool.Metadata.Generation;
         int toAdd = 0;
         string? held = null, heldWhy = null;

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using Omega.Cells;
@@ -61,6 +63,12 @@ public sealed class WorkloadControllerOptions
     /// Null (default): every replica goes to the engine directly.
     /// </summary>
     public IReplicaRouter? Router { get; set; }
+
+    /// <summary>
+    /// The factory of the meter that carries the serving-stage gauge <c>omega.controlplane.replicas</c> (docs/operations.md,
+    /// "Stage dashboards"). The host passes its own; null (default): no meter, no gauge.
+    /// </summary>
+    public IMeterFactory? MeterFactory { get; set; }
 }
 
 /// <summary>
@@ -90,6 +98,18 @@ public sealed class WorkloadController : IReconciler
     private readonly Lock _lock = new();
     // The rollout deadline never counts time before this controller started (a restart is not a stalled rollout).
     private readonly DateTimeOffset _startedAt;
+    // The serving-stage gauge's input: each workload's replica counts at its last status write, by key. Written per
+    // reconcile (not per placement); summed per tenant only when the gauge is read.
+    private readonly ConcurrentDictionary<ObjectKey, StageCounts> _stages = new();
+    private readonly Meter? _meter;
+
+    private readonly record struct StageCounts(string Tenant, int Desired, int Bound, int Running, int Ready, int Serving);
+
+    /// <summary>
+    /// The <c>state</c> values of <c>omega.controlplane.replicas</c>, in funnel order: running, ready and serving are each
+    /// at most the one before; bound may exceed desired during a rollout's surge or a scale-down.
+    /// </summary>
+    public static IReadOnlyList<string> ReplicaStates { get; } = ["desired", "bound", "running", "ready", "serving"];
 
     /// <summary>Creates the controller over a store and an engine (whose cell holds the bindings).</summary>
     public WorkloadController(ObjectStore store, SchedulingEngine engine, TimeProvider? time = null, WorkloadControllerOptions? options = null)
@@ -99,6 +119,33 @@ public sealed class WorkloadController : IReconciler
         _options = options ?? new WorkloadControllerOptions();
         _time = time ?? engine.Time;
         _startedAt = _time.GetUtcNow();
+        if (_options.MeterFactory is { } factory)
+        {
+            _meter = CellCounters.CreateMeter(ReservationController.MeterName, engine.Cell.Name, factory);
+            _meter.CreateObservableGauge("omega.controlplane.replicas", ObserveStages, "{replica}",
+                "Serving stage: workload replicas by tenant and state (desired, bound, running, ready, serving)");
+        }
+    }
+
+    // One series per tenant of the cell (zeros included, so a tenant's panel does not vanish when its last workload goes)
+    // and state: at most CellOptions.MaxTenants × 5 series. Allocates, but only when a listener reads the gauge (a scrape).
+    private IEnumerable<Measurement<long>> ObserveStages()
+    {
+        var sums = new SortedDictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var t in _engine.Cell.GetTenants()) sums[t.Name] = new long[5];
+        foreach (var c in _stages.Values)
+        {
+            if (!sums.TryGetValue(c.Tenant, out var a)) sums[c.Tenant] = a = new long[5];
+            a[0] += c.Desired;
+            a[1] += c.Bound;
+            a[2] += c.Running;
+            a[3] += c.Ready;
+            a[4] += c.Serving;
+        }
+        var states = ReplicaStates;
+        foreach (var (tenant, a) in sums)
+            for (int i = 0; i < a.Length; i++)
+                yield return new Measurement<long>(a[i], new KeyValuePair<string, object?>("tenant", tenant), new KeyValuePair<string, object?>("state", states[i]));
     }
 
     /// <summary>Which objects the controller watches.</summary>
@@ -154,7 +201,11 @@ public sealed class WorkloadController : IReconciler
     /// <inheritdoc />
     public async ValueTask<ReconcileResult> ReconcileAsync(ObjectKey key, CancellationToken cancellationToken)
     {
-        if (_store.Get(key).Object is not Workload w) return ReconcileResult.Done;
+        if (_store.Get(key).Object is not Workload w)
+        {
+            _stages.TryRemove(key, out _);
+            return ReconcileResult.Done;
+        }
         var now = _time.GetUtcNow();
         long uid = w.Metadata.Uid;
         var cell = _engine.Cell;
@@ -162,6 +213,7 @@ public sealed class WorkloadController : IReconciler
 
         if (w.Metadata.DeletionTimestamp is not null)
         {
+            _stages.TryRemove(key, out _);
             lock (_lock) _lastReadyRemoval.Remove(uid);
             return await FinalizeAsync(w, uid, cancellationToken).ConfigureAwait(false);
         }
@@ -184,6 +236,7 @@ public sealed class WorkloadController : IReconciler
             Conditions.Set(status.Conditions, "Degraded", ConditionStatus.True, why, msg, gen, now);
             Conditions.Set(status.Conditions, "Progressing", ConditionStatus.False, why, msg, gen, now);
             status.ObservedGeneration = gen;
+            _stages.TryRemove(key, out _);
             var r = await _store.UpdateStatusAsync(w, cancellationToken).ConfigureAwait(false);
             return r.IsOk ? ReconcileResult.Done : ReconcileResult.Retry;
         }
@@ -358,7 +411,7 @@ public sealed class WorkloadController : IReconciler
             if (ReleaseSerial(uid, status.Retired[i])) status.Retired.RemoveAt(i);
             else progressing = true;
         }
-        int bound = 0, ready2 = 0, serving = 0, updated = 0, updatedReady = 0, updatedServing = 0, others = 0, unreachable = 0;
+        int bound = 0, running = 0, ready2 = 0, serving = 0, updated = 0, updatedReady = 0, updatedServing = 0, others = 0, unreachable = 0;
         var snap = cell.Snapshot();
         var servingByRegion = new SortedDictionary<string, int>(StringComparer.Ordinal);
         SortedSet<string>? unreachableRegions = null;
@@ -387,6 +440,7 @@ public sealed class WorkloadController : IReconciler
                     }
                 }
                 var life = _options.Observer.Observe(task, al.Generation);
+                if (life.Phase != BindingPhase.Bound) running++;
                 if (life.Phase != BindingPhase.Ready) { progressing = true; continue; }
                 ready2++;
                 if (isTarget) updatedReady++;
@@ -449,6 +503,8 @@ public sealed class WorkloadController : IReconciler
         status.Serving = serving;
         status.Unreachable = unreachable;
         status.ServingByRegion = servingByRegion;
+        // Batch: the slots still to run (completed ones need no replica), so the funnel does not count finished work as missing.
+        _stages[key] = new StageCounts(w.Metadata.Tenant, batch ? Math.Max(0, replicas - completed.Count) : replicas, bound, running, ready2, serving);
         Conditions.Set(status.Conditions, "ReplicasUnreachable", unreachable > 0 ? ConditionStatus.True : ConditionStatus.False,
             unreachable > 0 ? "NodeUnreachable" : "AllReachable",
             unreachable > 0 ? $"{unreachable} replicas on unreachable nodes (regions: {string.Join(",", unreachableRegions!)})" : "", gen, now);

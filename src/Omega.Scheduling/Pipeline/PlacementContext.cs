@@ -125,16 +125,23 @@ public sealed class PlacementContext
     /// <summary>Counts a member on a node without reading the view (the job's own earlier tasks, when there is no view).</summary>
     internal void NoteGroupMember(in NodeView node)
     {
-        if (Job.Group.IsNone) return;
-        _groupOnNode[node.Id.Value] = GroupMembersOn(node) + 1;
-        if (NeedsDomains && node.Spec.FailureDomain.Length > 0) _groupInDomain[node.Spec.FailureDomain] = GroupMembersIn(node.Spec.FailureDomain) + 1;
         var spread = Job.Topology.Spread;
-        if (spread != TopologySpread.None)
+        if (spread != TopologySpread.None && SpreadsByTopology)
         {
             string key = spread == TopologySpread.Region ? node.Spec.Region : node.Spec.Zone;
             if (key.Length > 0) _groupInTopology[key] = GroupMembersInTopology(spread, key) + 1;
         }
+        if (Job.Group.IsNone) return;
+        _groupOnNode[node.Id.Value] = GroupMembersOn(node) + 1;
+        if (NeedsDomains && node.Spec.FailureDomain.Length > 0) _groupInDomain[node.Spec.FailureDomain] = GroupMembersIn(node.Spec.FailureDomain) + 1;
     }
+
+    // The topology spread counts the members of the job's group key, whatever the group's node and domain scopes: a
+    // workload's replica jobs share a key (KeyShift > 0) and ask for "spread: Region" without any node or domain spread,
+    // and gating this on Group.IsNone made that spread count nobody, so replicas bin-packed into one or two regions
+    // (TopologySpreadTests, Omega.ControlPlane.Tests). A job with no group key at all (KeyShift 0, no scope) keeps the
+    // old behaviour.
+    private bool SpreadsByTopology => !Job.Group.IsNone || Job.Group.KeyShift > 0;
 
     /// <summary>
     /// Members of the job's constraint group in region (or zone) <paramref name="key"/>, for the topology spread: live
@@ -142,7 +149,7 @@ public sealed class PlacementContext
     /// </summary>
     public int GroupMembersInTopology(TopologySpread spread, string key)
     {
-        if (Job.Group.IsNone || spread == TopologySpread.None) return 0;
+        if (!SpreadsByTopology || spread == TopologySpread.None) return 0;
         if (!_topologyLoaded)
         {
             _topologyLoaded = true;
