@@ -119,7 +119,8 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         // The quota check can fail: the hidden fault raises the analytics tenant's limit in the cell over the wire (SetQuota,
         // bypassing its Quota object and leaving no EmergencyQuota override) and submits more analytics work just before
         // the loss. The cell admits it (its own limit allows it, and its own audit stays clean), so only a check against the
-        // objects catches it. Small shape (3 x 4 agents, 5 s fraud deadlines) to keep it short.
+        // objects catches it. The same run raises the search tenant through an audited EmergencyQuota override and takes it
+        // beyond its Quota object too: that is allowed, and not reported. Small shape (3 x 4 agents, 5 s fraud deadlines).
         var r = await OmegaProcess.RunAsync(TimeSpan.FromSeconds(120), "drill", "region-loss", "--fault", "quota-bypass", "--regions", "3", "--agents-per-region", "4",
             "--objective-seconds", "10", "--timeout-seconds", "20", "--fraud-deadline-seconds", "5", "--seed", "13");
         output.WriteLine(r.Stdout);
@@ -129,6 +130,11 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         Assert.Matches(@"invariants: [1-9]\d* violations", r.Stdout);
         Assert.Matches(@"violation: tenant analytics uses cpu=\d+m mem=\d+MiB gpu=0 disk=0MiB, over its quota cpu=\d+m mem=\d+MiB gpu=0 disk=0MiB \(no EmergencyQuota override raises it\)", r.Stdout);
         Assert.DoesNotMatch(@"violation: tenant (critical|batch|search) ", r.Stdout);
+        Assert.Contains("fault quota-bypass: search raised by an audited EmergencyQuota override", r.Stdout, StringComparison.Ordinal);
+        // search's quota is 1.5 x its 3 replicas x 2 cores = 9 cores; it went beyond it under the override, which counted.
+        var quota = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"quotas: peak committed cores / quota per tenant: .*search (\d+(?:\.\d)?)/9; EmergencyQuota overrides counted: 1");
+        Assert.True(quota.Success, r.Stdout);
+        Assert.InRange(double.Parse(quota.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 9.5, 18);
         Assert.Contains("objective: NOT met", r.Stdout, StringComparison.Ordinal);
     }
 

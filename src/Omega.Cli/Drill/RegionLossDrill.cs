@@ -250,7 +250,7 @@ internal static class RegionLossDrill
                     if (await GetAsync(client, "analytics", $"analytics-{p}", cancel).ConfigureAwait(false) is { } w) bound += w.Status.Bound;
                 return bound >= filler * 9 / 10;
             }, "the analytics filler bound", cancel).ConfigureAwait(false);
-            if (o.Fault == "quota-bypass") await BypassQuotaAsync(client, quotas["analytics"], filler, cancel).ConfigureAwait(false);
+            if (o.Fault == "quota-bypass") await QuotaFaultAsync(client, quotas, filler, search, cancel).ConfigureAwait(false);
             // The starting state that makes the objective real: every critical replica in the lost region, < 4 elsewhere.
             foreach (var t in critical)
             {
@@ -508,33 +508,55 @@ internal static class RegionLossDrill
         => new((long)Math.Ceiling(per.CpuMillis * n), (long)Math.Ceiling(per.MemoryBytes * n));
 
     /// <summary>
-    /// The hidden <c>--fault quota-bypass</c>: raises the analytics tenant's limit in the cell over the wire (SetQuota: no
-    /// Quota object change, no override, so nothing audited allows it) and submits more analytics work, then waits until
-    /// the cell has admitted usage beyond the tenant's Quota object. The quota controller puts the limit back at its next
-    /// reconcile (within its 10 s usage refresh), so the raise is repeated while waiting; the admitted usage stays.
+    /// The hidden <c>--fault quota-bypass</c>, both sides of "within its quota except through an audited override".
+    /// The fault: the analytics tenant's limit is raised in the cell over the wire (SetQuota: no Quota object change, no
+    /// override, so nothing audited allows it) and more analytics work is submitted; the quota controller puts the limit
+    /// back at its next reconcile (within its 10 s usage refresh), so the raise is repeated until the cell has admitted
+    /// usage beyond the Quota object (which stays). The contrast: an audited <c>EmergencyQuota</c> override doubles the
+    /// search tenant's quota and more search work takes it beyond its Quota object's limit, which the check must accept.
+    /// Returns once both tenants' usage is beyond their objects' limits.
     /// </summary>
-    private static async Task BypassQuotaAsync(ControlClient client, ResourceVector quota, int filler, CancellationToken cancel)
+    private static async Task QuotaFaultAsync(ControlClient client, IReadOnlyDictionary<string, ResourceVector> quotas, int filler, int search, CancellationToken cancel)
     {
-        var raised = Times(quota, 2);
+        var analytics = quotas["analytics"];
+        var raised = Times(analytics, 2);
         await client.SetQuotaAsync("analytics", QuotaField.Set(raised), QuotaField.Keep, cancel).ConfigureAwait(false);
         await CreateAsync(client, "analytics", "analytics-bypass", WorkloadType.Service, Math.Max(2, filler / 10), FillerPriority, 1000, 1, cancel).ConfigureAwait(false);
+        var searchQuota = quotas["search"];
+        await client.CreateAsync(new Override
+        {
+            Metadata = new ObjectMeta { Name = "drill-emergency-search" },
+            Spec = new OverrideSpec
+            {
+                Type = OverrideType.EmergencyQuota, Target = "search", TtlSeconds = 3600, Reason = "region drill: search needs more during the incident",
+                Extra = new ResourceRequest { CpuMillis = searchQuota.CpuMillis, MemoryBytes = searchQuota.MemoryBytes },
+            },
+        }, cancel).ConfigureAwait(false);
+        // search uses 2 x search cores of its 3 x search; this many more 2-core replicas go beyond it, within the raise.
+        await CreateAsync(client, "search", "search-emergency", WorkloadType.Service, search / 2 + 1, SearchPriority, 2000, 8, cancel).ConfigureAwait(false);
         var sw = Stopwatch.StartNew();
+        bool bypassed = false, overridden = false;
         while (sw.Elapsed.TotalSeconds < 30)
         {
             var (tenants, _, _) = await client.ListQuotasAsync(cancel).ConfigureAwait(false);
             foreach (var t in tenants)
             {
-                if (t.Name != "analytics") continue;
-                if (!t.Usage.FitsWithin(quota))
+                if (t.Name == "analytics" && !bypassed)
                 {
-                    Console.WriteLine($"  fault quota-bypass: analytics limit raised over the wire, usage {t.Usage} now beyond its Quota object's {quota}");
-                    return;
+                    bypassed = !t.Usage.FitsWithin(analytics);
+                    if (bypassed) Console.WriteLine($"  fault quota-bypass: analytics limit raised over the wire, usage {t.Usage} now beyond its Quota object's {analytics}");
+                    else if (t.Limit != raised) await client.SetQuotaAsync("analytics", QuotaField.Set(raised), QuotaField.Keep, cancel).ConfigureAwait(false);
                 }
-                if (t.Limit != raised) await client.SetQuotaAsync("analytics", QuotaField.Set(raised), QuotaField.Keep, cancel).ConfigureAwait(false);
+                if (t.Name == "search" && !overridden)
+                {
+                    overridden = !t.Usage.FitsWithin(searchQuota);
+                    if (overridden) Console.WriteLine($"  fault quota-bypass: search raised by an audited EmergencyQuota override, usage {t.Usage} now beyond its Quota object's {searchQuota}");
+                }
             }
+            if (bypassed && overridden) return;
             await Task.Delay(100, cancel).ConfigureAwait(false);
         }
-        throw new TimeoutException("fault quota-bypass: the analytics tenant's usage did not go beyond its quota within 30 s");
+        throw new TimeoutException($"fault quota-bypass: within 30 s analytics {(bypassed ? "did" : "did not")} and search {(overridden ? "did" : "did not")} go beyond its Quota object");
     }
 
     private static async Task<Workload?> GetAsync(ControlClient client, string tenant, string name, CancellationToken cancel)
