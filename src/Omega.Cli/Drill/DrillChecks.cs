@@ -23,6 +23,7 @@ internal sealed class QuotaAudit
 {
     private readonly Dictionary<string, ResourceVector> _peak = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ResourceVector> _limit = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _reported = new(StringComparer.Ordinal);
     private int _overridesSeen;
 
     /// <summary>Creates one <see cref="Quota"/> object per tenant and waits until the cell holds every limit (the quota controller applied them).</summary>
@@ -61,8 +62,9 @@ internal sealed class QuotaAudit
         var quotas = await ListAllAsync<Quota>(client, Quota.KindName, cancel).ConfigureAwait(false);
         var overrides = await ListAllAsync<Override>(client, Override.KindName, cancel).ConfigureAwait(false);
         var (tenants, _, _) = await client.ListQuotasAsync(cancel).ConfigureAwait(false);
-        foreach (var v in Check(tenants, quotas, overrides, DateTimeOffset.UtcNow, _peak, _limit, out int counted))
-            if (!violations.Contains(v)) violations.Add(v);
+        // One violation per tenant (the first audit that saw it over): its usage differs from audit to audit.
+        foreach (var (tenant, v) in Check(tenants, quotas, overrides, DateTimeOffset.UtcNow, _peak, _limit, out int counted))
+            if (_reported.Add(tenant)) violations.Add(v);
         _overridesSeen = Math.Max(_overridesSeen, counted);
     }
 
@@ -71,11 +73,11 @@ internal sealed class QuotaAudit
     /// controller applies it), usage must fit within the limit plus the counted emergency overrides' extras. Records each
     /// tenant's peak usage and limit; <paramref name="counted"/> is the number of emergency overrides that raised an allowance.
     /// </summary>
-    internal static List<string> Check(IReadOnlyList<TenantQuotaInfo> tenants, IReadOnlyList<Quota> quotas, IReadOnlyList<Override> overrides, DateTimeOffset now,
+    internal static List<(string Tenant, string Violation)> Check(IReadOnlyList<TenantQuotaInfo> tenants, IReadOnlyList<Quota> quotas, IReadOnlyList<Override> overrides, DateTimeOffset now,
         Dictionary<string, ResourceVector> peak, Dictionary<string, ResourceVector> limits, out int counted)
     {
         counted = 0;
-        var found = new List<string>();
+        var found = new List<(string, string)>();
         var applied = new Dictionary<string, Quota>(StringComparer.Ordinal);
         foreach (var q in quotas)
             if (q.Metadata.DeletionTimestamp is null && (!applied.TryGetValue(q.Metadata.Tenant, out var other) || q.Metadata.Uid < other.Metadata.Uid))
@@ -97,9 +99,9 @@ internal sealed class QuotaAudit
             peak[t.Name] = peak.TryGetValue(t.Name, out var p) ? ResourceVector.Max(p, t.Usage) : t.Usage;
             limits[t.Name] = limit;
             if (!t.Usage.FitsWithin(limit + extra))
-                found.Add(raises == 0
+                found.Add((t.Name, raises == 0
                     ? $"tenant {t.Name} uses {t.Usage}, over its quota {limit} (no EmergencyQuota override raises it)"
-                    : $"tenant {t.Name} uses {t.Usage}, over its quota {limit} + {raises} EmergencyQuota overrides {extra}");
+                    : $"tenant {t.Name} uses {t.Usage}, over its quota {limit} + {raises} EmergencyQuota overrides {extra}"));
         }
         return found;
     }
