@@ -63,7 +63,8 @@ internal sealed class QuotaAudit
         var overrides = await ListAllAsync<Override>(client, Override.KindName, cancel).ConfigureAwait(false);
         var (tenants, _, _) = await client.ListQuotasAsync(cancel).ConfigureAwait(false);
         // One violation per tenant (the first audit that saw it over): its usage differs from audit to audit.
-        foreach (var (tenant, v) in Check(tenants, quotas, overrides, DateTimeOffset.UtcNow, _peak, _limit, out int counted))
+        var found = Check(tenants, quotas, overrides, DateTimeOffset.UtcNow, _peak, _limit, out int counted);
+        foreach (var (tenant, v) in found)
             if (_reported.Add(tenant)) violations.Add(v);
         _overridesSeen = Math.Max(_overridesSeen, counted);
     }
