@@ -516,7 +516,7 @@ internal static class RegionLossDrill
     /// search tenant's quota and more search work takes it beyond its Quota object's limit, which the check must accept.
     /// Returns once both tenants' usage is beyond their objects' limits.
     /// </summary>
-    private static async Task QuotaFaultAsync(ControlClient client, IReadOnlyDictionary<string, ResourceVector> quotas, int filler, int search, CancellationToken cancel)
+    private static async Task QuotaFaultAsync(ControlClient client, Dictionary<string, ResourceVector> quotas, int filler, int search, CancellationToken cancel)
     {
         var analytics = quotas["analytics"];
         var raised = Times(analytics, 2);
@@ -589,7 +589,7 @@ internal static class RegionLossDrill
     private static async Task AuditAsync(ControlClient client, HashSet<string> lostNodes, long versionAtLoss, List<string> violations, QuotaAudit quotas, CancellationToken cancel)
     {
         await quotas.AuditAsync(client, violations, cancel).ConfigureAwait(false);
-        var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100).ConfigureAwait(false);
+        var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100, cancel).ConfigureAwait(false);
         if (audit.Count == 0 || audit[0] != "ok")
             foreach (var l in audit) if (l != "ok" && !violations.Contains(l)) violations.Add(l);
         // Nothing may be bound in the lost region after the loss: no binding there committed after the loss's version.
