@@ -6,8 +6,10 @@ namespace Omega.Cli.Tests;
 
 /// <summary>
 /// Issue 13 through the CLI: the region-loss drill at small scale (a real <c>omega serve</c> with durable storage, three
-/// regions of agents over TCP, the seed's workload mix) meets the objective with clean invariants; and a node's region
-/// and zone survive a SIGKILL of the server and show in <c>omega get nodes</c>.
+/// regions of agents over TCP, the seed's workload mix, tenant quotas and recovery budgets as objects) meets the objective
+/// with clean invariants (tenant quotas included) and control-plane load within its bounds; its quota check reports a
+/// tenant pushed over its quota outside any override; and a node's region and zone survive a SIGKILL of the server and
+/// show in <c>omega get nodes</c>.
 /// </summary>
 public sealed class RegionDrillTests(ITestOutputHelper output)
 {
@@ -21,8 +23,20 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("objective: met", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("invariants: ok", r.Stdout, StringComparison.Ordinal);
-        // The recovery's control-plane load is reported (issue 13): commits/s, evictions/s (30 region evictions), queue age.
+        // Simulated agents take time to start (running 0.2 s after the binding) and then to become ready (0.5 s more).
+        Assert.Contains("a task reports running 0.2 s after its binding arrives (start) and ready 0.5 s after that (readiness)", r.Stdout, StringComparison.Ordinal);
+        // Every tenant stayed within the quota its Quota object gives it (checked at every audit, from the objects, not from
+        // the cell's own limit), and the best-effort analytics tenant pressed against its limit (95 % of its filler's ask,
+        // 513 of 540 cores) rather than the quota never mattering.
+        Assert.Contains("every tenant within its quota (4 tenants)", r.Stdout, StringComparison.Ordinal);
+        var quota = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"quotas: peak committed cores / quota per tenant: analytics (\d+(?:\.\d)?)/513, batch \d+(?:\.\d)?/63, critical \d+(?:\.\d)?/28, search \d+(?:\.\d)?/45; EmergencyQuota overrides counted: 0");
+        Assert.True(quota.Success, r.Stdout);
+        Assert.InRange(double.Parse(quota.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 460, 513);
+        // The recovery's control-plane load is reported (issue 13): commits/s, evictions/s (30 region evictions), queue age,
+        // and held within its bounds: evictions only of the lost region's 30 nodes, none outside the regional signal beyond
+        // the shipped 10/s bucket, no job queued longer than the 10 s objective, no more wasted transactions than commits.
         Assert.Matches(@"control-plane load during recovery: commits/s \d+\.\d \(peak \d+\.\d\), evictions/s \d+\.\d \(peak \d+\.\d\), evictions 30, max queue age \d+\.\d{3} s", r.Stdout);
+        Assert.Matches(@"load bounds: ok \(evictions 30 <= 30 lost-region nodes; rate-limited evictions at most 0% of the 10/s bucket; max queue age \d+\.\d{3} s <= 10 s objective; transactions that bound nothing \d+ <= committed \d+ \+ 20\)", r.Stdout);
         foreach (var w in new[] { "risk-api", "billing-api" })
         {
             var line = r.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith(w + " ", StringComparison.Ordinal) && l.Contains(" s ", StringComparison.Ordinal));
@@ -30,6 +44,11 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
             Assert.NotEqual("us-east", parts[2]); // recovered in a healthy region, never the lost one
             double seconds = double.Parse(parts[3], System.Globalization.CultureInfo.InvariantCulture);
             Assert.InRange(seconds, 0.0, 10.0);
+            // The recovery budget of the region it recovered into (a RecoveryBudget object made through the server; 2 x
+            // (6 + 1) cores) was consumed by its failover replicas, as the recovery-budget controller reports.
+            var budget = System.Text.RegularExpressions.Regex.Match(r.Stdout, "budget " + parts[2] + @": allocated 14 cores, consumed (\d+(?:\.\d+)?) cores by (\d+) failover replicas");
+            Assert.True(budget.Success, r.Stdout);
+            Assert.InRange(int.Parse(budget.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 4, 14);
         }
         // The region's nodes were fenced by the regional signal, all of them, without the 10/s rate limit.
         Assert.Contains("region_lost=30", r.Stdout, StringComparison.Ordinal);
@@ -39,7 +58,7 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         Assert.Equal(4, System.Text.RegularExpressions.Regex.Count(r.Stdout, @"fraud-urgent-\d\s+just before\s+3\s+3\s+\d+\.\d{3}\s+(met|missed)"));
         Assert.Matches(@"fraud deadline misses: \d of 5 jobs\r?\n", r.Stdout);
         // The recovery breakdown explains the seconds: the region is signalled first and fenced no earlier than the 2 s
-        // regional grace; nothing is re-placed before the fence; then the agents' 0.5 s start + readiness, then the status.
+        // regional grace; nothing is re-placed before the fence; then the agents' 0.2 s start and 0.5 s readiness, then the status.
         Assert.Contains("where the time goes (mean): t=0 -> fenced", r.Stdout, StringComparison.Ordinal);
         foreach (var w in new[] { "risk-api", "billing-api" })
         {
@@ -47,7 +66,10 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
             Assert.True(row.Signal <= row.Fenced, $"{w}: signal {row.Signal} after fenced {row.Fenced}");
             Assert.InRange(row.Fenced, 2.0, 10.0);
             Assert.InRange(row.FirstBound, 2.0, row.FourthBound);
-            Assert.InRange(row.FourthReady, row.FourthBound + 0.5, row.Serving);
+            // The agents stamp running and ready when they send the reports; the simulated task starts 0.2 s after its
+            // binding and is ready 0.5 s after that start, so the reports come no sooner (printed to the millisecond).
+            Assert.InRange(row.FourthRunning, row.FourthBound + 0.199, row.FourthReady);
+            Assert.InRange(row.FourthReady, row.FourthBound + 0.699, row.Serving);
         }
     }
 
@@ -82,13 +104,38 @@ public sealed class RegionDrillTests(ITestOutputHelper output)
         }
     }
 
-    // The drill's breakdown row of a workload: signal, fenced, 1st bound, 4th bound, 4th ready, serving (seconds since t=0).
-    private static (double Signal, double Fenced, double FirstBound, double FourthBound, double FourthReady, double Serving) Breakdown(string stdout, string workload)
+    // The drill's breakdown row of a workload: signal, fenced, 1st bound, 4th bound, 4th running, 4th ready, serving (seconds since t=0).
+    private static (double Signal, double Fenced, double FirstBound, double FourthBound, double FourthRunning, double FourthReady, double Serving) Breakdown(string stdout, string workload)
     {
-        var m = System.Text.RegularExpressions.Regex.Match(stdout, "\\n\\s+" + workload + @"\s+[a-z-]+\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\r?\n");
+        var m = System.Text.RegularExpressions.Regex.Match(stdout, "\\n\\s+" + workload + @"\s+[a-z-]+\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\r?\n");
         Assert.True(m.Success, $"no breakdown row for {workload}:\n{stdout}");
         double G(int i) => double.Parse(m.Groups[i].Value, System.Globalization.CultureInfo.InvariantCulture);
-        return (G(1), G(2), G(3), G(4), G(5), G(6));
+        return (G(1), G(2), G(3), G(4), G(5), G(6), G(7));
+    }
+
+    [Fact]
+    public async Task Region_loss_drill_reports_a_tenant_pushed_over_its_quota_by_a_limit_raised_outside_any_override()
+    {
+        // The quota check can fail: the hidden fault raises the analytics tenant's limit in the cell over the wire (SetQuota,
+        // bypassing its Quota object and leaving no EmergencyQuota override) and submits more analytics work just before
+        // the loss. The cell admits it (its own limit allows it, and its own audit stays clean), so only a check against the
+        // objects catches it. The same run raises the search tenant through an audited EmergencyQuota override and takes it
+        // beyond its Quota object too: that is allowed, and not reported. Small shape (3 x 4 agents, 5 s fraud deadlines).
+        var r = await OmegaProcess.RunAsync(TimeSpan.FromSeconds(120), "drill", "region-loss", "--fault", "quota-bypass", "--regions", "3", "--agents-per-region", "4",
+            "--objective-seconds", "10", "--timeout-seconds", "20", "--fraud-deadline-seconds", "5", "--seed", "13");
+        output.WriteLine(r.Stdout);
+        output.WriteLine(r.Stderr);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("fault quota-bypass: analytics limit raised over the wire", r.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"invariants: [1-9]\d* violations", r.Stdout);
+        Assert.Matches(@"violation: tenant analytics uses cpu=\d+m mem=\d+MiB gpu=0 disk=0MiB, over its quota cpu=\d+m mem=\d+MiB gpu=0 disk=0MiB \(no EmergencyQuota override raises it\)", r.Stdout);
+        Assert.DoesNotMatch(@"violation: tenant (critical|batch|search) ", r.Stdout);
+        Assert.Contains("fault quota-bypass: search raised by an audited EmergencyQuota override", r.Stdout, StringComparison.Ordinal);
+        // search's quota is 1.5 x its 3 replicas x 2 cores = 9 cores; it went beyond it under the override, which counted.
+        var quota = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"quotas: peak committed cores / quota per tenant: .*search (\d+(?:\.\d)?)/9; EmergencyQuota overrides counted: 1");
+        Assert.True(quota.Success, r.Stdout);
+        Assert.InRange(double.Parse(quota.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 9.5, 18);
+        Assert.Contains("objective: NOT met", r.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -10,13 +10,14 @@ namespace Omega.Cli.Drill;
 /// region signal (the server marks the region's nodes suspect, or fences them at once when their leases are gone) →
 /// fenced (every node of the region evicted: its replicas released and requeued) → the first and the fourth replacement
 /// bound on an agent of the recovering region (requeue, preemption, placement, commit and the push of the binding) →
-/// the fourth ready report sent by an agent (the simulated start + readiness) → the workload status showing four serving
+/// the fourth running report sent by an agent (the simulated start) → the fourth ready report (the simulated readiness
+/// check) → the workload status showing four serving
 /// (the readiness report reaching the server, the workload controller's status write, and the drill's poll).
 /// </summary>
 /// <remarks>
 /// The first two stages come from the server's liveness report (Inspect Liveness, polled every ~0.1 s, so they are late
 /// by up to one poll); the agent stages are stamped by the agents themselves (in this process, or printed by the
-/// <c>omega agents</c> children as <c>trace KIND REGION TASK TIMESTAMP</c> lines; Stopwatch is CLOCK_MONOTONIC, one
+/// <c>omega agents</c> children as <c>trace KIND REGION TASK TIMESTAMP</c> lines, KIND bound, running or ready; Stopwatch is CLOCK_MONOTONIC, one
 /// clock for every process of the machine). A replica counts towards a region when its binding arrived at an agent of
 /// that region after t = 0; replicas serving there before the loss are added from the status at t = 0.
 /// </remarks>
@@ -24,8 +25,8 @@ internal sealed class RecoveryBreakdown
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<long, string> _workloadByUid = new();
-    // Per workload and region: the times (s since t = 0) of bindings and ready reports after the loss.
-    private readonly Dictionary<(string Workload, string Region), (List<double> Bound, List<double> Ready)> _events = new();
+    // Per workload and region: the times (s since t = 0) of bindings, running reports and ready reports after the loss.
+    private readonly Dictionary<(string Workload, string Region), (List<double> Bound, List<double> Running, List<double> Ready)> _events = new();
     private readonly Dictionary<(string Workload, string Region), int> _servingAtLoss = new();
     private long _t0;
 
@@ -56,7 +57,7 @@ internal sealed class RecoveryBreakdown
     /// <summary>t = 0, on <see cref="Stopwatch"/>.</summary>
     public void Start(long timestamp) => Volatile.Write(ref _t0, timestamp);
 
-    /// <summary>An agent of <paramref name="region"/> saw a traced task's binding ("bound") or reported it ready ("ready") at <paramref name="timestamp"/>.</summary>
+    /// <summary>An agent of <paramref name="region"/> saw a traced task's binding ("bound"), or reported it started ("running") or ready ("ready"), at <paramref name="timestamp"/>.</summary>
     public void Record(string kind, string region, TaskId task, long timestamp)
     {
         long t0 = Volatile.Read(ref _t0);
@@ -66,8 +67,8 @@ internal sealed class RecoveryBreakdown
         lock (_lock)
         {
             if (!_workloadByUid.TryGetValue(uid, out var w)) return;
-            if (!_events.TryGetValue((w, region), out var e)) _events[(w, region)] = e = (new(), new());
-            (kind == "ready" ? e.Ready : e.Bound).Add(t);
+            if (!_events.TryGetValue((w, region), out var e)) _events[(w, region)] = e = (new(), new(), new());
+            (kind switch { "ready" => e.Ready, "running" => e.Running, _ => e.Bound }).Add(t);
         }
     }
 
@@ -84,15 +85,15 @@ internal sealed class RecoveryBreakdown
         }
     }
 
-    /// <summary>The time at which <paramref name="workload"/> had its <paramref name="nth"/> replica (bound or ready) in <paramref name="region"/>, counting those serving there at t = 0.</summary>
-    private double? Nth(string workload, string region, bool ready, int nth)
+    /// <summary>The time at which <paramref name="workload"/> had its <paramref name="nth"/> replica bound (<paramref name="kind"/> 0), running (1) or ready (2) in <paramref name="region"/>, counting those serving there at t = 0.</summary>
+    private double? Nth(string workload, string region, int kind, int nth)
     {
         lock (_lock)
         {
             int before = _servingAtLoss.TryGetValue((workload, region), out int b) ? b : 0;
             if (before >= nth) return 0;
             if (!_events.TryGetValue((workload, region), out var e)) return null;
-            var list = new List<double>(ready ? e.Ready : e.Bound);
+            var list = new List<double>(kind switch { 2 => e.Ready, 1 => e.Running, _ => e.Bound });
             list.Sort();
             int k = nth - before - 1;
             return k < list.Count ? list[k] : null;
@@ -100,33 +101,34 @@ internal sealed class RecoveryBreakdown
     }
 
     /// <summary>The breakdown as printed lines (a table per workload, then where the time went).</summary>
-    public List<string> Lines(IEnumerable<(string Workload, string Region, double? Serving)> recovered, string detection, double readySeconds)
+    public List<string> Lines(IEnumerable<(string Workload, string Region, double? Serving)> recovered, string detection, double startSeconds, double readySeconds)
     {
         var ci = CultureInfo.InvariantCulture;
         static string F(double? v) => v is { } x ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
         var lines = new List<string>
         {
             "recovery breakdown (s since t=0): signal = region's nodes seen suspect or evicted, fenced = all evicted (both polled every ~0.1 s);",
-            "  bound/ready = stamped by the agents of the recovering region; serving = the workload status (polled every ~0.1 s)",
-            string.Create(ci, $"  {"workload",-12} {"region",-11} {"signal",7} {"fenced",7} {"1st bound",9} {"4th bound",9} {"4th ready",9} {"serving",8}"),
+            "  bound/running/ready = stamped by the agents of the recovering region; serving = the workload status (polled every ~0.1 s)",
+            string.Create(ci, $"  {"workload",-12} {"region",-11} {"signal",7} {"fenced",7} {"1st bound",9} {"4th bound",9} {"4th running",11} {"4th ready",9} {"serving",8}"),
         };
-        double sumFence = 0, sumPlace = 0, sumReady = 0, sumStatus = 0;
+        double sumFence = 0, sumPlace = 0, sumStart = 0, sumReady = 0, sumStatus = 0;
         int n = 0;
         foreach (var (w, region, serving) in recovered)
         {
-            double? first = Nth(w, region, false, 1), bound = Nth(w, region, false, 4), ready = Nth(w, region, true, 4);
-            lines.Add(string.Create(ci, $"  {w,-12} {region,-11} {F(Signal),7} {F(Fenced),7} {F(first),9} {F(bound),9} {F(ready),9} {F(serving),8}"));
-            if (Fenced is { } f && bound is { } b && ready is { } r && serving is { } s)
+            double? first = Nth(w, region, 0, 1), bound = Nth(w, region, 0, 4), running = Nth(w, region, 1, 4), ready = Nth(w, region, 2, 4);
+            lines.Add(string.Create(ci, $"  {w,-12} {region,-11} {F(Signal),7} {F(Fenced),7} {F(first),9} {F(bound),9} {F(running),11} {F(ready),9} {F(serving),8}"));
+            if (Fenced is { } f && bound is { } b && running is { } g && ready is { } r && serving is { } s)
             {
                 sumFence += f;
                 sumPlace += b - f;
-                sumReady += r - b;
+                sumStart += g - b;
+                sumReady += r - g;
                 sumStatus += s - r;
                 n++;
             }
         }
         if (n > 0)
-            lines.Add(string.Create(ci, $"  where the time goes (mean): t=0 -> fenced {sumFence / n:0.000} s ({detection}), fenced -> 4th bound {sumPlace / n:0.000} s (requeue, preemption, placement, commit, push), 4th bound -> 4th ready {sumReady / n:0.000} s (simulated start + readiness {readySeconds:0.0} s), ready -> status serving {sumStatus / n:0.000} s (report, controller, status write, poll)"));
+            lines.Add(string.Create(ci, $"  where the time goes (mean): t=0 -> fenced {sumFence / n:0.000} s ({detection}), fenced -> 4th bound {sumPlace / n:0.000} s (requeue, preemption, placement, commit, push), 4th bound -> 4th running {sumStart / n:0.000} s (simulated start {startSeconds:0.0##} s), 4th running -> 4th ready {sumReady / n:0.000} s (simulated readiness {readySeconds:0.0##} s), ready -> status serving {sumStatus / n:0.000} s (report, controller, status write, poll)"));
         return lines;
     }
 }

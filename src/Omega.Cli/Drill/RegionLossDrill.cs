@@ -13,7 +13,7 @@ namespace Omega.Cli.Drill;
 /// <summary>What one drill run is asked to do (<c>omega drill region-loss</c>).</summary>
 internal sealed record DrillOptions(int Regions, int AgentsPerRegion, int AgentProcesses, double Cores, double MemoryGiB, int CriticalReplicas,
     double ReadySeconds, double ObjectiveSeconds, double TimeoutSeconds, string DataDirectory, string? ReportDirectory, int Seed, bool KeepData,
-    double FraudDeadlineSeconds = 30, string Mode = "loss");
+    double FraudDeadlineSeconds = 30, string Mode = "loss", double StartSeconds = 0.2, string Fault = "");
 
 /// <summary>
 /// <c>omega drill region-loss</c> (issue 13): seed 001's regional failover drill against a real <c>omega serve</c> child
@@ -23,7 +23,9 @@ internal sealed record DrillOptions(int Regions, int AgentsPerRegion, int AgentP
 /// healthy region. The clock starts when the lost region's agents all disconnect; per critical workload it stops when
 /// the workload's status (written by the server's controller from agent-reported readiness) shows four serving in one
 /// healthy region. Throughout, the cell's invariant audit (no task bound twice, no node over capacity, aggregates
-/// consistent) must stay clean and no binding may be made on a node of the lost region.
+/// consistent) must stay clean, no binding may be made on a node of the lost region, every tenant must stay within the
+/// quota its <see cref="Quota"/> object gives it (<see cref="QuotaAudit"/>), and the control-plane load must stay within
+/// <see cref="LoadBounds"/>.
 /// </summary>
 internal static class RegionLossDrill
 {
@@ -39,33 +41,38 @@ internal static class RegionLossDrill
         var cores = new Option<double>("--cores") { Description = "Cores per node.", DefaultValueFactory = _ => 8 };
         var memory = new Option<double>("--memory-gib") { Description = "Memory per node, GiB.", DefaultValueFactory = _ => 32 };
         var replicas = new Option<int>("--critical-replicas") { Description = "Replicas of each critical service (at least 4).", DefaultValueFactory = _ => 6 };
-        var ready = new Option<double>("--ready-seconds") { Description = "Simulated start + readiness time of a task on its agent.", DefaultValueFactory = _ => 0.5 };
+        var start = new Option<double>("--start-seconds") { Description = "Simulated start time of a task on its agent: from its binding's arrival to its running report.", DefaultValueFactory = _ => 0.2 };
+        var ready = new Option<double>("--ready-seconds") { Description = "Simulated readiness time of a task on its agent: from its running report to its ready report.", DefaultValueFactory = _ => 0.5 };
         var objective = new Option<double>("--objective-seconds") { Description = "The objective: four serving replicas in a healthy region within this time.", DefaultValueFactory = _ => 10 };
         var timeout = new Option<double>("--timeout-seconds") { Description = "Give up on recovery after this long.", DefaultValueFactory = _ => 60 };
         var data = new Option<string?>("--data") { Description = "The server's data directory (default: a new temporary directory, deleted after)." };
         var report = new Option<string?>("--report") { Description = "Write README.md and a timeline chart (timeline.png) into this directory." };
         var seed = new Option<int?>("--seed") { Description = "Random seed (printed)." };
         var fraudDeadline = new Option<double>("--fraud-deadline-seconds") { Description = "Deadline of every fraud batch job, from its creation (spec.deadlineSeconds).", DefaultValueFactory = _ => 30 };
+        // Hidden: a deliberate fault that the drill's checks must report (the tests prove with it that they can fail).
+        // quota-bypass: just before the loss, the analytics tenant's limit is raised in the cell over the wire (SetQuota,
+        // the path that bypasses the Quota object and any override) and more analytics work is submitted.
+        var fault = new Option<string>("--fault") { Description = "Inject a fault the checks must report (quota-bypass).", DefaultValueFactory = _ => "", Hidden = true };
         var mode = new Option<string>("--mode") { Description = "loss: the region's agents disconnect (sockets close); partition: they stay connected through a relay that drops every byte both ways (detection by lease), and the partition heals after the recovery.", DefaultValueFactory = _ => "loss" };
         var cmd = new Command("region-loss", "Lose one region's agents at once and measure the time until every critical service has 4 serving replicas in a healthy region.")
         {
-            regions, agents, procs, cores, memory, replicas, ready, objective, timeout, data, report, seed, fraudDeadline, mode,
+            regions, agents, procs, cores, memory, replicas, start, ready, objective, timeout, data, report, seed, fraudDeadline, mode, fault,
         };
         cmd.SetAction(async (r, cancel) =>
         {
             var o = new DrillOptions(r.GetValue(regions), r.GetValue(agents), r.GetValue(procs), r.GetValue(cores), r.GetValue(memory), r.GetValue(replicas),
                 r.GetValue(ready), r.GetValue(objective), r.GetValue(timeout), r.GetValue(data) ?? "", r.GetValue(report), r.GetValue(seed) ?? Random.Shared.Next(), r.GetValue(data) is not null,
-                r.GetValue(fraudDeadline), r.GetValue(mode) ?? "loss");
-            if (o.Mode is not ("loss" or "partition"))
+                r.GetValue(fraudDeadline), r.GetValue(mode) ?? "loss", r.GetValue(start), r.GetValue(fault) ?? "");
+            if (o.Mode is not ("loss" or "partition") || o.Fault is not ("" or "quota-bypass"))
             {
-                Console.Error.WriteLine("omega drill region-loss: --mode is loss or partition");
+                Console.Error.WriteLine("omega drill region-loss: --mode is loss or partition; --fault is quota-bypass or empty");
                 return 2;
             }
             if (o.Regions is < 3 or > 8 || o.AgentsPerRegion is < 4 or > 50_000 || o.AgentProcesses is < 0 or > 64 || o.CriticalReplicas is < 4 or > 1000
                 || !(o.Cores > 0) || !(o.MemoryGiB > 0) || !(o.ReadySeconds > 0) || !(o.ObjectiveSeconds > 0) || !(o.TimeoutSeconds > 0)
-                || !(o.FraudDeadlineSeconds is >= 1 and <= 86_400))
+                || !(o.FraudDeadlineSeconds is >= 1 and <= 86_400) || !(o.StartSeconds is >= 0 and <= 3600))
             {
-                Console.Error.WriteLine("omega drill region-loss: --regions 3-8, --agents-per-region 4-50,000, --agent-processes 0-64, --critical-replicas 4-1,000; sizes and times positive, --fraud-deadline-seconds 1-86,400");
+                Console.Error.WriteLine("omega drill region-loss: --regions 3-8, --agents-per-region 4-50,000, --agent-processes 0-64, --critical-replicas 4-1,000; sizes and times positive, --start-seconds 0-3,600, --fraud-deadline-seconds 1-86,400");
                 return 2;
             }
             return await RunAsync(o, cancel).ConfigureAwait(false);
@@ -109,7 +116,7 @@ internal static class RegionLossDrill
         int port = FreePort();
         var endpoint = new IPEndPoint(IPAddress.Loopback, port);
         Console.WriteLine($"omega drill region-loss: {o.Regions} regions x {o.AgentsPerRegion:N0} agents ({o.Cores} cores, {o.MemoryGiB} GiB each), region lost: {lost}, seed {o.Seed}");
-        Console.WriteLine($"  simulated agents: a task reports running at once and ready {o.ReadySeconds.ToString(ci)} s after its binding arrives (start + readiness)");
+        Console.WriteLine($"  simulated agents: a task reports running {o.StartSeconds.ToString(ci)} s after its binding arrives (start) and ready {o.ReadySeconds.ToString(ci)} s after that (readiness)");
         Console.WriteLine($"  server: omega serve --data {dataDir} on {endpoint} (shipped defaults: lease, eviction rate, brake)");
         using var serve = ChildProcess.Start("serve", ["serve", "--listen", endpoint.ToString(), "--data", dataDir, "--insecure", "--no-auth",
             "--tenant", "critical", "--tenant", "batch", "--tenant", "search", "--tenant", "analytics"]);
@@ -134,7 +141,7 @@ internal static class RegionLossDrill
                 {
                     string region = names[i];
                     var fleet = new AgentFleet(new FleetOptions(partition && i == 0 ? relay!.EndPoint : endpoint, o.AgentsPerRegion, capacity, 4, 3, o.Seed + i * 100_003, names[i],
-                        ReadySeconds: o.ReadySeconds, Region: names[i], Zones: 3, BatchPriority: BatchPriority))
+                        ReadySeconds: o.ReadySeconds, Region: names[i], Zones: 3, BatchPriority: BatchPriority, StartSeconds: o.StartSeconds))
                     {
                         TracePriority = CriticalPriority,
                         Trace = (kind, task, ts) => breakdown.Record(kind, region, task, ts),
@@ -151,7 +158,7 @@ internal static class RegionLossDrill
                         "--trace-priority", CriticalPriority.ToString(ci),
                         "--cores", o.Cores.ToString(ci), "--memory-gib", o.MemoryGiB.ToString(ci), "--racks", "4", "--task-seconds", "3",
                         "--name-prefix", $"{names[i]}-p{p}", "--seed", (o.Seed + i * 100_003 + p).ToString(ci), "--region", names[i], "--zones", "3",
-                        "--batch-priority", BatchPriority.ToString(ci), "--ready-seconds", o.ReadySeconds.ToString(ci), "--insecure"])));
+                        "--batch-priority", BatchPriority.ToString(ci), "--ready-seconds", o.ReadySeconds.ToString(ci), "--start-seconds", o.StartSeconds.ToString(ci), "--insecure"])));
                 }
             }
             var sw = Stopwatch.StartNew();
@@ -175,10 +182,36 @@ internal static class RegionLossDrill
             Console.WriteLine($"  {expected:N0} agents registered and heartbeating in {sw.Elapsed.TotalSeconds:0.0} s");
 
             // ---------------------------------------------------------------- workloads
+            string[] criticalNames = ["risk-api", "billing-api"];
+            double totalCores = o.Cores * expected;
+            int search = Math.Max(3, expected / 6), fraud = Math.Max(3, expected / 3), urgent = Math.Max(2, fraud / 8);
+            // Best-effort analytics fills what is left to ~85 % of the cell's CPU: recovery must preempt it.
+            int filler = Math.Max(1, (int)(totalCores * 0.85 - 2 * o.CriticalReplicas - 2 * search - fraud));
+            // Tenant quotas (issue 13: every tenant within its quota, except through an audited override), as Quota objects
+            // that the server's quota controller applies to the cell. Sized so the scenario fits: critical twice its
+            // replicas + surge (failover must never wait on quota), search and batch half as much again as they ask; the
+            // best-effort analytics tenant gets 95 % of what its filler asks, so it presses against its limit throughout
+            // and every one of its placements and re-placements meets the cell's quota check.
+            var quotas = new Dictionary<string, ResourceVector>(StringComparer.Ordinal)
+            {
+                ["critical"] = Times(ResourceVector.FromCoresAndGiB(1, 2), 2.0 * criticalNames.Length * (o.CriticalReplicas + 1)),
+                ["search"] = Times(ResourceVector.FromCoresAndGiB(2, 8), 1.5 * search),
+                ["batch"] = Times(ResourceVector.FromCoresAndGiB(1, 2), 1.5 * (fraud + 4 * urgent)),
+                ["analytics"] = Times(ResourceVector.FromCoresAndGiB(1, 1), 0.95 * filler),
+            };
+            await QuotaAudit.ApplyAsync(client, quotas, cancel).ConfigureAwait(false);
+            var quotaAudit = new QuotaAudit();
+            Console.WriteLine($"  tenant quotas (Quota objects, applied by the quota controller): {string.Join(", ", quotas.Select(kv => string.Create(ci, $"{kv.Key} {kv.Value.CpuMillis / 1000.0:0.#} cores")))}");
+            // Recovery budgets (issue 13) in the healthy regions, through the server: room for the whole critical tier to
+            // fail over into any one of them. Failover consumes them at commit, preempting reclaimable work.
+            string[] healthy = names[1..];
+            var budget = Times(ResourceVector.FromCoresAndGiB(1, 2), criticalNames.Length * (o.CriticalReplicas + 1));
+            await DrillBudgets.CreateAsync(client, healthy, budget, CriticalPriority, cancel).ConfigureAwait(false);
+            Console.WriteLine($"  recovery budgets (RecoveryBudget objects, priority >= {CriticalPriority}): {budget.CpuMillis / 1000.0:0.#} cores in each of {string.Join(", ", healthy)}");
+
             // Critical services first, so they take their preferred (soon lost) region before the filler arrives.
             var critical = new List<Tracked>();
             string lastState = "";
-            string[] criticalNames = ["risk-api", "billing-api"];
             for (int i = 0; i < criticalNames.Length; i++)
             {
                 var t = new Tracked(criticalNames[i], lost, names[1 + i % (names.Length - 1)]);
@@ -200,10 +233,6 @@ internal static class RegionLossDrill
                 }
                 return true;
             }, "critical services serving in their preferred region", cancel, () => lastState).ConfigureAwait(false);
-            double totalCores = o.Cores * expected;
-            int search = Math.Max(3, expected / 6), fraud = Math.Max(3, expected / 3);
-            // Best-effort analytics fills what is left to ~85 % of the cell's CPU: recovery must preempt it.
-            int filler = Math.Max(1, (int)(totalCores * 0.85 - 2 * o.CriticalReplicas - 2 * search - fraud));
             await CreateAsync(client, "search", "search-workers", WorkloadType.Service, search, SearchPriority, 2000, 8, cancel,
                 topology: new WorkloadTopology { Spread = TopologySpreadScope.Region }).ConfigureAwait(false);
             // Fraud batch: one big job now, and urgent ones that arrive just before the loss (below), all with a deadline.
@@ -221,6 +250,7 @@ internal static class RegionLossDrill
                     if (await GetAsync(client, "analytics", $"analytics-{p}", cancel).ConfigureAwait(false) is { } w) bound += w.Status.Bound;
                 return bound >= filler * 9 / 10;
             }, "the analytics filler bound", cancel).ConfigureAwait(false);
+            if (o.Fault == "quota-bypass") await QuotaFaultAsync(client, quotas, filler, search, cancel).ConfigureAwait(false);
             // The starting state that makes the objective real: every critical replica in the lost region, < 4 elsewhere.
             foreach (var t in critical)
             {
@@ -232,7 +262,6 @@ internal static class RegionLossDrill
             // must run again elsewhere, competing with the recovery, within the deadline. (Created before the loss, not at
             // it: a job created after the disconnect may legitimately bind on a lost node before the server has noticed
             // the loss, which the "nothing new bound in the lost region" check below would count.)
-            int urgent = Math.Max(2, fraud / 8);
             for (int i = 0; i < 4; i++)
             {
                 fraudJobs.Add(new FraudJob($"fraud-urgent-{i}", urgent, atLoss: true));
@@ -244,6 +273,7 @@ internal static class RegionLossDrill
                     if (f.AtLoss && (await GetAsync(client, "batch", f.Name, cancel).ConfigureAwait(false) is not { } w || w.Status.Bound + w.Status.Succeeded < f.Replicas)) return false;
                 return true;
             }, "the urgent fraud jobs bound", cancel).ConfigureAwait(false);
+            await DrillBudgets.WaitAppliedAsync(client, healthy, TimeSpan.FromSeconds(30), cancel).ConfigureAwait(false);
             var (nodesBefore, nodeLines) = await client.InspectAsync(InspectTarget.Nodes, 10_000, cancel).ConfigureAwait(false);
             var lostNodes = new HashSet<string>(StringComparer.Ordinal);
             foreach (var line in nodeLines)
@@ -314,7 +344,7 @@ internal static class RegionLossDrill
                 {
                     nextAudit = t + 0.5;
                     audits++;
-                    await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
+                    await AuditAsync(client, lostNodes, regionCheckFrom, violations, quotaAudit, cancel).ConfigureAwait(false);
                     await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
                 }
                 if (all) break;
@@ -329,7 +359,7 @@ internal static class RegionLossDrill
                 if (breakdown.Fenced is not null) regionCheckFrom = await CellVersionAsync(client, cancel).ConfigureAwait(false);
                 maxRunning = Math.Max(maxRunning, DrillStages.CheckRunning(fleets, breakdown, limits, violations));
             }
-            if (partition) await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
+            if (partition) await AuditAsync(client, lostNodes, regionCheckFrom, violations, quotaAudit, cancel).ConfigureAwait(false);
             if (partition) regionCheckFrom = long.MaxValue;
             string healed = partition ? await DrillStages.HealAsync(client, relay!, fleets, lost, breakdown, limits, violations, cancel).ConfigureAwait(false) : "";
             // Fraud deadlines: wait until each job has completed or the server reports its deadline passed (bounded by
@@ -357,10 +387,15 @@ internal static class RegionLossDrill
             }
             // Once more at the end, after everything settled for a moment.
             await Task.Delay(500, cancel).ConfigureAwait(false);
-            await AuditAsync(client, lostNodes, regionCheckFrom, violations).ConfigureAwait(false);
+            await AuditAsync(client, lostNodes, regionCheckFrom, violations, quotaAudit, cancel).ConfigureAwait(false);
             audits++;
             await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
+            // Bounded control-plane load (issue 13), from the shipped eviction rate and the objective.
+            var (loadViolations, loadLine) = new LoadBounds(lostNodes.Count, new Omega.Server.ServerOptions().EvictionsPerSecond, o.ObjectiveSeconds).Check(load.Samples, ci);
+            foreach (var v in loadViolations) if (!violations.Contains(v)) violations.Add(v);
             var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
+            var recoveredInto = new HashSet<string>(critical.Where(c => c.RecoveredIn.Length > 0).Select(c => c.RecoveredIn), StringComparer.Ordinal);
+            var budgetLines = await DrillBudgets.ReportAsync(client, healthy, recoveredInto, 4, TimeSpan.FromSeconds(5), cancel).ConfigureAwait(false);
             var (_, stats) = await client.InspectAsync(InspectTarget.Stats, 100, cancel).ConfigureAwait(false);
 
             // ---------------------------------------------------------------- report
@@ -409,10 +444,12 @@ internal static class RegionLossDrill
             if (times.Count > 0) Console.WriteLine($"  p50 {times[(times.Count - 1) / 2].ToString("0.000", ci)} s, max {times[^1].ToString("0.000", ci)} s (objective {o.ObjectiveSeconds.ToString(ci)} s)");
             foreach (var (_, child) in children) breakdown.RecordChildOutput(child.Output);
             foreach (var l in breakdown.Lines(critical.Select(c => (c.Name, c.RecoveredIn.Length > 0 ? c.RecoveredIn : c.Failover, c.RecoveredAt)),
-                partition ? $"detection by lease: the node lease is {new Omega.Server.ServerOptions().NodeLease.TotalSeconds:0.#} s" : $"the regional grace is {new Omega.Server.ServerOptions().RegionLossGrace.TotalSeconds:0.#} s", o.ReadySeconds))
+                partition ? $"detection by lease: the node lease is {new Omega.Server.ServerOptions().NodeLease.TotalSeconds:0.#} s" : $"the regional grace is {new Omega.Server.ServerOptions().RegionLossGrace.TotalSeconds:0.#} s", o.StartSeconds, o.ReadySeconds))
                 Console.WriteLine($"  {l}");
             if (partition) Console.WriteLine($"  partition: at most {maxRunning} critical replicas running on agents at once (limit: replicas + maxSurge per workload); {healed}");
-            Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost})");
+            Console.WriteLine($"  invariants: {(violations.Count == 0 ? "ok" : $"{violations.Count} violations")} ({audits} audits: no task bound twice, no node over capacity, nothing new bound in {lost}, every tenant within its quota ({quotaAudit.Tenants} tenants), control-plane load within bounds)");
+            Console.WriteLine($"  quotas: {quotaAudit.Summary(ci)}");
+            foreach (var l in budgetLines) Console.WriteLine($"  {l}");
             foreach (var v in violations.Take(20)) Console.WriteLine($"    violation: {v}");
             int misses = 0, unsettled = 0;
             Console.WriteLine();
@@ -428,8 +465,9 @@ internal static class RegionLossDrill
             foreach (var l in liveness) Console.WriteLine($"  lifecycle {l}");
             foreach (var l in stats) if (l.StartsWith("commits", StringComparison.Ordinal) || l.StartsWith("engine", StringComparison.Ordinal)) Console.WriteLine($"  {l}");
             Console.WriteLine($"  control-plane load during recovery: {load.Summary(ci)}");
+            Console.WriteLine($"  {loadLine}");
             Console.WriteLine($"  objective: {(ok ? "met" : "NOT met")}");
-            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost, load.Summary(ci), fraudJobs);
+            if (o.ReportDirectory is { } dir) WriteReport(dir, o, critical, violations, liveness, lost, load.Summary(ci) + "; " + loadLine, fraudJobs, quotaAudit.Summary(ci), budgetLines);
             return ok ? 0 : 1;
         }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException or AgentRequestException or System.Net.Sockets.SocketException or IOException)
@@ -465,6 +503,62 @@ internal static class RegionLossDrill
         await client.CreateAsync(w, cancel).ConfigureAwait(false);
     }
 
+    // n times a per-unit vector, rounded up (cpu and memory; the drill's quotas limit nothing else).
+    private static ResourceVector Times(ResourceVector per, double n)
+        => new((long)Math.Ceiling(per.CpuMillis * n), (long)Math.Ceiling(per.MemoryBytes * n));
+
+    /// <summary>
+    /// The hidden <c>--fault quota-bypass</c>, both sides of "within its quota except through an audited override".
+    /// The fault: the analytics tenant's limit is raised in the cell over the wire (SetQuota: no Quota object change, no
+    /// override, so nothing audited allows it) and more analytics work is submitted; the quota controller puts the limit
+    /// back at its next reconcile (within its 10 s usage refresh), so the raise is repeated until the cell has admitted
+    /// usage beyond the Quota object (which stays). The contrast: an audited <c>EmergencyQuota</c> override doubles the
+    /// search tenant's quota and more search work takes it beyond its Quota object's limit, which the check must accept.
+    /// Returns once both tenants' usage is beyond their objects' limits.
+    /// </summary>
+    private static async Task QuotaFaultAsync(ControlClient client, Dictionary<string, ResourceVector> quotas, int filler, int search, CancellationToken cancel)
+    {
+        var analytics = quotas["analytics"];
+        var raised = Times(analytics, 2);
+        await client.SetQuotaAsync("analytics", QuotaField.Set(raised), QuotaField.Keep, cancel).ConfigureAwait(false);
+        await CreateAsync(client, "analytics", "analytics-bypass", WorkloadType.Service, Math.Max(2, filler / 10), FillerPriority, 1000, 1, cancel).ConfigureAwait(false);
+        var searchQuota = quotas["search"];
+        await client.CreateAsync(new Override
+        {
+            Metadata = new ObjectMeta { Name = "drill-emergency-search" },
+            Spec = new OverrideSpec
+            {
+                Type = OverrideType.EmergencyQuota, Target = "search", TtlSeconds = 3600, Reason = "region drill: search needs more during the incident",
+                Extra = new ResourceRequest { CpuMillis = searchQuota.CpuMillis, MemoryBytes = searchQuota.MemoryBytes },
+            },
+        }, cancel).ConfigureAwait(false);
+        // search uses 2 x search cores of its 3 x search; this many more 2-core replicas go beyond it, within the raise.
+        await CreateAsync(client, "search", "search-emergency", WorkloadType.Service, search / 2 + 1, SearchPriority, 2000, 8, cancel).ConfigureAwait(false);
+        var sw = Stopwatch.StartNew();
+        bool bypassed = false, overridden = false;
+        while (sw.Elapsed.TotalSeconds < 30)
+        {
+            var (tenants, _, _) = await client.ListQuotasAsync(cancel).ConfigureAwait(false);
+            foreach (var t in tenants)
+            {
+                if (t.Name == "analytics" && !bypassed)
+                {
+                    bypassed = !t.Usage.FitsWithin(analytics);
+                    if (bypassed) Console.WriteLine($"  fault quota-bypass: analytics limit raised over the wire, usage {t.Usage} now beyond its Quota object's {analytics}");
+                    else if (t.Limit != raised) await client.SetQuotaAsync("analytics", QuotaField.Set(raised), QuotaField.Keep, cancel).ConfigureAwait(false);
+                }
+                if (t.Name == "search" && !overridden)
+                {
+                    overridden = !t.Usage.FitsWithin(searchQuota);
+                    if (overridden) Console.WriteLine($"  fault quota-bypass: search raised by an audited EmergencyQuota override, usage {t.Usage} now beyond its Quota object's {searchQuota}");
+                }
+            }
+            if (bypassed && overridden) return;
+            await Task.Delay(100, cancel).ConfigureAwait(false);
+        }
+        throw new TimeoutException($"fault quota-bypass: within 30 s analytics {(bypassed ? "did" : "did not")} and search {(overridden ? "did" : "did not")} go beyond its Quota object");
+    }
+
     private static async Task<Workload?> GetAsync(ControlClient client, string tenant, string name, CancellationToken cancel)
         => await client.GetAsync(new ObjectKey(Workload.KindName, tenant, name), cancel).ConfigureAwait(false) as Workload;
 
@@ -492,9 +586,10 @@ internal static class RegionLossDrill
         return set;
     }
 
-    private static async Task AuditAsync(ControlClient client, HashSet<string> lostNodes, long versionAtLoss, List<string> violations)
+    private static async Task AuditAsync(ControlClient client, HashSet<string> lostNodes, long versionAtLoss, List<string> violations, QuotaAudit quotas, CancellationToken cancel)
     {
-        var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100).ConfigureAwait(false);
+        await quotas.AuditAsync(client, violations, cancel).ConfigureAwait(false);
+        var (_, audit) = await client.InspectAsync(InspectTarget.Audit, 100, cancel).ConfigureAwait(false);
         if (audit.Count == 0 || audit[0] != "ok")
             foreach (var l in audit) if (l != "ok" && !violations.Contains(l)) violations.Add(l);
         // Nothing may be bound in the lost region after the loss: no binding there committed after the loss's version.
@@ -520,7 +615,7 @@ internal static class RegionLossDrill
         throw new InvalidOperationException("the server's statistics name no cell version");
     }
 
-    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost, string load, List<FraudJob> fraudJobs)
+    private static void WriteReport(string dir, DrillOptions o, List<Tracked> critical, List<string> violations, IReadOnlyList<string> liveness, string lost, string load, List<FraudJob> fraudJobs, string quotas, List<string> budgets)
     {
         var ci = CultureInfo.InvariantCulture;
         Directory.CreateDirectory(dir);
@@ -538,14 +633,18 @@ internal static class RegionLossDrill
         var sb = new System.Text.StringBuilder();
         sb.AppendLine(ci, $"# Region-loss drill: {o.Regions} regions x {o.AgentsPerRegion} agents");
         sb.AppendLine();
-        sb.AppendLine(ci, $"Seed {o.Seed}; agents {(o.AgentProcesses == 0 ? "in the drill process" : $"in {o.AgentProcesses} processes per region")}; start + readiness {o.ReadySeconds} s; objective {o.ObjectiveSeconds} s.");
+        sb.AppendLine(ci, $"Seed {o.Seed}; agents {(o.AgentProcesses == 0 ? "in the drill process" : $"in {o.AgentProcesses} processes per region")}; start {o.StartSeconds} s, readiness {o.ReadySeconds} s; objective {o.ObjectiveSeconds} s.");
         sb.AppendLine();
         sb.AppendLine("| workload | preferred | recovered in | time to 4 serving (s) | max unreachable |");
         sb.AppendLine("|---|---|---|---:|---:|");
         foreach (var c in critical)
             sb.AppendLine(ci, $"| {c.Name} | {c.Preferred} | {c.RecoveredIn} | {(c.RecoveredAt is { } a ? a.ToString("0.000", ci) : "not recovered")} | {c.MaxUnreachable} |");
         sb.AppendLine();
-        sb.AppendLine(ci, $"Invariant violations: {violations.Count}.");
+        sb.AppendLine(ci, $"Invariant violations: {violations.Count}. Tenant quotas: {quotas}.");
+        sb.AppendLine();
+        sb.AppendLine("Recovery budgets after the recovery (RecoveryBudget status):");
+        sb.AppendLine();
+        foreach (var l in budgets) sb.AppendLine(ci, $"    {l}");
         sb.AppendLine();
         int missed = fraudJobs.Count(f => f.Outcome == "missed");
         sb.AppendLine(ci, $"Fraud batch jobs (deadline {o.FraudDeadlineSeconds} s from creation, `spec.deadlineSeconds`): {missed} of {fraudJobs.Count} missed.");
@@ -648,11 +747,15 @@ internal sealed class ChildProcess : IDisposable
 /// <summary>
 /// Samples Inspect Stats (transactions by status, each scheduler's oldest queued job, evictions by reason) and
 /// reports the recovery's control-plane load: commits per second and evictions per second between the first and
-/// the last sample, their peak between two consecutive samples, and the largest queue age seen.
+/// the last sample, their peak between two consecutive samples, and the largest queue age seen; <see cref="LoadBounds"/>
+/// checks the samples.
 /// </summary>
 internal sealed class LoadSampler
 {
-    private readonly List<(double T, long Commits, long Evictions, double QueueAge)> _samples = new();
+    private readonly List<LoadSample> _samples = new();
+
+    /// <summary>The samples so far, in time order.</summary>
+    public IReadOnlyList<LoadSample> Samples => _samples;
 
     public async Task SampleAsync(ControlClient client, double t, CancellationToken cancel)
     {
@@ -660,14 +763,23 @@ internal sealed class LoadSampler
         _samples.Add(Parse(t, lines));
     }
 
-    internal static (double, long, long, double) Parse(double t, IReadOnlyList<string> lines)
+    internal static LoadSample Parse(double t, IReadOnlyList<string> lines)
     {
-        long commits = 0, evictions = 0;
+        long commits = 0, wasted = 0, evictions = 0, rateLimited = 0;
         double age = 0;
         foreach (var l in lines)
         {
-            if (l.StartsWith("transactions Committed=", StringComparison.Ordinal) || l.StartsWith("transactions PartiallyCommitted=", StringComparison.Ordinal))
-                commits += long.Parse(l.AsSpan(l.IndexOf('=') + 1), NumberStyles.None, CultureInfo.InvariantCulture);
+            // "transactions STATUS=N": Committed and PartiallyCommitted bound something; every other status bound nothing.
+            const string Tx = "transactions ";
+            if (l.StartsWith(Tx, StringComparison.Ordinal) && l.IndexOf('=') is int at and > 0
+                && long.TryParse(l.AsSpan(at + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long n))
+            {
+                var status = l.AsSpan(Tx.Length, at - Tx.Length);
+                if (status.SequenceEqual("Committed") || status.SequenceEqual("PartiallyCommitted")) commits += n;
+                else wasted += n;
+                continue;
+            }
+            bool evictionLine = l.StartsWith("lifecycle evictions ", StringComparison.Ordinal);
             foreach (var token in l.Split(' '))
             {
                 int eq = token.IndexOf('=');
@@ -675,18 +787,23 @@ internal sealed class LoadSampler
                 var key = token.AsSpan(0, eq);
                 var value = token.AsSpan(eq + 1);
                 if (key.SequenceEqual("oldest_queued_s") && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double a)) age = Math.Max(age, a);
-                else if (l.StartsWith("lifecycle evictions ", StringComparison.Ordinal) && long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long e)) evictions += e;
+                else if (evictionLine && long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out long e))
+                {
+                    evictions += e;
+                    // The regional signal evicts a lost region's nodes at once, outside the rate limit; every other reason is under it.
+                    if (!key.SequenceEqual("region_lost")) rateLimited += e;
+                }
             }
         }
-        return (t, commits, evictions, age);
+        return new LoadSample(t, commits, wasted, evictions, rateLimited, age);
     }
 
     public string Summary(CultureInfo ci)
     {
         if (_samples.Count < 2) return "not sampled";
-        var (t0, c0, e0, _) = _samples[0];
-        var (t1, c1, e1, _) = _samples[^1];
-        double span = Math.Max(1e-3, t1 - t0), peakCommits = 0, peakEvictions = 0, maxAge = 0;
+        var s0 = _samples[0];
+        var s1 = _samples[^1];
+        double span = Math.Max(1e-3, s1.T - s0.T), peakCommits = 0, peakEvictions = 0, maxAge = 0;
         for (int i = 0; i < _samples.Count; i++)
         {
             maxAge = Math.Max(maxAge, _samples[i].QueueAge);
@@ -695,6 +812,6 @@ internal sealed class LoadSampler
             peakCommits = Math.Max(peakCommits, (_samples[i].Commits - _samples[i - 1].Commits) / dt);
             peakEvictions = Math.Max(peakEvictions, (_samples[i].Evictions - _samples[i - 1].Evictions) / dt);
         }
-        return string.Create(ci, $"commits/s {(c1 - c0) / span:0.0} (peak {peakCommits:0.0}), evictions/s {(e1 - e0) / span:0.0} (peak {peakEvictions:0.0}), evictions {e1 - e0}, max queue age {maxAge:0.000} s over {span:0.0} s ({_samples.Count} samples)");
+        return string.Create(ci, $"commits/s {(s1.Commits - s0.Commits) / span:0.0} (peak {peakCommits:0.0}), evictions/s {(s1.Evictions - s0.Evictions) / span:0.0} (peak {peakEvictions:0.0}), evictions {s1.Evictions - s0.Evictions}, max queue age {maxAge:0.000} s over {span:0.0} s ({_samples.Count} samples)");
     }
 }

@@ -14,7 +14,8 @@ namespace Omega.Cli.Fleet;
 /// <param name="MeanTaskSeconds">Mean task run time (exponential) when the driver gives none for a job.</param>
 /// <param name="Seed">Seeds the run times and each agent's jitter.</param>
 /// <param name="NamePrefix">Node names are <c>{prefix}-{index:D6}</c>.</param>
-/// <param name="ReadySeconds">How long after start an agent reports a task ready (its simulated readiness check); positive.</param>
+/// <param name="ReadySeconds">How long after its start (the running report) an agent reports a task ready (its simulated
+/// readiness check); positive.</param>
 /// <param name="Transport">The agents' transport options, TLS included (null: plaintext defaults).</param>
 /// <param name="JoinToken">A join token (docs/protocol.md, section 12): every agent joins with it once and then uses its own
 /// node-scoped credential; one credential shared by the fleet is never used. Null for a server without authentication.</param>
@@ -23,20 +24,24 @@ namespace Omega.Cli.Fleet;
 /// <param name="BatchPriority">When set, control-plane replica tasks run until stopped (services), except those of this
 /// priority, which run for the exponential time (batch work); other jobs are unaffected.</param>
 /// <param name="Replicas">High availability: every replica's address (the agents follow the leader); null: <paramref name="Server"/> alone.</param>
+/// <param name="StartSeconds">How long after a Run binding arrives the task has started and is reported running (a container
+/// or process start; issue 13: simulated agents take a non-zero time to start). 0 (the default): running at once, in the
+/// binding callback; not negative.</param>
 internal sealed record FleetOptions(EndPoint Server, int Count, ResourceVector Capacity, int Racks, double MeanTaskSeconds, int Seed, string NamePrefix = "agent",
     Omega.Transport.TransportOptions? Transport = null, double ReadySeconds = 0.2, string? JoinToken = null, string Region = "", int Zones = 0, int? BatchPriority = null,
-    IReadOnlyList<EndPoint>? Replicas = null);
+    IReadOnlyList<EndPoint>? Replicas = null, double StartSeconds = 0);
 
 /// <summary>
 /// Thousands of node agents in one process, each a real <see cref="AgentClient"/> on its own loopback TCP connection:
-/// register, heartbeat, receive bindings, report running, report ready after <see cref="FleetOptions.ReadySeconds"/>
-/// (a task that completes sooner is never reported ready), and report completion after the task's run time. A task's run
+/// register, heartbeat, receive bindings, report running after <see cref="FleetOptions.StartSeconds"/> (its start), report
+/// ready <see cref="FleetOptions.ReadySeconds"/> after that (a task that completes sooner is never reported ready), and
+/// report completion after the task's run time (counted from its start). A task's run
 /// time comes from <see cref="DurationOf"/> when the driver knows it (the in-process main job) or is drawn from an
 /// exponential with <see cref="FleetOptions.MeanTaskSeconds"/>.
 /// </summary>
 /// <remarks>
-/// Binding callbacks run on each connection's processing loop and must not block, so they only report Running and put
-/// the completion into a shared timer heap; one completer thread reports completions when due.
+/// Binding callbacks run on each connection's processing loop and must not block, so they only report Running (when the
+/// start takes no time) and put the later reports into a shared timer heap; one completer thread sends them when due.
 /// </remarks>
 internal sealed class AgentFleet : IAsyncDisposable
 {
@@ -47,11 +52,12 @@ internal sealed class AgentFleet : IAsyncDisposable
     private readonly Random _rng;
     private readonly CancellationTokenSource _stop = new();
     private Thread? _completer;
-    private long _received, _stops, _completed, _ready;
+    private long _received, _stops, _completed, _ready, _started;
 
     public AgentFleet(FleetOptions options)
     {
         if (!(options.ReadySeconds > 0)) throw new ArgumentOutOfRangeException(nameof(options), "ReadySeconds must be positive");
+        if (!(options.StartSeconds >= 0) || !double.IsFinite(options.StartSeconds)) throw new ArgumentOutOfRangeException(nameof(options), "StartSeconds must be zero or positive");
         _options = options;
         _rng = new Random(options.Seed);
     }
@@ -64,11 +70,11 @@ internal sealed class AgentFleet : IAsyncDisposable
 
     /// <summary>
     /// Optional (the drill's recovery breakdown, issue 13): tasks bound with this priority are traced — each Run binding
-    /// when it arrives and each ready report when it is sent — through <see cref="Trace"/>.
+    /// when it arrives, and each running and ready report when it is sent — through <see cref="Trace"/>.
     /// </summary>
     public int? TracePriority { get; init; }
 
-    /// <summary>Called with ("bound" or "ready", the task, <see cref="Stopwatch.GetTimestamp"/> then) for traced tasks; must not block.</summary>
+    /// <summary>Called with ("bound", "running" or "ready", the task, <see cref="Stopwatch.GetTimestamp"/> then) for traced tasks; must not block.</summary>
     public Action<string, TaskId, long>? Trace { get; init; }
 
     /// <summary>Whether the agents fence themselves when their lease is not renewed in time (<see cref="AgentOptions.FenceOnLeaseLoss"/>, default true).</summary>
@@ -85,6 +91,9 @@ internal sealed class AgentFleet : IAsyncDisposable
 
     /// <summary>Stop bindings received (preemptions, node fencing).</summary>
     public long Stops => Interlocked.Read(ref _stops);
+
+    /// <summary>Running reports sent (tasks started).</summary>
+    public long Started => Interlocked.Read(ref _started);
 
     /// <summary>Ready reports sent.</summary>
     public long ReadyReported => Interlocked.Read(ref _ready);
@@ -158,22 +167,33 @@ internal sealed class AgentFleet : IAsyncDisposable
         Interlocked.Increment(ref _received);
         OnRunBinding?.Invoke(b.Version);
         bool traced = TracePriority is { } tp && b.Priority == tp && Trace is not null;
-        if (traced) Trace!("bound", b.Task, Stopwatch.GetTimestamp());
-        agent.Report(b.Task, b.Generation, TaskState.Running);
+        long arrived = Stopwatch.GetTimestamp();
+        if (traced) Trace!("bound", b.Task, arrived);
+        // A start that takes no time is reported here, as before; otherwise the completer reports it when due. (A task
+        // stopped before it started may still be reported running: the server ignores a report of a released generation.)
+        bool startsNow = _options.StartSeconds <= 0;
+        if (startsNow)
+        {
+            agent.Report(b.Task, b.Generation, TaskState.Running);
+            Interlocked.Increment(ref _started);
+            if (traced) Trace!("running", b.Task, Stopwatch.GetTimestamp());
+        }
         double seconds;
         lock (_dueLock)
         {
-            long now = Stopwatch.GetTimestamp();
+            long started = arrived + (long)(_options.StartSeconds * Stopwatch.Frequency);
             seconds = DurationOf?.Invoke(b.Task.Job)
                 ?? (_options.BatchPriority is { } bp && (b.Task.Job.Value & Omega.ControlPlane.Controllers.WorkloadController.JobIdSpace) != 0 && b.Priority != bp
                     ? double.PositiveInfinity
                     : -_options.MeanTaskSeconds * Math.Log(1 - _rng.NextDouble()));
-            // Ready only if it runs longer than its readiness delay (a task done sooner never served).
             if (traced) _traced.Add(b.Task);
+            if (!startsNow) _due.Enqueue((agent, b.Task, b.Generation, TaskState.Running), started);
+            // Ready only if it runs longer than its readiness delay (a task done sooner never served). The run time counts
+            // from the start, so running < ready < completed in due order.
             if (seconds > _options.ReadySeconds)
-                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Ready), now + (long)(_options.ReadySeconds * Stopwatch.Frequency));
+                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Ready), started + (long)(_options.ReadySeconds * Stopwatch.Frequency));
             if (double.IsFinite(seconds))
-                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Completed), now + (long)(seconds * Stopwatch.Frequency));
+                _due.Enqueue((agent, b.Task, b.Generation, TaskState.Completed), started + Math.Max(1, (long)(seconds * Stopwatch.Frequency)));
         }
     }
 
@@ -194,13 +214,13 @@ internal sealed class AgentFleet : IAsyncDisposable
                 }
                 if (item.Agent.Report(item.Task, item.Generation, item.State))
                 {
-                    if (item.State == TaskState.Ready && Trace is { } trace)
+                    if (item.State is TaskState.Ready or TaskState.Running && Trace is { } trace)
                     {
                         bool t;
                         lock (_dueLock) t = _traced.Contains(item.Task);
-                        if (t) trace("ready", item.Task, Stopwatch.GetTimestamp());
+                        if (t) trace(item.State == TaskState.Ready ? "ready" : "running", item.Task, Stopwatch.GetTimestamp());
                     }
-                    Interlocked.Increment(ref item.State == TaskState.Ready ? ref _ready : ref _completed);
+                    Interlocked.Increment(ref item.State == TaskState.Ready ? ref _ready : ref item.State == TaskState.Running ? ref _started : ref _completed);
                     touched.Add(item.Agent);
                 }
             }

@@ -280,12 +280,13 @@ internal static class ServeCommand
         var region = new Option<string>("--region") { Description = "The nodes' region (protocol version 3 topology; empty: none).", DefaultValueFactory = _ => "" };
         var zones = new Option<int>("--zones") { Description = "Zones within --region the nodes are spread over (REGION-a, REGION-b, ...).", DefaultValueFactory = _ => 0 };
         var batchPriority = new Option<int?>("--batch-priority") { Description = "Workload replicas run until stopped, except those of this priority (batch), which run --task-seconds on average." };
-        var readySeconds = new Option<double>("--ready-seconds") { Description = "Seconds from a task's binding to its ready report (start + readiness).", DefaultValueFactory = _ => 0.2 };
-        var tracePriority = new Option<int?>("--trace-priority") { Description = "Print 'trace bound|ready REGION TASK STOPWATCH-TIMESTAMP' for each binding of this priority as it arrives and each ready report as it is sent (the region drill's recovery breakdown)." };
+        var readySeconds = new Option<double>("--ready-seconds") { Description = "Seconds from a task's start (its running report) to its ready report (readiness).", DefaultValueFactory = _ => 0.2 };
+        var startSeconds = new Option<double>("--start-seconds") { Description = "Seconds from a task's binding to its running report (the simulated start; 0: at once).", DefaultValueFactory = _ => 0 };
+        var tracePriority = new Option<int?>("--trace-priority") { Description = "Print 'trace bound|running|ready REGION TASK STOPWATCH-TIMESTAMP' for each binding of this priority as it arrives and each running and ready report as it is sent (the region drill's recovery breakdown)." };
         var fence = new Option<bool>("--fence-on-lease-loss") { Description = "Agents stop their tasks when their lease is not renewed in time, and reconcile them with the server when they reconnect (partitions). On by default; '--fence-on-lease-loss false' keeps tasks running through a control-plane outage longer than a lease, at the price of serving beside replacements during a partition.", DefaultValueFactory = _ => true };
         var cmd = new Command("agents", "Run a simulated fleet of node agents against a running Omega server.")
         {
-            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds, tracePriority, fence,
+            connect, count, cores, memory, racks, taskSeconds, seconds, prefix, seed, join, region, zones, batchPriority, readySeconds, startSeconds, tracePriority, fence,
         };
         var tls = ClientTls.AddTo(cmd);
         cmd.SetAction(async (r, cancel) =>
@@ -301,9 +302,10 @@ internal static class ServeCommand
                 Console.Error.WriteLine("omega agents: --count must be 1-50,000; --cores, --memory-gib and --task-seconds positive");
                 return 2;
             }
-            if (!Topology.IsValidName(r.GetValue(region)) || r.GetValue(zones) is < 0 or > 26 || (r.GetValue(zones) > 0 && string.IsNullOrEmpty(r.GetValue(region))) || !(r.GetValue(readySeconds) > 0))
+            if (!Topology.IsValidName(r.GetValue(region)) || r.GetValue(zones) is < 0 or > 26 || (r.GetValue(zones) > 0 && string.IsNullOrEmpty(r.GetValue(region))) || !(r.GetValue(readySeconds) > 0)
+                || r.GetValue(startSeconds) is not (>= 0 and <= 3600))
             {
-                Console.Error.WriteLine("omega agents: --region must be [a-z0-9-] (1-63, alphanumeric at both ends); --zones 0-26 and only with --region; --ready-seconds positive");
+                Console.Error.WriteLine("omega agents: --region must be [a-z0-9-] (1-63, alphanumeric at both ends); --zones 0-26 and only with --region; --ready-seconds positive; --start-seconds 0-3,600");
                 return 2;
             }
             if (!tls.TryResolve(r, out var transport, out var tlsError) || !tls.TryResolveToken(r, out var adminToken, out tlsError))
@@ -357,7 +359,7 @@ internal static class ServeCommand
             await using var fleet = new AgentFleet(new FleetOptions(endpoint, r.GetValue(count),
                 ResourceVector.FromCoresAndGiB(r.GetValue(cores), r.GetValue(memory)), r.GetValue(racks), r.GetValue(taskSeconds), s, r.GetValue(prefix)!, transport, ReadySeconds: r.GetValue(readySeconds), JoinToken: joinToken,
                 Region: r.GetValue(region) ?? "", Zones: r.GetValue(zones), BatchPriority: r.GetValue(batchPriority),
-                Replicas: replicas.Count > 1 ? replicas : null))
+                Replicas: replicas.Count > 1 ? replicas : null, StartSeconds: r.GetValue(startSeconds)))
             {
                 TracePriority = r.GetValue(tracePriority),
                 // Console.WriteLine is synchronized; traced tasks are few (the drill traces its critical replicas only).
