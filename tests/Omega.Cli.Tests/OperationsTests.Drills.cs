@@ -165,7 +165,9 @@ public sealed partial class OperationsTests
                 east.Dispose();
                 east = new OmegaChild(Fleet("us-east", "use", 3));
                 await east.WaitForAsync("registered", Timeout);
-                File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("cpuMillis: 1000,", "cpuMillis: 900,", StringComparison.Ordinal));
+                string workload = File.ReadAllText(manifest);
+                workload = workload[workload.IndexOf("kind: Workload", StringComparison.Ordinal)..];
+                File.WriteAllText(manifest, "apiVersion: omega/v1\n" + workload.Replace("cpuMillis: 1000,", "cpuMillis: 900,", StringComparison.Ordinal));
                 apply = await Omega(ep, admin, "apply", "-f", manifest);
                 Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
                 await UntilAsync(() => PlacementsAsync(c), p => p.Count(x => x.Priority == 1000) == 2 && p.Where(x => x.Priority == 1000).All(x => x.Region == "us-east"), Timeout, Show);
@@ -209,7 +211,8 @@ public sealed partial class OperationsTests
                 await agents.WaitForAsync("registered", Timeout);
                 await using var c = await ClientAsync(serve.EndPoint, admin);
 
-                // Zone avoidance and an autoscaler pause, applied with the break-glass credential.
+                // Zone avoidance and an autoscaler pause, applied with the break-glass credential; "big" fits no agent's node
+                // (6 cores of 4) but would fit a node of the pool (8 cores): a scale-up the pause must block.
                 string overrides = Path.Combine(data, "overrides.yaml");
                 File.WriteAllText(overrides, """
                     apiVersion: omega/v1
@@ -220,12 +223,17 @@ public sealed partial class OperationsTests
                     apiVersion: omega/v1
                     kind: NodePool
                     metadata: { name: general }
-                    spec: { nodeCapacity: { cpuMillis: 4000, memoryBytes: 17179869184 }, maxNodes: 4 }
+                    spec: { nodeCapacity: { cpuMillis: 8000, memoryBytes: 34359738368 }, maxNodes: 4 }
                     ---
                     apiVersion: omega/v1
                     kind: Override
                     metadata: { name: pause-general }
                     spec: { type: AutoscalerPause, target: general, ttlSeconds: 600, reason: "incident 8, do not scale" }
+                    ---
+                    apiVersion: omega/v1
+                    kind: Workload
+                    metadata: { name: big, tenant: default }
+                    spec: { replicas: 1, priority: 7, tolerations: [omega.io/avoided], resources: { cpuMillis: 6000, memoryBytes: 1073741824 } }
                     """);
                 var apply = await Omega(ep, glass, "apply", "-f", overrides);
                 Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
@@ -240,8 +248,8 @@ public sealed partial class OperationsTests
                 Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
                 var placed = await UntilAsync(() => PlacementsAsync(c), p => p.Count(x => x.Priority == 5) == 4, Timeout, Show);
                 Assert.All(placed.Where(x => x.Priority == 5), x => Assert.Equal("eu-west-b", x.Zone));
-                var described = await Omega(ep, glass, "describe", "workload", "web", "--tenant", "default");
-                Assert.Contains("override/avoid-a: ZoneAvoid eu-west-a", described.Stdout, StringComparison.Ordinal);
+                var describedWeb = await Omega(ep, glass, "describe", "workload", "web", "--tenant", "default");
+                Assert.Contains("override/avoid-a: ZoneAvoid eu-west-a", describedWeb.Stdout, StringComparison.Ordinal);
                 File.WriteAllText(web, Web(5));
                 apply = await Omega(ep, glass, "apply", "-f", web);
                 Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
@@ -249,13 +257,6 @@ public sealed partial class OperationsTests
                 await Task.Delay(1500);
                 placed = await PlacementsAsync(c);
                 Assert.True(placed.Count(x => x.Priority == 5) == 4 && placed.Where(x => x.Priority == 5).All(x => x.Zone == "eu-west-b"), Show(placed));
-
-                // The pause shows on the pool as the condition the autoscaler wrote (its step runs every 10 s).
-                var pool = await UntilAsync(() => ObjectAsync<NodePool>(c, NodePool.KindName, "general"),
-                    p => p?.Status.Conditions.Any(x => x.Type == "Paused" && x.Status == ConditionStatus.True) == true, TimeSpan.FromSeconds(25),
-                    p => string.Join("; ", p?.Status.Conditions.Select(x => $"{x.Type}={x.Status} {x.Reason} {x.Message}") ?? []));
-                Assert.Contains(pool!.Status.Conditions, x => x.Type == "Paused" && x.Message.Contains("override/pause-general by operator:oncall", StringComparison.Ordinal));
-                Assert.Equal(0, pool.Status.Nodes);
 
                 // The zone-avoid TTL is cut to 1 s: the sweep reverts it (the taint goes), and the pending fifth replica,
                 // plus a sixth, can only go to zone a.
@@ -268,6 +269,18 @@ public sealed partial class OperationsTests
                 Assert.True(apply.ExitCode == 0, apply.Stdout + apply.Stderr);
                 placed = await UntilAsync(() => PlacementsAsync(c), p => p.Any(x => x.Priority == 5 && x.Zone == "eu-west-a"), Timeout, Show);
                 Assert.Equal(4, placed.Count(x => x.Priority == 5 && x.Zone == "eu-west-b"));
+
+                // The served autoscaler (a step every 10 s) sees big pending for capacity, and the pause holds the scale-up:
+                // conditions Paused=True and ScaleUpHeld=True (Paused) on the pool, which stays at 0 nodes.
+                var pool = await UntilAsync(() => ObjectAsync<NodePool>(c, NodePool.KindName, "general"),
+                    p => p is not null && p.Status.PendingFixable >= 1 && p.Status.Conditions.Any(x => x.Type == "ScaleUpHeld" && x.Status == ConditionStatus.True), TimeSpan.FromSeconds(30),
+                    p => $"fixable {p?.Status.PendingFixable}: " + string.Join("; ", p?.Status.Conditions.Select(x => $"{x.Type}={x.Status} {x.Reason} {x.Message}") ?? []));
+                Assert.Contains(pool!.Status.Conditions, x => x.Type == "Paused" && x.Status == ConditionStatus.True && x.Message.Contains("override/pause-general by operator:oncall", StringComparison.Ordinal));
+                Assert.Contains(pool.Status.Conditions, x => x.Type == "ScaleUpHeld" && x.Reason == "Paused");
+                Assert.Equal(0, pool.Status.Nodes);
+                var described = await Omega(ep, glass, "describe", "nodepool", "general");
+                Assert.Contains("override/pause-general: AutoscalerPause general", described.Stdout, StringComparison.Ordinal);
+                Assert.Contains("paused by override/pause-general", described.Stdout, StringComparison.Ordinal);
 
                 // Repair approval: every agent goes silent at once (a cell-wide silence), so the mass-silence brake holds
                 // the evictions back; a ConfirmLost override approves the repair of one domain, whose nodes alone are
