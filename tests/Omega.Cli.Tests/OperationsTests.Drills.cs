@@ -271,9 +271,12 @@ public sealed partial class OperationsTests
                 Assert.Equal(4, placed.Count(x => x.Priority == 5 && x.Zone == "eu-west-b"));
 
                 // The served autoscaler (a step every 10 s) sees big pending for capacity, and the pause holds the scale-up:
-                // conditions Paused=True and ScaleUpHeld=True (Paused) on the pool, which stays at 0 nodes.
+                // conditions Paused=True and ScaleUpHeld=True (Paused) on the pool, which stays at 0 nodes. (The workload
+                // reports its pending reason while the engine has the replica parked, about 5 of every 8.5 s: the workload
+                // controller retries a parked replica after 5 s, and it parks again after ~3.3 s of back-off; a step in the
+                // gap sees nothing to hold, so this may take a few steps.)
                 var pool = await UntilAsync(() => ObjectAsync<NodePool>(c, NodePool.KindName, "general"),
-                    p => p is not null && p.Status.PendingFixable >= 1 && p.Status.Conditions.Any(x => x.Type == "ScaleUpHeld" && x.Status == ConditionStatus.True), TimeSpan.FromSeconds(30),
+                    p => p is not null && p.Status.PendingFixable >= 1 && p.Status.Conditions.Any(x => x.Type == "ScaleUpHeld" && x.Status == ConditionStatus.True), TimeSpan.FromSeconds(45),
                     p => $"fixable {p?.Status.PendingFixable}: " + string.Join("; ", p?.Status.Conditions.Select(x => $"{x.Type}={x.Status} {x.Reason} {x.Message}") ?? []));
                 Assert.Contains(pool!.Status.Conditions, x => x.Type == "Paused" && x.Status == ConditionStatus.True && x.Message.Contains("override/pause-general by operator:oncall", StringComparison.Ordinal));
                 Assert.Contains(pool.Status.Conditions, x => x.Type == "ScaleUpHeld" && x.Reason == "Paused");
