@@ -207,7 +207,7 @@ public sealed partial class OperationsTests
                 Assert.True(bg.ExitCode == 0, bg.Stdout + bg.Stderr);
                 string glass = bg.Stdout.Trim();
                 string glassId = Regex.Match(bg.Stderr, @"credential ([0-9a-f]{16})").Groups[1].Value;
-                Assert.NotEmpty(glassId);
+                Assert.Matches("^[0-9a-f]{16}$", glassId);
                 await agents.WaitForAsync("registered", Timeout);
                 await using var c = await ClientAsync(serve.EndPoint, admin);
 
