@@ -35,6 +35,14 @@ public sealed class SchedulingMetrics : IDisposable
         _commit = _meter.CreateHistogram("omega.sched.commit.duration", "s", "Time to commit one transaction", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
         _transactions = _meter.CreateCounter<long>("omega.sched.transactions", "{transaction}",
             "Transactions committed by scheduler and outcome (clean: no claim conflicted; conflicted: at least one did). The Omega paper's conflict fraction is conflicted / clean");
+        // Both outcomes of every scheduler start at zero, so the series exist from the first scrape: Prometheus's rate()
+        // cannot see the increase that creates a series, so a counter that appears only at its first conflict would hide
+        // the first burst from the conflict-rate alert (docs/ops/alerts.yml). Zero is the true count until then.
+        foreach (var kind in engine.Kinds)
+        {
+            _transactions.Add(0, new KeyValuePair<string, object?>("scheduler", kind), new KeyValuePair<string, object?>("outcome", "clean"));
+            _transactions.Add(0, new KeyValuePair<string, object?>("scheduler", kind), new KeyValuePair<string, object?>("outcome", "conflicted"));
+        }
         _placed = _meter.CreateHistogram("omega.sched.job.placement.duration", "s", "Time from a job's submission until all its tasks are bound", tags: null, advice: Omega.Cells.LatencyBuckets.Advice);
         // A level that rises and falls and sums meaningfully across schedulers: an UpDownCounter (OpenTelemetry semantic conventions).
         _meter.CreateObservableUpDownCounter("omega.sched.queue.depth", () => engine.ObserveQueueDepths(), "{job}", "Queued jobs by scheduler and band");

@@ -90,6 +90,8 @@ public sealed class NodeLifecycleController : IDisposable
     private readonly Meter _meter;
     private readonly Counter<long> _evictions, _deferred, _massSilence, _returned, _stalls, _heardByReceive;
     private readonly long[] _evictedByReason = new long[4];
+    // The reason tag values of omega.lifecycle.evictions (one per EvictionReason).
+    private static readonly string[] EvictionReasonTags = ["lease_expired", "domain_confirmed_lost", "registration_expired", "region_lost"];
     // Nodes whose registered connection closed and that were not heard from since (node → when): the regional signal.
     private readonly Dictionary<NodeId, long> _disconnectedAt = new();
     private readonly long _regionGraceTicks;
@@ -119,6 +121,10 @@ public sealed class NodeLifecycleController : IDisposable
         SeedFromCell(now);
         _meter = CellCounters.CreateMeter(MeterName, cell.Name, options.MeterFactory);
         _evictions = _meter.CreateCounter<long>("omega.lifecycle.evictions", "{node}", "Nodes declared lost, by reason");
+        // Every reason starts at zero so the series exist before the first eviction: a series born at its first value
+        // shows no increase to rate(), so the first region loss (thousands of nodes evicted at once) would otherwise be
+        // invisible to the eviction-spike alert (docs/ops/alerts.yml). Zero is the true count until then.
+        foreach (var reason in EvictionReasonTags) _evictions.Add(0, new KeyValuePair<string, object?>("reason", reason));
         _deferred = _meter.CreateCounter<long>("omega.lifecycle.evictions.deferred", "{node}", "Evictions postponed by the eviction rate limit");
         _massSilence = _meter.CreateCounter<long>("omega.lifecycle.mass_silence", "{event}", "Times the mass-silence brake engaged");
         _returned = _meter.CreateCounter<long>("omega.lifecycle.nodes.returned", "{node}", "Nodes declared lost whose agent came back");

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using Omega.Agent;
 using Omega.ControlPlane;
 using Omega.Protocol;
@@ -51,23 +50,27 @@ internal static class OpsCommands
             var leaked = holds.Where(l => l.EndsWith("expired=true", StringComparison.Ordinal)).ToList();
             findings += leaked.Count;
 
-            // Recovery budgets are the topology work's kind (issue 13, regtopo): read generically, so this check works
-            // before and after it is merged. A budget is still borrowed when its status says so.
-            var borrowed = new List<(string Name, string Amount)>();
+            // A recovery budget is still borrowed while failover replicas sit in its region (status.consumers > 0, their
+            // resources in status.consumed): the reserve then protects the next incident only in part (not at all once it
+            // is Exhausted), and nothing gives it back by itself, because a failover replica stays where it runs when its
+            // home region returns. Cleanup: move those replicas home (or end them). Regional budget leases are not
+            // findings: leasing is how regions spend in normal operation, renewed continuously and returned on stop.
+            var borrowed = new List<RecoveryBudget>();
             ErrorCode? budgetsUnknown = null;
             try
             {
-                var budgets = await c.ListAsync("RecoveryBudget", null, null, 500, null, cancel).ConfigureAwait(false);
-                foreach (var b in budgets.Items)
+                next = null;
+                do
                 {
-                    using var doc = JsonDocument.Parse(ObjectCodec.Serialize(b));
-                    if (doc.RootElement.TryGetProperty("status", out var st) && st.TryGetProperty("borrowed", out var bw)
-                        && (bw.ValueKind == JsonValueKind.True || (bw.ValueKind == JsonValueKind.Number && bw.GetDouble() > 0)))
-                        borrowed.Add((b.Metadata.Name, bw.GetRawText()));
+                    var page = await c.ListAsync(RecoveryBudget.KindName, null, null, 500, next, cancel).ConfigureAwait(false);
+                    borrowed.AddRange(page.Items.OfType<RecoveryBudget>().Where(b => b.Status.Consumers > 0));
+                    next = page.Continue;
                 }
+                while (next is not null);
             }
             catch (AgentRequestException e)
             {
+                // A server older than recovery budgets does not know the kind: say "unknown" rather than "none".
                 budgetsUnknown = e.Code;
             }
             findings += borrowed.Count;
@@ -106,11 +109,15 @@ internal static class OpsCommands
                 if (budgetsUnknown is null)
                 {
                     w.WriteStartArray("borrowedRecoveryBudgets");
-                    foreach (var (name, amount) in borrowed)
+                    foreach (var b in borrowed)
                     {
                         w.WriteStartObject();
-                        w.WriteString("name", name);
-                        w.WriteString("borrowed", amount);
+                        w.WriteString("name", b.Metadata.Name);
+                        w.WriteString("region", b.Spec.Region);
+                        w.WriteNumber("consumers", b.Status.Consumers);
+                        Output.Resources(w, "consumed", b.Status.Consumed.ToVector());
+                        Output.Resources(w, "allocated", b.Status.Allocated.ToVector());
+                        w.WriteBoolean("exhausted", b.Status.Exhausted);
                         w.WriteEndObject();
                     }
                     w.WriteEndArray();
@@ -129,10 +136,11 @@ internal static class OpsCommands
                     Console.WriteLine($"  tenant {o.Spec.Target}: +{o.Spec.Extra.ToVector()} (override/{o.Metadata.Name})");
                 Console.WriteLine($"leaked reservations (expired, not released): {leaked.Count}");
                 foreach (var l in leaked) Console.WriteLine("  " + l);
-                foreach (var (name, amount) in borrowed) Console.WriteLine($"  recoverybudget/{name}: borrowed {amount}");
                 Console.WriteLine(budgetsUnknown is { } code
                     ? $"recovery budgets still borrowed: unknown (this server has no RecoveryBudget kind: {code})"
                     : $"recovery budgets still borrowed: {borrowed.Count}");
+                foreach (var b in borrowed)
+                    Console.WriteLine(string.Create(ci, $"  recoverybudget/{b.Metadata.Name} {b.Spec.Region}: {b.Status.Consumers} failover replica(s) consume {b.Status.Consumed.ToVector()} of {b.Status.Allocated.ToVector()}{(b.Status.Exhausted ? " (EXHAUSTED)" : "")}: move them home"));
                 Console.WriteLine(findings == 0 ? "doctor: clean" : $"doctor: {findings} item(s) need cleanup");
             });
             return findings == 0 ? 0 : ExitNeedsCleanup;
