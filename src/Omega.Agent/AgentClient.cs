@@ -34,14 +34,15 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private readonly Dictionary<TaskId, long> _highest = new();
-    private readonly Dictionary<TaskId, long> _running = new();
+    // The tasks this agent runs, with the binding each was started from (its generation, and what a fence hands back as
+    // a stop). One dictionary, not a generation map beside a binding map: every binding used to cost two inserts and two
+    // removals here (perf-reports/2026-12-07-bindpath).
+    private readonly Dictionary<TaskId, AgentBinding> _running = new();
     // The last lifecycle report (Running or Ready) of each held task: re-sent after every registration, because the server
     // keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle").
     private readonly Dictionary<TaskId, TaskState> _phase = new();
-    // Partition fencing (AgentOptions.FenceOnLeaseLoss): what each running task was bound with (to hand back as a stop),
-    // the tasks fenced and not yet reconciled, when the lease was last renewed (the send time of the renewing request,
+    // Partition fencing (AgentOptions.FenceOnLeaseLoss): the tasks fenced and not yet reconciled, when the lease was last renewed (the send time of the renewing request,
     // a TimeProvider timestamp), the lease length, and the send times of heartbeats whose acks are awaited.
-    private readonly Dictionary<TaskId, AgentBinding> _held = new();
     private readonly Dictionary<TaskId, AgentBinding> _fenced = new();
     private readonly ConcurrentDictionary<uint, long> _heartbeatSent = new();
     private long _renewedAt;
@@ -146,7 +147,15 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     /// <summary>Tasks the agent currently runs, with their generations.</summary>
     public IReadOnlyDictionary<TaskId, long> RunningTasks
     {
-        get { lock (_stateLock) return new Dictionary<TaskId, long>(_running); }
+        get
+        {
+            lock (_stateLock)
+            {
+                var copy = new Dictionary<TaskId, long>(_running.Count);
+                foreach (var (task, b) in _running) copy[task] = b.Generation;
+                return copy;
+            }
+        }
     }
 
     /// <summary>Connects, registers, and keeps reconnecting in the background until disposed. Completes at the first registration.</summary>
@@ -199,7 +208,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 _running.Remove(task);
                 _phase.Remove(task);
             }
-            else if (state is TaskState.Running or TaskState.Ready && _running.TryGetValue(task, out long g) && g == generation) _phase[task] = state;
+            else if (state is TaskState.Running or TaskState.Ready && _running.TryGetValue(task, out var rb) && rb.Generation == generation) _phase[task] = state;
         }
     }
 
@@ -213,7 +222,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (_phase.Count == 0) return;
             var list = new List<ReportEntry>(_phase.Count);
             foreach (var (task, state) in _phase)
-                if (_running.TryGetValue(task, out long g)) list.Add(new ReportEntry(task, g, state, ""));
+                if (_running.TryGetValue(task, out var rb)) list.Add(new ReportEntry(task, rb.Generation, state, ""));
             again = list.ToArray();
         }
         if (again.Length == 0) return;
@@ -228,7 +237,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (t.IsCanceled) return;
             var (agent, task, generation) = ((AgentClient, TaskId, long))s!;
             bool held;
-            lock (agent._stateLock) held = agent._running.TryGetValue(task, out long g) && g == generation;
+            lock (agent._stateLock) held = agent._running.TryGetValue(task, out var rb) && rb.Generation == generation;
             if (!held) return;
             // Disconnected (the server restarting): remember it anyway; the re-report after registration carries it.
             if (agent.Report(task, generation, TaskState.Ready)) agent.Flush();
@@ -408,10 +417,10 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (_running.Count == 0) return null;
             var held = new HeldTask[Math.Min(_running.Count, HeldTask.MaxEntries)];
             int i = 0;
-            foreach (var (task, generation) in _running)
+            foreach (var (task, rb) in _running)
             {
                 if (i == held.Length) break;
-                held[i++] = new HeldTask(task, generation);
+                held[i++] = new HeldTask(task, rb.Generation);
             }
             return held;
         }
@@ -425,7 +434,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         {
             lock (_stateLock)
             {
-                if (!_running.TryGetValue(h.Task, out long g) || g != h.Generation) continue;
+                if (!_running.TryGetValue(h.Task, out var rb) || rb.Generation != h.Generation) continue;
                 _running.Remove(h.Task);
                 _phase.Remove(h.Task);
                 // The stream may still carry this release's own Stop (a release racing the registration): drop it then.
@@ -599,9 +608,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     if (accept)
                     {
                         _highest[e.Task] = e.Generation;
-                        _running[e.Task] = e.Generation;
+                        _running[e.Task] = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
                         if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
-                        _held[e.Task] = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
                     }
                 }
                 else
@@ -609,7 +617,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     // A stop applies to the generation it names; a stop for an older generation than one held is stale, and
                     // so is the stream's own stop of a generation a reconciliation at registration already stopped.
                     accept = e.Generation >= high && !(_reconciled.Count > 0 && _reconciled.Remove((e.Task, e.Generation)));
-                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); _held.Remove(e.Task); _fenced.Remove(e.Task); }
+                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); _fenced.Remove(e.Task); }
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
@@ -691,9 +699,8 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             _isFenced = true;
             stopped = new AgentBinding[_running.Count];
             int i = 0;
-            foreach (var (task, gen) in _running)
+            foreach (var (task, held) in _running)
             {
-                var held = _held.TryGetValue(task, out var h) ? h : new AgentBinding(Protocol.BindingKind.Run, task, gen, default, -1);
                 _fenced[task] = held;
                 stopped[i++] = held with { Kind = Protocol.BindingKind.Stop, Version = -1 };
             }
@@ -727,8 +734,9 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             lock (_stateLock)
             {
                 resume = st == TaskReportStatus.Ok && _fenced.Remove(task) && (!_highest.TryGetValue(task, out long high) || high <= b.Generation);
-                if (st != TaskReportStatus.Ok) { _fenced.Remove(task); _held.Remove(task); _phase.Remove(task); }
-                if (resume) _running[task] = b.Generation;
+                if (st != TaskReportStatus.Ok) { _fenced.Remove(task); _phase.Remove(task); }
+                // The binding it was fenced with (resources included), so a second fence hands back the same stop.
+                if (resume) _running[task] = b;
             }
             if (!resume) continue;
             var run = b with { Kind = Protocol.BindingKind.Run, Version = -1 };
