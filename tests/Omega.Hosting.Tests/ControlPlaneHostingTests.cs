@@ -108,13 +108,7 @@ public sealed class ControlPlaneHostingTests
         await agent.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
         Assert.True((await runtime.Objects.CreateAsync(Web("api", 2, minReadySeconds: 3))).IsOk);
 
-        var held = new List<AgentBinding>();
-        await TestHost.UntilAsync(async () =>
-        {
-            while (agent.Bindings.TryRead(out var b)) held.Add(b);
-            await Task.Yield();
-            return held.Count == 2;
-        }, "two bindings at the agent");
+        var held = await TestHost.BindingsAsync(agent, 2, "two bindings at the agent");
         await TestHost.UntilAsync(() => Task.FromResult(Read(runtime, "api").Status is { Bound: 2, Ready: 0, Serving: 0 }), "bound, nothing ready");
 
         foreach (var b in held) Assert.Equal(Protocol.TaskReportStatus.Ok, await agent.ReportAsync(b.Task, b.Generation, Protocol.TaskState.Running));

@@ -102,13 +102,7 @@ public sealed partial class StageMetricsTests
             Assert.Equal(0L, seen.Replicas[("idle", "desired")]);
             Assert.True((await runtime.Objects.CreateAsync(Web("web", 2))).IsOk);
 
-            var held = new List<AgentBinding>();
-            await TestHost.UntilAsync(async () =>
-            {
-                while (agent.Bindings.TryRead(out var b)) held.Add(b);
-                await Task.Yield();
-                return held.Count == 2;
-            }, "two bindings at the agent");
+            var held = await TestHost.BindingsAsync(agent, 2, "two bindings at the agent");
             // Scheduling and binding happened; nothing started yet.
             await TestHost.UntilAsync(() => Task.FromResult(seen.Shop() == (2, 2, 0, 0, 0)), "bound, nothing running");
             // Recorded by the engine's worker after its commit, which the controller may observe first.

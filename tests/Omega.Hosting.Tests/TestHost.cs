@@ -46,6 +46,19 @@ internal static class TestHost
 
     public static string TempDirectory() => Path.Combine(Path.GetTempPath(), "omega-hosting-" + Guid.NewGuid().ToString("N"));
 
+    /// <summary>Reads the agent's binding stream until <paramref name="count"/> bindings have arrived, and returns them.</summary>
+    public static async Task<List<Omega.Agent.AgentBinding>> BindingsAsync(Omega.Agent.AgentClient agent, int count, string what)
+    {
+        var held = new List<Omega.Agent.AgentBinding>();
+        await UntilAsync(async () =>
+        {
+            while (agent.Bindings.TryRead(out var b)) held.Add(b);
+            await Task.Yield();
+            return held.Count == count;
+        }, what);
+        return held;
+    }
+
     public static async Task UntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)
     {
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
