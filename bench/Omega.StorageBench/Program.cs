@@ -13,7 +13,7 @@ using Omega.Storage;
 //   commitlat   — the disk's floor under a durable acknowledgement: raw FasterLog, one thread, enqueue then a
 //                 commit that waits until it is on disk, closed loop; latency p50/p99/p99.9 per batch size;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
-// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
+// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] [--case inmemory|journaled|durable] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
 //   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
 //   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers. --full-scan 1 makes
 //   the open ignore the compact checkpoint and scan FasterKV's log (the path before issue 15's compact format).
@@ -25,6 +25,10 @@ int repeats = opts.TryGetValue("repeats", out var rp) ? int.Parse(rp, CultureInf
 
 switch (args.FirstOrDefault())
 {
+    case "throughput" when opts.TryGetValue("case", out var only):
+        // One case alone (inmemory | journaled | durable), for profiling it without the others in the same samples.
+        Throughput.RunOne(dir, TimeSpan.FromSeconds(seconds), only);
+        return 0;
     case "throughput":
         Throughput.Run(dir, TimeSpan.FromSeconds(seconds), repeats);
         return 0;
@@ -75,6 +79,21 @@ internal static class Setup
 
 internal static class Throughput
 {
+    public static void RunOne(string root, TimeSpan duration, string only)
+    {
+        string dir = Path.Combine(root, "tp");
+        Setup.Clean(dir);
+        double rate = only switch
+        {
+            "inmemory" => InMemory(duration),
+            "journaled" => Durable(dir, duration, awaitDurability: false).Item1,
+            "durable" => Durable(dir, duration, awaitDurability: true).Item1,
+            _ => throw new ArgumentException($"unknown case {only}: inmemory | journaled | durable"),
+        };
+        Setup.Clean(dir);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{only}: {rate:N0} claims/s"));
+    }
+
     public static void Run(string root, TimeSpan duration, int repeats)
     {
         var rows = new Dictionary<string, List<double>>();

@@ -32,6 +32,7 @@ public sealed partial class Cell
     {
         ArgumentNullException.ThrowIfNull(tx);
         if (_prefetch) WarmClaims(tx.Claims);
+        if (_preEncode && _journal is not null) PreEncodeClaims(tx);
         // The default (CommitPath.Lock) decides first, before anything the combiner needs: this is the pre-combiner path
         // plus one option read and a TryEnter (the lock is recursive, so a callback from inside a critical section of this
         // cell re-enters it here as before).
@@ -62,6 +63,8 @@ public sealed partial class Cell
     {
         if (results.Length < transactions.Length) throw new ArgumentException($"room for {results.Length} results, {transactions.Length} transactions", nameof(results));
         for (int i = 0; i < transactions.Length; i++) ArgumentNullException.ThrowIfNull(transactions[i], nameof(transactions));
+        if (_preEncode && _journal is not null)
+            for (int i = 0; i < transactions.Length; i++) PreEncodeClaims(transactions[i]);
         using (Serial())
         {
             BeginJournalBatch();

@@ -1,7 +1,10 @@
+using System.Runtime.CompilerServices;
+
 namespace Omega.Cells;
 
 // The durability seam (issue 3): every applied mutation is encoded into a compact record under the commit lock and
-// handed to the journal, which copies it into a buffer; group commit in Omega.Storage makes it durable.
+// handed to the journal, which copies it into a buffer; group commit in Omega.Storage makes it durable. A transaction's
+// claims, the bulk of a Commit record, are encoded before the lock (issue 15, PreEncodeClaims) and only copied under it.
 public sealed partial class Cell
 {
     private ICellJournal? _journal;
@@ -89,6 +92,45 @@ public sealed partial class Cell
         Volatile.Write(ref _journalSeq, last);
     }
 
+    // ---------------------------------------------------------------- encoding before the commit lock
+
+    // Records whose claims section was copied from the pre-encoded bytes, and Commit records with applied claims that
+    // were encoded under the lock (partial, all-or-nothing rollback never journals claims; reservation kinds; the option
+    // off). Written under the lock.
+    private long _journalPreEncoded, _journalEncodedUnderLock;
+
+    /// <summary>
+    /// Commit records with applied claims written since the cell was created: <c>PreEncoded</c> copied their claims section
+    /// from bytes encoded before the commit lock (<see cref="CellOptions.EncodeJournalOutsideLock"/>), <c>UnderLock</c>
+    /// encoded it under the lock (some claim failed, a reservation kind, or the option off). Diagnostics.
+    /// </summary>
+    public (long PreEncoded, long UnderLock) JournalEncodeStats
+    {
+        get { using (Serial()) return (_journalPreEncoded, _journalEncodedUnderLock); }
+    }
+
+    // Encodes the claims section of tx's Commit record as it will be if every claim applies, on the committing thread
+    // before the commit lock (docs/storage.md, "Encoding outside the commit lock"). Under the lock, JournalCommit copies
+    // these bytes only when every claim did apply and none needs its kind recorded; otherwise they are unused and the
+    // record is encoded there from the outcomes. So a claim that failed validation is never journaled from here: its
+    // bytes are only ever copied together with all the others, and only when all applied. Always re-encoded on each
+    // Commit (never trusted from an earlier call): the victims arrays belong to the caller and may have changed.
+    [MethodImpl(MethodImplOptions.NoInlining)] // out of line so a profile attributes the encoding (issue 15's shares)
+    private void PreEncodeClaims(Transaction tx)
+    {
+        ReadOnlySpan<Claim> claims = tx.Claims;
+        tx.JournalClaimsLength = -1;
+        if (claims.Length == 0 || claims.Length > _options.MaxClaimsPerTransaction) return;
+        int size = 0;
+        for (int i = 0; i < claims.Length; i++) size += RecordWriter.ClaimSize(in claims[i]);
+        var buf = tx.JournalClaims;
+        if (buf is null || buf.Length < size) tx.JournalClaims = buf = new byte[Math.Max(size, (buf?.Length ?? 0) * 2)];
+        int at = 0;
+        for (int i = 0; i < claims.Length; i++) at += RecordWriter.WriteClaim(buf.AsSpan(at), in claims[i]);
+        tx.JournalClaimsLength = at;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // out of line so a profile attributes the encoding (issue 15's shares)
     private void JournalCommit(Transaction tx, ReadOnlySpan<ClaimStatus> outcomes, TransactionStatus status, long resultVersion, int applied, ulong hash)
     {
         var w = BeginRecord(CellRecordKind.Commit, resultVersion);
@@ -123,19 +165,23 @@ public sealed partial class Cell
             }
             w.I32(applied);
             ReadOnlySpan<Claim> claims = tx.Claims;
+            int pre = tx.JournalClaimsLength;
+            if (pre >= 0 && applied == claims.Length && !kinds && _preEncode)
+            {
+                // Every claim applied and none carries a kind: the claims section is exactly what PreEncodeClaims wrote
+                // before the lock, so it is one copy here.
+                w.Bytes(tx.JournalClaims.AsSpan(0, pre));
+                tx.JournalClaimsLength = -1;
+                _journalPreEncoded++;
+                EndRecord(resultVersion);
+                return;
+            }
+            _journalEncodedUnderLock++;
             for (int i = 0; i < claims.Length; i++)
             {
                 if (outcomes[i] != ClaimStatus.Applied) continue;
                 ref readonly Claim c = ref claims[i];
-                w.Task(c.Task);
-                w.I32(c.Node.Value);
-                w.Resources(c.Resources);
-                w.I32(c.Tenant.Value);
-                w.I32(c.Priority);
-                var victims = c.Victims;
-                int nv = victims?.Length ?? 0;
-                w.I32(nv);
-                for (int v = 0; v < nv; v++) w.Task(victims![v]);
+                w.Claim(in c);
                 if (kinds)
                 {
                     w.U8((byte)c.Kind);

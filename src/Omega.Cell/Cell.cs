@@ -48,6 +48,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     private readonly IdempotencyIndex _idempotency;
     private readonly CellCounters _counters;
     private readonly bool _prefetch;  // warm a commit's lines before taking the lock (Cell.Commit.cs, WarmClaims)
+    private readonly bool _preEncode; // encode a commit's journal claims before taking the lock (Cell.Journal.cs, PreEncodeClaims)
     private readonly int _spinRounds; // the commit lock's bounded spin before blocking (Cell.Combiner.cs, EnterCommitLock)
 
     /// <summary>Opens an empty in-memory cell.</summary>
@@ -63,6 +64,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _counters = new CellCounters(_options.Name, _options.MeterFactory);
         _spinRounds = SpinRoundsFor(_options);
         _prefetch = _options.PrefetchOutsideLock;
+        _preEncode = _options.EncodeJournalOutsideLock;
         _stripes = CreateStripes(_options);
         InitTenants();
     }

@@ -76,6 +76,14 @@ public sealed class CellOptions
     /// comparison. See docs/commit-protocol.md ("Waiting for the commit lock").
     /// </summary>
     public bool PrefetchOutsideLock { get; set; } = true;
+
+    /// <summary>
+    /// Whether a journaled cell encodes the claims section of a transaction's journal record before taking the commit
+    /// lock (default true), so that under the lock a fully applied transaction's record costs its header and one copy.
+    /// The journal's bytes are the same either way. False for a same-binary comparison. See docs/storage.md ("Encoding
+    /// outside the commit lock").
+    /// </summary>
+    public bool EncodeJournalOutsideLock { get; set; } = true;
 }
 
 /// <summary>How single commits and releases are serialised (<see cref="CellOptions.CommitPath"/>; docs/commit-protocol.md).</summary>

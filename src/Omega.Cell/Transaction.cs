@@ -112,6 +112,7 @@ public sealed class Transaction
         Detection = detection;
         Key = key;
         _count = 0;
+        JournalClaimsLength = -1;
     }
 
     /// <summary>Adds a claim.</summary>
@@ -123,6 +124,7 @@ public sealed class Transaction
             Array.Resize(ref _outcomes, _count * 2);
         }
         _claims[_count++] = claim;
+        JournalClaimsLength = -1;
         return this;
     }
 
@@ -131,4 +133,11 @@ public sealed class Transaction
         => Add(new Claim(task, node.Id, resources, node.Version, tenant, priority));
 
     internal ClaimStatus[] OutcomeBuffer => _outcomes;
+
+    // The claims section of this transaction's journal record, encoded by the committing thread before it takes the
+    // commit lock (Cell.Journal.cs, PreEncodeClaims; docs/storage.md, "Encoding outside the commit lock"). The bytes are
+    // a pure function of the claims, so they stay valid until Reset or Add changes them (both set the length to -1);
+    // a retry of the same transaction reuses them. -1: not encoded.
+    internal byte[]? JournalClaims;
+    internal int JournalClaimsLength = -1;
 }

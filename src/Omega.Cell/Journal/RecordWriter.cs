@@ -67,6 +67,47 @@ internal sealed class RecordWriter
         I32(t.Index);
     }
 
+    /// <summary>The encoded size of one applied claim in a Commit record, without its kind byte and expiry.</summary>
+    public static int ClaimSize(in Claim c) => ClaimFixedSize + 12 * (c.Victims?.Length ?? 0);
+
+    private const int ClaimFixedSize = 12 + 4 + 32 + 4 + 4 + 4;
+
+    /// <summary>
+    /// Writes one applied claim of a Commit record (task, node, resources, tenant, priority, victims; docs/storage.md)
+    /// into <paramref name="s"/>, which holds at least <see cref="ClaimSize"/> bytes, and returns the bytes written. The
+    /// one encoder of a claim: the commit lock's writer and the pre-encoding before the lock both use it, so their
+    /// bytes cannot differ.
+    /// </summary>
+    public static int WriteClaim(Span<byte> s, in Claim c)
+    {
+        var victims = c.Victims;
+        int nv = victims?.Length ?? 0;
+        int size = ClaimFixedSize + 12 * nv;
+        s = s[..size]; // one bounds check for the whole claim
+        BinaryPrimitives.WriteInt64LittleEndian(s, c.Task.Job.Value);
+        BinaryPrimitives.WriteInt32LittleEndian(s[8..], c.Task.Index);
+        BinaryPrimitives.WriteInt32LittleEndian(s[12..], c.Node.Value);
+        var r = c.Resources;
+        BinaryPrimitives.WriteInt64LittleEndian(s[16..], r.CpuMillis);
+        BinaryPrimitives.WriteInt64LittleEndian(s[24..], r.MemoryBytes);
+        BinaryPrimitives.WriteInt64LittleEndian(s[32..], r.Gpus);
+        BinaryPrimitives.WriteInt64LittleEndian(s[40..], r.DiskBytes);
+        BinaryPrimitives.WriteInt32LittleEndian(s[48..], c.Tenant.Value);
+        BinaryPrimitives.WriteInt32LittleEndian(s[52..], c.Priority);
+        BinaryPrimitives.WriteInt32LittleEndian(s[56..], nv);
+        int at = ClaimFixedSize;
+        for (int v = 0; v < nv; v++)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(s[at..], victims![v].Job.Value);
+            BinaryPrimitives.WriteInt32LittleEndian(s[(at + 8)..], victims[v].Index);
+            at += 12;
+        }
+        return size;
+    }
+
+    /// <summary>Appends one applied claim (<see cref="WriteClaim"/>).</summary>
+    public void Claim(in Claim c) => WriteClaim(Take(ClaimSize(c)), c);
+
     public void String(string s)
     {
         int n = Encoding.UTF8.GetByteCount(s);
