@@ -13,7 +13,7 @@ using Omega.Storage;
 //   commitlat   — the disk's floor under a durable acknowledgement: raw FasterLog, one thread, enqueue then a
 //                 commit that waits until it is on disk, closed loop; latency p50/p99/p99.9 per batch size;
 //   recovery    — open time of a store holding N allocations (checkpoint + journal tail, and journal only).
-// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] [--case inmemory|journaled|durable] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
+// Usage: Omega.StorageBench throughput [--seconds S] [--dir D] [--case inmemory|journaled|durable] [--preencode 0] | recovery --allocations N [--dir D] [--no-checkpoint 1] [--phase all|build|open]
 //   --phase build writes the store and keeps it; --phase open only opens a kept store, in a fresh process, so its
 //   peak resident memory (VmHWM, printed) is recovery's alone and not the builder's leftovers. --full-scan 1 makes
 //   the open ignore the compact checkpoint and scan FasterKV's log (the path before issue 15's compact format).
@@ -22,6 +22,9 @@ for (int i = 1; i + 1 < args.Length; i += 2) opts[args[i].TrimStart('-')] = args
 string dir = opts.TryGetValue("dir", out var d) ? d : Path.Combine(Path.GetTempPath(), "omega-storage-bench");
 double seconds = opts.TryGetValue("seconds", out var s) ? double.Parse(s, CultureInfo.InvariantCulture) : 5;
 int repeats = opts.TryGetValue("repeats", out var rp) ? int.Parse(rp, CultureInfo.InvariantCulture) : 3;
+// --preencode 0: the journaled cells encode their claims under the commit lock (CellOptions.EncodeJournalOutsideLock),
+// for a same-binary A/B of issue 15's change.
+Setup.PreEncode = !(opts.TryGetValue("preencode", out var pe) && pe == "0");
 
 switch (args.FirstOrDefault())
 {
@@ -62,8 +65,12 @@ internal static class Setup
     /// <summary>Set by the throughput runner around its blocking-wait runs (StorageOptions.GroupCommitBlockingWait).</summary>
     public static bool BlockingWait;
 
+    /// <summary>CellOptions.EncodeJournalOutsideLock for the journaled cells (--preencode 0 turns it off).</summary>
+    public static bool PreEncode = true;
+
     public static StorageOptions Options(string dir) => new()
     {
+        Cell = new CellOptions { EncodeJournalOutsideLock = PreEncode },
         GroupCommitBlockingWait = BlockingWait,
         DataDirectory = dir,
         CheckpointInterval = null,
