@@ -91,6 +91,9 @@ internal sealed class NodeBindings
         return ((int)(h >> 32) & ~GroupMask) | (task.Index & GroupMask);
     }
 
+    /// <summary>Tests: the home slot of <paramref name="task"/> in an index of <paramref name="length"/> slots (a power of two).</summary>
+    internal static int HomeSlot(TaskId task, int length) => Hash(task) & (length - 1);
+
     /// <summary>Writer only. The number of bindings.</summary>
     public int Count => _count;
 

@@ -66,6 +66,9 @@ internal sealed class TaskTable
         return ((int)(h >> 32) & ~GroupMask) | (index & GroupMask);
     }
 
+    /// <summary>Tests: the home slot of <paramref name="task"/> in a table of <paramref name="length"/> slots (a power of two).</summary>
+    internal static int HomeSlot(TaskId task, int length) => Hash(task.Job.Value, task.Index) & (length - 1);
+
     // The slot holding `task`, or -1.
     private int Find(TaskId task)
     {
