@@ -80,7 +80,11 @@ public sealed partial class Cell
 
     private PhaseStripe StripeOf(TaskId task)
     {
-        ulong h = (ulong)task.Job.Value * 0x9E3779B97F4A7C15UL ^ (uint)task.Index * 0xC2B2AE3D27D4EB4FUL;
+        // Sixteen consecutive indexes of a job share a stripe (index / 16 is hashed, not the index): an agent reports a
+        // run of them in one frame, so its processing loop finds the stripe's lock and its table's lines in cache for
+        // all but the first, and TaskId's own hash puts the run in neighbouring buckets (prof15's bind-path profile: the
+        // report path missed the cache on a new stripe per report).
+        ulong h = (ulong)task.Job.Value * 0x9E3779B97F4A7C15UL ^ (uint)(task.Index >> 4) * 0xC2B2AE3D27D4EB4FUL;
         return _phaseStripes[(int)(h >> 58) & (PhaseStripeCount - 1)];
     }
 

@@ -73,15 +73,23 @@ internal static class Codec
             error = null;
             return true;
         }
-        catch (Exception ex) when (ex is MessagePackSerializationException or EndOfStreamException or ArgumentOutOfRangeException
-                                       or OverflowException or InvalidOperationException or ProtocolViolationException or FormatException
-                                       or ArgumentException or InsufficientExecutionStackException)
+        catch (Exception ex) when (IsDecodeFailure(ex))
         {
             message = default;
             error = ex.Message;
             return false;
         }
     }
+
+    /// <summary>
+    /// The exceptions a malformed body raises while it is read (a typed refusal, never a crash): the one list
+    /// <see cref="TryDecode{T}"/> and the scratch decoders (<c>Bindings.TryDecodeInto</c>, <c>TaskReports.TryDecodeInto</c>)
+    /// catch.
+    /// </summary>
+    public static bool IsDecodeFailure(Exception ex)
+        => ex is MessagePackSerializationException or EndOfStreamException or ArgumentOutOfRangeException
+            or OverflowException or InvalidOperationException or ProtocolViolationException or FormatException
+            or ArgumentException or InsufficientExecutionStackException;
 
     // ------------------------------------------------------------------ reading helpers
 

@@ -18,6 +18,10 @@ internal sealed class Session
     public PeerRole Role;
     public NodeState? Node;
 
+    // The agent's TaskReports batches decode into this (only the processing loop touches it, one frame at a time, and no
+    // report outlives its frame), so a batch costs no array; a batch larger than it gets its own.
+    public ReportEntry[]? ReportScratch;
+
     // Jobs submitted on this connection that may still hold queued tasks, and an upper bound of those tasks (their
     // counts at submission). Recounted exactly from the engine only when the bound would cross the budget, so a
     // submit costs O(1) until the budget is near.
@@ -1100,7 +1104,11 @@ internal sealed partial class ProtocolHandler : IFrameHandler, IDisposable
 
     private bool HandleTaskReports(FrameConnection c, Session s, uint rid, in Frame frame)
     {
-        if (!Decode<TaskReports>(c, rid, frame, out var m)) return true;
+        if (!TaskReports.TryDecodeInto(frame.Body, s.ReportScratch ??= new ReportEntry[64], out var m, out var error))
+        {
+            c.SendError(rid, ErrorCode.MalformedBody, $"{MessageType.TaskReports}: {error}");
+            return true;
+        }
         if (!OwnNode(c, s, rid, MessageType.TaskReports, m.NodeId, out var node)) return true;
         var reports = m.Reports.Span;
         var statuses = rid == 0 ? null : new TaskReportStatus[reports.Length];

@@ -65,4 +65,54 @@ public sealed class TaskTableTests(ITestOutputHelper output)
         Assert.Equal(10, table.Count);
         Assert.Throws<ArgumentOutOfRangeException>(() => table.TryAdd(new TaskId(2, 0), new NodeId(-1)));
     }
+
+    // prof15: consecutive indexes of one job share a home group (4 task-table slots, 8 node-index slots), so a run of a
+    // job's tasks touches one line instead of one line per task; the groups themselves still spread over the table.
+    [Theory]
+    [InlineData(4, 1 << 20)]
+    [InlineData(8, 1 << 20)]
+    public void Consecutive_indexes_of_a_job_share_a_home_group_and_groups_spread(int group, int length)
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}");
+        var rng = new Random(seed);
+        Func<TaskId, int, int> home = group == 4 ? TaskTable.HomeSlot : NodeBindings.HomeSlot;
+        var groups = new HashSet<int>();
+        int runs = 2_000;
+        for (int r = 0; r < runs; r++)
+        {
+            long job = rng.Next(1, 1_000_000);
+            int first = rng.Next(-1_000, 1_000_000) & ~(group - 1);
+            int h = home(new TaskId(job, first), length);
+            Assert.True(h % group == 0, $"seed {seed}: the group of j{job}/{first} starts at {h}, not a multiple of {group}");
+            for (int i = 1; i < group; i++)
+                Assert.True(home(new TaskId(job, first + i), length) == h + i, $"seed {seed}: j{job}/{first + i} is not beside j{job}/{first}");
+            groups.Add(h);
+        }
+        // 2,000 random groups over length / group places: nearly all distinct if they spread (a birthday bound).
+        Assert.True(groups.Count > runs * 9 / 10, $"seed {seed}: only {groups.Count} distinct home groups for {runs} runs");
+    }
+
+    // The runs of one job that the grouped hash keeps together, including negative indexes (a hostile commit's), through
+    // growth and backward-shift deletion inside long runs.
+    [Fact]
+    public void Behaves_like_a_dictionary_with_runs_of_consecutive_indexes()
+    {
+        int seed = Environment.TickCount & 0x7fffffff;
+        output.WriteLine($"seed {seed}");
+        var rng = new Random(seed);
+        var table = new TaskTable();
+        var model = new Dictionary<TaskId, NodeId>();
+        for (int op = 0; op < 100_000; op++)
+        {
+            int k = rng.Next(6_000);
+            var task = new TaskId(k / 64 + 1, k % 64 - 9);
+            var node = new NodeId(rng.Next(1_000));
+            if (rng.Next(3) == 0) Assert.True(model.Remove(task) == table.Remove(task), $"seed {seed} op {op}: Remove disagrees");
+            else Assert.True(model.TryAdd(task, node) == table.TryAdd(task, node), $"seed {seed} op {op}: TryAdd disagrees");
+        }
+        Assert.Equal(model.Count, table.Count);
+        foreach (var (task, node) in model)
+            Assert.True(table.TryGetValue(task, out var n) && n == node, $"seed {seed}: {task} lost or wrong at the end");
+    }
 }
