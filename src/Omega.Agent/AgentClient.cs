@@ -170,6 +170,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         return _firstRegistration.Task.WaitAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Benchmarks and tests only: makes <paramref name="connection"/>, a detached connection whose handler is this agent
+    /// (FrameConnection.CreateDetached), the agent's connection as if it had registered as <paramref name="nodeId"/>,
+    /// without the handshake. Binding pushes delivered to it then run the production receive path (decode, apply, the
+    /// callback, the TaskReports frame) with no socket, which is what the per-frame allocation budgets measure (issue 15).
+    /// </summary>
+    internal void AttachDetached(FrameConnection connection, int nodeId)
+    {
+        _connection = connection;
+        NodeId = nodeId;
+    }
+
     /// <summary>Drops the current connection (as a network fault would); the agent reconnects and resumes.</summary>
     public void DropConnection() => _connection?.Abort(DisconnectReason.LocalClose);
 

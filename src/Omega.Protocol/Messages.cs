@@ -526,7 +526,35 @@ internal struct TaskReports : IWireMessage<TaskReports>
         }
     }
 
-    public static TaskReports Read(ref MessagePackReader r)
+    public static TaskReports Read(ref MessagePackReader r) => Read(ref r, null);
+
+    /// <summary>
+    /// Decodes a TaskReports body into <paramref name="scratch"/> when its reports fit (the result's
+    /// <see cref="Reports"/> then aliases it: valid until the caller reuses the array), otherwise into a new array, as
+    /// <see cref="Bindings.TryDecodeInto"/> does for pushes. A server processing loop that keeps one such array per
+    /// connection decodes an ack frame without allocating (the report array is 24 bytes plus 40 per report otherwise); the
+    /// caller must be done with every report before the next frame, and must not keep a reason string it does not need.
+    /// </summary>
+    public static bool TryDecodeInto(in System.Buffers.ReadOnlySequence<byte> body, ReportEntry[]? scratch, out TaskReports message)
+    {
+        try
+        {
+            var r = new MessagePackReader(body);
+            message = Read(ref r, scratch);
+            if (!r.End) throw new ProtocolViolationException("trailing bytes after the body");
+            return true;
+        }
+        // The same decode failures Codec.TryDecode turns into a typed refusal.
+        catch (Exception ex) when (ex is MessagePackSerializationException or EndOfStreamException or ArgumentOutOfRangeException
+                                       or OverflowException or InvalidOperationException or ProtocolViolationException or FormatException
+                                       or ArgumentException or InsufficientExecutionStackException)
+        {
+            message = default;
+            return false;
+        }
+    }
+
+    private static TaskReports Read(ref MessagePackReader r, ReportEntry[]? scratch)
     {
         var m = new TaskReports { NodeId = -1 };
         int n = Codec.ReadMap(ref r);
@@ -538,7 +566,7 @@ internal struct TaskReports : IWireMessage<TaskReports>
                 case 1:
                 {
                     int c = Codec.ReadArray(ref r, MaxReports);
-                    var list = new ReportEntry[c];
+                    var list = scratch is not null && c <= scratch.Length ? scratch : new ReportEntry[c];
                     for (int j = 0; j < c; j++)
                     {
                         TaskId task = default; long gen = 0; TaskState st = default; string reason = "";
@@ -558,7 +586,7 @@ internal struct TaskReports : IWireMessage<TaskReports>
                         list[j] = new ReportEntry(task, gen, st, reason);
                     }
                     Codec.EndContainer(ref r);
-                    m.Reports = list;
+                    m.Reports = list.AsMemory(0, c);
                     break;
                 }
                 default: Codec.Skip(ref r); break;
