@@ -39,9 +39,9 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     // The tasks this agent runs, with the binding each was started from (its generation, and what a fence hands back as
     // a stop) and its last lifecycle report (Running or Ready; 0 before any), which is re-sent after every registration
     // because the server keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle"). One dictionary, not a
-    // generation map and a phase map beside a binding map: each was one more insert and one more table growing with the
-    // held tasks per binding (perf-reports/2026-12-07-bindpath; the phase map alone was ~110 of the fleet's ~680 bytes per
-    // binding in the allocation sampler, issue 15).
+    // generation map and a phase map beside a binding map (each was one more insert per binding and one more table growing
+    // with the held tasks; perf-reports/2026-12-07-bindpath). With the compact value below, a new held task costs ~313
+    // bytes of map growth in all, this map and _highest, instead of ~470 (BindPathFrameBudgetTests, issue 15).
     private readonly Dictionary<TaskId, Held> _running = new();
     // Partition fencing (AgentOptions.FenceOnLeaseLoss): the tasks fenced and not yet reconciled, when the lease was last renewed (the send time of the renewing request,
     // a TimeProvider timestamp), the lease length, and the send times of heartbeats whose acks are awaited.
@@ -160,7 +160,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             lock (_stateLock)
             {
                 var copy = new Dictionary<TaskId, long>(_running.Count);
-                foreach (var (task, h) in _running) copy[task] = h.Binding.Generation;
+                foreach (var (task, h) in _running) copy[task] = h.Generation;
                 return copy;
             }
         }
@@ -228,7 +228,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             {
                 // In place: no second lookup, no insert.
                 ref var h = ref CollectionsMarshal.GetValueRefOrNullRef(_running, task);
-                if (!Unsafe.IsNullRef(ref h) && h.Binding.Generation == generation) h.Phase = state;
+                if (!Unsafe.IsNullRef(ref h) && h.Generation == generation) h.Phase = state;
             }
         }
     }
@@ -242,7 +242,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         {
             var list = new List<ReportEntry>();
             foreach (var (task, h) in _running)
-                if (h.Phase != 0) list.Add(new ReportEntry(task, h.Binding.Generation, h.Phase, ""));
+                if (h.Phase != 0) list.Add(new ReportEntry(task, h.Generation, h.Phase, ""));
             again = list.ToArray();
         }
         if (again.Length == 0) return;
@@ -257,7 +257,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (t.IsCanceled) return;
             var (agent, task, generation) = ((AgentClient, TaskId, long))s!;
             bool held;
-            lock (agent._stateLock) held = agent._running.TryGetValue(task, out var h) && h.Binding.Generation == generation;
+            lock (agent._stateLock) held = agent._running.TryGetValue(task, out var h) && h.Generation == generation;
             if (!held) return;
             // Disconnected (the server restarting): remember it anyway; the re-report after registration carries it.
             if (agent.Report(task, generation, TaskState.Ready)) agent.Flush();
@@ -440,7 +440,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             foreach (var (task, h) in _running)
             {
                 if (i == held.Length) break;
-                held[i++] = new HeldTask(task, h.Binding.Generation);
+                held[i++] = new HeldTask(task, h.Generation);
             }
             return held;
         }
@@ -454,7 +454,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         {
             lock (_stateLock)
             {
-                if (!_running.TryGetValue(h.Task, out var rb) || rb.Binding.Generation != h.Generation) continue;
+                if (!_running.TryGetValue(h.Task, out var rb) || rb.Generation != h.Generation) continue;
                 _running.Remove(h.Task);
                 // The stream may still carry this release's own Stop (a release racing the registration): drop it then.
                 // Bounded: entries are removed when that Stop arrives, and a later run of the task clears them below.
@@ -628,7 +628,11 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     {
                         _highest[e.Task] = e.Generation;
                         // A newer generation of a held task keeps its reported phase (as the separate phase map did).
-                        CollectionsMarshal.GetValueRefOrAddDefault(_running, e.Task, out _).Binding = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
+                        ref var held = ref CollectionsMarshal.GetValueRefOrAddDefault(_running, e.Task, out _);
+                        held.Generation = e.Generation;
+                        held.Resources = e.Resources;
+                        held.Version = b.Version;
+                        held.Priority = e.Priority;
                         if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
                     }
                 }
@@ -721,8 +725,9 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             int i = 0;
             foreach (var (task, held) in _running)
             {
-                _fenced[task] = held.Binding;
-                stopped[i++] = held.Binding with { Kind = Protocol.BindingKind.Stop, Version = -1 };
+                var binding = held.Binding(task);
+                _fenced[task] = binding;
+                stopped[i++] = binding with { Kind = Protocol.BindingKind.Stop, Version = -1 };
             }
             _running.Clear();
         }
@@ -762,7 +767,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                 }
                 // The binding it was fenced with (resources included), so a second fence hands back the same stop; a phase
                 // reported meanwhile is kept.
-                if (resume) CollectionsMarshal.GetValueRefOrAddDefault(_running, task, out _).Binding = b;
+                if (resume) CollectionsMarshal.GetValueRefOrAddDefault(_running, task, out _).Run(b);
             }
             if (!resume) continue;
             var run = b with { Kind = Protocol.BindingKind.Run, Version = -1 };
@@ -785,11 +790,26 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         _stop.Dispose();
     }
 
-    // A held task: the binding it runs and its last lifecycle report (0: none yet). A mutable struct stored in _running and
-    // updated in place through CollectionsMarshal refs, under _stateLock.
+    // A held task (the key of _running is its id): the Run binding it was started from, and its last lifecycle report (0:
+    // none yet). A mutable struct updated in place through CollectionsMarshal refs, under _stateLock. The binding's fields
+    // rather than an AgentBinding: the kind is always Run and the task is the key, and without them the value is 64 bytes
+    // (ResourceVector rounds a struct holding it to 32 bytes) where an AgentBinding plus the phase took 128.
     private struct Held
     {
-        public AgentBinding Binding;
+        public ResourceVector Resources;
+        public long Generation;
+        public long Version;
+        public int Priority;
         public TaskState Phase;
+
+        public void Run(in AgentBinding b)
+        {
+            Resources = b.Resources;
+            Generation = b.Generation;
+            Version = b.Version;
+            Priority = b.Priority;
+        }
+
+        public readonly AgentBinding Binding(TaskId task) => new(BindingKind.Run, task, Generation, Resources, Version, Priority);
     }
 }

@@ -81,6 +81,24 @@ public sealed class BindPathFrameBudgetTests
         AssertBudget(BindPathFrameBudget.AgentReceive, allocated, $"agent receive, {entries} entries");
     }
 
+    [Fact]
+    public async Task Agent_receiving_new_tasks_grows_one_map_per_held_task_beside_the_generation_map()
+    {
+        // The fleet's case: every binding is a task the agent has not seen, held (never completed). The agent must keep
+        // each (binding, generation, phase), so its maps grow; the budget bounds that growth per task, which the phase
+        // map that stood beside the running map exceeded (a third table growing per binding).
+        await using var rig = new AgentReceiveRig(16, newTasks: true);
+        const int frames = 8_192;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < frames; i++) rig.Frame();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(frames * 16, rig.Agent.RunningTasks.Count);
+        Assert.Equal(0, rig.Agent.RejectedStale);
+        double perTask = (double)allocated / (frames * 16);
+        Console.WriteLine($"agent, new tasks: {allocated} bytes for {frames * 16} tasks = {perTask:F1} B/task");
+        Assert.True(perTask <= BindPathFrameBudget.AgentNewTask, $"{perTask:F1} B per new task, budget {BindPathFrameBudget.AgentNewTask}");
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(16)]

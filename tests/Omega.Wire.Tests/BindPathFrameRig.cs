@@ -23,6 +23,14 @@ internal static class BindPathFrameBudget
     /// <summary>Agent: a Bindings frame read off the connection, decoded, applied, the callback's acks queued and encoded as one TaskReports frame.</summary>
     public const long AgentReceive = 0;
 
+    /// <summary>
+    /// Agent, per binding of a task it has not seen and keeps holding (the fleet's case), measured over 131,072 such
+    /// tasks from an empty agent: the amortised growth of its per-task maps (the running map, ~230 bytes, and the
+    /// generation map, ~83), which hold what it must remember. 470 bytes when a third map held the lifecycle phase and
+    /// the running map held whole AgentBinding values (128-byte entries).
+    /// </summary>
+    public const long AgentNewTask = 330;
+
     /// <summary>Agent: reports queued with Report and sent as one TaskReports frame by Flush.</summary>
     public const long AgentAckEncode = 0;
 
@@ -109,10 +117,17 @@ internal sealed class AgentReceiveRig : IAsyncDisposable
     private readonly byte[] _frame;
     private readonly int _versionAt;
     private readonly int[] _generationAt;
+    private readonly int[] _jobAt;
+    private readonly bool _newTasks;
     private long _next = Base;
 
-    public AgentReceiveRig(int entries)
+    /// <summary>
+    /// <paramref name="newTasks"/>: every frame binds tasks the agent has never seen (a new job id), as in the bind-path
+    /// bench's fleet, instead of a higher generation of the same tasks; the agent's per-task maps then grow with the frames.
+    /// </summary>
+    public AgentReceiveRig(int entries, bool newTasks = false)
     {
+        _newTasks = newTasks;
         _agent = new AgentClient(new AgentOptions
         {
             // Never dialled: the rig attaches a detached connection instead of starting the agent.
@@ -131,12 +146,15 @@ internal sealed class AgentReceiveRig : IAsyncDisposable
         // 2^32, so each takes the fixed 8-byte form); every frame then writes the next values over the markers.
         const long versionMark = 0x0A0B0C0D0E0F1011;
         const long generationMark = 0x1A1B1C1D1E1F0000;
+        const long jobMark = 0x2A2B2C2D2E2F0000;
         var list = new BindingEntry[entries];
-        for (int i = 0; i < entries; i++) list[i] = new BindingEntry(BindingKind.Run, new TaskId(7, i), generationMark + i, new ResourceVector(100, 1 << 20), 1, 2);
+        for (int i = 0; i < entries; i++) list[i] = new BindingEntry(BindingKind.Run, new TaskId(jobMark + i, i), generationMark + i, new ResourceVector(100, 1 << 20), 1, 2);
         _frame = Codec.FrameBytes(0, new Bindings { NodeId = 3, Version = versionMark, Entries = list });
         _versionAt = Find(_frame, versionMark);
         _generationAt = new int[entries];
         for (int i = 0; i < entries; i++) _generationAt[i] = Find(_frame, generationMark + i);
+        _jobAt = new int[entries];
+        for (int i = 0; i < entries; i++) _jobAt[i] = Find(_frame, jobMark + i);
     }
 
     public AgentClient Agent => _agent;
@@ -166,6 +184,8 @@ internal sealed class AgentReceiveRig : IAsyncDisposable
         long v = ++_next;
         BinaryPrimitives.WriteInt64BigEndian(_frame.AsSpan(_versionAt), v);
         foreach (int at in _generationAt) BinaryPrimitives.WriteInt64BigEndian(_frame.AsSpan(at), v);
+        if (_newTasks)
+            foreach (int at in _jobAt) BinaryPrimitives.WriteInt64BigEndian(_frame.AsSpan(at), v);
         _connection.DeliverDetached(_frame);
         return discard ? _connection.DiscardDetached() : 0;
     }
