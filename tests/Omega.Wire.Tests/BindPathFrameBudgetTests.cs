@@ -110,6 +110,31 @@ public sealed class BindPathFrameBudgetTests
         AssertBudget(BindPathFrameBudget.AgentAckEncode, allocated, $"agent ack encode, {reports} reports");
     }
 
+    [Fact]
+    public void TaskReports_decoded_into_a_reused_array_read_every_report_and_bad_bytes_are_refused()
+    {
+        static ReadOnlySequence<byte> Body(int n)
+        {
+            var list = new ReportEntry[n];
+            for (int i = 0; i < n; i++) list[i] = new ReportEntry(new TaskId(9, i), 5 + i, TaskState.Failed, i == 1 ? "oom" : "");
+            var frame = Codec.FrameBytes(0, new TaskReports { NodeId = 4, Reports = list });
+            return new ReadOnlySequence<byte>(frame, Frame.PrefixLength + Frame.HeaderLength, frame.Length - Frame.PrefixLength - Frame.HeaderLength);
+        }
+        var scratch = new ReportEntry[8];
+        Assert.True(TaskReports.TryDecodeInto(Body(3), scratch, out var m));
+        Assert.Equal(4, m.NodeId);
+        Assert.Equal(3, m.Reports.Length);
+        Assert.Equal(new ReportEntry(new TaskId(9, 1), 6, TaskState.Failed, "oom"), m.Reports.Span[1]);
+        Assert.Same(scratch, System.Runtime.InteropServices.MemoryMarshal.TryGetArray(m.Reports, out var seg) ? seg.Array : null);
+        // More reports than the array holds: decoded whole into an array of their own.
+        Assert.True(TaskReports.TryDecodeInto(Body(20), scratch, out var big));
+        Assert.Equal(20, big.Reports.Length);
+        Assert.Equal(24, big.Reports.Span[19].Generation);
+        // Hostile bytes: a typed refusal, as Codec.TryDecode gives.
+        Assert.False(TaskReports.TryDecodeInto(new ReadOnlySequence<byte>(new byte[] { 0x82, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff }), scratch, out _));
+        Assert.False(TaskReports.TryDecodeInto(new ReadOnlySequence<byte>(new byte[] { 0x81 }), scratch, out _));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(16)]
