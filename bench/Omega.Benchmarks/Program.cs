@@ -15,7 +15,8 @@ using Omega.Benchmarks.Throughput;
 //   cpstart [...]     control plane: intent-to-started latency over TCP against omega serve (IntentToStartedBench)
 //   extcommit [...]   external scheduler commit latency over TCP, TLS vs plaintext, against omega serve (ExternalCommitBench)
 //   ha-soak [...]     high availability on etcd: commits through trim, compaction and defragmentation (HaSoak, issue 16)
-//   anything else     BenchmarkDotNet's switcher, e.g. --filter '*' --job short
+//   anything else     BenchmarkDotNet's switcher over every [Benchmark] class here, e.g. --filter '*' --job short, or
+//                     --filter '*BindPathFrame*' (the bind path's allocation per frame, issue 15; bench/README.md)
 return args.Length > 0 && args[0] == "throughput" ? ThroughputRunner.Run(args[1..])
     : args.Length > 0 && args[0] == "bindpath" ? Omega.Benchmarks.BindPath.BindPathBench.Run(args[1..])
     : args.Length > 0 && args[0] == "alloc" ? AllocationProbe.Run(args[1..])

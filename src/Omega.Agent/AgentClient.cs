@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Omega.Protocol;
 using Omega.Transport;
@@ -35,12 +37,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private readonly ConcurrentDictionary<uint, TaskCompletionSource<(MessageType, byte[])>> _pending = new();
     private readonly Dictionary<TaskId, long> _highest = new();
     // The tasks this agent runs, with the binding each was started from (its generation, and what a fence hands back as
-    // a stop). One dictionary, not a generation map beside a binding map: every binding used to cost two inserts and two
-    // removals here (perf-reports/2026-12-07-bindpath).
-    private readonly Dictionary<TaskId, AgentBinding> _running = new();
-    // The last lifecycle report (Running or Ready) of each held task: re-sent after every registration, because the server
-    // keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle").
-    private readonly Dictionary<TaskId, TaskState> _phase = new();
+    // a stop) and its last lifecycle report (Running or Ready; 0 before any), which is re-sent after every registration
+    // because the server keeps it in memory only (docs/protocol.md, TaskReport "Lifecycle"). One dictionary, not a
+    // generation map and a phase map beside a binding map (each was one more insert per binding and one more table growing
+    // with the held tasks; perf-reports/2026-12-07-bindpath). With the compact value below, a new held task costs ~313
+    // bytes of map growth in all, this map and _highest, instead of ~470 (BindPathFrameBudgetTests, issue 15).
+    private readonly Dictionary<TaskId, Held> _running = new();
     // Partition fencing (AgentOptions.FenceOnLeaseLoss): the tasks fenced and not yet reconciled, when the lease was last renewed (the send time of the renewing request,
     // a TimeProvider timestamp), the lease length, and the send times of heartbeats whose acks are awaited.
     private readonly Dictionary<TaskId, AgentBinding> _fenced = new();
@@ -52,12 +54,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     private long _fences;
     private readonly Lock _stateLock = new();
     private readonly Lock _reportLock = new();
-    // Queued reports (guarded by _reportLock). An array reused frame after frame: Send encodes synchronously under the
-    // lock, so the frame never outlives it (a ToArray per frame was ~60 bytes per binding on the bind path).
+    // Queued reports (guarded by _reportLock). An array reused frame after frame, never handed out: Report copies a value
+    // in, and SendQueuedReports encodes the TaskReports frame from it synchronously under the lock (into the connection's
+    // output pipe, as bytes) and clears it, so nothing refers to an entry once the lock is released (a ToArray per frame
+    // was ~60 bytes per binding on the bind path). It only grows (doubling) when one frame acks more than it holds.
     private ReportEntry[] _reportBuffer = new ReportEntry[64];
     private int _reportCount;
-    // The decode target of binding pushes, taken by the processing loop that decodes (null while in use: an old
-    // connection's loop still running beside a new one's decodes into a fresh array instead).
+    // The decode target of binding pushes (issue 15: the decoded entry array was ~200 bytes per binding). Lifetime: one
+    // OnFrame call. The processing loop that decodes takes it (null while in use: an old connection's loop still running
+    // beside a new one's decodes into a fresh array instead, so two loops never share it), Apply copies every entry out
+    // into AgentBinding values (the callback and the channel get those copies, never the array or the Bindings message
+    // aliasing it), and the loop puts it back before OnFrame returns. A push with more entries than it holds decodes into
+    // an array of its own.
     private BindingEntry[]? _entryScratch = new BindingEntry[256];
     private readonly Channel<AgentBinding> _bindings = Channel.CreateUnbounded<AgentBinding>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
     private readonly TaskCompletionSource _firstRegistration = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -152,7 +160,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             lock (_stateLock)
             {
                 var copy = new Dictionary<TaskId, long>(_running.Count);
-                foreach (var (task, b) in _running) copy[task] = b.Generation;
+                foreach (var (task, h) in _running) copy[task] = h.Generation;
                 return copy;
             }
         }
@@ -168,6 +176,18 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             _fenceTimer ??= _options.Time.CreateTimer(static s => ((AgentClient)s!).OnFenceTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _run ??= Task.Run(RunAsync, CancellationToken.None);
         return _firstRegistration.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Benchmarks and tests only: makes <paramref name="connection"/>, a detached connection whose handler is this agent
+    /// (FrameConnection.CreateDetached), the agent's connection as if it had registered as <paramref name="nodeId"/>,
+    /// without the handshake. Binding pushes delivered to it then run the production receive path (decode, apply, the
+    /// callback, the TaskReports frame) with no socket, which is what the per-frame allocation budgets measure (issue 15).
+    /// </summary>
+    internal void AttachDetached(FrameConnection connection, int nodeId)
+    {
+        _connection = connection;
+        NodeId = nodeId;
     }
 
     /// <summary>Drops the current connection (as a network fault would); the agent reconnects and resumes.</summary>
@@ -203,12 +223,13 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
     {
         lock (_stateLock)
         {
-            if (state is TaskState.Completed or TaskState.Failed)
+            if (state is TaskState.Completed or TaskState.Failed) _running.Remove(task);
+            else if (state is TaskState.Running or TaskState.Ready)
             {
-                _running.Remove(task);
-                _phase.Remove(task);
+                // In place: no second lookup, no insert.
+                ref var h = ref CollectionsMarshal.GetValueRefOrNullRef(_running, task);
+                if (!Unsafe.IsNullRef(ref h) && h.Generation == generation) h.Phase = state;
             }
-            else if (state is TaskState.Running or TaskState.Ready && _running.TryGetValue(task, out var rb) && rb.Generation == generation) _phase[task] = state;
         }
     }
 
@@ -219,10 +240,9 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         ReportEntry[] again;
         lock (_stateLock)
         {
-            if (_phase.Count == 0) return;
-            var list = new List<ReportEntry>(_phase.Count);
-            foreach (var (task, state) in _phase)
-                if (_running.TryGetValue(task, out var rb)) list.Add(new ReportEntry(task, rb.Generation, state, ""));
+            var list = new List<ReportEntry>();
+            foreach (var (task, h) in _running)
+                if (h.Phase != 0) list.Add(new ReportEntry(task, h.Generation, h.Phase, ""));
             again = list.ToArray();
         }
         if (again.Length == 0) return;
@@ -237,7 +257,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (t.IsCanceled) return;
             var (agent, task, generation) = ((AgentClient, TaskId, long))s!;
             bool held;
-            lock (agent._stateLock) held = agent._running.TryGetValue(task, out var rb) && rb.Generation == generation;
+            lock (agent._stateLock) held = agent._running.TryGetValue(task, out var h) && h.Generation == generation;
             if (!held) return;
             // Disconnected (the server restarting): remember it anyway; the re-report after registration carries it.
             if (agent.Report(task, generation, TaskState.Ready)) agent.Flush();
@@ -417,10 +437,10 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             if (_running.Count == 0) return null;
             var held = new HeldTask[Math.Min(_running.Count, HeldTask.MaxEntries)];
             int i = 0;
-            foreach (var (task, rb) in _running)
+            foreach (var (task, h) in _running)
             {
                 if (i == held.Length) break;
-                held[i++] = new HeldTask(task, rb.Generation);
+                held[i++] = new HeldTask(task, h.Generation);
             }
             return held;
         }
@@ -436,7 +456,6 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             {
                 if (!_running.TryGetValue(h.Task, out var rb) || rb.Generation != h.Generation) continue;
                 _running.Remove(h.Task);
-                _phase.Remove(h.Task);
                 // The stream may still carry this release's own Stop (a release racing the registration): drop it then.
                 // Bounded: entries are removed when that Stop arrives, and a later run of the task clears them below.
                 _reconciled.Add((h.Task, h.Generation));
@@ -608,7 +627,12 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     if (accept)
                     {
                         _highest[e.Task] = e.Generation;
-                        _running[e.Task] = new AgentBinding(e.Kind, e.Task, e.Generation, e.Resources, b.Version, e.Priority);
+                        // A newer generation of a held task keeps its reported phase (as the separate phase map did).
+                        ref var held = ref CollectionsMarshal.GetValueRefOrAddDefault(_running, e.Task, out _);
+                        held.Generation = e.Generation;
+                        held.Resources = e.Resources;
+                        held.Version = b.Version;
+                        held.Priority = e.Priority;
                         if (_reconciled.Count > 0) _reconciled.Remove((e.Task, high));
                     }
                 }
@@ -617,7 +641,7 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
                     // A stop applies to the generation it names; a stop for an older generation than one held is stale, and
                     // so is the stream's own stop of a generation a reconciliation at registration already stopped.
                     accept = e.Generation >= high && !(_reconciled.Count > 0 && _reconciled.Remove((e.Task, e.Generation)));
-                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _phase.Remove(e.Task); _fenced.Remove(e.Task); }
+                    if (accept) { _highest[e.Task] = e.Generation; _running.Remove(e.Task); _fenced.Remove(e.Task); }
                 }
             }
             if (!accept) { Interlocked.Increment(ref _stale); continue; }
@@ -701,11 +725,11 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             int i = 0;
             foreach (var (task, held) in _running)
             {
-                _fenced[task] = held;
-                stopped[i++] = held with { Kind = Protocol.BindingKind.Stop, Version = -1 };
+                var binding = held.Binding(task);
+                _fenced[task] = binding;
+                stopped[i++] = binding with { Kind = Protocol.BindingKind.Stop, Version = -1 };
             }
             _running.Clear();
-            _phase.Clear();
         }
         Interlocked.Increment(ref _fences);
         foreach (var b in stopped)
@@ -734,9 +758,16 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
             lock (_stateLock)
             {
                 resume = st == TaskReportStatus.Ok && _fenced.Remove(task) && (!_highest.TryGetValue(task, out long high) || high <= b.Generation);
-                if (st != TaskReportStatus.Ok) { _fenced.Remove(task); _phase.Remove(task); }
-                // The binding it was fenced with (resources included), so a second fence hands back the same stop.
-                if (resume) _running[task] = b;
+                if (st != TaskReportStatus.Ok)
+                {
+                    _fenced.Remove(task);
+                    // Forget the phase of a run the stream started meanwhile (as removing it from the phase map did).
+                    ref var h = ref CollectionsMarshal.GetValueRefOrNullRef(_running, task);
+                    if (!Unsafe.IsNullRef(ref h)) h.Phase = 0;
+                }
+                // The binding it was fenced with (resources included), so a second fence hands back the same stop; a phase
+                // reported meanwhile is kept.
+                if (resume) CollectionsMarshal.GetValueRefOrAddDefault(_running, task, out _).Run(b);
             }
             if (!resume) continue;
             var run = b with { Kind = Protocol.BindingKind.Run, Version = -1 };
@@ -757,5 +788,28 @@ public sealed class AgentClient : IFrameHandler, IAsyncDisposable
         _bindings.Writer.TryComplete();
         _firstRegistration.TrySetCanceled();
         _stop.Dispose();
+    }
+
+    // A held task (the key of _running is its id): the Run binding it was started from, and its last lifecycle report (0:
+    // none yet). A mutable struct updated in place through CollectionsMarshal refs, under _stateLock. The binding's fields
+    // rather than an AgentBinding: the kind is always Run and the task is the key, and without them the value is 64 bytes
+    // (ResourceVector rounds a struct holding it to 32 bytes) where an AgentBinding plus the phase took 128.
+    private struct Held
+    {
+        public ResourceVector Resources;
+        public long Generation;
+        public long Version;
+        public int Priority;
+        public TaskState Phase;
+
+        public void Run(in AgentBinding b)
+        {
+            Resources = b.Resources;
+            Generation = b.Generation;
+            Version = b.Version;
+            Priority = b.Priority;
+        }
+
+        public readonly AgentBinding Binding(TaskId task) => new(BindingKind.Run, task, Generation, Resources, Version, Priority);
     }
 }

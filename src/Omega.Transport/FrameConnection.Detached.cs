@@ -95,6 +95,20 @@ public sealed partial class FrameConnection
     }
 
     /// <summary>
+    /// Drops every byte flushed to a detached connection's output without copying it (they count as sent); returns how
+    /// many. The per-frame allocation budgets (issue 15) use it to empty the output after each frame: unlike
+    /// <see cref="DrainDetached"/> it allocates nothing, so it adds nothing to the measured bytes.
+    /// </summary>
+    internal long DiscardDetached()
+    {
+        if (!_output.Reader.TryRead(out var rr)) return 0;
+        long n = rr.Buffer.Length;
+        _output.Reader.AdvanceTo(rr.Buffer.End);
+        Interlocked.Add(ref _unsent, -n);
+        return n;
+    }
+
+    /// <summary>
     /// Ends a detached connection that was closed (by the handler, or by its owner with <see cref="Close"/> or
     /// <see cref="Abort"/>; closes it with <paramref name="reason"/> if not): counts the disconnect and calls
     /// <see cref="IFrameHandler.OnDisconnected"/> exactly once, as the socket loops' end does.
