@@ -318,6 +318,9 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
         catch (Exception e)
 #pragma warning restore CA1031
         {
+            // Groups whose local commit was issued before the failure (a later group's replication refused, say) are still
+            // retired as durable if that commit completes: their waiters were not told anything wrong yet.
+            DrainIssued();
             lock (_bufLock)
             {
                 _failure = e;
@@ -328,6 +331,27 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             _options.Warning($"journal committer stopped: {e}");
         }
     }
+
+    private void DrainIssued()
+    {
+        try
+        {
+            for (int i = 0; i < _inflightCount; i++)
+            {
+                long tail = _inflight[(_inflightHead + i) % _inflight.Length].Tail;
+                if (tail == long.MaxValue) break;
+                if (!_log.WaitForCommitAsync(tail, 0).AsTask().Wait(DrainWait)) break;
+            }
+            RetireCompleted();
+        }
+#pragma warning disable CA1031 // the log itself failed: nothing more is durable, the caller fails every waiter
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    private static readonly TimeSpan DrainWait = TimeSpan.FromSeconds(5);
 
     private TimeSpan RemainingWindow(long lastIssue, long now)
     {
