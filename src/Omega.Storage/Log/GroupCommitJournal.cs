@@ -297,8 +297,18 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                 {
                     // Nothing in flight: sleep until the window since the last issue ends (something is pending) or an append
                     // wakes an idle committer. The long idle timeout is only a safety net.
-                    _wake.Wait(idle ? IdleWait : RemainingWindow(lastIssue, now));
-                    _wake.Reset();
+                    if (!idle && !_options.GroupCommitBlockingWait && lastIssue + _windowTicks - now < Stopwatch.Frequency / 1000)
+                    {
+                        // Spin mode, under a millisecond left: the event cannot sleep that briefly (it would round up to a
+                        // whole millisecond, most of a window), so yield until the window ends or an append wants out.
+                        long end = lastIssue + _windowTicks;
+                        while (Stopwatch.GetTimestamp() < end && !_issueNow && !_stopping) Thread.Yield();
+                    }
+                    else
+                    {
+                        _wake.Wait(idle ? IdleWait : RemainingWindow(lastIssue, now));
+                        _wake.Reset();
+                    }
                 }
                 else if (_options.GroupCommitBlockingWait)
                 {
@@ -356,7 +366,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private TimeSpan RemainingWindow(long lastIssue, long now)
     {
         long left = lastIssue + _windowTicks - now;
-        // At least a millisecond: a shorter timeout is rounded down to zero by the event and would spin the thread.
+        // At least a millisecond: the event rounds a shorter timeout down to zero, which would spin the thread.
         return left <= 0 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Max(1, Math.Ceiling(left * 1000.0 / Stopwatch.Frequency)));
     }
 
