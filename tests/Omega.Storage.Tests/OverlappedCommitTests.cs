@@ -28,13 +28,16 @@ public sealed class OverlappedCommitTests
         }
     }
 
-    [Fact]
-    public async Task A_second_commit_is_issued_while_the_first_is_held_and_neither_is_acknowledged_before_the_disk_write()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_second_commit_is_issued_while_the_first_is_held_and_neither_is_acknowledged_before_the_disk_write(bool blockingWait)
     {
         using var tmp = new TempStore();
         var device = new HeldWritesDevice();
         using var store = tmp.Open(o =>
         {
+            o.GroupCommitBlockingWait = blockingWait;
             o.JournalDeviceWrapper = device.Wrap;
             o.GroupCommitMaxInflight = 2;
             o.GroupCommitWindow = TimeSpan.FromMilliseconds(1);
@@ -114,13 +117,14 @@ public sealed class OverlappedCommitTests
         Assert.True(result.Lost > 0, "acknowledgements before durability were not detected: " + result);
     }
 
-    private sealed record CrashImageResult(int Images, long Checked, long Lost, long HeldWrites, long WatermarkStepsBack, long AcksAheadOfWatermark, long PeakInFlight, int MaxInflight);
+    private sealed record CrashImageResult(int Images, long Checked, long Lost, long HeldWrites, long WatermarkStepsBack, long AcksAheadOfWatermark, long PeakInFlight, int MaxInflight, bool BlockingWait);
 
     private async Task<CrashImageResult> RunCrashImages(int seed, Buggify buggify)
     {
         var rng = new Random(seed);
         int maxInflight = 1 + rng.Next(3);
         var window = TimeSpan.FromMicroseconds(rng.Next(200, 1500));
+        bool blocking = rng.Next(2) == 0;
         using var tmp = new TempStore();
         var device = new HeldWritesDevice();
         var images = new List<(TempStore Dir, HashSet<long> Acked)>();
@@ -136,6 +140,7 @@ public sealed class OverlappedCommitTests
                 o.JournalPageSizeBits = 14;
                 o.GroupCommitMaxInflight = maxInflight;
                 o.GroupCommitWindow = window;
+                o.GroupCommitBlockingWait = blocking;
                 o.Cell.Buggify = buggify;
             }))
             {
@@ -224,7 +229,7 @@ public sealed class OverlappedCommitTests
                     if (!present.Contains(job)) lost++;
                 }
             }
-            return new CrashImageResult(images.Count, checkedCount, lost, heldWrites, stepsBack, ahead, peak, maxInflight);
+            return new CrashImageResult(images.Count, checkedCount, lost, heldWrites, stepsBack, ahead, peak, maxInflight, blocking);
         }
         finally
         {
