@@ -45,8 +45,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     // binding, and batches nothing there. Under sustained load the committer never goes idle, so groups still fill.
     private bool _committerIdle;
 
-    // Set (then _wake) when the pending group should go out without waiting for the window: a threshold filled, the
-    // first append into an idle journal, WaitForAll, back-pressure. Cleared when a group is issued.
+    // Set (then _wake) by WaitForAll: the pending group goes out without waiting for the window. Cleared at the next issue.
     private volatile bool _issueNow;
 
     private byte[] _spare;
@@ -174,14 +173,12 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                 _committerIdle = false;
                 signal = true;
             }
-            if (signal) _issueNow = true;
         }
         if (signal) _wake.Set();
     }
 
     private void WaitForRoom()
     {
-        _issueNow = true;
         _wake.Set();
         var spin = new SpinWait();
         while (_pendingBytesVolatile > _options.MaxPendingBytes && !_stopping && _failure is null) spin.SpinOnce();
@@ -265,7 +262,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                             _committerIdle = idle = true;
                         }
                     }
-                    else if (_inflightCount < _inflight.Length && (_issueNow || _stopping || now - lastIssue >= _windowTicks))
+                    else if (_inflightCount < _inflight.Length && (idle || GroupDue() || _stopping || now - lastIssue >= _windowTicks))
                     {
                         // Overlap: a group goes out while earlier ones still flush, up to GroupCommitMaxInflight, so a record
                         // that arrives just after a commit started waits for its own commit, not for that one first.
@@ -302,7 +299,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
                         // Spin mode, under a millisecond left: the event cannot sleep that briefly (it would round up to a
                         // whole millisecond, most of a window), so yield until the window ends or an append wants out.
                         long end = lastIssue + _windowTicks;
-                        while (Stopwatch.GetTimestamp() < end && !_issueNow && !_stopping) Thread.Yield();
+                        while (Stopwatch.GetTimestamp() < end && !GroupDue() && !_stopping) Thread.Yield();
                     }
                     else
                     {
@@ -363,6 +360,12 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
 
     private static readonly TimeSpan DrainWait = TimeSpan.FromSeconds(5);
 
+    // Whether the pending group should go out before the window ends: it filled (GroupCommitMaxRecords/Bytes; the append
+    // that crossed the line also set _wake) or WaitForAll asked. The first append into an idle journal is the caller's
+    // `idle` case. Read without the lock by the spin loops: a stale answer only costs one more turn of the loop.
+    private bool GroupDue()
+        => _issueNow || _pendingBytesVolatile >= _options.GroupCommitMaxBytes || Volatile.Read(ref _pendingRecords) >= _options.GroupCommitMaxRecords;
+
     private TimeSpan RemainingWindow(long lastIssue, long now)
     {
         long left = lastIssue + _windowTicks - now;
@@ -381,7 +384,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             if (Volatile.Read(ref _log.CommittedUntilAddress) >= head.Tail || _ackOnIssue) return;
             if (_stopping && slotFree && _pendingBytesVolatile > 0) return;
             long now = Stopwatch.GetTimestamp();
-            if (slotFree && _pendingBytesVolatile > 0 && (_issueNow || now - lastIssue >= _windowTicks)) return;
+            if (slotFree && _pendingBytesVolatile > 0 && (GroupDue() || now - lastIssue >= _windowTicks)) return;
             if (head.Completion is null)
             {
                 if (now - head.IssuedAt > SlowCommitCheck) head.Completion = _log.WaitForCommitAsync(head.Tail, 0).AsTask();
