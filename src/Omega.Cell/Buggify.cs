@@ -94,4 +94,12 @@ public enum Buggify
     /// all written. For the commit-path stress tests (issue 14).
     /// </summary>
     SkipPublishOrder = 1 << 18,
+
+    /// <summary>
+    /// The durable store's group-commit thread counts a journal group durable as soon as its FasterLog commit is issued,
+    /// instead of when the commit completes: claims are acknowledged (and bindings pushed) before their records are on
+    /// disk. Read by Omega.Storage through <c>StorageOptions.Cell.Buggify</c>; caught by the overlapped-commit crash test
+    /// (issue 15).
+    /// </summary>
+    AckOnCommitIssue = 1 << 20,
 }

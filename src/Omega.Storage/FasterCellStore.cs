@@ -104,6 +104,7 @@ internal sealed class FasterCellStore : ICellStore, IReplicaStore
             string logBase = Path.Combine(journalDir, "journal.log");
             JournalGeometry.Apply(journalDir, options);
             logDevice = Devices.CreateLogDevice(logBase, preallocateFile: false, deleteOnClose: false, recoverDevice: true);
+            if (options.JournalDeviceWrapper is { } wrap) logDevice = wrap(logDevice);
             string commitDir = Path.Combine(journalDir, "commits");
             try
             {

@@ -77,6 +77,22 @@ public sealed class StorageMetrics : IDisposable
 
     internal void TornTail() => _tornTails.Add(1, _tag);
 
+    private long _commitsInFlight;
+    private long _peakCommitsInFlight;
+
+    /// <summary>Journal commits issued to FasterLog and not yet complete (at most <c>StorageOptions.GroupCommitMaxInflight</c>).</summary>
+    public long CommitsInFlightNow => Volatile.Read(ref _commitsInFlight);
+
+    /// <summary>The most journal commits that were in flight at once since the store opened (2 or more: commits overlapped).</summary>
+    public long PeakCommitsInFlight => Volatile.Read(ref _peakCommitsInFlight);
+
+    // Written by the group-commit thread only.
+    internal void CommitsInFlight(int count)
+    {
+        Volatile.Write(ref _commitsInFlight, count);
+        if (count > _peakCommitsInFlight) Volatile.Write(ref _peakCommitsInFlight, count);
+    }
+
     /// <inheritdoc />
     public void Dispose() => _meter.Dispose();
 }

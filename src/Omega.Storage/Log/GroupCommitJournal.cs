@@ -8,8 +8,9 @@ namespace Omega.Storage.Log;
 /// <summary>
 /// The cell's journal on FasterLog with group commit. <see cref="Append"/> (under the cell's commit lock) only copies the
 /// record into the pending buffer; one committer thread swaps that buffer out every group-commit window (or sooner when
-/// the batch fills), writes it to FasterLog as checksummed chunks, commits, and then advances the durable watermark and
-/// completes the waiters of that group. While one group commits the next one fills.
+/// the batch fills), writes it to FasterLog as checksummed chunks and issues its commit. Up to
+/// <see cref="StorageOptions.GroupCommitMaxInflight"/> commits are out at once; as each completes, oldest first, the
+/// committer advances the durable watermark and completes the waiters of that group.
 /// </summary>
 internal sealed class GroupCommitJournal : ICellJournal, IDisposable
 {
@@ -29,15 +30,23 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     private long _pendingLastVersion;
     private TaskCompletionSource _nextGroup = NewGroup();
 
-    // The group being committed (guarded by _bufLock for readers; written by the committer).
-    private long _inflightLastSeq;
-    private TaskCompletionSource? _inflightGroup;
+    // The groups whose FasterLog commit is issued and not yet retired, oldest first: a ring of GroupCommitMaxInflight
+    // slots. Only the committer adds and retires (under _bufLock, which WaitForSequenceAsync takes to pick a group).
+    private readonly InflightCommit[] _inflight;
+    private int _inflightHead;
+    private int _inflightCount;
+    private long _issuedSeq;
+    private readonly long _windowTicks;
+    private readonly bool _ackOnIssue;
 
-    // True while the committer sleeps with nothing pending (guarded by _bufLock). The first append into an idle journal
-    // wakes it at once instead of waiting out the group-commit window: at a light load (the main job's 2,200
-    // placements/s arrive in small bursts) the window only added up to 1 ms to every acknowledgement and binding, and
-    // batches nothing there. Under sustained load the committer never goes idle, so groups still fill for a window.
+    // True while the committer sleeps with nothing pending and nothing in flight (guarded by _bufLock). The first append
+    // into an idle journal wakes it at once instead of waiting out the group-commit window: at a light load (the main
+    // job's 2,200 placements/s arrive in small bursts) the window only added up to 1 ms to every acknowledgement and
+    // binding, and batches nothing there. Under sustained load the committer never goes idle, so groups still fill.
     private bool _committerIdle;
+
+    // Set (then _wake) by WaitForAll: the pending group goes out without waiting for the window. Cleared at the next issue.
+    private volatile bool _issueNow;
 
     private byte[] _spare;
     private byte[] _chunk;
@@ -70,7 +79,10 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
         _durableVersion = durableVersion;
         _pendingLastSeq = durableSeq;
         _pendingLastVersion = durableVersion;
-        _inflightLastSeq = durableSeq;
+        _issuedSeq = durableSeq;
+        _inflight = new InflightCommit[Math.Max(1, options.GroupCommitMaxInflight)];
+        _windowTicks = (long)(options.GroupCommitWindow.TotalSeconds * Stopwatch.Frequency);
+        _ackOnIssue = (options.Cell.Buggify & Buggify.AckOnCommitIssue) != 0;
         _committer = new Thread(CommitLoop) { IsBackground = true, Name = "omega-group-commit" };
     }
 
@@ -97,6 +109,7 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
     {
         long last = AppendedSequence;
         if (last <= DurableSequence) return;
+        _issueNow = true;
         _wake.Set();
         WaitForSequenceAsync(last, CancellationToken.None).AsTask().GetAwaiter().GetResult();
     }
@@ -181,7 +194,17 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
             if (_failure is not null) return ValueTask.FromException(new IOException("the journal failed; nothing after its last commit is durable", _failure));
             if (sequence <= Volatile.Read(ref _durableSeq)) return ValueTask.CompletedTask;
             if (sequence > _pendingLastSeq) throw new ArgumentOutOfRangeException(nameof(sequence), $"sequence {sequence} was never appended (last {_pendingLastSeq})");
-            t = sequence <= _inflightLastSeq && _inflightGroup is not null ? _inflightGroup.Task : _nextGroup.Task;
+            // The oldest group in flight that holds the sequence (groups complete oldest first), else the pending one.
+            t = _nextGroup.Task;
+            for (int i = 0; i < _inflightCount; i++)
+            {
+                ref var f = ref _inflight[(_inflightHead + i) % _inflight.Length];
+                if (sequence <= f.LastSeq)
+                {
+                    t = f.Group!.Task;
+                    break;
+                }
+            }
         }
         if (!cancellationToken.CanBeCanceled) return new ValueTask(t);
         return new ValueTask(t.WaitAsync(cancellationToken));
@@ -191,82 +214,258 @@ internal sealed class GroupCommitJournal : ICellJournal, IDisposable
 
     private static TaskCompletionSource NewGroup() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    // One FasterLog commit issued by the committer: it covers the log up to Tail, so the group is durable once FasterLog's
+    // committed address reaches Tail. FasterLog completes commits in address order (its commit requests are a FIFO and
+    // its flushed address only advances over contiguous writes), and the committer retires the ring oldest first, so the
+    // durable watermark never passes a group whose own commit has not completed, whichever write the device finished first.
+    private struct InflightCommit
+    {
+        public long Tail;
+        public long LastSeq;
+        public long LastVersion;
+        public int Records;
+        public int Bytes;
+        public long IssuedAt;
+        public TaskCompletionSource? Group;
+        // FasterLog's own wait for Tail. It faults when the log's commit fails (the committed address then never moves).
+        // Blocking mode: made at issue, and its completion wakes the committer. Spin mode: made only for a commit still
+        // out after SlowCommitCheck, so a normal commit costs no task.
+        public Task? Completion;
+    }
+
+    private static readonly long SlowCommitCheck = Stopwatch.Frequency / 20;
+
     private void CommitLoop()
     {
         try
         {
             bool idle = false;
+            long lastIssue = Stopwatch.GetTimestamp() - _windowTicks;
             while (true)
             {
-                // An idle committer is woken by the first append (see _committerIdle), so it need not poll every window;
-                // the long timeout is only a safety net.
-                _wake.Wait(idle ? IdleWait : _options.GroupCommitWindow);
-                _wake.Reset();
-                byte[] buf;
-                int len;
-                long lastSeq, lastVersion;
-                int records;
-                TaskCompletionSource group;
+                RetireCompleted();
+                long now = Stopwatch.GetTimestamp();
+                bool issue = false;
+                byte[] buf = _spare;
+                int len = 0, records = 0;
+                long lastSeq = 0, lastVersion = 0;
+                int slot = 0;
+                bool pending;
                 lock (_bufLock)
                 {
-                    if (_pendingLength == 0)
+                    pending = _pendingLength > 0;
+                    if (!pending)
                     {
-                        if (_stopping) return;
-                        _committerIdle = idle = true;
-                        continue;
+                        if (_inflightCount == 0)
+                        {
+                            if (_stopping) return;
+                            _committerIdle = idle = true;
+                        }
                     }
-                    _committerIdle = idle = false;
-                    buf = _pending;
-                    len = _pendingLength;
-                    records = _pendingRecords;
-                    lastSeq = _pendingLastSeq;
-                    lastVersion = _pendingLastVersion;
-                    group = _nextGroup;
-                    _pending = _spare;
-                    _pendingLength = 0;
-                    _pendingRecords = 0;
-                    _pendingBytesVolatile = 0;
-                    _inflightGroup = group;
-                    _inflightLastSeq = lastSeq;
-                    _nextGroup = NewGroup();
+                    else if (_inflightCount < _inflight.Length && (idle || GroupDue() || _stopping || now - lastIssue >= _windowTicks))
+                    {
+                        // Overlap: a group goes out while earlier ones still flush, up to GroupCommitMaxInflight, so a record
+                        // that arrives just after a commit started waits for its own commit, not for that one first.
+                        issue = true;
+                        _issueNow = false;
+                        _committerIdle = idle = false;
+                        buf = _pending;
+                        len = _pendingLength;
+                        records = _pendingRecords;
+                        lastSeq = _pendingLastSeq;
+                        lastVersion = _pendingLastVersion;
+                        _pending = _spare;
+                        _pendingLength = 0;
+                        _pendingRecords = 0;
+                        _pendingBytesVolatile = 0;
+                        slot = (_inflightHead + _inflightCount) % _inflight.Length;
+                        _inflight[slot] = new InflightCommit { Tail = long.MaxValue, LastSeq = lastSeq, LastVersion = lastVersion, Records = records, Bytes = len, Group = _nextGroup };
+                        _inflightCount++;
+                        _nextGroup = NewGroup();
+                    }
                 }
-                long start = Stopwatch.GetTimestamp();
-                // Replicated mode: the replicated log first (it is what "durable" means there), then the local copy.
-                _replicator?.Replicate(buf.AsSpan(0, len), Volatile.Read(ref _durableSeq) + 1, lastSeq, lastVersion);
-                WriteGroup(buf.AsSpan(0, len));
-                if (_options.GroupCommitBlockingWait)
+                if (issue)
                 {
-                    // The dedicated committer thread may block (it is not a pool thread); the commit completes from FASTER's
-                    // I/O completion, so no core spins while the device writes.
-                    _log.CommitAsync().AsTask().GetAwaiter().GetResult();
+                    lastIssue = now;
+                    Issue(slot, buf, len, lastSeq, lastVersion);
+                    continue;
+                }
+                if (_inflightCount == 0)
+                {
+                    // Nothing in flight: sleep until the window since the last issue ends (something is pending) or an append
+                    // wakes an idle committer. The long idle timeout is only a safety net.
+                    if (!idle && !_options.GroupCommitBlockingWait && lastIssue + _windowTicks - now < Stopwatch.Frequency / 1000)
+                    {
+                        // Spin mode, under a millisecond left: the event cannot sleep that briefly (it would round up to a
+                        // whole millisecond, most of a window), so yield until the window ends or an append wants out.
+                        long end = lastIssue + _windowTicks;
+                        while (Stopwatch.GetTimestamp() < end && !GroupDue() && !_stopping) Thread.Yield();
+                    }
+                    else
+                    {
+                        _wake.Wait(idle ? IdleWait : RemainingWindow(lastIssue, now));
+                        _wake.Reset();
+                    }
+                }
+                else if (_options.GroupCommitBlockingWait)
+                {
+                    // Woken by the oldest commit's completion (its continuation sets _wake), an urgent append, or the window's
+                    // end when a slot is free for the pending group.
+                    bool canIssue = pending && _inflightCount < _inflight.Length;
+                    _wake.Wait(canIssue ? RemainingWindow(lastIssue, now) : IdleWait);
+                    _wake.Reset();
                 }
                 else
                 {
-                    _log.Commit(spinWait: true);
+                    SpinUntilProgress(lastIssue);
                 }
-                _metrics.GroupCommitted(records, len, Stopwatch.GetElapsedTime(start));
-                lock (_bufLock)
-                {
-                    Volatile.Write(ref _durableVersion, lastVersion);
-                    Volatile.Write(ref _durableSeq, lastSeq);
-                    _inflightGroup = null;
-                }
-                group.TrySetResult();
-                NotifyDurable();
-                _spare = buf;
             }
         }
 #pragma warning disable CA1031 // the committer thread must report any failure to the waiters instead of crashing the process
         catch (Exception e)
 #pragma warning restore CA1031
         {
+            // Groups whose local commit was issued before the failure (a later group's replication refused, say) are still
+            // retired as durable if that commit completes: their waiters were not told anything wrong yet.
+            DrainIssued();
             lock (_bufLock)
             {
                 _failure = e;
-                _inflightGroup?.TrySetException(new IOException("journal commit failed", e));
+                for (int i = 0; i < _inflightCount; i++)
+                    _inflight[(_inflightHead + i) % _inflight.Length].Group?.TrySetException(new IOException("journal commit failed", e));
                 _nextGroup.TrySetException(new IOException("journal commit failed", e));
             }
             _options.Warning($"journal committer stopped: {e}");
+        }
+    }
+
+    private void DrainIssued()
+    {
+        try
+        {
+            for (int i = 0; i < _inflightCount; i++)
+            {
+                long tail = _inflight[(_inflightHead + i) % _inflight.Length].Tail;
+                if (tail == long.MaxValue) break;
+                if (!_log.WaitForCommitAsync(tail, 0).AsTask().Wait(DrainWait)) break;
+            }
+            RetireCompleted();
+        }
+#pragma warning disable CA1031 // the log itself failed: nothing more is durable, the caller fails every waiter
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    private static readonly TimeSpan DrainWait = TimeSpan.FromSeconds(5);
+
+    // Whether the pending group should go out before the window ends: it filled (GroupCommitMaxRecords/Bytes; the append
+    // that crossed the line also set _wake) or WaitForAll asked. The first append into an idle journal is the caller's
+    // `idle` case. Read without the lock by the spin loops: a stale answer only costs one more turn of the loop.
+    private bool GroupDue()
+        => _issueNow || _pendingBytesVolatile >= _options.GroupCommitMaxBytes || Volatile.Read(ref _pendingRecords) >= _options.GroupCommitMaxRecords;
+
+    private TimeSpan RemainingWindow(long lastIssue, long now)
+    {
+        long left = lastIssue + _windowTicks - now;
+        // At least a millisecond: the event rounds a shorter timeout down to zero, which would spin the thread.
+        return left <= 0 ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Max(1, Math.Ceiling(left * 1000.0 / Stopwatch.Frequency)));
+    }
+
+    // Spin mode: yield until the oldest commit is durable, a group may go out (a free slot and a full window or an urgent
+    // append), or the journal stops. This is the same yield loop FasterLog's own spinning commit runs, with two more checks.
+    private void SpinUntilProgress(long lastIssue)
+    {
+        ref var head = ref _inflight[_inflightHead];
+        bool slotFree = _inflightCount < _inflight.Length;
+        while (true)
+        {
+            if (Volatile.Read(ref _log.CommittedUntilAddress) >= head.Tail || _ackOnIssue) return;
+            if (_stopping && slotFree && _pendingBytesVolatile > 0) return;
+            long now = Stopwatch.GetTimestamp();
+            if (slotFree && _pendingBytesVolatile > 0 && (GroupDue() || now - lastIssue >= _windowTicks)) return;
+            if (head.Completion is null)
+            {
+                if (now - head.IssuedAt > SlowCommitCheck) head.Completion = _log.WaitForCommitAsync(head.Tail, 0).AsTask();
+            }
+            else if (head.Completion.IsCompleted)
+            {
+                return;
+            }
+            Thread.Yield();
+        }
+    }
+
+    private void Issue(int slot, byte[] buf, int len, long lastSeq, long lastVersion)
+    {
+        ref var f = ref _inflight[slot];
+        f.IssuedAt = Stopwatch.GetTimestamp();
+        // Replicated mode: the replicated log first (it is what "durable" means there), then the local copy. Groups reach
+        // the replicator in order: it runs on this thread, before the group's local commit is issued.
+        _replicator?.Replicate(buf.AsSpan(0, len), _issuedSeq + 1, lastSeq, lastVersion);
+        _issuedSeq = lastSeq;
+        WriteGroup(buf.AsSpan(0, len));
+        // Only this thread enqueues into the log, so the tail now is exactly where this group ends.
+        long tail = _log.TailAddress;
+        _log.Commit(spinWait: false);
+        f.Tail = tail;
+        _metrics.CommitsInFlight(_inflightCount);
+        // The chunks are copied into FasterLog's page: the buffer is free for the next group at once.
+        _spare = buf;
+        if (_options.GroupCommitBlockingWait)
+        {
+            var done = _log.WaitForCommitAsync(tail, 0).AsTask();
+            f.Completion = done;
+            done.ContinueWith(WakeCommitter, _wake, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    private static void WakeCommitter(Task done, object? wake)
+    {
+        try
+        {
+            ((ManualResetEventSlim)wake!).Set();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The journal stopped after retiring this commit: nobody waits any more.
+        }
+    }
+
+    // Retires completed commits oldest first: advances the durable watermark and completes each group's waiters, then
+    // runs the durable listeners once.
+    private void RetireCompleted()
+    {
+        bool retired = false;
+        while (_inflightCount > 0)
+        {
+            ref var head = ref _inflight[_inflightHead];
+            if (head.Tail == long.MaxValue) break;
+            // Buggify.AckOnCommitIssue (tests only): the group counts as durable once its commit is issued.
+            if (Volatile.Read(ref _log.CommittedUntilAddress) < head.Tail && !_ackOnIssue)
+            {
+                // A failed log commit never moves the committed address; its waiting task reports the failure.
+                if (head.Completion is { IsCompleted: true } c) c.GetAwaiter().GetResult();
+                break;
+            }
+            _metrics.GroupCommitted(head.Records, head.Bytes, Stopwatch.GetElapsedTime(head.IssuedAt));
+            var group = head.Group!;
+            lock (_bufLock)
+            {
+                Volatile.Write(ref _durableVersion, head.LastVersion);
+                Volatile.Write(ref _durableSeq, head.LastSeq);
+                head = default;
+                _inflightHead = (_inflightHead + 1) % _inflight.Length;
+                _inflightCount--;
+            }
+            group.TrySetResult();
+            retired = true;
+        }
+        if (retired)
+        {
+            _metrics.CommitsInFlight(_inflightCount);
+            NotifyDurable();
         }
     }
 
