@@ -68,6 +68,9 @@ public class SchedulingBenchmarks
         return _planned.Count;
     }
 
+    /// <summary>The claims of the last <see cref="DecidePerPlacement"/> call (for the profile loop's decision checksum).</summary>
+    internal List<PlannedClaim> LastPlanned => _planned;
+
     /// <summary>
     /// The whole engine path for one 16-task job: submit, one worker step (dequeue, snapshot, decide, commit, bookkeeping,
     /// decision record), then completion of its tasks. Budget ≤ 4 µs and ≤ 100 B per placement (submit and completion
