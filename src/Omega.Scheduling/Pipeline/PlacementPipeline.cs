@@ -139,6 +139,14 @@ public sealed class PlacementPipeline
     private int _planFilterCount;
     // Whether the policy has the domain-spread scorer: ScoreNode then interns the node's domain when it reads its inputs.
     private bool _scoresReadDomain;
+    // The default policy's scorer order (bin-packing, domain spread, job anti-affinity, group spread, topology), and, per
+    // plan, whether the last two are constant for the job (no group spread, no topology preference or spread: both score
+    // 100 everywhere). Then ScoreNode is straight-line code over the three node-local terms plus two precomputed
+    // constant terms (weight × 100, the same product the loop would form), summed in the same order: the same bits.
+    private bool _defaultScorerShape;
+    private bool _planStraightScore;
+    private double _planGroupTerm;
+    private double _planTopologyTerm;
     private int _scanStart;
     private int _scanStride = 1;
     private int _distinct;
@@ -172,6 +180,21 @@ public sealed class PlacementPipeline
         _planFilters = new IFilter[_filters.Length];
         _planFilterKinds = new PluginKind[_filters.Length];
         _scoresReadDomain = Array.IndexOf(_scorerKinds, PluginKind.DomainSpread) >= 0;
+        _defaultScorerShape = _scorers.Length == 5 && _weights.Length == 5 && _scorerKinds.AsSpan().SequenceEqual(
+            [PluginKind.BinPacking, PluginKind.DomainSpread, PluginKind.JobAntiAffinity, PluginKind.GroupSpread, PluginKind.TopologyScorer]);
+    }
+
+    // Per plan: whether the straight-line scoring applies to this job (see _defaultScorerShape).
+    private void SelectPlanScoring(JobSpec job)
+    {
+        // GroupSpreadScorer returns 100 when the group asks for no spread; TopologyScorer returns 100 without a region
+        // preference and without a topology spread (both read nothing else in those cases).
+        _planStraightScore = _defaultScorerShape && job.Group.Spread == PlacementScope.None
+            && job.Topology.PreferredRegions.Count == 0 && job.Topology.Spread == TopologySpread.None;
+        if (!_planStraightScore) return;
+        double x = 100;
+        _planGroupTerm = _weights[3] * x;
+        _planTopologyTerm = _weights[4] * x;
     }
 
     // Keeps the filters that can reject a node for this job (see _planFilters). Tenant and job are this plan's.
@@ -333,6 +356,7 @@ public sealed class PlacementPipeline
         _context.Reset(job);
         _context.Tenant = tenant;
         SelectPlanFilters(job, tenant.Quota.HasValue);
+        SelectPlanScoring(job);
         _context.BeginGroup(view, snapshot);
         for (int i = 0; i < boundElsewhere.Length; i++)
             if (snapshot.TryGetNode(boundElsewhere[i], out var bv) == SnapshotRead.Ok)
@@ -671,6 +695,19 @@ public sealed class PlacementPipeline
     // methods), instead of one lookup per scorer.
     private double ScoreNode(in NodeView v)
     {
+        if (_planStraightScore)
+        {
+            // Term by term what the loop below computes for the default policy, in the same order (see _planStraightScore).
+            var w = _weights;
+            _context.ScoreInputs(v, true, out var tentativeUse, out int tasksOnNode, out int tasksInDomain);
+            double sum = 0;
+            sum += w[0] * BinPackingScorer.Of(v.Allocated + tentativeUse + _context.Job.PerTask, v.Capacity);
+            sum += w[1] * FailureDomainSpreadScorer.Of(tasksInDomain);
+            sum += w[2] * JobAntiAffinityScorer.Of(tasksOnNode);
+            sum += _planGroupTerm;
+            sum += _planTopologyTerm;
+            return sum;
+        }
         var scorers = _scorers;
         var kinds = _scorerKinds;
         var weights = _weights;
