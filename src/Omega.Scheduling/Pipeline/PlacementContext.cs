@@ -28,11 +28,29 @@ public sealed class PlacementContext
     private int _shift = 32 - 6;
     private int _used;
     private int _epoch;
-    // Failure domains seen by this decision, interned to dense slots: the domain string is hashed once per node per
-    // decision (when first needed) instead of once per score and twice per placement, and the job's per-domain task
-    // count is an array read. Equal strings get the same slot (ordinal), whether or not they are the same instance.
-    private readonly Dictionary<string, int> _domainSlots = new(StringComparer.Ordinal);
+    // Failure domains seen by this decision, interned to dense slots (0, 1, ... in order of first use), so the job's
+    // per-domain task count is an array read. Equal strings get the same slot (ordinal), whether or not they are the
+    // same instance. Two levels (issue 14, "dense interned domains"): a domain string has a dense id for the pipeline's
+    // lifetime (_domainIds, hashed once per distinct string instance per node, not per decision), each node id remembers
+    // the string instance it last had and its id (_domainOfNode: one reference compare instead of hashing the string),
+    // and this decision's slot of an id is an epoch-stamped array entry (no dictionary to clear per decision).
+    private struct DomainOfNode
+    {
+        public string? Domain;
+        public int Id;
+    }
+
+    private readonly Dictionary<string, int> _domainIds = new(StringComparer.Ordinal);
+    private DomainOfNode[] _domainOfNode = [];
+    private int[] _slotStampOfId = new int[16];
+    private int[] _slotOfId = new int[16];
+    private int _slotCount;
     private int[] _jobTasksInDomainSlot = new int[16];
+    // Distinct domain strings kept before the persistent ids start over (at the start of a decision): bounds the memory
+    // a cell whose domain names churn could make the pipeline hold.
+    private const int MaxDomainIds = 1 << 16;
+    // Node ids up to this get a remembered domain; larger ones (not produced by a real cell) are only hashed.
+    private const int MaxRememberedNodeId = 1 << 24;
 
     // Constraint-group members (PlacementGroup): live bindings read lock-free through the view, plus this decision's
     // tentative placements. Per node on first use (one seqlock copy of the node's bindings); per domain once per
@@ -65,10 +83,17 @@ public sealed class PlacementContext
         if (++_epoch == int.MaxValue)
         {
             Array.Clear(_nodes);
+            Array.Clear(_slotStampOfId);
             _epoch = 1;
         }
         _used = 0;
-        _domainSlots.Clear();
+        _slotCount = 0;
+        if (_domainIds.Count > MaxDomainIds)
+        {
+            _domainIds.Clear();
+            Array.Clear(_domainOfNode);
+            Array.Clear(_slotStampOfId);
+        }
         TentativeTenantUse = default;
         _groupOnNode.Clear();
         _groupInDomain.Clear();
@@ -231,7 +256,7 @@ public sealed class PlacementContext
 
     /// <summary>How many of this job's tasks are in a failure domain.</summary>
     public int JobTasksIn(string failureDomain)
-        => _domainSlots.TryGetValue(failureDomain, out int slot) ? _jobTasksInDomainSlot[slot] : 0;
+        => _domainIds.TryGetValue(failureDomain, out int id) && _slotStampOfId[id] == _epoch ? _jobTasksInDomainSlot[_slotOfId[id]] : 0;
 
     /// <summary>
     /// How many of this job's tasks are in <paramref name="node"/>'s failure domain: the same value as
@@ -255,14 +280,45 @@ public sealed class PlacementContext
     private int DomainSlotOf(ref NodeScratch e, string failureDomain)
     {
         if (e.DomainSlot >= 0) return e.DomainSlot;
-        if (!_domainSlots.TryGetValue(failureDomain, out int slot))
+        int id = DomainIdOf(e.Node, failureDomain);
+        int slot;
+        if (_slotStampOfId[id] == _epoch) slot = _slotOfId[id];
+        else
         {
-            slot = _domainSlots.Count;
-            _domainSlots.Add(failureDomain, slot);
+            slot = _slotCount++;
+            _slotStampOfId[id] = _epoch;
+            _slotOfId[id] = slot;
             if (slot == _jobTasksInDomainSlot.Length) Array.Resize(ref _jobTasksInDomainSlot, slot * 2);
             _jobTasksInDomainSlot[slot] = 0;
         }
         return e.DomainSlot = slot;
+    }
+
+    // The pipeline-lifetime id of `failureDomain` (equal ids exactly for ordinally equal strings). A node's domain string
+    // is immutable, and the remembered instance is compared by reference, so a node given a new spec with another domain
+    // string is looked up again: a remembered id is never stale.
+    private int DomainIdOf(int node, string failureDomain)
+    {
+        bool remember = (uint)node <= MaxRememberedNodeId;
+        if (remember)
+        {
+            if (node >= _domainOfNode.Length)
+                Array.Resize(ref _domainOfNode, Math.Max(node + 1, Math.Max(64, _domainOfNode.Length * 2)));
+            ref var known = ref _domainOfNode[node];
+            if (ReferenceEquals(known.Domain, failureDomain)) return known.Id;
+        }
+        if (!_domainIds.TryGetValue(failureDomain, out int id))
+        {
+            id = _domainIds.Count;
+            _domainIds.Add(failureDomain, id);
+            if (id == _slotStampOfId.Length)
+            {
+                Array.Resize(ref _slotStampOfId, id * 2);
+                Array.Resize(ref _slotOfId, id * 2);
+            }
+        }
+        if (remember) _domainOfNode[node] = new DomainOfNode { Domain = failureDomain, Id = id };
+        return id;
     }
 
     // This decision's entry of a node, created on its first use in the decision.
