@@ -114,12 +114,14 @@ public sealed class PlacementPipeline
     private double[] _score = new double[64];
     private bool[] _scoreValid = new bool[64];
     private bool _cacheScores;
-    // Per-pool-entry state read by every task's pass over the pool (issue 14, decision cost): the node's allocation plus
-    // this decision's tentative placements on it (the exact vector `Allocated + TentativeOn(node)` the fit check used,
-    // kept up to date by PlaceAt), its capacity (read once from the spec, a cache miss per node otherwise paid per task),
+    // Per-pool-entry state read by every task's pass over the pool (issue 14, decision cost): the node's free room, that
+    // is its capacity minus its allocation minus this decision's tentative placements on it (kept up to date by PlaceAt),
     // and its interned failure-domain slot (score invalidation compares integers). Pool entries are distinct nodes.
-    private ResourceVector[] _poolUsed = new ResourceVector[64];
-    private ResourceVector[] _poolCapacity = new ResourceVector[64];
+    // The fit check `Fits(used, request, capacity)` is `request >= 0 && request <= capacity - used`; keeping
+    // `capacity - used` itself (one vector per candidate instead of two, and one subtraction per placement instead of one
+    // per candidate and task) gives the same bits, because 64-bit integer addition and subtraction are exact (wrapping
+    // arithmetic is associative), so `capacity - (used + r)` equals `(capacity - used) - r`.
+    private ResourceVector[] _poolFree = new ResourceVector[64];
     private int[] _poolDomain = new int[64];
     // FillPoolSampled's batch: the ids drawn, and each node's snapshot read.
     private readonly int[] _batchIds = new int[32];
@@ -397,19 +399,20 @@ public sealed class PlacementPipeline
                 // The quota check does not depend on the node: once per task, not once per candidate (same outcome: a
                 // refused quota skips every candidate).
                 bool quotaFits = tenant.Quota is not { } q || ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, perTask, q);
-                // The pool's arrays as spans of the pool's length, read once per pass: the JIT then drops the bounds
-                // checks and does not reload the fields after each call (ScoreNode cannot resize them; only Consider,
-                // which runs in FillPool below, outside this loop, does).
+                // The pool's arrays as spans of the pool's length, read once per pass: the loop bound is the fit array's
+                // length (its bounds check goes) and the fields are not reloaded after each call (ScoreNode cannot
+                // resize them; only Consider, which runs in FillPool below, outside this loop, does).
                 int poolCount = quotaFits ? _poolCount : 0;
-                var used = _poolUsed.AsSpan(0, poolCount);
-                var capacity = _poolCapacity.AsSpan(0, poolCount);
-                var pool = _pool.AsSpan(0, poolCount);
+                // A negative request never fits (ResourceVector.Fits): checked once here instead of per candidate.
+                if (!perTask.IsNonNegative) poolCount = 0;
+                var free = _poolFree.AsSpan(0, poolCount);
+                var pool = _pool.AsSpan(0, free.Length);
                 var scores = _score.AsSpan(0, poolCount);
                 var valid = _scoreValid.AsSpan(0, poolCount);
-                for (int c = 0; c < pool.Length; c++)
+                for (int c = 0; c < free.Length; c++)
                 {
                     // Earlier tasks of this job may have used the node up: re-check fit against tentative state.
-                    if (!ResourceVector.Fits(used[c], perTask, capacity[c])) continue;
+                    if (!perTask.FitsWithin(free[c])) continue;
                     ref readonly NodeView v = ref pool[c];
                     // ... and the job's own tasks may now be members of its group there (hard anti-affinity).
                     if (groupHard && !_context.GroupAllows(v)) continue;
@@ -591,14 +594,12 @@ public sealed class PlacementPipeline
             Array.Resize(ref _pool, _pool.Length * 2);
             Array.Resize(ref _score, _pool.Length);
             Array.Resize(ref _scoreValid, _pool.Length);
-            Array.Resize(ref _poolUsed, _pool.Length);
-            Array.Resize(ref _poolCapacity, _pool.Length);
+            Array.Resize(ref _poolFree, _pool.Length);
             Array.Resize(ref _poolDomain, _pool.Length);
         }
         _scoreValid[_poolCount] = false;
         // A node placed on earlier in this decision (by preemption, outside the pool) enters with its tentative use.
-        _poolUsed[_poolCount] = v.Allocated + _context.TentativeOn(v.Id);
-        _poolCapacity[_poolCount] = v.Capacity;
+        _poolFree[_poolCount] = v.Capacity - (v.Allocated + _context.TentativeOn(v.Id));
         _poolDomain[_poolCount] = _context.DomainSlotOf(v.Id, v.Spec.FailureDomain);
         _pool[_poolCount++] = v;
     }
@@ -654,7 +655,7 @@ public sealed class PlacementPipeline
     private void PlaceAt(int poolIndex, in NodeView node, ResourceVector request)
     {
         _context.Place(node, request);
-        if (poolIndex >= 0) _poolUsed[poolIndex] += request;
+        if (poolIndex >= 0) _poolFree[poolIndex] -= request;
     }
 
     private int IndexInPool(NodeId node)
