@@ -212,7 +212,8 @@ public sealed class SchedulerWorker
             _tx ??= new Transaction(_lease, mode, _kind.Detection, _planned.Count);
             // No idempotency key: in-process commits return synchronously, so there is no timeout to retry after.
             _tx.Reset(_lease, mode, _kind.Detection);
-            foreach (var p in _planned)
+            // By reference: a PlannedClaim is 88 bytes, and the list's enumerator and indexer copy it per read.
+            foreach (ref readonly var p in System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_planned))
                 _tx.Add(new Claim(spec.Task(p.TaskIndex), p.Node.Id, spec.PerTask, p.Node.Version, spec.Tenant, spec.Priority, p.Victims, Group: spec.Group));
             result = _engine.Committer.Commit(_tx);
         }
@@ -234,6 +235,7 @@ public sealed class SchedulerWorker
         if (committed)
         {
             var statuses = result.ClaimStatuses.Span;
+            var planned = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_planned);
             lock (job.Sync)
             {
                 if (job.Stopped)
@@ -241,22 +243,22 @@ public sealed class SchedulerWorker
                     // Stopped between our snapshot and here: StopJob did not see these bindings (they were not
                     // recorded), so they are ours to release. Allocates, but only on this rare path.
                     stoppedMeanwhile = new List<int>();
-                    for (int i = 0; i < _planned.Count; i++)
-                        if (statuses[i] == ClaimStatus.Applied) stoppedMeanwhile.Add(_planned[i].TaskIndex);
+                    for (int i = 0; i < planned.Length; i++)
+                        if (statuses[i] == ClaimStatus.Applied) stoppedMeanwhile.Add(planned[i].TaskIndex);
                 }
-                else for (int i = 0; i < _planned.Count; i++)
+                else for (int i = 0; i < planned.Length; i++)
                 {
                     var s = statuses[i];
                     if (s == ClaimStatus.Applied)
                     {
-                        int ti = _planned[i].TaskIndex;
+                        int ti = planned[i].TaskIndex;
                         if (job.EvictedBeforeRecorded(ti))
                         {
                             // Preempted by another worker between our commit and this line: the binding is already gone.
                             job.MarkEvictedBeforeRecorded(ti, false);
                             continue;
                         }
-                        job.SetBound(ti, result.Generation, _planned[i].Node.Id);
+                        job.SetBound(ti, result.Generation, planned[i].Node.Id);
                         placed++;
                     }
                     else if (s is not ClaimStatus.Aborted and not ClaimStatus.NotEvaluated)
@@ -267,8 +269,8 @@ public sealed class SchedulerWorker
                     }
                 }
             }
-            for (int i = 0; i < _planned.Count; i++)
-                if (statuses[i] == ClaimStatus.Applied && _planned[i].Victims is { Length: > 0 } victims)
+            for (int i = 0; i < planned.Length; i++)
+                if (statuses[i] == ClaimStatus.Applied && planned[i].Victims is { Length: > 0 } victims)
                 {
                     _engine.OnPreempted(victims);
                     _engine.Metrics.Preempted(_kind.Name, victims.Length);

@@ -28,11 +28,29 @@ public sealed class PlacementContext
     private int _shift = 32 - 6;
     private int _used;
     private int _epoch;
-    // Failure domains seen by this decision, interned to dense slots: the domain string is hashed once per node per
-    // decision (when first needed) instead of once per score and twice per placement, and the job's per-domain task
-    // count is an array read. Equal strings get the same slot (ordinal), whether or not they are the same instance.
-    private readonly Dictionary<string, int> _domainSlots = new(StringComparer.Ordinal);
+    // Failure domains seen by this decision, interned to dense slots (0, 1, ... in order of first use), so the job's
+    // per-domain task count is an array read. Equal strings get the same slot (ordinal), whether or not they are the
+    // same instance. Two levels (issue 14, "dense interned domains"): a domain string has a dense id for the pipeline's
+    // lifetime (_domainIds, hashed once per distinct string instance per node, not per decision), each node id remembers
+    // the string instance it last had and its id (_domainOfNode: one reference compare instead of hashing the string),
+    // and this decision's slot of an id is an epoch-stamped array entry (no dictionary to clear per decision).
+    private struct DomainOfNode
+    {
+        public string? Domain;
+        public int Id;
+    }
+
+    private readonly Dictionary<string, int> _domainIds = new(StringComparer.Ordinal);
+    private DomainOfNode[] _domainOfNode = [];
+    private int[] _slotStampOfId = new int[16];
+    private int[] _slotOfId = new int[16];
+    private int _slotCount;
     private int[] _jobTasksInDomainSlot = new int[16];
+    // Distinct domain strings kept before the persistent ids start over (at the start of a decision): bounds the memory
+    // a cell whose domain names churn could make the pipeline hold.
+    private const int MaxDomainIds = 1 << 16;
+    // Node ids up to this get a remembered domain; larger ones (not produced by a real cell) are only hashed.
+    private const int MaxRememberedNodeId = 1 << 24;
 
     // Constraint-group members (PlacementGroup): live bindings read lock-free through the view, plus this decision's
     // tentative placements. Per node on first use (one seqlock copy of the node's bindings); per domain once per
@@ -65,10 +83,17 @@ public sealed class PlacementContext
         if (++_epoch == int.MaxValue)
         {
             Array.Clear(_nodes);
+            Array.Clear(_slotStampOfId);
             _epoch = 1;
         }
         _used = 0;
-        _domainSlots.Clear();
+        _slotCount = 0;
+        if (_domainIds.Count > MaxDomainIds)
+        {
+            _domainIds.Clear();
+            Array.Clear(_domainOfNode);
+            Array.Clear(_slotStampOfId);
+        }
         TentativeTenantUse = default;
         _groupOnNode.Clear();
         _groupInDomain.Clear();
@@ -231,7 +256,7 @@ public sealed class PlacementContext
 
     /// <summary>How many of this job's tasks are in a failure domain.</summary>
     public int JobTasksIn(string failureDomain)
-        => _domainSlots.TryGetValue(failureDomain, out int slot) ? _jobTasksInDomainSlot[slot] : 0;
+        => _domainIds.TryGetValue(failureDomain, out int id) && _slotStampOfId[id] == _epoch ? _jobTasksInDomainSlot[_slotOfId[id]] : 0;
 
     /// <summary>
     /// How many of this job's tasks are in <paramref name="node"/>'s failure domain: the same value as
@@ -249,18 +274,51 @@ public sealed class PlacementContext
     /// The dense slot of <paramref name="node"/>'s failure domain in this decision: two nodes have the same slot exactly
     /// when their domain strings are equal (ordinal). Valid until the next decision.
     /// </summary>
-    internal int DomainSlotOf(NodeId node, string failureDomain)
+    internal int DomainSlotOf(NodeId node, string failureDomain) => DomainSlotOf(ref Entry(node), failureDomain);
+
+    // The domain slot of a node whose entry the caller already holds (interning never moves node entries).
+    private int DomainSlotOf(ref NodeScratch e, string failureDomain)
     {
-        ref var e = ref Entry(node);
         if (e.DomainSlot >= 0) return e.DomainSlot;
-        if (!_domainSlots.TryGetValue(failureDomain, out int slot))
+        int id = DomainIdOf(e.Node, failureDomain);
+        int slot;
+        if (_slotStampOfId[id] == _epoch) slot = _slotOfId[id];
+        else
         {
-            slot = _domainSlots.Count;
-            _domainSlots.Add(failureDomain, slot);
+            slot = _slotCount++;
+            _slotStampOfId[id] = _epoch;
+            _slotOfId[id] = slot;
             if (slot == _jobTasksInDomainSlot.Length) Array.Resize(ref _jobTasksInDomainSlot, slot * 2);
             _jobTasksInDomainSlot[slot] = 0;
         }
         return e.DomainSlot = slot;
+    }
+
+    // The pipeline-lifetime id of `failureDomain` (equal ids exactly for ordinally equal strings). A node's domain string
+    // is immutable, and the remembered instance is compared by reference, so a node given a new spec with another domain
+    // string is looked up again: a remembered id is never stale.
+    private int DomainIdOf(int node, string failureDomain)
+    {
+        bool remember = (uint)node <= MaxRememberedNodeId;
+        if (remember)
+        {
+            if (node >= _domainOfNode.Length)
+                Array.Resize(ref _domainOfNode, Math.Max(node + 1, Math.Max(64, _domainOfNode.Length * 2)));
+            ref var known = ref _domainOfNode[node];
+            if (ReferenceEquals(known.Domain, failureDomain)) return known.Id;
+        }
+        if (!_domainIds.TryGetValue(failureDomain, out int id))
+        {
+            id = _domainIds.Count;
+            _domainIds.Add(failureDomain, id);
+            if (id == _slotStampOfId.Length)
+            {
+                Array.Resize(ref _slotStampOfId, id * 2);
+                Array.Resize(ref _slotOfId, id * 2);
+            }
+        }
+        if (remember) _domainOfNode[node] = new DomainOfNode { Domain = failureDomain, Id = id };
+        return id;
     }
 
     // This decision's entry of a node, created on its first use in the decision.
@@ -303,11 +361,39 @@ public sealed class PlacementContext
     /// <summary>Records a tentative placement so later tasks of the same decision see it.</summary>
     internal void Place(in NodeView node, ResourceVector request)
     {
+        // One table lookup for the tentative use, the job's task count and the domain slot (issue 14, decision cost):
+        // the same three updates NoteJobTask makes, without finding the entry two more times. The reference stays valid
+        // across DomainSlotOf: interning grows the per-slot counts array, never the node table.
         ref var e = ref Entry(node.Id);
         e.Tentative += request;
-        NoteJobTask(node.Id, node.Spec.FailureDomain);
+        e.JobTasks++;
+        int slot = DomainSlotOf(ref e, node.Spec.FailureDomain); // before reading the array (interning may grow it)
+        _jobTasksInDomainSlot[slot]++;
         TentativeTenantUse += request;
         NoteGroupMember(node);
+    }
+
+    /// <summary>
+    /// What the built-in bin-packing, domain-spread and job anti-affinity scorers read about <paramref name="node"/>, from
+    /// one lookup of its decision entry instead of one per scorer: exactly <see cref="TentativeOn"/>,
+    /// <see cref="JobTasksOn"/> and <see cref="JobTasksInDomainOf"/> (which creates the entry and interns the domain, as
+    /// this does when <paramref name="domain"/> is set; without it the entry is only looked up, as TentativeOn does).
+    /// </summary>
+    internal void ScoreInputs(in NodeView node, bool domain, out ResourceVector tentative, out int jobTasksOnNode, out int jobTasksInDomain)
+    {
+        if (domain)
+        {
+            ref var e = ref Entry(node.Id);
+            int slot = DomainSlotOf(ref e, node.Spec.FailureDomain);
+            tentative = e.Tentative;
+            jobTasksOnNode = e.JobTasks;
+            jobTasksInDomain = _jobTasksInDomainSlot[slot];
+            return;
+        }
+        int i = Find(node.Id.Value);
+        tentative = i >= 0 ? _nodes[i].Tentative : default;
+        jobTasksOnNode = i >= 0 ? _nodes[i].JobTasks : 0;
+        jobTasksInDomain = 0;
     }
 
     /// <summary>Records a task of this job already bound on a node (from an earlier attempt), for spread and anti-affinity.</summary>

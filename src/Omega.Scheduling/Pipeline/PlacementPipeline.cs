@@ -114,12 +114,14 @@ public sealed class PlacementPipeline
     private double[] _score = new double[64];
     private bool[] _scoreValid = new bool[64];
     private bool _cacheScores;
-    // Per-pool-entry state read by every task's pass over the pool (issue 14, decision cost): the node's allocation plus
-    // this decision's tentative placements on it (the exact vector `Allocated + TentativeOn(node)` the fit check used,
-    // kept up to date by PlaceAt), its capacity (read once from the spec, a cache miss per node otherwise paid per task),
+    // Per-pool-entry state read by every task's pass over the pool (issue 14, decision cost): the node's free room, that
+    // is its capacity minus its allocation minus this decision's tentative placements on it (kept up to date by PlaceAt),
     // and its interned failure-domain slot (score invalidation compares integers). Pool entries are distinct nodes.
-    private ResourceVector[] _poolUsed = new ResourceVector[64];
-    private ResourceVector[] _poolCapacity = new ResourceVector[64];
+    // The fit check `Fits(used, request, capacity)` is `request >= 0 && request <= capacity - used`; keeping
+    // `capacity - used` itself (one vector per candidate instead of two, and one subtraction per placement instead of one
+    // per candidate and task) gives the same bits, because 64-bit integer addition and subtraction are exact (wrapping
+    // arithmetic is associative), so `capacity - (used + r)` equals `(capacity - used) - r`.
+    private ResourceVector[] _poolFree = new ResourceVector[64];
     private int[] _poolDomain = new int[64];
     // FillPoolSampled's batch: the ids drawn, and each node's snapshot read.
     private readonly int[] _batchIds = new int[32];
@@ -130,6 +132,23 @@ public sealed class PlacementPipeline
     // dispatched by a switch to direct, inlinable calls on the sealed built-in types instead of interface calls.
     private PluginKind[] _filterKinds = [];
     private PluginKind[] _scorerKinds = [];
+    // This plan's filters: the policy's, minus the built-ins that cannot reject any node for this job (no required
+    // labels, no tenant quota, no group anti-affinity, no region gate), in policy order (issue 14, "hoist per-job work out
+    // of the per-node loop"). Skipping a filter that returns Feasible for every node changes no outcome and no rejection
+    // count: the first rejecting filter is the same. Sized with the policy; filled by each Plan without allocating.
+    private IFilter[] _planFilters = [];
+    private PluginKind[] _planFilterKinds = [];
+    private int _planFilterCount;
+    // Whether the policy has the domain-spread scorer: ScoreNode then interns the node's domain when it reads its inputs.
+    private bool _scoresReadDomain;
+    // The default policy's scorer order (bin-packing, domain spread, job anti-affinity, group spread, topology), and, per
+    // plan, whether the last two are constant for the job (no group spread, no topology preference or spread: both score
+    // 100 everywhere). Then ScoreNode is straight-line code over the three node-local terms plus two precomputed
+    // constant terms (weight × 100, the same product the loop would form), summed in the same order: the same bits.
+    private bool _defaultScorerShape;
+    private bool _planStraightScore;
+    private double _planGroupTerm;
+    private double _planTopologyTerm;
     private int _scanStart;
     private int _scanStride = 1;
     private int _distinct;
@@ -154,6 +173,54 @@ public sealed class PlacementPipeline
         _sampling = _policy.Sampling;
         _cacheScores = AllScorersCacheable(_scorers);
         (_filterKinds, _scorerKinds) = Kinds(_filters, _scorers);
+        SizePlanArrays();
+    }
+
+    // The per-plan filter arrays and scorer flags follow the policy (called when the policy changes, never per plan).
+    private void SizePlanArrays()
+    {
+        _planFilters = new IFilter[_filters.Length];
+        _planFilterKinds = new PluginKind[_filters.Length];
+        _scoresReadDomain = Array.IndexOf(_scorerKinds, PluginKind.DomainSpread) >= 0;
+        _defaultScorerShape = _scorers.Length == 5 && _weights.Length == 5 && _scorerKinds.AsSpan().SequenceEqual(
+            [PluginKind.BinPacking, PluginKind.DomainSpread, PluginKind.JobAntiAffinity, PluginKind.GroupSpread, PluginKind.TopologyScorer]);
+    }
+
+    // Per plan: whether the straight-line scoring applies to this job (see _defaultScorerShape).
+    private void SelectPlanScoring(JobSpec job)
+    {
+        // GroupSpreadScorer returns 100 when the group asks for no spread; TopologyScorer returns 100 without a region
+        // preference and without a topology spread (both read nothing else in those cases).
+        _planStraightScore = _defaultScorerShape && job.Group.Spread == PlacementScope.None
+            && job.Topology.PreferredRegions.Count == 0 && job.Topology.Spread == TopologySpread.None;
+        if (!_planStraightScore) return;
+        double x = 100;
+        _planGroupTerm = _weights[3] * x;
+        _planTopologyTerm = _weights[4] * x;
+    }
+
+    // Keeps the filters that can reject a node for this job (see _planFilters). Tenant and job are this plan's.
+    private void SelectPlanFilters(JobSpec job, bool hasQuota)
+    {
+        int n = 0;
+        var filters = _filters;
+        var kinds = _filterKinds;
+        for (int f = 0; f < filters.Length && f < kinds.Length; f++)
+        {
+            bool neverRejects = kinds[f] switch
+            {
+                PluginKind.RequiredLabels => job.RequiredLabels.Count == 0,
+                PluginKind.TenantQuota => !hasQuota,
+                PluginKind.GroupAntiAffinity => job.Group.AntiAffinity == PlacementScope.None,
+                PluginKind.TopologyFilter => job.Topology.IsNone,
+                _ => false,
+            };
+            if (neverRejects) continue;
+            _planFilters[n] = filters[f];
+            _planFilterKinds[n] = kinds[f];
+            n++;
+        }
+        _planFilterCount = n;
     }
 
     private enum PluginKind : byte
@@ -268,6 +335,7 @@ public sealed class PlacementPipeline
         _sampling = p.Sampling;
         _cacheScores = AllScorersCacheable(p.Scorers);
         (_filterKinds, _scorerKinds) = Kinds(_filters, _scorers);
+        SizePlanArrays();
     }
 
     /// <summary>
@@ -289,6 +357,8 @@ public sealed class PlacementPipeline
         stats.PolicyRevision = _policy.Revision;
         _context.Reset(job);
         _context.Tenant = tenant;
+        SelectPlanFilters(job, tenant.Quota.HasValue);
+        SelectPlanScoring(job);
         _context.BeginGroup(view, snapshot);
         for (int i = 0; i < boundElsewhere.Length; i++)
             if (snapshot.TryGetNode(boundElsewhere[i], out var bv) == SnapshotRead.Ok)
@@ -329,17 +399,27 @@ public sealed class PlacementPipeline
                 // The quota check does not depend on the node: once per task, not once per candidate (same outcome: a
                 // refused quota skips every candidate).
                 bool quotaFits = tenant.Quota is not { } q || ResourceVector.Fits(tenant.Usage + _context.TentativeTenantUse, perTask, q);
-                for (int c = 0; quotaFits && c < _poolCount; c++)
+                // The pool's arrays as spans of the pool's length, read once per pass: the loop bound is the fit array's
+                // length (its bounds check goes) and the fields are not reloaded after each call (ScoreNode cannot
+                // resize them; only Consider, which runs in FillPool below, outside this loop, does).
+                int poolCount = quotaFits ? _poolCount : 0;
+                // A negative request never fits (ResourceVector.Fits): checked once here instead of per candidate.
+                if (!perTask.IsNonNegative) poolCount = 0;
+                var free = _poolFree.AsSpan(0, poolCount);
+                var pool = _pool.AsSpan(0, free.Length);
+                var scores = _score.AsSpan(0, poolCount);
+                var valid = _scoreValid.AsSpan(0, poolCount);
+                for (int c = 0; c < free.Length; c++)
                 {
                     // Earlier tasks of this job may have used the node up: re-check fit against tentative state.
-                    if (!ResourceVector.Fits(_poolUsed[c], perTask, _poolCapacity[c])) continue;
-                    ref readonly NodeView v = ref _pool[c];
+                    if (!perTask.FitsWithin(free[c])) continue;
+                    ref readonly NodeView v = ref pool[c];
                     // ... and the job's own tasks may now be members of its group there (hard anti-affinity).
                     if (groupHard && !_context.GroupAllows(v)) continue;
                     double s;
                     if (!cache) s = ScoreNode(v);
-                    else if (_scoreValid[c]) s = _score[c];
-                    else { s = ScoreNode(v); _score[c] = s; _scoreValid[c] = true; }
+                    else if (valid[c]) s = scores[c];
+                    else { s = ScoreNode(v); scores[c] = s; valid[c] = true; }
                     if (t == 0) RecordTop(stats, v.Id, s);
                     if (s > bestScore) { bestScore = s; best = c; }
                 }
@@ -362,15 +442,16 @@ public sealed class PlacementPipeline
                     // victims (the sample missed it); that is a plain placement.
                     if (preemption is not null && TryPlanByRank(preemption, job, snapshot, rng, bestRank, out var better, out var displaced))
                     {
-                        PlaceAt(IndexInPool(better.Id), better, job.PerTask);
-                        if (cache) InvalidateScores(better);
+                        int betterIndex = IndexInPool(better.Id);
+                        PlaceAt(betterIndex, better, job.PerTask);
+                        if (cache) InvalidateScores(betterIndex, better);
                         output.Add(new PlannedClaim(taskIndexes[t], better, 0, displaced.Length > 0 ? displaced : null));
                         if (displaced.Length > 0) stats.Preemptions++;
                         continue;
                     }
                 }
                 PlaceAt(best, node, job.PerTask);
-                if (cache) InvalidateScores(node);
+                if (cache) InvalidateScores(best, node);
                 output.Add(new PlannedClaim(taskIndexes[t], node, bestScore, null));
                 continue;
             }
@@ -382,15 +463,16 @@ public sealed class PlacementPipeline
             if (preemption is not null && ranked && TryPlanByRank(preemption, job, snapshot, rng, PreemptionPlanner.NotPreferredRank, out var ranknode, out var rankvictims))
             {
                 _context.Place(ranknode, job.PerTask);
-                if (cache) InvalidateScores(ranknode);
+                if (cache) InvalidateScores(IndexInPool(ranknode.Id), ranknode);
                 output.Add(new PlannedClaim(taskIndexes[t], ranknode, 0, rankvictims.Length > 0 ? rankvictims : null));
                 if (rankvictims.Length > 0) stats.Preemptions++;
                 continue;
             }
             if (preemption is not null && preemption.TryPlan(job, snapshot, _context, rng, out var pnode, out var victims))
             {
-                PlaceAt(IndexInPool(pnode.Id), pnode, job.PerTask);
-                if (cache) InvalidateScores(pnode);
+                int pindex = IndexInPool(pnode.Id);
+                PlaceAt(pindex, pnode, job.PerTask);
+                if (cache) InvalidateScores(pindex, pnode);
                 output.Add(new PlannedClaim(taskIndexes[t], pnode, 0, victims));
                 stats.Preemptions++;
                 continue;
@@ -469,7 +551,12 @@ public sealed class PlacementPipeline
         while (_poolCount < wanted && probes < budget)
         {
             int k = Math.Min(Math.Min(wanted - _poolCount, budget - probes), ids.Length);
-            for (int i = 0; i < k; i++) ids[i] = rng.Next(n);
+            // The worker's stream is a DecisionRandom (sealed): a direct, inlinable call instead of a virtual one per
+            // draw. The same method runs either way, so the ids are the same.
+            if (rng is DecisionRandom drng)
+                for (int i = 0; i < k; i++) ids[i] = drng.Next(n);
+            else
+                for (int i = 0; i < k; i++) ids[i] = rng.Next(n);
             for (int i = 0; i < k; i++) reads[i] = snapshot.TryGetNode(new NodeId(ids[i]), out views[i]);
             long touch = 0;
             for (int i = 0; i < k; i++)
@@ -507,14 +594,12 @@ public sealed class PlacementPipeline
             Array.Resize(ref _pool, _pool.Length * 2);
             Array.Resize(ref _score, _pool.Length);
             Array.Resize(ref _scoreValid, _pool.Length);
-            Array.Resize(ref _poolUsed, _pool.Length);
-            Array.Resize(ref _poolCapacity, _pool.Length);
+            Array.Resize(ref _poolFree, _pool.Length);
             Array.Resize(ref _poolDomain, _pool.Length);
         }
         _scoreValid[_poolCount] = false;
         // A node placed on earlier in this decision (by preemption, outside the pool) enters with its tentative use.
-        _poolUsed[_poolCount] = v.Allocated + _context.TentativeOn(v.Id);
-        _poolCapacity[_poolCount] = v.Capacity;
+        _poolFree[_poolCount] = v.Capacity - (v.Allocated + _context.TentativeOn(v.Id));
         _poolDomain[_poolCount] = _context.DomainSlotOf(v.Id, v.Spec.FailureDomain);
         _pool[_poolCount++] = v;
     }
@@ -534,7 +619,9 @@ public sealed class PlacementPipeline
 
     // A placement on `placed` changes the tentative state of that node and the job / group counts of its failure domain,
     // zone and region: every pool entry sharing one of them is re-scored; the others' scores cannot have changed.
-    private void InvalidateScores(in NodeView placed)
+    // `placedIndex` is the placed node's pool index, or -1 when it is not in the pool: pool entries are distinct nodes, so
+    // "entry c is the placed node" is "c == placedIndex", an integer compare instead of reading each entry's id.
+    private void InvalidateScores(int placedIndex, in NodeView placed)
     {
         var spec = placed.Spec;
         // The topology scorer reads group counts per zone or region only for a spread; a region preference reads the
@@ -542,15 +629,25 @@ public sealed class PlacementPipeline
         // string), so this is an integer compare per pool entry, not a string compare.
         var spread = _context.Job.Topology.Spread;
         int domain = _context.DomainSlotOf(placed.Id, spec.FailureDomain);
-        for (int c = 0; c < _poolCount; c++)
+        var valid = _scoreValid.AsSpan(0, _poolCount);
+        var domains = _poolDomain.AsSpan(0, valid.Length);
+        if (spread == TopologySpread.None)
         {
-            if (!_scoreValid[c]) continue;
-            var other = _pool[c].Spec;
-            if (_poolDomain[c] == domain
-                || _pool[c].Id == placed.Id
+            // The common case: no string compare can apply, so the pass reads two small arrays and no node entry.
+            for (int c = 0; c < valid.Length; c++)
+                if (domains[c] == domain || c == placedIndex) valid[c] = false;
+            return;
+        }
+        var pool = _pool.AsSpan(0, valid.Length);
+        for (int c = 0; c < valid.Length; c++)
+        {
+            if (!valid[c]) continue;
+            var other = pool[c].Spec;
+            if (domains[c] == domain
+                || c == placedIndex
                 || spread == TopologySpread.Zone && string.Equals(other.Zone, spec.Zone, StringComparison.Ordinal)
                 || spread == TopologySpread.Region && string.Equals(other.Region, spec.Region, StringComparison.Ordinal))
-                _scoreValid[c] = false;
+                valid[c] = false;
         }
     }
 
@@ -558,7 +655,7 @@ public sealed class PlacementPipeline
     private void PlaceAt(int poolIndex, in NodeView node, ResourceVector request)
     {
         _context.Place(node, request);
-        if (poolIndex >= 0) _poolUsed[poolIndex] += request;
+        if (poolIndex >= 0) _poolFree[poolIndex] -= request;
     }
 
     private int IndexInPool(NodeId node)
@@ -570,9 +667,9 @@ public sealed class PlacementPipeline
 
     private FilterStatus RunFilters(in NodeView v)
     {
-        var filters = _filters;
-        var kinds = _filterKinds;
-        for (int f = 0; f < filters.Length && f < kinds.Length; f++)
+        var filters = _planFilters.AsSpan(0, _planFilterCount);
+        var kinds = _planFilterKinds.AsSpan(0, filters.Length);
+        for (int f = 0; f < filters.Length; f++)
         {
             var filter = filters[f];
             // The built-ins are sealed: Unsafe.As after the kind check gives a direct call the JIT can inline.
@@ -594,20 +691,45 @@ public sealed class PlacementPipeline
 
     // The weighted sum in policy order, each term exactly what the scorer returns (the same operations in the same
     // order as the interface calls, so the sum is bit-identical; DecisionGoldenTests pins it).
+    // The node-local built-ins (bin-packing, domain spread, job anti-affinity) take their inputs from one lookup of the
+    // node's decision entry (PlacementContext.ScoreInputs) and compute with the scorers' own arithmetic (their static Of
+    // methods), instead of one lookup per scorer.
     private double ScoreNode(in NodeView v)
     {
+        if (_planStraightScore)
+        {
+            // Term by term what the loop below computes for the default policy, in the same order (see _planStraightScore).
+            var w = _weights;
+            _context.ScoreInputs(v, true, out var tentativeUse, out int tasksOnNode, out int tasksInDomain);
+            double sum = 0;
+            sum += w[0] * BinPackingScorer.Of(v.Allocated + tentativeUse + _context.Job.PerTask, v.Capacity);
+            sum += w[1] * FailureDomainSpreadScorer.Of(tasksInDomain);
+            sum += w[2] * JobAntiAffinityScorer.Of(tasksOnNode);
+            sum += _planGroupTerm;
+            sum += _planTopologyTerm;
+            return sum;
+        }
         var scorers = _scorers;
         var kinds = _scorerKinds;
         var weights = _weights;
+        bool haveInputs = false;
+        ResourceVector tentative = default;
+        int onNode = 0, inDomain = 0;
         double s = 0;
         for (int i = 0; i < scorers.Length && i < kinds.Length; i++)
         {
             var scorer = scorers[i];
-            double x = kinds[i] switch
+            var kind = kinds[i];
+            if (!haveInputs && kind is PluginKind.BinPacking or PluginKind.DomainSpread or PluginKind.JobAntiAffinity)
             {
-                PluginKind.BinPacking => Unsafe.As<BinPackingScorer>(scorer).Score(_context, v),
-                PluginKind.DomainSpread => Unsafe.As<FailureDomainSpreadScorer>(scorer).Score(_context, v),
-                PluginKind.JobAntiAffinity => Unsafe.As<JobAntiAffinityScorer>(scorer).Score(_context, v),
+                _context.ScoreInputs(v, _scoresReadDomain, out tentative, out onNode, out inDomain);
+                haveInputs = true;
+            }
+            double x = kind switch
+            {
+                PluginKind.BinPacking => BinPackingScorer.Of(v.Allocated + tentative + _context.Job.PerTask, v.Capacity),
+                PluginKind.DomainSpread => FailureDomainSpreadScorer.Of(inDomain),
+                PluginKind.JobAntiAffinity => JobAntiAffinityScorer.Of(onNode),
                 PluginKind.GroupSpread => Unsafe.As<GroupSpreadScorer>(scorer).Score(_context, v),
                 PluginKind.TopologyScorer => Unsafe.As<TopologyScorer>(scorer).Score(_context, v),
                 _ => scorer.Score(_context, v),

@@ -122,9 +122,12 @@ public sealed class BinPackingScorer : IScorer
 
     /// <inheritdoc />
     public double Score(PlacementContext context, in NodeView node)
+        => Of(node.Allocated + context.TentativeOn(node.Id) + context.Job.PerTask, node.Capacity);
+
+    // The score of a node whose use after the placement is `after`. The pipeline's one-lookup scoring path calls this
+    // too, so both paths run the same arithmetic and give bit-identical scores.
+    internal static double Of(ResourceVector after, ResourceVector cap)
     {
-        var after = node.Allocated + context.TentativeOn(node.Id) + context.Job.PerTask;
-        var cap = node.Capacity;
         double cpu = cap.CpuMillis > 0 ? (double)after.CpuMillis / cap.CpuMillis : 1;
         double mem = cap.MemoryBytes > 0 ? (double)after.MemoryBytes / cap.MemoryBytes : 1;
         return 100 * Math.Clamp(Math.Max(cpu, mem), 0, 1);
@@ -139,7 +142,10 @@ public sealed class FailureDomainSpreadScorer : IScorer
 
     /// <inheritdoc />
     public double Score(PlacementContext context, in NodeView node)
-        => 100.0 / (1 + context.JobTasksInDomainOf(node));
+        => Of(context.JobTasksInDomainOf(node));
+
+    // Shared with the pipeline's one-lookup scoring path (same arithmetic, same bits).
+    internal static double Of(int jobTasksInDomain) => 100.0 / (1 + jobTasksInDomain);
 }
 
 /// <summary>Anti-affinity: prefers nodes holding none of this job's own tasks.</summary>
@@ -150,7 +156,10 @@ public sealed class JobAntiAffinityScorer : IScorer
 
     /// <inheritdoc />
     public double Score(PlacementContext context, in NodeView node)
-        => context.JobTasksOn(node.Id) == 0 ? 100 : 100.0 / (2 + context.JobTasksOn(node.Id));
+        => Of(context.JobTasksOn(node.Id));
+
+    // Shared with the pipeline's one-lookup scoring path (same arithmetic, same bits).
+    internal static double Of(int jobTasksOnNode) => jobTasksOnNode == 0 ? 100 : 100.0 / (2 + jobTasksOnNode);
 }
 
 /// <summary>
