@@ -10,8 +10,9 @@ namespace Omega.Storage;
 /// must never be in the local journal either, or this replica's store would hold records no other replica has. The
 /// other order (local first) could leave such a divergent tail behind. With this order the local journal is always a
 /// prefix of the replicated log.</para>
-/// <para>The call blocks the single group-commit thread: one group in flight, the next one fills meanwhile (group
-/// commit amortises the round trip). A throw fails the journal for good: the waiters of the group and of every later
+/// <para>The call blocks the single group-commit thread, so one group is replicated at a time while the next one fills
+/// (group commit amortises the round trip). Local FasterLog commits of earlier groups may still be flushing meanwhile
+/// (<see cref="StorageOptions.GroupCommitMaxInflight"/>); a group is acknowledged only when both are done. A throw fails the journal for good: the waiters of the group and of every later
 /// one get an <see cref="IOException"/>, so nothing after the last replicated group is ever acknowledged.</para>
 /// </remarks>
 public interface IJournalReplicator
