@@ -56,8 +56,12 @@ public sealed partial class ControlClient
     /// <summary>
     /// Creates the object, or updates it when its key exists (<c>omega apply</c>). A non-zero
     /// <c>metadata.resourceVersion</c> in <paramref name="obj"/> is the update's precondition; 0 means "the version just
-    /// read" (a conflict then means someone wrote in between). Finalizers and owner references of the stored object are
-    /// kept when <paramref name="obj"/> lists none, so applying a manifest does not strip a controller's finalizer.
+    /// read". With 0, a conflict means someone wrote in between (a controller writing the object's status, most often), so
+    /// the object is read again and the update retried, up to <see cref="ApplyConflictRetries"/> times: the manifest's
+    /// spec wins over whatever was written in between, as it would had it arrived a moment later. With a non-zero version
+    /// a conflict is the caller's precondition failing and is thrown at once. Finalizers and owner references of the
+    /// stored object are kept when <paramref name="obj"/> lists none, so applying a manifest does not strip a
+    /// controller's finalizer.
     /// </summary>
     public async Task<(ApiObject Object, bool Created)> ApplyAsync(ApiObject obj, CancellationToken cancellationToken = default)
     {
@@ -70,14 +74,30 @@ public sealed partial class ControlClient
         {
             // Exists: fall through to an update.
         }
-        var current = await GetAsync(obj.Key, cancellationToken).ConfigureAwait(false)
-            ?? throw new AgentRequestException(ErrorCode.ObjectConflict, $"{obj.Key} was deleted while being applied");
-        var next = ObjectCodec.Clone(obj);
-        if (next.Metadata.ResourceVersion == 0) next.Metadata.ResourceVersion = current.Metadata.ResourceVersion;
-        if (next.Metadata.Finalizers.Count == 0) next.Metadata.Finalizers = [.. current.Metadata.Finalizers];
-        if (next.Metadata.OwnerReferences.Count == 0) next.Metadata.OwnerReferences = [.. current.Metadata.OwnerReferences];
-        return (await UpdateAsync(next, cancellationToken).ConfigureAwait(false), false);
+        bool pinned = obj.Metadata.ResourceVersion != 0;
+        for (int attempt = 0; ; attempt++)
+        {
+            var current = await GetAsync(obj.Key, cancellationToken).ConfigureAwait(false)
+                ?? throw new AgentRequestException(ErrorCode.ObjectConflict, $"{obj.Key} was deleted while being applied");
+            var next = ObjectCodec.Clone(obj);
+            if (!pinned) next.Metadata.ResourceVersion = current.Metadata.ResourceVersion;
+            if (next.Metadata.Finalizers.Count == 0) next.Metadata.Finalizers = [.. current.Metadata.Finalizers];
+            if (next.Metadata.OwnerReferences.Count == 0) next.Metadata.OwnerReferences = [.. current.Metadata.OwnerReferences];
+            try
+            {
+                return (await UpdateAsync(next, cancellationToken).ConfigureAwait(false), false);
+            }
+            // Only the version this call read went stale: read again. Bounded, so a writer that never pauses cannot hold
+            // an apply forever; the caller then sees the conflict.
+            catch (AgentRequestException e) when (e.Code == ErrorCode.ObjectConflict && !pinned && attempt < ApplyConflictRetries)
+            {
+            }
+        }
     }
+
+    /// <summary>How many times <see cref="ApplyAsync"/> reads again and retries an update whose just-read version went
+    /// stale (a manifest without a resourceVersion) before it reports the conflict.</summary>
+    public const int ApplyConflictRetries = 8;
 
     /// <summary>Reads one object; null when there is none with that key.</summary>
     public async Task<ApiObject?> GetAsync(ObjectKey key, CancellationToken cancellationToken = default)

@@ -458,4 +458,56 @@ public sealed class AuthTests(ITestOutputHelper output)
             Assert.Equal("team-b", (await op.CreateAsync(Workload("team-b", "api"))).Key.Tenant);
         Assert.NotNull(store.Get<Workload>("team-b", "api"));
     }
+
+    [Fact]
+    public async Task Apply_without_a_resourceVersion_wins_over_status_writes_made_between_its_read_and_its_update()
+    {
+        // `omega apply` reads the object and updates it with the version it read. A controller writing status in between
+        // made that update fail with ObjectConflict; apply now reads again. A status writer runs on the server's store
+        // while the client applies 40 spec changes: each must land, and the last spec must be the stored one.
+        var (fx, store) = StartWithObjects();
+        await using var fixture = fx;
+        using var storeScope = store;
+        var auth = fx.Server.Auth;
+        await using var c = await ControlClient.ConnectAsync(fx.EndPoint, fx.ClientTransport(), "team-a", auth.CreateCredential(CredentialRole.Submitter, "team-a"));
+        await c.CreateAsync(Workload("team-a", "web"));
+
+        using var stop = new CancellationTokenSource();
+        long statusWrites = 0;
+        var writer = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var w = store.Get<Workload>("team-a", "web")!;
+                w.Status.ObservedGeneration = Interlocked.Read(ref statusWrites) + 1; // a change on every write, so each bumps the version
+                if ((await store.UpdateStatusAsync(w)).IsOk) Interlocked.Increment(ref statusWrites);
+                // About one write per millisecond, a busy controller's pace: often enough that nearly every apply's
+                // read-to-update window sees one, not so often that every retry does too.
+                await Task.Delay(1);
+            }
+        });
+        try
+        {
+            for (int i = 1; i <= 40; i++)
+            {
+                var (applied, created) = await c.ApplyAsync(Workload("team-a", "web", replicas: i));
+                Assert.False(created);
+                Assert.Equal(i, ((Workload)applied).Spec.Replicas);
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            await writer;
+        }
+        Assert.Equal(40, store.Get<Workload>("team-a", "web")!.Spec.Replicas);
+        Assert.True(Interlocked.Read(ref statusWrites) > 0, "the status writer never wrote");
+
+        // A manifest that pins a stale version is the caller's own precondition: refused at once, not retried.
+        var stale = Workload("team-a", "web", replicas: 7);
+        stale.Metadata.ResourceVersion = 1;
+        var ex = await Assert.ThrowsAsync<AgentRequestException>(() => c.ApplyAsync(stale));
+        Assert.Equal(ErrorCode.ObjectConflict, ex.Code);
+        Assert.Equal(40, store.Get<Workload>("team-a", "web")!.Spec.Replicas);
+    }
 }
