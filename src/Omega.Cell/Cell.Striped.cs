@@ -120,11 +120,27 @@ public sealed partial class Cell
     // The entry of every operation other than the striped commit and release: the commit lock, then no publication in
     // flight. Reentrant: inside the striped sequencer (this thread holds the lock with _deferring set) it does not wait,
     // since this thread's own publication starts only after it leaves the lock.
-    private Lock.Scope Serial()
+    //
+    // On the concurrent path (Cell.Concurrent.cs) it also takes every node stripe, which excludes every concurrent commit
+    // and release, and folds their per-stripe shards into the exact fields; its exit releases the stripes, then the lock.
+    private SerialScope Serial()
     {
-        var scope = _lock.EnterScope();
-        if (!_deferring && Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
-        return scope;
+        _lock.Enter();
+        if (_cstripes is not null) EnterSerialConcurrent();
+        else if (!_deferring && Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
+        return new SerialScope(this);
+    }
+
+    private void ExitSerial()
+    {
+        if (_cstripes is not null) ExitSerialConcurrent();
+        _lock.Exit();
+    }
+
+    /// <summary>The scope of <see cref="Serial"/>: disposing it leaves the serial section.</summary>
+    private readonly ref struct SerialScope(Cell cell)
+    {
+        public void Dispose() => cell.ExitSerial();
     }
 
     // Caller holds _lock, so no new publication can be assigned; the ones in flight need no lock to finish.

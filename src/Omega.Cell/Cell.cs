@@ -34,7 +34,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Task -> node of its live binding. The binding itself lives only in that node's NodeBindings (issue 15: keeping the
     // whole Allocation here as well cost ~100 bytes per binding, about 1 GB at 10M bindings). An open-addressed table, not
     // a Dictionary (issue 14): one cache line per lookup inside the commit lock instead of a bucket and an entry (TaskTable.cs).
-    private readonly TaskTable _taskNode = new();
+    private readonly TaskIndex _taskNode;
     private NodeBindings?[] _bindingsOnNode;             // the array is replaced on growth (Volatile); readers copy lock-free
     private ResourceVector[] _tenantUsage = new ResourceVector[16];
     private ResourceVector?[] _tenantQuota = new ResourceVector?[16];
@@ -66,6 +66,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _prefetch = _options.PrefetchOutsideLock;
         _preEncode = _options.EncodeJournalOutsideLock;
         _stripes = CreateStripes(_options);
+        _taskNode = new TaskIndex(partitioned: _options.CommitPath == CommitPath.Concurrent);
+        InitConcurrent();
         InitTenants();
     }
 
@@ -243,6 +245,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             finally { _lock.Exit(); }
         }
         if (_stripes is not null) return ReleaseStriped(task, expectedGeneration);
+        if (_cstripes is not null) return ReleaseConcurrent(task, expectedGeneration);
         return ReleaseCombined(task, expectedGeneration);
     }
 
@@ -279,10 +282,18 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         return false;
     }
 
-    /// <summary>The number of live bindings.</summary>
+    /// <summary>
+    /// The number of live bindings. On <see cref="CommitPath.Concurrent"/> it is read without the commit lock (the sum of
+    /// the task partitions' counts, each exact; while commits are in flight the sum may count part of one), so a poller
+    /// does not stop every committer; exact whenever no commit or release is in flight.
+    /// </summary>
     public int AllocationCount
     {
-        get { using (Serial()) return _taskNode.Count; }
+        get
+        {
+            if (_cstripes is not null) return _taskNode.Count;
+            using (Serial()) return _taskNode.Count;
+        }
     }
 
     // Caller holds _lock (or restores single-threaded).
@@ -355,6 +366,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         // Count before array: the count is written after the array that holds the tenant (CreateTenant, EnsureTenant).
         if ((uint)tenant.Value >= (uint)Volatile.Read(ref _tenantCount)) return (default, null);
+        if (_cstripes is not null) return ReadTenantConcurrent(tenant.Value); // plus the per-stripe shards (Cell.Concurrent.cs)
         return Volatile.Read(ref _tenantPublished)[tenant.Value].Read();
     }
 
