@@ -207,8 +207,18 @@ public sealed partial class Cell
 
     private CommitResult CommitSerial(Transaction tx)
     {
+        Interlocked.Increment(ref _concurrentFallbacks);
         using (Serial()) return CommitLocked(tx);
     }
+
+    private long _concurrentFallbacks;
+
+    /// <summary>
+    /// <see cref="CommitPath.Concurrent"/>: how many commits and releases ran without the commit lock (Direct) and how many
+    /// were not eligible and ran as on the Lock path (Serial). A diagnostic that says whether a workload uses the path;
+    /// (0, 0) on the other paths. Read without any lock.
+    /// </summary>
+    public (long Direct, long Serial) ConcurrentPathStats => (_counters.DirectCount(), Volatile.Read(ref _concurrentFallbacks));
 
     // ------------------------------------------------------------------ versions
 
@@ -302,6 +312,7 @@ public sealed partial class Cell
             {
                 outcomes.AsSpan(0, n).Fill(ClaimStatus.NotEvaluated);
                 counters.Claims[(int)ClaimStatus.NotEvaluated] += n;
+                counters.Direct++;
                 return new CommitResult(counters.Count(fence), Volatile.Read(ref _version), 0, replayed: false, outcomes.AsMemory(0, n));
             }
             if ((_options.Buggify & Buggify.SkipTaskPartitionLocks) == 0)
@@ -322,6 +333,7 @@ public sealed partial class Cell
                 resultVersion = v;
             }
             else resultVersion = Volatile.Read(ref _version);
+            counters.Direct++;
             result = new CommitResult(counters.Count(status), resultVersion, applied, replayed: false, outcomes.AsMemory(0, n));
         }
         finally
@@ -477,6 +489,7 @@ public sealed partial class Cell
             if (!CellEligibleConcurrent())
             {
                 gate.Exit();
+                Interlocked.Increment(ref _concurrentFallbacks);
                 using (Serial()) return ReleaseLocked(task, expectedGeneration);
             }
             long v = 0;
@@ -517,6 +530,7 @@ public sealed partial class Cell
                     }
                 }
                 _counterShards![stripe].Count(status);
+                _counterShards[stripe].Direct++;
             }
             finally
             {

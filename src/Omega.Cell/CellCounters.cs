@@ -59,6 +59,7 @@ public sealed class CellCounters : IDisposable
         public readonly long[] Claims = new long[Enum.GetValues<ClaimStatus>().Length];
         public readonly long[] Transactions = new long[Enum.GetValues<TransactionStatus>().Length];
         public readonly long[] Releases = new long[Enum.GetValues<ReleaseStatus>().Length];
+        public long Direct;   // commits and releases this shard's stripe answered without the commit lock
         // Keeps the next shard's arrays off this one's last line (shards are allocated one after the other).
         private readonly long[] _pad = new long[8];
 
@@ -82,6 +83,15 @@ public sealed class CellCounters : IDisposable
         for (int i = 0; i < n; i++) shards[i] = new Shard();
         _shards = shards;
         return shards;
+    }
+
+    /// <summary>Concurrent path: the commits and releases answered without the commit lock (summed over the shards).</summary>
+    internal long DirectCount()
+    {
+        long n = 0;
+        if (_shards is { } shards)
+            foreach (var s in shards) n += Volatile.Read(ref s.Direct);
+        return n;
     }
 
     private long Sum(int kind, int code)
