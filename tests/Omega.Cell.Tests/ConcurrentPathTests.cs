@@ -43,19 +43,72 @@ public sealed class ConcurrentPathTests(ITestOutputHelper output)
 
     /// <summary>
     /// Without the task-partition locks two transactions on nodes of different stripes can both find a task unbound and
-    /// both bind it; the per-step shadow check (at most one live binding per task) must notice.
+    /// both bind it; the per-step shadow check of the stress harness (at most one live binding per task) must notice. The
+    /// race is a few hundred nanoseconds wide, so if the random schedule of a loaded machine misses it, rounds in which
+    /// every thread claims the same task at the same moment (a barrier) force it.
     /// </summary>
     [Fact]
     public void Skipping_the_task_partition_locks_is_caught()
     {
         int seed = Environment.TickCount & 0x7fffffff;
         output.WriteLine($"seed {seed}, 8 threads, CommitPath.Concurrent, broken: SkipTaskPartitionLocks");
-        RunResult? run = null;
-        // A race of a few hundred nanoseconds: a few rounds at most before it shows on a 2-core machine.
-        for (int attempt = 0; attempt < 6 && (run is null || run.Failures.IsEmpty); attempt++)
-            run = Run(seed + attempt * 7919, 8, Buggify.SkipTaskPartitionLocks, stopAtFirst: true);
-        Assert.True(!run!.Failures.IsEmpty, $"seed {seed}: SkipTaskPartitionLocks went unnoticed in {run.Steps} steps");
-        output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
+        var run = Run(seed, 8, Buggify.SkipTaskPartitionLocks, stopAtFirst: true);
+        if (!run.Failures.IsEmpty)
+        {
+            output.WriteLine($"stress caught it after {run.Steps} steps: {run.Failures.First()}");
+            return;
+        }
+        var (doubles, rounds) = RaceForOneTask(Buggify.SkipTaskPartitionLocks, threads: 2, maxRounds: 50_000);
+        Assert.True(doubles > 0, $"seed {seed}: SkipTaskPartitionLocks went unnoticed in {run.Steps} stress steps and {rounds} forced rounds");
+        output.WriteLine($"forced rounds caught it after {rounds} rounds");
+    }
+
+    /// <summary>The forced race itself holds on the correct path: exactly one of the threads binds each round's task.</summary>
+    [Fact]
+    public void Threads_racing_for_one_task_on_different_stripes_bind_it_once()
+    {
+        var (doubles, rounds) = RaceForOneTask(Buggify.None, threads: 2, maxRounds: 5_000);
+        Assert.Equal(0, doubles);
+        Assert.Equal(5_000, rounds);
+    }
+
+    // Each round: every thread waits at a barrier, then commits the round's task on its own node (each on its own stripe).
+    // Returns the rounds in which more than one thread bound the task (or the audit failed), and the rounds run.
+    private static (int Doubles, int Rounds) RaceForOneTask(Buggify broken, int threads, int maxRounds)
+    {
+        using var cell = new Cell(new CellOptions { Time = new FakeTimeProvider(), Buggify = broken, CommitPath = CommitPath.Concurrent });
+        for (int i = 0; i < threads; i++) cell.AddNode(new NodeSpec($"n{i}", new ResourceVector(1_000_000_000, 1_000_000_000)));
+        int doubles = 0, rounds = 0, wins = 0;
+        using var barrier = new Barrier(threads, b =>
+        {
+            if (b.CurrentPhaseNumber % 2 == 0) return; // the start of a round; its end is the odd phase
+            if (Volatile.Read(ref wins) > 1) doubles++;
+            Volatile.Write(ref wins, 0);
+            rounds++;
+            if (rounds % 1024 == 0 && cell.Audit().Count > 0) doubles++;
+        });
+        var workers = new Thread[threads];
+        for (int w = 0; w < threads; w++)
+        {
+            int me = w;
+            workers[w] = new Thread(() =>
+            {
+                var lease = cell.AcquireLease($"w{me}", TimeSpan.FromDays(1)).Lease;
+                var tx = new Transaction(lease);
+                for (int r = 0; r < maxRounds; r++)
+                {
+                    tx.Reset(lease);
+                    tx.Add(new Claim(new TaskId(1, r), new NodeId(me), new ResourceVector(1, 1), 0));
+                    barrier.SignalAndWait();
+                    if (cell.Commit(tx).AppliedCount == 1) Interlocked.Increment(ref wins);
+                    barrier.SignalAndWait();
+                    if (broken != Buggify.None && Volatile.Read(ref doubles) > 0) break;
+                }
+            }) { IsBackground = true };
+            workers[w].Start();
+        }
+        foreach (var t in workers) Assert.True(t.Join(TimeSpan.FromSeconds(60)), "a racing thread did not finish");
+        return (doubles, rounds);
     }
 
     private sealed record RunResult(ConcurrentQueue<string> Failures, long Steps, long Applied, long Released, (long Direct, long Serial) Stats);
