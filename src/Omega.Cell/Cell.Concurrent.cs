@@ -328,8 +328,10 @@ public sealed partial class Cell
             if (applied > 0)
             {
                 v = TakeVersion();
-                Apply(claims, w, v, stripes[owner]);
-                MarkDone(v);
+                // Marked done also after an exception (a bug, or out of memory growing a list): a version that is never
+                // marked would hold the watermark, and every later caller's wait for it, until the next Serial().
+                try { Apply(claims, w, v, stripes[owner]); }
+                finally { MarkDone(v); }
                 resultVersion = v;
             }
             else resultVersion = Volatile.Read(ref _version);
@@ -437,7 +439,7 @@ public sealed partial class Cell
     {
         var live = _live;
         var bindings = _bindingsOnNode;
-        shard.BeginWrite();
+        ResourceVector sched = default;
         for (int a = 0; a < w.AcceptedCount; a++)
         {
             ref readonly Claim c = ref claims[w.Accepted[a]];
@@ -455,8 +457,15 @@ public sealed partial class Cell
             }
             l.Allocated += c.Resources;
             l.TaskCount++;
-            if (l.Status == NodeStatus.Schedulable) shard.SchedDelta += c.Resources;
+            if (l.Status == NodeStatus.Schedulable) sched += c.Resources;
             (bindings[idx] ??= new NodeBindings(c.Node)).Add(alloc);
+        }
+        // The transaction's whole delta of cell-wide sums, in one seqlocked write of its shard.
+        shard.BeginWrite();
+        shard.SchedDelta += sched;
+        for (int a = 0; a < w.AcceptedCount; a++)
+        {
+            ref readonly Claim c = ref claims[w.Accepted[a]];
             shard.AddTenant(c.Tenant.Value, c.Resources);
         }
         shard.Dirty = true;
@@ -513,19 +522,22 @@ public sealed partial class Cell
                     else
                     {
                         v = TakeVersion();
-                        table.Remove(task);
-                        ref NodeLive live = ref _live[idx];
-                        live.Allocated -= a.Resources;
-                        live.TaskCount--;
-                        var shard = stripes[stripe];
-                        shard.BeginWrite();
-                        if (live.Status == NodeStatus.Schedulable) shard.SchedDelta -= a.Resources;
-                        shard.AddTenant(a.Tenant.Value, default(ResourceVector) - a.Resources);
-                        shard.EndWrite();
-                        set.Remove(task);
-                        ForgetPhaseOfReleased(task); // after the list's removal, as RemoveBinding orders them (Cell.Lifecycle.cs)
-                        _slots[idx].Publish(v, live);
-                        MarkDone(v);
+                        try
+                        {
+                            table.Remove(task);
+                            ref NodeLive live = ref _live[idx];
+                            live.Allocated -= a.Resources;
+                            live.TaskCount--;
+                            var shard = stripes[stripe];
+                            shard.BeginWrite();
+                            if (live.Status == NodeStatus.Schedulable) shard.SchedDelta -= a.Resources;
+                            shard.AddTenant(a.Tenant.Value, default(ResourceVector) - a.Resources);
+                            shard.EndWrite();
+                            set.Remove(task);
+                            ForgetPhaseOfReleased(task); // after the list's removal, as RemoveBinding orders them (Cell.Lifecycle.cs)
+                            _slots[idx].Publish(v, live);
+                        }
+                        finally { MarkDone(v); }
                         status = ReleaseStatus.Released;
                     }
                 }
