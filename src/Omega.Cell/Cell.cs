@@ -14,7 +14,10 @@ namespace Omega.Cells;
 /// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner"). With
 /// <see cref="CommitPath.Striped"/> the commit lock stays the sequencer of every check, version and journal record, and the
 /// publication to readers (binding lists, ring entries, the cell version, the feed) happens after it under per-node stripe
-/// locks, in version order (Cell.Striped.cs).</para>
+/// locks, in version order (Cell.Striped.cs). With <see cref="CommitPath.Concurrent"/> a plain commit or release takes no
+/// commit lock at all: it checks and applies under its nodes' stripe locks and its tasks' partitions of the task index,
+/// and the cell version is a watermark over finished versions (Cell.Concurrent.cs); everything else runs under the commit
+/// lock and every stripe.</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
 public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
