@@ -207,7 +207,7 @@ public sealed partial class Cell
                         int idx = _touched[t];
                         _slots[idx].Publish(newVersion, _live[idx]);
                     }
-                    Volatile.Write(ref _version, newVersion);
+                    Volatile.Write(ref _vw.Published, newVersion);
                 }
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;

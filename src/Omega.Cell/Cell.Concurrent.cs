@@ -14,9 +14,9 @@ namespace Omega.Cells;
 //   its partition's lock.
 // * All-or-nothing without rollback: every claim is decided first (phase 1: nothing is written), then the accepted ones
 //   are applied (phase 2). A transaction that applies nothing takes no version.
-// * Versions: an applied change takes v = ++_nextVersion while it holds all of its locks, writes its node entries,
+// * Versions: an applied change takes v = ++_vw.Next (the version counter) while it holds all of its locks, writes its node entries,
 //   binding lists and ring entries stamped v, marks v done in a ring and advances the published cell version (the
-//   watermark, _version) over every consecutive done version, helping the others, without ever waiting for a
+//   watermark, _vw.Published, the cell version) over every consecutive done version, helping the others, without ever waiting for a
 //   predecessor. Because a node's stripe is held from taking v to publishing the node's ring entry, a node's ring entries
 //   are written in version order; the watermark only passes versions whose entries are all written, so a snapshot at a
 //   version s <= watermark sees every transaction <= s whole and none above it.
@@ -42,9 +42,23 @@ public sealed partial class Cell
     private CellCounters.Shard[]? _counterShards;
     private long[]? _doneRing;
 
-    // The last version handed out (Interlocked). Equal to _version whenever no concurrent change is in flight; Serial()
-    // syncs it to _version on exit, since the operations it runs publish with _version + 1.
-    private long _nextVersion;
+    /// <summary>
+    /// The cell version and the concurrent path's version counter, each on a cache line of its own: both are written by
+    /// every change (on the concurrent path by both cores), and in the cell object they would share lines with fields that
+    /// every commit only reads.
+    /// </summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 256)]
+    private sealed class VersionWords
+    {
+        /// <summary>The published cell version (the watermark on the concurrent path).</summary>
+        [System.Runtime.InteropServices.FieldOffset(64)] public long Published;
+
+        /// <summary>
+        /// Concurrent path: the last version handed out (Interlocked). Equal to Published whenever no concurrent change is
+        /// in flight; Serial() syncs it to Published on exit, since the operations it runs publish with Published + 1.
+        /// </summary>
+        [System.Runtime.InteropServices.FieldOffset(192)] public long Next;
+    }
 
     // Odd while Serial() folds the shards into the exact fields: GetTenantUsage retries across it.
     private long _shardFold;
@@ -134,15 +148,15 @@ public sealed partial class Cell
         // Every committer marks its version done and advances the watermark before it releases its stripes, so here the
         // watermark has caught up (the argument is at MarkDone). Only the broken variant
         // (Buggify.BreakVersionWatermark) can leave it elsewhere; the version is then set to the truth.
-        long next = Volatile.Read(ref _nextVersion);
-        if (Volatile.Read(ref _version) != next) Volatile.Write(ref _version, next);
+        long next = Volatile.Read(ref _vw.Next);
+        if (Volatile.Read(ref _vw.Published) != next) Volatile.Write(ref _vw.Published, next);
         FoldShards();
     }
 
     private void ExitSerialConcurrent()
     {
-        // The operations under Serial() publish with _version + 1; the next concurrent change continues from there.
-        Volatile.Write(ref _nextVersion, _version);
+        // The operations under Serial() publish with _vw.Published + 1; the next concurrent change continues from there.
+        Volatile.Write(ref _vw.Next, _vw.Published);
         var stripes = _cstripes!;
         for (int i = stripes.Length - 1; i >= 0; i--) stripes[i].Gate.Exit();
     }
@@ -226,11 +240,11 @@ public sealed partial class Cell
     // predecessor DoneRingSize versions back is still in flight).
     private long TakeVersion()
     {
-        long v = Interlocked.Increment(ref _nextVersion);
-        if (v - DoneRingSize >= Volatile.Read(ref _version))
+        long v = Interlocked.Increment(ref _vw.Next);
+        if (v - DoneRingSize >= Volatile.Read(ref _vw.Published))
         {
             var spin = new SpinWait();
-            while (v - DoneRingSize >= Volatile.Read(ref _version)) spin.SpinOnce(sleep1Threshold: -1);
+            while (v - DoneRingSize >= Volatile.Read(ref _vw.Published)) spin.SpinOnce(sleep1Threshold: -1);
         }
         return v;
     }
@@ -243,23 +257,23 @@ public sealed partial class Cell
     // Take the last such stop: the committer of w + 1 marks after that read, then reads the watermark (>= w, it only
     // grows) and keeps advancing from there, through its own mark at least, so it stops later: a contradiction unless
     // w + 1 is never marked, i.e. w is the last version handed out. Hence when every committer has returned from here,
-    // _version == _nextVersion, which Serial() relies on (committers release their stripes only after this).
+    // _vw.Published == _vw.Next, which Serial() relies on (committers release their stripes only after this).
     private void MarkDone(long v)
     {
         if ((_options.Buggify & Buggify.BreakVersionWatermark) != 0)
         {
-            Volatile.Write(ref _version, v); // the broken variant: publish v without waiting for its predecessors
+            Volatile.Write(ref _vw.Published, v); // the broken variant: publish v without waiting for its predecessors
             return;
         }
         var done = _doneRing!;
         const int mask = DoneRingSize - 1;
         Interlocked.Exchange(ref done[v & mask], v);
-        long w = Volatile.Read(ref _version);
+        long w = Volatile.Read(ref _vw.Published);
         while (true)
         {
             long next = w + 1;
             if (Volatile.Read(ref done[next & mask]) != next) return;
-            long seen = Interlocked.CompareExchange(ref _version, next, w);
+            long seen = Interlocked.CompareExchange(ref _vw.Published, next, w);
             w = seen == w ? next : Math.Max(seen, w);
         }
     }
@@ -269,9 +283,9 @@ public sealed partial class Cell
     // their own locks and need nothing from this thread; it delays only this caller, never a lock holder.
     private void AwaitPublished(long v)
     {
-        if (Volatile.Read(ref _version) >= v || (_options.Buggify & Buggify.BreakVersionWatermark) != 0) return;
+        if (Volatile.Read(ref _vw.Published) >= v || (_options.Buggify & Buggify.BreakVersionWatermark) != 0) return;
         var spin = new SpinWait();
-        while (Volatile.Read(ref _version) < v) spin.SpinOnce(sleep1Threshold: -1);
+        while (Volatile.Read(ref _vw.Published) < v) spin.SpinOnce(sleep1Threshold: -1);
     }
 
     // ------------------------------------------------------------------ commit
@@ -313,7 +327,7 @@ public sealed partial class Cell
                 outcomes.AsSpan(0, n).Fill(ClaimStatus.NotEvaluated);
                 counters.Claims[(int)ClaimStatus.NotEvaluated] += n;
                 counters.Direct++;
-                return new CommitResult(counters.Count(fence), Volatile.Read(ref _version), 0, replayed: false, outcomes.AsMemory(0, n));
+                return new CommitResult(counters.Count(fence), Volatile.Read(ref _vw.Published), 0, replayed: false, outcomes.AsMemory(0, n));
             }
             if ((_options.Buggify & Buggify.SkipTaskPartitionLocks) == 0)
             {
@@ -334,7 +348,7 @@ public sealed partial class Cell
                 finally { MarkDone(v); }
                 resultVersion = v;
             }
-            else resultVersion = Volatile.Read(ref _version);
+            else resultVersion = Volatile.Read(ref _vw.Published);
             counters.Direct++;
             result = new CommitResult(counters.Count(status), resultVersion, applied, replayed: false, outcomes.AsMemory(0, n));
         }

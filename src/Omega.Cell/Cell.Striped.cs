@@ -152,7 +152,7 @@ public sealed partial class Cell
     }
 
     // The version the sequencer works at: the last assigned, or the cell version if a drained operation moved past it.
-    private long SequencedVersion => _deferring ? Math.Max(_assignedVersion, Volatile.Read(ref _version)) : _version;
+    private long SequencedVersion => _deferring ? Math.Max(_assignedVersion, Volatile.Read(ref _vw.Published)) : _vw.Published;
 
     // Caller holds _lock with _deferring set: version v (= SequencedVersion + 1) is now taken by this publication.
     private void AssignDeferred(long v)
@@ -334,7 +334,7 @@ public sealed partial class Cell
             var spin = new SpinWait();
             while (Volatile.Read(ref _doneVersion) != v - 1) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
         }
-        Volatile.Write(ref _version, v);
+        Volatile.Write(ref _vw.Published, v);
         var listeners = w.Listeners;
         if (listeners is not null && w.FeedCount > 0)
         {

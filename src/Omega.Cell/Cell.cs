@@ -29,7 +29,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Published state (readers): the node table, the node count and the cell version. Written in that order.
     private NodeSlot[] _slots;
     private int _nodeCount;
-    private long _version;
+    // The cell version (Published), and on the concurrent path the last version handed out (Next): written by every change,
+    // so kept on lines of their own, away from the read-mostly fields every commit reads (Cell.Concurrent.cs).
+    private readonly VersionWords _vw = new();
 
     // Writer-private state, guarded by _lock.
     private NodeLive[] _live;
@@ -78,7 +80,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public string Name => _options.Name;
 
     /// <summary>The current cell version: it grows by one with every change that is applied.</summary>
-    public long Version => Volatile.Read(ref _version);
+    public long Version => Volatile.Read(ref _vw.Published);
 
     /// <summary>The number of node ids handed out (removed nodes included).</summary>
     public int NodeCount => Volatile.Read(ref _nodeCount);
@@ -93,7 +95,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         // Order matters: the version first, then the table and count. The writer publishes the table and count before a
         // version that needs them, so whatever we read here covers the version we read.
-        long v = Volatile.Read(ref _version);
+        long v = Volatile.Read(ref _vw.Published);
         var slots = Volatile.Read(ref _slots);
         int n = Volatile.Read(ref _nodeCount);
         return new CellSnapshot(slots, n, v);
@@ -118,10 +120,10 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             ref NodeLive live = ref _live[index];
             live = new NodeLive { Spec = spec, Status = status, Version = 1 };
             if (status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: true);
-            long v = _version + 1;
+            long v = _vw.Published + 1;
             _slots[index].Publish(v, live);
             Volatile.Write(ref _nodeCount, index + 1);
-            Volatile.Write(ref _version, v);
+            Volatile.Write(ref _vw.Published, v);
             JournalNode(CellRecordKind.NodeAdded, index, null);
             return NodeOpStatus.Ok;
         }
@@ -225,7 +227,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             live.Version++;
             _nodeByName.Remove(live.Spec!.Name);
             PublishSingle(id.Value);
-            FlushFeed(_version, published: true);
+            FlushFeed(_vw.Published, published: true);
             JournalNode(CellRecordKind.NodeRemoved, id.Value, released);
             return NodeOpStatus.Ok;
         }
@@ -260,7 +262,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         RemoveBinding(a);
         FeedBinding(BindingChange.Unbound, a);
         PublishSingle(a.Node.Value);
-        FlushFeed(_version, published: true); // striped path: delivered by the caller's publication instead
+        FlushFeed(_vw.Published, published: true); // striped path: delivered by the caller's publication instead
         JournalRelease(task);
         return _counters.Count(ReleaseStatus.Released);
     }
@@ -512,9 +514,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             _work!.AddTouched(index);
             return;
         }
-        long v = _version + 1;
+        long v = _vw.Published + 1;
         _slots[index].Publish(v, _live[index]);
-        Volatile.Write(ref _version, v);
+        Volatile.Write(ref _vw.Published, v);
     }
 
     private void AddBinding(in Allocation a)
