@@ -60,6 +60,9 @@ public sealed partial class Cell
         [System.Runtime.InteropServices.FieldOffset(192)] public long Next;
     }
 
+    // Under _lock: how deep the current thread is in Serial() (the lock is recursive).
+    private int _serialDepth;
+
     // Odd while Serial() folds the shards into the exact fields: GetTenantUsage retries across it.
     private long _shardFold;
 
@@ -143,6 +146,9 @@ public sealed partial class Cell
     // folded into _tenantUsage (and its published copy) and _schedAllocated.
     private void EnterSerialConcurrent()
     {
+        // Nested (an operation under Serial() calling another): the stripes are held and the cell is quiescent already;
+        // syncing again would step the version back over the outer operation's own changes.
+        if (_serialDepth++ > 0) return;
         var stripes = _cstripes!;
         for (int i = 0; i < stripes.Length; i++) stripes[i].Gate.Enter();
         // Every committer marks its version done and advances the watermark before it releases its stripes, so here the
@@ -155,6 +161,7 @@ public sealed partial class Cell
 
     private void ExitSerialConcurrent()
     {
+        if (--_serialDepth > 0) return;
         // The operations under Serial() publish with _vw.Published + 1; the next concurrent change continues from there.
         Volatile.Write(ref _vw.Next, _vw.Published);
         var stripes = _cstripes!;
