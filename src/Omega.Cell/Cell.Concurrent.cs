@@ -20,8 +20,9 @@ namespace Omega.Cells;
 //   predecessor. Because a node's stripe is held from taking v to publishing the node's ring entry, a node's ring entries
 //   are written in version order; the watermark only passes versions whose entries are all written, so a snapshot at a
 //   version s <= watermark sees every transaction <= s whole and none above it.
-// * Cell-wide sums (tenant usage, schedulable allocation, outcome counters) go to per-stripe shards owned by the lowest
-//   stripe a transaction holds, one seqlocked write per transaction; readers add the shards.
+// * Cell-wide sums go to shards picked by the lowest stripe a transaction holds: outcome counters to that stripe's own
+//   shard (one writer, plain increments), tenant usage and schedulable allocation to one of 8 usage shards (stripe & 7,
+//   taken by its seqlock word), one seqlocked write per transaction; readers add the shards.
 // * Everything else goes through Serial(): the commit lock and then all 64 stripes, which excludes every concurrent
 //   commit and release (each holds at least one stripe from its first read to its last write). On entry Serial() folds
 //   the shards into the exact fields the rest of the code reads and finds the watermark caught up, so every other
@@ -71,20 +72,46 @@ public sealed partial class Cell
 
     private bool ConcurrentPath => _cstripes is not null;
 
-    /// <summary>One node stripe of the concurrent path: its lock and the shard of cell-wide sums its holder writes.</summary>
+    /// <summary>One node stripe of the concurrent path: its lock.</summary>
     private sealed class ConcurrentStripe
     {
         public readonly Lock Gate = new();
-        // Shard (written only by the holder of Gate, read by GetTenantUsage through Seq, folded by Serial()).
-        public long Seq;                                  // even: stable; odd: being written
+        // Keeps the next stripe's lock off this one's line (stripes are allocated one after the other).
+        public readonly long[] Pad = new long[8];
+    }
+
+    // Usage shards: fewer than the stripes (stripe s writes shard s & (UsageShardCount - 1)), because GetTenantUsage reads
+    // every one of them (a scheduler worker calls it once per job): 8 keeps that read to 8 seqlocked lines, while two
+    // writers meet on one shard only when their transactions' lowest stripes agree modulo 8. A writer therefore takes
+    // the shard by a compare-exchange of its sequence word (even to odd) and holds it only for the additions.
+    private const int UsageShardCount = 8;
+
+    private UsageShard[]? _usageShards;
+
+    /// <summary>A shard of the cell-wide sums of the concurrent path (tenant usage, schedulable allocation).</summary>
+    private sealed class UsageShard
+    {
+        public long Seq;                                  // even: stable; odd: being written (and taken by its writer)
         public bool Dirty;                                // something to fold
         public ResourceVector SchedDelta;                 // change of _schedAllocated not yet folded
         public ResourceVector[] TenantDelta = new ResourceVector[16];
         public int TenantHigh;                            // tenants below this may have a delta
-        // Keeps the next stripe's lock and shard off this one's lines (stripes are allocated one after the other).
+        // Keeps the next shard off this one's line (shards are allocated one after the other).
         public readonly long[] Pad = new long[8];
 
-        public void BeginWrite() => Interlocked.Exchange(ref Seq, Seq + 1); // full fence: odd before any data write
+        // Takes the shard (a compare-exchange: a full fence, so odd is visible before any data write).
+        public void BeginWrite()
+        {
+            long s = Volatile.Read(ref Seq);
+            if ((s & 1) == 0 && Interlocked.CompareExchange(ref Seq, s + 1, s) == s) return;
+            var spin = new SpinWait();
+            while (true)
+            {
+                spin.SpinOnce(sleep1Threshold: -1);
+                s = Volatile.Read(ref Seq);
+                if ((s & 1) == 0 && Interlocked.CompareExchange(ref Seq, s + 1, s) == s) return;
+            }
+        }
 
         public void EndWrite() => Volatile.Write(ref Seq, Seq + 1);          // release: data before even
 
@@ -136,6 +163,9 @@ public sealed partial class Cell
         var stripes = new ConcurrentStripe[StripeCount];
         for (int i = 0; i < stripes.Length; i++) stripes[i] = new ConcurrentStripe();
         _counterShards = _counters.CreateShards(StripeCount);
+        var usage = new UsageShard[UsageShardCount];
+        for (int i = 0; i < usage.Length; i++) usage[i] = new UsageShard();
+        _usageShards = usage;
         _doneRing = new long[DoneRingSize];
         _cstripes = stripes;
     }
@@ -172,14 +202,14 @@ public sealed partial class Cell
     // Caller holds every stripe.
     private void FoldShards()
     {
-        var stripes = _cstripes!;
+        var shards = _usageShards!;
         bool any = false;
-        for (int i = 0; i < stripes.Length && !any; i++) any = stripes[i].Dirty;
+        for (int i = 0; i < shards.Length && !any; i++) any = shards[i].Dirty;
         if (!any) return;
         Interlocked.Increment(ref _shardFold); // odd: readers of tenant usage wait for the fold to finish
-        for (int i = 0; i < stripes.Length; i++)
+        for (int i = 0; i < shards.Length; i++)
         {
-            var s = stripes[i];
+            var s = shards[i];
             if (!s.Dirty) continue;
             s.BeginWrite();
             _schedAllocated += s.SchedDelta;
@@ -203,7 +233,7 @@ public sealed partial class Cell
     // read retried across a fold. A transaction's delta is in one shard, so no part of a transaction is ever shown.
     private (ResourceVector Usage, ResourceVector? Quota) ReadTenantConcurrent(int t)
     {
-        var stripes = _cstripes!;
+        var shards = _usageShards!;
         var spin = new SpinWait();
         while (true)
         {
@@ -211,8 +241,8 @@ public sealed partial class Cell
             if ((f & 1) == 0)
             {
                 var (usage, quota) = Volatile.Read(ref _tenantPublished)[t].Read();
-                for (int i = 0; i < stripes.Length; i++)
-                    if (Volatile.Read(ref stripes[i].TenantHigh) > t) usage += stripes[i].ReadTenant(t);
+                for (int i = 0; i < shards.Length; i++)
+                    if (Volatile.Read(ref shards[i].TenantHigh) > t) usage += shards[i].ReadTenant(t);
                 Interlocked.MemoryBarrier();
                 if (Volatile.Read(ref _shardFold) == f) return (usage, quota);
             }
@@ -361,7 +391,7 @@ public sealed partial class Cell
                 v = TakeVersion();
                 // Marked done also after an exception (a bug, or out of memory growing a list): a version that is never
                 // marked would hold the watermark, and every later caller's wait for it, until the next Serial().
-                try { Apply(claims, w, v, stripes[owner]); }
+                try { Apply(claims, w, v, _usageShards![owner & (UsageShardCount - 1)]); }
                 finally { MarkDone(v); }
                 resultVersion = v;
             }
@@ -465,8 +495,8 @@ public sealed partial class Cell
     }
 
     // Phase 2: applies the accepted claims at version v and publishes the touched nodes' ring entries. Caller holds every
-    // stripe and partition of the transaction; `shard` is its lowest stripe.
-    private void Apply(ReadOnlySpan<Claim> claims, ConcurrentScratch w, long v, ConcurrentStripe shard)
+    // stripe and partition of the transaction; the shard is that of its lowest stripe.
+    private void Apply(ReadOnlySpan<Claim> claims, ConcurrentScratch w, long v, UsageShard shard)
     {
         var live = _live;
         var bindings = _bindingsOnNode;
@@ -559,7 +589,7 @@ public sealed partial class Cell
                             ref NodeLive live = ref _live[idx];
                             live.Allocated -= a.Resources;
                             live.TaskCount--;
-                            var shard = stripes[stripe];
+                            var shard = _usageShards![stripe & (UsageShardCount - 1)];
                             shard.BeginWrite();
                             if (live.Status == NodeStatus.Schedulable) shard.SchedDelta -= a.Resources;
                             shard.AddTenant(a.Tenant.Value, default(ResourceVector) - a.Resources);
