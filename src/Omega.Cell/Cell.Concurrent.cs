@@ -14,12 +14,12 @@ namespace Omega.Cells;
 //   its partition's lock.
 // * All-or-nothing without rollback: every claim is decided first (phase 1: nothing is written), then the accepted ones
 //   are applied (phase 2). A transaction that applies nothing takes no version.
-// * Versions: an applied change takes v = ++_vw.Next (the version counter) while it holds all of its locks, writes its node entries,
-//   binding lists and ring entries stamped v, marks v done in a ring and advances the published cell version (the
-//   watermark, _vw.Published, the cell version) over every consecutive done version, helping the others, without ever waiting for a
-//   predecessor. Because a node's stripe is held from taking v to publishing the node's ring entry, a node's ring entries
-//   are written in version order; the watermark only passes versions whose entries are all written, so a snapshot at a
-//   version s <= watermark sees every transaction <= s whole and none above it.
+// * Versions: an applied change takes v = ++_vw.Next (the version counter) while it holds all of its locks, writes its
+//   node entries, binding lists and ring entries stamped v, marks v done in a ring and advances the published cell
+//   version (_vw.Published, the watermark) over every consecutive done version, helping the others, without ever waiting
+//   for a predecessor. Because a node's stripe is held from taking v to publishing the node's ring entry, a node's ring
+//   entries are written in version order; the watermark only passes versions whose entries are all written, so a
+//   snapshot at a version s <= watermark sees every transaction <= s whole and none above it.
 // * Cell-wide sums go to shards picked by the lowest stripe a transaction holds: outcome counters to that stripe's own
 //   shard (one writer, plain increments), tenant usage and schedulable allocation to one of 8 usage shards (stripe & 7,
 //   taken by its seqlock word), one seqlocked write per transaction; readers add the shards.
@@ -69,8 +69,6 @@ public sealed partial class Cell
     private long _shardFold;
 
     [ThreadStatic] private static ConcurrentScratch? t_concurrent;
-
-    private bool ConcurrentPath => _cstripes is not null;
 
     /// <summary>One node stripe of the concurrent path: its lock.</summary>
     private sealed class ConcurrentStripe
