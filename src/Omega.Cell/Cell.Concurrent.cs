@@ -92,7 +92,9 @@ public sealed partial class Cell
         public long Seq;                                  // even: stable; odd: being written (and taken by its writer)
         public bool Dirty;                                // something to fold
         public ResourceVector SchedDelta;                 // change of _schedAllocated not yet folded
-        public ResourceVector[] TenantDelta = new ResourceVector[16];
+        // Tenant t's delta at [4t, 4t + 4) (ResourceVector.Dimensions longs): read with acquire loads, so a reader's seqlock
+        // validation needs no full fence (GetTenantUsage reads every shard, once per scheduled job).
+        public long[] TenantDelta = new long[16 * ResourceVector.Dimensions];
         public int TenantHigh;                            // tenants below this may have a delta
         // Keeps the next shard off this one's line (shards are allocated one after the other).
         public readonly long[] Pad = new long[8];
@@ -116,14 +118,26 @@ public sealed partial class Cell
         public void AddTenant(int t, ResourceVector delta)
         {
             var d = TenantDelta;
-            if (t >= d.Length)
+            int b = t * ResourceVector.Dimensions;
+            if (b + ResourceVector.Dimensions > d.Length)
             {
-                Array.Resize(ref d, Math.Max(t + 1, d.Length * 2));
+                Array.Resize(ref d, Math.Max(b + ResourceVector.Dimensions, d.Length * 2));
                 Volatile.Write(ref TenantDelta, d);
             }
-            d[t] += delta;
+            for (int k = 0; k < ResourceVector.Dimensions; k++) d[b + k] += delta[k];
             if (t >= TenantHigh) TenantHigh = t + 1;
             Dirty = true;
+        }
+
+        // Writer (under Serial): takes tenant t's delta out of the shard; false when it is zero.
+        public bool TakeTenant(int t, out ResourceVector delta)
+        {
+            var d = TenantDelta;
+            int b = t * ResourceVector.Dimensions;
+            delta = new ResourceVector(d[b], d[b + 1], d[b + 2], d[b + 3]);
+            if (delta.IsZero) return false;
+            Array.Clear(d, b, ResourceVector.Dimensions);
+            return true;
         }
 
         // Any thread: this shard's delta of tenant t, read whole.
@@ -136,8 +150,12 @@ public sealed partial class Cell
                 if ((s1 & 1) == 0)
                 {
                     var d = Volatile.Read(ref TenantDelta);
-                    var value = (uint)t < (uint)d.Length ? d[t] : default;
-                    Interlocked.MemoryBarrier();
+                    int b = t * ResourceVector.Dimensions;
+                    // Acquire loads: each completes before the loads after it, so the sequence word is re-read after the
+                    // data (the seqlock validation) without a full fence.
+                    var value = b + ResourceVector.Dimensions <= d.Length
+                        ? new ResourceVector(Volatile.Read(ref d[b]), Volatile.Read(ref d[b + 1]), Volatile.Read(ref d[b + 2]), Volatile.Read(ref d[b + 3]))
+                        : default;
                     if (Volatile.Read(ref Seq) == s1) return value;
                 }
                 spin.SpinOnce(sleep1Threshold: -1);
@@ -212,12 +230,10 @@ public sealed partial class Cell
             s.BeginWrite();
             _schedAllocated += s.SchedDelta;
             s.SchedDelta = default;
-            var d = s.TenantDelta;
             for (int t = 0; t < s.TenantHigh; t++)
             {
-                if (d[t].IsZero) continue;
-                _tenantUsage[t] += d[t];
-                d[t] = default;
+                if (!s.TakeTenant(t, out var delta)) continue;
+                _tenantUsage[t] += delta;
                 PublishTenant(t);
             }
             s.TenantHigh = 0;
@@ -241,7 +257,7 @@ public sealed partial class Cell
                 var (usage, quota) = Volatile.Read(ref _tenantPublished)[t].Read();
                 for (int i = 0; i < shards.Length; i++)
                     if (Volatile.Read(ref shards[i].TenantHigh) > t) usage += shards[i].ReadTenant(t);
-                Interlocked.MemoryBarrier();
+                // The reads above end in acquire loads, so this re-read comes after them (no full fence needed).
                 if (Volatile.Read(ref _shardFold) == f) return (usage, quota);
             }
             spin.SpinOnce(sleep1Threshold: -1);

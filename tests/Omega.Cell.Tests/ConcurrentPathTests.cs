@@ -5,6 +5,14 @@ using Xunit.Abstractions;
 namespace Omega.Cells.Tests;
 
 /// <summary>
+/// The concurrent path's stress tests run alone, after the parallel collections: they keep hundreds of thousands of
+/// bindings alive for a moment and use every core, which would distort the memory tests (BindingStoreTests measures the
+/// whole managed heap) and the timing of the others.
+/// </summary>
+[CollectionDefinition(nameof(ConcurrentPathCollection), DisableParallelization = true)]
+public sealed class ConcurrentPathCollection;
+
+/// <summary>
 /// The concurrent commit path (<see cref="CommitPath.Concurrent"/>, issue 14 round 12): commits and releases that check
 /// and apply under node stripes and task-index partitions instead of the commit lock, with a published-prefix version
 /// watermark. Seeded stress at 2, 4 and 8 threads with the invariants checked after every step, a snapshot-atomicity
@@ -17,6 +25,7 @@ namespace Omega.Cells.Tests;
 /// a tenant quota to every cell, each of which makes a concurrent-path cell run every commit serially, so it would not
 /// exercise this path at all.
 /// </remarks>
+[Collection(nameof(ConcurrentPathCollection))]
 public sealed class ConcurrentPathTests(ITestOutputHelper output)
 {
     private const int Nodes = 8;       // stripes 0..7: claims of one transaction usually take several stripes
