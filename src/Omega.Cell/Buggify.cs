@@ -96,6 +96,21 @@ public enum Buggify
     SkipPublishOrder = 1 << 18,
 
     /// <summary>
+    /// The concurrent commit path (<see cref="CommitPath.Concurrent"/>) publishes each change's version as the cell version
+    /// at once, without waiting for the versions before it: the cell version can step back or name a version whose
+    /// predecessors' node entries are not yet written, so a snapshot can see part of the changes it claims to include.
+    /// For the commit-path stress tests (issue 14, round 12).
+    /// </summary>
+    BreakVersionWatermark = 1 << 19,
+
+    /// <summary>
+    /// The concurrent commit path (<see cref="CommitPath.Concurrent"/>) takes no task-partition locks: two transactions
+    /// claiming one task on nodes of different stripes can both find it unbound and both bind it. For the commit-path
+    /// stress tests (issue 14, round 12).
+    /// </summary>
+    SkipTaskPartitionLocks = 1 << 21,
+
+    /// <summary>
     /// The durable store's group-commit thread counts a journal group durable as soon as its FasterLog commit is issued,
     /// instead of when the commit completes: claims are acknowledged (and bindings pushed) before their records are on
     /// disk. Read by Omega.Storage through <c>StorageOptions.Cell.Buggify</c>; caught by the overlapped-commit crash test

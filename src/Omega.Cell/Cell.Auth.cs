@@ -30,11 +30,11 @@ public sealed partial class Cell
             _authRecords[key] = copy;
             if (_journal is not null)
             {
-                var w = BeginRecord(CellRecordKind.AuthRecordPut, _version);
+                var w = BeginRecord(CellRecordKind.AuthRecordPut, _vw.Published);
                 w.String(key);
                 w.I32(copy.Length);
                 w.Bytes(copy);
-                EndRecord(_version);
+                EndRecord(_vw.Published);
             }
             return true;
         }
@@ -49,9 +49,9 @@ public sealed partial class Cell
             if (!_authRecords.Remove(key)) return false;
             if (_journal is not null)
             {
-                var w = BeginRecord(CellRecordKind.AuthRecordDelete, _version);
+                var w = BeginRecord(CellRecordKind.AuthRecordDelete, _vw.Published);
                 w.String(key);
-                EndRecord(_version);
+                EndRecord(_vw.Published);
             }
             return true;
         }

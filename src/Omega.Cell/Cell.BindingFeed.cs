@@ -56,7 +56,7 @@ public sealed partial class Cell
             old?.CopyTo(next, 0);
             next[^1] = listener;
             _bindingListeners = next;
-            return _version;
+            return _vw.Published;
         }
     }
 

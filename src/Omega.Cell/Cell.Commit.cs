@@ -44,6 +44,8 @@ public sealed partial class Cell
         }
         // Node stripes, then the sequencer; publication outside it (Cell.Striped.cs).
         if (_stripes is not null) return CommitStriped(tx);
+        // Node stripes and task partitions, no commit lock (Cell.Concurrent.cs).
+        if (_cstripes is not null) return CommitConcurrent(tx);
         // Through the commit combiner (Cell.Combiner.cs): the same CommitLocked, run by whichever thread holds the lock.
         return CommitCombined(tx);
     }
@@ -205,7 +207,7 @@ public sealed partial class Cell
                         int idx = _touched[t];
                         _slots[idx].Publish(newVersion, _live[idx]);
                     }
-                    Volatile.Write(ref _version, newVersion);
+                    Volatile.Write(ref _vw.Published, newVersion);
                 }
                 FlushFeed(newVersion, published: true);
                 resultVersion = newVersion;

@@ -66,14 +66,14 @@ public sealed partial class Cell
             foreach (var d in _domainLosses)
                 if (string.Equals(d.Domain, domain, StringComparison.Ordinal)) { confirmation = d; return DomainLossStatus.AlreadyConfirmed; }
             if (!HasLiveNodeInDomain(domain)) return DomainLossStatus.UnknownDomain;
-            long v = _version + 1;
+            long v = _vw.Published + 1;
             confirmation = new DomainLossConfirmation(domain, author, reason, _time.GetUtcNow(), v);
             var next = new DomainLossConfirmation[_domainLosses.Length + 1];
             _domainLosses.CopyTo(next, 0);
             next[^1] = confirmation;
             Volatile.Write(ref _domainLosses, next);
             // A version of its own (no node changes at it): the durable watermark then tells when the record is safe.
-            Volatile.Write(ref _version, v);
+            Volatile.Write(ref _vw.Published, v);
             JournalDomainLoss(CellRecordKind.DomainLossConfirmed, domain, author, reason, confirmation.At);
             return DomainLossStatus.Recorded;
         }
@@ -96,9 +96,9 @@ public sealed partial class Cell
             var next = new DomainLossConfirmation[_domainLosses.Length - 1];
             Array.Copy(_domainLosses, 0, next, 0, at);
             Array.Copy(_domainLosses, at + 1, next, at, next.Length - at);
-            version = _version + 1;
+            version = _vw.Published + 1;
             Volatile.Write(ref _domainLosses, next);
-            Volatile.Write(ref _version, version);
+            Volatile.Write(ref _vw.Published, version);
             JournalDomainLoss(CellRecordKind.DomainLossWithdrawn, domain, author, reason, _time.GetUtcNow());
             return DomainLossStatus.Recorded;
         }
@@ -142,12 +142,12 @@ public sealed partial class Cell
     private void JournalDomainLoss(CellRecordKind kind, string domain, string author, string reason, DateTimeOffset at)
     {
         if (_journal is null) return;
-        var w = BeginRecord(kind, _version);
+        var w = BeginRecord(kind, _vw.Published);
         w.String(domain);
         w.String(author);
         w.String(reason);
         w.I64(at.UtcTicks);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     /// <summary>Recovery: installs the confirmations a restorer found (before the cell is shared).</summary>

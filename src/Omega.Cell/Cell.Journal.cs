@@ -209,7 +209,7 @@ public sealed partial class Cell
     {
         if (_journal is null) return;
         ref NodeLive live = ref _live[index];
-        var w = BeginRecord(kind, _version);
+        var w = BeginRecord(kind, _vw.Published);
         w.I32(index);
         w.U8((byte)live.Status);
         w.I64(live.Version);
@@ -217,30 +217,30 @@ public sealed partial class Cell
         w.I32(n);
         for (int i = 0; i < n; i++) w.Task(released![i].Task);
         w.Spec(live.Spec!);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     private void JournalLease(SchedulerId id)
     {
         if (_journal is null) return;
         ref LeaseState s = ref _leases[id.Value];
-        var w = BeginRecord(CellRecordKind.Lease, _version);
+        var w = BeginRecord(CellRecordKind.Lease, _vw.Published);
         w.I32(id.Value);
         w.I64(s.Token.Value);
         w.I64(ToWallClock(s.ExpiresAtTimestamp).UtcTicks);
         w.U8(s.Released ? (byte)1 : (byte)0);
         w.String(s.Name);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     private void JournalQuota(int tenant)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.Quota, _version);
+        var w = BeginRecord(CellRecordKind.Quota, _vw.Published);
         w.I32(tenant);
         var q = _tenantQuota[tenant];
         w.U8(q.HasValue ? (byte)1 : (byte)0);
         w.Resources(q ?? default);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 }

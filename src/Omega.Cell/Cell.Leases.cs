@@ -41,7 +41,7 @@ public sealed partial class Cell
             s.ExpiresAtTimestamp = now + TicksFor(duration);
             s.Released = false;
             // A token change is a state change, so it gets a cell version (durability records it in version order).
-            Volatile.Write(ref _version, _version + 1);
+            Volatile.Write(ref _vw.Published, _vw.Published + 1);
             JournalLease(id);
             return new LeaseResult(LeaseStatus.Granted, new SchedulerLease(id, name, s.Token, ToWallClock(s.ExpiresAtTimestamp)), default);
         }

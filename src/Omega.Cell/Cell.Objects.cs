@@ -76,11 +76,11 @@ public sealed partial class Cell
             _objects.TryGetValue(key, out var existing);
             var check = CheckExpected(existing, expectedVersion);
             if (check != ObjectWriteStatus.Written) return check;
-            long v = _version + 1;
+            long v = _vw.Published + 1;
             created = existing?.Created ?? v;
             _objects[key] = new StoredObject(key, copy, v, created);
             // A version of its own (no node changes at it): the durable watermark then tells when the record is safe.
-            Volatile.Write(ref _version, v);
+            Volatile.Write(ref _vw.Published, v);
             version = v;
             if (_journal is not null)
             {
@@ -106,9 +106,9 @@ public sealed partial class Cell
             if (existing is null) return ObjectWriteStatus.NotFound;
             var check = CheckExpected(existing, expectedVersion);
             if (check != ObjectWriteStatus.Written) return check;
-            long v = _version + 1;
+            long v = _vw.Published + 1;
             _objects.Remove(key);
-            Volatile.Write(ref _version, v);
+            Volatile.Write(ref _vw.Published, v);
             version = v;
             if (_journal is not null)
             {

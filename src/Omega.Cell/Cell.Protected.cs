@@ -37,7 +37,7 @@ public sealed partial class Cell
         {
             if ((uint)tenant.Value >= (uint)_tenantCount) return TenantOpStatus.UnknownTenant;
             ApplyGuarantee(tenant.Value, guaranteed is { IsZero: true } ? null : guaranteed);
-            Volatile.Write(ref _version, _version + 1);
+            Volatile.Write(ref _vw.Published, _vw.Published + 1);
             JournalGuarantee(tenant.Value);
             return TenantOpStatus.Ok;
         }
@@ -132,12 +132,12 @@ public sealed partial class Cell
     private void JournalGuarantee(int tenant)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.TenantGuarantee, _version);
+        var w = BeginRecord(CellRecordKind.TenantGuarantee, _vw.Published);
         w.I32(tenant);
         var g = _tenantGuarantee[tenant];
         w.U8(g.HasValue ? (byte)1 : (byte)0);
         w.Resources(g ?? default);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     /// <summary>Audit part: the incremental aggregates equal a recomputation.</summary>

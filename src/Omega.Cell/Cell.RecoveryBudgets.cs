@@ -127,8 +127,8 @@ public sealed partial class Cell
             if (capacity is { } cap && at >= 0 && _budgets[at].Capacity == cap && _budgets[at].MinPriority == minPriority) return RecoveryBudgetOpStatus.Unchanged;
             if (capacity is not null && at < 0 && _budgets.Length >= MaxRecoveryBudgets) return RecoveryBudgetOpStatus.TooMany;
             ApplyBudget(region, capacity, minPriority);
-            version = _version + 1;
-            Volatile.Write(ref _version, version);
+            version = _vw.Published + 1;
+            Volatile.Write(ref _vw.Published, version);
             JournalBudget(region, capacity, minPriority);
             return RecoveryBudgetOpStatus.Ok;
         }
@@ -151,15 +151,15 @@ public sealed partial class Cell
             if (clear ? !has : has && string.Equals(old, region, StringComparison.Ordinal)) return RecoveryBudgetOpStatus.Unchanged;
             if (!clear && !has && _homes.Count >= MaxFailoverHomes) return RecoveryBudgetOpStatus.TooMany;
             ApplyHome(groupKey, keyShift, clear ? null : region);
-            version = _version + 1;
-            Volatile.Write(ref _version, version);
+            version = _vw.Published + 1;
+            Volatile.Write(ref _vw.Published, version);
             if (_journal is not null)
             {
-                var w = BeginRecord(CellRecordKind.FailoverHome, _version);
+                var w = BeginRecord(CellRecordKind.FailoverHome, _vw.Published);
                 w.I64(groupKey);
                 w.U8(keyShift);
                 w.String(clear ? "" : region!);
-                EndRecord(_version);
+                EndRecord(_vw.Published);
             }
             return RecoveryBudgetOpStatus.Ok;
         }
@@ -307,12 +307,12 @@ public sealed partial class Cell
     private void JournalBudget(string region, ResourceVector? capacity, int minPriority)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.RecoveryBudget, _version);
+        var w = BeginRecord(CellRecordKind.RecoveryBudget, _vw.Published);
         w.String(region);
         w.U8(capacity.HasValue ? (byte)1 : (byte)0);
         w.Resources(capacity ?? default);
         w.I32(minPriority);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     /// <summary>Recovery: installs the budgets and homes a restorer found (before the cell is shared).</summary>

@@ -191,10 +191,10 @@ public sealed partial class Cell
     private void JournalReservationReleased(TaskId task, ReservationReleaseReason reason)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.ReservationReleased, _version);
+        var w = BeginRecord(CellRecordKind.ReservationReleased, _vw.Published);
         w.Task(task);
         w.U8((byte)reason);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 
     /// <summary>Recovery: installs restored reservations (their expiries converted from wall clock) before derived state is rebuilt.</summary>

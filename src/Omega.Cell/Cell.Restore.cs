@@ -145,7 +145,7 @@ public sealed partial class Cell
             for (int t = 0; t < _tenantCount; t++) PublishTenant(t);
             Volatile.Write(ref _nodeCount, nodes.Length);
             RebuildProtectedState();
-            Volatile.Write(ref _version, version);
+            Volatile.Write(ref _vw.Published, version);
             Volatile.Write(ref _journalSeq, sequence);
         }
     }

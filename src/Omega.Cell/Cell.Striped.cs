@@ -120,11 +120,27 @@ public sealed partial class Cell
     // The entry of every operation other than the striped commit and release: the commit lock, then no publication in
     // flight. Reentrant: inside the striped sequencer (this thread holds the lock with _deferring set) it does not wait,
     // since this thread's own publication starts only after it leaves the lock.
-    private Lock.Scope Serial()
+    //
+    // On the concurrent path (Cell.Concurrent.cs) it also takes every node stripe, which excludes every concurrent commit
+    // and release, and folds their per-stripe shards into the exact fields; its exit releases the stripes, then the lock.
+    private SerialScope Serial()
     {
-        var scope = _lock.EnterScope();
-        if (!_deferring && Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
-        return scope;
+        _lock.Enter();
+        if (_cstripes is not null) EnterSerialConcurrent();
+        else if (!_deferring && Volatile.Read(ref _doneVersion) < _assignedVersion) DrainPublications();
+        return new SerialScope(this);
+    }
+
+    private void ExitSerial()
+    {
+        if (_cstripes is not null) ExitSerialConcurrent();
+        _lock.Exit();
+    }
+
+    /// <summary>The scope of <see cref="Serial"/>: disposing it leaves the serial section.</summary>
+    private readonly ref struct SerialScope(Cell cell)
+    {
+        public void Dispose() => cell.ExitSerial();
     }
 
     // Caller holds _lock, so no new publication can be assigned; the ones in flight need no lock to finish.
@@ -136,7 +152,7 @@ public sealed partial class Cell
     }
 
     // The version the sequencer works at: the last assigned, or the cell version if a drained operation moved past it.
-    private long SequencedVersion => _deferring ? Math.Max(_assignedVersion, Volatile.Read(ref _version)) : _version;
+    private long SequencedVersion => _deferring ? Math.Max(_assignedVersion, Volatile.Read(ref _vw.Published)) : _vw.Published;
 
     // Caller holds _lock with _deferring set: version v (= SequencedVersion + 1) is now taken by this publication.
     private void AssignDeferred(long v)
@@ -318,7 +334,7 @@ public sealed partial class Cell
             var spin = new SpinWait();
             while (Volatile.Read(ref _doneVersion) != v - 1) spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): the wait is one publication long
         }
-        Volatile.Write(ref _version, v);
+        Volatile.Write(ref _vw.Published, v);
         var listeners = w.Listeners;
         if (listeners is not null && w.FeedCount > 0)
         {

@@ -95,7 +95,7 @@ public sealed partial class Cell
             _tenantByName.Add(name, new TenantId(t));
             // A new tenant is a state change with its own cell version, like a lease grant: a server acknowledges the
             // creation once that version is durable, through the same watermark as commits.
-            Volatile.Write(ref _version, _version + 1);
+            Volatile.Write(ref _vw.Published, _vw.Published + 1);
             Volatile.Write(ref _tenantCount, t + 1);
             JournalTenant(t);
             id = new TenantId(t);
@@ -136,12 +136,12 @@ public sealed partial class Cell
     private void JournalTenant(int t)
     {
         if (_journal is null) return;
-        var w = BeginRecord(CellRecordKind.TenantCreated, _version);
+        var w = BeginRecord(CellRecordKind.TenantCreated, _vw.Published);
         w.I32(t);
         w.String(_tenantNames[t]);
         var q = _tenantQuota[t];
         w.U8(q.HasValue ? (byte)1 : (byte)0);
         w.Resources(q ?? default);
-        EndRecord(_version);
+        EndRecord(_vw.Published);
     }
 }

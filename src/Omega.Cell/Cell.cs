@@ -14,7 +14,10 @@ namespace Omega.Cells;
 /// of migrating with every lock hand-off (docs/commit-protocol.md, "The commit combiner"). With
 /// <see cref="CommitPath.Striped"/> the commit lock stays the sequencer of every check, version and journal record, and the
 /// publication to readers (binding lists, ring entries, the cell version, the feed) happens after it under per-node stripe
-/// locks, in version order (Cell.Striped.cs).</para>
+/// locks, in version order (Cell.Striped.cs). With <see cref="CommitPath.Concurrent"/> a plain commit or release takes no
+/// commit lock at all: it checks and applies under its nodes' stripe locks and its tasks' partitions of the task index,
+/// and the cell version is a watermark over finished versions (Cell.Concurrent.cs); everything else runs under the commit
+/// lock and every stripe.</para>
 /// <para>The cell owns no threads and no timers. It is thread-safe.</para>
 /// </remarks>
 public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
@@ -26,7 +29,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Published state (readers): the node table, the node count and the cell version. Written in that order.
     private NodeSlot[] _slots;
     private int _nodeCount;
-    private long _version;
+    // The cell version (Published), and on the concurrent path the last version handed out (Next): written by every change,
+    // so kept on lines of their own, away from the read-mostly fields every commit reads (Cell.Concurrent.cs).
+    private readonly VersionWords _vw = new();
 
     // Writer-private state, guarded by _lock.
     private NodeLive[] _live;
@@ -34,7 +39,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     // Task -> node of its live binding. The binding itself lives only in that node's NodeBindings (issue 15: keeping the
     // whole Allocation here as well cost ~100 bytes per binding, about 1 GB at 10M bindings). An open-addressed table, not
     // a Dictionary (issue 14): one cache line per lookup inside the commit lock instead of a bucket and an entry (TaskTable.cs).
-    private readonly TaskTable _taskNode = new();
+    private readonly TaskIndex _taskNode;
     private NodeBindings?[] _bindingsOnNode;             // the array is replaced on growth (Volatile); readers copy lock-free
     private ResourceVector[] _tenantUsage = new ResourceVector[16];
     private ResourceVector?[] _tenantQuota = new ResourceVector?[16];
@@ -66,6 +71,8 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         _prefetch = _options.PrefetchOutsideLock;
         _preEncode = _options.EncodeJournalOutsideLock;
         _stripes = CreateStripes(_options);
+        _taskNode = new TaskIndex(partitioned: _options.CommitPath == CommitPath.Concurrent);
+        InitConcurrent();
         InitTenants();
     }
 
@@ -73,7 +80,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     public string Name => _options.Name;
 
     /// <summary>The current cell version: it grows by one with every change that is applied.</summary>
-    public long Version => Volatile.Read(ref _version);
+    public long Version => Volatile.Read(ref _vw.Published);
 
     /// <summary>The number of node ids handed out (removed nodes included).</summary>
     public int NodeCount => Volatile.Read(ref _nodeCount);
@@ -88,7 +95,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         // Order matters: the version first, then the table and count. The writer publishes the table and count before a
         // version that needs them, so whatever we read here covers the version we read.
-        long v = Volatile.Read(ref _version);
+        long v = Volatile.Read(ref _vw.Published);
         var slots = Volatile.Read(ref _slots);
         int n = Volatile.Read(ref _nodeCount);
         return new CellSnapshot(slots, n, v);
@@ -113,10 +120,10 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             ref NodeLive live = ref _live[index];
             live = new NodeLive { Spec = spec, Status = status, Version = 1 };
             if (status == NodeStatus.Schedulable) SchedulableChanged(in live, joining: true);
-            long v = _version + 1;
+            long v = _vw.Published + 1;
             _slots[index].Publish(v, live);
             Volatile.Write(ref _nodeCount, index + 1);
-            Volatile.Write(ref _version, v);
+            Volatile.Write(ref _vw.Published, v);
             JournalNode(CellRecordKind.NodeAdded, index, null);
             return NodeOpStatus.Ok;
         }
@@ -220,7 +227,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             live.Version++;
             _nodeByName.Remove(live.Spec!.Name);
             PublishSingle(id.Value);
-            FlushFeed(_version, published: true);
+            FlushFeed(_vw.Published, published: true);
             JournalNode(CellRecordKind.NodeRemoved, id.Value, released);
             return NodeOpStatus.Ok;
         }
@@ -243,6 +250,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             finally { _lock.Exit(); }
         }
         if (_stripes is not null) return ReleaseStriped(task, expectedGeneration);
+        if (_cstripes is not null) return ReleaseConcurrent(task, expectedGeneration);
         return ReleaseCombined(task, expectedGeneration);
     }
 
@@ -254,7 +262,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         RemoveBinding(a);
         FeedBinding(BindingChange.Unbound, a);
         PublishSingle(a.Node.Value);
-        FlushFeed(_version, published: true); // striped path: delivered by the caller's publication instead
+        FlushFeed(_vw.Published, published: true); // striped path: delivered by the caller's publication instead
         JournalRelease(task);
         return _counters.Count(ReleaseStatus.Released);
     }
@@ -279,10 +287,18 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
         return false;
     }
 
-    /// <summary>The number of live bindings.</summary>
+    /// <summary>
+    /// The number of live bindings. On <see cref="CommitPath.Concurrent"/> it is read without the commit lock (the sum of
+    /// the task partitions' counts, each exact; while commits are in flight the sum may count part of one), so a poller
+    /// does not stop every committer; exact whenever no commit or release is in flight.
+    /// </summary>
     public int AllocationCount
     {
-        get { using (Serial()) return _taskNode.Count; }
+        get
+        {
+            if (_cstripes is not null) return _taskNode.Count;
+            using (Serial()) return _taskNode.Count;
+        }
     }
 
     // Caller holds _lock (or restores single-threaded).
@@ -355,6 +371,7 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
     {
         // Count before array: the count is written after the array that holds the tenant (CreateTenant, EnsureTenant).
         if ((uint)tenant.Value >= (uint)Volatile.Read(ref _tenantCount)) return (default, null);
+        if (_cstripes is not null) return ReadTenantConcurrent(tenant.Value); // plus the per-stripe shards (Cell.Concurrent.cs)
         return Volatile.Read(ref _tenantPublished)[tenant.Value].Read();
     }
 
@@ -497,9 +514,9 @@ public sealed partial class Cell : ICellView, ICellCommitter, IDisposable
             _work!.AddTouched(index);
             return;
         }
-        long v = _version + 1;
+        long v = _vw.Published + 1;
         _slots[index].Publish(v, _live[index]);
-        Volatile.Write(ref _version, v);
+        Volatile.Write(ref _vw.Published, v);
     }
 
     private void AddBinding(in Allocation a)

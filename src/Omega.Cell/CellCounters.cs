@@ -22,9 +22,9 @@ public sealed class CellCounters : IDisposable
     {
         _meter = CreateMeter(MeterName, cellName, meterFactory);
         var cellTag = new KeyValuePair<string, object?>("cell", cellName);
-        _meter.CreateObservableCounter("omega.cell.claims", () => Observe(_claims, Enum.GetNames<ClaimStatus>(), cellTag), "{claim}", "Claims by outcome code");
-        _meter.CreateObservableCounter("omega.cell.transactions", () => Observe(_transactions, Enum.GetNames<TransactionStatus>(), cellTag), "{transaction}", "Transactions by outcome code");
-        _meter.CreateObservableCounter("omega.cell.releases", () => Observe(_releases, Enum.GetNames<ReleaseStatus>(), cellTag), "{release}", "Releases by outcome code");
+        _meter.CreateObservableCounter("omega.cell.claims", () => Observe(0, Enum.GetNames<ClaimStatus>(), cellTag), "{claim}", "Claims by outcome code");
+        _meter.CreateObservableCounter("omega.cell.transactions", () => Observe(1, Enum.GetNames<TransactionStatus>(), cellTag), "{transaction}", "Transactions by outcome code");
+        _meter.CreateObservableCounter("omega.cell.releases", () => Observe(2, Enum.GetNames<ReleaseStatus>(), cellTag), "{release}", "Releases by outcome code");
         _meter.CreateObservableCounter("omega.cell.idempotent_replays", () => new Measurement<long>(Volatile.Read(ref _replays), cellTag), "{transaction}", "Retries answered from the idempotency index");
     }
 
@@ -40,13 +40,69 @@ public sealed class CellCounters : IDisposable
     }
 
     /// <summary>The number of claims that ended with <paramref name="status"/>.</summary>
-    public long Claims(ClaimStatus status) => Volatile.Read(ref _claims[(int)status]);
+    public long Claims(ClaimStatus status) => Sum(0, (int)status);
 
     /// <summary>The number of transactions that ended with <paramref name="status"/>.</summary>
-    public long Transactions(TransactionStatus status) => Volatile.Read(ref _transactions[(int)status]);
+    public long Transactions(TransactionStatus status) => Sum(1, (int)status);
 
     /// <summary>The number of releases that ended with <paramref name="status"/>.</summary>
-    public long Releases(ReleaseStatus status) => Volatile.Read(ref _releases[(int)status]);
+    public long Releases(ReleaseStatus status) => Sum(2, (int)status);
+
+    // The concurrent commit path (CommitPath.Concurrent) counts into per-stripe shards, so that no counter line is written
+    // by every commit of every core: each shard is written only by the holder of its stripe (a plain increment), and
+    // readers add the shards to the base arrays (each count exact, the sum not one instant's).
+    private Shard[]? _shards;
+
+    /// <summary>One stripe's counts: written only by the holder of that stripe.</summary>
+    internal sealed class Shard
+    {
+        public readonly long[] Claims = new long[Enum.GetValues<ClaimStatus>().Length];
+        public readonly long[] Transactions = new long[Enum.GetValues<TransactionStatus>().Length];
+        public readonly long[] Releases = new long[Enum.GetValues<ReleaseStatus>().Length];
+        public long Direct;   // commits and releases this shard's stripe answered without the commit lock
+        // Keeps the next shard's arrays off this one's last line (shards are allocated one after the other).
+        private readonly long[] _pad = new long[8];
+
+        public TransactionStatus Count(TransactionStatus s)
+        {
+            Transactions[(int)s]++;
+            return s;
+        }
+
+        public ReleaseStatus Count(ReleaseStatus s)
+        {
+            Releases[(int)s]++;
+            return s;
+        }
+    }
+
+    /// <summary>Creates <paramref name="n"/> shards (once, by the cell's constructor).</summary>
+    internal Shard[] CreateShards(int n)
+    {
+        var shards = new Shard[n];
+        for (int i = 0; i < n; i++) shards[i] = new Shard();
+        _shards = shards;
+        return shards;
+    }
+
+    /// <summary>Concurrent path: the commits and releases answered without the commit lock (summed over the shards).</summary>
+    internal long DirectCount()
+    {
+        long n = 0;
+        if (_shards is { } shards)
+            foreach (var s in shards) n += Volatile.Read(ref s.Direct);
+        return n;
+    }
+
+    private long Sum(int kind, int code)
+    {
+        long n = Volatile.Read(ref Base(kind)[code]);
+        if (_shards is { } shards)
+            foreach (var s in shards) n += Volatile.Read(ref (kind == 0 ? s.Claims : kind == 1 ? s.Transactions : s.Releases)[code]);
+        return n;
+    }
+
+    private long[] Base(int kind) => kind == 0 ? _claims : kind == 1 ? _transactions : _releases;
 
     /// <summary>The number of retries answered from the idempotency index.</summary>
     public long IdempotentReplays => Volatile.Read(ref _replays);
@@ -67,10 +123,10 @@ public sealed class CellCounters : IDisposable
 
     internal void CountReplay() => _replays++;
 
-    private static IEnumerable<Measurement<long>> Observe(long[] counts, string[] names, KeyValuePair<string, object?> cellTag)
+    private IEnumerable<Measurement<long>> Observe(int kind, string[] names, KeyValuePair<string, object?> cellTag)
     {
-        for (int i = 0; i < counts.Length; i++)
-            yield return new Measurement<long>(Volatile.Read(ref counts[i]), cellTag, new KeyValuePair<string, object?>("code", names[i]));
+        for (int i = 0; i < Base(kind).Length; i++)
+            yield return new Measurement<long>(Sum(kind, i), cellTag, new KeyValuePair<string, object?>("code", names[i]));
     }
 
     /// <inheritdoc />

@@ -56,6 +56,9 @@ public sealed class CellOptions
     /// (perf-reports/2026-12-06-commit-scaling); combining stays selectable for machines with more cores.
     /// <see cref="CommitPath.Striped"/>: node stripe locks around a short sequencer, with publication outside it (issue 14;
     /// docs/commit-protocol.md, "The node-striped commit path"); not the default until a quiet run says it is better.
+    /// <see cref="CommitPath.Concurrent"/>: eligible commits and releases run without the commit lock, under node stripes
+    /// and task-index partitions, with a published-prefix version watermark (docs/commit-protocol.md, "Round 12: the
+    /// concurrent path"); opt-in, for in-memory cells.
     /// </summary>
     public CommitPath CommitPath { get; set; } = CommitPath.Lock;
 
@@ -110,4 +113,18 @@ public enum CommitPath
     /// with recovery budgets, run as on <see cref="Lock"/>. Results, versions and the journal are those of some serial order.
     /// </summary>
     Striped = 3,
+
+    /// <summary>
+    /// Concurrent (issue 14, round 12): a plain commit or release runs without the commit lock. It takes the stripe locks
+    /// of its nodes (64 stripes) and the locks of its tasks' partitions of the task index (64 partitions), decides every
+    /// claim, then applies the accepted ones at a version of its own, publishes its nodes' ring entries and advances the
+    /// published cell version over every consecutive finished version (a watermark no committer waits on while holding
+    /// a lock). Tenant usage, schedulable allocation and outcome counters are kept in per-stripe shards. Eligible: an
+    /// in-memory cell (no journal) with no binding listeners, reservations, recovery budgets or capacity guarantees, and
+    /// transactions of at most 64 plain Bind claims without victims, anti-affinity or idempotency key, charged to tenants
+    /// without a quota. Everything else, and every other operation, runs as on <see cref="Lock"/> after taking the commit
+    /// lock and every stripe. Results are those of some serial order (docs/commit-protocol.md, "Round 12: the concurrent
+    /// path").
+    /// </summary>
+    Concurrent = 4,
 }

@@ -37,6 +37,9 @@ internal sealed class TaskTable
     /// <summary>The number of tasks in the table.</summary>
     public int Count => _count;
 
+    /// <summary>The number of tasks, read by any thread without the table's lock (exact once its writer is done).</summary>
+    public int VolatileCount => Volatile.Read(ref _count);
+
     // The smallest power of two (≥ 16) that holds `capacity` entries at 5/8 load.
     private static int LengthFor(int capacity)
     {
@@ -254,6 +257,161 @@ internal sealed class TaskTable
             while (++_i < items.Length)
                 if (items[_i].NodePlusOne != 0) return true;
             return false;
+        }
+    }
+}
+
+/// <summary>
+/// The cell's task index as the commit paths use it: one <see cref="TaskTable"/> on every path but
+/// <see cref="CommitPath.Concurrent"/>, where it is split into <see cref="Partitions"/> tables by a hash of the task, each
+/// with its own lock, so that transactions on different tasks check and record task uniqueness without the commit lock
+/// (Cell.Concurrent.cs). With one partition every call is the single table's own probe sequence behind one predictable
+/// branch, so the other paths keep their lookup cost.
+/// </summary>
+internal sealed class TaskIndex
+{
+    /// <summary>The number of partitions on the concurrent path: one bit each of a ulong mask.</summary>
+    public const int Partitions = 64;
+
+    private readonly TaskTable _single;       // partition 0 (the only one unless partitioned)
+    private readonly TaskTable[]? _parts;     // null: not partitioned
+    private readonly Lock[]? _gates;
+    // Keeps the padding between the partition locks alive (see the constructor).
+    private readonly byte[][]? _padding;
+
+    /// <summary>One table, or <see cref="Partitions"/> tables with a lock each.</summary>
+    public TaskIndex(bool partitioned)
+    {
+        if (!partitioned)
+        {
+            _single = new TaskTable();
+            return;
+        }
+        _parts = new TaskTable[Partitions];
+        _gates = new Lock[Partitions];
+        _padding = new byte[Partitions][];
+        for (int i = 0; i < Partitions; i++)
+        {
+            // Allocated in sequence, each lock followed by its table and a line of padding, so no two partition locks
+            // share a cache line (a lock word written by one core must not invalidate another partition's).
+            _gates[i] = new Lock();
+            _padding[i] = new byte[64];
+            _parts[i] = new TaskTable();
+        }
+        _single = _parts[0];
+    }
+
+    /// <summary>True when split into partitions with locks.</summary>
+    public bool Partitioned => _parts is not null;
+
+    /// <summary>
+    /// The partition of <paramref name="task"/>: the high bits of a mix of (job, index / 4), so the four consecutive
+    /// indexes that share a line of a table (TaskTable's home groups) share a partition, while two workers that use the
+    /// same job numbers with different indexes land apart. The tables use the low bits of a different mix, so a
+    /// partition's entries still spread over its whole table.
+    /// </summary>
+    public static int PartitionOf(TaskId task)
+    {
+        ulong h = ((ulong)task.Job.Value * 0xD6E8FEB86659FD93UL) ^ ((uint)(task.Index >> 2) * 0x9E3779B97F4A7C15UL);
+        h ^= h >> 31;
+        h *= 0x94D049BB133111EBUL;
+        return (int)(h >> 58);
+    }
+
+    private TaskTable Of(TaskId task) => _parts is null ? _single : _parts[PartitionOf(task)];
+
+    /// <summary>Concurrent path: the table of partition <paramref name="p"/> (its lock held, or under Serial()).</summary>
+    public TaskTable Part(int p) => _parts![p];
+
+    /// <summary>Concurrent path: takes the locks of the partitions in <paramref name="mask"/>, in ascending bit order.</summary>
+    public void Enter(ulong mask)
+    {
+        var gates = _gates!;
+        for (ulong m = mask; m != 0; m &= m - 1) gates[System.Numerics.BitOperations.TrailingZeroCount(m)].Enter();
+    }
+
+    /// <summary>Concurrent path: releases the locks of the partitions in <paramref name="mask"/>.</summary>
+    public void Exit(ulong mask)
+    {
+        var gates = _gates!;
+        for (ulong m = mask; m != 0; m &= m - 1) gates[System.Numerics.BitOperations.TrailingZeroCount(m)].Exit();
+    }
+
+    /// <summary>The number of tasks. Partitioned: the sum of the partitions' counts, each exact, read without their locks.</summary>
+    public int Count
+    {
+        get
+        {
+            if (_parts is null) return _single.Count;
+            int n = 0;
+            for (int i = 0; i < _parts.Length; i++) n += _parts[i].VolatileCount;
+            return n;
+        }
+    }
+
+    /// <inheritdoc cref="TaskTable.Touch"/>
+    public int Touch(TaskId task) => Of(task).Touch(task);
+
+    /// <inheritdoc cref="TaskTable.ContainsKey"/>
+    public bool ContainsKey(TaskId task) => Of(task).ContainsKey(task);
+
+    /// <inheritdoc cref="TaskTable.TryGetValue"/>
+    public bool TryGetValue(TaskId task, out NodeId node) => Of(task).TryGetValue(task, out node);
+
+    /// <inheritdoc cref="TaskTable.TryAdd"/>
+    public bool TryAdd(TaskId task, NodeId node) => Of(task).TryAdd(task, node);
+
+    /// <summary>Adds or replaces <paramref name="task"/>'s entry.</summary>
+    public NodeId this[TaskId task]
+    {
+        set => Of(task)[task] = value;
+    }
+
+    /// <inheritdoc cref="TaskTable.Exchange"/>
+    public int Exchange(TaskId task, NodeId node) => Of(task).Exchange(task, node);
+
+    /// <inheritdoc cref="TaskTable.Remove(TaskId)"/>
+    public bool Remove(TaskId task) => Of(task).Remove(task);
+
+    /// <inheritdoc cref="TaskTable.Remove(TaskId, out NodeId)"/>
+    public bool Remove(TaskId task, out NodeId node) => Of(task).Remove(task, out node);
+
+    /// <summary>Sizes the index for about <paramref name="capacity"/> tasks.</summary>
+    public void EnsureCapacity(int capacity)
+    {
+        if (_parts is null) { _single.EnsureCapacity(capacity); return; }
+        foreach (var p in _parts) p.EnsureCapacity(capacity / Partitions + 16);
+    }
+
+    /// <summary>Enumerates every entry of every partition (audits; O(index)). Do not change the index while enumerating.</summary>
+    public Enumerator GetEnumerator() => new(this);
+
+    /// <summary>An allocation-free enumerator over the partitions' entries.</summary>
+    public struct Enumerator
+    {
+        private readonly TaskIndex _index;
+        private int _part;
+        private TaskTable.Enumerator _inner;
+
+        internal Enumerator(TaskIndex index)
+        {
+            _index = index;
+            _part = 0;
+            _inner = index._parts is null ? index._single.GetEnumerator() : index._parts[0].GetEnumerator();
+        }
+
+        /// <summary>The current entry.</summary>
+        public readonly KeyValuePair<TaskId, NodeId> Current => _inner.Current;
+
+        /// <summary>Moves to the next entry.</summary>
+        public bool MoveNext()
+        {
+            while (true)
+            {
+                if (_inner.MoveNext()) return true;
+                if (_index._parts is null || ++_part >= _index._parts.Length) return false;
+                _inner = _index._parts[_part].GetEnumerator();
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ public sealed class ConcurrencyTests(ITestOutputHelper output)
     [Theory]
     [InlineData(null)]
     [InlineData(CommitPath.Striped)] // issue 14: the node-striped path publishes outside the commit lock
+    [InlineData(CommitPath.Concurrent)] // issue 14 round 12: checks outside the commit lock
     public void Concurrent_writers_never_overcommit_never_double_bind_never_apply_a_stale_token_and_readers_never_see_half_a_gang(CommitPath? path)
     {
         int baseSeed = Environment.TickCount & 0x7fffffff;

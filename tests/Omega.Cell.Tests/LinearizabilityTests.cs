@@ -139,6 +139,7 @@ public sealed class LinearizabilityTests(ITestOutputHelper output)
     [Theory]
     [InlineData(null)]
     [InlineData(CommitPath.Striped)] // issue 14: the node-striped path
+    [InlineData(CommitPath.Concurrent)] // issue 14 round 12: the concurrent path
     public void Concurrent_commits_releases_and_snapshot_reads_are_linearizable(CommitPath? path)
     {
         var initial = Gen.Select(Gen.Int[2, 3], Gen.Int[2, 4], (nodes, cores) => (new Actual(nodes, cores * 1000, path), new Model(nodes, cores * 1000)));

@@ -109,6 +109,7 @@ public sealed class ModelBasedTests(ITestOutputHelper output)
     [Theory]
     [InlineData(null)]
     [InlineData(CommitPath.Striped)] // issue 14: the node-striped path must give the same results and state
+    [InlineData(CommitPath.Concurrent)] // issue 14 round 12: the lock-free-checks path
     public void Random_operation_sequences_give_the_same_results_and_state_as_a_sequential_model(CommitPath? path)
     {
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
