@@ -29,11 +29,14 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         int seed = Environment.TickCount & 0x7fffffff;
         output.WriteLine($"seed {seed}, {threads} threads (thread i uses new Random(seed + i)); rerun with this seed to reproduce the schedule of choices");
         var run = Run(seed, threads, Buggify.None, stopAtFirst: false);
-        output.WriteLine($"{run.Steps} steps, {run.Applied} claims applied, {run.Released} released, {run.Combined.Requests} requests in {run.Combined.Batches} combine rounds");
+        output.WriteLine($"{run.Steps} steps ({run.ExtraSteps} beyond the planned ones, to see combining), {run.Applied} claims applied, {run.Released} released, "
+            + $"{run.Combined.Requests} requests in {run.Combined.Batches} combine rounds, {run.Seconds:0.0} s");
         Assert.True(run.Failures.Count == 0, $"seed {seed}, {threads} threads: {run.Failures.Count} violations, first: {string.Join(" | ", run.Failures.Take(3))}");
         Assert.True(run.Applied > 0 && run.Released > 0, $"seed {seed}: the run did no work");
-        // The combining path itself was exercised: some round answered more than one thread's request.
-        Assert.True(run.Combined.Requests > run.Combined.Batches, $"seed {seed}: no combine round answered two requests");
+        // The combining path itself was exercised: some round answered more than one thread's request (the run keeps
+        // stepping, every step checked, until it saw MinCombinedExtra such requests or its time cap; see Run).
+        Assert.True(run.Combined.Requests > run.Combined.Batches,
+            $"seed {seed}: no combine round answered two requests ({run.Combined.Requests} requests in {run.Combined.Batches} rounds over {run.Steps} steps, {run.Seconds:0.0} s)");
     }
 
     /// <summary>The same per-step invariants on the default plain-lock path (issue 14 moved its dispatch ahead of the combiner's).</summary>
@@ -452,7 +455,22 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         output.WriteLine($"caught after {run.Steps} steps: {run.Failures.First()}");
     }
 
-    private sealed record RunResult(List<string> Failures, long Steps, long Applied, long Released, (long Batches, long Requests) Combined);
+    private sealed record RunResult(List<string> Failures, long Steps, long Applied, long Released, (long Batches, long Requests) Combined, long ExtraSteps, double Seconds);
+
+    // On a combining path the run is not over until combine rounds answered at least this many requests beyond one per
+    // round (requests − rounds), or ExtendCap has passed since the start: the planned steps alone can run without a
+    // single overlap when the machine is loaded (CI: 17,191 requests in 17,191 rounds at 2 threads), and then the
+    // per-step checks never saw a combiner answer another thread's request. More than one, so a run that happened to
+    // overlap once still goes on to exercise hand-over a few times.
+    private const long MinCombinedExtra = 8;
+    private static readonly TimeSpan ExtendCap = TimeSpan.FromSeconds(20);
+
+    // On a combining path the binding feed pauses (Thread.Sleep(1), under the commit lock: the combining path delivers it
+    // inside the combine round) at every PauseEvery-th completed version: a combiner descheduled mid-round, as happens on
+    // an oversubscribed machine. The other threads run meanwhile and queue their requests, which the combiner's next
+    // round takes, so combining is exercised even when the threads would otherwise take turns on one core. Like the
+    // journal's slow append, it widens windows only; every check is the same.
+    private const int PauseEvery = 128;
 
     private static RunResult Run(int seed, int threads, Buggify broken, bool stopAtFirst, CommitPath path = CommitPath.CombiningAlwaysQueued)
     {
@@ -460,7 +478,8 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         var time = new FakeTimeProvider();
         var journal = new OrderCheckingJournal();
         using var cell = new Cell(new CellOptions { Time = time, Buggify = broken, IdempotencyRetention = 100_000, CommitPath = path }, journal);
-        var feed = new OrderCheckingFeed();
+        bool combining = path is CommitPath.Combining or CommitPath.CombiningAlwaysQueued;
+        var feed = new OrderCheckingFeed(combining ? PauseEvery : 0);
         cell.AddBindingListener(feed);
         for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");
         Assert.Equal(TenantOpStatus.Ok, cell.SetTenantQuota(new TenantId(1), TenantOneQuota));
@@ -468,9 +487,23 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
 
         var failures = new ConcurrentQueue<string>();
         var shadow = new long[PoolTasks];          // the generation of the task's live binding as its binder recorded it; 0 = free
-        long steps = 0, applied = 0, released = 0;
+        long steps = 0, applied = 0, released = 0, extraSteps = 0;
         int stop = 0;
+        int settled = combining ? 0 : 1;    // 1 once the run may end after the planned steps (see MinCombinedExtra)
         using var start = new Barrier(threads);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        // Past its planned steps a thread keeps stepping (every step checked as before) until the run is settled: enough
+        // combined requests seen, or the cap reached. Looked at every 64 steps (CombinerStats takes the commit lock).
+        bool Settled(int step)
+        {
+            if (Volatile.Read(ref settled) == 1) return true;
+            if ((step - stepsPerThread) % 64 != 0) return false;
+            var (batches, requests) = cell.CombinerStats;
+            if (requests - batches < MinCombinedExtra && clock.Elapsed < ExtendCap) return false;
+            Volatile.Write(ref settled, 1);
+            return true;
+        }
 
         void Fail(string message)
         {
@@ -488,8 +521,9 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
             ulong keys = 0;
             long seen = 0;      // the highest cell version this thread has seen (its own results, its snapshots)
             start.SignalAndWait();
-            for (int step = 0; step < stepsPerThread && Volatile.Read(ref stop) == 0; step++)
+            for (int step = 0; Volatile.Read(ref stop) == 0 && (step < stepsPerThread || !Settled(step)); step++)
             {
+                if (step >= stepsPerThread) Interlocked.Increment(ref extraSteps);
                 string at = $"thread {w} step {step}";
                 int dice = rng.Next(100);
                 long covered = 0;   // the cell version a journal record must cover before JournalSequence does
@@ -610,7 +644,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         foreach (var p in cell.Audit()) failures.Enqueue($"final audit: {p}");
         foreach (var p in journal.Problems) failures.Enqueue($"journal: {p}");
         foreach (var p in feed.Problems) failures.Enqueue($"binding feed: {p}");
-        return new RunResult([.. failures], steps, applied, released, cell.CombinerStats);
+        return new RunResult([.. failures], steps, applied, released, cell.CombinerStats, extraSteps, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Checks that records arrive with consecutive sequences and non-decreasing cell versions (journal order = version order).</summary>
@@ -643,10 +677,13 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Checks that binding changes are reported in version order.</summary>
-    private sealed class OrderCheckingFeed : IBindingListener
+    /// <summary>
+    /// Checks that binding changes are reported in version order; with <paramref name="pauseEvery"/> &gt; 0 it sleeps for
+    /// a millisecond at every pauseEvery-th completed version (a descheduled combiner; see <see cref="PauseEvery"/>).
+    /// </summary>
+    private sealed class OrderCheckingFeed(int pauseEvery = 0) : IBindingListener
     {
-        private long _last;
+        private long _last, _completed;
 
         public ConcurrentQueue<string> Problems { get; } = new();
 
@@ -658,6 +695,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
 
         public void OnVersionComplete(long version)
         {
+            if (pauseEvery > 0 && Interlocked.Increment(ref _completed) % pauseEvery == 0) Thread.Sleep(1);
         }
     }
 

@@ -393,8 +393,9 @@ internal static class RegionLossDrill
             await AuditAsync(client, lostNodes, regionCheckFrom, violations, quotaAudit, cancel).ConfigureAwait(false);
             audits++;
             await load.SampleAsync(client, clock.Elapsed.TotalSeconds, cancel).ConfigureAwait(false);
-            // Bounded control-plane load (issue 13), from the shipped eviction rate and the objective.
-            var (loadViolations, loadLine) = new LoadBounds(o.AgentsPerRegion, new Omega.Server.ServerOptions().EvictionsPerSecond, o.ObjectiveSeconds).Check(load.Samples, ci);
+            // Bounded control-plane load (issue 13), from the shipped eviction rate, the objective and the shipped retry policy.
+            var (loadViolations, loadLine) = new LoadBounds(o.AgentsPerRegion, new Omega.Server.ServerOptions().EvictionsPerSecond, o.ObjectiveSeconds,
+                WastedPerSecond: LoadBounds.ShippedWastedPerSecond()).Check(load.Samples, ci);
             foreach (var v in loadViolations) if (!violations.Contains(v)) violations.Add(v);
             var (_, liveness) = await client.InspectAsync(InspectTarget.Liveness, 2, cancel).ConfigureAwait(false);
             var recoveredInto = new HashSet<string>(critical.Where(c => c.RecoveredIn.Length > 0).Select(c => c.RecoveredIn), StringComparer.Ordinal);
@@ -770,8 +771,18 @@ internal sealed class LoadSampler
     {
         long commits = 0, wasted = 0, evictions = 0, rateLimited = 0;
         double age = 0;
+        Dictionary<string, long>? rejected = null;
         foreach (var l in lines)
         {
+            // "claims STATUS=N": why claims were refused (every status but Applied), so a bound exceeded names its cause.
+            const string Cl = "claims ";
+            if (l.StartsWith(Cl, StringComparison.Ordinal) && l.IndexOf('=') is int ce and > 0
+                && long.TryParse(l.AsSpan(ce + 1), NumberStyles.None, CultureInfo.InvariantCulture, out long cn))
+            {
+                string status = l[Cl.Length..ce];
+                if (status != "Applied") (rejected ??= new(StringComparer.Ordinal))[status] = cn;
+                continue;
+            }
             // "transactions STATUS=N": Committed and PartiallyCommitted bound something; every other status bound nothing.
             const string Tx = "transactions ";
             if (l.StartsWith(Tx, StringComparison.Ordinal) && l.IndexOf('=') is int at and > 0
@@ -798,7 +809,7 @@ internal sealed class LoadSampler
                 }
             }
         }
-        return new LoadSample(t, commits, wasted, evictions, rateLimited, age);
+        return new LoadSample(t, commits, wasted, evictions, rateLimited, age, rejected);
     }
 
     public string Summary(CultureInfo ci)
