@@ -66,6 +66,10 @@ internal static class EngineThroughput
         stop.Set();
         foreach (var w in workers) w.Join();
 
+        // The concurrent path serves an eligible call directly; a serial fallback here would mean the case measures
+        // something else (the bench cell has no journal, listener, quota, key or reservation, so there should be none).
+        if (commitPath == CommitPath.Concurrent && fixture.Cell.ConcurrentPathStats is { Serial: > 0 } stats)
+            Console.Error.WriteLine($"warning: {stats.Serial} of {stats.Direct + stats.Serial} calls took the concurrent path's serial fallback");
         var problems = fixture.Cell.Audit();
         if (problems.Count > 0) throw new InvalidOperationException($"cell invariants broken after the run: {problems[0]}");
         return RunResult.From(counts, elapsed, claimsPerTx, rejected.Sum(), applied);

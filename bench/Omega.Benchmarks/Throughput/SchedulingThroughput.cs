@@ -49,13 +49,14 @@ internal static class SchedulingThroughput
         public double BlockedPerTx { get; init; }
     }
 
-    private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline] [--striped]";
+    private const string Usage = "sched [--reps R] [--nodes N] [--jobs J] [--tasks T] [--prefill U] [--seed S] [--no-baseline] [--striped] [--concurrent] [--only 'NAME|NAME']";
 
     public static int Run(string[] args)
     {
         int reps = 5, nodes = 10_000, jobs = 12_000, tasks = 16, seed = 1;
         double prefill = 0.5;
-        bool baseline = true, striped = false;
+        bool baseline = true, striped = false, concurrent = false;
+        string[]? only = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -69,6 +70,9 @@ internal static class SchedulingThroughput
                 case "--seed": seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--no-baseline": baseline = false; break;
                 case "--striped": striped = true; break; // issue 14: add the CommitPath.Striped configs
+                case "--concurrent": concurrent = true; break; // issue 14 round 12: add the CommitPath.Concurrent configs
+                // Keep only the configs whose name is one of these exactly ('|'-separated), e.g. "Incremental+Fine|Incremental+Fine,concurrent".
+                case "--only": only = Next().Split('|', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}; usage: {Usage}");
                     return 2;
@@ -104,6 +108,16 @@ internal static class SchedulingThroughput
             configs.Add(new("Incremental+Coarse,striped", 4, CommitMode.Incremental, ConflictDetection.Coarse, Path: CommitPath.Striped));
             configs.Add(new("AllOrNothing+Fine,striped", 4, CommitMode.AllOrNothing, ConflictDetection.Fine, Path: CommitPath.Striped));
         }
+        if (concurrent)
+        {
+            // The concurrent commit path (issue 14, round 12) beside the default path's configs of the same process.
+            configs.Add(new("Incremental+Fine,concurrent", 1, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Concurrent));
+            configs.Add(new("Incremental+Fine,concurrent", 2, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Concurrent));
+            configs.Add(new("Incremental+Fine,concurrent", 4, CommitMode.Incremental, ConflictDetection.Fine, Path: CommitPath.Concurrent));
+            configs.Add(new("Incremental+Coarse,concurrent", 4, CommitMode.Incremental, ConflictDetection.Coarse, Path: CommitPath.Concurrent));
+            configs.Add(new("AllOrNothing+Fine,concurrent", 4, CommitMode.AllOrNothing, ConflictDetection.Fine, Path: CommitPath.Concurrent));
+        }
+        if (only is not null) configs.RemoveAll(c => Array.IndexOf(only, c.Name) < 0);
         var results = configs.ToDictionary(c => c, _ => new List<Rep>());
         using var faster = baseline ? new FasterBaseline() : null;
         var rmw = new List<double>[] { [], [] };
@@ -233,6 +247,8 @@ internal static class SchedulingThroughput
         double wall = 0, deciding = 0, committing = 0, other = 0, idle = 0;
         foreach (var t in times) { wall += t.WallSeconds; deciding += t.DecidingSeconds; committing += t.CommittingSeconds; other += t.OtherSeconds; idle += t.IdleSeconds; }
         engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        if (c.Path == CommitPath.Concurrent && cell.ConcurrentPathStats is { Serial: > 0 } stats)
+            Console.Error.WriteLine($"warning: {c.Name} {c.Workers}W: {stats.Serial} of {stats.Direct + stats.Serial} cell calls took the concurrent path's serial fallback");
 
         long parked = 0;
         for (int j = 0; j < jobs; j++)

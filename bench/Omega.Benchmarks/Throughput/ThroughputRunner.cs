@@ -26,13 +26,14 @@ internal static class ThroughputRunner
     private readonly record struct Rep(int Index, RunResult Result, double OthersCores, double StealCores, double WaitedSeconds);
 
     private const string Usage =
-        "throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S] [--quiet-threshold CORES] [--max-wait SECONDS] [--no-baseline] [--striped]";
+        "throughput [--seconds N] [--reps R] [--nodes N] [--utilization U] [--seed S] [--quiet-threshold CORES] [--max-wait SECONDS] [--no-baseline] [--striped] [--concurrent] [--only 'NAME|NAME']";
 
     public static int Run(string[] args)
     {
         double seconds = 3, utilization = 0.5, quietThreshold = 0.3, maxWait = 10;
         int reps = 5, nodes = BenchCell.DefaultNodeCount, seed = 1;
-        bool baseline = true, striped = false;
+        bool baseline = true, striped = false, concurrent = false;
+        string[]? only = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -47,6 +48,10 @@ internal static class ThroughputRunner
                 case "--max-wait": maxWait = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--no-baseline": baseline = false; break; // for engine-only sweeps (e.g. of --utilization)
                 case "--striped": striped = true; break;        // issue 14: CommitPath.Striped beside the plain lock path
+                case "--concurrent": concurrent = true; break;  // issue 14 round 12: CommitPath.Concurrent beside the plain lock path
+                // Keep only the cases whose name ends with one of these ('|'-separated; the FASTER baseline always stays):
+                // short focused runs, e.g. --only "plain lock path|concurrent path" for the lock and concurrent cases (not the no-spin variants).
+                case "--only": only = Next().Split('|', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}; usage: {Usage}");
                     return 2;
@@ -96,8 +101,24 @@ internal static class ThroughputRunner
                 cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases), striped path", "claims", threads,
                     (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s, CommitPath.Striped)));
             }
+            if (concurrent)
+            {
+                // No commit lock for eligible transactions (issue 14, round 12; docs/commit-protocol.md): node stripes, a
+                // partitioned task table and a prefix watermark for the cell version. The bench cell is in-memory, keyless
+                // and quota-free, so every commit and release here is eligible.
+                cases.Add(new Case("engine single-claim Fine (commit+release), concurrent path", "claims", threads,
+                    (d, s) => EngineThroughput.Run(EngineScenario.SingleClaimFine, threads, d, nodes, utilization, s, CommitPath.Concurrent)));
+                cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases), concurrent path", "claims", threads,
+                    (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s, CommitPath.Concurrent)));
+                if (!striped)
+                    cases.Add(new Case("engine 8-claim batch Incremental Fine (commit+8 releases), plain lock path", "claims", threads,
+                        (d, s) => EngineThroughput.Run(EngineScenario.Batch8Fine, threads, d, nodes, utilization, s, CommitPath.Lock)));
+            }
             if (faster is not null) cases.Add(new Case("FASTER RMW baseline", "RMWs", threads, (d, s) => faster.Run(threads, d, s)));
         }
+
+        if (only is not null)
+            cases.RemoveAll(c => c.Unit != "RMWs" && !Array.Exists(only, o => c.Name.EndsWith(o, StringComparison.Ordinal)));
 
         for (int rep = 1; rep <= reps; rep++)
         {
