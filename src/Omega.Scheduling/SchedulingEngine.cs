@@ -415,12 +415,50 @@ public sealed class SchedulingEngine : IAsyncDisposable, IDisposable
     /// <summary>
     /// Re-queues tasks whose bindings were released from outside the engine (their node was declared lost and the
     /// caller already released them in the cell): each goes back to pending and its job is queued again, so the task is
-    /// bound anew at a higher generation. Tasks the engine does not know, or does not hold as bound, are ignored.
+    /// bound anew at a higher generation. Tasks the engine does not know, or does not hold as bound, are ignored, and so
+    /// are tasks whose binding the cell still holds at the generation the engine recorded.
     /// </summary>
+    /// <remarks>
+    /// Why the cell is asked again: a caller decides from what it read earlier, and a worker may have bound and recorded
+    /// the task in between (a controller reads "not bound" from the cell, the worker commits and records the task as bound,
+    /// the controller then finds the job placed and calls this). Re-queuing a live binding sent the task back to pending,
+    /// and every retry met <see cref="ClaimStatus.TaskAlreadyBound"/> until the job was parked (seen in a region drill:
+    /// 10 refusals, one job's <c>MaxAttempts</c>). Checking the cell after the engine's own record closes that: a
+    /// binding released from outside is gone from its node's list before the caller calls here, and one made by a worker
+    /// is in the list (at the recorded generation) before the worker records it. The read is lock-free.
+    /// </remarks>
     public void RequeueReleased(IReadOnlyList<TaskId> tasks)
     {
         ArgumentNullException.ThrowIfNull(tasks);
-        if (tasks.Count > 0) OnPreempted([.. tasks]);
+        if (tasks.Count == 0) return;
+        List<TaskId>? released = null;
+        List<Allocation>? onNode = null;
+        foreach (var t in tasks)
+        {
+            if (!_jobs.TryGetValue(t.Job, out var job) || (uint)t.Index >= (uint)job.TaskCount) continue;
+            NodeId node;
+            long generation;
+            lock (job.Sync)
+            {
+                if (job.PhaseOf(t.Index) != TaskPhase.Bound) continue;
+                node = job.NodeOf(t.Index);
+                generation = job.GenerationOf(t.Index);
+            }
+            if (StillBound(t, node, generation, onNode ??= [])) continue;
+            (released ??= []).Add(t);
+        }
+        if (released is not null) OnPreempted([.. released]);
+    }
+
+    // True when the cell lists the task on the node at exactly the generation the engine recorded (the binding the
+    // engine made is still live). Allocates only on this rare path.
+    private bool StillBound(TaskId task, NodeId node, long generation, List<Allocation> scratch)
+    {
+        scratch.Clear();
+        View.CopyAllocationsOnNode(node, scratch);
+        foreach (var a in scratch)
+            if (a.Task == task) return a.Generation == generation;
+        return false;
     }
 
     /// <summary>Re-queues jobs whose tasks were preempted, with a new job generation.</summary>
