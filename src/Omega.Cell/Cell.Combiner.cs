@@ -63,6 +63,10 @@ public sealed partial class Cell
     // Requests answered in the current combine, kept until the journal batch is appended; reused.
     private CombineRequest[] _combining = new CombineRequest[16];
 
+    // Tests: a request is queued for a combiner right now (the stress harness holds a round open until one is, so that
+    // combining is exercised without sleeping).
+    internal bool HasQueuedRequest => Volatile.Read(ref _pending) is not null;
+
     // Counted under the lock: combine rounds run and the requests they answered (diagnostics; the lone fast path is not counted).
     private long _combineBatches, _combinedRequests;
 

@@ -465,12 +465,15 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
     private const long MinCombinedExtra = 8;
     private static readonly TimeSpan ExtendCap = TimeSpan.FromSeconds(20);
 
-    // On a combining path the binding feed pauses (Thread.Sleep(1), under the commit lock: the combining path delivers it
-    // inside the combine round) at every PauseEvery-th completed version: a combiner descheduled mid-round, as happens on
-    // an oversubscribed machine. The other threads run meanwhile and queue their requests, which the combiner's next
-    // round takes, so combining is exercised even when the threads would otherwise take turns on one core. Like the
-    // journal's slow append, it widens windows only; every check is the same.
+    // On a combining path the binding feed holds the combine round open (it runs under the commit lock, inside the round)
+    // at every PauseEvery-th completed version until another thread's request is queued for a combiner, or at most
+    // PauseLimit: a combiner descheduled mid-round, as happens on an oversubscribed machine. The other threads run
+    // meanwhile and queue their requests, which the combiner's next round takes, so combining is exercised even when the
+    // threads would otherwise take turns on one core. It waits for that condition rather than sleeping, and the limit
+    // keeps a broken combiner (one that never lets a request queue) from stalling the run. Like the journal's slow
+    // append, it widens windows only; every check is the same.
     private const int PauseEvery = 128;
+    private static readonly TimeSpan PauseLimit = TimeSpan.FromMilliseconds(2);
 
     private static RunResult Run(int seed, int threads, Buggify broken, bool stopAtFirst, CommitPath path = CommitPath.CombiningAlwaysQueued)
     {
@@ -480,6 +483,7 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
         using var cell = new Cell(new CellOptions { Time = time, Buggify = broken, IdempotencyRetention = 100_000, CommitPath = path }, journal);
         bool combining = path is CommitPath.Combining or CommitPath.CombiningAlwaysQueued;
         var feed = new OrderCheckingFeed(combining ? PauseEvery : 0);
+        feed.Cell = cell;
         cell.AddBindingListener(feed);
         for (int t = 1; t < 3; t++) cell.CreateTenant($"t{t}");
         Assert.Equal(TenantOpStatus.Ok, cell.SetTenantQuota(new TenantId(1), TenantOneQuota));
@@ -678,14 +682,17 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Checks that binding changes are reported in version order; with <paramref name="pauseEvery"/> &gt; 0 it sleeps for
-    /// a millisecond at every pauseEvery-th completed version (a descheduled combiner; see <see cref="PauseEvery"/>).
+    /// Checks that binding changes are reported in version order; with <paramref name="pauseEvery"/> &gt; 0 it holds every
+    /// pauseEvery-th completed version's round open until a request is queued for a combiner, or for at most
+    /// <see cref="PauseLimit"/> (a descheduled combiner; see <see cref="PauseEvery"/>).
     /// </summary>
     private sealed class OrderCheckingFeed(int pauseEvery = 0) : IBindingListener
     {
         private long _last, _completed;
 
         public ConcurrentQueue<string> Problems { get; } = new();
+
+        public Cell? Cell { get; set; }
 
         public void OnBindingChanged(BindingChange change, in Allocation allocation, long version)
         {
@@ -695,7 +702,10 @@ public sealed class CommitPathStressTests(ITestOutputHelper output)
 
         public void OnVersionComplete(long version)
         {
-            if (pauseEvery > 0 && Interlocked.Increment(ref _completed) % pauseEvery == 0) Thread.Sleep(1);
+            if (pauseEvery <= 0 || Cell is not { } cell || Interlocked.Increment(ref _completed) % pauseEvery != 0) return;
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(PauseLimit.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+            var spin = new SpinWait();
+            while (!cell.HasQueuedRequest && System.Diagnostics.Stopwatch.GetTimestamp() < deadline) spin.SpinOnce(); // yields the core to the threads it waits for
         }
     }
 
